@@ -1,0 +1,45 @@
+// Package backend is the contract between the transaction engine and the
+// stores that hold refs, in the way database/sql/driver is the contract
+// between database/sql and databases.
+//
+// Users do not call this package: they open a backend (backend/mem,
+// backend/redis, backend/zk) and hand it to stm.Open. Drivers implement
+// [Driver]; the conformance suite in backend/backendtest checks that they do.
+//
+// # Roles
+//
+// Every ref lives in one backend. One backend per STM is the coordinator: it
+// holds the clock (points) and the transaction records. A transaction may
+// touch refs in several backends; the coordinator alone decides whether it
+// committed, in one atomic step that draws the commit point and marks the
+// record committed.
+//
+// # Batches
+//
+// Each commit step names every ref of the transaction that lives in this
+// backend at once ([Driver.Read], [Driver.Lock], [Driver.Stage],
+// [Driver.Resolve]), so a server-backed driver runs it in one round trip. A
+// driver that holds the clock and every ref of a transaction may also offer
+// [OnePhase], which commits the whole transaction in one atomic operation
+// (a Redis script, a ZooKeeper Multi).
+//
+// # Errors: definite and unknown
+//
+// Logical outcomes (a conflict, a record that is no longer pending, a ref of
+// another kind) are results, not errors. An error returned by a method that
+// changes state means the outcome is UNKNOWN: the change may or may not have
+// been applied, now or later (a request delayed in the network). The engine
+// never assumes either; it learns the outcome from the transaction record
+// (PROTOCOL.md I7). A driver returns an error wrapping [ErrNotApplied] only
+// when it is certain nothing was or will be applied (the request was never
+// sent, or the server refused it before acting). Every method must be safe to
+// apply twice with the same arguments (go-redis and go-zookeeper retry), and
+// must honour ctx at every round trip.
+//
+// # Change stream
+//
+// [Driver.Subscribe] delivers hints that a ref may have changed. Hints may be
+// late, merged or lost (a Pub/Sub message during a reconnect); the truth is
+// the version history read with [Driver.Versions], and the Trimmed point it
+// reports lets a watcher tell a gap from a quiet ref.
+package backend

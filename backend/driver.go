@@ -1,0 +1,378 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+)
+
+// Errors a driver returns.
+var (
+	// ErrNotApplied marks an error after which the driver is certain that
+	// nothing was applied and nothing will be.
+	ErrNotApplied = errors.New("backend: not applied")
+	// ErrClosed is returned by every method of a closed driver (it wraps
+	// ErrNotApplied: a closed driver sends nothing).
+	ErrClosed = errors.Join(errors.New("backend: closed"), ErrNotApplied)
+	// ErrNotFound: the ref does not exist.
+	ErrNotFound = errors.New("backend: no such ref")
+)
+
+// Kind is the reference type stored under a name: one name holds one kind.
+type Kind string
+
+// Kinds of references.
+const (
+	KindRef     Kind = "ref"
+	KindAtom    Kind = "atom"
+	KindPromise Kind = "promise"
+	KindDelay   Kind = "delay"
+)
+
+// Version is one committed value of a ref; see history.Version.
+type Version = history.Version
+
+// Intent is a write lock on one ref held by a transaction. It lives with the
+// ref's data so that lock, check and stage are one atomic step.
+type Intent struct {
+	Txn   string // the holder's transaction id
+	Coord string // ID() of the coordinator that holds the holder's record
+	// Write is true when the holder will write a new version (Staged tells
+	// whether the value is already staged); false for an Ensure, which
+	// only protects the ref.
+	Write  bool
+	Staged bool
+	Value  []byte // the pending value once staged
+}
+
+// Status of a transaction record.
+type Status int
+
+// Record statuses. Missing is what a lookup of an absent record reports:
+// the engine treats it like Aborted, because a missing record can never
+// become committed (see Driver.PutRecord and Driver.CommitRecord).
+const (
+	Missing Status = iota
+	Pending
+	Committed
+	Aborted
+)
+
+func (s Status) String() string {
+	switch s {
+	case Pending:
+		return "pending"
+	case Committed:
+		return "committed"
+	case Aborted:
+		return "aborted"
+	}
+	return "missing"
+}
+
+// RefAddr names a ref in a backend.
+type RefAddr struct {
+	Backend string // the backend's ID()
+	Name    string
+}
+
+// Record is a transaction record, kept by the coordinator.
+type Record struct {
+	ID     string
+	Status Status
+	// RP is the attempt's read point; Priority the read point of the first
+	// attempt of its Dosync (older wins).
+	RP       clock.Point
+	Priority clock.Point
+	// CP is the commit point once committed.
+	CP clock.Point
+	// Lease is the wall time after which another process may abort a
+	// pending record and roll its intents back.
+	Lease time.Time
+	// Refs are the refs the transaction locks, for recovery.
+	Refs []RefAddr
+	// Created is the wall time the record was written.
+	Created time.Time
+}
+
+// CreateRequest creates a ref if absent.
+type CreateRequest struct {
+	Name       string
+	Kind       Kind
+	Value      []byte // initial value, stored as a version at point 0
+	MinHistory int
+	MaxHistory int
+}
+
+// CreateResult tells whether the call created the ref, and what exists.
+type CreateResult struct {
+	Created bool
+	Kind    Kind // the kind stored under the name (the caller's, if Created)
+}
+
+// ReadRequest reads refs at a point.
+type ReadRequest struct {
+	// RP is the point to read at. Zero asks the driver, which must then be
+	// the coordinator, to read at its current point, atomically with the
+	// reads; the point used is returned.
+	RP    clock.Point
+	Names []string
+}
+
+// ReadItem is what one ref holds as seen at a point. The fields are read
+// in one atomic step, so an intent and the versions agree.
+type ReadItem struct {
+	Found bool // false: no such ref
+	Kind  Kind
+	// Result is history.Found when Version is the newest version at or
+	// before RP; history.Fault when history no longer reaches back to RP.
+	// On a fault the driver has already grown the ref's kept history by
+	// one, up to its MaxHistory.
+	Result  history.Result
+	Version Version
+	// Newest is the newest committed version (equal to Version when
+	// nothing newer exists).
+	Newest Version
+	// Intent is the intent on the ref, if any. The engine decides whether
+	// its pending value is visible at RP by asking the coordinator.
+	Intent *Intent
+}
+
+// ReadResult answers a ReadRequest, in the order of its Names.
+type ReadResult struct {
+	RP    clock.Point
+	Items []ReadItem
+}
+
+// Mode of a ref in a commit.
+type Mode int
+
+// Modes. Check refs (written or ensured) must have no version newer than the
+// read point; Commute refs take the newest value whatever its point.
+const (
+	ModeWrite   Mode = iota // Set/Alter: Check, value known up front
+	ModeEnsure              // Check, no new value
+	ModeCommute             // value computed from the newest version under the lock
+	ModeEnsureCommute
+)
+
+// Check reports whether the mode requires no version newer than the read
+// point.
+func (m Mode) Check() bool { return m != ModeCommute }
+
+// Writes reports whether the mode produces a new version.
+func (m Mode) Writes() bool { return m != ModeEnsure }
+
+// LockItem asks for an intent on one ref.
+type LockItem struct {
+	Name  string
+	Mode  Mode
+	Value []byte // ModeWrite: the value to stage
+}
+
+// LockRequest takes intents on refs of one backend, all or none.
+type LockRequest struct {
+	Txn   string
+	Coord string
+	RP    clock.Point
+	Items []LockItem
+}
+
+// ConflictReason says why a ref blocked a commit.
+type ConflictReason int
+
+// Conflict reasons.
+const (
+	// Newer: a version newer than the read point exists (first committer
+	// wins: the attempt must retry).
+	Newer ConflictReason = iota
+	// Locked: another transaction holds an intent (Intent says which).
+	Locked
+	// Stale: a commute was computed from a version that is no longer the
+	// newest (Newest holds the current one): compute again.
+	Stale
+	// Gone: the ref does not exist.
+	Gone
+)
+
+// Conflict is one ref that blocked a commit step.
+type Conflict struct {
+	Name   string
+	Reason ConflictReason
+	Point  clock.Point // Newer: the newer version's point
+	Intent *Intent     // Locked: the holder's intent
+	Newest Version     // Stale: the newest version
+}
+
+// LockResult answers a LockRequest. When Conflicts is empty every intent is
+// held and Newest holds, in item order, each ref's newest committed version
+// (commute values are computed from it). Otherwise no intent was taken.
+type LockResult struct {
+	Conflicts []Conflict
+	Newest    []Version
+}
+
+// StageItem stages a value into an intent the transaction holds.
+type StageItem struct {
+	Name  string
+	Value []byte
+}
+
+// ResolveRequest rolls a transaction's intents forward (Commit: each staged
+// value becomes a version at CP, histories are trimmed, watchers hinted) or
+// back (the intents are dropped). Refs whose intent is not Txn's are left
+// alone, so the call is idempotent and safe for any helper to make.
+type ResolveRequest struct {
+	Txn    string
+	Commit bool
+	CP     clock.Point
+	Time   time.Time // commit time stamped on new versions
+	Names  []string
+}
+
+// VersionsResult is a ref's whole kept history.
+type VersionsResult struct {
+	Kind     Kind
+	Versions []Version // newest first, never empty
+	// Trimmed is the newest point ever dropped from this history (0 if
+	// none). A watcher that last saw point L missed a version iff
+	// Trimmed > L.
+	Trimmed clock.Point
+	Keep    int // older versions kept beyond the newest
+	Min     int // MinHistory
+	Max     int // MaxHistory
+	Intent  *Intent
+}
+
+// RefInfo describes a ref for listings.
+type RefInfo struct {
+	Name     string
+	Kind     Kind
+	Newest   clock.Point
+	Versions int
+	Size     int // bytes of the newest value
+}
+
+// Subscription delivers change hints for one ref.
+type Subscription interface {
+	// C receives a value after the ref may have changed. It is never
+	// closed; hints may be merged, late or lost.
+	C() <-chan struct{}
+	Close() error
+}
+
+// Driver is what every backend implements.
+type Driver interface {
+	// ID names this backend instance (for example "mem:5f3c..." or
+	// "redis:127.0.0.1:6379/app1"); intents and records refer to backends
+	// by it. Two drivers over the same storage return the same ID.
+	ID() string
+
+	// --- the clock and records: the coordinator's role ---
+
+	// ReadPoint returns the current point: every commit point at or below
+	// it has been drawn, and its record marked committed.
+	ReadPoint(ctx context.Context) (clock.Point, error)
+	// PutRecord creates a pending record, only if no record with its ID
+	// exists (an aborted tombstone included): created is false then.
+	PutRecord(ctx context.Context, r Record) (created bool, err error)
+	// CommitRecord draws a commit point and marks the record committed
+	// with it, in one atomic step, if the record is pending. It returns the
+	// record as it stands after the call: Committed with CP (also when it
+	// already was: idempotent), or Aborted or Missing.
+	CommitRecord(ctx context.Context, id string) (Record, error)
+	// AbortRecord marks a pending record aborted, or writes an aborted
+	// tombstone when none exists, so that no delayed request can later
+	// commit that id. It returns the record as it stands after the call,
+	// which is Committed if the transaction won the race.
+	AbortRecord(ctx context.Context, id string) (Record, error)
+	// Records looks records up; an absent one comes back with Status
+	// Missing and its ID.
+	Records(ctx context.Context, ids []string) ([]Record, error)
+	// ListRecords returns every record, for recovery and inspection.
+	ListRecords(ctx context.Context) ([]Record, error)
+	// DeleteRecord removes a record whose intents are all resolved. Keep
+	// is how long a tombstone (or a one-phase commit record) must still
+	// be kept so delayed duplicates meet it; zero deletes at once. A
+	// later call never extends an expiry already set.
+	DeleteRecord(ctx context.Context, id string, keep time.Duration) error
+
+	// --- refs ---
+
+	// Create creates a ref with its initial value at point 0, if absent.
+	Create(ctx context.Context, req CreateRequest) (CreateResult, error)
+	// Read reads refs at a point, each with its intent, atomically per ref.
+	Read(ctx context.Context, req ReadRequest) (ReadResult, error)
+	// Versions returns a ref's kept history.
+	Versions(ctx context.Context, name string) (VersionsResult, error)
+	// List returns the refs whose names start with prefix, sorted by name.
+	List(ctx context.Context, prefix string) ([]RefInfo, error)
+
+	// --- the general commit path ---
+
+	// Lock takes intents on every item, or none (see LockResult). A ref
+	// whose intent is already Txn's counts as taken (idempotent).
+	Lock(ctx context.Context, req LockRequest) (LockResult, error)
+	// Stage stores values into intents Txn holds. ok is false, and nothing
+	// is staged, if any intent is no longer Txn's.
+	Stage(ctx context.Context, txn string, items []StageItem) (ok bool, err error)
+	// Resolve rolls intents forward or back (see ResolveRequest).
+	Resolve(ctx context.Context, req ResolveRequest) error
+
+	// --- meta: a small map stored beside the value, changed by CAS ---
+
+	// Meta returns a ref's meta (nil if never set) and its version.
+	Meta(ctx context.Context, name string) ([]byte, uint64, error)
+	// SetMeta replaces meta if its version is still expect.
+	SetMeta(ctx context.Context, name string, expect uint64, meta []byte) (ok bool, err error)
+
+	// --- change stream ---
+
+	// Subscribe returns hints of changes to a ref.
+	Subscribe(ctx context.Context, name string) (Subscription, error)
+
+	// Close releases the driver's resources.
+	Close() error
+}
+
+// OnePhaseItem is one ref of a one-phase commit.
+type OnePhaseItem struct {
+	Name  string
+	Mode  Mode
+	Value []byte // the new value (ModeWrite, or a commute computed from Base)
+	// Base is the point of the version a commute value was computed from;
+	// the commit reports Stale if the newest version is no longer it.
+	Base clock.Point
+}
+
+// OnePhaseRequest commits a transaction whose refs all live in the
+// coordinator.
+type OnePhaseRequest struct {
+	Txn   string
+	RP    clock.Point
+	Time  time.Time
+	Items []OnePhaseItem
+}
+
+// OnePhaseResult answers a OnePhaseRequest: Committed with CP, or the
+// conflicts that stopped it (nothing applied), or Aborted when the id was
+// already aborted (a tombstone).
+type OnePhaseResult struct {
+	Status    Status
+	CP        clock.Point
+	Conflicts []Conflict
+}
+
+// OnePhase is the optional fast path of a driver that holds the clock and
+// every ref of a transaction: in ONE atomic operation it checks that no Check
+// ref has a version newer than RP, that no commute's Base is stale, and that
+// no ref carries another transaction's intent; draws CP; appends the versions;
+// trims histories; records the id as committed (so a repeated request returns
+// the same CP and applies nothing, and one that meets an aborted tombstone
+// applies nothing); and hints watchers.
+type OnePhase interface {
+	CommitOnePhase(ctx context.Context, req OnePhaseRequest) (OnePhaseResult, error)
+}

@@ -1,0 +1,635 @@
+package mem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+)
+
+const (
+	refStripes = 64
+	recStripes = 16
+	// sweepEvery is how many record writes to a stripe pass between
+	// sweeps of its expired records.
+	sweepEvery = 1024
+	// onePhaseKeep is how long a one-phase commit's record is kept, so
+	// that a repeated request finds it.
+	onePhaseKeep = time.Minute
+)
+
+// Backend is the embedded backend. Create it with New.
+type Backend struct {
+	id     string
+	clock  atomic.Uint64
+	seed   maphash.Seed
+	refs   [refStripes]refStripe
+	recs   [recStripes]recStripe
+	closed atomic.Bool
+}
+
+type refStripe struct {
+	mu   sync.RWMutex
+	refs map[string]*refState
+	subs map[string]map[*sub]struct{}
+}
+
+type recStripe struct {
+	mu     sync.Mutex
+	recs   map[string]*recEntry
+	writes int
+}
+
+type recEntry struct {
+	rec     backend.Record
+	expires time.Time // zero: kept until deleted
+}
+
+type refState struct {
+	kind     backend.Kind
+	versions []backend.Version // newest first
+	trimmed  clock.Point
+	keep     int
+	min, max int
+	intent   *backend.Intent
+	meta     []byte
+	metaVer  uint64
+}
+
+var (
+	_ backend.Driver   = (*Backend)(nil)
+	_ backend.OnePhase = (*Backend)(nil)
+)
+
+// New returns an empty backend.
+func New() *Backend {
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	b := &Backend{id: "mem:" + hex.EncodeToString(raw[:]), seed: maphash.MakeSeed()}
+	for i := range b.refs {
+		b.refs[i].refs = make(map[string]*refState)
+		b.refs[i].subs = make(map[string]map[*sub]struct{})
+	}
+	for i := range b.recs {
+		b.recs[i].recs = make(map[string]*recEntry)
+	}
+	return b
+}
+
+// ID names this backend instance.
+func (b *Backend) ID() string { return b.id }
+
+// Close makes every later call fail with backend.ErrClosed.
+func (b *Backend) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+func (b *Backend) check(ctx context.Context) error {
+	if b.closed.Load() {
+		return backend.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mem: %w (%w)", err, backend.ErrNotApplied)
+	}
+	return nil
+}
+
+func (b *Backend) refStripe(name string) int {
+	return int(maphash.String(b.seed, name) % refStripes)
+}
+
+func (b *Backend) recStripe(id string) *recStripe {
+	return &b.recs[maphash.String(b.seed, id)%recStripes]
+}
+
+// lockRefs write-locks the stripes of names in ascending order (so that
+// two callers never wait on each other in a cycle) and returns the unlock.
+func (b *Backend) lockRefs(names []string) func() {
+	idx := make([]int, 0, len(names))
+	for _, n := range names {
+		idx = append(idx, b.refStripe(n))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		b.refs[i].mu.Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			b.refs[i].mu.Unlock()
+		}
+	}
+}
+
+func (b *Backend) ref(name string) *refState {
+	return b.refs[b.refStripe(name)].refs[name]
+}
+
+// ReadPoint returns the current point.
+func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
+	if err := b.check(ctx); err != nil {
+		return 0, err
+	}
+	return clock.Point(b.clock.Load()), nil
+}
+
+// Create creates a ref if absent.
+func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backend.CreateResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.CreateResult{}, err
+	}
+	st := &b.refs[b.refStripe(req.Name)]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if r, ok := st.refs[req.Name]; ok {
+		return backend.CreateResult{Kind: r.kind}, nil
+	}
+	st.refs[req.Name] = &refState{
+		kind:     req.Kind,
+		versions: []backend.Version{{Point: 0, Value: slices.Clone(req.Value), Time: time.Now()}},
+		keep:     req.MinHistory,
+		min:      req.MinHistory,
+		max:      req.MaxHistory,
+	}
+	return backend.CreateResult{Created: true, Kind: req.Kind}, nil
+}
+
+// Read reads refs at a point.
+func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.ReadResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.ReadResult{}, err
+	}
+	rp := req.RP
+	if rp == 0 {
+		rp = clock.Point(b.clock.Load())
+	}
+	res := backend.ReadResult{RP: rp, Items: make([]backend.ReadItem, len(req.Names))}
+	for i, name := range req.Names {
+		st := &b.refs[b.refStripe(name)]
+		st.mu.RLock()
+		r := st.refs[name]
+		if r == nil {
+			st.mu.RUnlock()
+			continue
+		}
+		it := backend.ReadItem{Found: true, Kind: r.kind, Newest: r.versions[0]}
+		it.Version, it.Result = history.Pick(r.versions, rp)
+		if r.intent != nil {
+			in := *r.intent
+			it.Intent = &in
+		}
+		st.mu.RUnlock()
+		if it.Result == history.Fault {
+			st.mu.Lock()
+			if r := st.refs[name]; r != nil {
+				r.keep = history.Grow(r.keep, r.max)
+			}
+			st.mu.Unlock()
+		}
+		res.Items[i] = it
+	}
+	return res, nil
+}
+
+// Versions returns a ref's kept history.
+func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.VersionsResult{}, err
+	}
+	st := &b.refs[b.refStripe(name)]
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	r := st.refs[name]
+	if r == nil {
+		return backend.VersionsResult{}, fmt.Errorf("mem: versions of %q: %w", name, backend.ErrNotFound)
+	}
+	res := backend.VersionsResult{
+		Kind:     r.kind,
+		Versions: slices.Clone(r.versions),
+		Trimmed:  r.trimmed,
+		Keep:     r.keep,
+		Min:      r.min,
+		Max:      r.max,
+	}
+	if r.intent != nil {
+		in := *r.intent
+		res.Intent = &in
+	}
+	return res, nil
+}
+
+// List returns the refs whose names start with prefix.
+func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []backend.RefInfo
+	for i := range b.refs {
+		st := &b.refs[i]
+		st.mu.RLock()
+		for name, r := range st.refs {
+			if strings.HasPrefix(name, prefix) {
+				out = append(out, backend.RefInfo{
+					Name: name, Kind: r.kind, Newest: r.versions[0].Point,
+					Versions: len(r.versions), Size: len(r.versions[0].Value),
+				})
+			}
+		}
+		st.mu.RUnlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// foreignIntent reports whether r carries an intent of a transaction other
+// than txn.
+func foreignIntent(r *refState, txn string) bool {
+	return r.intent != nil && r.intent.Txn != txn
+}
+
+// Lock takes intents on every item, or none.
+func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.LockResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.LockResult{}, err
+	}
+	names := make([]string, len(req.Items))
+	for i, it := range req.Items {
+		names[i] = it.Name
+	}
+	unlock := b.lockRefs(names)
+	defer unlock()
+	var res backend.LockResult
+	for _, it := range req.Items {
+		r := b.ref(it.Name)
+		switch {
+		case r == nil:
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Gone})
+		case foreignIntent(r, req.Txn):
+			in := *r.intent
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Locked, Intent: &in})
+		case it.Mode.Check() && r.versions[0].Point > req.RP:
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Newer, Point: r.versions[0].Point})
+		}
+	}
+	if len(res.Conflicts) > 0 {
+		return res, nil
+	}
+	res.Newest = make([]backend.Version, len(req.Items))
+	for i, it := range req.Items {
+		r := b.ref(it.Name)
+		res.Newest[i] = r.versions[0]
+		if r.intent != nil {
+			continue // already ours: a repeated request
+		}
+		in := &backend.Intent{Txn: req.Txn, Coord: req.Coord, Write: it.Mode.Writes()}
+		if it.Mode == backend.ModeWrite {
+			in.Staged, in.Value = true, slices.Clone(it.Value)
+		}
+		r.intent = in
+	}
+	return res, nil
+}
+
+// Stage stores values into intents txn holds.
+func (b *Backend) Stage(ctx context.Context, txn string, items []backend.StageItem) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	names := make([]string, len(items))
+	for i, it := range items {
+		names[i] = it.Name
+	}
+	unlock := b.lockRefs(names)
+	defer unlock()
+	for _, it := range items {
+		r := b.ref(it.Name)
+		if r == nil || r.intent == nil || r.intent.Txn != txn || !r.intent.Write {
+			return false, nil
+		}
+	}
+	for _, it := range items {
+		r := b.ref(it.Name)
+		r.intent.Staged, r.intent.Value = true, slices.Clone(it.Value)
+	}
+	return true, nil
+}
+
+// Resolve rolls txn's intents forward or back.
+func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	unlock := b.lockRefs(req.Names)
+	defer unlock()
+	for _, name := range req.Names {
+		r := b.ref(name)
+		if r == nil || r.intent == nil || r.intent.Txn != req.Txn {
+			continue
+		}
+		in := r.intent
+		r.intent = nil
+		if req.Commit && in.Write && in.Staged {
+			b.appendVersion(name, r, backend.Version{Point: req.CP, Value: in.Value, Txn: req.Txn, Time: req.Time})
+		}
+	}
+	return nil
+}
+
+// appendVersion adds v as the newest version, trims, and hints watchers.
+// The caller holds the ref's stripe lock.
+func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
+	vs := make([]backend.Version, 0, len(r.versions)+1)
+	vs = append(append(vs, v), r.versions...)
+	r.versions, r.trimmed = history.Trim(vs, r.keep, r.trimmed)
+	for s := range b.refs[b.refStripe(name)].subs[name] {
+		s.hint()
+	}
+}
+
+// CommitOnePhase commits a transaction whose refs all live here.
+func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseRequest) (backend.OnePhaseResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.OnePhaseResult{}, err
+	}
+	names := make([]string, len(req.Items))
+	for i, it := range req.Items {
+		names[i] = it.Name
+	}
+	unlock := b.lockRefs(names)
+	defer unlock()
+	rs := b.recStripe(req.Txn)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if e := rs.get(req.Txn); e != nil {
+		return backend.OnePhaseResult{Status: e.rec.Status, CP: e.rec.CP}, nil
+	}
+	var res backend.OnePhaseResult
+	for _, it := range req.Items {
+		r := b.ref(it.Name)
+		switch {
+		case r == nil:
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Gone})
+		case r.intent != nil:
+			in := *r.intent
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Locked, Intent: &in})
+		case it.Mode.Check() && r.versions[0].Point > req.RP:
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Newer, Point: r.versions[0].Point})
+		case !it.Mode.Check() && r.versions[0].Point != it.Base:
+			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Stale, Newest: r.versions[0]})
+		}
+	}
+	if len(res.Conflicts) > 0 {
+		return res, nil
+	}
+	cp := clock.Point(b.clock.Add(1))
+	for _, it := range req.Items {
+		if it.Mode.Writes() {
+			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
+		}
+	}
+	rs.put(&recEntry{
+		rec:     backend.Record{ID: req.Txn, Status: backend.Committed, RP: req.RP, CP: cp, Created: req.Time, Lease: req.Time.Add(onePhaseKeep)},
+		expires: time.Now().Add(onePhaseKeep),
+	})
+	return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
+}
+
+// get returns the live record id. The caller holds s.mu.
+func (s *recStripe) get(id string) *recEntry {
+	e := s.recs[id]
+	if e == nil || (!e.expires.IsZero() && time.Now().After(e.expires)) {
+		return nil
+	}
+	return e
+}
+
+// put stores e and now and then sweeps expired records. The caller holds
+// s.mu.
+func (s *recStripe) put(e *recEntry) {
+	s.recs[e.rec.ID] = e
+	s.writes++
+	if s.writes%sweepEvery != 0 {
+		return
+	}
+	now := time.Now()
+	for id, e := range s.recs {
+		if !e.expires.IsZero() && now.After(e.expires) {
+			delete(s.recs, id)
+		}
+	}
+}
+
+// PutRecord creates a pending record if none exists.
+func (b *Backend) PutRecord(ctx context.Context, r backend.Record) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	rs := b.recStripe(r.ID)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.get(r.ID) != nil {
+		return false, nil
+	}
+	r.Status = backend.Pending
+	r.Refs = slices.Clone(r.Refs)
+	rs.put(&recEntry{rec: r})
+	return true, nil
+}
+
+// CommitRecord draws a commit point and marks a pending record committed.
+func (b *Backend) CommitRecord(ctx context.Context, id string) (backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Record{}, err
+	}
+	rs := b.recStripe(id)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	e := rs.get(id)
+	if e == nil {
+		return backend.Record{ID: id, Status: backend.Missing}, nil
+	}
+	if e.rec.Status == backend.Pending {
+		e.rec.CP = clock.Point(b.clock.Add(1))
+		e.rec.Status = backend.Committed
+	}
+	return cloneRecord(e.rec), nil
+}
+
+// AbortRecord aborts a pending record or writes an aborted tombstone.
+func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Record{}, err
+	}
+	rs := b.recStripe(id)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	e := rs.get(id)
+	if e == nil {
+		now := time.Now()
+		e = &recEntry{rec: backend.Record{ID: id, Status: backend.Aborted, Created: now, Lease: now}}
+		rs.put(e)
+	} else if e.rec.Status == backend.Pending {
+		e.rec.Status = backend.Aborted
+	}
+	return cloneRecord(e.rec), nil
+}
+
+// Records looks records up.
+func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]backend.Record, len(ids))
+	for i, id := range ids {
+		rs := b.recStripe(id)
+		rs.mu.Lock()
+		if e := rs.get(id); e != nil {
+			out[i] = cloneRecord(e.rec)
+		} else {
+			out[i] = backend.Record{ID: id, Status: backend.Missing}
+		}
+		rs.mu.Unlock()
+	}
+	return out, nil
+}
+
+// ListRecords returns every live record, sorted by id.
+func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []backend.Record
+	for i := range b.recs {
+		rs := &b.recs[i]
+		rs.mu.Lock()
+		for id := range rs.recs {
+			if e := rs.get(id); e != nil {
+				out = append(out, cloneRecord(e.rec))
+			}
+		}
+		rs.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// DeleteRecord removes a record now, or after keep.
+func (b *Backend) DeleteRecord(ctx context.Context, id string, keep time.Duration) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	rs := b.recStripe(id)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	e := rs.recs[id]
+	switch {
+	case e == nil:
+	case keep <= 0:
+		delete(rs.recs, id)
+	default:
+		// Never extend an expiry already set: a sweep that meets the
+		// record again must not keep it alive for ever.
+		if at := time.Now().Add(keep); e.expires.IsZero() || at.Before(e.expires) {
+			e.expires = at
+		}
+	}
+	return nil
+}
+
+func cloneRecord(r backend.Record) backend.Record {
+	r.Refs = slices.Clone(r.Refs)
+	return r
+}
+
+// Meta returns a ref's meta and its version.
+func (b *Backend) Meta(ctx context.Context, name string) ([]byte, uint64, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, 0, err
+	}
+	st := &b.refs[b.refStripe(name)]
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	r := st.refs[name]
+	if r == nil {
+		return nil, 0, fmt.Errorf("mem: meta of %q: %w", name, backend.ErrNotFound)
+	}
+	return slices.Clone(r.meta), r.metaVer, nil
+}
+
+// SetMeta replaces meta if its version is still expect.
+func (b *Backend) SetMeta(ctx context.Context, name string, expect uint64, meta []byte) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	st := &b.refs[b.refStripe(name)]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r := st.refs[name]
+	if r == nil {
+		return false, fmt.Errorf("mem: set meta of %q: %w", name, backend.ErrNotFound)
+	}
+	if r.metaVer != expect {
+		return false, nil
+	}
+	r.meta, r.metaVer = slices.Clone(meta), r.metaVer+1
+	return true, nil
+}
+
+// sub is one subscription's hint channel.
+type sub struct {
+	b    *Backend
+	name string
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (s *sub) hint() {
+	select {
+	case s.ch <- struct{}{}:
+	default: // a hint is already waiting: merged
+	}
+}
+
+func (s *sub) C() <-chan struct{} { return s.ch }
+
+func (s *sub) Close() error {
+	s.once.Do(func() {
+		st := &s.b.refs[s.b.refStripe(s.name)]
+		st.mu.Lock()
+		delete(st.subs[s.name], s)
+		if len(st.subs[s.name]) == 0 {
+			delete(st.subs, s.name)
+		}
+		st.mu.Unlock()
+	})
+	return nil
+}
+
+// Subscribe returns hints of changes to a ref. In this backend no hint is
+// ever lost: each version appended sends one (merged with any unread one).
+func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscription, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	s := &sub{b: b, name: name, ch: make(chan struct{}, 1)}
+	st := &b.refs[b.refStripe(name)]
+	st.mu.Lock()
+	if st.subs[name] == nil {
+		st.subs[name] = make(map[*sub]struct{})
+	}
+	st.subs[name][s] = struct{}{}
+	st.mu.Unlock()
+	return s, nil
+}

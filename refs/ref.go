@@ -1,0 +1,303 @@
+package refs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
+)
+
+// Version is one kept value of a ref.
+type Version[T any] struct {
+	Point clock.Point // commit point; 0 for the initial value
+	Value T
+	Txn   string    // the writing transaction's id ("" for the initial value)
+	Time  time.Time // commit time as the committer's clock saw it
+}
+
+// Ref is a handle on a transactional reference holding a T. Handles are
+// cheap; validators and watches belong to the handle (functions are not
+// shared between processes), the value to everyone.
+type Ref[T any] struct {
+	s     *stm.STM
+	drv   backend.Driver
+	name  string
+	key   txn.Key
+	codec Codec
+
+	mu        sync.Mutex
+	validator func(T) error
+	w         *watcher[T]
+}
+
+// New returns a handle on the ref name, creating it with initial if it does
+// not exist. An existing ref is joined, never reset; a name that holds
+// another kind of reference is ErrType.
+func New[T any](ctx context.Context, s *stm.STM, name string, initial T, opts ...Option) (*Ref[T], error) {
+	r, c, err := handle[T](s, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if r.validator != nil {
+		if err := r.validator(initial); err != nil {
+			return nil, fmt.Errorf("refs: new %q: %w: %w", name, ErrValidation, err)
+		}
+	}
+	data, err := r.encode(initial)
+	if err != nil {
+		return nil, fmt.Errorf("refs: new %q: %w", name, err)
+	}
+	min, max := s.HistoryBounds()
+	if c.minHistory != nil {
+		min = *c.minHistory
+	}
+	if c.maxHistory != nil {
+		max = *c.maxHistory
+	}
+	if err := history.Check(min, max); err != nil {
+		return nil, fmt.Errorf("refs: new %q: %w", name, err)
+	}
+	res, err := r.drv.Create(ctx, backend.CreateRequest{Name: name, Kind: backend.KindRef, Value: data, MinHistory: min, MaxHistory: max})
+	if err != nil {
+		return nil, fmt.Errorf("refs: new %q: %w", name, err)
+	}
+	if res.Kind != backend.KindRef {
+		return nil, fmt.Errorf("refs: new %q: %w: it holds a %s", name, ErrType, res.Kind)
+	}
+	return r, nil
+}
+
+// handle checks the arguments shared by every reference type's constructor
+// and builds the handle.
+func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, error) {
+	if s == nil {
+		return nil, nil, fmt.Errorf("%w: nil STM", ErrOption)
+	}
+	if s.Closed() {
+		return nil, nil, stm.ErrClosed
+	}
+	if err := CheckName(name); err != nil {
+		return nil, nil, err
+	}
+	c := &config{codec: Msgpack}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, nil, err
+		}
+	}
+	v, err := validatorFor[T](c)
+	if err != nil {
+		return nil, nil, err
+	}
+	drv := s.Coordinator()
+	if c.on != nil {
+		drv = c.on
+		s.Register(drv)
+	}
+	r := &Ref[T]{s: s, drv: drv, name: name, key: txn.Key{Drv: drv, Name: name}, codec: c.codec, validator: v}
+	return r, c, nil
+}
+
+// Name returns the ref's name.
+func (r *Ref[T]) Name() string { return r.name }
+
+// Backend returns the backend the ref lives in.
+func (r *Ref[T]) Backend() backend.Driver { return r.drv }
+
+func (r *Ref[T]) String() string { return fmt.Sprintf("ref %q on %s", r.name, r.drv.ID()) }
+
+func (r *Ref[T]) encode(v T) ([]byte, error) {
+	data, err := r.codec.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w %T: %w", ErrEncode, v, err)
+	}
+	if len(data) > r.s.MaxValueSize() {
+		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(data), r.s.MaxValueSize())
+	}
+	return data, nil
+}
+
+func (r *Ref[T]) decode(data []byte, at string) (T, error) {
+	var v T
+	if err := r.codec.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("refs: decode %q %s as %T: %w: %w", r.name, at, v, ErrType, err)
+	}
+	return v, nil
+}
+
+// validate returns the commit-time check of a value written through this
+// handle, or nil.
+func (r *Ref[T]) validate() func([]byte) error {
+	r.mu.Lock()
+	f := r.validator
+	r.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return func(data []byte) error {
+		v, err := r.decode(data, "before commit")
+		if err != nil {
+			return err
+		}
+		if err := f(v); err != nil {
+			return fmt.Errorf("refs: %q: %w: %w", r.name, ErrValidation, err)
+		}
+		return nil
+	}
+}
+
+// SetValidator replaces the handle's validator (nil removes it). It applies
+// to values committed from now on.
+func (r *Ref[T]) SetValidator(f func(T) error) {
+	r.mu.Lock()
+	r.validator = f
+	r.mu.Unlock()
+}
+
+// Get returns the ref's value in tx: the transaction's own write, or the
+// newest value committed at or before its read point.
+func (r *Ref[T]) Get(tx *txn.Tx) T {
+	v, err := r.decode(tx.Read(r.key), "in transaction")
+	if err != nil {
+		tx.Abort(err)
+	}
+	return v
+}
+
+// Set sets the ref's value in tx (ref-set).
+func (r *Ref[T]) Set(tx *txn.Tx, v T) {
+	data, err := r.encode(v)
+	if err != nil {
+		tx.Abort(fmt.Errorf("refs: set %q: %w", r.name, err))
+	}
+	tx.Write(r.key, data, r.validate())
+}
+
+// Alter sets the ref to f of its value in tx and returns the new value.
+func (r *Ref[T]) Alter(tx *txn.Tx, f func(T) T) T {
+	v := f(r.Get(tx))
+	r.Set(tx, v)
+	return v
+}
+
+// Commute applies f to the ref's value in tx and returns the result. At
+// commit f runs again on the newest committed value, so a commute never
+// conflicts with another; f must be commutative and free of side effects.
+func (r *Ref[T]) Commute(tx *txn.Tx, f func(T) T) T {
+	out := tx.Commute(r.key, func(old []byte) ([]byte, error) {
+		v, err := r.decode(old, "for commute")
+		if err != nil {
+			return nil, err
+		}
+		data, err := r.encode(f(v))
+		if err != nil {
+			return nil, fmt.Errorf("refs: commute %q: %w", r.name, err)
+		}
+		return data, nil
+	}, r.validate())
+	v, err := r.decode(out, "after commute")
+	if err != nil {
+		tx.Abort(err)
+	}
+	return v
+}
+
+// Ensure protects the ref from other transactions' writes until tx
+// commits, ruling out write skew, and returns its value.
+func (r *Ref[T]) Ensure(tx *txn.Tx) T {
+	v, err := r.decode(tx.Ensure(r.key), "in transaction")
+	if err != nil {
+		tx.Abort(err)
+	}
+	return v
+}
+
+// Deref returns the newest committed value. It never joins a transaction
+// ctx carries: inside a transaction use Get.
+func (r *Ref[T]) Deref(ctx context.Context) (T, error) {
+	var v T
+	err := r.s.Isolated(ctx, func(tx *txn.Tx) error {
+		v = r.Get(tx)
+		return nil
+	})
+	return v, err
+}
+
+// History returns the kept versions, newest first (at least the newest).
+func (r *Ref[T]) History(ctx context.Context) ([]Version[T], error) {
+	vr, err := r.versions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Version[T], 0, len(vr.Versions))
+	for _, v := range vr.Versions {
+		val, err := r.decode(v.Value, fmt.Sprintf("at point %d", v.Point))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Version[T]{Point: v.Point, Value: val, Txn: v.Txn, Time: v.Time})
+	}
+	return out, nil
+}
+
+// At returns the value as of point p: the newest version at or before p.
+// It is ErrHistoryTrimmed when the kept history no longer reaches p, and an
+// error when p is newer than the current point.
+func (r *Ref[T]) At(ctx context.Context, p clock.Point) (T, error) {
+	var zero T
+	now, err := r.s.ReadPoint(ctx)
+	if err != nil {
+		return zero, err
+	}
+	if p > now {
+		return zero, fmt.Errorf("refs: %q at %d: that point is after the current point %d", r.name, p, now)
+	}
+	vr, err := r.versions(ctx)
+	if err != nil {
+		return zero, err
+	}
+	v, res := history.Pick(vr.Versions, p)
+	if res == history.Fault {
+		return zero, fmt.Errorf("refs: %q at %d: %w (oldest kept: %d)", r.name, p, ErrHistoryTrimmed, vr.Versions[len(vr.Versions)-1].Point)
+	}
+	return r.decode(v.Value, fmt.Sprintf("at point %d", v.Point))
+}
+
+// versions reads the ref's kept history after rolling forward a committed
+// transaction whose intent is still on it, so the newest committed value is
+// always there.
+func (r *Ref[T]) versions(ctx context.Context) (backend.VersionsResult, error) {
+	if r.s.Closed() {
+		return backend.VersionsResult{}, stm.ErrClosed
+	}
+	res := r.s.Env().Resolver
+	for tries := 0; ; tries++ {
+		vr, err := r.drv.Versions(ctx, r.name)
+		if err != nil {
+			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
+		}
+		if vr.Kind != backend.KindRef && vr.Kind != "" {
+			return vr, fmt.Errorf("refs: history of %q: %w: it holds a %s", r.name, ErrType, vr.Kind)
+		}
+		if vr.Intent == nil || tries == 3 {
+			return vr, nil
+		}
+		rec, err := res.Record(ctx, vr.Intent)
+		if err != nil {
+			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
+		}
+		if rec.Status != backend.Committed && rec.Status != backend.Missing {
+			return vr, nil
+		}
+		if err := res.Finish(ctx, r.drv, r.name, rec); err != nil && !errors.Is(err, context.Canceled) {
+			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
+		}
+	}
+}

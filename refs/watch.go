@@ -1,0 +1,191 @@
+package refs
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+)
+
+// WatchFn is called after a committed change of a ref, with the value
+// before and after it.
+type WatchFn[T any] func(key string, r *Ref[T], old, new T)
+
+// GapFn is told that a watcher missed the changes committed after point
+// from up to and including point to: history was trimmed past them before
+// the watcher read it. The watch function is then called once with the last
+// value the watcher saw (or T's zero value if it never saw one) as old and
+// the value at to as new.
+type GapFn func(key string, from, to clock.Point)
+
+// WatchOption configures AddWatch.
+type WatchOption func(*watchConfig)
+
+type watchConfig struct {
+	gap GapFn
+}
+
+// OnGap sets the function told about gaps. Without it a gap is logged with
+// log/slog at Warn level: gaps are never silent.
+func OnGap(f GapFn) WatchOption { return func(c *watchConfig) { c.gap = f } }
+
+// WatchPoll is how often a watcher re-reads a ref's history without a hint:
+// the safety net under change hints that a backend may lose.
+var WatchPoll = time.Second
+
+type watch[T any] struct {
+	fn  WatchFn[T]
+	gap GapFn
+}
+
+// watcher follows one handle's ref and calls its watches, on a goroutine
+// of its own, in commit order.
+type watcher[T any] struct {
+	r       *Ref[T]
+	watches map[string]watch[T] // guarded by r.mu
+	since   clock.Point         // the floor when the first watch was added
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// AddWatch calls fn after every change of the ref committed from now on
+// (by any process), once per change, in commit order, with the old and new
+// value. Callbacks run on a goroutine of this handle's own, so a slow one
+// delays only later callbacks of this ref, never commits. A key already
+// watched is replaced.
+func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
+	var c watchConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.w == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		r.w = &watcher[T]{r: r, watches: map[string]watch[T]{}, since: r.floor(), cancel: cancel, done: make(chan struct{})}
+		r.s.OnClose(cancel)
+		go r.w.run(ctx)
+	}
+	r.w.watches[key] = watch[T]{fn: fn, gap: c.gap}
+}
+
+// RemoveWatch removes the watch with key; with none left the handle stops
+// following the ref.
+func (r *Ref[T]) RemoveWatch(key string) {
+	r.mu.Lock()
+	w := r.w
+	if w != nil {
+		delete(w.watches, key)
+		if len(w.watches) == 0 {
+			r.w = nil
+			w.cancel()
+		}
+	}
+	r.mu.Unlock()
+}
+
+func (r *Ref[T]) floor() clock.Point { return clock.Point(r.s.Env().Floor.Load()) }
+
+func (w *watcher[T]) run(ctx context.Context) {
+	defer close(w.done)
+	var sub backend.Subscription
+	var hints <-chan struct{}
+	last, seen, known := w.since, []byte(nil), false
+	first := true
+	tick := time.NewTicker(WatchPoll)
+	defer tick.Stop()
+	for {
+		if sub == nil {
+			if s, err := w.r.drv.Subscribe(ctx, w.r.name); err == nil {
+				sub, hints = s, s.C()
+				defer sub.Close()
+			}
+		}
+		if vr, err := w.r.versions(ctx); err == nil {
+			if first {
+				// The value the watcher starts from: the newest at or
+				// before the point it was added at, if still kept.
+				for _, v := range vr.Versions {
+					if v.Point <= last {
+						seen, known = v.Value, true
+						break
+					}
+				}
+				first = false
+			}
+			last, seen, known = w.deliver(vr, last, seen, known)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-hints:
+		case <-tick.C:
+		}
+	}
+}
+
+// deliver calls the watches for every kept version newer than last, oldest
+// first, announcing a gap where versions were trimmed unseen.
+func (w *watcher[T]) deliver(vr backend.VersionsResult, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
+	var newer []backend.Version
+	for _, v := range vr.Versions {
+		if v.Point > last {
+			newer = append(newer, v)
+		}
+	}
+	if len(newer) == 0 {
+		return last, seen, known
+	}
+	slices.Reverse(newer)
+	for i, v := range newer {
+		gap := !known || (i == 0 && vr.Trimmed > last)
+		w.call(v, seen, gap, last)
+		last, seen, known = v.Point, v.Value, true
+	}
+	return last, seen, known
+}
+
+func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Point) {
+	r := w.r
+	r.mu.Lock()
+	if r.w != w {
+		r.mu.Unlock()
+		return
+	}
+	keys := make([]string, 0, len(w.watches))
+	for k := range w.watches {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ws := make([]watch[T], len(keys))
+	for i, k := range keys {
+		ws[i] = w.watches[k]
+	}
+	r.mu.Unlock()
+
+	nv, err := r.decode(v.Value, "for watch")
+	if err != nil {
+		slog.Warn("epochal: watch skipped a value it cannot decode", "ref", r.name, "point", v.Point, "err", err)
+		return
+	}
+	var ov T
+	if old != nil {
+		if ov, err = r.decode(old, "for watch"); err != nil {
+			gap = true
+		}
+	}
+	for i, wt := range ws {
+		if gap {
+			if wt.gap != nil {
+				wt.gap(keys[i], from, v.Point)
+			} else {
+				slog.Warn("epochal: watch missed changes: history was trimmed before it read them", "ref", r.name, "key", keys[i], "after", from, "upto", v.Point)
+			}
+		}
+		wt.fn(keys[i], r, ov, nv)
+	}
+}

@@ -1,0 +1,152 @@
+package stm
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/txn"
+)
+
+// Defaults.
+const (
+	DefaultMaxRetries    = 10000 // Clojure's
+	DefaultMaxValueSize  = 1 << 20
+	DefaultLease         = 10 * time.Second
+	DefaultSweepInterval = 30 * time.Second
+	DefaultBackoffBase   = 50 * time.Microsecond
+	DefaultBackoffMax    = 50 * time.Millisecond
+	DefaultCommuteRounds = 8
+)
+
+// Option configures Open.
+type Option func(*options) error
+
+type options struct {
+	maxRetries    int
+	maxValueSize  int
+	minHistory    int
+	maxHistory    int
+	lease         time.Duration
+	sweepInterval time.Duration
+	backoffBase   time.Duration
+	backoffMax    time.Duration
+	wall          clock.Wall
+	general       bool
+	faults        txn.Faults
+}
+
+func defaults() options {
+	return options{
+		maxRetries:    DefaultMaxRetries,
+		maxValueSize:  DefaultMaxValueSize,
+		minHistory:    history.DefaultMinHistory,
+		maxHistory:    history.DefaultMaxHistory,
+		lease:         DefaultLease,
+		sweepInterval: DefaultSweepInterval,
+		backoffBase:   DefaultBackoffBase,
+		backoffMax:    DefaultBackoffMax,
+		wall:          clock.System,
+	}
+}
+
+// WithMaxRetries sets how many times a Dosync retries after its first
+// attempt before it returns ErrRetryLimit; 0 means no retry. Default 10,000.
+func WithMaxRetries(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("stm: WithMaxRetries(%d): must be >= 0", n)
+		}
+		o.maxRetries = n
+		return nil
+	}
+}
+
+// WithMaxValueSize sets the largest encoded value a ref may hold; past it
+// writes fail with refs.ErrTooLarge. Default 1 MiB.
+func WithMaxValueSize(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("stm: WithMaxValueSize(%d): must be > 0", n)
+		}
+		o.maxValueSize = n
+		return nil
+	}
+}
+
+// WithMinHistory sets the default MinHistory of refs this STM creates: how
+// many older versions a ref always keeps. Default 0.
+func WithMinHistory(n int) Option {
+	return func(o *options) error { o.minHistory = n; return nil }
+}
+
+// WithMaxHistory sets the default MaxHistory of refs this STM creates: how
+// far read faults may grow a ref's kept history. Default 10.
+func WithMaxHistory(n int) Option {
+	return func(o *options) error { o.maxHistory = n; return nil }
+}
+
+// WithLease sets how long a committing transaction's record and intents are
+// protected: past it, another process may abort it and roll it back. It
+// must exceed the longest commit (not the longest transaction function).
+// Default 10s.
+func WithLease(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("stm: WithLease(%v): must be > 0", d)
+		}
+		o.lease = d
+		return nil
+	}
+}
+
+// WithSweepInterval sets how often the STM recovers records left by dead
+// processes; 0 turns the background sweep off (Recover still works).
+// Default 30s.
+func WithSweepInterval(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("stm: WithSweepInterval(%v): must be >= 0", d)
+		}
+		o.sweepInterval = d
+		return nil
+	}
+}
+
+// WithBackoff sets the first and the largest pause between attempts. Pauses
+// double per retry and are jittered. Defaults 50µs and 50ms.
+func WithBackoff(first, max time.Duration) Option {
+	return func(o *options) error {
+		if first <= 0 || max < first {
+			return fmt.Errorf("stm: WithBackoff(%v, %v): want 0 < first <= max", first, max)
+		}
+		o.backoffBase, o.backoffMax = first, max
+		return nil
+	}
+}
+
+// WithWallClock sets the clock leases are judged by (tests use clock.Fake).
+func WithWallClock(w clock.Wall) Option {
+	return func(o *options) error {
+		if w == nil {
+			return fmt.Errorf("stm: WithWallClock(nil)")
+		}
+		o.wall = w
+		return nil
+	}
+}
+
+// WithGeneralPath makes every commit take the general path (record,
+// intents, roll-forward) even when the coordinator offers a one-phase fast
+// path: for tests and for measuring the difference.
+func WithGeneralPath() Option {
+	return func(o *options) error { o.general = true; return nil }
+}
+
+// WithFaults turns on deliberate protocol bugs. It exists only so tests and
+// jepsen-lite can show that their checkers catch a broken engine; never use
+// it otherwise.
+func WithFaults(f txn.Faults) Option {
+	return func(o *options) error { o.faults = f; return nil }
+}

@@ -1,0 +1,318 @@
+package stm
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/locks"
+	"github.com/epochal/epochal/txn"
+)
+
+// Errors of Dosync and Open.
+var (
+	// ErrRetryLimit: the transaction conflicted more times than
+	// WithMaxRetries allows. It wraps the last conflict.
+	ErrRetryLimit = errors.New("stm: retry limit exceeded")
+	// ErrClosed: the STM was closed.
+	ErrClosed = errors.New("stm: closed")
+	// ErrNilFunc: Dosync was given a nil function.
+	ErrNilFunc = errors.New("stm: nil transaction function")
+	// ErrOutcomeUnknown: see txn.ErrOutcomeUnknown.
+	ErrOutcomeUnknown = txn.ErrOutcomeUnknown
+)
+
+// STM runs transactions against one coordinator backend. It is safe for
+// concurrent use; open one per process and coordinator and share it.
+type STM struct {
+	coord backend.Driver
+	opts  options
+	env   *txn.Env
+	stats txn.Stats
+	floor atomic.Uint64
+
+	mu       sync.RWMutex
+	backends map[string]backend.Driver
+
+	closed atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closes []func()
+	closeM sync.Mutex
+}
+
+// Open returns an STM whose coordinator is coord. It checks that coord
+// answers and recovers what dead processes left behind.
+func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, error) {
+	if coord == nil {
+		return nil, errors.New("stm: Open: nil backend")
+	}
+	o := defaults()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if err := history.Check(o.minHistory, o.maxHistory); err != nil {
+		return nil, fmt.Errorf("stm: Open: %w", err)
+	}
+	s := &STM{coord: coord, opts: o, backends: map[string]backend.Driver{coord.ID(): coord}, stop: make(chan struct{})}
+	s.floor.Store(0)
+	var idPrefix [6]byte
+	_, _ = crand.Read(idPrefix[:])
+	prefix := hex.EncodeToString(idPrefix[:]) + "-"
+	var seq atomic.Uint64
+	s.env = &txn.Env{
+		Coord:  coord,
+		Points: clock.NewBatcher(coord.ReadPoint),
+		Wall:   o.wall,
+		Lease:  o.lease,
+		Resolver: &locks.Resolver{
+			Coord:  coord,
+			Wall:   o.wall,
+			Lookup: s.Backend,
+		},
+		Floor:         &s.floor,
+		NewID:         func() string { return prefix + strconv.FormatUint(seq.Add(1), 36) },
+		Stats:         &s.stats,
+		CommuteRounds: DefaultCommuteRounds,
+		Faults:        o.faults,
+	}
+	if op, ok := coord.(backend.OnePhase); ok && !o.general {
+		s.env.OnePhase = op
+	}
+	rp, err := coord.ReadPoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stm: Open: %w", err)
+	}
+	s.env.Observe(rp)
+	if _, err := s.Recover(ctx); err != nil {
+		return nil, fmt.Errorf("stm: Open: %w", err)
+	}
+	if o.sweepInterval > 0 {
+		s.wg.Add(1)
+		go s.sweeper()
+	}
+	return s, nil
+}
+
+// Close stops the STM's background work (sweeps, watches). Later calls
+// fail with ErrClosed. It does not close the backends.
+func (s *STM) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	s.closeM.Lock()
+	fs := s.closes
+	s.closes = nil
+	s.closeM.Unlock()
+	for _, f := range fs {
+		f()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// Closed reports whether Close was called.
+func (s *STM) Closed() bool { return s.closed.Load() }
+
+// Done is closed when the STM closes, for background work built on it.
+func (s *STM) Done() <-chan struct{} { return s.stop }
+
+// Coordinator returns the backend that holds the clock and records.
+func (s *STM) Coordinator() backend.Driver { return s.coord }
+
+// Register makes another backend known to this STM, so that its refs can
+// join transactions and their intents be recovered. refs.On calls it.
+func (s *STM) Register(b backend.Driver) {
+	s.mu.Lock()
+	s.backends[b.ID()] = b
+	s.mu.Unlock()
+}
+
+// Backend returns the registered backend with the given ID, or nil.
+func (s *STM) Backend(id string) backend.Driver {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.backends[id]
+}
+
+// MaxValueSize is the largest encoded value a ref may hold.
+func (s *STM) MaxValueSize() int { return s.opts.maxValueSize }
+
+// HistoryBounds returns the default MinHistory and MaxHistory of new refs.
+func (s *STM) HistoryBounds() (min, max int) { return s.opts.minHistory, s.opts.maxHistory }
+
+// Env returns the environment transactions of this STM run in, for
+// reference types built on the engine (package refs).
+func (s *STM) Env() *txn.Env { return s.env }
+
+// Stats is a snapshot of the engine's counters.
+type Stats struct {
+	Commits, ReadOnly, Retries, Conflicts, ReadFaults, Yields int64
+	OnePhase, General, Recomputes, Unknown, Helped             int64
+}
+
+// Stats returns the STM's counters so far.
+func (s *STM) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Commits: c.Commits.Load(), ReadOnly: c.ReadOnly.Load(), Retries: c.Retries.Load(),
+		Conflicts: c.Conflicts.Load(), ReadFaults: c.ReadFaults.Load(), Yields: c.Yields.Load(),
+		OnePhase: c.OnePhase.Load(), General: c.General.Load(), Recomputes: c.Recomputes.Load(),
+		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(),
+	}
+}
+
+// OnClose registers f to run when the STM closes.
+func (s *STM) OnClose(f func()) {
+	s.closeM.Lock()
+	defer s.closeM.Unlock()
+	if s.closed.Load() {
+		go f()
+		return
+	}
+	s.closes = append(s.closes, f)
+}
+
+// ReadPoint returns a point at least as new as any this process has seen.
+func (s *STM) ReadPoint(ctx context.Context) (clock.Point, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	p, err := s.env.Points.ReadPoint(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.env.Observe(p)
+	return max(p, clock.Point(s.floor.Load())), nil
+}
+
+// Recover aborts and rolls back the transactions of dead processes whose
+// leases have run out, rolls forward committed ones left half-finished,
+// and deletes their records. It runs at Open and every sweep interval; it
+// returns how many transactions it recovered.
+func (s *STM) Recover(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	n, err := s.env.Resolver.Sweep(ctx)
+	s.stats.Helped.Add(int64(n))
+	return n, err
+}
+
+func (s *STM) sweeper() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.sweepInterval)
+			_, _ = s.Recover(ctx)
+			cancel()
+		}
+	}
+}
+
+// Dosync runs fn in a transaction and commits it, retrying on conflict. fn
+// returning an error aborts the transaction: nothing is written, the error
+// is returned, and fn is not run again. If ctx carries a transaction of
+// this STM started on the same goroutine (tx.Context()), fn joins it.
+func (s *STM) Dosync(ctx context.Context, fn func(tx *txn.Tx) error) error {
+	if outer := txn.FromContext(ctx); outer != nil && fn != nil && outer.Joinable(s.env) {
+		return fn(outer)
+	}
+	return s.run(ctx, fn)
+}
+
+// Isolated runs fn in a transaction of its own, never joining one ctx
+// carries. Deref and other reads outside a transaction use it.
+func (s *STM) Isolated(ctx context.Context, fn func(tx *txn.Tx) error) error {
+	return s.run(ctx, fn)
+}
+
+func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
+	if fn == nil {
+		return ErrNilFunc
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	var prio locks.Priority
+	var prefetch []txn.Key
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tx, err := txn.Begin(ctx, s.env, &prio, prefetch)
+		if err != nil {
+			return err
+		}
+		err = s.attempt(tx, fn)
+		prefetch = tx.Prefetch()
+		tx.End()
+		if err == nil || !txn.IsRetry(err) {
+			return err
+		}
+		s.stats.Retries.Add(1)
+		if attempt >= s.opts.maxRetries {
+			return fmt.Errorf("%w after %d attempts (last: %v)", ErrRetryLimit, attempt+1, err)
+		}
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		if err := s.backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+// attempt runs fn once and commits. The engine's own unwinding panics are
+// turned into errors; a user's panic propagates after the attempt is over.
+func (s *STM) attempt(tx *txn.Tx, fn func(tx *txn.Tx) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if e, ok := txn.Recover(v); ok {
+				err = e
+				return
+			}
+			tx.End()
+			panic(v)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	_, err = tx.Commit()
+	return err
+}
+
+func (s *STM) backoff(ctx context.Context, attempt int) error {
+	d := s.opts.backoffBase << min(attempt, 20)
+	if d > s.opts.backoffMax || d <= 0 {
+		d = s.opts.backoffMax
+	}
+	d = d/2 + rand.N(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,432 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/locks"
+)
+
+const (
+	// lockRounds bounds how often one backend's lock step is repeated after
+	// clearing intents out of the way.
+	lockRounds = 32
+	// minCleanup is the least time given to cleanup after the caller's ctx
+	// has ended.
+	minCleanup = 5 * time.Second
+)
+
+// item is one ref in the commit.
+type item struct {
+	e     *entry
+	mode  backend.Mode
+	value []byte
+	base  backend.Version // commutes: the version the value is computed from
+}
+
+// group is the items of one backend.
+type group struct {
+	drv   backend.Driver
+	items []*item
+	names []string
+}
+
+// Commit publishes the attempt's writes. It returns the commit point (zero
+// for a read-only attempt), a *RetryError when the attempt must run again,
+// or another error that ends the Dosync. User code run at commit time
+// (commute functions, validators) may panic; intents are released first.
+func (tx *Tx) Commit() (clock.Point, error) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.doomed != nil {
+		return 0, tx.doomed
+	}
+	if err := tx.ctx.Err(); err != nil {
+		return 0, err
+	}
+	items, err := tx.plan()
+	if err != nil || len(items) == 0 {
+		if err == nil {
+			tx.env.Stats.ReadOnly.Add(1)
+		}
+		return 0, err
+	}
+	if tx.env.OnePhase != nil && allIn(items, tx.env.Coord.ID()) {
+		return tx.commitOnePhase(items)
+	}
+	return tx.commitGeneral(items)
+}
+
+// plan lists the refs to commit and validates the values known up front.
+func (tx *Tx) plan() ([]*item, error) {
+	var items []*item
+	writes := false
+	for _, e := range tx.order {
+		it := &item{e: e, base: e.newest}
+		switch {
+		case e.written:
+			it.mode, it.value = backend.ModeWrite, e.val
+			if err := validate(e, e.val); err != nil {
+				return nil, err
+			}
+		case e.commuted && e.ensured:
+			it.mode = backend.ModeEnsureCommute
+		case e.commuted:
+			it.mode = backend.ModeCommute
+		case e.ensured:
+			it.mode = backend.ModeEnsure
+		default:
+			continue
+		}
+		writes = writes || it.mode.Writes()
+		items = append(items, it)
+	}
+	if !writes {
+		return nil, nil // ensures alone protect nothing: a read-only attempt
+	}
+	return items, nil
+}
+
+func validate(e *entry, v []byte) error {
+	if e.validate == nil {
+		return nil
+	}
+	return e.validate(v)
+}
+
+func allIn(items []*item, id string) bool {
+	for _, it := range items {
+		if it.e.drv.ID() != id {
+			return false
+		}
+	}
+	return true
+}
+
+// compute sets a commute item's value from its base version, running the
+// transaction's commute functions in order, and validates it.
+func (tx *Tx) compute(it *item) error {
+	if it.mode != backend.ModeCommute && it.mode != backend.ModeEnsureCommute {
+		return nil
+	}
+	if tx.env.Faults.NoCommuteRecompute {
+		it.value = it.e.val
+	} else {
+		v := it.base.Value
+		for _, f := range it.e.commutes {
+			var err error
+			if v, err = f(v); err != nil {
+				return err
+			}
+		}
+		it.value = v
+	}
+	return validate(it.e, it.value)
+}
+
+// cleanupCtx is a ctx for finishing or undoing a commit even when the
+// caller's ctx has ended.
+func (tx *Tx) cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(tx.ctx), max(tx.env.Lease, minCleanup))
+}
+
+func (tx *Tx) rp4check() clock.Point {
+	if tx.env.Faults.SkipReadPointCheck {
+		return ^clock.Point(0)
+	}
+	return tx.rp
+}
+
+// commitOnePhase commits with the coordinator's fast path.
+func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
+	byName := make(map[string]*item, len(items))
+	for _, it := range items {
+		byName[it.e.name] = it
+	}
+	rounds := max(tx.env.CommuteRounds, 1)
+	for round := 0; round < rounds; round++ {
+		req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Time: tx.env.Wall.Now()}
+		for _, it := range items {
+			if err := tx.compute(it); err != nil {
+				return 0, err
+			}
+			oi := backend.OnePhaseItem{Name: it.e.name, Mode: it.mode, Value: it.value, Base: it.base.Point}
+			if tx.env.Faults.NoCommuteRecompute && !oi.Mode.Check() {
+				oi.Mode = backend.ModeWrite // blind write of the stale value
+			}
+			req.Items = append(req.Items, oi)
+		}
+		res, err := tx.env.OnePhase.CommitOnePhase(tx.ctx, req)
+		if err != nil {
+			return tx.learn(err)
+		}
+		switch res.Status {
+		case backend.Committed:
+			tx.env.Stats.OnePhase.Add(1)
+			return tx.committed(res.CP), nil
+		case backend.Aborted:
+			return 0, retryf("transaction %s was aborted", tx.id)
+		}
+		for _, c := range res.Conflicts {
+			switch c.Reason {
+			case backend.Newer:
+				tx.env.Stats.Conflicts.Add(1)
+				return 0, retryf("%q has a version at %d, newer than read point %d", c.Name, c.Point, tx.rp)
+			case backend.Gone:
+				return 0, fmt.Errorf("txn: commit %q: %w", c.Name, backend.ErrNotFound)
+			case backend.Stale:
+				tx.env.Stats.Recomputes.Add(1)
+				byName[c.Name].base = c.Newest
+			case backend.Locked:
+				if err := tx.clear(tx.env.Coord, c); err != nil {
+					return 0, err
+				}
+			}
+		}
+	}
+	return 0, retryf("commute values went stale %d times", rounds)
+}
+
+// clear gets another transaction's intent out of the way, or returns a
+// *RetryError to yield to it.
+func (tx *Tx) clear(drv backend.Driver, c backend.Conflict) error {
+	act, err := tx.env.Resolver.Clear(tx.ctx, drv, c.Name, c.Intent, tx.prio)
+	if err != nil {
+		return fmt.Errorf("txn: commit %q: %w", c.Name, err)
+	}
+	if act == locks.Yield {
+		tx.env.Stats.Yields.Add(1)
+		return retryf("%q is locked by older transaction %s", c.Name, c.Intent.Txn)
+	}
+	tx.env.Stats.Helped.Add(1)
+	return nil
+}
+
+// learn resolves an unknown commit outcome (PROTOCOL.md I7): it aborts the
+// record if the transaction has not committed (writing a tombstone if it has
+// none, so a delayed request cannot commit it later) and reports what the
+// record says. A committed attempt is never run again.
+func (tx *Tx) learn(cause error) (clock.Point, error) {
+	tx.env.Stats.Unknown.Add(1)
+	ctx, cancel := tx.cleanupCtx()
+	defer cancel()
+	rec, err := tx.env.Coord.AbortRecord(ctx, tx.id)
+	if err != nil {
+		return 0, fmt.Errorf("%w: transaction %s: %w (looking up its record: %v)", ErrOutcomeUnknown, tx.id, cause, err)
+	}
+	if rec.Status == backend.Committed {
+		return tx.committed(rec.CP), nil
+	}
+	if err := tx.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return 0, retryf("commit of %s failed and did not apply: %v", tx.id, cause)
+}
+
+func (tx *Tx) committed(cp clock.Point) clock.Point {
+	tx.env.Stats.Commits.Add(1)
+	tx.env.Observe(cp)
+	return cp
+}
+
+// commitGeneral commits through a record, intents and roll-forward.
+func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
+	env := tx.env
+	var groups []*group
+	byID := map[string]*group{}
+	rec := backend.Record{ID: tx.id, RP: tx.rp, Priority: tx.prio.Point, Created: env.Wall.Now()}
+	rec.Lease = rec.Created.Add(env.Lease)
+	for _, it := range items {
+		id := it.e.drv.ID()
+		g := byID[id]
+		if g == nil {
+			g = &group{drv: it.e.drv}
+			byID[id] = g
+			groups = append(groups, g)
+		}
+		g.items = append(g.items, it)
+		g.names = append(g.names, it.e.name)
+		rec.Refs = append(rec.Refs, backend.RefAddr{Backend: id, Name: it.e.name})
+	}
+
+	created, err := env.Coord.PutRecord(tx.ctx, rec)
+	if err != nil {
+		tx.undo(groups)
+		return 0, fmt.Errorf("txn: write record %s: %w", tx.id, err)
+	}
+	if !created {
+		return 0, retryf("record %s exists already", tx.id)
+	}
+	// From here on every way out that has not committed, a panic in a
+	// commute function or validator included, undoes the attempt.
+	settled := false
+	defer func() {
+		if !settled {
+			tx.undo(groups)
+		}
+	}()
+
+	if err := each(groups, tx.lock); err != nil {
+		return 0, err
+	}
+	var stage []*group
+	for _, g := range groups {
+		var commutes bool
+		for _, it := range g.items {
+			if err := tx.compute(it); err != nil {
+				return 0, err
+			}
+			commutes = commutes || (it.mode.Writes() && it.mode != backend.ModeWrite)
+		}
+		if commutes {
+			stage = append(stage, g)
+		}
+	}
+	if err := each(stage, tx.stage); err != nil {
+		return 0, err
+	}
+
+	final, err := env.Coord.CommitRecord(tx.ctx, tx.id)
+	if err != nil {
+		env.Stats.Unknown.Add(1)
+		ctx, cancel := tx.cleanupCtx()
+		final, err = env.Coord.AbortRecord(ctx, tx.id)
+		cancel()
+		if err != nil {
+			settled = true // the outcome is unknown: leave it to the lease
+			return 0, fmt.Errorf("%w: transaction %s: %w", ErrOutcomeUnknown, tx.id, err)
+		}
+	}
+	if final.Status != backend.Committed {
+		return 0, retryf("transaction %s was aborted by another before it committed", tx.id)
+	}
+	settled = true
+	env.Stats.General.Add(1)
+	tx.finish(groups, final)
+	return tx.committed(final.CP), nil
+}
+
+// lock takes intents on one backend's refs, clearing other transactions'
+// intents out of the way.
+func (tx *Tx) lock(g *group) error {
+	req := backend.LockRequest{Txn: tx.id, Coord: tx.env.Coord.ID(), RP: tx.rp4check()}
+	for _, it := range g.items {
+		req.Items = append(req.Items, backend.LockItem{Name: it.e.name, Mode: it.mode, Value: it.value})
+	}
+	for round := 0; round < lockRounds; round++ {
+		res, err := g.drv.Lock(tx.ctx, req)
+		if err != nil {
+			return fmt.Errorf("txn: lock %v: %w", g.names, err)
+		}
+		if len(res.Conflicts) == 0 {
+			for i, it := range g.items {
+				it.base = res.Newest[i]
+			}
+			return nil
+		}
+		for _, c := range res.Conflicts {
+			switch c.Reason {
+			case backend.Newer:
+				tx.env.Stats.Conflicts.Add(1)
+				return retryf("%q has a version at %d, newer than read point %d", c.Name, c.Point, tx.rp)
+			case backend.Gone:
+				return fmt.Errorf("txn: lock %q: %w", c.Name, backend.ErrNotFound)
+			case backend.Locked:
+				if err := tx.clear(g.drv, c); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return retryf("%v stayed locked by others", g.names)
+}
+
+// stage stores one backend's computed commute values into its intents.
+func (tx *Tx) stage(g *group) error {
+	var items []backend.StageItem
+	for _, it := range g.items {
+		if it.mode == backend.ModeCommute || it.mode == backend.ModeEnsureCommute {
+			items = append(items, backend.StageItem{Name: it.e.name, Value: it.value})
+		}
+	}
+	ok, err := g.drv.Stage(tx.ctx, tx.id, items)
+	if err != nil {
+		return fmt.Errorf("txn: stage %v: %w", g.names, err)
+	}
+	if !ok {
+		return retryf("intents of %s were taken away before it committed", tx.id)
+	}
+	return nil
+}
+
+// undo aborts the attempt's record and rolls its intents back. Failures are
+// left to the lease: whoever meets an intent after it resolves it.
+func (tx *Tx) undo(groups []*group) {
+	ctx, cancel := tx.cleanupCtx()
+	defer cancel()
+	rec, err := tx.env.Coord.AbortRecord(ctx, tx.id)
+	if err != nil {
+		return
+	}
+	if rec.Status == backend.Committed {
+		tx.finish(groups, rec) // only a commit we did not know about
+		return
+	}
+	if each(groups, func(g *group) error {
+		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
+	}) == nil {
+		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, locks.TombstoneKeep)
+	}
+}
+
+// finish rolls a committed transaction's intents forward and deletes its
+// record once none is left. Failures are left to helpers and the sweeper:
+// readers already see the committed values through the record.
+func (tx *Tx) finish(groups []*group, rec backend.Record) {
+	ctx, cancel := tx.cleanupCtx()
+	defer cancel()
+	if each(groups, func(g *group) error {
+		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Commit: true, CP: rec.CP, Time: rec.Created, Names: g.names})
+	}) == nil {
+		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, 0)
+	}
+}
+
+// each runs f on every group, in parallel when there are several, and joins
+// their errors.
+func each(groups []*group, f func(*group) error) error {
+	if len(groups) == 1 {
+		return f(groups[0])
+	}
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(g)
+		}()
+	}
+	wg.Wait()
+	// A retry wins over other errors only when nothing worse happened.
+	var retry error
+	var others []error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case IsRetry(err):
+			retry = err
+		default:
+			others = append(others, err)
+		}
+	}
+	if len(others) > 0 {
+		return errors.Join(others...)
+	}
+	return retry
+}

@@ -1,0 +1,54 @@
+package txn
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors of transactions.
+var (
+	// ErrOutsideTx: a Tx was used after its Dosync returned (or after the
+	// attempt it belonged to ended). Nothing it asked for is written.
+	ErrOutsideTx = errors.New("txn: transaction used outside its Dosync")
+	// ErrSetAfterCommute: Set or Alter of a ref already commuted in the
+	// same transaction (Clojure forbids it too). Not retried.
+	ErrSetAfterCommute = errors.New("txn: set after commute of the same ref")
+	// ErrOutcomeUnknown: a commit step failed in a way that may or may not
+	// have applied, and the outcome could not be learned from the
+	// transaction record. The transaction may have committed; it was not
+	// run again. Its intents, if any, are resolved by others once its
+	// lease runs out.
+	ErrOutcomeUnknown = errors.New("txn: commit outcome unknown")
+)
+
+// RetryError marks an attempt that must run again: a conflict (first
+// committer wins), a read fault, or yielding to an older transaction.
+type RetryError struct {
+	Reason string
+}
+
+func (e *RetryError) Error() string { return "txn: retry: " + e.Reason }
+
+func retryf(format string, args ...any) *RetryError {
+	return &RetryError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsRetry reports whether err asks for another attempt.
+func IsRetry(err error) bool {
+	var r *RetryError
+	return errors.As(err, &r)
+}
+
+// abort is the panic value that unwinds a transaction's function. Only the
+// engine raises and recovers it.
+type abort struct{ err error }
+
+// Recover tells whether v, a value recovered from a panic, is the engine's
+// own unwinding, and returns the error it carries.
+func Recover(v any) (error, bool) {
+	a, ok := v.(abort)
+	if !ok {
+		return nil, false
+	}
+	return a.err, true
+}

@@ -1,0 +1,18 @@
+package txn
+
+import "sync/atomic"
+
+// Stats counts what the engine did; every field is updated atomically.
+type Stats struct {
+	Commits    atomic.Int64 // attempts that committed writes
+	ReadOnly   atomic.Int64 // attempts that committed with nothing to write
+	Retries    atomic.Int64 // attempts that ended in a retry
+	Conflicts  atomic.Int64 // retries from first committer wins
+	ReadFaults atomic.Int64 // retries because history did not reach back
+	Yields     atomic.Int64 // retries yielding to an older transaction
+	OnePhase   atomic.Int64 // commits by the backend's fast path
+	General    atomic.Int64 // commits by the general path
+	Recomputes atomic.Int64 // commute values computed again on a stale base
+	Unknown    atomic.Int64 // commit outcomes that had to be looked up
+	Helped     atomic.Int64 // other transactions' intents resolved
+}

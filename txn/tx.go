@@ -1,0 +1,367 @@
+package txn
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/locks"
+)
+
+// Env is what transactions need from their STM. The STM builds one and
+// shares it between all its transactions.
+type Env struct {
+	Coord    backend.Driver
+	OnePhase backend.OnePhase // nil: always take the general path
+	Points   *clock.Batcher
+	Wall     clock.Wall
+	Lease    time.Duration
+	Resolver *locks.Resolver
+	// Floor is the newest point this process has read at or committed at;
+	// read points never go below it (PROTOCOL.md I5).
+	Floor *atomic.Uint64
+	NewID func() string
+	Stats *Stats
+	// CommuteRounds bounds how often the fast path computes commutes again
+	// on a stale base before the attempt retries.
+	CommuteRounds int
+	// Faults holds test-only switches that break the protocol on purpose,
+	// so that tests and jepsen-lite can show their checkers catch it.
+	Faults Faults
+}
+
+// Faults are deliberate protocol bugs for proving checkers. Never set them
+// outside tests.
+type Faults struct {
+	SkipReadPointCheck bool // commit without checking for newer versions
+	NoCommuteRecompute bool // commit commutes computed at read time
+}
+
+// Observe raises the process's point floor to p.
+func (e *Env) Observe(p clock.Point) {
+	for {
+		cur := e.Floor.Load()
+		if uint64(p) <= cur || e.Floor.CompareAndSwap(cur, uint64(p)) {
+			return
+		}
+	}
+}
+
+// Key names a ref in a backend.
+type Key struct {
+	Drv  backend.Driver
+	Name string
+}
+
+type key struct{ backend, name string }
+
+// CommuteFn computes a commuted ref's new value from its value.
+type CommuteFn func(old []byte) ([]byte, error)
+
+// entry is what an attempt knows of one ref.
+type entry struct {
+	drv  backend.Driver
+	name string
+
+	loaded bool
+	val    []byte // the in-transaction value
+	newest backend.Version
+
+	read     bool // read by the function: prefetched on a retry
+	written  bool
+	commuted bool
+	ensured  bool
+	commutes []CommuteFn
+	validate func([]byte) error
+}
+
+// Tx is one attempt of a transaction.
+type Tx struct {
+	env  *Env
+	ctx  context.Context
+	id   string
+	rp   clock.Point
+	prio locks.Priority
+	gid  uint64
+
+	mu      sync.Mutex
+	done    bool
+	doomed  error // set when the function was unwound; the attempt cannot commit
+	entries map[key]*entry
+	order   []*entry
+}
+
+type ctxKey struct{}
+
+// FromContext returns the transaction ctx carries, or nil.
+func FromContext(ctx context.Context) *Tx {
+	tx, _ := ctx.Value(ctxKey{}).(*Tx)
+	return tx
+}
+
+// Begin starts an attempt. prio is the priority of the attempt's Dosync; if
+// its Point is zero it is set to this attempt's read point and id. Refs in
+// prefetch that live in the coordinator are read together with the read
+// point, in one round trip.
+func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
+	tx := &Tx{env: env, id: env.NewID(), gid: goid(), entries: make(map[key]*entry)}
+	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
+	floor := clock.Point(env.Floor.Load())
+	var names []string
+	for _, k := range prefetch {
+		if k.Drv.ID() == env.Coord.ID() {
+			names = append(names, k.Name)
+		}
+	}
+	if len(names) > 0 {
+		res, err := env.Coord.Read(ctx, backend.ReadRequest{Names: names})
+		if err != nil {
+			return nil, fmt.Errorf("txn: begin: %w", err)
+		}
+		tx.rp = res.RP
+		if res.RP >= floor {
+			for i, it := range res.Items {
+				if it.Found && it.Intent == nil && it.Result == history.Found {
+					e := tx.entry(Key{env.Coord, names[i]})
+					e.loaded, e.val, e.newest = true, it.Version.Value, it.Newest
+				}
+			}
+		}
+	} else {
+		rp, err := env.Points.ReadPoint(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("txn: begin: read point: %w", err)
+		}
+		tx.rp = rp
+	}
+	if tx.rp < floor {
+		// A stale answer: never read below what this process has seen.
+		tx.rp = floor
+		clear(tx.entries)
+		tx.order = tx.order[:0]
+	}
+	env.Observe(tx.rp)
+	if prio.Point == 0 {
+		*prio = locks.Priority{Point: tx.rp, ID: tx.id}
+	}
+	tx.prio = *prio
+	return tx, nil
+}
+
+// ID is the attempt's transaction id, stamped on the versions it writes.
+func (tx *Tx) ID() string { return tx.id }
+
+// ReadPoint is the point the attempt reads at.
+func (tx *Tx) ReadPoint() clock.Point { return tx.rp }
+
+// Context returns the Dosync's ctx, marked with this transaction. A Dosync
+// on the same goroutine with it (or a ctx derived from it) joins this
+// transaction.
+func (tx *Tx) Context() context.Context { return tx.ctx }
+
+// Joinable reports whether a Dosync of env on the calling goroutine joins tx.
+func (tx *Tx) Joinable(env *Env) bool {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.env == env && !tx.done && tx.gid == goid()
+}
+
+// End marks the attempt over: any later use panics with ErrOutsideTx.
+func (tx *Tx) End() {
+	tx.mu.Lock()
+	tx.done = true
+	tx.mu.Unlock()
+}
+
+// Prefetch returns the refs the function read, to be read with the next
+// attempt's read point.
+func (tx *Tx) Prefetch() []Key {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	var out []Key
+	for _, e := range tx.order {
+		if e.read {
+			out = append(out, Key{e.drv, e.name})
+		}
+	}
+	return out
+}
+
+// live panics if the attempt is over. The caller holds tx.mu.
+func (tx *Tx) live() {
+	if tx.done {
+		panic(fmt.Errorf("%w (transaction %s)", ErrOutsideTx, tx.id))
+	}
+	if tx.doomed != nil {
+		panic(abort{tx.doomed})
+	}
+}
+
+// unwind ends the function with err (retried if it is a *RetryError). The
+// caller holds tx.mu, released by its deferred unlock as the panic unwinds.
+func (tx *Tx) unwind(err error) {
+	tx.doomed = err
+	panic(abort{err})
+}
+
+// Abort ends the transaction with err, without retry: nothing is written.
+func (tx *Tx) Abort(err error) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	tx.unwind(err)
+}
+
+func (tx *Tx) entry(k Key) *entry {
+	kk := key{k.Drv.ID(), k.Name}
+	e := tx.entries[kk]
+	if e == nil {
+		e = &entry{drv: k.Drv, name: k.Name}
+		tx.entries[kk] = e
+		tx.order = append(tx.order, e)
+	}
+	return e
+}
+
+// Read returns the ref's value in this transaction: its own write if it made
+// one, else the newest version committed at or before the read point.
+func (tx *Tx) Read(k Key) []byte {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	e := tx.entry(k)
+	e.read = true
+	if !e.loaded {
+		tx.load(e, false)
+	}
+	return e.val
+}
+
+// Write sets the ref's value in this transaction (ref-set). validate, if not
+// nil, is run on the final value before commit.
+func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	e := tx.entry(k)
+	if e.commuted {
+		tx.unwind(fmt.Errorf("%w: %q", ErrSetAfterCommute, k.Name))
+	}
+	e.val, e.loaded, e.written = v, true, true
+	if validate != nil {
+		e.validate = validate
+	}
+}
+
+// Commute applies f to the ref's in-transaction value and returns the
+// result; at commit f runs again on the newest committed value, so
+// commutes never conflict with each other.
+func (tx *Tx) Commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	e := tx.entry(k)
+	if !e.loaded {
+		tx.load(e, true)
+	}
+	nv, err := f(e.val)
+	if err != nil {
+		tx.unwind(err)
+	}
+	e.val, e.commuted = nv, true
+	e.commutes = append(e.commutes, f)
+	if validate != nil {
+		e.validate = validate
+	}
+	return nv
+}
+
+// Ensure protects the ref from writes by others until this transaction
+// commits (ruling out write skew) and returns its value.
+func (tx *Tx) Ensure(k Key) []byte {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	e := tx.entry(k)
+	e.read, e.ensured = true, true
+	if !e.loaded {
+		tx.load(e, false)
+	}
+	return e.val
+}
+
+// load reads e at the read point, resolving any intent on it. A commute
+// (anyNewest) that finds history too short uses the newest value instead of
+// faulting. The caller holds tx.mu.
+func (tx *Tx) load(e *entry, anyNewest bool) {
+	const maxRereads = 8
+	for tries := 0; ; tries++ {
+		res, err := e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Names: []string{e.name}})
+		if err != nil {
+			tx.unwind(fmt.Errorf("txn: read %q at %d: %w", e.name, tx.rp, err))
+		}
+		it := res.Items[0]
+		if !it.Found {
+			tx.unwind(fmt.Errorf("txn: read %q: %w", e.name, backend.ErrNotFound))
+		}
+		e.newest = it.Newest
+		if in := it.Intent; in != nil {
+			rec, err := tx.env.Resolver.Record(tx.ctx, in)
+			if err != nil {
+				tx.unwind(fmt.Errorf("txn: read %q: %w", e.name, err))
+			}
+			switch rec.Status {
+			case backend.Committed:
+				if in.Write && in.Staged {
+					v := backend.Version{Point: rec.CP, Value: in.Value, Txn: rec.ID, Time: rec.Created}
+					e.newest = v
+					if rec.CP <= tx.rp {
+						// Committed at or before our point but not yet
+						// rolled forward: its value is the one to see.
+						e.loaded, e.val = true, in.Value
+						tx.help(e, rec)
+						return
+					}
+				}
+			case backend.Missing:
+				// The holder finished between our two reads, or this is a
+				// stray duplicate of an old request: clear it and read again.
+				if tries < maxRereads {
+					tx.help(e, rec)
+					continue
+				}
+				tx.unwind(fmt.Errorf("txn: read %q: intent of %s without a record", e.name, in.Txn))
+			}
+			// Pending: it cannot commit at or before our point (drawing its
+			// CP and marking it committed is one step, after our RP was
+			// drawn), so readers never wait for writers. Aborted: ignored.
+		}
+		if it.Result == history.Fault {
+			if anyNewest {
+				e.loaded, e.val = true, e.newest.Value
+				return
+			}
+			tx.env.Stats.ReadFaults.Add(1)
+			tx.unwind(retryf("read fault: history of %q no longer reaches point %d", e.name, tx.rp))
+		}
+		e.loaded, e.val = true, it.Version.Value
+		return
+	}
+}
+
+// help finishes another transaction's intent on e when its holder looks
+// dead (lease over) or is done (no record). Errors are ignored: helping is
+// an optimisation, and the sweeper recovers whatever is left.
+func (tx *Tx) help(e *entry, rec backend.Record) {
+	if rec.Status != backend.Missing && !tx.env.Resolver.Expired(rec) {
+		return
+	}
+	if tx.env.Resolver.Finish(tx.ctx, e.drv, e.name, rec) == nil {
+		tx.env.Stats.Helped.Add(1)
+	}
+}
