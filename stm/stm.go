@@ -161,7 +161,7 @@ func (s *STM) Env() *txn.Env { return s.env }
 // Stats is a snapshot of the engine's counters.
 type Stats struct {
 	Commits, ReadOnly, Retries, Conflicts, ReadFaults, Yields int64
-	OnePhase, General, Recomputes, Unknown, Helped             int64
+	OnePhase, General, Recomputes, Unknown, Helped            int64
 }
 
 // Stats returns the STM's counters so far.
