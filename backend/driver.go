@@ -115,11 +115,14 @@ type CreateResult struct {
 
 // ReadRequest reads refs at a point.
 type ReadRequest struct {
-	// RP is the point to read at. Zero asks the driver, which must then be
-	// the coordinator, to read at its current point, atomically with the
-	// reads; the point used is returned.
-	RP    clock.Point
-	Names []string
+	// RP is the point to read at.
+	RP clock.Point
+	// Current asks the driver, which must then be the coordinator, to read
+	// at its current point instead, drawn atomically with the reads; the
+	// point used is returned in ReadResult.RP. (Begin and prefetched reads
+	// in one round trip.)
+	Current bool
+	Names   []string
 }
 
 // ReadItem is what one ref holds as seen at a point. The fields are read

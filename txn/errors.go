@@ -19,6 +19,9 @@ var (
 	// run again. Its intents, if any, are resolved by others once its
 	// lease runs out.
 	ErrOutcomeUnknown = errors.New("txn: commit outcome unknown")
+	// ErrForeignRef: a ref of a backend the transaction's STM does not know
+	// was used in it.
+	ErrForeignRef = errors.New("txn: ref of a backend unknown to this STM")
 )
 
 // RetryError marks an attempt that must run again: a conflict (first

@@ -119,7 +119,7 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 		}
 	}
 	if len(names) > 0 {
-		res, err := env.Coord.Read(ctx, backend.ReadRequest{Names: names})
+		res, err := env.Coord.Read(ctx, backend.ReadRequest{Current: true, Names: names})
 		if err != nil {
 			return nil, fmt.Errorf("txn: begin: %w", err)
 		}
@@ -221,6 +221,9 @@ func (tx *Tx) entry(k Key) *entry {
 	kk := key{k.Drv.ID(), k.Name}
 	e := tx.entries[kk]
 	if e == nil {
+		if tx.env.Resolver.Lookup(kk.backend) == nil {
+			tx.unwind(fmt.Errorf("%w: %q lives in backend %s, which this STM does not know (create the ref with this STM, using refs.On)", ErrForeignRef, k.Name, kk.backend))
+		}
 		e = &entry{drv: k.Drv, name: k.Name}
 		tx.entries[kk] = e
 		tx.order = append(tx.order, e)

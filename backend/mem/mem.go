@@ -172,7 +172,7 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 		return backend.ReadResult{}, err
 	}
 	rp := req.RP
-	if rp == 0 {
+	if req.Current {
 		rp = clock.Point(b.clock.Load())
 	}
 	res := backend.ReadResult{RP: rp, Items: make([]backend.ReadItem, len(req.Names))}
