@@ -49,14 +49,25 @@ type watcher[T any] struct {
 	watches map[string]watch[T] // guarded by r.mu
 	since   clock.Point         // the floor when the first watch was added
 	cancel  context.CancelFunc
+	ready   chan struct{} // closed after the first read of the history
 	done    chan struct{}
 }
+
+// WatchStart bounds how long AddWatch waits for the watcher's first read of
+// the ref's history (its starting point).
+var WatchStart = 5 * time.Second
 
 // AddWatch calls fn after every change of the ref committed from now on
 // (by any process), once per change, in commit order, with the old and new
 // value. Callbacks run on a goroutine of this handle's own, so a slow one
 // delays only later callbacks of this ref, never commits. A key already
 // watched is replaced.
+//
+// The first watch of a handle reads the ref's history before AddWatch
+// returns (waiting up to WatchStart): changes after that read are the ones
+// delivered. If the backend cannot be read in time, the watcher starts from
+// the newest point this process has seen, and a change whose old value it
+// never read comes with a gap notice.
 func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 	var c watchConfig
 	for _, o := range opts {
@@ -66,9 +77,22 @@ func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 	defer r.mu.Unlock()
 	if r.w == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		r.w = &watcher[T]{r: r, watches: map[string]watch[T]{}, since: r.floor(), cancel: cancel, done: make(chan struct{})}
+		w := &watcher[T]{r: r, watches: map[string]watch[T]{}, since: r.floor(), cancel: cancel,
+			ready: make(chan struct{}), done: make(chan struct{})}
+		r.w = w
 		r.s.OnClose(cancel)
-		go r.w.run(ctx)
+		go w.run(ctx)
+		r.mu.Unlock()
+		t := time.NewTimer(WatchStart)
+		select {
+		case <-w.ready:
+		case <-t.C:
+		}
+		t.Stop()
+		r.mu.Lock()
+		if r.w != w { // removed meanwhile
+			return
+		}
 	}
 	r.w.watches[key] = watch[T]{fn: fn, gap: c.gap}
 }
@@ -105,19 +129,17 @@ func (w *watcher[T]) run(ctx context.Context) {
 				defer sub.Close()
 			}
 		}
-		if vr, err := w.r.versions(ctx); err == nil {
+		vr, err := w.r.versions(ctx)
+		if err == nil {
 			if first {
-				// The value the watcher starts from: the newest at or
-				// before the point it was added at, if still kept.
-				for _, v := range vr.Versions {
-					if v.Point <= last {
-						seen, known = v.Value, true
-						break
-					}
-				}
-				first = false
+				// The watcher starts from the newest version now.
+				last, seen, known = vr.Versions[0].Point, vr.Versions[0].Value, true
 			}
 			last, seen, known = w.deliver(vr, last, seen, known)
+		}
+		if first {
+			first = false
+			close(w.ready)
 		}
 		select {
 		case <-ctx.Done():

@@ -29,6 +29,7 @@ type NewDriver func(t *testing.T) backend.Driver
 func Run(t *testing.T, newDriver NewDriver) {
 	t.Run("Contract", func(t *testing.T) { testContract(t, newDriver) })
 	t.Run("Invariants", func(t *testing.T) { testInvariants(t, newDriver) })
+	t.Run("Scenarios", func(t *testing.T) { testScenarios(t, newDriver) })
 	t.Run("Crash", func(t *testing.T) { testCrash(t, newDriver) })
 	t.Run("Model", func(t *testing.T) { testModel(t, newDriver) })
 	t.Run("Linearizable", func(t *testing.T) { testLinearizable(t, newDriver) })

@@ -1,0 +1,143 @@
+package backendtest
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/faulty"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/refs"
+	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
+)
+
+// testScenarios are the named anomalies that need a fault injector.
+func testScenarios(t *testing.T, newDriver NewDriver) {
+	t.Run("ZombieLockAfterCrashedCommitter", func(t *testing.T) { testZombieLock(t, newDriver(t)) })
+	for _, p := range paths {
+		t.Run("DoubleApplyAfterUnknownOutcome/"+p.name, func(t *testing.T) { testDoubleApply(t, newDriver(t), p.opts) })
+	}
+	t.Run("WatchGapNotice", func(t *testing.T) { testWatchGap(t, open(t, newDriver(t))) })
+}
+
+// testZombieLock: a committer dies holding intents (after its lock step).
+// Until its lease runs out a younger writer yields to it; once the lease is
+// over the writer aborts the dead transaction, rolls it back and commits
+// (I4). Readers meanwhile never wait.
+func testZombieLock(t *testing.T, raw backend.Driver) {
+	w := faulty.Wrap(raw)
+	wall := clock.NewFake(time.Now())
+	opts := []stm.Option{stm.WithWallClock(wall), stm.WithLease(lease), stm.WithGeneralPath(), stm.WithMaxRetries(5), stm.WithBackoff(time.Microsecond, time.Millisecond)}
+	p1 := open(t, w, opts...)
+	name := uniq("x")
+	x1 := newRef(t, p1, name, 1)
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpLock {
+			return faulty.CrashAfter // intents taken, then the process dies
+		}
+		return faulty.Pass
+	})
+	if err := p1.Dosync(tctx(t), func(tx *txn.Tx) error { x1.Set(tx, 2); return nil }); err == nil {
+		t.Fatal("the crashed committer's Dosync succeeded")
+	}
+	p2 := open(t, raw, opts...)
+	x2 := newRef(t, p2, name, 0)
+	// A commit elsewhere moves the clock, so that P2 is strictly younger
+	// than the dead transaction (priorities are read points).
+	y := newRef(t, p2, uniq("y"), 0)
+	if err := p2.Dosync(tctx(t), func(tx *txn.Tx) error { y.Set(tx, 1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if v := deref(t, x2); v != 1 {
+		t.Fatalf("reader saw %d past a dead writer's intent, want 1", v)
+	}
+	write := func() error {
+		return p2.Dosync(tctx(t), func(tx *txn.Tx) error { x2.Set(tx, 3); return nil })
+	}
+	if err := write(); !errors.Is(err, stm.ErrRetryLimit) {
+		t.Fatalf("writing within the dead committer's lease: %v, want ErrRetryLimit (it still holds the lock)", err)
+	}
+	wall.Advance(lease + time.Millisecond)
+	if err := write(); err != nil {
+		t.Fatalf("zombie lock: writing after the lease ran out: %v", err)
+	}
+	if v := deref(t, x2); v != 3 {
+		t.Fatalf("x = %d, want 3", v)
+	}
+}
+
+// testDoubleApply: the commit step is applied but reported failed (a
+// timeout). The engine must learn that it committed and return success
+// without running the transaction again (I7).
+func testDoubleApply(t *testing.T, raw backend.Driver, opts []stm.Option) {
+	w := faulty.Wrap(raw)
+	s := open(t, w, opts...)
+	ctr := newRef(t, s, uniq("ctr"), 0)
+	var once sync.Once
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		f := faulty.Pass
+		if c.Op == faulty.OpCommitOnePhase || c.Op == faulty.OpCommitRecord {
+			once.Do(func() { f = faulty.FailAfter })
+		}
+		return f
+	})
+	runs := 0
+	err := s.Dosync(tctx(t), func(tx *txn.Tx) error {
+		runs++
+		ctr.Alter(tx, func(v int) int { return v + 1 })
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Dosync after an applied-but-failed commit: %v", err)
+	}
+	if runs != 1 {
+		t.Fatalf("the committed transaction ran %d times", runs)
+	}
+	if v := deref(t, ctr); v != 1 {
+		t.Fatalf("double apply: counter = %d after one increment", v)
+	}
+	if s.Stats().Unknown < 1 {
+		t.Fatal("the fault was not met (the test did not test anything)")
+	}
+}
+
+// testWatchGap: a watcher whose callback is slow while history is trimmed
+// past changes it has not seen gets a gap notice, then resumes.
+func testWatchGap(t *testing.T, s *stm.STM) {
+	ctx := tctx(t)
+	r := newRef(t, s, uniq("x"), 0) // MinHistory 0: only the newest version kept
+	set := func(v int) {
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, v); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	calls := make(chan [2]int, 10)
+	gaps := make(chan [2]clock.Point, 10)
+	r.AddWatch("slow", func(_ string, _ *refs.Ref[int], old, new int) {
+		calls <- [2]int{old, new}
+		if new == 1 {
+			<-release // stuck while 2, 3, 4 commit
+		}
+	}, refs.OnGap(func(_ string, from, to clock.Point) { gaps <- [2]clock.Point{from, to} }))
+	defer r.RemoveWatch("slow")
+	set(1)
+	if c := recv(t, calls, "first watch call"); c != [2]int{0, 1} {
+		t.Fatalf("first call %v", c)
+	}
+	set(2)
+	set(3)
+	set(4)
+	hist, _ := r.History(ctx)
+	close(release)
+	g := recv(t, gaps, "gap notice")
+	if g[1] != hist[0].Point || g[0] >= g[1] {
+		t.Fatalf("gap %v, want up to %d", g, hist[0].Point)
+	}
+	if c := recv(t, calls, "call after the gap"); c != [2]int{1, 4} {
+		t.Fatalf("call after the gap %v, want 1 -> 4", c)
+	}
+}
