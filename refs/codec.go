@@ -6,8 +6,12 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Codec turns values into bytes and back. It must be deterministic enough
-// that equal values encode to equal bytes when compare-and-set is used.
+// Codec turns values into bytes and back. Every process must use the same
+// codec for a reference.
+//
+// The default, Msgpack, sorts the keys of map[string]any, map[string]string
+// and map[string]bool, so equal maps of those types encode to equal bytes;
+// other map types encode in Go's (random) iteration order.
 type Codec interface {
 	Marshal(v any) ([]byte, error)
 	Unmarshal(data []byte, v any) error
@@ -21,7 +25,7 @@ type msgpackCodec struct{}
 func (msgpackCodec) Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true) // equal maps encode to equal bytes
+	enc.SetSortMapKeys(true)
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
