@@ -162,6 +162,8 @@ func (s *STM) Env() *txn.Env { return s.env }
 type Stats struct {
 	Commits, ReadOnly, Retries, Conflicts, ReadFaults, Yields int64
 	OnePhase, General, Recomputes, Unknown, Helped            int64
+	// MaxRetries is the most retries one successful Dosync needed.
+	MaxRetries int64
 }
 
 // Stats returns the STM's counters so far.
@@ -171,7 +173,7 @@ func (s *STM) Stats() Stats {
 		Commits: c.Commits.Load(), ReadOnly: c.ReadOnly.Load(), Retries: c.Retries.Load(),
 		Conflicts: c.Conflicts.Load(), ReadFaults: c.ReadFaults.Load(), Yields: c.Yields.Load(),
 		OnePhase: c.OnePhase.Load(), General: c.General.Load(), Recomputes: c.Recomputes.Load(),
-		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(),
+		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(), MaxRetries: c.MaxRetries.Load(),
 	}
 }
 
@@ -265,7 +267,11 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		err = s.attempt(tx, fn)
 		prefetch = tx.Prefetch()
 		tx.End()
-		if err == nil || !txn.IsRetry(err) {
+		if err == nil {
+			s.stats.NoteRetries(int64(attempt))
+			return nil
+		}
+		if !txn.IsRetry(err) {
 			return err
 		}
 		s.stats.Retries.Add(1)

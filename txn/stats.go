@@ -15,4 +15,17 @@ type Stats struct {
 	Recomputes atomic.Int64 // commute values computed again on a stale base
 	Unknown    atomic.Int64 // commit outcomes that had to be looked up
 	Helped     atomic.Int64 // other transactions' intents resolved
+	// MaxRetries is the most retries any one Dosync needed before it
+	// succeeded: the starvation figure.
+	MaxRetries atomic.Int64
+}
+
+// NoteRetries records that a Dosync succeeded after n retries.
+func (s *Stats) NoteRetries(n int64) {
+	for {
+		cur := s.MaxRetries.Load()
+		if n <= cur || s.MaxRetries.CompareAndSwap(cur, n) {
+			return
+		}
+	}
 }

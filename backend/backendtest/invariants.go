@@ -491,6 +491,9 @@ func testReadFault(t *testing.T, s *stm.STM) {
 	if attempts < 2 {
 		t.Fatalf("the reader never faulted (%d attempts)", attempts)
 	}
+	if st := s.Stats(); st.ReadFaults < 1 || st.MaxRetries < int64(attempts-1) {
+		t.Fatalf("stats %+v: want the read faults counted and MaxRetries >= %d", st, attempts-1)
+	}
 	vr, err := x.Backend().Versions(ctx, x.Name())
 	if err != nil {
 		t.Fatal(err)
