@@ -42,9 +42,14 @@ type group struct {
 // (commute functions, validators) may panic; intents are released first.
 func (tx *Tx) Commit() (clock.Point, error) {
 	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.doomed != nil {
-		return 0, tx.doomed
+	doomed := tx.doomed
+	tx.committing = true
+	tx.mu.Unlock()
+	// From here on Tx methods refuse to run, so the sets are ours without
+	// the lock, and user code (commute functions, validators) can run
+	// without it.
+	if doomed != nil {
+		return 0, doomed
 	}
 	if err := tx.ctx.Err(); err != nil {
 		return 0, err

@@ -89,11 +89,12 @@ type Tx struct {
 	prio locks.Priority
 	gid  uint64
 
-	mu      sync.Mutex
-	done    bool
-	doomed  error // set when the function was unwound; the attempt cannot commit
-	entries map[key]*entry
-	order   []*entry
+	mu         sync.Mutex
+	done       bool
+	committing bool  // set by Commit: from then on the sets are Commit's alone
+	doomed     error // set when the function was unwound; the attempt cannot commit
+	entries    map[key]*entry
+	order      []*entry
 }
 
 type ctxKey struct{}
@@ -197,6 +198,9 @@ func (tx *Tx) live() {
 	if tx.done {
 		panic(fmt.Errorf("%w (transaction %s)", ErrOutsideTx, tx.id))
 	}
+	if tx.committing {
+		panic(fmt.Errorf("%w: transaction %s is committing (a commute function or validator used its Tx)", ErrOutsideTx, tx.id))
+	}
 	if tx.doomed != nil {
 		panic(abort{tx.doomed})
 	}
@@ -266,13 +270,26 @@ func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
 // commutes never conflict with each other.
 func (tx *Tx) Commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
 	tx.mu.Lock()
-	defer tx.mu.Unlock()
 	tx.live()
 	e := tx.entry(k)
 	if !e.loaded {
-		tx.load(e, true)
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					tx.mu.Unlock()
+					panic(v)
+				}
+			}()
+			tx.load(e, true)
+		}()
 	}
-	nv, err := f(e.val)
+	old := e.val
+	tx.mu.Unlock()
+	// User code runs without the lock, so it may use the Tx.
+	nv, err := f(old)
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
 	if err != nil {
 		tx.unwind(err)
 	}
