@@ -576,6 +576,25 @@ func testOutside(t *testing.T, s *stm.STM) {
 	if v := deref(t, r); v != 0 {
 		t.Fatalf("a write through a finished Tx is visible: %d", v)
 	}
+	// A commute function must be a pure function of the value: one that
+	// uses the Tx when it runs again at commit gets ErrOutsideTx (and does
+	// not deadlock).
+	other := newRef(t, s, uniq("o"), 3)
+	func() {
+		defer func() {
+			err, _ := recover().(error)
+			if !errors.Is(err, txn.ErrOutsideTx) {
+				t.Fatalf("a commute function using its Tx at commit: recovered %v, want ErrOutsideTx", err)
+			}
+		}()
+		_ = s.Dosync(ctx, func(tx *txn.Tx) error {
+			r.Commute(tx, func(v int) int { return v + other.Get(tx) })
+			return nil
+		})
+	}()
+	if v := deref(t, r); v != 0 {
+		t.Fatalf("x = %d after a commute that panicked at commit", v)
+	}
 	runs := 0
 	err := s.Dosync(ctx, func(tx *txn.Tx) error {
 		runs++
