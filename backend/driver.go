@@ -46,6 +46,10 @@ type Intent struct {
 	Write  bool
 	Staged bool
 	Value  []byte // the pending value once staged
+	// Ensure is true when the holder ensured the ref (ModeEnsure or
+	// ModeEnsureCommute): rolling it forward records the commit point as
+	// the ref's Ensured point.
+	Ensure bool
 }
 
 // Status of a transaction record.
@@ -166,6 +170,26 @@ const (
 // point.
 func (m Mode) Check() bool { return m != ModeCommute }
 
+// Ensures reports whether the mode ensures the ref.
+func (m Mode) Ensures() bool { return m == ModeEnsure || m == ModeEnsureCommute }
+
+// Conflicts reports whether a ref in mode m, read at rp, whose newest
+// version is at newest and which an ensure last protected at ensured,
+// fails first committer wins. Written and ensured refs must have no newer
+// version; a written ref must also not have been ensured by a transaction
+// that committed after rp (PROTOCOL.md I3: of an ensurer and a writer of one
+// ref, at most one commits unless one saw the other). Ensures do not
+// conflict with ensures, and commutes with nothing.
+func (m Mode) Conflicts(rp, newest, ensured clock.Point) (bool, clock.Point) {
+	switch {
+	case m.Check() && newest > rp:
+		return true, newest
+	case m == ModeWrite && ensured > rp:
+		return true, ensured
+	}
+	return false, 0
+}
+
 // Writes reports whether the mode produces a new version.
 func (m Mode) Writes() bool { return m != ModeEnsure }
 
@@ -176,7 +200,8 @@ type LockItem struct {
 	Value []byte // ModeWrite: the value to stage
 }
 
-// LockRequest takes intents on refs of one backend, all or none.
+// LockRequest takes intents on refs of one backend, all or none, refusing
+// any item that Conflicts (Mode.Conflicts) at RP.
 type LockRequest struct {
 	Txn   string
 	Coord string
@@ -189,8 +214,9 @@ type ConflictReason int
 
 // Conflict reasons.
 const (
-	// Newer: a version newer than the read point exists (first committer
-	// wins: the attempt must retry).
+	// Newer: a version newer than the read point exists, or (for a
+	// written ref) an ensure committed after it (first committer wins: the
+	// attempt must retry).
 	Newer ConflictReason = iota
 	// Locked: another transaction holds an intent (Intent says which).
 	Locked
@@ -225,8 +251,9 @@ type StageItem struct {
 }
 
 // ResolveRequest rolls a transaction's intents forward (Commit: each staged
-// value becomes a version at CP, histories are trimmed, watchers hinted) or
-// back (the intents are dropped). Refs whose intent is not Txn's are left
+// value becomes a version at CP, histories are trimmed, watchers hinted, and
+// an ensuring intent raises the ref's Ensured point to CP) or back (the
+// intents are dropped). Refs whose intent is not Txn's are left
 // alone, so the call is idempotent and safe for any helper to make.
 type ResolveRequest struct {
 	Txn    string
@@ -244,6 +271,9 @@ type VersionsResult struct {
 	// none). A watcher that last saw point L missed a version iff
 	// Trimmed > L.
 	Trimmed clock.Point
+	// Ensured is the newest commit point of a transaction that ensured
+	// the ref (0 if none).
+	Ensured clock.Point
 	Keep    int // older versions kept beyond the newest
 	Min     int // MinHistory
 	Max     int // MaxHistory
@@ -370,12 +400,13 @@ type OnePhaseResult struct {
 }
 
 // OnePhase is the optional fast path of a driver that holds the clock and
-// every ref of a transaction: in ONE atomic operation it checks that no Check
-// ref has a version newer than RP, that no commute's Base is stale, and that
-// no ref carries another transaction's intent; draws CP; appends the versions;
-// trims histories; records the id as committed (so a repeated request returns
-// the same CP and applies nothing, and one that meets an aborted tombstone
-// applies nothing); and hints watchers.
+// every ref of a transaction: in ONE atomic operation it checks that no item
+// Conflicts (Mode.Conflicts), that no commute's Base is stale, and that no ref
+// carries another transaction's intent; draws CP; appends the versions;
+// raises the Ensured point of ensured refs to CP; trims histories; records
+// the id as committed (so a repeated request returns the same CP and applies
+// nothing, and one that meets an aborted tombstone applies nothing); and
+// hints watchers.
 type OnePhase interface {
 	CommitOnePhase(ctx context.Context, req OnePhaseRequest) (OnePhaseResult, error)
 }

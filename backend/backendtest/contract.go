@@ -323,8 +323,12 @@ func contractIntents(t *testing.T, d backend.Driver) {
 	if err := d.Resolve(ctx, backend.ResolveRequest{Txn: "int-3", Commit: true, CP: rp2 + 1, Names: []string{x}}); err != nil {
 		t.Fatal(err)
 	}
-	if vr := versions(t, d, x); vr.Intent != nil || len(vr.Versions) != 1 || string(vr.Versions[0].Value) != "x0" {
-		t.Fatalf("after an ensure rolled forward: %+v", vr)
+	if vr := versions(t, d, x); vr.Intent != nil || len(vr.Versions) != 1 || string(vr.Versions[0].Value) != "x0" || vr.Ensured != rp2+1 {
+		t.Fatalf("after an ensure rolled forward at %d: %+v; want no new version and Ensured %d", rp2+1, vr, rp2+1)
+	}
+	lr, err = d.Lock(ctx, backend.LockRequest{Txn: "int-3b", Coord: d.ID(), RP: rp2, Items: []backend.LockItem{{Name: x, Mode: backend.ModeWrite, Value: []byte("x9")}}})
+	if err != nil || len(lr.Conflicts) != 1 || lr.Conflicts[0].Reason != backend.Newer || lr.Conflicts[0].Point != rp2+1 {
+		t.Fatalf("writing from before an ensure's commit = %+v, %v; want Newer at %d", lr, err, rp2+1)
 	}
 	// Locking a ref that does not exist.
 	lr, err = d.Lock(ctx, backend.LockRequest{Txn: "int-4", Coord: d.ID(), RP: rp2, Items: []backend.LockItem{{Name: uniq("ghost"), Mode: backend.ModeWrite}}})
@@ -409,10 +413,11 @@ func contractOnePhase(t *testing.T, d backend.Driver) {
 		t.Skip("the driver has no one-phase fast path (optional)")
 	}
 	ctx := tctx(t)
-	x, y, c := uniq("x"), uniq("y"), uniq("c")
+	x, y, c, z := uniq("x"), uniq("y"), uniq("c"), uniq("z")
 	create(t, d, x, "x0", 5, 10)
 	create(t, d, y, "y0", 0, 10)
 	create(t, d, c, "c0", 0, 10)
+	create(t, d, z, "z0", 0, 10)
 	rp, _ := d.ReadPoint(ctx)
 	req := backend.OnePhaseRequest{Txn: "op-1", RP: rp, Time: time.Now(), Items: []backend.OnePhaseItem{
 		{Name: x, Mode: backend.ModeWrite, Value: []byte("x1")},
@@ -431,8 +436,8 @@ func contractOnePhase(t *testing.T, d backend.Driver) {
 	if vr := versions(t, d, x); len(vr.Versions) != 2 || vr.Versions[0].Point != res.CP || vr.Versions[0].Txn != "op-1" {
 		t.Fatalf("x after one commit, sent twice: %+v", vr.Versions)
 	}
-	if vr := versions(t, d, y); len(vr.Versions) != 1 {
-		t.Fatalf("an ensured ref got a version: %+v", vr.Versions)
+	if vr := versions(t, d, y); len(vr.Versions) != 1 || vr.Ensured != res.CP {
+		t.Fatalf("an ensured ref: versions %+v, Ensured %d; want no new version, Ensured %d", vr.Versions, vr.Ensured, res.CP)
 	}
 	if rec, _ := d.Records(ctx, []string{"op-1"}); rec[0].Status != backend.Committed || rec[0].CP != res.CP {
 		t.Fatalf("record of a one-phase commit = %+v, want committed at %d (I7 looks it up)", rec[0], res.CP)
@@ -447,18 +452,27 @@ func contractOnePhase(t *testing.T, d backend.Driver) {
 		{"ensure-newer", backend.OnePhaseItem{Name: x, Mode: backend.ModeEnsure}, backend.Newer},
 		{"stale-commute", backend.OnePhaseItem{Name: c, Mode: backend.ModeCommute, Value: []byte("no"), Base: 0}, backend.Stale},
 		{"gone", backend.OnePhaseItem{Name: uniq("ghost"), Mode: backend.ModeWrite, Value: []byte("no")}, backend.Gone},
+		// y was ensured by op-1 after rp: writing it from rp fails.
+		{"write-after-ensure", backend.OnePhaseItem{Name: y, Mode: backend.ModeWrite, Value: []byte("no")}, backend.Newer},
 	} {
 		res, err := op.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: "op-" + cse.name, RP: rp, Time: time.Now(), Items: []backend.OnePhaseItem{
-			{Name: y, Mode: backend.ModeWrite, Value: []byte("no")}, cse.item}})
+			{Name: z, Mode: backend.ModeWrite, Value: []byte("no")}, cse.item}})
 		if err != nil || res.Status == backend.Committed || len(res.Conflicts) != 1 || res.Conflicts[0].Reason != cse.want {
 			t.Fatalf("%s: CommitOnePhase = %+v, %v; want one conflict %v", cse.name, res, err, cse.want)
 		}
 		if cse.want == backend.Stale && string(res.Conflicts[0].Newest.Value) != "c1" {
 			t.Fatalf("stale commute conflict carries %+v, want the newest version c1", res.Conflicts[0].Newest)
 		}
-		if vr := versions(t, d, y); len(vr.Versions) != 1 {
-			t.Fatalf("%s: a refused commit wrote y: %+v", cse.name, vr.Versions)
+		if vr := versions(t, d, z); len(vr.Versions) != 1 {
+			t.Fatalf("%s: a refused commit wrote z: %+v", cse.name, vr.Versions)
 		}
+	}
+	// Ensures do not conflict with ensures (two readers), nor commutes with
+	// an ensure.
+	res, err = op.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: "op-ensure-again", RP: rp, Time: time.Now(), Items: []backend.OnePhaseItem{
+		{Name: z, Mode: backend.ModeWrite, Value: []byte("z1")}, {Name: y, Mode: backend.ModeEnsure}}})
+	if err != nil || res.Status != backend.Committed {
+		t.Fatalf("an ensure from before another ensure's commit = %+v, %v; want committed", res, err)
 	}
 	// An intent blocks it.
 	rp, _ = d.ReadPoint(ctx)

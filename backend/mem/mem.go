@@ -60,6 +60,7 @@ type refState struct {
 	kind     backend.Kind
 	versions []backend.Version // newest first
 	trimmed  clock.Point
+	ensured  clock.Point
 	keep     int
 	min, max int
 	intent   *backend.Intent
@@ -219,6 +220,7 @@ func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsRe
 		Kind:     r.kind,
 		Versions: slices.Clone(r.versions),
 		Trimmed:  r.trimmed,
+		Ensured:  r.ensured,
 		Keep:     r.keep,
 		Min:      r.min,
 		Max:      r.max,
@@ -279,8 +281,10 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 		case foreignIntent(r, req.Txn):
 			in := *r.intent
 			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Locked, Intent: &in})
-		case it.Mode.Check() && r.versions[0].Point > req.RP:
-			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Newer, Point: r.versions[0].Point})
+		default:
+			if bad, p := it.Mode.Conflicts(req.RP, r.versions[0].Point, r.ensured); bad {
+				res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Newer, Point: p})
+			}
 		}
 	}
 	if len(res.Conflicts) > 0 {
@@ -293,7 +297,7 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 		if r.intent != nil {
 			continue // already ours: a repeated request
 		}
-		in := &backend.Intent{Txn: req.Txn, Coord: req.Coord, Write: it.Mode.Writes()}
+		in := &backend.Intent{Txn: req.Txn, Coord: req.Coord, Write: it.Mode.Writes(), Ensure: it.Mode.Ensures()}
 		if it.Mode == backend.ModeWrite {
 			in.Staged, in.Value = true, slices.Clone(it.Value)
 		}
@@ -340,6 +344,9 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 		}
 		in := r.intent
 		r.intent = nil
+		if req.Commit && in.Ensure {
+			r.ensured = max(r.ensured, req.CP)
+		}
 		if req.Commit && in.Write && in.Staged {
 			b.appendVersion(name, r, backend.Version{Point: req.CP, Value: in.Value, Txn: req.Txn, Time: req.Time})
 		}
@@ -384,8 +391,10 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 		case r.intent != nil:
 			in := *r.intent
 			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Locked, Intent: &in})
-		case it.Mode.Check() && r.versions[0].Point > req.RP:
-			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Newer, Point: r.versions[0].Point})
+		case it.Mode.Check():
+			if bad, p := it.Mode.Conflicts(req.RP, r.versions[0].Point, r.ensured); bad {
+				res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Newer, Point: p})
+			}
 		case !it.Mode.Check() && r.versions[0].Point != it.Base:
 			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Stale, Newest: r.versions[0]})
 		}
@@ -395,6 +404,10 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	}
 	cp := clock.Point(b.clock.Add(1))
 	for _, it := range req.Items {
+		if it.Mode.Ensures() {
+			r := b.ref(it.Name)
+			r.ensured = max(r.ensured, cp)
+		}
 		if it.Mode.Writes() {
 			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
 		}
