@@ -2,6 +2,7 @@ package locks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -157,18 +158,29 @@ func (r *Resolver) Recover(ctx context.Context, rec backend.Record) (backend.Sta
 		}
 	}
 	byBackend := map[string][]string{}
+	var ids []string
 	for _, a := range rec.Refs {
+		if byBackend[a.Backend] == nil {
+			ids = append(ids, a.Backend)
+		}
 		byBackend[a.Backend] = append(byBackend[a.Backend], a.Name)
 	}
-	for id, names := range byBackend {
+	var unknown []string
+	for _, id := range ids {
 		drv := r.Lookup(id)
 		if drv == nil {
-			return rec.Status, fmt.Errorf("locks: recover %s: backend %q is not known to this STM", rec.ID, id)
+			unknown = append(unknown, id)
+			continue
 		}
-		req := backend.ResolveRequest{Txn: rec.ID, Commit: rec.Status == backend.Committed, CP: rec.CP, Time: rec.Created, Names: names}
+		req := backend.ResolveRequest{Txn: rec.ID, Commit: rec.Status == backend.Committed, CP: rec.CP, Time: rec.Created, Names: byBackend[id]}
 		if err := drv.Resolve(ctx, req); err != nil {
 			return rec.Status, fmt.Errorf("locks: recover %s on %s: %w", rec.ID, id, err)
 		}
+	}
+	if len(unknown) > 0 {
+		// Everything this process can do is done; the record stays for
+		// a process that knows the rest.
+		return rec.Status, fmt.Errorf("%w: %s names %v", ErrUnknownBackend, rec.ID, unknown)
 	}
 	keep := time.Duration(0)
 	if rec.Status != backend.Committed {
@@ -184,21 +196,31 @@ func (r *Resolver) Recover(ctx context.Context, rec backend.Record) (backend.Sta
 // pending records are aborted and their intents rolled back, committed ones
 // rolled forward, and the records deleted. It returns how many it recovered.
 // Records that are already tombstones or one-phase commit records (no refs,
-// not pending) are left to expire.
+// not pending) are left to expire. A record naming a backend this resolver
+// does not know is finished as far as it can be and skipped. A failure on
+// one record does not stop the sweep: the failures are joined in the error
+// and those records are left for the next sweep. Failing to list the
+// records at all is an error wrapping ErrListRecords.
 func (r *Resolver) Sweep(ctx context.Context) (int, error) {
 	recs, err := r.Coord.ListRecords(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("locks: sweep: %w", err)
+		return 0, fmt.Errorf("%w: %w", ErrListRecords, err)
 	}
 	n := 0
+	var errs []error
 	for _, rec := range recs {
 		if !r.Expired(rec) || (rec.Status != backend.Pending && len(rec.Refs) == 0) {
 			continue
 		}
-		if _, err := r.Recover(ctx, rec); err != nil {
+		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		n++
+		switch _, err := r.Recover(ctx, rec); {
+		case err == nil:
+			n++
+		case !errors.Is(err, ErrUnknownBackend):
+			errs = append(errs, err)
+		}
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }

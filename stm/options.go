@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
 	"github.com/epochal/epochal/txn"
@@ -33,6 +34,7 @@ type options struct {
 	backoffBase   time.Duration
 	backoffMax    time.Duration
 	wall          clock.Wall
+	backends      []backend.Driver
 	general       bool
 	faults        txn.Faults
 }
@@ -133,6 +135,22 @@ func WithWallClock(w clock.Wall) Option {
 			return fmt.Errorf("stm: WithWallClock(nil)")
 		}
 		o.wall = w
+		return nil
+	}
+}
+
+// WithBackends registers backends other than the coordinator whose refs
+// this STM uses, before Open recovers what dead processes left: a record of
+// a transaction that spanned them can then be finished at once. refs.On
+// registers its backend too, but only after Open.
+func WithBackends(bs ...backend.Driver) Option {
+	return func(o *options) error {
+		for _, b := range bs {
+			if b == nil {
+				return fmt.Errorf("stm: WithBackends: nil backend")
+			}
+		}
+		o.backends = append(o.backends, bs...)
 		return nil
 	}
 }

@@ -96,7 +96,13 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 		return nil, fmt.Errorf("stm: Open: %w", err)
 	}
 	s.env.Observe(rp)
-	if _, err := s.Recover(ctx); err != nil {
+	for _, b := range o.backends {
+		s.Register(b)
+	}
+	// A record that cannot be finished now (a ref backend down) is left for
+	// the background sweep; only a coordinator that cannot even list its
+	// records fails Open.
+	if _, err := s.Recover(ctx); errors.Is(err, locks.ErrListRecords) {
 		return nil, fmt.Errorf("stm: Open: %w", err)
 	}
 	if o.sweepInterval > 0 {

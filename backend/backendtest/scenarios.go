@@ -21,6 +21,77 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 		t.Run("DoubleApplyAfterUnknownOutcome/"+p.name, func(t *testing.T) { testDoubleApply(t, newDriver(t), p.opts) })
 	}
 	t.Run("WatchGapNotice", func(t *testing.T) { testWatchGap(t, open(t, newDriver(t))) })
+	t.Run("RecoveryAroundUnknownBackend", func(t *testing.T) { testRecoverUnknown(t, newDriver(t), newDriver(t)) })
+}
+
+// testRecoverUnknown: a dead process leaves two pending records, one of a
+// transaction that spanned another backend. A process that does not know
+// that backend opens fine, recovers the other record, and leaves the first;
+// a process that knows both (stm.WithBackends) finishes it.
+func testRecoverUnknown(t *testing.T, rawA, rawB backend.Driver) {
+	wall := clock.NewFake(time.Now())
+	opts := []stm.Option{stm.WithWallClock(wall), stm.WithLease(lease), stm.WithGeneralPath()}
+	wA, wB := faulty.Wrap(rawA), faulty.Wrap(rawB)
+	p1 := open(t, wA, opts...)
+	an, bn, cn := uniq("a"), uniq("b"), uniq("c")
+	a := newRef(t, p1, an, 1)
+	b := newRef(t, p1, bn, 1, refs.On(wB))
+	c := newRef(t, p1, cn, 1)
+	die := func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpLock {
+			return faulty.CrashAfter
+		}
+		return faulty.Pass
+	}
+	for _, f := range []func(tx *txn.Tx){
+		func(tx *txn.Tx) { a.Set(tx, 2); b.Set(tx, 2) }, // spans A and B
+		func(tx *txn.Tx) { c.Set(tx, 2) },               // A only
+	} {
+		wA.SetHook(die)
+		wB.SetHook(die)
+		_ = p1.Dosync(tctx(t), func(tx *txn.Tx) error { f(tx); return nil })
+		wA.SetHook(nil) // a new incarnation of the dead process's connections
+		wB.SetHook(nil)
+	}
+	wall.Advance(lease + time.Second)
+
+	p2, err := stm.Open(tctx(t), rawA, opts...)
+	if err != nil {
+		t.Fatalf("Open with a record naming an unknown backend: %v", err)
+	}
+	defer p2.Close()
+	n, err := p2.Recover(tctx(t))
+	if err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if vr, _ := rawA.Versions(tctx(t), cn); vr.Intent != nil {
+		t.Fatalf("the A-only record was not recovered (n=%d): intent %+v", n, vr.Intent)
+	}
+	if vr, _ := rawB.Versions(tctx(t), bn); vr.Intent == nil {
+		t.Fatal("an intent on the unknown backend disappeared")
+	}
+	p3 := open(t, rawA, append(opts, stm.WithBackends(rawB))...)
+	for _, x := range []struct {
+		d    backend.Driver
+		name string
+	}{{rawA, an}, {rawB, bn}} {
+		if vr, _ := x.d.Versions(tctx(t), x.name); vr.Intent != nil || string(vr.Versions[0].Value) != string(mustEncode(t, 1)) {
+			t.Fatalf("after recovery by a process that knows both backends, %s: %+v", x.name, vr)
+		}
+	}
+	b3 := newRef(t, p3, bn, 0, refs.On(rawB))
+	if v := deref(t, b3); v != 1 {
+		t.Fatalf("b = %d, want 1 (the dead transaction rolled back)", v)
+	}
+}
+
+func mustEncode(t *testing.T, v any) []byte {
+	t.Helper()
+	data, err := refs.Msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // testZombieLock: a committer dies holding intents (after its lock step).
