@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/epochal/epochal/backend"
@@ -51,7 +52,18 @@ type watcher[T any] struct {
 	cancel  context.CancelFunc
 	ready   chan struct{} // closed after the first read of the history
 	done    chan struct{}
+	// start says who fixed the watcher's starting point: the first read
+	// (startRead, the newest version it found) or AddWatch giving up on
+	// waiting for it (startFloor, the point floor at AddWatch). Whichever
+	// happens first wins, so the start is never after AddWatch returned.
+	start atomic.Int32
 }
+
+const (
+	startOpen int32 = iota
+	startRead
+	startFloor
+)
 
 // WatchStart bounds how long AddWatch waits for the watcher's first read of
 // the ref's history (its starting point).
@@ -87,6 +99,7 @@ func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 		select {
 		case <-w.ready:
 		case <-t.C:
+			w.start.CompareAndSwap(startOpen, startFloor)
 		}
 		t.Stop()
 		r.mu.Lock()
@@ -132,8 +145,19 @@ func (w *watcher[T]) run(ctx context.Context) {
 		vr, err := w.r.versions(ctx)
 		if err == nil {
 			if first {
-				// The watcher starts from the newest version now.
-				last, seen, known = vr.Versions[0].Point, vr.Versions[0].Value, true
+				if w.start.CompareAndSwap(startOpen, startRead) {
+					// In time: start from the newest version now.
+					last, seen, known = vr.Versions[0].Point, vr.Versions[0].Value, true
+				} else {
+					// Too late: start from the floor AddWatch saw, with
+					// the value then, if history still holds it.
+					for _, v := range vr.Versions {
+						if v.Point <= last {
+							seen, known = v.Value, true
+							break
+						}
+					}
+				}
 			}
 			last, seen, known = w.deliver(vr, last, seen, known)
 		}
