@@ -87,9 +87,9 @@ type Tx struct {
 	id   string
 	rp   clock.Point
 	prio locks.Priority
+	gid  uint64 // the goroutine that runs the attempt
 
 	mu         sync.Mutex
-	gid        uint64 // the goroutine that first asked for Context (0: none yet)
 	done       bool
 	committing bool  // set by Commit: from then on the sets are Commit's alone
 	doomed     error // set when the function was unwound; the attempt cannot commit
@@ -110,7 +110,7 @@ func FromContext(ctx context.Context) *Tx {
 // prefetch that live in the coordinator are read together with the read
 // point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
-	tx := &Tx{env: env, id: env.NewID(), entries: make(map[key]*entry)}
+	tx := &Tx{env: env, id: env.NewID(), gid: goid(), entries: make(map[key]*entry)}
 	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
 	floor := clock.Point(env.Floor.Load())
 	var names []string
@@ -161,27 +161,16 @@ func (tx *Tx) ID() string { return tx.id }
 func (tx *Tx) ReadPoint() clock.Point { return tx.rp }
 
 // Context returns the Dosync's ctx, marked with this transaction. A Dosync
-// with it (or a ctx derived from it) joins this transaction when called on
-// the goroutine that first called Context: call it from the transaction's
-// own function. On any other goroutine such a Dosync is a transaction of its
+// with it (or a ctx derived from it) on the goroutine running the
+// transaction joins it; on any other goroutine it is a transaction of its
 // own.
-func (tx *Tx) Context() context.Context {
-	tx.mu.Lock()
-	defer tx.mu.Unlock()
-	if tx.gid == 0 {
-		// Only now: finding the goroutine id is costly (it formats a
-		// stack trace under a runtime-wide lock), and only a Dosync given
-		// this ctx needs it.
-		tx.gid = goid()
-	}
-	return tx.ctx
-}
+func (tx *Tx) Context() context.Context { return tx.ctx }
 
 // Joinable reports whether a Dosync of env on the calling goroutine joins tx.
 func (tx *Tx) Joinable(env *Env) bool {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	return tx.env == env && !tx.done && tx.gid != 0 && tx.gid == goid()
+	return tx.env == env && !tx.done && tx.gid == goid()
 }
 
 // End marks the attempt over: any later use panics with ErrOutsideTx.

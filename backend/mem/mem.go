@@ -21,12 +21,6 @@ import (
 const (
 	refStripes = 64
 	recStripes = 16
-	// sweepEvery is how many record writes to a stripe pass between
-	// sweeps of its expired records.
-	sweepEvery = 1024
-	// onePhaseKeep is how long a one-phase commit's record is kept, so
-	// that a repeated request finds it.
-	onePhaseKeep = time.Minute
 )
 
 // Backend is the embedded backend. Create it with New.
@@ -43,17 +37,6 @@ type refStripe struct {
 	mu   sync.RWMutex
 	refs map[string]*refState
 	subs map[string]map[*sub]struct{}
-}
-
-type recStripe struct {
-	mu     sync.Mutex
-	recs   map[string]*recEntry
-	writes int
-}
-
-type recEntry struct {
-	rec     backend.Record
-	expires time.Time // zero: kept until deleted
 }
 
 type refState struct {
@@ -83,7 +66,7 @@ func New() *Backend {
 		b.refs[i].subs = make(map[string]map[*sub]struct{})
 	}
 	for i := range b.recs {
-		b.recs[i].recs = make(map[string]*recEntry)
+		b.recs[i].init()
 	}
 	return b
 }
@@ -379,8 +362,8 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	rs := b.recStripe(req.Txn)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if e := rs.get(req.Txn); e != nil {
-		return backend.OnePhaseResult{Status: e.rec.Status, CP: e.rec.CP}, nil
+	if rec, ok := rs.get(req.Txn, time.Now()); ok {
+		return backend.OnePhaseResult{Status: rec.Status, CP: rec.CP}, nil
 	}
 	var res backend.OnePhaseResult
 	for _, it := range req.Items {
@@ -412,158 +395,8 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
 		}
 	}
-	rs.put(&recEntry{
-		rec:     backend.Record{ID: req.Txn, Status: backend.Committed, RP: req.RP, CP: cp, Created: req.Time, Lease: req.Time.Add(onePhaseKeep)},
-		expires: time.Now().Add(onePhaseKeep),
-	})
+	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time}, time.Now())
 	return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
-}
-
-// get returns the live record id. The caller holds s.mu.
-func (s *recStripe) get(id string) *recEntry {
-	e := s.recs[id]
-	if e == nil || (!e.expires.IsZero() && time.Now().After(e.expires)) {
-		return nil
-	}
-	return e
-}
-
-// put stores e and now and then sweeps expired records. The caller holds
-// s.mu.
-func (s *recStripe) put(e *recEntry) {
-	s.recs[e.rec.ID] = e
-	s.writes++
-	if s.writes%sweepEvery != 0 {
-		return
-	}
-	now := time.Now()
-	for id, e := range s.recs {
-		if !e.expires.IsZero() && now.After(e.expires) {
-			delete(s.recs, id)
-		}
-	}
-}
-
-// PutRecord creates a pending record if none exists.
-func (b *Backend) PutRecord(ctx context.Context, r backend.Record) (bool, error) {
-	if err := b.check(ctx); err != nil {
-		return false, err
-	}
-	rs := b.recStripe(r.ID)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.get(r.ID) != nil {
-		return false, nil
-	}
-	r.Status = backend.Pending
-	r.Refs = slices.Clone(r.Refs)
-	rs.put(&recEntry{rec: r})
-	return true, nil
-}
-
-// CommitRecord draws a commit point and marks a pending record committed.
-func (b *Backend) CommitRecord(ctx context.Context, id string) (backend.Record, error) {
-	if err := b.check(ctx); err != nil {
-		return backend.Record{}, err
-	}
-	rs := b.recStripe(id)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	e := rs.get(id)
-	if e == nil {
-		return backend.Record{ID: id, Status: backend.Missing}, nil
-	}
-	if e.rec.Status == backend.Pending {
-		e.rec.CP = clock.Point(b.clock.Add(1))
-		e.rec.Status = backend.Committed
-	}
-	return cloneRecord(e.rec), nil
-}
-
-// AbortRecord aborts a pending record or writes an aborted tombstone.
-func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, error) {
-	if err := b.check(ctx); err != nil {
-		return backend.Record{}, err
-	}
-	rs := b.recStripe(id)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	e := rs.get(id)
-	if e == nil {
-		now := time.Now()
-		e = &recEntry{rec: backend.Record{ID: id, Status: backend.Aborted, Created: now, Lease: now}}
-		rs.put(e)
-	} else if e.rec.Status == backend.Pending {
-		e.rec.Status = backend.Aborted
-	}
-	return cloneRecord(e.rec), nil
-}
-
-// Records looks records up.
-func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, error) {
-	if err := b.check(ctx); err != nil {
-		return nil, err
-	}
-	out := make([]backend.Record, len(ids))
-	for i, id := range ids {
-		rs := b.recStripe(id)
-		rs.mu.Lock()
-		if e := rs.get(id); e != nil {
-			out[i] = cloneRecord(e.rec)
-		} else {
-			out[i] = backend.Record{ID: id, Status: backend.Missing}
-		}
-		rs.mu.Unlock()
-	}
-	return out, nil
-}
-
-// ListRecords returns every live record, sorted by id.
-func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
-	if err := b.check(ctx); err != nil {
-		return nil, err
-	}
-	var out []backend.Record
-	for i := range b.recs {
-		rs := &b.recs[i]
-		rs.mu.Lock()
-		for id := range rs.recs {
-			if e := rs.get(id); e != nil {
-				out = append(out, cloneRecord(e.rec))
-			}
-		}
-		rs.mu.Unlock()
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-// DeleteRecord removes a record now, or after keep.
-func (b *Backend) DeleteRecord(ctx context.Context, id string, keep time.Duration) error {
-	if err := b.check(ctx); err != nil {
-		return err
-	}
-	rs := b.recStripe(id)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	e := rs.recs[id]
-	switch {
-	case e == nil:
-	case keep <= 0:
-		delete(rs.recs, id)
-	default:
-		// Never extend an expiry already set: a sweep that meets the
-		// record again must not keep it alive for ever.
-		if at := time.Now().Add(keep); e.expires.IsZero() || at.Before(e.expires) {
-			e.expires = at
-		}
-	}
-	return nil
-}
-
-func cloneRecord(r backend.Record) backend.Record {
-	r.Refs = slices.Clone(r.Refs)
-	return r
 }
 
 // Meta returns a ref's meta and its version.

@@ -1,0 +1,256 @@
+package mem
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+)
+
+const (
+	// onePhaseKeep is how long a one-phase commit's record is kept. In
+	// this backend nothing is sent over a network, so only an injected
+	// fault can lose a reply; the record must outlive the engine's
+	// look-up right after it, not a client library's retries.
+	onePhaseKeep = 10 * time.Second
+	// tombstoneKeep is the least time an aborted tombstone, or a record
+	// deleted with a keep, stays.
+	tombstoneKeep = time.Minute
+)
+
+// recStripe is one stripe of the record store. Records that live until
+// deleted are in live; records that expire (tombstones, records deleted
+// with a keep, one-phase commit records) are in generations, which drop a
+// whole map at a time instead of scanning for expired entries.
+type recStripe struct {
+	mu       sync.Mutex
+	live     map[string]*backend.Record
+	expiring generations[*backend.Record]
+	onePhase generations[onePhaseRec]
+}
+
+// onePhaseRec is the compact record of a one-phase commit: there are many.
+type onePhaseRec struct {
+	rp, cp clock.Point
+	at     time.Time
+}
+
+func (r onePhaseRec) record(id string) backend.Record {
+	return backend.Record{ID: id, Status: backend.Committed, RP: r.rp, CP: r.cp, Created: r.at, Lease: r.at.Add(onePhaseKeep)}
+}
+
+func (s *recStripe) init() {
+	s.live = make(map[string]*backend.Record)
+	s.expiring.init(tombstoneKeep)
+	s.onePhase.init(onePhaseKeep)
+}
+
+// generations keeps entries for at least period: they go into young, which
+// becomes old at the next rotation and is dropped at the one after.
+// Rotations happen lazily, at least period apart.
+type generations[V any] struct {
+	period     time.Duration
+	young, old map[string]V
+	rotateAt   time.Time
+}
+
+func (g *generations[V]) init(period time.Duration) {
+	g.period = period
+	g.young = make(map[string]V)
+}
+
+func (g *generations[V]) rotate(now time.Time) {
+	if g.rotateAt.IsZero() {
+		g.rotateAt = now.Add(g.period)
+		return
+	}
+	if now.Before(g.rotateAt) {
+		return
+	}
+	if now.Before(g.rotateAt.Add(g.period)) {
+		g.old = g.young
+	} else {
+		g.old = nil // idle for two periods: everything has expired
+	}
+	g.young = make(map[string]V)
+	g.rotateAt = now.Add(g.period)
+}
+
+func (g *generations[V]) get(id string, now time.Time) (V, bool) {
+	g.rotate(now)
+	if v, ok := g.young[id]; ok {
+		return v, true
+	}
+	v, ok := g.old[id]
+	return v, ok
+}
+
+func (g *generations[V]) put(id string, v V, now time.Time) {
+	g.rotate(now)
+	g.young[id] = v
+}
+
+func (g *generations[V]) each(f func(id string, v V)) {
+	for id, v := range g.old {
+		if _, newer := g.young[id]; !newer {
+			f(id, v)
+		}
+	}
+	for id, v := range g.young {
+		f(id, v)
+	}
+}
+
+// get returns record id, wherever it is kept. The caller holds s.mu.
+func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
+	if r := s.live[id]; r != nil {
+		return *r, true
+	}
+	if r, ok := s.expiring.get(id, now); ok {
+		return *r, true
+	}
+	if r, ok := s.onePhase.get(id, now); ok {
+		return r.record(id), true
+	}
+	return backend.Record{}, false
+}
+
+func (s *recStripe) putOnePhase(id string, r onePhaseRec, now time.Time) {
+	s.onePhase.put(id, r, now)
+}
+
+// PutRecord creates a pending record if none exists.
+func (b *Backend) PutRecord(ctx context.Context, r backend.Record) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	rs := b.recStripe(r.ID)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if _, ok := rs.get(r.ID, time.Now()); ok {
+		return false, nil
+	}
+	r.Status = backend.Pending
+	r.Refs = slices.Clone(r.Refs)
+	rs.live[r.ID] = &r
+	return true, nil
+}
+
+// CommitRecord draws a commit point and marks a pending record committed.
+func (b *Backend) CommitRecord(ctx context.Context, id string) (backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Record{}, err
+	}
+	rs := b.recStripe(id)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r := rs.live[id]; r != nil && r.Status == backend.Pending {
+		r.CP = clock.Point(b.clock.Add(1))
+		r.Status = backend.Committed
+	}
+	r, ok := rs.get(id, time.Now())
+	if !ok {
+		return backend.Record{ID: id, Status: backend.Missing}, nil
+	}
+	return cloneRecord(r), nil
+}
+
+// AbortRecord aborts a pending record or writes an aborted tombstone.
+func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Record{}, err
+	}
+	rs := b.recStripe(id)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	now := time.Now()
+	if r := rs.live[id]; r != nil && r.Status == backend.Pending {
+		r.Status = backend.Aborted
+	}
+	r, ok := rs.get(id, now)
+	if !ok {
+		// A tombstone: kept a while, then it expires by itself.
+		r = backend.Record{ID: id, Status: backend.Aborted, Created: now, Lease: now}
+		rs.expiring.put(id, &r, now)
+	}
+	return cloneRecord(r), nil
+}
+
+// Records looks records up.
+func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]backend.Record, len(ids))
+	now := time.Now()
+	for i, id := range ids {
+		rs := b.recStripe(id)
+		rs.mu.Lock()
+		if r, ok := rs.get(id, now); ok {
+			out[i] = cloneRecord(r)
+		} else {
+			out[i] = backend.Record{ID: id, Status: backend.Missing}
+		}
+		rs.mu.Unlock()
+	}
+	return out, nil
+}
+
+// ListRecords returns the records of the general path and the tombstones,
+// sorted by id. One-phase commit records, many and short-lived, are left
+// out; Records finds them.
+func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []backend.Record
+	now := time.Now()
+	for i := range b.recs {
+		rs := &b.recs[i]
+		rs.mu.Lock()
+		for _, r := range rs.live {
+			out = append(out, cloneRecord(*r))
+		}
+		rs.expiring.rotate(now)
+		rs.expiring.each(func(id string, r *backend.Record) {
+			if rs.live[id] == nil {
+				out = append(out, cloneRecord(*r))
+			}
+		})
+		rs.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// DeleteRecord removes a record now, or keeps it for at least keep (up to
+// two periods of its generation) and then drops it.
+func (b *Backend) DeleteRecord(ctx context.Context, id string, keep time.Duration) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	rs := b.recStripe(id)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r := rs.live[id]
+	if r == nil {
+		return nil // absent, or already expiring: never kept longer
+	}
+	delete(rs.live, id)
+	if keep > 0 {
+		if keep > rs.expiring.period {
+			rs.expiring.period = keep
+		}
+		rs.expiring.put(id, r, time.Now())
+	}
+	return nil
+}
+
+func cloneRecord(r backend.Record) backend.Record {
+	r.Refs = slices.Clone(r.Refs)
+	return r
+}
