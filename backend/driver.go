@@ -297,6 +297,18 @@ type Subscription interface {
 	Close() error
 }
 
+// Feed is an optional capability of a Subscription that also carries the
+// versions themselves, so a watcher does not depend on the history still
+// holding a version when it gets round to reading it.
+type Feed interface {
+	// Drain returns the versions appended to the ref since the previous
+	// Drain (since Subscribe, the first time), in point order. complete is
+	// false when some may be missing (a buffer overflowed, a connection
+	// dropped): the watcher then falls back on the history, and announces
+	// a gap if that was trimmed.
+	Drain() (versions []Version, complete bool)
+}
+
 // Driver is what every backend implements.
 type Driver interface {
 	// ID names this backend instance (for example "mem:5f3c..." or
@@ -409,4 +421,12 @@ type OnePhaseResult struct {
 // hints watchers.
 type OnePhase interface {
 	CommitOnePhase(ctx context.Context, req OnePhaseRequest) (OnePhaseResult, error)
+}
+
+// LocalClock is implemented by a driver whose ReadPoint costs no round trip
+// (an in-process clock). The engine then reads it directly instead of
+// batching concurrent read-point requests, which only pays off when each
+// request crosses a network.
+type LocalClock interface {
+	LocalClock()
 }

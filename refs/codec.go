@@ -2,6 +2,7 @@ package refs
 
 import (
 	"bytes"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -22,23 +23,48 @@ var Msgpack Codec = msgpackCodec{}
 
 type msgpackCodec struct{}
 
+// Encoders and decoders are reused: building one per value was a large
+// share of a transaction's allocations.
+type encState struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+type decState struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var (
+	encPool = sync.Pool{New: func() any { return &encState{enc: msgpack.NewEncoder(nil)} }}
+	decPool = sync.Pool{New: func() any { return &decState{dec: msgpack.NewDecoder(nil)} }}
+)
+
 func (msgpackCodec) Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.NewEncoder(&buf)
-	enc.SetSortMapKeys(true)
-	if err := enc.Encode(v); err != nil {
+	st := encPool.Get().(*encState)
+	defer encPool.Put(st)
+	st.buf.Reset()
+	st.enc.Reset(&st.buf)
+	st.enc.SetSortMapKeys(true)
+	if err := st.enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return bytes.Clone(st.buf.Bytes()), nil
 }
 
 func (msgpackCodec) Unmarshal(data []byte, v any) error {
-	dec := msgpack.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(v); err != nil {
+	st := decPool.Get().(*decState)
+	defer func() {
+		st.r.Reset(nil)
+		decPool.Put(st)
+	}()
+	st.r.Reset(data)
+	st.dec.Reset(&st.r)
+	if err := st.dec.Decode(v); err != nil {
 		return err
 	}
 	// Trailing bytes mean the data was not one value of this type.
-	if _, err := dec.PeekCode(); err == nil {
+	if _, err := st.dec.PeekCode(); err == nil {
 		return errTrailing
 	}
 	return nil

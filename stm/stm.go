@@ -70,11 +70,15 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 	s.floor.Store(0)
 	var idPrefix [6]byte
 	_, _ = crand.Read(idPrefix[:])
-	prefix := hex.EncodeToString(idPrefix[:]) + "-"
+	prefix := []byte(hex.EncodeToString(idPrefix[:]) + "-")
 	var seq atomic.Uint64
+	points := clock.NewBatcher(coord.ReadPoint)
+	if _, local := coord.(backend.LocalClock); local {
+		points = clock.Direct(coord.ReadPoint)
+	}
 	s.env = &txn.Env{
 		Coord:  coord,
-		Points: clock.NewBatcher(coord.ReadPoint),
+		Points: points,
 		Wall:   o.wall,
 		Lease:  o.lease,
 		Resolver: &locks.Resolver{
@@ -82,8 +86,11 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 			Wall:   o.wall,
 			Lookup: s.Backend,
 		},
-		Floor:         &s.floor,
-		NewID:         func() string { return prefix + strconv.FormatUint(seq.Add(1), 36) },
+		Floor: &s.floor,
+		NewID: func() string {
+			var buf [32]byte
+			return string(strconv.AppendUint(append(buf[:0], prefix...), seq.Add(1), 36))
+		},
 		Stats:         &s.stats,
 		CommuteRounds: DefaultCommuteRounds,
 		Faults:        o.faults,
@@ -271,7 +278,9 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 			return err
 		}
 		err = s.attempt(tx, fn)
-		prefetch = tx.Prefetch()
+		if txn.IsRetry(err) {
+			prefetch = tx.Prefetch()
+		}
 		tx.End()
 		if err == nil {
 			s.stats.NoteRetries(int64(attempt))

@@ -71,8 +71,10 @@ func (tx *Tx) Commit() (clock.Point, error) {
 func (tx *Tx) plan() ([]*item, error) {
 	var items []*item
 	writes := false
+	store := make([]item, 0, len(tx.order))
 	for _, e := range tx.order {
-		it := &item{e: e, base: e.newest}
+		store = append(store, item{e: e, base: e.newest})
+		it := &store[len(store)-1]
 		switch {
 		case e.written:
 			it.mode, it.value = backend.ModeWrite, e.val
@@ -149,13 +151,11 @@ func (tx *Tx) rp4check() clock.Point {
 
 // commitOnePhase commits with the coordinator's fast path.
 func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
-	byName := make(map[string]*item, len(items))
-	for _, it := range items {
-		byName[it.e.name] = it
-	}
 	rounds := max(tx.env.CommuteRounds, 1)
+	req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Items: make([]backend.OnePhaseItem, 0, len(items))}
 	for round := 0; round < rounds; round++ {
-		req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Time: tx.env.Wall.Now()}
+		req.Time = tx.env.Wall.Now()
+		req.Items = req.Items[:0]
 		for _, it := range items {
 			if err := tx.compute(it); err != nil {
 				return 0, err
@@ -186,7 +186,11 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 				return 0, fmt.Errorf("txn: commit %q: %w", c.Name, backend.ErrNotFound)
 			case backend.Stale:
 				tx.env.Stats.Recomputes.Add(1)
-				byName[c.Name].base = c.Newest
+				for _, it := range items {
+					if it.e.name == c.Name {
+						it.base = c.Newest
+					}
+				}
 			case backend.Locked:
 				if err := tx.clear(tx.env.Coord, c); err != nil {
 					return 0, err

@@ -93,9 +93,15 @@ type Tx struct {
 	done       bool
 	committing bool  // set by Commit: from then on the sets are Commit's alone
 	doomed     error // set when the function was unwound; the attempt cannot commit
-	entries    map[key]*entry
-	order      []*entry
+	// order is every ref the attempt touched, in first-touch order; the
+	// first few entries live in slab. Past mapFrom refs, entries indexes
+	// them (small transactions search order, which allocates nothing).
+	order   []*entry
+	entries map[key]*entry
+	slab    [4]entry
 }
+
+const mapFrom = 16
 
 type ctxKey struct{}
 
@@ -110,7 +116,7 @@ func FromContext(ctx context.Context) *Tx {
 // prefetch that live in the coordinator are read together with the read
 // point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
-	tx := &Tx{env: env, id: env.NewID(), gid: goid(), entries: make(map[key]*entry)}
+	tx := &Tx{env: env, id: env.NewID(), gid: goid()}
 	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
 	floor := clock.Point(env.Floor.Load())
 	var names []string
@@ -143,7 +149,7 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 	if tx.rp < floor {
 		// A stale answer: never read below what this process has seen.
 		tx.rp = floor
-		clear(tx.entries)
+		tx.entries = nil
 		tx.order = tx.order[:0]
 	}
 	env.Observe(tx.rp)
@@ -223,15 +229,37 @@ func (tx *Tx) Abort(err error) {
 }
 
 func (tx *Tx) entry(k Key) *entry {
-	kk := key{k.Drv.ID(), k.Name}
-	e := tx.entries[kk]
-	if e == nil {
-		if tx.env.Resolver.Lookup(kk.backend) == nil {
-			tx.unwind(fmt.Errorf("%w: %q lives in backend %s, which this STM does not know (create the ref with this STM, using refs.On)", ErrForeignRef, k.Name, kk.backend))
+	id := k.Drv.ID()
+	if tx.entries != nil {
+		if e := tx.entries[key{id, k.Name}]; e != nil {
+			return e
 		}
-		e = &entry{drv: k.Drv, name: k.Name}
-		tx.entries[kk] = e
-		tx.order = append(tx.order, e)
+	} else {
+		for _, e := range tx.order {
+			if e.name == k.Name && e.drv.ID() == id {
+				return e
+			}
+		}
+	}
+	if tx.env.Resolver.Lookup(id) == nil {
+		tx.unwind(fmt.Errorf("%w: %q lives in backend %s, which this STM does not know (create the ref with this STM, using refs.On)", ErrForeignRef, k.Name, id))
+	}
+	var e *entry
+	if n := len(tx.order); n < len(tx.slab) {
+		e = &tx.slab[n]
+	} else {
+		e = &entry{}
+	}
+	*e = entry{drv: k.Drv, name: k.Name}
+	tx.order = append(tx.order, e)
+	switch {
+	case tx.entries != nil:
+		tx.entries[key{id, k.Name}] = e
+	case len(tx.order) > mapFrom:
+		tx.entries = make(map[key]*entry, 2*mapFrom)
+		for _, e := range tx.order {
+			tx.entries[key{e.drv.ID(), e.name}] = e
+		}
 	}
 	return e
 }

@@ -52,9 +52,13 @@ type refState struct {
 }
 
 var (
-	_ backend.Driver   = (*Backend)(nil)
-	_ backend.OnePhase = (*Backend)(nil)
+	_ backend.Driver     = (*Backend)(nil)
+	_ backend.OnePhase   = (*Backend)(nil)
+	_ backend.LocalClock = (*Backend)(nil)
 )
+
+// LocalClock marks the clock as in-process: reading it costs no round trip.
+func (b *Backend) LocalClock() {}
 
 // New returns an empty backend.
 func New() *Backend {
@@ -344,7 +348,7 @@ func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
 	vs = append(append(vs, v), r.versions...)
 	r.versions, r.trimmed = history.Trim(vs, r.keep, r.trimmed)
 	for s := range b.refs[b.refStripe(name)].subs[name] {
-		s.hint()
+		s.push(v)
 	}
 }
 
@@ -395,7 +399,7 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
 		}
 	}
-	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time}, time.Now())
+	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, time.Now())
 	return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
 }
 
@@ -433,19 +437,47 @@ func (b *Backend) SetMeta(ctx context.Context, name string, expect uint64, meta 
 	return true, nil
 }
 
-// sub is one subscription's hint channel.
+// feedLimit bounds how many versions a subscription buffers for a reader
+// that does not drain them; past it the feed says it is incomplete.
+const feedLimit = 4096
+
+// sub is one subscription: a hint channel and a feed of versions.
 type sub struct {
 	b    *Backend
 	name string
 	ch   chan struct{}
 	once sync.Once
+
+	mu       sync.Mutex
+	versions []backend.Version
+	lost     bool
 }
 
-func (s *sub) hint() {
+var _ backend.Feed = (*sub)(nil)
+
+// push buffers v and hints. The caller holds the ref's stripe lock, so
+// versions arrive in point order.
+func (s *sub) push(v backend.Version) {
+	s.mu.Lock()
+	if len(s.versions) < feedLimit {
+		s.versions = append(s.versions, v)
+	} else {
+		s.versions, s.lost = nil, true
+	}
+	s.mu.Unlock()
 	select {
 	case s.ch <- struct{}{}:
 	default: // a hint is already waiting: merged
 	}
+}
+
+// Drain returns the versions appended since the last Drain.
+func (s *sub) Drain() ([]backend.Version, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	vs, complete := s.versions, !s.lost
+	s.versions, s.lost = nil, false
+	return vs, complete
 }
 
 func (s *sub) C() <-chan struct{} { return s.ch }
@@ -463,8 +495,9 @@ func (s *sub) Close() error {
 	return nil
 }
 
-// Subscribe returns hints of changes to a ref. In this backend no hint is
-// ever lost: each version appended sends one (merged with any unread one).
+// Subscribe returns hints of changes to a ref, with a feed of the versions
+// (backend.Feed) that loses nothing unless a reader leaves more than 4096
+// undrained.
 func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscription, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err

@@ -16,7 +16,7 @@ const (
 	// this backend nothing is sent over a network, so only an injected
 	// fault can lose a reply; the record must outlive the engine's
 	// look-up right after it, not a client library's retries.
-	onePhaseKeep = 10 * time.Second
+	onePhaseKeep = 5 * time.Second
 	// tombstoneKeep is the least time an aborted tombstone, or a record
 	// deleted with a keep, stays.
 	tombstoneKeep = time.Minute
@@ -29,41 +29,61 @@ const (
 type recStripe struct {
 	mu       sync.Mutex
 	live     map[string]*backend.Record
-	expiring generations[*backend.Record]
-	onePhase generations[onePhaseRec]
+	expiring generations[string, *backend.Record]
+	// One-phase commit records, one per commit: hundreds of thousands at
+	// a time under load. Keys and values hold no pointers, so the garbage
+	// collector does not scan these maps; ids too long for a fixed key
+	// (not the engine's) go in onePhaseLong.
+	onePhase     generations[shortID, onePhaseRec]
+	onePhaseLong generations[string, onePhaseRec]
 }
 
-// onePhaseRec is the compact record of a one-phase commit: there are many.
+// shortID holds an id of up to 31 bytes, its length in the last byte.
+type shortID [32]byte
+
+func toShort(id string) (shortID, bool) {
+	var k shortID
+	if len(id) >= len(k) {
+		return k, false
+	}
+	copy(k[:], id)
+	k[len(k)-1] = byte(len(id))
+	return k, true
+}
+
+// onePhaseRec is the compact record of a one-phase commit.
 type onePhaseRec struct {
 	rp, cp clock.Point
-	at     time.Time
+	at     int64 // unix nanoseconds
 }
 
 func (r onePhaseRec) record(id string) backend.Record {
-	return backend.Record{ID: id, Status: backend.Committed, RP: r.rp, CP: r.cp, Created: r.at, Lease: r.at.Add(onePhaseKeep)}
+	at := time.Unix(0, r.at)
+	return backend.Record{ID: id, Status: backend.Committed, RP: r.rp, CP: r.cp, Created: at, Lease: at.Add(onePhaseKeep)}
 }
 
 func (s *recStripe) init() {
 	s.live = make(map[string]*backend.Record)
 	s.expiring.init(tombstoneKeep)
 	s.onePhase.init(onePhaseKeep)
+	s.onePhaseLong.init(onePhaseKeep)
 }
 
 // generations keeps entries for at least period: they go into young, which
 // becomes old at the next rotation and is dropped at the one after.
 // Rotations happen lazily, at least period apart.
-type generations[V any] struct {
+type generations[K comparable, V any] struct {
 	period     time.Duration
-	young, old map[string]V
+	young, old map[K]V
 	rotateAt   time.Time
 }
 
-func (g *generations[V]) init(period time.Duration) {
+func (g *generations[K, V]) init(period time.Duration) {
 	g.period = period
-	g.young = make(map[string]V)
+	g.young = make(map[K]V)
 }
 
-func (g *generations[V]) rotate(now time.Time) {
+func (g *generations[K, V]) rotate(now time.Time) {
 	if g.rotateAt.IsZero() {
 		g.rotateAt = now.Add(g.period)
 		return
@@ -76,11 +96,11 @@ func (g *generations[V]) rotate(now time.Time) {
 	} else {
 		g.old = nil // idle for two periods: everything has expired
 	}
-	g.young = make(map[string]V)
+	g.young = make(map[K]V)
 	g.rotateAt = now.Add(g.period)
 }
 
-func (g *generations[V]) get(id string, now time.Time) (V, bool) {
+func (g *generations[K, V]) get(id K, now time.Time) (V, bool) {
 	g.rotate(now)
 	if v, ok := g.young[id]; ok {
 		return v, true
@@ -89,12 +109,12 @@ func (g *generations[V]) get(id string, now time.Time) (V, bool) {
 	return v, ok
 }
 
-func (g *generations[V]) put(id string, v V, now time.Time) {
+func (g *generations[K, V]) put(id K, v V, now time.Time) {
 	g.rotate(now)
 	g.young[id] = v
 }
 
-func (g *generations[V]) each(f func(id string, v V)) {
+func (g *generations[K, V]) each(f func(id K, v V)) {
 	for id, v := range g.old {
 		if _, newer := g.young[id]; !newer {
 			f(id, v)
@@ -113,14 +133,25 @@ func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
 	if r, ok := s.expiring.get(id, now); ok {
 		return *r, true
 	}
-	if r, ok := s.onePhase.get(id, now); ok {
+	var r onePhaseRec
+	var ok bool
+	if k, short := toShort(id); short {
+		r, ok = s.onePhase.get(k, now)
+	} else {
+		r, ok = s.onePhaseLong.get(id, now)
+	}
+	if ok {
 		return r.record(id), true
 	}
 	return backend.Record{}, false
 }
 
 func (s *recStripe) putOnePhase(id string, r onePhaseRec, now time.Time) {
-	s.onePhase.put(id, r, now)
+	if k, short := toShort(id); short {
+		s.onePhase.put(k, r, now)
+	} else {
+		s.onePhaseLong.put(id, r, now)
+	}
 }
 
 // PutRecord creates a pending record if none exists.

@@ -6,7 +6,7 @@ import (
 )
 
 func TestGenerationsKeepAtLeastAPeriod(t *testing.T) {
-	var g generations[int]
+	var g generations[string, int]
 	g.init(time.Minute)
 	t0 := time.Unix(1000, 0)
 	g.put("a", 1, t0)
