@@ -1,6 +1,7 @@
 package refs
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -130,8 +131,12 @@ func (r *Ref[T]) floor() clock.Point { return clock.Point(r.s.Env().Floor.Load()
 func (w *watcher[T]) run(ctx context.Context) {
 	defer close(w.done)
 	var sub backend.Subscription
+	var feed backend.Feed
 	var hints <-chan struct{}
 	last, seen, known := w.since, []byte(nil), false
+	// fed: the feed has every version appended since the watcher's start
+	// (it subscribed before its first read of the history).
+	fed := false
 	first := true
 	tick := time.NewTicker(WatchPoll)
 	defer tick.Stop()
@@ -139,10 +144,20 @@ func (w *watcher[T]) run(ctx context.Context) {
 		if sub == nil {
 			if s, err := w.r.drv.Subscribe(ctx, w.r.name); err == nil {
 				sub, hints = s, s.C()
+				feed, _ = s.(backend.Feed)
+				fed = feed != nil && first
 				defer sub.Close()
 			}
 		}
+		// The history first, then the feed: every version appended before
+		// this drain is in one of them, or in an earlier drain.
 		vr, err := w.r.versions(ctx)
+		var fresh []backend.Version
+		if feed != nil {
+			var complete bool
+			fresh, complete = feed.Drain()
+			fed = fed && complete
+		}
 		if err == nil {
 			if first {
 				if w.start.CompareAndSwap(startOpen, startRead) {
@@ -159,7 +174,10 @@ func (w *watcher[T]) run(ctx context.Context) {
 					}
 				}
 			}
-			last, seen, known = w.deliver(vr, last, seen, known)
+			last, seen, known = w.deliver(vr, fresh, fed, last, seen, known)
+			// Once caught up, the feed vouches for what follows if it is
+			// complete from here on.
+			fed = feed != nil
 		}
 		if first {
 			first = false
@@ -174,21 +192,31 @@ func (w *watcher[T]) run(ctx context.Context) {
 	}
 }
 
-// deliver calls the watches for every kept version newer than last, oldest
-// first, announcing a gap where versions were trimmed unseen.
-func (w *watcher[T]) deliver(vr backend.VersionsResult, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
-	var newer []backend.Version
+// deliver calls the watches for every version newer than last, from the
+// history and the feed, oldest first. A gap is announced where history was
+// trimmed past last and the feed cannot vouch for the versions in between.
+func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version, fed bool, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
+	byPoint := map[clock.Point]backend.Version{}
 	for _, v := range vr.Versions {
 		if v.Point > last {
-			newer = append(newer, v)
+			byPoint[v.Point] = v
 		}
 	}
-	if len(newer) == 0 {
+	for _, v := range fresh {
+		if v.Point > last {
+			byPoint[v.Point] = v
+		}
+	}
+	if len(byPoint) == 0 {
 		return last, seen, known
 	}
-	slices.Reverse(newer)
+	newer := make([]backend.Version, 0, len(byPoint))
+	for _, v := range byPoint {
+		newer = append(newer, v)
+	}
+	slices.SortFunc(newer, func(a, b backend.Version) int { return cmp.Compare(a.Point, b.Point) })
 	for i, v := range newer {
-		gap := !known || (i == 0 && vr.Trimmed > last)
+		gap := !known || (i == 0 && vr.Trimmed > last && !fed)
 		w.call(v, seen, gap, last)
 		last, seen, known = v.Point, v.Value, true
 	}

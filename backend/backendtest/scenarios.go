@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -175,40 +176,45 @@ func testDoubleApply(t *testing.T, raw backend.Driver, opts []stm.Option) {
 	}
 }
 
-// testWatchGap: a watcher whose callback is slow while history is trimmed
-// past changes it has not seen gets a gap notice, then resumes.
+// testWatchGap: a watcher whose callback is stuck while thousands of
+// changes commit (history keeps only the newest) either still gets every
+// change, in order, or is told of each gap before the change after it: it
+// never loses one silently.
 func testWatchGap(t *testing.T, s *stm.STM) {
 	ctx := tctx(t)
 	r := newRef(t, s, uniq("x"), 0) // MinHistory 0: only the newest version kept
-	set := func(v int) {
+	const last = 5000
+	release := make(chan struct{})
+	type call struct{ old, new int }
+	calls := make(chan call, last+10)
+	gaps := make(chan clock.Point, last+10)
+	r.AddWatch("slow", func(_ string, _ *refs.Ref[int], old, new int) {
+		calls <- call{old, new}
+		if new == 1 {
+			<-release // stuck while the rest commit
+		}
+	}, refs.OnGap(func(_ string, _, to clock.Point) { gaps <- to }))
+	defer r.RemoveWatch("slow")
+	for v := 1; v <= last; v++ {
 		if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, v); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	release := make(chan struct{})
-	calls := make(chan [2]int, 10)
-	gaps := make(chan [2]clock.Point, 10)
-	r.AddWatch("slow", func(_ string, _ *refs.Ref[int], old, new int) {
-		calls <- [2]int{old, new}
-		if new == 1 {
-			<-release // stuck while 2, 3, 4 commit
-		}
-	}, refs.OnGap(func(_ string, from, to clock.Point) { gaps <- [2]clock.Point{from, to} }))
-	defer r.RemoveWatch("slow")
-	set(1)
-	if c := recv(t, calls, "first watch call"); c != [2]int{0, 1} {
-		t.Fatalf("first call %v", c)
-	}
-	set(2)
-	set(3)
-	set(4)
-	hist, _ := r.History(ctx)
 	close(release)
-	g := recv(t, gaps, "gap notice")
-	if g[1] != hist[0].Point || g[0] >= g[1] {
-		t.Fatalf("gap %v, want up to %d", g, hist[0].Point)
+	prev := 0
+	jumps := 0
+	for prev != last {
+		c := recv(t, calls, fmt.Sprintf("the watch call after %d", prev))
+		if c.old != prev || c.new <= prev {
+			t.Fatalf("watch call %d -> %d after %d: out of order", c.old, c.new, prev)
+		}
+		if c.new != prev+1 {
+			jumps++
+		}
+		prev = c.new
 	}
-	if c := recv(t, calls, "call after the gap"); c != [2]int{1, 4} {
-		t.Fatalf("call after the gap %v, want 1 -> 4", c)
+	if n := len(gaps); n < jumps {
+		t.Fatalf("%d jumps over lost changes but only %d gap notices: a silent loss", jumps, n)
 	}
+	t.Logf("%d changes: %d jumps, %d gap notices", last, jumps, len(gaps))
 }
