@@ -41,5 +41,17 @@
 // [Driver.Subscribe] delivers hints that a ref may have changed. Hints may be
 // late, merged or lost (a Pub/Sub message during a reconnect); the truth is
 // the version history read with [Driver.Versions], and the Trimmed point it
-// reports lets a watcher tell a gap from a quiet ref.
+// reports lets a watcher tell a gap from a quiet ref. A subscription may also
+// be a [Feed] of the versions themselves.
+//
+// # Usage
+//
+// A driver implements Driver (and, optionally, OnePhase, LocalClock and, on
+// its subscriptions, Feed), and proves it with the conformance suite:
+//
+//	var _ backend.Driver = (*Backend)(nil)
+//
+//	func TestConformance(t *testing.T) {
+//		backendtest.Run(t, func(t *testing.T) backend.Driver { return newBackend(t) })
+//	}
 package backend

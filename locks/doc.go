@@ -19,4 +19,13 @@
 // [Resolver.Sweep] recovers the records of dead processes: it aborts expired
 // pending records, resolves every intent they name and deletes them, so
 // nothing stays locked longer than a lease and no record outlives its use.
+//
+// # Usage
+//
+// The engine (packages txn and stm) is the user of this package:
+//
+//	r := &locks.Resolver{Coord: coord, Wall: clock.System, Lookup: s.Backend}
+//	act, err := r.Clear(ctx, drv, name, conflict.Intent, myPriority)
+//	if act == locks.Yield { /* back off and retry the attempt */ }
+//	n, err := r.Sweep(ctx) // what STM.Recover runs
 package locks

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,75 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	}
 	t.Run("WatchGapNotice", func(t *testing.T) { testWatchGap(t, open(t, newDriver(t))) })
 	t.Run("RecoveryAroundUnknownBackend", func(t *testing.T) { testRecoverUnknown(t, newDriver(t), newDriver(t)) })
+	t.Run("OlderWins", func(t *testing.T) { testOlderWins(t, newDriver(t)) })
+}
+
+// testOlderWins: a younger transaction holds its intent on x and stalls
+// just before its commit point; an older one that wants x does not wait for
+// the younger's lease: it aborts the younger and commits. The younger then
+// fails its commit point, retries, and commits after it.
+func testOlderWins(t *testing.T, raw backend.Driver) {
+	w := faulty.Wrap(raw)
+	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour))
+	x := newRef(t, s, uniq("x"), "init")
+	z := newRef(t, s, uniq("z"), 0)
+	var armed atomic.Bool
+	stalled, release := make(chan struct{}), make(chan struct{})
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		// Only the first commit point after arming (the younger's) stalls.
+		if c.Op == faulty.OpCommitRecord && armed.CompareAndSwap(true, false) {
+			close(stalled)
+			<-release
+		}
+		return faulty.Pass
+	})
+	oStarted := make(chan struct{})
+	oDone := make(chan error, 1)
+	go func() {
+		first := true
+		oDone <- s.Dosync(tctx(t), func(tx *txn.Tx) error {
+			x.Get(tx)
+			if first {
+				first = false
+				close(oStarted)
+				<-stalled // the younger now holds x's intent
+			}
+			x.Set(tx, "older")
+			return nil
+		})
+	}()
+	<-oStarted
+	// A commit elsewhere, so the younger's read point is strictly later.
+	if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { z.Set(tx, 1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	yDone := make(chan error, 1)
+	yRuns := 0
+	go func() {
+		yDone <- s.Dosync(tctx(t), func(tx *txn.Tx) error {
+			yRuns++
+			x.Set(tx, "younger")
+			return nil
+		})
+	}()
+	if err := recv(t, oDone, "the older transaction's commit while the younger stalls"); err != nil {
+		t.Fatalf("older: %v", err)
+	}
+	close(release)
+	if err := recv(t, yDone, "the younger transaction"); err != nil {
+		t.Fatalf("younger: %v", err)
+	}
+	if yRuns < 2 {
+		t.Fatalf("the younger ran %d times; it was aborted and must have retried", yRuns)
+	}
+	h, err := x.History(tctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h[0].Value != "younger" {
+		t.Fatalf("newest x = %q, want the younger's retry after the older", h[0].Value)
+	}
 }
 
 // testRecoverUnknown: a dead process leaves two pending records, one of a

@@ -126,7 +126,8 @@ func Wrap(inner backend.Driver) Wrapped {
 }
 
 // SetHook sets the function that decides each call's fault (nil: pass all)
-// and resets the call count.
+// and resets the call count. The hook is called concurrently by concurrent
+// calls, without the wrapper's lock: it may block to pause a caller.
 func (d *Driver) SetHook(h func(Call) Fault) {
 	d.mu.Lock()
 	d.hook, d.n = h, 0
@@ -159,14 +160,19 @@ func (d *Driver) do(op Op, f func() error) error {
 		d.n++
 		c.N = d.n
 	}
+	hook := d.hook
+	d.mu.Unlock()
+	// The hook runs without the lock: it may block (to pause a caller
+	// mid-commit) while other calls go on.
 	fault := Pass
-	if d.hook != nil {
-		fault = d.hook(c)
+	if hook != nil {
+		fault = hook(c)
 	}
 	if fault == Crash {
+		d.mu.Lock()
 		d.crashed = true
+		d.mu.Unlock()
 	}
-	d.mu.Unlock()
 	switch fault {
 	case FailBefore, Crash:
 		return fmt.Errorf("%s (call %d): %w", op, c.N, ErrInjected)
