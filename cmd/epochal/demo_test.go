@@ -171,9 +171,6 @@ func TestHelp(t *testing.T) {
 
 // TestBinary builds the command and runs the README's first command.
 func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	gomod, err := exec.CommandContext(t.Context(), "go", "env", "GOMOD").Output()
 	if err != nil {
 		t.Fatalf("go env GOMOD: %v", err)
