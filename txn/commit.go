@@ -61,6 +61,9 @@ func (tx *Tx) Commit() (clock.Point, error) {
 		}
 		return 0, err
 	}
+	if err := tx.drawRP(); err != nil { // blind writes read nothing
+		return 0, err
+	}
 	if tx.env.OnePhase != nil && allIn(items, tx.env.Coord.ID()) {
 		return tx.commitOnePhase(items)
 	}

@@ -82,12 +82,14 @@ type entry struct {
 
 // Tx is one attempt of a transaction.
 type Tx struct {
-	env  *Env
-	ctx  context.Context
-	id   string
-	rp   clock.Point
-	prio locks.Priority
-	gid  uint64 // the goroutine that runs the attempt
+	env     *Env
+	ctx     context.Context
+	id      string
+	rp      clock.Point
+	rpSet   bool            // rp is drawn (lazily: with the first read, or at commit)
+	prio    locks.Priority  // set with rp
+	prioRef *locks.Priority // the Dosync's priority, set by its first read point
+	gid     uint64          // the goroutine that runs the attempt
 
 	mu         sync.Mutex
 	done       bool
@@ -111,14 +113,15 @@ func FromContext(ctx context.Context) *Tx {
 	return tx
 }
 
-// Begin starts an attempt. prio is the priority of the attempt's Dosync; if
-// its Point is zero it is set to this attempt's read point and id. Refs in
-// prefetch that live in the coordinator are read together with the read
-// point, in one round trip.
+// Begin starts an attempt. prio is the priority of the attempt's Dosync;
+// if its Point is zero it is set to the first read point drawn. The read
+// point is drawn lazily, together with the first read of a coordinator ref
+// (one round trip for both), or at commit for blind writes. Refs in
+// prefetch that live in the coordinator are read at once, together with the
+// read point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
-	tx := &Tx{env: env, id: env.NewID(), gid: goid()}
+	tx := &Tx{env: env, id: env.NewID(), gid: goid(), prioRef: prio}
 	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
-	floor := clock.Point(env.Floor.Load())
 	var names []string
 	for _, k := range prefetch {
 		if k.Drv.ID() == env.Coord.ID() {
@@ -130,8 +133,7 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 		if err != nil {
 			return nil, fmt.Errorf("txn: begin: %w", err)
 		}
-		tx.rp = res.RP
-		if res.RP >= floor {
+		if tx.setRP(res.RP) {
 			for i, it := range res.Items {
 				if it.Found && it.Intent == nil && it.Result == history.Found {
 					e := tx.entry(Key{env.Coord, names[i]})
@@ -139,32 +141,56 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 				}
 			}
 		}
-	} else {
-		rp, err := env.Points.ReadPoint(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("txn: begin: read point: %w", err)
-		}
-		tx.rp = rp
 	}
-	if tx.rp < floor {
-		// A stale answer: never read below what this process has seen.
-		tx.rp = floor
-		tx.entries = nil
-		tx.order = tx.order[:0]
-	}
-	env.Observe(tx.rp)
-	if prio.Point == 0 {
-		*prio = locks.Priority{Point: tx.rp, ID: tx.id}
-	}
-	tx.prio = *prio
 	return tx, nil
+}
+
+// setRP fixes the read point at p, raised to the process's floor (never
+// read below what this process has seen, PROTOCOL.md I5). It reports
+// whether p itself was kept.
+func (tx *Tx) setRP(p clock.Point) bool {
+	floor := clock.Point(tx.env.Floor.Load())
+	kept := p >= floor
+	if !kept {
+		p = floor
+	}
+	tx.rp, tx.rpSet = p, true
+	tx.env.Observe(p)
+	if tx.prioRef.Point == 0 {
+		*tx.prioRef = locks.Priority{Point: p, ID: tx.id}
+	}
+	tx.prio = *tx.prioRef
+	return kept
+}
+
+// drawRP draws the read point from the clock if it is not drawn yet.
+func (tx *Tx) drawRP() error {
+	if tx.rpSet {
+		return nil
+	}
+	p, err := tx.env.Points.ReadPoint(tx.ctx)
+	if err != nil {
+		return fmt.Errorf("txn: read point: %w", err)
+	}
+	tx.setRP(p)
+	return nil
 }
 
 // ID is the attempt's transaction id, stamped on the versions it writes.
 func (tx *Tx) ID() string { return tx.id }
 
-// ReadPoint is the point the attempt reads at.
-func (tx *Tx) ReadPoint() clock.Point { return tx.rp }
+// ReadPoint is the point the attempt reads at (drawn now if it was not
+// yet).
+func (tx *Tx) ReadPoint() clock.Point {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if !tx.rpSet && !tx.done && !tx.committing {
+		if err := tx.drawRP(); err != nil {
+			tx.unwind(err)
+		}
+	}
+	return tx.rp
+}
 
 // Context returns the Dosync's ctx, marked with this transaction. A Dosync
 // with it (or a ctx derived from it) on the goroutine running the
@@ -350,7 +376,20 @@ func (tx *Tx) Ensure(k Key) []byte {
 func (tx *Tx) load(e *entry, anyNewest bool) {
 	const maxRereads = 8
 	for tries := 0; ; tries++ {
-		res, err := e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Names: []string{e.name}})
+		var res backend.ReadResult
+		var err error
+		if !tx.rpSet && e.drv.ID() == tx.env.Coord.ID() {
+			// The read point and this read in one round trip.
+			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{Current: true, Names: []string{e.name}})
+			if err == nil && !tx.setRP(res.RP) {
+				continue // a stale point: read again at the floor
+			}
+		} else {
+			if err := tx.drawRP(); err != nil {
+				tx.unwind(err)
+			}
+			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Names: []string{e.name}})
+		}
 		if err != nil {
 			tx.unwind(fmt.Errorf("txn: read %q at %d: %w", e.name, tx.rp, err))
 		}
