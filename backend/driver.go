@@ -102,6 +102,8 @@ type Record struct {
 	Created time.Time
 }
 
+// Times (leases, creation and commit times) are kept to the millisecond.
+
 // CreateRequest creates a ref if absent.
 type CreateRequest struct {
 	Name       string
@@ -322,7 +324,9 @@ type Driver interface {
 	// it has been drawn, and its record marked committed.
 	ReadPoint(ctx context.Context) (clock.Point, error)
 	// PutRecord creates a pending record, only if no record with its ID
-	// exists (an aborted tombstone included): created is false then.
+	// exists (an aborted tombstone included): created is false then. A
+	// repeat of the same request while the record is still pending (a
+	// client library's retry) reports created again.
 	PutRecord(ctx context.Context, r Record) (created bool, err error)
 	// CommitRecord draws a commit point and marks the record committed
 	// with it, in one atomic step, if the record is pending. It returns the

@@ -181,14 +181,19 @@ func contractRecords(t *testing.T, d backend.Driver) {
 	if ok, err := d.PutRecord(ctx, rec); err != nil || !ok {
 		t.Fatalf("PutRecord = %v, %v", ok, err)
 	}
-	if ok, err := d.PutRecord(ctx, rec); err != nil || ok {
-		t.Fatalf("second PutRecord = %v, %v; want not created", ok, err)
+	if ok, err := d.PutRecord(ctx, rec); err != nil || !ok {
+		t.Fatalf("repeated PutRecord of a pending record = %v, %v; want created (idempotent)", ok, err)
+	}
+	other := rec
+	other.RP = 99
+	if ok, err := d.PutRecord(ctx, other); err != nil || ok {
+		t.Fatalf("PutRecord of another record with the same id = %v, %v; want refused", ok, err)
 	}
 	got, err := d.Records(ctx, []string{"rec-1", "nope"})
 	if err != nil || len(got) != 2 {
 		t.Fatalf("Records = %+v, %v", got, err)
 	}
-	if g := got[0]; g.Status != backend.Pending || g.RP != 3 || g.Priority != 2 || len(g.Refs) != 1 || g.Refs[0].Name != "x" || !g.Lease.Equal(rec.Lease) {
+	if g := got[0]; g.Status != backend.Pending || g.RP != 3 || g.Priority != 2 || len(g.Refs) != 1 || g.Refs[0].Name != "x" || g.Lease.UnixMilli() != rec.Lease.UnixMilli() {
 		t.Fatalf("stored record = %+v, want %+v pending", g, rec)
 	}
 	if got[1].Status != backend.Missing || got[1].ID != "nope" {

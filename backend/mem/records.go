@@ -162,8 +162,10 @@ func (b *Backend) PutRecord(ctx context.Context, r backend.Record) (bool, error)
 	rs := b.recStripe(r.ID)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if _, ok := rs.get(r.ID, time.Now()); ok {
-		return false, nil
+	if old, ok := rs.get(r.ID, time.Now()); ok {
+		// A repeat of the same request is idempotent; anything else (a
+		// tombstone, another attempt's record) refuses.
+		return old.Status == backend.Pending && old.RP == r.RP && old.Priority == r.Priority, nil
 	}
 	r.Status = backend.Pending
 	r.Refs = slices.Clone(r.Refs)
