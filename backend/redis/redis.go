@@ -1,0 +1,713 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+)
+
+// Config configures Open and New.
+type Config struct {
+	// Addr is the server's host:port (Open only).
+	Addr string
+	// Username and Password authenticate (Redis ACL user; Username empty
+	// for the default user). Open only.
+	Username, Password string
+	// TLS, if set, connects with TLS (Open only).
+	TLS *tls.Config
+	// DB is the database number (Open only; Cluster has only 0).
+	DB int
+	// Prefix names this STM's keys: every key is under "{Prefix}:".
+	// Letters, digits and ._:- only, 1 to 64 bytes. Default "epochal".
+	Prefix string
+	// DialTimeout bounds connecting (Open only). Default 5s.
+	DialTimeout time.Duration
+	// OnePhaseKeep is how long a one-phase commit's record is kept, so
+	// that a retried script, or the engine looking up an unknown
+	// outcome, finds it. Default 1 minute.
+	OnePhaseKeep time.Duration
+}
+
+// ErrConfig reports a bad Config.
+var ErrConfig = errors.New("redis: bad config")
+
+func (c *Config) validate(needAddr bool) error {
+	if c.Prefix == "" {
+		c.Prefix = "epochal"
+	}
+	if len(c.Prefix) > 64 {
+		return fmt.Errorf("%w: Prefix is %d bytes, more than 64", ErrConfig, len(c.Prefix))
+	}
+	for _, r := range c.Prefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)) {
+			return fmt.Errorf("%w: Prefix %q contains %q (letters, digits and ._:- only)", ErrConfig, c.Prefix, r)
+		}
+	}
+	if needAddr && c.Addr == "" {
+		return fmt.Errorf("%w: Addr is empty", ErrConfig)
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.OnePhaseKeep <= 0 {
+		c.OnePhaseKeep = time.Minute
+	}
+	return nil
+}
+
+// Backend is the Redis backend.
+type Backend struct {
+	c      goredis.UniversalClient
+	own    bool // Close closes c
+	cfg    Config
+	p      string // "{Prefix}:"
+	clockK string
+	id     string
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var (
+	_ backend.Driver   = (*Backend)(nil)
+	_ backend.OnePhase = (*Backend)(nil)
+)
+
+// Open connects to the server cfg names and checks that it answers (and
+// that the credentials work) within ctx.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	c := goredis.NewClient(&goredis.Options{
+		Addr:        cfg.Addr,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		DB:          cfg.DB,
+		TLSConfig:   cfg.TLS,
+		DialTimeout: cfg.DialTimeout,
+		// Commands and scripts that are retried are idempotent (by
+		// transaction id): see the package doc.
+		MaxRetries: 3,
+	})
+	b, err := New(ctx, c, cfg)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	b.own = true
+	return b, nil
+}
+
+// New uses a client the caller already has (any go-redis UniversalClient:
+// single node, Sentinel failover, Cluster). Close does not close it.
+func New(ctx context.Context, c goredis.UniversalClient, cfg Config) (*Backend, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrConfig)
+	}
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
+	p := "{" + cfg.Prefix + "}:"
+	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock"}
+	// The backend's identity is stored with its data, so every process
+	// using this prefix on this server (whatever address it dials) agrees.
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
+		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
+	}
+	id, err := c.Get(ctx, p+"id").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
+	}
+	b.id = id
+	return b, nil
+}
+
+// ID names this backend: stored under the prefix, the same for every client.
+func (b *Backend) ID() string { return b.id }
+
+// Close closes the client if Open made it. Later calls fail with
+// backend.ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if b.own {
+		return b.c.Close()
+	}
+	return nil
+}
+
+func (b *Backend) check(ctx context.Context) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return backend.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis: %w (%w)", err, backend.ErrNotApplied)
+	}
+	return nil
+}
+
+// run runs a script with the prefix as ARGV[1].
+func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any, error) {
+	return s.Run(ctx, b.c, []string{b.clockK}, append([]any{b.p}, args...)...).Result()
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// ReadPoint returns the clock.
+func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
+	if err := b.check(ctx); err != nil {
+		return 0, err
+	}
+	n, err := b.c.Get(ctx, b.clockK).Uint64()
+	if errors.Is(err, goredis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("redis: read point: %w", err)
+	}
+	return clock.Point(n), nil
+}
+
+// Create creates a ref if absent.
+func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backend.CreateResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.CreateResult{}, err
+	}
+	res, err := b.run(ctx, scriptCreate, req.Name, string(req.Kind), req.Value, req.MinHistory, req.MaxHistory, ms(time.Now()))
+	if err != nil {
+		return backend.CreateResult{}, fmt.Errorf("redis: create %q: %w", req.Name, err)
+	}
+	if k, _ := res.(string); k != "" {
+		return backend.CreateResult{Kind: backend.Kind(k)}, nil
+	}
+	return backend.CreateResult{Created: true, Kind: req.Kind}, nil
+}
+
+// parseVersion decodes point "\0" ms "\0" txn "\0" value.
+func parseVersion(s string) (backend.Version, error) {
+	parts := strings.SplitN(s, "\x00", 4)
+	if len(parts) != 4 {
+		return backend.Version{}, fmt.Errorf("redis: malformed version entry (%d fields)", len(parts))
+	}
+	p, err1 := strconv.ParseUint(parts[0], 10, 64)
+	t, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return backend.Version{}, fmt.Errorf("redis: malformed version entry %q", parts[0]+" "+parts[1])
+	}
+	return backend.Version{Point: clock.Point(p), Time: time.UnixMilli(t), Txn: parts[2], Value: []byte(parts[3])}, nil
+}
+
+// parseIntent decodes txn "\0" coord "\0" flags "\0" value.
+func parseIntent(s string) (*backend.Intent, error) {
+	parts := strings.SplitN(s, "\x00", 4)
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("redis: malformed intent")
+	}
+	f := parts[2]
+	return &backend.Intent{
+		Txn: parts[0], Coord: parts[1],
+		Write: strings.Contains(f, "W"), Staged: strings.Contains(f, "S"), Ensure: strings.Contains(f, "E"),
+		Value: []byte(parts[3]),
+	}, nil
+}
+
+// refState is one ref as read in one MULTI/EXEC.
+type refState struct {
+	found    bool
+	kind     backend.Kind
+	intent   *backend.Intent
+	versions []backend.Version
+	trimmed  clock.Point
+	ensured  clock.Point
+	keep     int
+	min, max int
+}
+
+// readRefs reads refs (and, if withClock, the clock) atomically in one
+// round trip.
+func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool) ([]refState, clock.Point, error) {
+	var clockCmd *goredis.StringCmd
+	hs := make([]*goredis.SliceCmd, len(names))
+	ls := make([]*goredis.StringSliceCmd, len(names))
+	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		if withClock {
+			clockCmd = p.Get(ctx, b.clockK)
+		}
+		for i, n := range names {
+			hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
+			ls[i] = p.LRange(ctx, b.p+"v:"+n, 0, -1)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, 0, err
+	}
+	var rp clock.Point
+	if withClock {
+		if n, err := clockCmd.Uint64(); err == nil {
+			rp = clock.Point(n)
+		} else if !errors.Is(err, goredis.Nil) {
+			return nil, 0, err
+		}
+	}
+	out := make([]refState, len(names))
+	for i := range names {
+		h := hs[i].Val()
+		if len(h) < 7 || h[0] == nil {
+			continue
+		}
+		st := refState{found: true, kind: backend.Kind(h[0].(string))}
+		if s, ok := h[1].(string); ok {
+			in, err := parseIntent(s)
+			if err != nil {
+				return nil, 0, err
+			}
+			st.intent = in
+		}
+		st.trimmed = clock.Point(atoi(h[2]))
+		st.ensured = clock.Point(atoi(h[3]))
+		st.keep, st.min, st.max = int(atoi(h[4])), int(atoi(h[5])), int(atoi(h[6]))
+		for _, s := range ls[i].Val() {
+			v, err := parseVersion(s)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%w (ref %q)", err, names[i])
+			}
+			st.versions = append(st.versions, v)
+		}
+		if len(st.versions) == 0 {
+			return nil, 0, fmt.Errorf("redis: ref %q has no versions", names[i])
+		}
+		out[i] = st
+	}
+	return out, rp, nil
+}
+
+func atoi(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// Read reads refs at a point, each with its intent, in one MULTI/EXEC.
+func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.ReadResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.ReadResult{}, err
+	}
+	sts, rp, err := b.readRefs(ctx, req.Names, req.Current)
+	if err != nil {
+		return backend.ReadResult{}, fmt.Errorf("redis: read %v: %w", req.Names, err)
+	}
+	if !req.Current {
+		rp = req.RP
+	}
+	res := backend.ReadResult{RP: rp, Items: make([]backend.ReadItem, len(req.Names))}
+	for i, st := range sts {
+		if !st.found {
+			continue
+		}
+		it := backend.ReadItem{Found: true, Kind: st.kind, Newest: st.versions[0], Intent: st.intent}
+		it.Version, it.Result = pick(st.versions, rp)
+		if it.Result != 0 {
+			// A read fault: history grows by one (a heuristic: it need
+			// not be atomic with the read).
+			if _, err := b.run(ctx, scriptGrow, req.Names[i]); err != nil {
+				return backend.ReadResult{}, fmt.Errorf("redis: grow history of %q: %w", req.Names[i], err)
+			}
+		}
+		res.Items[i] = it
+	}
+	return res, nil
+}
+
+// Versions returns a ref's kept history.
+func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.VersionsResult{}, err
+	}
+	sts, _, err := b.readRefs(ctx, []string{name}, false)
+	if err != nil {
+		return backend.VersionsResult{}, fmt.Errorf("redis: versions of %q: %w", name, err)
+	}
+	st := sts[0]
+	if !st.found {
+		return backend.VersionsResult{}, fmt.Errorf("redis: versions of %q: %w", name, backend.ErrNotFound)
+	}
+	return backend.VersionsResult{Kind: st.kind, Versions: st.versions, Trimmed: st.trimmed, Ensured: st.ensured,
+		Keep: st.keep, Min: st.min, Max: st.max, Intent: st.intent}, nil
+}
+
+// List returns the refs whose names start with prefix, sorted by name.
+func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	max := "+"
+	if prefix != "" {
+		max = "[" + prefix + "\xff"
+	}
+	min := "-"
+	if prefix != "" {
+		min = "[" + prefix
+	}
+	names, err := b.c.ZRangeByLex(ctx, b.p+"refs", &goredis.ZRangeBy{Min: min, Max: max}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: list %q: %w", prefix, err)
+	}
+	out := make([]backend.RefInfo, 0, len(names))
+	for i := 0; i < len(names); i += 256 {
+		chunk := names[i:min2(i+256, len(names))]
+		sts, _, err := b.readRefs(ctx, chunk, false)
+		if err != nil {
+			return nil, fmt.Errorf("redis: list %q: %w", prefix, err)
+		}
+		for j, st := range sts {
+			if st.found && strings.HasPrefix(chunk[j], prefix) {
+				out = append(out, backend.RefInfo{Name: chunk[j], Kind: st.kind, Newest: st.versions[0].Point,
+					Versions: len(st.versions), Size: len(st.versions[0].Value)})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func min2(a, b int) int {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// conflicts decodes the scripts' conflict lists: {name, reason, point,
+// intent, newest}.
+func conflicts(v any) ([]backend.Conflict, error) {
+	list, _ := v.([]any)
+	out := make([]backend.Conflict, 0, len(list))
+	for _, e := range list {
+		f, _ := e.([]any)
+		if len(f) < 4 {
+			return nil, fmt.Errorf("redis: malformed conflict %v", e)
+		}
+		c := backend.Conflict{Name: f[0].(string)}
+		switch f[1].(int64) {
+		case 0:
+			c.Reason, c.Point = backend.Newer, clock.Point(f[2].(int64))
+		case 1:
+			c.Reason = backend.Locked
+			in, err := parseIntent(f[3].(string))
+			if err != nil {
+				return nil, err
+			}
+			c.Intent = in
+		case 2:
+			c.Reason = backend.Stale
+			v, err := parseVersion(f[4].(string))
+			if err != nil {
+				return nil, err
+			}
+			c.Newest = v
+		default:
+			c.Reason = backend.Gone
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Lock takes intents on every item, or none, in one script.
+func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.LockResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.LockResult{}, err
+	}
+	args := []any{req.Txn, req.Coord, uint64(req.RP)}
+	for _, it := range req.Items {
+		args = append(args, it.Name, int(it.Mode), it.Value)
+	}
+	res, err := b.run(ctx, scriptLock, args...)
+	if err != nil {
+		return backend.LockResult{}, fmt.Errorf("redis: lock: %w", err)
+	}
+	r := res.([]any)
+	if r[0].(int64) == 0 {
+		cs, err := conflicts(r[1])
+		return backend.LockResult{Conflicts: cs}, err
+	}
+	var out backend.LockResult
+	for _, e := range r[1].([]any) {
+		v, err := parseVersion(e.(string))
+		if err != nil {
+			return backend.LockResult{}, err
+		}
+		out.Newest = append(out.Newest, v)
+	}
+	return out, nil
+}
+
+// Stage stores values into intents txn holds.
+func (b *Backend) Stage(ctx context.Context, txn string, items []backend.StageItem) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	args := []any{txn}
+	for _, it := range items {
+		args = append(args, it.Name, it.Value)
+	}
+	res, err := b.run(ctx, scriptStage, args...)
+	if err != nil {
+		return false, fmt.Errorf("redis: stage: %w", err)
+	}
+	return res.(int64) == 1, nil
+}
+
+// Resolve rolls txn's intents forward or back.
+func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	commit := 0
+	if req.Commit {
+		commit = 1
+	}
+	args := []any{req.Txn, commit, uint64(req.CP), ms(req.Time)}
+	for _, n := range req.Names {
+		args = append(args, n)
+	}
+	if _, err := b.run(ctx, scriptResolve, args...); err != nil {
+		return fmt.Errorf("redis: resolve %s: %w", req.Txn, err)
+	}
+	return nil
+}
+
+// CommitOnePhase commits a transaction whose refs all live here, in one
+// script, idempotent by transaction id.
+func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseRequest) (backend.OnePhaseResult, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.OnePhaseResult{}, err
+	}
+	args := []any{req.Txn, uint64(req.RP), ms(req.Time), b.cfg.OnePhaseKeep.Milliseconds()}
+	for _, it := range req.Items {
+		args = append(args, it.Name, int(it.Mode), it.Value, uint64(it.Base))
+	}
+	res, err := b.run(ctx, scriptOnePhase, args...)
+	if err != nil {
+		return backend.OnePhaseResult{}, fmt.Errorf("redis: commit %s: %w", req.Txn, err)
+	}
+	r := res.([]any)
+	switch r[0].(int64) {
+	case 2:
+		return backend.OnePhaseResult{Status: backend.Committed, CP: clock.Point(r[1].(int64))}, nil
+	case 3:
+		return backend.OnePhaseResult{Status: backend.Aborted}, nil
+	}
+	cs, err := conflicts(r[1])
+	return backend.OnePhaseResult{Conflicts: cs}, err
+}
+
+// record decodes HGETALL output.
+func record(id string, kv map[string]string) (backend.Record, error) {
+	if len(kv) == 0 {
+		return backend.Record{ID: id, Status: backend.Missing}, nil
+	}
+	r := backend.Record{ID: id}
+	switch kv["status"] {
+	case "pending":
+		r.Status = backend.Pending
+	case "committed":
+		r.Status = backend.Committed
+	case "aborted":
+		r.Status = backend.Aborted
+	default:
+		return r, fmt.Errorf("redis: record %s has status %q", id, kv["status"])
+	}
+	num := func(k string) int64 { n, _ := strconv.ParseInt(kv[k], 10, 64); return n }
+	r.RP, r.Priority, r.CP = clock.Point(num("rp")), clock.Point(num("prio")), clock.Point(num("cp"))
+	r.Lease, r.Created = time.UnixMilli(num("lease")), time.UnixMilli(num("created"))
+	if s := kv["refs"]; s != "" {
+		if err := msgpack.Unmarshal([]byte(s), &r.Refs); err != nil {
+			return r, fmt.Errorf("redis: record %s: refs: %w", id, err)
+		}
+	}
+	return r, nil
+}
+
+func flat(v any) map[string]string {
+	l, _ := v.([]any)
+	m := make(map[string]string, len(l)/2)
+	for i := 0; i+1 < len(l); i += 2 {
+		k, _ := l[i].(string)
+		s, _ := l[i+1].(string)
+		m[k] = s
+	}
+	return m
+}
+
+// PutRecord creates a pending record if none exists.
+func (b *Backend) PutRecord(ctx context.Context, r backend.Record) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	refs, err := msgpack.Marshal(r.Refs)
+	if err != nil {
+		return false, fmt.Errorf("redis: put record %s: %w", r.ID, err)
+	}
+	res, err := b.run(ctx, scriptPutRecord, r.ID, uint64(r.RP), uint64(r.Priority), ms(r.Lease), ms(r.Created), refs)
+	if err != nil {
+		return false, fmt.Errorf("redis: put record %s: %w", r.ID, err)
+	}
+	return res.(int64) == 1, nil
+}
+
+// CommitRecord draws a commit point and marks a pending record committed.
+func (b *Backend) CommitRecord(ctx context.Context, id string) (backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Record{}, err
+	}
+	res, err := b.run(ctx, scriptCommitRecord, id)
+	if err != nil {
+		return backend.Record{}, fmt.Errorf("redis: commit record %s: %w", id, err)
+	}
+	return record(id, flat(res))
+}
+
+// AbortRecord aborts a pending record or writes an aborted tombstone.
+func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Record{}, err
+	}
+	res, err := b.run(ctx, scriptAbortRecord, id, ms(time.Now()), tombstoneKeep.Milliseconds())
+	if err != nil {
+		return backend.Record{}, fmt.Errorf("redis: abort record %s: %w", id, err)
+	}
+	return record(id, flat(res))
+}
+
+// tombstoneKeep is how long an aborted tombstone lives.
+const tombstoneKeep = time.Minute
+
+// Records looks records up, in one round trip.
+func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	_, err := b.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: records: %w", err)
+	}
+	out := make([]backend.Record, len(ids))
+	for i, id := range ids {
+		r, err := record(id, cmds[i].Val())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// ListRecords returns the records of the general path and the tombstones,
+// sorted by id; one-phase commit records are left out.
+func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	ids, err := b.c.SMembers(ctx, b.p+"recs").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: list records: %w", err)
+	}
+	recs, err := b.Records(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var out []backend.Record
+	var gone []any
+	for _, r := range recs {
+		if r.Status == backend.Missing {
+			gone = append(gone, r.ID) // expired: drop it from the index
+			continue
+		}
+		out = append(out, r)
+	}
+	if len(gone) > 0 {
+		_ = b.c.SRem(ctx, b.p+"recs", gone...).Err()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// DeleteRecord removes a record now, or lets it expire after keep.
+func (b *Backend) DeleteRecord(ctx context.Context, id string, keep time.Duration) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if _, err := b.run(ctx, scriptDeleteRecord, id, keep.Milliseconds()); err != nil {
+		return fmt.Errorf("redis: delete record %s: %w", id, err)
+	}
+	return nil
+}
+
+// Meta returns a ref's meta and its version.
+func (b *Backend) Meta(ctx context.Context, name string) ([]byte, uint64, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, 0, err
+	}
+	h, err := b.c.HMGet(ctx, b.p+"r:"+name, "metaver", "meta").Result()
+	if err != nil {
+		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, err)
+	}
+	if h[0] == nil {
+		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, backend.ErrNotFound)
+	}
+	var meta []byte
+	if s, ok := h[1].(string); ok {
+		meta = []byte(s)
+	}
+	return meta, uint64(atoi(h[0])), nil
+}
+
+// SetMeta replaces meta if its version is still expect.
+func (b *Backend) SetMeta(ctx context.Context, name string, expect uint64, meta []byte) (bool, error) {
+	if err := b.check(ctx); err != nil {
+		return false, err
+	}
+	res, err := b.run(ctx, scriptSetMeta, name, expect, meta)
+	if err != nil {
+		return false, fmt.Errorf("redis: set meta of %q: %w", name, err)
+	}
+	switch res.(int64) {
+	case -1:
+		return false, fmt.Errorf("redis: set meta of %q: %w", name, backend.ErrNotFound)
+	case 1:
+		return true, nil
+	}
+	return false, nil
+}

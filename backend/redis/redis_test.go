@@ -1,0 +1,218 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/backendtest"
+	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/refs"
+	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
+)
+
+var prefixes atomic.Int64
+
+// newPrefix returns a prefix no other backend of this run uses.
+func newPrefix(base string) string { return fmt.Sprintf("%s%d", base, prefixes.Add(1)) }
+
+func open(t testing.TB, srv *testserver.Redis, prefix string) *redis.Backend {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: prefix, Username: srv.User, Password: srv.Password, TLS: srv.ClientTLS()})
+	if err != nil {
+		t.Fatalf("redis.Open(%s): %v", srv.Addr, err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func openSTM(t testing.TB, b backend.Driver, opts ...stm.Option) *stm.STM {
+	t.Helper()
+	s, err := stm.Open(context.Background(), b, opts...)
+	if err != nil {
+		t.Fatalf("stm.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestConformance runs the whole driver suite against a real redis-server.
+func TestConformance(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	backendtest.Run(t, func(t *testing.T) backend.Driver { return open(t, srv, newPrefix("conf")) })
+}
+
+// TestNew: a backend over the caller's own client; Close leaves it open.
+func TestNew(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	ctx := context.Background()
+	b, err := redis.New(ctx, c, redis.Config{Prefix: newPrefix("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("Close closed the caller's client: %v", err)
+	}
+	if _, err := b.ReadPoint(ctx); !errors.Is(err, backend.ErrClosed) {
+		t.Fatalf("ReadPoint after Close: %v", err)
+	}
+}
+
+// TestSameIDForEveryClient: two clients of one prefix agree on the ID (so
+// intents name the same coordinator), two prefixes do not.
+func TestSameIDForEveryClient(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	p := newPrefix("id")
+	a, b, c := open(t, srv, p), open(t, srv, p), open(t, srv, newPrefix("id"))
+	if a.ID() != b.ID() || a.ID() == c.ID() {
+		t.Fatalf("IDs %q, %q (same prefix), %q (another)", a.ID(), b.ID(), c.ID())
+	}
+}
+
+// TestTenantsDoNotSeeEachOther: refs of one prefix are invisible to another.
+func TestTenantsDoNotSeeEachOther(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	s1 := openSTM(t, open(t, srv, newPrefix("tenant")))
+	s2 := openSTM(t, open(t, srv, newPrefix("tenant")))
+	r1, err := refs.New(ctx, s1, "shared/name", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := refs.New(ctx, s2, "shared/name", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r1.Deref(ctx); v != 1 {
+		t.Fatalf("tenant 1 sees %d", v)
+	}
+	if v, _ := r2.Deref(ctx); v != 2 {
+		t.Fatalf("tenant 2 sees %d", v)
+	}
+	l, err := s1.Coordinator().List(ctx, "")
+	if err != nil || len(l) != 1 {
+		t.Fatalf("tenant 1 lists %v, %v", l, err)
+	}
+}
+
+// TestAuthAndTLS: an ACL user and a TLS server work; a wrong password is a
+// clear error at Open.
+func TestAuthAndTLS(t *testing.T) {
+	ctx := context.Background()
+	t.Run("ACL", func(t *testing.T) {
+		srv := testserver.StartRedis(t, testserver.RedisOptions{User: "app", Password: "s3cret"})
+		s := openSTM(t, open(t, srv, newPrefix("acl")))
+		r, err := refs.New(ctx, s, "x", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Alter(tx, func(v int) int { return v + 1 }); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err = redis.Open(octx, redis.Config{Addr: srv.Addr, Username: "app", Password: "wrong", Prefix: "x"})
+		if err == nil || !containsAny(err.Error(), "WRONGPASS", "invalid username-password") {
+			t.Fatalf("Open with a wrong password: %v", err)
+		}
+	})
+	t.Run("TLS", func(t *testing.T) {
+		srv := testserver.StartRedis(t, testserver.RedisOptions{TLS: true})
+		s := openSTM(t, open(t, srv, newPrefix("tls")))
+		r, err := refs.New(ctx, s, "x", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, 5); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if _, err := redis.Open(octx, redis.Config{Addr: srv.Addr, Prefix: "x"}); err == nil {
+			t.Fatal("a plaintext Open of a TLS server succeeded")
+		}
+	})
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, x := range subs {
+		if strings.Contains(s, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBadInput: an unreachable server, a bad prefix and bytes corrupted by
+// hand each get a clear error, and nothing else breaks.
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	t.Run("Unreachable", func(t *testing.T) {
+		octx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := redis.Open(octx, redis.Config{Addr: "127.0.0.1:1", Prefix: "x"})
+		if err == nil {
+			t.Fatal("Open of an unreachable server succeeded")
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("Open ignored its ctx: returned after %v", time.Since(start))
+		}
+	})
+	t.Run("Prefix", func(t *testing.T) {
+		for _, p := range []string{"a b", "{x}", "a/b", string(make([]byte, 65))} {
+			if _, err := redis.Open(ctx, redis.Config{Addr: "127.0.0.1:1", Prefix: p}); !errors.Is(err, redis.ErrConfig) {
+				t.Errorf("prefix %q: %v, want ErrConfig", p, err)
+			}
+		}
+		if _, err := redis.Open(ctx, redis.Config{Prefix: "ok"}); !errors.Is(err, redis.ErrConfig) {
+			t.Errorf("no address: %v", err)
+		}
+	})
+	t.Run("CorruptedBytes", func(t *testing.T) {
+		srv := testserver.StartRedis(t, testserver.RedisOptions{})
+		p := newPrefix("corrupt")
+		s := openSTM(t, open(t, srv, p))
+		bad, _ := refs.New(ctx, s, "bad", 7)
+		worse, _ := refs.New(ctx, s, "worse", 7)
+		good, _ := refs.New(ctx, s, "good", 7)
+		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+		defer c.Close()
+		// A well-formed entry whose value is not an int; and an entry
+		// that is not even well-formed.
+		if err := c.LSet(ctx, "{"+p+"}:v:bad", 0, "0\x00100\x00\x00\xc1\xc1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.LSet(ctx, "{"+p+"}:v:worse", 0, "garbage").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bad.Deref(ctx); !errors.Is(err, refs.ErrType) {
+			t.Fatalf("corrupted value: %v, want refs.ErrType", err)
+		}
+		if _, err := worse.Deref(ctx); err == nil {
+			t.Fatal("a malformed entry read without error")
+		}
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { good.Set(tx, good.Get(tx)+1); return nil }); err != nil {
+			t.Fatalf("an intact ref after others were corrupted: %v", err)
+		}
+		if v, _ := good.Deref(ctx); v != 8 {
+			t.Fatalf("good = %d", v)
+		}
+	})
+}
