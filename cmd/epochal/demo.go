@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -54,7 +54,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 	var c demoConfig
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a bank workload on the embedded backend and check its invariants",
+		Short: "Run a bank workload (embedded backend by default) and check its invariants",
 		Long: `demo moves money between accounts, one ref each, for a while and checks that
 none is created or lost.
 
@@ -66,8 +66,12 @@ and no balance may be negative. At the end the total must be conserved.
 
 The report gives commits, throughput, retries per commit, the p50 and p99
 latency of committed transfers and the snapshot reads, and ends with
-"check: PASS" or "check: FAIL (reason)"; a failed check exits with 1.`,
-		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42",
+"check: PASS" or "check: FAIL (reason)"; a failed check exits with 1.
+
+With --backend redis the accounts live under a fresh key prefix per run
+(or --prefix; an existing prefix's accounts are joined, and the total they
+hold at the start is the one checked).`,
+		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42\n  epochal --backend redis --addr 127.0.0.1:6379 demo",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("seed") {
@@ -77,7 +81,12 @@ latency of committed transfers and the snapshot reads, and ends with
 			if err != nil {
 				return err
 			}
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), g.backend, c, faults)
+			b, err := g.open(cmd.Context(), fmt.Sprintf("demo-%d", time.Now().UnixNano()))
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), g.backend, b, c, faults)
 		},
 	}
 	f := cmd.Flags()
@@ -143,15 +152,13 @@ type readResult struct {
 
 // runDemo runs the bank workload and writes the report to out. It returns
 // an error wrapping errCheckFailed when an invariant did not hold.
-func runDemo(ctx context.Context, out io.Writer, backendName string, c demoConfig, faults txn.Faults) error {
+func runDemo(ctx context.Context, out io.Writer, backendName string, b backend.Driver, c demoConfig, faults txn.Faults) error {
 	// Transactions run under their own ctx, so that the end of the run (or
 	// an interrupt) lets the ones in flight finish instead of cutting them
 	// off; txGrace bounds them should the engine hang.
 	txCtx, cancelTx := context.WithTimeout(context.WithoutCancel(ctx), c.duration+txGrace)
 	defer cancelTx()
 
-	b := mem.New()
-	defer b.Close()
 	s, err := stm.Open(txCtx, b, stm.WithFaults(faults))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -165,7 +172,18 @@ func runDemo(ctx context.Context, out io.Writer, backendName string, c demoConfi
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	expected := c.accounts * c.initial
+	// The total to conserve: what the accounts hold now (accounts * initial
+	// unless an existing prefix was joined).
+	expected := 0
+	if err := s.Dosync(txCtx, func(tx *txn.Tx) error {
+		expected = 0
+		for _, a := range accts {
+			expected += a.Get(tx)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 
 	runCtx, stopRun := context.WithTimeout(ctx, c.duration)
 	defer stopRun()

@@ -105,7 +105,7 @@ func TestUsageErrors(t *testing.T) {
 		{"argument", []string{"demo", "extra"}, "takes no arguments"},
 		{"unknown command", []string{"nosuch"}, "unknown command"},
 		{"zk backend", []string{"demo", "--backend", "zk"}, `backend "zk" is not built yet`},
-		{"redis backend", []string{"--backend", "redis", "demo"}, `backend "redis" is not built yet`},
+		{"bad prefix", []string{"--backend", "redis", "--prefix", "a b", "demo"}, `Prefix "a b"`},
 		{"unknown backend", []string{"demo", "--backend", "etcd"}, `unknown backend "etcd"`},
 	}
 	for _, tt := range tests {

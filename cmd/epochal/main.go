@@ -14,8 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/backend/redis"
 )
 
 // Exit codes of the command.
@@ -23,11 +28,18 @@ const (
 	exitOK    = 0
 	exitFail  = 1 // the run failed or an invariant check did not hold
 	exitUsage = 2 // bad command line
+	exitDown  = 3 // the backend could not be reached
 )
 
 // errCheckFailed is returned when a workload ran but its invariant check
 // did not hold. It maps to exit code 1.
 var errCheckFailed = errors.New("invariant check failed")
+
+// downError marks a backend that could not be reached: exit code 3.
+type downError struct{ err error }
+
+func (e *downError) Error() string { return e.err.Error() }
+func (e *downError) Unwrap() error { return e.err }
 
 // usageError marks a bad command line: it maps to exit code 2.
 type usageError struct{ err error }
@@ -43,11 +55,14 @@ func usagef(format string, args ...any) error {
 // exit code.
 func exitCode(err error) int {
 	var u *usageError
+	var d *downError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &u):
 		return exitUsage
+	case errors.As(err, &d):
+		return exitDown
 	default:
 		return exitFail
 	}
@@ -60,14 +75,20 @@ const (
 	backendZK    = "zk"
 )
 
-// envBackend overrides --backend's default when set.
-const envBackend = "EPOCHAL_BACKEND"
+// Environment variables that override the persistent flags' defaults.
+const (
+	envBackend = "EPOCHAL_BACKEND"
+	envAddr    = "EPOCHAL_ADDR"
+	envPrefix  = "EPOCHAL_PREFIX"
+)
 
 // globals holds the persistent flags, resolved by the root's
 // PersistentPreRunE before any subcommand runs. Subcommands must not define
 // their own PersistentPreRunE (cobra would run theirs instead of the root's).
 type globals struct {
 	backend string
+	addr    string
+	prefix  string
 }
 
 // newRootCmd builds the command tree. Output goes to stdout and stderr so
@@ -107,6 +128,10 @@ transactions and locks a backend holds.`,
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.PersistentFlags().StringVar(&g.backend, "backend", backendMem,
 		"backend to run against: mem|redis|zk (env "+envBackend+")")
+	root.PersistentFlags().StringVar(&g.addr, "addr", "127.0.0.1:6379",
+		"server address for --backend redis (env "+envAddr+")")
+	root.PersistentFlags().StringVar(&g.prefix, "prefix", "",
+		"key prefix for --backend redis (env "+envPrefix+"; demo default: a fresh one per run)")
 
 	root.AddCommand(newDemoCmd(g))
 	return root
@@ -115,18 +140,47 @@ transactions and locks a backend holds.`,
 // resolve applies the environment to flags not given on the command line
 // and checks them.
 func (g *globals) resolve(cmd *cobra.Command) error {
-	if f := cmd.Flags().Lookup("backend"); f != nil && !f.Changed {
-		if v := strings.TrimSpace(os.Getenv(envBackend)); v != "" {
-			g.backend = v
+	for _, f := range []struct {
+		flag, env string
+		v         *string
+	}{{"backend", envBackend, &g.backend}, {"addr", envAddr, &g.addr}, {"prefix", envPrefix, &g.prefix}} {
+		if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed {
+			if v := strings.TrimSpace(os.Getenv(f.env)); v != "" {
+				*f.v = v
+			}
 		}
 	}
 	switch g.backend {
-	case backendMem:
+	case backendMem, backendRedis:
 		return nil
-	case backendRedis, backendZK:
-		return usagef("backend %q is not built yet in this release; use --backend mem", g.backend)
+	case backendZK:
+		return usagef("backend %q is not built yet in this release; use --backend mem or redis", g.backend)
 	default:
 		return usagef("unknown backend %q: want mem, redis or zk", g.backend)
+	}
+}
+
+// open opens the backend the flags name. A server that cannot be reached is
+// a downError (exit 3); a bad setting a usageError.
+func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Driver, error) {
+	switch g.backend {
+	case backendRedis:
+		prefix := g.prefix
+		if prefix == "" {
+			prefix = defaultPrefix
+		}
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		b, err := redis.Open(octx, redis.Config{Addr: g.addr, Prefix: prefix})
+		if errors.Is(err, redis.ErrConfig) {
+			return nil, &usageError{err: err}
+		}
+		if err != nil {
+			return nil, &downError{err: fmt.Errorf("%w (is redis-server running at %s? set --addr or %s)", err, g.addr, envAddr)}
+		}
+		return b, nil
+	default:
+		return mem.New(), nil
 	}
 }
 
