@@ -18,6 +18,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
 )
 
 // Config configures Open and New.
@@ -330,8 +331,8 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 			continue
 		}
 		it := backend.ReadItem{Found: true, Kind: st.kind, Newest: st.versions[0], Intent: st.intent}
-		it.Version, it.Result = pick(st.versions, rp)
-		if it.Result != 0 {
+		it.Version, it.Result = history.Pick(st.versions, rp)
+		if it.Result == history.Fault {
 			// A read fault: history grows by one (a heuristic: it need
 			// not be atomic with the read).
 			if _, err := b.run(ctx, scriptGrow, req.Names[i]); err != nil {

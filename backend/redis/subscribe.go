@@ -8,13 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/clock"
-	"github.com/epochal/epochal/history"
 )
-
-func pick(vs []backend.Version, rp clock.Point) (backend.Version, history.Result) {
-	return history.Pick(vs, rp)
-}
 
 // feedLimit bounds how many versions a subscription buffers for a reader
 // that does not drain them; past it the feed says it is incomplete.
