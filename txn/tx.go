@@ -86,6 +86,7 @@ type Tx struct {
 	ctx     context.Context
 	id      string
 	rp      clock.Point
+	floor   clock.Point     // the process's floor when the attempt began
 	rpSet   bool            // rp is drawn (lazily: with the first read, or at commit)
 	prio    locks.Priority  // set with rp
 	prioRef *locks.Priority // the Dosync's priority, set by its first read point
@@ -120,7 +121,7 @@ func FromContext(ctx context.Context) *Tx {
 // prefetch that live in the coordinator are read at once, together with the
 // read point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
-	tx := &Tx{env: env, id: env.NewID(), gid: goid(), prioRef: prio}
+	tx := &Tx{env: env, id: env.NewID(), gid: goid(), prioRef: prio, floor: clock.Point(env.Floor.Load())}
 	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
 	var names []string
 	for _, k := range prefetch {
@@ -145,14 +146,16 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 	return tx, nil
 }
 
-// setRP fixes the read point at p, raised to the process's floor (never
-// read below what this process has seen, PROTOCOL.md I5). It reports
+// setRP fixes the read point at p, raised to the process's floor as it
+// was when the attempt began: a Dosync sees every Dosync of this process
+// that finished before it began (PROTOCOL.md I5). (Not the floor now:
+// concurrent Dosyncs keep raising it, and chasing it would cost rereads
+// without making anything more visible that I5 asks for.) It reports
 // whether p itself was kept.
 func (tx *Tx) setRP(p clock.Point) bool {
-	floor := clock.Point(tx.env.Floor.Load())
-	kept := p >= floor
+	kept := p >= tx.floor
 	if !kept {
-		p = floor
+		p = tx.floor
 	}
 	tx.rp, tx.rpSet = p, true
 	tx.env.Observe(p)
