@@ -9,7 +9,7 @@ import goredis "github.com/redis/go-redis/v9"
 // Encodings (all strings; Lua strings and Redis values are byte-safe):
 //   version: point "\0" unix-ms "\0" txn "\0" value          (list {P}:v:name, newest first)
 //   intent:  txn "\0" coord "\0" flags "\0" value            (field "intent" of hash {P}:r:name; flags: W write, S staged, E ensure)
-//   ref:     hash {P}:r:name: kind, min, max, keep, trimmed, ensured, intent, meta, metaver
+//   ref:     hash {P}:r:name: kind, min, max, keep, trimmed, ensured, newest, intent, meta, metaver
 //   record:  hash {P}:t:id: status, rp, prio, cp, lease, created (unix ms), refs (opaque, msgpack from Go)
 
 const luaLib = `
@@ -38,19 +38,23 @@ local function conflicts(mode, rp, newest, ensured)
   if mode == 0 and ensured > rp then return ensured end
   return nil
 end
-local function append(name, point, ms, txn, value)
+-- append adds a version, trims and publishes it. keep and trimmed may be
+-- passed when the caller has read them. keep only grows, so after the push
+-- the list holds at most keep + 2 entries: one RPOP trims it, returning the
+-- newest entry dropped.
+local function append(name, point, ms, txn, value, keep, trimmed)
   local r = rkey(name)
-  local v = vkey(name)
-  local entry = point .. "\0" .. ms .. "\0" .. txn .. "\0" .. value
-  redis.call("LPUSH", v, entry)
-  local keep = tonumber(redis.call("HGET", r, "keep"))
-  local n = redis.call("LLEN", v)
-  if n > keep + 1 then
-    local dropped = vpoint(redis.call("LINDEX", v, keep + 1))
-    local trimmed = tonumber(redis.call("HGET", r, "trimmed"))
-    if dropped > trimmed then redis.call("HSET", r, "trimmed", dropped) end
-    redis.call("LTRIM", v, 0, keep)
+  if not keep then
+    local h = redis.call("HMGET", r, "keep", "trimmed")
+    keep, trimmed = tonumber(h[1]), tonumber(h[2])
   end
+  local entry = point .. "\0" .. ms .. "\0" .. txn .. "\0" .. value
+  local v = vkey(name)
+  if redis.call("LPUSH", v, entry) > keep + 1 then
+    local dropped = vpoint(redis.call("RPOP", v))
+    if dropped > trimmed then trimmed = dropped end
+  end
+  redis.call("HSET", r, "trimmed", trimmed, "newest", point)
   redis.call("PUBLISH", P .. "c:" .. name, entry)
 end
 `
@@ -62,7 +66,7 @@ local name = ARGV[2]
 local r = rkey(name)
 local kind = redis.call("HGET", r, "kind")
 if kind then return kind end
-redis.call("HSET", r, "kind", ARGV[3], "min", ARGV[5], "max", ARGV[6], "keep", ARGV[5], "trimmed", 0, "ensured", 0, "metaver", 0)
+redis.call("HSET", r, "kind", ARGV[3], "min", ARGV[5], "max", ARGV[6], "keep", ARGV[5], "trimmed", 0, "ensured", 0, "newest", 0, "metaver", 0)
 redis.call("RPUSH", vkey(name), "0\0" .. ARGV[7] .. "\0\0" .. ARGV[4])
 redis.call("ZADD", P .. "refs", 0, name)
 return ""
@@ -85,13 +89,13 @@ local bad = {}
 for i = 5, #ARGV, 3 do
   local name, mode = ARGV[i], tonumber(ARGV[i + 1])
   local r = rkey(name)
-  local h = redis.call("HMGET", r, "kind", "intent", "ensured")
+  local h = redis.call("HMGET", r, "kind", "intent", "ensured", "newest")
   if not h[1] then
     table.insert(bad, {name, 3, 0, ""})
   elseif h[2] and intentTxn(h[2]) ~= txn then
     table.insert(bad, {name, 1, 0, h[2]})
   else
-    local p = conflicts(mode, rp, vpoint(redis.call("LINDEX", vkey(name), 0)), tonumber(h[3]))
+    local p = conflicts(mode, rp, tonumber(h[4]), tonumber(h[3]))
     if p then table.insert(bad, {name, 0, p, ""}) end
   end
 end
@@ -169,18 +173,19 @@ if st[1] then
   return {3, 0}
 end
 local bad = {}
+local refs = {}
 for i = 6, #ARGV, 4 do
   local name, mode, base = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3])
-  local h = redis.call("HMGET", rkey(name), "kind", "intent", "ensured")
+  local h = redis.call("HMGET", rkey(name), "kind", "intent", "ensured", "newest", "keep", "trimmed")
+  refs[i] = h
   if not h[1] then
     table.insert(bad, {name, 3, 0, "", ""})
   elseif h[2] then
     table.insert(bad, {name, 1, 0, h[2], ""})
   else
-    local head = redis.call("LINDEX", vkey(name), 0)
-    local newest = vpoint(head)
+    local newest = tonumber(h[4])
     if mode == 2 then
-      if newest ~= base then table.insert(bad, {name, 2, 0, "", head}) end
+      if newest ~= base then table.insert(bad, {name, 2, 0, "", redis.call("LINDEX", vkey(name), 0)}) end
     else
       local p = conflicts(mode, rp, newest, tonumber(h[3]))
       if p then table.insert(bad, {name, 0, p, "", ""}) end
@@ -191,13 +196,11 @@ if #bad > 0 then return {0, bad} end
 local cp = redis.call("INCR", P .. "clock")
 for i = 6, #ARGV, 4 do
   local name, mode, value = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  if mode == 1 or mode == 3 then
-    local r = rkey(name)
-    if cp > tonumber(redis.call("HGET", r, "ensured")) then redis.call("HSET", r, "ensured", cp) end
-  end
-  if mode ~= 1 then append(name, cp, ms, txn, value) end
+  local h = refs[i]
+  if (mode == 1 or mode == 3) and cp > tonumber(h[3]) then redis.call("HSET", rkey(name), "ensured", cp) end
+  if mode ~= 1 then append(name, cp, ms, txn, value, tonumber(h[5]), tonumber(h[6])) end
 end
-redis.call("HSET", t, "status", "committed", "rp", rp, "prio", 0, "cp", cp, "lease", ms + keepMs, "created", ms, "refs", "")
+redis.call("HSET", t, "status", "committed", "cp", cp, "created", ms)
 redis.call("PEXPIRE", t, keepMs)
 return {2, cp}
 `)
