@@ -47,7 +47,7 @@ func TestClusterConformance(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	backendtest.Run(t, func(t *testing.T) backend.Driver {
-		b, err := redis.New(ctx, c, redis.Config{Prefix: newPrefix("cluster")})
+		b, err := redis.New(c, redis.Config{Prefix: newPrefix("cluster")})
 		if err != nil {
 			t.Fatal(err)
 		}

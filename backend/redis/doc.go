@@ -9,7 +9,7 @@
 //
 // or, over a client you already have (Sentinel, Cluster, your own options):
 //
-//	b, err := redis.New(ctx, client, redis.Config{Prefix: "app1"})
+//	b, err := redis.New(client, redis.Config{Prefix: "app1"})
 //
 // Every key lives under "{Prefix}:" (the braces make the prefix a Cluster
 // hash tag, so all keys of one prefix sit in one slot and one script can

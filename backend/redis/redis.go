@@ -105,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		// transaction id): see the package doc.
 		MaxRetries: 3,
 	})
-	b, err := New(ctx, c, cfg)
+	b, err := open(ctx, c, cfg)
 	if err != nil {
 		_ = c.Close()
 		return nil, err
@@ -114,14 +114,25 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	return b, nil
 }
 
+// UniversalClient is go-redis's client interface: a single-node client,
+// a Sentinel failover client or a Cluster client.
+type UniversalClient = goredis.UniversalClient
+
 // New uses a client the caller already has (any go-redis UniversalClient:
-// single node, Sentinel failover, Cluster). Close does not close it.
-func New(ctx context.Context, c goredis.UniversalClient, cfg Config) (*Backend, error) {
-	if c == nil {
-		return nil, fmt.Errorf("%w: nil client", ErrConfig)
-	}
+// single node, Sentinel failover, Cluster). It reads the backend's identity
+// from the server, within cfg.DialTimeout. Close does not close the client.
+func New(c UniversalClient, cfg Config) (*Backend, error) {
 	if err := cfg.validate(false); err != nil {
 		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	return open(ctx, c, cfg)
+}
+
+func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrConfig)
 	}
 	p := "{" + cfg.Prefix + "}:"
 	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock"}

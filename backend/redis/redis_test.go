@@ -59,7 +59,7 @@ func TestNew(t *testing.T) {
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 	defer c.Close()
 	ctx := context.Background()
-	b, err := redis.New(ctx, c, redis.Config{Prefix: newPrefix("new")})
+	b, err := redis.New(c, redis.Config{Prefix: newPrefix("new")})
 	if err != nil {
 		t.Fatal(err)
 	}
