@@ -105,6 +105,26 @@ func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, er
 	return r, c, nil
 }
 
+// Prefetchable is a reference whose value a transaction can read ahead:
+// every reference type of this package.
+type Prefetchable interface {
+	txKey() txn.Key
+}
+
+func (r *Ref[T]) txKey() txn.Key { return r.key }
+
+// Prefetch reads the given references in tx ahead of their Get, in one
+// round trip per backend (together with the read point when tx has not
+// drawn it yet). On a server backend a transfer that prefetches both
+// accounts costs 2 round trips instead of 3. Purely an optimisation.
+func Prefetch(tx *txn.Tx, rs ...Prefetchable) {
+	keys := make([]txn.Key, len(rs))
+	for i, r := range rs {
+		keys[i] = r.txKey()
+	}
+	tx.Preload(keys...)
+}
+
 // Name returns the ref's name.
 func (r *Ref[T]) Name() string { return r.name }
 

@@ -307,6 +307,63 @@ func (tx *Tx) Read(k Key) []byte {
 	return e.val
 }
 
+// Preload reads the refs of keys that the attempt has not read yet in one
+// round trip per backend, the coordinator's first, and with the read point
+// if it is not drawn yet. It is only an optimisation: a ref that needs more
+// (an intent to resolve, a read fault) is left for Read, which handles it.
+func (tx *Tx) Preload(keys ...Key) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	coord := tx.env.Coord.ID()
+	var order []string
+	groups := map[string][]*entry{}
+	for _, k := range keys {
+		e := tx.entry(k)
+		if e.loaded {
+			continue
+		}
+		id := e.drv.ID()
+		if groups[id] == nil {
+			if id == coord {
+				order = append([]string{id}, order...)
+			} else {
+				order = append(order, id)
+			}
+		}
+		groups[id] = append(groups[id], e)
+	}
+	for _, id := range order {
+		es := groups[id]
+		names := make([]string, len(es))
+		for i, e := range es {
+			names[i] = e.name
+		}
+		var res backend.ReadResult
+		var err error
+		if !tx.rpSet && id == coord {
+			res, err = es[0].drv.Read(tx.ctx, backend.ReadRequest{Current: true, Names: names})
+			if err == nil && !tx.setRP(res.RP) {
+				continue // a stale point: leave these to Read
+			}
+		} else {
+			if err := tx.drawRP(); err != nil {
+				tx.unwind(err)
+			}
+			res, err = es[0].drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Names: names})
+		}
+		if err != nil {
+			tx.unwind(fmt.Errorf("txn: read %v at %d: %w", names, tx.rp, err))
+		}
+		for i, it := range res.Items {
+			if it.Found && it.Intent == nil && it.Result == history.Found {
+				e := es[i]
+				e.loaded, e.read, e.val, e.newest = true, true, it.Version.Value, it.Newest
+			}
+		}
+	}
+}
+
 // Write sets the ref's value in this transaction (ref-set). validate, if not
 // nil, is run on the final value before commit.
 func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {

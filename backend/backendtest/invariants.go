@@ -49,6 +49,7 @@ func testInvariants(t *testing.T, newDriver NewDriver) {
 	t.Run("RetryLimit", func(t *testing.T) { testRetryLimit(t, open(t, newDriver(t), stm.WithMaxRetries(0))) })
 	t.Run("HistoryAndAt", func(t *testing.T) { testHistory(t, open(t, newDriver(t))) })
 	t.Run("Meta", func(t *testing.T) { testMeta(t, open(t, newDriver(t))) })
+	t.Run("Prefetch", func(t *testing.T) { testPrefetch(t, newDriver(t), newDriver(t)) })
 	t.Run("ManySTMsOneBackend", func(t *testing.T) {
 		d := newDriver(t)
 		testLostUpdate(t, open(t, d), open(t, d), open(t, d))
@@ -774,5 +775,33 @@ func testMeta(t *testing.T, s *stm.STM) {
 	m, err := r.Meta(ctx)
 	if err != nil || m["owner"] != "alice" || m["n"] != int64(40) {
 		t.Fatalf("Meta = %v, %v; want owner alice and n 40", m, err)
+	}
+}
+
+// testPrefetch: refs.Prefetch reads refs of two backends at the read point,
+// consistent with Get, and never overwrites the transaction's own write.
+func testPrefetch(t *testing.T, coord, other backend.Driver) {
+	ctx := tctx(t)
+	s := open(t, coord)
+	a := newRef(t, s, uniq("a"), 1)
+	b := newRef(t, s, uniq("b"), 2, refs.On(other))
+	c := newRef(t, s, uniq("c"), 3)
+	if err := s.Dosync(ctx, func(tx *txn.Tx) error { c.Set(tx, 30); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Dosync(ctx, func(tx *txn.Tx) error {
+		a.Set(tx, 10)
+		refs.Prefetch(tx, a, b, c)
+		if got := [3]int{a.Get(tx), b.Get(tx), c.Get(tx)}; got != [3]int{10, 2, 30} {
+			return fmt.Errorf("after Prefetch: %v, want [10 2 30]", got)
+		}
+		b.Set(tx, 20)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deref(t, a) != 10 || deref(t, b) != 20 {
+		t.Fatal("the prefetching transaction's writes were lost")
 	}
 }

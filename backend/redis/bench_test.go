@@ -33,10 +33,12 @@ const xferConfEnv = "EPOCHAL_BENCH_REDIS_CONF"
 
 // BenchmarkRedisTransfer measures transfers of 1 unit between two distinct
 // accounts chosen at random, one op being one committed transfer, against
-// one real redis-server (started once per run of the benchmark), three ways:
+// one real redis-server (started once per run of the benchmark), four ways:
 //
 //   - epochal: s.Dosync with two refs.Ref[int], Alter on both, on the Redis
 //     backend with default options (the one-phase Lua commit);
+//   - epochal-prefetch: the same, starting with refs.Prefetch(tx, from, to),
+//     which reads both accounts and the read point in one round trip;
 //   - watch-multi: go-redis optimistic locking: WATCH both keys, MGET them,
 //     then MULTI/SET/SET/EXEC (TxPipelined); a TxFailedErr is retried at
 //     once. Values are decimal strings;
@@ -78,6 +80,11 @@ func BenchmarkRedisTransfer(b *testing.B) {
 		open func(b *testing.B, srv *testserver.Redis, accounts int) xferBank
 	}{
 		{"epochal", openEpochalBank},
+		{"epochal-prefetch", func(b *testing.B, srv *testserver.Redis, accounts int) xferBank {
+			bank := openEpochalBank(b, srv, accounts).(*epochalBank)
+			bank.prefetch = true
+			return bank
+		}},
 		{"watch-multi", openWatchBank},
 		{"lua", openLuaBank},
 	}
@@ -206,10 +213,11 @@ func xferBench(b *testing.B, bank xferBank, accounts, g int) {
 
 // epochalBank: refs on the Redis backend.
 type epochalBank struct {
-	c     *goredis.Client
-	h     *rtHook
-	s     *stm.STM
-	accts []*refs.Ref[int]
+	c        *goredis.Client
+	h        *rtHook
+	s        *stm.STM
+	accts    []*refs.Ref[int]
+	prefetch bool // read both accounts (and the read point) in one round trip
 }
 
 func openEpochalBank(b *testing.B, srv *testserver.Redis, accounts int) xferBank {
@@ -251,6 +259,9 @@ func xferPlus(v int) int  { return v + 1 }
 func (e *epochalBank) transfer(ctx context.Context, i, j int) error {
 	from, to := e.accts[i], e.accts[j]
 	return e.s.Dosync(ctx, func(tx *txn.Tx) error {
+		if e.prefetch {
+			refs.Prefetch(tx, from, to)
+		}
 		from.Alter(tx, xferMinus)
 		to.Alter(tx, xferPlus)
 		return nil

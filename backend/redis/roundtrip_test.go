@@ -1,0 +1,72 @@
+package redis_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/refs"
+	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
+)
+
+// countHook counts round trips: one per command, one per pipeline.
+type countHook struct{ n atomic.Int64 }
+
+func (h *countHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+var _ goredis.Hook = (*countHook)(nil)
+
+// TestRoundTripsPerTransfer: an uncontended two-ref transfer costs 3 round
+// trips (read point with the first read, second read, commit script), and 2
+// when it prefetches both refs.
+func TestRoundTripsPerTransfer(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	h := &countHook{}
+	c.AddHook(h)
+	b, err := redis.New(c, redis.Config{Prefix: newPrefix("rt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s := openSTM(t, b, stm.WithSweepInterval(0))
+	a, _ := refs.New(ctx, s, "a", 100)
+	z, _ := refs.New(ctx, s, "z", 100)
+	transfer := func(prefetch bool) int64 {
+		t.Helper()
+		before := h.n.Load()
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+			if prefetch {
+				refs.Prefetch(tx, a, z)
+			}
+			a.Alter(tx, func(v int) int { return v - 1 })
+			z.Alter(tx, func(v int) int { return v + 1 })
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return h.n.Load() - before
+	}
+	transfer(false) // loads the commit script into the server
+	if n := transfer(false); n != 3 {
+		t.Fatalf("a transfer took %d round trips, want 3", n)
+	}
+	if n := transfer(true); n != 2 {
+		t.Fatalf("a prefetching transfer took %d round trips, want 2", n)
+	}
+	if v, _ := a.Deref(ctx); v != 97 {
+		t.Fatalf("a = %d after 3 transfers", v)
+	}
+}
