@@ -112,7 +112,10 @@ func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 }
 
 // RemoveWatch removes the watch with key; with none left the handle stops
-// following the ref.
+// following the ref. RemoveWatch does not wait for the watcher (as in
+// Clojure): a call already under way, or one for the change being delivered
+// when it was removed, may still run after RemoveWatch returns; later
+// changes are not delivered to it.
 func (r *Ref[T]) RemoveWatch(key string) {
 	r.mu.Lock()
 	w := r.w
