@@ -348,7 +348,7 @@ func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
 	vs = append(append(vs, v), r.versions...)
 	r.versions, r.trimmed = history.Trim(vs, r.keep, r.trimmed)
 	for s := range b.refs[b.refStripe(name)].subs[name] {
-		s.push(v)
+		s.Push(v) // under the stripe lock: in point order
 	}
 }
 
@@ -437,50 +437,15 @@ func (b *Backend) SetMeta(ctx context.Context, name string, expect uint64, meta 
 	return true, nil
 }
 
-// feedLimit bounds how many versions a subscription buffers for a reader
-// that does not drain them; past it the feed says it is incomplete.
-const feedLimit = 4096
-
 // sub is one subscription: a hint channel and a feed of versions.
 type sub struct {
+	*backend.FeedBuffer
 	b    *Backend
 	name string
-	ch   chan struct{}
 	once sync.Once
-
-	mu       sync.Mutex
-	versions []backend.Version
-	lost     bool
 }
 
 var _ backend.Feed = (*sub)(nil)
-
-// push buffers v and hints. The caller holds the ref's stripe lock, so
-// versions arrive in point order.
-func (s *sub) push(v backend.Version) {
-	s.mu.Lock()
-	if len(s.versions) < feedLimit {
-		s.versions = append(s.versions, v)
-	} else {
-		s.versions, s.lost = nil, true
-	}
-	s.mu.Unlock()
-	select {
-	case s.ch <- struct{}{}:
-	default: // a hint is already waiting: merged
-	}
-}
-
-// Drain returns the versions appended since the last Drain.
-func (s *sub) Drain() ([]backend.Version, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	vs, complete := s.versions, !s.lost
-	s.versions, s.lost = nil, false
-	return vs, complete
-}
-
-func (s *sub) C() <-chan struct{} { return s.ch }
 
 func (s *sub) Close() error {
 	s.once.Do(func() {
@@ -496,13 +461,13 @@ func (s *sub) Close() error {
 }
 
 // Subscribe returns hints of changes to a ref, with a feed of the versions
-// (backend.Feed) that loses nothing unless a reader leaves more than 4096
+// (backend.Feed) that loses nothing unless a reader leaves more than backend.FeedLimit
 // undrained.
 func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscription, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	s := &sub{b: b, name: name, ch: make(chan struct{}, 1)}
+	s := &sub{FeedBuffer: backend.NewFeedBuffer(), b: b, name: name}
 	st := &b.refs[b.refStripe(name)]
 	st.mu.Lock()
 	if st.subs[name] == nil {

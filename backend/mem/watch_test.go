@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/refs"
@@ -13,7 +14,7 @@ import (
 )
 
 // A watcher stuck in its callback while more versions commit than the
-// feed buffers (4096), with history keeping only the newest, misses some:
+// feed buffers (backend.FeedLimit), with history keeping only the newest, misses some:
 // it is told so by a gap notice, and resumes with the newest value.
 func TestWatchFeedOverflowIsAnnouncedGap(t *testing.T) {
 	ctx := context.Background()
@@ -28,7 +29,7 @@ func TestWatchFeedOverflowIsAnnouncedGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const last = 4096 + 100
+	const last = backend.FeedLimit + 100
 	release := make(chan struct{})
 	calls := make(chan [2]int, last)
 	gaps := make(chan [2]clock.Point, last)
