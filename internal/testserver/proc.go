@@ -460,3 +460,48 @@ func waitUntil(timeout time.Duration, gone func() bool, cond func() (bool, error
 		time.Sleep(pollPause)
 	}
 }
+
+// locked runs one lifecycle operation (kill, stop, pause, resume) under p's
+// lifecycle lock and fails t if it fails.
+func (p *proc) locked(t testing.TB, op func(*proc) error) {
+	t.Helper()
+	p.op.Lock()
+	defer p.op.Unlock()
+	if err := op(p); err != nil {
+		t.Fatalf("testserver: %v", err)
+	}
+}
+
+func (p *proc) stopGracefully() error { return p.stop(stopGrace) }
+
+// notReady is a restarted server that did not answer in time: the
+// readiness error, and that of killing it.
+type notReady struct{ err, kill error }
+
+func (e *notReady) Error() string { return fmt.Sprintf("%v (kill: %v)", e.err, e.kill) }
+
+// restart stops p if it runs and starts it again with the same port and
+// directory, until ready accepts it. Something outside this helper may have
+// grabbed the port meanwhile (it stays reserved by us only among test
+// processes): a bind failure is tried again a few times. The caller holds
+// p.op. A server that starts but is not ready is a *notReady.
+func (p *proc) restart(ready func(*proc) error) error {
+	if err := p.stop(stopGrace); err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		if err := p.start(); err != nil {
+			return err
+		}
+		err := ready(p)
+		if err == nil {
+			return nil
+		}
+		stopErr := p.kill()
+		if bindFailure(p) && attempt < 5 && stopErr == nil {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		return &notReady{err: err, kill: stopErr}
+	}
+}

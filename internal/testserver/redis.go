@@ -270,12 +270,7 @@ func (r *Redis) PID() int { return r.proc().pid() }
 // exited. It does nothing when the server is not running.
 func (r *Redis) Kill(t testing.TB) {
 	t.Helper()
-	p := r.proc()
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.kill(); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	r.proc().locked(t, (*proc).kill)
 }
 
 // Stop sends SIGTERM to the server's process group (and SIGCONT, should it be
@@ -283,12 +278,7 @@ func (r *Redis) Kill(t testing.TB) {
 // seconds. It does nothing when the server is not running.
 func (r *Redis) Stop(t testing.TB) {
 	t.Helper()
-	p := r.proc()
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.stop(stopGrace); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	r.proc().locked(t, (*proc).stopGracefully)
 }
 
 // Pause sends SIGSTOP to the server's process group and returns once it is
@@ -296,23 +286,13 @@ func (r *Redis) Stop(t testing.TB) {
 // answered until Resume.
 func (r *Redis) Pause(t testing.TB) {
 	t.Helper()
-	p := r.proc()
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.pause(); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	r.proc().locked(t, (*proc).pause)
 }
 
 // Resume sends SIGCONT to the server's process group.
 func (r *Redis) Resume(t testing.TB) {
 	t.Helper()
-	p := r.proc()
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.resume(); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	r.proc().locked(t, (*proc).resume)
 }
 
 // Restart starts the server again on the same port with the same directory,
@@ -323,27 +303,15 @@ func (r *Redis) Restart(t testing.TB) {
 	p := r.proc()
 	p.op.Lock()
 	defer p.op.Unlock()
-	if err := p.stop(stopGrace); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
-	// The port stays reserved by us, but something outside this helper may
-	// have grabbed it meanwhile; give it a few tries.
-	for attempt := 1; ; attempt++ {
-		if err := p.start(); err != nil {
-			t.Fatalf("testserver: %v", err)
-		}
-		err := r.waitReady(p)
-		if err == nil {
-			return
-		}
-		stopErr := p.kill()
-		if bindFailure(p) && attempt < 5 && stopErr == nil {
-			time.Sleep(500 * time.Millisecond)
-			continue
-		}
+	err := p.restart(r.waitReady)
+	var nr *notReady
+	switch {
+	case errors.As(err, &nr):
 		r.tailShown = true
-		t.Fatalf("testserver: restarted %s did not answer PING within %v: %v (kill: %v)\n--- tail of %s:\n%s",
-			p.name, redisReadyTimeout, err, stopErr, p.logPath, p.logTail(40))
+		t.Fatalf("testserver: restarted %s did not answer PING within %v: %v\n--- tail of %s:\n%s",
+			p.name, redisReadyTimeout, nr, p.logPath, p.logTail(40))
+	case err != nil:
+		t.Fatalf("testserver: %v", err)
 	}
 }
 

@@ -344,12 +344,7 @@ func (z *ZK) PID(i int) int {
 // exited. It does nothing when the node is not running.
 func (z *ZK) Kill(t testing.TB, i int) {
 	t.Helper()
-	p := z.node(t, i)
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.kill(); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	z.node(t, i).locked(t, (*proc).kill)
 }
 
 // Stop sends SIGTERM to node i's process group (and SIGCONT, should it be
@@ -357,35 +352,20 @@ func (z *ZK) Kill(t testing.TB, i int) {
 // few seconds. It does nothing when the node is not running.
 func (z *ZK) Stop(t testing.TB, i int) {
 	t.Helper()
-	p := z.node(t, i)
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.stop(stopGrace); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	z.node(t, i).locked(t, (*proc).stopGracefully)
 }
 
 // Pause sends SIGSTOP to node i's process group and returns once it is
 // stopped. Its peers notice only through timeouts (syncLimit*tickTime, 2.5 s).
 func (z *ZK) Pause(t testing.TB, i int) {
 	t.Helper()
-	p := z.node(t, i)
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.pause(); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	z.node(t, i).locked(t, (*proc).pause)
 }
 
 // Resume sends SIGCONT to node i's process group.
 func (z *ZK) Resume(t testing.TB, i int) {
 	t.Helper()
-	p := z.node(t, i)
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := p.resume(); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	z.node(t, i).locked(t, (*proc).resume)
 }
 
 // Restart starts node i again with the same ports, configuration and data
@@ -398,25 +378,15 @@ func (z *ZK) Restart(t testing.TB, i int) {
 	p := z.node(t, i)
 	p.op.Lock()
 	defer p.op.Unlock()
-	if err := p.stop(stopGrace); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
-	for attempt := 1; ; attempt++ {
-		if err := p.start(); err != nil {
-			t.Fatalf("testserver: %v", err)
-		}
-		err := z.waitNodeServing(i, p)
-		if err == nil {
-			return
-		}
-		stopErr := p.kill()
-		if bindFailure(p) && attempt < 5 && stopErr == nil {
-			time.Sleep(500 * time.Millisecond)
-			continue
-		}
+	err := p.restart(func(p *proc) error { return z.waitNodeServing(i, p) })
+	var nr *notReady
+	switch {
+	case errors.As(err, &nr):
 		z.tailShown = true
-		t.Fatalf("testserver: restarted %s did not serve within %v: %v (kill: %v)\n--- tail of %s:\n%s",
-			p.name, zkReadyTimeout, err, stopErr, p.logPath, p.logTail(40))
+		t.Fatalf("testserver: restarted %s did not serve within %v: %v\n--- tail of %s:\n%s",
+			p.name, zkReadyTimeout, nr, p.logPath, p.logTail(40))
+	case err != nil:
+		t.Fatalf("testserver: %v", err)
 	}
 }
 
