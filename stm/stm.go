@@ -67,7 +67,6 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 		return nil, fmt.Errorf("stm: Open: %w", err)
 	}
 	s := &STM{coord: coord, opts: o, backends: map[string]backend.Driver{coord.ID(): coord}, stop: make(chan struct{})}
-	s.floor.Store(0)
 	var idPrefix [6]byte
 	_, _ = crand.Read(idPrefix[:])
 	prefix := []byte(hex.EncodeToString(idPrefix[:]) + "-")
