@@ -128,6 +128,11 @@ type ReadRequest struct {
 	// point used is returned in ReadResult.RP. (Begin and prefetched reads
 	// in one round trip.)
 	Current bool
+	// Foreign says RP was drawn from another backend's clock (this
+	// driver is not the transaction's coordinator). A driver whose reads
+	// may lag behind writes acknowledged elsewhere (a ZooKeeper follower)
+	// must first catch up with every write acknowledged before the call.
+	Foreign bool
 	Names   []string
 }
 
@@ -425,6 +430,12 @@ type OnePhaseResult struct {
 // hints watchers.
 type OnePhase interface {
 	CommitOnePhase(ctx context.Context, req OnePhaseRequest) (OnePhaseResult, error)
+}
+
+// ValueLimit is implemented by a driver that cannot store values of any
+// size: refs refuse larger values (refs.ErrTooLarge) before sending them.
+type ValueLimit interface {
+	MaxValueSize() int
 }
 
 // LocalClock is implemented by a driver whose ReadPoint costs no round trip

@@ -32,7 +32,7 @@ func (r *Ref[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[strin
 		if err != nil {
 			return nil, fmt.Errorf("refs: meta of %q: %w: %w", r.name, ErrEncode, err)
 		}
-		if len(data) > r.s.MaxValueSize() {
+		if len(data) > r.maxValueSize() {
 			return nil, fmt.Errorf("refs: meta of %q: %w: %d bytes", r.name, ErrTooLarge, len(data))
 		}
 		ok, err := r.drv.SetMeta(ctx, r.name, ver, data)

@@ -138,10 +138,19 @@ func (r *Ref[T]) encode(v T) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w %T: %w", ErrEncode, v, err)
 	}
-	if len(data) > r.s.MaxValueSize() {
-		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(data), r.s.MaxValueSize())
+	if limit := r.maxValueSize(); len(data) > limit {
+		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(data), limit)
 	}
 	return data, nil
+}
+
+// maxValueSize is the STM's limit, or the backend's if that is lower.
+func (r *Ref[T]) maxValueSize() int {
+	limit := r.s.MaxValueSize()
+	if l, ok := r.drv.(backend.ValueLimit); ok && l.MaxValueSize() < limit {
+		limit = l.MaxValueSize()
+	}
+	return limit
 }
 
 func (r *Ref[T]) decode(data []byte, at string) (T, error) {

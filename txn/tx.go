@@ -350,7 +350,7 @@ func (tx *Tx) Preload(keys ...Key) {
 			if err := tx.drawRP(); err != nil {
 				tx.unwind(err)
 			}
-			res, err = es[0].drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Names: names})
+			res, err = es[0].drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Foreign: id != coord, Names: names})
 		}
 		if err != nil {
 			tx.unwind(fmt.Errorf("txn: read %v at %d: %w", names, tx.rp, err))
@@ -448,7 +448,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 			if err := tx.drawRP(); err != nil {
 				tx.unwind(err)
 			}
-			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Names: []string{e.name}})
+			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Foreign: e.drv.ID() != tx.env.Coord.ID(), Names: []string{e.name}})
 		}
 		if err != nil {
 			tx.unwind(fmt.Errorf("txn: read %q at %d: %w", e.name, tx.rp, err))

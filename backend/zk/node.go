@@ -1,0 +1,291 @@
+package zk
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/history"
+)
+
+// self, stored as a point, stands for the zxid of the write that stored it:
+// a one-phase commit cannot know its zxid (its commit point) before the
+// Multi runs, so it writes self, and readers substitute the node's Mzxid.
+// Every later write of the node reads it first (its version is checked), so
+// it stores the substituted point explicitly.
+const self = math.MaxUint64
+
+// refNode is a ref's znode: everything about the ref but its meta, so that
+// lock, check and stage are one conditional write.
+type refNode struct {
+	_        struct{}     `msgpack:",as_array"`
+	Kind     string       // backend.Kind
+	Min      int          // MinHistory
+	Max      int          // MaxHistory
+	Keep     int          // older versions kept beyond the newest
+	Trimmed  uint64       // newest point ever dropped
+	Ensured  uint64       // newest commit point of an ensuring transaction
+	Intent   *intentNode  // the write lock, if any
+	Versions []versionRec // newest first, never empty
+}
+
+type versionRec struct {
+	_     struct{} `msgpack:",as_array"`
+	Point uint64
+	Ms    int64
+	Txn   string
+	Value []byte
+}
+
+type intentNode struct {
+	_      struct{} `msgpack:",as_array"`
+	Txn    string
+	Coord  string
+	Write  bool
+	Staged bool
+	Ensure bool
+	Value  []byte
+}
+
+func decodeRef(path string, data []byte, st *gozk.Stat) (*refNode, error) {
+	var n refNode
+	if err := msgpack.Unmarshal(data, &n); err != nil {
+		return nil, fmt.Errorf("zk: ref node %s: malformed data: %w", path, err)
+	}
+	if len(n.Versions) == 0 {
+		return nil, fmt.Errorf("zk: ref node %s: malformed data: no versions", path)
+	}
+	for i := range n.Versions {
+		if n.Versions[i].Point == self {
+			n.Versions[i].Point = uint64(st.Mzxid)
+		}
+	}
+	if n.Ensured == self {
+		n.Ensured = uint64(st.Mzxid)
+	}
+	return &n, nil
+}
+
+func (n *refNode) encode() []byte {
+	data, err := msgpack.Marshal(n)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode ref node: %v", err)) // plain data: cannot fail
+	}
+	return data
+}
+
+// clone copies n for modification (values are shared: never modified).
+func (n *refNode) clone() *refNode {
+	c := *n
+	c.Versions = append([]versionRec(nil), n.Versions...)
+	if n.Intent != nil {
+		in := *n.Intent
+		c.Intent = &in
+	}
+	return &c
+}
+
+// add prepends a version and trims the history to Keep older versions.
+func (n *refNode) add(v versionRec) {
+	n.Versions = append([]versionRec{v}, n.Versions...)
+	n.trim(n.Keep + 1)
+}
+
+// trim keeps at most max versions (at least one), raising Trimmed.
+func (n *refNode) trim(max int) {
+	if max < 1 {
+		max = 1
+	}
+	for len(n.Versions) > max {
+		last := n.Versions[len(n.Versions)-1]
+		n.Versions = n.Versions[:len(n.Versions)-1]
+		if last.Point != self && last.Point > n.Trimmed {
+			n.Trimmed = last.Point
+		}
+	}
+}
+
+func (v versionRec) version() backend.Version {
+	return backend.Version{Point: clock.Point(v.Point), Time: time.UnixMilli(v.Ms), Txn: v.Txn, Value: v.Value}
+}
+
+func (n *refNode) versions() []backend.Version {
+	out := make([]backend.Version, len(n.Versions))
+	for i, v := range n.Versions {
+		out[i] = v.version()
+	}
+	return out
+}
+
+func (n *refNode) intent() *backend.Intent {
+	if n.Intent == nil {
+		return nil
+	}
+	in := n.Intent
+	return &backend.Intent{Txn: in.Txn, Coord: in.Coord, Write: in.Write, Staged: in.Staged, Ensure: in.Ensure, Value: in.Value}
+}
+
+// pick returns the version visible at rp.
+func (n *refNode) pick(rp clock.Point) (backend.Version, history.Result) {
+	return history.Pick(n.versions(), rp)
+}
+
+// fit trims the older versions of the nodes being written so that the
+// request they go in fits in limit bytes; the newest versions (and staged
+// values) always stay. It reports whether the request fits.
+func fit(nodes []*refNode, overhead, limit int) ([][]byte, bool) {
+	enc := make([][]byte, len(nodes))
+	total := overhead
+	for i, n := range nodes {
+		enc[i] = n.encode()
+		total += len(enc[i])
+	}
+	for total > limit {
+		// Drop the oldest version of the node with the largest data.
+		big := -1
+		for i, n := range nodes {
+			if len(n.Versions) > 1 && (big < 0 || len(enc[i]) > len(enc[big])) {
+				big = i
+			}
+		}
+		if big < 0 {
+			return enc, false
+		}
+		nodes[big].trim(len(nodes[big].Versions) - 1)
+		total -= len(enc[big])
+		enc[big] = nodes[big].encode()
+		total += len(enc[big])
+	}
+	return enc, true
+}
+
+// recNode is a transaction record's znode.
+type recNode struct {
+	_       struct{} `msgpack:",as_array"`
+	Status  int      // backend.Status
+	RP      uint64
+	Prio    uint64
+	CP      uint64 // self: the Mzxid of the write that committed it
+	Lease   int64  // unix ms
+	Created int64  // unix ms
+	Expires int64  // unix ms, 0: kept until deleted
+	Refs    []backend.RefAddr
+}
+
+func decodeRec(id, path string, data []byte, st *gozk.Stat) (*recNode, error) {
+	var r recNode
+	if err := msgpack.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("zk: record %s: malformed data: %w", path, err)
+	}
+	if r.CP == self {
+		r.CP = uint64(st.Mzxid)
+	}
+	if r.Status < int(backend.Pending) || r.Status > int(backend.Aborted) {
+		return nil, fmt.Errorf("zk: record %s: status %d", path, r.Status)
+	}
+	return &r, nil
+}
+
+func (r *recNode) encode() []byte {
+	data, err := msgpack.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode record: %v", err))
+	}
+	return data
+}
+
+func (r *recNode) record(id string) backend.Record {
+	return backend.Record{ID: id, Status: backend.Status(r.Status), RP: clock.Point(r.RP), Priority: clock.Point(r.Prio),
+		CP: clock.Point(r.CP), Lease: time.UnixMilli(r.Lease), Created: time.UnixMilli(r.Created), Refs: r.Refs}
+}
+
+// escape maps a ref name or record id to one znode name: bytes outside
+// [A-Za-z0-9._~:@+=-] (the slash of hierarchical names among them) become
+// %XX, and so do the dots of "." and "..".
+func escape(name string) string {
+	if name == "." || name == ".." {
+		return strings.Repeat("%2E", len(name))
+	}
+	var sb strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._~:@+=-", c) >= 0 {
+			sb.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&sb, "%%%02X", c)
+	}
+	return sb.String()
+}
+
+func unescape(s string) (string, bool) {
+	if !strings.Contains(s, "%") {
+		return s, true
+	}
+	var sb strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			sb.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		var c byte
+		if _, err := fmt.Sscanf(s[i+1:i+3], "%02X", &c); err != nil {
+			return "", false
+		}
+		sb.WriteByte(c)
+		i += 2
+	}
+	return sb.String(), true
+}
+
+// cached is a ref node as last read or written by this backend.
+type cached struct {
+	node    *refNode // never modified
+	version int32    // the znode's data version
+	mzxid   int64
+}
+
+// cache keeps ref nodes so that a commit can go straight to its Multi: a
+// stale entry only makes the Multi's version check fail, and the ref is
+// then read again.
+type cache struct {
+	mu sync.Mutex
+	m  map[string]cached
+}
+
+const cacheLimit = 8192
+
+func (c *cache) get(name string) (cached, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[name]
+	return e, ok
+}
+
+func (c *cache) put(name string, e cached) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= cacheLimit {
+		c.m = make(map[string]cached)
+	}
+	if old, ok := c.m[name]; ok && old.mzxid > e.mzxid {
+		return // keep the newer
+	}
+	c.m[name] = e
+}
+
+func (c *cache) drop(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, name)
+}

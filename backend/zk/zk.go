@@ -1,0 +1,485 @@
+package zk
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+)
+
+// Config configures Open and New.
+type Config struct {
+	// Servers are the ensemble's host:port addresses (Open only).
+	Servers []string
+	// Root is the znode under which everything lives, like a chroot: an
+	// absolute path such as "/app1" (default "/epochal"). Missing
+	// ancestors are created.
+	Root string
+	// SessionTimeout is the ZooKeeper session timeout (Open only; the
+	// server clamps it to 2 to 20 tick times). Default 10s.
+	SessionTimeout time.Duration
+	// Auth, "user:password", authenticates with the digest scheme; every
+	// node Epochal creates then carries an ACL giving that identity all
+	// permissions and nobody else any. Empty: no authentication, nodes
+	// open to all (world:anyone).
+	Auth string
+	// DialTimeout bounds New's wait for a session (Open waits as long as
+	// its ctx allows). Default 10s.
+	DialTimeout time.Duration
+	// OnePhaseKeep is how long the record of a one-phase commit whose
+	// outcome its client did not learn is kept (a client that learned it
+	// deletes it at once). Default 1 minute.
+	OnePhaseKeep time.Duration
+	// MaxRequest is the largest request, in bytes, the servers accept:
+	// their jute.maxbuffer (default 1 MiB) less headroom. Default
+	// 1,000,000. A value may take up to half of it (see MaxValueSize).
+	MaxRequest int
+	// Logger receives go-zookeeper's log lines (default: discarded).
+	Logger gozk.Logger
+}
+
+// ErrConfig reports a bad Config.
+var ErrConfig = errors.New("zk: bad config")
+
+// ErrTooLarge: a transaction's writes to this backend do not fit in one
+// ZooKeeper request (Config.MaxRequest). Nothing was sent.
+var ErrTooLarge = errors.Join(errors.New("zk: request too large for one Multi"), backend.ErrNotApplied)
+
+func (c *Config) validate(needServers bool) error {
+	if c.Root == "" {
+		c.Root = "/epochal"
+	}
+	if err := checkPath(c.Root); err != nil {
+		return fmt.Errorf("%w: Root %q: %v", ErrConfig, c.Root, err)
+	}
+	if needServers && len(c.Servers) == 0 {
+		return fmt.Errorf("%w: Servers is empty", ErrConfig)
+	}
+	for _, s := range c.Servers {
+		if s == "" || strings.ContainsAny(s, " ,/") {
+			return fmt.Errorf("%w: server %q (want host:port)", ErrConfig, s)
+		}
+	}
+	if c.Auth != "" && !strings.Contains(c.Auth, ":") {
+		return fmt.Errorf("%w: Auth must be \"user:password\"", ErrConfig)
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.OnePhaseKeep <= 0 {
+		c.OnePhaseKeep = time.Minute
+	}
+	if c.MaxRequest == 0 {
+		c.MaxRequest = 1_000_000
+	}
+	if c.MaxRequest < 4096 {
+		return fmt.Errorf("%w: MaxRequest %d is below 4096", ErrConfig, c.MaxRequest)
+	}
+	return nil
+}
+
+// checkPath accepts an absolute znode path other than "/" and "/zookeeper".
+func checkPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return errors.New("must start with /")
+	}
+	if p == "/" || strings.HasSuffix(p, "/") {
+		return errors.New("must name a node below / with no trailing /")
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		switch {
+		case seg == "":
+			return errors.New("has an empty segment")
+		case seg == "." || seg == "..":
+			return errors.New("has a \".\" or \"..\" segment")
+		}
+		for _, r := range seg {
+			if r < 0x20 || r == 0x7f || (r >= 0xd800 && r <= 0xf8ff) || r >= 0xfff0 && r <= 0xffff {
+				return fmt.Errorf("contains character %U", r)
+			}
+		}
+	}
+	if p == "/zookeeper" || strings.HasPrefix(p, "/zookeeper/") {
+		return errors.New("/zookeeper is reserved")
+	}
+	return nil
+}
+
+// Backend is the ZooKeeper backend.
+type Backend struct {
+	conn *gozk.Conn
+	own  bool // Close closes conn
+	cfg  Config
+	acl  []gozk.ACL
+	id   string
+
+	// Paths under the root.
+	root, clockP, refsP, metaP, recsP, oneP string
+
+	// synced is the session whose view is known to include every point
+	// this backend handed out (see fresh).
+	synced atomic.Int64
+
+	cache cache // ref nodes as last read or written
+
+	gcMu     sync.Mutex
+	gcQueue  []gcItem // one-phase records to delete, in time order
+	lastScan time.Time
+
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+var (
+	_ backend.Driver     = (*Backend)(nil)
+	_ backend.OnePhase   = (*Backend)(nil)
+	_ backend.ValueLimit = (*Backend)(nil)
+)
+
+type nopLogger struct{}
+
+func (nopLogger) Printf(string, ...any) {}
+
+// Open connects to the ensemble cfg names, waits for a session within ctx,
+// authenticates, and creates Root and its layout if missing.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	var log gozk.Logger = nopLogger{}
+	if cfg.Logger != nil {
+		log = cfg.Logger
+	}
+	conn, events, err := gozk.Connect(cfg.Servers, cfg.SessionTimeout, gozk.WithLogger(log), gozk.WithLogInfo(false))
+	if err != nil {
+		return nil, fmt.Errorf("zk: open %v: %w", cfg.Servers, err)
+	}
+	// The global event channel holds 6 events and drops the rest: it is
+	// drained and not relied on (sessions are tracked by SessionID).
+	go func() {
+		for range events {
+		}
+	}()
+	if err := waitSession(ctx, conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("zk: open %v: %w", cfg.Servers, err)
+	}
+	b, err := open(ctx, conn, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	b.own = true
+	return b, nil
+}
+
+// Conn is go-zookeeper's connection.
+type Conn = gozk.Conn
+
+// New uses a connection the caller already has. It waits for its session
+// within cfg.DialTimeout; Close does not close the connection. Auth, if
+// set, is added to the connection's credentials.
+func New(conn *Conn, cfg Config) (*Backend, error) {
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("%w: nil connection", ErrConfig)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	if err := waitSession(ctx, conn); err != nil {
+		return nil, fmt.Errorf("zk: new: %w", err)
+	}
+	return open(ctx, conn, cfg)
+}
+
+func waitSession(ctx context.Context, conn *gozk.Conn) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for conn.State() != gozk.StateHasSession {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no session (state %v): %w", conn.State(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
+	b := &Backend{conn: conn, cfg: cfg, root: cfg.Root, done: make(chan struct{})}
+	b.clockP, b.refsP, b.metaP = b.root+"/clock", b.root+"/r", b.root+"/m"
+	b.recsP, b.oneP = b.root+"/t", b.root+"/o"
+	b.acl = gozk.WorldACL(gozk.PermAll)
+	if cfg.Auth != "" {
+		user, pass, _ := strings.Cut(cfg.Auth, ":")
+		if err := wait(ctx, func() error { return conn.AddAuth("digest", []byte(cfg.Auth)) }); err != nil {
+			return nil, fmt.Errorf("zk: authenticate: %w", err)
+		}
+		b.acl = gozk.DigestACL(gozk.PermAll, user, pass)
+	}
+	b.synced.Store(conn.SessionID())
+	// Ancestors of the root, the root and its layout.
+	var paths []string
+	for i := 1; i < len(b.root); i++ {
+		if b.root[i] == '/' {
+			paths = append(paths, b.root[:i])
+		}
+	}
+	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP)
+	for _, p := range paths {
+		err := wait(ctx, func() error {
+			_, err := conn.Create(p, nil, 0, b.acl)
+			return err
+		})
+		if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+			if errors.Is(err, gozk.ErrNoAuth) {
+				return nil, fmt.Errorf("zk: create %s: %w (it belongs to another identity: check Config.Auth and Root)", p, err)
+			}
+			return nil, fmt.Errorf("zk: create %s: %w", p, err)
+		}
+	}
+	// The identity is stored with the data, so every client of this root
+	// (whatever server it dials) agrees.
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	err := wait(ctx, func() error {
+		_, err := conn.Create(b.root+"/id", []byte("zk:"+hex.EncodeToString(raw[:])+b.root), 0, b.acl)
+		return err
+	})
+	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		return nil, fmt.Errorf("zk: create %s/id: %w", b.root, err)
+	}
+	var id []byte
+	if err := wait(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
+		if errors.Is(err, gozk.ErrNoAuth) {
+			return nil, fmt.Errorf("zk: read %s/id: %w (the root belongs to another identity: check Config.Auth)", b.root, err)
+		}
+		return nil, fmt.Errorf("zk: read %s/id: %w", b.root, err)
+	}
+	if !strings.HasPrefix(string(id), "zk:") {
+		return nil, fmt.Errorf("zk: %s/id holds %q: not an Epochal root", b.root, id)
+	}
+	b.id = string(id)
+	b.wg.Add(1)
+	go b.gcLoop()
+	return b, nil
+}
+
+// ID names this backend: stored under the root, the same for every client.
+func (b *Backend) ID() string { return b.id }
+
+// MaxValueSize is the largest value a ref here may hold: the newest value
+// and a staged one share the ref's node, which must fit in one request.
+func (b *Backend) MaxValueSize() int { return b.cfg.MaxRequest/2 - 8192 }
+
+// Close stops the backend's goroutines and closes the connection if Open
+// made it. Later calls fail with backend.ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.done)
+	b.mu.Unlock()
+	b.wg.Wait()
+	if b.own {
+		b.conn.Close()
+	}
+	return nil
+}
+
+func (b *Backend) check(ctx context.Context) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return backend.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
+	}
+	return nil
+}
+
+// wait runs a blocking go-zookeeper call, returning early when ctx ends
+// (go-zookeeper's calls take no context and wait for a connection as long
+// as it takes). The call then finishes in the background; a mutation's
+// outcome is unknown.
+func wait(ctx context.Context, f func() error) error {
+	if ctx.Done() == nil {
+		return f()
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w (the request may still complete)", ctx.Err())
+	}
+}
+
+// certain reports whether a failed request certainly applied nothing: the
+// server answered with an error.
+func certain(err error) bool {
+	for _, e := range []error{gozk.ErrNoNode, gozk.ErrBadVersion, gozk.ErrNodeExists, gozk.ErrNoAuth,
+		gozk.ErrNotEmpty, gozk.ErrInvalidACL, gozk.ErrBadArguments, gozk.ErrAPIError, gozk.ErrNoChildrenForEphemerals} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// fresh makes sure the session's view includes every point this backend
+// handed out: a new session (after expiry) may be served by a server that
+// lags behind what the old one showed, so it syncs once first.
+func (b *Backend) fresh(ctx context.Context) error {
+	sid := b.conn.SessionID()
+	if sid != 0 && sid == b.synced.Load() {
+		return nil
+	}
+	if err := b.sync(ctx); err != nil {
+		return err
+	}
+	b.synced.Store(sid)
+	return nil
+}
+
+// sync makes the connected server catch up with the leader.
+func (b *Backend) sync(ctx context.Context) error {
+	if err := wait(ctx, func() error { _, err := b.conn.Sync(b.root); return err }); err != nil {
+		return fmt.Errorf("zk: sync: %w", err)
+	}
+	return nil
+}
+
+// get reads nodes concurrently (one round trip). Absent nodes come back
+// with a nil stat.
+func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.Stat, error) {
+	data := make([][]byte, len(paths))
+	stats := make([]*gozk.Stat, len(paths))
+	one := func(i int) error {
+		d, st, err := b.conn.Get(paths[i])
+		if errors.Is(err, gozk.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("zk: read %s: %w", paths[i], err)
+		}
+		data[i], stats[i] = d, st
+		return nil
+	}
+	err := wait(ctx, func() error {
+		if len(paths) == 1 {
+			return one(0)
+		}
+		errs := make([]error, len(paths))
+		var wg sync.WaitGroup
+		for i := range paths {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = one(i) }()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	})
+	return data, stats, err
+}
+
+// multiError is a failed Multi: Op is the index of the operation that
+// failed (-1 if unknown), Err its error.
+type multiError struct {
+	Op  int
+	Err error
+}
+
+func (e *multiError) Error() string { return fmt.Sprintf("zk: multi op %d: %v", e.Op, e.Err) }
+func (e *multiError) Unwrap() error { return e.Err }
+
+// multi runs ops as one Multi. A *multiError reports which op the server
+// refused (nothing applied); any other error leaves the outcome unknown.
+func (b *Backend) multi(ctx context.Context, ops []any) ([]gozk.MultiResponse, error) {
+	var res []gozk.MultiResponse
+	err := wait(ctx, func() (err error) { res, err = b.conn.Multi(ops...); return err })
+	if err == nil {
+		return res, nil
+	}
+	if certain(err) {
+		for i, r := range res {
+			if r.Error != nil && certain(r.Error) {
+				return nil, &multiError{Op: i, Err: r.Error}
+			}
+		}
+		return nil, &multiError{Op: -1, Err: err}
+	}
+	return nil, err
+}
+
+// requestSize estimates a Multi's encoded size.
+func requestSize(ops []any) int {
+	n := 64
+	for _, op := range ops {
+		switch o := op.(type) {
+		case *gozk.SetDataRequest:
+			n += 32 + len(o.Path) + len(o.Data)
+		case *gozk.CreateRequest:
+			n += 64 + len(o.Path) + len(o.Data)
+		default:
+			n += 32 + 256
+		}
+	}
+	return n
+}
+
+// point converts a zxid.
+func point(zxid int64) clock.Point { return clock.Point(uint64(zxid)) }
+
+// ReadPoint returns the zxid of the newest commit this session sees: every
+// commit creates or changes the clock node in its Multi, so every commit at
+// or below that zxid is in the session's view, and every later one gets a
+// larger zxid.
+func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
+	if err := b.check(ctx); err != nil {
+		return 0, err
+	}
+	if err := b.fresh(ctx); err != nil {
+		return 0, err
+	}
+	return b.readPoint(ctx)
+}
+
+func (b *Backend) readPoint(ctx context.Context) (clock.Point, error) {
+	var st *gozk.Stat
+	err := wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
+	if err != nil {
+		return 0, fmt.Errorf("zk: read point: %w", err)
+	}
+	if st == nil || st.Mzxid == 0 {
+		return 0, fmt.Errorf("zk: read point: %s is missing", b.clockP)
+	}
+	return point(st.Mzxid), nil
+}
+
+// clockOp is the clock's part of every committing Multi.
+func (b *Backend) clockOp() *gozk.SetDataRequest {
+	return &gozk.SetDataRequest{Path: b.clockP, Version: -1}
+}
