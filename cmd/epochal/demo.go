@@ -69,9 +69,10 @@ latency of committed transfers and the snapshot reads, and ends with
 "check: PASS" or "check: FAIL (reason)"; a failed check exits with 1.
 
 With --backend redis the accounts live under a fresh key prefix per run
-(or --prefix; an existing prefix's accounts are joined, and the total they
-hold at the start is the one checked).`,
-		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42\n  epochal --backend redis --addr 127.0.0.1:6379 demo",
+(or --prefix), with --backend zk under a fresh root znode (or --root); an
+existing prefix's or root's accounts are joined, and the total they hold at
+the start is the one checked.`,
+		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42\n  epochal --backend redis --addr 127.0.0.1:6379 demo\n  epochal --backend zk --addr 127.0.0.1:2181 demo",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("seed") {

@@ -104,7 +104,8 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown fault", []string{"demo", "--fault", "gremlins"}, "--fault"},
 		{"argument", []string{"demo", "extra"}, "takes no arguments"},
 		{"unknown command", []string{"nosuch"}, "unknown command"},
-		{"zk backend", []string{"demo", "--backend", "zk"}, `backend "zk" is not built yet`},
+		{"bad root", []string{"demo", "--backend", "zk", "--root", "relative"}, `Root "relative"`},
+		{"bad timeout", []string{"demo", "--connect-timeout", "0s"}, "--connect-timeout"},
 		{"bad prefix", []string{"--backend", "redis", "--prefix", "a b", "demo"}, `Prefix "a b"`},
 		{"unknown backend", []string{"demo", "--backend", "etcd"}, `unknown backend "etcd"`},
 	}
@@ -129,14 +130,14 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestBackendFromEnvironment(t *testing.T) {
-	t.Setenv(envBackend, "zk")
+	t.Setenv(envBackend, "etcd")
 	var out, errOut bytes.Buffer
 	if code := run(t.Context(), []string{"demo", "--duration", "50ms"}, &out, &errOut); code != exitUsage {
 		t.Fatalf("exit code %d, want %d\n%s%s", code, exitUsage, out.String(), errOut.String())
 	}
 	msg := errOut.String()
-	if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "epochal: ") || !strings.Contains(msg, "not built yet") {
-		t.Errorf("stderr should be one line saying zk is not built yet, got %q", msg)
+	if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "epochal: ") || !strings.Contains(msg, `unknown backend "etcd"`) {
+		t.Errorf("stderr should be one line naming the unknown backend, got %q", msg)
 	}
 
 	// The flag wins over the environment.
@@ -205,8 +206,8 @@ func TestBinary(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "check: PASS") {
 		t.Errorf("epochal demo --duration 300ms: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	out, errOut, code = exec1("demo", "--backend", "zk")
+	out, errOut, code = exec1("demo", "--backend", "etcd")
 	if code != exitUsage || strings.Count(errOut, "\n") != 1 || out != "" {
-		t.Errorf("epochal demo --backend zk: exit %d, want %d and one line on stderr\nstdout:\n%s\nstderr:\n%s", code, exitUsage, out, errOut)
+		t.Errorf("epochal demo --backend etcd: exit %d, want %d and one line on stderr\nstdout:\n%s\nstderr:\n%s", code, exitUsage, out, errOut)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/backend/zk"
 )
 
 // Exit codes of the command.
@@ -80,6 +81,13 @@ const (
 	envBackend = "EPOCHAL_BACKEND"
 	envAddr    = "EPOCHAL_ADDR"
 	envPrefix  = "EPOCHAL_PREFIX"
+	envRoot    = "EPOCHAL_ROOT"
+)
+
+// Default server addresses per backend.
+const (
+	defaultRedisAddr = "127.0.0.1:6379"
+	defaultZKAddr    = "127.0.0.1:2181"
 )
 
 // globals holds the persistent flags, resolved by the root's
@@ -89,6 +97,8 @@ type globals struct {
 	backend string
 	addr    string
 	prefix  string
+	root    string
+	connect time.Duration
 }
 
 // newRootCmd builds the command tree. Output goes to stdout and stderr so
@@ -128,10 +138,14 @@ transactions and locks a backend holds.`,
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.PersistentFlags().StringVar(&g.backend, "backend", backendMem,
 		"backend to run against: mem|redis|zk (env "+envBackend+")")
-	root.PersistentFlags().StringVar(&g.addr, "addr", "127.0.0.1:6379",
-		"server address for --backend redis (env "+envAddr+")")
+	root.PersistentFlags().StringVar(&g.addr, "addr", "",
+		"server address: host:port for --backend redis (default "+defaultRedisAddr+"), comma-separated host:port list for zk (default "+defaultZKAddr+") (env "+envAddr+")")
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", "",
 		"key prefix for --backend redis (env "+envPrefix+"; demo default: a fresh one per run)")
+	root.PersistentFlags().DurationVar(&g.connect, "connect-timeout", 10*time.Second,
+		"how long to wait for the backend's server to answer")
+	root.PersistentFlags().StringVar(&g.root, "root", "",
+		"root znode for --backend zk, such as /app1 (env "+envRoot+"; demo default: a fresh one per run)")
 
 	root.AddCommand(newDemoCmd(g))
 	return root
@@ -143,18 +157,29 @@ func (g *globals) resolve(cmd *cobra.Command) error {
 	for _, f := range []struct {
 		flag, env string
 		v         *string
-	}{{"backend", envBackend, &g.backend}, {"addr", envAddr, &g.addr}, {"prefix", envPrefix, &g.prefix}} {
+	}{{"backend", envBackend, &g.backend}, {"addr", envAddr, &g.addr}, {"prefix", envPrefix, &g.prefix}, {"root", envRoot, &g.root}} {
 		if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed {
 			if v := strings.TrimSpace(os.Getenv(f.env)); v != "" {
 				*f.v = v
 			}
 		}
 	}
+	if g.connect <= 0 {
+		return usagef("--connect-timeout %v: must be > 0", g.connect)
+	}
 	switch g.backend {
-	case backendMem, backendRedis:
+	case backendMem:
+		return nil
+	case backendRedis:
+		if g.addr == "" {
+			g.addr = defaultRedisAddr
+		}
 		return nil
 	case backendZK:
-		return usagef("backend %q is not built yet in this release; use --backend mem or redis", g.backend)
+		if g.addr == "" {
+			g.addr = defaultZKAddr
+		}
+		return nil
 	default:
 		return usagef("unknown backend %q: want mem, redis or zk", g.backend)
 	}
@@ -169,7 +194,7 @@ func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Drive
 		if prefix == "" {
 			prefix = defaultPrefix
 		}
-		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		octx, cancel := context.WithTimeout(ctx, g.connect)
 		defer cancel()
 		b, err := redis.Open(octx, redis.Config{Addr: g.addr, Prefix: prefix})
 		if errors.Is(err, redis.ErrConfig) {
@@ -177,6 +202,22 @@ func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Drive
 		}
 		if err != nil {
 			return nil, &downError{err: fmt.Errorf("%w (is redis-server running at %s? set --addr or %s)", err, g.addr, envAddr)}
+		}
+		return b, nil
+	case backendZK:
+		root := g.root
+		if root == "" {
+			root = "/" + defaultPrefix
+		}
+		servers := strings.Split(g.addr, ",")
+		octx, cancel := context.WithTimeout(ctx, g.connect)
+		defer cancel()
+		b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root})
+		if errors.Is(err, zk.ErrConfig) {
+			return nil, &usageError{err: err}
+		}
+		if err != nil {
+			return nil, &downError{err: fmt.Errorf("%w (is ZooKeeper running at %s? set --addr or %s)", err, g.addr, envAddr)}
 		}
 		return b, nil
 	default:
