@@ -149,9 +149,6 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 	if err := b.check(ctx); err != nil {
 		return backend.ReadResult{}, err
 	}
-	if err := b.fresh(ctx); err != nil {
-		return backend.ReadResult{}, err
-	}
 	rp := req.RP
 	if req.Current {
 		p, err := b.readPoint(ctx)
@@ -200,9 +197,6 @@ func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsRe
 	if err := b.check(ctx); err != nil {
 		return backend.VersionsResult{}, err
 	}
-	if err := b.fresh(ctx); err != nil {
-		return backend.VersionsResult{}, err
-	}
 	sts, err := b.readRefs(ctx, []string{name})
 	if err != nil {
 		return backend.VersionsResult{}, fmt.Errorf("zk: versions of %q: %w", name, err)
@@ -221,7 +215,10 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 		return nil, err
 	}
 	var kids []string
-	if err := wait(ctx, func() (err error) { kids, _, err = b.conn.Children(b.refsP); return err }); err != nil {
+	err := b.consistent(ctx, func() error {
+		return wait(ctx, func() (err error) { kids, _, err = b.conn.Children(b.refsP); return err })
+	})
+	if err != nil {
 		return nil, fmt.Errorf("zk: list %q: %w", prefix, err)
 	}
 	var names []string

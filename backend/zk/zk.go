@@ -44,6 +44,14 @@ type Config struct {
 	// their jute.maxbuffer (default 1 MiB) less headroom. Default
 	// 1,000,000. A value may take up to half of it (see MaxValueSize).
 	MaxRequest int
+	// SyncReads makes every read point linearizable: the connected
+	// server catches up with the leader (a sync) before the point is
+	// drawn, so a transaction sees every commit acknowledged, in any
+	// process, before it began. It costs a round trip through the leader
+	// per read point. Without it a transaction's snapshot is consistent
+	// and includes everything its own process committed, but a lagging
+	// server may show another process's newest commits a little late.
+	SyncReads bool
 	// Logger receives go-zookeeper's log lines (default: discarded).
 	Logger gozk.Logger
 }
@@ -350,19 +358,28 @@ func certain(err error) bool {
 	return false
 }
 
-// fresh makes sure the session's view includes every point this backend
-// handed out: a new session (after expiry) may be served by a server that
-// lags behind what the old one showed, so it syncs once first.
-func (b *Backend) fresh(ctx context.Context) error {
-	sid := b.conn.SessionID()
-	if sid != 0 && sid == b.synced.Load() {
-		return nil
+// consistent runs a read so that the session serving it has a view that
+// includes every point this backend handed out. go-zookeeper forgets the
+// last zxid it saw when it opens a new session after an expiry, so a new
+// session may be served by a lagging server: the first read on it syncs.
+// A read during which the session changed is done again.
+func (b *Backend) consistent(ctx context.Context, read func() error) error {
+	for {
+		sid := b.conn.SessionID()
+		if sid == 0 || sid != b.synced.Load() {
+			if err := b.sync(ctx); err != nil {
+				return err
+			}
+			if now := b.conn.SessionID(); now != sid || now == 0 {
+				continue
+			}
+			b.synced.Store(sid)
+		}
+		err := read()
+		if b.conn.SessionID() == sid || ctx.Err() != nil {
+			return err
+		}
 	}
-	if err := b.sync(ctx); err != nil {
-		return err
-	}
-	b.synced.Store(sid)
-	return nil
 }
 
 // sync makes the connected server catch up with the leader.
@@ -389,20 +406,26 @@ func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.St
 		data[i], stats[i] = d, st
 		return nil
 	}
-	err := wait(ctx, func() error {
-		if len(paths) == 1 {
-			return one(0)
-		}
-		errs := make([]error, len(paths))
-		var wg sync.WaitGroup
-		for i := range paths {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = one(i) }()
-		}
-		wg.Wait()
-		return errors.Join(errs...)
+	err := b.consistent(ctx, func() error {
+		return wait(ctx, func() error { return b.getAll(paths, one) })
 	})
 	return data, stats, err
+}
+
+// getAll runs one(i) for every path, concurrently: go-zookeeper pipelines
+// the requests on its connection.
+func (b *Backend) getAll(paths []string, one func(int) error) error {
+	if len(paths) == 1 {
+		return one(0)
+	}
+	errs := make([]error, len(paths))
+	var wg sync.WaitGroup
+	for i := range paths {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = one(i) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // multiError is a failed Multi: Op is the index of the operation that
@@ -461,15 +484,19 @@ func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
 	if err := b.check(ctx); err != nil {
 		return 0, err
 	}
-	if err := b.fresh(ctx); err != nil {
-		return 0, err
-	}
 	return b.readPoint(ctx)
 }
 
 func (b *Backend) readPoint(ctx context.Context) (clock.Point, error) {
+	if b.cfg.SyncReads {
+		if err := b.sync(ctx); err != nil {
+			return 0, err
+		}
+	}
 	var st *gozk.Stat
-	err := wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
+	err := b.consistent(ctx, func() error {
+		return wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
+	})
 	if err != nil {
 		return 0, fmt.Errorf("zk: read point: %w", err)
 	}
