@@ -149,19 +149,25 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 	if err := b.check(ctx); err != nil {
 		return backend.ReadResult{}, err
 	}
-	rp := req.RP
-	if req.Current {
-		p, err := b.readPoint(ctx)
-		if err != nil {
-			return backend.ReadResult{}, err
+	var sts []state
+	var rp clock.Point
+	var err error
+	switch {
+	case req.Current && b.cfg.SyncReads:
+		if rp, err = b.readPoint(ctx); err == nil {
+			sts, err = b.readRefs(ctx, req.Names)
 		}
-		rp = p
-	} else if req.Foreign {
-		if err := b.sync(ctx); err != nil {
-			return backend.ReadResult{}, err
+	case req.Current:
+		rp, sts, err = b.readCurrent(ctx, req.Names)
+	default:
+		rp = req.RP
+		if req.Foreign {
+			err = b.sync(ctx)
+		}
+		if err == nil {
+			sts, err = b.readRefs(ctx, req.Names)
 		}
 	}
-	sts, err := b.readRefs(ctx, req.Names)
 	if err != nil {
 		return backend.ReadResult{}, err
 	}
@@ -178,6 +184,47 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 		res.Items[i] = it
 	}
 	return res, nil
+}
+
+// readCurrent reads refs and chooses a read point for them without
+// asking for one: the largest zxid the session had seen before sending the
+// reads (every commit at or below it is in the state each read was served
+// from), raised to the newest Mzxid the reads returned when that is larger
+// (a ref changed since); the refs read with an older Mzxid are then read
+// again, after that zxid was seen, so that they too are read from a state
+// that holds it. One round trip when nothing changed since the session
+// last looked, two otherwise.
+func (b *Backend) readCurrent(ctx context.Context, names []string) (clock.Point, []state, error) {
+	rp := b.seen.Load()
+	sts, err := b.readRefs(ctx, names)
+	if err != nil {
+		return 0, nil, err
+	}
+	top := rp
+	for _, s := range sts {
+		top = max(top, s.mzxid)
+	}
+	if top == rp {
+		return point(rp), sts, nil
+	}
+	var again []string
+	var at []int
+	for i, s := range sts {
+		if s.mzxid < top {
+			again = append(again, s.name)
+			at = append(at, i)
+		}
+	}
+	if len(again) > 0 {
+		fresh, err := b.readRefs(ctx, again)
+		if err != nil {
+			return 0, nil, err
+		}
+		for j, i := range at {
+			sts[i] = fresh[j]
+		}
+	}
+	return point(top), sts, nil
 }
 
 // grow keeps one more old version of a ref after a read fault, up to its

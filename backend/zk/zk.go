@@ -138,8 +138,12 @@ type Backend struct {
 	root, clockP, refsP, metaP, recsP, oneP string
 
 	// synced is the session whose view is known to include every point
-	// this backend handed out (see fresh).
+	// this backend handed out (see consistent).
 	synced atomic.Int64
+	// seen is the largest zxid this backend has seen in a reply: every
+	// request sent after it was seen is served from a state that holds
+	// every write up to it (see observe).
+	seen atomic.Int64
 
 	cache cache // ref nodes as last read or written
 
@@ -285,6 +289,9 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("zk: %s/id holds %q: not an Epochal root", b.root, id)
 	}
 	b.id = string(id)
+	if _, err := b.readPoint(ctx); err != nil {
+		return nil, err
+	}
 	b.wg.Add(1)
 	go b.gcLoop()
 	return b, nil
@@ -404,6 +411,7 @@ func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.St
 			return fmt.Errorf("zk: read %s: %w", paths[i], err)
 		}
 		data[i], stats[i] = d, st
+		b.observe(st)
 		return nil
 	}
 	err := b.consistent(ctx, func() error {
@@ -444,6 +452,9 @@ func (b *Backend) multi(ctx context.Context, ops []any) ([]gozk.MultiResponse, e
 	var res []gozk.MultiResponse
 	err := wait(ctx, func() (err error) { res, err = b.conn.Multi(ops...); return err })
 	if err == nil {
+		for _, r := range res {
+			b.observe(r.Stat)
+		}
 		return res, nil
 	}
 	if certain(err) {
@@ -471,6 +482,21 @@ func requestSize(ops []any) int {
 		}
 	}
 	return n
+}
+
+// observe records the zxids a reply showed: the session's view has
+// reached them.
+func (b *Backend) observe(st *gozk.Stat) {
+	if st == nil {
+		return
+	}
+	z := max(st.Mzxid, st.Pzxid)
+	for {
+		old := b.seen.Load()
+		if z <= old || b.seen.CompareAndSwap(old, z) {
+			return
+		}
+	}
 }
 
 // point converts a zxid.
@@ -503,6 +529,7 @@ func (b *Backend) readPoint(ctx context.Context) (clock.Point, error) {
 	if st == nil || st.Mzxid == 0 {
 		return 0, fmt.Errorf("zk: read point: %s is missing", b.clockP)
 	}
+	b.observe(st)
 	return point(st.Mzxid), nil
 }
 
