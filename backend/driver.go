@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/epochal/epochal/clock"
@@ -16,7 +17,7 @@ var (
 	ErrNotApplied = errors.New("backend: not applied")
 	// ErrClosed is returned by every method of a closed driver (it wraps
 	// ErrNotApplied: a closed driver sends nothing).
-	ErrClosed = errors.Join(errors.New("backend: closed"), ErrNotApplied)
+	ErrClosed = fmt.Errorf("backend: closed (%w)", ErrNotApplied)
 	// ErrNotFound: the ref does not exist.
 	ErrNotFound = errors.New("backend: no such ref")
 )

@@ -170,6 +170,11 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 			req.Items = append(req.Items, oi)
 		}
 		res, err := tx.env.OnePhase.CommitOnePhase(tx.ctx, req)
+		if errors.Is(err, backend.ErrNotApplied) {
+			// Certainly not applied (too large, a malformed ref, closed):
+			// as on the general path, the error ends the Dosync.
+			return 0, fmt.Errorf("txn: commit %s: %w", tx.id, err)
+		}
 		if err != nil {
 			return tx.learn(err)
 		}

@@ -3,6 +3,7 @@ package zk
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +26,7 @@ const self = math.MaxUint64
 // refNode is a ref's znode: everything about the ref but its meta, so that
 // lock, check and stage are one conditional write.
 type refNode struct {
-	_        struct{}     `msgpack:",as_array"`
+	_msgpack struct{}     `msgpack:",as_array"`
 	Kind     string       // backend.Kind
 	Min      int          // MinHistory
 	Max      int          // MaxHistory
@@ -37,30 +38,30 @@ type refNode struct {
 }
 
 type versionRec struct {
-	_     struct{} `msgpack:",as_array"`
-	Point uint64
-	Ms    int64
-	Txn   string
-	Value []byte
+	_msgpack struct{} `msgpack:",as_array"`
+	Point    uint64
+	Ms       int64
+	Txn      string
+	Value    []byte
 }
 
 type intentNode struct {
-	_      struct{} `msgpack:",as_array"`
-	Txn    string
-	Coord  string
-	Write  bool
-	Staged bool
-	Ensure bool
-	Value  []byte
+	_msgpack struct{} `msgpack:",as_array"`
+	Txn      string
+	Coord    string
+	Write    bool
+	Staged   bool
+	Ensure   bool
+	Value    []byte
 }
 
 func decodeRef(path string, data []byte, st *gozk.Stat) (*refNode, error) {
 	var n refNode
 	if err := msgpack.Unmarshal(data, &n); err != nil {
-		return nil, fmt.Errorf("zk: ref node %s: malformed data: %w", path, err)
+		return nil, fmt.Errorf("%w: ref node %s: %w", ErrMalformed, path, err)
 	}
 	if len(n.Versions) == 0 {
-		return nil, fmt.Errorf("zk: ref node %s: malformed data: no versions", path)
+		return nil, fmt.Errorf("%w: ref node %s: no versions", ErrMalformed, path)
 	}
 	for i := range n.Versions {
 		if n.Versions[i].Point == self {
@@ -168,27 +169,27 @@ func fit(nodes []*refNode, overhead, limit int) ([][]byte, bool) {
 
 // recNode is a transaction record's znode.
 type recNode struct {
-	_       struct{} `msgpack:",as_array"`
-	Status  int      // backend.Status
-	RP      uint64
-	Prio    uint64
-	CP      uint64 // self: the Mzxid of the write that committed it
-	Lease   int64  // unix ms
-	Created int64  // unix ms
-	Expires int64  // unix ms, 0: kept until deleted
-	Refs    []backend.RefAddr
+	_msgpack struct{} `msgpack:",as_array"`
+	Status   int      // backend.Status
+	RP       uint64
+	Prio     uint64
+	CP       uint64 // self: the Mzxid of the write that committed it
+	Lease    int64  // unix ms
+	Created  int64  // unix ms
+	Expires  int64  // unix ms, 0: kept until deleted
+	Refs     []backend.RefAddr
 }
 
 func decodeRec(id, path string, data []byte, st *gozk.Stat) (*recNode, error) {
 	var r recNode
 	if err := msgpack.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("zk: record %s: malformed data: %w", path, err)
+		return nil, fmt.Errorf("%w: record %s: %w", ErrMalformed, path, err)
 	}
 	if r.CP == self {
 		r.CP = uint64(st.Mzxid)
 	}
 	if r.Status < int(backend.Pending) || r.Status > int(backend.Aborted) {
-		return nil, fmt.Errorf("zk: record %s: status %d", path, r.Status)
+		return nil, fmt.Errorf("%w: record %s: status %d", ErrMalformed, path, r.Status)
 	}
 	return &r, nil
 }
@@ -246,6 +247,36 @@ func unescape(s string) (string, bool) {
 		i += 2
 	}
 	return sb.String(), true
+}
+
+// gate serializes this process's one-phase commits per ref: striped
+// mutexes, taken in stripe order.
+type gate struct{ mu [256]sync.Mutex }
+
+func (g *gate) lock(names []string) (unlock func()) {
+	var idx []int
+	for _, n := range names {
+		idx = append(idx, int(fnv32(n)%uint32(len(g.mu))))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		g.mu[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			g.mu[i].Unlock()
+		}
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 // cached is a ref node as last read or written by this backend.

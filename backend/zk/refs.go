@@ -79,8 +79,25 @@ func (b *Backend) states(ctx context.Context, names []string) ([]state, error) {
 	return out, nil
 }
 
-// anyCached reports whether any state came from the cache: conflicts are
-// judged on fresh reads only.
+// staleLock reports whether a Locked conflict, or a missing ref, was seen
+// in the cache: the intent may be gone, so the refs are read again before
+// the conflict is reported. Newer and Stale conflicts stand: a cached
+// version was committed, and versions only grow.
+func staleLock(sts []state, cs []backend.Conflict) bool {
+	for _, c := range cs {
+		if c.Reason != backend.Locked && c.Reason != backend.Gone {
+			continue
+		}
+		for _, s := range sts {
+			if s.name == c.Name && s.cached {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// anyCached reports whether any state came from the cache.
 func anyCached(sts []state) bool {
 	for _, s := range sts {
 		if s.cached {
@@ -386,8 +403,8 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 			}
 		}
 		if len(cs) > 0 {
-			if anyCached(sts) {
-				continue // judge conflicts on fresh reads only
+			if staleLock(sts, cs) {
+				continue
 			}
 			return backend.LockResult{Conflicts: cs}, nil
 		}
@@ -529,6 +546,10 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	}
 	rec := &recNode{Status: int(backend.Committed), CP: self, Created: req.Time.UnixMilli()}
 	recOp := &gozk.CreateRequest{Path: b.onePath(req.Txn), Data: rec.encode(), Acl: b.acl}
+	// Commits of this process to one ref take turns: the second then
+	// checks against what the first wrote (the cache) instead of sending
+	// a Multi bound to fail, which would cost the ensemble a write.
+	defer b.gate.lock(names)()
 	sts, err := b.states(ctx, names)
 	for ; ; sts, err = b.readRefs(ctx, names) {
 		if err != nil {
@@ -541,7 +562,7 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 			}
 		}
 		if len(cs) > 0 {
-			if anyCached(sts) {
+			if staleLock(sts, cs) {
 				continue
 			}
 			if wroteAny(sts, req.Txn) {

@@ -61,7 +61,12 @@ var ErrConfig = errors.New("zk: bad config")
 
 // ErrTooLarge: a transaction's writes to this backend do not fit in one
 // ZooKeeper request (Config.MaxRequest). Nothing was sent.
-var ErrTooLarge = errors.Join(errors.New("zk: request too large for one Multi"), backend.ErrNotApplied)
+var ErrTooLarge = fmt.Errorf("zk: request too large for one Multi (%w)", backend.ErrNotApplied)
+
+// ErrMalformed: a znode under the root does not hold what Epochal wrote
+// there (another program changed it). A mutation that meets one sends
+// nothing.
+var ErrMalformed = fmt.Errorf("zk: malformed node data (%w)", backend.ErrNotApplied)
 
 func (c *Config) validate(needServers bool) error {
 	if c.Root == "" {
@@ -146,6 +151,7 @@ type Backend struct {
 	seen atomic.Int64
 
 	cache cache // ref nodes as last read or written
+	gate  gate  // one-phase commits of one ref take turns
 
 	gcMu     sync.Mutex
 	gcQueue  []gcItem // one-phase records to delete, in time order
