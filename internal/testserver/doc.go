@@ -1,6 +1,8 @@
 // Package testserver starts real servers for tests: Redis (Debian's
 // redis-server) and ZooKeeper (Debian's zookeeper.jar on the machine's JVM),
-// standalone or as a loopback ensemble. There are no fakes here.
+// standalone or as a loopback ensemble. There are no fakes here. It wraps
+// internal/servers for tests: the servers live as long as the test, and
+// failures fail it.
 //
 // Every server listens on 127.0.0.1 on a port nobody else uses, keeps its
 // data and its log in a directory of its own (removed when the test ends),

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/epochal/epochal/internal/servers"
 )
 
 // expectGone registers, before any server is started, a cleanup that runs
@@ -48,17 +50,17 @@ func expectGone(t *testing.T) func(pid int) {
 // redisDo opens a connection to r, sends one command and returns the reply.
 func redisDo(t *testing.T, r *Redis, args ...string) (string, error) {
 	t.Helper()
-	c, err := r.dial(5 * time.Second)
+	c, err := r.s.Dial(5 * time.Second)
 	if err != nil {
 		t.Fatalf("dial %s: %v", r.Addr, err)
 	}
 	defer c.Close()
 	if r.Password != "" || r.User != "" {
-		if _, err := c.do("AUTH", r.User, r.Password); err != nil {
+		if _, err := c.Do("AUTH", r.User, r.Password); err != nil {
 			t.Fatalf("AUTH: %v", err)
 		}
 	}
-	return c.do(args...)
+	return c.Do(args...)
 }
 
 func TestRedisDataSurvivesKillAndStop(t *testing.T) {
@@ -190,17 +192,17 @@ func TestRedisACLUser(t *testing.T) {
 		t.Fatalf("PING with AUTH: %v", err)
 	}
 	try := func(args ...string) (string, error) {
-		c, err := r.dial(5 * time.Second)
+		c, err := r.s.Dial(5 * time.Second)
 		if err != nil {
 			t.Fatalf("dial: %v", err)
 		}
 		defer c.Close()
-		return c.do(args...)
+		return c.Do(args...)
 	}
 	if v, err := try("AUTH", "alice", "s3cret pass"); err != nil || v != "OK" {
 		t.Errorf("AUTH with the right password: %q, %v; want OK", v, err)
 	}
-	var re respError
+	var re servers.RESPError
 	if _, err := try("AUTH", "alice", "wrong"); !errors.As(err, &re) || !strings.HasPrefix(string(re), "WRONGPASS") {
 		t.Errorf("AUTH with a wrong password: %v; want a WRONGPASS error reply", err)
 	}
@@ -230,11 +232,11 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatalf("TLS dial: %v", err)
 	}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	rc := &respConn{Conn: c, br: bufio.NewReader(c)}
-	if v, err := rc.do("AUTH", "pw"); err != nil || v != "OK" {
+	rc := servers.NewRESPConn(c)
+	if v, err := rc.Do("AUTH", "pw"); err != nil || v != "OK" {
 		t.Fatalf("AUTH over TLS: %q, %v", v, err)
 	}
-	if v, err := rc.do("PING"); err != nil || v != "PONG" {
+	if v, err := rc.Do("PING"); err != nil || v != "PONG" {
 		t.Fatalf("PING over TLS: %q, %v", v, err)
 	}
 	c.Close()
@@ -265,26 +267,6 @@ func TestRedisTLS(t *testing.T) {
 	record(r.PID())
 	if err := r.Ping(2 * time.Second); err != nil {
 		t.Fatalf("PING over TLS after restart: %v", err)
-	}
-}
-
-func TestRedisConfArgsAndQuoting(t *testing.T) {
-	got := redisConf(`/tmp/a "b"`, 1234, RedisOptions{User: "u", Password: `p"w\`, Args: []string{"maxmemory 10mb"}})
-	for _, want := range []string{
-		"bind 127.0.0.1\n", "port 1234\n", `dir "/tmp/a \"b\""` + "\n",
-		"appendonly yes\n", "appendfsync always\n", "save \"\"\n",
-		`user "u" on ">p\"w\\" ~* &* +@all` + "\n", "user default off\n",
-		"maxmemory 10mb\n",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("redis.conf lacks %q:\n%s", want, got)
-		}
-	}
-	tlsConf := redisConf("/d", 99, RedisOptions{TLS: true})
-	for _, want := range []string{"port 0\n", "tls-port 99\n", "tls-auth-clients no\n", `tls-ca-cert-file "/d/ca.crt"`} {
-		if !strings.Contains(tlsConf, want) {
-			t.Errorf("TLS redis.conf lacks %q:\n%s", want, tlsConf)
-		}
 	}
 }
 
@@ -397,9 +379,9 @@ func (r *recordingTB) TempDir() string              { panic("unexpected TempDir:
 // Not parallel: it changes the environment and a package variable.
 func TestMissingServerSkipsOrFailsUnderCI(t *testing.T) {
 	t.Setenv("PATH", t.TempDir()) // no redis-server, no java here
-	oldJar := zkJar
-	zkJar = "/nonexistent/zookeeper.jar"
-	t.Cleanup(func() { zkJar = oldJar })
+	oldJar := servers.ZKJar
+	servers.ZKJar = "/nonexistent/zookeeper.jar"
+	t.Cleanup(func() { servers.ZKJar = oldJar })
 
 	for _, tc := range []struct {
 		name    string
@@ -427,30 +409,6 @@ func TestMissingServerSkipsOrFailsUnderCI(t *testing.T) {
 		tc.require(rec)
 		if rec.skip != "" || !strings.Contains(rec.fatal, tc.what) || !strings.Contains(rec.fatal, "make test") {
 			t.Errorf("%s with CI=true: skip %q, fatal %q; want a failure naming %s and make test", tc.name, rec.skip, rec.fatal, tc.what)
-		}
-	}
-}
-
-func TestReservePortsAreDistinctAndFree(t *testing.T) {
-	a, err := reservePorts(9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.release()
-	b, err := reservePorts(9)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.release()
-	if a.base < b.base+b.n && b.base < a.base+a.n {
-		t.Errorf("overlapping reservations [%d,%d) and [%d,%d)", a.base, a.base+a.n, b.base, b.base+b.n)
-	}
-	if _, ok := lockPort(a.base + 4); ok {
-		t.Errorf("port %d reserved twice", a.base+4)
-	}
-	for p := b.base; p < b.base+b.n; p++ {
-		if !portFree(p) {
-			t.Errorf("reserved port %d is not free to bind", p)
 		}
 	}
 }

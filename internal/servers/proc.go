@@ -1,4 +1,4 @@
-package testserver
+package servers
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -24,24 +23,6 @@ const (
 	groupGone   = 5 * time.Second  // until no process of the group is left
 	pollPause   = 25 * time.Millisecond
 )
-
-// requireServer is the common part of RequireRedis and RequireZK: with CI=true
-// a missing server fails the test, otherwise it skips it. It reports whether
-// the test may go on (it always may not after a real Fatalf or Skipf, which do
-// not return).
-func requireServer(t testing.TB, missing string) bool {
-	t.Helper()
-	if missing == "" {
-		return true
-	}
-	msg := "testserver: " + missing + "; `make test` installs it (scripts/test-deps.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s", msg)
-	} else {
-		t.Skipf("%s", msg)
-	}
-	return false
-}
 
 // run is one execution of a server process.
 type run struct {
@@ -71,6 +52,8 @@ type proc struct {
 
 	op sync.Mutex // serialises lifecycle operations (start, stop, kill, ...)
 
+	closed bool // set by Close (guarded by op): the process never starts again
+
 	mu     sync.Mutex
 	cur    *run // nil before the first start
 	paused bool
@@ -79,7 +62,11 @@ type proc struct {
 }
 
 // start starts the process; the previous one, if any, must have exited.
+// The caller holds p.op (or nobody else knows p yet).
 func (p *proc) start() error {
+	if p.closed {
+		return fmt.Errorf("%s: closed", p.name)
+	}
 	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -94,7 +81,7 @@ func (p *proc) start() error {
 	n := p.starts
 	p.logOff = off
 	p.mu.Unlock()
-	fmt.Fprintf(f, "=== testserver: start #%d of %s at %s: %s %s\n",
+	fmt.Fprintf(f, "=== servers: start #%d of %s at %s: %s %s\n",
 		n, p.name, time.Now().Format("15:04:05.000"), p.path, strings.Join(p.args, " "))
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Dir = p.dir
@@ -461,18 +448,55 @@ func waitUntil(timeout time.Duration, gone func() bool, cond func() (bool, error
 	}
 }
 
+// awaitReady polls cond like waitUntil until it holds, the process exits,
+// or timeout passes, and says why it did not hold.
+func (p *proc) awaitReady(timeout time.Duration, cond func() (bool, error)) error {
+	ok, err := waitUntil(timeout, func() bool { return p.current() == nil }, cond)
+	if ok {
+		return nil
+	}
+	if why := p.exitedOnItsOwn(); why != "" {
+		return fmt.Errorf("server exited (%s); last check: %v", why, err)
+	}
+	if err == nil {
+		err = errors.New("timed out")
+	}
+	return err
+}
+
 // locked runs one lifecycle operation (kill, stop, pause, resume) under p's
-// lifecycle lock and fails t if it fails.
-func (p *proc) locked(t testing.TB, op func(*proc) error) {
-	t.Helper()
+// lifecycle lock.
+func (p *proc) locked(op func(*proc) error) error {
 	p.op.Lock()
 	defer p.op.Unlock()
-	if err := op(p); err != nil {
-		t.Fatalf("testserver: %v", err)
+	return op(p)
+}
+
+// close stops the process for good (SIGTERM, then SIGKILL after grace):
+// it is never started again.
+func (p *proc) close(grace time.Duration) error {
+	p.op.Lock()
+	defer p.op.Unlock()
+	p.closed = true
+	if err := p.stop(grace); err != nil {
+		return fmt.Errorf("stopping %s: %w", p.name, err)
 	}
+	return nil
 }
 
 func (p *proc) stopGracefully() error { return p.stop(stopGrace) }
+
+// NotServingError is the error of a server that did not come up or serve in
+// time: Err says what was waited for, Logs holds the tail of the server's
+// log (of every node's, for an ensemble).
+type NotServingError struct {
+	Err  error
+	Logs string
+}
+
+func (e *NotServingError) Error() string { return fmt.Sprintf("%v\n%s", e.Err, e.Logs) }
+
+func (e *NotServingError) Unwrap() error { return e.Err }
 
 // notReady is a restarted server that did not answer in time: the
 // readiness error, and that of killing it.
@@ -480,10 +504,12 @@ type notReady struct{ err, kill error }
 
 func (e *notReady) Error() string { return fmt.Sprintf("%v (kill: %v)", e.err, e.kill) }
 
+func (e *notReady) Unwrap() error { return e.err }
+
 // restart stops p if it runs and starts it again with the same port and
 // directory, until ready accepts it. Something outside this helper may have
-// grabbed the port meanwhile (it stays reserved by us only among test
-// processes): a bind failure is tried again a few times. The caller holds
+// grabbed the port meanwhile (it stays reserved by us only among the
+// processes using this package): a bind failure is tried again a few times. The caller holds
 // p.op. A server that starts but is not ready is a *notReady.
 func (p *proc) restart(ready func(*proc) error) error {
 	if err := p.stop(stopGrace); err != nil {

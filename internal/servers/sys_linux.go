@@ -1,6 +1,6 @@
 //go:build linux
 
-package testserver
+package servers
 
 import (
 	"fmt"
@@ -17,14 +17,15 @@ import (
 )
 
 // sysProcAttr puts a server in a process group of its own and has the kernel
-// SIGKILL it when the test binary dies without running its cleanups.
+// SIGKILL it when this program dies without closing it (a test binary on a
+// -timeout panic, a killed CLI).
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // Pdeathsig fires when the thread that forked the child exits, not the
 // process, so every server is started from one goroutine locked to its OS
-// thread for the life of the test binary.
+// thread for the life of the program.
 var (
 	starterOnce sync.Once
 	starter     chan startReq
@@ -39,7 +40,7 @@ func startCmd(cmd *exec.Cmd) error {
 	starterOnce.Do(func() {
 		starter = make(chan startReq)
 		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the binary
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the program
 			for req := range starter {
 				req.done <- req.cmd.Start()
 			}
@@ -54,7 +55,7 @@ func startCmd(cmd *exec.Cmd) error {
 // (of this network namespace) by listening on an abstract unix socket, which
 // the kernel releases when the process dies and which leaves no file behind.
 func lockPortAcrossProcesses(port int) (io.Closer, bool) {
-	l, err := net.Listen("unix", fmt.Sprintf("@epochal-testserver-port-%d", port))
+	l, err := net.Listen("unix", fmt.Sprintf("@epochal-servers-port-%d", port))
 	if err != nil {
 		return nil, false
 	}

@@ -1,0 +1,230 @@
+package servers
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// skipWithout skips the test when a server is missing (internal/testserver
+// fails instead under CI=true; it cannot be used here, as it imports this
+// package).
+func skipWithout(t *testing.T, missing string) {
+	t.Helper()
+	if missing != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s", missing)
+		}
+		t.Skipf("%s", missing)
+	}
+}
+
+// gone fails t if pid or its process group still exists.
+func gone(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("pid %d still exists (kill -0: %v)", pid, err)
+	}
+	if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process group %d still exists (kill -0: %v)", pid, err)
+	}
+}
+
+func TestRedisCloseRemovesItsProcessAndDir(t *testing.T) {
+	t.Parallel()
+	skipWithout(t, RedisMissing())
+	r, err := StartRedis(RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pid := r.PID()
+	if pid == 0 {
+		t.Fatal("PID() = 0 for a running server")
+	}
+	if !strings.HasPrefix(r.String(), "redis-server 127.0.0.1:") {
+		t.Errorf("String() = %q", r.String())
+	}
+	c, err := r.Dial(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Do("SET", "k", "v"); err != nil || v != "OK" {
+		t.Fatalf("SET: %q, %v", v, err)
+	}
+	if _, err := c.Do("NOSUCHCOMMAND"); !errors.As(err, new(RESPError)) {
+		t.Errorf("unknown command: %v, want a RESPError", err)
+	}
+	c.Close()
+	if err := r.PingVia("127.0.0.1:1", 500*time.Millisecond); err == nil {
+		t.Errorf("PingVia a closed port succeeded")
+	}
+
+	if err := r.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil { // paused: Close must still stop it
+		t.Fatal(err)
+	}
+	gone(t, pid)
+	if _, err := os.Stat(r.Dir); !os.IsNotExist(err) {
+		t.Errorf("own directory %s still there after Close: %v", r.Dir, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := r.Restart(); err == nil {
+		t.Errorf("Restart after Close succeeded")
+	}
+	if err := r.Kill(); err != nil {
+		t.Errorf("Kill after Close: %v", err)
+	}
+	if err := r.Resume(); err == nil {
+		t.Errorf("Resume after Close succeeded")
+	}
+}
+
+func TestRedisNotServingKeepsGivenDir(t *testing.T) {
+	t.Parallel()
+	skipWithout(t, RedisMissing())
+	dir := filepath.Join(t.TempDir(), "redis")
+	r, err := StartRedis(RedisOptions{Dir: dir, Args: []string{"no-such-directive yes"}})
+	if err == nil {
+		r.Close()
+		t.Fatal("a server with a bad redis.conf started")
+	}
+	var ns *NotServingError
+	if !errors.As(err, &ns) || !strings.Contains(ns.Logs, "no-such-directive") || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("error %v; want a *NotServingError that the server exited, with its log", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "server.log")); err != nil {
+		t.Errorf("given directory not kept: %v", err)
+	}
+}
+
+func TestZKStandaloneErrorsAndClose(t *testing.T) {
+	t.Parallel()
+	skipWithout(t, ZKMissing())
+	if _, err := StartZK(0, ZKOptions{}); err == nil {
+		t.Errorf("StartZK(0) succeeded")
+	}
+	z, err := StartZK(1, ZKOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	if z.Nodes() != 1 || z.ConnectString() != z.Servers[0] {
+		t.Errorf("Nodes() = %d, ConnectString() = %q, Servers = %q", z.Nodes(), z.ConnectString(), z.Servers)
+	}
+	if l, err := z.Leader(); err != nil || l != 0 {
+		t.Errorf("Leader() = %d, %v; want 0", l, err)
+	}
+	if m := ModeAt(z.Servers[0]); m != "standalone" {
+		t.Errorf("ModeAt = %q, want standalone", m)
+	}
+	for name, err := range map[string]error{
+		"Kill(1)": z.Kill(1), "Stop(-1)": z.Stop(-1), "Pause(1)": z.Pause(1), "Resume(1)": z.Resume(1), "Restart(1)": z.Restart(1),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "no ZooKeeper node") {
+			t.Errorf("%s: %v, want no such node", name, err)
+		}
+	}
+	if _, err := z.FourLetter(1, "ruok", time.Second); err == nil {
+		t.Errorf("FourLetter(1) succeeded")
+	}
+
+	if err := z.Pause(0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := z.Leader(); err == nil || !strings.Contains(err.Error(), "quorum") {
+		t.Errorf("Leader() of a paused server: %v, want no quorum", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Leader() without quorum took %v, want an error at once", d)
+	}
+	if err := z.Resume(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	pid := z.PID(0)
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone(t, pid)
+	if _, err := os.Stat(z.Dir); !os.IsNotExist(err) {
+		t.Errorf("own directory %s still there after Close: %v", z.Dir, err)
+	}
+	if z.PID(0) != 0 {
+		t.Errorf("PID(0) after Close = %d", z.PID(0))
+	}
+}
+
+// Not parallel: it changes a package variable.
+func TestZKMissing(t *testing.T) {
+	old := ZKJar
+	ZKJar = "/nonexistent/zookeeper.jar"
+	t.Cleanup(func() { ZKJar = old })
+	if m := ZKMissing(); !strings.Contains(m, ZKJar) {
+		t.Errorf("ZKMissing() = %q, want it to name %s", m, ZKJar)
+	}
+	if z, err := StartZK(1, ZKOptions{Dir: filepath.Join(t.TempDir(), "zk")}); err == nil || !strings.Contains(err.Error(), "zookeeper.jar") {
+		if z != nil {
+			z.Close()
+		}
+		t.Errorf("StartZK without ZooKeeper: %v, want an error naming the jar", err)
+	}
+}
+
+func TestRedisConfArgsAndQuoting(t *testing.T) {
+	got := redisConf(`/tmp/a "b"`, 1234, RedisOptions{User: "u", Password: `p"w\`, Args: []string{"maxmemory 10mb"}})
+	for _, want := range []string{
+		"bind 127.0.0.1\n", "port 1234\n", `dir "/tmp/a \"b\""` + "\n",
+		"appendonly yes\n", "appendfsync always\n", "save \"\"\n",
+		`user "u" on ">p\"w\\" ~* &* +@all` + "\n", "user default off\n",
+		"maxmemory 10mb\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("redis.conf lacks %q:\n%s", want, got)
+		}
+	}
+	tlsConf := redisConf("/d", 99, RedisOptions{TLS: true})
+	for _, want := range []string{"port 0\n", "tls-port 99\n", "tls-auth-clients no\n", `tls-ca-cert-file "/d/ca.crt"`} {
+		if !strings.Contains(tlsConf, want) {
+			t.Errorf("TLS redis.conf lacks %q:\n%s", want, tlsConf)
+		}
+	}
+}
+
+func TestReservePortsAreDistinctAndFree(t *testing.T) {
+	a, err := reservePorts(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.release()
+	b, err := reservePorts(9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.release()
+	if a.base < b.base+b.n && b.base < a.base+a.n {
+		t.Errorf("overlapping reservations [%d,%d) and [%d,%d)", a.base, a.base+a.n, b.base, b.base+b.n)
+	}
+	if _, ok := lockPort(a.base + 4); ok {
+		t.Errorf("port %d reserved twice", a.base+4)
+	}
+	for p := b.base; p < b.base+b.n; p++ {
+		if !portFree(p) {
+			t.Errorf("reserved port %d is not free to bind", p)
+		}
+	}
+}
