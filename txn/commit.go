@@ -307,6 +307,11 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 	if err := each(stage, tx.stage); err != nil {
 		return 0, err
 	}
+	if env.Faults.ReleaseIntentsEarly {
+		for _, g := range groups {
+			_ = g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
+		}
+	}
 
 	final, err := env.Coord.CommitRecord(tx.ctx, tx.id)
 	if err != nil {

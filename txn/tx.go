@@ -40,6 +40,14 @@ type Env struct {
 type Faults struct {
 	SkipReadPointCheck bool // commit without checking for newer versions
 	NoCommuteRecompute bool // commit commutes computed at read time
+	// ReleaseIntentsEarly drops the general path's intents (and the
+	// values staged in them) before the commit point: the transaction
+	// then reports success although its writes are gone.
+	ReleaseIntentsEarly bool
+	// SkipIntentRecovery makes a reader ignore an intent whose holder
+	// committed at or before the read point (and never help it): it
+	// reads the version underneath, older than its snapshot.
+	SkipIntentRecovery bool
 }
 
 // Observe raises the process's point floor to p.
@@ -468,7 +476,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 				if in.Write && in.Staged {
 					v := backend.Version{Point: rec.CP, Value: in.Value, Txn: rec.ID, Time: rec.Created}
 					e.newest = v
-					if rec.CP <= tx.rp {
+					if rec.CP <= tx.rp && !tx.env.Faults.SkipIntentRecovery {
 						// Committed at or before our point but not yet
 						// rolled forward: its value is the one to see.
 						e.loaded, e.val = true, in.Value
