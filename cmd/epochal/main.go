@@ -148,6 +148,8 @@ transactions and locks a backend holds.`,
 		"root znode for --backend zk, such as /app1 (env "+envRoot+"; demo default: a fresh one per run)")
 
 	root.AddCommand(newDemoCmd(g))
+	root.AddCommand(newJepsenCmd(g))
+
 	return root
 }
 

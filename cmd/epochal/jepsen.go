@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+)
+
+// jepsenConfig holds `epochal jepsen`'s flags.
+type jepsenConfig struct {
+	workload string
+	nemesis  string
+	time     time.Duration
+	workers  int
+	clients  int
+	dir      string
+	seed     uint64
+	interval time.Duration
+	nodes    int
+	bug      string
+	general  bool
+	rate     float64
+}
+
+func newJepsenCmd(g *globals) *cobra.Command {
+	c := &jepsenConfig{}
+	cmd := &cobra.Command{
+		Use:   "jepsen",
+		Short: "Run a workload against real servers while injecting faults, and check the history",
+		Long: `jepsen runs a workload from several client processes against servers it
+starts itself (redis-server or ZooKeeper on loopback ports; the embedded
+backend runs its clients in this process), injects faults on a schedule,
+heals them, reads the final state, and checks the recorded history:
+
+  bank         transfers and snapshot reads: totals conserved, no negative balance
+  list-append  transactions of appends and reads (Elle's workload): Adya's
+               anomalies G0, G1a, G1b, G1c, G-single, G-nonadjacent, lost
+               updates, duplicates, garbage; write skew (G2-item) is allowed
+               under snapshot isolation and reported as such
+  register     single-ref read, write, compare-and-set: linearizability (porcupine)
+  counter      commute increments and reads: every read within bounds
+
+Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
+pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
+partition (a TCP proxy between clients and a server drops traffic), reset
+(the proxy resets connections), delay (the proxy delays 50ms), client-kill
+(SIGKILL a client process mid-run), skew (clients' lease clocks skewed).
+
+Everything goes to a new directory under --dir: the histories (JSON lines,
+and EDN for Elle), results.json and report.html (latency and throughput
+over time with the fault windows, outcome counts, each anomaly with its
+witness). A run that does not finish keeps the file INCOMPLETE and is never
+reported as a pass. Exit code 0: no anomaly; 1: an anomaly (or the run
+failed); 2: bad usage; 3: a server could not be started.`,
+		Example: "  epochal jepsen --workload bank --time 20s\n" +
+			"  epochal jepsen --backend redis --workload list-append --nemesis kill,pause,partition --time 1m\n" +
+			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Time: c.time, Workers: c.workers,
+				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
+				General: c.general, Rate: c.rate, Progress: cmd.ErrOrStderr()}
+			if c.nemesis != "" && c.nemesis != "none" {
+				for _, n := range strings.Split(c.nemesis, ",") {
+					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
+				}
+			}
+			if err := jepsenCheck(cfg); err != nil {
+				return err
+			}
+			sum, err := jepsenlite.Run(cmd.Context(), cfg)
+			if err != nil {
+				var ce *jepsenlite.ClusterError
+				if errors.As(err, &ce) {
+					return &downError{err: err}
+				}
+				if sum != nil && sum.Dir != "" {
+					return fmt.Errorf("%w (run directory %s is marked INCOMPLETE)", err, sum.Dir)
+				}
+				return err
+			}
+			printSummary(cmd.OutOrStdout(), cfg, sum)
+			if sum.Failed() {
+				return fmt.Errorf("jepsen: anomalies found: see %s/report.html", sum.Dir)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.workload, "workload", "bank", "bank|list-append|register|counter")
+	f.StringVar(&c.nemesis, "nemesis", "", "faults, comma-separated (see above); empty or none: no faults")
+	f.DurationVar(&c.time, "time", 20*time.Second, "how long the clients run")
+	f.IntVar(&c.workers, "workers", 2, "client processes")
+	f.Float64Var(&c.rate, "rate", 500, "target operations per second over all clients (0: as fast as they go)")
+	f.IntVar(&c.clients, "clients", 4, "clients per process")
+	f.StringVar(&c.dir, "dir", "jepsen-runs", "where run directories are made")
+	f.Uint64Var(&c.seed, "seed", 0, "seed of the workload and the fault schedule (default: from the clock)")
+	f.DurationVar(&c.interval, "interval", 0, "fault schedule period (default: --time/6, at least 500ms)")
+	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader, else 1)")
+	f.StringVar(&c.bug, "bug", "", "test only: a deliberate engine bug ("+strings.Join(jepsenlite.BugNames, "|")+")")
+	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
+	_ = f.MarkHidden("bug")
+	cmd.AddCommand(&cobra.Command{
+		Use:                "worker",
+		Short:              "A client process of a run (started by epochal jepsen)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return jepsenlite.WorkerArgsMain(cmd.Context(), args)
+		},
+	})
+	return cmd
+}
+
+// jepsenCheck turns bad flags into usage errors before anything starts.
+func jepsenCheck(cfg jepsenlite.Config) error {
+	if err := jepsenlite.CheckConfig(cfg); err != nil {
+		return &usageError{err: err}
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, cfg jepsenlite.Config, s *jepsenlite.Summary) {
+	nem := strings.Join(cfg.Nemesis, ",")
+	if nem == "" {
+		nem = "none"
+	}
+	fmt.Fprintf(w, "jepsen-lite: %s on %s for %v, nemesis %s\n", cfg.Workload, cfg.Backend, cfg.Time, nem)
+	fmt.Fprintf(w, "  operations %d: ok %d, fail %d, info %d (%.1fs)\n", s.Ops, s.OK, s.Fail, s.Info, s.Elapsed.Seconds())
+	counts := map[string]int{}
+	for _, f := range s.Faults {
+		counts[f.Kind]++
+	}
+	var kinds []string
+	for k, n := range counts {
+		kinds = append(kinds, fmt.Sprintf("%s x%d", k, n))
+	}
+	sort.Strings(kinds)
+	if len(kinds) == 0 {
+		kinds = []string{"none"}
+	}
+	fmt.Fprintf(w, "  faults: %s\n", strings.Join(kinds, ", "))
+	for _, r := range s.Results {
+		verdict := "valid"
+		if !r.Valid {
+			verdict = "INVALID"
+		}
+		fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, verdict)
+		for _, a := range r.Anomalies {
+			note := ""
+			if a.Allowed {
+				note = " (allowed under snapshot isolation)"
+			}
+			fmt.Fprintf(w, "    %s%s: %s\n", a.Name, note, firstLine(a.Explain))
+		}
+	}
+	fmt.Fprintf(w, "  run directory: %s (report.html)\n", s.Dir)
+	if s.Failed() {
+		fmt.Fprintln(w, "verdict: FAIL")
+	} else {
+		fmt.Fprintln(w, "verdict: PASS")
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}

@@ -1,0 +1,326 @@
+package jepsenlite
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// LinearConfig configures the linearizability checker.
+type LinearConfig struct {
+	// Timeout bounds porcupine's search; 0 means 30s. A search that runs
+	// out of time finds nothing and says so (an Allowed
+	// "linearizability-unknown" anomaly).
+	Timeout time.Duration
+}
+
+// LinearChecker checks a register history (ops F "read", "write", "cas"
+// with RegisterValue values, one register per key, each starting absent)
+// for linearizability with porcupine, partitioned by key. Failed ops
+// never happened and are dropped; info ops may have taken effect, at any
+// time up to the end of the history, or never. A key that cannot be
+// linearized is reported as "nonlinearizable", its witness the end of the
+// longest linearizable prefix porcupine found and the op that cannot be
+// placed after it.
+type LinearChecker struct {
+	Config LinearConfig
+}
+
+// NewLinearChecker returns a linearizability checker with a 30s timeout.
+func NewLinearChecker() *LinearChecker { return &LinearChecker{} }
+
+// Name implements Checker.
+func (c *LinearChecker) Name() string { return "linearizable" }
+
+// Check implements Checker.
+func (c *LinearChecker) Check(h []Op) Result {
+	r, _ := c.CheckVerbose(h)
+	return r
+}
+
+// LinearViz is what porcupine needs to draw a checked history.
+type LinearViz struct {
+	model porcupine.Model
+	info  porcupine.LinearizationInfo
+}
+
+// WriteHTML writes porcupine's interactive visualization of the history
+// and its (partial) linearizations to path.
+func (v *LinearViz) WriteHTML(path string) error {
+	return porcupine.VisualizePath(v.model, v.info, path)
+}
+
+// WriteLinearizableHTML checks h and writes porcupine's visualization to
+// path.
+func WriteLinearizableHTML(h []Op, cfg LinearConfig, path string) (Result, error) {
+	r, v := (&LinearChecker{Config: cfg}).CheckVerbose(h)
+	return r, v.WriteHTML(path)
+}
+
+// Register model: inputs, outputs and states.
+type ckRegIn struct {
+	F            string // read, write, cas
+	K            int
+	V, Old, New  int
+	Process, Pos int // for descriptions: the process, the pair's index
+}
+
+type ckRegOut struct {
+	Unknown bool // an info op: any outcome
+	V       int
+	Found   bool
+}
+
+type ckRegState struct {
+	Found bool
+	V     int
+}
+
+func (s ckRegState) String() string {
+	if !s.Found {
+		return "absent"
+	}
+	return fmt.Sprint(s.V)
+}
+
+func ckRegStep(state, input, output any) (bool, any) {
+	s, in, out := state.(ckRegState), input.(ckRegIn), output.(ckRegOut)
+	switch in.F {
+	case "read":
+		if out.Unknown {
+			return true, s
+		}
+		return out.Found == s.Found && (!out.Found || out.V == s.V), s
+	case "write":
+		return true, ckRegState{true, in.V}
+	case "cas":
+		if s.Found && s.V == in.Old {
+			return true, ckRegState{true, in.New}
+		}
+		return out.Unknown, s // an info cas whose compare failed did nothing
+	}
+	return false, s
+}
+
+func ckRegDescribe(input, output any) string {
+	in, out := input.(ckRegIn), output.(ckRegOut)
+	var s string
+	switch in.F {
+	case "read":
+		switch {
+		case out.Unknown:
+			s = "read() -> ?"
+		case out.Found:
+			s = fmt.Sprintf("read() -> %d", out.V)
+		default:
+			s = "read() -> absent"
+		}
+	case "write":
+		s = fmt.Sprintf("write(%d)", in.V)
+	case "cas":
+		s = fmt.Sprintf("cas(%d, %d)", in.Old, in.New)
+	}
+	if out.Unknown && in.F != "read" {
+		s += " (info)"
+	}
+	return s
+}
+
+func ckRegPartition(ops []porcupine.Operation) [][]porcupine.Operation {
+	by := map[int][]porcupine.Operation{}
+	for _, o := range ops {
+		k := o.Input.(ckRegIn).K
+		by[k] = append(by[k], o)
+	}
+	var out [][]porcupine.Operation
+	for _, k := range ckSortedKeys(by) {
+		out = append(out, by[k])
+	}
+	return out
+}
+
+func ckRegModel() porcupine.Model {
+	return porcupine.Model{
+		Partition: ckRegPartition,
+		Init:      func() any { return ckRegState{} },
+		Step:      ckRegStep,
+		DescribeOperation: func(in, out any) string {
+			return fmt.Sprintf("k%d %s", in.(ckRegIn).K, ckRegDescribe(in, out))
+		},
+		DescribeState: func(s any) string { return s.(ckRegState).String() },
+		DescribeOperationMetadata: func(m any) string {
+			if m == nil {
+				return ""
+			}
+			return m.(string)
+		},
+	}
+}
+
+// CheckVerbose checks h and also returns what WriteHTML needs.
+func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
+	timeout := c.Config.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	res := Result{Checker: c.Name()}
+	var ps []OpPair
+	for _, p := range PairOps(h) {
+		switch p.Invoke.F {
+		case "read", "write", "cas":
+			ps = append(ps, p)
+		}
+	}
+	ckCountTypes(&res, ps)
+	var end int64
+	for _, o := range h {
+		end = max(end, o.Time)
+	}
+	end++
+	clients := map[int]int{}
+	var ops []porcupine.Operation
+	for i, p := range ps {
+		if p.Type() == Fail || (p.Type() != OK && p.Invoke.F == "read") {
+			continue // never happened, or a read with no effect
+		}
+		var iv RegisterValue
+		if err := p.Invoke.Decode(&iv); err != nil {
+			res.Anomalies = append(res.Anomalies, Anomaly{Name: "malformed", Explain: err.Error(), Ops: []Op{p.Complete}})
+			continue
+		}
+		in := ckRegIn{F: p.Invoke.F, K: iv.K, V: iv.V, Old: iv.Old, New: iv.New, Process: p.Invoke.Process, Pos: i}
+		out := ckRegOut{Unknown: true}
+		ret := end
+		if p.Type() == OK {
+			out.Unknown = false
+			ret = p.Complete.Time
+			if p.Invoke.F == "read" {
+				var cv RegisterValue
+				if err := p.Complete.Decode(&cv); err != nil {
+					res.Anomalies = append(res.Anomalies, Anomaly{Name: "malformed", Explain: err.Error(), Ops: []Op{p.Complete}})
+					continue
+				}
+				out.V, out.Found = cv.V, cv.Found
+			}
+		}
+		cl, ok := clients[p.Invoke.Process]
+		if !ok {
+			cl = len(clients)
+			clients[p.Invoke.Process] = cl
+		}
+		ops = append(ops, porcupine.Operation{
+			ClientId: cl,
+			Input:    in,
+			Call:     p.Invoke.Time,
+			Output:   out,
+			Return:   max(ret, p.Invoke.Time),
+			Metadata: fmt.Sprintf("%s, process %d", ckOpRef(p), p.Invoke.Process),
+		})
+	}
+	model := ckRegModel()
+	start := time.Now()
+	verdict, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
+	timedOut := time.Since(start) >= timeout
+	viz := &LinearViz{model: model, info: info}
+	switch verdict {
+	case porcupine.Unknown:
+		res.Anomalies = append(res.Anomalies, Anomaly{Name: "linearizability-unknown", Allowed: true,
+			Explain: fmt.Sprintf("porcupine did not finish within %v (%d operations): no violation found, none ruled out", timeout, len(ops))})
+	case porcupine.Illegal:
+		parts := ckRegPartition(ops)
+		partials := info.PartialLinearizationsOperations()
+		for i, part := range parts {
+			var longest []porcupine.Operation
+			if i < len(partials) {
+				longest = ckLongest(partials[i])
+			}
+			if len(longest) >= len(part) {
+				continue
+			}
+			res.Anomalies = append(res.Anomalies, ckNonlinearizable(ps, part, longest, timedOut))
+		}
+	}
+	return ckFinish(&res), viz
+}
+
+// ckLongest picks the longest partial linearization, the first by the
+// ops' positions among equals (porcupine returns them in map order).
+func ckLongest(ls [][]porcupine.Operation) []porcupine.Operation {
+	sort.SliceStable(ls, func(a, b int) bool {
+		if len(ls[a]) != len(ls[b]) {
+			return len(ls[a]) > len(ls[b])
+		}
+		for i := range ls[a] {
+			pa, pb := ls[a][i].Input.(ckRegIn).Pos, ls[b][i].Input.(ckRegIn).Pos
+			if pa != pb {
+				return pa < pb
+			}
+		}
+		return false
+	})
+	if len(ls) == 0 {
+		return nil
+	}
+	return ls[0]
+}
+
+// ckNonlinearizable explains a key porcupine could not linearize: the end
+// of the longest linearizable prefix, the state it leaves, and the op
+// that cannot come next (of the ops left, the one that returned first: it
+// or an op concurrent with it must be next, and none fits).
+func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, timedOut bool) Anomaly {
+	k := part[0].Input.(ckRegIn).K
+	in := map[int]bool{}
+	state := any(ckRegState{})
+	for _, o := range prefix {
+		in[o.Input.(ckRegIn).Pos] = true
+		_, state = ckRegStep(state, o.Input, o.Output)
+	}
+	var stuck *porcupine.Operation
+	for i := range part {
+		o := &part[i]
+		if in[o.Input.(ckRegIn).Pos] {
+			continue
+		}
+		if stuck == nil || o.Return < stuck.Return || (o.Return == stuck.Return && o.Call < stuck.Call) {
+			stuck = o
+		}
+	}
+	desc := func(o porcupine.Operation) string {
+		p := ps[o.Input.(ckRegIn).Pos]
+		return fmt.Sprintf("%s (%s, process %d, invoked %s, completed %s)",
+			ckRegDescribe(o.Input, o.Output), ckOpRef(p), p.Invoke.Process, ckFmtTime(p.Invoke.Time), ckFmtTime(o.Return))
+	}
+	shown := prefix[max(0, len(prefix)-8):]
+	var steps []string
+	var ops []Op
+	for _, o := range shown {
+		steps = append(steps, desc(o))
+		ops = append(ops, ps[o.Input.(ckRegIn).Pos].Complete)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "key %d (%d operations): ", k, len(part))
+	switch {
+	case len(prefix) == 0:
+		b.WriteString("no operation can come first from the initial state (absent)")
+	default:
+		fmt.Fprintf(&b, "the longest linearizable prefix has %d operations", len(prefix))
+		if len(shown) < len(prefix) {
+			fmt.Fprintf(&b, ", ending %s", strings.Join(steps, "; "))
+		} else {
+			fmt.Fprintf(&b, ": %s", strings.Join(steps, "; "))
+		}
+		fmt.Fprintf(&b, "; it leaves key %d = %s", k, state.(ckRegState))
+	}
+	if stuck != nil {
+		fmt.Fprintf(&b, "; then %s cannot be linearized: it, or an operation concurrent with it, must come next, and none explains the results", desc(*stuck))
+		ops = append(ops, ps[stuck.Input.(ckRegIn).Pos].Complete)
+	}
+	if timedOut {
+		b.WriteString(" (the search also ran out of time: this key may only be unfinished)")
+	}
+	return Anomaly{Name: "nonlinearizable", Explain: b.String(), Ops: ops}
+}

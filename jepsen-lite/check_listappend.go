@@ -1,0 +1,632 @@
+package jepsenlite
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// ListAppendConfig configures the list-append checker.
+type ListAppendConfig struct {
+	// Process adds per-process order edges: a process's transactions
+	// happen in the order it ran them (strong session isolation). On in
+	// DefaultListAppendConfig.
+	Process bool
+	// RealTime adds real-time order edges: a transaction that completed
+	// before another was invoked precedes it (strict serializability,
+	// strong snapshot isolation). Off by default.
+	RealTime bool
+	// Serializable makes G2-item (write skew) a failure. By default the
+	// checker checks snapshot isolation, which allows it: G2-item is
+	// reported with Allowed set.
+	Serializable bool
+}
+
+// DefaultListAppendConfig is the default configuration: process order
+// on, real-time order off, snapshot isolation.
+func DefaultListAppendConfig() ListAppendConfig {
+	return ListAppendConfig{Process: true}
+}
+
+// ListAppendChecker checks a list-append history (ops with F "txn" whose
+// values are []Mop) with the Elle algorithm (Kingsbury & Alvaro, VLDB
+// 2020): it infers each key's version order from the reads, builds the
+// transactions' dependency graph (ww, wr, rw edges, plus process and
+// real-time order edges as configured) and classifies its cycles as Adya
+// does; it also reports aborted reads (G1a), intermediate reads (G1b),
+// lost updates, incompatible orders, garbage and duplicate reads, and
+// transactions that do not read their own writes (internal).
+//
+// A cycle that needs a process or real-time edge gets a suffix, as in
+// Elle: G-single-process, G1c-realtime, and so on.
+type ListAppendChecker struct {
+	Config ListAppendConfig
+}
+
+// NewListAppendChecker returns a checker with DefaultListAppendConfig.
+func NewListAppendChecker() *ListAppendChecker {
+	return &ListAppendChecker{Config: DefaultListAppendConfig()}
+}
+
+// Name implements Checker.
+func (c *ListAppendChecker) Name() string { return "list-append" }
+
+// Check implements Checker.
+func (c *ListAppendChecker) Check(h []Op) Result {
+	a := newElleAnalysis(h, c.Config)
+	a.run()
+	a.res.Checker = c.Name()
+	return ckFinish(&a.res)
+}
+
+// Edge types of the dependency graph, as bits of an edge's mask.
+const (
+	elleWW uint8 = 1 << iota
+	elleWR
+	elleProcess
+	elleRealtime
+	elleRW
+
+	elleData  = elleWW | elleWR
+	elleOrder = elleProcess | elleRealtime
+	elleNonRW = elleData | elleOrder
+	elleAll   = elleNonRW | elleRW
+)
+
+// elleEdgeOrder is the order in which a multi-type edge's types are
+// tried when searching: dependencies before order edges before
+// anti-dependencies, so a cycle gets the least severe reading of each
+// edge and the most serious class overall.
+var elleEdgeOrder = []uint8{elleWW, elleWR, elleProcess, elleRealtime, elleRW}
+
+func elleEdgeName(t uint8) string {
+	switch t {
+	case elleWW:
+		return "ww"
+	case elleWR:
+		return "wr"
+	case elleRW:
+		return "rw"
+	case elleProcess:
+		return "process"
+	case elleRealtime:
+		return "realtime"
+	}
+	return "?"
+}
+
+type elleKV struct{ k, v int }
+
+// elleWriter is the transaction that appended a value.
+type elleWriter struct {
+	txn   int
+	final bool // its last append to the key
+}
+
+type elleTxn struct {
+	pair      OpPair
+	mops      []Mop
+	committed bool // ok, or info and read by someone
+}
+
+// elleRead is a read micro-op of an ok transaction.
+type elleRead struct {
+	txn, mop int
+}
+
+type elleEdge struct {
+	to   int
+	mask uint8
+}
+
+type elleAnalysis struct {
+	cfg    ListAppendConfig
+	res    Result
+	txns   []elleTxn
+	writer map[elleKV]elleWriter
+	// order is each key's version order: the longest read; ordered is
+	// false for a key whose reads are incompatible (no ww or rw edges are
+	// inferred from it then).
+	order   map[int][]int
+	pos     map[elleKV]int
+	ordered map[int]bool
+	reads   map[int][]elleRead
+	adj     [][]elleEdge
+}
+
+func newElleAnalysis(h []Op, cfg ListAppendConfig) *elleAnalysis {
+	a := &elleAnalysis{
+		cfg:     cfg,
+		writer:  map[elleKV]elleWriter{},
+		order:   map[int][]int{},
+		pos:     map[elleKV]int{},
+		ordered: map[int]bool{},
+		reads:   map[int][]elleRead{},
+	}
+	for _, p := range PairOps(h) {
+		if p.Invoke.F != "txn" {
+			continue
+		}
+		var mops []Mop
+		src := p.Complete
+		if p.Type() != OK && len(src.Value) == 0 {
+			src = p.Invoke
+		}
+		if err := src.Decode(&mops); err != nil {
+			a.add(Anomaly{Name: "malformed", Explain: err.Error(), Ops: []Op{p.Complete}})
+			continue
+		}
+		if p.Type() != OK {
+			// The reads of a transaction that did not complete ok
+			// are unknown.
+			for i := range mops {
+				if mops[i].F == "r" {
+					mops[i].R = nil
+				}
+			}
+		}
+		a.txns = append(a.txns, elleTxn{pair: p, mops: mops, committed: p.Type() == OK})
+	}
+	ckCountTypes(&a.res, func() []OpPair {
+		ps := make([]OpPair, len(a.txns))
+		for i, t := range a.txns {
+			ps[i] = t.pair
+		}
+		return ps
+	}())
+	return a
+}
+
+func (a *elleAnalysis) add(an Anomaly) { a.res.Anomalies = append(a.res.Anomalies, an) }
+
+func (a *elleAnalysis) run() {
+	a.indexAppends()
+	a.checkReads()
+	a.inferOrders()
+	a.lostUpdates()
+	a.buildGraph()
+	a.findCycles()
+}
+
+func (a *elleAnalysis) ref(t int) string { return ckOpRef(a.txns[t].pair) }
+
+func (a *elleAnalysis) op(t int) Op { return a.txns[t].pair.Complete }
+
+// indexAppends records who appended each value, and whether it was the
+// appender's last append to its key.
+func (a *elleAnalysis) indexAppends() {
+	for ti, t := range a.txns {
+		last := map[int]int{}
+		for _, m := range t.mops {
+			if m.F == "append" {
+				last[m.K] = m.V
+			}
+		}
+		for _, m := range t.mops {
+			if m.F != "append" {
+				continue
+			}
+			kv := elleKV{m.K, m.V}
+			if _, dup := a.writer[kv]; dup {
+				continue // values are unique per key; keep the first
+			}
+			a.writer[kv] = elleWriter{txn: ti, final: last[m.K] == m.V}
+		}
+	}
+}
+
+// ckFmtTail renders a list's last n elements, eliding the rest.
+func ckFmtTail(r []int, n int) string {
+	if len(r) <= n {
+		return ckFmtList(r)
+	}
+	s := ckFmtList(r[len(r)-n:])
+	return "[... " + s[1:]
+}
+
+func ckFmtList(r []int) string {
+	if r == nil {
+		return "unknown"
+	}
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, v := range r {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprint(&b, v)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// checkReads finds garbage, duplicate, aborted (G1a) and intermediate
+// (G1b) reads and internal inconsistencies, marks the info transactions
+// whose appends were read as committed, and collects the reads by key.
+func (a *elleAnalysis) checkReads() {
+	g1a := map[[2]int]bool{}
+	for ti := range a.txns {
+		t := &a.txns[ti]
+		if t.pair.Type() != OK {
+			continue
+		}
+		a.checkInternal(ti)
+		for mi, m := range t.mops {
+			if m.F != "r" || m.R == nil {
+				continue
+			}
+			a.reads[m.K] = append(a.reads[m.K], elleRead{ti, mi})
+			seen := make(map[int]bool, len(m.R))
+			dupReported := false
+			for _, v := range m.R {
+				if seen[v] && !dupReported {
+					dupReported = true
+					a.add(Anomaly{Name: "duplicate",
+						Explain: fmt.Sprintf("T1 (%s) read key %d = %s: %d appears more than once", a.ref(ti), m.K, ckFmtList(m.R), v),
+						Ops:     []Op{a.op(ti)}})
+				}
+				seen[v] = true
+				w, ok := a.writer[elleKV{m.K, v}]
+				if !ok {
+					a.add(Anomaly{Name: "garbage",
+						Explain: fmt.Sprintf("T1 (%s) read key %d = %s: no transaction appended %d to key %d", a.ref(ti), m.K, ckFmtList(m.R), v, m.K),
+						Ops:     []Op{a.op(ti)}})
+					continue
+				}
+				wt := &a.txns[w.txn]
+				switch wt.pair.Type() {
+				case Info:
+					wt.committed = true
+				case Fail:
+					if !g1a[[2]int{w.txn, ti}] {
+						g1a[[2]int{w.txn, ti}] = true
+						a.add(Anomaly{Name: "G1a",
+							Explain: fmt.Sprintf("T1 (%s) appended %d to key %d but did not commit; T2 (%s) read key %d = %s: an aborted read",
+								a.ref(w.txn), v, m.K, a.ref(ti), m.K, ckFmtList(m.R)),
+							Ops: []Op{a.op(w.txn), a.op(ti)}})
+					}
+				}
+			}
+			if len(m.R) == 0 {
+				continue
+			}
+			v := m.R[len(m.R)-1]
+			if w, ok := a.writer[elleKV{m.K, v}]; ok && w.txn != ti && !w.final {
+				var later []int
+				past := false
+				for _, wm := range a.txns[w.txn].mops {
+					if wm.F == "append" && wm.K == m.K {
+						if past {
+							later = append(later, wm.V)
+						}
+						if wm.V == v {
+							past = true
+						}
+					}
+				}
+				a.add(Anomaly{Name: "G1b",
+					Explain: fmt.Sprintf("T1 (%s) appended %d to key %d, then appended %s to it too; T2 (%s) read key %d = %s, ending in %d: an intermediate read",
+						a.ref(w.txn), v, m.K, ckFmtList(later), a.ref(ti), m.K, ckFmtList(m.R), v),
+					Ops: []Op{a.op(w.txn), a.op(ti)}})
+			}
+		}
+	}
+}
+
+// checkInternal checks that an ok transaction reads its own writes: a
+// read of a key after an earlier read equals that read plus the
+// transaction's appends since; a read after appends with no earlier read
+// ends with those appends.
+func (a *elleAnalysis) checkInternal(ti int) {
+	type st struct {
+		known   []int
+		pending []int
+		hasRead bool
+	}
+	keys := map[int]*st{}
+	for _, m := range a.txns[ti].mops {
+		s := keys[m.K]
+		if s == nil {
+			s = &st{}
+			keys[m.K] = s
+		}
+		switch m.F {
+		case "append":
+			if s.hasRead {
+				s.known = append(s.known, m.V)
+			} else {
+				s.pending = append(s.pending, m.V)
+			}
+		case "r":
+			if m.R == nil {
+				continue
+			}
+			var want string
+			switch {
+			case s.hasRead && !slices.Equal(m.R, s.known):
+				want = "= " + ckFmtList(s.known)
+			case !s.hasRead && len(s.pending) > 0 && (len(m.R) < len(s.pending) || !slices.Equal(m.R[len(m.R)-len(s.pending):], s.pending)):
+				want = "ending in its own appends " + ckFmtList(s.pending)
+			}
+			if want != "" {
+				a.add(Anomaly{Name: "internal",
+					Explain: fmt.Sprintf("T1 (%s) read key %d = %s, but its own earlier micro-ops imply key %d %s",
+						a.ref(ti), m.K, ckFmtList(m.R), m.K, want),
+					Ops: []Op{a.op(ti)}})
+			}
+			s.hasRead = true
+			s.known = slices.Clone(m.R)
+			s.pending = nil
+		}
+	}
+}
+
+// inferOrders takes each key's longest read as its version order and
+// checks that every other read is a prefix of it.
+func (a *elleAnalysis) inferOrders() {
+	for _, k := range ckSortedKeys(a.reads) {
+		rs := a.reads[k]
+		longest := rs[0]
+		for _, r := range rs[1:] {
+			if len(a.mop(r).R) > len(a.mop(longest).R) {
+				longest = r
+			}
+		}
+		ord := a.mop(longest).R
+		ok := true
+		seen := map[int]bool{}
+		for _, v := range ord {
+			if seen[v] {
+				ok = false // a duplicate, reported already
+			}
+			seen[v] = true
+		}
+		bad := 0
+		var first elleRead
+		for _, r := range rs {
+			rl := a.mop(r).R
+			if len(rl) > len(ord) || !slices.Equal(rl, ord[:len(rl)]) {
+				if bad == 0 {
+					first = r
+				}
+				bad++
+			}
+		}
+		if bad > 0 {
+			ok = false
+			more := ""
+			if bad > 1 {
+				more = fmt.Sprintf(" (%d reads of key %d disagree so)", bad, k)
+			}
+			a.add(Anomaly{Name: "incompatible-order",
+				Explain: fmt.Sprintf("T1 (%s) read key %d = %s and T2 (%s) read key %d = %s: neither is a prefix of the other, so no single order of appends explains both%s",
+					a.ref(longest.txn), k, ckFmtList(ord), a.ref(first.txn), k, ckFmtList(a.mop(first).R), more),
+				Ops: []Op{a.op(longest.txn), a.op(first.txn)}})
+		}
+		a.ordered[k] = ok
+		a.order[k] = ord
+		if ok {
+			for i, v := range ord {
+				a.pos[elleKV{k, v}] = i
+			}
+		}
+	}
+}
+
+func (a *elleAnalysis) mop(r elleRead) Mop { return a.txns[r.txn].mops[r.mop] }
+
+// externalReads returns an ok transaction's reads that observe other
+// transactions' state: for each key, its first read, if it precedes the
+// transaction's first append to that key.
+func (a *elleAnalysis) externalReads(ti int) []Mop {
+	var out []Mop
+	done := map[int]bool{}
+	for _, m := range a.txns[ti].mops {
+		if done[m.K] {
+			continue
+		}
+		if m.F == "append" {
+			done[m.K] = true
+			continue
+		}
+		if m.R != nil {
+			done[m.K] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (a *elleAnalysis) appends(ti, k int) []int {
+	var out []int
+	for _, m := range a.txns[ti].mops {
+		if m.F == "append" && m.K == k {
+			out = append(out, m.V)
+		}
+	}
+	return out
+}
+
+// lostUpdates reports committed transactions that read the same version
+// of a key and both appended to it.
+func (a *elleAnalysis) lostUpdates() {
+	type ver struct {
+		k     int
+		empty bool
+		last  int
+	}
+	groups := map[ver][]int{}
+	var vers []ver
+	for ti, t := range a.txns {
+		if t.pair.Type() != OK {
+			continue
+		}
+		for _, m := range a.externalReads(ti) {
+			if len(a.appends(ti, m.K)) == 0 {
+				continue
+			}
+			v := ver{k: m.K, empty: len(m.R) == 0}
+			if !v.empty {
+				v.last = m.R[len(m.R)-1]
+			}
+			if groups[v] == nil {
+				vers = append(vers, v)
+			}
+			groups[v] = append(groups[v], ti)
+		}
+	}
+	for _, v := range vers {
+		g := groups[v]
+		if len(g) < 2 {
+			continue
+		}
+		var parts []string
+		var ops []Op
+		for i, ti := range g {
+			var r []int
+			for _, m := range a.externalReads(ti) {
+				if m.K == v.k {
+					r = m.R
+				}
+			}
+			parts = append(parts, fmt.Sprintf("T%d (%s) read key %d = %s and appended %s", i+1, a.ref(ti), v.k, ckFmtList(r), ckFmtList(a.appends(ti, v.k))))
+			ops = append(ops, a.op(ti))
+		}
+		what := "the empty version"
+		if !v.empty {
+			what = fmt.Sprintf("the version ending in %d", v.last)
+		}
+		a.add(Anomaly{Name: "lost-update",
+			Explain: strings.Join(parts, "; ") + fmt.Sprintf(": each read %s of key %d and appended to it, so all but one of them appended to a state that no longer held", what, v.k),
+			Ops:     ops})
+	}
+}
+
+// buildGraph builds the dependency graph over committed transactions.
+func (a *elleAnalysis) buildGraph() {
+	edges := map[[2]int]uint8{}
+	link := func(from, to int, t uint8) {
+		if from == to || !a.txns[from].committed || !a.txns[to].committed {
+			return
+		}
+		edges[[2]int{from, to}] |= t
+	}
+	// ww: consecutive elements of a key's version order.
+	for k, ord := range a.order {
+		if !a.ordered[k] {
+			continue
+		}
+		for i := 1; i < len(ord); i++ {
+			w1, ok1 := a.writer[elleKV{k, ord[i-1]}]
+			w2, ok2 := a.writer[elleKV{k, ord[i]}]
+			if ok1 && ok2 {
+				link(w1.txn, w2.txn, elleWW)
+			}
+		}
+	}
+	// wr and rw from external reads.
+	for ti, t := range a.txns {
+		if t.pair.Type() != OK {
+			continue
+		}
+		for _, m := range a.externalReads(ti) {
+			if len(m.R) > 0 {
+				if w, ok := a.writer[elleKV{m.K, m.R[len(m.R)-1]}]; ok {
+					link(w.txn, ti, elleWR)
+				}
+			}
+			if next, ok := a.nextAfter(m.K, m.R); ok {
+				if w, ok := a.writer[elleKV{m.K, next}]; ok {
+					link(ti, w.txn, elleRW)
+				}
+			}
+		}
+	}
+	if a.cfg.Process {
+		last := map[int]int{}
+		for ti, t := range a.txns {
+			if !t.committed {
+				continue
+			}
+			p := t.pair.Invoke.Process
+			if prev, ok := last[p]; ok {
+				link(prev, ti, elleProcess)
+			}
+			last[p] = ti
+		}
+	}
+	if a.cfg.RealTime {
+		a.realtimeEdges(link)
+	}
+	a.adj = make([][]elleEdge, len(a.txns))
+	for e, m := range edges {
+		a.adj[e[0]] = append(a.adj[e[0]], elleEdge{e[1], m})
+	}
+	for i := range a.adj {
+		sort.Slice(a.adj[i], func(x, y int) bool { return a.adj[i][x].to < a.adj[i][y].to })
+	}
+}
+
+// nextAfter returns the value appended to k right after the version a
+// read r observed, if the version order knows it.
+func (a *elleAnalysis) nextAfter(k int, r []int) (int, bool) {
+	if !a.ordered[k] {
+		return 0, false
+	}
+	ord := a.order[k]
+	if len(r) > len(ord) || !slices.Equal(r, ord[:len(r)]) || len(r) == len(ord) {
+		return 0, false
+	}
+	return ord[len(r)], true
+}
+
+// realtimeEdges links each committed transaction to the committed
+// transactions invoked after it completed, through a frontier of the most
+// recent completions (a transitive reduction of real-time order).
+func (a *elleAnalysis) realtimeEdges(link func(from, to int, t uint8)) {
+	type ev struct {
+		time     int64
+		complete bool
+		pos      int
+		txn      int
+	}
+	var evs []ev
+	for ti, t := range a.txns {
+		if !t.committed {
+			continue
+		}
+		evs = append(evs, ev{t.pair.Invoke.Time, false, t.pair.InvokePos, ti})
+		if t.pair.Type() == OK {
+			evs = append(evs, ev{t.pair.Complete.Time, true, t.pair.CompletePos, ti})
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool {
+		x, y := evs[i], evs[j]
+		if x.time != y.time {
+			return x.time < y.time
+		}
+		if x.complete != y.complete {
+			return !x.complete // equal times are concurrent: invokes first
+		}
+		return x.pos < y.pos
+	})
+	frontier := map[int]bool{}
+	preds := map[int][]int{}
+	for _, e := range evs {
+		if !e.complete {
+			ps := make([]int, 0, len(frontier))
+			for f := range frontier {
+				ps = append(ps, f)
+				link(f, e.txn, elleRealtime)
+			}
+			preds[e.txn] = ps
+			continue
+		}
+		for _, p := range preds[e.txn] {
+			delete(frontier, p)
+		}
+		delete(preds, e.txn)
+		frontier[e.txn] = true
+	}
+}

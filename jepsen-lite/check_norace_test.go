@@ -1,0 +1,5 @@
+//go:build !race
+
+package jepsenlite
+
+const ckRaceEnabled = false

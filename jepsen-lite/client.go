@@ -1,0 +1,128 @@
+package jepsenlite
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/epochal/epochal/stm"
+)
+
+// Recorder appends a process's events to its history file, one JSON line
+// each, flushed at once: a client killed with SIGKILL leaves every event
+// it recorded, and an invoke without its completion reads as info.
+type Recorder struct {
+	mu    sync.Mutex
+	w     *bufio.Writer
+	start time.Time // the run's start, shared by every process
+
+	OK, Fail, Info atomic.Int64
+}
+
+// NewRecorder writes to w; times are measured from start.
+func NewRecorder(w io.Writer, start time.Time) *Recorder {
+	return &Recorder{w: bufio.NewWriter(w), start: start}
+}
+
+// Now is the time since the run began, in nanoseconds.
+func (r *Recorder) Now() int64 { return time.Since(r.start).Nanoseconds() }
+
+// Record writes one event.
+func (r *Recorder) Record(o Op) error {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch o.Type {
+	case OK:
+		r.OK.Add(1)
+	case Fail:
+		r.Fail.Add(1)
+	case Info:
+		r.Info.Add(1)
+	}
+	r.w.Write(b)
+	r.w.WriteByte('\n')
+	return r.w.Flush()
+}
+
+// ClientConfig configures RunClients.
+type ClientConfig struct {
+	Clients int
+	// ProcessBase numbers the clients' processes ProcessBase,
+	// ProcessBase+1e6, ... A client whose operation ended in info moves
+	// on to its next process number (+1).
+	ProcessBase int
+	Seed        uint64
+	OpTimeout   time.Duration // default 5s
+	// Ops, if > 0, ends each client after that many operations.
+	Ops int
+	// Rate, if > 0, paces each client to at most Rate operations per
+	// second (jittered), so a run's history stays checkable.
+	Rate float64
+}
+
+// RunClients runs cfg.Clients clients of w on s until ctx ends (or each
+// ran cfg.Ops operations), recording every operation.
+func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg ClientConfig) {
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = 5 * time.Second
+	}
+	var wg sync.WaitGroup
+	for c := range cfg.Clients {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(cfg.Seed, uint64(c)))
+			proc := cfg.ProcessBase + c*1_000_000
+			next := time.Now()
+			for n := 0; ctx.Err() == nil && (cfg.Ops <= 0 || n < cfg.Ops); n++ {
+				if cfg.Rate > 0 {
+					// Pacing: the next op starts at its slot, jittered
+					// so that clients do not move in lockstep.
+					next = next.Add(time.Duration((0.5 + r.Float64()) * float64(time.Second) / cfg.Rate))
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-ctx.Done():
+							return
+						case <-time.After(d):
+						}
+					} else {
+						next = time.Now()
+					}
+				}
+				f, v := w.Next(r)
+				if Invoke1(ctx, s, w, rec, proc, f, v, cfg.OpTimeout) == Info {
+					proc++
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Invoke1 runs one operation and records its invoke and completion. The
+// operation runs under its own timeout, not ctx: ending the run must not
+// turn operations in flight into infos.
+func Invoke1(_ context.Context, s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, timeout time.Duration) Type {
+	_ = rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: rec.Now()}.WithValue(v))
+	octx, cancel := context.WithTimeout(context.Background(), timeout)
+	res, err := w.Apply(octx, s, f, v)
+	cancel()
+	t := Classify(err, w.ReadOnly(f))
+	done := Op{Type: t, Process: proc, F: f, Time: rec.Now()}
+	if t == OK {
+		done = done.WithValue(res)
+	} else {
+		done = done.WithValue(v)
+		done.Error = fmt.Sprint(err)
+	}
+	_ = rec.Record(done)
+	return t
+}

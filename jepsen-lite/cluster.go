@@ -1,0 +1,436 @@
+package jepsenlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/epochal/epochal/internal/servers"
+)
+
+// ClusterConfig configures StartCluster.
+type ClusterConfig struct {
+	// Backend is "mem" (no server), "redis" or "zk".
+	Backend string
+	// Dir keeps the servers' data and logs (in Dir/redis or Dir/zk), and
+	// stays after Close. When empty, they go to temporary directories that
+	// Close removes.
+	Dir string
+	// Nodes is the number of server nodes: 1 for redis, 1 (standalone) or
+	// 3 (an ensemble) for zk; 0 means 1. Ignored for mem.
+	Nodes int
+	// Proxied puts a Proxy in front of every server node: clients dial the
+	// proxies, and the faults partition, reset and delay become possible.
+	// Ignored for mem.
+	Proxied bool
+}
+
+// Fault kinds, in the order Faults lists them.
+const (
+	FaultKill      = "kill"      // SIGKILL a server node; heal restarts it
+	FaultPause     = "pause"     // SIGSTOP a server node; heal sends SIGCONT
+	FaultLeader    = "leader"    // SIGKILL the ZooKeeper leader; heal restarts it
+	FaultPartition = "partition" // the proxy of one node (of all, for one node) drops traffic
+	FaultReset     = "reset"     // the proxies reset every connection and refuse new ones
+	FaultDelay     = "delay"     // the proxies delay traffic by ClusterDelay each way
+)
+
+// ClusterDelay is what the fault "delay" adds to each chunk of traffic, in
+// each direction.
+const ClusterDelay = 50 * time.Millisecond
+
+// clusterPoll is how often Heal and StartCluster check that the cluster
+// serves.
+const clusterPoll = 50 * time.Millisecond
+
+// Cluster is a backend's servers, started by StartCluster, with the faults
+// that can be injected into them. Its methods are safe for concurrent use.
+// One fault is in effect at a time: Inject refuses another until the
+// current one is healed.
+type Cluster struct {
+	cfg     ClusterConfig
+	redis   *servers.Redis
+	zk      *servers.ZK
+	proxies []*Proxy // one per node when Proxied
+	addrs   []string
+
+	mu     sync.Mutex
+	active *clusterFault
+	closed bool
+}
+
+// StartCluster starts the servers of cfg.Backend (and proxies, when
+// cfg.Proxied) and returns once clients can use them through Addrs. The
+// caller must Close the cluster. Redis runs with appendonly yes and
+// appendfsync always, so a kill loses no acknowledged write.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg}
+	nodes := cfg.Nodes
+	if nodes == 0 {
+		nodes = 1
+	}
+	var upstreams []string
+	switch cfg.Backend {
+	case "mem":
+		return c, nil
+	case "redis":
+		if nodes != 1 {
+			return nil, fmt.Errorf("jepsen: a redis cluster has 1 node, not %d", cfg.Nodes)
+		}
+		r, err := servers.StartRedis(servers.RedisOptions{
+			Dir:  clusterDir(cfg.Dir, "redis"),
+			Args: []string{"appendonly yes", "appendfsync always"},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jepsen: starting redis: %w", err)
+		}
+		c.redis = r
+		upstreams = []string{r.Addr}
+	case "zk":
+		if nodes != 1 && nodes != 3 {
+			return nil, fmt.Errorf("jepsen: a zk cluster has 1 or 3 nodes, not %d", cfg.Nodes)
+		}
+		z, err := servers.StartZK(nodes, servers.ZKOptions{Dir: clusterDir(cfg.Dir, "zk")})
+		if err != nil {
+			return nil, fmt.Errorf("jepsen: starting ZooKeeper: %w", err)
+		}
+		c.zk = z
+		upstreams = z.Servers
+	default:
+		return nil, fmt.Errorf("jepsen: unknown backend %q (mem, redis or zk)", cfg.Backend)
+	}
+	c.addrs = append([]string(nil), upstreams...)
+	if cfg.Proxied {
+		for i, up := range upstreams {
+			p, err := NewProxy(up)
+			if err != nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("jepsen: proxy for %s: %w", up, err)
+			}
+			c.proxies = append(c.proxies, p)
+			c.addrs[i] = p.Addr()
+		}
+	}
+	if err := c.waitServing(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("jepsen: %s cluster: %w", cfg.Backend, err)
+	}
+	return c, nil
+}
+
+// clusterDir is sub in dir, or "" (a temporary directory) without dir.
+func clusterDir(dir, sub string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, sub)
+}
+
+// Addrs returns what clients dial, one address a node: the proxies' with
+// Proxied, the servers' otherwise; nil for mem. For zk, join them with ","
+// for a connect string.
+func (c *Cluster) Addrs() []string {
+	if len(c.addrs) == 0 {
+		return nil
+	}
+	return append([]string(nil), c.addrs...)
+}
+
+// PIDs returns the PID of each server node, 0 for a node not running; nil
+// for mem.
+func (c *Cluster) PIDs() []int {
+	switch {
+	case c.redis != nil:
+		return []int{c.redis.PID()}
+	case c.zk != nil:
+		pids := make([]int, c.zk.Nodes())
+		for i := range pids {
+			pids[i] = c.zk.PID(i)
+		}
+		return pids
+	}
+	return nil
+}
+
+// Faults returns the fault kinds this cluster supports: kill and pause with
+// servers, leader for a ZooKeeper ensemble, partition, reset and delay with
+// proxies; none for mem.
+func (c *Cluster) Faults() []string {
+	var fs []string
+	if c.redis != nil || c.zk != nil {
+		fs = append(fs, FaultKill, FaultPause)
+	}
+	if c.zk != nil && c.zk.Nodes() > 1 {
+		fs = append(fs, FaultLeader)
+	}
+	if len(c.proxies) > 0 {
+		fs = append(fs, FaultPartition, FaultReset, FaultDelay)
+	}
+	return fs
+}
+
+// Fault is a fault in effect, from Cluster.Inject.
+type Fault interface {
+	// Heal undoes the fault and returns once the cluster serves again
+	// (every node answers through Addrs: Redis PONG, ZooKeeper nodes leader
+	// or follower with one leader), or ctx ends. Healing again only waits
+	// for the cluster to serve.
+	Heal(ctx context.Context) error
+	// String describes the fault, e.g. "kill ZooKeeper node 1 (127.0.0.1:23456)".
+	String() string
+}
+
+// Inject puts a fault of the kind (see Faults) in effect and returns once it
+// is. It fails for a kind the cluster does not support, while another fault
+// is in effect, and after Close.
+func (c *Cluster) Inject(ctx context.Context, kind string) (Fault, error) {
+	supported := c.Faults()
+	ok := false
+	for _, k := range supported {
+		ok = ok || k == kind
+	}
+	if !ok {
+		return nil, c.unsupported(kind, supported)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f := &clusterFault{c: c, kind: kind}
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return nil, errors.New("jepsen: cluster closed")
+	case c.active != nil:
+		active := c.active
+		c.mu.Unlock()
+		return nil, fmt.Errorf("jepsen: fault %q: %s is still in effect; heal it first", kind, active)
+	}
+	c.active = f
+	c.mu.Unlock()
+	if err := c.inject(f); err != nil {
+		c.mu.Lock()
+		c.active = nil
+		c.mu.Unlock()
+		return nil, fmt.Errorf("jepsen: injecting %s: %w", kind, err)
+	}
+	return f, nil
+}
+
+// unsupported is the error of Inject for a kind the cluster does not
+// support.
+func (c *Cluster) unsupported(kind string, supported []string) error {
+	what := fmt.Sprintf("the %s cluster", c.cfg.Backend)
+	if len(supported) == 0 {
+		return fmt.Errorf("jepsen: fault %q: %s supports no faults", kind, what)
+	}
+	hint := ""
+	if len(c.proxies) == 0 && (kind == FaultPartition || kind == FaultReset || kind == FaultDelay) {
+		hint = " (partition, reset and delay need proxies: ClusterConfig.Proxied)"
+	}
+	if kind == FaultLeader && c.zk != nil {
+		hint = " (leader needs a ZooKeeper ensemble: 3 nodes)"
+	}
+	return fmt.Errorf("jepsen: fault %q: %s supports %s%s", kind, what, strings.Join(supported, ", "), hint)
+}
+
+// inject puts f in effect and sets how to undo it.
+func (c *Cluster) inject(f *clusterFault) error {
+	switch f.kind {
+	case FaultKill, FaultLeader:
+		i := rand.IntN(len(c.addrs))
+		if f.kind == FaultLeader {
+			l, err := c.zk.Leader()
+			if err != nil {
+				return err
+			}
+			i = l
+			f.desc = "kill the leader, " + c.nodeName(i)
+		} else {
+			f.desc = "kill " + c.nodeName(i)
+		}
+		if err := c.signal(i, (*servers.Redis).Kill, (*servers.ZK).Kill); err != nil {
+			return err
+		}
+		f.undo = func() error { return c.signal(i, (*servers.Redis).Restart, (*servers.ZK).Restart) }
+	case FaultPause:
+		i := rand.IntN(len(c.addrs))
+		f.desc = "pause " + c.nodeName(i)
+		if err := c.signal(i, (*servers.Redis).Pause, (*servers.ZK).Pause); err != nil {
+			return err
+		}
+		f.undo = func() error { return c.signal(i, (*servers.Redis).Resume, (*servers.ZK).Resume) }
+	case FaultPartition:
+		ps := c.proxies
+		if len(ps) > 1 {
+			i := rand.IntN(len(ps))
+			ps = ps[i : i+1]
+			f.desc = "partition " + c.nodeName(i) + " from its clients"
+		} else {
+			f.desc = "partition " + c.nodeName(0) + " from its clients"
+		}
+		for _, p := range ps {
+			p.Drop()
+		}
+		f.undo = c.passAll
+	case FaultReset:
+		f.desc = "reset every connection to " + c.cfg.Backend
+		for _, p := range c.proxies {
+			p.Reset()
+		}
+		f.undo = c.passAll
+	case FaultDelay:
+		f.desc = fmt.Sprintf("delay traffic to %s by %v each way", c.cfg.Backend, ClusterDelay)
+		for _, p := range c.proxies {
+			p.Delay(ClusterDelay)
+		}
+		f.undo = c.passAll
+	default:
+		return fmt.Errorf("unknown fault %q", f.kind)
+	}
+	return nil
+}
+
+// signal runs a lifecycle operation on node i: the Redis one or the
+// ZooKeeper one.
+func (c *Cluster) signal(i int, redisOp func(*servers.Redis) error, zkOp func(*servers.ZK, int) error) error {
+	if c.redis != nil {
+		return redisOp(c.redis)
+	}
+	return zkOp(c.zk, i)
+}
+
+// passAll sets every proxy to pass traffic.
+func (c *Cluster) passAll() error {
+	for _, p := range c.proxies {
+		p.Pass()
+	}
+	return nil
+}
+
+// nodeName names node i.
+func (c *Cluster) nodeName(i int) string {
+	if c.redis != nil {
+		return c.redis.String()
+	}
+	return c.zk.NodeName(i)
+}
+
+// waitServing polls until every node serves through Addrs, a server has
+// crashed, or ctx ends.
+func (c *Cluster) waitServing(ctx context.Context) error {
+	tick := time.NewTicker(clusterPoll)
+	defer tick.Stop()
+	for {
+		err := c.serving()
+		if err == nil {
+			return nil
+		}
+		if crash := c.crashed(); crash != "" {
+			return fmt.Errorf("%s (last check: %v)", crash, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last check: %v)", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// serving checks once that every node serves through Addrs.
+func (c *Cluster) serving() error {
+	switch {
+	case c.redis != nil:
+		for _, a := range c.addrs {
+			if err := c.redis.PingVia(a, time.Second); err != nil {
+				return fmt.Errorf("PING via %s: %w", a, err)
+			}
+		}
+	case c.zk != nil:
+		if err := servers.CheckModes(servers.ModesAt(c.addrs)); err != nil {
+			return fmt.Errorf("ZooKeeper via %q: %w", c.addrs, err)
+		}
+	}
+	return nil
+}
+
+// crashed describes a server node that exited by itself, or returns "".
+func (c *Cluster) crashed() string {
+	switch {
+	case c.redis != nil:
+		if why := c.redis.ExitedOnItsOwn(); why != "" {
+			return fmt.Sprintf("%s exited by itself: %s", c.redis, why)
+		}
+	case c.zk != nil:
+		for i := range c.zk.Nodes() {
+			if why := c.zk.ExitedOnItsOwn(i); why != "" {
+				return fmt.Sprintf("%s exited by itself: %s", c.zk.NodeName(i), why)
+			}
+		}
+	}
+	return ""
+}
+
+// Close stops the proxies and the servers, and makes sure no server
+// process is left. Closing again does nothing.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	var errs []error
+	for _, p := range c.proxies {
+		errs = append(errs, p.Close())
+	}
+	if c.redis != nil {
+		errs = append(errs, c.redis.Close())
+	}
+	if c.zk != nil {
+		errs = append(errs, c.zk.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// clusterFault is a Fault of a Cluster.
+type clusterFault struct {
+	c    *Cluster
+	kind string
+	desc string
+	undo func() error
+
+	mu     sync.Mutex // serialises Heal
+	undone bool
+}
+
+func (f *clusterFault) String() string { return f.desc }
+
+func (f *clusterFault) Heal(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.undone {
+		if err := f.undo(); err != nil {
+			return fmt.Errorf("jepsen: healing %s: %w", f, err)
+		}
+		f.undone = true
+		f.c.mu.Lock()
+		if f.c.active == f {
+			f.c.active = nil
+		}
+		f.c.mu.Unlock()
+	}
+	if err := f.c.waitServing(ctx); err != nil {
+		return fmt.Errorf("jepsen: after healing %s: %w", f, err)
+	}
+	return nil
+}

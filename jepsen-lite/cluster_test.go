@@ -1,0 +1,342 @@
+package jepsenlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+
+	"github.com/epochal/epochal/internal/servers"
+	"github.com/epochal/epochal/internal/testserver"
+)
+
+// clusterTestStart starts a cluster, checks that it supports the faults
+// wanted, and registers a check, run at the end of the test, that Close
+// leaves none of the PIDs recorded behind. It returns the cluster and a
+// function recording the PIDs of its nodes now.
+func clusterTestStart(t *testing.T, cfg ClusterConfig, faults ...string) (*Cluster, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := StartCluster(ctx, cfg)
+	if err != nil {
+		t.Fatalf("StartCluster(%+v): %v", cfg, err)
+	}
+	t.Logf("%s cluster (%d nodes, proxied %v) serving after %v at %q", cfg.Backend, max(cfg.Nodes, 1), cfg.Proxied,
+		time.Since(start).Round(time.Millisecond), c.Addrs())
+	if got := c.Faults(); !slices.Equal(got, faults) {
+		t.Errorf("Faults() = %q, want %q", got, faults)
+	}
+	seen := map[int]bool{}
+	record := func() {
+		for _, pid := range c.PIDs() {
+			if pid != 0 {
+				seen[pid] = true
+			}
+		}
+	}
+	record()
+	t.Cleanup(func() {
+		record()
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		for pid := range seen {
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("pid %d still exists after Close (kill -0: %v)", pid, err)
+			}
+			if err := syscall.Kill(-pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("process group %d still exists after Close (kill -0: %v)", pid, err)
+			}
+		}
+		if cfg.Backend != "mem" && len(seen) == 0 {
+			t.Errorf("no server PID was recorded")
+		}
+	})
+	return c, record
+}
+
+// clusterTestRefuses checks that c refuses to inject kind, with an error
+// that mentions what.
+func clusterTestRefuses(t *testing.T, c *Cluster, kind, mention string) {
+	t.Helper()
+	if f, err := c.Inject(context.Background(), kind); err == nil || !strings.Contains(err.Error(), mention) {
+		if f != nil {
+			clusterTestHeal(t, f)
+		}
+		t.Errorf("Inject(%q): %v, want an error mentioning %s", kind, err, mention)
+	}
+}
+
+// clusterTestHeal heals f, failing the test if the cluster does not serve
+// again within 40 s.
+func clusterTestHeal(t *testing.T, f Fault) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := f.Heal(ctx); err != nil {
+		t.Fatalf("Heal %s: %v", f, err)
+	}
+	t.Logf("%s: healed in %v", f, time.Since(start).Round(time.Millisecond))
+}
+
+func clusterTestInject(t *testing.T, c *Cluster, kind string) Fault {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	f, err := c.Inject(ctx, kind)
+	if err != nil {
+		t.Fatalf("Inject(%q): %v", kind, err)
+	}
+	if _, err := c.Inject(ctx, kind); err == nil || !strings.Contains(err.Error(), "still in effect") {
+		t.Errorf("a second fault while %s: %v, want it refused", f, err)
+	}
+	return f
+}
+
+// clusterTestRedisPing sends PING through addr within timeout.
+func clusterTestRedisPing(addr string, timeout time.Duration) error {
+	c, err := servers.DialRESP(addr, nil, timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v, err := c.Do("PING")
+	if err == nil && v != "PONG" {
+		err = fmt.Errorf("PING: %q", v)
+	}
+	return err
+}
+
+func TestClusterMem(t *testing.T) {
+	t.Parallel()
+	c, _ := clusterTestStart(t, ClusterConfig{Backend: "mem", Proxied: true})
+	if a := c.Addrs(); a != nil {
+		t.Errorf("Addrs() = %q, want nil", a)
+	}
+	clusterTestRefuses(t, c, "kill", "supports no faults")
+	for _, cfg := range []ClusterConfig{{Backend: "etcd"}, {Backend: "redis", Nodes: 3}, {Backend: "zk", Nodes: 2}} {
+		if c, err := StartCluster(context.Background(), cfg); err == nil {
+			c.Close()
+			t.Errorf("StartCluster(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestClusterRedis(t *testing.T) {
+	testserver.RequireRedis(t)
+	t.Parallel()
+	dir := t.TempDir()
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay")
+	clusterTestRefuses(t, c, "leader", "kill, pause, partition, reset, delay")
+	clusterTestRefuses(t, c, "bogus", `"bogus"`)
+	conf, err := os.ReadFile(filepath.Join(dir, "redis", "redis.conf"))
+	if err != nil || !strings.Contains(string(conf), "appendonly yes\n") || !strings.Contains(string(conf), "appendfsync always\n") {
+		t.Errorf("redis.conf: %v\n%s", err, conf)
+	}
+	addrs := c.Addrs()
+	if len(addrs) != 1 || c.proxies[0].Upstream() == addrs[0] {
+		t.Fatalf("Addrs() = %q, want one proxy", addrs)
+	}
+	addr := addrs[0]
+	rc, err := servers.DialRESP(addr, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rc.Do("SET", "k", "acknowledged"); err != nil || v != "OK" {
+		t.Fatalf("SET through the proxy: %q, %v", v, err)
+	}
+	rc.Close()
+
+	for _, kind := range c.Faults() {
+		before := c.PIDs()[0]
+		f := clusterTestInject(t, c, kind)
+		t.Logf("injected %s", f)
+		switch kind {
+		case "kill":
+			if pid := c.PIDs()[0]; pid != 0 {
+				t.Errorf("%s: PID %d", f, pid)
+			}
+			if err := syscall.Kill(before, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("%s: pid %d still there: %v", f, before, err)
+			}
+			if err := clusterTestRedisPing(addr, time.Second); err == nil {
+				t.Errorf("%s: PING answered", f)
+			}
+		case "pause", "partition":
+			if err := clusterTestRedisPing(addr, 300*time.Millisecond); !proxyTimedOut(err) {
+				t.Errorf("%s: PING: %v, want a timeout", f, err)
+			}
+		case "reset":
+			if err := clusterTestRedisPing(addr, time.Second); err == nil || proxyTimedOut(err) {
+				t.Errorf("%s: PING: %v, want the connection reset", f, err)
+			}
+		case "delay":
+			start := time.Now()
+			if err := clusterTestRedisPing(addr, 2*time.Second); err != nil {
+				t.Errorf("%s: PING: %v", f, err)
+			}
+			if rt := time.Since(start); rt < 2*ClusterDelay {
+				t.Errorf("%s: PING took %v", f, rt)
+			}
+		}
+		clusterTestHeal(t, f)
+		record()
+		if err := clusterTestRedisPing(addr, 2*time.Second); err != nil {
+			t.Fatalf("PING through the proxy after healing %s: %v", f, err)
+		}
+		clusterTestHeal(t, f) // again: only waits
+	}
+
+	rc, err = servers.DialRESP(addr, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if v, err := rc.Do("GET", "k"); err != nil || v != "acknowledged" {
+		t.Errorf("GET after the faults: %q, %v; want the acknowledged write", v, err)
+	}
+}
+
+func TestClusterRedisUnproxied(t *testing.T) {
+	testserver.RequireRedis(t)
+	t.Parallel()
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis"}, "kill", "pause")
+	clusterTestRefuses(t, c, "partition", "Proxied")
+	if addrs := c.Addrs(); len(addrs) != 1 || addrs[0] != c.redis.Addr {
+		t.Errorf("Addrs() = %q, want the server's %s", addrs, c.redis.Addr)
+	}
+	f := clusterTestInject(t, c, "kill")
+	clusterTestHeal(t, f)
+	record()
+	if err := clusterTestRedisPing(c.Addrs()[0], 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type clusterTestZKLog struct{}
+
+func (clusterTestZKLog) Printf(string, ...any) {}
+
+// clusterTestZKCreateGet connects to addrs with go-zookeeper, creates path
+// and reads it back.
+func clusterTestZKCreateGet(t *testing.T, addrs []string, path string) {
+	t.Helper()
+	conn, events, err := gozk.Connect(addrs, 4*time.Second, gozk.WithLogger(clusterTestZKLog{}), gozk.WithLogInfo(false))
+	if err != nil {
+		t.Fatalf("gozk.Connect(%q): %v", addrs, err)
+	}
+	defer conn.Close()
+	go func() {
+		for range events {
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := conn.Create(path, []byte(path), 0, gozk.WorldACL(gozk.PermAll))
+		if err == nil || errors.Is(err, gozk.ErrNodeExists) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Create %s through %q: %v", path, addrs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	data, _, err := conn.Get(path)
+	if err != nil || string(data) != path {
+		t.Fatalf("Get %s: %q, %v", path, data, err)
+	}
+}
+
+// clusterTestZKAnswering counts the addresses that answer ruok within
+// timeout, and returns the slowest answer's time.
+func clusterTestZKAnswering(addrs []string, timeout time.Duration) (int, time.Duration) {
+	var mu sync.Mutex
+	n, slowest := 0, time.Duration(0)
+	var wg sync.WaitGroup
+	for _, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			s, err := servers.FourLetterAt(a, "ruok", timeout)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && s == "imok" {
+				n++
+				slowest = max(slowest, time.Since(start))
+			}
+		}()
+	}
+	wg.Wait()
+	return n, slowest
+}
+
+func TestClusterZKEnsemble(t *testing.T) {
+	testserver.RequireZK(t)
+	t.Parallel()
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay")
+	addrs := c.Addrs()
+	if len(addrs) != 3 || slices.Equal(addrs, c.zk.Servers) {
+		t.Fatalf("Addrs() = %q, want 3 proxies", addrs)
+	}
+	clusterTestZKCreateGet(t, addrs, "/start")
+	for _, kind := range c.Faults() {
+		f := clusterTestInject(t, c, kind)
+		t.Logf("injected %s", f)
+		switch kind {
+		case "kill", "leader":
+			if running := slices.DeleteFunc(c.PIDs(), func(pid int) bool { return pid == 0 }); len(running) != 2 {
+				t.Errorf("%s: PIDs %v, want one killed", f, c.PIDs())
+			}
+			if kind == "leader" && !strings.Contains(f.String(), "leader") {
+				t.Errorf("fault %q does not say it killed the leader", f)
+			}
+		case "pause", "partition":
+			if n, _ := clusterTestZKAnswering(addrs, 300*time.Millisecond); n != 2 {
+				t.Errorf("%s: %d nodes answer ruok through the proxies, want 2", f, n)
+			}
+		case "reset":
+			if n, _ := clusterTestZKAnswering(addrs, time.Second); n != 0 {
+				t.Errorf("%s: %d nodes answer ruok through the proxies, want 0", f, n)
+			}
+		case "delay":
+			if n, slowest := clusterTestZKAnswering(addrs, 2*time.Second); n != 3 || slowest < 2*ClusterDelay {
+				t.Errorf("%s: %d nodes answer ruok, the slowest in %v", f, n, slowest)
+			}
+		}
+		clusterTestHeal(t, f)
+		record()
+		clusterTestZKCreateGet(t, addrs, "/after-"+kind)
+	}
+}
+
+func TestClusterZKStandalone(t *testing.T) {
+	testserver.RequireZK(t)
+	t.Parallel()
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk"}, "kill", "pause")
+	clusterTestRefuses(t, c, "leader", "ensemble")
+	if addrs := c.Addrs(); !slices.Equal(addrs, c.zk.Servers) {
+		t.Errorf("Addrs() = %q, want the server's %q", addrs, c.zk.Servers)
+	}
+	for _, kind := range c.Faults() {
+		f := clusterTestInject(t, c, kind)
+		clusterTestHeal(t, f)
+		record()
+		clusterTestZKCreateGet(t, c.Addrs(), "/after-"+kind)
+	}
+}

@@ -1,0 +1,217 @@
+package jepsenlite
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Type is an operation's event type, as in Jepsen: an invoke is followed,
+// for the same process, by ok (it happened), fail (it certainly did not)
+// or info (unknown: it may have happened, now or later).
+type Type string
+
+// Event types.
+const (
+	Invoke Type = "invoke"
+	OK     Type = "ok"
+	Fail   Type = "fail"
+	Info   Type = "info"
+)
+
+// Op is one event of a history. An operation is an invoke and its
+// completion, matched by Process: a process runs one operation at a time,
+// and a process whose operation ended in info never runs another (its
+// client may still apply it), so a worker takes a fresh process id then.
+type Op struct {
+	Index   int  `json:"index"`
+	Type    Type `json:"type"`
+	Process int  `json:"process"`
+	// F is the operation: "txn" (list-append), "transfer" and "read"
+	// (bank), "read", "write" and "cas" (register), "add" and "read"
+	// (counter).
+	F string `json:"f"`
+	// Value is the operation's argument in an invoke and its result in a
+	// completion, shaped per workload (see Mop, RegisterValue,
+	// BankValue, CounterValue).
+	Value json.RawMessage `json:"value,omitempty"`
+	// Time is nanoseconds since the run began, on a clock every process
+	// of the run shares (CLOCK_MONOTONIC of the machine).
+	Time  int64  `json:"time"`
+	Error string `json:"error,omitempty"`
+}
+
+// Mop is a micro-operation of a list-append transaction, written as Elle
+// writes it: ["append", k, v] or ["r", k, [values...]] (the read list is
+// null in an invoke, and in a completion whose read is unknown).
+type Mop struct {
+	F string // "append" or "r"
+	K int
+	V int   // the appended value
+	R []int // the list read; nil: not known
+}
+
+// MarshalJSON writes the Elle form.
+func (m Mop) MarshalJSON() ([]byte, error) {
+	switch m.F {
+	case "append":
+		return json.Marshal([]any{m.F, m.K, m.V})
+	case "r":
+		if m.R == nil {
+			return json.Marshal([]any{m.F, m.K, nil})
+		}
+		return json.Marshal([]any{m.F, m.K, m.R})
+	}
+	return nil, fmt.Errorf("jepsenlite: micro-op %q", m.F)
+}
+
+// UnmarshalJSON reads the Elle form.
+func (m *Mop) UnmarshalJSON(b []byte) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if len(raw) != 3 {
+		return fmt.Errorf("jepsenlite: micro-op %s: want 3 elements", b)
+	}
+	if err := json.Unmarshal(raw[0], &m.F); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw[1], &m.K); err != nil {
+		return err
+	}
+	switch m.F {
+	case "append":
+		return json.Unmarshal(raw[2], &m.V)
+	case "r":
+		m.R = nil
+		if string(raw[2]) == "null" {
+			return nil
+		}
+		m.R = []int{}
+		return json.Unmarshal(raw[2], &m.R)
+	}
+	return fmt.Errorf("jepsenlite: micro-op %q", m.F)
+}
+
+// RegisterValue is a register operation's value: read (V the value read,
+// Found false if the register held nothing yet), write (V), cas (Old to
+// New).
+type RegisterValue struct {
+	K     int  `json:"k"`
+	V     int  `json:"v,omitempty"`
+	Found bool `json:"found,omitempty"`
+	Old   int  `json:"old,omitempty"`
+	New   int  `json:"new,omitempty"`
+}
+
+// BankValue is a bank operation's value: transfer (From, To, Amount) or
+// read (Balances, by account, in one snapshot).
+type BankValue struct {
+	From     int         `json:"from,omitempty"`
+	To       int         `json:"to,omitempty"`
+	Amount   int         `json:"amount,omitempty"`
+	Balances map[int]int `json:"balances,omitempty"`
+}
+
+// CounterValue is a counter operation's value: add (K, Delta) or read (K,
+// V).
+type CounterValue struct {
+	K     int `json:"k"`
+	Delta int `json:"delta,omitempty"`
+	V     int `json:"v,omitempty"`
+}
+
+// Decode reads an op's value into v.
+func (o Op) Decode(v any) error {
+	if len(o.Value) == 0 {
+		return fmt.Errorf("jepsenlite: op %d has no value", o.Index)
+	}
+	if err := json.Unmarshal(o.Value, v); err != nil {
+		return fmt.Errorf("jepsenlite: op %d value %s: %w", o.Index, o.Value, err)
+	}
+	return nil
+}
+
+// WithValue returns o with v as its value.
+func (o Op) WithValue(v any) Op {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("jepsenlite: encode op value %T: %v", v, err))
+	}
+	o.Value = b
+	return o
+}
+
+// WriteJSONL writes a history as JSON lines.
+func WriteJSONL(w io.Writer, h []Op) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	for _, o := range h {
+		if err := enc.Encode(o); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadJSONL reads a history written by WriteJSONL (or a worker).
+func ReadJSONL(r io.Reader) ([]Op, error) {
+	var h []Op
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for n := 1; sc.Scan(); n++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var o Op
+		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
+			return nil, fmt.Errorf("jepsenlite: history line %d: %w", n, err)
+		}
+		h = append(h, o)
+	}
+	return h, sc.Err()
+}
+
+// ReadJSONLFile reads a history file.
+func ReadJSONLFile(path string) ([]Op, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadJSONL(f)
+}
+
+// Anomaly is one thing a checker found.
+type Anomaly struct {
+	// Name is the anomaly's name: Adya's (G0, G1a, G1b, G1c, G-single,
+	// G-nonadjacent, G2-item), or lost-update, duplicate, garbage,
+	// incompatible-order, nonlinearizable, wrong-total, negative-balance,
+	// counter-out-of-range, ...
+	Name string `json:"name"`
+	// Allowed marks an anomaly snapshot isolation allows (G2-item: write
+	// skew): reported, not a failure.
+	Allowed bool   `json:"allowed,omitempty"`
+	Explain string `json:"explain"`
+	// Ops is the witness: for a cycle, its transactions in cycle order
+	// (completions), each edge explained in Explain.
+	Ops []Op `json:"ops,omitempty"`
+}
+
+// Result is a checker's verdict.
+type Result struct {
+	Checker   string    `json:"checker"`
+	Valid     bool      `json:"valid"` // no anomaly that is not Allowed
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
+	// Counts of operations by completion type.
+	OK, Fail, Info int
+}
+
+// Checker checks a history (invokes and completions, in Index order).
+type Checker interface {
+	Name() string
+	Check(h []Op) Result
+}

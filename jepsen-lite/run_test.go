@@ -1,0 +1,178 @@
+package jepsenlite_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/epochal/epochal/internal/testserver"
+	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+)
+
+// The test binary runs as a jepsen-lite client process when this is set.
+const envWorker = "JEPSENLITE_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envWorker) == "1" {
+		if err := jepsenlite.WorkerArgsMain(context.Background(), os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// workerCmd re-runs this test binary as a client process.
+func workerCmd(args []string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envWorker+"=1")
+	return cmd
+}
+
+func short(t *testing.T, cfg jepsenlite.Config) *jepsenlite.Summary {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	cfg.WorkerCmd = workerCmd
+	if cfg.Seed == 0 {
+		cfg.Seed = 42
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Time+3*time.Minute)
+	defer cancel()
+	sum, err := jepsenlite.Run(ctx, cfg)
+	if err != nil {
+		if sum != nil {
+			logs, _ := filepath.Glob(filepath.Join(sum.Dir, "worker-*.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				if len(b) > 0 {
+					t.Logf("%s:\n%s", filepath.Base(l), b)
+				}
+			}
+		}
+		t.Fatalf("jepsen run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(sum.Dir, "INCOMPLETE")); err == nil {
+		t.Fatalf("a finished run is still marked INCOMPLETE")
+	}
+	for _, f := range []string{"history.jsonl", "history.edn", "results.json", "report.html"} {
+		if st, err := os.Stat(filepath.Join(sum.Dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("run directory lacks %s: %v", f, err)
+		}
+	}
+	return sum
+}
+
+func describe(sum *jepsenlite.Summary) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ops %d (ok %d fail %d info %d), faults %d", sum.Ops, sum.OK, sum.Fail, sum.Info, len(sum.Faults))
+	for _, r := range sum.Results {
+		for _, a := range r.Anomalies {
+			fmt.Fprintf(&b, "\n  %s: %s (allowed=%v): %s", r.Checker, a.Name, a.Allowed, a.Explain)
+		}
+	}
+	return b.String()
+}
+
+// expectPass runs each workload on a backend with its faults: no anomaly.
+func expectPass(t *testing.T, backend string, nemesis []string, nodes int) {
+	for _, w := range jepsenlite.Workloads {
+		t.Run(w, func(t *testing.T) {
+			sum := short(t, jepsenlite.Config{Backend: backend, Workload: w, Nemesis: nemesis, Nodes: nodes,
+				Time: 5 * time.Second, Interval: time.Second, Workers: 2, Clients: 3, Rate: 400})
+			t.Logf("%s", describe(sum))
+			if sum.Failed() {
+				t.Fatalf("anomalies on %s/%s: %s", backend, w, describe(sum))
+			}
+			if sum.OK < 20 {
+				t.Fatalf("only %d operations succeeded: the run tested little", sum.OK)
+			}
+			if len(nemesis) > 0 && len(sum.Faults) == 0 {
+				t.Fatalf("no fault was injected")
+			}
+		})
+	}
+}
+
+func TestShortRunsMem(t *testing.T) {
+	expectPass(t, "mem", []string{jepsenlite.NemesisSkew}, 0)
+}
+
+func TestShortRunsRedis(t *testing.T) {
+	testserver.RequireRedis(t)
+	expectPass(t, "redis", []string{"kill", "pause", "partition", jepsenlite.NemesisClientKill}, 0)
+}
+
+func TestShortRunsZK(t *testing.T) {
+	testserver.RequireZK(t)
+	expectPass(t, "zk", []string{"leader", "pause", "partition", jepsenlite.NemesisClientKill}, 3)
+}
+
+// TestSeededBugsAreCaught: with each deliberate engine bug, a short run
+// reports an anomaly, by name.
+func TestSeededBugsAreCaught(t *testing.T) {
+	cases := []struct {
+		bug, workload string
+		general       bool
+	}{
+		{"skip-read-point-check", "bank", false},
+		{"no-commute-recompute", "counter", true},
+		{"release-intents-early", "register", true},
+		{"skip-intent-recovery", "bank", true},
+	}
+	for _, c := range cases {
+		t.Run(c.bug, func(t *testing.T) {
+			sum := short(t, jepsenlite.Config{Backend: "mem", Workload: c.workload, Bug: c.bug, General: c.general,
+				Time: 3 * time.Second, Workers: 2, Clients: 4, Rate: 4000})
+			t.Logf("%s", describe(sum))
+			if !sum.Failed() {
+				t.Fatalf("bug %s on %s went unnoticed: %s", c.bug, c.workload, describe(sum))
+			}
+			named := false
+			for _, r := range sum.Results {
+				for _, a := range r.Anomalies {
+					named = named || (a.Name != "" && !a.Allowed)
+				}
+			}
+			if !named {
+				t.Fatalf("the run failed without a named anomaly: %s", describe(sum))
+			}
+		})
+	}
+}
+
+// TestBadInput: unknown names and an unwritable directory are clear
+// errors; nothing is reported as a pass.
+func TestBadInput(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		cfg  jepsenlite.Config
+		want string
+	}{
+		{jepsenlite.Config{Backend: "mem", Workload: "nosuch", Time: time.Second}, `unknown workload "nosuch"`},
+		{jepsenlite.Config{Backend: "etcd", Workload: "bank", Time: time.Second}, `unknown backend "etcd"`},
+		{jepsenlite.Config{Backend: "mem", Workload: "bank", Nemesis: []string{"gremlins"}, Time: time.Second}, `nemesis "gremlins"`},
+		{jepsenlite.Config{Backend: "mem", Workload: "bank", Nemesis: []string{"kill"}, Time: time.Second}, `not available on mem`},
+		{jepsenlite.Config{Backend: "mem", Workload: "bank", Time: 0}, `--time`},
+		{jepsenlite.Config{Backend: "mem", Workload: "bank", Bug: "nosuch", Time: time.Second}, `unknown bug`},
+	} {
+		tc.cfg.Dir = t.TempDir()
+		if _, err := jepsenlite.Run(ctx, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run(%+v) = %v, want an error saying %s", tc.cfg, err, tc.want)
+		}
+	}
+	// A directory that cannot be made: its parent is a regular file.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := jepsenlite.Run(ctx, jepsenlite.Config{Backend: "mem", Workload: "bank", Time: time.Second, Dir: filepath.Join(file, "runs")})
+	if err == nil || !strings.Contains(err.Error(), "run directory") {
+		t.Errorf("unwritable directory: %v", err)
+	}
+}

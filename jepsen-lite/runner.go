@@ -1,0 +1,715 @@
+package jepsenlite
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Nemeses the runner itself provides, beside the cluster's fault kinds.
+const (
+	NemesisClientKill = "client-kill" // SIGKILL a client process mid-run (a replacement starts)
+	NemesisSkew       = "skew"        // client processes' wall clocks skewed by ±(lease+1s)
+)
+
+// Config configures a run.
+type Config struct {
+	Backend  string // mem, redis or zk
+	Workload string
+	Nemesis  []string // fault kinds (Cluster kinds, client-kill, skew); empty: none
+	Time     time.Duration
+	Workers  int // client processes (mem: clients run in this process)
+	Clients  int // clients per process
+	Dir      string
+	Seed     uint64
+	// Interval is the fault schedule's period: healthy for Interval,
+	// a fault for Interval, and so on; every fault heals before the
+	// final reads. Default Time/6, at least 500ms.
+	Interval time.Duration
+	Nodes    int // ZooKeeper nodes (default 3 when the leader nemesis is asked for, else 1)
+	Bug      string
+	General  bool
+	Lease    time.Duration
+	// Rate is the run's target operations per second, over every
+	// client (0: as fast as they go).
+	Rate float64
+	// WorkerCmd makes the command that runs one client process with the
+	// given `epochal jepsen worker` flags. Default: this executable
+	// with "jepsen worker" before them.
+	WorkerCmd func(args []string) *exec.Cmd
+	Progress  io.Writer // a progress bar, redrawn in place (nil: none)
+}
+
+// Summary is a run's outcome.
+type Summary struct {
+	Dir        string
+	Valid      bool
+	Incomplete bool
+	Results    []Result
+	Faults     []FaultWindow
+	Ops        int // completed operations
+	OK, Fail   int
+	Info       int
+	Elapsed    time.Duration
+}
+
+// Failed reports whether the run must count as a failure.
+func (s *Summary) Failed() bool { return s.Incomplete || !s.Valid }
+
+func (c *Config) check() error {
+	if _, err := NewWorkload(c.Workload, 0); err != nil {
+		return err
+	}
+	switch c.Backend {
+	case "mem", "redis", "zk":
+	default:
+		return fmt.Errorf("jepsen: unknown backend %q (want mem, redis or zk)", c.Backend)
+	}
+	if c.Bug != "" {
+		if _, ok := Bugs[c.Bug]; !ok {
+			return fmt.Errorf("jepsen: unknown bug %q (want one of %s)", c.Bug, strings.Join(BugNames, ", "))
+		}
+	}
+	if c.Time <= 0 {
+		return fmt.Errorf("jepsen: --time %v: must be > 0", c.Time)
+	}
+	if c.Rate < 0 {
+		return fmt.Errorf("jepsen: --rate %v: must be >= 0", c.Rate)
+	}
+	if c.Clients <= 0 {
+		c.Clients = 4
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.Interval <= 0 {
+		c.Interval = max(c.Time/6, 500*time.Millisecond)
+	}
+	if c.Lease <= 0 {
+		c.Lease = 2 * time.Second
+	}
+	if c.Nodes <= 0 {
+		c.Nodes = 1
+		if c.Backend == "zk" && slices.Contains(c.Nemesis, "leader") {
+			c.Nodes = 3
+		}
+	}
+	if c.Seed == 0 {
+		c.Seed = uint64(time.Now().UnixNano())
+	}
+	supported := map[string]bool{NemesisClientKill: c.Backend != "mem", NemesisSkew: true}
+	for _, k := range ClusterFaults(c.Backend, c.Nodes) {
+		supported[k] = true
+	}
+	for _, n := range c.Nemesis {
+		if !supported[n] {
+			var names []string
+			for k, ok := range supported {
+				if ok {
+					names = append(names, k)
+				}
+			}
+			sort.Strings(names)
+			return fmt.Errorf("jepsen: nemesis %q is not available on %s (available: %s)", n, c.Backend, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// ClusterFaults lists the fault kinds a (proxied) cluster of backend with
+// the given number of nodes supports.
+func ClusterFaults(backend string, nodes int) []string {
+	switch backend {
+	case "redis":
+		return []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
+	case "zk":
+		fs := []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
+		if nodes > 1 {
+			fs = append(fs, FaultLeader)
+		}
+		return fs
+	}
+	return nil
+}
+
+// CheckConfig checks cfg as Run would, filling in defaults on a copy.
+func CheckConfig(cfg Config) error { return cfg.check() }
+
+// ClusterError reports servers that could not be started.
+type ClusterError struct{ Err error }
+
+func (e *ClusterError) Error() string { return e.Err.Error() }
+func (e *ClusterError) Unwrap() error { return e.Err }
+
+// Run runs a workload against a backend while injecting faults, then
+// checks the history. The run directory holds config.json, the workers'
+// histories, history.jsonl and history.edn (merged), results.json and
+// report.html; it holds INCOMPLETE until the run ends with a verdict, so a
+// run that died half-way is never taken for a pass.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-%s-%s", start.Format("20060102-150405.000"), cfg.Backend, cfg.Workload))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	sum := &Summary{Dir: dir, Incomplete: true}
+	if err := os.WriteFile(filepath.Join(dir, "INCOMPLETE"), []byte("this run has not finished: its results are not a verdict\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	cj, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
+		return nil, fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	r := &run{cfg: cfg, dir: dir, start: start, rng: rand.New(rand.NewPCG(cfg.Seed, 7))}
+	err := r.execute(ctx)
+	sum.Faults = r.faults
+	if err != nil {
+		return sum, err
+	}
+	h, err := r.merge()
+	if err != nil {
+		return sum, err
+	}
+	w, _ := NewWorkload(cfg.Workload, 0)
+	sum.Valid = true
+	for _, c := range w.Checkers() {
+		res := c.Check(h)
+		sum.Results = append(sum.Results, res)
+		sum.Valid = sum.Valid && res.Valid
+	}
+	for _, o := range h {
+		switch o.Type {
+		case OK:
+			sum.OK++
+		case Fail:
+			sum.Fail++
+		case Info:
+			sum.Info++
+		}
+	}
+	sum.Ops = sum.OK + sum.Fail + sum.Info
+	sum.Elapsed = time.Since(start)
+	if err := r.writeResults(h, sum); err != nil {
+		return sum, err
+	}
+	sum.Incomplete = false
+	if err := os.Remove(filepath.Join(dir, "INCOMPLETE")); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+type run struct {
+	cfg   Config
+	dir   string
+	start time.Time
+	rng   *rand.Rand
+
+	cluster *Cluster
+	addrs   []string
+	ns      string
+
+	mu      sync.Mutex
+	workers []*workerProc
+	nextW   int
+	faults  []FaultWindow
+	current string // the fault in effect, for the progress bar
+
+	ok, fail, info atomic.Int64 // from the workers' progress lines
+}
+
+type workerProc struct {
+	n     int
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{}
+	err   error
+	ok    [3]atomic.Int64
+}
+
+func (r *run) now() int64 { return time.Since(r.start).Nanoseconds() }
+
+func (r *run) execute(ctx context.Context) error {
+	cfg := r.cfg
+	r.ns = fmt.Sprintf("jepsen-%d", r.start.UnixNano())
+	if cfg.Backend == "zk" {
+		r.ns = "/" + r.ns
+	}
+	if cfg.Backend != "mem" {
+		c, err := StartCluster(ctx, ClusterConfig{Backend: cfg.Backend, Dir: filepath.Join(r.dir, "servers"), Nodes: cfg.Nodes, Proxied: true})
+		if err != nil {
+			return &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", cfg.Backend, err)}
+		}
+		defer c.Close()
+		r.cluster = c
+		r.addrs = c.Addrs()
+		return r.executeProcesses(ctx)
+	}
+	return r.executeInProcess(ctx)
+}
+
+// executeInProcess runs mem: every client in this process, one backend.
+func (r *run) executeInProcess(ctx context.Context) error {
+	cfg := r.cfg
+	d, err := OpenDriver(ctx, "mem", nil, "", true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	var skews []time.Duration
+	if slices.Contains(cfg.Nemesis, NemesisSkew) {
+		skews = []time.Duration{cfg.Lease + time.Second, -(cfg.Lease + time.Second)}
+		r.faults = append(r.faults, FaultWindow{Kind: NemesisSkew, Target: "clients", Start: 0, End: cfg.Time.Nanoseconds()})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, cfg.Workers)
+	files := make([]*os.File, cfg.Workers)
+	stop := make(chan struct{})
+	for i := range cfg.Workers {
+		f, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("history-w%d.jsonl", i)))
+		if err != nil {
+			return err
+		}
+		files[i] = f
+		defer f.Close()
+		wc := WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: i + 1, Clients: cfg.Clients, Seed: cfg.Seed, Rate: cfg.Rate / float64(cfg.Workers),
+			Start: r.start, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Driver: d}
+		if len(skews) > 0 {
+			wc.Skew = skews[i%len(skews)]
+		}
+		pr, pw := io.Pipe()
+		wc.Progress = pw
+		wp := &workerProc{n: i + 1, done: make(chan struct{})}
+		r.workers = append(r.workers, wp)
+		go r.readProgress(wp, pr)
+		wg.Go(func() {
+			errs[i] = RunWorker(ctx, wc)
+			pw.Close()
+			close(wp.done)
+		})
+	}
+	r.progressUntil(ctx, time.Now().Add(cfg.Time))
+	close(stop)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(r.dir, "history-final.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return RunWorker(ctx, WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: 999, Start: r.start, Lease: cfg.Lease,
+		Out: f, Final: true, Driver: d})
+}
+
+// executeProcesses runs the clients as separate processes, with the
+// nemesis, then the final reads in one more process.
+func (r *run) executeProcesses(ctx context.Context) error {
+	cfg := r.cfg
+	for range cfg.Workers {
+		if err := r.spawn(ctx, false); err != nil {
+			r.killAll()
+			return err
+		}
+	}
+	nctx, stopNemesis := context.WithCancel(ctx)
+	nemesisDone := make(chan error, 1)
+	go func() { nemesisDone <- r.nemesis(nctx) }()
+	r.progressUntil(ctx, time.Now().Add(cfg.Time))
+	stopNemesis()
+	if err := <-nemesisDone; err != nil {
+		r.killAll()
+		return err
+	}
+	// Every fault has healed: stop the clients (they finish the
+	// operation in flight) and wait for them.
+	r.mu.Lock()
+	ws := slices.Clone(r.workers)
+	r.mu.Unlock()
+	for _, w := range ws {
+		_ = w.stdin.Close()
+	}
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
+			<-w.done
+		}
+	}
+	if r.cfg.Progress != nil {
+		fmt.Fprintln(r.cfg.Progress)
+	}
+	for _, w := range ws {
+		if w.err != nil {
+			return fmt.Errorf("jepsen: client process %d failed: %w (see worker-%d.log)", w.n, w.err, w.n)
+		}
+	}
+	// Final reads.
+	fw, err := r.start1(ctx, true)
+	if err != nil {
+		return err
+	}
+	_ = fw.stdin.Close()
+	<-fw.done
+	if fw.err != nil {
+		return fmt.Errorf("jepsen: final reads: %w", fw.err)
+	}
+	return nil
+}
+
+// spawn starts a client process and registers it.
+func (r *run) spawn(ctx context.Context, final bool) error {
+	w, err := r.start1(ctx, final)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.workers = append(r.workers, w)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
+	cfg := r.cfg
+	r.mu.Lock()
+	r.nextW++
+	n := r.nextW
+	r.mu.Unlock()
+	name := fmt.Sprintf("history-w%d.jsonl", n)
+	if final {
+		name = "history-final.jsonl"
+	}
+	args := []string{"--backend", cfg.Backend, "--addr", strings.Join(r.addrs, ","), "--namespace", r.ns,
+		"--workload", cfg.Workload, "--worker", strconv.Itoa(n), "--clients", strconv.Itoa(cfg.Clients),
+		"--seed", strconv.FormatUint(cfg.Seed, 10), "--start", strconv.FormatInt(r.start.UnixNano(), 10),
+		"--lease", cfg.Lease.String(), "--out", filepath.Join(r.dir, name)}
+	if cfg.Bug != "" {
+		args = append(args, "--bug", cfg.Bug)
+	}
+	if cfg.General {
+		args = append(args, "--general")
+	}
+	if cfg.Rate > 0 {
+		args = append(args, "--rate", strconv.FormatFloat(cfg.Rate/float64(cfg.Workers), 'f', -1, 64))
+	}
+	if final {
+		args = append(args, "--final")
+	}
+	if slices.Contains(cfg.Nemesis, NemesisSkew) && !final {
+		skew := cfg.Lease + time.Second
+		if n%2 == 0 {
+			skew = -skew
+		}
+		args = append(args, "--skew", skew.String())
+		if n == 1 {
+			r.mu.Lock()
+			r.faults = append(r.faults, FaultWindow{Kind: NemesisSkew, Target: "clients", Start: 0, End: cfg.Time.Nanoseconds()})
+			r.mu.Unlock()
+		}
+	}
+	mk := cfg.WorkerCmd
+	if mk == nil {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		mk = func(args []string) *exec.Cmd {
+			return exec.Command(exe, append([]string{"jepsen", "worker"}, args...)...)
+		}
+	}
+	cmd := mk(args)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	errf, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("worker-%d.log", n)))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = errf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		errf.Close()
+		return nil, fmt.Errorf("jepsen: start client process: %w", err)
+	}
+	w := &workerProc{n: n, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go r.readProgress(w, stdout)
+	go func() {
+		w.err = cmd.Wait()
+		errf.Close()
+		if w.err != nil {
+			if b, _ := os.ReadFile(errf.Name()); len(b) > 0 {
+				w.err = fmt.Errorf("%w: %s", w.err, strings.TrimSpace(lastLines(string(b), 3)))
+			}
+		}
+		close(w.done)
+	}()
+	return w, nil
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(ls[max(0, len(ls)-n):], " | ")
+}
+
+// readProgress follows a worker's "progress ok fail info" lines.
+func (r *run) readProgress(w *workerProc, rd io.Reader) {
+	sc := bufio.NewScanner(rd)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 4 || f[0] != "progress" {
+			continue
+		}
+		for i := range 3 {
+			n, _ := strconv.ParseInt(f[i+1], 10, 64)
+			old := w.ok[i].Swap(n)
+			switch i {
+			case 0:
+				r.ok.Add(n - old)
+			case 1:
+				r.fail.Add(n - old)
+			case 2:
+				r.info.Add(n - old)
+			}
+		}
+	}
+}
+
+func (r *run) killAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.workers {
+		if w.cmd != nil && w.cmd.Process != nil {
+			_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+	for _, w := range r.workers {
+		<-w.done
+	}
+}
+
+// progressUntil redraws the progress bar until the deadline, and fails
+// fast if a client process dies on its own.
+func (r *run) progressUntil(ctx context.Context, deadline time.Time) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-time.After(time.Until(deadline)):
+		}
+		r.drawProgress()
+	}
+}
+
+func (r *run) drawProgress() {
+	p := r.cfg.Progress
+	if p == nil {
+		return
+	}
+	el := time.Since(r.start)
+	frac := min(float64(el)/float64(r.cfg.Time), 1)
+	const width = 30
+	bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
+	r.mu.Lock()
+	fault := r.current
+	r.mu.Unlock()
+	if fault == "" {
+		fault = "none"
+	}
+	fmt.Fprintf(p, "\r[%s] %5.1fs/%v  ok %d  fail %d  info %d  fault: %-20s", bar, el.Seconds(), r.cfg.Time,
+		r.ok.Load(), r.fail.Load(), r.info.Load(), fault)
+}
+
+// nemesis injects the configured faults on a schedule (healthy for an
+// interval, one fault for an interval) until ctx ends, and heals the last
+// one before it returns.
+func (r *run) nemesis(ctx context.Context) error {
+	var kinds []string
+	for _, n := range r.cfg.Nemesis {
+		if n != NemesisSkew {
+			kinds = append(kinds, n)
+		}
+	}
+	if len(kinds) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.Interval):
+		}
+		kind := kinds[r.rng.IntN(len(kinds))]
+		if kind == NemesisClientKill {
+			if err := r.killClient(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		ictx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		f, err := r.cluster.Inject(ictx, kind)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("jepsen: inject %s: %w", kind, err)
+		}
+		w := FaultWindow{Kind: kind, Target: f.String(), Start: r.now()}
+		r.mu.Lock()
+		r.current = f.String()
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.cfg.Interval):
+		}
+		hctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err = f.Heal(hctx)
+		cancel()
+		w.End = r.now()
+		r.mu.Lock()
+		r.faults = append(r.faults, w)
+		r.current = ""
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("jepsen: heal %s: %w", f, err)
+		}
+	}
+}
+
+// killClient SIGKILLs a random live client process and starts another.
+func (r *run) killClient(ctx context.Context) error {
+	r.mu.Lock()
+	var live []*workerProc
+	for _, w := range r.workers {
+		select {
+		case <-w.done:
+		default:
+			live = append(live, w)
+		}
+	}
+	r.mu.Unlock()
+	if len(live) == 0 {
+		return nil
+	}
+	w := live[r.rng.IntN(len(live))]
+	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
+	<-w.done
+	now := r.now()
+	r.mu.Lock()
+	r.faults = append(r.faults, FaultWindow{Kind: NemesisClientKill, Target: fmt.Sprintf("client process %d", w.n), Start: now, End: now})
+	r.workers = slices.DeleteFunc(r.workers, func(x *workerProc) bool { return x == w })
+	r.mu.Unlock()
+	return r.spawn(ctx, false)
+}
+
+// merge reads every history file, orders the events by time, closes each
+// invoke left without a completion (its process was killed) with an info
+// at the end, and numbers them.
+func (r *run) merge() ([]Op, error) {
+	files, err := filepath.Glob(filepath.Join(r.dir, "history-*.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	var h []Op
+	for _, f := range files {
+		ops, err := ReadJSONLFile(f)
+		if err != nil {
+			return nil, err
+		}
+		h = append(h, ops...)
+	}
+	sort.SliceStable(h, func(i, j int) bool { return h[i].Time < h[j].Time })
+	open := map[int]Op{}
+	var end int64
+	for _, o := range h {
+		end = max(end, o.Time)
+		if o.Type == Invoke {
+			open[o.Process] = o
+		} else {
+			delete(open, o.Process)
+		}
+	}
+	var procs []int
+	for p := range open {
+		procs = append(procs, p)
+	}
+	sort.Ints(procs)
+	for _, p := range procs {
+		o := open[p]
+		o.Type, o.Time, o.Error = Info, end+1, "the client process was killed"
+		h = append(h, o)
+	}
+	for i := range h {
+		h[i].Index = i
+	}
+	return h, nil
+}
+
+func (r *run) writeResults(h []Op, sum *Summary) error {
+	write := func(name string, f func(io.Writer) error) error {
+		file, err := os.Create(filepath.Join(r.dir, name))
+		if err != nil {
+			return err
+		}
+		if err := f(file); err != nil {
+			file.Close()
+			return err
+		}
+		return file.Close()
+	}
+	if err := write("history.jsonl", func(w io.Writer) error { return WriteJSONL(w, h) }); err != nil {
+		return err
+	}
+	if err := write("history.edn", func(w io.Writer) error { return WriteEDN(w, h) }); err != nil {
+		return err
+	}
+	res, _ := json.MarshalIndent(struct {
+		Valid   bool          `json:"valid"`
+		Ops     int           `json:"ops"`
+		OK      int           `json:"ok"`
+		Fail    int           `json:"fail"`
+		Info    int           `json:"info"`
+		Seconds float64       `json:"seconds"`
+		Faults  []FaultWindow `json:"faults"`
+		Results []Result      `json:"results"`
+	}{sum.Valid, sum.Ops, sum.OK, sum.Fail, sum.Info, sum.Elapsed.Seconds(), sum.Faults, sum.Results}, "", "  ")
+	if err := os.WriteFile(filepath.Join(r.dir, "results.json"), res, 0o644); err != nil {
+		return err
+	}
+	cfgMap := map[string]string{
+		"backend": r.cfg.Backend, "workload": r.cfg.Workload, "nemesis": strings.Join(r.cfg.Nemesis, ","),
+		"time": r.cfg.Time.String(), "workers": strconv.Itoa(r.cfg.Workers), "clients": strconv.Itoa(r.cfg.Clients),
+		"seed": strconv.FormatUint(r.cfg.Seed, 10), "interval": r.cfg.Interval.String(), "bug": r.cfg.Bug,
+		"general path": strconv.FormatBool(r.cfg.General), "nodes": strconv.Itoa(r.cfg.Nodes),
+		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64),
+	}
+	return write("report.html", func(w io.Writer) error {
+		return WriteReport(w, ReportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
+			Config: cfgMap, Valid: sum.Valid, History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
+	})
+}

@@ -1,0 +1,408 @@
+package jepsenlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/refs"
+	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
+)
+
+// Workloads names the workloads, in the order help lists them.
+var Workloads = []string{"bank", "list-append", "register", "counter"}
+
+// Workload is what clients run: it makes operations, applies them through
+// an STM, and names the checkers for its history.
+type Workload interface {
+	Name() string
+	// Setup creates the refs a client uses (creating joins what exists).
+	Setup(ctx context.Context, s *stm.STM) error
+	// Next draws the next operation: its f and invoke value.
+	Next(r *rand.Rand) (f string, v any)
+	// Apply runs an operation and returns its completion value.
+	Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error)
+	// ReadOnly reports whether f changes nothing (a failed read is a
+	// fail, never an info).
+	ReadOnly(f string) bool
+	// Final lists the reads that end a run, after every fault healed.
+	Final(ctx context.Context, s *stm.STM) ([]Invocation, error)
+	// Checkers check a history of this workload.
+	Checkers() []Checker
+	// Linearizable reports whether the checkers demand linearizable
+	// operations (real-time order across processes), beyond snapshot
+	// isolation: the backend is then opened for linearizable reads.
+	Linearizable() bool
+}
+
+// Invocation is an operation to run.
+type Invocation struct {
+	F     string
+	Value any
+}
+
+// NewWorkload returns the workload named name; worker numbers the
+// process that runs it (so that appended values are unique).
+func NewWorkload(name string, worker int) (Workload, error) {
+	switch name {
+	case "bank":
+		return &bankWorkload{accounts: 5, initial: 100}, nil
+	case "list-append":
+		return &listAppend{worker: worker, keys: 8, perKey: 128}, nil
+	case "register":
+		return &register{keys: 4}, nil
+	case "counter":
+		return &counter{keys: 2}, nil
+	}
+	return nil, fmt.Errorf("jepsen: unknown workload %q (want one of %s)", name, strings.Join(Workloads, ", "))
+}
+
+// errDeclined ends a transaction that decided not to write (an overdraft,
+// a compare-and-set that did not match): a fail, certainly not applied.
+var errDeclined = errors.New("declined")
+
+// Classify maps an operation's error to its completion type: ok, fail
+// (certainly not applied) or info (maybe applied, now or later).
+func Classify(err error, readOnly bool) Type {
+	switch {
+	case err == nil:
+		return OK
+	case readOnly, errors.Is(err, errDeclined), errors.Is(err, stm.ErrRetryLimit),
+		errors.Is(err, backend.ErrNotApplied), errors.Is(err, refs.ErrValidation):
+		return Fail
+	}
+	return Info
+}
+
+// refCache keeps handles by name.
+type refCache[T any] struct {
+	mu sync.Mutex
+	m  map[string]*refs.Ref[T]
+}
+
+func (c *refCache[T]) get(ctx context.Context, s *stm.STM, name string, initial T) (*refs.Ref[T], error) {
+	c.mu.Lock()
+	r := c.m[name]
+	c.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	r, err := refs.New(ctx, s, name, initial)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*refs.Ref[T]{}
+	}
+	c.m[name] = r
+	return r, nil
+}
+
+// --- bank ---
+
+type bankWorkload struct {
+	accounts, initial int
+	rs                []*refs.Ref[int]
+}
+
+func (b *bankWorkload) Linearizable() bool { return false }
+
+func (b *bankWorkload) Name() string { return "bank" }
+
+func (b *bankWorkload) Setup(ctx context.Context, s *stm.STM) error {
+	b.rs = make([]*refs.Ref[int], b.accounts)
+	for i := range b.rs {
+		r, err := refs.New(ctx, s, fmt.Sprintf("bank/%d", i), b.initial)
+		if err != nil {
+			return err
+		}
+		b.rs[i] = r
+	}
+	return nil
+}
+
+func (b *bankWorkload) Next(r *rand.Rand) (string, any) {
+	if r.IntN(2) == 0 {
+		return "read", BankValue{}
+	}
+	from := r.IntN(b.accounts)
+	to := (from + 1 + r.IntN(b.accounts-1)) % b.accounts
+	return "transfer", BankValue{From: from, To: to, Amount: 1 + r.IntN(5)}
+}
+
+func (b *bankWorkload) ReadOnly(f string) bool { return f == "read" }
+
+func (b *bankWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
+	if f == "read" {
+		var out BankValue
+		err := s.Dosync(ctx, func(tx *txn.Tx) error {
+			out.Balances = make(map[int]int, len(b.rs))
+			for i, r := range b.rs {
+				out.Balances[i] = r.Get(tx)
+			}
+			return nil
+		})
+		return out, err
+	}
+	t := v.(BankValue)
+	err := s.Dosync(ctx, func(tx *txn.Tx) error {
+		if b.rs[t.From].Get(tx) < t.Amount {
+			return errDeclined
+		}
+		b.rs[t.From].Alter(tx, func(x int) int { return x - t.Amount })
+		b.rs[t.To].Commute(tx, func(x int) int { return x + t.Amount })
+		return nil
+	})
+	return t, err
+}
+
+func (b *bankWorkload) Final(context.Context, *stm.STM) ([]Invocation, error) {
+	return []Invocation{{F: "read", Value: BankValue{}}}, nil
+}
+
+func (b *bankWorkload) Checkers() []Checker {
+	accts := make([]int, b.accounts)
+	for i := range accts {
+		accts[i] = i
+	}
+	return []Checker{NewBankChecker(accts, b.accounts*b.initial)}
+}
+
+// --- list-append ---
+
+// listAppend: transactions of 1 to 4 micro-ops, each an append of a
+// unique value to a key or a read of a key, over a window of 8 keys that
+// moves on every perKey transactions of a process, so lists stay short.
+type listAppend struct {
+	worker, keys, perKey int
+	mu                   sync.Mutex
+	n                    int // transactions drawn
+	next                 int // next value
+	cache                refCache[[]int]
+}
+
+func (l *listAppend) Linearizable() bool { return false }
+
+func (l *listAppend) Name() string { return "list-append" }
+
+func (l *listAppend) Setup(context.Context, *stm.STM) error { return nil }
+
+func (l *listAppend) Next(r *rand.Rand) (string, any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	base := l.n / l.perKey
+	l.n++
+	mops := make([]Mop, 1+r.IntN(4))
+	for i := range mops {
+		k := base + r.IntN(l.keys)
+		if r.IntN(2) == 0 {
+			l.next++
+			mops[i] = Mop{F: "append", K: k, V: l.worker*1_000_000_000 + l.next}
+		} else {
+			mops[i] = Mop{F: "r", K: k}
+		}
+	}
+	return "txn", mops
+}
+
+func (l *listAppend) ReadOnly(string) bool { return false }
+
+func laName(k int) string { return "la/" + strconv.Itoa(k) }
+
+func (l *listAppend) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
+	in := v.([]Mop)
+	rs := make([]*refs.Ref[[]int], len(in))
+	for i, m := range in {
+		r, err := l.cache.get(ctx, s, laName(m.K), []int{})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errDeclined, err)
+		}
+		rs[i] = r
+	}
+	out := make([]Mop, len(in))
+	err := s.Dosync(ctx, func(tx *txn.Tx) error {
+		for i, m := range in {
+			out[i] = m
+			if m.F == "append" {
+				rs[i].Alter(tx, func(l []int) []int { return append(slices.Clone(l), m.V) })
+				continue
+			}
+			out[i].R = slices.Clone(rs[i].Get(tx))
+			if out[i].R == nil {
+				out[i].R = []int{}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (l *listAppend) Final(ctx context.Context, s *stm.STM) ([]Invocation, error) {
+	infos, err := s.Coordinator().List(ctx, "la/")
+	if err != nil {
+		return nil, err
+	}
+	var ks []int
+	for _, in := range infos {
+		if k, err := strconv.Atoi(strings.TrimPrefix(in.Name, "la/")); err == nil {
+			ks = append(ks, k)
+		}
+	}
+	sort.Ints(ks)
+	var out []Invocation
+	for i := 0; i < len(ks); i += 4 {
+		var mops []Mop
+		for _, k := range ks[i:min(i+4, len(ks))] {
+			mops = append(mops, Mop{F: "r", K: k})
+		}
+		out = append(out, Invocation{F: "txn", Value: mops})
+	}
+	return out, nil
+}
+
+func (l *listAppend) Checkers() []Checker { return []Checker{NewListAppendChecker()} }
+
+// --- register ---
+
+// register: single-ref reads, writes and compare-and-sets through Dosync,
+// on 4 registers that start absent (a nil pointer).
+type register struct {
+	keys  int
+	cache refCache[*int]
+}
+
+// Linearizable: the register checker is porcupine's.
+func (g *register) Linearizable() bool { return true }
+
+func (g *register) Name() string { return "register" }
+
+func (g *register) Setup(ctx context.Context, s *stm.STM) error {
+	for k := range g.keys {
+		if _, err := g.cache.get(ctx, s, "reg/"+strconv.Itoa(k), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *register) Next(r *rand.Rand) (string, any) {
+	k := r.IntN(g.keys)
+	switch r.IntN(3) {
+	case 0:
+		return "read", RegisterValue{K: k}
+	case 1:
+		return "write", RegisterValue{K: k, V: r.IntN(5)}
+	}
+	return "cas", RegisterValue{K: k, Old: r.IntN(5), New: r.IntN(5)}
+}
+
+func (g *register) ReadOnly(f string) bool { return f == "read" }
+
+func (g *register) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
+	in := v.(RegisterValue)
+	r, err := g.cache.get(ctx, s, "reg/"+strconv.Itoa(in.K), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errDeclined, err)
+	}
+	out := in
+	err = s.Dosync(ctx, func(tx *txn.Tx) error {
+		switch f {
+		case "read":
+			out = RegisterValue{K: in.K}
+			if p := r.Get(tx); p != nil {
+				out.V, out.Found = *p, true
+			}
+		case "write":
+			w := in.V
+			r.Set(tx, &w)
+		case "cas":
+			if p := r.Get(tx); p == nil || *p != in.Old {
+				return errDeclined
+			}
+			w := in.New
+			r.Set(tx, &w)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (g *register) Final(context.Context, *stm.STM) ([]Invocation, error) {
+	var out []Invocation
+	for k := range g.keys {
+		out = append(out, Invocation{F: "read", Value: RegisterValue{K: k}})
+	}
+	return out, nil
+}
+
+func (g *register) Checkers() []Checker { return []Checker{NewLinearChecker()} }
+
+// --- counter ---
+
+// counter: increments by Commute and reads, on 2 counters.
+type counter struct {
+	keys int
+	rs   []*refs.Ref[int]
+}
+
+// Linearizable: the counter checker bounds each read by the adds that
+// completed before it began, in any process: a real-time order.
+func (c *counter) Linearizable() bool { return true }
+
+func (c *counter) Name() string { return "counter" }
+
+func (c *counter) Setup(ctx context.Context, s *stm.STM) error {
+	c.rs = make([]*refs.Ref[int], c.keys)
+	for k := range c.rs {
+		r, err := refs.New(ctx, s, "ctr/"+strconv.Itoa(k), 0)
+		if err != nil {
+			return err
+		}
+		c.rs[k] = r
+	}
+	return nil
+}
+
+func (c *counter) Next(r *rand.Rand) (string, any) {
+	k := r.IntN(c.keys)
+	if r.IntN(3) == 0 {
+		return "read", CounterValue{K: k}
+	}
+	return "add", CounterValue{K: k, Delta: 1 + r.IntN(5)}
+}
+
+func (c *counter) ReadOnly(f string) bool { return f == "read" }
+
+func (c *counter) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
+	in := v.(CounterValue)
+	out := in
+	err := s.Dosync(ctx, func(tx *txn.Tx) error {
+		if f == "read" {
+			out.V = c.rs[in.K].Get(tx)
+			return nil
+		}
+		c.rs[in.K].Commute(tx, func(x int) int { return x + in.Delta })
+		return nil
+	})
+	return out, err
+}
+
+func (c *counter) Final(context.Context, *stm.STM) ([]Invocation, error) {
+	var out []Invocation
+	for k := range c.keys {
+		out = append(out, Invocation{F: "read", Value: CounterValue{K: k}})
+	}
+	return out, nil
+}
+
+func (c *counter) Checkers() []Checker { return []Checker{NewCounterChecker()} }
