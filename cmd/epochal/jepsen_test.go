@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/epochal/epochal/internal/testserver"
+)
+
+// buildBinary builds epochal into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	gomod, err := exec.CommandContext(t.Context(), "go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "epochal")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/epochal")
+	build.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBinary runs the built binary and returns its output and exit code.
+func runBinary(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.Env = append(os.Environ(), env...)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// lastLine is the last line of stderr (the progress bar comes before).
+func lastLine(s string) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	return ls[len(ls)-1]
+}
+
+// TestJepsenCommand runs `epochal jepsen` as a user would: the built
+// binary, its own client processes and servers.
+func TestJepsenCommand(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+
+	out, errOut, code := runBinary(t, bin, nil, "jepsen", "--workload", "list-append", "--time", "2s", "--dir", dir)
+	if code != exitOK || !strings.Contains(out, "verdict: PASS") || !strings.Contains(out, "checker list-append: valid") {
+		t.Fatalf("jepsen on mem: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	reports, _ := filepath.Glob(filepath.Join(dir, "*-mem-list-append", "report.html"))
+	if len(reports) != 1 {
+		t.Fatalf("no report.html under %s", dir)
+	}
+
+	// A seeded bug is caught, by name, and fails the command.
+	out, errOut, code = runBinary(t, bin, nil, "jepsen", "--workload", "bank", "--bug", "skip-read-point-check",
+		"--time", "2s", "--rate", "0", "--dir", dir)
+	if code != exitFail || !strings.Contains(out, "verdict: FAIL") || !strings.Contains(out, "wrong-total") {
+		t.Fatalf("jepsen with a seeded bug: exit %d, want %d naming wrong-total\nstdout:\n%s\nstderr:\n%s", code, exitFail, out, errOut)
+	}
+
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{nil, []string{"jepsen", "--workload", "nosuch"}, exitUsage, `unknown workload "nosuch"`},
+		{nil, []string{"jepsen", "--nemesis", "gremlins"}, exitUsage, `nemesis "gremlins"`},
+		{nil, []string{"jepsen", "--nemesis", "kill"}, exitUsage, "not available on mem"},
+		{nil, []string{"jepsen", "--time", "0s"}, exitUsage, "--time"},
+		{nil, []string{"jepsen", "--dir", filepath.Join(bin, "runs"), "--time", "1s"}, exitFail, "run directory"},
+		// No redis-server on the PATH: the server never comes up.
+		{[]string{"PATH=" + t.TempDir()}, []string{"--backend", "redis", "jepsen", "--time", "1s", "--dir", dir}, exitDown, "redis-server"},
+	} {
+		out, errOut, code := runBinary(t, bin, tc.env, tc.args...)
+		if code != tc.code || !strings.Contains(lastLine(errOut), tc.want) || strings.Contains(out, "verdict: PASS") {
+			t.Errorf("epochal %v: exit %d, stderr %q; want exit %d and a line saying %s", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+}
+
+// TestJepsenOnRedis: client processes against a real redis-server the
+// command starts, with server kills and client kills.
+func TestJepsenOnRedis(t *testing.T) {
+	testserver.RequireRedis(t)
+	bin := buildBinary(t)
+	out, errOut, code := runBinary(t, bin, nil, "--backend", "redis", "jepsen", "--workload", "bank",
+		"--nemesis", "kill,client-kill", "--time", "4s", "--interval", "1s", "--dir", t.TempDir())
+	if code != exitOK || !strings.Contains(out, "verdict: PASS") || !strings.Contains(out, "kill x") {
+		t.Fatalf("jepsen on redis: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
