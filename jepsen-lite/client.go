@@ -20,18 +20,19 @@ import (
 type Recorder struct {
 	mu    sync.Mutex
 	w     *bufio.Writer
-	start time.Time // the run's start, shared by every process
+	start int64 // the run's start on MonoNow's clock, shared by every process
 
 	OK, Fail, Info atomic.Int64
 }
 
-// NewRecorder writes to w; times are measured from start.
-func NewRecorder(w io.Writer, start time.Time) *Recorder {
+// NewRecorder writes to w; times are measured from start (MonoNow's
+// clock).
+func NewRecorder(w io.Writer, start int64) *Recorder {
 	return &Recorder{w: bufio.NewWriter(w), start: start}
 }
 
 // Now is the time since the run began, in nanoseconds.
-func (r *Recorder) Now() int64 { return time.Since(r.start).Nanoseconds() }
+func (r *Recorder) Now() int64 { return MonoNow() - r.start }
 
 // Record writes one event.
 func (r *Recorder) Record(o Op) error {

@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	r := &run{cfg: cfg, dir: dir, start: start, rng: rand.New(rand.NewPCG(cfg.Seed, 7))}
+	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7))}
 	err := r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
@@ -220,7 +220,8 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 type run struct {
 	cfg   Config
 	dir   string
-	start time.Time
+	start time.Time // for names and elapsed times
+	mono  int64     // the start on MonoNow's clock: history and fault times count from it
 	rng   *rand.Rand
 
 	cluster *Cluster
@@ -245,7 +246,7 @@ type workerProc struct {
 	ok    [3]atomic.Int64
 }
 
-func (r *run) now() int64 { return time.Since(r.start).Nanoseconds() }
+func (r *run) now() int64 { return MonoNow() - r.mono }
 
 func (r *run) execute(ctx context.Context) error {
 	cfg := r.cfg
@@ -291,7 +292,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		files[i] = f
 		defer f.Close()
 		wc := WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: i + 1, Clients: cfg.Clients, Seed: cfg.Seed, Rate: cfg.Rate / float64(cfg.Workers),
-			Start: r.start, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Driver: d}
+			Start: r.mono, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Driver: d}
 		if len(skews) > 0 {
 			wc.Skew = skews[i%len(skews)]
 		}
@@ -317,7 +318,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
-	return RunWorker(ctx, WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: 999, Start: r.start, Lease: cfg.Lease,
+	return RunWorker(ctx, WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: 999, Start: r.mono, Lease: cfg.Lease,
 		Out: f, Final: true, Driver: d})
 }
 
@@ -401,7 +402,7 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 	}
 	args := []string{"--backend", cfg.Backend, "--addr", strings.Join(r.addrs, ","), "--namespace", r.ns,
 		"--workload", cfg.Workload, "--worker", strconv.Itoa(n), "--clients", strconv.Itoa(cfg.Clients),
-		"--seed", strconv.FormatUint(cfg.Seed, 10), "--start", strconv.FormatInt(r.start.UnixNano(), 10),
+		"--seed", strconv.FormatUint(cfg.Seed, 10), "--start", strconv.FormatInt(r.mono, 10),
 		"--lease", cfg.Lease.String(), "--out", filepath.Join(r.dir, name)}
 	if cfg.Bug != "" {
 		args = append(args, "--bug", cfg.Bug)
@@ -546,8 +547,8 @@ func (r *run) drawProgress() {
 		r.ok.Load(), r.fail.Load(), r.info.Load(), fault)
 }
 
-// nemesis injects the configured faults on a schedule (healthy for an
-// interval, one fault for an interval) until ctx ends, and heals the last
+// nemesis injects the configured faults, in turn, on a schedule (healthy
+// for an interval, one fault for an interval) until ctx ends, and heals the last
 // one before it returns.
 func (r *run) nemesis(ctx context.Context) error {
 	var kinds []string
@@ -560,13 +561,16 @@ func (r *run) nemesis(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	for {
+	// Round robin from a seeded start, so that every kind asked for is
+	// injected in a run long enough for one round.
+	first := r.rng.IntN(len(kinds))
+	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(r.cfg.Interval):
 		}
-		kind := kinds[r.rng.IntN(len(kinds))]
+		kind := kinds[(first+i)%len(kinds)]
 		if kind == NemesisClientKill {
 			if err := r.killClient(ctx); err != nil {
 				return err

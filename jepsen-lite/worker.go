@@ -40,7 +40,7 @@ type WorkerConfig struct {
 	Worker    int // this worker's number in the run (unique, replacements included)
 	Clients   int
 	Seed      uint64
-	Start     time.Time     // the run's start: history times count from it
+	Start     int64         // the run's start on MonoNow's clock: history times count from it
 	Time      time.Duration // stop after this long (0: when Stop closes)
 	Ops       int           // per client, if > 0
 	Rate      float64       // operations per second of this process, if > 0
@@ -246,7 +246,7 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Worker, "worker", 0, "worker number")
 	fs.IntVar(&cfg.Clients, "clients", 1, "clients")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed")
-	fs.Int64Var(&start, "start", 0, "the run's start, unix ns")
+	fs.Int64Var(&start, "start", 0, "the run's start, CLOCK_MONOTONIC ns")
 	fs.DurationVar(&cfg.Lease, "lease", 2*time.Second, "lease")
 	fs.DurationVar(&cfg.Skew, "skew", 0, "wall clock offset")
 	fs.StringVar(&cfg.Bug, "bug", "", "seeded engine bug")
@@ -263,6 +263,6 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 	if addr != "" {
 		cfg.Addrs = strings.Split(addr, ",")
 	}
-	cfg.Start = time.Unix(0, start)
+	cfg.Start = start
 	return WorkerMain(ctx, cfg, out)
 }
