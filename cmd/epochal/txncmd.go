@@ -1,0 +1,381 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/epochal/epochal/backend"
+)
+
+// --- txn ---
+
+type recordRefOut struct {
+	Backend string `json:"backend"`
+	Name    string `json:"name"`
+	// Held says whether the transaction holds an intent on the ref (txn
+	// show only; absent for a ref of another backend, which is not read).
+	Held *bool  `json:"held,omitempty"`
+	Mode string `json:"mode,omitempty"`
+}
+
+type recordOut struct {
+	ID          string         `json:"id"`
+	Status      string         `json:"status"`
+	ReadPoint   uint64         `json:"read_point"`
+	Priority    uint64         `json:"priority"`
+	CommitPoint uint64         `json:"commit_point"` // 0 unless committed
+	Created     time.Time      `json:"created,omitzero"`
+	Lease       time.Time      `json:"lease,omitzero"`
+	LeaseLeftMs *int64         `json:"lease_left_ms,omitempty"` // negative once expired
+	Refs        []recordRefOut `json:"refs"`
+}
+
+func (in *inspect) recordJSON(r backend.Record) recordOut {
+	o := recordOut{ID: r.ID, Status: r.Status.String(), ReadPoint: uint64(r.RP), Priority: uint64(r.Priority),
+		CommitPoint: uint64(r.CP), Created: jsonTime(r.Created), Lease: jsonTime(r.Lease), Refs: []recordRefOut{}}
+	if !r.Lease.IsZero() {
+		ms := r.Lease.Sub(in.now).Milliseconds()
+		o.LeaseLeftMs = &ms
+	}
+	for _, a := range r.Refs {
+		o.Refs = append(o.Refs, recordRefOut{Backend: a.Backend, Name: a.Name})
+	}
+	return o
+}
+
+// refsCell names a record's refs, with the backend for those of another.
+func (in *inspect) refsCell(r backend.Record) string {
+	if len(r.Refs) == 0 {
+		return "-"
+	}
+	names := make([]string, len(r.Refs))
+	for i, a := range r.Refs {
+		names[i] = a.Name
+		if a.Backend != in.drv.ID() {
+			names[i] += "@" + a.Backend
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func cpCell(r backend.Record) string {
+	if r.Status != backend.Committed {
+		return "-"
+	}
+	return fmt.Sprint(r.CP)
+}
+
+func newTxnCmd(g *globals) *cobra.Command {
+	cmd := parentCmd("txn", "Inspect transaction records: status, read and commit points, refs, lease",
+		`txn inspects the transaction records the coordinator (the backend the flags
+name) keeps for transactions committing through the general path: their
+status, read point, priority, commit point, the refs they lock and their
+lease. Records are deleted once a transaction's intents are resolved, so
+these are transactions under way, or left behind by a process that died
+(the recovery sweeper finishes them once their lease is over), and aborted
+tombstones.`+inspectNote)
+	cmd.AddCommand(newTxnShowCmd(g), newTxnLsCmd(g))
+	return cmd
+}
+
+func newTxnLsCmd(g *globals) *cobra.Command {
+	var pending bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List transaction records (--pending: only those not yet committed or aborted)",
+		Long: `ls lists the coordinator's transaction records, oldest first: id, status,
+read point, priority, commit point, creation time, lease left and refs.` + inspectNote,
+		Example: "  epochal --backend redis txn ls --pending",
+		Args:    noArgs,
+	}
+	cmd.Flags().BoolVar(&pending, "pending", false, "only pending records")
+	return g.inspecting(cmd, nil, func(ctx context.Context, in *inspect, _ []string) error {
+		rs, err := in.listRecords(ctx)
+		if err != nil {
+			return err
+		}
+		var keep []backend.Record
+		for _, r := range rs {
+			if !pending || r.Status == backend.Pending {
+				keep = append(keep, r)
+			}
+		}
+		slices.SortFunc(keep, func(a, b backend.Record) int {
+			return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+		})
+		if in.json {
+			out := []recordOut{}
+			for _, r := range keep {
+				out = append(out, in.recordJSON(r))
+			}
+			return in.printJSON(out)
+		}
+		if len(keep) == 0 {
+			what := "transaction records"
+			if pending {
+				what = "pending transactions"
+			}
+			fmt.Fprintf(in.out, "no %s on %s\n", what, in.drv.ID())
+			return nil
+		}
+		t := in.table("ID", "STATUS", "READ POINT", "PRIORITY", "COMMIT POINT", "CREATED", "LEASE LEFT", "REFS")
+		for _, r := range keep {
+			t.row(r.ID, r.Status.String(), fmt.Sprint(r.RP), fmt.Sprint(r.Priority), cpCell(r), in.when(r.Created), in.leaseLeft(r.Lease), in.refsCell(r))
+		}
+		return t.flush()
+	})
+}
+
+func newTxnShowCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a transaction record, and whether it holds its refs' intents",
+		Long: `show prints one transaction record: status, read point, priority, commit
+point, creation time, lease, and for each ref it locks (on this backend)
+whether it holds the ref's intent and in which mode. A record that does not
+exist is exit code 1: finished transactions' records are deleted once their
+intents are resolved.` + inspectNote,
+		Example:           "  epochal --backend redis txn show 5f3c0a9e12d4-2",
+		Args:              exactArgs("ID"),
+		ValidArgsFunction: g.completeRecords,
+	}
+	return g.inspecting(cmd, nil, func(ctx context.Context, in *inspect, args []string) error {
+		id := args[0]
+		rs, err := in.records(ctx, []string{id})
+		if err != nil {
+			return err
+		}
+		if len(rs) != 1 || rs[0].Status == backend.Missing {
+			return notFoundf("no transaction record %q on %s (records are deleted once their intents are resolved); list them with 'epochal txn ls'", id, in.drv.ID())
+		}
+		r := rs[0]
+		o := in.recordJSON(r)
+		for i, a := range r.Refs {
+			if a.Backend != in.drv.ID() {
+				continue
+			}
+			h, err := in.history(ctx, a.Name)
+			if err != nil {
+				var nf *notFoundError
+				if errors.As(err, &nf) {
+					held := false
+					o.Refs[i].Held = &held
+					continue
+				}
+				return err
+			}
+			held := h.vr.Intent != nil && h.vr.Intent.Txn == r.ID
+			o.Refs[i].Held = &held
+			if held {
+				o.Refs[i].Mode = modeOf(h.vr.Intent)
+			}
+		}
+		if in.json {
+			return in.printJSON(o)
+		}
+		t := in.table()
+		t.row("ID", r.ID)
+		t.row("BACKEND", in.drv.ID())
+		t.row("STATUS", r.Status.String())
+		t.row("READ POINT", fmt.Sprint(r.RP))
+		t.row("PRIORITY", fmt.Sprint(r.Priority))
+		t.row("COMMIT POINT", cpCell(r))
+		t.row("CREATED", in.whenAgo(r.Created))
+		lease := "-"
+		if !r.Lease.IsZero() {
+			lease = in.when(r.Lease) + " (" + in.leaseLeft(r.Lease)
+			if r.Lease.After(in.now) {
+				lease += " left"
+			}
+			lease += ")"
+		}
+		t.row("LEASE", lease)
+		if len(o.Refs) == 0 {
+			t.row("REFS", "-")
+		}
+		width := 0
+		for _, a := range o.Refs {
+			width = max(width, len(a.Name))
+		}
+		for i, a := range o.Refs {
+			label := ""
+			if i == 0 {
+				label = "REFS"
+			}
+			var state string
+			switch {
+			case a.Backend != in.drv.ID():
+				state = "on " + a.Backend + " (not inspected)"
+			case *a.Held:
+				state = "intent held (" + a.Mode + ")"
+			default:
+				state = "intent not held"
+			}
+			t.row(label, fmt.Sprintf("%-*s  %s", width, a.Name, state))
+		}
+		return t.flush()
+	})
+}
+
+// --- locks ---
+
+type lockOut struct {
+	Ref         string    `json:"ref"`
+	Backend     string    `json:"backend"`
+	Txn         string    `json:"txn"`
+	Coordinator string    `json:"coordinator"`
+	Mode        string    `json:"mode"`
+	Staged      bool      `json:"staged"`
+	Status      string    `json:"status"` // the holder's record; "unknown" when its coordinator is another backend
+	Lease       time.Time `json:"lease,omitzero"`
+	LeaseLeftMs *int64    `json:"lease_left_ms"` // null when unknown; negative once expired
+	Token       *uint64   `json:"token"`         // fencing tokens come later: null
+}
+
+func newLocksCmd(g *globals) *cobra.Command {
+	cmd := parentCmd("locks", "Inspect the intents (write locks) held on refs",
+		`locks inspects the intents transactions hold on refs while they commit
+through the general path.`+inspectNote)
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List held intents: ref, holder, coordinator, mode, lease left, token",
+		Long: `ls lists every ref of the backend that carries an intent: the holder
+transaction, its coordinator, the mode (write, ensure, commute,
+ensure+commute; a commute whose value is staged shows as write), the
+holder's status and how long its lease still runs, when its record is on
+this backend ("?" otherwise), and the fencing token ("-": tokens come with
+a later release). An intent whose lease is over is cleared by the next
+writer that meets it, or by a recovery sweep.` + inspectNote,
+		Example: "  epochal --backend zk locks ls --json",
+		Args:    noArgs,
+	}
+	cmd.AddCommand(g.inspecting(ls, nil, func(ctx context.Context, in *inspect, _ []string) error {
+		locks, err := in.locks(ctx)
+		if err != nil {
+			return err
+		}
+		if in.json {
+			return in.printJSON(locks)
+		}
+		if len(locks) == 0 {
+			fmt.Fprintf(in.out, "no intents held on %s\n", in.drv.ID())
+			return nil
+		}
+		t := in.table("REF", "HOLDER", "COORDINATOR", "MODE", "STATUS", "LEASE LEFT", "TOKEN")
+		for _, l := range locks {
+			status, left := "?", "?"
+			if l.Status != "unknown" {
+				status, left = l.Status, in.leaseLeft(l.Lease)
+			}
+			t.row(l.Ref, l.Txn, l.Coordinator, l.Mode, status, left, "-")
+		}
+		return t.flush()
+	}))
+	return cmd
+}
+
+// locks reads every ref's intent (a few at a time) and the records of
+// holders coordinated here.
+func (in *inspect) locks(ctx context.Context) ([]lockOut, error) {
+	rs, err := in.list(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	intents := make([]*backend.Intent, len(rs))
+	errs := make([]error, len(rs))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var vr backend.VersionsResult
+			err := in.call(ctx, fmt.Sprintf("read %q", r.Name), func(ctx context.Context) (err error) {
+				vr, err = in.drv.Versions(ctx, r.Name)
+				return err
+			})
+			var gone *notFoundError
+			if errors.As(err, &gone) {
+				return // removed since the listing
+			}
+			intents[i], errs[i] = vr.Intent, err
+		})
+	}
+	wg.Wait()
+	out := []lockOut{}
+	var ids []string
+	for i, r := range rs {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		it := intents[i]
+		if it == nil {
+			continue
+		}
+		out = append(out, lockOut{Ref: r.Name, Backend: in.drv.ID(), Txn: it.Txn, Coordinator: it.Coord, Mode: modeOf(it), Staged: it.Staged, Status: "unknown"})
+		if it.Coord == in.drv.ID() && !slices.Contains(ids, it.Txn) {
+			ids = append(ids, it.Txn)
+		}
+	}
+	if len(ids) > 0 {
+		recs, err := in.records(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		byID := map[string]backend.Record{}
+		for _, r := range recs {
+			byID[r.ID] = r
+		}
+		for i := range out {
+			r, ok := byID[out[i].Txn]
+			if !ok || out[i].Coordinator != in.drv.ID() {
+				continue
+			}
+			out[i].Status = r.Status.String()
+			if !r.Lease.IsZero() {
+				out[i].Lease = jsonTime(r.Lease)
+				ms := r.Lease.Sub(in.now).Milliseconds()
+				out[i].LeaseLeftMs = &ms
+			}
+		}
+	}
+	return out, nil
+}
+
+// --- clock ---
+
+type clockOut struct {
+	Point   uint64 `json:"point"`
+	Backend string `json:"backend"`
+}
+
+func newClockCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "clock",
+		Short: "Print the current point of the backend's clock",
+		Long: `clock prints the backend's current point: every commit point at or below it
+has been drawn and committed, so a read at it is a consistent snapshot.
+Redis draws points from a counter; ZooKeeper's points are zxids.` + inspectNote,
+		Example: "  epochal --backend redis clock",
+		Args:    noArgs,
+	}
+	return g.inspecting(cmd, nil, func(ctx context.Context, in *inspect, _ []string) error {
+		p, err := in.readPoint(ctx)
+		if err != nil {
+			return err
+		}
+		if in.json {
+			return in.printJSON(clockOut{Point: uint64(p), Backend: in.drv.ID()})
+		}
+		_, err = fmt.Fprintln(in.out, p)
+		return err
+	})
+}
