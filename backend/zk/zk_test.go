@@ -74,7 +74,7 @@ func TestStandalone(t *testing.T) {
 // started once.
 func TestEnsemble(t *testing.T) {
 	if len(ensembleTests) == 0 {
-		t.Skip("no ensemble tests")
+		t.Fatal("no ensemble tests registered")
 	}
 	srv := testserver.StartZKEnsemble(t, 3)
 	for _, st := range ensembleTests {
