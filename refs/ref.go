@@ -29,6 +29,7 @@ type Ref[T any] struct {
 	s     *stm.STM
 	drv   backend.Driver
 	name  string
+	kind  backend.Kind // KindRef, or KindAtom for an Atom's machinery
 	key   txn.Key
 	codec Codec
 
@@ -41,10 +42,17 @@ type Ref[T any] struct {
 // not exist. An existing ref is joined, never reset; a name that holds
 // another kind of reference is ErrType.
 func New[T any](ctx context.Context, s *stm.STM, name string, initial T, opts ...Option) (*Ref[T], error) {
+	return create(ctx, s, backend.KindRef, name, initial, opts)
+}
+
+// create makes a handle on a reference of kind, creating it with initial
+// if the name holds nothing.
+func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name string, initial T, opts []Option) (*Ref[T], error) {
 	r, c, err := handle[T](s, name, opts)
 	if err != nil {
 		return nil, err
 	}
+	r.kind = kind
 	if r.validator != nil {
 		if err := r.validator(initial); err != nil {
 			return nil, fmt.Errorf("refs: new %q: %w: %w", name, ErrValidation, err)
@@ -64,12 +72,12 @@ func New[T any](ctx context.Context, s *stm.STM, name string, initial T, opts ..
 	if err := history.Check(min, max); err != nil {
 		return nil, fmt.Errorf("refs: new %q: %w", name, err)
 	}
-	res, err := r.drv.Create(ctx, backend.CreateRequest{Name: name, Kind: backend.KindRef, Value: data, MinHistory: min, MaxHistory: max})
+	res, err := r.drv.Create(ctx, backend.CreateRequest{Name: name, Kind: kind, Value: data, MinHistory: min, MaxHistory: max})
 	if err != nil {
 		return nil, fmt.Errorf("refs: new %q: %w", name, err)
 	}
-	if res.Kind != backend.KindRef {
-		return nil, fmt.Errorf("refs: new %q: %w: it holds a %s", name, ErrType, res.Kind)
+	if res.Kind != kind {
+		return nil, fmt.Errorf("refs: new %s %q: %w: the name holds a %s", kind, name, ErrType, res.Kind)
 	}
 	return r, nil
 }
@@ -101,7 +109,7 @@ func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, er
 		drv = c.on
 		s.Register(drv)
 	}
-	r := &Ref[T]{s: s, drv: drv, name: name, key: txn.Key{Drv: drv, Name: name}, codec: c.codec, validator: v}
+	r := &Ref[T]{s: s, drv: drv, name: name, kind: backend.KindRef, key: txn.Key{Drv: drv, Name: name}, codec: c.codec, validator: v}
 	return r, c, nil
 }
 
@@ -312,7 +320,7 @@ func (r *Ref[T]) versions(ctx context.Context) (backend.VersionsResult, error) {
 		if err != nil {
 			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
 		}
-		if vr.Kind != backend.KindRef && vr.Kind != "" {
+		if vr.Kind != r.kind && vr.Kind != "" {
 			return vr, fmt.Errorf("refs: history of %q: %w: it holds a %s", r.name, ErrType, vr.Kind)
 		}
 		if vr.Intent == nil || tries == 3 {

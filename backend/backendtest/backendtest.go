@@ -33,4 +33,5 @@ func Run(t *testing.T, newDriver NewDriver) {
 	t.Run("Crash", func(t *testing.T) { testCrash(t, newDriver) })
 	t.Run("Model", func(t *testing.T) { testModel(t, newDriver) })
 	t.Run("Linearizable", func(t *testing.T) { testLinearizable(t, newDriver) })
+	t.Run("Atoms", func(t *testing.T) { testAtoms(t, newDriver) })
 }
