@@ -297,7 +297,9 @@ func (a *Atom[T]) RemoveWatch(key string) { a.r.RemoveWatch(key) }
 func (a *Atom[T]) Meta(ctx context.Context) (map[string]any, error) { return a.r.Meta(ctx) }
 
 // ResetMeta replaces the atom's meta map.
-func (a *Atom[T]) ResetMeta(ctx context.Context, m map[string]any) error { return a.r.ResetMeta(ctx, m) }
+func (a *Atom[T]) ResetMeta(ctx context.Context, m map[string]any) error {
+	return a.r.ResetMeta(ctx, m)
+}
 
 // AlterMeta sets the atom's meta map to f of it, atomically.
 func (a *Atom[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[string]any) (map[string]any, error) {
