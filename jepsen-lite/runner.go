@@ -166,7 +166,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	start := time.Now()
-	dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-%s-%s", start.Format("20060102-150405.000"), cfg.Backend, cfg.Workload))
+	// Servers run in their own directories: relative paths would not
+	// survive that.
+	base, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	dir := filepath.Join(base, fmt.Sprintf("%s-%s-%s", start.Format("20060102-150405.000"), cfg.Backend, cfg.Workload))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
@@ -179,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
 	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7))}
-	err := r.execute(ctx)
+	err = r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
 		return sum, err

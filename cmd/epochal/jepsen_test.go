@@ -101,8 +101,18 @@ func TestJepsenCommand(t *testing.T) {
 func TestJepsenOnRedis(t *testing.T) {
 	testserver.RequireRedis(t)
 	bin := buildBinary(t)
+	// A relative --dir, as a user would give it (the servers run in
+	// directories of their own below it).
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(cwd, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, errOut, code := runBinary(t, bin, nil, "--backend", "redis", "jepsen", "--workload", "bank",
-		"--nemesis", "kill,client-kill", "--time", "4s", "--interval", "1s", "--dir", t.TempDir())
+		"--nemesis", "kill,client-kill", "--time", "4s", "--interval", "1s", "--dir", rel)
 	if code != exitOK || !strings.Contains(out, "verdict: PASS") || !strings.Contains(out, "kill x") {
 		t.Fatalf("jepsen on redis: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
