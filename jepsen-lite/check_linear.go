@@ -15,10 +15,23 @@ type LinearConfig struct {
 	// out of time finds nothing and says so (an Allowed
 	// "linearizability-unknown" anomaly).
 	Timeout time.Duration
+	// Initial, when set, is every register's value before the history
+	// (present, as an atom created with it is); nil: registers start
+	// absent.
+	Initial *int
+}
+
+// init is the registers' state before the history.
+func (c LinearConfig) init() ckRegState {
+	if c.Initial == nil {
+		return ckRegState{}
+	}
+	return ckRegState{Found: true, V: *c.Initial}
 }
 
 // LinearChecker checks a register history (ops F "read", "write", "cas"
-// with RegisterValue values, one register per key, each starting absent)
+// with RegisterValue values, one register per key, each starting absent
+// or at Config.Initial)
 // for linearizability with porcupine, partitioned by key. Failed ops
 // never happened and are dropped; info ops may have taken effect, at any
 // time up to the end of the history, or never. A key that cannot be
@@ -31,6 +44,12 @@ type LinearChecker struct {
 
 // NewLinearChecker returns a linearizability checker with a 30s timeout.
 func NewLinearChecker() *LinearChecker { return &LinearChecker{} }
+
+// NewLinearCheckerFrom returns a linearizability checker with a 30s
+// timeout for registers that all start present, holding initial.
+func NewLinearCheckerFrom(initial int) *LinearChecker {
+	return &LinearChecker{Config: LinearConfig{Initial: &initial}}
+}
 
 // Name implements Checker.
 func (c *LinearChecker) Name() string { return "linearizable" }
@@ -142,10 +161,10 @@ func ckRegPartition(ops []porcupine.Operation) [][]porcupine.Operation {
 	return out
 }
 
-func ckRegModel() porcupine.Model {
+func ckRegModel(init ckRegState) porcupine.Model {
 	return porcupine.Model{
 		Partition: ckRegPartition,
-		Init:      func() any { return ckRegState{} },
+		Init:      func() any { return init },
 		Step:      ckRegStep,
 		DescribeOperation: func(in, out any) string {
 			return fmt.Sprintf("k%d %s", in.(ckRegIn).K, ckRegDescribe(in, out))
@@ -220,7 +239,7 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 			Metadata: fmt.Sprintf("%s, process %d", ckOpRef(p), p.Invoke.Process),
 		})
 	}
-	model := ckRegModel()
+	model := ckRegModel(c.Config.init())
 	start := time.Now()
 	verdict, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
 	timedOut := time.Since(start) >= timeout
@@ -240,7 +259,7 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 			if len(longest) >= len(part) {
 				continue
 			}
-			res.Anomalies = append(res.Anomalies, ckNonlinearizable(ps, part, longest, timedOut))
+			res.Anomalies = append(res.Anomalies, ckNonlinearizable(ps, part, longest, timedOut, c.Config.init()))
 		}
 	}
 	return ckFinish(&res), viz
@@ -271,10 +290,10 @@ func ckLongest(ls [][]porcupine.Operation) []porcupine.Operation {
 // of the longest linearizable prefix, the state it leaves, and the op
 // that cannot come next (of the ops left, the one that returned first: it
 // or an op concurrent with it must be next, and none fits).
-func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, timedOut bool) Anomaly {
+func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, timedOut bool, init ckRegState) Anomaly {
 	k := part[0].Input.(ckRegIn).K
 	in := map[int]bool{}
-	state := any(ckRegState{})
+	state := any(init)
 	for _, o := range prefix {
 		in[o.Input.(ckRegIn).Pos] = true
 		_, state = ckRegStep(state, o.Input, o.Output)
@@ -305,7 +324,7 @@ func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, timedOut
 	fmt.Fprintf(&b, "key %d (%d operations): ", k, len(part))
 	switch {
 	case len(prefix) == 0:
-		b.WriteString("no operation can come first from the initial state (absent)")
+		fmt.Fprintf(&b, "no operation can come first from the initial state (%s)", init)
 	default:
 		fmt.Fprintf(&b, "the longest linearizable prefix has %d operations", len(prefix))
 		if len(shown) < len(prefix) {

@@ -240,3 +240,27 @@ func TestMalformed(t *testing.T) {
 	}
 	ckExpect(t, NewListAppendChecker().Check(h), "malformed", false)
 }
+
+// Registers that start at 0 (atom-register): a first read of 0 and a cas
+// from 0 are fine; a read of absent, or of 0 after a write of 1, is not.
+func TestLinearInitialValue(t *testing.T) {
+	var b ckHist
+	regOp(&b, 0, OK, "read", RegisterValue{K: 0}, RegisterValue{K: 0, V: 0, Found: true})
+	regOp(&b, 1, OK, "cas", RegisterValue{K: 0, Old: 0, New: 3}, RegisterValue{K: 0, Old: 0, New: 3})
+	regOp(&b, 0, OK, "read", RegisterValue{K: 0}, RegisterValue{K: 0, V: 3, Found: true})
+	regOp(&b, 2, OK, "read", RegisterValue{K: 1}, RegisterValue{K: 1, V: 0, Found: true})
+	ckClean(t, NewLinearCheckerFrom(0).Check(b.h))
+	// The same history from absent registers is not linearizable.
+	ckExpect(t, NewLinearChecker().Check(b.h), "nonlinearizable", false)
+
+	var c ckHist
+	regOp(&c, 1, OK, "read", RegisterValue{K: 0}, RegisterValue{K: 0})
+	a := ckExpect(t, NewLinearCheckerFrom(0).Check(c.h), "nonlinearizable", false)
+	if !strings.Contains(a.Explain, "initial state (0)") {
+		t.Fatal(a.Explain)
+	}
+	var d ckHist
+	regOp(&d, 0, OK, "write", RegisterValue{K: 2, V: 1}, RegisterValue{K: 2, V: 1})
+	regOp(&d, 1, OK, "read", RegisterValue{K: 2}, RegisterValue{K: 2, V: 0, Found: true})
+	ckExpect(t, NewLinearCheckerFrom(0).Check(d.h), "nonlinearizable", false)
+}

@@ -18,7 +18,7 @@ import (
 )
 
 // Workloads names the workloads, in the order help lists them.
-var Workloads = []string{"bank", "list-append", "register", "counter"}
+var Workloads = []string{"bank", "list-append", "register", "counter", "atom-register"}
 
 // Workload is what clients run: it makes operations, applies them through
 // an STM, and names the checkers for its history.
@@ -61,6 +61,8 @@ func NewWorkload(name string, worker int) (Workload, error) {
 		return &register{keys: 4}, nil
 	case "counter":
 		return &counter{keys: 2}, nil
+	case "atom-register":
+		return &atomRegister{keys: 4}, nil
 	}
 	return nil, fmt.Errorf("jepsen: unknown workload %q (want one of %s)", name, strings.Join(Workloads, ", "))
 }
@@ -406,3 +408,101 @@ func (c *counter) Final(context.Context, *stm.STM) ([]Invocation, error) {
 }
 
 func (c *counter) Checkers() []Checker { return []Checker{NewCounterChecker()} }
+
+// --- atom-register ---
+
+// atomRegister: reads (Deref), writes (Reset) and compare-and-sets
+// (CompareAndSet; false is a fail) on 4 refs.Atom[int] that start at 0:
+// each change is one compare-and-set on the backend, outside any
+// transaction.
+type atomRegister struct {
+	keys int
+	mu   sync.Mutex
+	as   map[int]*refs.Atom[int]
+}
+
+// Linearizable: the register checker is porcupine's.
+func (g *atomRegister) Linearizable() bool { return true }
+
+func (g *atomRegister) Name() string { return "atom-register" }
+
+func (g *atomRegister) atom(ctx context.Context, s *stm.STM, k int) (*refs.Atom[int], error) {
+	g.mu.Lock()
+	a := g.as[k]
+	g.mu.Unlock()
+	if a != nil {
+		return a, nil
+	}
+	a, err := refs.NewAtom(ctx, s, "areg/"+strconv.Itoa(k), 0)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.as == nil {
+		g.as = map[int]*refs.Atom[int]{}
+	}
+	if old := g.as[k]; old != nil {
+		return old, nil
+	}
+	g.as[k] = a
+	return a, nil
+}
+
+func (g *atomRegister) Setup(ctx context.Context, s *stm.STM) error {
+	for k := range g.keys {
+		if _, err := g.atom(ctx, s, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *atomRegister) Next(r *rand.Rand) (string, any) {
+	k := r.IntN(g.keys)
+	switch r.IntN(3) {
+	case 0:
+		return "read", RegisterValue{K: k}
+	case 1:
+		return "write", RegisterValue{K: k, V: r.IntN(5)}
+	}
+	return "cas", RegisterValue{K: k, Old: r.IntN(5), New: r.IntN(5)}
+}
+
+func (g *atomRegister) ReadOnly(f string) bool { return f == "read" }
+
+func (g *atomRegister) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
+	in := v.(RegisterValue)
+	a, err := g.atom(ctx, s, in.K)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errDeclined, err)
+	}
+	out := in
+	switch f {
+	case "read":
+		x, err := a.Deref(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return RegisterValue{K: in.K, V: x, Found: true}, nil
+	case "write":
+		err = a.Reset(ctx, in.V)
+	case "cas":
+		var ok bool
+		ok, err = a.CompareAndSet(ctx, in.Old, in.New)
+		if err == nil && !ok {
+			err = errDeclined
+		}
+	}
+	return out, err
+}
+
+func (g *atomRegister) Final(context.Context, *stm.STM) ([]Invocation, error) {
+	var out []Invocation
+	for k := range g.keys {
+		out = append(out, Invocation{F: "read", Value: RegisterValue{K: k}})
+	}
+	return out, nil
+}
+
+func (g *atomRegister) Checkers() []Checker { return []Checker{NewLinearCheckerFrom(0)} }

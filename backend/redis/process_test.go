@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -34,6 +35,7 @@ const (
 	envStep     = "EPOCHAL_STEP"
 	envGeneral  = "EPOCHAL_GENERAL"
 	envSeed     = "EPOCHAL_SEED"
+	envCount    = "EPOCHAL_COUNT" // atoms: the swaps to make
 )
 
 const (
@@ -49,6 +51,8 @@ func TestMain(m *testing.M) {
 		os.Exit(bankWorker())
 	case "crash":
 		os.Exit(crashWorker())
+	case "atoms":
+		os.Exit(atomWorker())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown worker", os.Getenv(envWorker))
 		os.Exit(2)
@@ -464,4 +468,150 @@ func TestServerPausedLongerThanALease(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond) // the fault's length: longer than the 1 s lease
 		srv.Resume(t)
 	})
+}
+
+// atomCounter is the atom the atoms workers and TestAtomSwapTwoProcesses
+// increment.
+const atomCounter = "atom/counter"
+
+// atomWorker opens the backend and the counter atom, prints "READY", waits
+// for a line on stdin (so that every process swaps at once), makes
+// EPOCHAL_COUNT swaps of +1 and prints "DONE n", n being how many
+// succeeded. It stops at the first error.
+func atomWorker() int {
+	ctx := context.Background()
+	s, b, err := workerSTM(ctx, 10*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker:", err)
+		return 1
+	}
+	defer b.Close()
+	defer s.Close()
+	a, err := refs.NewAtom(ctx, s, atomCounter, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker:", err)
+		return 1
+	}
+	n, _ := strconv.Atoi(os.Getenv(envCount))
+	fmt.Println("READY")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker: no go:", err)
+		return 1
+	}
+	done := 0
+	for ; done < n; done++ {
+		if _, err := a.Swap(ctx, func(v int) int { return v + 1 }); err != nil {
+			fmt.Fprintln(os.Stderr, "atoms worker:", err)
+			break
+		}
+	}
+	fmt.Printf("DONE %d\n", done)
+	return 0
+}
+
+// TestAtomSwapTwoProcesses: two OS processes and goroutines of this one
+// swap one atom (+1) at the same time; the final value counts every swap.
+func TestAtomSwapTwoProcesses(t *testing.T) {
+	const (
+		procs, perProc       = 2, 200
+		goroutines, perG     = 8, 25
+		want             int = procs*perProc + goroutines*perG
+	)
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("atoms")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, prefix))
+	a, err := refs.NewAtom(ctx, s, atomCounter, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type proc struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		lines chan string
+	}
+	ps := make([]*proc, procs)
+	for i := range ps {
+		cmd := worker(t, "atoms", envAddr+"="+srv.Addr, envPrefix+"="+prefix, envCount+"="+strconv.Itoa(perProc))
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{cmd: cmd, stdin: stdin, lines: make(chan string, 4)}
+		ps[i] = p
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				p.lines <- sc.Text()
+			}
+			close(p.lines)
+		}()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill() // by PID; an error if it is gone
+			_ = cmd.Wait()
+		})
+	}
+	next := func(i int) string {
+		t.Helper()
+		select {
+		case l, ok := <-ps[i].lines:
+			if !ok {
+				t.Fatalf("worker %d ended its output early", i)
+			}
+			return l
+		case <-time.After(60 * time.Second):
+			t.Fatalf("worker %d said nothing for a minute", i)
+		}
+		return ""
+	}
+	for i := range ps {
+		if l := next(i); l != "READY" {
+			t.Fatalf("worker %d said %q, want READY", i, l)
+		}
+	}
+	// Go: both processes and the goroutines start swapping together.
+	for i, p := range ps {
+		if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for range perG {
+				if _, err := a.Swap(ctx, func(v int) int { return v + 1 }); err != nil {
+					errs[g] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		l := next(i)
+		if l != fmt.Sprintf("DONE %d", perProc) {
+			t.Fatalf("worker %d said %q, want DONE %d", i, l, perProc)
+		}
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	v, err := a.Deref(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != want {
+		t.Fatalf("counter = %d after %d swaps", v, want)
+	}
 }

@@ -37,6 +37,7 @@ const (
 	procEnvGeneral = "EPOCHAL_GENERAL" // "1": commit on the general path
 	procEnvStep    = "EPOCHAL_STEP"    // crash: the mutating call to stop at
 	procEnvAfter   = "EPOCHAL_AFTER"   // crash: "1": die after the call applied
+	procEnvCount   = "EPOCHAL_COUNT"   // atoms: the swaps to make
 )
 
 const (
@@ -60,6 +61,7 @@ const (
 func init() {
 	ensembleTests = append(ensembleTests, serverTest{"TwoProcessBankLeaderKilled", testTwoProcessBankLeaderKilled})
 	standaloneTests = append(standaloneTests, serverTest{"CommitterKilledAtEveryStep", testCommitterKilledAtEveryStep})
+	standaloneTests = append(standaloneTests, serverTest{"AtomSwapTwoProcesses", testAtomSwapTwoProcesses})
 }
 
 func TestMain(m *testing.M) {
@@ -70,6 +72,8 @@ func TestMain(m *testing.M) {
 		os.Exit(procBankWorker())
 	case "crash":
 		os.Exit(procCrashWorker())
+	case "atoms":
+		os.Exit(procAtomWorker())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown worker", os.Getenv(procEnvWorker))
 		os.Exit(2)
@@ -791,5 +795,160 @@ func procCrashAt(t *testing.T, srv *testserver.ZK, general bool, k int, op fault
 	procNothingStuck(t, ctx, s, b, []string{procAcct(0), procAcct(1), procTally}, killed.Add(procCrashLease+5*time.Second))
 	if vd, err := d.Deref(ctx); err != nil || vd != wantD {
 		t.Fatalf("tally = %d (%v) after recovery, want %d", vd, err, wantD)
+	}
+}
+
+// procAtomCounter is the atom the atoms workers and
+// testAtomSwapTwoProcesses increment.
+const procAtomCounter = "atom/counter"
+
+// procAtomWorker opens the backend and the counter atom, prints "READY",
+// waits for a line on stdin (so that every process swaps at once), makes
+// EPOCHAL_COUNT swaps of +1 and prints "DONE n", n being how many
+// succeeded. It stops at the first error.
+func procAtomWorker() int {
+	b, err := procOpen(procSession)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker:", err)
+		return 1
+	}
+	defer b.Close()
+	ctx := context.Background()
+	s, err := stm.Open(ctx, b)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker:", err)
+		return 1
+	}
+	defer s.Close()
+	a, err := refs.NewAtom(ctx, s, procAtomCounter, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker:", err)
+		return 1
+	}
+	n, _ := strconv.Atoi(os.Getenv(procEnvCount))
+	fmt.Println("READY")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, "atoms worker: no go:", err)
+		return 1
+	}
+	done := 0
+	for ; done < n; done++ {
+		sctx, cancel := context.WithTimeout(ctx, procPatience)
+		_, err := a.Swap(sctx, func(v int) int { return v + 1 })
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "atoms worker:", err)
+			break
+		}
+	}
+	fmt.Printf("DONE %d\n", done)
+	return 0
+}
+
+// testAtomSwapTwoProcesses: two OS processes and goroutines of this one
+// swap one atom (+1) at the same time; the final value counts every swap.
+func testAtomSwapTwoProcesses(t *testing.T, srv *testserver.ZK) {
+	const (
+		procs, perProc   = 2, 200
+		goroutines, perG = 8, 25
+		want             = procs*perProc + goroutines*perG
+	)
+	root := newRoot("atoms")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, zk.Config{Root: root}))
+	a, err := refs.NewAtom(ctx, s, procAtomCounter, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type proc struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		lines chan string
+	}
+	ps := make([]*proc, procs)
+	for i := range ps {
+		cmd := procCommand("atoms", procEnvServers+"="+srv.ConnectString(), procEnvRoot+"="+root, procEnvCount+"="+strconv.Itoa(perProc))
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &proc{cmd: cmd, stdin: stdin, lines: make(chan string, 4)}
+		ps[i] = p
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				p.lines <- sc.Text()
+			}
+			close(p.lines)
+		}()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill() // by PID; an error if it is gone
+			_ = cmd.Wait()
+		})
+	}
+	next := func(i int) string {
+		t.Helper()
+		select {
+		case l, ok := <-ps[i].lines:
+			if !ok {
+				t.Fatalf("worker %d ended its output early", i)
+			}
+			return l
+		case <-time.After(2 * procPatience):
+			t.Fatalf("worker %d said nothing for %v", i, 2*procPatience)
+		}
+		return ""
+	}
+	for i := range ps {
+		if l := next(i); l != "READY" {
+			t.Fatalf("worker %d said %q, want READY", i, l)
+		}
+	}
+	// Go: both processes and the goroutines start swapping together.
+	for i, p := range ps {
+		if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for range perG {
+				sctx, cancel := context.WithTimeout(ctx, procPatience)
+				_, err := a.Swap(sctx, func(v int) int { return v + 1 })
+				cancel()
+				if err != nil {
+					errs[g] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		if l := next(i); l != fmt.Sprintf("DONE %d", perProc) {
+			t.Fatalf("worker %d said %q, want DONE %d", i, l, perProc)
+		}
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	v, err := a.Deref(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != want {
+		t.Fatalf("counter = %d after %d swaps", v, want)
 	}
 }

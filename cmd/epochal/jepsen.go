@@ -46,6 +46,9 @@ heals them, reads the final state, and checks the recorded history:
                under snapshot isolation and reported as such
   register     single-ref read, write, compare-and-set: linearizability (porcupine)
   counter      commute increments and reads: every read within bounds
+  atom-register  atoms (refs.Atom[int], starting at 0): Deref, Reset,
+               CompareAndSet, each one compare-and-set on the backend:
+               linearizability (porcupine)
 
 Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
 pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
@@ -94,7 +97,7 @@ failed); 2: bad usage; 3: a server could not be started.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.workload, "workload", "bank", "bank|list-append|register|counter")
+	f.StringVar(&c.workload, "workload", "bank", "bank|list-append|register|counter|atom-register")
 	f.StringVar(&c.nemesis, "nemesis", "", "faults, comma-separated (see above); empty or none: no faults")
 	f.DurationVar(&c.time, "time", 20*time.Second, "how long the clients run")
 	f.IntVar(&c.workers, "workers", 2, "client processes")
