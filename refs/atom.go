@@ -101,27 +101,41 @@ var errChanged = errors.New("changed")
 // (any point when blind): one one-phase commit. An unknown outcome is
 // settled by aborting the commit's id: a tombstone if it did not apply.
 func (a *Atom[T]) cas(ctx context.Context, point clock.Point, blind bool, data []byte) (clock.Point, error) {
-	if a.r.s.Closed() {
-		return 0, stm.ErrClosed
-	}
-	env := a.r.s.Env()
 	rp := point
 	if blind {
 		rp = ^clock.Point(0)
 	}
+	cp, err := casPoint(ctx, a.r.s, a.r.drv, a.one, a.r.name, a.String(), rp, data)
+	if err == nil {
+		a.remember(&atomVersion{point: cp, data: data})
+	}
+	return cp, err
+}
+
+// casPoint writes data as the new version of the reference name if its
+// newest version is still at rp: one one-phase commit. It returns the
+// commit point, or errChanged when a newer version won (or the attempt
+// certainly did not apply and may be tried again). An unknown outcome is
+// settled by aborting the commit's id: a tombstone if it did not apply.
+// what names the reference in errors.
+func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.OnePhase, name, what string, rp clock.Point, data []byte) (clock.Point, error) {
+	if s.Closed() {
+		return 0, stm.ErrClosed
+	}
+	env := s.Env()
 	id := env.NewID()
-	res, err := a.one.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: id, RP: rp, Time: env.Wall.Now(),
-		Items: []backend.OnePhaseItem{{Name: a.r.name, Mode: backend.ModeWrite, Value: data}}})
+	res, err := one.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: id, RP: rp, Time: env.Wall.Now(),
+		Items: []backend.OnePhaseItem{{Name: name, Mode: backend.ModeWrite, Value: data}}})
 	if err != nil {
 		if errors.Is(err, backend.ErrNotApplied) {
-			return 0, fmt.Errorf("refs: change %s: %w", a, err)
+			return 0, fmt.Errorf("refs: change %s: %w", what, err)
 		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(env.Lease, time.Second))
-		rec, lerr := a.r.drv.AbortRecord(lctx, id)
+		rec, lerr := drv.AbortRecord(lctx, id)
 		cancel()
 		switch {
 		case lerr != nil:
-			return 0, fmt.Errorf("%w: change of %s: %w (looking up its outcome: %v)", stm.ErrOutcomeUnknown, a, err, lerr)
+			return 0, fmt.Errorf("%w: change of %s: %w (looking up its outcome: %v)", stm.ErrOutcomeUnknown, what, err, lerr)
 		case rec.Status == backend.Committed:
 			res = backend.OnePhaseResult{Status: backend.Committed, CP: rec.CP}
 		default:
@@ -131,7 +145,6 @@ func (a *Atom[T]) cas(ctx context.Context, point clock.Point, blind bool, data [
 	switch {
 	case res.Status == backend.Committed:
 		env.Observe(res.CP)
-		a.remember(&atomVersion{point: res.CP, data: data})
 		return res.CP, nil
 	case res.Status == backend.Aborted:
 		return 0, errChanged
@@ -139,9 +152,9 @@ func (a *Atom[T]) cas(ctx context.Context, point clock.Point, blind bool, data [
 	for _, c := range res.Conflicts {
 		switch c.Reason {
 		case backend.Gone:
-			return 0, fmt.Errorf("refs: change %s: %w", a, ErrNotFound)
+			return 0, fmt.Errorf("refs: change %s: %w", what, ErrNotFound)
 		case backend.Locked:
-			return 0, fmt.Errorf("refs: change %s: a transaction holds it (%s): atoms are changed outside transactions only", a, c.Intent.Txn)
+			return 0, fmt.Errorf("refs: change %s: a transaction holds it (%s): it is changed outside transactions only", what, c.Intent.Txn)
 		}
 	}
 	return 0, errChanged

@@ -16,6 +16,9 @@ type config struct {
 	validator  any // func(T) error, checked against T by New
 	minHistory *int
 	maxHistory *int
+	// retryErrors: a delay's body error releases its claim instead of
+	// being delivered (RetryErrors).
+	retryErrors bool
 }
 
 // On puts the ref in backend b instead of the STM's coordinator. b is
@@ -74,4 +77,13 @@ func validatorFor[T any](c *config) (func(T) error, error) {
 		return nil, fmt.Errorf("%w: WithValidator takes func(%v) error for this ref, got %T", ErrOption, reflect.TypeOf(&zero).Elem(), c.validator)
 	}
 	return f, nil
+}
+
+// RetryErrors makes a delay (NewDelay) treat an error from its body as
+// not delivered: the claim is released, the caller that ran the body gets
+// the error, and the next Deref (in any process) runs the body again.
+// Without it the error is delivered, like a value, to every caller. It is
+// ErrOption for other kinds of reference.
+func RetryErrors() Option {
+	return func(c *config) error { c.retryErrors = true; return nil }
 }

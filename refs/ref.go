@@ -29,7 +29,7 @@ type Ref[T any] struct {
 	s     *stm.STM
 	drv   backend.Driver
 	name  string
-	kind  backend.Kind // KindRef, or KindAtom for an Atom's machinery
+	kind  backend.Kind // KindRef, or the kind of the Atom, Promise or Delay it serves
 	key   txn.Key
 	codec Codec
 
@@ -62,6 +62,20 @@ func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name stri
 	if err != nil {
 		return nil, fmt.Errorf("refs: new %q: %w", name, err)
 	}
+	if err := r.createStored(ctx, c, data); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// createStored creates the handle's reference, of the handle's kind, with
+// data (already encoded) as its initial value, if the name holds nothing;
+// a name holding another kind is ErrType.
+func (r *Ref[T]) createStored(ctx context.Context, c *config, data []byte) error {
+	s, name, kind := r.s, r.name, r.kind
+	if c.retryErrors && kind != backend.KindDelay {
+		return fmt.Errorf("%w: RetryErrors is for delays, not a %s", ErrOption, kind)
+	}
 	min, max := s.HistoryBounds()
 	if c.minHistory != nil {
 		min = *c.minHistory
@@ -70,16 +84,16 @@ func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name stri
 		max = *c.maxHistory
 	}
 	if err := history.Check(min, max); err != nil {
-		return nil, fmt.Errorf("refs: new %q: %w", name, err)
+		return fmt.Errorf("refs: new %q: %w", name, err)
 	}
 	res, err := r.drv.Create(ctx, backend.CreateRequest{Name: name, Kind: kind, Value: data, MinHistory: min, MaxHistory: max})
 	if err != nil {
-		return nil, fmt.Errorf("refs: new %q: %w", name, err)
+		return fmt.Errorf("refs: new %q: %w", name, err)
 	}
 	if res.Kind != kind {
-		return nil, fmt.Errorf("refs: new %s %q: %w: the name holds a %s", kind, name, ErrType, res.Kind)
+		return fmt.Errorf("refs: new %s %q: %w: the name holds a %s", kind, name, ErrType, res.Kind)
 	}
-	return r, nil
+	return nil
 }
 
 // handle checks the arguments shared by every reference type's constructor

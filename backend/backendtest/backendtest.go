@@ -34,4 +34,5 @@ func Run(t *testing.T, newDriver NewDriver) {
 	t.Run("Model", func(t *testing.T) { testModel(t, newDriver) })
 	t.Run("Linearizable", func(t *testing.T) { testLinearizable(t, newDriver) })
 	t.Run("Atoms", func(t *testing.T) { testAtoms(t, newDriver) })
+	t.Run("Promises", func(t *testing.T) { testPromises(t, newDriver) })
 }

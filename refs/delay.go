@@ -1,0 +1,303 @@
+package refs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/stm"
+)
+
+// ErrDelayFailed: a delay's body returned an error, which was delivered
+// instead of a value. The error wraps one carrying the body's message (the
+// body's own error, in the process that ran it).
+var ErrDelayFailed = errors.New("refs: delay body failed")
+
+// Delay is Clojure's delay across processes: a value computed by a body on
+// the first Deref in any process and then kept for every caller. One
+// caller claims the delay (a compare-and-set to "running" with a lease on
+// the STM's wall clock, renewed while the body runs) and runs the body;
+// the others wait, and take the claim over if its lease runs out (the
+// runner died). The body may therefore run more than once if a runner
+// dies or loses its claim, but exactly one result is delivered.
+type Delay[T any] struct {
+	c     cell[T]
+	body  func(context.Context) (T, error)
+	retry bool
+	// done is the delivered state once this handle has seen it.
+	done atomic.Pointer[delayEnv]
+}
+
+// States of a delay.
+const (
+	delayPending uint8 = iota
+	delayRunning
+	delayDone
+)
+
+// delayEnv is a delay's stored value.
+type delayEnv struct {
+	State      uint8  `msgpack:"s"`
+	Owner      string `msgpack:"o"` // the claim's id while running
+	LeaseUntil int64  `msgpack:"l"` // unix ms: the claim lapses after it
+	Value      []byte `msgpack:"v"` // done: the value, in the handle's codec
+	Err        string `msgpack:"e"` // done: the body's error message, if it failed
+}
+
+// NewDelay returns a handle on the delay name, creating it (not yet run)
+// if the name holds nothing, with body as this handle's way of computing
+// the value. A name that holds another kind of reference is ErrType. With
+// RetryErrors a body error is returned to the caller that ran it and the
+// delay stays unrealized; otherwise it is delivered to every caller.
+func NewDelay[T any](ctx context.Context, s *stm.STM, name string, body func(context.Context) (T, error), opts ...Option) (*Delay[T], error) {
+	if body == nil {
+		return nil, fmt.Errorf("refs: new delay %q: %w (nil body)", name, stm.ErrNilFunc)
+	}
+	c, cfg, err := newCell[T](ctx, s, backend.KindDelay, name, delayEnv{}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Delay[T]{c: c, body: body, retry: cfg.retryErrors}, nil
+}
+
+// Name returns the delay's name.
+func (d *Delay[T]) Name() string { return d.c.r.name }
+
+func (d *Delay[T]) String() string { return d.c.String() }
+
+// Realized reports whether the delay's result (a value or a delivered
+// error) is there.
+func (d *Delay[T]) Realized(ctx context.Context) (bool, error) {
+	if d.done.Load() != nil {
+		return true, nil
+	}
+	var env delayEnv
+	if _, err := d.c.read(ctx, &env); err != nil {
+		return false, err
+	}
+	return env.State == delayDone, nil
+}
+
+// result turns a delivered state into Deref's answer.
+func (d *Delay[T]) result(env *delayEnv) (T, error) {
+	if env.Err != "" {
+		var zero T
+		return zero, fmt.Errorf("refs: %s: %w: %w", d, ErrDelayFailed, errors.New(env.Err))
+	}
+	return d.c.r.decode(env.Value, "as delivered")
+}
+
+// Deref returns the delay's value, running the body if no process has
+// yet (or its runner's lease ran out), and otherwise waiting for the
+// runner, until ctx ends (ctx.Err()). A delivered body error is
+// ErrDelayFailed.
+func (d *Delay[T]) Deref(ctx context.Context) (T, error) {
+	var zero T
+	var w waiter
+	defer w.close()
+	env := d.c.r.s.Env()
+	for attempt := 0; ; {
+		if st := d.done.Load(); st != nil {
+			return d.result(st)
+		}
+		var st delayEnv
+		point, err := d.c.read(ctx, &st)
+		if err != nil {
+			return zero, err
+		}
+		now := env.Wall.Now()
+		left := time.UnixMilli(st.LeaseUntil).Sub(now)
+		switch {
+		case st.State == delayDone:
+			d.done.Store(&st)
+			continue
+		case st.State == delayPending || left < 0:
+			// Claim it.
+			owner := env.NewID()
+			claim := delayEnv{State: delayRunning, Owner: owner, LeaseUntil: now.Add(env.Lease).UnixMilli()}
+			cp, err := d.c.cas(ctx, point, claim)
+			if errors.Is(err, errChanged) {
+				attempt++
+				if err := pause(ctx, attempt); err != nil {
+					return zero, err
+				}
+				continue
+			}
+			if err != nil {
+				return zero, err
+			}
+			v, err, lost := d.run(ctx, cp, owner)
+			if !lost {
+				return v, err
+			}
+			// Another caller took the claim over: wait for its result.
+			continue
+		}
+		if err := w.wait(ctx, d.c.r, left+10*time.Millisecond); err != nil {
+			return zero, err
+		}
+	}
+}
+
+// claim is a running claim: the point of its newest version, renewed
+// while the body runs.
+type claim struct {
+	mu    sync.Mutex
+	point clock.Point
+	lost  bool
+}
+
+// run runs the body under the claim owner made at point, renewing the
+// lease, and stores the result. lost means the claim was taken over (or
+// could not be kept) and the result was not stored.
+func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v T, err error, lost bool) {
+	env := d.c.r.s.Env()
+	cl := &claim{point: point}
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.renew(bctx, cl, owner, stop, cancel)
+	}()
+	finish := func() (clock.Point, bool) {
+		close(stop)
+		wg.Wait()
+		cl.mu.Lock()
+		defer cl.mu.Unlock()
+		return cl.point, cl.lost
+	}
+	panicked := true
+	defer func() {
+		if panicked { // release the claim for another caller, then panic on
+			p, lost := finish()
+			if !lost {
+				_, _ = d.c.cas(context.WithoutCancel(ctx), p, delayEnv{})
+			}
+		}
+	}()
+	v, err = d.body(bctx)
+	panicked = false
+	p, lost := finish()
+	if lost {
+		return v, err, true
+	}
+	var out delayEnv
+	switch {
+	case err != nil && (d.retry || ctx.Err() != nil):
+		// Not delivered: release the claim so the next caller runs the
+		// body again (a caller giving up does not deliver its ctx error).
+		_, _ = d.c.cas(context.WithoutCancel(ctx), p, delayEnv{})
+		if ctx.Err() != nil {
+			return v, ctx.Err(), false
+		}
+		return v, fmt.Errorf("refs: %s: %w", d, err), false
+	case err != nil:
+		msg := err.Error()
+		if msg == "" {
+			msg = "error with an empty message"
+		}
+		out = delayEnv{State: delayDone, Err: msg}
+	default:
+		data, eerr := d.c.r.encode(v)
+		if eerr != nil {
+			_, _ = d.c.cas(context.WithoutCancel(ctx), p, delayEnv{})
+			return v, fmt.Errorf("refs: %s: %w", d, eerr), false
+		}
+		out = delayEnv{State: delayDone, Value: data}
+	}
+	// Storing the result must not depend on the caller still waiting.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), max(env.Lease, time.Second))
+	defer scancel()
+	for {
+		_, cerr := d.c.cas(sctx, p, out)
+		if cerr == nil {
+			break
+		}
+		if !errors.Is(cerr, errChanged) {
+			var zero T
+			return zero, cerr, false
+		}
+		var ok bool
+		if p, ok = d.stillOwned(sctx, owner); !ok {
+			return v, err, true
+		}
+	}
+	d.done.Store(&out)
+	if err != nil {
+		return v, fmt.Errorf("refs: %s: %w: %w", d, ErrDelayFailed, err), false
+	}
+	return v, nil, false
+}
+
+// renew extends the claim's lease every third of a lease until stop is
+// closed. When the claim is taken over, or cannot be renewed before it
+// lapses, it marks the claim lost and cancels the body.
+func (d *Delay[T]) renew(ctx context.Context, cl *claim, owner string, stop <-chan struct{}, cancel context.CancelFunc) {
+	env := d.c.r.s.Env()
+	every := max(env.Lease/3, time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	until := env.Wall.Now().Add(env.Lease)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-d.c.r.s.Done():
+			// This process's STM closed: it can no longer hold the claim.
+			cl.mu.Lock()
+			cl.lost = true
+			cl.mu.Unlock()
+			cancel()
+			return
+		case <-t.C:
+		}
+		cl.mu.Lock()
+		if cl.lost {
+			cl.mu.Unlock()
+			return
+		}
+		now := env.Wall.Now()
+		next := now.Add(env.Lease)
+		cp, err := d.c.cas(ctx, cl.point, delayEnv{State: delayRunning, Owner: owner, LeaseUntil: next.UnixMilli()})
+		switch {
+		case err == nil:
+			cl.point, until = cp, next
+		case errors.Is(err, errChanged):
+			// Taken over, or this renewal certainly did not apply.
+			if p, ok := d.stillOwned(ctx, owner); ok {
+				cl.point = p
+				break
+			}
+			fallthrough
+		case errors.Is(err, stm.ErrClosed), !now.Before(until):
+			// Taken over, or this process can no longer hold the claim.
+			cl.lost = true
+			cl.mu.Unlock()
+			cancel()
+			return
+		}
+		cl.mu.Unlock()
+	}
+}
+
+// stillOwned reports whether the delay is still running under owner's
+// claim, and at which point: a compare-and-set that came back changed may
+// only have been settled as not applied.
+func (d *Delay[T]) stillOwned(ctx context.Context, owner string) (clock.Point, bool) {
+	var st delayEnv
+	p, err := d.c.read(ctx, &st)
+	if err != nil || st.State != delayRunning || st.Owner != owner {
+		return 0, false
+	}
+	return p, true
+}

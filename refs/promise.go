@@ -1,0 +1,267 @@
+package refs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/stm"
+)
+
+// pollEvery is how often a waiting Deref (of a promise or a delay) reads
+// the reference again even without a change hint: hints may be late or
+// lost (a dropped connection), and a waiter must still return.
+const pollEvery = 500 * time.Millisecond
+
+// cell is the machinery shared by promises and delays: a reference whose
+// value is an envelope (always msgpack, holding the T encoded with the
+// handle's codec), read whole and changed by compare-and-set at the point
+// of the version read.
+type cell[T any] struct {
+	r   *Ref[T]
+	one backend.OnePhase
+}
+
+func newCell[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name string, initial any, opts []Option) (cell[T], *config, error) {
+	r, c, err := handle[T](s, name, opts)
+	if err != nil {
+		return cell[T]{}, nil, err
+	}
+	r.kind = kind
+	data, err := msgpack.Marshal(initial)
+	if err != nil {
+		return cell[T]{}, nil, fmt.Errorf("refs: new %s %q: %w", kind, name, err)
+	}
+	if err := r.createStored(ctx, c, data); err != nil {
+		return cell[T]{}, nil, err
+	}
+	one, ok := r.drv.(backend.OnePhase)
+	if !ok {
+		return cell[T]{}, nil, fmt.Errorf("refs: new %s %q on %s: %w", kind, name, r.drv.ID(), ErrNoCAS)
+	}
+	return cell[T]{r: r, one: one}, c, nil
+}
+
+func (c cell[T]) String() string {
+	return fmt.Sprintf("%s %q on %s", c.r.kind, c.r.name, c.r.drv.ID())
+}
+
+// read reads the newest version and decodes its envelope into env.
+func (c cell[T]) read(ctx context.Context, env any) (clock.Point, error) {
+	if c.r.s.Closed() {
+		return 0, stm.ErrClosed
+	}
+	res, err := c.r.drv.Read(ctx, backend.ReadRequest{Current: true, Names: []string{c.r.name}})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("refs: read %s: %w", c, err)
+	}
+	it := res.Items[0]
+	if !it.Found {
+		return 0, fmt.Errorf("refs: read %s: %w", c, ErrNotFound)
+	}
+	if it.Kind != c.r.kind {
+		return 0, fmt.Errorf("refs: read %s: %w: the name holds a %s", c, ErrType, it.Kind)
+	}
+	if err := msgpack.Unmarshal(it.Newest.Value, env); err != nil {
+		return 0, fmt.Errorf("refs: read %s at point %d: %w: %w", c, it.Newest.Point, ErrType, err)
+	}
+	return it.Newest.Point, nil
+}
+
+// cas replaces the envelope with env if the newest version is still at
+// point: nil if it did, errChanged if another change came first.
+func (c cell[T]) cas(ctx context.Context, point clock.Point, env any) (clock.Point, error) {
+	data, err := msgpack.Marshal(env)
+	if err != nil {
+		return 0, fmt.Errorf("refs: %s: %w: %w", c, ErrEncode, err)
+	}
+	if limit := c.r.maxValueSize(); len(data) > limit {
+		return 0, fmt.Errorf("refs: %s: %w: %d bytes encoded, the limit is %d", c, ErrTooLarge, len(data), limit)
+	}
+	return casPoint(ctx, c.r.s, c.r.drv, c.one, c.r.name, c.String(), point, data)
+}
+
+// waiter wakes a waiting Deref on a change hint, on a poll, or at a
+// deadline; ctx ending ends the wait.
+type waiter struct {
+	sub backend.Subscription
+}
+
+// wait blocks until a hint, pollEvery, or d (if shorter and positive),
+// subscribing on first use. It returns ctx.Err() when ctx ends.
+// A closed STM ends the wait with stm.ErrClosed.
+func (w *waiter) wait(ctx context.Context, r refInfo, d time.Duration) error {
+	if w.sub == nil {
+		// A failed subscription leaves polling alone to find the change.
+		if sub, err := r.backend().Subscribe(ctx, r.refName()); err == nil {
+			w.sub = sub
+			return ctx.Err() // read again: the change may predate the subscription
+		}
+	}
+	if d <= 0 || d > pollEvery {
+		d = pollEvery
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var hints <-chan struct{}
+	if w.sub != nil {
+		hints = w.sub.C()
+	}
+	select {
+	case <-hints:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.stm().Done():
+		return stm.ErrClosed
+	}
+	return nil
+}
+
+// refInfo is what a waiter needs of a handle, whatever its type.
+type refInfo interface {
+	backend() backend.Driver
+	refName() string
+	stm() *stm.STM
+}
+
+func (r *Ref[T]) backend() backend.Driver { return r.drv }
+func (r *Ref[T]) refName() string         { return r.name }
+func (r *Ref[T]) stm() *stm.STM           { return r.s }
+
+func (w *waiter) close() {
+	if w.sub != nil {
+		_ = w.sub.Close()
+	}
+}
+
+// Promise is Clojure's promise across processes: a reference delivered at
+// most once, whose Deref blocks until it is. It is stored as a reference
+// of kind promise holding, at point 0, an undelivered mark; a delivery is
+// one compare-and-set against point 0, so of any number of concurrent
+// deliveries in any processes exactly one wins.
+type Promise[T any] struct {
+	c cell[T]
+	// got is the delivered value's encoding once this handle has seen
+	// it: a delivery never changes.
+	got atomic.Pointer[[]byte]
+}
+
+// promiseEnv is a promise's stored value.
+type promiseEnv struct {
+	Delivered bool   `msgpack:"d"`
+	Value     []byte `msgpack:"v"` // the value, in the handle's codec
+}
+
+// NewPromise returns a handle on the promise name, creating it undelivered
+// if the name holds nothing. A name that holds another kind of reference
+// is ErrType. The options On, WithCodec, WithValidator (checked on
+// Deliver) and the history bounds apply.
+func NewPromise[T any](ctx context.Context, s *stm.STM, name string, opts ...Option) (*Promise[T], error) {
+	c, _, err := newCell[T](ctx, s, backend.KindPromise, name, promiseEnv{}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Promise[T]{c: c}, nil
+}
+
+// Name returns the promise's name.
+func (p *Promise[T]) Name() string { return p.c.r.name }
+
+func (p *Promise[T]) String() string { return p.c.String() }
+
+// Deliver delivers v if the promise is not delivered yet, and reports
+// whether this call was the delivery that won; a promise already
+// delivered is left as it is (false, nil). A validator rejecting v is
+// ErrValidation.
+func (p *Promise[T]) Deliver(ctx context.Context, v T) (bool, error) {
+	p.c.r.mu.Lock()
+	validator := p.c.r.validator
+	p.c.r.mu.Unlock()
+	if validator != nil {
+		if err := validator(v); err != nil {
+			return false, fmt.Errorf("refs: deliver %s: %w: %w", p, ErrValidation, err)
+		}
+	}
+	data, err := p.c.r.encode(v)
+	if err != nil {
+		return false, fmt.Errorf("refs: deliver %s: %w", p, err)
+	}
+	if p.got.Load() != nil {
+		return false, nil
+	}
+	for attempt := 0; ; attempt++ {
+		_, err := p.c.cas(ctx, 0, promiseEnv{Delivered: true, Value: data})
+		if err == nil {
+			p.got.Store(&data)
+			return true, nil
+		}
+		if !errors.Is(err, errChanged) {
+			return false, err
+		}
+		// Either another delivery won, or this one certainly did not
+		// apply (an unknown outcome settled by a tombstone): look.
+		var env promiseEnv
+		if _, err := p.c.read(ctx, &env); err != nil {
+			return false, err
+		}
+		if env.Delivered {
+			p.got.Store(&env.Value)
+			return false, nil
+		}
+		if err := pause(ctx, attempt); err != nil {
+			return false, err
+		}
+	}
+}
+
+// Realized reports whether the promise has been delivered.
+func (p *Promise[T]) Realized(ctx context.Context) (bool, error) {
+	if p.got.Load() != nil {
+		return true, nil
+	}
+	var env promiseEnv
+	if _, err := p.c.read(ctx, &env); err != nil {
+		return false, err
+	}
+	if env.Delivered {
+		p.got.Store(&env.Value)
+	}
+	return env.Delivered, nil
+}
+
+// Deref returns the delivered value, waiting until the promise is
+// delivered or ctx ends (ctx.Err()). It wakes on change hints and also
+// reads the promise every half second, so a lost hint only delays it. A
+// value delivered by a handle of another type is ErrType.
+func (p *Promise[T]) Deref(ctx context.Context) (T, error) {
+	var w waiter
+	defer w.close()
+	for {
+		if got := p.got.Load(); got != nil {
+			return p.c.r.decode(*got, "as delivered")
+		}
+		var env promiseEnv
+		if _, err := p.c.read(ctx, &env); err != nil {
+			var zero T
+			return zero, err
+		}
+		if env.Delivered {
+			p.got.Store(&env.Value)
+			continue
+		}
+		if err := w.wait(ctx, p.c.r, 0); err != nil {
+			var zero T
+			return zero, err
+		}
+	}
+}
