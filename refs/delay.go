@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/stm"
@@ -49,6 +51,24 @@ type delayEnv struct {
 	Err        string `msgpack:"e"` // done: the body's error message, if it failed
 }
 
+// DelayWatchFn is called when a delay is done with a value.
+type DelayWatchFn[T any] func(key string, d *Delay[T], old, new T)
+
+// delayView presents a stored delay to watches: only one done with a value
+// holds a T (a delivered error does not).
+func delayView[T any](r *Ref[T], data []byte) (T, bool, error) {
+	var zero T
+	var env delayEnv
+	if err := msgpack.Unmarshal(data, &env); err != nil {
+		return zero, false, fmt.Errorf("refs: decode delay %q: %w: %w", r.name, ErrType, err)
+	}
+	if env.State != delayDone || env.Err != "" {
+		return zero, false, nil
+	}
+	v, err := r.decode(env.Value, "as delivered")
+	return v, err == nil, err
+}
+
 // NewDelay returns a handle on the delay name, creating it (not yet run)
 // if the name holds nothing, with body as this handle's way of computing
 // the value. A name that holds another kind of reference is ErrType. With
@@ -58,7 +78,7 @@ func NewDelay[T any](ctx context.Context, s *stm.STM, name string, body func(con
 	if body == nil {
 		return nil, fmt.Errorf("refs: new delay %q: %w (nil body)", name, stm.ErrNilFunc)
 	}
-	c, cfg, err := newCell[T](ctx, s, backend.KindDelay, name, delayEnv{}, opts)
+	c, cfg, err := newCell[T](ctx, s, backend.KindDelay, name, delayEnv{}, delayView[T], opts)
 	if err != nil {
 		return nil, err
 	}
@@ -300,4 +320,34 @@ func (d *Delay[T]) stillOwned(ctx context.Context, owner string) (clock.Point, b
 		return 0, false
 	}
 	return p, true
+}
+
+// AddWatch calls fn once when the delay is done with a value (its body
+// run by any process), with T's zero value as old (a delay not yet done
+// holds no T) and the value as new. A delivered body error is not a T:
+// the watch is not called for it, then or ever (the delay never changes
+// again). Watches work as Ref.AddWatch's: they see results committed
+// after AddWatch returns, so a delay done before it was watched calls
+// nothing; claims and lease renewals call nothing; callbacks run on this
+// handle's own goroutine, never blocking the delay.
+func (d *Delay[T]) AddWatch(key string, fn DelayWatchFn[T], opts ...WatchOption) {
+	d.c.r.AddWatch(key, func(k string, _ *Ref[T], old, new T) { fn(k, d, old, new) }, opts...)
+}
+
+// RemoveWatch removes the watch added under key, as Ref.RemoveWatch does.
+func (d *Delay[T]) RemoveWatch(key string) { d.c.r.RemoveWatch(key) }
+
+// Meta returns the delay's meta map (nil if none was set): stored beside
+// the value, shared by every process, changed atomically.
+func (d *Delay[T]) Meta(ctx context.Context) (map[string]any, error) { return d.c.r.Meta(ctx) }
+
+// ResetMeta replaces the delay's meta map.
+func (d *Delay[T]) ResetMeta(ctx context.Context, m map[string]any) error {
+	return d.c.r.ResetMeta(ctx, m)
+}
+
+// AlterMeta sets the delay's meta map to f of it, atomically (f may run
+// several times under contention), and returns the new meta.
+func (d *Delay[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[string]any) (map[string]any, error) {
+	return d.c.r.AlterMeta(ctx, f)
 }

@@ -28,12 +28,13 @@ type cell[T any] struct {
 	one backend.OnePhase
 }
 
-func newCell[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name string, initial any, opts []Option) (cell[T], *config, error) {
+func newCell[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name string, initial any, view func(*Ref[T], []byte) (T, bool, error), opts []Option) (cell[T], *config, error) {
 	r, c, err := handle[T](s, name, opts)
 	if err != nil {
 		return cell[T]{}, nil, err
 	}
 	r.kind = kind
+	r.view = view
 	data, err := msgpack.Marshal(initial)
 	if err != nil {
 		return cell[T]{}, nil, fmt.Errorf("refs: new %s %q: %w", kind, name, err)
@@ -162,12 +163,30 @@ type promiseEnv struct {
 	Value     []byte `msgpack:"v"` // the value, in the handle's codec
 }
 
+// PromiseWatchFn is called when a promise is delivered.
+type PromiseWatchFn[T any] func(key string, p *Promise[T], old, new T)
+
+// promiseView presents a stored promise to watches: only a delivered one
+// holds a T.
+func promiseView[T any](r *Ref[T], data []byte) (T, bool, error) {
+	var zero T
+	var env promiseEnv
+	if err := msgpack.Unmarshal(data, &env); err != nil {
+		return zero, false, fmt.Errorf("refs: decode promise %q: %w: %w", r.name, ErrType, err)
+	}
+	if !env.Delivered {
+		return zero, false, nil
+	}
+	v, err := r.decode(env.Value, "as delivered")
+	return v, err == nil, err
+}
+
 // NewPromise returns a handle on the promise name, creating it undelivered
 // if the name holds nothing. A name that holds another kind of reference
 // is ErrType. The options On, WithCodec, WithValidator (checked on
 // Deliver) and the history bounds apply.
 func NewPromise[T any](ctx context.Context, s *stm.STM, name string, opts ...Option) (*Promise[T], error) {
-	c, _, err := newCell[T](ctx, s, backend.KindPromise, name, promiseEnv{}, opts)
+	c, _, err := newCell[T](ctx, s, backend.KindPromise, name, promiseEnv{}, promiseView[T], opts)
 	if err != nil {
 		return nil, err
 	}
@@ -264,4 +283,32 @@ func (p *Promise[T]) Deref(ctx context.Context) (T, error) {
 			return zero, err
 		}
 	}
+}
+
+// AddWatch calls fn once when the promise is delivered (by any process),
+// with T's zero value as old (an undelivered promise holds no T) and the
+// delivered value as new. Watches work as Ref.AddWatch's: they see
+// deliveries committed after AddWatch returns, so a promise delivered
+// before it was watched calls nothing; callbacks run on this handle's own
+// goroutine, never blocking a delivery.
+func (p *Promise[T]) AddWatch(key string, fn PromiseWatchFn[T], opts ...WatchOption) {
+	p.c.r.AddWatch(key, func(k string, _ *Ref[T], old, new T) { fn(k, p, old, new) }, opts...)
+}
+
+// RemoveWatch removes the watch added under key, as Ref.RemoveWatch does.
+func (p *Promise[T]) RemoveWatch(key string) { p.c.r.RemoveWatch(key) }
+
+// Meta returns the promise's meta map (nil if none was set): stored beside
+// the value, shared by every process, changed atomically.
+func (p *Promise[T]) Meta(ctx context.Context) (map[string]any, error) { return p.c.r.Meta(ctx) }
+
+// ResetMeta replaces the promise's meta map.
+func (p *Promise[T]) ResetMeta(ctx context.Context, m map[string]any) error {
+	return p.c.r.ResetMeta(ctx, m)
+}
+
+// AlterMeta sets the promise's meta map to f of it, atomically (f may run
+// several times under contention), and returns the new meta.
+func (p *Promise[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[string]any) (map[string]any, error) {
+	return p.c.r.AlterMeta(ctx, f)
 }

@@ -36,6 +36,13 @@ type Ref[T any] struct {
 	mu        sync.Mutex
 	validator func(T) error
 	w         *watcher[T]
+
+	// view, when set, is how watches see a stored value: a promise or a
+	// delay stores an envelope, of which only its final state may hold a
+	// T (ok), so versions a watcher missed before it hide no change a
+	// watch would see. Without it a stored value is a T in the handle's
+	// codec.
+	view func(r *Ref[T], data []byte) (v T, ok bool, err error)
 }
 
 // New returns a handle on the ref name, creating it with initial if it does

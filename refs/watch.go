@@ -129,6 +129,16 @@ func (r *Ref[T]) RemoveWatch(key string) {
 	r.mu.Unlock()
 }
 
+// watchValue is a stored value as watches see it: ok is false for a state
+// that holds no T (see Ref.view).
+func (r *Ref[T]) watchValue(data []byte) (T, bool, error) {
+	if r.view != nil {
+		return r.view(r, data)
+	}
+	v, err := r.decode(data, "for watch")
+	return v, err == nil, err
+}
+
 func (r *Ref[T]) floor() clock.Point { return clock.Point(r.s.Env().Floor.Load()) }
 
 func (w *watcher[T]) run(ctx context.Context) {
@@ -244,15 +254,30 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 	}
 	r.mu.Unlock()
 
-	nv, err := r.decode(v.Value, "for watch")
+	nv, ok, err := r.watchValue(v.Value)
 	if err != nil {
 		slog.Warn("epochal: watch skipped a value it cannot decode", "ref", r.name, "point", v.Point, "err", err)
 		return
 	}
+	if !ok {
+		// A state that holds no T (an undelivered promise, a running
+		// delay) is not a change watches see, and neither are versions
+		// missed before it.
+		return
+	}
+	if r.view != nil {
+		// Only the final state holds a T (see Ref.view): whatever the
+		// watcher missed before it, no watch-visible change was lost.
+		gap = false
+	}
 	var ov T
 	if old != nil {
-		if ov, err = r.decode(old, "for watch"); err != nil {
+		var isT bool
+		if ov, isT, err = r.watchValue(old); err != nil {
 			gap = true
+		} else if !isT {
+			var zero T
+			ov = zero
 		}
 	}
 	for i, wt := range ws {

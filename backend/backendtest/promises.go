@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 )
@@ -28,6 +29,9 @@ func testPromises(t *testing.T, newDriver NewDriver) {
 	t.Run("DelayRetry", func(t *testing.T) { testDelayRetry(t, newDriver(t)) })
 	t.Run("DelayTakeover", func(t *testing.T) { testDelayTakeover(t, newDriver(t)) })
 	t.Run("DelayRenewal", func(t *testing.T) { testDelayRenewal(t, newDriver(t)) })
+	t.Run("Watch", func(t *testing.T) { testPromiseWatch(t, newDriver(t)) })
+	t.Run("DelayWatch", func(t *testing.T) { testDelayWatch(t, newDriver(t)) })
+	t.Run("Meta", func(t *testing.T) { testPromiseMeta(t, newDriver(t)) })
 }
 
 func newPromise[T any](t testing.TB, s *stm.STM, name string, opts ...refs.Option) *refs.Promise[T] {
@@ -425,5 +429,128 @@ func testDelayRenewal(t *testing.T, d backend.Driver) {
 	}
 	if c := count.Load(); c != 1 {
 		t.Fatalf("the body ran %d times: its claim was taken over while renewed", c)
+	}
+}
+
+// watchCall is one call of a promise's or a delay's watch.
+type watchCall struct {
+	key      string
+	same     bool // the handle passed is the one watched
+	old, new int
+}
+
+// testPromiseWatch: watches on a promise in two processes each fire once,
+// on delivery by a third, with the zero value as old and the delivered
+// value as new; a delivery that loses fires nothing.
+func testPromiseWatch(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("watched-promise")
+	ps := []*refs.Promise[int]{newPromise[int](t, open(t, d), name), newPromise[int](t, open(t, d), name)}
+	chs := make([]chan watchCall, len(ps))
+	gaps := make(chan struct{}, 100)
+	for i, p := range ps {
+		ch := make(chan watchCall, 100)
+		chs[i] = ch
+		p.AddWatch("w", func(key string, got *refs.Promise[int], old, new int) {
+			ch <- watchCall{key, got == p, old, new}
+		}, refs.OnGap(func(string, clock.Point, clock.Point) { gaps <- struct{}{} }))
+		defer p.RemoveWatch("w")
+	}
+	deliverer := newPromise[int](t, open(t, d), name)
+	if won, err := deliverer.Deliver(ctx, 42); err != nil || !won {
+		t.Fatalf("Deliver(42) = %v, %v; want true, nil", won, err)
+	}
+	for i, ch := range chs {
+		c := recv(t, ch, fmt.Sprintf("watch call in process %d", i))
+		if c != (watchCall{"w", true, 0, 42}) {
+			t.Fatalf("process %d: watch called with %+v; want key w, its own handle, old 0, new 42", i, c)
+		}
+	}
+	// A losing delivery changes nothing. No further call may have come by
+	// the end: a check, not a proof, as nothing marks a watcher's later
+	// reads; a watcher calling twice for one version would be caught here
+	// only if it did so by then.
+	if won, err := ps[0].Deliver(ctx, 7); err != nil || won {
+		t.Fatalf("second Deliver = %v, %v; want false, nil", won, err)
+	}
+	for i, p := range ps {
+		if v, err := p.Deref(ctx); err != nil || v != 42 {
+			t.Fatalf("process %d: Deref = %v, %v; want 42", i, v, err)
+		}
+	}
+	for i, ch := range chs {
+		if n := len(ch); n != 0 {
+			t.Fatalf("process %d: watch called %d more times after the delivery: %+v", i, n, <-ch)
+		}
+	}
+	if n := len(gaps); n != 0 {
+		t.Fatalf("%d gap notices on a promise delivered once", n)
+	}
+}
+
+// testDelayWatch: a watch on a delay fires once, when another process's
+// Deref runs the body, with the zero value as old and the value as new.
+func testDelayWatch(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("watched-delay")
+	body := func(context.Context) (int, error) { return 99, nil }
+	w := newDelay(t, open(t, d), name, body)
+	ch := make(chan watchCall, 100)
+	w.AddWatch("w", func(key string, got *refs.Delay[int], old, new int) {
+		ch <- watchCall{key, got == w, old, new}
+	})
+	defer w.RemoveWatch("w")
+	runner := newDelay(t, open(t, d), name, body)
+	if v, err := runner.Deref(ctx); err != nil || v != 99 {
+		t.Fatalf("Deref = %v, %v; want 99", v, err)
+	}
+	if c := recv(t, ch, "delay watch call"); c != (watchCall{"w", true, 0, 99}) {
+		t.Fatalf("watch called with %+v; want key w, its own handle, old 0, new 99", c)
+	}
+	if v, err := w.Deref(ctx); err != nil || v != 99 {
+		t.Fatalf("watched handle's Deref = %v, %v; want 99", v, err)
+	}
+	if n := len(ch); n != 0 {
+		t.Fatalf("watch called %d more times: %+v", n, <-ch)
+	}
+}
+
+// testPromiseMeta: meta on a promise and on a delay, altered in one
+// process, is seen by another.
+func testPromiseMeta(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("meta-promise")
+	p, q := newPromise[int](t, open(t, d), name), newPromise[int](t, open(t, d), name)
+	if m, err := q.Meta(ctx); err != nil || m != nil {
+		t.Fatalf("promise Meta before any = %v, %v; want nil", m, err)
+	}
+	if _, err := p.AlterMeta(ctx, func(m map[string]any) map[string]any { return map[string]any{"owner": "ops"} }); err != nil {
+		t.Fatalf("promise AlterMeta: %v", err)
+	}
+	if m, err := q.Meta(ctx); err != nil || m["owner"] != "ops" {
+		t.Fatalf("promise Meta from another process = %v, %v", m, err)
+	}
+	if err := q.ResetMeta(ctx, map[string]any{"owner": "dev"}); err != nil {
+		t.Fatalf("promise ResetMeta: %v", err)
+	}
+	if m, err := p.Meta(ctx); err != nil || m["owner"] != "dev" {
+		t.Fatalf("promise Meta after ResetMeta = %v, %v", m, err)
+	}
+
+	dname := uniq("meta-delay")
+	body := func(context.Context) (int, error) { return 1, nil }
+	a, b := newDelay(t, open(t, d), dname, body), newDelay(t, open(t, d), dname, body)
+	if _, err := a.AlterMeta(ctx, func(m map[string]any) map[string]any { return map[string]any{"tier": "gold"} }); err != nil {
+		t.Fatalf("delay AlterMeta: %v", err)
+	}
+	if m, err := b.Meta(ctx); err != nil || m["tier"] != "gold" {
+		t.Fatalf("delay Meta from another process = %v, %v", m, err)
+	}
+	// Meta is beside the value: running the delay keeps it.
+	if v, err := b.Deref(ctx); err != nil || v != 1 {
+		t.Fatalf("delay Deref = %v, %v; want 1", v, err)
+	}
+	if m, err := a.Meta(ctx); err != nil || m["tier"] != "gold" {
+		t.Fatalf("delay Meta after it ran = %v, %v", m, err)
 	}
 }
