@@ -128,7 +128,14 @@ func (d *Delay[T]) Deref(ctx context.Context) (T, error) {
 		var st delayEnv
 		point, err := d.c.read(ctx, &st)
 		if err != nil {
-			return zero, err
+			if !waitThrough(ctx, d.c.r.s, err) {
+				return zero, err
+			}
+			// The backend is away: wait (hints, polls) and read again.
+			if err := w.wait(ctx, d.c.r, 0); err != nil {
+				return zero, err
+			}
+			continue
 		}
 		now := env.Wall.Now()
 		left := time.UnixMilli(st.LeaseUntil).Sub(now)

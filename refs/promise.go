@@ -271,8 +271,11 @@ func (p *Promise[T]) Deref(ctx context.Context) (T, error) {
 		}
 		var env promiseEnv
 		if _, err := p.c.read(ctx, &env); err != nil {
-			var zero T
-			return zero, err
+			if !waitThrough(ctx, p.c.r.s, err) {
+				var zero T
+				return zero, err
+			}
+			env = promiseEnv{} // the backend is away: wait and read again
 		}
 		if env.Delivered {
 			p.got.Store(&env.Value)
@@ -311,4 +314,12 @@ func (p *Promise[T]) ResetMeta(ctx context.Context, m map[string]any) error {
 // several times under contention), and returns the new meta.
 func (p *Promise[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[string]any) (map[string]any, error) {
 	return p.c.r.AlterMeta(ctx, f)
+}
+
+// waitThrough reports whether a waiter outlasts a read error: the backend
+// briefly away (a restart, a lost connection). ctx's end, a closed STM and
+// what the reference holds (ErrType, ErrNotFound) end the wait.
+func waitThrough(ctx context.Context, s *stm.STM, err error) bool {
+	return ctx.Err() == nil && !s.Closed() && !errors.Is(err, stm.ErrClosed) &&
+		!errors.Is(err, ErrType) && !errors.Is(err, ErrNotFound) && !errors.Is(err, backend.ErrNotFound)
 }

@@ -35,6 +35,11 @@ type watchConfig struct {
 // log/slog at Warn level: gaps are never silent.
 func OnGap(f GapFn) WatchOption { return func(c *watchConfig) { c.gap = f } }
 
+// WatchFeedWait bounds how long a watcher waits for its change feed to
+// catch up with a history that was trimmed past what the watcher saw,
+// before it announces a gap.
+var WatchFeedWait = 2 * time.Second
+
 // WatchPoll is how often a watcher re-reads a ref's history without a hint:
 // the safety net under change hints that a backend may lose.
 var WatchPoll = time.Second
@@ -151,6 +156,13 @@ func (w *watcher[T]) run(ctx context.Context) {
 	// (it subscribed before its first read of the history).
 	fed := false
 	first := true
+	// pending holds the versions drained from the feed and not yet
+	// delivered; feedMax is the newest point the feed has given. Versions
+	// arrive in order, so once feedMax reaches the history's newest point
+	// the feed has given every version before it too.
+	var pending []backend.Version
+	var feedMax clock.Point
+	var catchUp time.Time // when the watcher began to wait for the feed
 	tick := time.NewTicker(WatchPoll)
 	defer tick.Stop()
 	for {
@@ -163,13 +175,17 @@ func (w *watcher[T]) run(ctx context.Context) {
 			}
 		}
 		// The history first, then the feed: every version appended before
-		// this drain is in one of them, or in an earlier drain.
+		// the history was read is in it, or was trimmed from it after its
+		// message was published, so it reaches the feed, in order, before
+		// any later version's message.
 		vr, err := w.r.versions(ctx)
-		var fresh []backend.Version
 		if feed != nil {
-			var complete bool
-			fresh, complete = feed.Drain()
+			fresh, complete := feed.Drain()
 			fed = fed && complete
+			for _, v := range fresh {
+				feedMax = max(feedMax, v.Point)
+			}
+			pending = append(pending, fresh...)
 		}
 		if err == nil {
 			if first {
@@ -178,7 +194,10 @@ func (w *watcher[T]) run(ctx context.Context) {
 					last, seen, known = vr.Versions[0].Point, vr.Versions[0].Value, true
 				} else {
 					// Too late: start from the floor AddWatch saw, with
-					// the value then, if history still holds it.
+					// the value then, if history still holds it. The feed
+					// began after that point: it cannot vouch for the
+					// versions between.
+					fed = false
 					for _, v := range vr.Versions {
 						if v.Point <= last {
 							seen, known = v.Value, true
@@ -187,7 +206,25 @@ func (w *watcher[T]) run(ctx context.Context) {
 					}
 				}
 			}
-			last, seen, known = w.deliver(vr, fresh, fed, last, seen, known)
+			lagging := fed && vr.Trimmed > last && feedMax < vr.Versions[0].Point
+			if lagging && catchUp.IsZero() {
+				catchUp = time.Now()
+			}
+			if lagging && time.Since(catchUp) < WatchFeedWait {
+				// History was trimmed past what this watcher saw and the
+				// feed has not yet given the versions in between: wait
+				// for it rather than skip them (or, after
+				// WatchFeedWait, announce a gap).
+				select {
+				case <-ctx.Done():
+					return
+				case <-hints:
+				case <-time.After(10 * time.Millisecond):
+				}
+				continue
+			}
+			last, seen, known = w.deliver(vr, pending, fed && !lagging, last, seen, known)
+			pending, catchUp = nil, time.Time{}
 			// Once caught up, the feed vouches for what follows if it is
 			// complete from here on.
 			fed = feed != nil

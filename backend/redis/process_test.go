@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -35,7 +37,9 @@ const (
 	envStep     = "EPOCHAL_STEP"
 	envGeneral  = "EPOCHAL_GENERAL"
 	envSeed     = "EPOCHAL_SEED"
-	envCount    = "EPOCHAL_COUNT" // atoms: the swaps to make
+	envCount    = "EPOCHAL_COUNT" // atoms: the swaps to make; delay: the goroutines
+	envLease    = "EPOCHAL_LEASE" // delay: the STM's lease
+	envBlock    = "EPOCHAL_BLOCK" // delay: "1": the body blocks until killed
 )
 
 const (
@@ -53,6 +57,10 @@ func TestMain(m *testing.M) {
 		os.Exit(crashWorker())
 	case "atoms":
 		os.Exit(atomWorker())
+	case "delay":
+		os.Exit(delayWorker())
+	case "promise":
+		os.Exit(promiseWorker())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown worker", os.Getenv(envWorker))
 		os.Exit(2)
@@ -613,5 +621,501 @@ func TestAtomSwapTwoProcesses(t *testing.T) {
 	}
 	if v != want {
 		t.Fatalf("counter = %d after %d swaps", v, want)
+	}
+}
+
+// Names the delay, promise and watch tests use.
+const (
+	delayName    = "delay/d"
+	delayRuns    = "delay/runs" // an atom the delay's body increments first
+	promiseName  = "promise/p"
+	procPatience = 30 * time.Second
+)
+
+// delayBody is the body of the delay under test in every process: it
+// counts its run in the runs atom and returns a value naming the run and
+// the process. With block it prints "RUNNING" and waits to be killed.
+func delayBody(runs *refs.Atom[int], block bool) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		n, err := runs.Swap(ctx, func(v int) int { return v + 1 })
+		if err != nil {
+			return "", err
+		}
+		if block {
+			fmt.Println("RUNNING")
+			<-ctx.Done() // the claim lost, or the process killed
+			return "", ctx.Err()
+		}
+		return fmt.Sprintf("run %d by pid %d", n, os.Getpid()), nil
+	}
+}
+
+// delayWorker opens the delay (with the lease EPOCHAL_LEASE), prints
+// "READY", waits for a line on stdin, and Derefs it on EPOCHAL_COUNT
+// goroutines at once, printing "VALUE v" (or "ERROR e") for each, then
+// "DONE". With EPOCHAL_BLOCK=1 its body blocks (see delayBody).
+func delayWorker() int {
+	ctx := context.Background()
+	lease, err := time.ParseDuration(os.Getenv(envLease))
+	if err != nil {
+		lease = 10 * time.Second
+	}
+	s, b, err := workerSTM(ctx, lease)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker:", err)
+		return 1
+	}
+	defer b.Close()
+	defer s.Close()
+	runs, err := refs.NewAtom(ctx, s, delayRuns, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker:", err)
+		return 1
+	}
+	d, err := refs.NewDelay(ctx, s, delayName, delayBody(runs, os.Getenv(envBlock) == "1"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker:", err)
+		return 1
+	}
+	n, _ := strconv.Atoi(os.Getenv(envCount))
+	fmt.Println("READY")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker: no go:", err)
+		return 1
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			dctx, cancel := context.WithTimeout(ctx, procPatience)
+			defer cancel()
+			v, err := d.Deref(dctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				fmt.Printf("ERROR %v\n", err)
+				return
+			}
+			fmt.Printf("VALUE %s\n", v)
+		})
+	}
+	wg.Wait()
+	fmt.Println("DONE")
+	return 0
+}
+
+// promiseWorker opens the promise, checks that a Deref blocks while it is
+// undelivered (a short Deref must end with its ctx), prints "WAITING",
+// and Derefs it: "VALUE v" or "ERROR e".
+func promiseWorker() int {
+	ctx := context.Background()
+	s, b, err := workerSTM(ctx, 10*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "promise worker:", err)
+		return 1
+	}
+	defer b.Close()
+	defer s.Close()
+	p, err := refs.NewPromise[string](ctx, s, promiseName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "promise worker:", err)
+		return 1
+	}
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	v, err := p.Deref(sctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		fmt.Printf("ERROR an undelivered promise's Deref returned %q, %v\n", v, err)
+		return 0
+	}
+	fmt.Println("WAITING")
+	dctx, cancel := context.WithTimeout(ctx, 2*procPatience)
+	defer cancel()
+	if v, err = p.Deref(dctx); err != nil {
+		fmt.Printf("ERROR %v\n", err)
+		return 0
+	}
+	fmt.Printf("VALUE %s\n", v)
+	return 0
+}
+
+// lineProc is a worker process whose stdout lines are read into a
+// channel; it is SIGKILLed, by PID, when the test ends if it still runs.
+type lineProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func startLineProc(t *testing.T, kind string, env ...string) *lineProc {
+	t.Helper()
+	cmd := worker(t, kind, env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &lineProc{cmd: cmd, stdin: stdin, lines: make(chan string, 64)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL) // an error if it is gone
+		_ = cmd.Wait()
+	})
+	return p
+}
+
+// next returns the worker's next line, failing the test if it ends its
+// output or says nothing within procPatience.
+func (p *lineProc) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			t.Fatalf("worker %d ended its output early", p.cmd.Process.Pid)
+		}
+		return l
+	case <-time.After(procPatience):
+		t.Fatalf("worker %d said nothing for %v", p.cmd.Process.Pid, procPatience)
+	}
+	return ""
+}
+
+func (p *lineProc) expect(t *testing.T, want string) {
+	t.Helper()
+	if l := p.next(t); l != want {
+		t.Fatalf("worker %d said %q, want %q", p.cmd.Process.Pid, l, want)
+	}
+}
+
+func (p *lineProc) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatalf("worker %d: %v", p.cmd.Process.Pid, err)
+	}
+}
+
+// TestDelayTwoProcesses: two OS processes of 8 goroutines each and 8
+// goroutines of this one Deref one delay at once; its body runs exactly
+// once and every caller in every process gets its value.
+func TestDelayTwoProcesses(t *testing.T) {
+	const procs, goroutines = 2, 8
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("delay")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, prefix))
+	runs, err := refs.NewAtom(ctx, s, delayRuns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := refs.NewDelay(ctx, s, delayName, delayBody(runs, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := make([]*lineProc, procs)
+	for i := range ps {
+		ps[i] = startLineProc(t, "delay", envAddr+"="+srv.Addr, envPrefix+"="+prefix, envCount+"="+strconv.Itoa(goroutines))
+	}
+	for _, p := range ps {
+		p.expect(t, "READY")
+	}
+	for _, p := range ps {
+		p.send(t, "go")
+	}
+	var values []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			dctx, cancel := context.WithTimeout(ctx, procPatience)
+			defer cancel()
+			v, err := d.Deref(dctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				values = append(values, "ERROR "+err.Error())
+				return
+			}
+			values = append(values, v)
+		})
+	}
+	wg.Wait()
+	for i, p := range ps {
+		for range goroutines {
+			l := p.next(t)
+			v, ok := strings.CutPrefix(l, "VALUE ")
+			if !ok {
+				t.Fatalf("worker %d said %q, want a value", i, l)
+			}
+			values = append(values, v)
+		}
+		p.expect(t, "DONE")
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	if n, err := runs.Deref(ctx); err != nil || n != 1 {
+		t.Fatalf("the body ran %d times (%v), want once", n, err)
+	}
+	if len(values) != (procs+1)*goroutines {
+		t.Fatalf("%d values, want %d", len(values), (procs+1)*goroutines)
+	}
+	if !strings.HasPrefix(values[0], "run 1 by pid ") {
+		t.Fatalf("value %q, want the first run's", values[0])
+	}
+	for i, v := range values {
+		if v != values[0] {
+			t.Fatalf("caller %d got %q, caller 0 %q", i, v, values[0])
+		}
+	}
+	t.Logf("every caller got %q", values[0])
+}
+
+// TestDelayRunnerKilled: a worker process claims a delay (lease 1 s) and
+// its body blocks; the worker is SIGKILLed; a Deref here takes the claim
+// over once the lease runs out, runs the body again and delivers, and
+// every later Deref, in any process, returns that second run's value.
+func TestDelayRunnerKilled(t *testing.T) {
+	const lease = time.Second
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("delaykill")
+	ctx := context.Background()
+	p := startLineProc(t, "delay", envAddr+"="+srv.Addr, envPrefix+"="+prefix, envCount+"=1", envBlock+"=1", envLease+"="+lease.String())
+	p.expect(t, "READY")
+	p.send(t, "go")
+	p.expect(t, "RUNNING")
+	s := openSTM(t, open(t, srv, prefix), stm.WithLease(lease))
+	runs, err := refs.NewAtom(ctx, s, delayRuns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := runs.Deref(ctx); err != nil || n != 1 {
+		t.Fatalf("runs = %d (%v) while the worker's body runs, want 1", n, err)
+	}
+	d, err := refs.NewDelay(ctx, s, delayName, delayBody(runs, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.Realized(ctx); err != nil || ok {
+		t.Fatalf("realized %v (%v) while the body runs", ok, err)
+	}
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	killed := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, procPatience)
+	defer cancel()
+	v, err := d.Deref(dctx)
+	took := time.Since(killed)
+	if err != nil {
+		t.Fatalf("Deref after the runner was killed: %v (after %v)", err, took)
+	}
+	if slack := 3 * time.Second; took > lease+slack {
+		t.Fatalf("the takeover took %v, want at most the lease %v + %v", took, lease, slack)
+	}
+	want := fmt.Sprintf("run 2 by pid %d", os.Getpid())
+	if v != want {
+		t.Fatalf("Deref = %q, want %q", v, want)
+	}
+	t.Logf("took over and delivered %v after the kill", took)
+	// Later Derefs: this handle, a new handle on a new connection, and
+	// another process; none runs the body again.
+	if v, err := d.Deref(ctx); err != nil || v != want {
+		t.Fatalf("Deref again = %q, %v; want %q", v, err, want)
+	}
+	s2 := openSTM(t, open(t, srv, prefix), stm.WithLease(lease))
+	d2, err := refs.NewDelay(ctx, s2, delayName, func(context.Context) (string, error) {
+		return "a third run", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := d2.Deref(dctx); err != nil || v != want {
+		t.Fatalf("Deref on a new handle = %q, %v; want %q", v, err, want)
+	}
+	q := startLineProc(t, "delay", envAddr+"="+srv.Addr, envPrefix+"="+prefix, envCount+"=2", envLease+"="+lease.String())
+	q.expect(t, "READY")
+	q.send(t, "go")
+	q.expect(t, "VALUE "+want)
+	q.expect(t, "VALUE "+want)
+	q.expect(t, "DONE")
+	if err := q.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := runs.Deref(ctx); err != nil || n != 2 {
+		t.Fatalf("the body ran %d times (%v), want twice", n, err)
+	}
+}
+
+// TestPromiseWaiterAcrossServerRestart: a waiter in a worker process and
+// one here are blocked in Promise.Deref while the server is killed and
+// restarted from its append-only file; a delivery afterwards, from a new
+// handle, reaches both.
+func TestPromiseWaiterAcrossServerRestart(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("promise")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, prefix))
+	p, err := refs.NewPromise[string](ctx, s, promiseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startLineProc(t, "promise", envAddr+"="+srv.Addr, envPrefix+"="+prefix)
+	w.expect(t, "WAITING")
+	type result struct {
+		v   string
+		err error
+	}
+	got := make(chan result, 1)
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	v, err := p.Deref(sctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an undelivered promise's Deref returned %q, %v", v, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*procPatience)
+	defer cancel()
+	go func() {
+		v, err := p.Deref(dctx)
+		got <- result{v, err}
+	}()
+
+	srv.Kill(t)
+	srv.Restart(t)
+
+	s2 := openSTM(t, open(t, srv, prefix))
+	p2, err := refs.NewPromise[string](ctx, s2, promiseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p2.Realized(ctx); err != nil || ok {
+		t.Fatalf("realized %v (%v) before the delivery", ok, err)
+	}
+	const want = "delivered after the restart"
+	delivered := time.Now()
+	if ok, err := p2.Deliver(ctx, want); err != nil || !ok {
+		t.Fatalf("Deliver = %v, %v", ok, err)
+	}
+	deadline := time.After(10 * time.Second)
+	select {
+	case r := <-got:
+		if r.err != nil || r.v != want {
+			t.Errorf("the waiter here got %q, %v; want %q", r.v, r.err, want)
+		}
+	case <-deadline:
+		t.Error("the waiter here did not return within 10 s of the delivery")
+	}
+	if l := w.next(t); l != "VALUE "+want {
+		t.Fatalf("the waiting worker said %q, want %q", l, "VALUE "+want)
+	}
+	if err := w.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the worker's waiter returned %v after the delivery", time.Since(delivered))
+}
+
+// TestWatchTwoProcesses: a watch here on an atom that two worker
+// processes increment 250 times each sees strictly increasing values,
+// each one more than the one before unless a gap notice says what it
+// missed, ending at 500.
+func TestWatchTwoProcesses(t *testing.T) {
+	const procs, perProc, want = 2, 250, 500
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("watch")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, prefix))
+	a, err := refs.NewAtom(ctx, s, atomCounter, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws watchLog
+	a.AddWatch("w", func(_ string, _ *refs.Atom[int], old, new int) { ws.change(old, new) },
+		refs.OnGap(func(_ string, from, to clock.Point) { ws.gap(uint64(from), uint64(to)) }))
+	ps := make([]*lineProc, procs)
+	for i := range ps {
+		ps[i] = startLineProc(t, "atoms", envAddr+"="+srv.Addr, envPrefix+"="+prefix, envCount+"="+strconv.Itoa(perProc))
+	}
+	for _, p := range ps {
+		p.expect(t, "READY")
+	}
+	for _, p := range ps {
+		p.send(t, "go")
+	}
+	for i, p := range ps {
+		p.expect(t, fmt.Sprintf("DONE %d", perProc))
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	ws.check(t, want)
+}
+
+// watchLog records what a watch is told, in order.
+type watchLog struct {
+	mu     sync.Mutex
+	last   int
+	calls  int
+	gaps   int
+	gapped bool // a gap notice came since the last change
+	bad    []string
+}
+
+func (w *watchLog) change(old, new int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	switch {
+	case old != w.last:
+		w.bad = append(w.bad, fmt.Sprintf("change %d -> %d: old is not the last value seen, %d", old, new, w.last))
+	case new <= w.last:
+		w.bad = append(w.bad, fmt.Sprintf("change %d -> %d: not increasing", old, new))
+	case new != w.last+1 && !w.gapped:
+		w.bad = append(w.bad, fmt.Sprintf("change %d -> %d: missed %d changes without a gap notice", old, new, new-w.last-1))
+	}
+	w.last, w.gapped = new, false
+}
+
+func (w *watchLog) gap(from, to uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gaps++
+	if from >= to {
+		w.bad = append(w.bad, fmt.Sprintf("gap notice from point %d to %d", from, to))
+	}
+	w.gapped = true
+}
+
+// check waits (up to procPatience) for the watch to see want, then
+// reports what was wrong.
+func (w *watchLog) check(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(procPatience)
+	for {
+		w.mu.Lock()
+		last, calls, gaps, bad := w.last, w.calls, w.gaps, slices.Clone(w.bad)
+		w.mu.Unlock()
+		if len(bad) > 0 {
+			t.Fatalf("the watch saw %d changes, %d gap notices; wrong: %s", calls, gaps, strings.Join(bad, "; "))
+		}
+		if last == want {
+			t.Logf("the watch saw %d changes and %d gap notices, ending at %d", calls, gaps, last)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch's last value is %d after %v, want %d (%d changes, %d gap notices)", last, procPatience, want, calls, gaps)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -10,15 +10,18 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/zk"
+	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -37,7 +40,9 @@ const (
 	procEnvGeneral = "EPOCHAL_GENERAL" // "1": commit on the general path
 	procEnvStep    = "EPOCHAL_STEP"    // crash: the mutating call to stop at
 	procEnvAfter   = "EPOCHAL_AFTER"   // crash: "1": die after the call applied
-	procEnvCount   = "EPOCHAL_COUNT"   // atoms: the swaps to make
+	procEnvCount   = "EPOCHAL_COUNT"   // atoms: the swaps to make; delay: the goroutines
+	procEnvLease   = "EPOCHAL_LEASE"   // delay: the STM's lease
+	procEnvBlock   = "EPOCHAL_BLOCK"   // delay: "1": the body blocks until killed
 )
 
 const (
@@ -62,6 +67,10 @@ func init() {
 	ensembleTests = append(ensembleTests, serverTest{"TwoProcessBankLeaderKilled", testTwoProcessBankLeaderKilled})
 	standaloneTests = append(standaloneTests, serverTest{"CommitterKilledAtEveryStep", testCommitterKilledAtEveryStep})
 	standaloneTests = append(standaloneTests, serverTest{"AtomSwapTwoProcesses", testAtomSwapTwoProcesses})
+	standaloneTests = append(standaloneTests, serverTest{"DelayTwoProcesses", testDelayTwoProcesses})
+	standaloneTests = append(standaloneTests, serverTest{"DelayRunnerKilled", testDelayRunnerKilled})
+	standaloneTests = append(standaloneTests, serverTest{"PromiseWaiterAcrossServerRestart", testPromiseWaiterAcrossServerRestart})
+	standaloneTests = append(standaloneTests, serverTest{"WatchTwoProcesses", testWatchTwoProcesses})
 }
 
 func TestMain(m *testing.M) {
@@ -74,6 +83,10 @@ func TestMain(m *testing.M) {
 		os.Exit(procCrashWorker())
 	case "atoms":
 		os.Exit(procAtomWorker())
+	case "delay":
+		os.Exit(procDelayWorker())
+	case "promise":
+		os.Exit(procPromiseWorker())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown worker", os.Getenv(procEnvWorker))
 		os.Exit(2)
@@ -951,4 +964,508 @@ func testAtomSwapTwoProcesses(t *testing.T, srv *testserver.ZK) {
 	if v != want {
 		t.Fatalf("counter = %d after %d swaps", v, want)
 	}
+}
+
+// Names the delay, promise and watch tests use.
+const (
+	procDelayName   = "delay/d"
+	procDelayRuns   = "delay/runs" // an atom the delay's body increments first
+	procPromiseName = "promise/p"
+)
+
+// procDelayBody is the body of the delay under test in every process: it
+// counts its run in the runs atom and returns a value naming the run and
+// the process. With block it prints "RUNNING" and waits to be killed.
+func procDelayBody(runs *refs.Atom[int], block bool) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		n, err := runs.Swap(ctx, func(v int) int { return v + 1 })
+		if err != nil {
+			return "", err
+		}
+		if block {
+			fmt.Println("RUNNING")
+			<-ctx.Done() // the claim lost, or the process killed
+			return "", ctx.Err()
+		}
+		return fmt.Sprintf("run %d by pid %d", n, os.Getpid()), nil
+	}
+}
+
+// procDelayWorker opens the delay (with the lease EPOCHAL_LEASE), prints
+// "READY", waits for a line on stdin, and Derefs it on EPOCHAL_COUNT
+// goroutines at once, printing "VALUE v" (or "ERROR e") for each, then
+// "DONE". With EPOCHAL_BLOCK=1 its body blocks (see procDelayBody).
+func procDelayWorker() int {
+	ctx := context.Background()
+	lease, err := time.ParseDuration(os.Getenv(procEnvLease))
+	if err != nil {
+		lease = 10 * time.Second
+	}
+	s, b, err := procWorkerSTM(ctx, lease)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker:", err)
+		return 1
+	}
+	defer b.Close()
+	defer s.Close()
+	runs, err := refs.NewAtom(ctx, s, procDelayRuns, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker:", err)
+		return 1
+	}
+	d, err := refs.NewDelay(ctx, s, procDelayName, procDelayBody(runs, os.Getenv(procEnvBlock) == "1"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker:", err)
+		return 1
+	}
+	n, _ := strconv.Atoi(os.Getenv(procEnvCount))
+	fmt.Println("READY")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		fmt.Fprintln(os.Stderr, "delay worker: no go:", err)
+		return 1
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			dctx, cancel := context.WithTimeout(ctx, procPatience)
+			defer cancel()
+			v, err := d.Deref(dctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				fmt.Printf("ERROR %v\n", err)
+				return
+			}
+			fmt.Printf("VALUE %s\n", v)
+		})
+	}
+	wg.Wait()
+	fmt.Println("DONE")
+	return 0
+}
+
+// procPromiseWorker opens the promise, checks that a Deref blocks while it is
+// undelivered (a short Deref must end with its ctx), prints "WAITING",
+// and Derefs it: "VALUE v" or "ERROR e".
+func procPromiseWorker() int {
+	ctx := context.Background()
+	s, b, err := procWorkerSTM(ctx, 10*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "promise worker:", err)
+		return 1
+	}
+	defer b.Close()
+	defer s.Close()
+	p, err := refs.NewPromise[string](ctx, s, procPromiseName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "promise worker:", err)
+		return 1
+	}
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	v, err := p.Deref(sctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		fmt.Printf("ERROR an undelivered promise's Deref returned %q, %v\n", v, err)
+		return 0
+	}
+	fmt.Println("WAITING")
+	dctx, cancel := context.WithTimeout(ctx, 2*procPatience)
+	defer cancel()
+	if v, err = p.Deref(dctx); err != nil {
+		fmt.Printf("ERROR %v\n", err)
+		return 0
+	}
+	fmt.Printf("VALUE %s\n", v)
+	return 0
+}
+
+// procLine is a worker process whose stdout lines are read into a
+// channel; it is SIGKILLed, by PID, when the test ends if it still runs.
+type procLine struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func procStartLine(t *testing.T, srv *testserver.ZK, root string, kind string, env ...string) *procLine {
+	t.Helper()
+	cmd := procCommand(kind, append([]string{procEnvServers + "=" + srv.ConnectString(), procEnvRoot + "=" + root}, env...)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &procLine{cmd: cmd, stdin: stdin, lines: make(chan string, 64)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL) // an error if it is gone
+		_ = cmd.Wait()
+	})
+	return p
+}
+
+// next returns the worker's next line, failing the test if it ends its
+// output or says nothing within procPatience.
+func (p *procLine) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		if !ok {
+			t.Fatalf("worker %d ended its output early", p.cmd.Process.Pid)
+		}
+		return l
+	case <-time.After(procPatience):
+		t.Fatalf("worker %d said nothing for %v", p.cmd.Process.Pid, procPatience)
+	}
+	return ""
+}
+
+func (p *procLine) expect(t *testing.T, want string) {
+	t.Helper()
+	if l := p.next(t); l != want {
+		t.Fatalf("worker %d said %q, want %q", p.cmd.Process.Pid, l, want)
+	}
+}
+
+func (p *procLine) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
+		t.Fatalf("worker %d: %v", p.cmd.Process.Pid, err)
+	}
+}
+
+// testDelayTwoProcesses: two OS processes of 8 goroutines each and 8
+// goroutines of this one Deref one delay at once; its body runs exactly
+// once and every caller in every process gets its value.
+func testDelayTwoProcesses(t *testing.T, srv *testserver.ZK) {
+	const procs, goroutines = 2, 8
+	root := newRoot("delay")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, zk.Config{Root: root}))
+	runs, err := refs.NewAtom(ctx, s, procDelayRuns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := refs.NewDelay(ctx, s, procDelayName, procDelayBody(runs, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := make([]*procLine, procs)
+	for i := range ps {
+		ps[i] = procStartLine(t, srv, root, "delay", procEnvCount+"="+strconv.Itoa(goroutines))
+	}
+	for _, p := range ps {
+		p.expect(t, "READY")
+	}
+	for _, p := range ps {
+		p.send(t, "go")
+	}
+	var values []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			dctx, cancel := context.WithTimeout(ctx, procPatience)
+			defer cancel()
+			v, err := d.Deref(dctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				values = append(values, "ERROR "+err.Error())
+				return
+			}
+			values = append(values, v)
+		})
+	}
+	wg.Wait()
+	for i, p := range ps {
+		for range goroutines {
+			l := p.next(t)
+			v, ok := strings.CutPrefix(l, "VALUE ")
+			if !ok {
+				t.Fatalf("worker %d said %q, want a value", i, l)
+			}
+			values = append(values, v)
+		}
+		p.expect(t, "DONE")
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	if n, err := runs.Deref(ctx); err != nil || n != 1 {
+		t.Fatalf("the body ran %d times (%v), want once", n, err)
+	}
+	if len(values) != (procs+1)*goroutines {
+		t.Fatalf("%d values, want %d", len(values), (procs+1)*goroutines)
+	}
+	if !strings.HasPrefix(values[0], "run 1 by pid ") {
+		t.Fatalf("value %q, want the first run's", values[0])
+	}
+	for i, v := range values {
+		if v != values[0] {
+			t.Fatalf("caller %d got %q, caller 0 %q", i, v, values[0])
+		}
+	}
+	t.Logf("every caller got %q", values[0])
+}
+
+// testDelayRunnerKilled: a worker process claims a delay (lease 1 s) and
+// its body blocks; the worker is SIGKILLed; a Deref here takes the claim
+// over once the lease runs out, runs the body again and delivers, and
+// every later Deref, in any process, returns that second run's value.
+func testDelayRunnerKilled(t *testing.T, srv *testserver.ZK) {
+	const lease = time.Second
+	root := newRoot("delaykill")
+	ctx := context.Background()
+	p := procStartLine(t, srv, root, "delay", procEnvCount+"=1", procEnvBlock+"=1", procEnvLease+"="+lease.String())
+	p.expect(t, "READY")
+	p.send(t, "go")
+	p.expect(t, "RUNNING")
+	s := openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithLease(lease))
+	runs, err := refs.NewAtom(ctx, s, procDelayRuns, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := runs.Deref(ctx); err != nil || n != 1 {
+		t.Fatalf("runs = %d (%v) while the worker's body runs, want 1", n, err)
+	}
+	d, err := refs.NewDelay(ctx, s, procDelayName, procDelayBody(runs, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := d.Realized(ctx); err != nil || ok {
+		t.Fatalf("realized %v (%v) while the body runs", ok, err)
+	}
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	killed := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, procPatience)
+	defer cancel()
+	v, err := d.Deref(dctx)
+	took := time.Since(killed)
+	if err != nil {
+		t.Fatalf("Deref after the runner was killed: %v (after %v)", err, took)
+	}
+	if slack := 3 * time.Second; took > lease+slack {
+		t.Fatalf("the takeover took %v, want at most the lease %v + %v", took, lease, slack)
+	}
+	want := fmt.Sprintf("run 2 by pid %d", os.Getpid())
+	if v != want {
+		t.Fatalf("Deref = %q, want %q", v, want)
+	}
+	t.Logf("took over and delivered %v after the kill", took)
+	// Later Derefs: this handle, a new handle on a new connection, and
+	// another process; none runs the body again.
+	if v, err := d.Deref(ctx); err != nil || v != want {
+		t.Fatalf("Deref again = %q, %v; want %q", v, err, want)
+	}
+	s2 := openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithLease(lease))
+	d2, err := refs.NewDelay(ctx, s2, procDelayName, func(context.Context) (string, error) {
+		return "a third run", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := d2.Deref(dctx); err != nil || v != want {
+		t.Fatalf("Deref on a new handle = %q, %v; want %q", v, err, want)
+	}
+	q := procStartLine(t, srv, root, "delay", procEnvCount+"=2", procEnvLease+"="+lease.String())
+	q.expect(t, "READY")
+	q.send(t, "go")
+	q.expect(t, "VALUE "+want)
+	q.expect(t, "VALUE "+want)
+	q.expect(t, "DONE")
+	if err := q.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := runs.Deref(ctx); err != nil || n != 2 {
+		t.Fatalf("the body ran %d times (%v), want twice", n, err)
+	}
+}
+
+// testPromiseWaiterAcrossServerRestart: a waiter in a worker process and
+// one here are blocked in Promise.Deref while the server is restarted; a delivery afterwards, from a new
+// handle, reaches both.
+func testPromiseWaiterAcrossServerRestart(t *testing.T, srv *testserver.ZK) {
+	root := newRoot("promise")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, zk.Config{Root: root}))
+	p, err := refs.NewPromise[string](ctx, s, procPromiseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := procStartLine(t, srv, root, "promise")
+	w.expect(t, "WAITING")
+	type result struct {
+		v   string
+		err error
+	}
+	got := make(chan result, 1)
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	v, err := p.Deref(sctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an undelivered promise's Deref returned %q, %v", v, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*procPatience)
+	defer cancel()
+	go func() {
+		v, err := p.Deref(dctx)
+		got <- result{v, err}
+	}()
+
+	srv.Restart(t, 0)
+
+	s2 := openSTM(t, open(t, srv, zk.Config{Root: root}))
+	p2, err := refs.NewPromise[string](ctx, s2, procPromiseName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p2.Realized(ctx); err != nil || ok {
+		t.Fatalf("realized %v (%v) before the delivery", ok, err)
+	}
+	const want = "delivered after the restart"
+	delivered := time.Now()
+	if ok, err := p2.Deliver(ctx, want); err != nil || !ok {
+		t.Fatalf("Deliver = %v, %v", ok, err)
+	}
+	deadline := time.After(10 * time.Second)
+	select {
+	case r := <-got:
+		if r.err != nil || r.v != want {
+			t.Errorf("the waiter here got %q, %v; want %q", r.v, r.err, want)
+		}
+	case <-deadline:
+		t.Error("the waiter here did not return within 10 s of the delivery")
+	}
+	if l := w.next(t); l != "VALUE "+want {
+		t.Fatalf("the waiting worker said %q, want %q", l, "VALUE "+want)
+	}
+	if err := w.cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the worker's waiter returned %v after the delivery", time.Since(delivered))
+}
+
+// testWatchTwoProcesses: a watch here on an atom that two worker
+// processes increment 250 times each sees strictly increasing values,
+// each one more than the one before unless a gap notice says what it
+// missed, ending at 500.
+func testWatchTwoProcesses(t *testing.T, srv *testserver.ZK) {
+	const procs, perProc, want = 2, 250, 500
+	root := newRoot("watch")
+	ctx := context.Background()
+	s := openSTM(t, open(t, srv, zk.Config{Root: root}))
+	a, err := refs.NewAtom(ctx, s, procAtomCounter, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws procWatchLog
+	a.AddWatch("w", func(_ string, _ *refs.Atom[int], old, new int) { ws.change(old, new) },
+		refs.OnGap(func(_ string, from, to clock.Point) { ws.gap(uint64(from), uint64(to)) }))
+	ps := make([]*procLine, procs)
+	for i := range ps {
+		ps[i] = procStartLine(t, srv, root, "atoms", procEnvCount+"="+strconv.Itoa(perProc))
+	}
+	for _, p := range ps {
+		p.expect(t, "READY")
+	}
+	for _, p := range ps {
+		p.send(t, "go")
+	}
+	for i, p := range ps {
+		p.expect(t, fmt.Sprintf("DONE %d", perProc))
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v", i, err)
+		}
+	}
+	ws.check(t, want)
+}
+
+// procWatchLog records what a watch is told, in order.
+type procWatchLog struct {
+	mu     sync.Mutex
+	last   int
+	calls  int
+	gaps   int
+	gapped bool // a gap notice came since the last change
+	bad    []string
+}
+
+func (w *procWatchLog) change(old, new int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	switch {
+	case old != w.last:
+		w.bad = append(w.bad, fmt.Sprintf("change %d -> %d: old is not the last value seen, %d", old, new, w.last))
+	case new <= w.last:
+		w.bad = append(w.bad, fmt.Sprintf("change %d -> %d: not increasing", old, new))
+	case new != w.last+1 && !w.gapped:
+		w.bad = append(w.bad, fmt.Sprintf("change %d -> %d: missed %d changes without a gap notice", old, new, new-w.last-1))
+	}
+	w.last, w.gapped = new, false
+}
+
+func (w *procWatchLog) gap(from, to uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.gaps++
+	if from >= to {
+		w.bad = append(w.bad, fmt.Sprintf("gap notice from point %d to %d", from, to))
+	}
+	w.gapped = true
+}
+
+// check waits (up to procPatience) for the watch to see want, then
+// reports what was wrong.
+func (w *procWatchLog) check(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(procPatience)
+	for {
+		w.mu.Lock()
+		last, calls, gaps, bad := w.last, w.calls, w.gaps, slices.Clone(w.bad)
+		w.mu.Unlock()
+		if len(bad) > 0 {
+			t.Fatalf("the watch saw %d changes, %d gap notices; wrong: %s", calls, gaps, strings.Join(bad, "; "))
+		}
+		if last == want {
+			t.Logf("the watch saw %d changes and %d gap notices, ending at %d", calls, gaps, last)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch's last value is %d after %v, want %d (%d changes, %d gap notices)", last, procPatience, want, calls, gaps)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// procWorkerSTM opens the backend and STM (with lease) a worker process
+// uses.
+func procWorkerSTM(ctx context.Context, lease time.Duration) (*stm.STM, *zk.Backend, error) {
+	b, err := procOpen(procSession)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := stm.Open(ctx, b, stm.WithLease(lease))
+	if err != nil {
+		_ = b.Close()
+		return nil, nil, err
+	}
+	return s, b, nil
 }
