@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -160,20 +159,6 @@ func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.O
 	return 0, errChanged
 }
 
-// pause backs off between compare-and-set attempts, honouring ctx.
-func pause(ctx context.Context, attempt int) error {
-	d := 50 * time.Microsecond << min(attempt, 10)
-	d = d/2 + rand.N(d)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Swap sets the atom to f of its value and returns the new value. f may
 // run several times (each time the atom changed under it) and must be free
 // of side effects; a validator rejecting the value ends the swap with
@@ -209,7 +194,7 @@ func (a *Atom[T]) Swap(ctx context.Context, f func(T) T) (T, error) {
 		}
 		cur = nil
 		if attempt > 0 {
-			if err := pause(ctx, attempt); err != nil {
+			if err := a.r.s.Backoff(ctx, attempt); err != nil {
 				return zero, err
 			}
 		}
@@ -244,7 +229,7 @@ func (a *Atom[T]) Reset(ctx context.Context, v T) error {
 		if !errors.Is(err, errChanged) {
 			return err
 		}
-		if err := pause(ctx, attempt); err != nil {
+		if err := a.r.s.Backoff(ctx, attempt); err != nil {
 			return err
 		}
 	}
@@ -276,7 +261,7 @@ func (a *Atom[T]) CompareAndSet(ctx context.Context, old, new T) (bool, error) {
 		if !errors.Is(err, errChanged) {
 			return false, err
 		}
-		if err := pause(ctx, attempt); err != nil {
+		if err := a.r.s.Backoff(ctx, attempt); err != nil {
 			return false, err
 		}
 	}

@@ -150,7 +150,7 @@ func (d *Delay[T]) Deref(ctx context.Context) (T, error) {
 			cp, err := d.c.cas(ctx, point, claim)
 			if errors.Is(err, errChanged) {
 				attempt++
-				if err := pause(ctx, attempt); err != nil {
+				if err := d.c.r.s.Backoff(ctx, attempt); err != nil {
 					return zero, err
 				}
 				continue

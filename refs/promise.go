@@ -237,7 +237,7 @@ func (p *Promise[T]) Deliver(ctx context.Context, v T) (bool, error) {
 			p.got.Store(&env.Value)
 			return false, nil
 		}
-		if err := pause(ctx, attempt); err != nil {
+		if err := p.c.r.s.Backoff(ctx, attempt); err != nil {
 			return false, err
 		}
 	}

@@ -295,7 +295,7 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		if s.closed.Load() {
 			return ErrClosed
 		}
-		if err := s.backoff(ctx, attempt); err != nil {
+		if err := s.Backoff(ctx, attempt); err != nil {
 			return err
 		}
 	}
@@ -321,7 +321,11 @@ func (s *STM) attempt(tx *txn.Tx, fn func(tx *txn.Tx) error) (err error) {
 	return err
 }
 
-func (s *STM) backoff(ctx context.Context, attempt int) error {
+// Backoff pauses before retry number attempt (0 for the first retry):
+// jittered, doubling from WithBackoff's first pause up to its largest,
+// ended early by ctx. Dosync uses it between attempts; atoms, promises and
+// delays between compare-and-sets.
+func (s *STM) Backoff(ctx context.Context, attempt int) error {
 	d := s.opts.backoffBase << min(attempt, 20)
 	if d > s.opts.backoffMax || d <= 0 {
 		d = s.opts.backoffMax
