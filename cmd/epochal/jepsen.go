@@ -156,12 +156,30 @@ func printSummary(w io.Writer, cfg jepsenlite.Config, s *jepsenlite.Summary) {
 			verdict = "INVALID"
 		}
 		fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, verdict)
+		// Anomalies that fail the run are listed (the first few in
+		// full); allowed ones, which a long run finds by the thousand,
+		// are counted. report.html has every one with its witness.
+		allowed := map[string]int{}
+		shown := 0
 		for _, a := range r.Anomalies {
-			note := ""
 			if a.Allowed {
-				note = " (allowed under snapshot isolation)"
+				allowed[a.Name]++
+				continue
 			}
-			fmt.Fprintf(w, "    %s%s: %s\n", a.Name, note, firstLine(a.Explain))
+			if shown++; shown <= maxShown {
+				fmt.Fprintf(w, "    %s: %s\n", a.Name, firstLine(a.Explain))
+			}
+		}
+		if shown > maxShown {
+			fmt.Fprintf(w, "    ... and %d more (report.html lists them all)\n", shown-maxShown)
+		}
+		var names []string
+		for n := range allowed {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(w, "    %s: %d found, allowed under snapshot isolation\n", n, allowed[n])
 		}
 	}
 	fmt.Fprintf(w, "  run directory: %s (report.html)\n", s.Dir)
@@ -171,6 +189,9 @@ func printSummary(w io.Writer, cfg jepsenlite.Config, s *jepsenlite.Summary) {
 		fmt.Fprintln(w, "verdict: PASS")
 	}
 }
+
+// maxShown is how many anomalies of one checker the summary prints.
+const maxShown = 5
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
