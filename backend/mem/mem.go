@@ -31,6 +31,9 @@ type Backend struct {
 	refs   [refStripes]refStripe
 	recs   [recStripes]recStripe
 	closed atomic.Bool
+
+	sessOnce sync.Once
+	sessions *sessions
 }
 
 type refStripe struct {
