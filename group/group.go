@@ -1,0 +1,527 @@
+// Package group is group membership with join and leave events, over any
+// backend that keeps sessions (mem, Redis, ZooKeeper): group-redis's
+// membership, done safely.
+//
+// A member is an entry of its process's session (see internal/lease): it
+// lives as long as the session is renewed, so a member whose process dies
+// or stalls leaves within its lease (Redis: a key whose expiry heartbeats
+// refresh; ZooKeeper: an ephemeral node of the session).
+//
+// Events are derived by diffing membership snapshots, taken whenever the
+// backend hints at a change and at least every third of a lease: a lost
+// notification can delay an event, never lose it. The Events channel is
+// buffered; a reader that falls behind gets coalesced events (the
+// difference between what it was last told and the membership now), and
+// the member's heartbeat never waits for it.
+//
+// # Usage
+//
+//	g, err := group.Join(ctx, s, "workers", "host-a", group.WithData(meta))
+//	defer g.Leave(ctx)
+//	for ev := range g.Events() { // first: Joined with everyone present, us included
+//		fmt.Println("joined", ev.Joined, "left", ev.Left)
+//	}
+//	members, err := group.Members(ctx, s, "workers") // sorted by name
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/internal/lease"
+	"github.com/epochal/epochal/internal/names"
+)
+
+// Errors.
+var (
+	// ErrName: a group or member name is empty or malformed (the rules of
+	// ref names; a member name has no '/').
+	ErrName = errors.New("group: bad name")
+	// ErrMemberExists: a live member of the group already has the name.
+	ErrMemberExists = errors.New("group: member name taken")
+	// ErrLeft: the member has left (Leave was called).
+	ErrLeft = errors.New("group: member has left")
+	// ErrRejoining: the member's session was lost and it is joining again
+	// (Update cannot be applied until it has).
+	ErrRejoining = errors.New("group: member lost its session and is rejoining")
+	// ErrUnsupported: the store keeps no sessions.
+	ErrUnsupported = lease.ErrUnsupported
+	// ErrBadLease: WithLease was given a lease that is not positive.
+	ErrBadLease = lease.ErrBadLease
+)
+
+// DefaultLease is a member's lease unless WithLease says otherwise (on
+// ZooKeeper the lease is the session timeout).
+const DefaultLease = 10 * time.Second
+
+// DirPrefix is the prefix of every group's dir among a backend's session
+// dirs (for inspection tools); the rest is the group's name.
+const DirPrefix = "group/"
+
+// Member is one member of a group.
+type Member struct {
+	Name string
+	// Data is the member's data as msgpack (Decode unpacks it); nil if it
+	// joined without WithData.
+	Data []byte
+	// Joined is when it joined (its process's wall clock); Heartbeat its
+	// session's last renewal, Lease the session's lease.
+	Joined    time.Time
+	Heartbeat time.Time
+	Lease     time.Duration
+	// Holder names the member's process (host/pid/program).
+	Holder string
+}
+
+// Decode unpacks the member's data into v.
+func (m Member) Decode(v any) error {
+	if len(m.Data) == 0 {
+		return fmt.Errorf("group: member %q has no data", m.Name)
+	}
+	if err := msgpack.Unmarshal(m.Data, v); err != nil {
+		return fmt.Errorf("group: member %q data: %w", m.Name, err)
+	}
+	return nil
+}
+
+// Event is a change of membership: names that joined and names that left
+// since the previous event (both sorted). A member that left and joined
+// again between two snapshots may appear in neither.
+type Event struct {
+	Joined []string
+	Left   []string
+}
+
+// Option configures Join.
+type Option func(*options) error
+
+type options struct {
+	data    []byte
+	hasData bool
+	lease   time.Duration
+	buffer  int
+}
+
+// WithData sets the member's data: any msgpack-encodable value.
+func WithData(v any) Option {
+	return func(o *options) error {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("group: data: %w", err)
+		}
+		o.data, o.hasData = b, true
+		return nil
+	}
+}
+
+// WithLease sets the member's lease (default DefaultLease): a member whose
+// process dies leaves within about this long.
+func WithLease(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: %v", ErrBadLease, d)
+		}
+		o.lease = d
+		return nil
+	}
+}
+
+// WithBuffer sets the Events channel's buffer (default 64, at least 1).
+func WithBuffer(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("group: buffer %d: must be at least 1", n)
+		}
+		o.buffer = n
+		return nil
+	}
+}
+
+// joined keeps this process's members, so one process cannot join the
+// same name twice through one session.
+var joined struct {
+	mu sync.Mutex
+	m  map[[3]any]bool
+}
+
+func checkNames(group, member string) error {
+	if err := names.Check(group); err != nil {
+		return fmt.Errorf("%w: group: %w", ErrName, err)
+	}
+	if err := names.CheckSegment(member); err != nil {
+		return fmt.Errorf("%w: member: %w", ErrName, err)
+	}
+	return nil
+}
+
+// Group is a membership: this process's member of one group.
+type Group struct {
+	drv    backend.Sessions
+	group  string
+	member string
+	dir    string
+	lease  time.Duration
+	key    [3]any
+
+	events chan Event
+	kick   chan struct{} // the snapshot changed
+	stop   chan struct{}
+	done   chan struct{} // both goroutines have ended
+
+	mu     sync.Mutex
+	sess   *lease.Session // nil while rejoining
+	data   []byte
+	latest []string // the newest snapshot, sorted
+	left   bool
+}
+
+// Join adds member to group in store (an *stm.STM or a backend.Driver)
+// and returns the membership. ErrMemberExists if a live member has the
+// name already.
+func Join(ctx context.Context, store any, group, member string, opts ...Option) (*Group, error) {
+	if err := checkNames(group, member); err != nil {
+		return nil, err
+	}
+	o := options{lease: DefaultLease, buffer: 64}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	drv, _, err := lease.Resolve(store)
+	if err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
+	g := &Group{
+		drv: drv, group: group, member: member, dir: DirPrefix + group, lease: o.lease,
+		key:    [3]any{drv, group, member},
+		events: make(chan Event, o.buffer), kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{}),
+		data: o.data,
+	}
+	joined.mu.Lock()
+	if joined.m[g.key] {
+		joined.mu.Unlock()
+		return nil, fmt.Errorf("group: %q in %q: %w (by this process)", member, group, ErrMemberExists)
+	}
+	if joined.m == nil {
+		joined.m = make(map[[3]any]bool)
+	}
+	joined.m[g.key] = true
+	joined.mu.Unlock()
+
+	sess, err := g.join(ctx)
+	if err != nil {
+		g.forget()
+		return nil, err
+	}
+	es, err := drv.Entries(ctx, g.dir, false)
+	if err != nil {
+		g.remove(sess)
+		g.forget()
+		return nil, fmt.Errorf("group: %q: %w", group, err)
+	}
+	g.sess = sess
+	g.latest = entryNames(es)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.watch() }()
+	go func() { defer wg.Done(); g.send() }()
+	go func() { wg.Wait(); close(g.events); close(g.done) }()
+	g.kick <- struct{}{}
+	return g, nil
+}
+
+func (g *Group) forget() {
+	joined.mu.Lock()
+	delete(joined.m, g.key)
+	joined.mu.Unlock()
+}
+
+// join adds the member's entry with a session.
+func (g *Group) join(ctx context.Context) (*lease.Session, error) {
+	for {
+		sess, err := lease.Acquire(ctx, g.drv, g.lease)
+		if err != nil {
+			return nil, fmt.Errorf("group: %q: %w", g.group, err)
+		}
+		g.mu.Lock()
+		data := g.data
+		g.mu.Unlock()
+		_, err = g.drv.AddEntry(ctx, backend.AddEntryRequest{
+			Session: sess.ID(), Dir: g.dir, Name: g.member, Data: data, Time: time.Now(),
+		})
+		switch {
+		case err == nil:
+			return sess, nil
+		case errors.Is(err, backend.ErrSessionGone):
+			sess.Lose(err)
+			sess.Release()
+			continue
+		case errors.Is(err, backend.ErrEntryExists):
+			sess.Release()
+			return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, ErrMemberExists)
+		}
+		g.remove(sess) // the outcome may be unknown
+		return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
+	}
+}
+
+// remove removes the member's entry (best effort: the session's end
+// removes it anyway) and releases the session.
+func (g *Group) remove(sess *lease.Session) error {
+	defer sess.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), sess.Lease())
+	defer cancel()
+	err := g.drv.RemoveEntry(ctx, sess.ID(), g.dir, g.member)
+	if err != nil && !errors.Is(err, backend.ErrEntryGone) {
+		// Leave the session to the lease: closing it ends the entry.
+		_ = sess.Close(ctx)
+		return err
+	}
+	return nil
+}
+
+func entryNames(es []backend.Entry) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.Name
+	}
+	slices.Sort(out)
+	return out
+}
+
+// watch takes snapshots on hints and at least every third of a lease, and
+// rejoins when the member's session is lost.
+func (g *Group) watch() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-g.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	every := g.lease / 3
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		g.mu.Lock()
+		sess := g.sess
+		g.mu.Unlock()
+		if sess == nil || sess.Lost() {
+			if sess != nil {
+				sess.Release()
+				g.mu.Lock()
+				g.sess = nil
+				g.mu.Unlock()
+			}
+			s, err := g.join(ctx)
+			if err != nil {
+				if !sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, every)
+				continue
+			}
+			g.mu.Lock()
+			g.sess = s
+			g.mu.Unlock()
+			backoff = 10 * time.Millisecond
+		}
+		es, err := g.drv.Entries(ctx, g.dir, false)
+		if err == nil {
+			g.update(entryNames(es))
+		}
+		var lost <-chan struct{}
+		if s := g.current(); s != nil {
+			lost = s.Done()
+		}
+		wctx, wcancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				wcancel()
+			case <-wctx.Done():
+			}
+		}()
+		_ = g.drv.WaitEntries(wctx, g.dir, "", every)
+		wcancel()
+		if err != nil && !sleep(ctx, backoff) {
+			return
+		}
+	}
+}
+
+func (g *Group) current() *lease.Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sess
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (g *Group) update(names []string) {
+	g.mu.Lock()
+	changed := !slices.Equal(names, g.latest)
+	g.latest = names
+	g.mu.Unlock()
+	if changed {
+		select {
+		case g.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// send delivers the difference between what the reader was last told and
+// the newest snapshot, recomputed whenever the snapshot changes while it
+// waits for room in the channel.
+func (g *Group) send() {
+	var told []string
+	for {
+		g.mu.Lock()
+		now := g.latest
+		g.mu.Unlock()
+		ev := diff(told, now)
+		if len(ev.Joined) == 0 && len(ev.Left) == 0 {
+			select {
+			case <-g.kick:
+				continue
+			case <-g.stop:
+				return
+			}
+		}
+		select {
+		case g.events <- ev:
+			told = now
+		case <-g.kick:
+		case <-g.stop:
+			return
+		}
+	}
+}
+
+func diff(old, now []string) Event {
+	var ev Event
+	for _, n := range now {
+		if _, ok := slices.BinarySearch(old, n); !ok {
+			ev.Joined = append(ev.Joined, n)
+		}
+	}
+	for _, n := range old {
+		if _, ok := slices.BinarySearch(now, n); !ok {
+			ev.Left = append(ev.Left, n)
+		}
+	}
+	return ev
+}
+
+// Events returns the membership's events. The first is a Joined event
+// listing the members present at Join, this one included. It is closed
+// after Leave.
+func (g *Group) Events() <-chan Event { return g.events }
+
+// Name is the group's name; Member this member's.
+func (g *Group) Name() string   { return g.group }
+func (g *Group) Member() string { return g.member }
+
+// Update replaces the member's data (any msgpack-encodable value).
+func (g *Group) Update(ctx context.Context, v any) error {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("group: data: %w", err)
+	}
+	g.mu.Lock()
+	if g.left {
+		g.mu.Unlock()
+		return fmt.Errorf("group: %q: %w", g.member, ErrLeft)
+	}
+	g.data = b
+	sess := g.sess
+	g.mu.Unlock()
+	if sess == nil || sess.Lost() {
+		return fmt.Errorf("group: %q: %w (the new data goes with it)", g.member, ErrRejoining)
+	}
+	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, b); err != nil {
+		if errors.Is(err, backend.ErrEntryGone) {
+			return fmt.Errorf("group: %q: %w (the new data goes with it)", g.member, ErrRejoining)
+		}
+		return fmt.Errorf("group: %q: update: %w", g.member, err)
+	}
+	return nil
+}
+
+// Leave removes the member and closes Events. A second Leave returns
+// ErrLeft.
+func (g *Group) Leave(ctx context.Context) error {
+	g.mu.Lock()
+	if g.left {
+		g.mu.Unlock()
+		return fmt.Errorf("group: %q: %w", g.member, ErrLeft)
+	}
+	g.left = true
+	g.mu.Unlock()
+	close(g.stop)
+	<-g.done
+	defer g.forget()
+	g.mu.Lock()
+	sess := g.sess
+	g.sess = nil
+	g.mu.Unlock()
+	if sess == nil {
+		return nil
+	}
+	if err := g.remove(sess); err != nil {
+		return fmt.Errorf("group: %q: leave: %w", g.member, err)
+	}
+	return nil
+}
+
+// Members lists the live members of a group in store, sorted by name.
+func Members(ctx context.Context, store any, group string) ([]Member, error) {
+	if err := names.Check(group); err != nil {
+		return nil, fmt.Errorf("%w: group: %w", ErrName, err)
+	}
+	drv, _, err := lease.Resolve(store)
+	if err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
+	es, err := drv.Entries(ctx, DirPrefix+group, true)
+	if err != nil {
+		return nil, fmt.Errorf("group: %q: %w", group, err)
+	}
+	out := make([]Member, len(es))
+	for i, e := range es {
+		out[i] = Member{
+			Name: e.Name, Data: e.Data, Joined: e.Created,
+			Heartbeat: e.Session.Heartbeat, Lease: e.Session.Lease, Holder: e.Session.Holder,
+		}
+	}
+	slices.SortFunc(out, func(a, b Member) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}

@@ -1,0 +1,313 @@
+// Package lease keeps a process's sessions (backend.Sessions) alive and
+// says, by the local clock, when it can no longer be sure one is: the one
+// mechanism under every mutex, read-write lock and group membership.
+//
+// A session is renewed every third of its lease. A renewal sent at t and
+// answered with success proves the backend held the session at some time
+// after t, so the backend cannot end it before t + lease: the session is
+// sure until t + lease*Safety (a margin for clock-rate differences). When
+// that local deadline passes without a newer successful renewal (a failed
+// renewal, an unreachable server, a process paused by SIGSTOP or a long
+// GC), Done is closed at once, before the backend can end the session and
+// anyone else can take what it held; a renewal that succeeds after the
+// deadline does not reopen it. The session is then closed on the backend,
+// best effort, so what it held is freed early.
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+)
+
+// Safety is the part of the effective lease a client counts on after a
+// successful renewal.
+const Safety = 0.9
+
+// Errors.
+var (
+	// ErrExpired: the local deadline passed without a successful renewal.
+	ErrExpired = errors.New("lease: not renewed within the lease")
+	// ErrUnsupported: the backend keeps no sessions.
+	ErrUnsupported = errors.New("lease: the backend does not support sessions (locks, groups)")
+	// ErrBadLease: a lease that is not positive.
+	ErrBadLease = errors.New("lease: the lease must be positive")
+)
+
+// Holder describes this process for people: host, pid and program.
+var Holder = func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), filepath.Base(os.Args[0]))
+}()
+
+// Resolve finds the session backend of a store: an *stm.STM (anything with
+// a Coordinator method: its coordinator) or a backend.Driver.
+func Resolve(store any) (backend.Sessions, backend.Driver, error) {
+	var d backend.Driver
+	switch v := store.(type) {
+	case interface{ Coordinator() backend.Driver }:
+		d = v.Coordinator()
+	case backend.Driver:
+		d = v
+	default:
+		return nil, nil, fmt.Errorf("%w: %T is neither an *stm.STM nor a backend.Driver", ErrUnsupported, store)
+	}
+	ss, ok := d.(backend.Sessions)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %T", ErrUnsupported, d)
+	}
+	return ss, d, nil
+}
+
+// Session is one live session and its renewer.
+type Session struct {
+	drv   backend.Sessions
+	id    string
+	lease time.Duration // effective
+	done  chan struct{}
+	stop  chan struct{} // closed by Close: stop renewing
+
+	mu       sync.Mutex
+	deadline time.Time // monotonic
+	timer    *time.Timer
+	err      error // why it ended, once done
+	closed   bool
+
+	// pool bookkeeping, under pool.mu
+	key  poolKey
+	refs int
+	gen  int
+}
+
+// Open starts a session with a lease and keeps it renewed until Close or
+// loss.
+func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("%w: %v", ErrBadLease, lease)
+	}
+	var raw [12]byte
+	_, _ = rand.Read(raw[:])
+	id := hex.EncodeToString(raw[:])
+	t0 := time.Now()
+	eff, err := drv.OpenSession(ctx, id, lease, Holder)
+	if err != nil {
+		// An unknown outcome leaves at most a session nobody renews:
+		// the backend ends it within its lease.
+		return nil, err
+	}
+	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{})}
+	s.mu.Lock()
+	s.deadline = t0.Add(sure(eff))
+	s.timer = time.AfterFunc(time.Until(s.deadline), s.checkDeadline)
+	s.mu.Unlock()
+	if !time.Now().Before(s.deadline) {
+		s.lose(ErrExpired)
+		return nil, fmt.Errorf("lease: session %s: %w", id, ErrExpired)
+	}
+	go s.renew()
+	return s, nil
+}
+
+func sure(lease time.Duration) time.Duration { return time.Duration(float64(lease) * Safety) }
+
+// ID is the session's id in the backend.
+func (s *Session) ID() string { return s.id }
+
+// Lease is the effective lease.
+func (s *Session) Lease() time.Duration { return s.lease }
+
+// Done is closed once the session can no longer be counted on.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err says why Done was closed (nil while it is open).
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Lost reports whether Done is closed.
+func (s *Session) Lost() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Lose ends the session locally because a backend call found it gone.
+func (s *Session) Lose(err error) { s.lose(err) }
+
+func (s *Session) checkDeadline() {
+	s.mu.Lock()
+	d := time.Until(s.deadline)
+	if d > 0 && s.err == nil {
+		s.timer.Reset(d)
+	}
+	s.mu.Unlock()
+	if d <= 0 {
+		s.lose(ErrExpired)
+	}
+}
+
+func (s *Session) lose(err error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.err = err
+	s.timer.Stop()
+	close(s.done)
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		// Free what it held early; the backend ends it anyway.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
+			defer cancel()
+			_ = s.drv.CloseSession(ctx, s.id)
+		}()
+	}
+}
+
+// renew renews every third of the lease (sooner after a failure) until
+// the session is closed or lost.
+func (s *Session) renew() {
+	period := s.lease / 3
+	next := period
+	for {
+		t := time.NewTimer(next)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-s.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		deadline := s.deadline
+		s.mu.Unlock()
+		sent := time.Now()
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := s.drv.RenewSession(ctx, s.id, time.Now())
+		cancel()
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			if s.err == nil && time.Now().Before(s.deadline) {
+				s.deadline = sent.Add(sure(s.lease))
+				s.timer.Reset(time.Until(s.deadline))
+				s.mu.Unlock()
+			} else {
+				s.mu.Unlock()
+				s.lose(ErrExpired)
+			}
+			next = period
+		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed):
+			s.lose(err)
+		default:
+			next = period / 4 // try again soon; the deadline decides
+		}
+	}
+}
+
+// Close stops renewing and ends the session on the backend.
+func (s *Session) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	err := s.drv.CloseSession(ctx, s.id)
+	s.lose(errClosed)
+	return err
+}
+
+var errClosed = errors.New("lease: session closed")
+
+// --- the pool: one shared session per backend and lease in a process ---
+
+type poolKey struct {
+	drv   backend.Sessions
+	lease time.Duration
+}
+
+var pool struct {
+	mu  sync.Mutex
+	m   map[poolKey]*Session
+	gen int
+}
+
+// Linger is how long an unused pooled session stays open, so that a lock
+// taken and released in a loop does not open a session each time.
+var Linger = 5 * time.Second
+
+// Acquire returns this process's live session for drv and lease, opening
+// one if needed; Release gives it back.
+func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
+	k := poolKey{drv, lease}
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	if s := pool.m[k]; s != nil && !s.Lost() {
+		s.refs++
+		return s, nil
+	}
+	s, err := Open(ctx, drv, lease)
+	if err != nil {
+		return nil, err
+	}
+	if pool.m == nil {
+		pool.m = make(map[poolKey]*Session)
+	}
+	s.key, s.refs = k, 1
+	pool.m[k] = s
+	return s, nil
+}
+
+// Release gives back a session from Acquire. An unused session is closed
+// after Linger.
+func (s *Session) Release() {
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	s.refs--
+	if s.refs > 0 {
+		return
+	}
+	if s.Lost() {
+		if pool.m[s.key] == s {
+			delete(pool.m, s.key)
+		}
+		return
+	}
+	pool.gen++
+	s.gen = pool.gen
+	gen := s.gen
+	time.AfterFunc(Linger, func() {
+		pool.mu.Lock()
+		idle := s.refs == 0 && s.gen == gen
+		if idle && pool.m[s.key] == s {
+			delete(pool.m, s.key)
+		}
+		pool.mu.Unlock()
+		if idle {
+			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
+			defer cancel()
+			_ = s.Close(ctx)
+		}
+	})
+}

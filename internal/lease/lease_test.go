@@ -1,0 +1,167 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/mem"
+)
+
+// renewals wraps the mem backend to count, stall or delay renewals.
+type renewals struct {
+	*mem.Backend
+	n     atomic.Int64
+	stall atomic.Bool   // block until the call's ctx ends
+	delay atomic.Int64  // then answer (ns)
+	seen  chan struct{} // a renewal arrived
+}
+
+func newRenewals() *renewals { return &renewals{Backend: mem.New(), seen: make(chan struct{}, 100)} }
+
+func (r *renewals) RenewSession(ctx context.Context, id string, now time.Time) error {
+	r.n.Add(1)
+	select {
+	case r.seen <- struct{}{}:
+	default:
+	}
+	if r.stall.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if d := r.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d)) // a slow server, not synchronisation
+	}
+	return r.Backend.RenewSession(context.Background(), id, now)
+}
+
+func done(t *testing.T, s *Session, within time.Duration) {
+	t.Helper()
+	select {
+	case <-s.Done():
+	case <-time.After(within):
+		t.Fatalf("Done not closed within %v", within)
+	}
+}
+
+// TestLostAtDeadline: renewals that never answer: Done closes at the
+// local deadline (not before), with ErrExpired.
+func TestLostAtDeadline(t *testing.T) {
+	r := newRenewals()
+	r.stall.Store(true)
+	start := time.Now()
+	s, err := Open(context.Background(), r, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(t, s, time.Minute)
+	if el := time.Since(start); el < sure(300*time.Millisecond) {
+		t.Fatalf("lost after %v, before the deadline %v", el, sure(300*time.Millisecond))
+	}
+	if !errors.Is(s.Err(), ErrExpired) {
+		t.Fatalf("Err = %v, want ErrExpired", s.Err())
+	}
+}
+
+// TestRenewedStaysAlive: renewals keep a session past many leases.
+func TestRenewedStaysAlive(t *testing.T) {
+	r := newRenewals()
+	s, err := Open(context.Background(), r, 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	for r.n.Load() < 12 { // four leases' worth
+		select {
+		case <-r.seen:
+		case <-s.Done():
+			t.Fatalf("lost after %d renewals: %v", r.n.Load(), s.Err())
+		case <-time.After(time.Minute):
+			t.Fatal("no renewal for a minute")
+		}
+	}
+	if s.Lost() {
+		t.Fatalf("lost: %v", s.Err())
+	}
+}
+
+// TestLateRenewalDoesNotReopen: a renewal that succeeds only after the
+// local deadline passed still ends the session: the holder could not be
+// sure of it in between.
+func TestLateRenewalDoesNotReopen(t *testing.T) {
+	r := newRenewals()
+	r.delay.Store(int64(time.Second))
+	s, err := Open(context.Background(), r, 600*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(t, s, time.Minute)
+	if !errors.Is(s.Err(), ErrExpired) {
+		t.Fatalf("Err = %v, want ErrExpired", s.Err())
+	}
+}
+
+// TestSessionGone: the backend ending the session ends it here at the
+// next renewal.
+func TestSessionGone(t *testing.T) {
+	r := newRenewals()
+	s, err := Open(context.Background(), r, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CloseSession(context.Background(), s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	done(t, s, 2*time.Minute)
+	if !errors.Is(s.Err(), backend.ErrSessionGone) {
+		t.Fatalf("Err = %v, want ErrSessionGone", s.Err())
+	}
+}
+
+func TestBadLease(t *testing.T) {
+	for _, l := range []time.Duration{0, -time.Second} {
+		if _, err := Open(context.Background(), mem.New(), l); !errors.Is(err, ErrBadLease) {
+			t.Errorf("Open with lease %v: %v, want ErrBadLease", l, err)
+		}
+	}
+	if _, _, err := Resolve(42); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Resolve(42): %v, want ErrUnsupported", err)
+	}
+}
+
+// TestPool: one shared session per backend and lease; an unused one is
+// closed after Linger, a lost one replaced.
+func TestPool(t *testing.T) {
+	old := Linger
+	Linger = 50 * time.Millisecond
+	defer func() { Linger = old }()
+	ctx := context.Background()
+	b := mem.New()
+	a1, err := Acquire(ctx, b, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := Acquire(ctx, b, time.Minute)
+	other, _ := Acquire(ctx, b, 2*time.Minute)
+	if a1 != a2 || a1 == other {
+		t.Fatal("the pool does not share one session per backend and lease")
+	}
+	a1.Release()
+	a2.Release()
+	done(t, a1, time.Minute) // closed after Linger
+	a3, _ := Acquire(ctx, b, time.Minute)
+	if a3 == a1 || a3.Lost() {
+		t.Fatal("Acquire returned a closed session")
+	}
+	a3.Lose(errors.New("test"))
+	a4, _ := Acquire(ctx, b, time.Minute)
+	if a4 == a3 {
+		t.Fatal("Acquire returned a lost session")
+	}
+	for _, s := range []*Session{a3, a4, other} {
+		s.Release()
+	}
+}

@@ -1,0 +1,338 @@
+package locks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/internal/lease"
+	"github.com/epochal/epochal/internal/names"
+)
+
+// Errors of Mutex and RWMutex users (ErrNotHeld and ErrLost are in
+// errors.go).
+var (
+	// ErrName: a lock name is empty or malformed (the rules of ref names).
+	ErrName = errors.New("locks: bad lock name")
+	// ErrUnsupported: the store keeps no sessions, so it cannot hold locks.
+	ErrUnsupported = lease.ErrUnsupported
+	// ErrBadLease: WithLease was given a lease that is not positive.
+	ErrBadLease = lease.ErrBadLease
+	// ErrDeadlock: an RWMutex asked for the read lock while it holds the
+	// write lock, or the other way round; either would wait for itself.
+	ErrDeadlock = errors.New("locks: would deadlock (this RWMutex already holds the lock in the other mode)")
+)
+
+// DefaultLease is the lease of a lock unless WithLease says otherwise.
+// On ZooKeeper the lease is the session timeout (zk.Config.SessionTimeout).
+const DefaultLease = 10 * time.Second
+
+// Option configures a Mutex or RWMutex.
+type Option func(*options) error
+
+type options struct {
+	lease time.Duration
+}
+
+// WithLease sets how long a holder's lease lasts without renewal: a dead
+// holder's lock is free within about this long. Renewals happen every
+// third of it. ZooKeeper ignores it: there the lease is the session
+// timeout.
+func WithLease(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: %v", ErrBadLease, d)
+		}
+		o.lease = d
+		return nil
+	}
+}
+
+// lockDir is where a lock's entries live in the backend.
+func lockDir(name string) string { return "lock/" + name }
+
+// LockDirPrefix is the prefix of every lock's dir among a backend's
+// session dirs (for inspection tools); the rest is the lock's name.
+const LockDirPrefix = "lock/"
+
+// Entry names: the mode, a dot, a random id.
+const (
+	modeWrite = "w"
+	modeRead  = "r"
+)
+
+// EntryMode tells a lock entry's mode from its name: "write" or "read".
+func EntryMode(entryName string) string {
+	if len(entryName) > 1 && entryName[:2] == modeRead+"." {
+		return "read"
+	}
+	return "write"
+}
+
+// lockBase is what Mutex and RWMutex share: the backend and the lock.
+type lockBase struct {
+	drv   backend.Sessions
+	name  string
+	dir   string
+	lease time.Duration
+}
+
+func newBase(store any, name string, opts []Option) (lockBase, error) {
+	if err := names.Check(name); err != nil {
+		return lockBase{}, fmt.Errorf("%w: %w", ErrName, err)
+	}
+	o := options{lease: DefaultLease}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return lockBase{}, err
+		}
+	}
+	drv, _, err := lease.Resolve(store)
+	if err != nil {
+		return lockBase{}, fmt.Errorf("locks: %q: %w", name, err)
+	}
+	return lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease}, nil
+}
+
+// hold is one acquisition: an entry of a session.
+type hold struct {
+	sess  *lease.Session
+	entry string
+	token uint64
+	count int
+}
+
+// closedCh is returned by Lost when nothing is held.
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// pollFor bounds each wait on the backend, so a predecessor that died
+// silently (a lease that ran out with no message) is noticed promptly.
+func pollFor(lease time.Duration) time.Duration {
+	p := lease / 8
+	if p < 10*time.Millisecond {
+		p = 10 * time.Millisecond
+	}
+	if p > time.Second {
+		p = time.Second
+	}
+	return p
+}
+
+// acquire queues an entry of mode and waits until it is first in line
+// (FIFO): a writer waits for its predecessor, a reader for the nearest
+// writer before it. block false: give up at once when held by another.
+// It returns (nil, nil) when it gave up, and leaves nothing held on any
+// error.
+func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("locks: %q: %w", b.name, err)
+	}
+	for {
+		sess, err := lease.Acquire(ctx, b.drv, b.lease)
+		if err != nil {
+			return nil, fmt.Errorf("locks: %q: %w", b.name, err)
+		}
+		h, retry, err := b.queue(ctx, sess, mode, block)
+		if h != nil {
+			return h, nil
+		}
+		sess.Release()
+		if retry && ctx.Err() == nil {
+			continue // the session was lost on the way: a new one
+		}
+		if err != nil {
+			return nil, fmt.Errorf("locks: %q: %w", b.name, err)
+		}
+		return nil, nil
+	}
+}
+
+func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, block bool) (h *hold, retry bool, err error) {
+	var raw [10]byte
+	_, _ = rand.Read(raw[:])
+	name := mode + "." + hex.EncodeToString(raw[:])
+	e, err := b.drv.AddEntry(ctx, backend.AddEntryRequest{
+		Session: sess.ID(), Dir: b.dir, Name: name, Sequential: true, Time: time.Now(),
+	})
+	if err != nil {
+		if errors.Is(err, backend.ErrSessionGone) {
+			sess.Lose(err)
+			return nil, true, err
+		}
+		b.cleanup(sess, name) // the outcome may be unknown
+		return nil, false, err
+	}
+	poll := pollFor(sess.Lease())
+	fails := 0 // transient backend errors in a row
+	for {
+		es, err := b.drv.Entries(ctx, b.dir, false)
+		if err != nil {
+			if b.transient(ctx, sess, err, &fails, poll) {
+				continue
+			}
+			b.cleanup(sess, name)
+			if ctx.Err() != nil {
+				return nil, false, ctx.Err()
+			}
+			return nil, false, err
+		}
+		fails = 0
+		i := -1
+		for j := range es {
+			if es[j].Name == name {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			// Our entry is gone: only the end of our session does that.
+			sess.Lose(fmt.Errorf("%w: entry gone", backend.ErrSessionGone))
+			return nil, true, fmt.Errorf("session ended while waiting: %w", ErrLost)
+		}
+		pred := ""
+		for j := i - 1; j >= 0; j-- {
+			if mode == modeWrite || EntryMode(es[j].Name) == "write" {
+				pred = es[j].Name
+				break
+			}
+		}
+		if pred == "" {
+			if sess.Lost() {
+				return nil, true, sess.Err()
+			}
+			return &hold{sess: sess, entry: name, token: e.Seq, count: 1}, false, nil
+		}
+		if !block {
+			b.cleanup(sess, name)
+			return nil, false, nil
+		}
+		err = b.drv.WaitEntries(ctx, b.dir, pred, poll)
+		if ctx.Err() != nil {
+			b.cleanup(sess, name)
+			return nil, false, ctx.Err()
+		}
+		if err != nil && !b.transient(ctx, sess, err, &fails, poll) {
+			b.cleanup(sess, name)
+			return nil, false, err
+		}
+	}
+}
+
+// transient decides whether a waiter rides out a backend error: it does
+// (after a pause that grows up to poll) while ctx and the session last and
+// the error is not final (a closed driver, bad input). The session's own
+// renewal decides when an outage has gone on too long.
+func (b *lockBase) transient(ctx context.Context, sess *lease.Session, err error, retry *int, poll time.Duration) bool {
+	if errors.Is(err, backend.ErrClosed) || errors.Is(err, backend.ErrBadName) || sess.Lost() || ctx.Err() != nil {
+		return false
+	}
+	*retry++
+	wait := min(poll, time.Duration(*retry)*10*time.Millisecond)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-sess.Done():
+		return false
+	}
+}
+
+// cleanup removes an entry we no longer want. If the backend cannot be
+// reached it keeps trying in the background until the entry or its
+// session is gone: an orphan entry of a live session would block the lock.
+func (b *lockBase) cleanup(sess *lease.Session, name string) {
+	try := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), sess.Lease())
+		defer cancel()
+		err := b.drv.RemoveEntry(ctx, sess.ID(), b.dir, name)
+		return err == nil || errors.Is(err, backend.ErrEntryGone) || errors.Is(err, backend.ErrClosed)
+	}
+	if try() {
+		return
+	}
+	go func() {
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			select {
+			case <-sess.Done():
+				return
+			case <-time.After(wait):
+			}
+			if try() {
+				return
+			}
+		}
+	}()
+}
+
+// release removes a held entry; ErrLost if the session was lost first.
+func (b *lockBase) release(ctx context.Context, h *hold) error {
+	defer h.sess.Release()
+	lost := h.sess.Lost()
+	err := b.drv.RemoveEntry(ctx, h.sess.ID(), b.dir, h.entry)
+	switch {
+	case lost || errors.Is(err, backend.ErrEntryGone):
+		if !lost {
+			h.sess.Lose(fmt.Errorf("%w: entry gone", backend.ErrSessionGone))
+		}
+		return fmt.Errorf("locks: %q: %w", b.name, ErrLost)
+	case err != nil:
+		b.cleanup(h.sess, h.entry)
+		return fmt.Errorf("locks: %q: unlock: %w (removal goes on in the background)", b.name, err)
+	}
+	return nil
+}
+
+// Mutex is a distributed mutual-exclusion lock with leases and fencing
+// tokens. The holder is the *Mutex value: Lock on a Mutex that holds the
+// lock counts, and it takes as many Unlocks. A Mutex is safe for use by
+// many goroutines, which then share its holding. It is an RWMutex used
+// only for writing.
+type Mutex struct {
+	rw *RWMutex
+}
+
+// NewMutex returns the lock called name in store: an *stm.STM (the lock
+// lives in its coordinator) or a backend.Driver. No round trip.
+func NewMutex(store any, name string, opts ...Option) (*Mutex, error) {
+	rw, err := NewRWMutex(store, name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Mutex{rw: rw}, nil
+}
+
+// Name is the lock's name.
+func (m *Mutex) Name() string { return m.rw.name }
+
+// Lock takes the lock, waiting in line (FIFO) for as long as ctx allows.
+// If ctx ends first nothing is held and the error wraps ctx's.
+func (m *Mutex) Lock(ctx context.Context) error { return m.rw.Lock(ctx) }
+
+// TryLock takes the lock if it is free, or becomes free before ctx's
+// deadline. With no deadline it returns at once. It returns (false, nil)
+// when another still holds the lock, (false, err) on a failure.
+func (m *Mutex) TryLock(ctx context.Context) (bool, error) { return m.rw.TryLock(ctx) }
+
+// Unlock releases one Lock. The last one removes the holder's entry. It
+// returns ErrNotHeld if the Mutex does not hold the lock, and ErrLost if
+// the lease was lost while held (the lock is then no longer held here).
+func (m *Mutex) Unlock(ctx context.Context) error { return m.rw.Unlock(ctx) }
+
+// Token is the fencing token of the current holding: it strictly
+// increases with every acquisition of this lock by any holder, so a
+// guarded resource can refuse a request carrying a token older than one it
+// has seen. 0 when not held.
+func (m *Mutex) Token() uint64 { return m.rw.Token() }
+
+// Lost returns a channel closed once the holder can no longer be sure it
+// holds the lock (its lease could not be renewed in time, its session
+// ended). It is closed before the backend can let anyone else take the
+// lock. When nothing is held the channel is already closed.
+func (m *Mutex) Lost() <-chan struct{} { return m.rw.Lost() }
