@@ -35,4 +35,5 @@ func Run(t *testing.T, newDriver NewDriver) {
 	t.Run("Linearizable", func(t *testing.T) { testLinearizable(t, newDriver) })
 	t.Run("Atoms", func(t *testing.T) { testAtoms(t, newDriver) })
 	t.Run("Promises", func(t *testing.T) { testPromises(t, newDriver) })
+	t.Run("Sessions", func(t *testing.T) { testSessions(t, newDriver) })
 }

@@ -22,4 +22,24 @@
 // itself; a subscriber that reconnects reports its feed incomplete and the
 // watcher falls back on the history. Redis replicates asynchronously: a
 // failover can lose acknowledged commits (see docs/design.md).
+//
+// # Sessions
+//
+// The backend implements backend.Sessions. A session is a hash
+// {Prefix}:ss:id (holder, lease, heartbeat) with a PEXPIRE of its lease:
+// Redis ends it by its own clock, and RenewSession restarts the countdown.
+// {Prefix}:sx:id lists the session's entries (for CloseSession) and
+// outlives it by 10 minutes, so that an ended id is not opened again
+// (ErrSessionGone). A dir d is a sorted set {Prefix}:dz:d (score Seq,
+// member the name: Entries come out by Seq then name) and a hash
+// {Prefix}:dh:d (name -> session, created, data); sequence numbers come
+// from the counter {Prefix}:sq:d, which is never deleted, so that Seq (a
+// fencing token) never goes back, across restarts with AOF too. Every key
+// family has one variable part, at its end, so no two dirs or ids collide.
+// An entry whose session key is gone is dead: every script that reads a
+// dir drops such entries before answering. Every change is one idempotent
+// script and publishes the entry's name on {Prefix}:dc:d, a hint only:
+// WaitEntries subscribes, then looks at the dir, and looks again every
+// 250ms (whatever max, 0 included), since an expired session publishes
+// nothing and a hint is lost when the subscription reconnects.
 package redis

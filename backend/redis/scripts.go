@@ -269,3 +269,222 @@ if v ~= ARGV[3] then return 0 end
 redis.call("HSET", r, "meta", ARGV[4], "metaver", tonumber(v) + 1)
 return 1
 `)
+
+// Sessions (backend.Sessions). Keys, for a session id, a dir d and a name n
+// (each family's fixed part is followed by one variable part only, so no
+// two families, dirs or ids can collide):
+//
+//	{P}:ss:id  hash holder, lease (ms), hb (unix ms); PEXPIRE lease: Redis
+//	           ends the session by its own clock
+//	{P}:sx:id  set of the session's entries, each d "\0" n, plus the marker
+//	           "" that outlives the session by idKeep (PEXPIRE lease +
+//	           idKeep, renewed with the session; after CloseSession only
+//	           the marker is left): an id found here is not opened again
+//	{P}:dz:d   zset of d's entries: score seq (0 for named entries), member n
+//	{P}:dh:d   hash n -> session "\0" created (unix ms, "" if none) "\0" data
+//	{P}:sq:d   d's sequence counter (INCR), never deleted
+//	{P}:dv:d   d's change counter (INCR on every change), never deleted
+//	{P}:dirs   zset (score 0) of the dirs that hold entries, for Dirs
+//
+// Channel {P}:dc:d carries, as a hint, the name of each entry of d added,
+// changed or removed. An entry whose session key is gone is dead: every
+// script that reads a dir drops it (and publishes) before answering.
+const sessLib = `
+local P = ARGV[1]
+local function skey(id) return P .. "ss:" .. id end
+local function xkey(id) return P .. "sx:" .. id end
+local function zkey(d) return P .. "dz:" .. d end
+local function hkey(d) return P .. "dh:" .. d end
+local function owner(v)
+  local i = string.find(v, "\0", 1, true)
+  return string.sub(v, 1, i - 1)
+end
+local function created(v)
+  local a = string.find(v, "\0", 1, true)
+  local b = string.find(v, "\0", a + 1, true)
+  return string.sub(v, a + 1, b - 1)
+end
+local function changed(d, n)
+  redis.call("INCR", P .. "dv:" .. d)
+  redis.call("PUBLISH", P .. "dc:" .. d, n)
+end
+-- drop removes entry n of d, owned by session s.
+local function drop(d, n, s)
+  redis.call("ZREM", zkey(d), n)
+  redis.call("HDEL", hkey(d), n)
+  redis.call("SREM", xkey(s), d .. "\0" .. n)
+  if redis.call("ZCARD", zkey(d)) == 0 then redis.call("ZREM", P .. "dirs", d) end
+  changed(d, n)
+end
+-- purge drops d's entries of ended sessions and returns the live ones
+-- (name -> value).
+local function purge(d)
+  local h = redis.call("HGETALL", hkey(d))
+  local live, alive = {}, {}
+  for i = 1, #h, 2 do
+    local s = owner(h[i + 1])
+    if alive[s] == nil then alive[s] = redis.call("EXISTS", skey(s)) == 1 end
+    if alive[s] then live[h[i]] = h[i + 1] else drop(d, h[i], s) end
+  end
+  return live
+end
+`
+
+// opensession: ARGV = P, id, lease ms, holder, hb ms, idKeep ms. Returns 1,
+// or -1 if the id belongs to a session that has ended.
+var scriptOpenSession = goredis.NewScript(sessLib + `
+local id, lease, keep = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[6])
+local s, x = skey(id), xkey(id)
+if redis.call("EXISTS", s) == 0 then
+  if redis.call("EXISTS", x) == 1 then return -1 end
+  redis.call("SADD", x, "")
+end
+redis.call("HSET", s, "holder", ARGV[4], "lease", lease, "hb", ARGV[5])
+redis.call("PEXPIRE", s, lease)
+redis.call("PEXPIRE", x, lease + keep)
+return 1
+`)
+
+// renewsession: ARGV = P, id, hb ms, idKeep ms. Returns 1, or -1 if the
+// session has ended.
+var scriptRenewSession = goredis.NewScript(sessLib + `
+local s = skey(ARGV[2])
+local lease = tonumber(redis.call("HGET", s, "lease"))
+if not lease then return -1 end
+redis.call("HSET", s, "hb", ARGV[3])
+redis.call("PEXPIRE", s, lease)
+redis.call("PEXPIRE", xkey(ARGV[2]), lease + tonumber(ARGV[4]))
+return 1
+`)
+
+// closesession: ARGV = P, id, idKeep ms. Drops the session's entries (those
+// still its own) and leaves only the marker of sx, for idKeep.
+var scriptCloseSession = goredis.NewScript(sessLib + `
+local id = ARGV[2]
+local s, x = skey(id), xkey(id)
+if redis.call("EXISTS", s, x) == 0 then return 0 end
+for _, e in ipairs(redis.call("SMEMBERS", x)) do
+  if e ~= "" then
+    local i = string.find(e, "\0", 1, true)
+    local d, n = string.sub(e, 1, i - 1), string.sub(e, i + 1)
+    local v = redis.call("HGET", hkey(d), n)
+    if v and owner(v) == id then drop(d, n, id) end
+  end
+end
+redis.call("DEL", s, x)
+redis.call("SADD", x, "")
+redis.call("PEXPIRE", x, tonumber(ARGV[3]))
+return 1
+`)
+
+// addentry: ARGV = P, session, dir, name, sequential (1/0), data, created.
+// Returns {seq}, {-1} (session ended) or {-2} (named entry held by another
+// live session). A repeat by the same session returns the entry's seq.
+var scriptAddEntry = goredis.NewScript(sessLib + `
+local sess, d, n = ARGV[2], ARGV[3], ARGV[4]
+if redis.call("EXISTS", skey(sess)) == 0 then return {-1} end
+local h, z = hkey(d), zkey(d)
+local value = sess .. "\0" .. ARGV[7] .. "\0" .. ARGV[6]
+local cur = redis.call("HGET", h, n)
+if cur then
+  local o = owner(cur)
+  if o == sess then
+    if ARGV[5] == "0" and cur ~= value then
+      redis.call("HSET", h, n, value)
+      changed(d, n)
+    end
+    return {tonumber(redis.call("ZSCORE", z, n))}
+  end
+  if redis.call("EXISTS", skey(o)) == 1 then return {-2} end
+  drop(d, n, o)
+end
+local seq = 0
+if ARGV[5] == "1" then seq = redis.call("INCR", P .. "sq:" .. d) end
+redis.call("ZADD", z, seq, n)
+redis.call("HSET", h, n, value)
+redis.call("SADD", xkey(sess), d .. "\0" .. n)
+redis.call("ZADD", P .. "dirs", 0, d)
+changed(d, n)
+return {seq}
+`)
+
+// setentry: ARGV = P, session, dir, name, data, remove (1/0). Replaces the
+// data of (or removes) the session's entry. Returns 1, 0 (no such entry of
+// the session) or -1 (the session has ended: the entry is dropped as dead).
+var scriptSetEntry = goredis.NewScript(sessLib + `
+local sess, d, n = ARGV[2], ARGV[3], ARGV[4]
+local h = hkey(d)
+local cur = redis.call("HGET", h, n)
+if not cur or owner(cur) ~= sess then return 0 end
+if redis.call("EXISTS", skey(sess)) == 0 then
+  drop(d, n, sess)
+  return -1
+end
+if ARGV[6] == "1" then
+  drop(d, n, sess)
+else
+  local value = sess .. "\0" .. created(cur) .. "\0" .. ARGV[5]
+  if value ~= cur then
+    redis.call("HSET", h, n, value)
+    changed(d, n)
+  end
+end
+return 1
+`)
+
+// entries: ARGV = P, dir, details (1/0). Drops dead entries and returns
+// {change counter, {{name, seq[, value, {holder, lease, hb}]}...}} by seq
+// then name.
+var scriptEntries = goredis.NewScript(sessLib + `
+local d = ARGV[2]
+local live = purge(d)
+local z = redis.call("ZRANGE", zkey(d), 0, -1, "WITHSCORES")
+local out, info = {}, {}
+for i = 1, #z, 2 do
+  local n, seq = z[i], tonumber(z[i + 1])
+  local v = live[n]
+  if v then
+    if ARGV[3] == "1" then
+      local s = owner(v)
+      if not info[s] then info[s] = redis.call("HMGET", skey(s), "holder", "lease", "hb") end
+      table.insert(out, {n, seq, v, info[s]})
+    else
+      table.insert(out, {n, seq})
+    end
+  end
+end
+return {redis.call("GET", P .. "dv:" .. d) or "0", out}
+`)
+
+// waitcheck: ARGV = P, dir, name. With a name, drops that entry if its
+// session has ended and returns {change counter, 1 if it is there else 0};
+// without, drops d's dead entries and returns {change counter, 0}.
+var scriptWaitCheck = goredis.NewScript(sessLib + `
+local d, n = ARGV[2], ARGV[3]
+local there = 0
+if n == "" then
+  purge(d)
+else
+  local v = redis.call("HGET", hkey(d), n)
+  if v then
+    local s = owner(v)
+    if redis.call("EXISTS", skey(s)) == 1 then there = 1 else drop(d, n, s) end
+  end
+end
+return {redis.call("GET", P .. "dv:" .. d) or "0", there}
+`)
+
+// dirs: ARGV = P, min, max (ZRANGEBYLEX bounds). Drops dead entries of
+// each dir in range and returns the dirs that still hold entries.
+var scriptDirs = goredis.NewScript(sessLib + `
+local out = {}
+for _, d in ipairs(redis.call("ZRANGEBYLEX", P .. "dirs", ARGV[2], ARGV[3])) do
+  purge(d)
+  if redis.call("ZCARD", zkey(d)) > 0 then
+    table.insert(out, d)
+  else
+    redis.call("ZREM", P .. "dirs", d)
+  end
+end
+return out
+`)

@@ -17,12 +17,33 @@
 //
 // Under Root: id (the backend's identity), clock (touched by every commit),
 // r/<name> (a ref: kind, history limits, intent and kept versions, one
-// znode), m/<name> (its meta), t/<id> (general-path transaction records)
-// and o/<id> (one-phase commit records, deleted once their client knows
-// the outcome). Names are escaped into one znode name each. See
+// znode), m/<name> (its meta), t/<id> (general-path transaction records),
+// o/<id> (one-phase commit records, deleted once their client knows
+// the outcome), and ss and sd (sessions, below). Names are escaped into one znode name each. See
 // docs/design.md for the clock (commit points are zxids), why reads at a
 // point are snapshot-consistent although a server may lag, and what the
 // backend guarantees under which faults.
+//
+// # Sessions
+//
+// The backend implements backend.Sessions (ephemeral state for locks and
+// groups) on its own ZooKeeper session. ss/<id> is a logical session's
+// EPHEMERAL node (holder, lease, heartbeat); sd/<dir> is one flat
+// PERSISTENT node per dir, never deleted; sd/<dir>/<name> is a named
+// entry and sd/<dir>/<name>#<10 digits> a sequential one, both EPHEMERAL
+// (data: session, data, created). A Seq is the sequence number the server
+// appended plus one: the dir node's child version, which only grows
+// because dir nodes stay. When the ZooKeeper session expires the server
+// deletes every session node and entry of this backend at once; the
+// logical sessions then report ErrSessionGone, and since every AddEntry
+// is a Multi that also writes the session's node, no entry is created for
+// them under the next ZooKeeper session. The effective lease is the
+// session timeout the server granted (Open reads it from the connect
+// response; New reports Config.SessionTimeout), and the backend also ends
+// a session itself when RenewSession is not called within it. Sessions
+// belong to the Backend that opened them. WaitEntries watches the named
+// entry's node alone (a lock waiter wakes only when its predecessor
+// goes), or the dir's children and data for name "".
 //
 // # Limits
 //

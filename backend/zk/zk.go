@@ -26,7 +26,10 @@ type Config struct {
 	// ancestors are created.
 	Root string
 	// SessionTimeout is the ZooKeeper session timeout (Open only; the
-	// server clamps it to 2 to 20 tick times). Default 10s.
+	// server clamps it to 2 to 20 tick times). Default 10s. Open learns
+	// the timeout the server granted, the lease OpenSession returns; New
+	// cannot, and reports SessionTimeout itself: set it to the timeout
+	// the connection was made with.
 	SessionTimeout time.Duration
 	// Auth, "user:password", authenticates with the digest scheme; every
 	// node Epochal creates then carries an ACL giving that identity all
@@ -141,6 +144,12 @@ type Backend struct {
 
 	// Paths under the root.
 	root, clockP, refsP, metaP, recsP, oneP string
+	ssP, sdP                                string // sessions, session dirs
+
+	// negotiated learns the session timeout the server granted (Open's
+	// connections only; nil for New).
+	negotiated *negotiated
+	sess       sessState // logical sessions opened here (sessions.go)
 
 	// synced is the session whose view is known to include every point
 	// this backend handed out (see consistent).
@@ -167,6 +176,7 @@ var (
 	_ backend.Driver     = (*Backend)(nil)
 	_ backend.OnePhase   = (*Backend)(nil)
 	_ backend.ValueLimit = (*Backend)(nil)
+	_ backend.Sessions   = (*Backend)(nil)
 )
 
 type nopLogger struct{}
@@ -183,7 +193,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.Logger != nil {
 		log = cfg.Logger
 	}
-	conn, events, err := gozk.Connect(cfg.Servers, cfg.SessionTimeout, gozk.WithLogger(log), gozk.WithLogInfo(false))
+	neg := &negotiated{}
+	conn, events, err := gozk.Connect(cfg.Servers, cfg.SessionTimeout, gozk.WithLogger(log), gozk.WithLogInfo(false),
+		gozk.WithDialer(neg.dial))
 	if err != nil {
 		return nil, fmt.Errorf("zk: open %v: %w", cfg.Servers, err)
 	}
@@ -203,6 +215,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, err
 	}
 	b.own = true
+	b.negotiated = neg
 	return b, nil
 }
 
@@ -244,6 +257,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b := &Backend{conn: conn, cfg: cfg, root: cfg.Root, done: make(chan struct{})}
 	b.clockP, b.refsP, b.metaP = b.root+"/clock", b.root+"/r", b.root+"/m"
 	b.recsP, b.oneP = b.root+"/t", b.root+"/o"
+	b.ssP, b.sdP = b.root+"/ss", b.root+"/sd"
 	b.acl = gozk.WorldACL(gozk.PermAll)
 	if cfg.Auth != "" {
 		user, pass, _ := strings.Cut(cfg.Auth, ":")
@@ -260,7 +274,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 			paths = append(paths, b.root[:i])
 		}
 	}
-	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP)
+	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP)
 	for _, p := range paths {
 		err := wait(ctx, func() error {
 			_, err := conn.Create(p, nil, 0, b.acl)
@@ -321,6 +335,7 @@ func (b *Backend) Close() error {
 	b.closed = true
 	close(b.done)
 	b.mu.Unlock()
+	b.closeSessions()
 	b.wg.Wait()
 	if b.own {
 		b.conn.Close()

@@ -1,0 +1,349 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/epochal/epochal/backend"
+)
+
+var _ backend.Sessions = (*Backend)(nil)
+
+const (
+	// idKeep is how long an ended session's id is remembered (so that it
+	// is not opened again) after the session ended.
+	idKeep = 10 * time.Minute
+	// waitPoll is how often WaitEntries looks at the dir itself: a session
+	// that expires publishes nothing, and a hint may be lost.
+	waitPoll = 250 * time.Millisecond
+)
+
+// OpenSession starts session id, whose key expires after lease unless
+// renewed. The effective lease is lease rounded up to a millisecond (at
+// least 1ms). Opening a live session again (a retry) renews it; opening an
+// id whose session has ended is backend.ErrSessionGone (for idKeep after
+// the end, after which the server forgets the id: callers draw random ids).
+func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duration, holder string) (time.Duration, error) {
+	if err := b.check(ctx); err != nil {
+		return 0, err
+	}
+	if err := backend.CheckSessionName("session id", id); err != nil {
+		return 0, fmt.Errorf("redis: open session: %w", err)
+	}
+	if lease < time.Millisecond {
+		return 0, fmt.Errorf("redis: open session %q: lease %v is less than 1ms (%w)", id, lease, backend.ErrNotApplied)
+	}
+	leaseMs := (lease + time.Millisecond - 1).Milliseconds()
+	res, err := b.run(ctx, scriptOpenSession, id, leaseMs, holder, ms(time.Now()), idKeep.Milliseconds())
+	if err != nil {
+		return 0, fmt.Errorf("redis: open session %q: %w", id, err)
+	}
+	if res.(int64) < 0 {
+		return 0, fmt.Errorf("redis: open session %q: %w", id, backend.ErrSessionGone)
+	}
+	return time.Duration(leaseMs) * time.Millisecond, nil
+}
+
+// RenewSession restarts the lease's countdown (PEXPIRE) and records now as
+// the heartbeat.
+func (b *Backend) RenewSession(ctx context.Context, id string, now time.Time) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if err := backend.CheckSessionName("session id", id); err != nil {
+		return fmt.Errorf("redis: renew session: %w", err)
+	}
+	res, err := b.run(ctx, scriptRenewSession, id, ms(now), idKeep.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("redis: renew session %q: %w", id, err)
+	}
+	if res.(int64) < 0 {
+		return fmt.Errorf("redis: renew session %q: %w", id, backend.ErrSessionGone)
+	}
+	return nil
+}
+
+// CloseSession deletes the session and its entries, in one script.
+func (b *Backend) CloseSession(ctx context.Context, id string) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if err := backend.CheckSessionName("session id", id); err != nil {
+		return fmt.Errorf("redis: close session: %w", err)
+	}
+	if _, err := b.run(ctx, scriptCloseSession, id, idKeep.Milliseconds()); err != nil {
+		return fmt.Errorf("redis: close session %q: %w", id, err)
+	}
+	return nil
+}
+
+// AddEntry adds an entry owned by a live session, in one script.
+func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.Entry{}, err
+	}
+	if err := checkNames(req.Session, req.Dir, req.Name); err != nil {
+		return backend.Entry{}, fmt.Errorf("redis: add entry: %w", err)
+	}
+	seq := 0
+	if req.Sequential {
+		seq = 1
+	}
+	created := ""
+	if !req.Time.IsZero() {
+		created = strconv.FormatInt(ms(req.Time), 10)
+	}
+	res, err := b.run(ctx, scriptAddEntry, req.Session, req.Dir, req.Name, seq, req.Data, created)
+	if err != nil {
+		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: %w", req.Name, req.Dir, err)
+	}
+	r, _ := res.([]any)
+	if len(r) != 1 {
+		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: malformed reply %v", req.Name, req.Dir, res)
+	}
+	n, _ := r[0].(int64)
+	switch n {
+	case -1:
+		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: session %q: %w", req.Name, req.Dir, req.Session, backend.ErrSessionGone)
+	case -2:
+		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: %w", req.Name, req.Dir, backend.ErrEntryExists)
+	}
+	return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: uint64(n)}, nil
+}
+
+// SetEntry replaces the data of the session's entry.
+func (b *Backend) SetEntry(ctx context.Context, session, dir, name string, data []byte) error {
+	return b.setEntry(ctx, "set entry", session, dir, name, data, 0)
+}
+
+// RemoveEntry removes the session's entry.
+func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) error {
+	return b.setEntry(ctx, "remove entry", session, dir, name, nil, 1)
+}
+
+func (b *Backend) setEntry(ctx context.Context, op, session, dir, name string, data []byte, remove int) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if err := checkNames(session, dir, name); err != nil {
+		return fmt.Errorf("redis: %s: %w", op, err)
+	}
+	res, err := b.run(ctx, scriptSetEntry, session, dir, name, data, remove)
+	if err != nil {
+		return fmt.Errorf("redis: %s %q of %q: %w", op, name, dir, err)
+	}
+	switch res.(int64) {
+	case 0:
+		return fmt.Errorf("redis: %s %q of %q: session %q: %w", op, name, dir, session, backend.ErrEntryGone)
+	case -1:
+		// Both: the entry is gone because its session is.
+		return fmt.Errorf("redis: %s %q of %q: %w (%w)", op, name, dir, backend.ErrEntryGone, backend.ErrSessionGone)
+	}
+	return nil
+}
+
+// Entries lists dir's live entries, dropping those of ended sessions, in
+// one script (details included).
+func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]backend.Entry, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := backend.CheckSessionName("dir", dir); err != nil {
+		return nil, fmt.Errorf("redis: entries: %w", err)
+	}
+	d := 0
+	if details {
+		d = 1
+	}
+	res, err := b.run(ctx, scriptEntries, dir, d)
+	if err != nil {
+		return nil, fmt.Errorf("redis: entries of %q: %w", dir, err)
+	}
+	r, _ := res.([]any)
+	if len(r) != 2 {
+		return nil, fmt.Errorf("redis: entries of %q: malformed reply", dir)
+	}
+	list, _ := r[1].([]any)
+	out := make([]backend.Entry, 0, len(list))
+	for _, x := range list {
+		f, _ := x.([]any)
+		if len(f) < 2 {
+			return nil, fmt.Errorf("redis: entries of %q: malformed entry %v", dir, x)
+		}
+		name, _ := f[0].(string)
+		seq, _ := f[1].(int64)
+		e := backend.Entry{Dir: dir, Name: name, Seq: uint64(seq)}
+		if details {
+			if len(f) < 4 {
+				return nil, fmt.Errorf("redis: entries of %q: malformed entry %q", dir, name)
+			}
+			v, _ := f[2].(string)
+			parts := strings.SplitN(v, "\x00", 3)
+			if len(parts) != 3 {
+				return nil, fmt.Errorf("redis: entries of %q: malformed entry %q", dir, name)
+			}
+			e.Session.ID = parts[0]
+			if parts[1] != "" {
+				n, err := strconv.ParseInt(parts[1], 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("redis: entries of %q: entry %q: created %q", dir, name, parts[1])
+				}
+				e.Created = time.UnixMilli(n)
+			}
+			e.Data = []byte(parts[2])
+			info, _ := f[3].([]any)
+			if len(info) == 3 {
+				e.Session.Holder, _ = info[0].(string)
+				e.Session.Lease = time.Duration(atoi(info[1])) * time.Millisecond
+				e.Session.Heartbeat = time.UnixMilli(atoi(info[2]))
+			}
+		}
+		out = append(out, e)
+	}
+	// The script's order (seq, then name bytewise) is the contract's;
+	// sort anyway in case a score was stored as something else.
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Seq != out[j].Seq {
+			return out[i].Seq < out[j].Seq
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// WaitEntries subscribes to dir's channel, then looks at the dir (so that
+// a change just before the subscription is not missed when name is given:
+// an entry already gone returns at once), and returns on a hint for dir
+// (for name only, if name is given), when max has passed, or when ctx ends.
+// Meanwhile it looks at the dir every 250ms, whatever max (0 included): an
+// expired session publishes nothing, and a hint can be lost when the
+// subscription reconnects. The look drops entries of ended sessions; it
+// returns when name is no longer there, or (name == "") when the dir's
+// change counter has moved since the subscription.
+func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Duration) error {
+	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if err := backend.CheckSessionName("dir", dir); err != nil {
+		return fmt.Errorf("redis: wait entries: %w", err)
+	}
+	if name != "" {
+		if err := backend.CheckSessionName("entry name", name); err != nil {
+			return fmt.Errorf("redis: wait entries: %w", err)
+		}
+	}
+	var deadline <-chan time.Time
+	if max > 0 {
+		t := time.NewTimer(max)
+		defer t.Stop()
+		deadline = t.C
+	}
+	ps := b.c.Subscribe(ctx, b.p+"dc:"+dir)
+	defer ps.Close()
+	// The first reply confirms the subscription: from here on a hint is
+	// lost only to a reconnect, which the polling covers.
+	if _, err := ps.Receive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("redis: wait entries of %q: subscribe: %w", dir, err)
+	}
+	ver0, there, err := b.waitCheck(ctx, dir, name)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("redis: wait entries of %q: %w", dir, err)
+	}
+	if name != "" && !there {
+		return nil
+	}
+	ch := ps.Channel()
+	poll := time.NewTicker(waitPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return nil
+		case m, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if name == "" || m.Payload == name {
+				return nil
+			}
+		case <-poll.C:
+			ver, there, err := b.waitCheck(ctx, dir, name)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				continue // the server may be back at the next look
+			}
+			if name != "" && !there || name == "" && ver != ver0 {
+				return nil
+			}
+		}
+	}
+}
+
+func (b *Backend) waitCheck(ctx context.Context, dir, name string) (string, bool, error) {
+	res, err := b.run(ctx, scriptWaitCheck, dir, name)
+	if err != nil {
+		return "", false, err
+	}
+	r, _ := res.([]any)
+	if len(r) != 2 {
+		return "", false, fmt.Errorf("malformed reply %v", res)
+	}
+	ver, _ := r[0].(string)
+	n, _ := r[1].(int64)
+	return ver, n == 1, nil
+}
+
+// Dirs lists the dirs starting with prefix that hold live entries, dropping
+// dead entries on the way (one script over every dir in range).
+func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	if prefix != "" {
+		if err := backend.CheckSessionName("dir prefix", prefix); err != nil {
+			return nil, fmt.Errorf("redis: dirs: %w", err)
+		}
+	}
+	lo, hi := "-", "+"
+	if prefix != "" {
+		// Names are valid UTF-8, which never holds the byte 0xff.
+		lo, hi = "["+prefix, "["+prefix+"\xff"
+	}
+	res, err := b.run(ctx, scriptDirs, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("redis: dirs %q: %w", prefix, err)
+	}
+	list, _ := res.([]any)
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		if d, _ := x.(string); strings.HasPrefix(d, prefix) {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func checkNames(session, dir, name string) error {
+	if err := backend.CheckSessionName("session id", session); err != nil {
+		return err
+	}
+	if err := backend.CheckSessionName("dir", dir); err != nil {
+		return err
+	}
+	return backend.CheckSessionName("entry name", name)
+}
