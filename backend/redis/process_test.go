@@ -19,9 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/proctest"
 	"github.com/epochal/epochal/internal/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -48,6 +50,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if code, ok := proctest.Worker(func(ctx context.Context, _ time.Duration) (backend.Driver, error) {
+		return redis.Open(ctx, redis.Config{Addr: os.Getenv(envAddr), Prefix: os.Getenv(envPrefix)})
+	}); ok {
+		os.Exit(code)
+	}
 	switch os.Getenv(envWorker) {
 	case "":
 		os.Exit(m.Run())
@@ -1118,4 +1125,19 @@ func (w *watchLog) check(t *testing.T, want int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestLocksProcesses: mutexes and groups across OS processes (the shared
+// kit in internal/proctest): exclusion, killed and stopped holders, a
+// killed group member.
+func TestLocksProcesses(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	proctest.Locks(t, proctest.Harness{
+		Env: func(t *testing.T, _ time.Duration) ([]string, backend.Driver) {
+			prefix := newPrefix("proc")
+			return []string{envAddr + "=" + srv.Addr, envPrefix + "=" + prefix}, open(t, srv, prefix)
+		},
+		Lease: time.Second,
+		Slack: 10 * time.Second,
+	})
 }

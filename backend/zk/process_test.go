@@ -22,6 +22,7 @@ import (
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/proctest"
 	"github.com/epochal/epochal/internal/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -71,9 +72,30 @@ func init() {
 	standaloneTests = append(standaloneTests, serverTest{"DelayRunnerKilled", testDelayRunnerKilled})
 	standaloneTests = append(standaloneTests, serverTest{"PromiseWaiterAcrossServerRestart", testPromiseWaiterAcrossServerRestart})
 	standaloneTests = append(standaloneTests, serverTest{"WatchTwoProcesses", testWatchTwoProcesses})
+	standaloneTests = append(standaloneTests, serverTest{"LocksProcesses", testLocksProcesses})
+}
+
+// testLocksProcesses: mutexes and groups across OS processes (the shared
+// kit in internal/proctest): exclusion, killed and stopped holders, a
+// killed group member. The lease is the ZooKeeper session timeout.
+func testLocksProcesses(t *testing.T, srv *testserver.ZK) {
+	proctest.Locks(t, proctest.Harness{
+		Env: func(t *testing.T, lease time.Duration) ([]string, backend.Driver) {
+			root := newRoot("proc")
+			env := []string{procEnvServers + "=" + strings.Join(srv.Servers, ","), procEnvRoot + "=" + root}
+			return env, open(t, srv, zk.Config{Root: root, SessionTimeout: lease})
+		},
+		Lease: 2 * time.Second,
+		Slack: 10 * time.Second,
+	})
 }
 
 func TestMain(m *testing.M) {
+	if code, ok := proctest.Worker(func(_ context.Context, lease time.Duration) (backend.Driver, error) {
+		return procOpen(lease)
+	}); ok {
+		os.Exit(code)
+	}
 	switch os.Getenv(procEnvWorker) {
 	case "":
 		os.Exit(m.Run())
