@@ -139,3 +139,10 @@ type Sessions interface {
 	// sorted.
 	Dirs(ctx context.Context, prefix string) ([]string, error)
 }
+
+// EntryLister is an optional capability of a Sessions driver: AddEntry and
+// then Entries(dir, false) in one round trip, the whole of an uncontended
+// lock acquisition. The list reflects the dir just after the add.
+type EntryLister interface {
+	AddEntryList(ctx context.Context, req AddEntryRequest) (Entry, []Entry, error)
+}

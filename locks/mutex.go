@@ -155,9 +155,14 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 	var raw [10]byte
 	_, _ = rand.Read(raw[:])
 	name := mode + "." + hex.EncodeToString(raw[:])
-	e, err := b.drv.AddEntry(ctx, backend.AddEntryRequest{
-		Session: sess.ID(), Dir: b.dir, Name: name, Sequential: true, Time: time.Now(),
-	})
+	req := backend.AddEntryRequest{Session: sess.ID(), Dir: b.dir, Name: name, Sequential: true, Time: time.Now()}
+	var e backend.Entry
+	var listed []backend.Entry // from AddEntryList: the first look is free
+	if l, ok := b.drv.(backend.EntryLister); ok {
+		e, listed, err = l.AddEntryList(ctx, req)
+	} else {
+		e, err = b.drv.AddEntry(ctx, req)
+	}
 	if err != nil {
 		if errors.Is(err, backend.ErrSessionGone) {
 			sess.Lose(err)
@@ -169,7 +174,11 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 	poll := pollFor(sess.Lease())
 	fails := 0 // transient backend errors in a row
 	for {
-		es, err := b.drv.Entries(ctx, b.dir, false)
+		es := listed
+		if es == nil {
+			es, err = b.drv.Entries(ctx, b.dir, false)
+		}
+		listed = nil
 		if err != nil {
 			if b.transient(ctx, sess, err, &fails, poll) {
 				continue

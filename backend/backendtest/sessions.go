@@ -137,6 +137,15 @@ func sessionsSequential(t *testing.T, d backend.Sessions) {
 			}
 			names = append(names, name)
 		}
+		if l, ok := d.(backend.EntryLister); ok {
+			name := fmt.Sprintf("w.%d.listed", round)
+			e, es, err := l.AddEntryList(ctx, backend.AddEntryRequest{Session: id, Dir: dir, Name: name, Sequential: true})
+			if err != nil || e.Seq <= last || len(es) != len(names)+1 || es[len(es)-1].Name != name || es[len(es)-1].Seq != e.Seq {
+				t.Fatalf("AddEntryList = %+v, %+v, %v; want the queue %v then %s with a seq above %d", e, es, err, names, name, last)
+			}
+			last = e.Seq
+			names = append(names, name)
+		}
 		es := entries(t, d, dir, false)
 		if got := entryNamesOf(es); fmt.Sprint(got) != fmt.Sprint(names) {
 			t.Fatalf("entries %v, want %v in seq order", got, names)

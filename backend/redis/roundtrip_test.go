@@ -4,11 +4,13 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -68,5 +70,49 @@ func TestRoundTripsPerTransfer(t *testing.T) {
 	}
 	if v, _ := a.Deref(ctx); v != 97 {
 		t.Fatalf("a = %d after 3 transfers", v)
+	}
+}
+
+// TestRoundTripsPerLock: an uncontended Mutex Lock is one round trip (add
+// the entry and list the queue in one script: backend.EntryLister) and
+// Unlock one, as a hand-written SET NX PX lock with a Lua release; the
+// session's open is paid once per process, its renewals every third of a
+// lease.
+func TestRoundTripsPerLock(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	h := &countHook{}
+	c.AddHook(h)
+	b, err := redis.New(c, redis.Config{Prefix: newPrefix("rtl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := locks.NewMutex(b, "x", locks.WithLease(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Warm up: the session's open, and each script's first EVALSHA
+	// (NOSCRIPT, then EVAL).
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		before := h.n.Load()
+		if err := m.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mid := h.n.Load()
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		lock, unlock := mid-before, h.n.Load()-mid
+		if lock != 1 || unlock != 1 {
+			t.Fatalf("round %d: Lock took %d round trips, Unlock %d; want 1 and 1", i, lock, unlock)
+		}
 	}
 }

@@ -377,35 +377,58 @@ redis.call("PEXPIRE", x, tonumber(ARGV[3]))
 return 1
 `)
 
-// addentry: ARGV = P, session, dir, name, sequential (1/0), data, created.
-// Returns {seq}, {-1} (session ended) or {-2} (named entry held by another
-// live session). A repeat by the same session returns the entry's seq.
-var scriptAddEntry = goredis.NewScript(sessLib + `
-local sess, d, n = ARGV[2], ARGV[3], ARGV[4]
-if redis.call("EXISTS", skey(sess)) == 0 then return {-1} end
-local h, z = hkey(d), zkey(d)
-local value = sess .. "\0" .. ARGV[7] .. "\0" .. ARGV[6]
-local cur = redis.call("HGET", h, n)
-if cur then
-  local o = owner(cur)
-  if o == sess then
-    if ARGV[5] == "0" and cur ~= value then
-      redis.call("HSET", h, n, value)
-      changed(d, n)
+// addLib adds an entry: ARGV = P, session, dir, name, sequential (1/0),
+// data, created. add() returns {seq}, {-1} (session ended) or {-2} (named
+// entry held by another live session). A repeat by the same session
+// returns the entry's seq.
+const addLib = `
+local function add()
+  local sess, d, n = ARGV[2], ARGV[3], ARGV[4]
+  if redis.call("EXISTS", skey(sess)) == 0 then return {-1} end
+  local h, z = hkey(d), zkey(d)
+  local value = sess .. "\0" .. ARGV[7] .. "\0" .. ARGV[6]
+  local cur = redis.call("HGET", h, n)
+  if cur then
+    local o = owner(cur)
+    if o == sess then
+      if ARGV[5] == "0" and cur ~= value then
+        redis.call("HSET", h, n, value)
+        changed(d, n)
+      end
+      return {tonumber(redis.call("ZSCORE", z, n))}
     end
-    return {tonumber(redis.call("ZSCORE", z, n))}
+    if redis.call("EXISTS", skey(o)) == 1 then return {-2} end
+    drop(d, n, o)
   end
-  if redis.call("EXISTS", skey(o)) == 1 then return {-2} end
-  drop(d, n, o)
+  local seq = 0
+  if ARGV[5] == "1" then seq = redis.call("INCR", P .. "sq:" .. d) end
+  redis.call("ZADD", z, seq, n)
+  redis.call("HSET", h, n, value)
+  redis.call("SADD", xkey(sess), d .. "\0" .. n)
+  redis.call("ZADD", P .. "dirs", 0, d)
+  changed(d, n)
+  return {seq}
 end
-local seq = 0
-if ARGV[5] == "1" then seq = redis.call("INCR", P .. "sq:" .. d) end
-redis.call("ZADD", z, seq, n)
-redis.call("HSET", h, n, value)
-redis.call("SADD", xkey(sess), d .. "\0" .. n)
-redis.call("ZADD", P .. "dirs", 0, d)
-changed(d, n)
-return {seq}
+`
+
+// addentry: add (see addLib).
+var scriptAddEntry = goredis.NewScript(sessLib + addLib + `
+return add()
+`)
+
+// addlist: add, then (when it added) drop d's dead entries and list the
+// live ones: {{seq}, {{name, seq}...}} by seq then name.
+var scriptAddList = goredis.NewScript(sessLib + addLib + `
+local r = add()
+if r[1] < 0 then return {r, {}} end
+local d = ARGV[3]
+local live = purge(d)
+local z = redis.call("ZRANGE", zkey(d), 0, -1, "WITHSCORES")
+local out = {}
+for i = 1, #z, 2 do
+  if live[z[i]] then table.insert(out, {z[i], tonumber(z[i + 1])}) end
+end
+return {r, out}
 `)
 
 // setentry: ARGV = P, session, dir, name, data, remove (1/0). Replaces the

@@ -11,7 +11,10 @@ import (
 	"github.com/epochal/epochal/backend"
 )
 
-var _ backend.Sessions = (*Backend)(nil)
+var (
+	_ backend.Sessions    = (*Backend)(nil)
+	_ backend.EntryLister = (*Backend)(nil)
+)
 
 const (
 	// idKeep is how long an ended session's id is remembered (so that it
@@ -83,11 +86,22 @@ func (b *Backend) CloseSession(ctx context.Context, id string) error {
 
 // AddEntry adds an entry owned by a live session, in one script.
 func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	e, _, err := b.addEntry(ctx, req, false)
+	return e, err
+}
+
+// AddEntryList adds an entry and lists dir's live entries (names and
+// Seqs), in one script: a lock's acquisition in one round trip.
+func (b *Backend) AddEntryList(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, []backend.Entry, error) {
+	return b.addEntry(ctx, req, true)
+}
+
+func (b *Backend) addEntry(ctx context.Context, req backend.AddEntryRequest, list bool) (backend.Entry, []backend.Entry, error) {
 	if err := b.check(ctx); err != nil {
-		return backend.Entry{}, err
+		return backend.Entry{}, nil, err
 	}
 	if err := checkNames(req.Session, req.Dir, req.Name); err != nil {
-		return backend.Entry{}, fmt.Errorf("redis: add entry: %w", err)
+		return backend.Entry{}, nil, fmt.Errorf("redis: add entry: %w", err)
 	}
 	seq := 0
 	if req.Sequential {
@@ -97,22 +111,44 @@ func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (ba
 	if !req.Time.IsZero() {
 		created = strconv.FormatInt(ms(req.Time), 10)
 	}
-	res, err := b.run(ctx, scriptAddEntry, req.Session, req.Dir, req.Name, seq, req.Data, created)
+	script := scriptAddEntry
+	if list {
+		script = scriptAddList
+	}
+	res, err := b.run(ctx, script, req.Session, req.Dir, req.Name, seq, req.Data, created)
 	if err != nil {
-		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: %w", req.Name, req.Dir, err)
+		return backend.Entry{}, nil, fmt.Errorf("redis: add entry %q to %q: %w", req.Name, req.Dir, err)
 	}
 	r, _ := res.([]any)
+	var listed []any
+	if list {
+		if len(r) != 2 {
+			return backend.Entry{}, nil, fmt.Errorf("redis: add entry %q to %q: malformed reply %v", req.Name, req.Dir, res)
+		}
+		listed, _ = r[1].([]any)
+		r, _ = r[0].([]any)
+	}
 	if len(r) != 1 {
-		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: malformed reply %v", req.Name, req.Dir, res)
+		return backend.Entry{}, nil, fmt.Errorf("redis: add entry %q to %q: malformed reply %v", req.Name, req.Dir, res)
 	}
 	n, _ := r[0].(int64)
 	switch n {
 	case -1:
-		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: session %q: %w", req.Name, req.Dir, req.Session, backend.ErrSessionGone)
+		return backend.Entry{}, nil, fmt.Errorf("redis: add entry %q to %q: session %q: %w", req.Name, req.Dir, req.Session, backend.ErrSessionGone)
 	case -2:
-		return backend.Entry{}, fmt.Errorf("redis: add entry %q to %q: %w", req.Name, req.Dir, backend.ErrEntryExists)
+		return backend.Entry{}, nil, fmt.Errorf("redis: add entry %q to %q: %w", req.Name, req.Dir, backend.ErrEntryExists)
 	}
-	return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: uint64(n)}, nil
+	var es []backend.Entry
+	for _, x := range listed {
+		f, _ := x.([]any)
+		if len(f) != 2 {
+			return backend.Entry{}, nil, fmt.Errorf("redis: add entry %q to %q: malformed entry %v", req.Name, req.Dir, x)
+		}
+		name, _ := f[0].(string)
+		seq, _ := f[1].(int64)
+		es = append(es, backend.Entry{Dir: req.Dir, Name: name, Seq: uint64(seq)})
+	}
+	return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: uint64(n)}, es, nil
 }
 
 // SetEntry replaces the data of the session's entry.

@@ -952,22 +952,34 @@ func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) er
 		return entryGone(what, err)
 	}
 	key := [2]string{dir, name}
+	// A znode this backend created for the session needs no look-up: while
+	// the session's node stands (checked in the same Multi) the entry's
+	// znode can only be the one it created, so any version will do.
+	b.sess.mu.Lock()
+	tracked := s.entries[key]
+	b.sess.mu.Unlock()
 	var last error
 	unknown := false
 	for range 5 {
-		p, _, st, err := b.entryOf(ctx, s, dir, name)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if p == "" {
-			if unknown {
-				return nil // the earlier attempt removed it
+		p, version := tracked, int32(-1)
+		if p == "" || unknown {
+			var st *gozk.Stat
+			var err error
+			p, _, st, err = b.entryOf(ctx, s, dir, name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
 			}
-			return entryGone(what, nil)
+			if p == "" {
+				if unknown {
+					return nil // the earlier attempt removed it
+				}
+				return entryGone(what, nil)
+			}
+			version = st.Version
 		}
-		_, err = b.multi(ctx, []any{
+		_, err := b.multi(ctx, []any{
 			&gozk.CheckVersionRequest{Path: b.sessPath(session), Version: -1},
-			&gozk.DeleteRequest{Path: p, Version: st.Version},
+			&gozk.DeleteRequest{Path: p, Version: version},
 		})
 		var me *multiError
 		switch {
