@@ -209,7 +209,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 	joined.mu.Lock()
 	if joined.m[g.key] {
 		joined.mu.Unlock()
-		return nil, fmt.Errorf("group: %q in %q: %w (by this process)", member, group, ErrMemberExists)
+		return nil, fmt.Errorf("%w: %q in %q (by this process)", ErrMemberExists, member, group)
 	}
 	if joined.m == nil {
 		joined.m = make(map[[3]any]bool)
@@ -267,7 +267,7 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 			continue
 		case errors.Is(err, backend.ErrEntryExists):
 			sess.Release()
-			return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, ErrMemberExists)
+			return nil, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
 		}
 		g.remove(sess) // the outcome may be unknown
 		return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
@@ -451,17 +451,17 @@ func (g *Group) Update(ctx context.Context, v any) error {
 	g.mu.Lock()
 	if g.left {
 		g.mu.Unlock()
-		return fmt.Errorf("group: %q: %w", g.member, ErrLeft)
+		return fmt.Errorf("%w (member %q)", ErrLeft, g.member)
 	}
 	g.data = b
 	sess := g.sess
 	g.mu.Unlock()
 	if sess == nil || sess.Lost() {
-		return fmt.Errorf("group: %q: %w (the new data goes with it)", g.member, ErrRejoining)
+		return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
 	}
 	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, b); err != nil {
 		if errors.Is(err, backend.ErrEntryGone) {
-			return fmt.Errorf("group: %q: %w (the new data goes with it)", g.member, ErrRejoining)
+			return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
 		}
 		return fmt.Errorf("group: %q: update: %w", g.member, err)
 	}
@@ -474,7 +474,7 @@ func (g *Group) Leave(ctx context.Context) error {
 	g.mu.Lock()
 	if g.left {
 		g.mu.Unlock()
-		return fmt.Errorf("group: %q: %w", g.member, ErrLeft)
+		return fmt.Errorf("%w (member %q)", ErrLeft, g.member)
 	}
 	g.left = true
 	g.mu.Unlock()

@@ -1,6 +1,25 @@
-// Package locks holds the write locks (intents) that the commit protocol
-// takes, the leases that bound how long a dead holder can block anyone, and
-// their recovery.
+// Package locks holds distributed mutexes and read-write locks with
+// fencing tokens (Mutex, RWMutex), and the write locks (intents) that the
+// commit protocol takes, the leases that bound how long a dead holder can
+// block anyone, and their recovery.
+//
+// # Mutex and RWMutex
+//
+//	m, err := locks.NewMutex(s, "jobs/cleanup") // s: an *stm.STM or a backend.Driver
+//	if err := m.Lock(ctx); err != nil { ... }  // FIFO; ctx bounds the wait
+//	defer m.Unlock(ctx)
+//	tok := m.Token()                            // pass it to the guarded resource
+//	<-m.Lost()                                  // closed if the lease could not be kept
+//
+// A lock lives in its backend as a queue of entries of this process's
+// session (backend.Sessions; see internal/lease): the first in line holds
+// it, and the fencing token is its entry's sequence number, larger than
+// every earlier holder's. The session is renewed every third of the lease;
+// when the holder can no longer be sure of it, Lost is closed before the
+// backend frees the lock for anyone else. docs/design.md ("Locks and
+// groups") gives the argument.
+//
+// # Intents
 //
 // An intent is a lock on one ref, stored with the ref in its own backend,
 // naming the transaction that holds it. The holder's transaction record, in

@@ -290,7 +290,7 @@ func (b *lockBase) release(ctx context.Context, h *hold) error {
 		if !lost {
 			h.sess.Lose(fmt.Errorf("%w: entry gone", backend.ErrSessionGone))
 		}
-		return fmt.Errorf("locks: %q: %w", b.name, ErrLost)
+		return fmt.Errorf("%w (lock %q)", ErrLost, b.name)
 	case err != nil:
 		b.cleanup(h.sess, h.entry)
 		return fmt.Errorf("locks: %q: unlock: %w (removal goes on in the background)", b.name, err)

@@ -64,11 +64,11 @@ func (rw *RWMutex) lockMode(mode string) func(context.Context, bool) error {
 	return func(ctx context.Context, block bool) error {
 		mine, other := rw.slot(mode)
 		if *other != nil {
-			return fmt.Errorf("locks: %q: %w", rw.name, ErrDeadlock)
+			return fmt.Errorf("%w (lock %q)", ErrDeadlock, rw.name)
 		}
 		if h := *mine; h != nil {
 			if h.sess.Lost() {
-				return fmt.Errorf("locks: %q: %w (unlock it first)", rw.name, ErrLost)
+				return fmt.Errorf("%w (lock %q: unlock it first)", ErrLost, rw.name)
 			}
 			h.count++
 			return nil
@@ -95,7 +95,7 @@ func (rw *RWMutex) unlockMode(ctx context.Context, mode string) error {
 	mine, _ := rw.slot(mode)
 	h := *mine
 	if h == nil {
-		return fmt.Errorf("locks: %q: %w", rw.name, ErrNotHeld)
+		return fmt.Errorf("%w (lock %q)", ErrNotHeld, rw.name)
 	}
 	h.count--
 	if h.count > 0 {
