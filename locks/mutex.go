@@ -344,4 +344,10 @@ func (m *Mutex) Token() uint64 { return m.rw.Token() }
 // holds the lock (its lease could not be renewed in time, its session
 // ended). It is closed before the backend can let anyone else take the
 // lock. When nothing is held the channel is already closed.
+//
+// Call Lost right before acting on the lock: each call looks at the lease's
+// deadline itself, so it is exact even in a process that has just resumed
+// from a pause longer than the lease (SIGSTOP, a long GC), where the timer
+// that closes a channel kept from an earlier call may not have run yet.
+// What a paused process cannot see at all is covered by the fencing token.
 func (m *Mutex) Lost() <-chan struct{} { return m.rw.Lost() }

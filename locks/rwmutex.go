@@ -176,7 +176,7 @@ func (rw *RWMutex) Token() uint64 {
 }
 
 // Lost is closed once the current holding can no longer be counted on
-// (already closed when nothing is held).
+// (already closed when nothing is held); see Mutex.Lost.
 func (rw *RWMutex) Lost() <-chan struct{} {
 	if h := rw.held(); h != nil {
 		return h.sess.Done()

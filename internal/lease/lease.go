@@ -124,8 +124,26 @@ func (s *Session) ID() string { return s.id }
 // Lease is the effective lease.
 func (s *Session) Lease() time.Duration { return s.lease }
 
-// Done is closed once the session can no longer be counted on.
-func (s *Session) Done() <-chan struct{} { return s.done }
+// Done is closed once the session can no longer be counted on. A timer
+// closes it at the local deadline, but a process just resumed from a pause
+// (SIGSTOP, a long GC) may run code before that timer fires: Done and Lost
+// therefore look at the deadline themselves first, so a check made right
+// before acting is exact. A channel kept from an earlier call is closed by
+// the timer.
+func (s *Session) Done() <-chan struct{} {
+	s.expired()
+	return s.done
+}
+
+// expired closes Done if the local deadline has passed.
+func (s *Session) expired() {
+	s.mu.Lock()
+	passed := s.err == nil && !time.Now().Before(s.deadline)
+	s.mu.Unlock()
+	if passed {
+		s.lose(ErrExpired)
+	}
+}
 
 // Err says why Done was closed (nil while it is open).
 func (s *Session) Err() error {
@@ -134,8 +152,9 @@ func (s *Session) Err() error {
 	return s.err
 }
 
-// Lost reports whether Done is closed.
+// Lost reports whether Done is closed (after looking at the deadline).
 func (s *Session) Lost() bool {
+	s.expired()
 	select {
 	case <-s.done:
 		return true

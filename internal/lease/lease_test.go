@@ -165,3 +165,27 @@ func TestPool(t *testing.T) {
 		s.Release()
 	}
 }
+
+// TestDoneLooksAtTheDeadline: a process resumed after its deadline (here:
+// a deadline already past whose timer has not fired) finds Done closed on
+// its first look, before the timer runs.
+func TestDoneLooksAtTheDeadline(t *testing.T) {
+	r := newRenewals()
+	r.stall.Store(true)
+	s, err := Open(context.Background(), r, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.timer.Stop() // as if the process had been paused past the deadline
+	s.deadline = time.Now().Add(-time.Millisecond)
+	s.mu.Unlock()
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done open after the deadline passed")
+	}
+	if !errors.Is(s.Err(), ErrExpired) {
+		t.Fatalf("Err = %v, want ErrExpired", s.Err())
+	}
+}
