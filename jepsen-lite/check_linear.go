@@ -254,7 +254,7 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 		for i, part := range parts {
 			var longest []porcupine.Operation
 			if i < len(partials) {
-				longest = ckLongest(partials[i])
+				longest = ckLongest(partials[i], func(o porcupine.Operation) int { return o.Input.(ckRegIn).Pos })
 			}
 			if len(longest) >= len(part) {
 				continue
@@ -267,13 +267,13 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 
 // ckLongest picks the longest partial linearization, the first by the
 // ops' positions among equals (porcupine returns them in map order).
-func ckLongest(ls [][]porcupine.Operation) []porcupine.Operation {
+func ckLongest(ls [][]porcupine.Operation, pos func(porcupine.Operation) int) []porcupine.Operation {
 	sort.SliceStable(ls, func(a, b int) bool {
 		if len(ls[a]) != len(ls[b]) {
 			return len(ls[a]) > len(ls[b])
 		}
 		for i := range ls[a] {
-			pa, pb := ls[a][i].Input.(ckRegIn).Pos, ls[b][i].Input.(ckRegIn).Pos
+			pa, pb := pos(ls[a][i]), pos(ls[b][i])
 			if pa != pb {
 				return pa < pb
 			}

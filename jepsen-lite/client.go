@@ -81,6 +81,10 @@ func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg 
 	for c := range cfg.Clients {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(cfg.Seed, uint64(c)))
+			if cl, ok := w.(clientLoop); ok {
+				cl.Loop(ctx, s, rec, c, r, cfg)
+				return
+			}
 			proc := cfg.ProcessBase + c*1_000_000
 			next := time.Now()
 			for n := 0; ctx.Err() == nil && (cfg.Ops <= 0 || n < cfg.Ops); n++ {

@@ -31,11 +31,11 @@ type Op struct {
 	Process int  `json:"process"`
 	// F is the operation: "txn" (list-append), "transfer" and "read"
 	// (bank), "read", "write" and "cas" (register), "add" and "read"
-	// (counter).
+	// (counter), "acquire", "write", "release" and "read" (lock).
 	F string `json:"f"`
 	// Value is the operation's argument in an invoke and its result in a
 	// completion, shaped per workload (see Mop, RegisterValue,
-	// BankValue, CounterValue).
+	// BankValue, CounterValue, LockValue).
 	Value json.RawMessage `json:"value,omitempty"`
 	// Time is nanoseconds since the run began, on a clock every process
 	// of the run shares (CLOCK_MONOTONIC of the machine).

@@ -25,6 +25,9 @@ import (
 const (
 	NemesisClientKill = "client-kill" // SIGKILL a client process mid-run (a replacement starts)
 	NemesisSkew       = "skew"        // client processes' wall clocks skewed by ±(lease+1s)
+	// NemesisClientPause SIGSTOPs a client process for an interval (a
+	// long GC pause: a lock holder outlives its lease), then SIGCONTs it.
+	NemesisClientPause = "client-pause"
 )
 
 // Config configures a run.
@@ -102,6 +105,9 @@ func (c *Config) check() error {
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Second
+		if c.Workload == "lock" {
+			c.Lease = DefaultLockLease
+		}
 	}
 	if c.Nodes <= 0 {
 		c.Nodes = 1
@@ -112,7 +118,7 @@ func (c *Config) check() error {
 	if c.Seed == 0 {
 		c.Seed = uint64(time.Now().UnixNano())
 	}
-	supported := map[string]bool{NemesisClientKill: c.Backend != "mem", NemesisSkew: true}
+	supported := map[string]bool{NemesisClientKill: c.Backend != "mem", NemesisClientPause: c.Backend != "mem", NemesisSkew: true}
 	for _, k := range ClusterFaults(c.Backend, c.Nodes) {
 		supported[k] = true
 	}
@@ -583,6 +589,10 @@ func (r *run) nemesis(ctx context.Context) error {
 			}
 			continue
 		}
+		if kind == NemesisClientPause {
+			r.pauseClient(ctx)
+			continue
+		}
 		ictx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		f, err := r.cluster.Inject(ictx, kind)
 		cancel()
@@ -609,6 +619,42 @@ func (r *run) nemesis(ctx context.Context) error {
 			return fmt.Errorf("jepsen: heal %s: %w", f, err)
 		}
 	}
+}
+
+// pauseClient SIGSTOPs a random live client process for an interval (or
+// until ctx ends), then SIGCONTs it.
+func (r *run) pauseClient(ctx context.Context) {
+	r.mu.Lock()
+	var live []*workerProc
+	for _, w := range r.workers {
+		select {
+		case <-w.done:
+		default:
+			live = append(live, w)
+		}
+	}
+	r.mu.Unlock()
+	if len(live) == 0 {
+		return
+	}
+	w := live[r.rng.IntN(len(live))]
+	if syscall.Kill(w.cmd.Process.Pid, syscall.SIGSTOP) != nil {
+		return
+	}
+	fw := FaultWindow{Kind: NemesisClientPause, Target: fmt.Sprintf("pause client process %d", w.n), Start: r.now()}
+	r.mu.Lock()
+	r.current = fw.Target
+	r.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(r.cfg.Interval):
+	}
+	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGCONT)
+	fw.End = r.now()
+	r.mu.Lock()
+	r.faults = append(r.faults, fw)
+	r.current = ""
+	r.mu.Unlock()
 }
 
 // killClient SIGKILLs a random live client process and starts another.

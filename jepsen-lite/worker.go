@@ -103,6 +103,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if lease <= 0 {
 		lease = 2 * time.Second
 	}
+	if ls, ok := w.(leaseSetter); ok {
+		ls.setLease(lease)
+	}
 	opts := []stm.Option{stm.WithLease(lease), stm.WithSweepInterval(lease), stm.WithFaults(faults),
 		stm.WithWallClock(clock.Skewed{Base: clock.System, Offset: cfg.Skew})}
 	if cfg.General {

@@ -18,7 +18,7 @@ import (
 )
 
 // Workloads names the workloads, in the order help lists them.
-var Workloads = []string{"bank", "list-append", "register", "counter", "atom-register"}
+var Workloads = []string{"bank", "list-append", "register", "counter", "atom-register", "lock"}
 
 // Workload is what clients run: it makes operations, applies them through
 // an STM, and names the checkers for its history.
@@ -63,6 +63,8 @@ func NewWorkload(name string, worker int) (Workload, error) {
 		return &counter{keys: 2}, nil
 	case "atom-register":
 		return &atomRegister{keys: 4}, nil
+	case "lock":
+		return &lockWorkload{worker: worker, keys: 2, lease: DefaultLockLease}, nil
 	}
 	return nil, fmt.Errorf("jepsen: unknown workload %q (want one of %s)", name, strings.Join(Workloads, ", "))
 }
