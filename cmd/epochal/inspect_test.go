@@ -375,7 +375,8 @@ func TestInspectRedis(t *testing.T) {
 		var locks []lockOut
 		cliJSON(t, bin, env, &locks, "locks", "ls")
 		if len(locks) != 2 || locks[0].Ref != "bank/bob" || locks[0].Mode != "ensure" || locks[1].Ref != "bank/carol" || locks[1].Mode != "write" ||
-			locks[1].Txn != pendingID || locks[1].Status != "pending" || locks[1].Token != nil || locks[1].LeaseLeftMs == nil {
+			locks[1].Txn != pendingID || locks[1].Status != "pending" || locks[1].Token != nil || locks[1].LeaseLeftMs == nil ||
+			locks[0].Kind != kindIntent || locks[1].Kind != kindIntent || locks[1].Staged == nil || !*locks[1].Staged {
 			t.Errorf("locks ls: %+v", locks)
 		}
 
@@ -481,6 +482,13 @@ func TestInspectRedis(t *testing.T) {
 
 	t.Run("watch", func(t *testing.T) {
 		testWatch(t, bin, env, sd)
+	})
+
+	t.Run("sessions", func(t *testing.T) {
+		sdrv, err := redis.Open(t.Context(), redis.Config{Addr: srv.Addr, Prefix: "sessions"})
+		mustNoErr(t, err, "redis.Open")
+		t.Cleanup(func() { sdrv.Close() })
+		testSessionsRedis(t, bin, srv.Addr, sdrv)
 	})
 }
 
@@ -625,6 +633,10 @@ func TestInspectZK(t *testing.T) {
 		t.Errorf("refs set: %q; alice %+v, %v", out, v, err)
 	}
 	testWatch(t, bin, env, sd)
+
+	t.Run("sessions", func(t *testing.T) {
+		testSessionsZK(t, bin, env, drv)
+	})
 }
 
 // TestInspectRefusesMem: the embedded backend has nothing to inspect from
@@ -634,7 +646,7 @@ func TestInspectRefusesMem(t *testing.T) {
 	for _, args := range [][]string{
 		{"refs", "ls"}, {"refs", "get", "a"}, {"refs", "history", "a"}, {"refs", "watch", "a"},
 		{"refs", "diff", "a", "1", "2"}, {"refs", "set", "a", "1", "--yes"},
-		{"txn", "ls"}, {"txn", "show", "x"}, {"locks", "ls"}, {"clock"},
+		{"txn", "ls"}, {"txn", "show", "x"}, {"locks", "ls"}, {"group", "ls", "x"}, {"clock"},
 	} {
 		_, _, err := runCLI(t, args...)
 		if exitCode(err) != exitUsage || err == nil || !strings.Contains(err.Error(), "lives inside one process") {

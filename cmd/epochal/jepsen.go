@@ -27,6 +27,7 @@ type jepsenConfig struct {
 	bug      string
 	general  bool
 	rate     float64
+	lease    time.Duration
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -49,12 +50,21 @@ heals them, reads the final state, and checks the recorded history:
   atom-register  atoms (refs.Atom[int], starting at 0): Deref, Reset,
                CompareAndSet, each one compare-and-set on the backend:
                linearizability (porcupine)
+  lock         distributed locks (locks.Mutex, 2 locks, short leases):
+               acquire, fenced writes under the lock, release; mutual
+               exclusion (porcupine: a holding whose lease was lost ends
+               at an unknown time before its holder noticed, so only two
+               holders that both certainly held the lock at once fail),
+               fencing tokens increase in real time, the fence refuses
+               stale writes
 
 Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
 pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
 partition (a TCP proxy between clients and a server drops traffic), reset
 (the proxy resets connections), delay (the proxy delays 50ms), client-kill
-(SIGKILL a client process mid-run), skew (clients' lease clocks skewed).
+(SIGKILL a client process mid-run), client-pause (SIGSTOP a client process
+for an interval: a lock holder outlives its lease), skew (clients' lease
+clocks skewed).
 
 Everything goes to a new directory under --dir: the histories (JSON lines,
 and EDN for Elle), results.json and report.html (latency and throughput
@@ -64,12 +74,13 @@ reported as a pass. Exit code 0: no anomaly; 1: an anomaly (or the run
 failed); 2: bad usage; 3: a server could not be started.`,
 		Example: "  epochal jepsen --workload bank --time 20s\n" +
 			"  epochal jepsen --backend redis --workload list-append --nemesis kill,pause,partition --time 1m\n" +
-			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m",
+			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m\n" +
+			"  epochal jepsen --backend redis --workload lock --nemesis pause,kill,client-kill --time 30s",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, Progress: cmd.ErrOrStderr()}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -97,7 +108,7 @@ failed); 2: bad usage; 3: a server could not be started.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.workload, "workload", "bank", "bank|list-append|register|counter|atom-register")
+	f.StringVar(&c.workload, "workload", "bank", strings.Join(jepsenlite.Workloads, "|"))
 	f.StringVar(&c.nemesis, "nemesis", "", "faults, comma-separated (see above); empty or none: no faults")
 	f.DurationVar(&c.time, "time", 20*time.Second, "how long the clients run")
 	f.IntVar(&c.workers, "workers", 2, "client processes")
@@ -108,6 +119,7 @@ failed); 2: bad usage; 3: a server could not be started.`,
 	f.DurationVar(&c.interval, "interval", 0, "fault schedule period (default: --time/6, at least 500ms)")
 	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader, else 1)")
 	f.StringVar(&c.bug, "bug", "", "test only: a deliberate engine bug ("+strings.Join(jepsenlite.BugNames, "|")+")")
+	f.DurationVar(&c.lease, "lease", 0, "lease of the clients' transactions and locks (default 2s; lock workload 1s)")
 	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(&cobra.Command{

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/locks"
 )
 
 // --- txn ---
@@ -227,64 +228,199 @@ intents are resolved.` + inspectNote,
 
 // --- locks ---
 
+// lockOut is one row of locks ls --json: a holder of a distributed lock
+// (kind "lock": a locks.Mutex or locks.RWMutex) or a transaction's intent on
+// a ref (kind "intent"). Fields that do not apply to a kind are left out,
+// except token and lease_left_ms, which are null when unknown.
 type lockOut struct {
-	Ref         string    `json:"ref"`
+	Kind        string    `json:"kind"`           // "lock" or "intent"
+	Lock        string    `json:"lock,omitempty"` // lock: its name
+	Ref         string    `json:"ref,omitempty"`  // intent: the ref
 	Backend     string    `json:"backend"`
-	Txn         string    `json:"txn"`
-	Coordinator string    `json:"coordinator"`
-	Mode        string    `json:"mode"`
-	Staged      bool      `json:"staged"`
-	Status      string    `json:"status"` // the holder's record; "unknown" when its coordinator is another backend
-	Lease       time.Time `json:"lease,omitzero"`
-	LeaseLeftMs *int64    `json:"lease_left_ms"` // null when unknown; negative once expired
-	Token       *uint64   `json:"token"`         // fencing tokens come later: null
+	Txn         string    `json:"txn,omitempty"`         // intent: the holder transaction
+	Coordinator string    `json:"coordinator,omitempty"` // intent: its coordinator
+	Holder      string    `json:"holder,omitempty"`      // lock: the holding process, host/pid/program
+	Session     string    `json:"session,omitempty"`     // lock: the holder's session id
+	Mode        string    `json:"mode"`                  // lock: write or read; intent: write, ensure, commute, ensure+commute
+	Staged      *bool     `json:"staged,omitempty"`      // intent: whether its value is staged
+	Status      string    `json:"status,omitempty"`      // intent: the holder's record; "unknown" when its coordinator is another backend
+	Queued      time.Time `json:"queued,omitzero"`       // lock: when the holder joined the lock's line (its clock)
+	Heartbeat   time.Time `json:"heartbeat,omitzero"`    // lock: the holder session's last renewal (its clock)
+	Lease       time.Time `json:"lease,omitzero"`        // when the lease ends unless renewed
+	LeaseLeftMs *int64    `json:"lease_left_ms"`         // null when unknown; negative once expired
+	Token       *uint64   `json:"token"`                 // lock: the fencing token; intent: null (intents have none)
+	Waiting     *int      `json:"waiting,omitempty"`     // lock: how many wait in line behind the holders
 }
 
+// Kinds of lockOut.
+const (
+	kindLock   = "lock"
+	kindIntent = "intent"
+)
+
 func newLocksCmd(g *globals) *cobra.Command {
-	cmd := parentCmd("locks", "Inspect the intents (write locks) held on refs",
-		`locks inspects the intents transactions hold on refs while they commit
-through the general path.`+inspectNote)
+	cmd := parentCmd("locks", "Inspect held locks: distributed locks (Mutex, RWMutex) and intents on refs",
+		`locks inspects the locks held on the backend: the distributed locks of
+package locks (Mutex, RWMutex) that processes hold with leases and fencing
+tokens, and the intents (write locks) transactions hold on refs while they
+commit through the general path.`+inspectNote)
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List held intents: ref, holder, coordinator, mode, lease left, token",
-		Long: `ls lists every ref of the backend that carries an intent: the holder
-transaction, its coordinator, the mode (write, ensure, commute,
-ensure+commute; a commute whose value is staged shows as write), the
-holder's status and how long its lease still runs, when its record is on
-this backend ("?" otherwise), and the fencing token ("-": tokens come with
-a later release). An intent whose lease is over is cleared by the next
-writer that meets it, or by a recovery sweep.` + inspectNote,
-		Example: "  epochal --backend zk locks ls --json",
+		Short: "List held locks (name, mode, holder, token, lease left, waiting) and intents on refs",
+		Long: `ls prints two tables. The first lists the holders of distributed locks
+(locks.Mutex, locks.RWMutex), by lock name: the mode (write, or read for
+each of an RWMutex's readers), the holding process (host/pid/program), the
+fencing token, how long the holder's lease still runs after its last
+renewal (stamped by the holder's clock; "?" when the backend does not say;
+on ZooKeeper the lease is the session timeout) and how many wait in line
+behind the holders. A holder whose process dies loses the lock when its
+lease is over.
+
+The second lists every ref that carries an intent: the holder transaction,
+its coordinator, the mode (write, ensure, commute, ensure+commute; a
+commute whose value is staged shows as write), the holder's status and how
+long its lease still runs, when its record is on this backend ("?"
+otherwise). Intents have no fencing token (token is null in the JSON). An
+intent whose lease is over is cleared by the next writer that meets it, or
+by a recovery sweep.
+
+--json prints one array of both: "kind" is "lock" or "intent".` + inspectNote,
+		Example: "  epochal --backend redis locks ls\n  epochal --backend zk locks ls --json",
 		Args:    noArgs,
 	}
 	cmd.AddCommand(g.inspecting(ls, nil, func(ctx context.Context, in *inspect, _ []string) error {
-		locks, err := in.locks(ctx)
+		held, supported, err := in.heldLocks(ctx)
+		if err != nil {
+			return err
+		}
+		intents, err := in.intents(ctx)
 		if err != nil {
 			return err
 		}
 		if in.json {
-			return in.printJSON(locks)
+			return in.printJSON(append(held, intents...))
 		}
-		if len(locks) == 0 {
-			fmt.Fprintf(in.out, "no intents held on %s\n", in.drv.ID())
+		what := "held locks (Mutex, RWMutex)"
+		switch {
+		case !supported:
+			fmt.Fprintf(in.out, "%s: %s keeps no sessions, so it holds none\n", what, in.drv.ID())
+		case len(held) == 0:
+			fmt.Fprintf(in.out, "no %s on %s\n", what, in.drv.ID())
+		default:
+			fmt.Fprintf(in.out, "%s on %s:\n", what, in.drv.ID())
+			t := in.table("LOCK", "MODE", "HOLDER", "TOKEN", "LEASE LEFT", "WAITING")
+			for _, l := range held {
+				left := "?"
+				if l.LeaseLeftMs != nil {
+					left = in.leaseLeft(l.Lease)
+				}
+				t.row(l.Lock, l.Mode, l.Holder, fmt.Sprint(*l.Token), left, fmt.Sprint(*l.Waiting))
+			}
+			if err := t.flush(); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintln(in.out)
+		what = "intents (write locks of transactions on refs)"
+		if len(intents) == 0 {
+			fmt.Fprintf(in.out, "no %s on %s\n", what, in.drv.ID())
 			return nil
 		}
-		t := in.table("REF", "HOLDER", "COORDINATOR", "MODE", "STATUS", "LEASE LEFT", "TOKEN")
-		for _, l := range locks {
+		fmt.Fprintf(in.out, "%s on %s:\n", what, in.drv.ID())
+		t := in.table("REF", "HOLDER", "COORDINATOR", "MODE", "STATUS", "LEASE LEFT")
+		for _, l := range intents {
 			status, left := "?", "?"
 			if l.Status != "unknown" {
 				status, left = l.Status, in.leaseLeft(l.Lease)
 			}
-			t.row(l.Ref, l.Txn, l.Coordinator, l.Mode, status, left, "-")
+			t.row(l.Ref, l.Txn, l.Coordinator, l.Mode, status, left)
 		}
 		return t.flush()
 	}))
 	return cmd
 }
 
-// locks reads every ref's intent (a few at a time) and the records of
+// sessions is the backend's Sessions capability, or nil.
+func (in *inspect) sessions() backend.Sessions {
+	ss, _ := in.drv.(backend.Sessions)
+	return ss
+}
+
+// heldLocks lists the holders of every distributed lock (each dir under
+// locks.LockDirPrefix), by lock name then token. supported is false when
+// the backend keeps no sessions.
+func (in *inspect) heldLocks(ctx context.Context) (out []lockOut, supported bool, err error) {
+	out = []lockOut{}
+	ss := in.sessions()
+	if ss == nil {
+		return out, false, nil
+	}
+	var dirs []string
+	err = in.call(ctx, "list locks", func(ctx context.Context) (err error) {
+		dirs, err = ss.Dirs(ctx, locks.LockDirPrefix)
+		return err
+	})
+	if err != nil {
+		return nil, true, err
+	}
+	entries := make([][]backend.Entry, len(dirs))
+	errs := make([]error, len(dirs))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = in.call(ctx, fmt.Sprintf("read lock %q", strings.TrimPrefix(dir, locks.LockDirPrefix)), func(ctx context.Context) (err error) {
+				entries[i], err = ss.Entries(ctx, dir, true)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	for i, dir := range dirs {
+		if errs[i] != nil {
+			return nil, true, errs[i]
+		}
+		es := entries[i]
+		holders := lockHolders(es)
+		waiting := len(es) - holders
+		for _, e := range es[:holders] {
+			token := e.Seq
+			w := waiting
+			o := lockOut{Kind: kindLock, Lock: strings.TrimPrefix(dir, locks.LockDirPrefix), Backend: in.drv.ID(),
+				Holder: e.Session.Holder, Session: e.Session.ID, Mode: locks.EntryMode(e.Name),
+				Queued: jsonTime(e.Created), Heartbeat: jsonTime(e.Session.Heartbeat), Token: &token, Waiting: &w}
+			if !e.Session.Heartbeat.IsZero() && e.Session.Lease > 0 {
+				end := e.Session.Heartbeat.Add(e.Session.Lease)
+				ms := end.Sub(in.now).Milliseconds()
+				o.Lease, o.LeaseLeftMs = jsonTime(end), &ms
+			}
+			out = append(out, o)
+		}
+	}
+	return out, true, nil
+}
+
+// lockHolders is how many of a lock's entries (in line order) hold it: the
+// first, if it is a writer; else the leading run of readers. The rest wait.
+func lockHolders(es []backend.Entry) int {
+	if len(es) == 0 {
+		return 0
+	}
+	if locks.EntryMode(es[0].Name) == "write" {
+		return 1
+	}
+	n := 0
+	for n < len(es) && locks.EntryMode(es[n].Name) == "read" {
+		n++
+	}
+	return n
+}
+
+// intents reads every ref's intent (a few at a time) and the records of
 // holders coordinated here.
-func (in *inspect) locks(ctx context.Context) ([]lockOut, error) {
+func (in *inspect) intents(ctx context.Context) ([]lockOut, error) {
 	rs, err := in.list(ctx, "")
 	if err != nil {
 		return nil, err
@@ -320,7 +456,8 @@ func (in *inspect) locks(ctx context.Context) ([]lockOut, error) {
 		if it == nil {
 			continue
 		}
-		out = append(out, lockOut{Ref: r.Name, Backend: in.drv.ID(), Txn: it.Txn, Coordinator: it.Coord, Mode: modeOf(it), Staged: it.Staged, Status: "unknown"})
+		staged := it.Staged
+		out = append(out, lockOut{Kind: kindIntent, Ref: r.Name, Backend: in.drv.ID(), Txn: it.Txn, Coordinator: it.Coord, Mode: modeOf(it), Staged: &staged, Status: "unknown"})
 		if it.Coord == in.drv.ID() && !slices.Contains(ids, it.Txn) {
 			ids = append(ids, it.Txn)
 		}
