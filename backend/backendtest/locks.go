@@ -40,6 +40,7 @@ func newRW(t *testing.T, store any, name string) *locks.RWMutex {
 
 func testMutex(t *testing.T, newDriver NewDriver) {
 	t.Run("Exclusion", func(t *testing.T) { mutexExclusion(t, newDriver(t)) })
+	t.Run("TokensAcrossCrashes", func(t *testing.T) { mutexTokens(t, newDriver(t)) })
 	t.Run("TryLock", func(t *testing.T) { mutexTryLock(t, newDriver(t)) })
 	t.Run("Reentrant", func(t *testing.T) { mutexReentrant(t, newDriver(t)) })
 	t.Run("FIFO", func(t *testing.T) { mutexFIFO(t, newDriver(t)) })
@@ -149,6 +150,93 @@ func mutexExclusion(t *testing.T, d backend.Driver) {
 	}
 	if res := porcupine.CheckOperations(MutexModel, ops); !res {
 		t.Fatal("porcupine: the acquire/release history is not linearizable as a mutex")
+	}
+}
+
+// mutexTokens: 1000 acquisitions by four goroutines; every hundredth
+// holder "crashes" (its process's session is ended behind its back, as an
+// expiry would: every waiter of the process loses its place too). Tokens
+// strictly increase in the order of the critical sections, and no
+// increment of the guarded counter is lost.
+func mutexTokens(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("tokens")
+	const workers, total = 4, 1000
+	var counter atomic.Int64
+	tokens := make([]uint64, total)
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
+			if err != nil {
+				errs <- err
+				return
+			}
+			for {
+				if err := m.Lock(ctx); err != nil {
+					errs <- fmt.Errorf("Lock: %w", err)
+					return
+				}
+				v := counter.Load()
+				if v >= total {
+					errs <- m.Unlock(ctx)
+					return
+				}
+				runtime.Gosched()
+				counter.Store(v + 1)
+				tokens[v] = m.Token()
+				if v%100 != 99 {
+					if err := m.Unlock(ctx); err != nil {
+						errs <- fmt.Errorf("Unlock: %w", err)
+						return
+					}
+					continue
+				}
+				// Crash: the session ends; the holder finds out and starts
+				// over with a new Mutex.
+				es, err := d.(backend.Sessions).Entries(ctx, "lock/"+name, true)
+				if err != nil || len(es) == 0 {
+					errs <- fmt.Errorf("entries of the held lock: %v, %v", es, err)
+					return
+				}
+				if err := d.(backend.Sessions).CloseSession(ctx, es[0].Session.ID); err != nil {
+					errs <- err
+					return
+				}
+				select {
+				case <-m.Lost():
+				case <-ctx.Done():
+					errs <- errors.New("Lost not closed after the session ended")
+					return
+				}
+				if err := m.Unlock(ctx); !errors.Is(err, locks.ErrLost) {
+					errs <- fmt.Errorf("Unlock after a crash: %v, want ErrLost", err)
+					return
+				}
+				if m, err = locks.NewMutex(d, name, locks.WithLease(lockLease)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := counter.Load(); n != total {
+		t.Fatalf("counter %d, want %d", n, total)
+	}
+	for i := 1; i < total; i++ {
+		if tokens[i] <= tokens[i-1] {
+			t.Fatalf("token %d of acquisition %d is not above %d of the one before", tokens[i], i, tokens[i-1])
+		}
 	}
 }
 
