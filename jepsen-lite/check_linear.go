@@ -2,6 +2,7 @@ package jepsenlite
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -179,6 +180,20 @@ func ckRegModel(init ckRegState) porcupine.Model {
 	}
 }
 
+// ckPairsOf returns h's operation pairs whose f is one of fs, and a time
+// after every operation of h (where an unfinished operation returns).
+func ckPairsOf(h []Op, fs ...string) (ps []OpPair, end int64) {
+	for _, p := range PairOps(h) {
+		if slices.Contains(fs, p.Invoke.F) {
+			ps = append(ps, p)
+		}
+	}
+	for _, o := range h {
+		end = max(end, o.Time)
+	}
+	return ps, end + 1
+}
+
 // CheckVerbose checks h and also returns what WriteHTML needs.
 func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 	timeout := c.Config.Timeout
@@ -186,19 +201,8 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 		timeout = 30 * time.Second
 	}
 	res := Result{Checker: c.Name()}
-	var ps []OpPair
-	for _, p := range PairOps(h) {
-		switch p.Invoke.F {
-		case "read", "write", "cas":
-			ps = append(ps, p)
-		}
-	}
+	ps, end := ckPairsOf(h, "read", "write", "cas")
 	ckCountTypes(&res, ps)
-	var end int64
-	for _, o := range h {
-		end = max(end, o.Time)
-	}
-	end++
 	clients := map[int]int{}
 	var ops []porcupine.Operation
 	for i, p := range ps {

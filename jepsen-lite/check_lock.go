@@ -199,19 +199,8 @@ func (c *MutexChecker) Check(h []Op) Result {
 		timeout = 30 * time.Second
 	}
 	res := Result{Checker: c.Name()}
-	var ps []OpPair
-	for _, p := range PairOps(h) {
-		switch p.Invoke.F {
-		case "acquire", "write", "release":
-			ps = append(ps, p)
-		}
-	}
+	ps, end := ckPairsOf(h, "acquire", "write", "release")
 	ckCountTypes(&res, ps)
-	var end int64
-	for _, o := range h {
-		end = max(end, o.Time)
-	}
-	end++
 	hs, order := ckLockHoldings(ps, &res)
 	pos := map[*OpPair]int{}
 	for i := range ps {
