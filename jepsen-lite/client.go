@@ -88,19 +88,8 @@ func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg 
 			proc := cfg.ProcessBase + c*1_000_000
 			next := time.Now()
 			for n := 0; ctx.Err() == nil && (cfg.Ops <= 0 || n < cfg.Ops); n++ {
-				if cfg.Rate > 0 {
-					// Pacing: the next op starts at its slot, jittered
-					// so that clients do not move in lockstep.
-					next = next.Add(time.Duration((0.5 + r.Float64()) * float64(time.Second) / cfg.Rate))
-					if d := time.Until(next); d > 0 {
-						select {
-						case <-ctx.Done():
-							return
-						case <-time.After(d):
-						}
-					} else {
-						next = time.Now()
-					}
+				if !pace(ctx, r, cfg.Rate, &next) {
+					return
 				}
 				f, v := w.Next(r)
 				if Invoke1(ctx, s, w, rec, proc, f, v, cfg.OpTimeout) == Info {
@@ -130,4 +119,26 @@ func Invoke1(_ context.Context, s *stm.STM, w Workload, rec *Recorder, proc int,
 	}
 	_ = rec.Record(done)
 	return t
+}
+
+// pace waits for a client's next slot at rate ops/s (0: no pacing),
+// jittered so that clients do not move in lockstep; false if ctx ended.
+func pace(ctx context.Context, r *rand.Rand, rate float64, next *time.Time) bool {
+	if rate <= 0 {
+		return true
+	}
+	*next = next.Add(time.Duration((0.5 + r.Float64()) * float64(time.Second) / rate))
+	d := time.Until(*next)
+	if d <= 0 {
+		*next = time.Now()
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -215,17 +215,8 @@ func (l *lockWorkload) Loop(ctx context.Context, s *stm.STM, rec *Recorder, ci i
 		id: fmt.Sprintf("w%dc%d", l.worker, ci), ms: map[int]*locks.Mutex{}}
 	next := time.Now()
 	for n := 0; ctx.Err() == nil && (cfg.Ops <= 0 || n < cfg.Ops); n++ {
-		if cfg.Rate > 0 {
-			next = next.Add(time.Duration((0.5 + r.Float64()) * float64(time.Second) / cfg.Rate))
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(d):
-				}
-			} else {
-				next = time.Now()
-			}
+		if !pace(ctx, r, cfg.Rate, &next) {
+			return
 		}
 		c.holding(ctx, r.IntN(l.keys))
 	}
