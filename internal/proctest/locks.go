@@ -130,7 +130,7 @@ func readCounter(file string) (n int, token uint64, err error) {
 // lockExclusion: two processes of eight goroutines each increment the
 // file counter under one lock: no increment lost, tokens increasing.
 func lockExclusion(t *testing.T, h Harness) {
-	env, _ := h.Env(t, h.Lease)
+	env, _ := h.Env(t)
 	file := filepath.Join(t.TempDir(), "counter")
 	if err := os.WriteFile(file, []byte("0 0\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func parentMutex(t *testing.T, d backend.Driver, lease time.Duration) *locks.Mut
 // lockHolderKilled: a holder SIGKILLed: the lock is free within the lease
 // plus slack, with a larger token.
 func lockHolderKilled(t *testing.T, h Harness) {
-	env, d := h.Env(t, h.Lease)
+	env, d := h.parent(t, h.Lease)
 	p := Start(t, "lock-hold", env, h.Lease, "")
 	tok, err := strconv.ParseUint(p.Expect(t, "held"), 10, 64)
 	if err != nil {
@@ -244,7 +244,7 @@ func lockHolderKilled(t *testing.T, h Harness) {
 // the lock with a larger token; resumed, the old holder sees Lost and its
 // Unlock says ErrLost.
 func lockHolderStopped(t *testing.T, h Harness) {
-	env, d := h.Env(t, h.Lease)
+	env, d := h.parent(t, h.Lease)
 	p := Start(t, "lock-hold", env, h.Lease, "")
 	tok, err := strconv.ParseUint(p.Expect(t, "held"), 10, 64)
 	if err != nil {
@@ -358,7 +358,7 @@ func memberView(t *testing.T, p *Proc, view map[string]bool, within time.Duratio
 // get its Left event within lease plus slack, and Members agrees in every
 // process.
 func groupMemberKilled(t *testing.T, h Harness) {
-	env, d := h.Env(t, h.Lease)
+	env, d := h.parent(t, h.Lease)
 	names := []string{"p0", "p1", "p2"}
 	var ps []*Proc
 	views := make([]map[string]bool, 3)

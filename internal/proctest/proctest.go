@@ -14,9 +14,10 @@
 //	}
 //
 // and in a test, with a Harness saying how the parent and its workers
-// reach one fresh namespace:
+// reach one fresh namespace (and how the server restarts):
 //
-//	proctest.Locks(t, harness)
+//	proctest.Locks(t, harness) // mutexes and groups (locks.go)
+//	proctest.Refs(t, harness)  // atoms, delays, promises, watches (refs.go)
 package proctest
 
 import (
@@ -41,14 +42,28 @@ type Opener func(ctx context.Context, lease time.Duration) (backend.Driver, erro
 
 // Harness is how a backend's test gives the kit a fresh namespace.
 type Harness struct {
-	// Env returns the environment variables with which a worker's Opener
-	// opens a driver on the namespace, and a driver for the test process
-	// itself on the same namespace (closed at cleanup).
-	Env func(t *testing.T, lease time.Duration) (env []string, parent backend.Driver)
-	// Lease is the lease the tests use (lease.Safety applies); a killed
-	// holder's lock must be free within Lease plus Slack.
+	// Env makes a fresh namespace. It returns the environment variables
+	// with which a worker's Opener opens a driver on it, and open, which
+	// opens a driver on it for the test process itself: a new connection
+	// at every call, closed at cleanup, lease as for an Opener (0: the
+	// backend's default).
+	Env func(t *testing.T) (env []string, open func(t *testing.T, lease time.Duration) backend.Driver)
+	// Restart kills the server (SIGKILL) and starts it again on the same
+	// data, waiting until it serves. Nil: the backend cannot, and the
+	// tests that need it are skipped.
+	Restart func(t *testing.T)
+	// Lease is the lease the lock tests use (lease.Safety applies); a
+	// killed holder's lock must be free within Lease plus Slack.
 	Lease time.Duration
 	Slack time.Duration
+}
+
+// parent makes a fresh namespace and opens the test process's driver on
+// it with the lease.
+func (h Harness) parent(t *testing.T, lease time.Duration) ([]string, backend.Driver) {
+	t.Helper()
+	env, open := h.Env(t)
+	return env, open(t, lease)
 }
 
 // Worker runs the worker named by the environment, if any: ok is false in
@@ -130,6 +145,9 @@ func Start(t *testing.T, kind string, env []string, lease time.Duration, arg str
 		close(p.lines)
 	}()
 	t.Cleanup(func() {
+		if cmd.ProcessState != nil {
+			return // waited for (Wait, Kill): its PID may be another's now
+		}
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL) // an error if it is gone
 		_ = cmd.Wait()
@@ -173,6 +191,25 @@ func (p *Proc) Expect(t *testing.T, prefix string) string {
 		t.Fatalf("worker %d said %q, want %q...", p.Pid(), l, prefix)
 	}
 	return strings.TrimSpace(strings.TrimPrefix(l, prefix))
+}
+
+// ExpectLine reads the next line, waiting at most within, and fails
+// unless it is want.
+func (p *Proc) ExpectLine(t *testing.T, within time.Duration, want string) {
+	t.Helper()
+	if l := p.Next(t, within); l != want {
+		t.Fatalf("worker %d said %q, want %q", p.Pid(), l, want)
+	}
+}
+
+// Kill SIGKILLs the worker and waits until it has exited; what it still
+// printed is dropped.
+func (p *Proc) Kill(t *testing.T) {
+	t.Helper()
+	p.Signal(t, syscall.SIGKILL)
+	for range p.lines {
+	}
+	_ = p.Cmd.Wait() // "signal: killed"
 }
 
 // Send writes a line to the worker's stdin.
