@@ -150,7 +150,7 @@ func reportLatency(b *testing.B, prefix string, lat []time.Duration) {
 		return
 	}
 	slices.Sort(lat)
-	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e3 }
 	b.ReportMetric(q(0.50), prefix+"p50-µs")
 	b.ReportMetric(q(0.99), prefix+"p99-µs")
 }
