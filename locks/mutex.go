@@ -131,7 +131,7 @@ func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold,
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("locks: %q: %w", b.name, err)
 	}
-	for {
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, b.lease) {
 		sess, err := lease.Acquire(ctx, b.drv, b.lease)
 		if err != nil {
 			return nil, fmt.Errorf("locks: %q: %w", b.name, err)
@@ -141,8 +141,11 @@ func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold,
 			return h, nil
 		}
 		sess.Release()
-		if retry && ctx.Err() == nil {
+		if retry && sleep(ctx, wait) {
 			continue // the session was lost on the way: a new one
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("locks: %q: %w", b.name, ctx.Err())
 		}
 		if err != nil {
 			return nil, fmt.Errorf("locks: %q: %w", b.name, err)
@@ -249,6 +252,18 @@ func (b *lockBase) transient(ctx context.Context, sess *lease.Session, err error
 	case <-ctx.Done():
 		return false
 	case <-sess.Done():
+		return false
+	}
+}
+
+// sleep waits d unless ctx ends first (false then).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
 		return false
 	}
 }
