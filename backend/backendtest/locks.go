@@ -58,6 +58,24 @@ func testMutex(t *testing.T, newDriver NewDriver) {
 	})
 }
 
+// parallelErr runs f(0) to f(n-1) in goroutines and fails the test with the
+// first error any returns.
+func parallelErr(t *testing.T, n int, f func(w int) error) {
+	t.Helper()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < n; w++ {
+		wg.Go(func() { errs <- f(w) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Mutex operations for porcupine: a client acquires or releases.
 type mutexOp struct {
 	client  int
@@ -104,42 +122,29 @@ func mutexExclusion(t *testing.T, d backend.Driver) {
 			Call: int64(call.Sub(base)), Return: int64(ret.Sub(base))})
 		mu.Unlock()
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
-			if err != nil {
-				errs <- err
-				return
+	parallelErr(t, workers, func(w int) error {
+		m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < rounds; i++ {
+			t0 := time.Now()
+			if err := m.Lock(ctx); err != nil {
+				return fmt.Errorf("Lock: %w", err)
 			}
-			for i := 0; i < rounds; i++ {
-				t0 := time.Now()
-				if err := m.Lock(ctx); err != nil {
-					errs <- fmt.Errorf("Lock: %w", err)
-					return
-				}
-				record(w, true, t0, time.Now())
-				v := counter.Load()
-				runtime.Gosched()
-				counter.Store(v + 1)
-				tokens[v] = m.Token()
-				t1 := time.Now()
-				if err := m.Unlock(ctx); err != nil {
-					errs <- fmt.Errorf("Unlock: %w", err)
-					return
-				}
-				record(w, false, t1, time.Now())
+			record(w, true, t0, time.Now())
+			v := counter.Load()
+			runtime.Gosched()
+			counter.Store(v + 1)
+			tokens[v] = m.Token()
+			t1 := time.Now()
+			if err := m.Unlock(ctx); err != nil {
+				return fmt.Errorf("Unlock: %w", err)
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+			record(w, false, t1, time.Now())
+		}
+		return nil
+	})
 	if n := counter.Load(); n != workers*rounds {
 		t.Fatalf("counter %d, want %d: increments lost, exclusion failed", n, workers*rounds)
 	}
@@ -164,72 +169,50 @@ func mutexTokens(t *testing.T, d backend.Driver) {
 	const workers, total = 4, 1000
 	var counter atomic.Int64
 	tokens := make([]uint64, total)
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
-			if err != nil {
-				errs <- err
-				return
-			}
-			for {
-				if err := m.Lock(ctx); err != nil {
-					errs <- fmt.Errorf("Lock: %w", err)
-					return
-				}
-				v := counter.Load()
-				if v >= total {
-					errs <- m.Unlock(ctx)
-					return
-				}
-				runtime.Gosched()
-				counter.Store(v + 1)
-				tokens[v] = m.Token()
-				if v%100 != 99 {
-					if err := m.Unlock(ctx); err != nil {
-						errs <- fmt.Errorf("Unlock: %w", err)
-						return
-					}
-					continue
-				}
-				// Crash: the session ends; the holder finds out and starts
-				// over with a new Mutex.
-				es, err := d.(backend.Sessions).Entries(ctx, "lock/"+name, true)
-				if err != nil || len(es) == 0 {
-					errs <- fmt.Errorf("entries of the held lock: %v, %v", es, err)
-					return
-				}
-				if err := d.(backend.Sessions).CloseSession(ctx, es[0].Session.ID); err != nil {
-					errs <- err
-					return
-				}
-				select {
-				case <-m.Lost():
-				case <-ctx.Done():
-					errs <- errors.New("Lost not closed after the session ended")
-					return
-				}
-				if err := m.Unlock(ctx); !errors.Is(err, locks.ErrLost) {
-					errs <- fmt.Errorf("Unlock after a crash: %v, want ErrLost", err)
-					return
-				}
-				if m, err = locks.NewMutex(d, name, locks.WithLease(lockLease)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	parallelErr(t, workers, func(w int) error {
+		m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-	}
+		for {
+			if err := m.Lock(ctx); err != nil {
+				return fmt.Errorf("Lock: %w", err)
+			}
+			v := counter.Load()
+			if v >= total {
+				return m.Unlock(ctx)
+			}
+			runtime.Gosched()
+			counter.Store(v + 1)
+			tokens[v] = m.Token()
+			if v%100 != 99 {
+				if err := m.Unlock(ctx); err != nil {
+					return fmt.Errorf("Unlock: %w", err)
+				}
+				continue
+			}
+			// Crash: the session ends; the holder finds out and starts
+			// over with a new Mutex.
+			es, err := d.(backend.Sessions).Entries(ctx, "lock/"+name, true)
+			if err != nil || len(es) == 0 {
+				return fmt.Errorf("entries of the held lock: %v, %v", es, err)
+			}
+			if err := d.(backend.Sessions).CloseSession(ctx, es[0].Session.ID); err != nil {
+				return err
+			}
+			select {
+			case <-m.Lost():
+			case <-ctx.Done():
+				return errors.New("Lost not closed after the session ended")
+			}
+			if err := m.Unlock(ctx); !errors.Is(err, locks.ErrLost) {
+				return fmt.Errorf("Unlock after a crash: %v, want ErrLost", err)
+			}
+			if m, err = locks.NewMutex(d, name, locks.WithLease(lockLease)); err != nil {
+				return err
+			}
+		}
+	})
 	if n := counter.Load(); n != total {
 		t.Fatalf("counter %d, want %d", n, total)
 	}
@@ -577,60 +560,49 @@ func rwExclusion(t *testing.T, d backend.Driver) {
 	const workers, rounds = 5, 12
 	var readers, writers atomic.Int64
 	var lastWrite atomic.Uint64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m, err := locks.NewRWMutex(d, name, locks.WithLease(lockLease))
-			if err != nil {
-				errs <- err
-				return
-			}
-			for i := 0; i < rounds; i++ {
-				if (w+i)%3 == 0 {
-					if err := m.Lock(ctx); err != nil {
-						errs <- err
-						return
-					}
-					if writers.Add(1) != 1 || readers.Load() != 0 {
-						errs <- errors.New("a writer shared the lock")
-					}
-					if tok := m.Token(); tok <= lastWrite.Load() {
-						errs <- fmt.Errorf("write token %d not above %d", tok, lastWrite.Load())
-					} else {
-						lastWrite.Store(tok)
-					}
-					runtime.Gosched()
-					writers.Add(-1)
-					if err := m.Unlock(ctx); err != nil {
-						errs <- err
-						return
-					}
-					continue
+	var bad atomic.Value // the first violation; the holder goes on to unlock
+	parallelErr(t, workers, func(w int) error {
+		m, err := locks.NewRWMutex(d, name, locks.WithLease(lockLease))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < rounds; i++ {
+			if (w+i)%3 == 0 {
+				if err := m.Lock(ctx); err != nil {
+					return err
 				}
-				if err := m.RLock(ctx); err != nil {
-					errs <- err
-					return
+				if writers.Add(1) != 1 || readers.Load() != 0 {
+					bad.CompareAndSwap(nil, "a writer shared the lock")
 				}
-				readers.Add(1)
-				if writers.Load() != 0 {
-					errs <- errors.New("a reader got in with a writer")
+				if tok := m.Token(); tok <= lastWrite.Load() {
+					bad.CompareAndSwap(nil, fmt.Sprintf("write token %d not above %d", tok, lastWrite.Load()))
+				} else {
+					lastWrite.Store(tok)
 				}
 				runtime.Gosched()
-				readers.Add(-1)
-				if err := m.RUnlock(ctx); err != nil {
-					errs <- err
-					return
+				writers.Add(-1)
+				if err := m.Unlock(ctx); err != nil {
+					return err
 				}
+				continue
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+			if err := m.RLock(ctx); err != nil {
+				return err
+			}
+			readers.Add(1)
+			if writers.Load() != 0 {
+				bad.CompareAndSwap(nil, "a reader got in with a writer")
+			}
+			runtime.Gosched()
+			readers.Add(-1)
+			if err := m.RUnlock(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
 	}
 }
 
