@@ -299,8 +299,13 @@ func (g *register) Setup(ctx context.Context, s *stm.STM) error {
 	return nil
 }
 
-func (g *register) Next(r *rand.Rand) (string, any) {
-	k := r.IntN(g.keys)
+func (g *register) Next(r *rand.Rand) (string, any) { return nextRegisterOp(r, g.keys) }
+
+// nextRegisterOp draws a register operation (read, write or cas of a
+// value in 0..4) on one of keys registers: the register and atom-register
+// workloads' mix.
+func nextRegisterOp(r *rand.Rand, keys int) (string, any) {
+	k := r.IntN(keys)
 	switch r.IntN(3) {
 	case 0:
 		return "read", RegisterValue{K: k}
@@ -460,16 +465,7 @@ func (g *atomRegister) Setup(ctx context.Context, s *stm.STM) error {
 	return nil
 }
 
-func (g *atomRegister) Next(r *rand.Rand) (string, any) {
-	k := r.IntN(g.keys)
-	switch r.IntN(3) {
-	case 0:
-		return "read", RegisterValue{K: k}
-	case 1:
-		return "write", RegisterValue{K: k, V: r.IntN(5)}
-	}
-	return "cas", RegisterValue{K: k, Old: r.IntN(5), New: r.IntN(5)}
-}
+func (g *atomRegister) Next(r *rand.Rand) (string, any) { return nextRegisterOp(r, g.keys) }
 
 func (g *atomRegister) ReadOnly(f string) bool { return f == "read" }
 
