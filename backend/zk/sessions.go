@@ -888,19 +888,29 @@ func entryGone(what string, session error) error {
 	return fmt.Errorf("%s: %w", what, backend.ErrEntryGone)
 }
 
+// entrySession checks a call on one of a session's entries (SetEntry,
+// RemoveEntry) and returns the live session; what prefixes its errors.
+func (b *Backend) entrySession(ctx context.Context, what, session, dir, name string) (*zkSession, error) {
+	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkNames("session id", session, "dir", dir, "entry name", name); err != nil {
+		return nil, err
+	}
+	s, err := b.session(session)
+	if err != nil {
+		return nil, entryGone(what, err)
+	}
+	return s, nil
+}
+
 // SetEntry replaces the data of the session's entry and touches the dir's
 // node (dir watchers wake).
 func (b *Backend) SetEntry(ctx context.Context, session, dir, name string, data []byte) error {
-	if err := b.check(ctx); err != nil {
-		return err
-	}
-	if err := checkNames("session id", session, "dir", dir, "entry name", name); err != nil {
-		return err
-	}
 	what := fmt.Sprintf("zk: set entry %s in %s", name, dir)
-	s, err := b.session(session)
+	s, err := b.entrySession(ctx, what, session, dir, name)
 	if err != nil {
-		return entryGone(what, err)
+		return err
 	}
 	var last error
 	for range 5 {
@@ -940,16 +950,10 @@ func (b *Backend) SetEntry(ctx context.Context, session, dir, name string, data 
 
 // RemoveEntry deletes the session's entry.
 func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) error {
-	if err := b.check(ctx); err != nil {
-		return err
-	}
-	if err := checkNames("session id", session, "dir", dir, "entry name", name); err != nil {
-		return err
-	}
 	what := fmt.Sprintf("zk: remove entry %s from %s", name, dir)
-	s, err := b.session(session)
+	s, err := b.entrySession(ctx, what, session, dir, name)
 	if err != nil {
-		return entryGone(what, err)
+		return err
 	}
 	key := [2]string{dir, name}
 	// A znode this backend created for the session needs no look-up: while
