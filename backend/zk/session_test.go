@@ -45,6 +45,21 @@ type sessLog struct{}
 
 func (sessLog) Printf(string, ...any) {}
 
+// expirable opens a backend with zk.New over a connection whose session a
+// test can make expire (killSession with d's password; d.blocked keeps it
+// from reconnecting meanwhile).
+func expirable(t *testing.T, srv *testserver.ZK, root string) (*gozk.Conn, *sessDialer, *zk.Backend) {
+	t.Helper()
+	d := &sessDialer{}
+	conn := sessConnect(t, srv.Servers, d)
+	b, err := zk.New(conn, zk.Config{Root: root})
+	if err != nil {
+		t.Fatalf("zk.New: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return conn, d, b
+}
+
 // sessConnect opens a plain go-zookeeper connection (no Epochal), through d
 // if not nil, waits for its session and closes it when the test ends.
 func sessConnect(t testing.TB, servers []string, d ...*sessDialer) *gozk.Conn {
@@ -224,13 +239,7 @@ func killSession(t testing.TB, addr string, sid int64, pw []byte) {
 func testSessionExpiry(t *testing.T, srv *testserver.ZK) {
 	ctx := context.Background()
 	root := newRoot("sess")
-	d := &sessDialer{}
-	conn := sessConnect(t, srv.Servers, d)
-	b, err := zk.New(conn, zk.Config{Root: root})
-	if err != nil {
-		t.Fatalf("zk.New: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	conn, d, b := expirable(t, srv, root)
 	s := openSTM(t, b)
 	r, err := refs.New(ctx, s, "w/x", 0)
 	if err != nil {

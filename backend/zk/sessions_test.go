@@ -191,13 +191,7 @@ func testSessionsLease(t *testing.T, srv *testserver.ZK) {
 func testSessionsExpiry(t *testing.T, srv *testserver.ZK) {
 	ctx := sctx(t)
 	root := newRoot("sx")
-	d := &sessDialer{}
-	conn := sessConnect(t, srv.Servers, d)
-	b, err := zk.New(conn, zk.Config{Root: root})
-	if err != nil {
-		t.Fatalf("zk.New: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	conn, d, b := expirable(t, srv, root)
 	o := open(t, srv, zk.Config{Root: root})
 	mustOpenSession(t, b, "a")
 	mustOpenSession(t, b, "b")
@@ -759,13 +753,7 @@ func testSessionsACL(t *testing.T, srv *testserver.ZK) {
 func testLockLostOnSessionExpiry(t *testing.T, srv *testserver.ZK) {
 	ctx := sctx(t)
 	root := newRoot("lx")
-	d := &sessDialer{}
-	conn := sessConnect(t, srv.Servers, d)
-	b, err := zk.New(conn, zk.Config{Root: root})
-	if err != nil {
-		t.Fatalf("zk.New: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	conn, d, b := expirable(t, srv, root)
 	o := open(t, srv, zk.Config{Root: root})
 	m, err := locks.NewMutex(b, "jobs/x")
 	if err != nil {
