@@ -368,7 +368,13 @@ func runPlan(ctx context.Context, s *stm.STM, b2 backend.Driver, prefix string, 
 	close(start)
 	wg.Wait()
 
-	h := &modelHistory{Txns: m.txns, CounterIni: modelCounterInit, Stats: modelStatsSince(before, s.Stats())}
+	return m.history(ctx, p, before)
+}
+
+// history reads the refs back into a modelHistory once every client is
+// done.
+func (m *modelRun) history(ctx context.Context, p modelPlan, before stm.Stats) (*modelHistory, error) {
+	h := &modelHistory{Txns: m.txns, CounterIni: modelCounterInit, Stats: modelStatsSince(before, m.s.Stats())}
 	for i, r := range m.xs {
 		vs, err := r.History(ctx)
 		if err != nil {

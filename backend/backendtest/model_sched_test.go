@@ -101,33 +101,6 @@ func runPlanScheduled(ctx context.Context, p modelPlan, so sched.Options, choose
 	return h, schedule, err
 }
 
-// history reads the refs back into a modelHistory. It repeats the end of
-// runPlan, which cannot be reused as it is: it starts all clients at once
-// and does not say when each is done, which the scheduler must know.
-func (m *modelRun) history(ctx context.Context, p modelPlan, before stm.Stats) (*modelHistory, error) {
-	h := &modelHistory{Txns: m.txns, CounterIni: modelCounterInit, Stats: modelStatsSince(before, m.s.Stats())}
-	for i, r := range m.xs {
-		vs, err := r.History(ctx)
-		if err != nil {
-			return nil, err
-		}
-		rh := modelRefHist{Name: r.Name(), Label: modelRefLabel(i, p.Refs), Initial: modelInitial(i)}
-		for _, v := range vs {
-			rh.Versions = append(rh.Versions, modelVersion{Point: v.Point, Txn: v.Txn, Value: v.Value})
-		}
-		h.Refs = append(h.Refs, rh)
-	}
-	vs, err := m.ctr.History(ctx)
-	if err != nil {
-		return nil, err
-	}
-	h.Counter = modelRefHist{Name: m.ctr.Name(), Label: "ctr", Initial: fmt.Sprint(modelCounterInit)}
-	for _, v := range vs {
-		h.Counter.Versions = append(h.Counter.Versions, modelVersion{Point: v.Point, Txn: v.Txn, Value: fmt.Sprint(v.Value), N: v.Value})
-	}
-	return h, nil
-}
-
 // drawNext makes rapid choose the next call among n pending ones (sorted
 // by actor, so a choice shrinks towards the lowest actor).
 func drawNext(rt *rapid.T) func(n int) int {
