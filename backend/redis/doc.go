@@ -41,5 +41,7 @@
 // script and publishes the entry's name on {Prefix}:dc:d, a hint only:
 // WaitEntries subscribes, then looks at the dir, and looks again every
 // 250ms (whatever max, 0 included), since an expired session publishes
-// nothing and a hint is lost when the subscription reconnects.
+// nothing and a hint is lost when the subscription reconnects. Every wait
+// of a Backend shares one Pub/Sub connection, subscribed to a dir's
+// channel while the dir has waiters (Close closes it).
 package redis

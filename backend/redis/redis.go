@@ -79,6 +79,8 @@ type Backend struct {
 	clockK string
 	id     string
 
+	hub *hub // WaitEntries' Pub/Sub connection
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -135,7 +137,7 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 		return nil, fmt.Errorf("%w: nil client", ErrConfig)
 	}
 	p := "{" + cfg.Prefix + "}:"
-	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock"}
+	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock", hub: newHub(c)}
 	// The backend's identity is stored with its data, so every process
 	// using this prefix on this server (whatever address it dials) agrees.
 	var raw [8]byte
@@ -154,8 +156,9 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 // ID names this backend: stored under the prefix, the same for every client.
 func (b *Backend) ID() string { return b.id }
 
-// Close closes the client if Open made it. Later calls fail with
-// backend.ErrClosed.
+// Close closes WaitEntries' Pub/Sub connection (the waiters return
+// backend.ErrClosed), and the client if Open made it. Later calls fail
+// with backend.ErrClosed.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -163,6 +166,7 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.hub.close()
 	if b.own {
 		return b.c.Close()
 	}

@@ -251,15 +251,18 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	return out, nil
 }
 
-// WaitEntries subscribes to dir's channel, then looks at the dir (so that
-// a change just before the subscription is not missed when name is given:
-// an entry already gone returns at once), and returns on a hint for dir
-// (for name only, if name is given), when max has passed, or when ctx ends.
-// Meanwhile it looks at the dir every 250ms, whatever max (0 included): an
-// expired session publishes nothing, and a hint can be lost when the
-// subscription reconnects. The look drops entries of ended sessions; it
-// returns when name is no longer there, or (name == "") when the dir's
-// change counter has moved since the subscription.
+// WaitEntries has the Backend's hub (one Pub/Sub connection for every
+// wait, see hub) subscribe to dir's channel, then looks at the dir once the
+// subscription is confirmed (so that a change just before it is not missed
+// when name is given: an entry already gone returns at once), and returns
+// on a hint for dir (for name only, if name is given), when max has
+// passed, or when ctx ends. Meanwhile it looks at the dir every 250ms,
+// whatever max (0 included): an expired session publishes nothing, and a
+// hint can be lost when the connection is lost; if the confirmation takes
+// longer than that, the first look is done without it. The look drops
+// entries of ended sessions; it returns when name is no longer there, or
+// (name == "") when the dir's change counter has moved since the first
+// look. Close makes it return backend.ErrClosed.
 func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Duration) error {
 	if err := b.check(ctx); err != nil {
 		return err
@@ -278,53 +281,52 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 		defer t.Stop()
 		deadline = t.C
 	}
-	ps := b.c.Subscribe(ctx, b.p+"dc:"+dir)
-	defer ps.Close()
-	// The first reply confirms the subscription: from here on a hint is
-	// lost only to a reconnect, which the polling covers.
-	if _, err := ps.Receive(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("redis: wait entries of %q: subscribe: %w", dir, err)
-	}
-	ver0, there, err := b.waitCheck(ctx, dir, name)
+	w, err := b.hub.join(b.p+"dc:"+dir, name)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("redis: wait entries of %q: %w", dir, err)
+		return err
 	}
-	if name != "" && !there {
-		return nil
-	}
-	ch := ps.Channel()
-	poll := time.NewTicker(waitPoll)
+	defer b.hub.leave(w)
+	poll := time.NewTicker(b.hub.poll)
 	defer poll.Stop()
+	// From the confirmation on (ready), a hint is lost only to a lost
+	// connection, which the polling covers.
+	ready := w.ready
+	first, ver0 := true, ""
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
 			return nil
-		case m, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if name == "" || m.Payload == name {
-				return nil
-			}
+		case <-b.hub.done:
+			return backend.ErrClosed
+		case <-w.wake:
+			return nil
+		case <-ready:
+			ready = nil
 		case <-poll.C:
-			ver, there, err := b.waitCheck(ctx, dir, name)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				continue // the server may be back at the next look
+		}
+		ver, there, err := b.waitCheck(ctx, dir, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			if name != "" && !there || name == "" && ver != ver0 {
-				return nil
+			if first {
+				return fmt.Errorf("redis: wait entries of %q: %w", dir, err)
 			}
+			continue // the server may be back at the next look
+		}
+		if name != "" && !there {
+			return nil
+		}
+		if first {
+			// Done (on the confirmation, or on a poll before it):
+			// later looks compare with this one.
+			first, ver0, ready = false, ver, nil
+			continue
+		}
+		if name == "" && ver != ver0 {
+			return nil
 		}
 	}
 }

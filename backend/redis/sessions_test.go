@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -491,4 +492,375 @@ func TestSessionBadNames(t *testing.T) {
 	}
 	// 512 bytes is fine.
 	add(t, b, s, strings.Repeat("d", 512), strings.Repeat("n", 512), true, "")
+}
+
+// waitGone waits on entry name of dir until it is gone (WaitEntries may
+// return early: it is called again while the entry is there).
+func waitGone(ctx context.Context, b *redis.Backend, dir, name string) error {
+	for {
+		if err := b.WaitEntries(ctx, dir, name, 0); err != nil {
+			return err
+		}
+		es, err := b.Entries(ctx, dir, false)
+		if err != nil {
+			return err
+		}
+		there := false
+		for _, e := range es {
+			there = there || e.Name == name
+		}
+		if !there {
+			return nil
+		}
+	}
+}
+
+// hubIdle waits until b's hub holds no channel and the server knows no
+// subscriber to a dir channel of prefix p.
+func hubIdle(t *testing.T, b *redis.Backend, c *goredis.Client, p string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the hub drops every channel", func() bool {
+		chs, err := c.PubSubChannels(context.Background(), "{"+p+"}:dc:*").Result()
+		return redis.HubChannels(b) == 0 && err == nil && len(chs) == 0
+	})
+}
+
+// pubsubClients counts the server's Pub/Sub connections.
+func pubsubClients(t *testing.T, c *goredis.Client) int {
+	t.Helper()
+	s, err := c.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, " sub=") && !strings.Contains(l, " sub=0 ") {
+			n++
+		}
+	}
+	return n
+}
+
+func connectedClients(t *testing.T, c *goredis.Client) int {
+	t.Helper()
+	s, err := c.Info(context.Background(), "clients").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "connected_clients:"); ok {
+			var n int
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("connected_clients %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no connected_clients in %q", s)
+	return 0
+}
+
+// TestSessionWaitHubConnections: N waits at once on N dirs share one
+// Pub/Sub connection (the server's client count grows by the hub's
+// connection and the command pool's, not by N), and leave no channel.
+func TestSessionWaitHubConnections(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	raw := rawClient(t, srv)
+	// A pool of 2: the waits' looks do not open a connection each.
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, PoolSize: 2})
+	t.Cleanup(func() { _ = c.Close() })
+	p := newPrefix("hubconn")
+	b, err := redis.New(c, redis.Config{Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	sess := openSession(t, b, time.Minute)
+	const n = 20
+	for i := 0; i < n; i++ {
+		add(t, b, sess, fmt.Sprintf("c/%d", i), "held", false, "")
+	}
+	before := connectedClients(t, raw)
+	dones := make([]chan error, n)
+	for i := range dones {
+		dones[i] = make(chan error, 1)
+		go func() { dones[i] <- b.WaitEntries(ctx, fmt.Sprintf("c/%d", i), "held", 0) }()
+	}
+	eventually(t, 10*time.Second, "every wait subscribed", func() bool {
+		for i := 0; i < n; i++ {
+			ch := fmt.Sprintf("{%s}:dc:c/%d", p, i)
+			if !redis.HubConfirmed(b, fmt.Sprintf("c/%d", i)) || raw.PubSubNumSub(ctx, ch).Val()[ch] != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	during := connectedClients(t, raw)
+	if during-before > 2 {
+		t.Fatalf("%d waits at once: connected_clients went from %d to %d (want at most +2)", n, before, during)
+	}
+	if ps := pubsubClients(t, raw); ps != 1 {
+		t.Fatalf("%d waits at once: %d Pub/Sub connections, want 1", n, ps)
+	}
+	t.Logf("%d waits at once: connected_clients %d -> %d", n, before, during)
+	for i := 0; i < n; i++ {
+		if err := b.RemoveEntry(ctx, sess, fmt.Sprintf("c/%d", i), "held"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, done := range dones {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("wait %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("wait %d still waiting 10s after the removal", i)
+		}
+	}
+	hubIdle(t, b, raw, p)
+}
+
+// TestSessionWaitHubNoLeak: many waits on many dirs (an entry gone, max,
+// a cancelled ctx, any change) leave the hub, and the server, with no
+// subscription.
+func TestSessionWaitHubNoLeak(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	raw := rawClient(t, srv)
+	p := newPrefix("hubleak")
+	b := open(t, srv, p)
+	sess := openSession(t, b, time.Minute)
+	const dirs = 40
+	for i := 0; i < dirs; i++ {
+		add(t, b, sess, fmt.Sprintf("l/%d", i), "held", false, "")
+	}
+	errs := make(chan error, 4*dirs*3)
+	for round := 0; round < 3; round++ {
+		for i := 0; i < dirs; i++ {
+			dir := fmt.Sprintf("l/%d", i)
+			cctx, cancel := context.WithCancel(ctx)
+			go func() { errs <- b.WaitEntries(ctx, dir, "absent", 0) }()
+			go func() { errs <- b.WaitEntries(ctx, dir, "held", 5*time.Millisecond) }()
+			go func() { errs <- b.WaitEntries(ctx, dir, "", 20*time.Millisecond) }()
+			go func() {
+				if err := b.WaitEntries(cctx, dir, "held", 0); !errors.Is(err, context.Canceled) {
+					errs <- fmt.Errorf("cancelled wait: %v", err)
+					return
+				}
+				errs <- nil
+			}()
+			cancel()
+		}
+		for j := 0; j < 4*dirs; j++ {
+			select {
+			case err := <-errs:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: %d waits of %d still waiting after 10s", round, 4*dirs-j, 4*dirs)
+			}
+		}
+	}
+	hubIdle(t, b, raw, p)
+	if e := redis.HubEpoch(b); e != 0 {
+		t.Fatalf("the hub lost its connection %d times", e)
+	}
+}
+
+// TestSessionWaitHubChurn: many short waits on one dir, from several
+// goroutines, each ended by its entry's removal, subscribe, unsubscribe
+// and subscribe again to the dir's channel over and over. With a poll of
+// an hour every removal must wake its wait by the hint alone (a
+// subscription confirmed too early would lose one: the wait then hangs);
+// with the default poll none is noticed later than a poll (and slack).
+func TestSessionWaitHubChurn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		poll time.Duration
+		max  time.Duration // removal to return
+	}{
+		{"HintsOnly", time.Hour, 10 * time.Second},
+		{"Poll", 0, 250*time.Millisecond + time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testserver.StartRedis(t, testserver.RedisOptions{})
+			ctx := context.Background()
+			raw := rawClient(t, srv)
+			p := newPrefix("churn")
+			a, w := open(t, srv, p), open(t, srv, p)
+			if tc.poll > 0 {
+				redis.SetWaitPoll(w, tc.poll)
+			}
+			sess := openSession(t, a, time.Minute)
+			const workers, rounds = 4, 60
+			type result struct {
+				lat time.Duration
+				err error
+			}
+			results := make(chan result, workers)
+			for g := 0; g < workers; g++ {
+				go func() {
+					worst := time.Duration(0)
+					for i := 0; i < rounds; i++ {
+						name := fmt.Sprintf("e%d.%d", g, i)
+						if _, err := a.AddEntry(ctx, backend.AddEntryRequest{Session: sess, Dir: "churn", Name: name}); err != nil {
+							results <- result{err: err}
+							return
+						}
+						done := make(chan error, 1)
+						go func() { done <- waitGone(ctx, w, "churn", name) }()
+						// The removal lands before, during or after the
+						// wait's subscription and first look.
+						switch i % 3 {
+						case 1:
+							runtime.Gosched()
+						case 2:
+							if _, err := a.Entries(ctx, "other", false); err != nil {
+								results <- result{err: err}
+								return
+							}
+						}
+						removed := time.Now()
+						if err := a.RemoveEntry(ctx, sess, "churn", name); err != nil {
+							results <- result{err: err}
+							return
+						}
+						select {
+						case err := <-done:
+							if err != nil {
+								results <- result{err: fmt.Errorf("wait on %s: %w", name, err)}
+								return
+							}
+							if d := time.Since(removed); d > worst {
+								worst = d
+							}
+						case <-time.After(tc.max):
+							results <- result{err: fmt.Errorf("the removal of %s went unnoticed for %v", name, tc.max)}
+							return
+						}
+					}
+					results <- result{lat: worst}
+				}()
+			}
+			worst := time.Duration(0)
+			for g := 0; g < workers; g++ {
+				r := <-results
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				worst = max(worst, r.lat)
+			}
+			t.Logf("%d waits: the slowest noticed its removal after %v", workers*rounds, worst)
+			if worst > tc.max {
+				t.Fatalf("a removal noticed after %v > %v", worst, tc.max)
+			}
+			hubIdle(t, w, raw, p)
+		})
+	}
+}
+
+// TestSessionWaitHubReconnect: when the hub's connection is killed, it
+// makes another and subscribes again; a wait that was on keeps waiting and
+// wakes on a hint sent after the new subscription (no poll helps here).
+func TestSessionWaitHubReconnect(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	raw := rawClient(t, srv)
+	p := newPrefix("hubre")
+	a, w := open(t, srv, p), open(t, srv, p)
+	redis.SetWaitPoll(w, time.Hour)
+	sess := openSession(t, a, time.Minute)
+	add(t, a, sess, "r", "held", false, "")
+	done := make(chan error, 1)
+	go func() { done <- waitGone(ctx, w, "r", "held") }()
+	eventually(t, 10*time.Second, "the wait subscribed", func() bool { return redis.HubConfirmed(w, "r") })
+	epoch := redis.HubEpoch(w)
+	if n, err := raw.ClientKillByFilter(ctx, "TYPE", "pubsub").Result(); err != nil || n < 1 {
+		t.Fatalf("CLIENT KILL TYPE pubsub: %v, %v", n, err)
+	}
+	eventually(t, 10*time.Second, "subscribed again", func() bool {
+		return redis.HubEpoch(w) > epoch && redis.HubConfirmed(w, "r")
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the wait returned on the lost connection: %v", err)
+	default:
+	}
+	if err := a.RemoveEntry(ctx, sess, "r", "held"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the wait missed the removal after the reconnect")
+	}
+	// A new wait on the new connection (waitGone: the addition's own
+	// hint may wake it early).
+	add(t, a, sess, "r", "held2", false, "")
+	go func() { done <- waitGone(ctx, w, "r", "held2") }()
+	eventually(t, 10*time.Second, "the second wait subscribed", func() bool { return redis.HubConfirmed(w, "r") })
+	if err := a.RemoveEntry(ctx, sess, "r", "held2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second wait missed the removal")
+	}
+	hubIdle(t, w, raw, p)
+}
+
+// TestSessionWaitHubClose: Close wakes every wait (backend.ErrClosed),
+// closes the hub's connection, and later waits fail at once.
+func TestSessionWaitHubClose(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	raw := rawClient(t, srv)
+	p := newPrefix("hubclose")
+	a, w := open(t, srv, p), open(t, srv, p)
+	sess := openSession(t, a, time.Minute)
+	const n = 5
+	dones := make(chan error, n)
+	for i := 0; i < n; i++ {
+		dir := fmt.Sprintf("x/%d", i)
+		add(t, a, sess, dir, "held", false, "")
+		go func() { dones <- w.WaitEntries(ctx, dir, "held", 0) }()
+	}
+	eventually(t, 10*time.Second, "every wait subscribed", func() bool {
+		for i := 0; i < n; i++ {
+			if !redis.HubConfirmed(w, fmt.Sprintf("x/%d", i)) {
+				return false
+			}
+		}
+		return true
+	})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-dones:
+			if !errors.Is(err, backend.ErrClosed) {
+				t.Fatalf("a wait at Close: %v, want ErrClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a wait still waiting 5s after Close")
+		}
+	}
+	if err := w.WaitEntries(ctx, "x/0", "held", 0); !errors.Is(err, backend.ErrClosed) {
+		t.Fatalf("a wait after Close: %v, want ErrClosed", err)
+	}
+	if redis.HubChannels(w) != 0 {
+		t.Fatalf("the closed hub holds %d channels", redis.HubChannels(w))
+	}
+	eventually(t, 10*time.Second, "the hub's connection closed", func() bool { return pubsubClients(t, raw) == 0 })
 }
