@@ -621,10 +621,10 @@ func (r *run) nemesis(ctx context.Context) error {
 	}
 }
 
-// pauseClient SIGSTOPs a random live client process for an interval (or
-// until ctx ends), then SIGCONTs it.
-func (r *run) pauseClient(ctx context.Context) {
+// liveWorker picks a random client process that still runs (nil if none).
+func (r *run) liveWorker() *workerProc {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	var live []*workerProc
 	for _, w := range r.workers {
 		select {
@@ -633,11 +633,19 @@ func (r *run) pauseClient(ctx context.Context) {
 			live = append(live, w)
 		}
 	}
-	r.mu.Unlock()
 	if len(live) == 0 {
+		return nil
+	}
+	return live[r.rng.IntN(len(live))]
+}
+
+// pauseClient SIGSTOPs a random live client process for an interval (or
+// until ctx ends), then SIGCONTs it.
+func (r *run) pauseClient(ctx context.Context) {
+	w := r.liveWorker()
+	if w == nil {
 		return
 	}
-	w := live[r.rng.IntN(len(live))]
 	if syscall.Kill(w.cmd.Process.Pid, syscall.SIGSTOP) != nil {
 		return
 	}
@@ -659,20 +667,10 @@ func (r *run) pauseClient(ctx context.Context) {
 
 // killClient SIGKILLs a random live client process and starts another.
 func (r *run) killClient(ctx context.Context) error {
-	r.mu.Lock()
-	var live []*workerProc
-	for _, w := range r.workers {
-		select {
-		case <-w.done:
-		default:
-			live = append(live, w)
-		}
-	}
-	r.mu.Unlock()
-	if len(live) == 0 {
+	w := r.liveWorker()
+	if w == nil {
 		return nil
 	}
-	w := live[r.rng.IntN(len(live))]
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.done
 	now := r.now()
