@@ -789,23 +789,21 @@ func TestSessionWaitHubReconnect(t *testing.T) {
 		t.Fatalf("the wait returned on the lost connection: %v", err)
 	default:
 	}
-	if err := a.RemoveEntry(ctx, sess, "r", "held"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the wait missed the removal after the reconnect")
-	}
+	removeAndWake(t, a, sess, "r", "held", done, "the wait missed the removal after the reconnect")
 	// A new wait on the new connection (waitGone: the addition's own
 	// hint may wake it early).
 	add(t, a, sess, "r", "held2", false, "")
 	go func() { done <- waitGone(ctx, w, "r", "held2") }()
 	eventually(t, 10*time.Second, "the second wait subscribed", func() bool { return redis.HubConfirmed(w, "r") })
-	if err := a.RemoveEntry(ctx, sess, "r", "held2"); err != nil {
+	removeAndWake(t, a, sess, "r", "held2", done, "the second wait missed the removal")
+	hubIdle(t, w, raw, p)
+}
+
+// removeAndWake removes an entry and fails with missed unless the wait
+// reporting on done returns (without error) within 10 s.
+func removeAndWake(t *testing.T, a *redis.Backend, sess, dir, name string, done <-chan error, missed string) {
+	t.Helper()
+	if err := a.RemoveEntry(context.Background(), sess, dir, name); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -814,9 +812,8 @@ func TestSessionWaitHubReconnect(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the second wait missed the removal")
+		t.Fatal(missed)
 	}
-	hubIdle(t, w, raw, p)
 }
 
 // TestSessionWaitHubClose: Close wakes every wait (backend.ErrClosed),
