@@ -26,6 +26,17 @@ var (
 // MaxSessionName is the longest session id, dir or entry name, in bytes.
 const MaxSessionName = 512
 
+// CheckSessionNames checks pairs of (what, name): CheckSessionName of each,
+// the first error.
+func CheckSessionNames(pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := CheckSessionName(pairs[i], pairs[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CheckSessionName checks a session id, dir or entry name (what says which,
 // for the message).
 func CheckSessionName(what, s string) error {

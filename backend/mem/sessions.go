@@ -92,11 +92,9 @@ func (s *sessions) lock() {
 	}
 }
 
-func checkNames(names ...string) error {
-	for i := 0; i+1 < len(names); i += 2 {
-		if err := backend.CheckSessionName(names[i], names[i+1]); err != nil {
-			return fmt.Errorf("mem: %w", err)
-		}
+func checkNames(pairs ...string) error {
+	if err := backend.CheckSessionNames(pairs...); err != nil {
+		return fmt.Errorf("mem: %w", err)
 	}
 	return nil
 }

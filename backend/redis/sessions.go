@@ -377,11 +377,5 @@ func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 }
 
 func checkNames(session, dir, name string) error {
-	if err := backend.CheckSessionName("session id", session); err != nil {
-		return err
-	}
-	if err := backend.CheckSessionName("dir", dir); err != nil {
-		return err
-	}
-	return backend.CheckSessionName("entry name", name)
+	return backend.CheckSessionNames("session id", session, "dir", dir, "entry name", name)
 }

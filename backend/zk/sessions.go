@@ -217,11 +217,9 @@ func (b *Backend) lease() time.Duration {
 	return b.cfg.SessionTimeout
 }
 
-func checkNames(names ...string) error {
-	for i := 0; i+1 < len(names); i += 2 {
-		if err := backend.CheckSessionName(names[i], names[i+1]); err != nil {
-			return fmt.Errorf("zk: %w", err)
-		}
+func checkNames(pairs ...string) error {
+	if err := backend.CheckSessionNames(pairs...); err != nil {
+		return fmt.Errorf("zk: %w", err)
 	}
 	return nil
 }
