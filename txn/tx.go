@@ -48,6 +48,22 @@ type Faults struct {
 	// committed at or before the read point (and never help it): it
 	// reads the version underneath, older than its snapshot.
 	SkipIntentRecovery bool
+	// ObserveForeignPoints raises the coordinator's point floor with the
+	// commit points of atoms, promises and delays that live on another
+	// backend, whose clock is not the coordinator's: later transactions
+	// then read at a point of the wrong clock (lost updates, torn reads).
+	ObserveForeignPoints bool
+	// TrustMissingRecord makes readers and writers that meet an intent
+	// whose record a lookup reports missing roll the intent back at once,
+	// without the linearizable AbortRecord that confirms it: a lookup
+	// served by a lagging server then drops a live transaction's intent,
+	// and its commit is lost.
+	TrustMissingRecord bool
+	// WatchGapFirstOnly makes a watcher look for a gap only before the
+	// first version it delivers in a round, so a hole between versions
+	// that an incomplete feed and a trimmed history leave in the middle
+	// goes unannounced.
+	WatchGapFirstOnly bool
 }
 
 // Observe raises the process's point floor to p.
