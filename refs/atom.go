@@ -143,7 +143,9 @@ func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.O
 	}
 	switch {
 	case res.Status == backend.Committed:
-		env.Observe(res.CP)
+		// A point of drv's clock: it raises the transactions' floor only
+		// if drv is the coordinator (points of two clocks never mix).
+		env.ObserveOn(drv, res.CP)
 		return res.CP, nil
 	case res.Status == backend.Aborted:
 		return 0, errChanged

@@ -61,8 +61,16 @@ func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name stri
 	}
 	r.kind = kind
 	if r.validator != nil {
-		if err := r.validator(initial); err != nil {
-			return nil, fmt.Errorf("refs: new %q: %w: %w", name, ErrValidation, err)
+		if verr := r.validator(initial); verr != nil {
+			// Only a value this call would store must be valid: joining
+			// a ref that exists never looks at initial.
+			exists, err := r.exists(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("refs: new %q: %w", name, err)
+			}
+			if !exists {
+				return nil, fmt.Errorf("refs: new %q: %w: %w", name, ErrValidation, verr)
+			}
 		}
 	}
 	data, err := r.encode(initial)
@@ -73,6 +81,15 @@ func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name stri
 		return nil, err
 	}
 	return r, nil
+}
+
+// exists reports whether the name holds a reference (of any kind).
+func (r *Ref[T]) exists(ctx context.Context) (bool, error) {
+	res, err := r.drv.Read(ctx, backend.ReadRequest{Current: true, Names: []string{r.name}})
+	if err != nil {
+		return false, err
+	}
+	return res.Items[0].Found, nil
 }
 
 // createStored creates the handle's reference, of the handle's kind, with

@@ -22,7 +22,8 @@ import (
 // Errors of Dosync and Open.
 var (
 	// ErrRetryLimit: the transaction conflicted more times than
-	// WithMaxRetries allows. It wraps the last conflict.
+	// WithMaxRetries allows. It also wraps txn.ErrConflict, with the
+	// reason of the last retry in its message.
 	ErrRetryLimit = errors.New("stm: retry limit exceeded")
 	// ErrClosed: the STM was closed.
 	ErrClosed = errors.New("stm: closed")
@@ -47,7 +48,8 @@ type STM struct {
 	closed atomic.Bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
-	closes []func()
+	closes map[uint64]func() // OnClose's functions, by registration
+	nclose uint64
 	closeM sync.Mutex
 }
 
@@ -81,9 +83,10 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 		Wall:   o.wall,
 		Lease:  o.lease,
 		Resolver: &locks.Resolver{
-			Coord:  coord,
-			Wall:   o.wall,
-			Lookup: s.Backend,
+			Coord:        coord,
+			Wall:         o.wall,
+			Lookup:       s.Backend,
+			TrustMissing: o.faults.TrustMissingRecord,
 		},
 		Floor: &s.floor,
 		NewID: func() string {
@@ -126,7 +129,10 @@ func (s *STM) Close() error {
 	}
 	close(s.stop)
 	s.closeM.Lock()
-	fs := s.closes
+	fs := make([]func(), 0, len(s.closes))
+	for _, f := range s.closes {
+		fs = append(fs, f)
+	}
 	s.closes = nil
 	s.closeM.Unlock()
 	for _, f := range fs {
@@ -174,6 +180,11 @@ func (s *STM) Env() *txn.Env { return s.env }
 type Stats struct {
 	Commits, ReadOnly, Retries, Conflicts, ReadFaults, Yields int64
 	OnePhase, General, Recomputes, Unknown, Helped            int64
+	// Waits counts the times a commit waited for another transaction's
+	// intent (to commit or abort) instead of retrying; Escalated the
+	// fast-path commits whose commutes went stale DefaultCommuteRounds
+	// times and that took their refs with intents instead.
+	Waits, Escalated int64
 	// MaxRetries is the most retries one successful Dosync needed.
 	MaxRetries int64
 }
@@ -185,19 +196,41 @@ func (s *STM) Stats() Stats {
 		Commits: c.Commits.Load(), ReadOnly: c.ReadOnly.Load(), Retries: c.Retries.Load(),
 		Conflicts: c.Conflicts.Load(), ReadFaults: c.ReadFaults.Load(), Yields: c.Yields.Load(),
 		OnePhase: c.OnePhase.Load(), General: c.General.Load(), Recomputes: c.Recomputes.Load(),
-		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(), MaxRetries: c.MaxRetries.Load(),
+		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(), MaxRetries: c.MaxRetries.Load(), Waits: c.Waits.Load(),
+		Escalated: c.Escalated.Load(),
 	}
 }
 
-// OnClose registers f to run when the STM closes.
-func (s *STM) OnClose(f func()) {
+// OnClose registers f to run when the STM closes (at once, on a goroutine
+// of its own, if it is closed already). The function it returns
+// unregisters f, so that background work that ends before the STM (a
+// watcher whose last watch was removed) leaves nothing behind.
+func (s *STM) OnClose(f func()) (unregister func()) {
 	s.closeM.Lock()
 	defer s.closeM.Unlock()
 	if s.closed.Load() {
 		go f()
-		return
+		return func() {}
 	}
-	s.closes = append(s.closes, f)
+	if s.closes == nil {
+		s.closes = make(map[uint64]func())
+	}
+	s.nclose++
+	id := s.nclose
+	s.closes[id] = f
+	return func() {
+		s.closeM.Lock()
+		delete(s.closes, id)
+		s.closeM.Unlock()
+	}
+}
+
+// closers is how many OnClose functions are registered (for tests that
+// check background work leaves nothing behind).
+func (s *STM) closers() int {
+	s.closeM.Lock()
+	defer s.closeM.Unlock()
+	return len(s.closes)
 }
 
 // ReadPoint returns a point at least as new as any this process has seen.
@@ -244,11 +277,22 @@ func (s *STM) sweeper() {
 
 // Dosync runs fn in a transaction and commits it, retrying on conflict. fn
 // returning an error aborts the transaction: nothing is written, the error
-// is returned, and fn is not run again. If ctx carries a transaction of
-// this STM started on the same goroutine (tx.Context()), fn joins it.
+// is returned, and fn is not run again.
+//
+// If ctx carries a transaction of this STM started on the same goroutine
+// (tx.Context()), fn joins it, as in Clojure: its reads and writes are the
+// outer transaction's, committed with it. An error returned by a joined fn
+// dooms the outer transaction, because the writes fn made before it failed
+// cannot be taken back on their own: the outer Dosync then returns that
+// error (unless its own function returns another first) and writes
+// nothing, and a later use of the Tx in the outer function ends it.
 func (s *STM) Dosync(ctx context.Context, fn func(tx *txn.Tx) error) error {
 	if outer := txn.FromContext(ctx); outer != nil && fn != nil && outer.Joinable(s.env) {
-		return fn(outer)
+		err := fn(outer)
+		if err != nil {
+			outer.Doom(err)
+		}
+		return err
 	}
 	return s.run(ctx, fn)
 }
@@ -290,7 +334,9 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		}
 		s.stats.Retries.Add(1)
 		if attempt >= s.opts.maxRetries {
-			return fmt.Errorf("%w after %d attempts (last: %v)", ErrRetryLimit, attempt+1, err)
+			var last *txn.RetryError
+			errors.As(err, &last)
+			return fmt.Errorf("%w after %d attempts: %w", ErrRetryLimit, attempt+1, last.Cause())
 		}
 		if s.closed.Load() {
 			return ErrClosed

@@ -40,10 +40,12 @@ import (
 //   - no time-dependent decisions: the wall clock is a clock.Fake that
 //     never moves (no lease ever runs out, commit times are fixed),
 //     backoff is 1ns (stm.Backoff then waits 0 and draws rand.N(1) == 0),
-//     and the resolver's wait for a younger holder is 1ns, so its polling
-//     loop ends before its first poll (locks/resolver.go, waitFor, takes its
-//     deadline from time.Now, not from the resolver's Wall). Sleeps would only delay quiescence anyway: the
-//     scheduler waits for a sleeping goroutine like for a computing one.
+//     and the resolver's grace before an older writer aborts a younger
+//     holder is 1ns, so it aborts on its second look at the holder, always
+//     (locks/resolver.go, Wait.Clear: it looks at time.Now, not at the
+//     resolver's Wall, and a waiter pauses between looks). Sleeps only
+//     delay quiescence: the scheduler waits for a sleeping goroutine like
+//     for a computing one.
 
 // schedOptions are the STM options of a scheduled run, on top of
 // modelOptions (later options win).

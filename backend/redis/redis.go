@@ -123,9 +123,23 @@ type UniversalClient = goredis.UniversalClient
 // New uses a client the caller already has (any go-redis UniversalClient:
 // single node, Sentinel failover, Cluster). It reads the backend's identity
 // from the server, within cfg.DialTimeout. Close does not close the client.
+//
+// A Cluster client that routes reads to replicas (ClusterOptions ReadOnly,
+// RouteByLatency or RouteRandomly, which Sentinel's
+// NewFailoverClusterClient sets from ReplicaOnly, RouteByLatency and
+// RouteRandomly) is refused with ErrConfig: a replica lags behind its
+// master, so a read there could miss a commit a transaction must see (a
+// version at or before its read point, a transaction record). Use one that
+// reads from masters.
 func New(c UniversalClient, cfg Config) (*Backend, error) {
 	if err := cfg.validate(false); err != nil {
 		return nil, err
+	}
+	if cc, ok := c.(*goredis.ClusterClient); ok {
+		if o := cc.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, fmt.Errorf("%w: the Cluster client routes reads to replicas (ReadOnly %v, RouteByLatency %v, RouteRandomly %v), which may lag behind their masters and miss commits: use one that reads from masters",
+				ErrConfig, o.ReadOnly, o.RouteByLatency, o.RouteRandomly)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()

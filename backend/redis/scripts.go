@@ -1,6 +1,12 @@
 package redis
 
-import goredis "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/epochal/epochal/backend"
+)
 
 // Every script takes the key prefix "{P}:" as ARGV[1] and builds key names
 // from it; KEYS[1] is "{P}:clock", so that on a Cluster the script runs on
@@ -11,8 +17,10 @@ import goredis "github.com/redis/go-redis/v9"
 //   intent:  txn "\0" coord "\0" flags "\0" value            (field "intent" of hash {P}:r:name; flags: W write, S staged, E ensure)
 //   ref:     hash {P}:r:name: kind, min, max, keep, trimmed, ensured, newest, intent, meta, metaver
 //   record:  hash {P}:t:id: status, rp, prio, cp, lease, created (unix ms), refs (opaque, msgpack from Go)
+//   watched: string {P}:w:name, present while a subscription to the ref is open (see Subscribe)
 
-const luaLib = `
+var luaLib = `
+local WATCHKEEP = ` + strconv.Itoa(backend.WatchKeep) + `
 local P = ARGV[1]
 local function rkey(n) return P .. "r:" .. n end
 local function vkey(n) return P .. "v:" .. n end
@@ -39,21 +47,29 @@ local function conflicts(mode, rp, newest, ensured)
   return nil
 end
 -- append adds a version, trims and publishes it. keep and trimmed may be
--- passed when the caller has read them. keep only grows, so after the push
--- the list holds at most keep + 2 entries: one RPOP trims it, returning the
--- newest entry dropped.
+-- passed when the caller has read them. While the ref is subscribed to
+-- ({P}:w:name exists) it keeps at least WATCHKEEP older versions. After
+-- the push the list usually holds keep + 2 entries, and one RPOP trims it;
+-- when the watch retention has just ended it may hold more, and LTRIM cuts
+-- them. The newest entry dropped raises trimmed.
 local function append(name, point, ms, txn, value, keep, trimmed)
   local r = rkey(name)
   if not keep then
     local h = redis.call("HMGET", r, "keep", "trimmed")
     keep, trimmed = tonumber(h[1]), tonumber(h[2])
   end
+  if keep < WATCHKEEP and redis.call("EXISTS", P .. "w:" .. name) == 1 then keep = WATCHKEEP end
   local entry = point .. "\0" .. ms .. "\0" .. txn .. "\0" .. value
   local v = vkey(name)
-  if redis.call("LPUSH", v, entry) > keep + 1 then
-    local dropped = vpoint(redis.call("RPOP", v))
-    if dropped > trimmed then trimmed = dropped end
+  local n = redis.call("LPUSH", v, entry)
+  local dropped = nil
+  if n == keep + 2 then
+    dropped = vpoint(redis.call("RPOP", v))
+  elseif n > keep + 2 then
+    dropped = vpoint(redis.call("LINDEX", v, keep + 1))
+    redis.call("LTRIM", v, 0, keep)
   end
+  if dropped and dropped > trimmed then trimmed = dropped end
   redis.call("HSET", r, "trimmed", trimmed, "newest", point)
   redis.call("PUBLISH", P .. "c:" .. name, entry)
 end

@@ -18,6 +18,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/backendtest"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
@@ -32,6 +33,7 @@ func init() {
 	standaloneTests = append(standaloneTests,
 		serverTest{"SessionExpiry", testSessionExpiry},
 		serverTest{"ACL", testACL},
+		serverTest{"RefusedCommitIsNotUnknown", testRefusedCommitIsNotUnknown},
 		serverTest{"BadInput", testBadInput},
 		serverTest{"New", testNew},
 		serverTest{"SameID", testSameID},
@@ -1028,6 +1030,12 @@ func testMixedWithRedisAndMem(t *testing.T, srv *testserver.ZK) {
 			}); err != nil {
 				t.Fatal(err)
 			}
+			// Atoms, promises and delays on the other backend change at
+			// its clock's points, which must never move the
+			// coordinator's read points (a ZooKeeper atom's zxids under a
+			// Redis or mem coordinator once broke every transaction after
+			// its first swap).
+			t.Run("ForeignClocks", func(t *testing.T) { backendtest.ForeignClocks(t, coord, other) })
 		})
 	}
 }
@@ -1132,4 +1140,46 @@ func testValueAndHistoryLimits(t *testing.T, srv *testserver.ZK) {
 		t.Fatal(err)
 	}
 	checkHistory(writes + 1)
+}
+
+// testRefusedCommitIsNotUnknown: a request the server refuses (here for want
+// of permission: the clock node made read-only) certainly applied nothing,
+// so the commit ends with an error wrapping backend.ErrNotApplied, at once,
+// and is not treated as an unknown outcome to be learned and retried.
+func testRefusedCommitIsNotUnknown(t *testing.T, srv *testserver.ZK) {
+	ctx := context.Background()
+	root := newRoot("refused")
+	b := open(t, srv, zk.Config{Root: root, Auth: "alice:secret"})
+	for _, general := range []bool{false, true} {
+		opts := []stm.Option{stm.WithMaxRetries(3)}
+		if general {
+			opts = append(opts, stm.WithGeneralPath())
+		}
+		s := openSTM(t, b, opts...)
+		r, err := refs.New(ctx, s, fmt.Sprintf("x%v", general), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := sessConnect(t, srv.Servers)
+		if err := owner.AddAuth("digest", []byte("alice:secret")); err != nil {
+			t.Fatal(err)
+		}
+		readOnly := append(gozk.DigestACL(gozk.PermRead|gozk.PermAdmin, "alice", "secret"), gozk.WorldACL(gozk.PermRead)...)
+		if _, err := owner.SetACL(root+"/clock", readOnly, -1); err != nil {
+			t.Fatal(err)
+		}
+		err = s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, 2); return nil })
+		if !errors.Is(err, backend.ErrNotApplied) || errors.Is(err, stm.ErrOutcomeUnknown) || errors.Is(err, stm.ErrRetryLimit) || !errors.Is(err, gozk.ErrNoAuth) {
+			t.Errorf("general=%v: a commit the server refused: %v; want an error wrapping backend.ErrNotApplied and zk.ErrNoAuth, not an unknown outcome", general, err)
+		}
+		if st := s.Stats(); st.Unknown != 0 || st.Retries != 0 {
+			t.Errorf("general=%v: %d unknown outcomes, %d retries, want none", general, st.Unknown, st.Retries)
+		}
+		if _, err := owner.SetACL(root+"/clock", gozk.DigestACL(gozk.PermAll, "alice", "secret"), -1); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := r.Deref(ctx); err != nil || v != 1 {
+			t.Errorf("general=%v: x = %d (%v) after a refused commit, want 1", general, v, err)
+		}
+	}
 }

@@ -457,15 +457,20 @@ func (b *Backend) getAll(paths []string, one func(int) error) error {
 	return errors.Join(errs...)
 }
 
-// multiError is a failed Multi: Op is the index of the operation that
-// failed (-1 if unknown), Err its error.
+// multiError is a Multi the server refused: Op is the index of the
+// operation that failed (-1 if unknown), Err its error. A Multi is atomic,
+// so a refused one certainly applied nothing: it wraps
+// backend.ErrNotApplied too (a request the server refused for want of
+// permission is not an unknown outcome).
 type multiError struct {
 	Op  int
 	Err error
 }
 
 func (e *multiError) Error() string { return fmt.Sprintf("zk: multi op %d: %v", e.Op, e.Err) }
-func (e *multiError) Unwrap() error { return e.Err }
+func (e *multiError) Unwrap() []error {
+	return []error{e.Err, backend.ErrNotApplied}
+}
 
 // multi runs ops as one Multi. A *multiError reports which op the server
 // refused (nothing applied); any other error leaves the outcome unknown.
