@@ -266,10 +266,22 @@ type poolKey struct {
 	lease time.Duration
 }
 
+// opening is an OpenSession in flight for a key: callers for the same key
+// wait for it (each as long as its own ctx allows) instead of opening
+// another.
+type opening struct {
+	done    chan struct{} // closed when the open has returned
+	waiters int           // callers waiting for it (for tests)
+}
+
+// pool.mu guards the maps and the sessions' refs and gen; it is never held
+// across a call to the backend, so a backend that does not answer holds up
+// only the callers of its own key.
 var pool struct {
-	mu  sync.Mutex
-	m   map[poolKey]*Session
-	gen int
+	mu    sync.Mutex
+	m     map[poolKey]*Session
+	opens map[poolKey]*opening
+	gen   int
 }
 
 // Linger is how long an unused pooled session stays open, so that a lock
@@ -277,25 +289,61 @@ var pool struct {
 var Linger = 5 * time.Second
 
 // Acquire returns this process's live session for drv and lease, opening
-// one if needed; Release gives it back.
+// one if needed; Release gives it back. Concurrent callers for the same
+// drv and lease share one OpenSession in flight, each waiting no longer
+// than its own ctx; if that open fails, a caller still waiting opens
+// again with its own ctx. No caller ever waits for another key's open.
 func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
 	k := poolKey{drv, lease}
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	if s := pool.m[k]; s != nil && !s.Lost() {
-		s.refs++
-		return s, nil
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		pool.mu.Lock()
+		if s := pool.m[k]; s != nil && !s.Lost() {
+			s.refs++
+			pool.mu.Unlock()
+			return s, nil
+		}
+		if op := pool.opens[k]; op != nil {
+			op.waiters++
+			pool.mu.Unlock()
+			var err error
+			select {
+			case <-op.done: // take its session, or open again
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			pool.mu.Lock()
+			op.waiters--
+			pool.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		op := &opening{done: make(chan struct{})}
+		if pool.opens == nil {
+			pool.opens = make(map[poolKey]*opening)
+		}
+		pool.opens[k] = op
+		pool.mu.Unlock()
+
+		s, err := Open(ctx, drv, lease)
+
+		pool.mu.Lock()
+		delete(pool.opens, k)
+		if err == nil {
+			if pool.m == nil {
+				pool.m = make(map[poolKey]*Session)
+			}
+			s.key, s.refs = k, 1
+			pool.m[k] = s
+		}
+		pool.mu.Unlock()
+		close(op.done)
+		return s, err
 	}
-	s, err := Open(ctx, drv, lease)
-	if err != nil {
-		return nil, err
-	}
-	if pool.m == nil {
-		pool.m = make(map[poolKey]*Session)
-	}
-	s.key, s.refs = k, 1
-	pool.m[k] = s
-	return s, nil
 }
 
 // Release gives back a session from Acquire. An unused session is closed

@@ -189,3 +189,133 @@ func TestDoneLooksAtTheDeadline(t *testing.T) {
 		t.Fatalf("Err = %v, want ErrExpired", s.Err())
 	}
 }
+
+// stalled is a mem backend whose OpenSession does not answer until its
+// ctx ends (an unreachable server), or until released.
+type stalled struct {
+	*mem.Backend
+	opens   atomic.Int64
+	entered chan struct{} // an OpenSession arrived
+	release chan struct{} // closed: answer
+}
+
+func newStalled() *stalled {
+	return &stalled{Backend: mem.New(), entered: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+func (s *stalled) OpenSession(ctx context.Context, id string, lease time.Duration, holder string) (time.Duration, error) {
+	s.opens.Add(1)
+	s.entered <- struct{}{}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-s.release:
+	}
+	return s.Backend.OpenSession(context.Background(), id, lease, holder)
+}
+
+// result runs f in a goroutine and returns a channel of its error.
+func result(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	return ch
+}
+
+// TestUnreachableBackendDoesNotStallOtherLocks: while an OpenSession on a
+// backend that does not answer is in flight, Acquire on another backend
+// returns at once, and another Acquire on the stalled one ends with its
+// own ctx.
+func TestUnreachableBackendDoesNotStallOtherLocks(t *testing.T) {
+	dead := newStalled()
+	bg, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := result(func() error { _, err := Acquire(bg, dead, time.Minute); return err })
+	<-dead.entered // the first Acquire is waiting on the network
+
+	other := mem.New()
+	got := result(func() error {
+		s, err := Acquire(context.Background(), other, time.Minute)
+		if err == nil {
+			s.Release()
+		}
+		return err
+	})
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Acquire on a healthy backend: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Acquire on a healthy backend waited 30s for an OpenSession on another backend")
+	}
+
+	short, cancelShort := context.WithCancel(context.Background())
+	second := result(func() error { _, err := Acquire(short, dead, time.Minute); return err })
+	cancelShort()
+	select {
+	case err := <-second:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Acquire whose ctx ended while another open was in flight: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Acquire did not return 30s after its ctx ended: it waits for another caller's open")
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first Acquire: %v, want context.Canceled", err)
+	}
+}
+
+// TestConcurrentAcquiresShareOneOpen: callers for the same backend and
+// lease wait for the open in flight rather than open another session.
+func TestConcurrentAcquiresShareOneOpen(t *testing.T) {
+	slow := newStalled()
+	ctx := context.Background()
+	k := poolKey{slow, time.Minute}
+	type got struct {
+		s   *Session
+		err error
+	}
+	res := make(chan got, 3)
+	for range 3 {
+		go func() {
+			s, err := Acquire(ctx, slow, time.Minute)
+			res <- got{s, err}
+		}()
+	}
+	<-slow.entered
+	for deadline := time.Now().Add(time.Minute); ; {
+		pool.mu.Lock()
+		n := 0
+		if op := pool.opens[k]; op != nil {
+			n = op.waiters
+		}
+		pool.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for the open in flight after a minute, want 2", n)
+		}
+		<-time.After(time.Millisecond)
+	}
+	close(slow.release)
+	var first *Session
+	for range 3 {
+		g := <-res
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		if first == nil {
+			first = g.s
+		} else if g.s != first {
+			t.Fatal("two sessions for one backend and lease")
+		}
+	}
+	if n := slow.opens.Load(); n != 1 {
+		t.Fatalf("%d OpenSession calls, want 1", n)
+	}
+	for range 3 {
+		first.Release()
+	}
+}
