@@ -46,6 +46,7 @@ func testMutex(t *testing.T, newDriver NewDriver) {
 	t.Run("FIFO", func(t *testing.T) { mutexFIFO(t, newDriver(t)) })
 	t.Run("Lost", func(t *testing.T) { mutexLost(t, newDriver(t)) })
 	t.Run("BadInput", func(t *testing.T) { mutexBadInput(t, newDriver(t)) })
+	t.Run("SharedMutexExcludesGoroutines", func(t *testing.T) { sharedMutexExcludes(t, newDriver(t)) })
 	t.Run("OverSTM", func(t *testing.T) {
 		d := newDriver(t)
 		m := newMutex(t, open(t, d), uniq("stm"))
@@ -256,6 +257,9 @@ func mutexTryLock(t *testing.T, d backend.Driver) {
 		if err == nil && !ok {
 			err = errors.New("TryLock gave up although the lock was freed before its deadline")
 		}
+		if err == nil {
+			err = b.Unlock(ctx) // the holder is this goroutine
+		}
 		got <- err
 	}()
 	waitEntries(t, d, "lock/"+name, 2)
@@ -263,9 +267,6 @@ func mutexTryLock(t *testing.T, d backend.Driver) {
 		t.Fatal(err)
 	}
 	if err := <-got; err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if es := entries(t, d.(backend.Sessions), "lock/"+name, false); len(es) != 0 {
@@ -474,9 +475,164 @@ func mutexBadInput(t *testing.T, d backend.Driver) {
 	_ = other.Unlock(ctx)
 }
 
+// sharedMutexExcludes: goroutines sharing one *Mutex exclude each other as
+// with sync.Mutex: the holder is the goroutine that called Lock (a second
+// Lock on it counts), Unlock from another goroutine is ErrNotHeld, Token
+// and Lost are the holder's, and TryLock on another goroutine says
+// (false, nil) while the holder holds.
+func sharedMutexExcludes(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	m := newMutex(t, d, uniq("shared"))
+	const workers, rounds = 4, 15
+	var inside atomic.Int64
+	var last atomic.Uint64
+	parallelErr(t, workers, func(w int) error {
+		for i := 0; i < rounds; i++ {
+			if err := m.Lock(ctx); err != nil {
+				return fmt.Errorf("Lock: %w", err)
+			}
+			if n := inside.Add(1); n != 1 {
+				inside.Add(-1)
+				_ = m.Unlock(ctx)
+				return fmt.Errorf("%d goroutines inside the critical section of one shared *Mutex", n)
+			}
+			tok := m.Token()
+			if tok <= last.Load() {
+				return fmt.Errorf("token %d not above the previous holder's %d", tok, last.Load())
+			}
+			last.Store(tok)
+			if i%5 == 0 { // reentrant on the holding goroutine
+				if err := m.Lock(ctx); err != nil {
+					return fmt.Errorf("reentrant Lock: %w", err)
+				}
+				if m.Token() != tok {
+					return fmt.Errorf("a reentrant Lock changed the token")
+				}
+				if err := m.Unlock(ctx); err != nil {
+					return fmt.Errorf("inner Unlock: %w", err)
+				}
+			}
+			runtime.Gosched()
+			inside.Add(-1)
+			if err := m.Unlock(ctx); err != nil {
+				return fmt.Errorf("Unlock: %w", err)
+			}
+		}
+		return nil
+	})
+	// One goroutine holds; the others see it held and cannot unlock it.
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok := m.Token()
+	other := make(chan error, 1)
+	go func() {
+		if got := m.Token(); got != 0 {
+			other <- fmt.Errorf("Token on a goroutine that does not hold = %d, want 0", got)
+			return
+		}
+		select {
+		case <-m.Lost():
+		default:
+			other <- errors.New("Lost on a goroutine that does not hold is open")
+			return
+		}
+		if err := m.Unlock(ctx); !errors.Is(err, locks.ErrNotHeld) {
+			other <- fmt.Errorf("Unlock from a goroutine that does not hold: %v, want ErrNotHeld", err)
+			return
+		}
+		if ok, err := m.TryLock(context.Background()); ok || err != nil {
+			other <- fmt.Errorf("TryLock (no deadline) on another goroutine while held = %v, %v; want false, nil", ok, err)
+			return
+		}
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if ok, err := m.TryLock(dctx); ok || err != nil {
+			other <- fmt.Errorf("TryLock (deadline) on another goroutine while held = %v, %v; want false, nil", ok, err)
+			return
+		}
+		other <- nil
+	}()
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	if m.Token() != tok {
+		t.Fatalf("the holder's token changed to %d", m.Token())
+	}
+	select {
+	case <-m.Lost():
+		t.Fatal("the holder's Lost is closed")
+	default:
+	}
+	// A waiter on another goroutine gets it once the holder unlocks.
+	waited := make(chan error, 1)
+	go func() {
+		if err := m.Lock(ctx); err != nil {
+			waited <- err
+			return
+		}
+		if m.Token() <= tok {
+			waited <- fmt.Errorf("token %d after %d", m.Token(), tok)
+			return
+		}
+		waited <- m.Unlock(ctx)
+	}()
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sharedRWMutexExcludes: goroutines sharing one *RWMutex: writers exclude
+// everyone, readers share.
+func sharedRWMutexExcludes(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	m := newRW(t, d, uniq("sharedrw"))
+	const workers, rounds = 4, 12
+	var readers, writers atomic.Int64
+	var bad atomic.Value
+	parallelErr(t, workers, func(w int) error {
+		for i := 0; i < rounds; i++ {
+			if (w+i)%2 == 0 {
+				if err := m.Lock(ctx); err != nil {
+					return err
+				}
+				if writers.Add(1) != 1 || readers.Load() != 0 {
+					bad.CompareAndSwap(nil, "a writer of a shared *RWMutex shared the lock")
+				}
+				runtime.Gosched()
+				writers.Add(-1)
+				if err := m.Unlock(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := m.RLock(ctx); err != nil {
+				return err
+			}
+			readers.Add(1)
+			if writers.Load() != 0 {
+				bad.CompareAndSwap(nil, "a reader of a shared *RWMutex got in with a writer")
+			}
+			runtime.Gosched()
+			readers.Add(-1)
+			if err := m.RUnlock(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+}
+
 func testRWMutex(t *testing.T, newDriver NewDriver) {
 	t.Run("Readers", func(t *testing.T) { rwReaders(t, newDriver(t)) })
 	t.Run("Exclusion", func(t *testing.T) { rwExclusion(t, newDriver(t)) })
+	t.Run("SharedRWMutexExcludesWriters", func(t *testing.T) { sharedRWMutexExcludes(t, newDriver(t)) })
 }
 
 // rwReaders: readers overlap, a writer waits for them, and a reader that
