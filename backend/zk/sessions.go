@@ -42,10 +42,21 @@ import (
 // checks the session node's version, so an entry added meanwhile makes it
 // start again rather than outlive the session.
 //
-// A Seq is the dir node's child version when the entry was created, plus
-// one: ZooKeeper's sequence counter, which grows with every child created or
-// deleted, is persisted, and is never reset because dir nodes are never
-// deleted.
+// A Seq is seqBase plus the zxid of the Multi that created the entry (the
+// entry znode's Czxid; the Mzxid of the session node that the same Multi
+// sets, so the adder learns it from the reply). Zxids are 64-bit and
+// strictly increasing across the ensemble's whole life (leader changes and
+// restarts included), and one Multi creates at most one entry, so Seqs
+// strictly increase per dir and never wrap. Listing learns the Seqs of
+// other entries from their Czxid (an Exists each, pipelined, cached by
+// znode: a sequential znode's name is never reused). Entries are queued in
+// Seq order, so the lock queue is the creation order too.
+//
+// Before this scheme a Seq was the server's sequence number (the dir's
+// 32-bit child version) plus one, at most 2^32, which wrapped; seqBase is
+// 2^32, so every Seq handed out now is above every one handed out before,
+// in roots created by either version. The server's sequence suffix is
+// still part of a sequential entry's znode name, only for uniqueness.
 
 // seqMark separates a sequential entry's escaped name from its sequence
 // number; escape never outputs it.
@@ -101,22 +112,28 @@ func unixNano(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
-// parseNode reads an entry's znode name: its entry name and Seq (0 for a
-// named entry).
-func parseNode(node string) (name string, seq uint64, ok bool) {
+// seqBase is added to a zxid to make a Seq: above 2^32, the largest Seq
+// of the scheme before (a 32-bit child version plus one).
+const seqBase = 1 << 32
+
+// seqOf is the Seq of a sequential entry created by the request with
+// zxid z.
+func seqOf(z int64) uint64 { return seqBase + uint64(z) }
+
+// parseNode reads an entry's znode name: its entry name, and whether it
+// is sequential (its Seq is learned from its Czxid, see seqOf).
+func parseNode(node string) (name string, sequential bool, ok bool) {
 	esc := node
 	if i := strings.Index(node, seqMark); i >= 0 {
-		n, err := strconv.ParseInt(node[i+1:], 10, 64)
-		if err != nil {
-			return "", 0, false
+		// The server's suffix: an int32 counter printed with %010d
+		// (negative past 2^31), there for uniqueness only.
+		if _, err := strconv.ParseInt(node[i+1:], 10, 64); err != nil {
+			return "", false, false
 		}
-		// The server formats an int32 counter with %010d: it goes negative
-		// after 2^31 creations, and uint32 keeps the order for 2^32.
-		seq = uint64(uint32(int32(n))) + 1
-		esc = node[:i]
+		esc, sequential = node[:i], true
 	}
 	name, ok = unescape(esc)
-	return name, seq, ok && name != ""
+	return name, sequential, ok && name != ""
 }
 
 // sessState is the driver's memory of the logical sessions it opened: a
@@ -127,6 +144,7 @@ type sessState struct {
 	ended map[string]struct{}  // ids never come back
 	nodes map[[2]string]string // (dir, name) -> znode name, a hint for WaitEntries
 	seen  map[string][2]int32  // dir -> its cversion and version at the last Entries
+	seqs  map[string]uint64    // a sequential entry's znode path -> its Seq
 }
 
 type zkSession struct {
@@ -151,7 +169,17 @@ func (st *sessState) init() {
 		st.ended = make(map[string]struct{})
 		st.nodes = make(map[[2]string]string)
 		st.seen = make(map[string][2]int32)
+		st.seqs = make(map[string]uint64)
 	}
+}
+
+// learnSeq records the Seq of a sequential entry's znode. The caller
+// holds mu.
+func (st *sessState) learnSeq(p string, seq uint64) {
+	if len(st.seqs) >= hintLimit {
+		st.seqs = make(map[string]uint64)
+	}
+	st.seqs[p] = seq
 }
 
 func (st *sessState) hint(dir, name, node string) {
@@ -561,7 +589,8 @@ func (b *Backend) untrack(s *zkSession, k [2]string, p string) {
 	}
 }
 
-// findEntries lists the znodes of dir holding entry name of a session.
+// findEntries lists the znodes of dir holding entry name of a session
+// (and learns the Seqs of sequential ones).
 func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([]string, error) {
 	nodes, err := b.findNodes(ctx, dir, name)
 	if err != nil || len(nodes) == 0 {
@@ -577,9 +606,14 @@ func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([
 		return nil, err
 	}
 	var out []string
+	b.sess.mu.Lock()
+	defer b.sess.mu.Unlock()
 	for i := range paths {
 		if stats[i] == nil {
 			continue
+		}
+		if _, sequential, _ := parseNode(nodes[i]); sequential {
+			b.sess.learnSeq(paths[i], seqOf(stats[i].Czxid))
 		}
 		if e, err := decodeEntry(paths[i], data[i]); err == nil && e.Session == session {
 			out = append(out, paths[i])
@@ -697,13 +731,23 @@ func pause(ctx context.Context, done <-chan struct{}) error {
 // errUnknown marks an add whose outcome is unknown.
 var errUnknown = errors.New("outcome unknown")
 
-func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string) backend.Entry {
+// track records an entry the session added; zxid is the request that
+// created it, if known (0: look its Seq up among those learned).
+func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string, zxid int64) backend.Entry {
 	node := path.Base(p)
-	_, seq, _ := parseNode(node)
 	b.sess.mu.Lock()
 	defer b.sess.mu.Unlock()
 	s.entries[[2]string{req.Dir, req.Name}] = p
 	b.sess.hint(req.Dir, req.Name, node)
+	var seq uint64
+	if req.Sequential {
+		if zxid != 0 {
+			seq = seqOf(zxid)
+			b.sess.learnSeq(p, seq)
+		} else {
+			seq = b.sess.seqs[p]
+		}
+	}
 	return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: seq}
 }
 
@@ -730,7 +774,7 @@ func (b *Backend) addSequential(ctx context.Context, s *zkSession, req backend.A
 				return backend.Entry{}, fmt.Errorf("%w (%w)", err, errUnknown)
 			}
 			if len(found) > 0 {
-				return b.track(s, req, found[0]), nil
+				return b.track(s, req, found[0], 0), nil
 			}
 		}
 		ops := []any{
@@ -744,7 +788,8 @@ func (b *Backend) addSequential(ctx context.Context, s *zkSession, req backend.A
 		var me *multiError
 		switch {
 		case err == nil:
-			return b.track(s, req, res[1].String), nil
+			// The session node's Mzxid is the Multi's zxid, the entry's Czxid.
+			return b.track(s, req, res[1].String, res[0].Stat.Mzxid), nil
 		case failedOp(err, 0, gozk.ErrNoNode):
 			b.end(s)
 			return backend.Entry{}, goneErr(s.id)
@@ -786,7 +831,7 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 		var me *multiError
 		switch {
 		case err == nil:
-			return b.track(s, req, p), nil
+			return b.track(s, req, p, 0), nil
 		case failedOp(err, 0, gozk.ErrNoNode):
 			b.end(s)
 			return backend.Entry{}, goneErr(s.id)
@@ -818,7 +863,7 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 			})
 			switch {
 			case err == nil:
-				return b.track(s, req, p), nil
+				return b.track(s, req, p, 0), nil
 			case failedOp(err, 0, gozk.ErrNoNode):
 				b.end(s)
 				return backend.Entry{}, goneErr(s.id)
@@ -1035,16 +1080,28 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	}
 	out := make([]backend.Entry, 0, len(kids))
 	var nodes []string
+	var unknown []int // sequential entries whose Seq is not yet known
 	for _, k := range kids {
-		name, seq, ok := parseNode(k)
+		name, sequential, ok := parseNode(k)
 		if !ok {
 			continue // not Epochal's
 		}
 		b.sess.hint(dir, name, k)
-		out = append(out, backend.Entry{Dir: dir, Name: name, Seq: seq})
+		e := backend.Entry{Dir: dir, Name: name}
+		if sequential {
+			if e.Seq = b.sess.seqs[dirP+"/"+k]; e.Seq == 0 {
+				unknown = append(unknown, len(out))
+			}
+		}
+		out = append(out, e)
 		nodes = append(nodes, k)
 	}
 	b.sess.mu.Unlock()
+	if len(unknown) > 0 {
+		if out, nodes, err = b.learnSeqs(ctx, dirP, out, nodes, unknown); err != nil {
+			return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+		}
+	}
 	if details && len(out) > 0 {
 		if out, err = b.details(ctx, dirP, out, nodes); err != nil {
 			return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
@@ -1060,6 +1117,51 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 		return strings.Compare(a.Name, b.Name)
 	})
 	return out, nil
+}
+
+// learnSeqs reads the Czxid of the entries at the indices unknown (one
+// pipelined round trip) to fill in their Seqs; entries removed meanwhile
+// are dropped.
+func (b *Backend) learnSeqs(ctx context.Context, dirP string, es []backend.Entry, nodes []string, unknown []int) ([]backend.Entry, []string, error) {
+	paths := make([]string, len(unknown))
+	for i, j := range unknown {
+		paths[i] = dirP + "/" + nodes[j]
+	}
+	stats := make([]*gozk.Stat, len(paths))
+	one := func(i int) error {
+		_, st, err := b.conn.Exists(paths[i])
+		if err != nil {
+			return fmt.Errorf("zk: read %s: %w", paths[i], err)
+		}
+		stats[i] = st
+		b.observe(st)
+		return nil
+	}
+	err := b.consistent(ctx, func() error { return wait(ctx, func() error { return b.getAll(paths, one) }) })
+	if err != nil {
+		return nil, nil, err
+	}
+	gone := make(map[int]bool)
+	b.sess.mu.Lock()
+	for i, j := range unknown {
+		if stats[i] == nil {
+			gone[j] = true
+			continue
+		}
+		es[j].Seq = seqOf(stats[i].Czxid)
+		b.sess.learnSeq(paths[i], es[j].Seq)
+	}
+	b.sess.mu.Unlock()
+	if len(gone) == 0 {
+		return es, nodes, nil
+	}
+	keepE, keepN := es[:0], nodes[:0]
+	for j := range es {
+		if !gone[j] {
+			keepE, keepN = append(keepE, es[j]), append(keepN, nodes[j])
+		}
+	}
+	return keepE, keepN, nil
 }
 
 func (b *Backend) details(ctx context.Context, dirP string, es []backend.Entry, nodes []string) ([]backend.Entry, error) {
