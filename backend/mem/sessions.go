@@ -19,9 +19,53 @@ var _ backend.Sessions = (*Backend)(nil)
 type sessions struct {
 	mu      sync.Mutex
 	live    map[string]*memSession
-	ended   map[string]struct{} // ids never come back
+	ended   endedIDs
 	dirs    map[string]*memDir
 	changed chan struct{} // closed and replaced on every change
+}
+
+// EndedKeep is how long an ended session's id is remembered, so that
+// OpenSession of it (a retry delayed past the end) is ErrSessionGone
+// rather than a new session under an old id. Ids are drawn at random, so
+// only such retries reuse one, and they come within their caller's ctx;
+// forgetting ids after EndedKeep keeps a long-lived process's memory
+// bounded by the sessions ended in the last EndedKeep.
+const EndedKeep = 10 * time.Minute
+
+// endedIDs remembers ended session ids for keep, by the clock now.
+type endedIDs struct {
+	at    map[string]time.Time
+	order []endedID // in the order they ended, for forgetting
+	keep  time.Duration
+	now   func() time.Time
+}
+
+type endedID struct {
+	id string
+	at time.Time
+}
+
+func (e *endedIDs) add(id string) {
+	t := e.now()
+	e.at[id] = t
+	e.order = append(e.order, endedID{id, t})
+}
+
+func (e *endedIDs) has(id string) bool { _, ok := e.at[id]; return ok }
+
+// forget drops the ids that ended keep ago or earlier.
+func (e *endedIDs) forget() {
+	cut := e.now().Add(-e.keep)
+	i := 0
+	for i < len(e.order) && !e.order[i].at.After(cut) {
+		if e.at[e.order[i].id] == e.order[i].at {
+			delete(e.at, e.order[i].id)
+		}
+		i++
+	}
+	if i > 0 {
+		e.order = append(e.order[:0:0], e.order[i:]...)
+	}
 }
 
 type memSession struct {
@@ -46,7 +90,7 @@ func (b *Backend) sess() *sessions {
 	b.sessOnce.Do(func() {
 		b.sessions = &sessions{
 			live:    make(map[string]*memSession),
-			ended:   make(map[string]struct{}),
+			ended:   endedIDs{at: make(map[string]time.Time), keep: EndedKeep, now: time.Now},
 			dirs:    make(map[string]*memDir),
 			changed: make(chan struct{}),
 		}
@@ -76,7 +120,7 @@ func (s *sessions) end(id string, ss *memSession) {
 		}
 	}
 	delete(s.live, id)
-	s.ended[id] = struct{}{}
+	s.ended.add(id)
 }
 
 func (s *sessions) broadcast() {
@@ -84,12 +128,13 @@ func (s *sessions) broadcast() {
 	s.changed = make(chan struct{})
 }
 
-// lock takes mu and ends expired sessions.
+// lock takes mu, ends expired sessions and forgets old ended ids.
 func (s *sessions) lock() {
 	s.mu.Lock()
 	if s.reap(time.Now()) {
 		s.broadcast()
 	}
+	s.ended.forget()
 }
 
 func checkNames(pairs ...string) error {
@@ -100,7 +145,8 @@ func checkNames(pairs ...string) error {
 }
 
 // OpenSession starts a session; the lease is enforced by this process's
-// clock.
+// clock. An id whose session ended less than EndedKeep ago is
+// ErrSessionGone.
 func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duration, holder string) (time.Duration, error) {
 	if err := b.check(ctx); err != nil {
 		return 0, err
@@ -114,7 +160,7 @@ func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duratio
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
-	if _, ok := s.ended[id]; ok {
+	if s.ended.has(id) {
 		return 0, fmt.Errorf("mem: session %s: %w", id, backend.ErrSessionGone)
 	}
 	now := time.Now()

@@ -141,7 +141,7 @@ func parseNode(node string) (name string, sequential bool, ok bool) {
 type sessState struct {
 	mu    sync.Mutex
 	live  map[string]*zkSession
-	ended map[string]struct{}  // ids never come back
+	ended endedIDs             // ids of sessions ended here, for EndedKeep
 	nodes map[[2]string]string // (dir, name) -> znode name, a hint for WaitEntries
 	seen  map[string][2]int32  // dir -> its cversion and version at the last Entries
 	seqs  map[string]uint64    // a sequential entry's znode path -> its Seq
@@ -163,10 +163,57 @@ type zkSession struct {
 
 const hintLimit = 4096
 
+// EndedKeep is how long the backend remembers the id of a session that
+// ended here, so that OpenSession of it (a retry delayed past the end) is
+// ErrSessionGone rather than a new session under an old id. Ids are drawn
+// at random, so only such retries reuse one, and they come within their
+// caller's ctx; forgetting ids after EndedKeep keeps a long-lived
+// process's memory bounded by the sessions ended in the last EndedKeep.
+const EndedKeep = 10 * time.Minute
+
+// endedIDs remembers ended session ids for keep, by the clock now.
+type endedIDs struct {
+	at    map[string]time.Time
+	order []endedID // in the order they ended, for forgetting
+	keep  time.Duration
+	now   func() time.Time
+}
+
+type endedID struct {
+	id string
+	at time.Time
+}
+
+func (e *endedIDs) add(id string) {
+	t := e.now()
+	e.at[id] = t
+	e.order = append(e.order, endedID{id, t})
+}
+
+func (e *endedIDs) has(id string) bool { _, ok := e.at[id]; return ok }
+
+// forget drops the ids that ended keep ago or earlier.
+func (e *endedIDs) forget() {
+	cut := e.now().Add(-e.keep)
+	i := 0
+	for i < len(e.order) && !e.order[i].at.After(cut) {
+		if e.at[e.order[i].id] == e.order[i].at {
+			delete(e.at, e.order[i].id)
+		}
+		i++
+	}
+	if i > 0 {
+		e.order = append(e.order[:0:0], e.order[i:]...)
+	}
+}
+
+// init makes the maps on first use and forgets old ended ids. The caller
+// holds mu.
 func (st *sessState) init() {
+	defer st.ended.forget()
 	if st.live == nil {
 		st.live = make(map[string]*zkSession)
-		st.ended = make(map[string]struct{})
+		st.ended = endedIDs{at: make(map[string]time.Time), keep: EndedKeep, now: time.Now}
 		st.nodes = make(map[[2]string]string)
 		st.seen = make(map[string][2]int32)
 		st.seqs = make(map[string]uint64)
@@ -288,7 +335,7 @@ func (b *Backend) end(s *zkSession) {
 func (b *Backend) endLocked(s *zkSession) {
 	if b.sess.live[s.id] == s {
 		delete(b.sess.live, s.id)
-		b.sess.ended[s.id] = struct{}{}
+		b.sess.ended.add(s.id)
 	}
 	s.closing = true
 	if s.timer != nil {
@@ -311,7 +358,7 @@ func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duratio
 	}
 	b.sess.mu.Lock()
 	b.sess.init()
-	if _, ok := b.sess.ended[id]; ok {
+	if b.sess.ended.has(id) {
 		b.sess.mu.Unlock()
 		return 0, goneErr(id)
 	}
