@@ -766,6 +766,9 @@ func testGroup(t *testing.T, newDriver NewDriver) {
 	t.Run("Membership", func(t *testing.T) { groupMembership(t, newDriver(t)) })
 	t.Run("Rejoin", func(t *testing.T) { groupRejoin(t, newDriver(t)) })
 	t.Run("SlowReader", func(t *testing.T) { groupSlowReader(t, newDriver(t)) })
+	t.Run("GroupMemberJoinedAndLeftIsReported", func(t *testing.T) { groupJoinedAndLeft(t, newDriver(t)) })
+	t.Run("WatchFromSnapshot", func(t *testing.T) { groupWatchFromSnapshot(t, newDriver(t)) })
+	t.Run("WatchGap", func(t *testing.T) { groupWatchGap(t, newDriver(t)) })
 	t.Run("BadInput", func(t *testing.T) { groupBadInput(t, newDriver(t)) })
 }
 
@@ -928,6 +931,205 @@ func groupSlowReader(t *testing.T, d backend.Driver) {
 	}
 	v := view{}
 	awaitView(t, slow, v, "slow", "m5", "m6", "m7")
+}
+
+// sessionsDriver is a driver with sessions.
+type sessionsDriver interface {
+	backend.Driver
+	backend.Sessions
+}
+
+// frozen passes every call to its driver, but listings wait while it is
+// shut: a watcher over it takes no look meanwhile.
+type frozen struct {
+	sessionsDriver
+	mu       sync.Mutex
+	cond     *sync.Cond
+	shut     bool
+	inflight int
+}
+
+func newFrozen(d backend.Driver) *frozen {
+	f := &frozen{sessionsDriver: d.(sessionsDriver)}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *frozen) enter() {
+	f.mu.Lock()
+	for f.shut {
+		f.cond.Wait()
+	}
+	f.inflight++
+	f.mu.Unlock()
+}
+
+func (f *frozen) exit() {
+	f.mu.Lock()
+	f.inflight--
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+// freeze shuts the gate and waits until no listing is in flight.
+func (f *frozen) freeze() {
+	f.mu.Lock()
+	f.shut = true
+	for f.inflight > 0 {
+		f.cond.Wait()
+	}
+	f.mu.Unlock()
+}
+
+func (f *frozen) thaw() {
+	f.mu.Lock()
+	f.shut = false
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+func (f *frozen) Entries(ctx context.Context, dir string, details bool) ([]backend.Entry, error) {
+	f.enter()
+	defer f.exit()
+	return f.sessionsDriver.Entries(ctx, dir, details)
+}
+
+func (f *frozen) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	f.enter()
+	defer f.exit()
+	return f.sessionsDriver.ReadDir(ctx, req)
+}
+
+// groupJoinedAndLeft: a member that joins and leaves between two looks of
+// another member's watcher is reported to it, as joined and left, since
+// Members showed it meanwhile.
+func groupJoinedAndLeft(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("flicker")
+	fd := newFrozen(d)
+	a := join(t, fd, name, "a")
+	fd.freeze() // a's watcher takes no look until thaw
+	b := join(t, d, name, "b")
+	ms, err := group.Members(ctx, d, name)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("Members with a and b in = %+v, %v", ms, err)
+	}
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fd.thaw()
+	v := view{}
+	var sawJoin, sawLeave bool
+	timeout := time.After(time.Minute)
+	for !sawLeave {
+		select {
+		case ev, ok := <-a.Events():
+			if !ok {
+				t.Fatal("events closed")
+			}
+			v.apply(ev)
+			sawJoin = sawJoin || slices.Contains(ev.Joined, "b")
+			sawLeave = sawJoin && slices.Contains(ev.Left, "b")
+		case <-timeout:
+			t.Fatalf("a was never told that b joined and left (joined seen: %v; view %v)", sawJoin, v.names())
+		}
+	}
+	if got := v.names(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("a's view after b left: %v, want [a]", got)
+	}
+}
+
+// groupWatchFromSnapshot: MembersAt, then Watch from its snapshot: the
+// events after it, and only those, bring the snapshot's members to the
+// membership, a member who came and went meanwhile included.
+func groupWatchFromSnapshot(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("watch")
+	join(t, d, name, "a")
+	gone := join(t, d, name, "gone")
+	snap, err := group.MembersAt(ctx, d, name)
+	if err != nil || len(snap.Members) != 2 || snap.Rev == 0 {
+		t.Fatalf("MembersAt = %+v, %v", snap, err)
+	}
+	if err := gone.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := join(t, d, name, "b")
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	join(t, d, name, "c")
+	// Only now does the watch start, from the snapshot.
+	wctx, cancel := context.WithCancel(ctx)
+	events, err := group.Watch(wctx, d, name, snap, group.WithLease(lockLease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := view{"a": true, "gone": true}
+	var sawB bool
+	timeout := time.After(time.Minute)
+	for !sawB || !slices.Equal(v.names(), []string{"a", "c"}) {
+		select {
+		case ev := <-events:
+			if ev.Gap {
+				t.Fatalf("a gap in a watch from a recent snapshot: %+v", ev)
+			}
+			if slices.Contains(ev.Joined, "a") || slices.Contains(ev.Left, "a") {
+				t.Fatalf("event %+v about a, who stayed throughout", ev)
+			}
+			v.apply(ev)
+			sawB = sawB || (slices.Contains(ev.Joined, "b") && slices.Contains(ev.Left, "b"))
+		case <-timeout:
+			t.Fatalf("view %v a minute into the watch (b came and went reported: %v), want [a c]", v.names(), sawB)
+		}
+	}
+	cancel()
+	for range events { // closed when its ctx ends
+	}
+	if _, err := group.Watch(ctx, d, "", snap); !errors.Is(err, group.ErrName) {
+		t.Fatalf("Watch of a bad name: %v, want ErrName", err)
+	}
+}
+
+// groupWatchGap: a watch from a snapshot older than the group's log of
+// joins reaches is told so (Gap), and still brought to the membership.
+func groupWatchGap(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("gap")
+	join(t, d, name, "a")
+	snap, err := group.MembersAt(ctx, d, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := d.(backend.Sessions)
+	id, _ := openSession(t, ss, time.Minute)
+	for i := range backend.MinAddLog + 5 {
+		m := fmt.Sprintf("m%03d", i)
+		add(t, ss, id, group.DirPrefix+name, m, false, "")
+		if err := ss.RemoveEntry(ctx, id, group.DirPrefix+name, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join(t, d, name, "z")
+	events, err := group.Watch(ctx, d, name, snap, group.WithLease(lockLease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := view{"a": true}
+	gap := false
+	timeout := time.After(time.Minute)
+	for !slices.Equal(v.names(), []string{"a", "z"}) {
+		select {
+		case ev := <-events:
+			gap = gap || ev.Gap
+			v.apply(ev)
+		case <-timeout:
+			t.Fatalf("view %v a minute into the watch, want [a z]", v.names())
+		}
+	}
+	if !gap {
+		t.Fatal("no Gap in a watch from before more joins than the log keeps")
+	}
 }
 
 func groupBadInput(t *testing.T, d backend.Driver) {

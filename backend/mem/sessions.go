@@ -77,6 +77,22 @@ type memSession struct {
 type memDir struct {
 	seq     uint64 // never goes back, even when the dir empties
 	entries map[string]*memEntry
+	rev     uint64          // the dir's revision: every change counts
+	adds    []backend.Added // the newest additions of named entries, oldest first
+	floor   uint64          // the revision of the newest addition dropped from adds
+}
+
+// changed counts a change of the dir.
+func (d *memDir) changed() { d.rev++ }
+
+// added counts the addition of a named entry and logs it.
+func (d *memDir) added(name string) {
+	d.rev++
+	if len(d.adds) >= backend.MinAddLog {
+		d.floor = d.adds[0].Rev
+		d.adds = append(d.adds[:0:0], d.adds[1:]...)
+	}
+	d.adds = append(d.adds, backend.Added{Name: name, Rev: d.rev})
 }
 
 type memEntry struct {
@@ -117,6 +133,7 @@ func (s *sessions) end(id string, ss *memSession) {
 	for k := range ss.entries {
 		if d := s.dirs[k[0]]; d != nil {
 			delete(d.entries, k[1])
+			d.changed()
 		}
 	}
 	delete(s.live, id)
@@ -233,6 +250,7 @@ func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (ba
 		}
 		if !req.Sequential {
 			e.data = slices.Clone(req.Data)
+			d.changed()
 			s.broadcast()
 		}
 		return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: e.seq}, nil
@@ -241,6 +259,9 @@ func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (ba
 	if req.Sequential {
 		d.seq++
 		e.seq = d.seq
+		d.changed()
+	} else {
+		d.added(req.Name)
 	}
 	d.entries[req.Name] = e
 	ss.entries[[2]string{req.Dir, req.Name}] = struct{}{}
@@ -271,6 +292,7 @@ func (b *Backend) SetEntry(ctx context.Context, session, dir, name string, data 
 		return err
 	}
 	e.data = slices.Clone(data)
+	s.dirs[dir].changed()
 	s.broadcast()
 	return nil
 }
@@ -287,6 +309,7 @@ func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) er
 		return err
 	}
 	delete(s.dirs[dir].entries, name)
+	s.dirs[dir].changed()
 	delete(s.live[session].entries, [2]string{dir, name})
 	s.broadcast()
 	return nil
@@ -300,9 +323,43 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
+	return s.list(dir, details), nil
+}
+
+// ReadDir lists dir's live entries at its revision (a count of its
+// changes) and the logged additions after req.Since, in one look.
+func (b *Backend) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.DirState{}, err
+	}
+	if err := checkNames("dir", req.Dir); err != nil {
+		return backend.DirState{}, err
+	}
+	s := b.sess()
+	s.lock()
+	defer s.mu.Unlock()
+	st := backend.DirState{Entries: s.list(req.Dir, req.Details)}
+	d := s.dirs[req.Dir]
+	if d == nil {
+		return st, nil
+	}
+	st.Rev = d.rev
+	if req.Adds {
+		st.Truncated = req.Since < d.floor
+		for _, a := range d.adds {
+			if a.Rev > req.Since {
+				st.Adds = append(st.Adds, a)
+			}
+		}
+	}
+	return st, nil
+}
+
+// list lists dir's live entries. The caller holds mu.
+func (s *sessions) list(dir string, details bool) []backend.Entry {
 	d := s.dirs[dir]
 	if d == nil {
-		return nil, nil
+		return nil
 	}
 	out := make([]backend.Entry, 0, len(d.entries))
 	for name, e := range d.entries {
@@ -315,7 +372,7 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 		out = append(out, en)
 	}
 	sortEntries(out)
-	return out, nil
+	return out
 }
 
 func sortEntries(es []backend.Entry) {

@@ -31,7 +31,10 @@
 // EPHEMERAL node (holder, lease, heartbeat); sd/<dir> is one flat
 // PERSISTENT node per dir, never deleted; sd/<dir>/<name> is a named
 // entry and sd/<dir>/<name>#<10 digits> a sequential one, both EPHEMERAL
-// (data: session, data, created). A Seq is 2^32 plus the zxid of the
+// (data: session, data, created). sl/<dir> logs the dir's newest 256
+// additions of named entries (name and zxid), written in the Multi that
+// creates the entry, version checked; a dir's revision (ReadDir) is its
+// node's Pzxid, which a session's expiry moves too. A Seq is 2^32 plus the zxid of the
 // Multi that created the entry (its Czxid): 64-bit, strictly increasing,
 // and above every Seq of the earlier scheme (the server's 32-bit sequence
 // number plus one, which wrapped). When the ZooKeeper session expires the server

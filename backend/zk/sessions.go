@@ -97,6 +97,71 @@ func (n *entryNode) encode() []byte {
 	return data
 }
 
+// logNode is a dir's log of named additions ({root}/sl/<dir>), written
+// in the Multi that creates the entry, version checked. The newest
+// record's Zxid is 0 ("self"): the Multi cannot know its own zxid, which
+// is the node's Mzxid; the next writer stores it explicitly.
+type logNode struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Floor    int64    // the zxid of the newest record dropped
+	Recs     []logRec // oldest first
+}
+
+type logRec struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Name     string
+	Zxid     int64
+}
+
+// logKeep is how many records a dir's log keeps (backend.MinAddLog).
+const logKeep = backend.MinAddLog
+
+// readLog reads dir's log, its self record resolved; a missing log node
+// is an empty log with a nil stat.
+func (b *Backend) readLog(ctx context.Context, dir string) (logNode, *gozk.Stat, error) {
+	var lg logNode
+	data, stats, err := b.get(ctx, []string{b.logPath(dir)})
+	if err != nil || stats[0] == nil {
+		return lg, nil, err
+	}
+	if len(data[0]) > 0 {
+		if err := msgpack.Unmarshal(data[0], &lg); err != nil {
+			return lg, nil, fmt.Errorf("%w: log node of %s: %v", ErrMalformed, dir, err)
+		}
+	}
+	if n := len(lg.Recs); n > 0 && lg.Recs[n-1].Zxid == 0 {
+		lg.Recs[n-1].Zxid = stats[0].Mzxid
+	}
+	return lg, stats[0], nil
+}
+
+// appended returns the log with name added as its self record, the
+// oldest records dropped past logKeep.
+func (lg logNode) appended(name string) []byte {
+	lg.Recs = append(slices.Clone(lg.Recs), logRec{Name: name})
+	if over := len(lg.Recs) - logKeep; over > 0 {
+		lg.Floor = max(lg.Floor, lg.Recs[over-1].Zxid)
+		lg.Recs = lg.Recs[over:]
+	}
+	data, err := msgpack.Marshal(&lg)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode log node: %v", err))
+	}
+	return data
+}
+
+func (b *Backend) logPath(dir string) string { return b.slP + "/" + escape(dir) }
+
+// mklog creates a dir's log node (for dirs made before logs existed).
+func (b *Backend) mklog(ctx context.Context, dir string) error {
+	p := b.logPath(dir)
+	err := wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
+	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		return fmt.Errorf("zk: create log %s: %w", p, err)
+	}
+	return nil
+}
+
 func decodeEntry(p string, data []byte) (*entryNode, error) {
 	var n entryNode
 	if err := msgpack.Unmarshal(data, &n); err != nil || n.Session == "" {
@@ -866,15 +931,27 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 	p := dirP + "/" + escape(req.Name)
 	var last error
 	unknown := false
-	for range 5 {
+	for tries := 0; tries < 5; tries++ {
+		// The addition goes into the dir's log in the same Multi.
+		lg, lst, err := b.readLog(ctx, req.Dir)
+		if err != nil {
+			return backend.Entry{}, err
+		}
+		if lst == nil {
+			if err := b.mklog(ctx, req.Dir); err != nil {
+				return backend.Entry{}, err
+			}
+			continue
+		}
 		ops := []any{
 			&gozk.SetDataRequest{Path: b.sessPath(s.id), Data: b.sessData(s), Version: -1},
 			&gozk.CreateRequest{Path: p, Data: en.encode(), Acl: b.acl, Flags: gozk.FlagEphemeral},
+			&gozk.SetDataRequest{Path: b.logPath(req.Dir), Data: lg.appended(req.Name), Version: lst.Version},
 		}
 		if requestSize(ops) > b.cfg.MaxRequest {
 			return backend.Entry{}, fmt.Errorf("%d bytes of data: %w", len(req.Data), ErrTooLarge)
 		}
-		_, err := b.multi(ctx, ops)
+		_, err = b.multi(ctx, ops)
 		var me *multiError
 		switch {
 		case err == nil:
@@ -886,6 +963,19 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 			if err := b.mkdir(ctx, req.Dir); err != nil {
 				return backend.Entry{}, err
 			}
+		case failedOp(err, 2, gozk.ErrBadVersion):
+			// Another addition to the dir came first: it made progress,
+			// so this does not count as a try.
+			tries--
+			if err := ctx.Err(); err != nil {
+				return backend.Entry{}, err
+			}
+			continue
+		case failedOp(err, 2, gozk.ErrNoNode):
+			if err := b.mklog(ctx, req.Dir); err != nil {
+				return backend.Entry{}, err
+			}
+			continue
 		case failedOp(err, 1, gozk.ErrNodeExists):
 			// Held: by this session (a repeat: replace the data) or not.
 			data, stats, err := b.get(ctx, []string{p})
@@ -1112,10 +1202,17 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	if err := checkNames("dir", dir); err != nil {
 		return nil, err
 	}
+	es, _, err := b.list(ctx, dir, details)
+	return es, err
+}
+
+// list lists dir's entries, and returns the dir node's stat (nil if it
+// has none).
+func (b *Backend) list(ctx context.Context, dir string, details bool) ([]backend.Entry, *gozk.Stat, error) {
 	dirP := b.dirPath(dir)
 	kids, st, err := b.children(ctx, dirP)
 	if err != nil {
-		return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
 	}
 	b.sess.mu.Lock()
 	b.sess.init()
@@ -1146,12 +1243,12 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	b.sess.mu.Unlock()
 	if len(unknown) > 0 {
 		if out, nodes, err = b.learnSeqs(ctx, dirP, out, nodes, unknown); err != nil {
-			return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
 		}
 	}
 	if details && len(out) > 0 {
 		if out, err = b.details(ctx, dirP, out, nodes); err != nil {
-			return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
 		}
 	}
 	slices.SortFunc(out, func(a, b backend.Entry) int {
@@ -1163,6 +1260,43 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+	return out, st, nil
+}
+
+// ReadDir lists dir's entries with the dir node's Pzxid (the zxid of the
+// last child created or deleted, a session's expiry included) as the
+// revision, and then reads the dir's log of named additions, keeping
+// those after req.Since and up to that revision (later ones show in the
+// next read).
+func (b *Backend) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.DirState{}, err
+	}
+	if err := checkNames("dir", req.Dir); err != nil {
+		return backend.DirState{}, err
+	}
+	es, st, err := b.list(ctx, req.Dir, req.Details)
+	if err != nil {
+		return backend.DirState{}, err
+	}
+	out := backend.DirState{Entries: es}
+	if st != nil {
+		out.Rev = uint64(st.Pzxid)
+	}
+	if !req.Adds {
+		return out, nil
+	}
+	// After the listing: every addition up to its revision is in the log.
+	lg, _, err := b.readLog(ctx, req.Dir)
+	if err != nil {
+		return backend.DirState{}, fmt.Errorf("zk: read dir %s: %w", req.Dir, err)
+	}
+	out.Truncated = int64(req.Since) < lg.Floor
+	for _, r := range lg.Recs {
+		if z := uint64(r.Zxid); z > req.Since && z <= out.Rev {
+			out.Adds = append(out.Adds, backend.Added{Name: r.Name, Rev: z})
+		}
+	}
 	return out, nil
 }
 
