@@ -27,7 +27,14 @@ import (
 //	{root}/sd/<dir>         PERSISTENT, one flat node per dir, never deleted
 //	{root}/sd/<dir>/<name>  EPHEMERAL named entry
 //	{root}/sd/<dir>/<name>#0000000042
-//	                        EPHEMERAL|SEQUENTIAL entry, Seq 43
+//	                        EPHEMERAL|SEQUENTIAL entry, Seq 2^32 + Czxid
+//	{root}/sl/<dir>         PERSISTENT, the dir's log of named additions
+//	                        (logNode), never deleted
+//
+// A dir's revision (ReadDir) is its node's Pzxid: the zxid of the last
+// child created or deleted, moved by the server's deletions at a session's
+// expiry too. A named entry's addition is logged in sl/<dir> by the Multi
+// that creates it (version checked), so the log is in step with the dir.
 //
 // Ids, dirs and names are escaped (escape), so a dir with slashes is one
 // znode and dirs never nest; '#' never appears in an escaped name, so it
