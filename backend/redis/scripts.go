@@ -299,7 +299,11 @@ return 1
 //	{P}:dz:d   zset of d's entries: score seq (0 for named entries), member n
 //	{P}:dh:d   hash n -> session "\0" created (unix ms, "" if none) "\0" data
 //	{P}:sq:d   d's sequence counter (INCR), never deleted
-//	{P}:dv:d   d's change counter (INCR on every change), never deleted
+//	{P}:dv:d   d's change counter (INCR on every change), never deleted:
+//	           the dir's revision (ReadDir)
+//	{P}:dl:d   list of d's newest 256 additions of named entries, newest
+//	           first, each rev "\0" n
+//	{P}:df:d   the revision of the newest addition dropped from dl
 //	{P}:dirs   zset (score 0) of the dirs that hold entries, for Dirs
 //
 // Channel {P}:dc:d carries, as a hint, the name of each entry of d added,
@@ -323,6 +327,17 @@ end
 local function changed(d, n)
   redis.call("INCR", P .. "dv:" .. d)
   redis.call("PUBLISH", P .. "dc:" .. d, n)
+end
+-- logadd logs the addition of named entry n to d at d's revision, keeping
+-- the newest 256 (backend.MinAddLog); df is the revision of the newest
+-- addition dropped.
+local function logadd(d, n)
+  local l = P .. "dl:" .. d
+  redis.call("LPUSH", l, redis.call("GET", P .. "dv:" .. d) .. "\0" .. n)
+  if redis.call("LLEN", l) > 256 then
+    local old = redis.call("RPOP", l)
+    redis.call("SET", P .. "df:" .. d, string.sub(old, 1, string.find(old, "\0", 1, true) - 1))
+  end
 end
 -- drop removes entry n of d, owned by session s.
 local function drop(d, n, s)
@@ -423,6 +438,7 @@ local function add()
   redis.call("SADD", xkey(sess), d .. "\0" .. n)
   redis.call("ZADD", P .. "dirs", 0, d)
   changed(d, n)
+  if ARGV[5] == "0" then logadd(d, n) end
   return {seq}
 end
 `
@@ -471,9 +487,10 @@ end
 return 1
 `)
 
-// entries: ARGV = P, dir, details (1/0). Drops dead entries and returns
-// {change counter, {{name, seq[, value, {holder, lease, hb}]}...}} by seq
-// then name.
+// entries: ARGV = P, dir, details (1/0), since ("": no log). Drops dead
+// entries and returns {change counter, {{name, seq[, value, {holder,
+// lease, hb}]}...} by seq then name, {"rev\0name"...} the logged additions
+// after since (newest first), the log's floor}.
 var scriptEntries = goredis.NewScript(sessLib + `
 local d = ARGV[2]
 local live = purge(d)
@@ -492,7 +509,16 @@ for i = 1, #z, 2 do
     end
   end
 end
-return {redis.call("GET", P .. "dv:" .. d) or "0", out}
+local adds, floor = {}, "0"
+if ARGV[4] ~= "" then
+  local since = tonumber(ARGV[4])
+  floor = redis.call("GET", P .. "df:" .. d) or "0"
+  for _, a in ipairs(redis.call("LRANGE", P .. "dl:" .. d, 0, -1)) do
+    if tonumber(string.sub(a, 1, string.find(a, "\0", 1, true) - 1)) <= since then break end
+    table.insert(adds, a)
+  end
+end
+return {redis.call("GET", P .. "dv:" .. d) or "0", out, adds, floor}
 `)
 
 // waitcheck: ARGV = P, dir, name. With a name, drops that entry if its

@@ -144,7 +144,7 @@ type Backend struct {
 
 	// Paths under the root.
 	root, clockP, refsP, metaP, recsP, oneP string
-	ssP, sdP                                string // sessions, session dirs
+	ssP, sdP, slP                           string // sessions, session dirs, their logs
 
 	// negotiated learns the session timeout the server granted (Open's
 	// connections only; nil for New).
@@ -257,7 +257,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b := &Backend{conn: conn, cfg: cfg, root: cfg.Root, done: make(chan struct{})}
 	b.clockP, b.refsP, b.metaP = b.root+"/clock", b.root+"/r", b.root+"/m"
 	b.recsP, b.oneP = b.root+"/t", b.root+"/o"
-	b.ssP, b.sdP = b.root+"/ss", b.root+"/sd"
+	b.ssP, b.sdP, b.slP = b.root+"/ss", b.root+"/sd", b.root+"/sl"
 	b.acl = gozk.WorldACL(gozk.PermAll)
 	if cfg.Auth != "" {
 		user, pass, _ := strings.Cut(cfg.Auth, ":")
@@ -274,7 +274,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 			paths = append(paths, b.root[:i])
 		}
 	}
-	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP)
+	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP, b.slP)
 	for _, p := range paths {
 		err := wait(ctx, func() error {
 			_, err := conn.Create(p, nil, 0, b.acl)
