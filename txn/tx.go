@@ -10,6 +10,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/internal/goid"
 	"github.com/epochal/epochal/locks"
 )
 
@@ -183,7 +184,7 @@ func FromContext(ctx context.Context) *Tx {
 // prefetch that live in the coordinator are read at once, together with the
 // read point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
-	tx := &Tx{env: env, id: env.NewID(), gid: goid(), prioRef: prio, floor: clock.Point(env.Floor.Load())}
+	tx := &Tx{env: env, id: env.NewID(), gid: goid.Get(), prioRef: prio, floor: clock.Point(env.Floor.Load())}
 	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
 	var names []string
 	for _, k := range prefetch {
@@ -282,7 +283,7 @@ func (tx *Tx) Context() context.Context { return tx.ctx }
 func (tx *Tx) Joinable(env *Env) bool {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	return tx.env == env && !tx.done && tx.gid == goid()
+	return tx.env == env && !tx.done && tx.gid == goid.Get()
 }
 
 // End marks the attempt over: any later use panics with ErrOutsideTx.
