@@ -194,7 +194,9 @@ func testModelForeignAtom(t *testing.T, newDriver NewDriver) {
 		t.Fatal(err)
 	}
 	vs := checkModel(h)
-	if !slices.ContainsFunc(vs, func(v string) bool { return strings.HasPrefix(v, "I1") || strings.HasPrefix(v, "I2") || strings.HasPrefix(v, "I3") }) {
+	if !slices.ContainsFunc(vs, func(v string) bool {
+		return strings.HasPrefix(v, "I1") || strings.HasPrefix(v, "I2") || strings.HasPrefix(v, "I3")
+	}) {
 		t.Fatalf("with ObserveForeignPoints the checker reported %d violation(s), none of I1-I3:\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
 	}
 	t.Logf("ObserveForeignPoints caught:\n%s", strings.Join(vs, "\n"))

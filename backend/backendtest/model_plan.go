@@ -67,9 +67,9 @@ type planTxn struct {
 type swapKind int
 
 const (
-	noSwap   swapKind = iota
-	swapB1            // the atom in the coordinator
-	swapB2            // the atom on the second backend (another clock)
+	noSwap swapKind = iota
+	swapB1          // the atom in the coordinator
+	swapB2          // the atom on the second backend (another clock)
 )
 
 // watchOp is a change of a client's watch on x0 between its transactions.
