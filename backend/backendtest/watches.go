@@ -109,10 +109,10 @@ func eventually(t *testing.T, cond func() bool, what func() string) {
 // version kept) changed 200 times in a row by two handles; a watcher on a
 // third gets every change, in order, with no gap notice, on every backend
 // (with or without a change feed): while a ref is subscribed to, commits
-// keep backend.WatchKeep older versions, more than the 200 commits, so the
-// result cannot depend on how fast the watcher runs. (On ZooKeeper, which
-// has no feed, a watcher once lost a change of the 200 and announced a
-// gap.)
+// keep backend.WatchKeep older versions, more than the 200 commits. The
+// watcher is held in its first callback until every commit is done, so
+// the result cannot depend on how fast it runs. (On ZooKeeper, which has
+// no feed, a watcher once lost a change of the 200 and announced a gap.)
 func testWatchKeepsUp(t *testing.T, drv backend.Driver) {
 	const n = 200
 	if n >= backend.WatchKeep {
@@ -122,17 +122,25 @@ func testWatchKeepsUp(t *testing.T, drv backend.Driver) {
 	name := uniq("watched")
 	a, b, w := newRef(t, s, name, 0), newRef(t, s, name, 0), newRef(t, s, name, 0)
 	var log watchLog
-	w.AddWatch("k", log.fn, refs.OnGap(log.gap))
+	release := make(chan struct{})
+	var once sync.Once
+	w.AddWatch("k", func(k string, r *refs.Ref[int], old, new int) {
+		log.fn(k, r, old, new)
+		once.Do(func() { <-release })
+	}, refs.OnGap(log.gap))
 	defer w.RemoveWatch("k")
+	defer once.Do(func() {}) // never hold a callback past the test
 	for i := 0; i < n; i++ {
 		h := a
 		if i%2 == 1 {
 			h = b
 		}
 		if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { h.Alter(tx, func(v int) int { return v + 1 }); return nil }); err != nil {
+			close(release)
 			t.Fatal(err)
 		}
 	}
+	close(release)
 	log.waitFor(t, n)
 	if bad := log.check(n); len(bad) > 0 || log.gaps.Load() > 0 {
 		t.Fatalf("a watcher of %d sequential commits: %d gap notices; %s", n, log.gaps.Load(), strings.Join(bad, "; "))
