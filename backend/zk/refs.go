@@ -284,7 +284,7 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	}
 	var kids []string
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { kids, _, err = b.conn.Children(b.refsP); return err })
+		return b.wait(ctx, func() (err error) { kids, _, err = b.conn.Children(b.refsP); return err })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zk: list %q: %w", prefix, err)

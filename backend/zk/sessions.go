@@ -162,7 +162,7 @@ func (b *Backend) logPath(dir string) string { return b.slP + "/" + escape(dir) 
 // mklog creates a dir's log node (for dirs made before logs existed).
 func (b *Backend) mklog(ctx context.Context, dir string) error {
 	p := b.logPath(dir)
-	err := wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
+	err := b.wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
 	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return fmt.Errorf("zk: create log %s: %w", p, err)
 	}
@@ -447,14 +447,14 @@ func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duratio
 	now := time.Now()
 	data := (&sessNode{Holder: holder, Lease: eff.Milliseconds(), Heartbeat: now.UnixNano()}).encode()
 	p := b.sessPath(id)
-	err := wait(ctx, func() error { _, err := b.conn.Create(p, data, gozk.FlagEphemeral, b.acl); return err })
+	err := b.wait(ctx, func() error { _, err := b.conn.Create(p, data, gozk.FlagEphemeral, b.acl); return err })
 	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return 0, fmt.Errorf("zk: open session %s: create %s: %w", id, p, err)
 	}
 	// Whose is it? A repeat after an unknown outcome finds its own node.
 	var st *gozk.Stat
 	err = b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
+		return b.wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
 	})
 	if errors.Is(err, gozk.ErrNoNode) {
 		return 0, fmt.Errorf("zk: open session %s: its node vanished (the ZooKeeper session ended meanwhile): try again", id)
@@ -529,7 +529,7 @@ func (b *Backend) RenewSession(ctx context.Context, id string, now time.Time) er
 	data := n.encode()
 	start := time.Now()
 	var st *gozk.Stat
-	err = wait(ctx, func() (err error) { st, err = b.conn.Set(b.sessPath(id), data, -1); return err })
+	err = b.wait(ctx, func() (err error) { st, err = b.conn.Set(b.sessPath(id), data, -1); return err })
 	if errors.Is(err, gozk.ErrNoNode) {
 		b.end(s)
 		return goneErr(id)
@@ -576,7 +576,7 @@ func (b *Backend) CloseSession(ctx context.Context, id string) error {
 	// whose outcome its caller did not learn has no entries.
 	p := b.sessPath(id)
 	var st *gozk.Stat
-	err := wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
+	err := b.wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
 	if errors.Is(err, gozk.ErrNoNode) {
 		return nil
 	}
@@ -584,7 +584,7 @@ func (b *Backend) CloseSession(ctx context.Context, id string) error {
 		return fmt.Errorf("zk: close session %s: %w", id, err)
 	}
 	if st.EphemeralOwner == b.conn.SessionID() {
-		err := wait(ctx, func() error { return b.conn.Delete(p, st.Version) })
+		err := b.wait(ctx, func() error { return b.conn.Delete(p, st.Version) })
 		if err != nil && !errors.Is(err, gozk.ErrNoNode) {
 			return fmt.Errorf("zk: close session %s: %w", id, err)
 		}
@@ -599,7 +599,7 @@ func (b *Backend) closeNodes(ctx context.Context, s *zkSession) error {
 	for range 20 {
 		var st *gozk.Stat
 		err := b.consistent(ctx, func() error {
-			return wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
+			return b.wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
 		})
 		if errors.Is(err, gozk.ErrNoNode) {
 			b.end(s) // gone with its entries
@@ -644,7 +644,7 @@ func (b *Backend) closeNodes(ctx context.Context, s *zkSession) error {
 		if requestSize(ops) > b.cfg.MaxRequest {
 			// Too many for one request: the entries go first, one by one.
 			for i, ep := range paths {
-				err := wait(ctx, func() error { return b.conn.Delete(ep, -1) })
+				err := b.wait(ctx, func() error { return b.conn.Delete(ep, -1) })
 				if err != nil && !errors.Is(err, gozk.ErrNoNode) {
 					return fmt.Errorf("zk: close session %s: delete %s: %w", s.id, ep, err)
 				}
@@ -764,7 +764,7 @@ func (b *Backend) children(ctx context.Context, p string) ([]string, *gozk.Stat,
 	var kids []string
 	var st *gozk.Stat
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { kids, st, err = b.conn.Children(p); return err })
+		return b.wait(ctx, func() (err error) { kids, st, err = b.conn.Children(p); return err })
 	})
 	if errors.Is(err, gozk.ErrNoNode) {
 		return nil, nil, nil
@@ -780,7 +780,7 @@ func (b *Backend) children(ctx context.Context, p string) ([]string, *gozk.Stat,
 // counter).
 func (b *Backend) mkdir(ctx context.Context, dir string) error {
 	p := b.dirPath(dir)
-	err := wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
+	err := b.wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
 	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return fmt.Errorf("zk: create dir %s: %w", p, err)
 	}
@@ -1325,7 +1325,7 @@ func (b *Backend) learnSeqs(ctx context.Context, dirP string, es []backend.Entry
 		b.observe(st)
 		return nil
 	}
-	err := b.consistent(ctx, func() error { return wait(ctx, func() error { return b.getAll(paths, one) }) })
+	err := b.consistent(ctx, func() error { return b.wait(ctx, func() error { return b.getAll(paths, one) }) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1447,7 +1447,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 			}
 			node = nodes[0]
 		}
-		err := wait(ctx, func() (err error) { _, _, ch1, err = b.conn.GetW(dirP + "/" + node); return err })
+		err := b.wait(ctx, func() (err error) { _, _, ch1, err = b.conn.GetW(dirP + "/" + node); return err })
 		if errors.Is(err, gozk.ErrNoNode) {
 			b.sess.mu.Lock()
 			if b.sess.nodes[[2]string{dir, name}] == node {
@@ -1465,7 +1465,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 		seen, ok := b.sess.seen[dir]
 		b.sess.mu.Unlock()
 		var st *gozk.Stat
-		err := wait(ctx, func() (err error) { _, st, ch1, err = b.conn.ExistsW(dirP); return err })
+		err := b.wait(ctx, func() (err error) { _, st, ch1, err = b.conn.ExistsW(dirP); return err })
 		if err != nil {
 			return fmt.Errorf("zk: wait for %s: %w", dir, err)
 		}
@@ -1474,7 +1474,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 				return nil // changed since the last Entries
 			}
 			var cst *gozk.Stat
-			err := wait(ctx, func() (err error) { _, cst, ch2, err = b.conn.ChildrenW(dirP); return err })
+			err := b.wait(ctx, func() (err error) { _, cst, ch2, err = b.conn.ChildrenW(dirP); return err })
 			if errors.Is(err, gozk.ErrNoNode) {
 				return nil
 			}
@@ -1525,7 +1525,7 @@ func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 		stats[i] = st
 		return nil
 	}
-	err = b.consistent(ctx, func() error { return wait(ctx, func() error { return b.getAll(paths, one) }) })
+	err = b.consistent(ctx, func() error { return b.wait(ctx, func() error { return b.getAll(paths, one) }) })
 	if err != nil {
 		return nil, fmt.Errorf("zk: dirs: %w", err)
 	}

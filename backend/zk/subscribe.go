@@ -41,7 +41,7 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	path := b.refPath(name)
 	var st *gozk.Stat
 	var ch <-chan gozk.Event
-	if err := wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err }); err != nil {
+	if err := b.wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err }); err != nil {
 		return nil, err
 	}
 	var raw [8]byte
@@ -67,7 +67,7 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 // setMark creates the subscription's mark unless it exists (or the ref
 // does not).
 func (s *sub) setMark(ctx context.Context) error {
-	err := wait(ctx, func() error {
+	err := s.b.wait(ctx, func() error {
 		_, err := s.b.conn.Create(s.mark, nil, gozk.FlagEphemeral, s.b.acl)
 		return err
 	})
@@ -102,7 +102,7 @@ func (s *sub) loop(ctx context.Context, b *Backend, path string, last int64, ch 
 		}
 		for {
 			var st *gozk.Stat
-			err := wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err })
+			err := s.b.wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err })
 			if err == nil && !marked {
 				// After an error the session may be a new one, without
 				// the mark: set it again.
@@ -150,6 +150,6 @@ func (s *sub) Close() error {
 	// Best effort: the mark dies with the session anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = wait(ctx, func() error { return s.b.conn.Delete(s.mark, -1) })
+	_ = s.b.wait(ctx, func() error { return s.b.conn.Delete(s.mark, -1) })
 	return nil
 }

@@ -261,7 +261,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b.acl = gozk.WorldACL(gozk.PermAll)
 	if cfg.Auth != "" {
 		user, pass, _ := strings.Cut(cfg.Auth, ":")
-		if err := wait(ctx, func() error { return conn.AddAuth("digest", []byte(cfg.Auth)) }); err != nil {
+		if err := b.wait(ctx, func() error { return conn.AddAuth("digest", []byte(cfg.Auth)) }); err != nil {
 			return nil, fmt.Errorf("zk: authenticate: %w", err)
 		}
 		b.acl = gozk.DigestACL(gozk.PermAll, user, pass)
@@ -276,7 +276,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	}
 	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP, b.slP)
 	for _, p := range paths {
-		err := wait(ctx, func() error {
+		err := b.wait(ctx, func() error {
 			_, err := conn.Create(p, nil, 0, b.acl)
 			return err
 		})
@@ -291,7 +291,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	// (whatever server it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	err := wait(ctx, func() error {
+	err := b.wait(ctx, func() error {
 		_, err := conn.Create(b.root+"/id", []byte("zk:"+hex.EncodeToString(raw[:])+b.root), 0, b.acl)
 		return err
 	})
@@ -299,7 +299,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("zk: create %s/id: %w", b.root, err)
 	}
 	var id []byte
-	if err := wait(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
+	if err := b.wait(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
 		if errors.Is(err, gozk.ErrNoAuth) {
 			return nil, fmt.Errorf("zk: read %s/id: %w (the root belongs to another identity: check Config.Auth)", b.root, err)
 		}
@@ -354,6 +354,25 @@ func (b *Backend) check(ctx context.Context) error {
 		return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
 	}
 	return nil
+}
+
+// wait runs a blocking go-zookeeper call (see the package function wait)
+// once the connection has a session. A call made while go-zookeeper
+// reconnects would sit in its queue and go out the moment the connection
+// is back, while the connection re-registers its watches: go-zookeeper
+// reads the newest zxid it saw for that without synchronising with the
+// goroutine that records it from replies (a data race inside the library,
+// go-zookeeper#35, which -race reports in the tests that restart servers
+// under watchers). Made after the session is back, a call goes after the
+// re-registration instead. A call that never went out certainly applied
+// nothing: if ctx ends first, the error wraps backend.ErrNotApplied.
+func (b *Backend) wait(ctx context.Context, f func() error) error {
+	if b.conn.State() != gozk.StateHasSession {
+		if err := waitSession(ctx, b.conn); err != nil {
+			return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
+		}
+	}
+	return wait(ctx, f)
 }
 
 // wait runs a blocking go-zookeeper call, returning early when ctx ends
@@ -412,7 +431,7 @@ func (b *Backend) consistent(ctx context.Context, read func() error) error {
 
 // sync makes the connected server catch up with the leader.
 func (b *Backend) sync(ctx context.Context) error {
-	if err := wait(ctx, func() error { _, err := b.conn.Sync(b.root); return err }); err != nil {
+	if err := b.wait(ctx, func() error { _, err := b.conn.Sync(b.root); return err }); err != nil {
 		return fmt.Errorf("zk: sync: %w", err)
 	}
 	return nil
@@ -436,7 +455,7 @@ func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.St
 		return nil
 	}
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() error { return b.getAll(paths, one) })
+		return b.wait(ctx, func() error { return b.getAll(paths, one) })
 	})
 	return data, stats, err
 }
@@ -476,7 +495,7 @@ func (e *multiError) Unwrap() []error {
 // refused (nothing applied); any other error leaves the outcome unknown.
 func (b *Backend) multi(ctx context.Context, ops []any) ([]gozk.MultiResponse, error) {
 	var res []gozk.MultiResponse
-	err := wait(ctx, func() (err error) { res, err = b.conn.Multi(ops...); return err })
+	err := b.wait(ctx, func() (err error) { res, err = b.conn.Multi(ops...); return err })
 	if err == nil {
 		for _, r := range res {
 			b.observe(r.Stat)
@@ -547,7 +566,7 @@ func (b *Backend) readPoint(ctx context.Context) (clock.Point, error) {
 	}
 	var st *gozk.Stat
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
+		return b.wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
 	})
 	if err != nil {
 		return 0, fmt.Errorf("zk: read point: %w", err)
