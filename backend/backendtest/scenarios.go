@@ -26,6 +26,11 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("WatchGapNotice", func(t *testing.T) { testWatchGap(t, open(t, newDriver(t))) })
 	t.Run("RecoveryAroundUnknownBackend", func(t *testing.T) { testRecoverUnknown(t, newDriver(t), newDriver(t)) })
 	t.Run("OlderWins", func(t *testing.T) { testOlderWins(t, newDriver(t)) })
+	// The older commits on the fast path, and meets the younger's
+	// general-path intent in its one-phase commit.
+	t.Run("OlderWins/OnePhase", func(t *testing.T) { testOlderWins(t, newDriver(t), stm.WithSweepInterval(0)) })
+	t.Run("StaleCommuteRecomputedOnce", func(t *testing.T) { testCommuteStale(t, newDriver(t), 1) })
+	t.Run("StaleCommuteEscalates", func(t *testing.T) { testCommuteStale(t, newDriver(t), stm.DefaultCommuteRounds) })
 	t.Run("AcknowledgedCommitLostToStaleMissingRecord", func(t *testing.T) { testStaleMissingRecord(t, newDriver) })
 	t.Run("ReaderFinishesFinalIntentsAtOnce", func(t *testing.T) { testReaderFinishesIntents(t, newDriver) })
 	t.Run("PrefetchedReadFaultGrowsHistoryOnce", func(t *testing.T) { testPrefetchFaultOnce(t, newDriver(t)) })
@@ -36,10 +41,15 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 // just before its commit point; an older one that wants x does not wait for
 // the younger's lease: it aborts the younger and commits. The younger then
 // fails its commit point, retries, and commits after it.
-func testOlderWins(t *testing.T, raw backend.Driver) {
+func testOlderWins(t *testing.T, raw backend.Driver, olderOpts ...stm.Option) {
 	w := faulty.Wrap(raw)
-	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour))
+	ys := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour))
+	s := ys
+	if len(olderOpts) > 0 {
+		s = open(t, w, append(olderOpts, stm.WithLease(time.Hour))...)
+	}
 	x := newRef(t, s, uniq("x"), "init")
+	yx := newRef(t, ys, x.Name(), "")
 	z := newRef(t, s, uniq("z"), 0)
 	var armed atomic.Bool
 	stalled, release := make(chan struct{}), make(chan struct{})
@@ -75,9 +85,9 @@ func testOlderWins(t *testing.T, raw backend.Driver) {
 	yDone := make(chan error, 1)
 	yRuns := 0
 	go func() {
-		yDone <- s.Dosync(tctx(t), func(tx *txn.Tx) error {
+		yDone <- ys.Dosync(tctx(t), func(tx *txn.Tx) error {
 			yRuns++
-			x.Set(tx, "younger")
+			yx.Set(tx, "younger")
 			return nil
 		})
 	}()
@@ -568,4 +578,50 @@ func mustDecode[T any](t *testing.T, data []byte) T {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// testCommuteStale: another process commits the counter right before each
+// of the first rounds one-phase commits of a commute, so each finds its
+// base stale. The commute is computed again from the newest version each
+// time, never running the function again (Recomputes); after
+// stm.DefaultCommuteRounds stale rounds in a row the commit takes the
+// counter with an intent instead (the general path: Escalated), which
+// holds the others off. No increment is lost.
+func testCommuteStale(t *testing.T, raw backend.Driver, rounds int) {
+	w := faulty.Wrap(raw)
+	s := open(t, w)
+	ctr := newRef(t, s, uniq("ctr"), 0)
+	other := open(t, raw)
+	octr := newRef(t, other, ctr.Name(), 0)
+	var sends atomic.Int64
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpCommitOnePhase && sends.Add(1) <= int64(rounds) {
+			if err := other.Dosync(context.Background(), func(tx *txn.Tx) error { octr.Alter(tx, func(v int) int { return v + 100 }); return nil }); err != nil {
+				t.Error(err)
+			}
+		}
+		return faulty.Pass
+	})
+	defer w.SetHook(nil)
+	before := s.Stats()
+	runs := 0
+	if err := s.Dosync(tctx(t), func(tx *txn.Tx) error {
+		runs++
+		ctr.Commute(tx, func(v int) int { return v + 1 })
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	escalated := int64(0)
+	if rounds >= stm.DefaultCommuteRounds {
+		escalated = 1
+	}
+	if runs != 1 || st.Recomputes-before.Recomputes != int64(rounds) || st.Escalated-before.Escalated != escalated {
+		t.Fatalf("%d stale rounds: the function ran %d times, %d recomputes, %d escalations; want 1, %d, %d",
+			rounds, runs, st.Recomputes-before.Recomputes, st.Escalated-before.Escalated, rounds, escalated)
+	}
+	if v := deref(t, ctr); v != 100*rounds+1 {
+		t.Fatalf("counter = %d, want %d", v, 100*rounds+1)
+	}
 }
