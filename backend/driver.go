@@ -20,6 +20,16 @@ var (
 	ErrClosed = fmt.Errorf("backend: closed (%w)", ErrNotApplied)
 	// ErrNotFound: the ref does not exist.
 	ErrNotFound = errors.New("backend: no such ref")
+	// ErrDataLost: the backend's storage lost data under this driver: it
+	// was emptied or replaced (a Redis server restarted without
+	// persistence, FLUSHALL, a ZooKeeper root deleted, possibly recreated
+	// since) or went back in time (restored from an older backup), so
+	// what this process knows (the points it has seen, the values it has
+	// read) no longer matches it, and a commit on top of that would
+	// corrupt the data silently. Nothing was applied, and the driver
+	// refuses every later call: reopen it (and the STM) once the data is
+	// restored or deliberately recreated. It wraps ErrNotApplied.
+	ErrDataLost = fmt.Errorf("backend: data lost (%w)", ErrNotApplied)
 )
 
 // Kind is the reference type stored under a name: one name holds one kind.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -31,6 +32,11 @@ var (
 	ErrNilFunc = errors.New("stm: nil transaction function")
 	// ErrOutcomeUnknown: see txn.ErrOutcomeUnknown.
 	ErrOutcomeUnknown = txn.ErrOutcomeUnknown
+	// ErrDataLost: a backend of the STM lost its data under it (see
+	// backend.ErrDataLost). The STM refuses every later call with it;
+	// reopen the backend and the STM once the data is restored or
+	// deliberately recreated.
+	ErrDataLost = backend.ErrDataLost
 )
 
 // STM runs transactions against one coordinator backend. It is safe for
@@ -46,6 +52,7 @@ type STM struct {
 	backends map[string]backend.Driver
 
 	closed atomic.Bool
+	lost   atomic.Pointer[error] // why the STM stopped (a backend lost its data)
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	closes map[uint64]func() // OnClose's functions, by registration
@@ -145,6 +152,30 @@ func (s *STM) Close() error {
 // Closed reports whether Close was called.
 func (s *STM) Closed() bool { return s.closed.Load() }
 
+// Err says why the STM can no longer be used: ErrClosed after Close, or an
+// error wrapping ErrDataLost once a backend lost its data; nil while it
+// can be.
+func (s *STM) Err() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.lost.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Note looks at an error of a backend call made on the STM's behalf (by
+// Dosync, or by a reference type of package refs): if it says the backend
+// lost its data (ErrDataLost), the STM stops, logs why, and refuses every
+// later call with it. It returns err.
+func (s *STM) Note(err error) error {
+	if err != nil && errors.Is(err, backend.ErrDataLost) && s.lost.CompareAndSwap(nil, &err) {
+		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+	}
+	return err
+}
+
 // Done is closed when the STM closes, for background work built on it.
 func (s *STM) Done() <-chan struct{} { return s.stop }
 
@@ -235,12 +266,12 @@ func (s *STM) closers() int {
 
 // ReadPoint returns a point at least as new as any this process has seen.
 func (s *STM) ReadPoint(ctx context.Context) (clock.Point, error) {
-	if s.closed.Load() {
-		return 0, ErrClosed
+	if err := s.Err(); err != nil {
+		return 0, err
 	}
 	p, err := s.env.Points.ReadPoint(ctx)
 	if err != nil {
-		return 0, err
+		return 0, s.Note(err)
 	}
 	s.env.Observe(p)
 	return max(p, clock.Point(s.floor.Load())), nil
@@ -251,12 +282,12 @@ func (s *STM) ReadPoint(ctx context.Context) (clock.Point, error) {
 // and deletes their records. It runs at Open and every sweep interval; it
 // returns how many transactions it recovered.
 func (s *STM) Recover(ctx context.Context) (int, error) {
-	if s.closed.Load() {
-		return 0, ErrClosed
+	if err := s.Err(); err != nil {
+		return 0, err
 	}
 	n, err := s.env.Resolver.Sweep(ctx)
 	s.stats.Helped.Add(int64(n))
-	return n, err
+	return n, s.Note(err)
 }
 
 func (s *STM) sweeper() {
@@ -307,8 +338,8 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 	if fn == nil {
 		return ErrNilFunc
 	}
-	if s.closed.Load() {
-		return ErrClosed
+	if err := s.Err(); err != nil {
+		return err
 	}
 	var prio locks.Priority
 	var prefetch []txn.Key
@@ -318,9 +349,9 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		}
 		tx, err := txn.Begin(ctx, s.env, &prio, prefetch)
 		if err != nil {
-			return err
+			return s.Note(err)
 		}
-		err = s.attempt(tx, fn)
+		err = s.Note(s.attempt(tx, fn))
 		if txn.IsRetry(err) {
 			prefetch = tx.Prefetch()
 		}
@@ -338,8 +369,8 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 			errors.As(err, &last)
 			return fmt.Errorf("%w after %d attempts: %w", ErrRetryLimit, attempt+1, last.Cause())
 		}
-		if s.closed.Load() {
-			return ErrClosed
+		if err := s.Err(); err != nil {
+			return err
 		}
 		if err := s.Backoff(ctx, attempt); err != nil {
 			return err

@@ -8,7 +8,7 @@ import (
 	"github.com/epochal/epochal/backend"
 )
 
-// Every script takes the key prefix "{P}:" as ARGV[1] and builds key names
+// Every script takes the key prefix "{P}:" in ARGV[1] and builds key names
 // from it; KEYS[1] is "{P}:clock", so that on a Cluster the script runs on
 // the node that holds the prefix's hash tag, which holds every key.
 //
@@ -19,9 +19,31 @@ import (
 //   record:  hash {P}:t:id: status, rp, prio, cp, lease, created (unix ms), refs (opaque, msgpack from Go)
 //   watched: string {P}:w:name, present while a subscription to the ref is open (see Subscribe)
 
-var luaLib = `
+// epochLib starts every script: ARGV[1] is P "\0" id "\0" seen, where id
+// is the backend's identity read at open ({P}:id) and seen the newest point
+// this client has seen. A script refuses to run (EPOCHAL_LOST) when the
+// identity key no longer holds id (the data was emptied, a FLUSHALL, a
+// restart without persistence, and possibly recreated by another client)
+// or the clock is behind seen (the data went back in time: a restart from
+// an older AOF or snapshot): what the client knows no longer matches the
+// server, and committing on top of it would corrupt the data silently.
+const epochLib = `
+local P, ID, SEEN
+do
+  local a = string.find(ARGV[1], "\0", 1, true)
+  local b = string.find(ARGV[1], "\0", a + 1, true)
+  P, ID, SEEN = string.sub(ARGV[1], 1, a - 1), string.sub(ARGV[1], a + 1, b - 1), tonumber(string.sub(ARGV[1], b + 1))
+end
+if redis.call("GET", P .. "id") ~= ID then
+  return redis.error_reply("EPOCHAL_LOST the identity key " .. P .. "id no longer holds " .. ID .. ": the data was emptied or replaced")
+end
+if (tonumber(redis.call("GET", P .. "clock")) or 0) < SEEN then
+  return redis.error_reply("EPOCHAL_LOST the clock " .. P .. "clock is behind point " .. SEEN .. ", which this client saw: the data went back in time")
+end
+`
+
+var luaLib = epochLib + `
 local WATCHKEEP = ` + strconv.Itoa(backend.WatchKeep) + `
-local P = ARGV[1]
 local function rkey(n) return P .. "r:" .. n end
 local function vkey(n) return P .. "v:" .. n end
 local function tkey(id) return P .. "t:" .. id end
@@ -309,8 +331,7 @@ return 1
 // Channel {P}:dc:d carries, as a hint, the name of each entry of d added,
 // changed or removed. An entry whose session key is gone is dead: every
 // script that reads a dir drops it (and publishes) before answering.
-const sessLib = `
-local P = ARGV[1]
+const sessLib = epochLib + `
 local function skey(id) return P .. "ss:" .. id end
 local function xkey(id) return P .. "sx:" .. id end
 local function zkey(d) return P .. "dz:" .. d end

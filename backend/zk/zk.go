@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,6 +146,13 @@ type Backend struct {
 	// Paths under the root.
 	root, clockP, refsP, metaP, recsP, oneP string
 	ssP, sdP, slP                           string // sessions, session dirs, their logs
+	// epochP is the root's epoch node, named after its identity: every
+	// Multi checks that it exists, and every read batch looks at it, so
+	// nothing is done on a root that was deleted (and perhaps recreated,
+	// with another identity) under this backend. lost, once set, is why
+	// every later call fails (backend.ErrDataLost).
+	epochP string
+	lost   atomic.Pointer[error]
 
 	// negotiated learns the session timeout the server granted (Open's
 	// connections only; nil for New).
@@ -309,6 +317,15 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("zk: %s/id holds %q: not an Epochal root", b.root, id)
 	}
 	b.id = string(id)
+	hexID, _, _ := strings.Cut(strings.TrimPrefix(b.id, "zk:"), "/")
+	b.epochP = b.root + "/e." + hexID
+	err = b.wait(ctx, func() error {
+		_, err := conn.Create(b.epochP, nil, 0, b.acl)
+		return err
+	})
+	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		return nil, fmt.Errorf("zk: create %s: %w", b.epochP, err)
+	}
 	if _, err := b.readPoint(ctx); err != nil {
 		return nil, err
 	}
@@ -353,7 +370,22 @@ func (b *Backend) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
 	}
+	if err := b.lost.Load(); err != nil {
+		return *err
+	}
 	return nil
+}
+
+// fail records that the root's data is gone from under this backend (its
+// epoch node vanished: the root was deleted, and perhaps recreated) and
+// returns the error every call now returns.
+func (b *Backend) fail() error {
+	err := fmt.Errorf("zk: root %s: its epoch node %s is gone: the root was deleted (and perhaps recreated with another identity) under this backend: %w; reopen the backend once the data is restored or deliberately recreated",
+		b.root, b.epochP, backend.ErrDataLost)
+	if b.lost.CompareAndSwap(nil, &err) {
+		slog.Error("epochal: ZooKeeper root deleted under a live backend; every later call fails", "root", b.root, "id", b.id)
+	}
+	return *b.lost.Load()
 }
 
 // wait runs a blocking go-zookeeper call (see the package function wait)
@@ -437,9 +469,22 @@ func (b *Backend) sync(ctx context.Context) error {
 	return nil
 }
 
-// get reads nodes concurrently (one round trip). Absent nodes come back
-// with a nil stat.
+// get reads nodes concurrently (one round trip), with the epoch node (see
+// Backend.epochP). Absent nodes come back with a nil stat.
 func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.Stat, error) {
+	paths = append(paths[:len(paths):len(paths)], b.epochP)
+	data, stats, err := b.getNodes(ctx, paths)
+	if err == nil && stats[len(paths)-1] == nil {
+		err = b.fail()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return data[:len(paths)-1], stats[:len(paths)-1], nil
+}
+
+// getNodes reads nodes concurrently (one round trip).
+func (b *Backend) getNodes(ctx context.Context, paths []string) ([][]byte, []*gozk.Stat, error) {
 	data := make([][]byte, len(paths))
 	stats := make([]*gozk.Stat, len(paths))
 	one := func(i int) error {
@@ -493,19 +538,28 @@ func (e *multiError) Unwrap() []error {
 
 // multi runs ops as one Multi. A *multiError reports which op the server
 // refused (nothing applied); any other error leaves the outcome unknown.
+//
+// Every Multi starts with a check that the root's epoch node exists
+// (Backend.epochP): a root deleted under this backend fails it, with
+// nothing applied, and the backend reports the data lost. The check is not
+// among the ops or responses the caller sees.
 func (b *Backend) multi(ctx context.Context, ops []any) ([]gozk.MultiResponse, error) {
 	var res []gozk.MultiResponse
-	err := b.wait(ctx, func() (err error) { res, err = b.conn.Multi(ops...); return err })
+	all := append([]any{&gozk.CheckVersionRequest{Path: b.epochP, Version: -1}}, ops...)
+	err := b.wait(ctx, func() (err error) { res, err = b.conn.Multi(all...); return err })
 	if err == nil {
 		for _, r := range res {
 			b.observe(r.Stat)
 		}
-		return res, nil
+		return res[1:], nil
 	}
 	if certain(err) {
 		for i, r := range res {
 			if r.Error != nil && certain(r.Error) {
-				return nil, &multiError{Op: i, Err: r.Error}
+				if i == 0 {
+					return nil, b.fail()
+				}
+				return nil, &multiError{Op: i - 1, Err: r.Error}
 			}
 		}
 		return nil, &multiError{Op: -1, Err: err}
@@ -564,12 +618,24 @@ func (b *Backend) readPoint(ctx context.Context) (clock.Point, error) {
 			return 0, err
 		}
 	}
-	var st *gozk.Stat
+	var st, est *gozk.Stat
 	err := b.consistent(ctx, func() error {
-		return b.wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
+		return b.wait(ctx, func() error {
+			return b.getAll([]string{b.clockP, b.epochP}, func(i int) (err error) {
+				if i == 0 {
+					_, st, err = b.conn.Exists(b.clockP)
+				} else {
+					_, est, err = b.conn.Exists(b.epochP)
+				}
+				return err
+			})
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("zk: read point: %w", err)
+	}
+	if est == nil {
+		return 0, fmt.Errorf("zk: read point: %w", b.fail())
 	}
 	if st == nil || st.Mzxid == 0 {
 		return 0, fmt.Errorf("zk: read point: %s is missing", b.clockP)

@@ -239,7 +239,7 @@ func (s *Session) renew() {
 				s.lose(ErrExpired)
 			}
 			next = period
-		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed):
+		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed), errors.Is(err, backend.ErrDataLost):
 			s.lose(err)
 		default:
 			next = period / 4 // try again soon; the deadline decides
