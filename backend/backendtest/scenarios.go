@@ -35,6 +35,7 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("ReaderFinishesFinalIntentsAtOnce", func(t *testing.T) { testReaderFinishesIntents(t, newDriver) })
 	t.Run("PrefetchedReadFaultGrowsHistoryOnce", func(t *testing.T) { testPrefetchFaultOnce(t, newDriver(t)) })
 	t.Run("PriorityKeptFromReadPointZero", func(t *testing.T) { testPriorityKept(t, newDriver(t)) })
+	t.Run("ReadCalls", func(t *testing.T) { testReadCalls(t, newDriver(t)) })
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls
@@ -464,6 +465,9 @@ func testReaderFinishesIntents(t *testing.T, newDriver NewDriver) {
 			if v := deref(t, x2); v != want {
 				t.Fatalf("reader saw %d, want %d", v, want)
 			}
+			if h := p2.Stats().Helped; h < 1 {
+				t.Fatalf("the reader finished the intent, but Stats.Helped = %d", h)
+			}
 			vr, err = raw.Versions(tctx(t), name)
 			if err != nil {
 				t.Fatal(err)
@@ -623,5 +627,60 @@ func testCommuteStale(t *testing.T, raw backend.Driver, rounds int) {
 	}
 	if v := deref(t, ctr); v != 100*rounds+1 {
 		t.Fatalf("counter = %d, want %d", v, 100*rounds+1)
+	}
+}
+
+// testReadCalls counts the read calls a transaction makes on the
+// coordinator: the read point comes with the first read (one call), a
+// refs.Prefetch of three refs is one call and their Gets none, and a
+// retried attempt reads what the previous one read in one call, with its
+// read point, and its Gets none. (The counts are the round trips of a
+// server backend: docs/design.md, "Scripts and round trips".)
+func testReadCalls(t *testing.T, raw backend.Driver) {
+	w := faulty.Wrap(raw)
+	s := open(t, w)
+	x, y, z := newRef(t, s, uniq("x"), 0), newRef(t, s, uniq("y"), 0), newRef(t, s, uniq("z"), 0)
+	var reads atomic.Int64
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpRead {
+			reads.Add(1)
+		}
+		return faulty.Pass
+	})
+	defer w.SetHook(nil)
+	count := func(what string, want int64, fn func(tx *txn.Tx) error) {
+		t.Helper()
+		reads.Store(0)
+		if err := s.Dosync(tctx(t), fn); err != nil {
+			t.Fatal(err)
+		}
+		if got := reads.Load(); got != want {
+			t.Errorf("%s: %d read calls, want %d", what, got, want)
+		}
+	}
+	count("two Gets", 2, func(tx *txn.Tx) error { x.Get(tx); y.Get(tx); return nil })
+	count("a Prefetch of three refs, then their Gets", 1, func(tx *txn.Tx) error {
+		refs.Prefetch(tx, x, y, z)
+		x.Get(tx)
+		y.Get(tx)
+		z.Get(tx)
+		return nil
+	})
+	attempts := 0
+	// The nested Dosync is a blind write: it reads nothing.
+	count("an attempt that reads two refs and must retry, then its retry", 3, func(tx *txn.Tx) error {
+		attempts++
+		v := x.Get(tx)
+		y.Get(tx)
+		if attempts == 1 {
+			if err := s.Dosync(context.Background(), func(tx2 *txn.Tx) error { x.Set(tx2, -1); return nil }); err != nil {
+				return err
+			}
+		}
+		x.Set(tx, v+1)
+		return nil
+	})
+	if attempts != 2 {
+		t.Fatalf("%d attempts, want 2", attempts)
 	}
 }
