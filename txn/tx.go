@@ -400,7 +400,8 @@ func (tx *Tx) Read(k Key) []byte {
 // Preload reads the refs of keys that the attempt has not read yet in one
 // round trip per backend, the coordinator's first, and with the read point
 // if it is not drawn yet. It is only an optimisation: a ref that needs more
-// (an intent to resolve, a read fault) is left for Read, which handles it.
+// (an intent to resolve) is left for Read, which handles it; a read fault
+// is kept for Read to retry on (see prefetched).
 func (tx *Tx) Preload(keys ...Key) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -410,7 +411,7 @@ func (tx *Tx) Preload(keys ...Key) {
 	groups := map[string][]*entry{}
 	for _, k := range keys {
 		e := tx.entry(k)
-		if e.loaded {
+		if e.loaded || e.fault {
 			continue
 		}
 		id := e.drv.ID()

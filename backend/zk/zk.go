@@ -284,7 +284,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	}
 	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP, b.slP)
 	for _, p := range paths {
-		err := b.wait(ctx, func() error {
+		err := b.setup(ctx, func() error {
 			_, err := conn.Create(p, nil, 0, b.acl)
 			return err
 		})
@@ -299,7 +299,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	// (whatever server it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	err := b.wait(ctx, func() error {
+	err := b.setup(ctx, func() error {
 		_, err := conn.Create(b.root+"/id", []byte("zk:"+hex.EncodeToString(raw[:])+b.root), 0, b.acl)
 		return err
 	})
@@ -307,7 +307,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("zk: create %s/id: %w", b.root, err)
 	}
 	var id []byte
-	if err := b.wait(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
+	if err := b.setup(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
 		if errors.Is(err, gozk.ErrNoAuth) {
 			return nil, fmt.Errorf("zk: read %s/id: %w (the root belongs to another identity: check Config.Auth)", b.root, err)
 		}
@@ -319,7 +319,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b.id = string(id)
 	hexID, _, _ := strings.Cut(strings.TrimPrefix(b.id, "zk:"), "/")
 	b.epochP = b.root + "/e." + hexID
-	err = b.wait(ctx, func() error {
+	err = b.setup(ctx, func() error {
 		_, err := conn.Create(b.epochP, nil, 0, b.acl)
 		return err
 	})
@@ -332,6 +332,26 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b.wg.Add(1)
 	go b.gcLoop()
 	return b, nil
+}
+
+// setup runs one idempotent step of open (a create that tolerates
+// ErrNodeExists, a read), trying it again while the connection drops
+// under it (a request cut off by a lost connection, on a loaded machine or
+// a restarting ensemble) until ctx ends.
+func (b *Backend) setup(ctx context.Context, step func() error) error {
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		err := b.wait(ctx, step)
+		if !errors.Is(err, gozk.ErrConnectionClosed) && !errors.Is(err, gozk.ErrSessionMoved) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // ID names this backend: stored under the root, the same for every client.
