@@ -202,6 +202,12 @@ func (w *watcher[T]) run(ctx context.Context) {
 	// arrive in order, so once feedMax reaches the history's newest point
 	// the feed has given every version before it too.
 	var pending []backend.Version
+	// breaks are the pending versions drained first after the feed lost
+	// some (the versions of one drain follow one another, but two drains
+	// with a loss between them do not); lostSince says the next version
+	// drained is one.
+	breaks := map[clock.Point]bool{}
+	lostSince := false
 	var feedMax clock.Point
 	var catchUp time.Time // when the watcher began to wait for the feed
 	tick := time.NewTicker(WatchPoll)
@@ -223,6 +229,10 @@ func (w *watcher[T]) run(ctx context.Context) {
 		if feed != nil {
 			fresh, complete := feed.Drain()
 			fed = fed && complete
+			lostSince = lostSince || !complete
+			if lostSince && len(fresh) > 0 {
+				breaks[fresh[0].Point], lostSince = true, false
+			}
 			for _, v := range fresh {
 				feedMax = max(feedMax, v.Point)
 			}
@@ -264,8 +274,9 @@ func (w *watcher[T]) run(ctx context.Context) {
 				}
 				continue
 			}
-			last, seen, known = w.deliver(vr, pending, fed && !lagging, last, seen, known)
+			last, seen, known = w.deliver(vr, pending, breaks, fed && !lagging, last, seen, known)
 			pending, catchUp = nil, time.Time{}
+			clear(breaks)
 			// Once caught up, the feed vouches for what follows if it is
 			// complete from here on.
 			fed = feed != nil
@@ -286,7 +297,7 @@ func (w *watcher[T]) run(ctx context.Context) {
 // deliver calls the watches for every version newer than last, from the
 // history and the feed, oldest first. A gap is announced where history was
 // trimmed past last and the feed cannot vouch for the versions in between.
-func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version, fed bool, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
+func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version, breaks map[clock.Point]bool, fed bool, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
 	byPoint := map[clock.Point]backend.Version{}
 	for _, v := range vr.Versions {
 		if v.Point > last {
@@ -294,7 +305,9 @@ func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version,
 		}
 	}
 	// The versions one Drain gives follow one another (backend.Feed):
-	// whatever an incomplete feed lost came before the first of them.
+	// whatever an incomplete feed lost came before the first of them. So
+	// do the versions of successive drains, but for those after a loss
+	// (breaks).
 	fromFeed := make(map[clock.Point]bool, len(fresh))
 	for _, v := range fresh {
 		if v.Point > last {
@@ -320,7 +333,7 @@ func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version,
 		// version of a round and equally inside it: between the newest
 		// version of a lagging, incomplete feed and the oldest the
 		// history still keeps, say.
-		vouched := fed || (i > 0 && fromFeed[last] && fromFeed[v.Point])
+		vouched := fed || (i > 0 && fromFeed[last] && fromFeed[v.Point] && !breaks[v.Point])
 		hole := vr.Trimmed > last && !vouched && (i == 0 || !firstOnly)
 		w.call(v, seen, !known || hole, last)
 		last, seen, known = v.Point, v.Value, true

@@ -25,6 +25,7 @@ func testWatches(t *testing.T, newDriver NewDriver) {
 	t.Run("HoleAfterIncompleteFeed/SeededBugIsCaught", func(t *testing.T) {
 		testWatchHole(t, newDriver(t), txn.Faults{WatchGapFirstOnly: true})
 	})
+	t.Run("HoleBetweenDrains", func(t *testing.T) { testWatchHoleBetweenDrains(t, newDriver(t)) })
 	t.Run("AddWatchRaces", func(t *testing.T) { testAddWatchRaces(t, newDriver(t)) })
 }
 
@@ -207,6 +208,58 @@ func testWatchHole(t *testing.T, raw backend.Driver, faults txn.Faults) {
 	}
 }
 
+// testWatchHoleBetweenDrains: a watcher waiting for a lagging feed keeps
+// what it drained; when a later drain comes after a loss, the two drains
+// do not follow one another, and the hole between them (trimmed from the
+// history, lost from the feed) must be announced.
+func testWatchHoleBetweenDrains(t *testing.T, raw backend.Driver) {
+	fs := &feedScript{Wrapped: faulty.Wrap(raw)}
+	s := open(t, fs.driver())
+	x := newRef(t, s, uniq("x"), 0)
+	sub, err := raw.Subscribe(tctx(t), x.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hasFeed := sub.(backend.Feed)
+	_ = sub.Close()
+	if !hasFeed {
+		t.Logf("%s's subscriptions carry no feed: no hole between two drains", raw.ID())
+		return
+	}
+	var log watchLog
+	blocked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	x.AddWatch("k", func(k string, r *refs.Ref[int], old, new int) {
+		log.fn(k, r, old, new)
+		once.Do(func() { close(blocked); <-release })
+	}, refs.OnGap(log.gap))
+	defer x.RemoveWatch("k")
+	set := func(v int) {
+		if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { x.Set(tx, v); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(1)
+	<-blocked
+	const n = backend.WatchKeep + 50 // more than the history keeps while watched
+	for v := 2; v <= n; v++ {
+		set(v)
+	}
+	// The feed lags: it hands out 2..10 while the history already starts
+	// past 10, so the watcher waits for it, keeping 2..10.
+	fs.holdAfter(waitFeed(t, fs, 10))
+	close(release)
+	eventually(t, func() bool { return fs.handedOut(mustEncode(t, 10)) }, func() string { return "the watcher draining 2..10" })
+	// Then it loses 11..29 and hands out 30..40, and the rest late.
+	fs.dropThrough(waitFeed(t, fs, 29))
+	fs.holdAfter(waitFeed(t, fs, 40))
+	log.waitFor(t, n)
+	fs.holdAfter(0)
+	if bad := log.check(n); len(bad) > 0 {
+		t.Fatalf("a watcher whose lagging feed lost versions between two drains: %s", strings.Join(bad, "; "))
+	}
+}
+
 // waitFeed waits until the scripted feed has buffered value v's version
 // and returns its point.
 func waitFeed(t *testing.T, fs *feedScript, v int) clock.Point {
@@ -270,6 +323,36 @@ func (fs *feedScript) lose() {
 		s.lost = true
 		s.buf = nil
 	}
+}
+
+// dropThrough loses the buffered versions up to point p (a reconnect that
+// missed what was published meanwhile): the next drain is incomplete.
+func (fs *feedScript) dropThrough(p clock.Point) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, s := range fs.subs {
+		s.pull()
+		n := 0
+		for n < len(s.buf) && s.buf[n].Point <= p {
+			n++
+		}
+		s.buf, s.lost = s.buf[n:], true
+	}
+}
+
+// handedOut reports whether a subscription has handed out a version with
+// value data.
+func (fs *feedScript) handedOut(data []byte) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, s := range fs.subs {
+		for _, v := range s.out {
+			if string(v.Value) == string(data) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (fs *feedScript) holdAfter(p clock.Point) {
