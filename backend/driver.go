@@ -312,6 +312,10 @@ type RefInfo struct {
 	Newest   clock.Point
 	Versions int
 	Size     int // bytes of the newest value
+	// Err is set, wrapping ErrCorrupt and naming the ref, when the ref's
+	// stored data is malformed (see Driver.List); the fields above then
+	// hold what could be read of it.
+	Err error
 }
 
 // Subscription delivers change hints for one ref.
@@ -399,7 +403,13 @@ type Driver interface {
 	// Versions returns a ref's kept history.
 	Versions(ctx context.Context, name string) (VersionsResult, error)
 	// List returns the refs whose names start with prefix, sorted by name.
+	// A ref whose stored data is malformed does not fail the listing: it
+	// is listed with Err set (wrapping ErrCorrupt), so the caller learns
+	// its name and every other ref is still listed. An error is returned
+	// only when the listing itself failed (the server could not be read).
 	List(ctx context.Context, prefix string) ([]RefInfo, error)
+	// (Read and Versions of a malformed ref fail with an error wrapping
+	// ErrCorrupt that names it; a Read of several refs fails as a whole.)
 
 	// --- the general commit path ---
 
