@@ -68,6 +68,13 @@ func TestMalformedKeysAreNamed(t *testing.T) {
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 	defer c.Close()
 	bad := plantMalformed(t, c, prefix)
+	if _, err := b.List(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	// List's script is gone (a restart, SCRIPT FLUSH): it is loaded again.
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	infos, err := b.List(ctx, "")
 	if err != nil {
