@@ -309,12 +309,16 @@ func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backen
 	return backend.CreateResult{Created: true, Kind: req.Kind}, nil
 }
 
-// parseVersion decodes point "\0" ms "\0" txn "\0" value, or the form
-// scriptVersions gives a value it left out: "!" size "\0" point "\0" ms
-// "\0" txn "\0". An entry that does not parse is backend.ErrCorrupt.
-func parseVersion(s string) (backend.Version, error) {
+// parseVersion decodes point "\0" ms "\0" txn "\0" value. An entry that
+// does not parse is backend.ErrCorrupt.
+func parseVersion(s string) (backend.Version, error) { return parseListed(s, false) }
+
+// parseListed is parseVersion of an entry scriptVersions sent (bounded):
+// it also reads the form it gives a value it left out, "!" size "\0"
+// point "\0" ms "\0" txn "\0".
+func parseListed(s string, bounded bool) (backend.Version, error) {
 	omitted := 0
-	if strings.HasPrefix(s, "!") {
+	if bounded && strings.HasPrefix(s, "!") {
 		size, rest, ok := strings.Cut(s[1:], "\x00")
 		n, err := strconv.Atoi(size)
 		if !ok || err != nil || n <= 0 {
@@ -502,8 +506,9 @@ func (b *Backend) refState(name string, hc *goredis.SliceCmd, lc listCmd) (refSt
 	case err != nil && !errors.Is(err, goredis.Nil):
 		return refState{}, err
 	}
+	_, bounded := lc.(evalCmd)
 	for _, s := range vs {
-		v, err := parseVersion(s)
+		v, err := parseListed(s, bounded)
 		if err != nil {
 			return corrupt("version list %sv:%s: %v", b.p, name, err)
 		}
