@@ -30,6 +30,13 @@ var (
 	// refuses every later call: reopen it (and the STM) once the data is
 	// restored or deliberately recreated. It wraps ErrNotApplied.
 	ErrDataLost = fmt.Errorf("backend: data lost (%w)", ErrNotApplied)
+	// ErrCorrupt: stored data is malformed: a ref's storage is not what
+	// a driver writes (a Redis key of another type, a ref hash missing
+	// its fields, a version entry or a ZooKeeper node that does not
+	// parse), or, from package refs (refs.ErrCorrupt), a value's bytes
+	// are not a well-formed encoding. Drivers wrap it with the ref's
+	// name.
+	ErrCorrupt = errors.New("backend: stored data corrupt")
 )
 
 // Kind is the reference type stored under a name: one name holds one kind.
@@ -305,6 +312,10 @@ type RefInfo struct {
 	Newest   clock.Point
 	Versions int
 	Size     int // bytes of the newest value
+	// Err is set, wrapping ErrCorrupt and naming the ref, when the ref's
+	// stored data is malformed (see Driver.List); the fields above then
+	// hold what could be read of it.
+	Err error
 }
 
 // Subscription delivers change hints for one ref.
@@ -392,7 +403,13 @@ type Driver interface {
 	// Versions returns a ref's kept history.
 	Versions(ctx context.Context, name string) (VersionsResult, error)
 	// List returns the refs whose names start with prefix, sorted by name.
+	// A ref whose stored data is malformed does not fail the listing: it
+	// is listed with Err set (wrapping ErrCorrupt), so the caller learns
+	// its name and every other ref is still listed. An error is returned
+	// only when the listing itself failed (the server could not be read).
 	List(ctx context.Context, prefix string) ([]RefInfo, error)
+	// (Read and Versions of a malformed ref fail with an error wrapping
+	// ErrCorrupt that names it; a Read of several refs fails as a whole.)
 
 	// --- the general commit path ---
 
@@ -472,6 +489,16 @@ type OnePhase interface {
 // size: refs refuse larger values (refs.ErrTooLarge) before sending them.
 type ValueLimit interface {
 	MaxValueSize() int
+}
+
+// BoundedVersions is implemented by a driver that can read a ref's history
+// without transferring values larger than a limit. VersionsBounded is
+// Versions, except that each version whose value is larger than maxValue
+// bytes comes back with Value nil and Omitted set to its size. Readers
+// with a limit (package refs, the CLI) use it where the driver has it, so
+// an oversized value planted in the storage costs them no memory.
+type BoundedVersions interface {
+	VersionsBounded(ctx context.Context, name string, maxValue int) (VersionsResult, error)
 }
 
 // LocalClock is implemented by a driver whose ReadPoint costs no round trip

@@ -26,6 +26,10 @@ type Version struct {
 	Value []byte      // encoded value
 	Txn   string      // id of the transaction that wrote it ("" for the initial value)
 	Time  time.Time   // wall time of the commit, as the committer saw it
+	// Omitted, when > 0, is the size in bytes of a value the driver left
+	// out (Value is nil) because it is larger than the limit the reader
+	// gave (backend.BoundedVersions).
+	Omitted int
 }
 
 // Result says how a read at a point went.

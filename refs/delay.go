@@ -60,7 +60,7 @@ func delayView[T any](r *Ref[T], data []byte) (T, bool, error) {
 	var zero T
 	var env delayEnv
 	if err := msgpack.Unmarshal(data, &env); err != nil {
-		return zero, false, fmt.Errorf("refs: decode delay %q: %w: %w", r.name, ErrType, err)
+		return zero, false, fmt.Errorf("refs: decode delay %q: %w: %w", r.name, decodeError(Msgpack, data, err), err)
 	}
 	if env.State != delayDone || env.Err != "" {
 		return zero, false, nil

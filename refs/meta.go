@@ -55,7 +55,7 @@ func (r *Ref[T]) meta(ctx context.Context) (map[string]any, uint64, error) {
 	}
 	var m map[string]any
 	if err := Msgpack.Unmarshal(data, &m); err != nil {
-		return nil, 0, fmt.Errorf("refs: meta of %q: %w: %w", r.name, ErrType, err)
+		return nil, 0, fmt.Errorf("refs: meta of %q: %w: %w", r.name, decodeError(Msgpack, data, err), err)
 	}
 	return m, ver, nil
 }

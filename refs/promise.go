@@ -73,7 +73,7 @@ func (c cell[T]) read(ctx context.Context, env any) (clock.Point, error) {
 		return 0, fmt.Errorf("refs: read %s: %w: the name holds a %s", c, ErrType, it.Kind)
 	}
 	if err := msgpack.Unmarshal(it.Newest.Value, env); err != nil {
-		return 0, fmt.Errorf("refs: read %s at point %d: %w: %w", c, it.Newest.Point, ErrType, err)
+		return 0, fmt.Errorf("refs: read %s at point %d: %w: %w", c, it.Newest.Point, decodeError(Msgpack, it.Newest.Value, err), err)
 	}
 	return it.Newest.Point, nil
 }
@@ -172,7 +172,7 @@ func promiseView[T any](r *Ref[T], data []byte) (T, bool, error) {
 	var zero T
 	var env promiseEnv
 	if err := msgpack.Unmarshal(data, &env); err != nil {
-		return zero, false, fmt.Errorf("refs: decode promise %q: %w: %w", r.name, ErrType, err)
+		return zero, false, fmt.Errorf("refs: decode promise %q: %w: %w", r.name, decodeError(Msgpack, data, err), err)
 	}
 	if !env.Delivered {
 		return zero, false, nil
@@ -318,8 +318,10 @@ func (p *Promise[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[s
 
 // waitThrough reports whether a waiter outlasts a read error: the backend
 // briefly away (a restart, a lost connection). ctx's end, a closed STM and
-// what the reference holds (ErrType, ErrNotFound) end the wait.
+// what the reference holds (ErrType, ErrCorrupt, ErrTooLarge, ErrNotFound)
+// end the wait.
 func waitThrough(ctx context.Context, s *stm.STM, err error) bool {
 	return ctx.Err() == nil && s.Err() == nil && !errors.Is(err, stm.ErrClosed) && !errors.Is(err, backend.ErrDataLost) &&
-		!errors.Is(err, ErrType) && !errors.Is(err, ErrNotFound) && !errors.Is(err, backend.ErrNotFound)
+		!errors.Is(err, ErrType) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge) &&
+		!errors.Is(err, ErrNotFound) && !errors.Is(err, backend.ErrNotFound)
 }

@@ -164,6 +164,9 @@ func (r *Ref[T]) txKey() txn.Key { return r.key }
 // drawn it yet). On a server backend a transfer that prefetches both
 // accounts costs 2 round trips instead of 3. Purely an optimisation.
 func Prefetch(tx *txn.Tx, rs ...Prefetchable) {
+	if tx == nil {
+		panic(fmt.Errorf("refs: prefetch with a nil Tx: %w", txn.ErrOutsideTx))
+	}
 	keys := make([]txn.Key, len(rs))
 	for i, r := range rs {
 		keys[i] = r.txKey()
@@ -199,12 +202,43 @@ func (r *Ref[T]) maxValueSize() int {
 	return limit
 }
 
+// decode decodes a stored value. A value larger than the reader's limit
+// (maxValueSize) is refused before it is decoded: ErrTooLarge. Bytes that
+// do not decode are ErrCorrupt or ErrType (decodeError).
 func (r *Ref[T]) decode(data []byte, at string) (T, error) {
 	var v T
+	if limit := r.maxValueSize(); len(data) > limit {
+		return v, r.tooLarge(at, len(data), limit)
+	}
 	if err := r.codec.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("refs: decode %q %s as %T: %w: %w", r.name, at, v, ErrType, err)
+		return v, fmt.Errorf("refs: decode %q %s as %T: %w: %w", r.name, at, v, decodeError(r.codec, data, err), err)
 	}
 	return v, nil
+}
+
+// decodeVersion decodes one version of a history, which the driver may
+// have left out for its size (Version.Omitted).
+func (r *Ref[T]) decodeVersion(v backend.Version) (T, error) {
+	at := fmt.Sprintf("at point %d", v.Point)
+	if v.Omitted > 0 {
+		var zero T
+		return zero, r.tooLarge(at, v.Omitted, r.maxValueSize())
+	}
+	return r.decode(v.Value, at)
+}
+
+func (r *Ref[T]) tooLarge(at string, size, limit int) error {
+	return fmt.Errorf("refs: read %q %s: %w: the stored value is %d bytes, more than the limit of %d (stm.WithMaxValueSize, or the backend's): refused unread",
+		r.name, at, ErrTooLarge, size, limit)
+}
+
+// live refuses a nil Tx: it stands for no transaction at all, so using it
+// is what using a Tx outside its Dosync is (a panic with ErrOutsideTx,
+// as every Tx method panics when misused), not a nil-pointer dereference.
+func (r *Ref[T]) live(tx *txn.Tx, verb string) {
+	if tx == nil {
+		panic(fmt.Errorf("refs: %s %q with a nil Tx: %w", verb, r.name, txn.ErrOutsideTx))
+	}
 }
 
 // validate returns the commit-time check of a value written through this
@@ -237,8 +271,13 @@ func (r *Ref[T]) SetValidator(f func(T) error) {
 }
 
 // Get returns the ref's value in tx: the transaction's own write, or the
-// newest value committed at or before its read point.
+// newest value committed at or before its read point. A value that does
+// not decode ends the Dosync with ErrCorrupt or ErrType, one larger than
+// the STM's MaxValueSize with ErrTooLarge; nothing is written. A nil tx
+// panics with an error wrapping txn.ErrOutsideTx, as Set, Alter, Commute
+// and Ensure do.
 func (r *Ref[T]) Get(tx *txn.Tx) T {
+	r.live(tx, "get")
 	v, err := r.decode(tx.Read(r.key), "in transaction")
 	if err != nil {
 		tx.Abort(err)
@@ -248,6 +287,7 @@ func (r *Ref[T]) Get(tx *txn.Tx) T {
 
 // Set sets the ref's value in tx (ref-set).
 func (r *Ref[T]) Set(tx *txn.Tx, v T) {
+	r.live(tx, "set")
 	data, err := r.encode(v)
 	if err != nil {
 		tx.Abort(fmt.Errorf("refs: set %q: %w", r.name, err))
@@ -257,6 +297,7 @@ func (r *Ref[T]) Set(tx *txn.Tx, v T) {
 
 // Alter sets the ref to f of its value in tx and returns the new value.
 func (r *Ref[T]) Alter(tx *txn.Tx, f func(T) T) T {
+	r.live(tx, "alter")
 	v := f(r.Get(tx))
 	r.Set(tx, v)
 	return v
@@ -266,6 +307,7 @@ func (r *Ref[T]) Alter(tx *txn.Tx, f func(T) T) T {
 // commit f runs again on the newest committed value, so a commute never
 // conflicts with another; f must be commutative and free of side effects.
 func (r *Ref[T]) Commute(tx *txn.Tx, f func(T) T) T {
+	r.live(tx, "commute")
 	out := tx.Commute(r.key, func(old []byte) ([]byte, error) {
 		v, err := r.decode(old, "for commute")
 		if err != nil {
@@ -287,6 +329,7 @@ func (r *Ref[T]) Commute(tx *txn.Tx, f func(T) T) T {
 // Ensure protects the ref from other transactions' writes until tx
 // commits, ruling out write skew, and returns its value.
 func (r *Ref[T]) Ensure(tx *txn.Tx) T {
+	r.live(tx, "ensure")
 	v, err := r.decode(tx.Ensure(r.key), "in transaction")
 	if err != nil {
 		tx.Abort(err)
@@ -306,20 +349,29 @@ func (r *Ref[T]) Deref(ctx context.Context) (T, error) {
 }
 
 // History returns the kept versions, newest first (at least the newest).
+//
+// A version that cannot be read (ErrCorrupt, ErrType, or ErrTooLarge for
+// a value larger than the STM's MaxValueSize, which is not decoded) does
+// not hide the others: History then returns every version that can be
+// read, with a non-nil error that names the point of each one left out
+// (errors.Join of one error per version). A caller that only wants a
+// complete history checks the error alone.
 func (r *Ref[T]) History(ctx context.Context) ([]Version[T], error) {
 	vr, err := r.versions(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Version[T], 0, len(vr.Versions))
+	var bad []error
 	for _, v := range vr.Versions {
-		val, err := r.decode(v.Value, fmt.Sprintf("at point %d", v.Point))
+		val, err := r.decodeVersion(v)
 		if err != nil {
-			return nil, err
+			bad = append(bad, err)
+			continue
 		}
 		out = append(out, Version[T]{Point: v.Point, Value: val, Txn: v.Txn, Time: v.Time})
 	}
-	return out, nil
+	return out, errors.Join(bad...)
 }
 
 // At returns the value as of point p: the newest version at or before p.
@@ -342,7 +394,7 @@ func (r *Ref[T]) At(ctx context.Context, p clock.Point) (T, error) {
 	if res == history.Fault {
 		return zero, fmt.Errorf("refs: %q at %d: %w (oldest kept: %d)", r.name, p, ErrHistoryTrimmed, vr.Versions[len(vr.Versions)-1].Point)
 	}
-	return r.decode(v.Value, fmt.Sprintf("at point %d", v.Point))
+	return r.decodeVersion(v)
 }
 
 // versions reads the ref's kept history after rolling forward a committed
@@ -354,8 +406,17 @@ func (r *Ref[T]) versions(ctx context.Context) (vr backend.VersionsResult, err e
 	}
 	defer func() { err = r.s.Note(err) }()
 	res := r.s.Env().Resolver
+	bounded, _ := r.drv.(backend.BoundedVersions)
 	for tries := 0; ; tries++ {
-		vr, err := r.drv.Versions(ctx, r.name)
+		var vr backend.VersionsResult
+		var err error
+		if bounded != nil {
+			// Values larger than the limit are refused unread (decode):
+			// the driver need not send them.
+			vr, err = bounded.VersionsBounded(ctx, r.name, r.maxValueSize())
+		} else {
+			vr, err = r.drv.Versions(ctx, r.name)
+		}
 		if err != nil {
 			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
 		}

@@ -359,6 +359,12 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 	}
 	r.mu.Unlock()
 
+	if v.Omitted > 0 {
+		// Larger than the limit: the history left it out (not read).
+		_, err := r.decodeVersion(v)
+		slog.Warn("epochal: watch skipped a value larger than the limit", "ref", r.name, "point", v.Point, "err", err)
+		return
+	}
 	nv, ok, err := r.watchValue(v.Value)
 	if err != nil {
 		slog.Warn("epochal: watch skipped a value it cannot decode", "ref", r.name, "point", v.Point, "err", err)

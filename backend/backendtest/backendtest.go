@@ -36,4 +36,5 @@ func Run(t *testing.T, newDriver NewDriver) {
 	t.Run("Atoms", func(t *testing.T) { testAtoms(t, newDriver) })
 	t.Run("Promises", func(t *testing.T) { testPromises(t, newDriver) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, newDriver) })
+	t.Run("StoredFaults", func(t *testing.T) { testStoredFaults(t, newDriver) })
 }

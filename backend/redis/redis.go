@@ -93,8 +93,9 @@ type Backend struct {
 }
 
 var (
-	_ backend.Driver   = (*Backend)(nil)
-	_ backend.OnePhase = (*Backend)(nil)
+	_ backend.Driver          = (*Backend)(nil)
+	_ backend.OnePhase        = (*Backend)(nil)
+	_ backend.BoundedVersions = (*Backend)(nil)
 )
 
 // Open connects to the server cfg names and checks that it answers (and
@@ -295,6 +296,10 @@ func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backen
 		return backend.CreateResult{}, err
 	}
 	res, err := b.run(ctx, scriptCreate, req.Name, string(req.Kind), req.Value, req.MinHistory, req.MaxHistory, ms(time.Now()))
+	if msg, ok := strings.CutPrefix(fmt.Sprint(err), "EPOCHAL_CORRUPT "); ok && err != nil {
+		msg, _, _ = strings.Cut(msg, " script: ")
+		return backend.CreateResult{}, fmt.Errorf("redis: create %q: %s: %w", req.Name, msg, backend.ErrCorrupt)
+	}
 	if err != nil {
 		return backend.CreateResult{}, fmt.Errorf("redis: create %q: %w", req.Name, err)
 	}
@@ -304,25 +309,44 @@ func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backen
 	return backend.CreateResult{Created: true, Kind: req.Kind}, nil
 }
 
-// parseVersion decodes point "\0" ms "\0" txn "\0" value.
-func parseVersion(s string) (backend.Version, error) {
+// parseVersion decodes point "\0" ms "\0" txn "\0" value. An entry that
+// does not parse is backend.ErrCorrupt.
+func parseVersion(s string) (backend.Version, error) { return parseListed(s, false) }
+
+// parseListed is parseVersion of an entry scriptVersions sent (bounded):
+// it also reads the form it gives a value it left out, "!" size "\0"
+// point "\0" ms "\0" txn "\0".
+func parseListed(s string, bounded bool) (backend.Version, error) {
+	omitted := 0
+	if bounded && strings.HasPrefix(s, "!") {
+		size, rest, ok := strings.Cut(s[1:], "\x00")
+		n, err := strconv.Atoi(size)
+		if !ok || err != nil || n <= 0 {
+			return backend.Version{}, fmt.Errorf("%w: malformed omitted version entry", backend.ErrCorrupt)
+		}
+		omitted, s = n, rest
+	}
 	parts := strings.SplitN(s, "\x00", 4)
 	if len(parts) != 4 {
-		return backend.Version{}, fmt.Errorf("redis: malformed version entry (%d fields)", len(parts))
+		return backend.Version{}, fmt.Errorf("%w: malformed version entry (%d fields, want 4)", backend.ErrCorrupt, len(parts))
 	}
 	p, err1 := strconv.ParseUint(parts[0], 10, 64)
 	t, err2 := strconv.ParseInt(parts[1], 10, 64)
 	if err1 != nil || err2 != nil {
-		return backend.Version{}, fmt.Errorf("redis: malformed version entry %q", parts[0]+" "+parts[1])
+		return backend.Version{}, fmt.Errorf("%w: malformed version entry %q", backend.ErrCorrupt, parts[0]+" "+parts[1])
 	}
-	return backend.Version{Point: clock.Point(p), Time: time.UnixMilli(t), Txn: parts[2], Value: []byte(parts[3])}, nil
+	v := backend.Version{Point: clock.Point(p), Time: time.UnixMilli(t), Txn: parts[2], Value: []byte(parts[3]), Omitted: omitted}
+	if omitted > 0 {
+		v.Value = nil
+	}
+	return v, nil
 }
 
 // parseIntent decodes txn "\0" coord "\0" flags "\0" value.
 func parseIntent(s string) (*backend.Intent, error) {
 	parts := strings.SplitN(s, "\x00", 4)
 	if len(parts) != 4 {
-		return nil, fmt.Errorf("redis: malformed intent")
+		return nil, fmt.Errorf("%w: malformed intent (%d fields, want 4)", backend.ErrCorrupt, len(parts))
 	}
 	f := parts[2]
 	return &backend.Intent{
@@ -332,7 +356,9 @@ func parseIntent(s string) (*backend.Intent, error) {
 	}, nil
 }
 
-// refState is one ref as read in one MULTI/EXEC.
+// refState is one ref as read in one MULTI/EXEC. err, when set, says why
+// the ref's keys are not what a driver writes (it wraps
+// backend.ErrCorrupt and names the ref); the other fields are then unset.
 type refState struct {
 	found    bool
 	kind     backend.Kind
@@ -342,28 +368,62 @@ type refState struct {
 	ensured  clock.Point
 	keep     int
 	min, max int
+	err      error
 }
 
+// unbounded asks readRefs for every value whole (LRANGE).
+const unbounded = -1
+
 // readRefs reads refs (and, if withClock, the clock) atomically in one
-// round trip.
-func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool) ([]refState, clock.Point, error) {
+// round trip. With maxValue >= 0 the version lists are read by
+// scriptVersions, which leaves out values larger than maxValue (the
+// server does not send them); with unbounded, by LRANGE.
+//
+// A ref whose keys are malformed (a key of another type, a hash without
+// its fields, a version entry that does not parse) gets its own refState
+// err: the other refs are read as usual. Only a failure of the read
+// itself is the error.
+func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool, maxValue int) ([]refState, clock.Point, error) {
+	for loaded := false; ; loaded = true {
+		sts, rp, noScript, err := b.readRefsOnce(ctx, names, withClock, maxValue)
+		if !noScript || loaded {
+			return sts, rp, err
+		}
+		// The server does not have scriptVersions (first use, a restart,
+		// SCRIPT FLUSH): EVALSHA inside MULTI cannot fall back on EVAL.
+		if err := scriptVersions.Load(ctx, b.c).Err(); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+func (b *Backend) readRefsOnce(ctx context.Context, names []string, withClock bool, maxValue int) ([]refState, clock.Point, bool, error) {
 	var idCmd, clockCmd *goredis.StringCmd
 	hs := make([]*goredis.SliceCmd, len(names))
-	ls := make([]*goredis.StringSliceCmd, len(names))
+	ls := make([]listCmd, len(names))
 	seen := b.seen.Load()
 	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		idCmd, clockCmd = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
 		for i, n := range names {
 			hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
-			ls[i] = p.LRange(ctx, b.p+"v:"+n, 0, -1)
+			if maxValue == unbounded {
+				ls[i] = lrangeCmd{p.LRange(ctx, b.p+"v:"+n, 0, -1)}
+			} else {
+				ls[i] = evalCmd{p.EvalSha(ctx, scriptVersions.Hash(), []string{b.p + "v:" + n}, maxValue)}
+			}
 		}
 		return nil
 	})
+	// A command that failed on its own (WRONGTYPE, a missing script) fails
+	// only its ref; anything else fails the identity or clock read too.
+	if err != nil && !errors.Is(err, goredis.Nil) && idCmd.Err() == nil {
+		err = nil
+	}
 	if err != nil && !errors.Is(err, goredis.Nil) {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	if err := b.verify(seen, idCmd, clockCmd); err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	var rp clock.Point
 	if withClock {
@@ -371,35 +431,93 @@ func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool) 
 		rp = clock.Point(n)
 	}
 	out := make([]refState, len(names))
-	for i := range names {
-		h := hs[i].Val()
-		if len(h) < 7 || h[0] == nil {
-			continue
+	for i, n := range names {
+		if err := ls[i].Err(); err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			return nil, 0, true, err
 		}
-		st := refState{found: true, kind: backend.Kind(h[0].(string))}
-		if s, ok := h[1].(string); ok {
-			in, err := parseIntent(s)
-			if err != nil {
-				return nil, 0, err
-			}
-			st.intent = in
-		}
-		st.trimmed = clock.Point(atoi(h[2]))
-		st.ensured = clock.Point(atoi(h[3]))
-		st.keep, st.min, st.max = int(atoi(h[4])), int(atoi(h[5])), int(atoi(h[6]))
-		for _, s := range ls[i].Val() {
-			v, err := parseVersion(s)
-			if err != nil {
-				return nil, 0, fmt.Errorf("%w (ref %q)", err, names[i])
-			}
-			st.versions = append(st.versions, v)
-		}
-		if len(st.versions) == 0 {
-			return nil, 0, fmt.Errorf("redis: ref %q has no versions", names[i])
+		st, err := b.refState(n, hs[i], ls[i])
+		if err != nil && !errors.Is(err, backend.ErrCorrupt) {
+			return nil, 0, false, err
 		}
 		out[i] = st
 	}
-	return out, rp, nil
+	return out, rp, false, nil
+}
+
+// listCmd is a ref's version list as read: LRANGE's reply, or
+// scriptVersions'.
+type listCmd interface {
+	Err() error
+	StringSlice() ([]string, error)
+}
+
+type evalCmd struct{ *goredis.Cmd }
+
+func (c evalCmd) StringSlice() ([]string, error) { return c.Cmd.StringSlice() }
+
+type lrangeCmd struct{ *goredis.StringSliceCmd }
+
+func (c lrangeCmd) StringSlice() ([]string, error) { return c.StringSliceCmd.Result() }
+
+// refState decodes one ref's hash and version list. An error wrapping
+// backend.ErrCorrupt is also set as the state's err; any other is a
+// failed read.
+func (b *Backend) refState(name string, hc *goredis.SliceCmd, lc listCmd) (refState, error) {
+	corrupt := func(format string, args ...any) (refState, error) {
+		err := fmt.Errorf("redis: ref %q: "+format+": %w", append(append([]any{name}, args...), backend.ErrCorrupt)...)
+		return refState{err: err}, err
+	}
+	h, err := hc.Result()
+	switch {
+	case goredis.HasErrorPrefix(err, "WRONGTYPE"):
+		return corrupt("%sr:%s is not a hash", b.p, name)
+	case err != nil && !errors.Is(err, goredis.Nil):
+		return refState{}, err
+	}
+	present := 0
+	for _, f := range h {
+		if f != nil {
+			present++
+		}
+	}
+	if present == 0 {
+		return refState{}, nil // no such ref
+	}
+	for i, f := range []string{"kind", "", "", "", "keep", "min", "max"} {
+		if f != "" && (len(h) <= i || h[i] == nil) {
+			return corrupt("its hash %sr:%s has no %q field", b.p, name, f)
+		}
+	}
+	st := refState{found: true, kind: backend.Kind(h[0].(string))}
+	if s, ok := h[1].(string); ok {
+		in, err := parseIntent(s)
+		if err != nil {
+			return corrupt("intent: %v", err)
+		}
+		st.intent = in
+	}
+	st.trimmed = clock.Point(atoi(h[2]))
+	st.ensured = clock.Point(atoi(h[3]))
+	st.keep, st.min, st.max = int(atoi(h[4])), int(atoi(h[5])), int(atoi(h[6]))
+	vs, err := lc.StringSlice()
+	switch {
+	case goredis.HasErrorPrefix(err, "WRONGTYPE"):
+		return corrupt("%sv:%s is not a list", b.p, name)
+	case err != nil && !errors.Is(err, goredis.Nil):
+		return refState{}, err
+	}
+	_, bounded := lc.(evalCmd)
+	for _, s := range vs {
+		v, err := parseListed(s, bounded)
+		if err != nil {
+			return corrupt("version list %sv:%s: %v", b.p, name, err)
+		}
+		st.versions = append(st.versions, v)
+	}
+	if len(st.versions) == 0 {
+		return corrupt("no versions (%sv:%s is empty or missing)", b.p, name)
+	}
+	return st, nil
 }
 
 func atoi(v any) int64 {
@@ -409,11 +527,15 @@ func atoi(v any) int64 {
 }
 
 // Read reads refs at a point, each with its intent, in one MULTI/EXEC.
+// A malformed ref fails the whole read (backend.ErrCorrupt, naming it).
 func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.ReadResult, error) {
 	if err := b.check(ctx); err != nil {
 		return backend.ReadResult{}, err
 	}
-	sts, rp, err := b.readRefs(ctx, req.Names, req.Current)
+	sts, rp, err := b.readRefs(ctx, req.Names, req.Current, unbounded)
+	if err == nil {
+		err = firstErr(sts)
+	}
 	if err != nil {
 		return backend.ReadResult{}, fmt.Errorf("redis: read %v: %w", req.Names, err)
 	}
@@ -439,12 +561,36 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 	return res, nil
 }
 
+// firstErr is the error of the first malformed ref.
+func firstErr(sts []refState) error {
+	for _, st := range sts {
+		if st.err != nil {
+			return st.err
+		}
+	}
+	return nil
+}
+
 // Versions returns a ref's kept history.
 func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsResult, error) {
+	return b.versions(ctx, name, unbounded)
+}
+
+// VersionsBounded is Versions without the values larger than maxValue
+// bytes (backend.BoundedVersions): a script reads the list on the server
+// and sends such a value's size in its place.
+func (b *Backend) VersionsBounded(ctx context.Context, name string, maxValue int) (backend.VersionsResult, error) {
+	return b.versions(ctx, name, max(maxValue, 0))
+}
+
+func (b *Backend) versions(ctx context.Context, name string, maxValue int) (backend.VersionsResult, error) {
 	if err := b.check(ctx); err != nil {
 		return backend.VersionsResult{}, err
 	}
-	sts, _, err := b.readRefs(ctx, []string{name}, false)
+	sts, _, err := b.readRefs(ctx, []string{name}, false, maxValue)
+	if err == nil {
+		err = sts[0].err
+	}
 	if err != nil {
 		return backend.VersionsResult{}, fmt.Errorf("redis: versions of %q: %w", name, err)
 	}
@@ -457,6 +603,9 @@ func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsRe
 }
 
 // List returns the refs whose names start with prefix, sorted by name.
+// The values stay on the server (scriptVersions sends their sizes). A
+// malformed ref, or a name the index {P}:refs holds without a ref hash, is
+// listed with its Err set.
 func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -476,14 +625,27 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	out := make([]backend.RefInfo, 0, len(names))
 	for i := 0; i < len(names); i += 256 {
 		chunk := names[i:min2(i+256, len(names))]
-		sts, _, err := b.readRefs(ctx, chunk, false)
+		sts, _, err := b.readRefs(ctx, chunk, false, 0)
 		if err != nil {
 			return nil, fmt.Errorf("redis: list %q: %w", prefix, err)
 		}
 		for j, st := range sts {
-			if st.found && strings.HasPrefix(chunk[j], prefix) {
-				out = append(out, backend.RefInfo{Name: chunk[j], Kind: st.kind, Newest: st.versions[0].Point,
-					Versions: len(st.versions), Size: len(st.versions[0].Value)})
+			name := chunk[j]
+			if !strings.HasPrefix(name, prefix) {
+				continue
+			}
+			switch {
+			case st.err != nil:
+				out = append(out, backend.RefInfo{Name: name, Err: st.err})
+			case !st.found:
+				// Create indexes a ref in the script that makes its hash,
+				// and nothing deletes refs.
+				out = append(out, backend.RefInfo{Name: name, Err: fmt.Errorf("redis: ref %q: listed in %srefs but %sr:%s is missing: %w",
+					name, b.p, b.p, name, backend.ErrCorrupt)})
+			default:
+				v := st.versions[0]
+				out = append(out, backend.RefInfo{Name: name, Kind: st.kind, Newest: v.Point,
+					Versions: len(st.versions), Size: len(v.Value) + v.Omitted})
 			}
 		}
 	}

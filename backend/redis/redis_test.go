@@ -218,19 +218,20 @@ func TestBadInput(t *testing.T) {
 		good, _ := refs.New(ctx, s, "good", 7)
 		c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 		defer c.Close()
-		// A well-formed entry whose value is not an int; and an entry
-		// that is not even well-formed.
+		// A well-formed entry whose value is not msgpack (0xc1 is never
+		// used); and an entry that is not even well-formed. Both are
+		// corruption, not a type mismatch.
 		if err := c.LSet(ctx, "{"+p+"}:v:bad", 0, "0\x00100\x00\x00\xc1\xc1").Err(); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.LSet(ctx, "{"+p+"}:v:worse", 0, "garbage").Err(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bad.Deref(ctx); !errors.Is(err, refs.ErrType) {
-			t.Fatalf("corrupted value: %v, want refs.ErrType", err)
+		if _, err := bad.Deref(ctx); !errors.Is(err, refs.ErrCorrupt) || errors.Is(err, refs.ErrType) {
+			t.Fatalf("corrupted value: %v, want refs.ErrCorrupt", err)
 		}
-		if _, err := worse.Deref(ctx); err == nil {
-			t.Fatal("a malformed entry read without error")
+		if _, err := worse.Deref(ctx); !errors.Is(err, refs.ErrCorrupt) {
+			t.Fatalf("a malformed entry: %v, want refs.ErrCorrupt", err)
 		}
 		if err := s.Dosync(ctx, func(tx *txn.Tx) error { good.Set(tx, good.Get(tx)+1); return nil }); err != nil {
 			t.Fatalf("an intact ref after others were corrupted: %v", err)

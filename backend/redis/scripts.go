@@ -98,12 +98,24 @@ end
 `
 
 // create: ARGV = P, name, kind, value, min, max, ms. Returns "" if created,
-// else the existing kind.
+// else the existing kind. Keys of the name that are not a ref this driver
+// wrote (a hash key of another type, a hash without kind, versions without
+// a hash) are refused with EPOCHAL_CORRUPT, never taken over.
 var scriptCreate = goredis.NewScript(luaLib + `
 local name = ARGV[2]
 local r = rkey(name)
+local rt = redis.call("TYPE", r)["ok"]
+if rt ~= "hash" and rt ~= "none" then
+  return redis.error_reply("EPOCHAL_CORRUPT " .. r .. " holds a " .. rt .. ", not a hash")
+end
 local kind = redis.call("HGET", r, "kind")
 if kind then return kind end
+if rt == "hash" then
+  return redis.error_reply("EPOCHAL_CORRUPT its hash " .. r .. " has no kind field")
+end
+if redis.call("EXISTS", vkey(name)) == 1 then
+  return redis.error_reply("EPOCHAL_CORRUPT " .. vkey(name) .. " exists without a ref hash " .. r)
+end
 redis.call("HSET", r, "kind", ARGV[3], "min", ARGV[5], "max", ARGV[6], "keep", ARGV[5], "trimmed", 0, "ensured", 0, "newest", 0, "metaver", 0)
 redis.call("RPUSH", vkey(name), "0\0" .. ARGV[7] .. "\0\0" .. ARGV[4])
 redis.call("ZADD", P .. "refs", 0, name)
@@ -570,6 +582,32 @@ for _, d in ipairs(redis.call("ZRANGEBYLEX", P .. "dirs", ARGV[2], ARGV[3])) do
     table.insert(out, d)
   else
     redis.call("ZREM", P .. "dirs", d)
+  end
+end
+return out
+`)
+
+// scriptVersions reads a ref's version list (KEYS[1], {P}:v:name) and
+// sends, for each value longer than ARGV[1] bytes, its size instead:
+// "!" size "\0" point "\0" ms "\0" txn "\0" (parseVersion). Reads with a
+// limit (VersionsBounded, List) run it inside their MULTI, so a large
+// value stays on the server. It changes nothing, needs no identity check
+// (the MULTI reads the identity key) and runs by EVALSHA only.
+var scriptVersions = goredis.NewScript(`
+local limit = tonumber(ARGV[1])
+local t = redis.call("TYPE", KEYS[1])["ok"]
+if t ~= "list" and t ~= "none" then
+  return redis.error_reply("WRONGTYPE " .. KEYS[1] .. " holds a " .. t)
+end
+local out = redis.call("LRANGE", KEYS[1], 0, -1)
+for i, v in ipairs(out) do
+  if #v > limit then
+    local a = string.find(v, "\0", 1, true)
+    local b = a and string.find(v, "\0", a + 1, true)
+    local c = b and string.find(v, "\0", b + 1, true)
+    if c and #v - c > limit then
+      out[i] = "!" .. (#v - c) .. "\0" .. string.sub(v, 1, c)
+    end
   end
 end
 return out

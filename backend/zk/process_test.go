@@ -102,6 +102,8 @@ func TestMain(m *testing.M) {
 		os.Exit(procBankWorker())
 	case "crash":
 		os.Exit(procCrashWorker())
+	case "onephase":
+		os.Exit(procOnePhaseWorker())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown worker", os.Getenv(procEnvWorker))
 		os.Exit(2)

@@ -175,18 +175,31 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zk: list records: %w", err)
 	}
+	if err := b.sweepOnePhase(ctx); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// sweepOnePhase deletes the one-phase records older than OnePhaseKeep
+// (those of clients that died, or never learned their outcome), at most
+// every half OnePhaseKeep in this process. gcLoop calls it, so every open
+// backend sweeps, with or without an STM's recovery sweeper; ListRecords
+// too.
+func (b *Backend) sweepOnePhase(ctx context.Context) error {
 	b.gcMu.Lock()
 	due := time.Since(b.lastScan) > b.cfg.OnePhaseKeep/2
 	if due {
 		b.lastScan = time.Now()
 	}
 	b.gcMu.Unlock()
-	if due {
-		if _, err := b.scan(ctx, b.oneP); err != nil {
-			return nil, fmt.Errorf("zk: sweep one-phase records: %w", err)
-		}
+	if !due {
+		return nil
 	}
-	return recs, nil
+	if _, err := b.scan(ctx, b.oneP); err != nil {
+		return fmt.Errorf("zk: sweep one-phase records: %w", err)
+	}
+	return nil
 }
 
 // scan reads every record under dir and deletes the expired ones: those
@@ -219,6 +232,9 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 				continue
 			}
 			r, err := decodeRec(id, paths[j], data[j], stats[j])
+			if err != nil && dir == b.oneP {
+				continue // not ours to judge: it must not stop the sweep
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -284,7 +300,7 @@ func (b *Backend) DeleteRecord(ctx context.Context, id string, keep time.Duratio
 
 // forget queues the record of a one-phase commit whose outcome its client
 // knows, for deletion by gcLoop after knownKeep (long enough for a repeated
-// request to find it; nobody else can ask for it).
+// request to find it; nobody else can ask for it), or at Close.
 func (b *Backend) forget(id string) {
 	b.gcMu.Lock()
 	b.gcQueue = append(b.gcQueue, gcItem{path: b.onePath(id), at: time.Now().Add(knownKeep)})
@@ -295,6 +311,9 @@ func (b *Backend) forget(id string) {
 // is kept.
 const knownKeep = 5 * time.Second
 
+// closeFlush bounds how long Close spends deleting the queued records.
+const closeFlush = 5 * time.Second
+
 type gcItem struct {
 	path string
 	at   time.Time
@@ -303,29 +322,48 @@ type gcItem struct {
 const gcBatch = 256
 
 // gcLoop deletes queued one-phase records when their time comes, in
-// batches: one Multi of deletes per gcBatch records.
+// batches: one Multi of deletes per gcBatch records; and sweeps the
+// records others left behind (sweepOnePhase), the first time right after
+// Open. When the backend closes it deletes every record still queued:
+// this process will not repeat those requests, and a process that exits
+// cleanly leaves no one-phase record behind.
 func (b *Backend) gcLoop() {
 	defer b.wg.Done()
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(gcTick)
 	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-b.done
+		cancel() // a sweep in progress ends: Close does not wait for it
+	}()
 	for {
 		select {
 		case <-b.done:
-			return // what is left is swept by ListRecords later
+			b.flushGC(min(b.cfg.SessionTimeout, closeFlush), true)
+			return
 		case <-t.C:
 		}
-		b.flushGC(b.cfg.SessionTimeout)
+		b.flushGC(b.cfg.SessionTimeout, false)
+		sctx, scancel := context.WithTimeout(ctx, b.cfg.SessionTimeout)
+		_ = b.sweepOnePhase(sctx) // tried again on a later tick, or by another process
+		scancel()
 	}
 }
 
-func (b *Backend) flushGC(limit time.Duration) {
+// gcTick is how often gcLoop looks at its queue.
+const gcTick = 500 * time.Millisecond
+
+// flushGC deletes the queued records whose time has come (all of them
+// with all), within limit.
+func (b *Backend) flushGC(limit time.Duration, all bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	now := time.Now()
 	for ctx.Err() == nil {
 		b.gcMu.Lock()
 		n := 0
-		for n < len(b.gcQueue) && n < gcBatch && b.gcQueue[n].at.Before(now) {
+		for n < len(b.gcQueue) && n < gcBatch && (all || b.gcQueue[n].at.Before(now)) {
 			n++
 		}
 		batch := append([]gcItem(nil), b.gcQueue[:n]...)

@@ -28,10 +28,29 @@ type state struct {
 	// watched: the znode has children, the marks of open subscriptions
 	// (see Subscribe), so commits keep backend.WatchKeep versions.
 	watched bool
+	// err: the znode does not hold a ref node (ErrMalformed, naming the
+	// ref); node is nil. Only readRefsEach returns such states.
+	err error
 }
 
-// readRefs reads refs in one round trip and caches what it read.
+// readRefs reads refs in one round trip and caches what it read. A
+// malformed ref node fails it (ErrMalformed, naming the ref).
 func (b *Backend) readRefs(ctx context.Context, names []string) ([]state, error) {
+	sts, err := b.readRefsEach(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range sts {
+		if st.err != nil {
+			return nil, st.err
+		}
+	}
+	return sts, nil
+}
+
+// readRefsEach is readRefs, except that a malformed ref node only sets
+// its own state's err.
+func (b *Backend) readRefsEach(ctx context.Context, names []string) ([]state, error) {
 	paths := make([]string, len(names))
 	for i, n := range names {
 		paths[i] = b.refPath(n)
@@ -49,7 +68,9 @@ func (b *Backend) readRefs(ctx context.Context, names []string) ([]state, error)
 		}
 		node, err := decodeRef(paths[i], data[i], stats[i])
 		if err != nil {
-			return nil, err
+			b.cache.drop(n)
+			out[i].err = fmt.Errorf("zk: ref %q: %w", n, err)
+			continue
 		}
 		out[i].node, out[i].version, out[i].mzxid = node, stats[i].Version, stats[i].Mzxid
 		out[i].watched = stats[i].NumChildren > 0
@@ -277,7 +298,8 @@ func (b *Backend) Versions(ctx context.Context, name string) (backend.VersionsRe
 		Ensured: clock.Point(n.Ensured), Keep: n.Keep, Min: n.Min, Max: n.Max, Intent: n.intent()}, nil
 }
 
-// List returns the refs whose names start with prefix, sorted by name.
+// List returns the refs whose names start with prefix, sorted by name. A
+// ref whose znode does not hold a ref node is listed with its Err set.
 func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -299,11 +321,15 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	out := make([]backend.RefInfo, 0, len(names))
 	for i := 0; i < len(names); i += 64 {
 		chunk := names[i:min(i+64, len(names))]
-		sts, err := b.readRefs(ctx, chunk)
+		sts, err := b.readRefsEach(ctx, chunk)
 		if err != nil {
 			return nil, fmt.Errorf("zk: list %q: %w", prefix, err)
 		}
 		for _, s := range sts {
+			if s.err != nil {
+				out = append(out, backend.RefInfo{Name: s.name, Err: s.err})
+				continue
+			}
 			if s.node != nil {
 				out = append(out, backend.RefInfo{Name: s.name, Kind: backend.Kind(s.node.Kind), Newest: clock.Point(s.node.Versions[0].Point),
 					Versions: len(s.node.Versions), Size: len(s.node.Versions[0].Value)})

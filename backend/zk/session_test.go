@@ -745,8 +745,8 @@ func testBadInput(t *testing.T, srv *testserver.ZK) {
 			}
 		}
 		err = noPanic("Deref of a bad value", func() error { _, err := badValue.Deref(cctx); return err })
-		if !errors.Is(err, refs.ErrType) {
-			t.Errorf("Deref of a value that is not msgpack: %v, want refs.ErrType", err)
+		if !errors.Is(err, refs.ErrCorrupt) || errors.Is(err, refs.ErrType) {
+			t.Errorf("Deref of a value that is not msgpack: %v, want refs.ErrCorrupt (not ErrType: the bytes are no msgpack at all)", err)
 		}
 		// A string ref read as an int.
 		asInt, err := refs.New(ctx, s, "str", 0)

@@ -41,8 +41,11 @@ type Config struct {
 	// its ctx allows). Default 10s.
 	DialTimeout time.Duration
 	// OnePhaseKeep is how long the record of a one-phase commit whose
-	// outcome its client did not learn is kept (a client that learned it
-	// deletes it at once). Default 1 minute.
+	// outcome its client did not learn (or whose client died) is kept:
+	// every open backend on the root deletes such records once they are
+	// older than this, looking every half OnePhaseKeep. A client that
+	// learned the outcome deletes its record about 5 s after the commit,
+	// or when it closes. Default 1 minute.
 	OnePhaseKeep time.Duration
 	// MaxRequest is the largest request, in bytes, the servers accept:
 	// their jute.maxbuffer (default 1 MiB) less headroom. Default
@@ -69,8 +72,8 @@ var ErrTooLarge = fmt.Errorf("zk: request too large for one Multi (%w)", backend
 
 // ErrMalformed: a znode under the root does not hold what Epochal wrote
 // there (another program changed it). A mutation that meets one sends
-// nothing.
-var ErrMalformed = fmt.Errorf("zk: malformed node data (%w)", backend.ErrNotApplied)
+// nothing. It wraps backend.ErrCorrupt.
+var ErrMalformed = fmt.Errorf("zk: malformed node data (%w, %w)", backend.ErrCorrupt, backend.ErrNotApplied)
 
 func (c *Config) validate(needServers bool) error {
 	if c.Root == "" {
@@ -361,8 +364,10 @@ func (b *Backend) ID() string { return b.id }
 // and a staged one share the ref's node, which must fit in one request.
 func (b *Backend) MaxValueSize() int { return b.cfg.MaxRequest/2 - 8192 }
 
-// Close stops the backend's goroutines and closes the connection if Open
-// made it. Later calls fail with backend.ErrClosed.
+// Close deletes the one-phase records this backend still had queued for
+// deletion (waiting at most 5 s, or the session timeout if shorter, for
+// the server), stops the backend's goroutines and closes the connection
+// if Open made it. Later calls fail with backend.ErrClosed.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {

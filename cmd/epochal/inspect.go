@@ -25,6 +25,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/refs"
+	"github.com/epochal/epochal/stm"
 )
 
 // envNow fixes the time that relative times ("3s ago") and lease left are
@@ -63,6 +64,10 @@ type inspect struct {
 	drv    backend.Driver
 	out    io.Writer
 	errOut io.Writer
+	// valueLimit, when > 0, is the largest value history reads: larger
+	// ones are left out (on a driver that can, not even transferred) and
+	// shown as their size (--value-limit).
+	valueLimit int
 }
 
 // inspecting makes cmd an inspecting command: it gets --json and --utc,
@@ -86,6 +91,9 @@ func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error
 			return err
 		}
 		in.now, in.out, in.errOut = now, c.OutOrStdout(), c.ErrOrStderr()
+		if in.valueLimit == 0 {
+			in.valueLimit = defaultValueLimit
+		}
 		drv, err := g.open(c.Context(), inspectDefault)
 		if err != nil {
 			return err
@@ -193,10 +201,15 @@ type refHistory struct {
 }
 
 // history reads a ref's kept history. A ref that does not exist is exit 1.
+// Values larger than --value-limit are left out (Version.Omitted).
 func (in *inspect) history(ctx context.Context, name string) (*refHistory, error) {
 	var vr backend.VersionsResult
 	err := in.call(ctx, fmt.Sprintf("read %q", name), func(ctx context.Context) (err error) {
-		vr, err = in.drv.Versions(ctx, name)
+		if bv, ok := in.drv.(backend.BoundedVersions); ok && in.valueLimit > 0 {
+			vr, err = bv.VersionsBounded(ctx, name, in.valueLimit)
+		} else {
+			vr, err = in.drv.Versions(ctx, name)
+		}
 		return err
 	})
 	var nf *notFoundError
@@ -208,6 +221,15 @@ func (in *inspect) history(ctx context.Context, name string) (*refHistory, error
 	}
 	if len(vr.Versions) == 0 {
 		return nil, fmt.Errorf("read %q: the backend returned no version", name)
+	}
+	if in.valueLimit > 0 {
+		// A driver without BoundedVersions sent them: drop them all the
+		// same, before anything decodes them.
+		for i, v := range vr.Versions {
+			if len(v.Value) > in.valueLimit {
+				vr.Versions[i].Value, vr.Versions[i].Omitted = nil, len(v.Value)
+			}
+		}
 	}
 	h := &refHistory{name: name, vr: vr, versions: vr.Versions}
 	if it := vr.Intent; it != nil && it.Coord == in.drv.ID() {
@@ -335,9 +357,29 @@ func jsonable(v any) any {
 	return v
 }
 
+// encOmitted is the encoding of a value that was not read: it is larger
+// than --value-limit.
+const encOmitted = "omitted"
+
+// showVersion is show of a version's value, or a note giving its size when
+// it was not read (Version.Omitted).
+func showVersion(v backend.Version) shown {
+	if v.Omitted > 0 {
+		return shown{JSON: json.RawMessage("null"), Encoding: encOmitted,
+			Note: fmt.Sprintf("not read: %s, more than --value-limit", bytesSize(v.Omitted))}
+	}
+	return show(v.Value)
+}
+
+// valueSize is the stored size of a version's value, read or not.
+func valueSize(v backend.Version) int { return len(v.Value) + v.Omitted }
+
 // cell is the value for a table cell: compact JSON cut to limit runes, and
 // the note for base64.
 func (s shown) cell(limit int) string {
+	if s.Encoding == encOmitted {
+		return "(" + s.Note + ")"
+	}
 	t := string(s.JSON)
 	if s.Encoding == "base64" {
 		t = "base64:" + strings.Trim(t, `"`)
@@ -355,7 +397,7 @@ func (s shown) cell(limit int) string {
 // block is the value for a key/value listing: compact when short, indented
 // on the following lines otherwise.
 func (s shown) block() string {
-	if s.Encoding == "base64" || len(s.JSON) <= 72 {
+	if s.Encoding != "msgpack" || len(s.JSON) <= 72 {
 		return s.cell(0)
 	}
 	var b bytes.Buffer
@@ -520,6 +562,46 @@ func human(d time.Duration) string {
 		return fmt.Sprintf("%dh%dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
 	}
 	return fmt.Sprintf("%dd%dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}
+
+// byteSize is a size flag: a number of bytes, or one with a unit (512KiB,
+// 4MiB, 1GiB; K, M, G and KB, MB, GB are read as the binary units too).
+type byteSize int
+
+func (b *byteSize) String() string { return bytesSize(int(*b)) }
+func (b *byteSize) Type() string   { return "size" }
+
+func (b *byteSize) Set(s string) error {
+	num := strings.TrimSpace(s)
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10},
+		{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n <= 0 || n*float64(mult) > math.MaxInt32 {
+		return fmt.Errorf("want a size > 0 such as 4MiB, 512KiB or 1000000 (at most 2 GiB)")
+	}
+	*b = byteSize(n * float64(mult))
+	return nil
+}
+
+// defaultValueLimit is --value-limit's default: 4 times the library's own
+// limit on values (stm.DefaultMaxValueSize), so every value written with
+// the defaults is read.
+const defaultValueLimit = 4 * stm.DefaultMaxValueSize
+
+// valueLimitFlag adds --value-limit to a command that reads values.
+func valueLimitFlag(cmd *cobra.Command) *byteSize {
+	limit := byteSize(defaultValueLimit)
+	cmd.Flags().Var(&limit, "value-limit", "read no value larger than this: it is shown as its size and not read (on Redis it stays on the server)")
+	return &limit
 }
 
 // bytesSize is a size for people: "14 B", "2.5 KiB".

@@ -8,7 +8,8 @@
 //
 // Exit codes: 0 success; 1 not found (a ref, a transaction record, a point
 // the history no longer reaches, a group with no members), or a failed run
-// or invariant check; 2 bad usage (unknown command, bad flag value or
+// or check (a malformed ref listed by refs ls, a value larger than
+// --value-limit); 2 bad usage (unknown command, bad flag value or
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
 // not be reached.
@@ -133,8 +134,8 @@ distributed locks processes hold and the members of groups.
 Inspecting is read-only, except 'refs set', which asks for --yes. Every
 inspecting command prints a table, or JSON with --json.
 
-Exit codes: 0 ok, 1 not found (or a failed run), 2 bad usage, 3 backend
-unreachable. Shell completion, ref and group names included: see 'epochal
+Exit codes: 0 ok, 1 not found (or a failed run or check), 2 bad usage,
+3 backend unreachable. Shell completion, ref and group names included: see 'epochal
 completion'.`,
 		Args:          cobra.ArbitraryArgs,
 		SilenceErrors: true,

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -26,14 +27,22 @@ const inspectNote = `
 Times are local (--utc for UTC); relative times are measured from now, or
 from ` + envNow + ` (RFC 3339) when it is set. The embedded backend
 (--backend mem) lives inside one process, so there is nothing to inspect
-from another: use --backend redis or zk. Exit codes: 0 ok, 1 not found,
-2 bad usage, 3 backend unreachable.`
+from another: use --backend redis or zk. Exit codes: 0 ok, 1 not found
+or a failed check (a malformed ref, a value too large to read), 2 bad
+usage, 3 backend unreachable.`
 
 // valuesNote ends the help of the commands that show values.
 const valuesNote = `
 
 Values are msgpack (the refs package's default codec), shown as JSON; a
 value in another codec is shown as base64 with a note.` + inspectNote
+
+// limitNote ends the help of the commands with --value-limit.
+const limitNote = `
+
+A value larger than --value-limit (default 4 MiB) is not read: it is shown
+as its size (on Redis it is not even sent), so a huge value planted in the
+backend costs this command no memory.` + valuesNote
 
 func newRefsCmd(g *globals) *cobra.Command {
 	cmd := parentCmd("refs", "Inspect refs: list them, read their values and histories, watch and diff them",
@@ -53,6 +62,7 @@ type refOut struct {
 	Newest   uint64 `json:"newest"`
 	Size     int    `json:"size"`
 	Versions int    `json:"versions"`
+	Error    string `json:"error,omitempty"` // the ref's stored data is malformed
 }
 
 func newRefsLsCmd(g *globals) *cobra.Command {
@@ -61,7 +71,12 @@ func newRefsLsCmd(g *globals) *cobra.Command {
 		Short: "List refs: name, kind, backend, newest point, size, history length",
 		Long: `ls lists the refs whose names match PATTERN (all without one), sorted by
 name: each one's kind, backend, the point of its newest version, the size
-of its newest value and how many versions it keeps.
+of its newest value and how many versions it keeps. Values are not read.
+
+A ref whose stored data is malformed (a Redis key of another type, a ref
+hash missing its fields, data that does not parse) does not stop the
+listing: it is listed with kind "?", and the command then names it, with
+what is wrong, and exits 1.
 
 PATTERN is a name prefix, or a glob in which * matches any run of
 characters (slashes included) and ? any one character.` + inspectNote,
@@ -85,13 +100,31 @@ characters (slashes included) and ? any one character.` + inspectNote,
 			return err
 		}
 		out := []refOut{}
+		var bad []string
 		for _, r := range rs {
-			if match(r.Name) {
-				out = append(out, refOut{Name: r.Name, Kind: string(r.Kind), Backend: in.drv.ID(), Newest: uint64(r.Newest), Size: r.Size, Versions: r.Versions})
+			if !match(r.Name) {
+				continue
 			}
+			o := refOut{Name: r.Name, Kind: string(r.Kind), Backend: in.drv.ID(), Newest: uint64(r.Newest), Size: r.Size, Versions: r.Versions}
+			if r.Err != nil {
+				o.Kind, o.Error = "?", r.Err.Error()
+				bad = append(bad, o.Error)
+			}
+			out = append(out, o)
+		}
+		// The bad refs are listed with the others, then named again in
+		// the command's error: exit 1, a failed check.
+		badErr := func() error {
+			if len(bad) == 0 {
+				return nil
+			}
+			return fmt.Errorf("%d %s could not be read (kind \"?\" above): %s", len(bad), plural(len(bad), "ref", "refs"), strings.Join(bad, "; "))
 		}
 		if in.json {
-			return in.printJSON(out)
+			if err := in.printJSON(out); err != nil {
+				return err
+			}
+			return badErr()
 		}
 		if len(out) == 0 {
 			if pattern == "" {
@@ -103,9 +136,16 @@ characters (slashes included) and ? any one character.` + inspectNote,
 		}
 		t := in.table("NAME", "KIND", "BACKEND", "NEWEST", "SIZE", "HISTORY")
 		for _, r := range out {
+			if r.Error != "" {
+				t.row(r.Name, r.Kind, r.Backend, "-", "-", "-")
+				continue
+			}
 			t.row(r.Name, r.Kind, r.Backend, fmt.Sprint(r.Newest), bytesSize(r.Size), fmt.Sprint(r.Versions))
 		}
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		return badErr()
 	})
 }
 
@@ -146,8 +186,8 @@ type versionOut struct {
 }
 
 func versionJSON(v backend.Version, unresolved clock.Point) versionOut {
-	s := show(v.Value)
-	return versionOut{Point: uint64(v.Point), Time: jsonTime(v.Time), Txn: v.Txn, Size: len(v.Value),
+	s := showVersion(v)
+	return versionOut{Point: uint64(v.Point), Time: jsonTime(v.Time), Txn: v.Txn, Size: valueSize(v),
 		Value: s.JSON, Encoding: s.Encoding, Note: s.Note, Unresolved: unresolved != 0 && v.Point == unresolved}
 }
 
@@ -221,14 +261,20 @@ func newRefsGetCmd(g *globals) *cobra.Command {
 		Short: "Print a ref's value (decoded from msgpack, shown as JSON)",
 		Long: `get prints a ref's newest committed value, or with --at POINT the value as
 of that point: the newest kept version at or before it. A point the kept
-history no longer reaches is exit code 1 (the history was trimmed).` + valuesNote,
+history no longer reaches is exit code 1 (the history was trimmed). The
+table cuts a value longer than 1000 characters, with a note (--full shows
+it whole; --json never cuts). Of a value too large to read (below), get
+shows the rest, says how large the value is, and exits 1.` + limitNote,
 		Example:           "  epochal --backend redis refs get bank/alice\n  epochal --backend redis refs get bank/alice --at 3 --json",
 		Args:              exactArgs("REF"),
 		ValidArgsFunction: g.completeRefs,
 	}
 	cmd.Flags().Uint64Var(&at, "at", 0, "show the value as of this point (default: the newest)")
+	full := cmd.Flags().Bool("full", false, fmt.Sprintf("show the value whole (the table cuts it to %d characters; --json never cuts)", getCut))
+	limit := valueLimitFlag(cmd)
 	return g.inspecting(cmd, func(args []string) error { return refArg(args[0]) }, func(ctx context.Context, in *inspect, args []string) error {
 		name := args[0]
+		in.valueLimit = int(*limit)
 		h, err := in.history(ctx, name)
 		if err != nil {
 			return err
@@ -241,9 +287,19 @@ history no longer reaches is exit code 1 (the history was trimmed).` + valuesNot
 			}
 			atp = &at
 		}
+		// A value over --value-limit was not read: the rest is shown, and
+		// the command fails saying why.
+		var omitted error
+		if v.Omitted > 0 {
+			omitted = fmt.Errorf("the value of %q at point %d is %s, more than --value-limit %s: not read (raise --value-limit to read it)",
+				name, v.Point, bytesSize(v.Omitted), bytesSize(in.valueLimit))
+		}
 		if in.json {
-			return in.printJSON(getOut{Ref: name, Backend: in.drv.ID(), Kind: string(h.vr.Kind), At: atp,
-				versionOut: versionJSON(v, h.unresolved), Intent: h.intentJSON()})
+			if err := in.printJSON(getOut{Ref: name, Backend: in.drv.ID(), Kind: string(h.vr.Kind), At: atp,
+				versionOut: versionJSON(v, h.unresolved), Intent: h.intentJSON()}); err != nil {
+				return err
+			}
+			return omitted
 		}
 		t := in.table()
 		t.row("REF", name)
@@ -254,17 +310,27 @@ history no longer reaches is exit code 1 (the history was trimmed).` + valuesNot
 		t.row("POINT", fmt.Sprint(v.Point))
 		t.row("TIME", in.whenAgo(v.Time))
 		t.row("TXN", txnCell(v, h.unresolved))
-		t.row("SIZE", bytesSize(len(v.Value)))
+		t.row("SIZE", bytesSize(valueSize(v)))
 		if s := in.intentText(h); s != "" {
 			t.row("INTENT", s)
 		}
 		if err := t.flush(); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(in.out, "VALUE    %s\n", show(v.Value).block())
-		return err
+		sv := showVersion(v)
+		if n := utf8.RuneCount(sv.JSON); !*full && sv.Encoding != encOmitted && n > getCut {
+			_, err = fmt.Fprintf(in.out, "VALUE    %s\n(cut to %d of %d characters: --full shows it whole, --json gives it whole)\n", sv.cell(getCut), getCut, n)
+			return err
+		}
+		if _, err = fmt.Fprintf(in.out, "VALUE    %s\n", sv.block()); err != nil {
+			return err
+		}
+		return omitted
 	})
 }
+
+// getCut is how many characters of a value refs get shows without --full.
+const getCut = 1000
 
 // pick is the version a read at p sees: the newest kept one at or before
 // p. A point after the current one is bad usage (its answer could still
@@ -309,14 +375,18 @@ func newRefsHistoryCmd(g *globals) *cobra.Command {
 commit time (as the committer's clock saw it), the id of the transaction
 that wrote it and the value. A ref keeps its newest version and Keep older
 ones (MinHistory, grown by read faults up to MaxHistory); "trimmed" is the
-newest point ever dropped. Tables cut values to 60 characters; --json has
-them whole.` + valuesNote,
+newest point ever dropped. Tables cut values to 60 characters (--full shows
+them whole); --json has them whole. A value too large to read (below)
+shows as its size.` + limitNote,
 		Example:           "  epochal --backend redis refs history bank/alice",
 		Args:              exactArgs("REF"),
 		ValidArgsFunction: g.completeRefs,
 	}
+	full := cmd.Flags().Bool("full", false, "show values whole in the table (it cuts them to 60 characters; --json never cuts)")
+	limit := valueLimitFlag(cmd)
 	return g.inspecting(cmd, func(args []string) error { return refArg(args[0]) }, func(ctx context.Context, in *inspect, args []string) error {
 		name := args[0]
+		in.valueLimit = int(*limit)
 		h, err := in.history(ctx, name)
 		if err != nil {
 			return err
@@ -340,7 +410,11 @@ them whole.` + valuesNote,
 		}
 		t := in.table("POINT", "TIME", "AGE", "TXN", "SIZE", "VALUE")
 		for _, v := range h.versions {
-			t.row(fmt.Sprint(v.Point), in.when(v.Time), in.ago(v.Time), txnCell(v, h.unresolved), bytesSize(len(v.Value)), show(v.Value).cell(60))
+			cut := 60
+			if *full {
+				cut = 0
+			}
+			t.row(fmt.Sprint(v.Point), in.when(v.Time), in.ago(v.Time), txnCell(v, h.unresolved), bytesSize(valueSize(v)), showVersion(v).cell(cut))
 		}
 		return t.flush()
 	})
@@ -384,12 +458,14 @@ watch could read them (a ref keeping few versions, changing fast), it
 prints a gap notice ({"type":"gap",...} with --json) and goes on from the
 newest value.
 
-It says on stderr from which point it watches once it has read the ref.` + valuesNote,
+It says on stderr from which point it watches once it has read the ref.` + limitNote,
 		Example:           "  epochal --backend redis refs watch bank/alice\n  epochal --backend zk refs watch bank/alice --json | jq .value",
 		Args:              exactArgs("REF"),
 		ValidArgsFunction: g.completeRefs,
 	}
+	limit := valueLimitFlag(cmd)
 	return g.inspecting(cmd, func(args []string) error { return refArg(args[0]) }, func(ctx context.Context, in *inspect, args []string) error {
+		in.valueLimit = int(*limit)
 		return in.watch(ctx, args[0])
 	})
 }
@@ -505,7 +581,7 @@ func (in *inspect) printChange(name string, v backend.Version, unresolved clock.
 	if in.json {
 		return in.printJSONLine(changeOut{Type: "change", Ref: name, versionOut: versionJSON(v, unresolved)})
 	}
-	_, err := fmt.Fprintf(in.out, "%s  point %d  txn %s  %s\n", in.when(v.Time), v.Point, txnCell(v, unresolved), show(v.Value).cell(0))
+	_, err := fmt.Fprintf(in.out, "%s  point %d  txn %s  %s\n", in.when(v.Time), v.Point, txnCell(v, unresolved), showVersion(v).cell(0))
 	return err
 }
 
@@ -539,7 +615,7 @@ func newRefsDiffCmd(g *globals) *cobra.Command {
 		Long: `diff shows the ref's values as of points P1 and P2 (the newest kept version
 at or before each) and what changed: for two JSON objects the keys added,
 removed and changed (+, -, ~), otherwise "old -> new". A point the kept
-history no longer reaches is exit code 1.` + valuesNote,
+history no longer reaches is exit code 1.` + limitNote,
 		Example:           "  epochal --backend redis refs diff bank/alice 2 5",
 		Args:              exactArgs("REF", "P1", "P2"),
 		ValidArgsFunction: g.completeRefs,
@@ -555,8 +631,10 @@ history no longer reaches is exit code 1.` + valuesNote,
 		p2, err = pointArg("P2", args[2])
 		return err
 	}
+	limit := valueLimitFlag(cmd)
 	return g.inspecting(cmd, check, func(ctx context.Context, in *inspect, args []string) error {
 		name := args[0]
+		in.valueLimit = int(*limit)
 		h, err := in.history(ctx, name)
 		if err != nil {
 			return err
@@ -568,6 +646,12 @@ history no longer reaches is exit code 1.` + valuesNote,
 		v2, err := in.pick(ctx, h, p2)
 		if err != nil {
 			return err
+		}
+		for _, v := range []backend.Version{v1, v2} {
+			if v.Omitted > 0 {
+				return fmt.Errorf("the value of %q at point %d is %s, more than --value-limit %s: not read, nothing to compare (raise --value-limit to read it)",
+					name, v.Point, bytesSize(v.Omitted), bytesSize(in.valueLimit))
+			}
 		}
 		o := diffOut{Ref: name, Backend: in.drv.ID(),
 			From: diffEnd{At: uint64(p1), versionOut: versionJSON(v1, h.unresolved)},
