@@ -36,6 +36,7 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("PrefetchedReadFaultGrowsHistoryOnce", func(t *testing.T) { testPrefetchFaultOnce(t, newDriver(t)) })
 	t.Run("PriorityKeptFromReadPointZero", func(t *testing.T) { testPriorityKept(t, newDriver(t)) })
 	t.Run("ReadCalls", func(t *testing.T) { testReadCalls(t, newDriver(t)) })
+	t.Run("ReadCalls/PrefetchTwoBackends", func(t *testing.T) { testPrefetchMixedCalls(t, newDriver(t), newDriver(t)) })
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls
@@ -682,5 +683,37 @@ func testReadCalls(t *testing.T, raw backend.Driver) {
 	})
 	if attempts != 2 {
 		t.Fatalf("%d attempts, want 2", attempts)
+	}
+}
+
+// testPrefetchMixedCalls: a refs.Prefetch of refs on two backends reads
+// the coordinator's first, with the read point (one call, no separate read
+// point), then the other backend's at it.
+func testPrefetchMixedCalls(t *testing.T, raw, raw2 backend.Driver) {
+	w := faulty.Wrap(raw)
+	s := open(t, w)
+	x := newRef(t, s, uniq("x"), 0)
+	y := newRef(t, s, uniq("y"), 0, refs.On(raw2))
+	var reads, points atomic.Int64
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		switch c.Op {
+		case faulty.OpRead:
+			reads.Add(1)
+		case faulty.OpReadPoint:
+			points.Add(1)
+		}
+		return faulty.Pass
+	})
+	defer w.SetHook(nil)
+	if err := s.Dosync(tctx(t), func(tx *txn.Tx) error {
+		refs.Prefetch(tx, y, x)
+		x.Get(tx)
+		y.Get(tx)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r, p := reads.Load(), points.Load(); r != 1 || p != 0 {
+		t.Fatalf("a Prefetch over two backends made %d read calls and %d read-point calls on the coordinator, want 1 and 0", r, p)
 	}
 }
