@@ -35,12 +35,15 @@
 // [Resolver] to decide what to do:
 //
 //   - committed: roll it forward (the write becomes a version at its CP);
-//   - aborted, or no record at all: roll it back;
+//   - aborted, or no record at all (confirmed by AbortRecord, never
+//     believed from a lookup that may be stale): roll it back;
 //   - pending with its lease run out: abort the record (a CAS from pending,
 //     which fails if the holder committed first) and roll back;
-//   - pending and live: contention management. The older transaction (the
-//     smaller priority, the read point of its Dosync's first attempt) waits
-//     a little, then aborts the younger; the younger backs off.
+//   - pending and live: contention management. A committer waits for the
+//     holder (looking again with growing pauses, and repeating its step,
+//     which takes the intent once it is given back); an older one that
+//     writes or ensures the ref aborts a younger holder after a short wait
+//     (the older wins); a commute never aborts a live holder.
 //
 // [Resolver.Sweep] recovers the records of dead processes: it aborts expired
 // pending records, resolves every intent they name and deletes them, so
@@ -51,7 +54,8 @@
 // The engine (packages txn and stm) is the user of this package:
 //
 //	r := &locks.Resolver{Coord: coord, Wall: clock.System, Lookup: s.Backend}
-//	act, err := r.Clear(ctx, drv, name, conflict.Intent, myPriority)
-//	if act == locks.Yield { /* back off and retry the attempt */ }
+//	w := r.NewWait(locks.Waiter{Priority: myPriority, Record: myRecord})
+//	act, err := w.Clear(ctx, drv, name, conflict.Intent, checked)
+//	if act == locks.Yield { /* aborted meanwhile: retry the attempt */ }
 //	n, err := r.Sweep(ctx) // what STM.Recover runs
 package locks
