@@ -25,7 +25,10 @@
 // be written and offers backend.OnePhase, the commit is that one atomic
 // operation. Otherwise it is the general path of docs/design.md: a pending
 // record in the coordinator, intents on every written, commuted or ensured
-// ref (one batch per backend, backends in parallel), commute values computed
-// under the intents, one atomic step in the coordinator that draws the commit
-// point and marks the record committed, then roll-forward.
+// ref (one batch per backend, backends in parallel, then one at a time in
+// the order of their IDs once another transaction's intent is in the way:
+// a commit waits for such an intent instead of running the function again,
+// and never in a cycle), commute values computed under the intents, one
+// atomic step in the coordinator that draws the commit point and marks the
+// record committed, then roll-forward.
 package txn
