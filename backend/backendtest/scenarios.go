@@ -35,6 +35,7 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("ReaderFinishesFinalIntentsAtOnce", func(t *testing.T) { testReaderFinishesIntents(t, newDriver) })
 	t.Run("PrefetchedReadFaultGrowsHistoryOnce", func(t *testing.T) { testPrefetchFaultOnce(t, newDriver(t)) })
 	t.Run("PriorityKeptFromReadPointZero", func(t *testing.T) { testPriorityKept(t, newDriver(t)) })
+	t.Run("StalledStepKeepsDeadline", func(t *testing.T) { testStalledStep(t, newDriver) })
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls
