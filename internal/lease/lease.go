@@ -247,6 +247,53 @@ func (s *Session) renew() {
 	}
 }
 
+// RemoveEntry removes the session's entry name from dir, waiting for it
+// while ctx lasts. It keeps trying, in the background once ctx has ended,
+// until the entry is gone (removed, or found gone) or the session is:
+// an orphan entry of a live session would block a lock, or keep a member
+// in its group. It returns the first attempt's error (backend.ErrEntryGone
+// when the entry was already gone), or, if ctx ended before it came,
+// ctx's error.
+func (s *Session) RemoveEntry(ctx context.Context, dir, name string) error {
+	try := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), s.lease)
+		defer cancel()
+		return s.drv.RemoveEntry(ctx, s.id, dir, name)
+	}
+	gone := func(err error) bool {
+		return err == nil || errors.Is(err, backend.ErrEntryGone) || errors.Is(err, backend.ErrClosed)
+	}
+	first := make(chan error, 1)
+	go func() {
+		err := try()
+		first <- err
+		for wait := 10 * time.Millisecond; !gone(err); wait = min(2*wait, time.Second) {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.Done():
+				t.Stop()
+				return // the backend removes its entries
+			case <-t.C:
+			}
+			err = try()
+		}
+	}()
+	var err error
+	select {
+	case err = <-first:
+	case <-ctx.Done():
+		select {
+		case err = <-first:
+		default:
+			return fmt.Errorf("lease: remove entry %q of %q: %w (the removal goes on in the background)", name, dir, ctx.Err())
+		}
+	}
+	if gone(err) {
+		return err
+	}
+	return fmt.Errorf("%w (the removal goes on in the background)", err)
+}
+
 // Close stops renewing and ends the session on the backend.
 func (s *Session) Close(ctx context.Context) error {
 	s.mu.Lock()
