@@ -104,8 +104,14 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		TLSConfig:   cfg.TLS,
 		DialTimeout: cfg.DialTimeout,
 		// Commands and scripts that are retried are idempotent (by
-		// transaction id): see the package doc.
+		// transaction id): see the package doc. A retry waits for a
+		// backoff that ends with the ctx.
 		MaxRetries: 3,
+		// A call's ctx deadline is its socket deadline: a call the
+		// server does not answer in time ends then, and frees its
+		// connection, instead of waiting out ReadTimeout (and its
+		// retries). The caller returns by then anyway (see do).
+		ContextTimeoutEnabled: true,
 	})
 	b, err := open(ctx, c, cfg)
 	if err != nil {
@@ -123,6 +129,16 @@ type UniversalClient = goredis.UniversalClient
 // New uses a client the caller already has (any go-redis UniversalClient:
 // single node, Sentinel failover, Cluster). It reads the backend's identity
 // from the server, within cfg.DialTimeout. Close does not close the client.
+//
+// Every call returns by the time its ctx ends, whatever the client's
+// options: a command the server has not answered by then is left to
+// finish in the background (a change it asked for may still apply: the
+// call's outcome is unknown). Set ContextTimeoutEnabled in the client's
+// options all the same: go-redis then ends such a command at the ctx's
+// deadline too, and frees its connection at once; without it the command
+// holds its connection (and a goroutine) until the client's ReadTimeout,
+// and its retries, have run out, so a stalled server can take up the
+// whole pool for that long.
 //
 // A Cluster client that routes reads to replicas (ClusterOptions ReadOnly,
 // RouteByLatency or RouteRandomly, which Sentinel's
@@ -156,10 +172,12 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 	// using this prefix on this server (whatever address it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
-		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
-	}
-	id, err := c.Get(ctx, p+"id").Result()
+	id, err := call(ctx, func(ctx context.Context) (string, error) {
+		if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
+			return "", err
+		}
+		return c.Get(ctx, p+"id").Result()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
 	}
@@ -200,9 +218,72 @@ func (b *Backend) check(ctx context.Context) error {
 	return nil
 }
 
+// call runs f, go-redis calls on behalf of one of the Backend's methods,
+// so that the method returns by the time ctx ends, whatever the client's
+// options. go-redis bounds a command by its ctx's deadline only with
+// ContextTimeoutEnabled (Open sets it; a client given to New may not), and
+// never by a ctx canceled without a deadline: it then waits out its own
+// ReadTimeout and retries up to MaxRetries times. So when ctx can end, f
+// runs on a goroutine of its own, and the caller returns when ctx ends
+// with an error wrapping ctx's; f finishes in the background, bounded by
+// the client's own timeouts, and a change it asked for may still apply
+// (the error does not wrap backend.ErrNotApplied: the outcome is
+// unknown). f hands its results back only through its return values.
+func call[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return f(ctx)
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f(ctx)
+		ch <- result{v, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		select {
+		case r = <-ch: // it has just returned
+		default:
+			var zero T
+			return zero, fmt.Errorf("%w (no reply from the server in time)", ctx.Err())
+		}
+	}
+	return r.v, ctxErr(ctx, r.err)
+}
+
+// do is call for f without a result.
+func do(ctx context.Context, f func(ctx context.Context) error) error {
+	_, err := call(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+	return err
+}
+
+// ctxErr makes an error that came as ctx ended wrap ctx's error: go-redis
+// reports a deadline it honoured as a network timeout, and a command cut
+// short by it as a retry's backoff that ctx ended.
+func ctxErr(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return err
+	}
+	cerr := ctx.Err()
+	if d, ok := ctx.Deadline(); cerr == nil && ok && !time.Now().Before(d) {
+		cerr = context.DeadlineExceeded // the socket's deadline fired first
+	}
+	if cerr == nil || errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", cerr, err)
+}
+
 // run runs a script with the prefix as ARGV[1].
 func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any, error) {
-	return s.Run(ctx, b.c, []string{b.clockK}, append([]any{b.p}, args...)...).Result()
+	return call(ctx, func(ctx context.Context) (any, error) {
+		return s.Run(ctx, b.c, []string{b.clockK}, append([]any{b.p}, args...)...).Result()
+	})
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -212,7 +293,7 @@ func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
 	if err := b.check(ctx); err != nil {
 		return 0, err
 	}
-	n, err := b.c.Get(ctx, b.clockK).Uint64()
+	n, err := call(ctx, func(ctx context.Context) (uint64, error) { return b.c.Get(ctx, b.clockK).Uint64() })
 	if errors.Is(err, goredis.Nil) {
 		return 0, nil
 	}
@@ -280,22 +361,29 @@ type refState struct {
 // readRefs reads refs (and, if withClock, the clock) atomically in one
 // round trip.
 func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool) ([]refState, clock.Point, error) {
-	var clockCmd *goredis.StringCmd
-	hs := make([]*goredis.SliceCmd, len(names))
-	ls := make([]*goredis.StringSliceCmd, len(names))
-	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		if withClock {
-			clockCmd = p.Get(ctx, b.clockK)
-		}
-		for i, n := range names {
-			hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
-			ls[i] = p.LRange(ctx, b.p+"v:"+n, 0, -1)
-		}
-		return nil
+	type cmds struct {
+		clock *goredis.StringCmd
+		hs    []*goredis.SliceCmd
+		ls    []*goredis.StringSliceCmd
+	}
+	c, err := call(ctx, func(ctx context.Context) (cmds, error) {
+		c := cmds{hs: make([]*goredis.SliceCmd, len(names)), ls: make([]*goredis.StringSliceCmd, len(names))}
+		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			if withClock {
+				c.clock = p.Get(ctx, b.clockK)
+			}
+			for i, n := range names {
+				c.hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
+				c.ls[i] = p.LRange(ctx, b.p+"v:"+n, 0, -1)
+			}
+			return nil
+		})
+		return c, err
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, 0, err
 	}
+	clockCmd, hs, ls := c.clock, c.hs, c.ls
 	var rp clock.Point
 	if withClock {
 		if n, err := clockCmd.Uint64(); err == nil {
@@ -403,7 +491,9 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	if prefix != "" {
 		min = "[" + prefix
 	}
-	names, err := b.c.ZRangeByLex(ctx, b.p+"refs", &goredis.ZRangeBy{Min: min, Max: max}).Result()
+	names, err := call(ctx, func(ctx context.Context) ([]string, error) {
+		return b.c.ZRangeByLex(ctx, b.p+"refs", &goredis.ZRangeBy{Min: min, Max: max}).Result()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: list %q: %w", prefix, err)
 	}
@@ -643,12 +733,15 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	cmds := make([]*goredis.MapStringStringCmd, len(ids))
-	_, err := b.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
-		}
-		return nil
+	cmds, err := call(ctx, func(ctx context.Context) ([]*goredis.MapStringStringCmd, error) {
+		cmds := make([]*goredis.MapStringStringCmd, len(ids))
+		_, err := b.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, id := range ids {
+				cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
+			}
+			return nil
+		})
+		return cmds, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: records: %w", err)
@@ -670,7 +763,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	ids, err := b.c.SMembers(ctx, b.p+"recs").Result()
+	ids, err := call(ctx, func(ctx context.Context) ([]string, error) { return b.c.SMembers(ctx, b.p+"recs").Result() })
 	if err != nil {
 		return nil, fmt.Errorf("redis: list records: %w", err)
 	}
@@ -688,7 +781,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 		out = append(out, r)
 	}
 	if len(gone) > 0 {
-		_ = b.c.SRem(ctx, b.p+"recs", gone...).Err()
+		_ = do(ctx, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() })
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -710,7 +803,9 @@ func (b *Backend) Meta(ctx context.Context, name string) ([]byte, uint64, error)
 	if err := b.check(ctx); err != nil {
 		return nil, 0, err
 	}
-	h, err := b.c.HMGet(ctx, b.p+"r:"+name, "metaver", "meta").Result()
+	h, err := call(ctx, func(ctx context.Context) ([]any, error) {
+		return b.c.HMGet(ctx, b.p+"r:"+name, "metaver", "meta").Result()
+	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, err)
 	}
