@@ -177,7 +177,10 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 			sess.Lose(err)
 			return nil, true, err
 		}
-		b.cleanup(ctx, sess, name) // the outcome may be unknown
+		// The outcome may be unknown: the add may still arrive after
+		// its removal (names are never reused: no need to stop the
+		// repeats).
+		_, _ = sess.Abandon(ctx, b.dir, name)
 		return nil, false, err
 	}
 	poll := pollFor(sess.Lease())

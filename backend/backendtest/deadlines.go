@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/group"
+	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
 )
@@ -225,4 +227,172 @@ func testStalledStep(t *testing.T, newDriver NewDriver) {
 			}
 		})
 	}
+}
+
+// delayedAdd is a driver whose next AddEntry, once armed, gets no answer
+// until its ctx ends (an unknown outcome for the caller) and reaches the
+// store only when the test lets it, after the caller's cleanup removed
+// the entry: a request delayed in the network, or in a stopped server's
+// buffers, overtaken by the removal sent on another connection (nothing
+// orders two Redis connections).
+type delayedAdd struct {
+	backend.Driver
+	backend.Sessions
+
+	mu      sync.Mutex
+	armed   bool
+	name    string        // the entry whose add is delayed
+	removed chan struct{} // closed when a removal of it has returned
+	release chan struct{}
+	applied chan error
+}
+
+func (d *delayedAdd) arm() {
+	d.mu.Lock()
+	d.armed, d.name = true, ""
+	d.removed, d.release, d.applied = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	d.mu.Unlock()
+}
+
+func (d *delayedAdd) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	d.mu.Lock()
+	if !d.armed {
+		d.mu.Unlock()
+		return d.Sessions.AddEntry(ctx, req)
+	}
+	d.armed, d.name = false, req.Name
+	release, applied := d.release, d.applied
+	d.mu.Unlock()
+	<-ctx.Done()
+	go func() {
+		<-release
+		_, err := d.Sessions.AddEntry(context.Background(), req)
+		applied <- err
+	}()
+	return backend.Entry{}, fmt.Errorf("backendtest: add entry %q: no answer: %w", req.Name, ctx.Err())
+}
+
+func (d *delayedAdd) RemoveEntry(ctx context.Context, session, dir, name string) error {
+	err := d.Sessions.RemoveEntry(ctx, session, dir, name)
+	d.mu.Lock()
+	if name == d.name && d.removed != nil {
+		select {
+		case <-d.removed:
+		default:
+			close(d.removed)
+		}
+	}
+	d.mu.Unlock()
+	return err
+}
+
+// deliver lets the delayed add reach the store once its removal has
+// returned, and waits until it has.
+func (d *delayedAdd) deliver(t *testing.T) {
+	t.Helper()
+	d.mu.Lock()
+	removed, release, applied := d.removed, d.release, d.applied
+	d.mu.Unlock()
+	recv(t, removed, "the cleanup's removal of the entry whose add had no answer")
+	close(release)
+	if err := recv(t, applied, "the delayed add"); err != nil {
+		t.Fatalf("the delayed add did not apply: %v", err)
+	}
+}
+
+// testOrphanOfDelayedAdd: a Lock (and a group Join) whose add gets no
+// answer by its deadline removes the entry; the add arrives after the
+// removal. The entry so added belongs to the process's pooled session,
+// which other holdings keep alive: before, it stayed, and the lock was
+// blocked (the name a ghost member) for as long as the process held
+// anything else there. Now it is removed again when it shows up, and a
+// later Join of the name is not removed by those repeats.
+func testOrphanOfDelayedAdd(t *testing.T, newDriver NewDriver) {
+	const lease = time.Minute // no renewal is missed: the orphan's session stays
+	setup := func(t *testing.T) *delayedAdd {
+		raw := newDriver(t)
+		ss, ok := raw.(backend.Sessions)
+		if !ok {
+			t.Skip("the driver keeps no sessions")
+		}
+		d := &delayedAdd{Driver: raw, Sessions: ss}
+		// Another lock of this process keeps the pooled session alive.
+		keep, err := locks.NewMutex(d, uniq("keep"), locks.WithLease(lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := keep.Lock(tctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = keep.Unlock(context.Background()) })
+		return d
+	}
+	t.Run("Lock", func(t *testing.T) {
+		d := setup(t)
+		name := uniq("lock")
+		m, err := locks.NewMutex(d, name, locks.WithLease(lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.arm()
+		ctx, cancel := context.WithTimeout(tctx(t), stallDeadline)
+		err = m.Lock(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Lock whose add got no answer: %v, want context.DeadlineExceeded", err)
+		}
+		d.deliver(t)
+		other, err := locks.NewMutex(d, name, locks.WithLease(lease))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lctx, lcancel := context.WithTimeout(tctx(t), wait)
+		defer lcancel()
+		if err := other.Lock(lctx); err != nil {
+			t.Fatalf("the lock stays blocked by the entry of the delayed add: %v", err)
+		}
+		if err := other.Unlock(tctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("Join", func(t *testing.T) {
+		d := setup(t)
+		grp := uniq("grp")
+		d.arm()
+		ctx, cancel := context.WithTimeout(tctx(t), stallDeadline)
+		_, err := group.Join(ctx, d, grp, "b", group.WithLease(lease))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Join whose add got no answer: %v, want context.DeadlineExceeded", err)
+		}
+		d.deliver(t)
+		members := func() []string {
+			ms, err := group.Members(tctx(t), d, grp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, m := range ms {
+				names = append(names, m.Name)
+			}
+			return names
+		}
+		start := time.Now()
+		for len(members()) != 0 {
+			if time.Since(start) > wait {
+				t.Fatalf("a member that never joined is still listed %v later: %v", wait, members())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		g, err := group.Join(tctx(t), d, grp, "b", group.WithLease(lease))
+		if err != nil {
+			t.Fatalf("Join after the delayed add was removed: %v", err)
+		}
+		defer func() { _ = g.Leave(tctx(t)) }()
+		// The repeats of the removal (at most a second apart) are over.
+		time.Sleep(2500 * time.Millisecond)
+		if got := members(); len(got) != 1 || got[0] != "b" {
+			t.Fatalf("members after b joined again: %v, want [b]", got)
+		}
+	})
 }

@@ -36,6 +36,7 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("PrefetchedReadFaultGrowsHistoryOnce", func(t *testing.T) { testPrefetchFaultOnce(t, newDriver(t)) })
 	t.Run("PriorityKeptFromReadPointZero", func(t *testing.T) { testPriorityKept(t, newDriver(t)) })
 	t.Run("StalledStepKeepsDeadline", func(t *testing.T) { testStalledStep(t, newDriver) })
+	t.Run("OrphanEntryOfDelayedAdd", func(t *testing.T) { testOrphanOfDelayedAdd(t, newDriver) })
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls
