@@ -169,6 +169,9 @@ func WithBuffer(n int) Option {
 var joined struct {
 	mu sync.Mutex
 	m  map[[3]any]bool
+	// abandoned stops the repeated removal of a member whose join had an
+	// unknown outcome (lease.Session.Abandon), before the name joins again.
+	abandoned map[[3]any]func(context.Context) error
 }
 
 func checkNames(group, member string) error {
@@ -243,7 +246,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 	}
 	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir})
 	if err != nil {
-		g.remove(sess)
+		_ = g.remove(ctx, sess)
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
@@ -267,6 +270,18 @@ func (g *Group) forget() {
 
 // join adds the member's entry with a session.
 func (g *Group) join(ctx context.Context) (*lease.Session, error) {
+	// An earlier join of this name whose outcome was unknown has its entry
+	// removed again whenever it shows up (a delayed request): stop that
+	// before this one adds it.
+	joined.mu.Lock()
+	stop := joined.abandoned[g.key]
+	delete(joined.abandoned, g.key)
+	joined.mu.Unlock()
+	if stop != nil {
+		if err := stop(ctx); err != nil {
+			return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
+		}
+	}
 	for {
 		sess, err := lease.Acquire(ctx, g.drv, g.lease)
 		if err != nil {
@@ -289,21 +304,28 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 			sess.Release()
 			return nil, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
 		}
-		g.remove(sess) // the outcome may be unknown
+		// The outcome is unknown: the add may even arrive after its
+		// removal.
+		stop, _ := sess.Abandon(ctx, g.dir, g.member)
+		sess.Release()
+		joined.mu.Lock()
+		if joined.abandoned == nil {
+			joined.abandoned = make(map[[3]any]func(context.Context) error)
+		}
+		joined.abandoned[g.key] = stop
+		joined.mu.Unlock()
 		return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
 }
 
-// remove removes the member's entry (best effort: the session's end
-// removes it anyway) and releases the session.
-func (g *Group) remove(sess *lease.Session) error {
+// remove removes the member's entry and releases the session, waiting
+// while ctx lasts: a removal that fails, or outlasts ctx, goes on in the
+// background until the entry or the session is gone (the session may be
+// shared with the process's locks and other members: it is not closed).
+func (g *Group) remove(ctx context.Context, sess *lease.Session) error {
 	defer sess.Release()
-	ctx, cancel := context.WithTimeout(context.Background(), sess.Lease())
-	defer cancel()
-	err := g.drv.RemoveEntry(ctx, sess.ID(), g.dir, g.member)
+	err := sess.RemoveEntry(ctx, g.dir, g.member)
 	if err != nil && !errors.Is(err, backend.ErrEntryGone) {
-		// Leave the session to the lease: closing it ends the entry.
-		_ = sess.Close(ctx)
 		return err
 	}
 	return nil
@@ -424,7 +446,10 @@ func (g *Group) Update(ctx context.Context, v any) error {
 }
 
 // Leave removes the member and closes Events. A second Leave returns
-// ErrLeft.
+// ErrLeft. It waits for the removal while ctx lasts; if ctx ends first
+// (the backend does not answer), the error wraps ctx's and the removal
+// goes on in the background until the member is gone (or its session:
+// the member leaves within its lease at worst).
 func (g *Group) Leave(ctx context.Context) error {
 	g.mu.Lock()
 	if g.left {
@@ -434,16 +459,30 @@ func (g *Group) Leave(ctx context.Context) error {
 	g.left = true
 	g.mu.Unlock()
 	close(g.stop)
-	<-g.done
-	defer g.forget()
-	g.mu.Lock()
-	sess := g.sess
-	g.sess = nil
-	g.mu.Unlock()
-	if sess == nil {
-		return nil
+	leave := func(ctx context.Context) error {
+		<-g.done // the watcher no longer rejoins
+		defer g.forget()
+		g.mu.Lock()
+		sess := g.sess
+		g.sess = nil
+		g.mu.Unlock()
+		if sess == nil {
+			return nil
+		}
+		return g.remove(ctx, sess)
 	}
-	if err := g.remove(sess); err != nil {
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+		select {
+		case <-g.done:
+		default:
+			// The watcher is still in a call: leave once it is out.
+			go func() { _ = leave(context.Background()) }()
+			return fmt.Errorf("group: %q: leave: %w (the member is removed in the background)", g.member, ctx.Err())
+		}
+	}
+	if err := leave(ctx); err != nil {
 		return fmt.Errorf("group: %q: leave: %w", g.member, err)
 	}
 	return nil

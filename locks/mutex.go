@@ -177,7 +177,10 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 			sess.Lose(err)
 			return nil, true, err
 		}
-		b.cleanup(sess, name) // the outcome may be unknown
+		// The outcome may be unknown: the add may still arrive after
+		// its removal (names are never reused: no need to stop the
+		// repeats).
+		_, _ = sess.Abandon(ctx, b.dir, name)
 		return nil, false, err
 	}
 	poll := pollFor(sess.Lease())
@@ -185,7 +188,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 	held := false     // the last look found a holder ahead
 	var lastErr error // a backend error since that look
 	gaveUp := func() error {
-		b.cleanup(sess, name)
+		b.cleanup(ctx, sess, name)
 		switch {
 		case ctx.Err() == nil:
 			return lastErr
@@ -210,7 +213,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 				continue
 			}
 			if ctx.Err() == nil {
-				b.cleanup(sess, name)
+				b.cleanup(ctx, sess, name)
 				return nil, false, err
 			}
 			return nil, false, gaveUp()
@@ -243,7 +246,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		}
 		held = true
 		if !block {
-			b.cleanup(sess, name)
+			b.cleanup(ctx, sess, name)
 			return nil, false, errHeld
 		}
 		err = b.drv.WaitEntries(ctx, b.dir, pred, poll)
@@ -256,7 +259,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 				if ctx.Err() != nil {
 					return nil, false, gaveUp()
 				}
-				b.cleanup(sess, name)
+				b.cleanup(ctx, sess, name)
 				return nil, false, err
 			}
 		}
@@ -297,38 +300,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// cleanup removes an entry we no longer want. If the backend cannot be
-// reached it keeps trying in the background until the entry or its
-// session is gone: an orphan entry of a live session would block the lock.
-func (b *lockBase) cleanup(sess *lease.Session, name string) {
-	try := func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), sess.Lease())
-		defer cancel()
-		err := b.drv.RemoveEntry(ctx, sess.ID(), b.dir, name)
-		return err == nil || errors.Is(err, backend.ErrEntryGone) || errors.Is(err, backend.ErrClosed)
-	}
-	if try() {
-		return
-	}
-	go func() {
-		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			select {
-			case <-sess.Done():
-				return
-			case <-time.After(wait):
-			}
-			if try() {
-				return
-			}
-		}
-	}()
+// cleanup removes an entry we no longer want, waiting for it while ctx
+// lasts; if the backend cannot be reached it keeps trying in the
+// background until the entry or its session is gone: an orphan entry of a
+// live session would block the lock (lease.Session.RemoveEntry).
+func (b *lockBase) cleanup(ctx context.Context, sess *lease.Session, name string) {
+	_ = sess.RemoveEntry(ctx, b.dir, name)
 }
 
 // release removes a held entry; ErrLost if the session was lost first.
 func (b *lockBase) release(ctx context.Context, h *hold) error {
 	defer h.sess.Release()
 	lost := h.sess.Lost()
-	err := b.drv.RemoveEntry(ctx, h.sess.ID(), b.dir, h.entry)
+	err := h.sess.RemoveEntry(ctx, b.dir, h.entry)
 	switch {
 	case lost || errors.Is(err, backend.ErrEntryGone):
 		if !lost {
@@ -336,8 +320,7 @@ func (b *lockBase) release(ctx context.Context, h *hold) error {
 		}
 		return fmt.Errorf("%w (lock %q)", ErrLost, b.name)
 	case err != nil:
-		b.cleanup(h.sess, h.entry)
-		return fmt.Errorf("locks: %q: unlock: %w (removal goes on in the background)", b.name, err)
+		return fmt.Errorf("locks: %q: unlock: %w", b.name, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/detach"
 	"github.com/epochal/epochal/stm"
 )
 
@@ -130,12 +131,16 @@ func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.O
 		if errors.Is(err, backend.ErrNotApplied) {
 			return 0, fmt.Errorf("refs: change %s: %w", what, err)
 		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(env.Lease, time.Second))
-		rec, lerr := drv.AbortRecord(lctx, id)
-		cancel()
+		// Settle it even if the caller stops waiting: the abort makes it
+		// final either way (see detach).
+		var rec backend.Record
+		var lerr error
+		if !detach.Run(ctx, max(env.Lease, time.Second), func(lctx context.Context) { rec, lerr = drv.AbortRecord(lctx, id) }) {
+			return 0, fmt.Errorf("%w: change of %s: %w (its outcome is being looked up in the background)", stm.ErrOutcomeUnknown, what, withCtx(ctx, err))
+		}
 		switch {
 		case lerr != nil:
-			return 0, fmt.Errorf("%w: change of %s: %w (looking up its outcome: %v)", stm.ErrOutcomeUnknown, what, err, lerr)
+			return 0, fmt.Errorf("%w: change of %s: %w (looking up its outcome: %v)", stm.ErrOutcomeUnknown, what, withCtx(ctx, err), lerr)
 		case rec.Status == backend.Committed:
 			res = backend.OnePhaseResult{Status: backend.Committed, CP: rec.CP}
 		default:
@@ -160,6 +165,15 @@ func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.O
 		}
 	}
 	return 0, errChanged
+}
+
+// withCtx is err, wrapping ctx's error too if ctx has ended.
+func withCtx(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil || errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cerr)
 }
 
 // Swap sets the atom to f of its value and returns the new value. f may

@@ -12,6 +12,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/detach"
 	"github.com/epochal/epochal/stm"
 )
 
@@ -201,12 +202,19 @@ func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v 
 		defer cl.mu.Unlock()
 		return cl.point, cl.lost
 	}
+	// Releasing the claim, and storing the result, must not depend on
+	// the caller still waiting, nor hold it past its ctx: they go on in
+	// the background when the caller's ctx ends (see detach).
+	limit := max(env.Lease, time.Second)
+	release := func(p clock.Point) {
+		detach.Run(ctx, limit, func(ctx context.Context) { _, _ = d.c.cas(ctx, p, delayEnv{}) })
+	}
 	panicked := true
 	defer func() {
 		if panicked { // release the claim for another caller, then panic on
 			p, lost := finish()
 			if !lost {
-				_, _ = d.c.cas(context.WithoutCancel(ctx), p, delayEnv{})
+				release(p)
 			}
 		}
 	}()
@@ -221,7 +229,7 @@ func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v 
 	case err != nil && (d.retry || ctx.Err() != nil):
 		// Not delivered: release the claim so the next caller runs the
 		// body again (a caller giving up does not deliver its ctx error).
-		_, _ = d.c.cas(context.WithoutCancel(ctx), p, delayEnv{})
+		release(p)
 		if ctx.Err() != nil {
 			return v, ctx.Err(), false
 		}
@@ -235,29 +243,41 @@ func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v 
 	default:
 		data, eerr := d.c.r.encode(v)
 		if eerr != nil {
-			_, _ = d.c.cas(context.WithoutCancel(ctx), p, delayEnv{})
+			release(p)
 			return v, fmt.Errorf("refs: %s: %w", d, eerr), false
 		}
 		out = delayEnv{State: delayDone, Value: data}
 	}
-	// Storing the result must not depend on the caller still waiting.
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), max(env.Lease, time.Second))
-	defer scancel()
-	for {
-		_, cerr := d.c.cas(sctx, p, out)
-		if cerr == nil {
-			break
+	var serr error
+	taken := false // the claim was taken over before the result was stored
+	if !detach.Run(ctx, limit, func(sctx context.Context) {
+		for {
+			_, cerr := d.c.cas(sctx, p, out)
+			if cerr == nil {
+				d.done.Store(&out)
+				return
+			}
+			if !errors.Is(cerr, errChanged) {
+				serr = cerr
+				return
+			}
+			var ok bool
+			if p, ok = d.stillOwned(sctx, owner); !ok {
+				taken = true
+				return
+			}
 		}
-		if !errors.Is(cerr, errChanged) {
-			var zero T
-			return zero, cerr, false
-		}
-		var ok bool
-		if p, ok = d.stillOwned(sctx, owner); !ok {
-			return v, err, true
-		}
+	}) {
+		var zero T
+		return zero, fmt.Errorf("refs: %s: %w (the body's result is being stored in the background)", d, ctx.Err()), false
 	}
-	d.done.Store(&out)
+	switch {
+	case serr != nil:
+		var zero T
+		return zero, serr, false
+	case taken:
+		return v, err, true
+	}
 	if err != nil {
 		return v, fmt.Errorf("refs: %s: %w: %w", d, ErrDelayFailed, err), false
 	}

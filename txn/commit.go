@@ -11,11 +11,12 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/detach"
 	"github.com/epochal/epochal/locks"
 )
 
-// minCleanup is the least time given to cleanup after the caller's ctx
-// has ended.
+// minCleanup is the least time given to cleanup, which goes on after the
+// caller's ctx has ended (see settle).
 const minCleanup = 5 * time.Second
 
 // item is one ref in the commit.
@@ -136,10 +137,26 @@ func (tx *Tx) compute(it *item) error {
 	return validate(it.e, it.value)
 }
 
-// cleanupCtx is a ctx for finishing or undoing a commit even when the
-// caller's ctx has ended.
-func (tx *Tx) cleanupCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(tx.ctx), max(tx.env.Lease, minCleanup))
+// settle runs f, the cleanup of a commit (learning its outcome, undoing
+// it, rolling it forward), on a ctx of its own that the caller's end does
+// not end, bounded by the lease, and waits for it while the caller's ctx
+// lasts. It reports whether f returned: if the caller's ctx ended first,
+// f goes on in the background and the caller returns at once, so a
+// server that stalls never holds a Dosync past its deadline. The
+// cleanup's work is done by then or left to others (readers, the
+// sweeper), as when it fails.
+func (tx *Tx) settle(f func(ctx context.Context)) bool {
+	return detach.Run(tx.ctx, max(tx.env.Lease, minCleanup), f)
+}
+
+// ended is err if it already says why tx's ctx ended, or err wrapped with
+// that reason.
+func (tx *Tx) ended(err error) error {
+	cerr := tx.ctx.Err()
+	if cerr == nil || errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cerr)
 }
 
 func (tx *Tx) rp4check() clock.Point {
@@ -255,13 +272,19 @@ func (tx *Tx) clear(w *locks.Wait, drv backend.Driver, c backend.Conflict, check
 // record if the transaction has not committed (writing a tombstone if it has
 // none, so a delayed request cannot commit it later) and reports what the
 // record says. A committed attempt is never run again.
+//
+// The lookup goes on when the caller's ctx ends, and the caller does not
+// wait for it then: its outcome is unknown to it (ErrOutcomeUnknown,
+// wrapping the ctx's error), and the lookup still makes it final.
 func (tx *Tx) learn(cause error) (clock.Point, error) {
 	tx.env.Stats.Unknown.Add(1)
-	ctx, cancel := tx.cleanupCtx()
-	defer cancel()
-	rec, err := tx.env.Coord.AbortRecord(ctx, tx.id)
+	var rec backend.Record
+	var err error
+	if !tx.settle(func(ctx context.Context) { rec, err = tx.env.Coord.AbortRecord(ctx, tx.id) }) {
+		return 0, fmt.Errorf("%w: transaction %s: %w (its record is being looked up in the background)", ErrOutcomeUnknown, tx.id, tx.ended(cause))
+	}
 	if err != nil {
-		return 0, fmt.Errorf("%w: transaction %s: %w (looking up its record: %v)", ErrOutcomeUnknown, tx.id, cause, err)
+		return 0, fmt.Errorf("%w: transaction %s: %w (looking up its record: %v)", ErrOutcomeUnknown, tx.id, tx.ended(cause), err)
 	}
 	if rec.Status == backend.Committed {
 		return tx.committed(rec.CP), nil
@@ -347,13 +370,39 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 	}
 	if err != nil {
 		env.Stats.Unknown.Add(1)
-		ctx, cancel := tx.cleanupCtx()
-		final, err = env.Coord.AbortRecord(ctx, tx.id)
-		cancel()
-		if err != nil {
-			settled = true // the outcome is unknown: leave it to the lease
-			return 0, fmt.Errorf("%w: transaction %s: %w", ErrOutcomeUnknown, tx.id, err)
+		cause := err
+		// Learn the outcome, then finish or undo the commit, in one go:
+		// what the caller no longer waits for is done in the background.
+		var aerr error
+		learned := make(chan struct{})
+		if !tx.settle(func(ctx context.Context) {
+			final, aerr = env.Coord.AbortRecord(ctx, tx.id)
+			close(learned)
+			switch {
+			case aerr != nil: // the outcome is unknown: leave it to the lease
+			case final.Status == backend.Committed:
+				tx.finishWith(ctx, groups, final)
+			default:
+				tx.undoWith(ctx, groups)
+			}
+		}) {
+			select {
+			case <-learned: // final and aerr are written
+			default:
+				settled = true
+				return 0, fmt.Errorf("%w: transaction %s: %w (its record is being looked up in the background)", ErrOutcomeUnknown, tx.id, tx.ended(cause))
+			}
 		}
+		settled = true
+		switch {
+		case aerr != nil:
+			return 0, fmt.Errorf("%w: transaction %s: %w (looking up its record: %v)", ErrOutcomeUnknown, tx.id, tx.ended(cause), aerr)
+		case final.Status != backend.Committed:
+			env.Stats.Yields.Add(1)
+			return 0, retryf("transaction %s was aborted by another before it committed", tx.id)
+		}
+		env.Stats.General.Add(1)
+		return tx.committed(final.CP), nil
 	}
 	if final.Status != backend.Committed {
 		env.Stats.Yields.Add(1)
@@ -484,16 +533,19 @@ func (tx *Tx) stage(g *group) error {
 }
 
 // undo aborts the attempt's record and rolls its intents back. Failures are
-// left to the lease: whoever meets an intent after it resolves it.
+// left to the lease: whoever meets an intent after it resolves it. The
+// caller waits for it while its ctx lasts (see settle).
 func (tx *Tx) undo(groups []*group) {
-	ctx, cancel := tx.cleanupCtx()
-	defer cancel()
+	tx.settle(func(ctx context.Context) { tx.undoWith(ctx, groups) })
+}
+
+func (tx *Tx) undoWith(ctx context.Context, groups []*group) {
 	rec, err := tx.env.Coord.AbortRecord(ctx, tx.id)
 	if err != nil {
 		return
 	}
 	if rec.Status == backend.Committed {
-		tx.finish(groups, rec) // only a commit we did not know about
+		tx.finishWith(ctx, groups, rec) // only a commit we did not know about
 		return
 	}
 	if each(groups, func(g *group) error {
@@ -505,10 +557,13 @@ func (tx *Tx) undo(groups []*group) {
 
 // finish rolls a committed transaction's intents forward and deletes its
 // record once none is left. Failures are left to helpers and the sweeper:
-// readers already see the committed values through the record.
+// readers already see the committed values through the record. The
+// caller waits for it while its ctx lasts (see settle).
 func (tx *Tx) finish(groups []*group, rec backend.Record) {
-	ctx, cancel := tx.cleanupCtx()
-	defer cancel()
+	tx.settle(func(ctx context.Context) { tx.finishWith(ctx, groups, rec) })
+}
+
+func (tx *Tx) finishWith(ctx context.Context, groups []*group, rec backend.Record) {
 	if each(groups, func(g *group) error {
 		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Commit: true, CP: rec.CP, Time: rec.Created, Names: g.names})
 	}) == nil {

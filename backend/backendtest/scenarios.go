@@ -37,6 +37,8 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("PriorityKeptFromReadPointZero", func(t *testing.T) { testPriorityKept(t, newDriver(t)) })
 	t.Run("ReadCalls", func(t *testing.T) { testReadCalls(t, newDriver(t)) })
 	t.Run("ReadCalls/PrefetchTwoBackends", func(t *testing.T) { testPrefetchMixedCalls(t, newDriver(t), newDriver(t)) })
+	t.Run("StalledStepKeepsDeadline", func(t *testing.T) { testStalledStep(t, newDriver) })
+	t.Run("OrphanEntryOfDelayedAdd", func(t *testing.T) { testOrphanOfDelayedAdd(t, newDriver) })
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls

@@ -23,6 +23,15 @@
 // watcher falls back on the history. Redis replicates asynchronously: a
 // failover can lose acknowledged commits (see docs/design.md).
 //
+// # Deadlines
+//
+// Every call returns by the time its ctx ends, whatever the server does:
+// Open's client has ContextTimeoutEnabled (a command's socket deadline is
+// its ctx's), and every command runs so that its caller returns when the
+// ctx ends even over a client given to New without it (see New). A
+// change the server had not confirmed by then has an unknown outcome: its
+// error does not wrap backend.ErrNotApplied.
+//
 // # Sessions
 //
 // The backend implements backend.Sessions. A session is a hash

@@ -164,10 +164,12 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 	// using this prefix on this server (whatever address it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
-		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
-	}
-	id, err := c.Get(ctx, p+"id").Result()
+	id, err := call(ctx, func(ctx context.Context) (string, error) {
+		if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
+			return "", err
+		}
+		return c.Get(ctx, p+"id").Result()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
 	}
@@ -211,11 +213,74 @@ func (b *Backend) check(ctx context.Context) error {
 	return nil
 }
 
+// call runs f, go-redis calls on behalf of one of the Backend's methods,
+// so that the method returns by the time ctx ends, whatever the client's
+// options. go-redis bounds a command by its ctx's deadline only with
+// ContextTimeoutEnabled (Open sets it; a client given to New may not), and
+// never by a ctx canceled without a deadline: it then waits out its own
+// ReadTimeout and retries up to MaxRetries times. So when ctx can end, f
+// runs on a goroutine of its own, and the caller returns when ctx ends
+// with an error wrapping ctx's; f finishes in the background, bounded by
+// the client's own timeouts, and a change it asked for may still apply
+// (the error does not wrap backend.ErrNotApplied: the outcome is
+// unknown). f hands its results back only through its return values.
+func call[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return f(ctx)
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f(ctx)
+		ch <- result{v, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		select {
+		case r = <-ch: // it has just returned
+		default:
+			var zero T
+			return zero, fmt.Errorf("%w (no reply from the server in time)", ctx.Err())
+		}
+	}
+	return r.v, ctxErr(ctx, r.err)
+}
+
+// do is call for f without a result.
+func do(ctx context.Context, f func(ctx context.Context) error) error {
+	_, err := call(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+	return err
+}
+
+// ctxErr makes an error that came as ctx ended wrap ctx's error: go-redis
+// reports a deadline it honoured as a network timeout, and a command cut
+// short by it as a retry's backoff that ctx ended.
+func ctxErr(ctx context.Context, err error) error {
+	if err == nil || errors.Is(err, goredis.Nil) {
+		return err
+	}
+	cerr := ctx.Err()
+	if d, ok := ctx.Deadline(); cerr == nil && ok && !time.Now().Before(d) {
+		cerr = context.DeadlineExceeded // the socket's deadline fired first
+	}
+	if cerr == nil || errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", cerr, err)
+}
+
 // run runs a script with the prefix, the backend's identity and the newest
 // point seen as ARGV[1] (see epochLib).
 func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any, error) {
 	head := b.p + "\x00" + b.id + "\x00" + strconv.FormatUint(b.seen.Load(), 10)
-	res, err := s.Run(ctx, b.c, []string{b.clockK}, append([]any{head}, args...)...).Result()
+	res, err := call(ctx, func(ctx context.Context) (any, error) {
+		return s.Run(ctx, b.c, []string{b.clockK}, append([]any{head}, args...)...).Result()
+	})
 	if err != nil && strings.Contains(err.Error(), "EPOCHAL_LOST") {
 		return nil, b.fail(strings.TrimPrefix(err.Error(), "EPOCHAL_LOST "))
 	}
@@ -276,9 +341,12 @@ func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
 	}
 	var idCmd, clk *goredis.StringCmd
 	seen := b.seen.Load()
-	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		idCmd, clk = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
-		return nil
+	err := do(ctx, func(ctx context.Context) error {
+		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			idCmd, clk = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
+			return nil
+		})
+		return err
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return 0, fmt.Errorf("redis: read point: %w", err)
@@ -402,21 +470,25 @@ func (b *Backend) readRefsOnce(ctx context.Context, names []string, withClock bo
 	hs := make([]*goredis.SliceCmd, len(names))
 	ls := make([]listCmd, len(names))
 	seen := b.seen.Load()
-	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		idCmd, clockCmd = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
-		for i, n := range names {
-			hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
-			if maxValue == unbounded {
-				ls[i] = lrangeCmd{p.LRange(ctx, b.p+"v:"+n, 0, -1)}
-			} else {
-				ls[i] = evalCmd{p.EvalSha(ctx, scriptVersions.Hash(), []string{b.p + "v:" + n}, maxValue)}
+	err := do(ctx, func(ctx context.Context) error {
+		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			idCmd, clockCmd = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
+			for i, n := range names {
+				hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
+				if maxValue == unbounded {
+					ls[i] = lrangeCmd{p.LRange(ctx, b.p+"v:"+n, 0, -1)}
+				} else {
+					ls[i] = evalCmd{p.EvalSha(ctx, scriptVersions.Hash(), []string{b.p + "v:" + n}, maxValue)}
+				}
 			}
-		}
-		return nil
+			return nil
+		})
+		return err
 	})
 	// A command that failed on its own (WRONGTYPE, a missing script) fails
-	// only its ref; anything else fails the identity or clock read too.
-	if err != nil && !errors.Is(err, goredis.Nil) && idCmd.Err() == nil {
+	// only its ref; anything else fails the identity or clock read too. (A
+	// call cut short by ctx left the commands to its goroutine: not read.)
+	if err != nil && !errors.Is(err, goredis.Nil) && ctx.Err() == nil && idCmd.Err() == nil {
 		err = nil
 	}
 	if err != nil && !errors.Is(err, goredis.Nil) {
@@ -618,7 +690,9 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	if prefix != "" {
 		min = "[" + prefix
 	}
-	names, err := b.c.ZRangeByLex(ctx, b.p+"refs", &goredis.ZRangeBy{Min: min, Max: max}).Result()
+	names, err := call(ctx, func(ctx context.Context) ([]string, error) {
+		return b.c.ZRangeByLex(ctx, b.p+"refs", &goredis.ZRangeBy{Min: min, Max: max}).Result()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("redis: list %q: %w", prefix, err)
 	}
@@ -877,12 +951,15 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 	}
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
 	var idCmd *goredis.StringCmd
-	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		idCmd = p.Get(ctx, b.p+"id")
-		for i, id := range ids {
-			cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
-		}
-		return nil
+	err := do(ctx, func(ctx context.Context) error {
+		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			idCmd = p.Get(ctx, b.p+"id")
+			for i, id := range ids {
+				cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, fmt.Errorf("redis: records: %w", err)
@@ -907,7 +984,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	ids, err := b.c.SMembers(ctx, b.p+"recs").Result()
+	ids, err := call(ctx, func(ctx context.Context) ([]string, error) { return b.c.SMembers(ctx, b.p+"recs").Result() })
 	if err != nil {
 		return nil, fmt.Errorf("redis: list records: %w", err)
 	}
@@ -925,7 +1002,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 		out = append(out, r)
 	}
 	if len(gone) > 0 {
-		_ = b.c.SRem(ctx, b.p+"recs", gone...).Err()
+		_ = do(ctx, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() })
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -949,9 +1026,12 @@ func (b *Backend) Meta(ctx context.Context, name string) ([]byte, uint64, error)
 	}
 	var idCmd *goredis.StringCmd
 	var hCmd *goredis.SliceCmd
-	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		idCmd, hCmd = p.Get(ctx, b.p+"id"), p.HMGet(ctx, b.p+"r:"+name, "metaver", "meta")
-		return nil
+	err := do(ctx, func(ctx context.Context) error {
+		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			idCmd, hCmd = p.Get(ctx, b.p+"id"), p.HMGet(ctx, b.p+"r:"+name, "metaver", "meta")
+			return nil
+		})
+		return err
 	})
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, err)

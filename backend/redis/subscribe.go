@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -27,12 +28,21 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	ps := b.c.Subscribe(ctx, b.p+"c:"+name)
+	// No channel yet: no I/O, so the connection's wait is the one below,
+	// which ctx bounds (closing ps ends a Receive left behind).
+	ps := b.c.Subscribe(ctx)
 	// The first reply confirms the subscription: from here on nothing
 	// published is missed without the feed saying so.
-	if _, err := ps.Receive(ctx); err != nil {
+	err := do(ctx, func(ctx context.Context) error {
+		if err := ps.Subscribe(ctx, b.p+"c:"+name); err != nil {
+			return err
+		}
+		_, err := ps.Receive(ctx)
+		return err
+	})
+	if err != nil {
 		_ = ps.Close()
-		return nil, err
+		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
 	}
 	// While subscribed, commits keep backend.WatchKeep older versions
 	// ({P}:w:name, see the scripts' append): set now, before the watcher
@@ -40,9 +50,9 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	// process that dies stops renewing it: the retention ends within
 	// watchRetain.
 	wk := b.p + "w:" + name
-	if err := b.c.Set(ctx, wk, 1, watchRetain).Err(); err != nil {
+	if err := do(ctx, func(ctx context.Context) error { return b.c.Set(ctx, wk, 1, watchRetain).Err() }); err != nil {
 		_ = ps.Close()
-		return nil, err
+		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s := &sub{FeedBuffer: backend.NewFeedBuffer(), ps: ps, cancel: cancel, done: make(chan struct{})}

@@ -1,6 +1,7 @@
 package zk
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -251,24 +252,44 @@ func unescape(s string) (string, bool) {
 }
 
 // gate serializes this process's one-phase commits per ref: striped
-// mutexes, taken in stripe order.
-type gate struct{ mu [256]sync.Mutex }
+// locks, taken in stripe order, each a channel holding one token so that a
+// wait for one ends with the waiter's ctx (a commit stuck in a stalled
+// server's Multi holds its stripes until its own ctx ends).
+type gate struct {
+	once sync.Once
+	mu   [256]chan struct{} // a token each: held while full
+}
 
-func (g *gate) lock(names []string) (unlock func()) {
+// lock takes the turns of names, in order, waiting no longer than ctx: a
+// call whose ctx ends while it waits sent nothing (the error wraps
+// backend.ErrNotApplied).
+func (g *gate) lock(ctx context.Context, names []string) (unlock func(), err error) {
+	g.once.Do(func() {
+		for i := range g.mu {
+			g.mu[i] = make(chan struct{}, 1)
+		}
+	})
 	var idx []int
 	for _, n := range names {
 		idx = append(idx, int(fnv32(n)%uint32(len(g.mu))))
 	}
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
-	for _, i := range idx {
-		g.mu[i].Lock()
+	for k, i := range idx {
+		select {
+		case g.mu[i] <- struct{}{}:
+		case <-ctx.Done():
+			for _, j := range idx[:k] {
+				<-g.mu[j]
+			}
+			return nil, fmt.Errorf("zk: waiting for this process's commits to %v: %w (%w)", names, ctx.Err(), backend.ErrNotApplied)
+		}
 	}
 	return func() {
 		for _, i := range idx {
-			g.mu[i].Unlock()
+			<-g.mu[i]
 		}
-	}
+	}, nil
 }
 
 func fnv32(s string) uint32 {

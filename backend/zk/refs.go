@@ -579,7 +579,11 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	// Commits of this process to one ref take turns: the second then
 	// checks against what the first wrote (the cache) instead of sending
 	// a Multi bound to fail, which would cost the ensemble a write.
-	defer b.gate.lock(names)()
+	unlock, err := b.gate.lock(ctx, names)
+	if err != nil {
+		return backend.OnePhaseResult{}, err
+	}
+	defer unlock()
 	sts, err := b.states(ctx, names)
 	for ; ; sts, err = b.readRefs(ctx, names) {
 		if err != nil {

@@ -217,17 +217,29 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 	}()
 	if err := waitSession(ctx, conn); err != nil {
-		conn.Close()
+		closeConn(ctx, conn)
 		return nil, fmt.Errorf("zk: open %v: %w", cfg.Servers, err)
 	}
 	b, err := open(ctx, conn, cfg)
 	if err != nil {
-		conn.Close()
+		closeConn(ctx, conn)
 		return nil, err
 	}
 	b.own = true
 	b.negotiated = neg
 	return b, nil
+}
+
+// closeConn closes a connection Open gave up on. go-zookeeper's Close
+// waits up to a second for the server to answer its close request: when
+// ctx has ended (a server that does not answer, most likely) that wait is
+// left to the background, so Open returns by its deadline.
+func closeConn(ctx context.Context, conn *gozk.Conn) {
+	if ctx.Err() != nil {
+		go conn.Close()
+		return
+	}
+	conn.Close()
 }
 
 // Conn is go-zookeeper's connection.

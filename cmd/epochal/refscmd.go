@@ -750,7 +750,9 @@ func newRefsSetCmd(g *globals) *cobra.Command {
 ref to the msgpack encoding of the JSON value. Integers stay integers,
 objects become maps with string keys. It only changes an existing ref (one
 that does not exist is exit code 1, and is not created), and only with
---yes: without it, nothing is written and the exit code is 2.
+--yes: without it, nothing is written and the exit code is 2. A commit the
+server does not answer within --timeout may or may not have happened: the
+command says so, with exit code 3, and 'refs get' tells which.
 
 Validators belong to the processes that set them, so this command runs
 none: make sure the value is one the ref's users accept.` + valuesNote,
@@ -803,6 +805,11 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		})
 		if errors.Is(err, backend.ErrNotFound) {
 			return notFoundf("no ref %q on %s; list them with 'epochal refs ls'", name, in.drv.ID())
+		}
+		if errors.Is(err, stm.ErrOutcomeUnknown) {
+			// The commit was sent and not answered in time: it may
+			// still apply (Dosync settles it in the background).
+			return &downError{err: fmt.Errorf("set %q: the server at %s did not answer the commit within --timeout %v: it may or may not have committed; look with 'epochal refs get %s'", name, in.g.addr, timeout, name)}
 		}
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return fmt.Errorf("set %q: not committed within --timeout %v: is another transaction holding it? (see 'epochal locks ls')", name, timeout)

@@ -247,6 +247,105 @@ func (s *Session) renew() {
 	}
 }
 
+// RemoveEntry removes the session's entry name from dir, waiting for it
+// while ctx lasts. It keeps trying, in the background once ctx has ended,
+// until the entry is gone (removed, or found gone) or the session is:
+// an orphan entry of a live session would block a lock, or keep a member
+// in its group. It returns the first attempt's error (backend.ErrEntryGone
+// when the entry was already gone), or, if ctx ended before it came,
+// ctx's error.
+func (s *Session) RemoveEntry(ctx context.Context, dir, name string) error {
+	_, err := s.remove(ctx, dir, name, 0)
+	return err
+}
+
+// DelayedKeep is how long after its removal an entry whose adding had an
+// unknown outcome is looked for again (Abandon): how long a request may be
+// delayed in the network, or in a stopped server's buffers, and still
+// arrive. It is locks.TombstoneKeep, a transaction record's.
+const DelayedKeep = time.Minute
+
+// Abandon removes an entry whose adding had an unknown outcome, as
+// RemoveEntry does. The add may still be on its way: a request delayed in
+// the network, or waiting in a stopped server's buffers, can arrive after
+// the removal (on Redis, over another connection: nothing orders the
+// two), and would leave an orphan entry of a live session. So once the
+// entry is gone it is removed again whenever it is found, for DelayedKeep
+// or until the session ends or stop is called. stop ends the repeats and
+// returns once no removal is in flight (or when ctx ends, with its
+// error): call it before adding an entry of the same name again.
+func (s *Session) Abandon(ctx context.Context, dir, name string) (stop func(ctx context.Context) error, err error) {
+	return s.remove(ctx, dir, name, DelayedKeep)
+}
+
+// remove is RemoveEntry, and with linger > 0 Abandon.
+func (s *Session) remove(ctx context.Context, dir, name string, linger time.Duration) (func(context.Context) error, error) {
+	try := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), s.lease)
+		defer cancel()
+		return s.drv.RemoveEntry(ctx, s.id, dir, name)
+	}
+	gone := func(err error) bool {
+		return err == nil || errors.Is(err, backend.ErrEntryGone) || errors.Is(err, backend.ErrClosed)
+	}
+	first := make(chan error, 1)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		err := try()
+		first <- err
+		var until time.Time // set once gone: look again until then
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			if gone(err) {
+				if linger <= 0 || errors.Is(err, backend.ErrClosed) {
+					return
+				}
+				if until.IsZero() {
+					until = time.Now().Add(linger)
+				}
+				if time.Now().After(until) {
+					return
+				}
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-s.Done():
+				t.Stop()
+				return // the backend removes its entries
+			case <-quit:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			err = try()
+		}
+	}()
+	var once sync.Once
+	stop := func(ctx context.Context) error {
+		once.Do(func() { close(quit) })
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("lease: stop removing entry %q of %q: %w", name, dir, ctx.Err())
+		}
+	}
+	var err error
+	select {
+	case err = <-first:
+	case <-ctx.Done():
+		select {
+		case err = <-first:
+		default:
+			return stop, fmt.Errorf("lease: remove entry %q of %q: %w (the removal goes on in the background)", name, dir, ctx.Err())
+		}
+	}
+	if gone(err) {
+		return stop, err
+	}
+	return stop, fmt.Errorf("%w (the removal goes on in the background)", err)
+}
+
 // Close stops renewing and ends the session on the backend.
 func (s *Session) Close(ctx context.Context) error {
 	s.mu.Lock()
