@@ -89,7 +89,12 @@ func (r *Resolver) Record(ctx context.Context, in *backend.Intent) (backend.Reco
 // one has an aborted tombstone), and it comes back Missing, confirmed:
 // the holder either finished (and its intent was resolved after the
 // caller read it) or never will commit, so the caller rolls the intent
-// back (a no-op if it is gone) and reads again.
+// back (a no-op if it is gone) and reads again. For the same reason an
+// Aborted record is no proof the holder did not commit: it may be the
+// tombstone such a confirmation wrote for a holder that committed,
+// finished and was deleted; callers treat it as Missing (roll back, a
+// no-op if the intent is gone, and read again), never as a reason to
+// read what lies under the intent they saw.
 func (r *Resolver) Records(ctx context.Context, ids ...string) ([]backend.Record, error) {
 	recs, err := r.Coord.Records(ctx, ids)
 	if err != nil {

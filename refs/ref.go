@@ -430,9 +430,12 @@ func (r *Ref[T]) versions(ctx context.Context) (vr backend.VersionsResult, err e
 		if err != nil {
 			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
 		}
-		if rec.Status != backend.Committed && rec.Status != backend.Missing {
+		if rec.Status == backend.Pending {
 			return vr, nil
 		}
+		// Final: roll the intent forward or back (a no-op if it is gone:
+		// an aborted or missing record may be one that committed, finished
+		// and was deleted since the read) and read again.
 		if err := res.Finish(ctx, r.drv, r.name, rec); err != nil && !errors.Is(err, context.Canceled) {
 			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
 		}

@@ -73,6 +73,12 @@ type Faults struct {
 	// key meanwhile takes the watcher away from under the new watch, and
 	// a second AddWatch returns before the start point is fixed.
 	WatchStartRace bool
+	// TrustAbortedRecord makes a reader that meets an intent whose record
+	// is aborted read the version underneath it, as if an aborted record
+	// proved the holder never committed. It may be the tombstone a
+	// confirmation of a missing record wrote for a holder that committed,
+	// finished and was deleted: the reader then misses that commit.
+	TrustAbortedRecord bool
 }
 
 // Observe raises the process's point floor to p, a point of the
@@ -575,21 +581,29 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 					}
 				}
 				tx.help(e, rec)
-			case backend.Aborted:
-				tx.help(e, rec)
-			case backend.Missing:
-				// Only with Faults.TrustMissingRecord (Record confirms a
-				// missing record otherwise): clear it and read again.
+			case backend.Aborted, backend.Missing:
+				// The holder will never commit, or it finished between our
+				// two reads (records are deleted only after their intents
+				// are resolved). Aborted is no proof it did not commit: a
+				// lookup that found its record deleted wrote an aborted
+				// tombstone to confirm it (Resolver.Records), and one by
+				// another reader may be what we see. So clear the intent
+				// (a no-op if it is gone) and read again: the next read
+				// shows the version it became, or the one underneath.
+				if rec.Status == backend.Aborted && tx.env.Faults.TrustAbortedRecord {
+					tx.help(e, rec)
+					break
+				}
 				if tries < maxRereads {
 					tx.help(e, rec)
 					continue
 				}
-				tx.unwind(fmt.Errorf("txn: read %q: intent of %s without a record", e.name, in.Txn))
+				tx.unwind(fmt.Errorf("txn: read %q: intent of %s, whose record says %s, is still there after %d reads", e.name, in.Txn, rec.Status, tries+1))
 			}
 			// Pending: it cannot commit at or before our point (drawing its
 			// CP and marking it committed is one step, after our RP was
 			// drawn), so readers never wait for writers. Committed after
-			// our point, or aborted: the version underneath is ours.
+			// our point: the version underneath is ours.
 		}
 		if it.Result == history.Fault {
 			tx.faulted(e, anyNewest)

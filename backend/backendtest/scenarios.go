@@ -33,6 +33,16 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("StaleCommuteEscalates", func(t *testing.T) { testCommuteStale(t, newDriver(t), stm.DefaultCommuteRounds) })
 	t.Run("AcknowledgedCommitLostToStaleMissingRecord", func(t *testing.T) { testStaleMissingRecord(t, newDriver) })
 	t.Run("ReaderFinishesFinalIntentsAtOnce", func(t *testing.T) { testReaderFinishesIntents(t, newDriver) })
+	t.Run("TombstoneOfFinishedWriterIsNoAbort", func(t *testing.T) {
+		if v := tombstoneOfFinishedWriter(t, newDriver(t), txn.Faults{}); v != 1 {
+			t.Fatalf("the reader saw %d, want 1: it took a tombstone for the committed writer's abort and read under its intent", v)
+		}
+		t.Run("SeededBugIsCaught", func(t *testing.T) {
+			if v := tombstoneOfFinishedWriter(t, newDriver(t), txn.Faults{TrustAbortedRecord: true}); v != 0 {
+				t.Fatalf("with TrustAbortedRecord the reader saw %d, want 0 (the construction no longer reaches the bug)", v)
+			}
+		})
+	})
 	t.Run("PrefetchedReadFaultGrowsHistoryOnce", func(t *testing.T) { testPrefetchFaultOnce(t, newDriver(t)) })
 	t.Run("PriorityKeptFromReadPointZero", func(t *testing.T) { testPriorityKept(t, newDriver(t)) })
 	t.Run("ReadCalls", func(t *testing.T) { testReadCalls(t, newDriver(t)) })
@@ -718,4 +728,61 @@ func testPrefetchMixedCalls(t *testing.T, raw, raw2 backend.Driver) {
 	if r, p := reads.Load(), points.Load(); r != 1 || p != 0 {
 		t.Fatalf("a Prefetch over two backends made %d read calls and %d read-point calls on the coordinator, want 1 and 0", r, p)
 	}
+}
+
+// tombstoneOfFinishedWriter: a reader sees a committed writer's intent;
+// before it looks up the writer's record, the writer finishes (rolls the
+// intent forward, deletes its record) and another reader, confirming the
+// record missing, writes an aborted tombstone for its id. The reader then
+// finds "aborted": that is no proof the writer did not commit, and it must
+// read again (finding the writer's version), not take the value under the
+// intent it saw (a read skew that a review of the fix for stale missing
+// records caught in MixedBackends). It returns what the reader saw.
+func tombstoneOfFinishedWriter(t *testing.T, raw backend.Driver, faults txn.Faults) int {
+	w := faulty.Wrap(raw)
+	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour), stm.WithFaults(faults))
+	x := newRef(t, s, uniq("x"), 0)
+	var armWriter, armReader atomic.Bool
+	resolving, looking, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	w.SetHook(func(c faulty.Call) faulty.Fault {
+		switch {
+		case c.Op == faulty.OpResolve && armWriter.CompareAndSwap(true, false):
+			close(resolving) // committed, the intent still on x
+			<-looking
+		case c.Op == faulty.OpRecords && armReader.CompareAndSwap(true, false):
+			close(looking) // the reader saw the intent
+			<-release
+		}
+		return faulty.Pass
+	})
+	defer w.SetHook(nil)
+	armWriter.Store(true)
+	var writer string
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- s.Dosync(tctx(t), func(tx *txn.Tx) error { writer = tx.ID(); x.Set(tx, 1); return nil })
+	}()
+	<-resolving
+	armReader.Store(true)
+	got := make(chan int, 1)
+	rerr := make(chan error, 1)
+	go func() {
+		v, err := x.Deref(tctx(t))
+		got <- v
+		rerr <- err
+	}()
+	if err := recv(t, wdone, "the writer's Dosync"); err != nil {
+		t.Fatal(err)
+	}
+	// The writer has finished and deleted its record; another reader's
+	// confirmation writes a tombstone for its id.
+	if rec, err := raw.AbortRecord(tctx(t), writer); err != nil || rec.Status == backend.Committed {
+		t.Fatalf("confirming the finished writer's record: %+v, %v (want it gone, so a tombstone)", rec, err)
+	}
+	close(release)
+	v := recv(t, got, "the reader's Deref")
+	if err := <-rerr; err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

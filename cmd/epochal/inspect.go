@@ -203,6 +203,22 @@ type refHistory struct {
 // history reads a ref's kept history. A ref that does not exist is exit 1.
 // Values larger than --value-limit are left out (Version.Omitted).
 func (in *inspect) history(ctx context.Context, name string) (*refHistory, error) {
+	// An intent whose holder's record is missing or aborted may belong to
+	// a transaction that committed and finished between the two reads
+	// (its record deleted, perhaps with a reader's aborted tombstone in
+	// its place): read again, so the history shows what it became.
+	for tries := 0; ; tries++ {
+		h, err := in.historyOnce(ctx, name)
+		if err != nil || h.holder == nil || tries == 2 {
+			return h, err
+		}
+		if s := h.holder.Status; s != backend.Missing && s != backend.Aborted {
+			return h, nil
+		}
+	}
+}
+
+func (in *inspect) historyOnce(ctx context.Context, name string) (*refHistory, error) {
 	var vr backend.VersionsResult
 	err := in.call(ctx, fmt.Sprintf("read %q", name), func(ctx context.Context) (err error) {
 		if bv, ok := in.drv.(backend.BoundedVersions); ok && in.valueLimit > 0 {
