@@ -96,6 +96,24 @@ func TestCounterTooHigh(t *testing.T) {
 	ckExpect(t, NewCounterChecker().Check(b.h), "counter-out-of-range", false)
 }
 
+// TestCounterNamed: the counter checker over operations of other names
+// (the mixed workload's atom swaps), under another name.
+func TestCounterNamed(t *testing.T) {
+	c := &CounterChecker{Label: "atom-counter", Add: "swap", Read: "atom-read"}
+	var b ckHist
+	b.inv(0, "swap", CounterValue{K: 7, Delta: 1}).done(OK, 0, "swap", CounterValue{K: 7, Delta: 1, V: 1})
+	b.inv(0, "swap", CounterValue{K: 7, Delta: 1}).done(Info, 0, "swap", CounterValue{K: 7, Delta: 1})
+	b.inv(1, "add", CounterValue{K: 7, Delta: 5}).done(OK, 1, "add", CounterValue{K: 7, Delta: 5}) // not its operation
+	b.inv(2, "atom-read", CounterValue{K: 7}).done(OK, 2, "atom-read", CounterValue{K: 7, V: 2})
+	r := c.Check(b.h)
+	ckClean(t, r)
+	if r.Checker != "atom-counter" || r.OK != 2 || r.Info != 1 {
+		t.Fatalf("%+v", r)
+	}
+	b.inv(2, "atom-read", CounterValue{K: 7}).done(OK, 2, "atom-read", CounterValue{K: 7, V: 3})
+	ckExpect(t, c.Check(b.h), "counter-out-of-range", false)
+}
+
 // --- linearizability ---
 
 func regOp(b *ckHist, p int, typ Type, f string, in, out RegisterValue) {

@@ -41,6 +41,10 @@ type Op struct {
 	// of the run shares (CLOCK_MONOTONIC of the machine).
 	Time  int64  `json:"time"`
 	Error string `json:"error,omitempty"`
+	// Final marks the final reads: made after every fault healed and
+	// every client stopped, by a process that reads linearizably (every
+	// commit acknowledged before is visible to it), retried until ok.
+	Final bool `json:"final,omitempty"`
 }
 
 // Mop is a micro-operation of a list-append transaction, written as Elle
@@ -122,6 +126,24 @@ type CounterValue struct {
 	K     int `json:"k"`
 	Delta int `json:"delta,omitempty"`
 	V     int `json:"v,omitempty"`
+}
+
+// WatchValue is a watch workload's watcher event: "deliver" (a watch
+// call: K, Old, New), "gap" (a gap notice: K and the points From, To;
+// the missed changes are after From, up to and including To),
+// "watch-start" (K, V: the counter read right after AddWatch returned,
+// at least the value the watcher started from) and "watch-end" (K, V: the
+// counter read after every process stopped writing; Last: the last value
+// delivered, if Delivered).
+type WatchValue struct {
+	K         int    `json:"k"`
+	Old       int    `json:"old,omitempty"`
+	New       int    `json:"new,omitempty"`
+	From      uint64 `json:"from,omitempty"`
+	To        uint64 `json:"to,omitempty"`
+	V         int    `json:"v,omitempty"`
+	Last      int    `json:"last,omitempty"`
+	Delivered bool   `json:"delivered,omitempty"`
 }
 
 // Decode reads an op's value into v.
