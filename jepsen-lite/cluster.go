@@ -52,10 +52,13 @@ const (
 )
 
 // ClusterLag is how far the fault "lag" delays the traffic between the
-// leader and a follower, in each direction. ZooKeeper drops a follower
-// that does not answer within syncLimit ticks (2.5 s): this stays well
-// below.
-const ClusterLag = 200 * time.Millisecond
+// leader and a follower, in each direction: enough for the follower not
+// to show what the leader acknowledged a few milliseconds ago (a record
+// a transaction just wrote), little enough that its own clients, whose
+// writes wait for it to apply them, still get on (at 200 ms they did
+// little else but wait). ZooKeeper drops a follower that does not answer
+// within syncLimit ticks (2.5 s): this stays far below.
+const ClusterLag = 20 * time.Millisecond
 
 // ClusterDelay is what the fault "delay" adds to each chunk of traffic, in
 // each direction.
@@ -369,7 +372,7 @@ func (c *Cluster) injectLag(f *clusterFault) error {
 	}
 	// Clients on the follower read stale state; clients elsewhere write
 	// what it has not applied yet. Prefer a follower with clients while
-	// another node has clients too, then one with clients, then any.
+	// another node has clients too, and of those the one with the most.
 	conns := make([]int, len(c.proxies))
 	total := 0
 	for i, p := range c.proxies {
@@ -384,9 +387,9 @@ func (c *Cluster) injectLag(f *clusterFault) error {
 		}
 		score := 0
 		if len(conns) > i && conns[i] > 0 {
-			score = 1
+			score = conns[i]
 			if total > conns[i] {
-				score = 2
+				score += 1 << 20
 			}
 		}
 		switch {
