@@ -34,12 +34,18 @@ const (
 type Config struct {
 	Backend  string // mem, redis or zk
 	Workload string
-	Nemesis  []string // fault kinds (Cluster kinds, client-kill, skew); empty: none
-	Time     time.Duration
-	Workers  int // client processes (mem: clients run in this process)
-	Clients  int // clients per process
-	Dir      string
-	Seed     uint64
+
+	// Coordinator is the mixed workload's coordinator, redis or zk (the
+	// other is its second backend; both are started). Default: Backend
+	// if that is redis or zk, else redis. Backend is set to it.
+	Coordinator string
+
+	Nemesis []string // fault kinds (Cluster kinds, client-kill, skew); empty: none
+	Time    time.Duration
+	Workers int // client processes (mem: clients run in this process)
+	Clients int // clients per process
+	Dir     string
+	Seed    uint64
 	// Interval is the fault schedule's period: healthy for Interval,
 	// a fault for Interval, and so on; every fault heals before the
 	// final reads. Default Time/6, at least 500ms.
@@ -60,6 +66,7 @@ type Config struct {
 
 // Summary is a run's outcome.
 type Summary struct {
+	Config     Config // as run: defaults filled in
 	Dir        string
 	Valid      bool
 	Incomplete bool
@@ -75,8 +82,22 @@ type Summary struct {
 func (s *Summary) Failed() bool { return s.Incomplete || !s.Valid }
 
 func (c *Config) check() error {
-	if _, err := NewWorkload(c.Workload, 0); err != nil {
+	w, err := NewWorkload(c.Workload, 0)
+	if err != nil {
 		return err
+	}
+	if _, ok := w.(twoBackends); ok {
+		switch {
+		case c.Coordinator == "" && (c.Backend == "redis" || c.Backend == "zk"):
+			c.Coordinator = c.Backend
+		case c.Coordinator == "":
+			c.Coordinator = "redis"
+		case c.Coordinator != "redis" && c.Coordinator != "zk":
+			return fmt.Errorf("jepsen: --coordinator %q: want redis or zk (the other is the second backend)", c.Coordinator)
+		}
+		c.Backend = c.Coordinator
+	} else if c.Coordinator != "" {
+		return fmt.Errorf("jepsen: --coordinator is for the mixed workload, not %s (use --backend)", c.Workload)
 	}
 	switch c.Backend {
 	case "mem", "redis", "zk":
@@ -111,7 +132,7 @@ func (c *Config) check() error {
 	}
 	if c.Nodes <= 0 {
 		c.Nodes = 1
-		if c.Backend == "zk" && slices.Contains(c.Nemesis, "leader") {
+		if (c.Backend == "zk" || c.Second() == "zk") && (slices.Contains(c.Nemesis, FaultLeader) || slices.Contains(c.Nemesis, FaultLag)) {
 			c.Nodes = 3
 		}
 	}
@@ -120,6 +141,9 @@ func (c *Config) check() error {
 	}
 	supported := map[string]bool{NemesisClientKill: c.Backend != "mem", NemesisClientPause: c.Backend != "mem", NemesisSkew: true}
 	for _, k := range ClusterFaults(c.Backend, c.Nodes) {
+		supported[k] = true
+	}
+	for _, k := range ClusterFaults(c.Second(), c.Nodes) {
 		supported[k] = true
 	}
 	for _, n := range c.Nemesis {
@@ -131,10 +155,26 @@ func (c *Config) check() error {
 				}
 			}
 			sort.Strings(names)
-			return fmt.Errorf("jepsen: nemesis %q is not available on %s (available: %s)", n, c.Backend, strings.Join(names, ", "))
+			on := c.Backend
+			if c.Second() != "" {
+				on += " and " + c.Second()
+			}
+			return fmt.Errorf("jepsen: nemesis %q is not available on %s with %d node(s) (available: %s)", n, on, c.Nodes, strings.Join(names, ", "))
 		}
 	}
 	return nil
+}
+
+// Second is the second backend of a workload over two (mixed): the
+// backend other than Coordinator; "" for other workloads.
+func (c *Config) Second() string {
+	switch c.Coordinator {
+	case "redis":
+		return "zk"
+	case "zk":
+		return "redis"
+	}
+	return ""
 }
 
 // ClusterFaults lists the fault kinds a (proxied) cluster of backend with
@@ -146,7 +186,7 @@ func ClusterFaults(backend string, nodes int) []string {
 	case "zk":
 		fs := []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
 		if nodes > 1 {
-			fs = append(fs, FaultLeader)
+			fs = append(fs, FaultLeader, FaultLag)
 		}
 		return fs
 	}
@@ -182,7 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	sum := &Summary{Dir: dir, Incomplete: true}
+	sum := &Summary{Config: cfg, Dir: dir, Incomplete: true}
 	if err := os.WriteFile(filepath.Join(dir, "INCOMPLETE"), []byte("this run has not finished: its results are not a verdict\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
@@ -190,7 +230,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7))}
+	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
@@ -239,6 +279,11 @@ type run struct {
 	cluster *Cluster
 	addrs   []string
 	ns      string
+	// The second backend of a workload over two (mixed).
+	cluster2 *Cluster
+	addrs2   []string
+	ns2      string
+	turns    map[string]int // per fault kind: injections so far (which clusters it hits)
 
 	mu      sync.Mutex
 	workers []*workerProc
@@ -250,33 +295,89 @@ type run struct {
 }
 
 type workerProc struct {
-	n     int
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{}
-	err   error
-	ok    [3]atomic.Int64
+	n        int
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	done     chan struct{}
+	quiesced chan struct{} // closed when the process says "quiesced"
+	err      error
+	ok       [3]atomic.Int64
+}
+
+// quiesceTimeout bounds the wait for client processes to stop writing.
+const quiesceTimeout = 60 * time.Second
+
+// quiesce, for a workload with background work (settler), asks every
+// client process to stop writing (tell) and waits until each has said
+// "quiesced" or exited: after it, no process writes, and the background
+// work can settle on the final state.
+func (r *run) quiesce(tell func(*workerProc)) {
+	w, _ := NewWorkload(r.cfg.Workload, 0)
+	if _, ok := w.(settler); !ok {
+		return
+	}
+	r.mu.Lock()
+	ws := slices.Clone(r.workers)
+	r.mu.Unlock()
+	for _, w := range ws {
+		tell(w)
+	}
+	deadline := time.After(quiesceTimeout)
+	for _, w := range ws {
+		select {
+		case <-w.quiesced:
+		case <-w.done:
+		case <-deadline:
+			return
+		}
+	}
 }
 
 func (r *run) now() int64 { return MonoNow() - r.mono }
 
 func (r *run) execute(ctx context.Context) error {
 	cfg := r.cfg
-	r.ns = fmt.Sprintf("jepsen-%d", r.start.UnixNano())
-	if cfg.Backend == "zk" {
-		r.ns = "/" + r.ns
-	}
-	if cfg.Backend != "mem" {
-		c, err := StartCluster(ctx, ClusterConfig{Backend: cfg.Backend, Dir: filepath.Join(r.dir, "servers"), Nodes: cfg.Nodes, Proxied: true})
-		if err != nil {
-			return &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", cfg.Backend, err)}
+	namespace := func(backend string) string {
+		ns := fmt.Sprintf("jepsen-%d", r.start.UnixNano())
+		if backend == "zk" {
+			ns = "/" + ns
 		}
-		defer c.Close()
-		r.cluster = c
-		r.addrs = c.Addrs()
-		return r.executeProcesses(ctx)
+		return ns
 	}
-	return r.executeInProcess(ctx)
+	r.ns = namespace(cfg.Backend)
+	if cfg.Backend == "mem" {
+		return r.executeInProcess(ctx)
+	}
+	c, err := r.startCluster(ctx, cfg.Backend)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r.cluster, r.addrs = c, c.Addrs()
+	if second := cfg.Second(); second != "" {
+		c2, err := r.startCluster(ctx, second)
+		if err != nil {
+			return err
+		}
+		defer c2.Close()
+		r.cluster2, r.addrs2, r.ns2 = c2, c2.Addrs(), namespace(second)
+	}
+	return r.executeProcesses(ctx)
+}
+
+// startCluster starts backend's servers, proxied (and a ZooKeeper
+// ensemble's quorum links too, for the fault lag).
+func (r *run) startCluster(ctx context.Context, backend string) (*Cluster, error) {
+	nodes := 1
+	if backend == "zk" {
+		nodes = r.cfg.Nodes
+	}
+	c, err := StartCluster(ctx, ClusterConfig{Backend: backend, Dir: filepath.Join(r.dir, "servers"), Nodes: nodes, Proxied: true,
+		QuorumProxied: backend == "zk" && nodes > 1 && slices.Contains(r.cfg.Nemesis, FaultLag)})
+	if err != nil {
+		return nil, &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", backend, err)}
+	}
+	return c, nil
 }
 
 // executeInProcess runs mem: every client in this process, one backend.
@@ -295,7 +396,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, cfg.Workers)
 	files := make([]*os.File, cfg.Workers)
-	stop := make(chan struct{})
+	stop, quiesce := make(chan struct{}), make(chan struct{})
 	for i := range cfg.Workers {
 		f, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("history-w%d.jsonl", i)))
 		if err != nil {
@@ -304,13 +405,13 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		files[i] = f
 		defer f.Close()
 		wc := WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: i + 1, Clients: cfg.Clients, Seed: cfg.Seed, Rate: cfg.Rate / float64(cfg.Workers),
-			Start: r.mono, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Driver: d}
+			Start: r.mono, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Quiesce: quiesce, Driver: d}
 		if len(skews) > 0 {
 			wc.Skew = skews[i%len(skews)]
 		}
 		pr, pw := io.Pipe()
 		wc.Progress = pw
-		wp := &workerProc{n: i + 1, done: make(chan struct{})}
+		wp := &workerProc{n: i + 1, done: make(chan struct{}), quiesced: make(chan struct{})}
 		r.workers = append(r.workers, wp)
 		go r.readProgress(wp, pr)
 		wg.Go(func() {
@@ -320,6 +421,8 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		})
 	}
 	r.progressUntil(ctx, time.Now().Add(cfg.Time))
+	var once sync.Once
+	r.quiesce(func(*workerProc) { once.Do(func() { close(quiesce) }) })
 	close(stop)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -355,6 +458,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	}
 	// Every fault has healed: stop the clients (they finish the
 	// operation in flight) and wait for them.
+	r.quiesce(func(w *workerProc) { _, _ = io.WriteString(w.stdin, "quiesce\n") })
 	r.mu.Lock()
 	ws := slices.Clone(r.workers)
 	r.mu.Unlock()
@@ -416,6 +520,9 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 		"--workload", cfg.Workload, "--worker", strconv.Itoa(n), "--clients", strconv.Itoa(cfg.Clients),
 		"--seed", strconv.FormatUint(cfg.Seed, 10), "--start", strconv.FormatInt(r.mono, 10),
 		"--lease", cfg.Lease.String(), "--out", filepath.Join(r.dir, name)}
+	if r.cluster2 != nil {
+		args = append(args, "--backend2", cfg.Second(), "--addr2", strings.Join(r.addrs2, ","), "--namespace2", r.ns2)
+	}
 	if cfg.Bug != "" {
 		args = append(args, "--bug", cfg.Bug)
 	}
@@ -469,7 +576,7 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 		errf.Close()
 		return nil, fmt.Errorf("jepsen: start client process: %w", err)
 	}
-	w := &workerProc{n: n, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	w := &workerProc{n: n, cmd: cmd, stdin: stdin, done: make(chan struct{}), quiesced: make(chan struct{})}
 	go r.readProgress(w, stdout)
 	go func() {
 		w.err = cmd.Wait()
@@ -492,7 +599,13 @@ func lastLines(s string, n int) string {
 // readProgress follows a worker's "progress ok fail info" lines.
 func (r *run) readProgress(w *workerProc, rd io.Reader) {
 	sc := bufio.NewScanner(rd)
+	quiesced := false
 	for sc.Scan() {
+		if sc.Text() == "quiesced" && !quiesced {
+			quiesced = true
+			close(w.quiesced)
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) != 4 || f[0] != "progress" {
 			continue
@@ -594,31 +707,79 @@ func (r *run) nemesis(ctx context.Context) error {
 			continue
 		}
 		ictx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		f, err := r.cluster.Inject(ictx, kind)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("jepsen: inject %s: %w", kind, err)
+		var fs []Fault
+		var descs []string
+		var err error
+		for _, c := range r.targets(kind) {
+			var f Fault
+			if f, err = c.Inject(ictx, kind); err != nil {
+				break
+			}
+			fs = append(fs, f)
+			descs = append(descs, f.String())
 		}
-		w := FaultWindow{Kind: kind, Target: f.String(), Start: r.now()}
-		r.mu.Lock()
-		r.current = f.String()
-		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-time.After(r.cfg.Interval):
+		cancel()
+		w := FaultWindow{Kind: kind, Target: strings.Join(descs, "; "), Start: r.now()}
+		if err == nil {
+			r.mu.Lock()
+			r.current = w.Target
+			r.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(r.cfg.Interval):
+			}
 		}
 		hctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = f.Heal(hctx)
+		var herr error
+		for _, f := range fs {
+			if e := f.Heal(hctx); e != nil {
+				herr = errors.Join(herr, fmt.Errorf("jepsen: heal %s: %w", f, e))
+			}
+		}
 		cancel()
 		w.End = r.now()
 		r.mu.Lock()
-		r.faults = append(r.faults, w)
+		if len(fs) > 0 {
+			r.faults = append(r.faults, w)
+		}
 		r.current = ""
 		r.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("jepsen: heal %s: %w", f, err)
+			return errors.Join(fmt.Errorf("jepsen: inject %s: %w", kind, err), herr)
+		}
+		if herr != nil {
+			return herr
 		}
 	}
+}
+
+// targets returns the clusters a fault of kind hits this time. With two
+// clusters (mixed), a kind both support hits both, then the
+// coordinator's alone, then the second's alone, in turn (starting at a
+// seeded turn); a kind one supports (leader, lag: ZooKeeper) hits that
+// one.
+func (r *run) targets(kind string) []*Cluster {
+	var cs []*Cluster
+	for _, c := range []*Cluster{r.cluster, r.cluster2} {
+		if c != nil && slices.Contains(c.Faults(), kind) {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) < 2 {
+		return cs
+	}
+	turn, ok := r.turns[kind]
+	if !ok {
+		turn = r.rng.IntN(3)
+	}
+	r.turns[kind] = turn + 1
+	switch turn % 3 {
+	case 1:
+		return cs[:1]
+	case 2:
+		return cs[1:]
+	}
+	return cs
 }
 
 // liveWorker picks a random client process that still runs (nil if none).
@@ -761,6 +922,9 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		"seed": strconv.FormatUint(r.cfg.Seed, 10), "interval": r.cfg.Interval.String(), "bug": r.cfg.Bug,
 		"general path": strconv.FormatBool(r.cfg.General), "nodes": strconv.Itoa(r.cfg.Nodes),
 		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64),
+	}
+	if second := r.cfg.Second(); second != "" {
+		cfgMap["coordinator"], cfgMap["second backend"] = r.cfg.Coordinator, second
 	}
 	return write("report.html", func(w io.Writer) error {
 		return WriteReport(w, ReportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),

@@ -85,6 +85,9 @@ func TestJepsenCommand(t *testing.T) {
 		{nil, []string{"jepsen", "--nemesis", "gremlins"}, exitUsage, `nemesis "gremlins"`},
 		{nil, []string{"jepsen", "--nemesis", "kill"}, exitUsage, "not available on mem"},
 		{nil, []string{"jepsen", "--time", "0s"}, exitUsage, "--time"},
+		{nil, []string{"jepsen", "--workload", "bank", "--coordinator", "zk"}, exitUsage, "--coordinator is for the mixed workload"},
+		{nil, []string{"jepsen", "--workload", "mixed", "--coordinator", "etcd"}, exitUsage, `--coordinator "etcd"`},
+		{nil, []string{"jepsen", "--workload", "mixed", "--nemesis", "lag", "--nodes", "1"}, exitUsage, `nemesis "lag" is not available on redis and zk with 1 node(s)`},
 		{nil, []string{"jepsen", "--dir", filepath.Join(bin, "runs"), "--time", "1s"}, exitFail, "run directory"},
 		// No redis-server on the PATH: the server never comes up.
 		{[]string{"PATH=" + t.TempDir()}, []string{"--backend", "redis", "jepsen", "--time", "1s", "--dir", dir}, exitDown, "redis-server"},
