@@ -42,6 +42,17 @@ const (
 	FaultPartition = "partition" // the proxy of one node (of all, for one node) drops traffic
 	FaultReset     = "reset"     // the proxies reset every connection and refuse new ones
 	FaultDelay     = "delay"     // the proxies delay traffic by ClusterDelay each way
+	// FaultJitter makes the proxies delay each chunk of traffic by a
+	// random 0 to ClusterJitter, in order within a connection, so one
+	// connection's traffic overtakes another's (a Redis client's Pub/Sub
+	// messages arrive after the replies to commands it sent later).
+	FaultJitter = "jitter"
+	// FaultSlow makes the proxies delay about half of their connections
+	// (picked at random, new ones included) by ClusterSlow each way,
+	// while the others pass: a Redis client's Pub/Sub connection may
+	// crawl while its commands go through, so its change feed falls
+	// behind the history.
+	FaultSlow = "slow"
 	// FaultLag delays the traffic between the ZooKeeper leader and one
 	// follower by ClusterLag each way (a proxy on the follower's link to
 	// the leader's quorum port): the follower applies every commit late,
@@ -59,6 +70,14 @@ const (
 // little else but wait). ZooKeeper drops a follower that does not answer
 // within syncLimit ticks (2.5 s): this stays far below.
 const ClusterLag = 20 * time.Millisecond
+
+// ClusterJitter bounds what the fault "jitter" adds to each chunk of
+// traffic, in each direction.
+const ClusterJitter = 100 * time.Millisecond
+
+// ClusterSlow is what the fault "slow" adds to each chunk of the
+// connections it slows, in each direction.
+const ClusterSlow = 1500 * time.Millisecond
 
 // ClusterDelay is what the fault "delay" adds to each chunk of traffic, in
 // each direction.
@@ -228,7 +247,7 @@ func (c *Cluster) Faults() []string {
 		fs = append(fs, FaultLeader)
 	}
 	if len(c.proxies) > 0 {
-		fs = append(fs, FaultPartition, FaultReset, FaultDelay)
+		fs = append(fs, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow)
 	}
 	if len(c.peers) > 0 {
 		fs = append(fs, FaultLag)
@@ -292,8 +311,8 @@ func (c *Cluster) unsupported(kind string, supported []string) error {
 		return fmt.Errorf("jepsen: fault %q: %s supports no faults", kind, what)
 	}
 	hint := ""
-	if len(c.proxies) == 0 && (kind == FaultPartition || kind == FaultReset || kind == FaultDelay) {
-		hint = " (partition, reset and delay need proxies: ClusterConfig.Proxied)"
+	if len(c.proxies) == 0 && (kind == FaultPartition || kind == FaultReset || kind == FaultDelay || kind == FaultJitter || kind == FaultSlow) {
+		hint = " (partition, reset, delay, jitter and slow need proxies: ClusterConfig.Proxied)"
 	}
 	if kind == FaultLeader && c.zk != nil {
 		hint = " (leader needs a ZooKeeper ensemble: 3 nodes)"
@@ -353,6 +372,18 @@ func (c *Cluster) inject(f *clusterFault) error {
 		f.desc = fmt.Sprintf("delay traffic to %s by %v each way", c.cfg.Backend, ClusterDelay)
 		for _, p := range c.proxies {
 			p.Delay(ClusterDelay)
+		}
+		f.undo = c.passAll
+	case FaultJitter:
+		f.desc = fmt.Sprintf("jitter traffic to %s by 0 to %v each way", c.cfg.Backend, ClusterJitter)
+		for _, p := range c.proxies {
+			p.Jitter(ClusterJitter)
+		}
+		f.undo = c.passAll
+	case FaultSlow:
+		f.desc = fmt.Sprintf("slow about half the connections to %s by %v each way", c.cfg.Backend, ClusterSlow)
+		for _, p := range c.proxies {
+			p.Slow(ClusterSlow)
 		}
 		f.undo = c.passAll
 	case FaultLag:

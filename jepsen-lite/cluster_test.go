@@ -141,8 +141,8 @@ func TestClusterRedis(t *testing.T) {
 	testserver.RequireRedis(t)
 	t.Parallel()
 	dir := t.TempDir()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay")
-	clusterTestRefuses(t, c, "leader", "kill, pause, partition, reset, delay")
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay", "jitter", "slow")
+	clusterTestRefuses(t, c, "leader", "kill, pause, partition, reset, delay, jitter, slow")
 	clusterTestRefuses(t, c, "bogus", `"bogus"`)
 	conf, err := os.ReadFile(filepath.Join(dir, "redis", "redis.conf"))
 	if err != nil || !strings.Contains(string(conf), "appendonly yes\n") || !strings.Contains(string(conf), "appendfsync always\n") {
@@ -192,6 +192,10 @@ func TestClusterRedis(t *testing.T) {
 			}
 			if rt := time.Since(start); rt < 2*ClusterDelay {
 				t.Errorf("%s: PING took %v", f, rt)
+			}
+		case "jitter":
+			if err := clusterTestRedisPing(addr, 2*time.Second); err != nil {
+				t.Errorf("%s: PING: %v", f, err)
 			}
 		}
 		clusterTestHeal(t, f)
@@ -289,7 +293,7 @@ func clusterTestZKAnswering(addrs []string, timeout time.Duration) (int, time.Du
 func TestClusterZKEnsemble(t *testing.T) {
 	testserver.RequireZK(t)
 	t.Parallel()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay")
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow")
 	addrs := c.Addrs()
 	if len(addrs) != 3 || slices.Equal(addrs, c.zk.Servers) {
 		t.Fatalf("Addrs() = %q, want 3 proxies", addrs)
@@ -363,7 +367,7 @@ func TestClusterZKLag(t *testing.T) {
 	testserver.RequireZK(t)
 	t.Parallel()
 	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true, QuorumProxied: true},
-		"kill", "pause", "leader", "partition", "reset", "delay", "lag")
+		"kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow", "lag")
 	if len(c.peers) != 6 {
 		t.Fatalf("%d quorum proxies, want 6 (one per ordered pair of nodes)", len(c.peers))
 	}

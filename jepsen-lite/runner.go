@@ -182,9 +182,9 @@ func (c *Config) Second() string {
 func ClusterFaults(backend string, nodes int) []string {
 	switch backend {
 	case "redis":
-		return []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
+		return []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow}
 	case "zk":
-		fs := []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
+		fs := []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow}
 		if nodes > 1 {
 			fs = append(fs, FaultLeader, FaultLag)
 		}

@@ -17,16 +17,18 @@ import (
 // watchWorkload: counters changed only by Alter(+1) ("incr",
 // CounterValue K, Delta 1; V the value committed), so under snapshot
 // isolation the committed versions of counter k are exactly 1..N. Every
-// client process also watches every counter, through handles of its own
-// (refs.Ref.AddWatch with refs.OnGap), and records each delivery
-// ("deliver", WatchValue K, Old, New) and each gap notice ("gap",
+// client process also watches every counter through watchersPerKey
+// handles of its own (refs.Ref.AddWatch with refs.OnGap), and records each
+// delivery ("deliver", WatchValue K, Old, New) and each gap notice ("gap",
 // WatchValue K, From, To: points) as an operation of a watcher process of
-// its own. Now and then (every 1 to 3 s) a watch callback stalls (0.1 to
-// 1.5 s), so the watcher falls behind the few versions the ref keeps
-// (MaxHistory 1) and must rely on the change feed, which faults break (a
-// Redis Pub/Sub connection reset), or announce a gap. At the end, once every process has stopped writing,
-// each watcher waits for the value it then reads ("watch-end", WatchValue
-// K, V the value read, Last the last value delivered). Checkers: watch
+// its own. Every 1 to 2 s a watch callback stalls for 1 to 4 s, so the
+// watcher falls behind what the backend keeps of the history (its newest
+// version, MaxHistory 0, or more while it is watched) and depends on the
+// change feed, which faults break or slow (a Redis Pub/Sub connection
+// reset, or crawling while the commands go through), or must announce a
+// gap. At the end, once every process has stopped writing, each watcher
+// waits for the value it then reads ("watch-end", WatchValue K, V the
+// value read, Last the last value delivered). Checkers: watch
 // (WatchChecker) and watch-counter (the final reads against the
 // acknowledged increments).
 type watchWorkload struct {
@@ -54,14 +56,14 @@ type watchState struct {
 
 const (
 	watchPrefix = "w/"
-	watchKeys   = 2
+	watchKeys   = 1
 	// watchersPerKey is how many watchers (handles) a process has on
 	// each counter.
-	watchersPerKey = 3
+	watchersPerKey = 6
 	// A watcher's callback stalls for watchStallMin to watchStallMax,
 	// every watchEveryMin to twice that.
-	watchStallMin = 100 * time.Millisecond
-	watchStallMax = 1500 * time.Millisecond
+	watchStallMin = time.Second
+	watchStallMax = 4 * time.Second
 	watchEveryMin = time.Second
 	// watchSettle bounds how long a watcher may take, once every
 	// process stopped writing, to deliver the value it reads then: the

@@ -75,9 +75,12 @@ heals them, reads the final state, and checks the recorded history:
 Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
 pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
 partition (a TCP proxy between clients and a server drops traffic), reset
-(the proxy resets connections), delay (the proxy delays 50ms), lag (delay
-the traffic between the ZooKeeper leader and a follower that clients use by
-20ms: its clients read stale state; 3 nodes), client-kill (SIGKILL a client
+(the proxy resets connections), delay (the proxy delays 50ms), jitter (the
+proxy delays each chunk by 0 to 100ms, so connections overtake one
+another), slow (the proxy delays about half the connections by 1.5s, the
+others pass), lag (delay the traffic between the ZooKeeper leader and a
+follower that clients use by 20ms: its clients read stale state; 3 nodes),
+client-kill (SIGKILL a client
 process mid-run), client-pause (SIGSTOP a client process for an interval: a
 lock holder outlives its lease), skew (clients' lease clocks skewed). With
 mixed, a fault both clusters support hits both at once, then the
@@ -94,7 +97,7 @@ failed); 2: bad usage; 3: a server could not be started.`,
 			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m\n" +
 			"  epochal jepsen --backend redis --workload lock --nemesis pause,kill,client-kill --time 30s\n" +
 			"  epochal jepsen --workload mixed --coordinator zk --nemesis lag,leader,kill,reset --time 30s\n" +
-			"  epochal jepsen --backend redis --workload watch --nemesis reset,kill,partition --time 30s",
+			"  epochal jepsen --backend redis --workload watch --nemesis slow,reset,kill --time 30s",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
