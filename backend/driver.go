@@ -20,6 +20,16 @@ var (
 	ErrClosed = fmt.Errorf("backend: closed (%w)", ErrNotApplied)
 	// ErrNotFound: the ref does not exist.
 	ErrNotFound = errors.New("backend: no such ref")
+	// ErrDataLost: the backend's storage lost data under this driver: it
+	// was emptied or replaced (a Redis server restarted without
+	// persistence, FLUSHALL, a ZooKeeper root deleted, possibly recreated
+	// since) or went back in time (restored from an older backup), so
+	// what this process knows (the points it has seen, the values it has
+	// read) no longer matches it, and a commit on top of that would
+	// corrupt the data silently. Nothing was applied, and the driver
+	// refuses every later call: reopen it (and the STM) once the data is
+	// restored or deliberately recreated. It wraps ErrNotApplied.
+	ErrDataLost = fmt.Errorf("backend: data lost (%w)", ErrNotApplied)
 )
 
 // Kind is the reference type stored under a name: one name holds one kind.
@@ -305,6 +315,21 @@ type Subscription interface {
 	Close() error
 }
 
+// WatchKeep is how many older versions a ref keeps while it is subscribed
+// to (see Driver.Subscribe): a watcher that falls further behind than this
+// may miss versions the history no longer holds, and is told so by a gap
+// notice unless a Feed vouches for them.
+const WatchKeep = 256
+
+// KeepFor returns how many older versions a commit keeps of a ref whose
+// own Keep is keep: keep, or WatchKeep if more while it is watched.
+func KeepFor(keep int, watched bool) int {
+	if watched {
+		return max(keep, WatchKeep)
+	}
+	return keep
+}
+
 // Feed is an optional capability of a Subscription that also carries the
 // versions themselves, so a watcher does not depend on the history still
 // holding a version when it gets round to reading it.
@@ -313,7 +338,10 @@ type Feed interface {
 	// Drain (since Subscribe, the first time), in point order. complete is
 	// false when some may be missing (a buffer overflowed, a connection
 	// dropped): the watcher then falls back on the history, and announces
-	// a gap if that was trimmed.
+	// a gap where that was trimmed. Whatever is missing comes before the
+	// first version returned: the versions of one Drain follow one
+	// another with nothing missing between them (a feed that loses
+	// versions drops what it holds and starts again after the loss).
 	Drain() (versions []Version, complete bool)
 }
 
@@ -386,7 +414,14 @@ type Driver interface {
 
 	// --- change stream ---
 
-	// Subscribe returns hints of changes to a ref.
+	// Subscribe returns hints of changes to a ref. While a subscription
+	// to a ref is open, in any process, every commit to the ref keeps at
+	// least WatchKeep older versions (beyond what the ref's own Keep
+	// asks; still fewer when they would not fit a size limit of the
+	// backend, which Trimmed then shows), so a watcher that reads the
+	// history within WatchKeep commits of a change misses none, with or
+	// without a Feed. A subscription whose process died stops counting
+	// within a bound the driver documents.
 	Subscribe(ctx context.Context, name string) (Subscription, error)
 
 	// Close releases the driver's resources.

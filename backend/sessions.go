@@ -95,6 +95,51 @@ type AddEntryRequest struct {
 	Time       time.Time // Created
 }
 
+// DirRequest asks ReadDir for a dir's live entries, the dir's revision
+// they reflect and, with Adds, the named entries added after a revision.
+type DirRequest struct {
+	Dir string
+	// Details fills each entry's Data, Created and Session (as Entries
+	// with details true).
+	Details bool
+	// Adds asks for the log of named entries added at revisions after
+	// Since (DirState.Adds).
+	Adds  bool
+	Since uint64
+}
+
+// Added is the addition of a named entry, as a dir's log keeps it.
+type Added struct {
+	Name string
+	// Rev is the dir's revision the addition made.
+	Rev uint64
+}
+
+// MinAddLog is the fewest additions of named entries a dir's log keeps:
+// a reader that comes back after more additions than that since its
+// revision may find the log truncated (DirState.Truncated).
+const MinAddLog = 256
+
+// DirState is a dir as one ReadDir saw it.
+type DirState struct {
+	// Rev is the dir's revision that Entries reflects: every addition and
+	// removal of an entry at a revision <= Rev shows in Entries, and none
+	// after. 0: nothing was ever added.
+	Rev uint64
+	// Entries are the live entries at Rev, as Entries returns them.
+	Entries []Entry
+	// Adds (when asked for) are the additions of named entries at
+	// revisions in (Since, Rev], oldest first: each addition of a name
+	// that was not held (not a repeat replacing a name's data), whether
+	// the entry is still there or has been removed since, so that a
+	// member who came and went between two reads is not missed.
+	Adds []Added
+	// Truncated: the log no longer reaches back to Since (more than
+	// MinAddLog additions since, or the dir's log began later): additions
+	// after Since and before the oldest one kept are not in Adds.
+	Truncated bool
+}
+
 // Sessions is the optional capability of a driver that keeps ephemeral
 // state: sessions with a lease the backend enforces, and entries that die
 // with their session. Mutexes, read-write locks and group membership
@@ -149,6 +194,28 @@ type Sessions interface {
 	// Dirs lists the dirs starting with prefix that hold live entries,
 	// sorted.
 	Dirs(ctx context.Context, prefix string) ([]string, error)
+
+	// ReadDir lists the live entries of a dir with the dir's revision
+	// they reflect and, if asked, the named entries added since a
+	// revision: the ground for a list-then-watch that misses nothing.
+	//
+	// A dir's revision is a number that grows with every addition and
+	// every removal of one of its entries (a session's end included: the
+	// first read after it counts it on Redis, the server's deletion on
+	// ZooKeeper, the end itself on mem) and never goes back (across
+	// server restarts the backend survives); it may also grow on other
+	// changes. Revisions are the backend's own numbers (mem and Redis: a
+	// per-dir change counter; ZooKeeper: the dir node's Pzxid): compare
+	// them only within one dir of one backend.
+	//
+	// Each dir keeps a log of the additions of its named entries, at
+	// least the MinAddLog newest (sequential entries are not logged:
+	// their names are never reused, a queue needs no history). A reader
+	// that lists at revision R and later asks for the adds since R learns
+	// every member that came and went in between, even if the entry was
+	// gone before it looked again: a session that ends by itself writes
+	// nothing, but its joining did.
+	ReadDir(ctx context.Context, req DirRequest) (DirState, error)
 }
 
 // EntryLister is an optional capability of a Sessions driver: AddEntry and

@@ -34,3 +34,29 @@ func ExampleJoin() {
 	// a sees left [host-c]
 	// 1 host-a eu
 }
+
+func ExampleWatch() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b := mem.New()
+	defer b.Close()
+
+	a, _ := group.Join(ctx, b, "workers", "host-a")
+	defer a.Leave(ctx)
+	snap, _ := group.MembersAt(ctx, b, "workers")
+	fmt.Println("members", len(snap.Members), snap.Members[0].Name)
+
+	// A member comes and goes, another joins: a watch from the snapshot,
+	// started later, still reports both.
+	flick, _ := group.Join(ctx, b, "workers", "host-b")
+	_ = flick.Leave(ctx)
+	c, _ := group.Join(ctx, b, "workers", "host-c")
+	defer c.Leave(ctx)
+
+	events, _ := group.Watch(ctx, b, "workers", snap)
+	ev := <-events
+	fmt.Println("joined", ev.Joined, "left", ev.Left)
+	// Output:
+	// members 1 host-a
+	// joined [host-b host-c] left [host-b]
+}

@@ -7,12 +7,22 @@
 // or stalls leaves within its lease (Redis: a key whose expiry heartbeats
 // refresh; ZooKeeper: an ephemeral node of the session).
 //
-// Events are derived by diffing membership snapshots, taken whenever the
-// backend hints at a change and at least every third of a lease: a lost
-// notification can delay an event, never lose it. The Events channel is
-// buffered; a reader that falls behind gets coalesced events (the
-// difference between what it was last told and the membership now), and
-// the member's heartbeat never waits for it.
+// Events come from reads of the group's dir (backend.Sessions ReadDir),
+// taken whenever the backend hints at a change and at least every third
+// of a lease: each read lists the members at the dir's revision and the
+// members who joined since the previous read's revision, so a member who
+// joined and left between two reads is reported too (joined and left),
+// and a lost notification can delay an event, never lose it. The Events
+// channel is buffered; a reader that falls behind gets coalesced events
+// (per name, what it has not been told: joined, left, or came and went),
+// and the member's heartbeat never waits for it. The dir keeps at least
+// the newest backend.MinAddLog joins; a reader whose revision is older
+// than that (a watcher cut off from the backend meanwhile) gets an event
+// with Gap set: members may have come and gone unreported.
+//
+// MembersAt returns the members with the revision they reflect, and Watch
+// the events after such a snapshot: a list-then-watch that misses nothing
+// and counts nothing twice.
 //
 // # Usage
 //
@@ -22,6 +32,9 @@
 //		fmt.Println("joined", ev.Joined, "left", ev.Left)
 //	}
 //	members, err := group.Members(ctx, s, "workers") // sorted by name
+//
+//	snap, err := group.MembersAt(ctx, s, "workers") // members and revision
+//	events, err := group.Watch(ctx, s, "workers", snap) // changes after it, until ctx ends
 package group
 
 import (
@@ -91,12 +104,19 @@ func (m Member) Decode(v any) error {
 	return nil
 }
 
-// Event is a change of membership: names that joined and names that left
-// since the previous event (both sorted). A member that left and joined
-// again between two snapshots may appear in neither.
+// Event is a change of membership since the previous event: names that
+// joined and names that left (both sorted). Apply Joined first, then Left:
+// a name in both joined after the previous event and has left again (it
+// came and went; Members may have shown it meanwhile). A member that left
+// and joined again is told as two events, Left then Joined. Gap is set
+// when members may have joined and left unreported before this event: the
+// group's log of joins no longer reached back to what the reader had
+// been told (it keeps at least backend.MinAddLog joins); Joined and Left
+// still bring the reader to the membership now.
 type Event struct {
 	Joined []string
 	Left   []string
+	Gap    bool
 }
 
 // Option configures Join.
@@ -171,15 +191,14 @@ type Group struct {
 	key    [3]any
 
 	events chan Event
-	kick   chan struct{} // the snapshot changed
+	track  *tracker
 	stop   chan struct{}
 	done   chan struct{} // both goroutines have ended
 
-	mu     sync.Mutex
-	sess   *lease.Session // nil while rejoining
-	data   []byte
-	latest []string // the newest snapshot, sorted
-	left   bool
+	mu   sync.Mutex
+	sess *lease.Session // nil while rejoining
+	data []byte
+	left bool
 }
 
 // Join adds member to group in store (an *stm.STM or a backend.Driver)
@@ -202,8 +221,8 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 	g := &Group{
 		drv: drv, group: group, member: member, dir: DirPrefix + group, lease: o.lease,
 		key:    [3]any{drv, group, member},
-		events: make(chan Event, o.buffer), kick: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{}),
+		events: make(chan Event, o.buffer),
+		stop:   make(chan struct{}), done: make(chan struct{}),
 		data: o.data,
 	}
 	joined.mu.Lock()
@@ -222,20 +241,21 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 		g.forget()
 		return nil, err
 	}
-	es, err := drv.Entries(ctx, g.dir, false)
+	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir})
 	if err != nil {
 		g.remove(sess)
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
 	g.sess = sess
-	g.latest = entryNames(es)
+	// The first event: everyone present, this member included.
+	g.track = newTracker(st.Rev, nil)
+	g.track.apply(st)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); g.watch() }()
-	go func() { defer wg.Done(); g.send() }()
+	go func() { defer wg.Done(); g.track.send(g.events, g.stop) }()
 	go func() { wg.Wait(); close(g.events); close(g.done) }()
-	g.kick <- struct{}{}
 	return g, nil
 }
 
@@ -289,16 +309,7 @@ func (g *Group) remove(sess *lease.Session) error {
 	return nil
 }
 
-func entryNames(es []backend.Entry) []string {
-	out := make([]string, len(es))
-	for i, e := range es {
-		out[i] = e.Name
-	}
-	slices.Sort(out)
-	return out
-}
-
-// watch takes snapshots on hints and at least every third of a lease, and
+// watch reads the group on hints and at least every third of a lease, and
 // rejoins when the member's session is lost.
 func (g *Group) watch() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -336,9 +347,9 @@ func (g *Group) watch() {
 			g.mu.Unlock()
 			backoff = 10 * time.Millisecond
 		}
-		es, err := g.drv.Entries(ctx, g.dir, false)
+		st, err := g.drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir, Adds: true, Since: g.track.revision()})
 		if err == nil {
-			g.update(entryNames(es))
+			g.track.apply(st)
 		}
 		var lost <-chan struct{}
 		if s := g.current(); s != nil {
@@ -375,62 +386,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func (g *Group) update(names []string) {
-	g.mu.Lock()
-	changed := !slices.Equal(names, g.latest)
-	g.latest = names
-	g.mu.Unlock()
-	if changed {
-		select {
-		case g.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// send delivers the difference between what the reader was last told and
-// the newest snapshot, recomputed whenever the snapshot changes while it
-// waits for room in the channel.
-func (g *Group) send() {
-	var told []string
-	for {
-		g.mu.Lock()
-		now := g.latest
-		g.mu.Unlock()
-		ev := diff(told, now)
-		if len(ev.Joined) == 0 && len(ev.Left) == 0 {
-			select {
-			case <-g.kick:
-				continue
-			case <-g.stop:
-				return
-			}
-		}
-		select {
-		case g.events <- ev:
-			told = now
-		case <-g.kick:
-		case <-g.stop:
-			return
-		}
-	}
-}
-
-func diff(old, now []string) Event {
-	var ev Event
-	for _, n := range now {
-		if _, ok := slices.BinarySearch(old, n); !ok {
-			ev.Joined = append(ev.Joined, n)
-		}
-	}
-	for _, n := range old {
-		if _, ok := slices.BinarySearch(now, n); !ok {
-			ev.Left = append(ev.Left, n)
-		}
-	}
-	return ev
 }
 
 // Events returns the membership's events. The first is a Joined event
@@ -496,17 +451,39 @@ func (g *Group) Leave(ctx context.Context) error {
 
 // Members lists the live members of a group in store, sorted by name.
 func Members(ctx context.Context, store any, group string) ([]Member, error) {
+	snap, err := MembersAt(ctx, store, group)
+	return snap.Members, err
+}
+
+// Snapshot is a group's membership as one read saw it.
+type Snapshot struct {
+	// Members are the live members at Rev, sorted by name.
+	Members []Member
+	// Rev is the group's revision the list reflects: a number of the
+	// backend's that grows with every join and leave (see
+	// backend.Sessions ReadDir); compare it only with revisions of the
+	// same group and backend.
+	Rev uint64
+}
+
+// MembersAt lists the live members of a group in store with the revision
+// the list reflects: Watch from it reports every change after it.
+func MembersAt(ctx context.Context, store any, group string) (Snapshot, error) {
 	if err := names.Check(group); err != nil {
-		return nil, fmt.Errorf("%w: group: %w", ErrName, err)
+		return Snapshot{}, fmt.Errorf("%w: group: %w", ErrName, err)
 	}
 	drv, _, err := lease.Resolve(store)
 	if err != nil {
-		return nil, fmt.Errorf("group: %w", err)
+		return Snapshot{}, fmt.Errorf("group: %w", err)
 	}
-	es, err := drv.Entries(ctx, DirPrefix+group, true)
+	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: DirPrefix + group, Details: true})
 	if err != nil {
-		return nil, fmt.Errorf("group: %q: %w", group, err)
+		return Snapshot{}, fmt.Errorf("group: %q: %w", group, err)
 	}
+	return Snapshot{Members: members(st.Entries), Rev: st.Rev}, nil
+}
+
+func members(es []backend.Entry) []Member {
 	out := make([]Member, len(es))
 	for i, e := range es {
 		out[i] = Member{
@@ -523,5 +500,64 @@ func Members(ctx context.Context, store any, group string) ([]Member, error) {
 		}
 		return 0
 	})
+	return out
+}
+
+// Watch returns the events of a group in store after a snapshot (from
+// MembersAt, or one kept from earlier: only the members' names and the
+// revision are used), as Group.Events gives them: applied to the
+// snapshot's members they give the membership, and a member who came and
+// went after the snapshot is reported. It reads the group on the
+// backend's hints and at least every third of the lease (WithLease; the
+// other options but WithBuffer are ignored). The channel is closed when
+// ctx ends. A snapshot older than the group's log of joins reaches (more
+// than backend.MinAddLog joins ago) gives a first event with Gap set.
+func Watch(ctx context.Context, store any, group string, from Snapshot, opts ...Option) (<-chan Event, error) {
+	if err := names.Check(group); err != nil {
+		return nil, fmt.Errorf("%w: group: %w", ErrName, err)
+	}
+	o := options{lease: DefaultLease, buffer: 64}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	drv, _, err := lease.Resolve(store)
+	if err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("group: %q: %w", group, err)
+	}
+	present := make([]string, len(from.Members))
+	for i, m := range from.Members {
+		present[i] = m.Name
+	}
+	t := newTracker(from.Rev, present)
+	out := make(chan Event, o.buffer)
+	dir := DirPrefix + group
+	every := o.lease / 3
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		backoff := 10 * time.Millisecond
+		for ctx.Err() == nil {
+			st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: dir, Adds: true, Since: t.revision()})
+			if err == nil {
+				t.apply(st)
+				backoff = 10 * time.Millisecond
+			}
+			_ = drv.WaitEntries(ctx, dir, "", every)
+			if err != nil {
+				if !sleep(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, every)
+			}
+		}
+	}()
+	go func() { defer wg.Done(); t.send(out, ctx.Done()) }()
+	go func() { wg.Wait(); close(out) }()
 	return out, nil
 }

@@ -19,6 +19,13 @@
 // backend frees the lock for anyone else. docs/design.md ("Locks and
 // groups") gives the argument.
 //
+// A *Mutex shared by goroutines excludes them as sync.Mutex does: the
+// holder is the goroutine that called Lock (reentrant on it), the others
+// wait, first in the process and then at the backend, and Token and Lost
+// answer for the calling goroutine. TryLock returns (false, nil) only for
+// a lock still held by another at its deadline, (false, err) on a backend
+// failure.
+//
 // # Intents
 //
 // An intent is a lock on one ref, stored with the ref in its own backend,

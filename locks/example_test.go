@@ -37,5 +37,5 @@ func ExampleMutex() {
 	// Output:
 	// other got it while held: false
 	// other got it after Unlock: true newer token: true
-	// locks: not held (lock "jobs/cleanup")
+	// locks: not held (lock "jobs/cleanup", by this goroutine)
 }

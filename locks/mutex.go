@@ -122,11 +122,17 @@ func pollFor(lease time.Duration) time.Duration {
 	return p
 }
 
+// errHeld: the lock was held by another when the caller gave up: at once
+// (no wait asked for) or when its ctx ended while it waited for the holder
+// (then wrapped with ctx's error). TryLock answers it with (false, nil);
+// every other failure is an error.
+var errHeld = errors.New("held by another")
+
 // acquire queues an entry of mode and waits until it is first in line
 // (FIFO): a writer waits for its predecessor, a reader for the nearest
 // writer before it. block false: give up at once when held by another.
-// It returns (nil, nil) when it gave up, and leaves nothing held on any
-// error.
+// It returns errHeld (wrapped) when it gave up while the lock was held by
+// another, and leaves nothing held on any error.
 func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("locks: %q: %w", b.name, err)
@@ -144,16 +150,16 @@ func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold,
 		if retry && sleep(ctx, wait) {
 			continue // the session was lost on the way: a new one
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("locks: %q: %w", b.name, ctx.Err())
+		if err == nil || (retry && ctx.Err() != nil) {
+			err = ctx.Err()
 		}
-		if err != nil {
-			return nil, fmt.Errorf("locks: %q: %w", b.name, err)
-		}
-		return nil, nil
+		return nil, fmt.Errorf("locks: %q: %w", b.name, err)
 	}
 }
 
+// queue adds the entry and waits for its turn. When ctx ends it tells
+// (errHeld) a wait for a holder, seen at the last look, from a backend
+// that did not answer or failed (an error).
 func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, block bool) (h *hold, retry bool, err error) {
 	var raw [10]byte
 	_, _ = rand.Read(raw[:])
@@ -175,7 +181,21 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		return nil, false, err
 	}
 	poll := pollFor(sess.Lease())
-	fails := 0 // transient backend errors in a row
+	fails := 0        // transient backend errors in a row
+	held := false     // the last look found a holder ahead
+	var lastErr error // a backend error since that look
+	gaveUp := func() error {
+		b.cleanup(sess, name)
+		switch {
+		case ctx.Err() == nil:
+			return lastErr
+		case held && lastErr == nil:
+			return fmt.Errorf("%w: %w", errHeld, ctx.Err())
+		case lastErr != nil && !errors.Is(lastErr, ctx.Err()):
+			return fmt.Errorf("%w (the backend: %w)", ctx.Err(), lastErr)
+		}
+		return ctx.Err()
+	}
 	for {
 		es := listed
 		if es == nil {
@@ -183,16 +203,19 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		}
 		listed = nil
 		if err != nil {
+			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+				lastErr = err
+			}
 			if b.transient(ctx, sess, err, &fails, poll) {
 				continue
 			}
-			b.cleanup(sess, name)
-			if ctx.Err() != nil {
-				return nil, false, ctx.Err()
+			if ctx.Err() == nil {
+				b.cleanup(sess, name)
+				return nil, false, err
 			}
-			return nil, false, err
+			return nil, false, gaveUp()
 		}
-		fails = 0
+		fails, lastErr = 0, nil
 		i := -1
 		for j := range es {
 			if es[j].Name == name {
@@ -218,18 +241,24 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 			}
 			return &hold{sess: sess, entry: name, token: e.Seq, count: 1}, false, nil
 		}
+		held = true
 		if !block {
 			b.cleanup(sess, name)
-			return nil, false, nil
+			return nil, false, errHeld
 		}
 		err = b.drv.WaitEntries(ctx, b.dir, pred, poll)
 		if ctx.Err() != nil {
-			b.cleanup(sess, name)
-			return nil, false, ctx.Err()
+			return nil, false, gaveUp()
 		}
-		if err != nil && !b.transient(ctx, sess, err, &fails, poll) {
-			b.cleanup(sess, name)
-			return nil, false, err
+		if err != nil {
+			lastErr = err
+			if !b.transient(ctx, sess, err, &fails, poll) {
+				if ctx.Err() != nil {
+					return nil, false, gaveUp()
+				}
+				b.cleanup(sess, name)
+				return nil, false, err
+			}
 		}
 	}
 }
@@ -314,10 +343,14 @@ func (b *lockBase) release(ctx context.Context, h *hold) error {
 }
 
 // Mutex is a distributed mutual-exclusion lock with leases and fencing
-// tokens. The holder is the *Mutex value: Lock on a Mutex that holds the
-// lock counts, and it takes as many Unlocks. A Mutex is safe for use by
-// many goroutines, which then share its holding. It is an RWMutex used
-// only for writing.
+// tokens. A *Mutex shared by goroutines excludes them as sync.Mutex does:
+// the holder is the goroutine that called Lock; a second Lock on that
+// goroutine counts (reentrant), and it takes as many Unlocks; Lock on any
+// other goroutine waits, in this process as in any other (the goroutines
+// of one *Mutex wait for each other in the process, in arrival order,
+// before they queue at the backend). Unlock on a goroutine that does not
+// hold the lock returns ErrNotHeld; Token and Lost are the calling
+// goroutine's. It is an RWMutex used only for writing.
 type Mutex struct {
 	rw *RWMutex
 }
@@ -335,30 +368,37 @@ func NewMutex(store any, name string, opts ...Option) (*Mutex, error) {
 // Name is the lock's name.
 func (m *Mutex) Name() string { return m.rw.name }
 
-// Lock takes the lock, waiting in line (FIFO) for as long as ctx allows.
-// If ctx ends first nothing is held and the error wraps ctx's.
+// Lock takes the lock for the calling goroutine, waiting in line (FIFO)
+// for as long as ctx allows. If ctx ends first nothing is held and the
+// error wraps ctx's.
 func (m *Mutex) Lock(ctx context.Context) error { return m.rw.Lock(ctx) }
 
 // TryLock takes the lock if it is free, or becomes free before ctx's
 // deadline. With no deadline it returns at once. It returns (false, nil)
-// when another still holds the lock, (false, err) on a failure.
+// when the lock is still held by another (another goroutine, here or in
+// another process) at the deadline, and (false, err) on a failure: a
+// backend that fails or does not answer before the deadline, a ctx
+// canceled.
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) { return m.rw.TryLock(ctx) }
 
-// Unlock releases one Lock. The last one removes the holder's entry. It
-// returns ErrNotHeld if the Mutex does not hold the lock, and ErrLost if
-// the lease was lost while held (the lock is then no longer held here).
+// Unlock releases one Lock of the calling goroutine. The last one removes
+// the holder's entry and lets the next goroutine waiting in this process
+// go on. It returns ErrNotHeld if the calling goroutine does not hold the
+// lock, and ErrLost if the lease was lost while held (the lock is then no
+// longer held here).
 func (m *Mutex) Unlock(ctx context.Context) error { return m.rw.Unlock(ctx) }
 
-// Token is the fencing token of the current holding: it strictly
-// increases with every acquisition of this lock by any holder, so a
-// guarded resource can refuse a request carrying a token older than one it
-// has seen. 0 when not held.
+// Token is the fencing token of the calling goroutine's holding: it
+// strictly increases with every acquisition of this lock by any holder,
+// so a guarded resource can refuse a request carrying a token older than
+// one it has seen. 0 when the calling goroutine does not hold the lock.
 func (m *Mutex) Token() uint64 { return m.rw.Token() }
 
-// Lost returns a channel closed once the holder can no longer be sure it
-// holds the lock (its lease could not be renewed in time, its session
-// ended). It is closed before the backend can let anyone else take the
-// lock. When nothing is held the channel is already closed.
+// Lost returns a channel closed once the holder (the calling goroutine)
+// can no longer be sure it holds the lock (its lease could not be renewed
+// in time, its session ended). It is closed before the backend can let
+// anyone else take the lock. When the calling goroutine holds nothing the
+// channel is already closed.
 //
 // Call Lost right before acting on the lock: each call looks at the lease's
 // deadline itself, so it is exact even in a process that has just resumed

@@ -11,9 +11,14 @@ import (
 	"github.com/epochal/epochal/clock"
 )
 
-// DefaultWait is how long an older transaction waits on a younger live one
-// before aborting it.
+// DefaultWait is how long an older transaction that needs a ref for a
+// checked write or ensure waits on a younger live holder before aborting
+// it.
 const DefaultWait = 2 * time.Millisecond
+
+// maxPause bounds the pause between two looks at a holder's record while a
+// transaction waits for it.
+const maxPause = 5 * time.Millisecond
 
 // TombstoneKeep is how long an aborted record is kept after its intents are
 // rolled back, so that a delayed duplicate request meets it and applies
@@ -27,10 +32,14 @@ type Resolver struct {
 	Wall   clock.Wall
 	Lookup func(id string) backend.Driver // backends by ID; nil if unknown
 	Wait   time.Duration
+	// TrustMissing believes a lookup that reports a record missing,
+	// without confirming it: a deliberate protocol bug for proving the
+	// checkers (txn.Faults.TrustMissingRecord). Never set it otherwise.
+	TrustMissing bool
 }
 
 // Priority orders transactions: the smaller Point is older; ties are broken
-// by id.
+// by id. The zero Priority (no ID) is unset.
 type Priority struct {
 	Point clock.Point
 	ID    string
@@ -51,21 +60,54 @@ type Action int
 const (
 	// Again: the intent is out of the way; repeat the step.
 	Again Action = iota
-	// Yield: a live older transaction holds it; back off and retry the
-	// attempt.
+	// Yield: while the transaction waited, an older one aborted it (its
+	// own record is aborted): undo and retry the attempt.
 	Yield
 )
 
-// Record returns the record of the intent's holder.
+// Record returns the record of the intent's holder, as the coordinator
+// has it now (see Records).
 func (r *Resolver) Record(ctx context.Context, in *backend.Intent) (backend.Record, error) {
 	if in.Coord != r.Coord.ID() {
 		return backend.Record{}, fmt.Errorf("%w: %q holds it, this STM uses %q", ErrForeignCoordinator, in.Coord, r.Coord.ID())
 	}
-	recs, err := r.Coord.Records(ctx, []string{in.Txn})
+	recs, err := r.Records(ctx, in.Txn)
 	if err != nil {
-		return backend.Record{}, fmt.Errorf("locks: look up record %s: %w", in.Txn, err)
+		return backend.Record{}, err
 	}
 	return recs[0], nil
+}
+
+// Records looks up the records of intent holders. A record a lookup reports
+// missing is never believed as such: the lookup may be served from a
+// stale copy (a ZooKeeper follower without sync, a Redis replica), where
+// a live pending record looks missing, and rolling its intent back would
+// lose its commit. So a missing record is confirmed by AbortRecord, a
+// linearizable step in the coordinator, which returns the record as it
+// really stands: committed comes back Committed; otherwise no record of
+// that id can commit any more (a pending one is now aborted, an absent
+// one has an aborted tombstone), and it comes back Missing, confirmed:
+// the holder either finished (and its intent was resolved after the
+// caller read it) or never will commit, so the caller rolls the intent
+// back (a no-op if it is gone) and reads again.
+func (r *Resolver) Records(ctx context.Context, ids ...string) ([]backend.Record, error) {
+	recs, err := r.Coord.Records(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("locks: look up records %v: %w", ids, err)
+	}
+	for i, rec := range recs {
+		if rec.Status != backend.Missing || r.TrustMissing {
+			continue
+		}
+		final, err := r.Coord.AbortRecord(ctx, ids[i])
+		if err != nil {
+			return nil, fmt.Errorf("locks: confirm missing record %s: %w", ids[i], err)
+		}
+		if final.Status == backend.Committed {
+			recs[i] = final
+		}
+	}
+	return recs, nil
 }
 
 // Expired reports whether rec's lease has run out by this resolver's clock.
@@ -92,59 +134,111 @@ func (r *Resolver) Finish(ctx context.Context, drv backend.Driver, name string, 
 	return nil
 }
 
-// Clear gets the intent in on drv's ref name out of the way of transaction
-// me, or says to yield.
-func (r *Resolver) Clear(ctx context.Context, drv backend.Driver, name string, in *backend.Intent, me Priority) (Action, error) {
-	rec, err := r.Record(ctx, in)
+// Waiter is a transaction that met another's intent while committing.
+type Waiter struct {
+	Priority Priority
+	// Record is the waiter's own pending record ("" on the one-phase
+	// path, which has none): once it is aborted the waiter must retry.
+	Record string
+}
+
+// Wait is one commit attempt's dealings with the intents it meets: how long
+// it has waited for each holder and how long it pauses next. Each Clear
+// takes one look and returns, so the caller repeats its step (which takes
+// the intent if it is gone) between looks. Not safe for concurrent use:
+// each backend's lock step of an attempt has its own.
+type Wait struct {
+	r     *Resolver
+	w     Waiter
+	met   map[string]time.Time // holder id -> when first met
+	pause time.Duration
+}
+
+// NewWait starts the dealings of waiter w.
+func (r *Resolver) NewWait(w Waiter) *Wait { return &Wait{r: r, w: w} }
+
+// Clear deals with the intent in on drv's ref name, met by the waiter in a
+// step it will repeat. It returns Again when the step is worth repeating:
+// the holder finished (its intent was rolled forward or back here), or it
+// was aborted here, or the waiter paused for a while (the holder may have
+// given the intent back meanwhile without finishing: a transaction locking
+// several backends gives back the later ones while it waits on an earlier
+// one). The holder is aborted instead of waited for once its lease has run
+// out, or, when checked (the waiter writes or ensures the ref, so it fails
+// anyway if the holder commits) and the waiter is older than the holder,
+// after a short wait (r.Wait): the older transaction wins, so a long
+// transaction is not starved by short ones. A commute never aborts a live
+// holder: it waits, and runs its function only once (I3). Waits never form
+// a cycle: the engine waits only while it holds intents on backends
+// ordered before drv (txn's lockAll). Yield means the waiter itself was
+// aborted meanwhile.
+func (wt *Wait) Clear(ctx context.Context, drv backend.Driver, name string, in *backend.Intent, checked bool) (Action, error) {
+	r := wt.r
+	if in.Coord != r.Coord.ID() {
+		return Again, fmt.Errorf("%w: %q holds it, this STM uses %q", ErrForeignCoordinator, in.Coord, r.Coord.ID())
+	}
+	// One round trip for both records. The waiter's own record is only
+	// looked at for Aborted (a stale lookup may show it missing: that
+	// proves nothing, and it is not confirmed, which would abort it); the
+	// holder's goes through Records' rule.
+	ids := []string{in.Txn}
+	if wt.w.Record != "" {
+		ids = append(ids, wt.w.Record)
+	}
+	recs, err := r.Coord.Records(ctx, ids)
 	if err != nil {
-		return Yield, err
+		return Again, fmt.Errorf("locks: look up record %s: %w", in.Txn, err)
+	}
+	if wt.w.Record != "" && recs[1].Status == backend.Aborted {
+		return Yield, nil
+	}
+	rec := recs[0]
+	if rec.Status == backend.Missing {
+		if rec, err = r.Record(ctx, in); err != nil {
+			return Again, err
+		}
 	}
 	if rec.Status == backend.Pending {
-		holder := Priority{rec.Priority, rec.ID}
-		if !r.Expired(rec) {
-			if !me.Older(holder) {
-				return Yield, nil
-			}
-			// Older wins, but give a live younger holder that is about to
-			// commit a moment to do so.
-			if rec, err = r.waitFor(ctx, rec); err != nil {
-				return Yield, err
-			}
+		if wt.met == nil {
+			wt.met = make(map[string]time.Time)
 		}
-		if rec.Status == backend.Pending {
-			if rec, err = r.Coord.AbortRecord(ctx, rec.ID); err != nil {
-				return Yield, fmt.Errorf("locks: abort %s: %w", in.Txn, err)
+		since, ok := wt.met[rec.ID]
+		if !ok {
+			since = time.Now()
+			wt.met[rec.ID] = since
+		}
+		grace := r.Wait
+		if grace <= 0 {
+			grace = DefaultWait
+		}
+		// Only from the second look on: the decision then depends on
+		// the grace alone, not on how fast the first look ran.
+		wound := ok && checked && wt.w.Priority.Older(Priority{rec.Priority, rec.ID}) && time.Since(since) >= grace
+		if !r.Expired(rec) && !wound {
+			wt.pause = min(max(2*wt.pause, 50*time.Microsecond), maxPause)
+			if err := pauseFor(ctx, wt.pause/2+rand.N(wt.pause)); err != nil {
+				return Again, fmt.Errorf("locks: wait for %s: %w", rec.ID, err)
 			}
+			return Again, nil
+		}
+		if rec, err = r.Coord.AbortRecord(ctx, rec.ID); err != nil {
+			return Again, fmt.Errorf("locks: abort %s: %w", in.Txn, err)
 		}
 	}
+	wt.pause = 0
 	return Again, r.Finish(ctx, drv, name, rec)
 }
 
-// waitFor polls a pending record, with growing jittered pauses, for up to
-// r.Wait; it returns the record as last seen.
-func (r *Resolver) waitFor(ctx context.Context, rec backend.Record) (backend.Record, error) {
-	wait := r.Wait
-	if wait <= 0 {
-		wait = DefaultWait
+// pauseFor pauses for d unless ctx ends first.
+func pauseFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	deadline := time.Now().Add(wait)
-	pause := 50 * time.Microsecond
-	for rec.Status == backend.Pending && time.Now().Before(deadline) {
-		t := time.NewTimer(pause/2 + rand.N(pause))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return rec, ctx.Err()
-		case <-t.C:
-		}
-		pause *= 2
-		recs, err := r.Coord.Records(ctx, []string{rec.ID})
-		if err != nil {
-			return rec, fmt.Errorf("locks: look up record %s: %w", rec.ID, err)
-		}
-		rec = recs[0]
-	}
-	return rec, nil
 }
 
 // Recover finishes a whole transaction from its record: it aborts the record

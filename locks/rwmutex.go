@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/epochal/epochal/internal/goid"
 )
 
 // RWMutex is a distributed reader-writer lock: many readers or one writer.
@@ -14,15 +17,40 @@ import (
 // tokens work as for Mutex; a Mutex and an RWMutex of the same name are
 // the same lock (a Mutex is a writer).
 //
-// The holder is the *RWMutex value: RLock and Lock each count and take as
-// many RUnlocks and Unlocks. One value holds one mode at a time: RLock
-// while it holds the write lock, or Lock while it holds the read lock,
-// returns ErrDeadlock.
+// A *RWMutex shared by goroutines excludes them as sync.RWMutex does: the
+// holder is the goroutine that called Lock or RLock. A writer excludes
+// every other goroutine, of this process or any other; readers share, and
+// each reading goroutine holds its own place in the backend's line (and
+// its own token). The goroutines of one *RWMutex wait for each other in
+// the process, in arrival order and each as long as its ctx allows,
+// before they queue at the backend. Lock or RLock again on the holding
+// goroutine counts (reentrant) and takes as many Unlocks or RUnlocks; a
+// goroutine holds one mode at a time: RLock while it holds the write lock,
+// or Lock while it holds the read lock, returns ErrDeadlock. Unlock or
+// RUnlock on a goroutine that does not hold the lock in that mode returns
+// ErrNotHeld.
 type RWMutex struct {
 	lockBase
-	turn chan struct{}
-	mu   sync.Mutex
-	w, r *hold
+
+	mu      sync.Mutex
+	writer  uint64            // the goroutine let in to write (0: none)
+	readers int               // goroutines let in to read
+	queue   []*waiter         // goroutines waiting to be let in, in arrival order
+	holds   map[uint64]*ghold // goroutine -> what it holds
+}
+
+// waiter is a goroutine waiting in the process to be let in.
+type waiter struct {
+	mode  string
+	g     uint64
+	ready chan struct{} // closed when let in
+	in    bool
+}
+
+// ghold is a goroutine's holding.
+type ghold struct {
+	mode string
+	h    *hold
 }
 
 // NewRWMutex returns the read-write lock called name in store (an
@@ -32,142 +60,190 @@ func NewRWMutex(store any, name string, opts ...Option) (*RWMutex, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RWMutex{lockBase: b, turn: make(chan struct{}, 1)}, nil
+	return &RWMutex{lockBase: b, holds: make(map[uint64]*ghold)}, nil
 }
 
 // Name is the lock's name.
 func (rw *RWMutex) Name() string { return rw.name }
 
-func take(ctx context.Context, turn chan struct{}) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	select {
-	case turn <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// errNotTaken: a non-blocking attempt found the lock held by another.
-var errNotTaken = errors.New("locks: held by another")
-
-func (rw *RWMutex) slot(mode string) (mine, other **hold) {
+// fits reports whether a goroutine of mode may be let in now, ahead of
+// nobody. The caller holds mu.
+func (rw *RWMutex) fits(mode string) bool {
 	if mode == modeWrite {
-		return &rw.w, &rw.r
+		return rw.writer == 0 && rw.readers == 0
 	}
-	return &rw.r, &rw.w
+	return rw.writer == 0
 }
 
-func (rw *RWMutex) lockMode(mode string) func(context.Context, bool) error {
-	return func(ctx context.Context, block bool) error {
-		mine, other := rw.slot(mode)
-		if *other != nil {
-			return fmt.Errorf("%w (lock %q)", ErrDeadlock, rw.name)
-		}
-		if h := *mine; h != nil {
-			if h.sess.Lost() {
-				return fmt.Errorf("%w (lock %q: unlock it first)", ErrLost, rw.name)
-			}
-			h.count++
-			return nil
-		}
-		h, err := rw.acquire(ctx, mode, block)
-		if err != nil {
-			return err
-		}
-		if h == nil {
-			return errNotTaken
-		}
-		rw.mu.Lock()
-		*mine = h
+func (rw *RWMutex) letIn(mode string, g uint64) {
+	if mode == modeWrite {
+		rw.writer = g
+	} else {
+		rw.readers++
+	}
+}
+
+// letOut undoes letIn and lets the next waiters in. The caller holds mu.
+func (rw *RWMutex) letOut(mode string) {
+	if mode == modeWrite {
+		rw.writer = 0
+	} else {
+		rw.readers--
+	}
+	rw.letNext()
+}
+
+// letNext lets in the waiters at the head of the queue that fit. The
+// caller holds mu.
+func (rw *RWMutex) letNext() {
+	for len(rw.queue) > 0 && rw.fits(rw.queue[0].mode) {
+		w := rw.queue[0]
+		rw.queue = rw.queue[1:]
+		rw.letIn(w.mode, w.g)
+		w.in = true
+		close(w.ready)
+	}
+}
+
+// admit lets goroutine g in for mode, waiting behind the goroutines ahead
+// of it in the process. wait false: give up at once (errHeld) rather than
+// wait. A ctx that ends first is errHeld wrapping ctx's error.
+func (rw *RWMutex) admit(ctx context.Context, mode string, g uint64, wait bool) error {
+	rw.mu.Lock()
+	if len(rw.queue) == 0 && rw.fits(mode) {
+		rw.letIn(mode, g)
 		rw.mu.Unlock()
 		return nil
 	}
-}
-
-func (rw *RWMutex) unlockMode(ctx context.Context, mode string) error {
-	if err := take(context.WithoutCancel(ctx), rw.turn); err != nil {
-		return err
+	if !wait {
+		rw.mu.Unlock()
+		return errHeld
 	}
-	defer func() { <-rw.turn }()
-	mine, _ := rw.slot(mode)
-	h := *mine
-	if h == nil {
-		return fmt.Errorf("%w (lock %q)", ErrNotHeld, rw.name)
-	}
-	h.count--
-	if h.count > 0 {
+	w := &waiter{mode: mode, g: g, ready: make(chan struct{})}
+	rw.queue = append(rw.queue, w)
+	rw.mu.Unlock()
+	select {
+	case <-w.ready:
 		return nil
+	case <-ctx.Done():
 	}
 	rw.mu.Lock()
-	*mine = nil
-	rw.mu.Unlock()
-	return rw.release(ctx, h)
+	defer rw.mu.Unlock()
+	if w.in {
+		rw.letOut(mode) // let in just now: pass it on
+	} else {
+		rw.queue = slices.DeleteFunc(rw.queue, func(x *waiter) bool { return x == w })
+		rw.letNext() // a writer that gave up may have kept readers out
+	}
+	return fmt.Errorf("%w: %w", errHeld, ctx.Err())
 }
 
-func (rw *RWMutex) lock(ctx context.Context, mode string) error {
-	if err := take(ctx, rw.turn); err != nil {
+// lock takes the lock in mode for the calling goroutine. block false:
+// give up (errHeld) when another holds it.
+func (rw *RWMutex) lock(ctx context.Context, mode string, block bool) error {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("locks: %q: %w", rw.name, err)
 	}
-	defer func() { <-rw.turn }()
-	return rw.lockMode(mode)(ctx, true)
+	g := goid.Get()
+	rw.mu.Lock()
+	if gh := rw.holds[g]; gh != nil {
+		defer rw.mu.Unlock()
+		if gh.mode != mode {
+			return fmt.Errorf("%w (lock %q)", ErrDeadlock, rw.name)
+		}
+		if gh.h.sess.Lost() {
+			return fmt.Errorf("%w (lock %q: unlock it first)", ErrLost, rw.name)
+		}
+		gh.h.count++
+		return nil
+	}
+	rw.mu.Unlock()
+	if err := rw.admit(ctx, mode, g, block); err != nil {
+		return fmt.Errorf("locks: %q: %w", rw.name, err)
+	}
+	h, err := rw.acquire(ctx, mode, block)
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if err != nil {
+		rw.letOut(mode)
+		return err
+	}
+	rw.holds[g] = &ghold{mode: mode, h: h}
+	return nil
+}
+
+func (rw *RWMutex) unlock(ctx context.Context, mode string) error {
+	g := goid.Get()
+	rw.mu.Lock()
+	gh := rw.holds[g]
+	if gh == nil || gh.mode != mode {
+		rw.mu.Unlock()
+		return fmt.Errorf("%w (lock %q, by this goroutine)", ErrNotHeld, rw.name)
+	}
+	gh.h.count--
+	if gh.h.count > 0 {
+		rw.mu.Unlock()
+		return nil
+	}
+	delete(rw.holds, g)
+	rw.mu.Unlock()
+	err := rw.release(ctx, gh.h)
+	rw.mu.Lock()
+	rw.letOut(mode)
+	rw.mu.Unlock()
+	return err
 }
 
 // Lock takes the write lock, waiting in line for as long as ctx allows.
-func (rw *RWMutex) Lock(ctx context.Context) error { return rw.lock(ctx, modeWrite) }
+func (rw *RWMutex) Lock(ctx context.Context) error { return rw.lock(ctx, modeWrite, true) }
 
 // RLock takes the read lock, waiting for the writers ahead in line.
-func (rw *RWMutex) RLock(ctx context.Context) error { return rw.lock(ctx, modeRead) }
+func (rw *RWMutex) RLock(ctx context.Context) error { return rw.lock(ctx, modeRead, true) }
 
 // TryLock takes the write lock if it is free or frees before ctx's
-// deadline (at once with no deadline); (false, nil) when it does not,
-// (false, err) on a failure.
+// deadline (at once with no deadline). It returns (false, nil) when the
+// lock is still held by another (another goroutine, here or in another
+// process) at the deadline, and (false, err) on a failure: a backend that
+// fails, or does not answer before the deadline, or a ctx canceled.
 func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) { return rw.tryLock(ctx, modeWrite) }
 
 // TryRLock is TryLock for the read lock.
 func (rw *RWMutex) TryRLock(ctx context.Context) (bool, error) { return rw.tryLock(ctx, modeRead) }
 
 func (rw *RWMutex) tryLock(ctx context.Context, mode string) (bool, error) {
-	if err := take(ctx, rw.turn); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return false, nil
-		}
-		return false, fmt.Errorf("locks: %q: %w", rw.name, err)
-	}
-	defer func() { <-rw.turn }()
 	_, timed := ctx.Deadline()
-	err := rw.lockMode(mode)(ctx, timed)
+	err := rw.lock(ctx, mode, timed)
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, errNotTaken):
-		return false, nil
-	case timed && errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errHeld) && !errors.Is(err, context.Canceled):
 		return false, nil
 	}
 	return false, err
 }
 
-// Unlock releases one Lock (ErrNotHeld, ErrLost as Mutex.Unlock).
-func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.unlockMode(ctx, modeWrite) }
+// Unlock releases one Lock of the calling goroutine (ErrNotHeld, ErrLost
+// as Mutex.Unlock).
+func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.unlock(ctx, modeWrite) }
 
-// RUnlock releases one RLock.
-func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.unlockMode(ctx, modeRead) }
+// RUnlock releases one RLock of the calling goroutine.
+func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.unlock(ctx, modeRead) }
 
+// held is the calling goroutine's holding, or nil.
 func (rw *RWMutex) held() *hold {
+	g := goid.Get()
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
-	if rw.w != nil {
-		return rw.w
+	if gh := rw.holds[g]; gh != nil {
+		return gh.h
 	}
-	return rw.r
+	return nil
 }
 
-// Token is the fencing token of the current holding, read or write (0
-// when nothing is held). Write tokens strictly increase, and each is
-// larger than the token of every holding, read or write, before it.
+// Token is the fencing token of the calling goroutine's holding, read or
+// write (0 when it holds nothing). Write tokens strictly increase, and
+// each is larger than the token of every holding, read or write, before
+// it.
 func (rw *RWMutex) Token() uint64 {
 	if h := rw.held(); h != nil {
 		return h.token
@@ -175,8 +251,8 @@ func (rw *RWMutex) Token() uint64 {
 	return 0
 }
 
-// Lost is closed once the current holding can no longer be counted on
-// (already closed when nothing is held); see Mutex.Lost.
+// Lost is closed once the calling goroutine's holding can no longer be
+// counted on (already closed when it holds nothing); see Mutex.Lost.
 func (rw *RWMutex) Lost() <-chan struct{} {
 	if h := rw.held(); h != nil {
 		return h.sess.Done()

@@ -61,12 +61,12 @@ func (a *Atom[T]) String() string { return fmt.Sprintf("atom %q on %s", a.r.name
 
 // read reads the newest version (one round trip) and remembers it.
 func (a *Atom[T]) read(ctx context.Context) (*atomVersion, error) {
-	if a.r.s.Closed() {
-		return nil, stm.ErrClosed
+	if err := a.r.s.Err(); err != nil {
+		return nil, err
 	}
 	res, err := a.r.drv.Read(ctx, backend.ReadRequest{Current: true, Names: []string{a.r.name}})
 	if err != nil {
-		return nil, fmt.Errorf("refs: read %s: %w", a, err)
+		return nil, a.r.s.Note(fmt.Errorf("refs: read %s: %w", a, err))
 	}
 	it := res.Items[0]
 	if !it.Found {
@@ -117,10 +117,11 @@ func (a *Atom[T]) cas(ctx context.Context, point clock.Point, blind bool, data [
 // certainly did not apply and may be tried again). An unknown outcome is
 // settled by aborting the commit's id: a tombstone if it did not apply.
 // what names the reference in errors.
-func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.OnePhase, name, what string, rp clock.Point, data []byte) (clock.Point, error) {
-	if s.Closed() {
-		return 0, stm.ErrClosed
+func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.OnePhase, name, what string, rp clock.Point, data []byte) (cp clock.Point, err error) {
+	if err := s.Err(); err != nil {
+		return 0, err
 	}
+	defer func() { err = s.Note(err) }()
 	env := s.Env()
 	id := env.NewID()
 	res, err := one.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: id, RP: rp, Time: env.Wall.Now(),
@@ -143,7 +144,9 @@ func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.O
 	}
 	switch {
 	case res.Status == backend.Committed:
-		env.Observe(res.CP)
+		// A point of drv's clock: it raises the transactions' floor only
+		// if drv is the coordinator (points of two clocks never mix).
+		env.ObserveOn(drv, res.CP)
 		return res.CP, nil
 	case res.Status == backend.Aborted:
 		return 0, errChanged

@@ -55,15 +55,15 @@ func (c cell[T]) String() string {
 
 // read reads the newest version and decodes its envelope into env.
 func (c cell[T]) read(ctx context.Context, env any) (clock.Point, error) {
-	if c.r.s.Closed() {
-		return 0, stm.ErrClosed
+	if err := c.r.s.Err(); err != nil {
+		return 0, err
 	}
 	res, err := c.r.drv.Read(ctx, backend.ReadRequest{Current: true, Names: []string{c.r.name}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		return 0, fmt.Errorf("refs: read %s: %w", c, err)
+		return 0, c.r.s.Note(fmt.Errorf("refs: read %s: %w", c, err))
 	}
 	it := res.Items[0]
 	if !it.Found {
@@ -320,6 +320,6 @@ func (p *Promise[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[s
 // briefly away (a restart, a lost connection). ctx's end, a closed STM and
 // what the reference holds (ErrType, ErrNotFound) end the wait.
 func waitThrough(ctx context.Context, s *stm.STM, err error) bool {
-	return ctx.Err() == nil && !s.Closed() && !errors.Is(err, stm.ErrClosed) &&
+	return ctx.Err() == nil && s.Err() == nil && !errors.Is(err, stm.ErrClosed) && !errors.Is(err, backend.ErrDataLost) &&
 		!errors.Is(err, ErrType) && !errors.Is(err, ErrNotFound) && !errors.Is(err, backend.ErrNotFound)
 }

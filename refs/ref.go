@@ -61,8 +61,16 @@ func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name stri
 	}
 	r.kind = kind
 	if r.validator != nil {
-		if err := r.validator(initial); err != nil {
-			return nil, fmt.Errorf("refs: new %q: %w: %w", name, ErrValidation, err)
+		if verr := r.validator(initial); verr != nil {
+			// Only a value this call would store must be valid: joining
+			// a ref that exists never looks at initial.
+			exists, err := r.exists(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("refs: new %q: %w", name, err)
+			}
+			if !exists {
+				return nil, fmt.Errorf("refs: new %q: %w: %w", name, ErrValidation, verr)
+			}
 		}
 	}
 	data, err := r.encode(initial)
@@ -73,6 +81,15 @@ func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name stri
 		return nil, err
 	}
 	return r, nil
+}
+
+// exists reports whether the name holds a reference (of any kind).
+func (r *Ref[T]) exists(ctx context.Context) (bool, error) {
+	res, err := r.drv.Read(ctx, backend.ReadRequest{Current: true, Names: []string{r.name}})
+	if err != nil {
+		return false, err
+	}
+	return res.Items[0].Found, nil
 }
 
 // createStored creates the handle's reference, of the handle's kind, with
@@ -95,7 +112,7 @@ func (r *Ref[T]) createStored(ctx context.Context, c *config, data []byte) error
 	}
 	res, err := r.drv.Create(ctx, backend.CreateRequest{Name: name, Kind: kind, Value: data, MinHistory: min, MaxHistory: max})
 	if err != nil {
-		return fmt.Errorf("refs: new %q: %w", name, err)
+		return s.Note(fmt.Errorf("refs: new %q: %w", name, err))
 	}
 	if res.Kind != kind {
 		return fmt.Errorf("refs: new %s %q: %w: the name holds a %s", kind, name, ErrType, res.Kind)
@@ -109,8 +126,8 @@ func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, er
 	if s == nil {
 		return nil, nil, fmt.Errorf("%w: nil STM", ErrOption)
 	}
-	if s.Closed() {
-		return nil, nil, stm.ErrClosed
+	if err := s.Err(); err != nil {
+		return nil, nil, err
 	}
 	if err := CheckName(name); err != nil {
 		return nil, nil, err
@@ -331,10 +348,11 @@ func (r *Ref[T]) At(ctx context.Context, p clock.Point) (T, error) {
 // versions reads the ref's kept history after rolling forward a committed
 // transaction whose intent is still on it, so the newest committed value is
 // always there.
-func (r *Ref[T]) versions(ctx context.Context) (backend.VersionsResult, error) {
-	if r.s.Closed() {
-		return backend.VersionsResult{}, stm.ErrClosed
+func (r *Ref[T]) versions(ctx context.Context) (vr backend.VersionsResult, err error) {
+	if err := r.s.Err(); err != nil {
+		return backend.VersionsResult{}, err
 	}
+	defer func() { err = r.s.Note(err) }()
 	res := r.s.Env().Resolver
 	for tries := 0; ; tries++ {
 		vr, err := r.drv.Versions(ctx, r.name)

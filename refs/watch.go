@@ -56,8 +56,11 @@ type watcher[T any] struct {
 	watches map[string]watch[T] // guarded by r.mu
 	since   clock.Point         // the floor when the first watch was added
 	cancel  context.CancelFunc
-	ready   chan struct{} // closed after the first read of the history
-	done    chan struct{}
+	// unregister takes cancel off the STM's close list once the watcher
+	// is removed, so watching and unwatching leaves nothing behind.
+	unregister func()
+	ready      chan struct{} // closed after the first read of the history
+	done       chan struct{}
 	// start says who fixed the watcher's starting point: the first read
 	// (startRead, the newest version it found) or AddWatch giving up on
 	// waiting for it (startFloor, the point floor at AddWatch). Whichever
@@ -81,39 +84,63 @@ var WatchStart = 5 * time.Second
 // delays only later callbacks of this ref, never commits. A key already
 // watched is replaced.
 //
-// The first watch of a handle reads the ref's history before AddWatch
-// returns (waiting up to WatchStart): changes after that read are the ones
-// delivered. If the backend cannot be read in time, the watcher starts from
-// the newest point this process has seen, and a change whose old value it
-// never read comes with a gap notice.
+// The handle's watcher reads the ref's history before AddWatch returns
+// (waiting up to WatchStart): changes after that read are the ones
+// delivered, to every watch, whichever AddWatch started the watcher. If
+// the backend cannot be read in time, the watcher starts from the newest
+// point this process has seen, and a change whose old value it never read
+// comes with a gap notice.
 func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 	var c watchConfig
 	for _, o := range opts {
 		o(&c)
 	}
+	racy := r.s.Env().Faults.WatchStartRace
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.w == nil {
+	w := r.w
+	if w == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		w := &watcher[T]{r: r, watches: map[string]watch[T]{}, since: r.floor(), cancel: cancel,
+		w = &watcher[T]{r: r, watches: map[string]watch[T]{}, since: r.floor(), cancel: cancel,
 			ready: make(chan struct{}), done: make(chan struct{})}
+		w.unregister = r.s.OnClose(cancel)
 		r.w = w
-		r.s.OnClose(cancel)
 		go w.run(ctx)
-		r.mu.Unlock()
-		t := time.NewTimer(WatchStart)
-		select {
-		case <-w.ready:
-		case <-t.C:
-			w.start.CompareAndSwap(startOpen, startFloor)
-		}
-		t.Stop()
-		r.mu.Lock()
-		if r.w != w { // removed meanwhile
+		if racy {
+			r.mu.Unlock()
+			w.awaitStart()
+			r.mu.Lock()
+			if r.w == w {
+				w.watches[key] = watch[T]{fn: fn, gap: c.gap}
+			}
+			r.mu.Unlock()
 			return
 		}
+	} else if racy {
+		w.watches[key] = watch[T]{fn: fn, gap: c.gap}
+		r.mu.Unlock()
+		return
 	}
-	r.w.watches[key] = watch[T]{fn: fn, gap: c.gap}
+	// Installed before waiting, so that a RemoveWatch of another key
+	// meanwhile does not take the watcher away from under this one.
+	w.watches[key] = watch[T]{fn: fn, gap: c.gap}
+	r.mu.Unlock()
+	// Every AddWatch, not only the one that started the watcher, returns
+	// once the start point is fixed: a change committed after it returns
+	// is after the start, so it is delivered.
+	w.awaitStart()
+}
+
+// awaitStart waits until the watcher's start point is fixed: by its first
+// read of the history or, after WatchStart, by the floor.
+func (w *watcher[T]) awaitStart() {
+	t := time.NewTimer(WatchStart)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+	case <-w.done:
+	case <-t.C:
+		w.start.CompareAndSwap(startOpen, startFloor)
+	}
 }
 
 // RemoveWatch removes the watch with key; with none left the handle stops
@@ -129,6 +156,7 @@ func (r *Ref[T]) RemoveWatch(key string) {
 		if len(w.watches) == 0 {
 			r.w = nil
 			w.cancel()
+			w.unregister()
 		}
 	}
 	r.mu.Unlock()
@@ -144,7 +172,20 @@ func (r *Ref[T]) watchValue(data []byte) (T, bool, error) {
 	return v, err == nil, err
 }
 
-func (r *Ref[T]) floor() clock.Point { return clock.Point(r.s.Env().Floor.Load()) }
+// floor is the newest point of the clock r's versions come from that this
+// process has seen.
+func (r *Ref[T]) floor() clock.Point { return r.s.Env().FloorOf(r.clock()) }
+
+// clock is the backend whose clock numbers r's versions: a ref's versions
+// are committed by transactions at the coordinator's points, wherever the
+// ref lives; an atom's, promise's or delay's by compare-and-sets on its
+// own backend, at that backend's points.
+func (r *Ref[T]) clock() backend.Driver {
+	if r.kind == backend.KindRef {
+		return r.s.Coordinator()
+	}
+	return r.drv
+}
 
 func (w *watcher[T]) run(ctx context.Context) {
 	defer close(w.done)
@@ -161,6 +202,12 @@ func (w *watcher[T]) run(ctx context.Context) {
 	// arrive in order, so once feedMax reaches the history's newest point
 	// the feed has given every version before it too.
 	var pending []backend.Version
+	// breaks are the pending versions drained first after the feed lost
+	// some (the versions of one drain follow one another, but two drains
+	// with a loss between them do not); lostSince says the next version
+	// drained is one.
+	breaks := map[clock.Point]bool{}
+	lostSince := false
 	var feedMax clock.Point
 	var catchUp time.Time // when the watcher began to wait for the feed
 	tick := time.NewTicker(WatchPoll)
@@ -182,6 +229,10 @@ func (w *watcher[T]) run(ctx context.Context) {
 		if feed != nil {
 			fresh, complete := feed.Drain()
 			fed = fed && complete
+			lostSince = lostSince || !complete
+			if lostSince && len(fresh) > 0 {
+				breaks[fresh[0].Point], lostSince = true, false
+			}
 			for _, v := range fresh {
 				feedMax = max(feedMax, v.Point)
 			}
@@ -223,8 +274,9 @@ func (w *watcher[T]) run(ctx context.Context) {
 				}
 				continue
 			}
-			last, seen, known = w.deliver(vr, pending, fed && !lagging, last, seen, known)
+			last, seen, known = w.deliver(vr, pending, breaks, fed && !lagging, last, seen, known)
 			pending, catchUp = nil, time.Time{}
+			clear(breaks)
 			// Once caught up, the feed vouches for what follows if it is
 			// complete from here on.
 			fed = feed != nil
@@ -245,16 +297,22 @@ func (w *watcher[T]) run(ctx context.Context) {
 // deliver calls the watches for every version newer than last, from the
 // history and the feed, oldest first. A gap is announced where history was
 // trimmed past last and the feed cannot vouch for the versions in between.
-func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version, fed bool, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
+func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version, breaks map[clock.Point]bool, fed bool, last clock.Point, seen []byte, known bool) (clock.Point, []byte, bool) {
 	byPoint := map[clock.Point]backend.Version{}
 	for _, v := range vr.Versions {
 		if v.Point > last {
 			byPoint[v.Point] = v
 		}
 	}
+	// The versions one Drain gives follow one another (backend.Feed):
+	// whatever an incomplete feed lost came before the first of them. So
+	// do the versions of successive drains, but for those after a loss
+	// (breaks).
+	fromFeed := make(map[clock.Point]bool, len(fresh))
 	for _, v := range fresh {
 		if v.Point > last {
 			byPoint[v.Point] = v
+			fromFeed[v.Point] = true
 		}
 	}
 	if len(byPoint) == 0 {
@@ -265,9 +323,19 @@ func (w *watcher[T]) deliver(vr backend.VersionsResult, fresh []backend.Version,
 		newer = append(newer, v)
 	}
 	slices.SortFunc(newer, func(a, b backend.Version) int { return cmp.Compare(a.Point, b.Point) })
+	firstOnly := w.r.s.Env().Faults.WatchGapFirstOnly
 	for i, v := range newer {
-		gap := !known || (i == 0 && vr.Trimmed > last && !fed)
-		w.call(v, seen, gap, last)
+		// A version may be missing between the last one delivered and v
+		// when history was trimmed past the last one (so what followed
+		// it is not all in the history) and the feed cannot vouch for
+		// the interval: it is incomplete, and v does not follow the
+		// last one in one drain of it. That holds before the first
+		// version of a round and equally inside it: between the newest
+		// version of a lagging, incomplete feed and the oldest the
+		// history still keeps, say.
+		vouched := fed || (i > 0 && fromFeed[last] && fromFeed[v.Point] && !breaks[v.Point])
+		hole := vr.Trimmed > last && !vouched && (i == 0 || !firstOnly)
+		w.call(v, seen, !known || hole, last)
 		last, seen, known = v.Point, v.Value, true
 	}
 	return last, seen, known

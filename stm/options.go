@@ -18,6 +18,9 @@ const (
 	DefaultSweepInterval = 30 * time.Second
 	DefaultBackoffBase   = 50 * time.Microsecond
 	DefaultBackoffMax    = 50 * time.Millisecond
+	// DefaultCommuteRounds is how often a fast-path commit computes its
+	// commutes again on a newer version before it takes the refs with
+	// intents (the general path) instead.
 	DefaultCommuteRounds = 8
 )
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -22,7 +23,8 @@ import (
 // Errors of Dosync and Open.
 var (
 	// ErrRetryLimit: the transaction conflicted more times than
-	// WithMaxRetries allows. It wraps the last conflict.
+	// WithMaxRetries allows. It also wraps txn.ErrConflict, with the
+	// reason of the last retry in its message.
 	ErrRetryLimit = errors.New("stm: retry limit exceeded")
 	// ErrClosed: the STM was closed.
 	ErrClosed = errors.New("stm: closed")
@@ -30,6 +32,11 @@ var (
 	ErrNilFunc = errors.New("stm: nil transaction function")
 	// ErrOutcomeUnknown: see txn.ErrOutcomeUnknown.
 	ErrOutcomeUnknown = txn.ErrOutcomeUnknown
+	// ErrDataLost: a backend of the STM lost its data under it (see
+	// backend.ErrDataLost). The STM refuses every later call with it;
+	// reopen the backend and the STM once the data is restored or
+	// deliberately recreated.
+	ErrDataLost = backend.ErrDataLost
 )
 
 // STM runs transactions against one coordinator backend. It is safe for
@@ -45,9 +52,11 @@ type STM struct {
 	backends map[string]backend.Driver
 
 	closed atomic.Bool
+	lost   atomic.Pointer[error] // why the STM stopped (a backend lost its data)
 	stop   chan struct{}
 	wg     sync.WaitGroup
-	closes []func()
+	closes map[uint64]func() // OnClose's functions, by registration
+	nclose uint64
 	closeM sync.Mutex
 }
 
@@ -81,9 +90,10 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 		Wall:   o.wall,
 		Lease:  o.lease,
 		Resolver: &locks.Resolver{
-			Coord:  coord,
-			Wall:   o.wall,
-			Lookup: s.Backend,
+			Coord:        coord,
+			Wall:         o.wall,
+			Lookup:       s.Backend,
+			TrustMissing: o.faults.TrustMissingRecord,
 		},
 		Floor: &s.floor,
 		NewID: func() string {
@@ -126,7 +136,10 @@ func (s *STM) Close() error {
 	}
 	close(s.stop)
 	s.closeM.Lock()
-	fs := s.closes
+	fs := make([]func(), 0, len(s.closes))
+	for _, f := range s.closes {
+		fs = append(fs, f)
+	}
 	s.closes = nil
 	s.closeM.Unlock()
 	for _, f := range fs {
@@ -138,6 +151,30 @@ func (s *STM) Close() error {
 
 // Closed reports whether Close was called.
 func (s *STM) Closed() bool { return s.closed.Load() }
+
+// Err says why the STM can no longer be used: ErrClosed after Close, or an
+// error wrapping ErrDataLost once a backend lost its data; nil while it
+// can be.
+func (s *STM) Err() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.lost.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Note looks at an error of a backend call made on the STM's behalf (by
+// Dosync, or by a reference type of package refs): if it says the backend
+// lost its data (ErrDataLost), the STM stops, logs why, and refuses every
+// later call with it. It returns err.
+func (s *STM) Note(err error) error {
+	if err != nil && errors.Is(err, backend.ErrDataLost) && s.lost.CompareAndSwap(nil, &err) {
+		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+	}
+	return err
+}
 
 // Done is closed when the STM closes, for background work built on it.
 func (s *STM) Done() <-chan struct{} { return s.stop }
@@ -174,6 +211,11 @@ func (s *STM) Env() *txn.Env { return s.env }
 type Stats struct {
 	Commits, ReadOnly, Retries, Conflicts, ReadFaults, Yields int64
 	OnePhase, General, Recomputes, Unknown, Helped            int64
+	// Waits counts the times a commit waited for another transaction's
+	// intent (to commit or abort) instead of retrying; Escalated the
+	// fast-path commits whose commutes went stale DefaultCommuteRounds
+	// times and that took their refs with intents instead.
+	Waits, Escalated int64
 	// MaxRetries is the most retries one successful Dosync needed.
 	MaxRetries int64
 }
@@ -185,29 +227,51 @@ func (s *STM) Stats() Stats {
 		Commits: c.Commits.Load(), ReadOnly: c.ReadOnly.Load(), Retries: c.Retries.Load(),
 		Conflicts: c.Conflicts.Load(), ReadFaults: c.ReadFaults.Load(), Yields: c.Yields.Load(),
 		OnePhase: c.OnePhase.Load(), General: c.General.Load(), Recomputes: c.Recomputes.Load(),
-		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(), MaxRetries: c.MaxRetries.Load(),
+		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(), MaxRetries: c.MaxRetries.Load(), Waits: c.Waits.Load(),
+		Escalated: c.Escalated.Load(),
 	}
 }
 
-// OnClose registers f to run when the STM closes.
-func (s *STM) OnClose(f func()) {
+// OnClose registers f to run when the STM closes (at once, on a goroutine
+// of its own, if it is closed already). The function it returns
+// unregisters f, so that background work that ends before the STM (a
+// watcher whose last watch was removed) leaves nothing behind.
+func (s *STM) OnClose(f func()) (unregister func()) {
 	s.closeM.Lock()
 	defer s.closeM.Unlock()
 	if s.closed.Load() {
 		go f()
-		return
+		return func() {}
 	}
-	s.closes = append(s.closes, f)
+	if s.closes == nil {
+		s.closes = make(map[uint64]func())
+	}
+	s.nclose++
+	id := s.nclose
+	s.closes[id] = f
+	return func() {
+		s.closeM.Lock()
+		delete(s.closes, id)
+		s.closeM.Unlock()
+	}
+}
+
+// closers is how many OnClose functions are registered (for tests that
+// check background work leaves nothing behind).
+func (s *STM) closers() int {
+	s.closeM.Lock()
+	defer s.closeM.Unlock()
+	return len(s.closes)
 }
 
 // ReadPoint returns a point at least as new as any this process has seen.
 func (s *STM) ReadPoint(ctx context.Context) (clock.Point, error) {
-	if s.closed.Load() {
-		return 0, ErrClosed
+	if err := s.Err(); err != nil {
+		return 0, err
 	}
 	p, err := s.env.Points.ReadPoint(ctx)
 	if err != nil {
-		return 0, err
+		return 0, s.Note(err)
 	}
 	s.env.Observe(p)
 	return max(p, clock.Point(s.floor.Load())), nil
@@ -218,12 +282,12 @@ func (s *STM) ReadPoint(ctx context.Context) (clock.Point, error) {
 // and deletes their records. It runs at Open and every sweep interval; it
 // returns how many transactions it recovered.
 func (s *STM) Recover(ctx context.Context) (int, error) {
-	if s.closed.Load() {
-		return 0, ErrClosed
+	if err := s.Err(); err != nil {
+		return 0, err
 	}
 	n, err := s.env.Resolver.Sweep(ctx)
 	s.stats.Helped.Add(int64(n))
-	return n, err
+	return n, s.Note(err)
 }
 
 func (s *STM) sweeper() {
@@ -244,11 +308,22 @@ func (s *STM) sweeper() {
 
 // Dosync runs fn in a transaction and commits it, retrying on conflict. fn
 // returning an error aborts the transaction: nothing is written, the error
-// is returned, and fn is not run again. If ctx carries a transaction of
-// this STM started on the same goroutine (tx.Context()), fn joins it.
+// is returned, and fn is not run again.
+//
+// If ctx carries a transaction of this STM started on the same goroutine
+// (tx.Context()), fn joins it, as in Clojure: its reads and writes are the
+// outer transaction's, committed with it. An error returned by a joined fn
+// dooms the outer transaction, because the writes fn made before it failed
+// cannot be taken back on their own: the outer Dosync then returns that
+// error (unless its own function returns another first) and writes
+// nothing, and a later use of the Tx in the outer function ends it.
 func (s *STM) Dosync(ctx context.Context, fn func(tx *txn.Tx) error) error {
 	if outer := txn.FromContext(ctx); outer != nil && fn != nil && outer.Joinable(s.env) {
-		return fn(outer)
+		err := fn(outer)
+		if err != nil {
+			outer.Doom(err)
+		}
+		return err
 	}
 	return s.run(ctx, fn)
 }
@@ -263,8 +338,8 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 	if fn == nil {
 		return ErrNilFunc
 	}
-	if s.closed.Load() {
-		return ErrClosed
+	if err := s.Err(); err != nil {
+		return err
 	}
 	var prio locks.Priority
 	var prefetch []txn.Key
@@ -274,9 +349,9 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		}
 		tx, err := txn.Begin(ctx, s.env, &prio, prefetch)
 		if err != nil {
-			return err
+			return s.Note(err)
 		}
-		err = s.attempt(tx, fn)
+		err = s.Note(s.attempt(tx, fn))
 		if txn.IsRetry(err) {
 			prefetch = tx.Prefetch()
 		}
@@ -290,10 +365,12 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		}
 		s.stats.Retries.Add(1)
 		if attempt >= s.opts.maxRetries {
-			return fmt.Errorf("%w after %d attempts (last: %v)", ErrRetryLimit, attempt+1, err)
+			var last *txn.RetryError
+			errors.As(err, &last)
+			return fmt.Errorf("%w after %d attempts: %w", ErrRetryLimit, attempt+1, last.Cause())
 		}
-		if s.closed.Load() {
-			return ErrClosed
+		if err := s.Err(); err != nil {
+			return err
 		}
 		if err := s.Backoff(ctx, attempt); err != nil {
 			return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,14 +14,9 @@ import (
 	"github.com/epochal/epochal/locks"
 )
 
-const (
-	// lockRounds bounds how often one backend's lock step is repeated after
-	// clearing intents out of the way.
-	lockRounds = 32
-	// minCleanup is the least time given to cleanup after the caller's ctx
-	// has ended.
-	minCleanup = 5 * time.Second
-)
+// minCleanup is the least time given to cleanup after the caller's ctx
+// has ended.
+const minCleanup = 5 * time.Second
 
 // item is one ref in the commit.
 type item struct {
@@ -156,7 +153,9 @@ func (tx *Tx) rp4check() clock.Point {
 func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 	rounds := max(tx.env.CommuteRounds, 1)
 	req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Items: make([]backend.OnePhaseItem, 0, len(items))}
-	for round := 0; round < rounds; round++ {
+	stale := 0
+	var wait *locks.Wait
+	for {
 		req.Time = tx.env.Wall.Now()
 		req.Items = req.Items[:0]
 		for _, it := range items {
@@ -185,6 +184,7 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 		case backend.Aborted:
 			return 0, retryf("transaction %s was aborted", tx.id)
 		}
+		recompute := false
 		for _, c := range res.Conflicts {
 			switch c.Reason {
 			case backend.Newer:
@@ -194,33 +194,60 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 				return 0, fmt.Errorf("txn: commit %q: %w", c.Name, backend.ErrNotFound)
 			case backend.Stale:
 				tx.env.Stats.Recomputes.Add(1)
+				recompute = true
 				for _, it := range items {
 					if it.e.name == c.Name {
 						it.base = c.Newest
 					}
 				}
 			case backend.Locked:
-				if err := tx.clear(tx.env.Coord, c); err != nil {
+				if wait == nil {
+					wait = tx.env.Resolver.NewWait(locks.Waiter{Priority: tx.prio})
+				}
+				if err := tx.clear(wait, tx.env.Coord, c, checked(items, c.Name)); err != nil {
 					return 0, err
 				}
 			}
 		}
+		if recompute {
+			if stale++; stale >= rounds {
+				// Others keep committing to the commuted refs between
+				// our computing and our commit. Take them with intents
+				// instead (the general path), which holds the others
+				// off while the values are computed: progress without
+				// running the function again (a commute never
+				// conflicts, I3). Nothing of this id was applied.
+				tx.env.Stats.Escalated.Add(1)
+				return tx.commitGeneral(items)
+			}
+		}
 	}
-	return 0, retryf("commute values went stale %d times", rounds)
 }
 
-// clear gets another transaction's intent out of the way, or returns a
-// *RetryError to yield to it.
-func (tx *Tx) clear(drv backend.Driver, c backend.Conflict) error {
-	act, err := tx.env.Resolver.Clear(tx.ctx, drv, c.Name, c.Intent, tx.prio)
+// checked reports whether the item named name is written or ensured (a
+// version committed by another since the read point fails it).
+func checked(items []*item, name string) bool {
+	for _, it := range items {
+		if it.e.name == name {
+			return it.mode.Check()
+		}
+	}
+	return false
+}
+
+// clear deals with another transaction's intent (see locks.Wait.Clear)
+// before the step that met it is repeated, or returns a *RetryError when
+// this transaction was aborted by an older one meanwhile.
+func (tx *Tx) clear(w *locks.Wait, drv backend.Driver, c backend.Conflict, checked bool) error {
+	tx.env.Stats.Waits.Add(1)
+	act, err := w.Clear(tx.ctx, drv, c.Name, c.Intent, checked)
 	if err != nil {
 		return fmt.Errorf("txn: commit %q: %w", c.Name, err)
 	}
 	if act == locks.Yield {
 		tx.env.Stats.Yields.Add(1)
-		return retryf("%q is locked by older transaction %s", c.Name, c.Intent.Txn)
+		return retryf("transaction %s was aborted by an older transaction while it waited for %q", tx.id, c.Name)
 	}
-	tx.env.Stats.Helped.Add(1)
 	return nil
 }
 
@@ -288,7 +315,7 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		}
 	}()
 
-	if err := each(groups, tx.lock); err != nil {
+	if err := tx.lockAll(groups); err != nil {
 		return 0, err
 	}
 	var stage []*group
@@ -314,6 +341,10 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 	}
 
 	final, err := env.Coord.CommitRecord(tx.ctx, tx.id)
+	if errors.Is(err, backend.ErrNotApplied) {
+		// Certainly not committed (refused, closed): undo.
+		return 0, fmt.Errorf("txn: commit %s: %w", tx.id, err)
+	}
 	if err != nil {
 		env.Stats.Unknown.Add(1)
 		ctx, cancel := tx.cleanupCtx()
@@ -325,6 +356,7 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		}
 	}
 	if final.Status != backend.Committed {
+		env.Stats.Yields.Add(1)
 		return 0, retryf("transaction %s was aborted by another before it committed", tx.id)
 	}
 	settled = true
@@ -333,39 +365,104 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 	return tx.committed(final.CP), nil
 }
 
-// lock takes intents on one backend's refs, clearing other transactions'
-// intents out of the way.
-func (tx *Tx) lock(g *group) error {
+// lockAll takes intents on every group's refs, or returns why it could
+// not. The groups are put in the order of their backends' IDs, and each
+// group's Lock is first sent at once, all in parallel, waiting for nobody.
+// When some group meets another transaction's intent, the groups after the
+// first such one give back what they took, and the rest are locked one
+// group at a time, in order, each waiting for the holders it meets (a
+// backend's Lock is all or nothing, so nothing is held there meanwhile).
+// So a transaction waits only while it holds intents on backends ordered
+// before the one it waits on, and no two transactions can wait on each
+// other in a cycle: a wait always ends, and a commute can wait for another
+// commute instead of running its function again (I3).
+func (tx *Tx) lockAll(groups []*group) error {
+	slices.SortFunc(groups, func(a, b *group) int { return strings.Compare(a.drv.ID(), b.drv.ID()) })
+	locked := make([][]backend.Conflict, len(groups))
+	err := each(groups, func(g *group) error {
+		var err error
+		locked[slices.Index(groups, g)], err = tx.tryLock(g)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	first := slices.IndexFunc(locked, func(cs []backend.Conflict) bool { return len(cs) > 0 })
+	if first < 0 {
+		return nil
+	}
+	var after []*group
+	for i := first + 1; i < len(groups); i++ {
+		if len(locked[i]) == 0 {
+			after = append(after, groups[i])
+		}
+	}
+	if err := each(after, func(g *group) error {
+		return g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
+	}); err != nil {
+		return fmt.Errorf("txn: give back intents of %s: %w", tx.id, err)
+	}
+	for i := first; i < len(groups); i++ {
+		if err := tx.lockWaiting(groups[i], locked[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tryLock sends one Lock for g's refs. It returns nil when every intent is
+// taken, the intents of others that blocked it (nothing taken), or an
+// error: a *RetryError when a ref has a newer version than the read point.
+func (tx *Tx) tryLock(g *group) ([]backend.Conflict, error) {
 	req := backend.LockRequest{Txn: tx.id, Coord: tx.env.Coord.ID(), RP: tx.rp4check()}
 	for _, it := range g.items {
 		req.Items = append(req.Items, backend.LockItem{Name: it.e.name, Mode: it.mode, Value: it.value})
 	}
-	for round := 0; round < lockRounds; round++ {
-		res, err := g.drv.Lock(tx.ctx, req)
-		if err != nil {
-			return fmt.Errorf("txn: lock %v: %w", g.names, err)
+	res, err := g.drv.Lock(tx.ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("txn: lock %v: %w", g.names, err)
+	}
+	if len(res.Conflicts) == 0 {
+		for i, it := range g.items {
+			it.base = res.Newest[i]
 		}
-		if len(res.Conflicts) == 0 {
-			for i, it := range g.items {
-				it.base = res.Newest[i]
+		return nil, nil
+	}
+	var locked []backend.Conflict
+	for _, c := range res.Conflicts {
+		switch c.Reason {
+		case backend.Newer:
+			tx.env.Stats.Conflicts.Add(1)
+			return nil, retryf("%q has a version at %d, newer than read point %d", c.Name, c.Point, tx.rp)
+		case backend.Gone:
+			return nil, fmt.Errorf("txn: lock %q: %w", c.Name, backend.ErrNotFound)
+		case backend.Locked:
+			locked = append(locked, c)
+		}
+	}
+	return locked, nil
+}
+
+// lockWaiting locks g's refs, waiting for the holders of the intents it
+// meets (locked: those met by a Lock already sent, if any). Each round
+// waits for holders that then finished, so it goes on for as long as ctx
+// allows: others make progress meanwhile, and an intent whose holder died
+// is cleared once its lease ends.
+func (tx *Tx) lockWaiting(g *group, locked []backend.Conflict) error {
+	wait := tx.env.Resolver.NewWait(locks.Waiter{Priority: tx.prio, Record: tx.id})
+	for round := 0; ; round++ {
+		if round > 0 || locked == nil {
+			var err error
+			if locked, err = tx.tryLock(g); err != nil || locked == nil {
+				return err
 			}
-			return nil
 		}
-		for _, c := range res.Conflicts {
-			switch c.Reason {
-			case backend.Newer:
-				tx.env.Stats.Conflicts.Add(1)
-				return retryf("%q has a version at %d, newer than read point %d", c.Name, c.Point, tx.rp)
-			case backend.Gone:
-				return fmt.Errorf("txn: lock %q: %w", c.Name, backend.ErrNotFound)
-			case backend.Locked:
-				if err := tx.clear(g.drv, c); err != nil {
-					return err
-				}
+		for _, c := range locked {
+			if err := tx.clear(wait, g.drv, c, checked(g.items, c.Name)); err != nil {
+				return err
 			}
 		}
 	}
-	return retryf("%v stayed locked by others", g.names)
 }
 
 // stage stores one backend's computed commute values into its intents.

@@ -22,6 +22,11 @@ var (
 	// ErrForeignRef: a ref of a backend the transaction's STM does not know
 	// was used in it.
 	ErrForeignRef = errors.New("txn: ref of a backend unknown to this STM")
+	// ErrConflict is wrapped by the error of a Dosync that stopped
+	// retrying (stm.ErrRetryLimit), with the reason of its last retry: a
+	// conflict (first committer wins), a read fault, or an abort by an
+	// older transaction. It does not ask an outer Dosync to retry.
+	ErrConflict = errors.New("txn: conflict")
 )
 
 // RetryError marks an attempt that must run again: a conflict (first
@@ -31,6 +36,10 @@ type RetryError struct {
 }
 
 func (e *RetryError) Error() string { return "txn: retry: " + e.Reason }
+
+// Cause returns the reason for the retry as an error wrapping ErrConflict
+// that is not itself a *RetryError (see ErrConflict).
+func (e *RetryError) Cause() error { return fmt.Errorf("%w: %s", ErrConflict, e.Reason) }
 
 func retryf(format string, args ...any) *RetryError {
 	return &RetryError{Reason: fmt.Sprintf(format, args...)}

@@ -9,7 +9,9 @@ type Stats struct {
 	Retries    atomic.Int64 // attempts that ended in a retry
 	Conflicts  atomic.Int64 // retries from first committer wins
 	ReadFaults atomic.Int64 // retries because history did not reach back
-	Yields     atomic.Int64 // retries yielding to an older transaction
+	Yields     atomic.Int64 // retries because an older transaction aborted this one
+	Waits      atomic.Int64 // times a commit waited for another's intent
+	Escalated  atomic.Int64 // fast-path commits of stale commutes finished on the general path
 	OnePhase   atomic.Int64 // commits by the backend's fast path
 	General    atomic.Int64 // commits by the general path
 	Recomputes atomic.Int64 // commute values computed again on a stale base

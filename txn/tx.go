@@ -10,6 +10,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/internal/goid"
 	"github.com/epochal/epochal/locks"
 )
 
@@ -28,11 +29,13 @@ type Env struct {
 	NewID func() string
 	Stats *Stats
 	// CommuteRounds bounds how often the fast path computes commutes again
-	// on a stale base before the attempt retries.
+	// on a stale base before the commit takes the general path instead.
 	CommuteRounds int
 	// Faults holds test-only switches that break the protocol on purpose,
 	// so that tests and jepsen-lite can show their checkers catch it.
 	Faults Faults
+
+	floors sync.Map // backend ID -> *atomic.Uint64: other clocks' floors
 }
 
 // Faults are deliberate protocol bugs for proving checkers. Never set them
@@ -64,13 +67,48 @@ type Faults struct {
 	// that an incomplete feed and a trimmed history leave in the middle
 	// goes unannounced.
 	WatchGapFirstOnly bool
+	// WatchStartRace makes AddWatch install its watch only after the
+	// watcher's first read of the history, and only the AddWatch that
+	// started the watcher wait for that read: a RemoveWatch of another
+	// key meanwhile takes the watcher away from under the new watch, and
+	// a second AddWatch returns before the start point is fixed.
+	WatchStartRace bool
 }
 
-// Observe raises the process's point floor to p.
-func (e *Env) Observe(p clock.Point) {
+// Observe raises the process's point floor to p, a point of the
+// coordinator's clock.
+func (e *Env) Observe(p clock.Point) { raise(e.Floor, p) }
+
+// ObserveOn records p, a commit point drawn by drv's own clock (an atom's,
+// a promise's or a delay's compare-and-set on drv). Points of different
+// clocks are never compared: only a point of the coordinator's clock
+// raises the floor transactions read at; another backend's points raise
+// that backend's floor (FloorOf), which only its own references use.
+func (e *Env) ObserveOn(drv backend.Driver, p clock.Point) {
+	if drv.ID() == e.Coord.ID() || e.Faults.ObserveForeignPoints {
+		e.Observe(p)
+		return
+	}
+	f, _ := e.floors.LoadOrStore(drv.ID(), new(atomic.Uint64))
+	raise(f.(*atomic.Uint64), p)
+}
+
+// FloorOf is the newest point of drv's clock this process has seen: the
+// coordinator's floor for the coordinator, else what ObserveOn recorded.
+func (e *Env) FloorOf(drv backend.Driver) clock.Point {
+	if drv.ID() == e.Coord.ID() {
+		return clock.Point(e.Floor.Load())
+	}
+	if f, ok := e.floors.Load(drv.ID()); ok {
+		return clock.Point(f.(*atomic.Uint64).Load())
+	}
+	return 0
+}
+
+func raise(f *atomic.Uint64, p clock.Point) {
 	for {
-		cur := e.Floor.Load()
-		if uint64(p) <= cur || e.Floor.CompareAndSwap(cur, uint64(p)) {
+		cur := f.Load()
+		if uint64(p) <= cur || f.CompareAndSwap(cur, uint64(p)) {
 			return
 		}
 	}
@@ -97,6 +135,7 @@ type entry struct {
 	newest backend.Version
 
 	read     bool // read by the function: prefetched on a retry
+	fault    bool // a read ahead at the read point faulted (history is short)
 	written  bool
 	commuted bool
 	ensured  bool
@@ -145,7 +184,7 @@ func FromContext(ctx context.Context) *Tx {
 // prefetch that live in the coordinator are read at once, together with the
 // read point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
-	tx := &Tx{env: env, id: env.NewID(), gid: goid(), prioRef: prio, floor: clock.Point(env.Floor.Load())}
+	tx := &Tx{env: env, id: env.NewID(), gid: goid.Get(), prioRef: prio, floor: clock.Point(env.Floor.Load())}
 	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
 	var names []string
 	for _, k := range prefetch {
@@ -160,14 +199,29 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 		}
 		if tx.setRP(res.RP) {
 			for i, it := range res.Items {
-				if it.Found && it.Intent == nil && it.Result == history.Found {
-					e := tx.entry(Key{env.Coord, names[i]})
-					e.loaded, e.val, e.newest = true, it.Version.Value, it.Newest
-				}
+				tx.prefetched(tx.entry(Key{env.Coord, names[i]}), it)
 			}
 		}
 	}
 	return tx, nil
+}
+
+// prefetched takes what a read ahead of the function (Begin, Preload) found
+// for e. A plain version is e's value. A read fault is kept, so that Read
+// retries on it instead of reading again and making the driver grow the
+// history a second time. Anything else (an intent to look into, a missing
+// ref) is left to Read, which handles it.
+func (tx *Tx) prefetched(e *entry, it backend.ReadItem) {
+	if !it.Found || it.Intent != nil {
+		return
+	}
+	e.newest = it.Newest
+	switch it.Result {
+	case history.Found:
+		e.loaded, e.val = true, it.Version.Value
+	case history.Fault:
+		e.fault = true
+	}
 }
 
 // setRP fixes the read point at p, raised to the process's floor as it
@@ -183,7 +237,7 @@ func (tx *Tx) setRP(p clock.Point) bool {
 	}
 	tx.rp, tx.rpSet = p, true
 	tx.env.Observe(p)
-	if tx.prioRef.Point == 0 {
+	if tx.prioRef.ID == "" { // the Dosync's first read point (which may be 0)
 		*tx.prioRef = locks.Priority{Point: p, ID: tx.id}
 	}
 	tx.prio = *tx.prioRef
@@ -229,7 +283,7 @@ func (tx *Tx) Context() context.Context { return tx.ctx }
 func (tx *Tx) Joinable(env *Env) bool {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	return tx.env == env && !tx.done && tx.gid == goid()
+	return tx.env == env && !tx.done && tx.gid == goid.Get()
 }
 
 // End marks the attempt over: any later use panics with ErrOutsideTx.
@@ -271,6 +325,18 @@ func (tx *Tx) live() {
 func (tx *Tx) unwind(err error) {
 	tx.doomed = err
 	panic(abort{err})
+}
+
+// Doom marks the attempt so that it cannot commit: its Commit returns err
+// (the first error it was doomed with), and any later use of the Tx
+// unwinds the function with it. Unlike Abort it returns normally, for a
+// nested Dosync that returns its function's error to the outer function.
+func (tx *Tx) Doom(err error) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.doomed == nil && !tx.done && !tx.committing {
+		tx.doomed = err
+	}
 }
 
 // Abort ends the transaction with err, without retry: nothing is written.
@@ -334,7 +400,8 @@ func (tx *Tx) Read(k Key) []byte {
 // Preload reads the refs of keys that the attempt has not read yet in one
 // round trip per backend, the coordinator's first, and with the read point
 // if it is not drawn yet. It is only an optimisation: a ref that needs more
-// (an intent to resolve, a read fault) is left for Read, which handles it.
+// (an intent to resolve) is left for Read, which handles it; a read fault
+// is kept for Read to retry on (see prefetched).
 func (tx *Tx) Preload(keys ...Key) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -344,7 +411,7 @@ func (tx *Tx) Preload(keys ...Key) {
 	groups := map[string][]*entry{}
 	for _, k := range keys {
 		e := tx.entry(k)
-		if e.loaded {
+		if e.loaded || e.fault {
 			continue
 		}
 		id := e.drv.ID()
@@ -380,10 +447,8 @@ func (tx *Tx) Preload(keys ...Key) {
 			tx.unwind(fmt.Errorf("txn: read %v at %d: %w", names, tx.rp, err))
 		}
 		for i, it := range res.Items {
-			if it.Found && it.Intent == nil && it.Result == history.Found {
-				e := es[i]
-				e.loaded, e.read, e.val, e.newest = true, true, it.Version.Value, it.Newest
-			}
+			tx.prefetched(es[i], it)
+			es[i].read = es[i].read || es[i].loaded
 		}
 	}
 }
@@ -408,22 +473,7 @@ func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
 // result; at commit f runs again on the newest committed value, so
 // commutes never conflict with each other.
 func (tx *Tx) Commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
-	tx.mu.Lock()
-	tx.live()
-	e := tx.entry(k)
-	if !e.loaded {
-		func() {
-			defer func() {
-				if v := recover(); v != nil {
-					tx.mu.Unlock()
-					panic(v)
-				}
-			}()
-			tx.load(e, true)
-		}()
-	}
-	old := e.val
-	tx.mu.Unlock()
+	e, old := tx.commuteBase(k)
 	// User code runs without the lock, so it may use the Tx.
 	nv, err := f(old)
 	tx.mu.Lock()
@@ -438,6 +488,20 @@ func (tx *Tx) Commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
 		e.validate = validate
 	}
 	return nv
+}
+
+// commuteBase returns the entry of k and its in-transaction value, the
+// base of a commute. Like every method that takes tx.mu, it releases it
+// with a deferred unlock: live, entry and load panic to unwind.
+func (tx *Tx) commuteBase(k Key) (*entry, []byte) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.live()
+	e := tx.entry(k)
+	if !e.loaded {
+		tx.load(e, true)
+	}
+	return e, e.val
 }
 
 // Ensure protects the ref from writes by others until this transaction
@@ -458,6 +522,12 @@ func (tx *Tx) Ensure(k Key) []byte {
 // (anyNewest) that finds history too short uses the newest value instead of
 // faulting. The caller holds tx.mu.
 func (tx *Tx) load(e *entry, anyNewest bool) {
+	if e.fault {
+		// Read ahead at this read point, the history was too short (and
+		// the driver grew it then): reading again would fault again.
+		tx.faulted(e, anyNewest)
+		return
+	}
 	const maxRereads = 8
 	for tries := 0; ; tries++ {
 		var res backend.ReadResult
@@ -483,6 +553,10 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 		}
 		e.newest = it.Newest
 		if in := it.Intent; in != nil {
+			// The holder's status, as the coordinator has it now: a
+			// record a lookup reports missing is confirmed by a
+			// linearizable step first (Resolver.Record), never believed
+			// from a read that may be stale.
 			rec, err := tx.env.Resolver.Record(tx.ctx, in)
 			if err != nil {
 				tx.unwind(fmt.Errorf("txn: read %q: %w", e.name, err))
@@ -500,9 +574,12 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 						return
 					}
 				}
+				tx.help(e, rec)
+			case backend.Aborted:
+				tx.help(e, rec)
 			case backend.Missing:
-				// The holder finished between our two reads, or this is a
-				// stray duplicate of an old request: clear it and read again.
+				// Only with Faults.TrustMissingRecord (Record confirms a
+				// missing record otherwise): clear it and read again.
 				if tries < maxRereads {
 					tx.help(e, rec)
 					continue
@@ -511,26 +588,38 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 			}
 			// Pending: it cannot commit at or before our point (drawing its
 			// CP and marking it committed is one step, after our RP was
-			// drawn), so readers never wait for writers. Aborted: ignored.
+			// drawn), so readers never wait for writers. Committed after
+			// our point, or aborted: the version underneath is ours.
 		}
 		if it.Result == history.Fault {
-			if anyNewest {
-				e.loaded, e.val = true, e.newest.Value
-				return
-			}
-			tx.env.Stats.ReadFaults.Add(1)
-			tx.unwind(retryf("read fault: history of %q no longer reaches point %d", e.name, tx.rp))
+			tx.faulted(e, anyNewest)
+			return
 		}
 		e.loaded, e.val = true, it.Version.Value
 		return
 	}
 }
 
-// help finishes another transaction's intent on e when its holder looks
-// dead (lease over) or is done (no record). Errors are ignored: helping is
-// an optimisation, and the sweeper recovers whatever is left.
+// faulted handles a read of e that found no version at or before the read
+// point (history was trimmed): a commute (anyNewest) takes the newest
+// value, its value being provisional anyway; a read retries the attempt.
+func (tx *Tx) faulted(e *entry, anyNewest bool) {
+	if anyNewest {
+		e.loaded, e.val = true, e.newest.Value
+		return
+	}
+	tx.env.Stats.ReadFaults.Add(1)
+	tx.unwind(retryf("read fault: history of %q no longer reaches point %d", e.name, tx.rp))
+}
+
+// help finishes another transaction's intent on e once its record is
+// final: rolled forward at once when committed (readers already see its
+// value through the record; rolling it forward spares the next reader the
+// record lookup), back when aborted or missing. A pending holder is left
+// alone: readers never wait for writers. Errors are ignored: helping is an
+// optimisation, and the sweeper recovers whatever is left.
 func (tx *Tx) help(e *entry, rec backend.Record) {
-	if rec.Status != backend.Missing && !tx.env.Resolver.Expired(rec) {
+	if rec.Status == backend.Pending {
 		return
 	}
 	if tx.env.Resolver.Finish(tx.ctx, e.drv, e.name, rec) == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,7 @@ func testInvariants(t *testing.T, newDriver NewDriver) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
 			t.Run("LostUpdate", func(t *testing.T) { testLostUpdate(t, open(t, newDriver(t), p.opts...)) })
-			t.Run("CommuteNeverConflicts", func(t *testing.T) { testCommute(t, open(t, newDriver(t), p.opts...)) })
+			t.Run("CommuteNeverConflicts", func(t *testing.T) { testCommute(t, open(t, newDriver(t), p.opts...), nil) })
 			t.Run("ReadSkew", func(t *testing.T) {
 				s := open(t, newDriver(t), p.opts...)
 				testReadSkew(t, s, s.Coordinator())
@@ -39,9 +40,13 @@ func testInvariants(t *testing.T, newDriver NewDriver) {
 		coord, other := newDriver(t), newDriver(t)
 		s := open(t, coord)
 		testReadSkew(t, s, other)
+		t.Run("CommuteNeverConflicts", func(t *testing.T) { testCommute(t, s, other) })
 	})
+	t.Run("ForeignClocks", func(t *testing.T) { testForeignClocks(t, newDriver) })
+	t.Run("DosyncReturnsAfterCommutePanics", func(t *testing.T) { testCommutePanicsReturn(t, newDriver) })
 	t.Run("MonotonicReadPoint", func(t *testing.T) { testMonotonic(t, open(t, newDriver(t))) })
 	t.Run("WatchAfterCommit", func(t *testing.T) { testWatch(t, open(t, newDriver(t))) })
+	t.Run("Watches", func(t *testing.T) { testWatches(t, newDriver) })
 	t.Run("ReadFaultGrowsHistory", func(t *testing.T) { testReadFault(t, open(t, newDriver(t))) })
 	t.Run("NestedDosyncJoins", func(t *testing.T) { testNested(t, open(t, newDriver(t))) })
 	t.Run("TxOutsideDosync", func(t *testing.T) { testOutside(t, open(t, newDriver(t))) })
@@ -99,15 +104,26 @@ func testLostUpdate(t *testing.T, ss ...*stm.STM) {
 
 // testCommute: commutes from many goroutines all land, and never fail first
 // committer wins (I3: "Commute never conflicts with another Commute").
-func testCommute(t *testing.T, s *stm.STM) {
+func testCommute(t *testing.T, s *stm.STM, other backend.Driver) {
 	ctx := tctx(t)
 	r := newRef(t, s, uniq("hits"), 0)
+	// With other, each transaction also commutes a counter there: it
+	// takes the general path, locking both backends.
+	var r2 *refs.Ref[int]
+	if other != nil {
+		r2 = newRef(t, s, uniq("hits2"), 0, refs.On(other))
+	}
 	before := s.Stats()
 	const workers, each = 6, 25
+	var runs atomic.Int64
 	parallel(workers, func(int) {
 		for j := 0; j < each; j++ {
 			if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+				runs.Add(1)
 				r.Commute(tx, func(v int) int { return v + 1 })
+				if r2 != nil {
+					r2.Commute(tx, func(v int) int { return v + 1 })
+				}
 				return nil
 			}); err != nil {
 				t.Errorf("Dosync: %v", err)
@@ -117,8 +133,20 @@ func testCommute(t *testing.T, s *stm.STM) {
 	if got := deref(t, r); got != workers*each {
 		t.Fatalf("commute lost updates: %d, want %d", got, workers*each)
 	}
-	if c := s.Stats().Conflicts - before.Conflicts; c != 0 {
+	if r2 != nil {
+		if got := deref(t, r2); got != workers*each {
+			t.Fatalf("commute on the second backend lost updates: %d, want %d", got, workers*each)
+		}
+	}
+	st := s.Stats()
+	if c := st.Conflicts - before.Conflicts; c != 0 {
 		t.Fatalf("%d first-committer-wins conflicts among pure commutes, want 0", c)
+	}
+	// I3: a commute never conflicts with another, so no transaction of
+	// pure commutes runs its function twice, whether the commutes waited
+	// for each other's intents or not.
+	if n, rt, y := runs.Load(), st.Retries-before.Retries, st.Yields-before.Yields; n != workers*each || rt != 0 || y != 0 {
+		t.Fatalf("pure commutes ran their functions %d times for %d commits (%d retries, %d yields), want once per commit", n, workers*each, rt, y)
 	}
 }
 
@@ -558,6 +586,27 @@ func testNested(t *testing.T, s *stm.STM) {
 	if deref(t, a) != 0 || deref(t, b) != 0 {
 		t.Fatal("writes of an aborted outer transaction (and its joined inner) are visible")
 	}
+	// A joined Dosync whose function fails dooms the outer one: the
+	// writes it made before failing cannot be taken back alone, so the
+	// outer commits nothing and returns that error, even if its function
+	// goes on and returns nil.
+	err = s.Dosync(ctx, func(tx *txn.Tx) error {
+		a.Set(tx, 2)
+		inner := s.Dosync(tx.Context(), func(inner *txn.Tx) error {
+			b.Set(inner, 2)
+			return errBoom
+		})
+		if !errors.Is(inner, errBoom) {
+			return fmt.Errorf("inner Dosync = %v, want its function's error", inner)
+		}
+		return nil // the function handles the error and carries on
+	})
+	if !errors.Is(err, errBoom) {
+		t.Fatalf("outer Dosync after a joined Dosync failed = %v, want the inner error", err)
+	}
+	if deref(t, a) != 0 || deref(t, b) != 0 {
+		t.Fatal("a failed joined Dosync's half-done writes were committed by the outer one")
+	}
 	// Another goroutine with the same ctx runs a transaction of its own.
 	err = s.Dosync(ctx, func(tx *txn.Tx) error {
 		done := make(chan error, 1)
@@ -734,6 +783,10 @@ func testRetryLimit(t *testing.T, s *stm.STM) {
 	if txn.IsRetry(err) {
 		t.Fatal("ErrRetryLimit must not itself ask an outer Dosync to retry")
 	}
+	// It wraps the last reason to retry: here a conflict on x.
+	if !errors.Is(err, txn.ErrConflict) || !strings.Contains(err.Error(), r.Name()) {
+		t.Fatalf("ErrRetryLimit = %v, want it to wrap txn.ErrConflict naming %q", err, r.Name())
+	}
 	if v := deref(t, r); v != 1 {
 		t.Fatalf("x = %d, want 1 (the inner commit only)", v)
 	}
@@ -827,5 +880,79 @@ func testPrefetch(t *testing.T, coord, other backend.Driver) {
 	}
 	if deref(t, a) != 10 || deref(t, b) != 20 {
 		t.Fatal("the prefetching transaction's writes were lost")
+	}
+}
+
+// testCommutePanicsReturn: a Commute that panics inside the engine must
+// leave the transaction usable for cleanup, so that Dosync returns (a
+// review found Commute held the transaction's mutex across calls that
+// panic, and the Dosync then never returned): a ref of a backend the STM
+// does not know, a Commute after the user swallowed the engine's unwinding
+// panic, and a Commute called from a commute function at commit.
+func testCommutePanicsReturn(t *testing.T, newDriver NewDriver) {
+	b1, b2 := newDriver(t), newDriver(t)
+	s := open(t, b1)
+	x := newRef(t, s, uniq("x"), 0)
+	// y lives in b2, which only s2 knows.
+	s2 := open(t, b1, stm.WithBackends(b2))
+	y := newRef(t, s2, uniq("y"), 0, refs.On(b2))
+	run := func(t *testing.T, fn func(tx *txn.Tx) error) (err error, panicked any) {
+		t.Helper()
+		type result struct {
+			err error
+			v   any
+		}
+		done := make(chan result, 1)
+		go func() {
+			var r result
+			defer func() { r.v = recover(); done <- r }()
+			r.err = s.Dosync(tctx(t), fn)
+		}()
+		r := recv(t, done, "Dosync's return (it hung)")
+		return r.err, r.v
+	}
+	t.Run("ForeignRef", func(t *testing.T) {
+		err, v := run(t, func(tx *txn.Tx) error {
+			y.Commute(tx, func(v int) int { return v + 1 })
+			return nil
+		})
+		if v != nil || !errors.Is(err, txn.ErrForeignRef) {
+			t.Fatalf("Commute of a ref of an unknown backend: %v (panic %v), want txn.ErrForeignRef", err, v)
+		}
+	})
+	t.Run("AfterSwallowedUnwind", func(t *testing.T) {
+		err, v := run(t, func(tx *txn.Tx) error {
+			func() {
+				defer func() { _ = recover() }() // wrong, but users do it
+				y.Get(tx)
+			}()
+			x.Commute(tx, func(v int) int { return v + 1 })
+			return nil
+		})
+		if v != nil || !errors.Is(err, txn.ErrForeignRef) {
+			t.Fatalf("Commute after a swallowed unwind: %v (panic %v), want the unwound error, txn.ErrForeignRef", err, v)
+		}
+	})
+	t.Run("FromCommuteFunction", func(t *testing.T) {
+		calls := 0
+		err, v := run(t, func(tx *txn.Tx) error {
+			x.Commute(tx, func(v int) int {
+				if calls++; calls == 2 { // at commit
+					x.Commute(tx, func(v int) int { return v })
+				}
+				return v + 1
+			})
+			return nil
+		})
+		perr, _ := v.(error)
+		if !errors.Is(perr, txn.ErrOutsideTx) {
+			t.Fatalf("Commute from a commute function at commit: %v, panic %v; want a panic wrapping txn.ErrOutsideTx", err, v)
+		}
+	})
+	if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { x.Set(tx, 7); return nil }); err != nil {
+		t.Fatalf("a Dosync after the panics: %v", err)
+	}
+	if v := deref(t, x); v != 7 {
+		t.Fatalf("x = %d, want 7", v)
 	}
 }

@@ -46,6 +46,7 @@ func testMutex(t *testing.T, newDriver NewDriver) {
 	t.Run("FIFO", func(t *testing.T) { mutexFIFO(t, newDriver(t)) })
 	t.Run("Lost", func(t *testing.T) { mutexLost(t, newDriver(t)) })
 	t.Run("BadInput", func(t *testing.T) { mutexBadInput(t, newDriver(t)) })
+	t.Run("SharedMutexExcludesGoroutines", func(t *testing.T) { sharedMutexExcludes(t, newDriver(t)) })
 	t.Run("OverSTM", func(t *testing.T) {
 		d := newDriver(t)
 		m := newMutex(t, open(t, d), uniq("stm"))
@@ -235,15 +236,7 @@ func mutexTryLock(t *testing.T, d backend.Driver) {
 		t.Fatalf("TryLock of a held lock = %v, %v, want false, nil", ok, err)
 	}
 	// A deadline: false at the deadline, not before.
-	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	ok, err := b.TryLock(dctx)
-	cancel()
-	if ok || err != nil {
-		t.Fatalf("TryLock with a deadline = %v, %v, want false, nil", ok, err)
-	}
-	if dctx.Err() == nil {
-		t.Fatal("TryLock with a deadline returned false before the deadline")
-	}
+	tryHeld(t, ctx, b.TryLock)
 	if b.Token() != 0 {
 		t.Fatal("a failed TryLock left a token")
 	}
@@ -256,6 +249,9 @@ func mutexTryLock(t *testing.T, d backend.Driver) {
 		if err == nil && !ok {
 			err = errors.New("TryLock gave up although the lock was freed before its deadline")
 		}
+		if err == nil {
+			err = b.Unlock(ctx) // the holder is this goroutine
+		}
 		got <- err
 	}()
 	waitEntries(t, d, "lock/"+name, 2)
@@ -265,11 +261,32 @@ func mutexTryLock(t *testing.T, d backend.Driver) {
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Unlock(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if es := entries(t, d.(backend.Sessions), "lock/"+name, false); len(es) != 0 {
 		t.Fatalf("entries left after every unlock: %+v", es)
+	}
+}
+
+// tryHeld calls try (a TryLock of a lock held by another) with a deadline
+// and wants (false, nil), once the deadline has passed. A deadline that
+// passed before the backend answered is an error wrapping
+// context.DeadlineExceeded (not "held"): on a slow machine, try again
+// with a longer one.
+func tryHeld(t *testing.T, ctx context.Context, try func(context.Context) (bool, error)) {
+	t.Helper()
+	for d := 200 * time.Millisecond; ; d *= 2 {
+		dctx, cancel := context.WithTimeout(ctx, d)
+		ok, err := try(dctx)
+		cancel()
+		if err != nil && errors.Is(err, context.DeadlineExceeded) && !ok && d < 30*time.Second {
+			continue // the backend did not answer in time
+		}
+		if ok || err != nil {
+			t.Fatalf("TryLock with a deadline of %v on a held lock = %v, %v, want false, nil", d, ok, err)
+		}
+		if dctx.Err() == nil {
+			t.Fatal("TryLock with a deadline returned false before the deadline")
+		}
+		return
 	}
 }
 
@@ -474,9 +491,164 @@ func mutexBadInput(t *testing.T, d backend.Driver) {
 	_ = other.Unlock(ctx)
 }
 
+// sharedMutexExcludes: goroutines sharing one *Mutex exclude each other as
+// with sync.Mutex: the holder is the goroutine that called Lock (a second
+// Lock on it counts), Unlock from another goroutine is ErrNotHeld, Token
+// and Lost are the holder's, and TryLock on another goroutine says
+// (false, nil) while the holder holds.
+func sharedMutexExcludes(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	m := newMutex(t, d, uniq("shared"))
+	const workers, rounds = 4, 15
+	var inside atomic.Int64
+	var last atomic.Uint64
+	parallelErr(t, workers, func(w int) error {
+		for i := 0; i < rounds; i++ {
+			if err := m.Lock(ctx); err != nil {
+				return fmt.Errorf("Lock: %w", err)
+			}
+			if n := inside.Add(1); n != 1 {
+				inside.Add(-1)
+				_ = m.Unlock(ctx)
+				return fmt.Errorf("%d goroutines inside the critical section of one shared *Mutex", n)
+			}
+			tok := m.Token()
+			if tok <= last.Load() {
+				return fmt.Errorf("token %d not above the previous holder's %d", tok, last.Load())
+			}
+			last.Store(tok)
+			if i%5 == 0 { // reentrant on the holding goroutine
+				if err := m.Lock(ctx); err != nil {
+					return fmt.Errorf("reentrant Lock: %w", err)
+				}
+				if m.Token() != tok {
+					return fmt.Errorf("a reentrant Lock changed the token")
+				}
+				if err := m.Unlock(ctx); err != nil {
+					return fmt.Errorf("inner Unlock: %w", err)
+				}
+			}
+			runtime.Gosched()
+			inside.Add(-1)
+			if err := m.Unlock(ctx); err != nil {
+				return fmt.Errorf("Unlock: %w", err)
+			}
+		}
+		return nil
+	})
+	// One goroutine holds; the others see it held and cannot unlock it.
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok := m.Token()
+	other := make(chan error, 1)
+	go func() {
+		if got := m.Token(); got != 0 {
+			other <- fmt.Errorf("Token on a goroutine that does not hold = %d, want 0", got)
+			return
+		}
+		select {
+		case <-m.Lost():
+		default:
+			other <- errors.New("Lost on a goroutine that does not hold is open")
+			return
+		}
+		if err := m.Unlock(ctx); !errors.Is(err, locks.ErrNotHeld) {
+			other <- fmt.Errorf("Unlock from a goroutine that does not hold: %v, want ErrNotHeld", err)
+			return
+		}
+		if ok, err := m.TryLock(context.Background()); ok || err != nil {
+			other <- fmt.Errorf("TryLock (no deadline) on another goroutine while held = %v, %v; want false, nil", ok, err)
+			return
+		}
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if ok, err := m.TryLock(dctx); ok || err != nil {
+			other <- fmt.Errorf("TryLock (deadline) on another goroutine while held = %v, %v; want false, nil", ok, err)
+			return
+		}
+		other <- nil
+	}()
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	if m.Token() != tok {
+		t.Fatalf("the holder's token changed to %d", m.Token())
+	}
+	select {
+	case <-m.Lost():
+		t.Fatal("the holder's Lost is closed")
+	default:
+	}
+	// A waiter on another goroutine gets it once the holder unlocks.
+	waited := make(chan error, 1)
+	go func() {
+		if err := m.Lock(ctx); err != nil {
+			waited <- err
+			return
+		}
+		if m.Token() <= tok {
+			waited <- fmt.Errorf("token %d after %d", m.Token(), tok)
+			return
+		}
+		waited <- m.Unlock(ctx)
+	}()
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sharedRWMutexExcludes: goroutines sharing one *RWMutex: writers exclude
+// everyone, readers share.
+func sharedRWMutexExcludes(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	m := newRW(t, d, uniq("sharedrw"))
+	const workers, rounds = 4, 12
+	var readers, writers atomic.Int64
+	var bad atomic.Value
+	parallelErr(t, workers, func(w int) error {
+		for i := 0; i < rounds; i++ {
+			if (w+i)%2 == 0 {
+				if err := m.Lock(ctx); err != nil {
+					return err
+				}
+				if writers.Add(1) != 1 || readers.Load() != 0 {
+					bad.CompareAndSwap(nil, "a writer of a shared *RWMutex shared the lock")
+				}
+				runtime.Gosched()
+				writers.Add(-1)
+				if err := m.Unlock(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := m.RLock(ctx); err != nil {
+				return err
+			}
+			readers.Add(1)
+			if writers.Load() != 0 {
+				bad.CompareAndSwap(nil, "a reader of a shared *RWMutex got in with a writer")
+			}
+			runtime.Gosched()
+			readers.Add(-1)
+			if err := m.RUnlock(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+}
+
 func testRWMutex(t *testing.T, newDriver NewDriver) {
 	t.Run("Readers", func(t *testing.T) { rwReaders(t, newDriver(t)) })
 	t.Run("Exclusion", func(t *testing.T) { rwExclusion(t, newDriver(t)) })
+	t.Run("SharedRWMutexExcludesWriters", func(t *testing.T) { sharedRWMutexExcludes(t, newDriver(t)) })
 }
 
 // rwReaders: readers overlap, a writer waits for them, and a reader that
@@ -610,6 +782,9 @@ func testGroup(t *testing.T, newDriver NewDriver) {
 	t.Run("Membership", func(t *testing.T) { groupMembership(t, newDriver(t)) })
 	t.Run("Rejoin", func(t *testing.T) { groupRejoin(t, newDriver(t)) })
 	t.Run("SlowReader", func(t *testing.T) { groupSlowReader(t, newDriver(t)) })
+	t.Run("GroupMemberJoinedAndLeftIsReported", func(t *testing.T) { groupJoinedAndLeft(t, newDriver(t)) })
+	t.Run("WatchFromSnapshot", func(t *testing.T) { groupWatchFromSnapshot(t, newDriver(t)) })
+	t.Run("WatchGap", func(t *testing.T) { groupWatchGap(t, newDriver(t)) })
 	t.Run("BadInput", func(t *testing.T) { groupBadInput(t, newDriver(t)) })
 }
 
@@ -772,6 +947,205 @@ func groupSlowReader(t *testing.T, d backend.Driver) {
 	}
 	v := view{}
 	awaitView(t, slow, v, "slow", "m5", "m6", "m7")
+}
+
+// sessionsDriver is a driver with sessions.
+type sessionsDriver interface {
+	backend.Driver
+	backend.Sessions
+}
+
+// frozen passes every call to its driver, but listings wait while it is
+// shut: a watcher over it takes no look meanwhile.
+type frozen struct {
+	sessionsDriver
+	mu       sync.Mutex
+	cond     *sync.Cond
+	shut     bool
+	inflight int
+}
+
+func newFrozen(d backend.Driver) *frozen {
+	f := &frozen{sessionsDriver: d.(sessionsDriver)}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *frozen) enter() {
+	f.mu.Lock()
+	for f.shut {
+		f.cond.Wait()
+	}
+	f.inflight++
+	f.mu.Unlock()
+}
+
+func (f *frozen) exit() {
+	f.mu.Lock()
+	f.inflight--
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+// freeze shuts the gate and waits until no listing is in flight.
+func (f *frozen) freeze() {
+	f.mu.Lock()
+	f.shut = true
+	for f.inflight > 0 {
+		f.cond.Wait()
+	}
+	f.mu.Unlock()
+}
+
+func (f *frozen) thaw() {
+	f.mu.Lock()
+	f.shut = false
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+func (f *frozen) Entries(ctx context.Context, dir string, details bool) ([]backend.Entry, error) {
+	f.enter()
+	defer f.exit()
+	return f.sessionsDriver.Entries(ctx, dir, details)
+}
+
+func (f *frozen) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	f.enter()
+	defer f.exit()
+	return f.sessionsDriver.ReadDir(ctx, req)
+}
+
+// groupJoinedAndLeft: a member that joins and leaves between two looks of
+// another member's watcher is reported to it, as joined and left, since
+// Members showed it meanwhile.
+func groupJoinedAndLeft(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("flicker")
+	fd := newFrozen(d)
+	a := join(t, fd, name, "a")
+	fd.freeze() // a's watcher takes no look until thaw
+	b := join(t, d, name, "b")
+	ms, err := group.Members(ctx, d, name)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("Members with a and b in = %+v, %v", ms, err)
+	}
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fd.thaw()
+	v := view{}
+	var sawJoin, sawLeave bool
+	timeout := time.After(time.Minute)
+	for !sawLeave {
+		select {
+		case ev, ok := <-a.Events():
+			if !ok {
+				t.Fatal("events closed")
+			}
+			v.apply(ev)
+			sawJoin = sawJoin || slices.Contains(ev.Joined, "b")
+			sawLeave = sawJoin && slices.Contains(ev.Left, "b")
+		case <-timeout:
+			t.Fatalf("a was never told that b joined and left (joined seen: %v; view %v)", sawJoin, v.names())
+		}
+	}
+	if got := v.names(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("a's view after b left: %v, want [a]", got)
+	}
+}
+
+// groupWatchFromSnapshot: MembersAt, then Watch from its snapshot: the
+// events after it, and only those, bring the snapshot's members to the
+// membership, a member who came and went meanwhile included.
+func groupWatchFromSnapshot(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("watch")
+	join(t, d, name, "a")
+	gone := join(t, d, name, "gone")
+	snap, err := group.MembersAt(ctx, d, name)
+	if err != nil || len(snap.Members) != 2 || snap.Rev == 0 {
+		t.Fatalf("MembersAt = %+v, %v", snap, err)
+	}
+	if err := gone.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := join(t, d, name, "b")
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	join(t, d, name, "c")
+	// Only now does the watch start, from the snapshot.
+	wctx, cancel := context.WithCancel(ctx)
+	events, err := group.Watch(wctx, d, name, snap, group.WithLease(lockLease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := view{"a": true, "gone": true}
+	var sawB bool
+	timeout := time.After(time.Minute)
+	for !sawB || !slices.Equal(v.names(), []string{"a", "c"}) {
+		select {
+		case ev := <-events:
+			if ev.Gap {
+				t.Fatalf("a gap in a watch from a recent snapshot: %+v", ev)
+			}
+			if slices.Contains(ev.Joined, "a") || slices.Contains(ev.Left, "a") {
+				t.Fatalf("event %+v about a, who stayed throughout", ev)
+			}
+			v.apply(ev)
+			sawB = sawB || (slices.Contains(ev.Joined, "b") && slices.Contains(ev.Left, "b"))
+		case <-timeout:
+			t.Fatalf("view %v a minute into the watch (b came and went reported: %v), want [a c]", v.names(), sawB)
+		}
+	}
+	cancel()
+	for range events { // closed when its ctx ends
+	}
+	if _, err := group.Watch(ctx, d, "", snap); !errors.Is(err, group.ErrName) {
+		t.Fatalf("Watch of a bad name: %v, want ErrName", err)
+	}
+}
+
+// groupWatchGap: a watch from a snapshot older than the group's log of
+// joins reaches is told so (Gap), and still brought to the membership.
+func groupWatchGap(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	name := uniq("gap")
+	join(t, d, name, "a")
+	snap, err := group.MembersAt(ctx, d, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := d.(backend.Sessions)
+	id, _ := openSession(t, ss, time.Minute)
+	for i := range backend.MinAddLog + 5 {
+		m := fmt.Sprintf("m%03d", i)
+		add(t, ss, id, group.DirPrefix+name, m, false, "")
+		if err := ss.RemoveEntry(ctx, id, group.DirPrefix+name, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join(t, d, name, "z")
+	events, err := group.Watch(ctx, d, name, snap, group.WithLease(lockLease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := view{"a": true}
+	gap := false
+	timeout := time.After(time.Minute)
+	for !slices.Equal(v.names(), []string{"a", "z"}) {
+		select {
+		case ev := <-events:
+			gap = gap || ev.Gap
+			v.apply(ev)
+		case <-timeout:
+			t.Fatalf("view %v a minute into the watch, want [a z]", v.names())
+		}
+	}
+	if !gap {
+		t.Fatal("no Gap in a watch from before more joins than the log keeps")
+	}
 }
 
 func groupBadInput(t *testing.T, d backend.Driver) {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"pgregory.net/rapid"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/faulty"
+	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
 )
@@ -41,7 +44,7 @@ func testModel(t *testing.T, newDriver NewDriver) {
 		var sum modelSummary
 		defer func() { t.Logf("exercised: %s", sum.String()) }()
 		rapid.Check(t, func(rt *rapid.T) {
-			p := genPlan(true).Draw(rt, "plan")
+			p := genPlan(genOpts{mixed: true, atomB2: true, watches: true}).Draw(rt, "plan")
 			ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
 			defer cancel()
 			h, err := runPlan(ctx, stms[p.General], b2, modelPrefix("model"), p)
@@ -56,6 +59,8 @@ func testModel(t *testing.T, newDriver NewDriver) {
 	})
 	t.Run("CheckerCatchesMutations", func(t *testing.T) { testModelMutations(t, newDriver) })
 	t.Run("BrokenEngineCaught", func(t *testing.T) { testModelBroken(t, newDriver) })
+	t.Run("ForeignAtomCaught", func(t *testing.T) { testModelForeignAtom(t, newDriver) })
+	t.Run("WatchStartRaceCaught", func(t *testing.T) { testModelWatchRace(t, newDriver) })
 	t.Run("EnsureHoldsOffOlderWriter", func(t *testing.T) { testEnsureOlderWriter(t, newDriver) })
 }
 
@@ -162,10 +167,96 @@ func testModelBroken(t *testing.T, newDriver NewDriver) {
 	}
 }
 
+// testModelForeignAtom: a fixed plan that swaps an atom on the second
+// backend (whose clock is ahead of the coordinator's) and then runs a
+// read-modify-write with a nested commit in between passes the checker on
+// the correct engine, and fails it on one whose atoms raise the read point
+// with their foreign points (txn.Faults.ObserveForeignPoints).
+func testModelForeignAtom(t *testing.T, newDriver NewDriver) {
+	rmw := []planOp{{Kind: opRead, Ref: 0}, {Kind: opNested, Ref: 0}, {Kind: opWrite, Ref: 0}}
+	p := modelPlan{Refs: 2, OnB2: []bool{false, false, false}, Clients: [][]planTxn{{{Swap: swapB2, Ops: rmw}}}}
+	b1, b2 := newDriver(t), newDriver(t)
+	ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
+	defer cancel()
+	if ahead, err := advanceDriverPast(ctx, b2, b1, modelPrefix("ahead")); err != nil || !ahead {
+		t.Logf("%s's clock cannot be kept ahead of %s's (%v): the bug has no effect in this pair", b2.ID(), b1.ID(), err)
+		return
+	}
+	h, err := runPlanOnce(ctx, b1, b2, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs := checkModel(h); len(vs) > 0 {
+		t.Fatalf("correct engine: %d violation(s):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
+	}
+	h, err = runPlanOnce(ctx, b1, b2, p, stm.WithFaults(txn.Faults{ObserveForeignPoints: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := checkModel(h)
+	if !slices.ContainsFunc(vs, func(v string) bool {
+		return strings.HasPrefix(v, "I1") || strings.HasPrefix(v, "I2") || strings.HasPrefix(v, "I3")
+	}) {
+		t.Fatalf("with ObserveForeignPoints the checker reported %d violation(s), none of I1-I3:\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
+	}
+	t.Logf("ObserveForeignPoints caught:\n%s", strings.Join(vs, "\n"))
+}
+
+// testModelWatchRace: two clients each add a watch on x0 and then set it,
+// while the watcher's first read of the history is held until a commit
+// happens (or a while passes). The correct engine tells both watches of
+// both commits; one whose second AddWatch returns before the start point
+// is fixed (txn.Faults.WatchStartRace) fails the checker's watch rules.
+func testModelWatchRace(t *testing.T, newDriver NewDriver) {
+	one := []planTxn{{Watch: addWatch, Ops: []planOp{{Kind: opWrite, Ref: 0}}}}
+	p := modelPlan{Refs: 2, Clients: [][]planTxn{one, one}}
+	run := func(faults txn.Faults) *modelHistory {
+		raw := newDriver(t)
+		w := faulty.Wrap(raw)
+		var armed atomic.Bool
+		armed.Store(true)
+		w.SetHook(func(c faulty.Call) faulty.Fault {
+			if c.Op == faulty.OpVersions && armed.CompareAndSwap(true, false) {
+				// Until a commit has landed (the clock moved) or a while
+				// passed: gives the race its chance, never needed to pass.
+				ctx := context.Background()
+				start, err := raw.ReadPoint(ctx)
+				deadline := time.Now().Add(200 * time.Millisecond)
+				for err == nil && time.Now().Before(deadline) {
+					var now clock.Point
+					if now, err = raw.ReadPoint(ctx); now > start {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return faulty.Pass
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
+		defer cancel()
+		h, err := runPlanOnce(ctx, w, newDriver(t), p, stm.WithFaults(faults))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	h := run(txn.Faults{})
+	if vs := checkModel(h); len(vs) > 0 {
+		t.Fatalf("correct engine: %d violation(s):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
+	}
+	h = run(txn.Faults{WatchStartRace: true})
+	vs := checkModel(h)
+	if !slices.ContainsFunc(vs, func(v string) bool { return strings.HasPrefix(v, "watch ") }) {
+		t.Fatalf("with WatchStartRace the checker reported no watch violation (%d others):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
+	}
+	t.Logf("WatchStartRace caught:\n%s", strings.Join(vs, "\n"))
+}
+
 // modelSummary adds up what the checks exercised, so a run's log shows
 // that conflicts, retries, aborts and both commit paths really happened.
 type modelSummary struct {
 	checks, mixed, committed, aborted, attempts int
+	swaps, watches, deliveries                  int
 	stats                                       stm.Stats
 }
 
@@ -183,6 +274,13 @@ func (s *modelSummary) add(p modelPlan, h *modelHistory) {
 			s.aborted++
 		}
 	}
+	for _, sw := range h.Swaps {
+		s.swaps += len(sw)
+	}
+	for _, w := range h.Watches {
+		s.watches++
+		s.deliveries += len(w.deliveries())
+	}
 	st := &s.stats
 	st.Commits += h.Stats.Commits
 	st.ReadOnly += h.Stats.ReadOnly
@@ -193,12 +291,13 @@ func (s *modelSummary) add(p modelPlan, h *modelHistory) {
 	st.General += h.Stats.General
 	st.Recomputes += h.Stats.Recomputes
 	st.Helped += h.Stats.Helped
+	st.Waits += h.Stats.Waits
 }
 
 func (s *modelSummary) String() string {
-	return fmt.Sprintf("%d runs (%d mixed-backend), %d transactions committed, %d aborted, %d attempts; engine: %d commits (%d one-phase, %d general, %d read-only), %d retries, %d conflicts, %d yields, %d commute recomputes, %d helped",
-		s.checks, s.mixed, s.committed, s.aborted, s.attempts, s.stats.Commits, s.stats.OnePhase, s.stats.General, s.stats.ReadOnly,
-		s.stats.Retries, s.stats.Conflicts, s.stats.Yields, s.stats.Recomputes, s.stats.Helped)
+	return fmt.Sprintf("%d runs (%d mixed-backend), %d transactions committed, %d aborted, %d attempts; %d atom swaps, %d watches told of %d changes; engine: %d commits (%d one-phase, %d general, %d read-only), %d retries, %d conflicts, %d yields, %d waits, %d commute recomputes, %d helped",
+		s.checks, s.mixed, s.committed, s.aborted, s.attempts, s.swaps, s.watches, s.deliveries, s.stats.Commits, s.stats.OnePhase, s.stats.General, s.stats.ReadOnly,
+		s.stats.Retries, s.stats.Conflicts, s.stats.Yields, s.stats.Waits, s.stats.Recomputes, s.stats.Helped)
 }
 
 // runPlanOnce runs p on an STM of its own, opened with extra options.

@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -50,6 +51,8 @@ func checkModel(h *modelHistory) []string {
 	c.firstCommitterWins()
 	c.commutes()
 	c.monotonicPoints()
+	c.atoms()
+	c.watches()
 	return c.out
 }
 
@@ -416,6 +419,114 @@ func (c *modelChecker) monotonicPoints() {
 						attemptRef{y, ya}.desc(), ya.RP, what, floor, attemptRef{x, xa}.desc(), y.Name)
 					break
 				}
+			}
+		}
+	}
+}
+
+// atoms checks the atom swaps done between transactions: each atom ends at
+// its number of swaps (none lost or applied twice); and a swap of the atom
+// in the coordinator is a commit of the coordinator's clock, so a Dosync
+// that began after it returned reads at or after its point (I5). (A swap
+// on the second backend is at a point of another clock, which must never
+// move a read point: if it did, transactions would read beyond commits
+// that come later, which the checks of I1 and I2 report.)
+func (c *modelChecker) atoms() {
+	for i := 1; i <= 2; i++ {
+		swaps := c.h.Swaps[i]
+		if len(swaps) == 0 {
+			continue
+		}
+		if c.h.Atoms[i] != len(swaps) {
+			c.violation("atom %d: final value %d after %d swaps that returned", i, c.h.Atoms[i], len(swaps))
+		}
+		if i != 1 {
+			continue
+		}
+		for _, sw := range swaps {
+			for _, y := range c.h.Txns {
+				if y.Start < sw.At {
+					continue
+				}
+				for _, ya := range y.Attempts {
+					if ya.RP < sw.Point {
+						c.violation("I5: %s read at %d, below the point %d of c%d's swap of the coordinator's atom (to %d), which returned before %s began",
+							attemptRef{y, ya}.desc(), ya.RP, sw.Point, sw.Client, sw.Value, y.Name)
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
+// watches checks the clients' watches on x0 (I6: once per committed
+// change, in commit order). A watch is told of a contiguous run of x0's
+// versions, each with the one before it as old, and never of anything
+// else (history is never trimmed in model runs: a gap notice is wrong). Its
+// run starts no later than the first version committed by a Dosync that
+// began after AddWatch returned (AddWatch fixes the start first), and for a
+// watch still installed at the end it reaches the newest version. (A watch
+// that was removed may stop anywhere: RemoveWatch does not wait.)
+func (c *modelChecker) watches() {
+	if len(c.h.Watches) == 0 {
+		return
+	}
+	r := c.h.Refs[0]
+	var order []string // x0's values, oldest first
+	index := map[string]int{}
+	for i := len(r.Versions) - 1; i >= 0; i-- {
+		index[r.Versions[i].Value] = len(order)
+		order = append(order, r.Versions[i].Value)
+	}
+	// first: the index of the first version of x0 committed by a Dosync
+	// that began after t.
+	first := func(t int64) int {
+		for i := 1; i < len(order); i++ {
+			w, ok := c.written[order[i]]
+			if ok && w.t.Start > t {
+				return i
+			}
+		}
+		return -1
+	}
+	keys := slices.Sorted(maps.Keys(c.h.Watches))
+	for _, key := range keys {
+		w := c.h.Watches[key]
+		ds := w.deliveries()
+		if w.Gaps > 0 {
+			c.violation("watch %s: %d gap notices, but no version of x0 was trimmed", key, w.Gaps)
+		}
+		prev := -1
+		for _, d := range ds {
+			i, ok := index[d[1]]
+			switch {
+			case !ok || i == 0:
+				c.violation("watch %s: told of %q, not a committed version of x0", key, d[1])
+				continue
+			case order[i-1] != d[0]:
+				c.violation("watch %s: told of %q with old value %q, but the version before it is %q", key, d[1], d[0], order[i-1])
+			case prev >= 0 && i != prev+1:
+				c.violation("watch %s: told of %q after %q: versions in between skipped, or out of order (I6)", key, d[1], order[prev])
+			}
+			prev = i
+		}
+		want := first(w.Added)
+		switch {
+		case want < 0:
+		case len(ds) == 0 && w.Removed == 0:
+			c.violation("watch %s: added at %d, never told of %q, committed by a Dosync that began after AddWatch returned", key, w.Added, order[want])
+		case len(ds) > 0 && index[ds[0][1]] > want:
+			c.violation("watch %s: added at %d, first told of %q, but %q came before it, committed by a Dosync that began after AddWatch returned",
+				key, w.Added, ds[0][1], order[want])
+		}
+		if w.Removed == 0 && len(order) > 1 && (len(ds) == 0 || ds[len(ds)-1][1] != order[len(order)-1]) {
+			last := "nothing"
+			if len(ds) > 0 {
+				last = fmt.Sprintf("%q", ds[len(ds)-1][1])
+			}
+			if want >= 0 || len(ds) > 0 {
+				c.violation("watch %s: still installed at the end, last told of %s, not of x0's newest version %q", key, last, order[len(order)-1])
 			}
 		}
 	}

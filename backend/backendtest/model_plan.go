@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -55,7 +56,30 @@ type planOp struct {
 type planTxn struct {
 	Ops   []planOp
 	Abort bool // the function returns errModelAbort after its ops
+	// Before the transaction, outside it, the client may swap an atom (on
+	// the coordinator or on the second backend, whose clock is kept ahead
+	// of the coordinator's) and add or remove its watch on x0.
+	Swap  swapKind
+	Watch watchOp
 }
+
+// swapKind is an atom swap a client does between its transactions.
+type swapKind int
+
+const (
+	noSwap swapKind = iota
+	swapB1          // the atom in the coordinator
+	swapB2          // the atom on the second backend (another clock)
+)
+
+// watchOp is a change of a client's watch on x0 between its transactions.
+type watchOp int
+
+const (
+	noWatch     watchOp = iota
+	addWatch            // AddWatch(client's key): installs it, or replaces it
+	removeWatch         // RemoveWatch(client's key): whether or not it is there
+)
 
 // modelPlan is one drawn scenario.
 type modelPlan struct {
@@ -119,7 +143,20 @@ func (p modelPlan) GoString() string {
 			if tx.Abort {
 				abort = "!"
 			}
-			fmt.Fprintf(&b, " [%s]%s", strings.Join(ops, " "), abort)
+			pre := ""
+			switch tx.Swap {
+			case swapB1:
+				pre += "swap1 "
+			case swapB2:
+				pre += "swap2 "
+			}
+			switch tx.Watch {
+			case addWatch:
+				pre += "watch+ "
+			case removeWatch:
+				pre += "watch- "
+			}
+			fmt.Fprintf(&b, " %s[%s]%s", pre, strings.Join(ops, " "), abort)
 		}
 	}
 	b.WriteString("}")
@@ -133,10 +170,19 @@ func modelRefLabel(i, nrefs int) string {
 	return fmt.Sprintf("x%d", i)
 }
 
+// genOpts says what a drawn plan may use beyond one backend's refs.
+type genOpts struct {
+	mixed   bool // refs on the second backend
+	atomB2  bool // atom swaps on the second backend
+	watches bool // watches on x0 (their goroutine makes driver calls of its own)
+}
+
 // genPlan draws a plan: 2-4 clients, 1-6 transactions each, 1-4 ops each
-// over 2-3 refs. Every draw shrinks towards the simplest case (a read, no
-// abort, the fast path, one backend).
-func genPlan(mixed bool) *rapid.Generator[modelPlan] {
+// over 2-3 refs, and now and then an atom swap or a watch change between
+// transactions. Every draw shrinks towards the simplest case (a read, no
+// abort, the fast path, one backend, no swap, no watch).
+func genPlan(o genOpts) *rapid.Generator[modelPlan] {
+	mixed := o.mixed
 	return rapid.Custom(func(t *rapid.T) modelPlan {
 		p := modelPlan{Refs: rapid.IntRange(2, 3).Draw(t, "refs")}
 		p.General = rapid.Bool().Draw(t, "general")
@@ -172,6 +218,22 @@ func genPlan(mixed bool) *rapid.Generator[modelPlan] {
 					tx.Ops = append(tx.Ops, op)
 				}
 				tx.Abort = rapid.IntRange(0, 5).Draw(t, "abort") == 5
+				switch rapid.IntRange(0, 9).Draw(t, "swap") {
+				case 8:
+					tx.Swap = swapB1
+				case 9:
+					if o.atomB2 {
+						tx.Swap = swapB2
+					}
+				}
+				if o.watches {
+					switch rapid.IntRange(0, 9).Draw(t, "watch") {
+					case 8:
+						tx.Watch = addWatch
+					case 9:
+						tx.Watch = removeWatch
+					}
+				}
 				txs = append(txs, tx)
 			}
 			p.Clients = append(p.Clients, txs)
@@ -266,17 +328,53 @@ type modelHistory struct {
 	CounterIni int
 	Txns       []*modelTxnRec
 	Stats      stm.Stats // the engine's counters for the run
+	// Swaps are the atom swaps, by atom (1: the coordinator's, 2: the
+	// second backend's); Atoms the atoms' final values.
+	Swaps [3][]modelSwap
+	Atoms [3]int
+	// Watches are the clients' watches on x0, by key.
+	Watches map[string]*modelWatch
+}
+
+// modelSwap is one atom swap: the value it set and the logical time it
+// returned at.
+type modelSwap struct {
+	Client int
+	Value  int
+	Point  clock.Point // the version's point, from the atom's history
+	At     int64
+}
+
+// modelWatch is one client's watch on x0: when AddWatch returned and
+// RemoveWatch was called (logical times; Removed 0: still installed at the
+// end) and what it was told.
+type modelWatch struct {
+	mu         sync.Mutex
+	Added      int64
+	Removed    int64
+	Deliveries [][2]string // old, new
+	Gaps       int
+}
+
+func (w *modelWatch) deliveries() [][2]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.Deliveries)
 }
 
 // modelRun is a plan being run: its STM, refs and logical clock.
 type modelRun struct {
-	s    *stm.STM
-	xs   []*refs.Ref[string]
-	ctr  *refs.Ref[int]
-	tick atomic.Int64
+	s     *stm.STM
+	xs    []*refs.Ref[string]
+	ctr   *refs.Ref[int]
+	atoms [3]*refs.Atom[int] // 1: in the coordinator, 2: on the second backend
+	tick  atomic.Int64
 
-	mu   sync.Mutex
-	txns []*modelTxnRec
+	mu      sync.Mutex
+	txns    []*modelTxnRec
+	swaps   [3][]modelSwap
+	watches map[string]*modelWatch // current watch of each key
+	ended   []*modelWatch          // watches removed (or replaced)
 }
 
 func (m *modelRun) now() int64 { return m.tick.Add(1) }
@@ -354,6 +452,9 @@ func runPlan(ctx context.Context, s *stm.STM, b2 backend.Driver, prefix string, 
 	if err != nil {
 		return nil, err
 	}
+	if err := m.newAtoms(ctx, prefix, b2, p); err != nil {
+		return nil, err
+	}
 
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -361,6 +462,7 @@ func runPlan(ctx context.Context, s *stm.STM, b2 backend.Driver, prefix string, 
 		wg.Go(func() {
 			<-start
 			for i, tx := range txs {
+				m.between(ctx, c, tx)
 				m.run(ctx, c, fmt.Sprintf("c%d-t%d", c, i), tx)
 			}
 		})
@@ -371,9 +473,139 @@ func runPlan(ctx context.Context, s *stm.STM, b2 backend.Driver, prefix string, 
 	return m.history(ctx, p, before)
 }
 
+// newAtoms creates the atoms the plan swaps. Before the second backend's
+// atom is swapped, its clock is moved well past the coordinator's, so that
+// its points, if they were ever taken for the coordinator's, would show
+// (as read points beyond every commit).
+func (m *modelRun) newAtoms(ctx context.Context, prefix string, b2 backend.Driver, p modelPlan) error {
+	var err error
+	for _, txs := range p.Clients {
+		for _, tx := range txs {
+			switch {
+			case tx.Swap == swapB1 && m.atoms[1] == nil:
+				if m.atoms[1], err = refs.NewAtom(ctx, m.s, prefix+"/atom1", 0); err != nil {
+					return err
+				}
+			case tx.Swap == swapB2 && m.atoms[2] == nil:
+				if m.atoms[2], err = refs.NewAtom(ctx, m.s, prefix+"/atom2", 0, refs.On(b2)); err != nil {
+					return err
+				}
+				if _, err := advanceDriverPast(ctx, b2, m.s.Coordinator(), prefix); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// advanceDriverPast moves drv's clock past coord's, by one-phase commits
+// of a scratch ref through the driver itself (no STM sees those points).
+// It reports whether drv's clock got well past coord's within 1000 commits
+// and is another clock (two ZooKeeper roots on one ensemble share one).
+func advanceDriverPast(ctx context.Context, drv, coord backend.Driver, prefix string) (bool, error) {
+	target, err := coord.ReadPoint(ctx)
+	if err != nil {
+		return false, err
+	}
+	target += 200
+	commit, err := scratch(ctx, drv, prefix+"/advance-b2")
+	if err != nil {
+		return false, err
+	}
+	for i := 0; i < 1000; i++ {
+		cp, err := commit()
+		if err != nil {
+			return false, err
+		}
+		if cp > target {
+			c, err := scratch(ctx, coord, prefix+"/advance-b1")
+			if err != nil {
+				return false, err
+			}
+			other, err := c()
+			return other < cp, err
+		}
+	}
+	return false, nil
+}
+
+// scratch returns a function that commits a new version of the scratch ref
+// name of drv through the driver itself and returns its point.
+func scratch(ctx context.Context, drv backend.Driver, name string) (func() (clock.Point, error), error) {
+	one, ok := drv.(backend.OnePhase)
+	if !ok {
+		return nil, fmt.Errorf("%s has no one-phase commit", drv.ID())
+	}
+	if _, err := drv.Create(ctx, backend.CreateRequest{Name: name, Kind: backend.KindRef, Value: []byte{0}}); err != nil {
+		return nil, err
+	}
+	i := 0
+	return func() (clock.Point, error) {
+		i++
+		res, err := one.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: fmt.Sprintf("%s-%d-%d", name, modelSeq.Add(1), i), RP: ^clock.Point(0), Time: time.Now(),
+			Items: []backend.OnePhaseItem{{Name: name, Mode: backend.ModeWrite, Value: []byte{byte(i)}}}})
+		if err == nil && res.Status != backend.Committed {
+			err = fmt.Errorf("scratch commit on %s: %+v", drv.ID(), res)
+		}
+		return res.CP, err
+	}, nil
+}
+
+// between runs what a client does before a transaction, outside it: an
+// atom swap, a change of its watch.
+func (m *modelRun) between(ctx context.Context, client int, p planTxn) {
+	if a := m.atoms[p.Swap]; p.Swap != noSwap && a != nil {
+		v, err := a.Swap(ctx, func(v int) int { return v + 1 })
+		m.mu.Lock()
+		if err == nil {
+			m.swaps[p.Swap] = append(m.swaps[p.Swap], modelSwap{Client: client, Value: v, At: m.now()})
+		}
+		m.mu.Unlock()
+	}
+	key := fmt.Sprintf("c%d", client)
+	switch p.Watch {
+	case addWatch:
+		w := &modelWatch{}
+		m.xs[0].AddWatch(key, func(_ string, _ *refs.Ref[string], old, new string) {
+			w.mu.Lock()
+			w.Deliveries = append(w.Deliveries, [2]string{old, new})
+			w.mu.Unlock()
+		}, refs.OnGap(func(string, clock.Point, clock.Point) {
+			w.mu.Lock()
+			w.Gaps++
+			w.mu.Unlock()
+		}))
+		w.Added = m.now()
+		m.mu.Lock()
+		if old := m.watches[key]; old != nil {
+			old.Removed = w.Added // replaced
+			m.ended = append(m.ended, old)
+		}
+		if m.watches == nil {
+			m.watches = map[string]*modelWatch{}
+		}
+		m.watches[key] = w
+		m.mu.Unlock()
+	case removeWatch:
+		at := m.now()
+		m.xs[0].RemoveWatch(key)
+		m.mu.Lock()
+		if w := m.watches[key]; w != nil {
+			w.Removed = at
+			m.ended = append(m.ended, w)
+			delete(m.watches, key)
+		}
+		m.mu.Unlock()
+	}
+}
+
 // history reads the refs back into a modelHistory once every client is
 // done.
 func (m *modelRun) history(ctx context.Context, p modelPlan, before stm.Stats) (*modelHistory, error) {
+	if _, err := m.watchesQuiet(ctx); err != nil {
+		return nil, err
+	}
 	h := &modelHistory{Txns: m.txns, CounterIni: modelCounterInit, Stats: modelStatsSince(before, m.s.Stats())}
 	for i, r := range m.xs {
 		vs, err := r.History(ctx)
@@ -394,7 +626,78 @@ func (m *modelRun) history(ctx context.Context, p modelPlan, before stm.Stats) (
 	for _, v := range vs {
 		h.Counter.Versions = append(h.Counter.Versions, modelVersion{Point: v.Point, Txn: v.Txn, Value: fmt.Sprint(v.Value), N: v.Value})
 	}
+	for i, a := range m.atoms {
+		if a == nil {
+			continue
+		}
+		av, err := a.History(ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.Atoms[i] = av[0].Value
+		h.Swaps[i] = m.swaps[i]
+		for j := range h.Swaps[i] {
+			for _, v := range av {
+				if v.Value == h.Swaps[i][j].Value {
+					h.Swaps[i][j].Point = v.Point
+				}
+			}
+		}
+	}
+	m.recordWatches(h)
 	return h, nil
+}
+
+// watchesQuiet ends the watches of the run: when some are still
+// installed, a last Dosync sets x0 (it began after every AddWatch
+// returned, so every installed watch must be told of it), and each waits
+// for it (up to the suite's bound: past it the checker reports what is
+// missing); then they are removed, and every watch of the run is recorded
+// in h. It returns the last Dosync's value ("" if none).
+func (m *modelRun) watchesQuiet(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	live := maps.Clone(m.watches)
+	m.mu.Unlock()
+	if len(live) == 0 {
+		return "", nil
+	}
+	const last = "last"
+	m.run(ctx, -1, last, planTxn{Ops: []planOp{{Kind: opWrite, Ref: 0}}})
+	final := fmt.Sprintf("%s-o0-a0", last)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for key, w := range live {
+	waiting:
+		for !slices.ContainsFunc(w.deliveries(), func(d [2]string) bool { return strings.HasPrefix(d[1], last+"-") }) {
+			select {
+			case <-ctx.Done():
+				break waiting
+			case <-deadline.C:
+				break waiting
+			case <-tick.C:
+			}
+		}
+		m.xs[0].RemoveWatch(key)
+	}
+	return final, nil
+}
+
+// recordWatches puts every watch of the run in h.
+func (m *modelRun) recordWatches(h *modelHistory) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.watches)+len(m.ended) == 0 {
+		return
+	}
+	h.Watches = map[string]*modelWatch{}
+	for key, w := range m.watches {
+		h.Watches[key] = w
+	}
+	for i, w := range m.ended {
+		h.Watches[fmt.Sprintf("ended-%d", i)] = w
+	}
 }
 
 // modelStatsSince returns the counters that grew from a to b.
@@ -403,7 +706,7 @@ func modelStatsSince(a, b stm.Stats) stm.Stats {
 		Commits: b.Commits - a.Commits, ReadOnly: b.ReadOnly - a.ReadOnly, Retries: b.Retries - a.Retries,
 		Conflicts: b.Conflicts - a.Conflicts, ReadFaults: b.ReadFaults - a.ReadFaults, Yields: b.Yields - a.Yields,
 		OnePhase: b.OnePhase - a.OnePhase, General: b.General - a.General, Recomputes: b.Recomputes - a.Recomputes,
-		Unknown: b.Unknown - a.Unknown, Helped: b.Helped - a.Helped,
+		Unknown: b.Unknown - a.Unknown, Helped: b.Helped - a.Helped, Waits: b.Waits - a.Waits,
 	}
 }
 

@@ -33,17 +33,22 @@ import (
 //     wrapper claims LocalClock, so read points are read on the calling
 //     goroutine, not by a batcher; leases are not involved (no locks
 //     package, no sessions);
-//   - one backend only (genPlan(false)): a transaction spanning two
-//     backends runs its lock, stage and roll-forward steps on goroutines
-//     of its own (txn/commit.go, each), which the scheduler cannot tell
-//     apart from the transaction that started them;
+//   - refs on one backend only: a transaction spanning two backends runs
+//     its lock, stage and roll-forward steps on goroutines of its own
+//     (txn/commit.go, each), which the scheduler cannot tell apart from
+//     the transaction that started them. Atom swaps on a second backend
+//     (wrapped by the same scheduler) are drawn: a swap is one call on the
+//     client's own goroutine;
+//   - no watches: a watcher reads on a goroutine of its own;
 //   - no time-dependent decisions: the wall clock is a clock.Fake that
 //     never moves (no lease ever runs out, commit times are fixed),
 //     backoff is 1ns (stm.Backoff then waits 0 and draws rand.N(1) == 0),
-//     and the resolver's wait for a younger holder is 1ns, so its polling
-//     loop ends before its first poll (locks/resolver.go, waitFor, takes its
-//     deadline from time.Now, not from the resolver's Wall). Sleeps would only delay quiescence anyway: the
-//     scheduler waits for a sleeping goroutine like for a computing one.
+//     and the resolver's grace before an older writer aborts a younger
+//     holder is 1ns, so it aborts on its second look at the holder, always
+//     (locks/resolver.go, Wait.Clear: it looks at time.Now, not at the
+//     resolver's Wall, and a waiter pauses between looks). Sleeps only
+//     delay quiescence: the scheduler waits for a sleeping goroutine like
+//     for a computing one.
 
 // schedOptions are the STM options of a scheduled run, on top of
 // modelOptions (later options win).
@@ -66,12 +71,15 @@ func runPlanScheduled(ctx context.Context, p modelPlan, so sched.Options, choose
 	sc := sched.New(so)
 	drv := sc.Wrap(mem.New())
 	defer drv.Close()
+	b2 := sc.Wrap(mem.New())
+	defer b2.Close()
 	s, err := stm.Open(ctx, drv, modelOptions(p.General, schedOptions(extra...)...)...)
 	if err != nil {
 		return nil, "", err
 	}
 	defer s.Close()
 	s.Env().Resolver.Wait = time.Nanosecond
+	s.Register(b2)
 
 	m := &modelRun{s: s}
 	for i := range p.Refs {
@@ -84,10 +92,14 @@ func runPlanScheduled(ctx context.Context, p modelPlan, so sched.Options, choose
 	if m.ctr, err = refs.New(ctx, s, "sched/ctr", modelCounterInit); err != nil {
 		return nil, "", err
 	}
+	if err := m.newAtoms(ctx, "sched", b2, p); err != nil {
+		return nil, "", err
+	}
 	before := s.Stats()
 	for c, txs := range p.Clients {
 		sc.Go(ctx, c, func(ctx context.Context) {
 			for i, tx := range txs {
+				m.between(ctx, c, tx)
 				m.run(ctx, c, fmt.Sprintf("c%d-t%d", c, i), tx)
 			}
 		})
@@ -123,7 +135,7 @@ type schedCase struct {
 // violation: rapid shrinks a case only while it fails with the very same
 // message, which a history dump would never repeat.
 func runSchedCase(rt *rapid.T, extra ...stm.Option) schedCase {
-	c := schedCase{plan: genPlan(false).Draw(rt, "plan"), split: rapid.Bool().Draw(rt, "splitReplies")}
+	c := schedCase{plan: genPlan(genOpts{atomB2: true}).Draw(rt, "plan"), split: rapid.Bool().Draw(rt, "splitReplies")}
 	ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
 	defer cancel()
 	var err error
@@ -242,6 +254,7 @@ func TestModelScheduledCatchesFaults(t *testing.T) {
 		{"NoCommuteRecompute", txn.Faults{NoCommuteRecompute: true}},
 		{"ReleaseIntentsEarly", txn.Faults{ReleaseIntentsEarly: true}},
 		{"SkipIntentRecovery", txn.Faults{SkipIntentRecovery: true}},
+		{"ObserveForeignPoints", txn.Faults{ObserveForeignPoints: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()

@@ -24,6 +24,8 @@ func testSessions(t *testing.T, newDriver NewDriver) {
 	t.Run("CloseEndsEntries", func(t *testing.T) { sessionsClose(t, sd(t)) })
 	t.Run("Wait", func(t *testing.T) { sessionsWait(t, sd(t)) })
 	t.Run("BadInput", func(t *testing.T) { sessionsBadInput(t, sd(t)) })
+	t.Run("ReadDir", func(t *testing.T) { sessionsReadDir(t, sd(t)) })
+	t.Run("ReadDirLogTruncated", func(t *testing.T) { sessionsReadDirTruncated(t, sd(t)) })
 	t.Run("Mutex", func(t *testing.T) { testMutex(t, newDriver) })
 	t.Run("RWMutex", func(t *testing.T) { testRWMutex(t, newDriver) })
 	t.Run("Group", func(t *testing.T) { testGroup(t, newDriver) })
@@ -311,5 +313,124 @@ func sessionsBadInput(t *testing.T, d backend.Sessions) {
 	}
 	if es := entries(t, d, "ok", false); len(es) != 0 {
 		t.Errorf("bad input left entries: %+v", es)
+	}
+}
+
+func readDir(t *testing.T, d backend.Sessions, req backend.DirRequest) backend.DirState {
+	t.Helper()
+	st, err := d.ReadDir(tctx(t), req)
+	if err != nil {
+		t.Fatalf("ReadDir(%+v): %v", req, err)
+	}
+	return st
+}
+
+func addedNames(as []backend.Added) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Name
+	}
+	return out
+}
+
+// sessionsReadDir: the revision grows with every addition and removal (a
+// session's end included) and the listing reflects it; the log gives
+// the named entries added after a revision, oldest first, those gone
+// since included, and no sequential entry.
+func sessionsReadDir(t *testing.T, d backend.Sessions) {
+	ctx := tctx(t)
+	dir := uniq("rd")
+	a, _ := openSession(t, d, 5*time.Second)
+	b, _ := openSession(t, d, 5*time.Second)
+	if st := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true}); len(st.Entries) != 0 || len(st.Adds) != 0 || st.Truncated {
+		t.Fatalf("ReadDir of a new dir = %+v", st)
+	}
+	add(t, d, a, dir, "m1", false, "one")
+	st0 := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true})
+	if got := entryNamesOf(st0.Entries); fmt.Sprint(got) != "[m1]" || st0.Rev == 0 {
+		t.Fatalf("ReadDir after adding m1 = %+v", st0)
+	}
+	if got := addedNames(st0.Adds); fmt.Sprint(got) != "[m1]" || st0.Adds[0].Rev > st0.Rev || st0.Adds[0].Rev == 0 {
+		t.Fatalf("adds since 0 = %+v, want [m1] at a revision in (0, %d]", st0.Adds, st0.Rev)
+	}
+	// m2 comes and goes, m3 joins with a session that ends, a lock
+	// waiter queues (sequential: not logged), m1's data changes.
+	add(t, d, b, dir, "m2", false, "")
+	if err := d.RemoveEntry(ctx, b, dir, "m2"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := openSession(t, d, 5*time.Second)
+	add(t, d, c, dir, "m3", false, "")
+	add(t, d, b, dir, "w.1", true, "")
+	if err := d.SetEntry(ctx, a, dir, "m1", []byte("uno")); err != nil {
+		t.Fatal(err)
+	}
+	mid := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true, Since: st0.Rev})
+	if got := entryNamesOf(mid.Entries); fmt.Sprint(got) != "[m1 m3 w.1]" || mid.Rev <= st0.Rev {
+		t.Fatalf("ReadDir = %+v; want [m1 m3 w.1] at a revision above %d", mid, st0.Rev)
+	}
+	if got := addedNames(mid.Adds); fmt.Sprint(got) != "[m2 m3]" || mid.Truncated {
+		t.Fatalf("adds since %d = %+v (truncated %v), want [m2 m3], m2 although it is gone", st0.Rev, mid.Adds, mid.Truncated)
+	}
+	for i, x := range mid.Adds {
+		if x.Rev <= st0.Rev || x.Rev > mid.Rev || (i > 0 && x.Rev <= mid.Adds[i-1].Rev) {
+			t.Fatalf("adds %+v: revisions not increasing within (%d, %d]", mid.Adds, st0.Rev, mid.Rev)
+		}
+	}
+	if err := d.CloseSession(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	end := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true, Since: mid.Rev, Details: true})
+	if got := entryNamesOf(end.Entries); fmt.Sprint(got) != "[m1 w.1]" || end.Rev <= mid.Rev {
+		t.Fatalf("ReadDir after m3's session ended = %+v; want [m1 w.1] at a revision above %d", end, mid.Rev)
+	}
+	if len(end.Adds) != 0 || end.Truncated || string(end.Entries[0].Data) != "uno" || end.Entries[0].Session.ID != a {
+		t.Fatalf("ReadDir with details since %d = %+v", mid.Rev, end)
+	}
+	// A name taken again is a new addition.
+	add(t, d, b, dir, "m3", false, "")
+	again := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true, Since: end.Rev})
+	if got := addedNames(again.Adds); fmt.Sprint(got) != "[m3]" {
+		t.Fatalf("adds after m3 came back = %+v", again.Adds)
+	}
+	if err := d.RemoveEntry(ctx, b, dir, "m3"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readDir(t, d, backend.DirRequest{Dir: dir}); got.Rev <= again.Rev || got.Adds != nil {
+		t.Fatalf("ReadDir without adds after a removal = %+v; want a revision above %d and no adds", got, again.Rev)
+	}
+}
+
+// sessionsReadDirTruncated: the log keeps at least the newest MinAddLog
+// additions and says when it no longer reaches back to Since.
+func sessionsReadDirTruncated(t *testing.T, d backend.Sessions) {
+	ctx := tctx(t)
+	dir := uniq("rdt")
+	a, _ := openSession(t, d, time.Minute)
+	add(t, d, a, dir, "first", false, "")
+	st0 := readDir(t, d, backend.DirRequest{Dir: dir})
+	const n = backend.MinAddLog + 20
+	for i := range n {
+		name := fmt.Sprintf("m%03d", i)
+		add(t, d, a, dir, name, false, "")
+		if err := d.RemoveEntry(ctx, a, dir, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true, Since: st0.Rev})
+	if !st.Truncated {
+		t.Fatalf("adds since a revision %d additions ago: not truncated (%d adds)", n, len(st.Adds))
+	}
+	if len(st.Adds) < backend.MinAddLog || len(st.Adds) > n {
+		t.Fatalf("%d adds kept, want at least %d", len(st.Adds), backend.MinAddLog)
+	}
+	last := st.Adds[len(st.Adds)-1]
+	if last.Name != fmt.Sprintf("m%03d", n-1) {
+		t.Fatalf("newest add %+v, want m%03d", last, n-1)
+	}
+	recent := st.Adds[len(st.Adds)-backend.MinAddLog]
+	within := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true, Since: recent.Rev})
+	if within.Truncated || len(within.Adds) != backend.MinAddLog-1 {
+		t.Fatalf("adds since the %d-th newest: truncated %v, %d adds; want %d", backend.MinAddLog, within.Truncated, len(within.Adds), backend.MinAddLog-1)
 	}
 }

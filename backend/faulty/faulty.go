@@ -75,6 +75,11 @@ const (
 	FailAfter               // the store applies the call; the caller gets an error
 	Crash                   // the process dies before the call: it and every later call fail
 	CrashAfter              // the call is applied, then the process dies
+	// Stale: a lookup is served from a copy that lags behind the store, as
+	// a ZooKeeper follower without sync (or a Redis replica) may serve it:
+	// Records reports every pending record as missing (its creation not
+	// yet applied there). Other calls pass.
+	Stale
 )
 
 // Call describes a call to the hook.
@@ -150,10 +155,16 @@ func (d *Driver) Calls() int {
 
 // do runs one call through the hook.
 func (d *Driver) do(op Op, f func() error) error {
+	_, err := d.doFault(op, f)
+	return err
+}
+
+// doFault runs one call through the hook and also returns the fault.
+func (d *Driver) doFault(op Op, f func() error) (Fault, error) {
 	d.mu.Lock()
 	if d.crashed {
 		d.mu.Unlock()
-		return fmt.Errorf("%s: process crashed: %w", op, ErrInjected)
+		return Crash, fmt.Errorf("%s: process crashed: %w", op, ErrInjected)
 	}
 	c := Call{Op: op}
 	if op.Mutating() {
@@ -175,19 +186,19 @@ func (d *Driver) do(op Op, f func() error) error {
 	}
 	switch fault {
 	case FailBefore, Crash:
-		return fmt.Errorf("%s (call %d): %w", op, c.N, ErrInjected)
+		return fault, fmt.Errorf("%s (call %d): %w", op, c.N, ErrInjected)
 	case FailAfter, CrashAfter:
 		if err := f(); err != nil {
-			return err
+			return fault, err
 		}
 		if fault == CrashAfter {
 			d.mu.Lock()
 			d.crashed = true
 			d.mu.Unlock()
 		}
-		return fmt.Errorf("%s (call %d) applied, then: %w", op, c.N, ErrInjected)
+		return fault, fmt.Errorf("%s (call %d) applied, then: %w", op, c.N, ErrInjected)
 	}
-	return f()
+	return fault, f()
 }
 
 // ID is the inner driver's: the wrapper reaches the same storage.
@@ -217,8 +228,15 @@ func (d *Driver) AbortRecord(ctx context.Context, id string) (r backend.Record, 
 }
 
 func (d *Driver) Records(ctx context.Context, ids []string) (rs []backend.Record, err error) {
-	err = d.do(OpRecords, func() (e error) { rs, e = d.inner.Records(ctx, ids); return })
-	return
+	fault, err := d.doFault(OpRecords, func() (e error) { rs, e = d.inner.Records(ctx, ids); return })
+	if fault == Stale && err == nil {
+		for i := range rs {
+			if rs[i].Status == backend.Pending {
+				rs[i] = backend.Record{ID: rs[i].ID, Status: backend.Missing}
+			}
+		}
+	}
+	return rs, err
 }
 
 func (d *Driver) ListRecords(ctx context.Context) (rs []backend.Record, err error) {

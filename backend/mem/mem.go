@@ -344,13 +344,15 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 	return nil
 }
 
-// appendVersion adds v as the newest version, trims, and hints watchers.
-// The caller holds the ref's stripe lock.
+// appendVersion adds v as the newest version, trims (keeping
+// backend.WatchKeep older versions while the ref is subscribed to), and
+// hints watchers. The caller holds the ref's stripe lock.
 func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
+	subs := b.refs[b.refStripe(name)].subs[name]
 	vs := make([]backend.Version, 0, len(r.versions)+1)
 	vs = append(append(vs, v), r.versions...)
-	r.versions, r.trimmed = history.Trim(vs, r.keep, r.trimmed)
-	for s := range b.refs[b.refStripe(name)].subs[name] {
+	r.versions, r.trimmed = history.Trim(vs, backend.KeepFor(r.keep, len(subs) > 0), r.trimmed)
+	for s := range subs {
 		s.Push(v) // under the stripe lock: in point order
 	}
 }

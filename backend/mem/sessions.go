@@ -19,9 +19,53 @@ var _ backend.Sessions = (*Backend)(nil)
 type sessions struct {
 	mu      sync.Mutex
 	live    map[string]*memSession
-	ended   map[string]struct{} // ids never come back
+	ended   endedIDs
 	dirs    map[string]*memDir
 	changed chan struct{} // closed and replaced on every change
+}
+
+// EndedKeep is how long an ended session's id is remembered, so that
+// OpenSession of it (a retry delayed past the end) is ErrSessionGone
+// rather than a new session under an old id. Ids are drawn at random, so
+// only such retries reuse one, and they come within their caller's ctx;
+// forgetting ids after EndedKeep keeps a long-lived process's memory
+// bounded by the sessions ended in the last EndedKeep.
+const EndedKeep = 10 * time.Minute
+
+// endedIDs remembers ended session ids for keep, by the clock now.
+type endedIDs struct {
+	at    map[string]time.Time
+	order []endedID // in the order they ended, for forgetting
+	keep  time.Duration
+	now   func() time.Time
+}
+
+type endedID struct {
+	id string
+	at time.Time
+}
+
+func (e *endedIDs) add(id string) {
+	t := e.now()
+	e.at[id] = t
+	e.order = append(e.order, endedID{id, t})
+}
+
+func (e *endedIDs) has(id string) bool { _, ok := e.at[id]; return ok }
+
+// forget drops the ids that ended keep ago or earlier.
+func (e *endedIDs) forget() {
+	cut := e.now().Add(-e.keep)
+	i := 0
+	for i < len(e.order) && !e.order[i].at.After(cut) {
+		if e.at[e.order[i].id] == e.order[i].at {
+			delete(e.at, e.order[i].id)
+		}
+		i++
+	}
+	if i > 0 {
+		e.order = append(e.order[:0:0], e.order[i:]...)
+	}
 }
 
 type memSession struct {
@@ -33,6 +77,22 @@ type memSession struct {
 type memDir struct {
 	seq     uint64 // never goes back, even when the dir empties
 	entries map[string]*memEntry
+	rev     uint64          // the dir's revision: every change counts
+	adds    []backend.Added // the newest additions of named entries, oldest first
+	floor   uint64          // the revision of the newest addition dropped from adds
+}
+
+// changed counts a change of the dir.
+func (d *memDir) changed() { d.rev++ }
+
+// added counts the addition of a named entry and logs it.
+func (d *memDir) added(name string) {
+	d.rev++
+	if len(d.adds) >= backend.MinAddLog {
+		d.floor = d.adds[0].Rev
+		d.adds = append(d.adds[:0:0], d.adds[1:]...)
+	}
+	d.adds = append(d.adds, backend.Added{Name: name, Rev: d.rev})
 }
 
 type memEntry struct {
@@ -46,7 +106,7 @@ func (b *Backend) sess() *sessions {
 	b.sessOnce.Do(func() {
 		b.sessions = &sessions{
 			live:    make(map[string]*memSession),
-			ended:   make(map[string]struct{}),
+			ended:   endedIDs{at: make(map[string]time.Time), keep: EndedKeep, now: time.Now},
 			dirs:    make(map[string]*memDir),
 			changed: make(chan struct{}),
 		}
@@ -73,10 +133,11 @@ func (s *sessions) end(id string, ss *memSession) {
 	for k := range ss.entries {
 		if d := s.dirs[k[0]]; d != nil {
 			delete(d.entries, k[1])
+			d.changed()
 		}
 	}
 	delete(s.live, id)
-	s.ended[id] = struct{}{}
+	s.ended.add(id)
 }
 
 func (s *sessions) broadcast() {
@@ -84,12 +145,13 @@ func (s *sessions) broadcast() {
 	s.changed = make(chan struct{})
 }
 
-// lock takes mu and ends expired sessions.
+// lock takes mu, ends expired sessions and forgets old ended ids.
 func (s *sessions) lock() {
 	s.mu.Lock()
 	if s.reap(time.Now()) {
 		s.broadcast()
 	}
+	s.ended.forget()
 }
 
 func checkNames(pairs ...string) error {
@@ -100,7 +162,8 @@ func checkNames(pairs ...string) error {
 }
 
 // OpenSession starts a session; the lease is enforced by this process's
-// clock.
+// clock. An id whose session ended less than EndedKeep ago is
+// ErrSessionGone.
 func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duration, holder string) (time.Duration, error) {
 	if err := b.check(ctx); err != nil {
 		return 0, err
@@ -114,7 +177,7 @@ func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duratio
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
-	if _, ok := s.ended[id]; ok {
+	if s.ended.has(id) {
 		return 0, fmt.Errorf("mem: session %s: %w", id, backend.ErrSessionGone)
 	}
 	now := time.Now()
@@ -187,6 +250,7 @@ func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (ba
 		}
 		if !req.Sequential {
 			e.data = slices.Clone(req.Data)
+			d.changed()
 			s.broadcast()
 		}
 		return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: e.seq}, nil
@@ -195,6 +259,9 @@ func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (ba
 	if req.Sequential {
 		d.seq++
 		e.seq = d.seq
+		d.changed()
+	} else {
+		d.added(req.Name)
 	}
 	d.entries[req.Name] = e
 	ss.entries[[2]string{req.Dir, req.Name}] = struct{}{}
@@ -225,6 +292,7 @@ func (b *Backend) SetEntry(ctx context.Context, session, dir, name string, data 
 		return err
 	}
 	e.data = slices.Clone(data)
+	s.dirs[dir].changed()
 	s.broadcast()
 	return nil
 }
@@ -241,6 +309,7 @@ func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) er
 		return err
 	}
 	delete(s.dirs[dir].entries, name)
+	s.dirs[dir].changed()
 	delete(s.live[session].entries, [2]string{dir, name})
 	s.broadcast()
 	return nil
@@ -254,9 +323,43 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
+	return s.list(dir, details), nil
+}
+
+// ReadDir lists dir's live entries at its revision (a count of its
+// changes) and the logged additions after req.Since, in one look.
+func (b *Backend) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.DirState{}, err
+	}
+	if err := checkNames("dir", req.Dir); err != nil {
+		return backend.DirState{}, err
+	}
+	s := b.sess()
+	s.lock()
+	defer s.mu.Unlock()
+	st := backend.DirState{Entries: s.list(req.Dir, req.Details)}
+	d := s.dirs[req.Dir]
+	if d == nil {
+		return st, nil
+	}
+	st.Rev = d.rev
+	if req.Adds {
+		st.Truncated = req.Since < d.floor
+		for _, a := range d.adds {
+			if a.Rev > req.Since {
+				st.Adds = append(st.Adds, a)
+			}
+		}
+	}
+	return st, nil
+}
+
+// list lists dir's live entries. The caller holds mu.
+func (s *sessions) list(dir string, details bool) []backend.Entry {
 	d := s.dirs[dir]
 	if d == nil {
-		return nil, nil
+		return nil
 	}
 	out := make([]backend.Entry, 0, len(d.entries))
 	for name, e := range d.entries {
@@ -269,7 +372,7 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 		out = append(out, en)
 	}
 	sortEntries(out)
-	return out, nil
+	return out
 }
 
 func sortEntries(es []backend.Entry) {

@@ -34,7 +34,10 @@
 // member the name: Entries come out by Seq then name) and a hash
 // {Prefix}:dh:d (name -> session, created, data); sequence numbers come
 // from the counter {Prefix}:sq:d, which is never deleted, so that Seq (a
-// fencing token) never goes back, across restarts with AOF too. Every key
+// fencing token) never goes back, across restarts with AOF too. The
+// change counter {Prefix}:dv:d is the dir's revision, and {Prefix}:dl:d
+// logs the newest 256 additions of named entries with their revisions
+// ({Prefix}:df:d: the revision of the newest one dropped), for ReadDir. Every key
 // family has one variable part, at its end, so no two dirs or ids collide.
 // An entry whose session key is gone is dead: every script that reads a
 // dir drops such entries before answering. Every change is one idempotent

@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -81,6 +83,11 @@ type Backend struct {
 
 	hub *hub // WaitEntries' Pub/Sub connection
 
+	// seen is the newest point of the clock this client has seen; lost,
+	// once set, is why every later call fails (backend.ErrDataLost).
+	seen atomic.Uint64
+	lost atomic.Pointer[error]
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -123,9 +130,23 @@ type UniversalClient = goredis.UniversalClient
 // New uses a client the caller already has (any go-redis UniversalClient:
 // single node, Sentinel failover, Cluster). It reads the backend's identity
 // from the server, within cfg.DialTimeout. Close does not close the client.
+//
+// A Cluster client that routes reads to replicas (ClusterOptions ReadOnly,
+// RouteByLatency or RouteRandomly, which Sentinel's
+// NewFailoverClusterClient sets from ReplicaOnly, RouteByLatency and
+// RouteRandomly) is refused with ErrConfig: a replica lags behind its
+// master, so a read there could miss a commit a transaction must see (a
+// version at or before its read point, a transaction record). Use one that
+// reads from masters.
 func New(c UniversalClient, cfg Config) (*Backend, error) {
 	if err := cfg.validate(false); err != nil {
 		return nil, err
+	}
+	if cc, ok := c.(*goredis.ClusterClient); ok {
+		if o := cc.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, fmt.Errorf("%w: the Cluster client routes reads to replicas (ReadOnly %v, RouteByLatency %v, RouteRandomly %v), which may lag behind their masters and miss commits: use one that reads from masters",
+				ErrConfig, o.ReadOnly, o.RouteByLatency, o.RouteRandomly)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()
@@ -183,12 +204,66 @@ func (b *Backend) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis: %w (%w)", err, backend.ErrNotApplied)
 	}
+	if err := b.lost.Load(); err != nil {
+		return *err
+	}
 	return nil
 }
 
-// run runs a script with the prefix as ARGV[1].
+// run runs a script with the prefix, the backend's identity and the newest
+// point seen as ARGV[1] (see epochLib).
 func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any, error) {
-	return s.Run(ctx, b.c, []string{b.clockK}, append([]any{b.p}, args...)...).Result()
+	head := b.p + "\x00" + b.id + "\x00" + strconv.FormatUint(b.seen.Load(), 10)
+	res, err := s.Run(ctx, b.c, []string{b.clockK}, append([]any{head}, args...)...).Result()
+	if err != nil && strings.Contains(err.Error(), "EPOCHAL_LOST") {
+		return nil, b.fail(strings.TrimPrefix(err.Error(), "EPOCHAL_LOST "))
+	}
+	return res, err
+}
+
+// fail records that the server lost this backend's data (why says how it
+// showed) and returns the error every call now returns.
+func (b *Backend) fail(why string) error {
+	err := fmt.Errorf("redis: prefix %q on %s: %s: %w; reopen the backend once the data is restored or deliberately recreated",
+		b.cfg.Prefix, b.cfg.Addr, why, backend.ErrDataLost)
+	if b.lost.CompareAndSwap(nil, &err) {
+		slog.Error("epochal: Redis lost this backend's data; every later call fails", "prefix", b.cfg.Prefix, "addr", b.cfg.Addr, "why", why)
+	}
+	return *b.lost.Load()
+}
+
+// observe records a point of the clock the server showed.
+func (b *Backend) observe(p clock.Point) {
+	for {
+		cur := b.seen.Load()
+		if uint64(p) <= cur || b.seen.CompareAndSwap(cur, uint64(p)) {
+			return
+		}
+	}
+}
+
+// verify checks what a read returned of the identity key and the clock
+// against what this client knew when it sent the read (seen: b.seen then;
+// concurrent reads may have seen newer points since), as epochLib does,
+// and records the clock.
+func (b *Backend) verify(seen uint64, id *goredis.StringCmd, clk *goredis.StringCmd) error {
+	if got, err := id.Result(); err != nil && !errors.Is(err, goredis.Nil) {
+		return err
+	} else if got != b.id {
+		return b.fail(fmt.Sprintf("the identity key %sid no longer holds %s: the data was emptied or replaced", b.p, b.id))
+	}
+	if clk == nil {
+		return nil
+	}
+	n, err := clk.Uint64()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return err
+	}
+	if n < seen {
+		return b.fail(fmt.Sprintf("the clock %sclock is at %d, behind point %d, which this client saw: the data went back in time", b.p, n, seen))
+	}
+	b.observe(clock.Point(n))
+	return nil
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -198,13 +273,19 @@ func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
 	if err := b.check(ctx); err != nil {
 		return 0, err
 	}
-	n, err := b.c.Get(ctx, b.clockK).Uint64()
-	if errors.Is(err, goredis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
+	var idCmd, clk *goredis.StringCmd
+	seen := b.seen.Load()
+	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		idCmd, clk = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		return 0, fmt.Errorf("redis: read point: %w", err)
 	}
+	if err := b.verify(seen, idCmd, clk); err != nil {
+		return 0, fmt.Errorf("redis: read point: %w", err)
+	}
+	n, _ := clk.Uint64()
 	return clock.Point(n), nil
 }
 
@@ -266,13 +347,12 @@ type refState struct {
 // readRefs reads refs (and, if withClock, the clock) atomically in one
 // round trip.
 func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool) ([]refState, clock.Point, error) {
-	var clockCmd *goredis.StringCmd
+	var idCmd, clockCmd *goredis.StringCmd
 	hs := make([]*goredis.SliceCmd, len(names))
 	ls := make([]*goredis.StringSliceCmd, len(names))
+	seen := b.seen.Load()
 	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		if withClock {
-			clockCmd = p.Get(ctx, b.clockK)
-		}
+		idCmd, clockCmd = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
 		for i, n := range names {
 			hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
 			ls[i] = p.LRange(ctx, b.p+"v:"+n, 0, -1)
@@ -282,13 +362,13 @@ func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool) 
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, 0, err
 	}
+	if err := b.verify(seen, idCmd, clockCmd); err != nil {
+		return nil, 0, err
+	}
 	var rp clock.Point
 	if withClock {
-		if n, err := clockCmd.Uint64(); err == nil {
-			rp = clock.Point(n)
-		} else if !errors.Is(err, goredis.Nil) {
-			return nil, 0, err
-		}
+		n, _ := clockCmd.Uint64()
+		rp = clock.Point(n)
 	}
 	out := make([]refState, len(names))
 	for i := range names {
@@ -535,7 +615,9 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	r := res.([]any)
 	switch r[0].(int64) {
 	case 2:
-		return backend.OnePhaseResult{Status: backend.Committed, CP: clock.Point(r[1].(int64))}, nil
+		cp := clock.Point(r[1].(int64))
+		b.observe(cp)
+		return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
 	case 3:
 		return backend.OnePhaseResult{Status: backend.Aborted}, nil
 	}
@@ -606,7 +688,9 @@ func (b *Backend) CommitRecord(ctx context.Context, id string) (backend.Record, 
 	if err != nil {
 		return backend.Record{}, fmt.Errorf("redis: commit record %s: %w", id, err)
 	}
-	return record(id, flat(res))
+	r, err := record(id, flat(res))
+	b.observe(r.CP)
+	return r, err
 }
 
 // AbortRecord aborts a pending record or writes an aborted tombstone.
@@ -630,13 +714,18 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 		return nil, err
 	}
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
-	_, err := b.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	var idCmd *goredis.StringCmd
+	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		idCmd = p.Get(ctx, b.p+"id")
 		for i, id := range ids {
 			cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("redis: records: %w", err)
+	}
+	if err := b.verify(0, idCmd, nil); err != nil {
 		return nil, fmt.Errorf("redis: records: %w", err)
 	}
 	out := make([]backend.Record, len(ids))
@@ -696,10 +785,19 @@ func (b *Backend) Meta(ctx context.Context, name string) ([]byte, uint64, error)
 	if err := b.check(ctx); err != nil {
 		return nil, 0, err
 	}
-	h, err := b.c.HMGet(ctx, b.p+"r:"+name, "metaver", "meta").Result()
-	if err != nil {
+	var idCmd *goredis.StringCmd
+	var hCmd *goredis.SliceCmd
+	_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		idCmd, hCmd = p.Get(ctx, b.p+"id"), p.HMGet(ctx, b.p+"r:"+name, "metaver", "meta")
+		return nil
+	})
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, err)
 	}
+	if err := b.verify(0, idCmd, nil); err != nil {
+		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, err)
+	}
+	h := hCmd.Val()
 	if h[0] == nil {
 		return nil, 0, fmt.Errorf("redis: meta of %q: %w", name, backend.ErrNotFound)
 	}

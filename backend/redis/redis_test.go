@@ -74,6 +74,30 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// TestNewRefusesReplicaReads: a Cluster client that may serve reads from
+// replicas is refused before any round trip: a lagging replica could show a
+// pending transaction record as missing, or miss a version at a read point.
+func TestNewRefusesReplicaReads(t *testing.T) {
+	for _, opt := range []goredis.ClusterOptions{
+		{ReadOnly: true},
+		{RouteByLatency: true},
+		{RouteRandomly: true},
+	} {
+		opt.Addrs = []string{"127.0.0.1:1"} // never dialled
+		c := goredis.NewClusterClient(&opt)
+		_, err := redis.New(c, redis.Config{Prefix: "p"})
+		_ = c.Close()
+		if !errors.Is(err, redis.ErrConfig) || !strings.Contains(err.Error(), "replicas") {
+			t.Errorf("New over a Cluster client with %+v: %v, want ErrConfig naming replicas", opt, err)
+		}
+	}
+	c := goredis.NewFailoverClusterClient(&goredis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}, ReplicaOnly: true})
+	defer c.Close()
+	if _, err := redis.New(c, redis.Config{Prefix: "p"}); !errors.Is(err, redis.ErrConfig) {
+		t.Errorf("New over a Sentinel client reading from replicas: %v, want ErrConfig", err)
+	}
+}
+
 // TestSameIDForEveryClient: two clients of one prefix agree on the ID (so
 // intents name the same coordinator), two prefixes do not.
 func TestSameIDForEveryClient(t *testing.T) {

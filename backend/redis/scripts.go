@@ -1,8 +1,14 @@
 package redis
 
-import goredis "github.com/redis/go-redis/v9"
+import (
+	"strconv"
 
-// Every script takes the key prefix "{P}:" as ARGV[1] and builds key names
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/epochal/epochal/backend"
+)
+
+// Every script takes the key prefix "{P}:" in ARGV[1] and builds key names
 // from it; KEYS[1] is "{P}:clock", so that on a Cluster the script runs on
 // the node that holds the prefix's hash tag, which holds every key.
 //
@@ -11,9 +17,33 @@ import goredis "github.com/redis/go-redis/v9"
 //   intent:  txn "\0" coord "\0" flags "\0" value            (field "intent" of hash {P}:r:name; flags: W write, S staged, E ensure)
 //   ref:     hash {P}:r:name: kind, min, max, keep, trimmed, ensured, newest, intent, meta, metaver
 //   record:  hash {P}:t:id: status, rp, prio, cp, lease, created (unix ms), refs (opaque, msgpack from Go)
+//   watched: string {P}:w:name, present while a subscription to the ref is open (see Subscribe)
 
-const luaLib = `
-local P = ARGV[1]
+// epochLib starts every script: ARGV[1] is P "\0" id "\0" seen, where id
+// is the backend's identity read at open ({P}:id) and seen the newest point
+// this client has seen. A script refuses to run (EPOCHAL_LOST) when the
+// identity key no longer holds id (the data was emptied, a FLUSHALL, a
+// restart without persistence, and possibly recreated by another client)
+// or the clock is behind seen (the data went back in time: a restart from
+// an older AOF or snapshot): what the client knows no longer matches the
+// server, and committing on top of it would corrupt the data silently.
+const epochLib = `
+local P, ID, SEEN
+do
+  local a = string.find(ARGV[1], "\0", 1, true)
+  local b = string.find(ARGV[1], "\0", a + 1, true)
+  P, ID, SEEN = string.sub(ARGV[1], 1, a - 1), string.sub(ARGV[1], a + 1, b - 1), tonumber(string.sub(ARGV[1], b + 1))
+end
+if redis.call("GET", P .. "id") ~= ID then
+  return redis.error_reply("EPOCHAL_LOST the identity key " .. P .. "id no longer holds " .. ID .. ": the data was emptied or replaced")
+end
+if (tonumber(redis.call("GET", P .. "clock")) or 0) < SEEN then
+  return redis.error_reply("EPOCHAL_LOST the clock " .. P .. "clock is behind point " .. SEEN .. ", which this client saw: the data went back in time")
+end
+`
+
+var luaLib = epochLib + `
+local WATCHKEEP = ` + strconv.Itoa(backend.WatchKeep) + `
 local function rkey(n) return P .. "r:" .. n end
 local function vkey(n) return P .. "v:" .. n end
 local function tkey(id) return P .. "t:" .. id end
@@ -39,21 +69,29 @@ local function conflicts(mode, rp, newest, ensured)
   return nil
 end
 -- append adds a version, trims and publishes it. keep and trimmed may be
--- passed when the caller has read them. keep only grows, so after the push
--- the list holds at most keep + 2 entries: one RPOP trims it, returning the
--- newest entry dropped.
+-- passed when the caller has read them. While the ref is subscribed to
+-- ({P}:w:name exists) it keeps at least WATCHKEEP older versions. After
+-- the push the list usually holds keep + 2 entries, and one RPOP trims it;
+-- when the watch retention has just ended it may hold more, and LTRIM cuts
+-- them. The newest entry dropped raises trimmed.
 local function append(name, point, ms, txn, value, keep, trimmed)
   local r = rkey(name)
   if not keep then
     local h = redis.call("HMGET", r, "keep", "trimmed")
     keep, trimmed = tonumber(h[1]), tonumber(h[2])
   end
+  if keep < WATCHKEEP and redis.call("EXISTS", P .. "w:" .. name) == 1 then keep = WATCHKEEP end
   local entry = point .. "\0" .. ms .. "\0" .. txn .. "\0" .. value
   local v = vkey(name)
-  if redis.call("LPUSH", v, entry) > keep + 1 then
-    local dropped = vpoint(redis.call("RPOP", v))
-    if dropped > trimmed then trimmed = dropped end
+  local n = redis.call("LPUSH", v, entry)
+  local dropped = nil
+  if n == keep + 2 then
+    dropped = vpoint(redis.call("RPOP", v))
+  elseif n > keep + 2 then
+    dropped = vpoint(redis.call("LINDEX", v, keep + 1))
+    redis.call("LTRIM", v, 0, keep)
   end
+  if dropped and dropped > trimmed then trimmed = dropped end
   redis.call("HSET", r, "trimmed", trimmed, "newest", point)
   redis.call("PUBLISH", P .. "c:" .. name, entry)
 end
@@ -283,14 +321,17 @@ return 1
 //	{P}:dz:d   zset of d's entries: score seq (0 for named entries), member n
 //	{P}:dh:d   hash n -> session "\0" created (unix ms, "" if none) "\0" data
 //	{P}:sq:d   d's sequence counter (INCR), never deleted
-//	{P}:dv:d   d's change counter (INCR on every change), never deleted
+//	{P}:dv:d   d's change counter (INCR on every change), never deleted:
+//	           the dir's revision (ReadDir)
+//	{P}:dl:d   list of d's newest 256 additions of named entries, newest
+//	           first, each rev "\0" n
+//	{P}:df:d   the revision of the newest addition dropped from dl
 //	{P}:dirs   zset (score 0) of the dirs that hold entries, for Dirs
 //
 // Channel {P}:dc:d carries, as a hint, the name of each entry of d added,
 // changed or removed. An entry whose session key is gone is dead: every
 // script that reads a dir drops it (and publishes) before answering.
-const sessLib = `
-local P = ARGV[1]
+const sessLib = epochLib + `
 local function skey(id) return P .. "ss:" .. id end
 local function xkey(id) return P .. "sx:" .. id end
 local function zkey(d) return P .. "dz:" .. d end
@@ -307,6 +348,17 @@ end
 local function changed(d, n)
   redis.call("INCR", P .. "dv:" .. d)
   redis.call("PUBLISH", P .. "dc:" .. d, n)
+end
+-- logadd logs the addition of named entry n to d at d's revision, keeping
+-- the newest 256 (backend.MinAddLog); df is the revision of the newest
+-- addition dropped.
+local function logadd(d, n)
+  local l = P .. "dl:" .. d
+  redis.call("LPUSH", l, redis.call("GET", P .. "dv:" .. d) .. "\0" .. n)
+  if redis.call("LLEN", l) > 256 then
+    local old = redis.call("RPOP", l)
+    redis.call("SET", P .. "df:" .. d, string.sub(old, 1, string.find(old, "\0", 1, true) - 1))
+  end
 end
 -- drop removes entry n of d, owned by session s.
 local function drop(d, n, s)
@@ -407,6 +459,7 @@ local function add()
   redis.call("SADD", xkey(sess), d .. "\0" .. n)
   redis.call("ZADD", P .. "dirs", 0, d)
   changed(d, n)
+  if ARGV[5] == "0" then logadd(d, n) end
   return {seq}
 end
 `
@@ -455,9 +508,10 @@ end
 return 1
 `)
 
-// entries: ARGV = P, dir, details (1/0). Drops dead entries and returns
-// {change counter, {{name, seq[, value, {holder, lease, hb}]}...}} by seq
-// then name.
+// entries: ARGV = P, dir, details (1/0), since ("": no log). Drops dead
+// entries and returns {change counter, {{name, seq[, value, {holder,
+// lease, hb}]}...} by seq then name, {"rev\0name"...} the logged additions
+// after since (newest first), the log's floor}.
 var scriptEntries = goredis.NewScript(sessLib + `
 local d = ARGV[2]
 local live = purge(d)
@@ -476,7 +530,16 @@ for i = 1, #z, 2 do
     end
   end
 end
-return {redis.call("GET", P .. "dv:" .. d) or "0", out}
+local adds, floor = {}, "0"
+if ARGV[4] ~= "" then
+  local since = tonumber(ARGV[4])
+  floor = redis.call("GET", P .. "df:" .. d) or "0"
+  for _, a in ipairs(redis.call("LRANGE", P .. "dl:" .. d, 0, -1)) do
+    if tonumber(string.sub(a, 1, string.find(a, "\0", 1, true) - 1)) <= since then break end
+    table.insert(adds, a)
+  end
+end
+return {redis.call("GET", P .. "dv:" .. d) or "0", out, adds, floor}
 `)
 
 // waitcheck: ARGV = P, dir, name. With a name, drops that entry if its

@@ -185,48 +185,86 @@ func (b *Backend) setEntry(ctx context.Context, op, session, dir, name string, d
 // Entries lists dir's live entries, dropping those of ended sessions, in
 // one script (details included).
 func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]backend.Entry, error) {
+	st, err := b.readDir(ctx, "entries", backend.DirRequest{Dir: dir, Details: details})
+	return st.Entries, err
+}
+
+// ReadDir lists dir's live entries (dropping those of ended sessions) at
+// its change counter, and the logged additions after req.Since ({P}:dl:,
+// the newest 256, {P}:df: the revision of the newest dropped), in one
+// script.
+func (b *Backend) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	return b.readDir(ctx, "read dir", req)
+}
+
+func (b *Backend) readDir(ctx context.Context, op string, req backend.DirRequest) (backend.DirState, error) {
+	dir, details := req.Dir, req.Details
 	if err := b.check(ctx); err != nil {
-		return nil, err
+		return backend.DirState{}, err
 	}
 	if err := backend.CheckSessionName("dir", dir); err != nil {
-		return nil, fmt.Errorf("redis: entries: %w", err)
+		return backend.DirState{}, fmt.Errorf("redis: %s: %w", op, err)
 	}
 	d := 0
 	if details {
 		d = 1
 	}
-	res, err := b.run(ctx, scriptEntries, dir, d)
+	since := ""
+	if req.Adds {
+		since = strconv.FormatUint(req.Since, 10)
+	}
+	res, err := b.run(ctx, scriptEntries, dir, d, since)
 	if err != nil {
-		return nil, fmt.Errorf("redis: entries of %q: %w", dir, err)
+		return backend.DirState{}, fmt.Errorf("redis: %s %q: %w", op, dir, err)
 	}
 	r, _ := res.([]any)
-	if len(r) != 2 {
-		return nil, fmt.Errorf("redis: entries of %q: malformed reply", dir)
+	if len(r) != 4 {
+		return backend.DirState{}, fmt.Errorf("redis: %s %q: malformed reply", op, dir)
+	}
+	var st backend.DirState
+	rev, err1 := strconv.ParseUint(fmt.Sprint(r[0]), 10, 64)
+	floor, err2 := strconv.ParseUint(fmt.Sprint(r[3]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return backend.DirState{}, fmt.Errorf("redis: %s %q: malformed revision %v or floor %v", op, dir, r[0], r[3])
+	}
+	st.Rev = rev
+	if req.Adds {
+		st.Truncated = req.Since < floor
+		adds, _ := r[2].([]any)
+		for i := len(adds) - 1; i >= 0; i-- { // newest first: reverse
+			a, _ := adds[i].(string)
+			rs, name, ok := strings.Cut(a, "\x00")
+			n, err := strconv.ParseUint(rs, 10, 64)
+			if !ok || err != nil {
+				return backend.DirState{}, fmt.Errorf("redis: %s %q: malformed log record %q", op, dir, a)
+			}
+			st.Adds = append(st.Adds, backend.Added{Name: name, Rev: n})
+		}
 	}
 	list, _ := r[1].([]any)
 	out := make([]backend.Entry, 0, len(list))
 	for _, x := range list {
 		f, _ := x.([]any)
 		if len(f) < 2 {
-			return nil, fmt.Errorf("redis: entries of %q: malformed entry %v", dir, x)
+			return backend.DirState{}, fmt.Errorf("redis: %s %q: malformed entry %v", op, dir, x)
 		}
 		name, _ := f[0].(string)
 		seq, _ := f[1].(int64)
 		e := backend.Entry{Dir: dir, Name: name, Seq: uint64(seq)}
 		if details {
 			if len(f) < 4 {
-				return nil, fmt.Errorf("redis: entries of %q: malformed entry %q", dir, name)
+				return backend.DirState{}, fmt.Errorf("redis: %s %q: malformed entry %q", op, dir, name)
 			}
 			v, _ := f[2].(string)
 			parts := strings.SplitN(v, "\x00", 3)
 			if len(parts) != 3 {
-				return nil, fmt.Errorf("redis: entries of %q: malformed entry %q", dir, name)
+				return backend.DirState{}, fmt.Errorf("redis: %s %q: malformed entry %q", op, dir, name)
 			}
 			e.Session.ID = parts[0]
 			if parts[1] != "" {
 				n, err := strconv.ParseInt(parts[1], 10, 64)
 				if err != nil {
-					return nil, fmt.Errorf("redis: entries of %q: entry %q: created %q", dir, name, parts[1])
+					return backend.DirState{}, fmt.Errorf("redis: %s %q: entry %q: created %q", op, dir, name, parts[1])
 				}
 				e.Created = time.UnixMilli(n)
 			}
@@ -248,7 +286,8 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 		}
 		return out[i].Name < out[j].Name
 	})
-	return out, nil
+	st.Entries = out
+	return st, nil
 }
 
 // WaitEntries has the Backend's hub (one Pub/Sub connection for every

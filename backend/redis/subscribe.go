@@ -34,10 +34,47 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 		_ = ps.Close()
 		return nil, err
 	}
+	// While subscribed, commits keep backend.WatchKeep older versions
+	// ({P}:w:name, see the scripts' append): set now, before the watcher
+	// reads the history, and kept alive every third of watchRetain. A
+	// process that dies stops renewing it: the retention ends within
+	// watchRetain.
+	wk := b.p + "w:" + name
+	if err := b.c.Set(ctx, wk, 1, watchRetain).Err(); err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
 	lctx, cancel := context.WithCancel(context.Background())
 	s := &sub{FeedBuffer: backend.NewFeedBuffer(), ps: ps, cancel: cancel, done: make(chan struct{})}
 	go s.loop(lctx)
+	go s.retain(lctx, b, wk)
 	return s, nil
+}
+
+// watchRetain is how long the mark of a subscription to a ref lasts
+// without renewal.
+const watchRetain = 30 * time.Second
+
+// retain renews the ref's watch mark while the subscription is open.
+// Failures are retried sooner; the mark outlives a few of them.
+func (s *sub) retain(ctx context.Context, b *Backend, key string) {
+	period := watchRetain / 3
+	for {
+		t := time.NewTimer(period)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, period)
+		err := b.c.Set(rctx, key, 1, watchRetain).Err()
+		cancel()
+		period = watchRetain / 3
+		if err != nil {
+			period = time.Second
+		}
+	}
 }
 
 func (s *sub) loop(ctx context.Context) {

@@ -31,9 +31,13 @@
 // EPHEMERAL node (holder, lease, heartbeat); sd/<dir> is one flat
 // PERSISTENT node per dir, never deleted; sd/<dir>/<name> is a named
 // entry and sd/<dir>/<name>#<10 digits> a sequential one, both EPHEMERAL
-// (data: session, data, created). A Seq is the sequence number the server
-// appended plus one: the dir node's child version, which only grows
-// because dir nodes stay. When the ZooKeeper session expires the server
+// (data: session, data, created). sl/<dir> logs the dir's newest 256
+// additions of named entries (name and zxid), written in the Multi that
+// creates the entry, version checked; a dir's revision (ReadDir) is its
+// node's Pzxid, which a session's expiry moves too. A Seq is 2^32 plus the zxid of the
+// Multi that created the entry (its Czxid): 64-bit, strictly increasing,
+// and above every Seq of the earlier scheme (the server's 32-bit sequence
+// number plus one, which wrapped). When the ZooKeeper session expires the server
 // deletes every session node and entry of this backend at once; the
 // logical sessions then report ErrSessionGone, and since every AddEntry
 // is a Multi that also writes the session's node, no entry is created for

@@ -93,10 +93,11 @@ func (n *refNode) clone() *refNode {
 	return &c
 }
 
-// add prepends a version and trims the history to Keep older versions.
-func (n *refNode) add(v versionRec) {
+// add prepends a version and trims the history to Keep older versions, or
+// backend.WatchKeep while the ref is watched.
+func (n *refNode) add(v versionRec, watched bool) {
 	n.Versions = append([]versionRec{v}, n.Versions...)
-	n.trim(n.Keep + 1)
+	n.trim(backend.KeepFor(n.Keep, watched) + 1)
 }
 
 // trim keeps at most max versions (at least one), raising Trimmed.
@@ -284,6 +285,7 @@ type cached struct {
 	node    *refNode // never modified
 	version int32    // the znode's data version
 	mzxid   int64
+	watched bool // the znode had children: subscriptions' marks
 }
 
 // cache keeps ref nodes so that a commit can go straight to its Multi: a

@@ -194,7 +194,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 // OnePhaseKeep.
 func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error) {
 	var kids []string
-	if err := wait(ctx, func() (err error) { kids, _, err = b.conn.Children(dir); return err }); err != nil {
+	if err := b.wait(ctx, func() (err error) { kids, _, err = b.conn.Children(dir); return err }); err != nil {
 		return nil, err
 	}
 	sort.Strings(kids)
@@ -225,7 +225,7 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 			expired := r.Expires > 0 && r.Expires < now ||
 				dir == b.oneP && r.Status == int(backend.Committed) && stats[j].Ctime+b.cfg.OnePhaseKeep.Milliseconds() < now
 			if expired {
-				_ = wait(ctx, func() error { return b.conn.Delete(paths[j], stats[j].Version) })
+				_ = b.wait(ctx, func() error { return b.conn.Delete(paths[j], stats[j].Version) })
 				continue
 			}
 			if dir == b.recsP {
@@ -341,7 +341,7 @@ func (b *Backend) flushGC(limit time.Duration) {
 		if _, err := b.multi(ctx, ops); err != nil {
 			// One is gone already (or the connection failed): one by one.
 			for _, it := range batch {
-				_ = wait(ctx, func() error { return b.conn.Delete(it.path, -1) })
+				_ = b.wait(ctx, func() error { return b.conn.Delete(it.path, -1) })
 			}
 		}
 	}

@@ -25,6 +25,9 @@ type state struct {
 	version int32
 	mzxid   int64
 	cached  bool // from the cache, not read just now
+	// watched: the znode has children, the marks of open subscriptions
+	// (see Subscribe), so commits keep backend.WatchKeep versions.
+	watched bool
 }
 
 // readRefs reads refs in one round trip and caches what it read.
@@ -49,7 +52,8 @@ func (b *Backend) readRefs(ctx context.Context, names []string) ([]state, error)
 			return nil, err
 		}
 		out[i].node, out[i].version, out[i].mzxid = node, stats[i].Version, stats[i].Mzxid
-		b.cache.put(n, cached{node: node, version: stats[i].Version, mzxid: stats[i].Mzxid})
+		out[i].watched = stats[i].NumChildren > 0
+		b.cache.put(n, cached{node: node, version: stats[i].Version, mzxid: stats[i].Mzxid, watched: out[i].watched})
 	}
 	return out, nil
 }
@@ -61,7 +65,7 @@ func (b *Backend) states(ctx context.Context, names []string) ([]state, error) {
 	var at []int
 	for i, n := range names {
 		if e, ok := b.cache.get(n); ok {
-			out[i] = state{name: n, node: e.node, version: e.version, mzxid: e.mzxid, cached: true}
+			out[i] = state{name: n, node: e.node, version: e.version, mzxid: e.mzxid, cached: true, watched: e.watched}
 			continue
 		}
 		miss = append(miss, n)
@@ -123,7 +127,7 @@ func (b *Backend) written(sts []state, nodes []*refNode, res []gozk.MultiRespons
 		if n.Ensured == self {
 			n.Ensured = uint64(st.Mzxid)
 		}
-		b.cache.put(s.name, cached{node: n, version: st.Version, mzxid: st.Mzxid})
+		b.cache.put(s.name, cached{node: n, version: st.Version, mzxid: st.Mzxid, watched: st.NumChildren > 0})
 	}
 }
 
@@ -280,7 +284,7 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	}
 	var kids []string
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { kids, _, err = b.conn.Children(b.refsP); return err })
+		return b.wait(ctx, func() (err error) { kids, _, err = b.conn.Children(b.refsP); return err })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zk: list %q: %w", prefix, err)
@@ -502,7 +506,7 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 					n.Ensured = uint64(req.CP)
 				}
 				if in.Write && in.Staged {
-					n.add(versionRec{Point: uint64(req.CP), Ms: req.Time.UnixMilli(), Txn: req.Txn, Value: in.Value})
+					n.add(versionRec{Point: uint64(req.CP), Ms: req.Time.UnixMilli(), Txn: req.Txn, Value: in.Value}, s.watched)
 				}
 			}
 			nodes[i] = n
@@ -580,7 +584,7 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 				n.Ensured = self
 			}
 			if it.Mode.Writes() {
-				n.add(versionRec{Point: self, Ms: req.Time.UnixMilli(), Txn: req.Txn, Value: it.Value})
+				n.add(versionRec{Point: self, Ms: req.Time.UnixMilli(), Txn: req.Txn, Value: it.Value}, sts[i].watched)
 			}
 			nodes[i] = n
 		}

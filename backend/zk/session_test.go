@@ -18,6 +18,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/backendtest"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
@@ -32,6 +33,8 @@ func init() {
 	standaloneTests = append(standaloneTests,
 		serverTest{"SessionExpiry", testSessionExpiry},
 		serverTest{"ACL", testACL},
+		serverTest{"RefusedCommitIsNotUnknown", testRefusedCommitIsNotUnknown},
+		serverTest{"RootDeletedUnderLiveProcess", testRootDeleted},
 		serverTest{"BadInput", testBadInput},
 		serverTest{"New", testNew},
 		serverTest{"SameID", testSameID},
@@ -1028,6 +1031,12 @@ func testMixedWithRedisAndMem(t *testing.T, srv *testserver.ZK) {
 			}); err != nil {
 				t.Fatal(err)
 			}
+			// Atoms, promises and delays on the other backend change at
+			// its clock's points, which must never move the
+			// coordinator's read points (a ZooKeeper atom's zxids under a
+			// Redis or mem coordinator once broke every transaction after
+			// its first swap).
+			t.Run("ForeignClocks", func(t *testing.T) { backendtest.ForeignClocks(t, coord, other) })
 		})
 	}
 }
@@ -1132,4 +1141,143 @@ func testValueAndHistoryLimits(t *testing.T, srv *testserver.ZK) {
 		t.Fatal(err)
 	}
 	checkHistory(writes + 1)
+}
+
+// testRefusedCommitIsNotUnknown: a request the server refuses (here for want
+// of permission: the clock node made read-only) certainly applied nothing,
+// so the commit ends with an error wrapping backend.ErrNotApplied, at once,
+// and is not treated as an unknown outcome to be learned and retried.
+func testRefusedCommitIsNotUnknown(t *testing.T, srv *testserver.ZK) {
+	ctx := context.Background()
+	root := newRoot("refused")
+	b := open(t, srv, zk.Config{Root: root, Auth: "alice:secret"})
+	for _, general := range []bool{false, true} {
+		opts := []stm.Option{stm.WithMaxRetries(3)}
+		if general {
+			opts = append(opts, stm.WithGeneralPath())
+		}
+		s := openSTM(t, b, opts...)
+		r, err := refs.New(ctx, s, fmt.Sprintf("x%v", general), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := sessConnect(t, srv.Servers)
+		if err := owner.AddAuth("digest", []byte("alice:secret")); err != nil {
+			t.Fatal(err)
+		}
+		readOnly := append(gozk.DigestACL(gozk.PermRead|gozk.PermAdmin, "alice", "secret"), gozk.WorldACL(gozk.PermRead)...)
+		if _, err := owner.SetACL(root+"/clock", readOnly, -1); err != nil {
+			t.Fatal(err)
+		}
+		err = s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, 2); return nil })
+		if !errors.Is(err, backend.ErrNotApplied) || errors.Is(err, stm.ErrOutcomeUnknown) || errors.Is(err, stm.ErrRetryLimit) || !errors.Is(err, gozk.ErrNoAuth) {
+			t.Errorf("general=%v: a commit the server refused: %v; want an error wrapping backend.ErrNotApplied and zk.ErrNoAuth, not an unknown outcome", general, err)
+		}
+		if st := s.Stats(); st.Unknown != 0 || st.Retries != 0 {
+			t.Errorf("general=%v: %d unknown outcomes, %d retries, want none", general, st.Unknown, st.Retries)
+		}
+		if _, err := owner.SetACL(root+"/clock", gozk.DigestACL(gozk.PermAll, "alice", "secret"), -1); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := r.Deref(ctx); err != nil || v != 1 {
+			t.Errorf("general=%v: x = %d (%v) after a refused commit, want 1", general, v, err)
+		}
+	}
+}
+
+// testRootDeleted: a root deleted under a live process, then recreated by
+// another (zk.Open and refs.New at the initial values), must not be
+// committed to by the live process as if nothing happened: its next Dosync
+// fails with stm.ErrDataLost, writes nothing, and its STM refuses every
+// later call; a process that opens afresh works on the new root. (The root
+// is named after its identity in an epoch node, which every Multi checks
+// and every read looks at.)
+func testRootDeleted(t *testing.T, srv *testserver.ZK) {
+	ctx := context.Background()
+	root := newRoot("deleted")
+	const n, initial = 3, 100
+	openBank := func() (*stm.STM, []*refs.Ref[int]) {
+		s := openSTM(t, open(t, srv, zk.Config{Root: root}))
+		var accs []*refs.Ref[int]
+		for i := 0; i < n; i++ {
+			r, err := refs.New(ctx, s, fmt.Sprintf("acct/%d", i), initial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			accs = append(accs, r)
+		}
+		return s, accs
+	}
+	transfer := func(s *stm.STM, accs []*refs.Ref[int], amount int) error {
+		return s.Dosync(ctx, func(tx *txn.Tx) error {
+			accs[0].Alter(tx, func(v int) int { return v - amount })
+			accs[1].Alter(tx, func(v int) int { return v + amount })
+			return nil
+		})
+	}
+	sum := func(s *stm.STM, accs []*refs.Ref[int]) (int, error) {
+		total := 0
+		err := s.Dosync(ctx, func(tx *txn.Tx) error {
+			total = 0
+			for _, a := range accs {
+				total += a.Get(tx)
+			}
+			return nil
+		})
+		return total, err
+	}
+	for _, general := range []bool{false, true} {
+		live, accs := openBank()
+		if general {
+			live = openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithGeneralPath())
+			for i := range accs {
+				var err error
+				if accs[i], err = refs.New(ctx, live, fmt.Sprintf("acct/%d", i), initial); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := transfer(live, accs, 30); err != nil {
+			t.Fatal(err)
+		}
+		owner := sessConnect(t, srv.Servers)
+		deleteTree(t, owner, root)
+		other, oaccs := openBank() // recreates the root and the refs
+		before, err := sum(other, oaccs)
+		if err != nil || before != n*initial {
+			t.Fatalf("general=%v: the recreated root holds %d (%v), want %d", general, before, err, n*initial)
+		}
+		err = transfer(live, accs, 10)
+		if !errors.Is(err, stm.ErrDataLost) {
+			t.Fatalf("general=%v: a Dosync after the root was deleted and recreated: %v, want stm.ErrDataLost", general, err)
+		}
+		if after, err := sum(other, oaccs); err != nil || after != before {
+			t.Fatalf("general=%v: the recreated root holds %d (%v) after the failed Dosync, want %d: it wrote", general, after, err, before)
+		}
+		if _, err := sum(live, accs); !errors.Is(err, stm.ErrDataLost) {
+			t.Fatalf("general=%v: a read-only Dosync on the stopped STM: %v, want stm.ErrDataLost", general, err)
+		}
+		if err := transfer(other, oaccs, 1); err != nil {
+			t.Fatalf("general=%v: the process that opened afresh: %v", general, err)
+		}
+		deleteTree(t, owner, root) // the next round starts afresh
+	}
+}
+
+// deleteTree deletes a znode and everything under it.
+func deleteTree(t *testing.T, c *gozk.Conn, p string) {
+	t.Helper()
+	kids, _, err := c.Children(p)
+	if errors.Is(err, gozk.ErrNoNode) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("children of %s: %v", p, err)
+	}
+	for _, k := range kids {
+		deleteTree(t, c, p+"/"+k)
+	}
+	if err := c.Delete(p, -1); err != nil && !errors.Is(err, gozk.ErrNoNode) {
+		t.Fatalf("delete %s: %v", p, err)
+	}
 }

@@ -27,7 +27,14 @@ import (
 //	{root}/sd/<dir>         PERSISTENT, one flat node per dir, never deleted
 //	{root}/sd/<dir>/<name>  EPHEMERAL named entry
 //	{root}/sd/<dir>/<name>#0000000042
-//	                        EPHEMERAL|SEQUENTIAL entry, Seq 43
+//	                        EPHEMERAL|SEQUENTIAL entry, Seq 2^32 + Czxid
+//	{root}/sl/<dir>         PERSISTENT, the dir's log of named additions
+//	                        (logNode), never deleted
+//
+// A dir's revision (ReadDir) is its node's Pzxid: the zxid of the last
+// child created or deleted, moved by the server's deletions at a session's
+// expiry too. A named entry's addition is logged in sl/<dir> by the Multi
+// that creates it (version checked), so the log is in step with the dir.
 //
 // Ids, dirs and names are escaped (escape), so a dir with slashes is one
 // znode and dirs never nest; '#' never appears in an escaped name, so it
@@ -42,10 +49,21 @@ import (
 // checks the session node's version, so an entry added meanwhile makes it
 // start again rather than outlive the session.
 //
-// A Seq is the dir node's child version when the entry was created, plus
-// one: ZooKeeper's sequence counter, which grows with every child created or
-// deleted, is persisted, and is never reset because dir nodes are never
-// deleted.
+// A Seq is seqBase plus the zxid of the Multi that created the entry (the
+// entry znode's Czxid; the Mzxid of the session node that the same Multi
+// sets, so the adder learns it from the reply). Zxids are 64-bit and
+// strictly increasing across the ensemble's whole life (leader changes and
+// restarts included), and one Multi creates at most one entry, so Seqs
+// strictly increase per dir and never wrap. Listing learns the Seqs of
+// other entries from their Czxid (an Exists each, pipelined, cached by
+// znode: a sequential znode's name is never reused). Entries are queued in
+// Seq order, so the lock queue is the creation order too.
+//
+// Before this scheme a Seq was the server's sequence number (the dir's
+// 32-bit child version) plus one, at most 2^32, which wrapped; seqBase is
+// 2^32, so every Seq handed out now is above every one handed out before,
+// in roots created by either version. The server's sequence suffix is
+// still part of a sequential entry's znode name, only for uniqueness.
 
 // seqMark separates a sequential entry's escaped name from its sequence
 // number; escape never outputs it.
@@ -86,6 +104,71 @@ func (n *entryNode) encode() []byte {
 	return data
 }
 
+// logNode is a dir's log of named additions ({root}/sl/<dir>), written
+// in the Multi that creates the entry, version checked. The newest
+// record's Zxid is 0 ("self"): the Multi cannot know its own zxid, which
+// is the node's Mzxid; the next writer stores it explicitly.
+type logNode struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Floor    int64    // the zxid of the newest record dropped
+	Recs     []logRec // oldest first
+}
+
+type logRec struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Name     string
+	Zxid     int64
+}
+
+// logKeep is how many records a dir's log keeps (backend.MinAddLog).
+const logKeep = backend.MinAddLog
+
+// readLog reads dir's log, its self record resolved; a missing log node
+// is an empty log with a nil stat.
+func (b *Backend) readLog(ctx context.Context, dir string) (logNode, *gozk.Stat, error) {
+	var lg logNode
+	data, stats, err := b.get(ctx, []string{b.logPath(dir)})
+	if err != nil || stats[0] == nil {
+		return lg, nil, err
+	}
+	if len(data[0]) > 0 {
+		if err := msgpack.Unmarshal(data[0], &lg); err != nil {
+			return lg, nil, fmt.Errorf("%w: log node of %s: %v", ErrMalformed, dir, err)
+		}
+	}
+	if n := len(lg.Recs); n > 0 && lg.Recs[n-1].Zxid == 0 {
+		lg.Recs[n-1].Zxid = stats[0].Mzxid
+	}
+	return lg, stats[0], nil
+}
+
+// appended returns the log with name added as its self record, the
+// oldest records dropped past logKeep.
+func (lg logNode) appended(name string) []byte {
+	lg.Recs = append(slices.Clone(lg.Recs), logRec{Name: name})
+	if over := len(lg.Recs) - logKeep; over > 0 {
+		lg.Floor = max(lg.Floor, lg.Recs[over-1].Zxid)
+		lg.Recs = lg.Recs[over:]
+	}
+	data, err := msgpack.Marshal(&lg)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode log node: %v", err))
+	}
+	return data
+}
+
+func (b *Backend) logPath(dir string) string { return b.slP + "/" + escape(dir) }
+
+// mklog creates a dir's log node (for dirs made before logs existed).
+func (b *Backend) mklog(ctx context.Context, dir string) error {
+	p := b.logPath(dir)
+	err := b.wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
+	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		return fmt.Errorf("zk: create log %s: %w", p, err)
+	}
+	return nil
+}
+
 func decodeEntry(p string, data []byte) (*entryNode, error) {
 	var n entryNode
 	if err := msgpack.Unmarshal(data, &n); err != nil || n.Session == "" {
@@ -101,22 +184,28 @@ func unixNano(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
-// parseNode reads an entry's znode name: its entry name and Seq (0 for a
-// named entry).
-func parseNode(node string) (name string, seq uint64, ok bool) {
+// seqBase is added to a zxid to make a Seq: above 2^32, the largest Seq
+// of the scheme before (a 32-bit child version plus one).
+const seqBase = 1 << 32
+
+// seqOf is the Seq of a sequential entry created by the request with
+// zxid z.
+func seqOf(z int64) uint64 { return seqBase + uint64(z) }
+
+// parseNode reads an entry's znode name: its entry name, and whether it
+// is sequential (its Seq is learned from its Czxid, see seqOf).
+func parseNode(node string) (name string, sequential bool, ok bool) {
 	esc := node
 	if i := strings.Index(node, seqMark); i >= 0 {
-		n, err := strconv.ParseInt(node[i+1:], 10, 64)
-		if err != nil {
-			return "", 0, false
+		// The server's suffix: an int32 counter printed with %010d
+		// (negative past 2^31), there for uniqueness only.
+		if _, err := strconv.ParseInt(node[i+1:], 10, 64); err != nil {
+			return "", false, false
 		}
-		// The server formats an int32 counter with %010d: it goes negative
-		// after 2^31 creations, and uint32 keeps the order for 2^32.
-		seq = uint64(uint32(int32(n))) + 1
-		esc = node[:i]
+		esc, sequential = node[:i], true
 	}
 	name, ok = unescape(esc)
-	return name, seq, ok && name != ""
+	return name, sequential, ok && name != ""
 }
 
 // sessState is the driver's memory of the logical sessions it opened: a
@@ -124,9 +213,10 @@ func parseNode(node string) (name string, seq uint64, ok bool) {
 type sessState struct {
 	mu    sync.Mutex
 	live  map[string]*zkSession
-	ended map[string]struct{}  // ids never come back
+	ended endedIDs             // ids of sessions ended here, for EndedKeep
 	nodes map[[2]string]string // (dir, name) -> znode name, a hint for WaitEntries
 	seen  map[string][2]int32  // dir -> its cversion and version at the last Entries
+	seqs  map[string]uint64    // a sequential entry's znode path -> its Seq
 }
 
 type zkSession struct {
@@ -145,13 +235,70 @@ type zkSession struct {
 
 const hintLimit = 4096
 
+// EndedKeep is how long the backend remembers the id of a session that
+// ended here, so that OpenSession of it (a retry delayed past the end) is
+// ErrSessionGone rather than a new session under an old id. Ids are drawn
+// at random, so only such retries reuse one, and they come within their
+// caller's ctx; forgetting ids after EndedKeep keeps a long-lived
+// process's memory bounded by the sessions ended in the last EndedKeep.
+const EndedKeep = 10 * time.Minute
+
+// endedIDs remembers ended session ids for keep, by the clock now.
+type endedIDs struct {
+	at    map[string]time.Time
+	order []endedID // in the order they ended, for forgetting
+	keep  time.Duration
+	now   func() time.Time
+}
+
+type endedID struct {
+	id string
+	at time.Time
+}
+
+func (e *endedIDs) add(id string) {
+	t := e.now()
+	e.at[id] = t
+	e.order = append(e.order, endedID{id, t})
+}
+
+func (e *endedIDs) has(id string) bool { _, ok := e.at[id]; return ok }
+
+// forget drops the ids that ended keep ago or earlier.
+func (e *endedIDs) forget() {
+	cut := e.now().Add(-e.keep)
+	i := 0
+	for i < len(e.order) && !e.order[i].at.After(cut) {
+		if e.at[e.order[i].id] == e.order[i].at {
+			delete(e.at, e.order[i].id)
+		}
+		i++
+	}
+	if i > 0 {
+		e.order = append(e.order[:0:0], e.order[i:]...)
+	}
+}
+
+// init makes the maps on first use and forgets old ended ids. The caller
+// holds mu.
 func (st *sessState) init() {
+	defer st.ended.forget()
 	if st.live == nil {
 		st.live = make(map[string]*zkSession)
-		st.ended = make(map[string]struct{})
+		st.ended = endedIDs{at: make(map[string]time.Time), keep: EndedKeep, now: time.Now}
 		st.nodes = make(map[[2]string]string)
 		st.seen = make(map[string][2]int32)
+		st.seqs = make(map[string]uint64)
 	}
+}
+
+// learnSeq records the Seq of a sequential entry's znode. The caller
+// holds mu.
+func (st *sessState) learnSeq(p string, seq uint64) {
+	if len(st.seqs) >= hintLimit {
+		st.seqs = make(map[string]uint64)
+	}
+	st.seqs[p] = seq
 }
 
 func (st *sessState) hint(dir, name, node string) {
@@ -260,7 +407,7 @@ func (b *Backend) end(s *zkSession) {
 func (b *Backend) endLocked(s *zkSession) {
 	if b.sess.live[s.id] == s {
 		delete(b.sess.live, s.id)
-		b.sess.ended[s.id] = struct{}{}
+		b.sess.ended.add(s.id)
 	}
 	s.closing = true
 	if s.timer != nil {
@@ -283,7 +430,7 @@ func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duratio
 	}
 	b.sess.mu.Lock()
 	b.sess.init()
-	if _, ok := b.sess.ended[id]; ok {
+	if b.sess.ended.has(id) {
 		b.sess.mu.Unlock()
 		return 0, goneErr(id)
 	}
@@ -300,14 +447,14 @@ func (b *Backend) OpenSession(ctx context.Context, id string, lease time.Duratio
 	now := time.Now()
 	data := (&sessNode{Holder: holder, Lease: eff.Milliseconds(), Heartbeat: now.UnixNano()}).encode()
 	p := b.sessPath(id)
-	err := wait(ctx, func() error { _, err := b.conn.Create(p, data, gozk.FlagEphemeral, b.acl); return err })
+	err := b.wait(ctx, func() error { _, err := b.conn.Create(p, data, gozk.FlagEphemeral, b.acl); return err })
 	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return 0, fmt.Errorf("zk: open session %s: create %s: %w", id, p, err)
 	}
 	// Whose is it? A repeat after an unknown outcome finds its own node.
 	var st *gozk.Stat
 	err = b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
+		return b.wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
 	})
 	if errors.Is(err, gozk.ErrNoNode) {
 		return 0, fmt.Errorf("zk: open session %s: its node vanished (the ZooKeeper session ended meanwhile): try again", id)
@@ -382,7 +529,7 @@ func (b *Backend) RenewSession(ctx context.Context, id string, now time.Time) er
 	data := n.encode()
 	start := time.Now()
 	var st *gozk.Stat
-	err = wait(ctx, func() (err error) { st, err = b.conn.Set(b.sessPath(id), data, -1); return err })
+	err = b.wait(ctx, func() (err error) { st, err = b.conn.Set(b.sessPath(id), data, -1); return err })
 	if errors.Is(err, gozk.ErrNoNode) {
 		b.end(s)
 		return goneErr(id)
@@ -429,7 +576,7 @@ func (b *Backend) CloseSession(ctx context.Context, id string) error {
 	// whose outcome its caller did not learn has no entries.
 	p := b.sessPath(id)
 	var st *gozk.Stat
-	err := wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
+	err := b.wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
 	if errors.Is(err, gozk.ErrNoNode) {
 		return nil
 	}
@@ -437,7 +584,7 @@ func (b *Backend) CloseSession(ctx context.Context, id string) error {
 		return fmt.Errorf("zk: close session %s: %w", id, err)
 	}
 	if st.EphemeralOwner == b.conn.SessionID() {
-		err := wait(ctx, func() error { return b.conn.Delete(p, st.Version) })
+		err := b.wait(ctx, func() error { return b.conn.Delete(p, st.Version) })
 		if err != nil && !errors.Is(err, gozk.ErrNoNode) {
 			return fmt.Errorf("zk: close session %s: %w", id, err)
 		}
@@ -452,7 +599,7 @@ func (b *Backend) closeNodes(ctx context.Context, s *zkSession) error {
 	for range 20 {
 		var st *gozk.Stat
 		err := b.consistent(ctx, func() error {
-			return wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
+			return b.wait(ctx, func() (err error) { _, st, err = b.conn.Get(p); return err })
 		})
 		if errors.Is(err, gozk.ErrNoNode) {
 			b.end(s) // gone with its entries
@@ -497,7 +644,7 @@ func (b *Backend) closeNodes(ctx context.Context, s *zkSession) error {
 		if requestSize(ops) > b.cfg.MaxRequest {
 			// Too many for one request: the entries go first, one by one.
 			for i, ep := range paths {
-				err := wait(ctx, func() error { return b.conn.Delete(ep, -1) })
+				err := b.wait(ctx, func() error { return b.conn.Delete(ep, -1) })
 				if err != nil && !errors.Is(err, gozk.ErrNoNode) {
 					return fmt.Errorf("zk: close session %s: delete %s: %w", s.id, ep, err)
 				}
@@ -561,7 +708,8 @@ func (b *Backend) untrack(s *zkSession, k [2]string, p string) {
 	}
 }
 
-// findEntries lists the znodes of dir holding entry name of a session.
+// findEntries lists the znodes of dir holding entry name of a session
+// (and learns the Seqs of sequential ones).
 func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([]string, error) {
 	nodes, err := b.findNodes(ctx, dir, name)
 	if err != nil || len(nodes) == 0 {
@@ -577,9 +725,14 @@ func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([
 		return nil, err
 	}
 	var out []string
+	b.sess.mu.Lock()
+	defer b.sess.mu.Unlock()
 	for i := range paths {
 		if stats[i] == nil {
 			continue
+		}
+		if _, sequential, _ := parseNode(nodes[i]); sequential {
+			b.sess.learnSeq(paths[i], seqOf(stats[i].Czxid))
 		}
 		if e, err := decodeEntry(paths[i], data[i]); err == nil && e.Session == session {
 			out = append(out, paths[i])
@@ -611,7 +764,7 @@ func (b *Backend) children(ctx context.Context, p string) ([]string, *gozk.Stat,
 	var kids []string
 	var st *gozk.Stat
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { kids, st, err = b.conn.Children(p); return err })
+		return b.wait(ctx, func() (err error) { kids, st, err = b.conn.Children(p); return err })
 	})
 	if errors.Is(err, gozk.ErrNoNode) {
 		return nil, nil, nil
@@ -627,7 +780,7 @@ func (b *Backend) children(ctx context.Context, p string) ([]string, *gozk.Stat,
 // counter).
 func (b *Backend) mkdir(ctx context.Context, dir string) error {
 	p := b.dirPath(dir)
-	err := wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
+	err := b.wait(ctx, func() error { _, err := b.conn.Create(p, nil, 0, b.acl); return err })
 	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return fmt.Errorf("zk: create dir %s: %w", p, err)
 	}
@@ -697,13 +850,23 @@ func pause(ctx context.Context, done <-chan struct{}) error {
 // errUnknown marks an add whose outcome is unknown.
 var errUnknown = errors.New("outcome unknown")
 
-func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string) backend.Entry {
+// track records an entry the session added; zxid is the request that
+// created it, if known (0: look its Seq up among those learned).
+func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string, zxid int64) backend.Entry {
 	node := path.Base(p)
-	_, seq, _ := parseNode(node)
 	b.sess.mu.Lock()
 	defer b.sess.mu.Unlock()
 	s.entries[[2]string{req.Dir, req.Name}] = p
 	b.sess.hint(req.Dir, req.Name, node)
+	var seq uint64
+	if req.Sequential {
+		if zxid != 0 {
+			seq = seqOf(zxid)
+			b.sess.learnSeq(p, seq)
+		} else {
+			seq = b.sess.seqs[p]
+		}
+	}
 	return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: seq}
 }
 
@@ -730,7 +893,7 @@ func (b *Backend) addSequential(ctx context.Context, s *zkSession, req backend.A
 				return backend.Entry{}, fmt.Errorf("%w (%w)", err, errUnknown)
 			}
 			if len(found) > 0 {
-				return b.track(s, req, found[0]), nil
+				return b.track(s, req, found[0], 0), nil
 			}
 		}
 		ops := []any{
@@ -744,7 +907,8 @@ func (b *Backend) addSequential(ctx context.Context, s *zkSession, req backend.A
 		var me *multiError
 		switch {
 		case err == nil:
-			return b.track(s, req, res[1].String), nil
+			// The session node's Mzxid is the Multi's zxid, the entry's Czxid.
+			return b.track(s, req, res[1].String, res[0].Stat.Mzxid), nil
 		case failedOp(err, 0, gozk.ErrNoNode):
 			b.end(s)
 			return backend.Entry{}, goneErr(s.id)
@@ -774,19 +938,31 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 	p := dirP + "/" + escape(req.Name)
 	var last error
 	unknown := false
-	for range 5 {
+	for tries := 0; tries < 5; tries++ {
+		// The addition goes into the dir's log in the same Multi.
+		lg, lst, err := b.readLog(ctx, req.Dir)
+		if err != nil {
+			return backend.Entry{}, err
+		}
+		if lst == nil {
+			if err := b.mklog(ctx, req.Dir); err != nil {
+				return backend.Entry{}, err
+			}
+			continue
+		}
 		ops := []any{
 			&gozk.SetDataRequest{Path: b.sessPath(s.id), Data: b.sessData(s), Version: -1},
 			&gozk.CreateRequest{Path: p, Data: en.encode(), Acl: b.acl, Flags: gozk.FlagEphemeral},
+			&gozk.SetDataRequest{Path: b.logPath(req.Dir), Data: lg.appended(req.Name), Version: lst.Version},
 		}
 		if requestSize(ops) > b.cfg.MaxRequest {
 			return backend.Entry{}, fmt.Errorf("%d bytes of data: %w", len(req.Data), ErrTooLarge)
 		}
-		_, err := b.multi(ctx, ops)
+		_, err = b.multi(ctx, ops)
 		var me *multiError
 		switch {
 		case err == nil:
-			return b.track(s, req, p), nil
+			return b.track(s, req, p, 0), nil
 		case failedOp(err, 0, gozk.ErrNoNode):
 			b.end(s)
 			return backend.Entry{}, goneErr(s.id)
@@ -794,6 +970,19 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 			if err := b.mkdir(ctx, req.Dir); err != nil {
 				return backend.Entry{}, err
 			}
+		case failedOp(err, 2, gozk.ErrBadVersion):
+			// Another addition to the dir came first: it made progress,
+			// so this does not count as a try.
+			tries--
+			if err := ctx.Err(); err != nil {
+				return backend.Entry{}, err
+			}
+			continue
+		case failedOp(err, 2, gozk.ErrNoNode):
+			if err := b.mklog(ctx, req.Dir); err != nil {
+				return backend.Entry{}, err
+			}
+			continue
 		case failedOp(err, 1, gozk.ErrNodeExists):
 			// Held: by this session (a repeat: replace the data) or not.
 			data, stats, err := b.get(ctx, []string{p})
@@ -818,7 +1007,7 @@ func (b *Backend) addNamed(ctx context.Context, s *zkSession, req backend.AddEnt
 			})
 			switch {
 			case err == nil:
-				return b.track(s, req, p), nil
+				return b.track(s, req, p, 0), nil
 			case failedOp(err, 0, gozk.ErrNoNode):
 				b.end(s)
 				return backend.Entry{}, goneErr(s.id)
@@ -1020,10 +1209,17 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	if err := checkNames("dir", dir); err != nil {
 		return nil, err
 	}
+	es, _, err := b.list(ctx, dir, details)
+	return es, err
+}
+
+// list lists dir's entries, and returns the dir node's stat (nil if it
+// has none).
+func (b *Backend) list(ctx context.Context, dir string, details bool) ([]backend.Entry, *gozk.Stat, error) {
 	dirP := b.dirPath(dir)
 	kids, st, err := b.children(ctx, dirP)
 	if err != nil {
-		return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
 	}
 	b.sess.mu.Lock()
 	b.sess.init()
@@ -1035,19 +1231,31 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 	}
 	out := make([]backend.Entry, 0, len(kids))
 	var nodes []string
+	var unknown []int // sequential entries whose Seq is not yet known
 	for _, k := range kids {
-		name, seq, ok := parseNode(k)
+		name, sequential, ok := parseNode(k)
 		if !ok {
 			continue // not Epochal's
 		}
 		b.sess.hint(dir, name, k)
-		out = append(out, backend.Entry{Dir: dir, Name: name, Seq: seq})
+		e := backend.Entry{Dir: dir, Name: name}
+		if sequential {
+			if e.Seq = b.sess.seqs[dirP+"/"+k]; e.Seq == 0 {
+				unknown = append(unknown, len(out))
+			}
+		}
+		out = append(out, e)
 		nodes = append(nodes, k)
 	}
 	b.sess.mu.Unlock()
+	if len(unknown) > 0 {
+		if out, nodes, err = b.learnSeqs(ctx, dirP, out, nodes, unknown); err != nil {
+			return nil, nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+		}
+	}
 	if details && len(out) > 0 {
 		if out, err = b.details(ctx, dirP, out, nodes); err != nil {
-			return nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("zk: entries of %s: %w", dir, err)
 		}
 	}
 	slices.SortFunc(out, func(a, b backend.Entry) int {
@@ -1059,7 +1267,89 @@ func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]back
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+	return out, st, nil
+}
+
+// ReadDir lists dir's entries with the dir node's Pzxid (the zxid of the
+// last child created or deleted, a session's expiry included) as the
+// revision, and then reads the dir's log of named additions, keeping
+// those after req.Since and up to that revision (later ones show in the
+// next read).
+func (b *Backend) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
+	if err := b.check(ctx); err != nil {
+		return backend.DirState{}, err
+	}
+	if err := checkNames("dir", req.Dir); err != nil {
+		return backend.DirState{}, err
+	}
+	es, st, err := b.list(ctx, req.Dir, req.Details)
+	if err != nil {
+		return backend.DirState{}, err
+	}
+	out := backend.DirState{Entries: es}
+	if st != nil {
+		out.Rev = uint64(st.Pzxid)
+	}
+	if !req.Adds {
+		return out, nil
+	}
+	// After the listing: every addition up to its revision is in the log.
+	lg, _, err := b.readLog(ctx, req.Dir)
+	if err != nil {
+		return backend.DirState{}, fmt.Errorf("zk: read dir %s: %w", req.Dir, err)
+	}
+	out.Truncated = int64(req.Since) < lg.Floor
+	for _, r := range lg.Recs {
+		if z := uint64(r.Zxid); z > req.Since && z <= out.Rev {
+			out.Adds = append(out.Adds, backend.Added{Name: r.Name, Rev: z})
+		}
+	}
 	return out, nil
+}
+
+// learnSeqs reads the Czxid of the entries at the indices unknown (one
+// pipelined round trip) to fill in their Seqs; entries removed meanwhile
+// are dropped.
+func (b *Backend) learnSeqs(ctx context.Context, dirP string, es []backend.Entry, nodes []string, unknown []int) ([]backend.Entry, []string, error) {
+	paths := make([]string, len(unknown))
+	for i, j := range unknown {
+		paths[i] = dirP + "/" + nodes[j]
+	}
+	stats := make([]*gozk.Stat, len(paths))
+	one := func(i int) error {
+		_, st, err := b.conn.Exists(paths[i])
+		if err != nil {
+			return fmt.Errorf("zk: read %s: %w", paths[i], err)
+		}
+		stats[i] = st
+		b.observe(st)
+		return nil
+	}
+	err := b.consistent(ctx, func() error { return b.wait(ctx, func() error { return b.getAll(paths, one) }) })
+	if err != nil {
+		return nil, nil, err
+	}
+	gone := make(map[int]bool)
+	b.sess.mu.Lock()
+	for i, j := range unknown {
+		if stats[i] == nil {
+			gone[j] = true
+			continue
+		}
+		es[j].Seq = seqOf(stats[i].Czxid)
+		b.sess.learnSeq(paths[i], es[j].Seq)
+	}
+	b.sess.mu.Unlock()
+	if len(gone) == 0 {
+		return es, nodes, nil
+	}
+	keepE, keepN := es[:0], nodes[:0]
+	for j := range es {
+		if !gone[j] {
+			keepE, keepN = append(keepE, es[j]), append(keepN, nodes[j])
+		}
+	}
+	return keepE, keepN, nil
 }
 
 func (b *Backend) details(ctx context.Context, dirP string, es []backend.Entry, nodes []string) ([]backend.Entry, error) {
@@ -1157,7 +1447,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 			}
 			node = nodes[0]
 		}
-		err := wait(ctx, func() (err error) { _, _, ch1, err = b.conn.GetW(dirP + "/" + node); return err })
+		err := b.wait(ctx, func() (err error) { _, _, ch1, err = b.conn.GetW(dirP + "/" + node); return err })
 		if errors.Is(err, gozk.ErrNoNode) {
 			b.sess.mu.Lock()
 			if b.sess.nodes[[2]string{dir, name}] == node {
@@ -1175,7 +1465,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 		seen, ok := b.sess.seen[dir]
 		b.sess.mu.Unlock()
 		var st *gozk.Stat
-		err := wait(ctx, func() (err error) { _, st, ch1, err = b.conn.ExistsW(dirP); return err })
+		err := b.wait(ctx, func() (err error) { _, st, ch1, err = b.conn.ExistsW(dirP); return err })
 		if err != nil {
 			return fmt.Errorf("zk: wait for %s: %w", dir, err)
 		}
@@ -1184,7 +1474,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 				return nil // changed since the last Entries
 			}
 			var cst *gozk.Stat
-			err := wait(ctx, func() (err error) { _, cst, ch2, err = b.conn.ChildrenW(dirP); return err })
+			err := b.wait(ctx, func() (err error) { _, cst, ch2, err = b.conn.ChildrenW(dirP); return err })
 			if errors.Is(err, gozk.ErrNoNode) {
 				return nil
 			}
@@ -1235,7 +1525,7 @@ func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 		stats[i] = st
 		return nil
 	}
-	err = b.consistent(ctx, func() error { return wait(ctx, func() error { return b.getAll(paths, one) }) })
+	err = b.consistent(ctx, func() error { return b.wait(ctx, func() error { return b.getAll(paths, one) }) })
 	if err != nil {
 		return nil, fmt.Errorf("zk: dirs: %w", err)
 	}

@@ -328,16 +328,23 @@ func testSessionsSeq(t *testing.T, srv *testserver.ZK) {
 		if e.Seq <= last || e.Name != fmt.Sprintf("e%d", i) {
 			t.Fatalf("entry %d: %+v after seq %d", i, e, last)
 		}
+		if e.Seq <= 1<<32 {
+			t.Fatalf("entry %d: seq %d, not above 2^32 (the largest of the old scheme)", i, e.Seq)
+		}
 		last = e.Seq
 		seqs[e.Name] = e.Seq
 	}
-	es, err := b1.Entries(sctx(t), "q", false)
-	if err != nil || len(es) != 6 {
-		t.Fatalf("Entries: %v, %v", es, err)
-	}
-	for i, e := range es {
-		if e.Name != fmt.Sprintf("e%d", i) {
-			t.Fatalf("Entries out of Seq order: %+v", es)
+	// Both backends list the Seqs the adders were given (b2 learns b1's
+	// from the znodes), in that order.
+	for _, b := range []*zk.Backend{b1, b2} {
+		es, err := b.Entries(sctx(t), "q", false)
+		if err != nil || len(es) != 6 {
+			t.Fatalf("Entries: %v, %v", es, err)
+		}
+		for i, e := range es {
+			if e.Name != fmt.Sprintf("e%d", i) || e.Seq != seqs[e.Name] {
+				t.Fatalf("Entries %+v, want e0..e5 with seqs %v", es, seqs)
+			}
 		}
 	}
 	// Idempotent: the same name again is the same entry.

@@ -2,6 +2,9 @@ package zk
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
@@ -16,10 +19,18 @@ import (
 // client sees a watch event before any read that shows the change, so a
 // watcher that reads the history after a hint sees the change. The history
 // stays the truth: hints may merge, never leave a change unseen.
+//
+// A subscription also marks the ref as watched: an EPHEMERAL child znode of
+// the ref's (named w.<random>), which a commit sees in the ref's NumChildren
+// and then keeps backend.WatchKeep older versions. The mark dies with the
+// ZooKeeper session of a process that died (within the session timeout),
+// is created again after a new session, and is deleted on Close.
 type sub struct {
 	c      chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	b      *Backend
+	mark   string // the mark's path
 }
 
 // Subscribe returns hints of changes to a ref.
@@ -30,17 +41,40 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	path := b.refPath(name)
 	var st *gozk.Stat
 	var ch <-chan gozk.Event
-	if err := wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err }); err != nil {
+	if err := b.wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err }); err != nil {
 		return nil, err
 	}
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
 	lctx, cancel := context.WithCancel(context.Background())
-	s := &sub{c: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	s := &sub{c: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), b: b, mark: path + "/w." + hex.EncodeToString(raw[:])}
+	// Marked before the watcher's first read of the history: a commit
+	// decided on a read from before the mark can only drop versions
+	// older than what that first read shows (it applies only if the
+	// data it read is still current).
+	if err := s.setMark(ctx); err != nil {
+		cancel()
+		return nil, err
+	}
 	var last int64
 	if st != nil {
 		last = st.Mzxid
 	}
 	go s.loop(lctx, b, path, last, ch)
 	return s, nil
+}
+
+// setMark creates the subscription's mark unless it exists (or the ref
+// does not).
+func (s *sub) setMark(ctx context.Context) error {
+	err := s.b.wait(ctx, func() error {
+		_, err := s.b.conn.Create(s.mark, nil, gozk.FlagEphemeral, s.b.acl)
+		return err
+	})
+	if errors.Is(err, gozk.ErrNodeExists) || errors.Is(err, gozk.ErrNoNode) {
+		return nil
+	}
+	return err
 }
 
 func (s *sub) hint() {
@@ -53,6 +87,7 @@ func (s *sub) hint() {
 func (s *sub) loop(ctx context.Context, b *Backend, path string, last int64, ch <-chan gozk.Event) {
 	defer close(s.done)
 	backoff := 50 * time.Millisecond
+	marked := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -63,10 +98,18 @@ func (s *sub) loop(ctx context.Context, b *Backend, path string, last int64, ch 
 			if ev.Type != gozk.EventNotWatching {
 				s.hint()
 			}
+			marked = ev.Type != gozk.EventNotWatching && ev.State != gozk.StateExpired
 		}
 		for {
 			var st *gozk.Stat
-			err := wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err })
+			err := s.b.wait(ctx, func() (err error) { _, st, ch, err = b.conn.ExistsW(path); return err })
+			if err == nil && !marked {
+				// After an error the session may be a new one, without
+				// the mark: set it again.
+				if err = s.setMark(ctx); err == nil {
+					marked = true
+				}
+			}
 			if err == nil {
 				var m int64
 				if st != nil {
@@ -82,6 +125,7 @@ func (s *sub) loop(ctx context.Context, b *Backend, path string, last int64, ch 
 			if ctx.Err() != nil {
 				return
 			}
+			marked = false
 			s.hint() // changes may have been missed while it failed
 			t := time.NewTimer(backoff)
 			select {
@@ -103,5 +147,9 @@ func (s *sub) C() <-chan struct{} { return s.c }
 func (s *sub) Close() error {
 	s.cancel()
 	<-s.done
+	// Best effort: the mark dies with the session anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.b.wait(ctx, func() error { return s.b.conn.Delete(s.mark, -1) })
 	return nil
 }

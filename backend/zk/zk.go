@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +145,14 @@ type Backend struct {
 
 	// Paths under the root.
 	root, clockP, refsP, metaP, recsP, oneP string
-	ssP, sdP                                string // sessions, session dirs
+	ssP, sdP, slP                           string // sessions, session dirs, their logs
+	// epochP is the root's epoch node, named after its identity: every
+	// Multi checks that it exists, and every read batch looks at it, so
+	// nothing is done on a root that was deleted (and perhaps recreated,
+	// with another identity) under this backend. lost, once set, is why
+	// every later call fails (backend.ErrDataLost).
+	epochP string
+	lost   atomic.Pointer[error]
 
 	// negotiated learns the session timeout the server granted (Open's
 	// connections only; nil for New).
@@ -257,11 +265,11 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b := &Backend{conn: conn, cfg: cfg, root: cfg.Root, done: make(chan struct{})}
 	b.clockP, b.refsP, b.metaP = b.root+"/clock", b.root+"/r", b.root+"/m"
 	b.recsP, b.oneP = b.root+"/t", b.root+"/o"
-	b.ssP, b.sdP = b.root+"/ss", b.root+"/sd"
+	b.ssP, b.sdP, b.slP = b.root+"/ss", b.root+"/sd", b.root+"/sl"
 	b.acl = gozk.WorldACL(gozk.PermAll)
 	if cfg.Auth != "" {
 		user, pass, _ := strings.Cut(cfg.Auth, ":")
-		if err := wait(ctx, func() error { return conn.AddAuth("digest", []byte(cfg.Auth)) }); err != nil {
+		if err := b.wait(ctx, func() error { return conn.AddAuth("digest", []byte(cfg.Auth)) }); err != nil {
 			return nil, fmt.Errorf("zk: authenticate: %w", err)
 		}
 		b.acl = gozk.DigestACL(gozk.PermAll, user, pass)
@@ -274,9 +282,9 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 			paths = append(paths, b.root[:i])
 		}
 	}
-	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP)
+	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP, b.slP)
 	for _, p := range paths {
-		err := wait(ctx, func() error {
+		err := b.setup(ctx, func() error {
 			_, err := conn.Create(p, nil, 0, b.acl)
 			return err
 		})
@@ -291,7 +299,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	// (whatever server it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	err := wait(ctx, func() error {
+	err := b.setup(ctx, func() error {
 		_, err := conn.Create(b.root+"/id", []byte("zk:"+hex.EncodeToString(raw[:])+b.root), 0, b.acl)
 		return err
 	})
@@ -299,7 +307,7 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("zk: create %s/id: %w", b.root, err)
 	}
 	var id []byte
-	if err := wait(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
+	if err := b.setup(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
 		if errors.Is(err, gozk.ErrNoAuth) {
 			return nil, fmt.Errorf("zk: read %s/id: %w (the root belongs to another identity: check Config.Auth)", b.root, err)
 		}
@@ -309,12 +317,41 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("zk: %s/id holds %q: not an Epochal root", b.root, id)
 	}
 	b.id = string(id)
+	hexID, _, _ := strings.Cut(strings.TrimPrefix(b.id, "zk:"), "/")
+	b.epochP = b.root + "/e." + hexID
+	err = b.setup(ctx, func() error {
+		_, err := conn.Create(b.epochP, nil, 0, b.acl)
+		return err
+	})
+	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+		return nil, fmt.Errorf("zk: create %s: %w", b.epochP, err)
+	}
 	if _, err := b.readPoint(ctx); err != nil {
 		return nil, err
 	}
 	b.wg.Add(1)
 	go b.gcLoop()
 	return b, nil
+}
+
+// setup runs one idempotent step of open (a create that tolerates
+// ErrNodeExists, a read), trying it again while the connection drops
+// under it (a request cut off by a lost connection, on a loaded machine or
+// a restarting ensemble) until ctx ends.
+func (b *Backend) setup(ctx context.Context, step func() error) error {
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		err := b.wait(ctx, step)
+		if !errors.Is(err, gozk.ErrConnectionClosed) && !errors.Is(err, gozk.ErrSessionMoved) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // ID names this backend: stored under the root, the same for every client.
@@ -353,7 +390,41 @@ func (b *Backend) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
 	}
+	if err := b.lost.Load(); err != nil {
+		return *err
+	}
 	return nil
+}
+
+// fail records that the root's data is gone from under this backend (its
+// epoch node vanished: the root was deleted, and perhaps recreated) and
+// returns the error every call now returns.
+func (b *Backend) fail() error {
+	err := fmt.Errorf("zk: root %s: its epoch node %s is gone: the root was deleted (and perhaps recreated with another identity) under this backend: %w; reopen the backend once the data is restored or deliberately recreated",
+		b.root, b.epochP, backend.ErrDataLost)
+	if b.lost.CompareAndSwap(nil, &err) {
+		slog.Error("epochal: ZooKeeper root deleted under a live backend; every later call fails", "root", b.root, "id", b.id)
+	}
+	return *b.lost.Load()
+}
+
+// wait runs a blocking go-zookeeper call (see the package function wait)
+// once the connection has a session. A call made while go-zookeeper
+// reconnects would sit in its queue and go out the moment the connection
+// is back, while the connection re-registers its watches: go-zookeeper
+// reads the newest zxid it saw for that without synchronising with the
+// goroutine that records it from replies (a data race inside the library,
+// go-zookeeper#35, which -race reports in the tests that restart servers
+// under watchers). Made after the session is back, a call goes after the
+// re-registration instead. A call that never went out certainly applied
+// nothing: if ctx ends first, the error wraps backend.ErrNotApplied.
+func (b *Backend) wait(ctx context.Context, f func() error) error {
+	if b.conn.State() != gozk.StateHasSession {
+		if err := waitSession(ctx, b.conn); err != nil {
+			return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
+		}
+	}
+	return wait(ctx, f)
 }
 
 // wait runs a blocking go-zookeeper call, returning early when ctx ends
@@ -412,15 +483,28 @@ func (b *Backend) consistent(ctx context.Context, read func() error) error {
 
 // sync makes the connected server catch up with the leader.
 func (b *Backend) sync(ctx context.Context) error {
-	if err := wait(ctx, func() error { _, err := b.conn.Sync(b.root); return err }); err != nil {
+	if err := b.wait(ctx, func() error { _, err := b.conn.Sync(b.root); return err }); err != nil {
 		return fmt.Errorf("zk: sync: %w", err)
 	}
 	return nil
 }
 
-// get reads nodes concurrently (one round trip). Absent nodes come back
-// with a nil stat.
+// get reads nodes concurrently (one round trip), with the epoch node (see
+// Backend.epochP). Absent nodes come back with a nil stat.
 func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.Stat, error) {
+	paths = append(paths[:len(paths):len(paths)], b.epochP)
+	data, stats, err := b.getNodes(ctx, paths)
+	if err == nil && stats[len(paths)-1] == nil {
+		err = b.fail()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return data[:len(paths)-1], stats[:len(paths)-1], nil
+}
+
+// getNodes reads nodes concurrently (one round trip).
+func (b *Backend) getNodes(ctx context.Context, paths []string) ([][]byte, []*gozk.Stat, error) {
 	data := make([][]byte, len(paths))
 	stats := make([]*gozk.Stat, len(paths))
 	one := func(i int) error {
@@ -436,7 +520,7 @@ func (b *Backend) get(ctx context.Context, paths []string) ([][]byte, []*gozk.St
 		return nil
 	}
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() error { return b.getAll(paths, one) })
+		return b.wait(ctx, func() error { return b.getAll(paths, one) })
 	})
 	return data, stats, err
 }
@@ -457,31 +541,45 @@ func (b *Backend) getAll(paths []string, one func(int) error) error {
 	return errors.Join(errs...)
 }
 
-// multiError is a failed Multi: Op is the index of the operation that
-// failed (-1 if unknown), Err its error.
+// multiError is a Multi the server refused: Op is the index of the
+// operation that failed (-1 if unknown), Err its error. A Multi is atomic,
+// so a refused one certainly applied nothing: it wraps
+// backend.ErrNotApplied too (a request the server refused for want of
+// permission is not an unknown outcome).
 type multiError struct {
 	Op  int
 	Err error
 }
 
 func (e *multiError) Error() string { return fmt.Sprintf("zk: multi op %d: %v", e.Op, e.Err) }
-func (e *multiError) Unwrap() error { return e.Err }
+func (e *multiError) Unwrap() []error {
+	return []error{e.Err, backend.ErrNotApplied}
+}
 
 // multi runs ops as one Multi. A *multiError reports which op the server
 // refused (nothing applied); any other error leaves the outcome unknown.
+//
+// Every Multi starts with a check that the root's epoch node exists
+// (Backend.epochP): a root deleted under this backend fails it, with
+// nothing applied, and the backend reports the data lost. The check is not
+// among the ops or responses the caller sees.
 func (b *Backend) multi(ctx context.Context, ops []any) ([]gozk.MultiResponse, error) {
 	var res []gozk.MultiResponse
-	err := wait(ctx, func() (err error) { res, err = b.conn.Multi(ops...); return err })
+	all := append([]any{&gozk.CheckVersionRequest{Path: b.epochP, Version: -1}}, ops...)
+	err := b.wait(ctx, func() (err error) { res, err = b.conn.Multi(all...); return err })
 	if err == nil {
 		for _, r := range res {
 			b.observe(r.Stat)
 		}
-		return res, nil
+		return res[1:], nil
 	}
 	if certain(err) {
 		for i, r := range res {
 			if r.Error != nil && certain(r.Error) {
-				return nil, &multiError{Op: i, Err: r.Error}
+				if i == 0 {
+					return nil, b.fail()
+				}
+				return nil, &multiError{Op: i - 1, Err: r.Error}
 			}
 		}
 		return nil, &multiError{Op: -1, Err: err}
@@ -540,12 +638,24 @@ func (b *Backend) readPoint(ctx context.Context) (clock.Point, error) {
 			return 0, err
 		}
 	}
-	var st *gozk.Stat
+	var st, est *gozk.Stat
 	err := b.consistent(ctx, func() error {
-		return wait(ctx, func() (err error) { _, st, err = b.conn.Exists(b.clockP); return err })
+		return b.wait(ctx, func() error {
+			return b.getAll([]string{b.clockP, b.epochP}, func(i int) (err error) {
+				if i == 0 {
+					_, st, err = b.conn.Exists(b.clockP)
+				} else {
+					_, est, err = b.conn.Exists(b.epochP)
+				}
+				return err
+			})
+		})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("zk: read point: %w", err)
+	}
+	if est == nil {
+		return 0, fmt.Errorf("zk: read point: %w", b.fail())
 	}
 	if st == nil || st.Mzxid == 0 {
 		return 0, fmt.Errorf("zk: read point: %s is missing", b.clockP)

@@ -75,9 +75,10 @@ type Session struct {
 	done  chan struct{}
 	stop  chan struct{} // closed by Close: stop renewing
 
+	clk      clock
 	mu       sync.Mutex
 	deadline time.Time // monotonic
-	timer    *time.Timer
+	timer    timer
 	err      error // why it ended, once done
 	closed   bool
 
@@ -90,25 +91,29 @@ type Session struct {
 // Open starts a session with a lease and keeps it renewed until Close or
 // loss.
 func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
+	return open(ctx, drv, lease, realClock{})
+}
+
+func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock) (*Session, error) {
 	if lease <= 0 {
 		return nil, fmt.Errorf("%w: %v", ErrBadLease, lease)
 	}
 	var raw [12]byte
 	_, _ = rand.Read(raw[:])
 	id := hex.EncodeToString(raw[:])
-	t0 := time.Now()
+	t0 := clk.Now()
 	eff, err := drv.OpenSession(ctx, id, lease, Holder)
 	if err != nil {
 		// An unknown outcome leaves at most a session nobody renews:
 		// the backend ends it within its lease.
 		return nil, err
 	}
-	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{})}
+	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk}
 	s.mu.Lock()
 	s.deadline = t0.Add(sure(eff))
-	s.timer = time.AfterFunc(time.Until(s.deadline), s.checkDeadline)
+	s.timer = clk.AfterFunc(s.deadline.Sub(clk.Now()), s.checkDeadline)
 	s.mu.Unlock()
-	if !time.Now().Before(s.deadline) {
+	if !clk.Now().Before(s.deadline) {
 		s.lose(ErrExpired)
 		return nil, fmt.Errorf("lease: session %s: %w", id, ErrExpired)
 	}
@@ -138,7 +143,7 @@ func (s *Session) Done() <-chan struct{} {
 // expired closes Done if the local deadline has passed.
 func (s *Session) expired() {
 	s.mu.Lock()
-	passed := s.err == nil && !time.Now().Before(s.deadline)
+	passed := s.err == nil && !s.clk.Now().Before(s.deadline)
 	s.mu.Unlock()
 	if passed {
 		s.lose(ErrExpired)
@@ -168,7 +173,7 @@ func (s *Session) Lose(err error) { s.lose(err) }
 
 func (s *Session) checkDeadline() {
 	s.mu.Lock()
-	d := time.Until(s.deadline)
+	d := s.deadline.Sub(s.clk.Now())
 	if d > 0 && s.err == nil {
 		s.timer.Reset(d)
 	}
@@ -205,7 +210,7 @@ func (s *Session) renew() {
 	period := s.lease / 3
 	next := period
 	for {
-		t := time.NewTimer(next)
+		c, t := s.clk.NewTimer(next)
 		select {
 		case <-s.stop:
 			t.Stop()
@@ -213,28 +218,28 @@ func (s *Session) renew() {
 		case <-s.done:
 			t.Stop()
 			return
-		case <-t.C:
+		case <-c:
 		}
 		s.mu.Lock()
 		deadline := s.deadline
 		s.mu.Unlock()
-		sent := time.Now()
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		sent := s.clk.Now()
+		ctx, cancel := s.clk.WithDeadline(context.Background(), deadline)
 		err := s.drv.RenewSession(ctx, s.id, time.Now())
 		cancel()
 		switch {
 		case err == nil:
 			s.mu.Lock()
-			if s.err == nil && time.Now().Before(s.deadline) {
+			if s.err == nil && s.clk.Now().Before(s.deadline) {
 				s.deadline = sent.Add(sure(s.lease))
-				s.timer.Reset(time.Until(s.deadline))
+				s.timer.Reset(s.deadline.Sub(s.clk.Now()))
 				s.mu.Unlock()
 			} else {
 				s.mu.Unlock()
 				s.lose(ErrExpired)
 			}
 			next = period
-		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed):
+		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed), errors.Is(err, backend.ErrDataLost):
 			s.lose(err)
 		default:
 			next = period / 4 // try again soon; the deadline decides
@@ -266,10 +271,22 @@ type poolKey struct {
 	lease time.Duration
 }
 
+// opening is an OpenSession in flight for a key: callers for the same key
+// wait for it (each as long as its own ctx allows) instead of opening
+// another.
+type opening struct {
+	done    chan struct{} // closed when the open has returned
+	waiters int           // callers waiting for it (for tests)
+}
+
+// pool.mu guards the maps and the sessions' refs and gen; it is never held
+// across a call to the backend, so a backend that does not answer holds up
+// only the callers of its own key.
 var pool struct {
-	mu  sync.Mutex
-	m   map[poolKey]*Session
-	gen int
+	mu    sync.Mutex
+	m     map[poolKey]*Session
+	opens map[poolKey]*opening
+	gen   int
 }
 
 // Linger is how long an unused pooled session stays open, so that a lock
@@ -277,25 +294,61 @@ var pool struct {
 var Linger = 5 * time.Second
 
 // Acquire returns this process's live session for drv and lease, opening
-// one if needed; Release gives it back.
+// one if needed; Release gives it back. Concurrent callers for the same
+// drv and lease share one OpenSession in flight, each waiting no longer
+// than its own ctx; if that open fails, a caller still waiting opens
+// again with its own ctx. No caller ever waits for another key's open.
 func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
 	k := poolKey{drv, lease}
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	if s := pool.m[k]; s != nil && !s.Lost() {
-		s.refs++
-		return s, nil
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		pool.mu.Lock()
+		if s := pool.m[k]; s != nil && !s.Lost() {
+			s.refs++
+			pool.mu.Unlock()
+			return s, nil
+		}
+		if op := pool.opens[k]; op != nil {
+			op.waiters++
+			pool.mu.Unlock()
+			var err error
+			select {
+			case <-op.done: // take its session, or open again
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			pool.mu.Lock()
+			op.waiters--
+			pool.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		op := &opening{done: make(chan struct{})}
+		if pool.opens == nil {
+			pool.opens = make(map[poolKey]*opening)
+		}
+		pool.opens[k] = op
+		pool.mu.Unlock()
+
+		s, err := Open(ctx, drv, lease)
+
+		pool.mu.Lock()
+		delete(pool.opens, k)
+		if err == nil {
+			if pool.m == nil {
+				pool.m = make(map[poolKey]*Session)
+			}
+			s.key, s.refs = k, 1
+			pool.m[k] = s
+		}
+		pool.mu.Unlock()
+		close(op.done)
+		return s, err
 	}
-	s, err := Open(ctx, drv, lease)
-	if err != nil {
-		return nil, err
-	}
-	if pool.m == nil {
-		pool.m = make(map[poolKey]*Session)
-	}
-	s.key, s.refs = k, 1
-	pool.m[k] = s
-	return s, nil
 }
 
 // Release gives back a session from Acquire. An unused session is closed
@@ -329,4 +382,32 @@ func (s *Session) Release() {
 			_ = s.Close(ctx)
 		}
 	})
+}
+
+// clock is what a session measures its lease by: the real clock, or a
+// test's (internal tests advance it by hand, so that no test depends on
+// how fast the machine runs).
+type clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) timer
+	NewTimer(d time.Duration) (<-chan time.Time, timer)
+	// WithDeadline is context.WithDeadline by this clock.
+	WithDeadline(ctx context.Context, d time.Time) (context.Context, context.CancelFunc)
+}
+
+type timer interface {
+	Stop() bool
+	Reset(d time.Duration) bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                            { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) timer { return time.AfterFunc(d, f) }
+func (realClock) NewTimer(d time.Duration) (<-chan time.Time, timer) {
+	t := time.NewTimer(d)
+	return t.C, t
+}
+func (realClock) WithDeadline(ctx context.Context, d time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, d)
 }

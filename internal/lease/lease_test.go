@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,12 +12,12 @@ import (
 	"github.com/epochal/epochal/backend/mem"
 )
 
-// renewals wraps the mem backend to count, stall or delay renewals.
+// renewals wraps the mem backend to count, stall or hold renewals.
 type renewals struct {
 	*mem.Backend
 	n     atomic.Int64
 	stall atomic.Bool   // block until the call's ctx ends
-	delay atomic.Int64  // then answer (ns)
+	hold  chan struct{} // if set: answer only once it is closed
 	seen  chan struct{} // a renewal arrived
 }
 
@@ -32,8 +33,8 @@ func (r *renewals) RenewSession(ctx context.Context, id string, now time.Time) e
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	if d := r.delay.Load(); d > 0 {
-		time.Sleep(time.Duration(d)) // a slow server, not synchronisation
+	if r.hold != nil {
+		<-r.hold // a server slower than the lease
 	}
 	return r.Backend.RenewSession(context.Background(), id, now)
 }
@@ -47,20 +48,162 @@ func done(t *testing.T, s *Session, within time.Duration) {
 	}
 }
 
+// fakeClock is a clock the test advances by hand: a lease test then does
+// not depend on how fast a loaded machine schedules the renewer.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	c      *fakeClock
+	at     time.Time
+	f      func()         // AfterFunc
+	ch     chan time.Time // NewTimer
+	active bool
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1e9, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) add(t *fakeTimer) *fakeTimer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.at = c.now.Add(t.at.Sub(time.Time{}))
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) timer {
+	return c.add(&fakeTimer{c: c, at: time.Time{}.Add(d), f: f, active: true})
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) (<-chan time.Time, timer) {
+	t := c.add(&fakeTimer{c: c, at: time.Time{}.Add(d), ch: make(chan time.Time, 1), active: true})
+	return t.ch, t
+}
+
+func (c *fakeClock) WithDeadline(ctx context.Context, d time.Time) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	c.AfterFunc(d.Sub(c.Now()), cancel)
+	return ctx, cancel
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.active = false
+	return was
+}
+
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.at, t.active = t.c.now.Add(d), true
+	return was
+}
+
+// Advance moves the clock and fires the timers that are due, in order.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.active && !t.at.After(c.now):
+			t.active = false
+			due = append(due, t)
+		case t.active:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	now := c.now
+	c.mu.Unlock()
+	for _, t := range due {
+		if t.f != nil {
+			t.f()
+		} else {
+			t.ch <- now
+		}
+	}
+}
+
+// awaitTimer waits until some goroutine waits on a NewTimer of c (the
+// renewer, between two renewals).
+func (c *fakeClock) awaitTimer(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		c.mu.Lock()
+		n := 0
+		for _, x := range c.timers {
+			if x.active && x.ch != nil {
+				n++
+			}
+		}
+		c.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the renewer does not wait for its next renewal after a minute")
+		}
+		<-time.After(time.Millisecond)
+	}
+}
+
+// deadlineOf is s's local deadline.
+func deadlineOf(s *Session) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadline
+}
+
+// renewOnce advances the clock to the renewer's next renewal and waits
+// until it has been answered and taken into account.
+func renewOnce(t *testing.T, c *fakeClock, r *renewals, s *Session, period time.Duration) {
+	t.Helper()
+	c.awaitTimer(t)
+	before := deadlineOf(s)
+	c.Advance(period)
+	<-r.seen
+	for deadline := time.Now().Add(time.Minute); !deadlineOf(s).After(before) && !s.Lost(); {
+		if time.Now().After(deadline) {
+			t.Fatal("a successful renewal did not move the deadline in a minute")
+		}
+		<-time.After(time.Millisecond)
+	}
+}
+
 // TestLostAtDeadline: renewals that never answer: Done closes at the
 // local deadline (not before), with ErrExpired.
 func TestLostAtDeadline(t *testing.T) {
 	r := newRenewals()
 	r.stall.Store(true)
-	start := time.Now()
-	s, err := Open(context.Background(), r, 300*time.Millisecond)
+	c := newFakeClock()
+	const lease = 300 * time.Millisecond
+	s, err := open(context.Background(), r, lease, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done(t, s, time.Minute)
-	if el := time.Since(start); el < sure(300*time.Millisecond) {
-		t.Fatalf("lost after %v, before the deadline %v", el, sure(300*time.Millisecond))
+	c.awaitTimer(t)
+	c.Advance(lease / 3) // a renewal that never answers
+	<-r.seen
+	c.Advance(sure(lease) - lease/3 - time.Millisecond)
+	if s.Lost() {
+		t.Fatalf("lost %v before the deadline", time.Millisecond)
 	}
+	c.Advance(time.Millisecond)
+	done(t, s, time.Minute)
 	if !errors.Is(s.Err(), ErrExpired) {
 		t.Fatalf("Err = %v, want ErrExpired", s.Err())
 	}
@@ -69,22 +212,21 @@ func TestLostAtDeadline(t *testing.T) {
 // TestRenewedStaysAlive: renewals keep a session past many leases.
 func TestRenewedStaysAlive(t *testing.T) {
 	r := newRenewals()
-	s, err := Open(context.Background(), r, 150*time.Millisecond)
+	c := newFakeClock()
+	const lease = 150 * time.Millisecond
+	s, err := open(context.Background(), r, lease, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	for r.n.Load() < 12 { // four leases' worth
-		select {
-		case <-r.seen:
-		case <-s.Done():
-			t.Fatalf("lost after %d renewals: %v", r.n.Load(), s.Err())
-		case <-time.After(time.Minute):
-			t.Fatal("no renewal for a minute")
+	for i := 0; i < 12; i++ { // four leases' worth
+		renewOnce(t, c, r, s, lease/3)
+		if s.Lost() {
+			t.Fatalf("lost after %d renewals: %v", i+1, s.Err())
 		}
 	}
-	if s.Lost() {
-		t.Fatalf("lost: %v", s.Err())
+	if got := deadlineOf(s).Sub(c.Now()); got != sure(lease) {
+		t.Fatalf("deadline %v after the last renewal, want %v", got, sure(lease))
 	}
 }
 
@@ -93,12 +235,20 @@ func TestRenewedStaysAlive(t *testing.T) {
 // sure of it in between.
 func TestLateRenewalDoesNotReopen(t *testing.T) {
 	r := newRenewals()
-	r.delay.Store(int64(time.Second))
-	s, err := Open(context.Background(), r, 600*time.Millisecond)
+	r.hold = make(chan struct{})
+	c := newFakeClock()
+	const lease = 600 * time.Millisecond
+	s, err := open(context.Background(), r, lease, c)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.awaitTimer(t)
+	c.Advance(lease / 3)
+	<-r.seen // the renewal is held by the server
+	c.Advance(lease)
 	done(t, s, time.Minute)
+	close(r.hold) // it succeeds, too late
+	s.Close(context.Background())
 	if !errors.Is(s.Err(), ErrExpired) {
 		t.Fatalf("Err = %v, want ErrExpired", s.Err())
 	}
@@ -108,14 +258,18 @@ func TestLateRenewalDoesNotReopen(t *testing.T) {
 // next renewal.
 func TestSessionGone(t *testing.T) {
 	r := newRenewals()
-	s, err := Open(context.Background(), r, 3*time.Second)
+	c := newFakeClock()
+	const lease = 3 * time.Second
+	s, err := open(context.Background(), r, lease, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.CloseSession(context.Background(), s.ID()); err != nil {
 		t.Fatal(err)
 	}
-	done(t, s, 2*time.Minute)
+	c.awaitTimer(t)
+	c.Advance(lease / 3)
+	done(t, s, time.Minute)
 	if !errors.Is(s.Err(), backend.ErrSessionGone) {
 		t.Fatalf("Err = %v, want ErrSessionGone", s.Err())
 	}
@@ -187,5 +341,135 @@ func TestDoneLooksAtTheDeadline(t *testing.T) {
 	}
 	if !errors.Is(s.Err(), ErrExpired) {
 		t.Fatalf("Err = %v, want ErrExpired", s.Err())
+	}
+}
+
+// stalled is a mem backend whose OpenSession does not answer until its
+// ctx ends (an unreachable server), or until released.
+type stalled struct {
+	*mem.Backend
+	opens   atomic.Int64
+	entered chan struct{} // an OpenSession arrived
+	release chan struct{} // closed: answer
+}
+
+func newStalled() *stalled {
+	return &stalled{Backend: mem.New(), entered: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+func (s *stalled) OpenSession(ctx context.Context, id string, lease time.Duration, holder string) (time.Duration, error) {
+	s.opens.Add(1)
+	s.entered <- struct{}{}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-s.release:
+	}
+	return s.Backend.OpenSession(context.Background(), id, lease, holder)
+}
+
+// result runs f in a goroutine and returns a channel of its error.
+func result(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	return ch
+}
+
+// TestUnreachableBackendDoesNotStallOtherLocks: while an OpenSession on a
+// backend that does not answer is in flight, Acquire on another backend
+// returns at once, and another Acquire on the stalled one ends with its
+// own ctx.
+func TestUnreachableBackendDoesNotStallOtherLocks(t *testing.T) {
+	dead := newStalled()
+	bg, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := result(func() error { _, err := Acquire(bg, dead, time.Minute); return err })
+	<-dead.entered // the first Acquire is waiting on the network
+
+	other := mem.New()
+	got := result(func() error {
+		s, err := Acquire(context.Background(), other, time.Minute)
+		if err == nil {
+			s.Release()
+		}
+		return err
+	})
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Acquire on a healthy backend: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Acquire on a healthy backend waited 30s for an OpenSession on another backend")
+	}
+
+	short, cancelShort := context.WithCancel(context.Background())
+	second := result(func() error { _, err := Acquire(short, dead, time.Minute); return err })
+	cancelShort()
+	select {
+	case err := <-second:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Acquire whose ctx ended while another open was in flight: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Acquire did not return 30s after its ctx ended: it waits for another caller's open")
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first Acquire: %v, want context.Canceled", err)
+	}
+}
+
+// TestConcurrentAcquiresShareOneOpen: callers for the same backend and
+// lease wait for the open in flight rather than open another session.
+func TestConcurrentAcquiresShareOneOpen(t *testing.T) {
+	slow := newStalled()
+	ctx := context.Background()
+	k := poolKey{slow, time.Minute}
+	type got struct {
+		s   *Session
+		err error
+	}
+	res := make(chan got, 3)
+	for range 3 {
+		go func() {
+			s, err := Acquire(ctx, slow, time.Minute)
+			res <- got{s, err}
+		}()
+	}
+	<-slow.entered
+	for deadline := time.Now().Add(time.Minute); ; {
+		pool.mu.Lock()
+		n := 0
+		if op := pool.opens[k]; op != nil {
+			n = op.waiters
+		}
+		pool.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for the open in flight after a minute, want 2", n)
+		}
+		<-time.After(time.Millisecond)
+	}
+	close(slow.release)
+	var first *Session
+	for range 3 {
+		g := <-res
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		if first == nil {
+			first = g.s
+		} else if g.s != first {
+			t.Fatal("two sessions for one backend and lease")
+		}
+	}
+	if n := slow.opens.Load(); n != 1 {
+		t.Fatalf("%d OpenSession calls, want 1", n)
+	}
+	for range 3 {
+		first.Release()
 	}
 }

@@ -1,0 +1,20 @@
+package zk
+
+import "time"
+
+// EndedIDs is how many ended session ids b remembers (in its map, and in
+// its queue for forgetting).
+func EndedIDs(b *Backend) (int, int) {
+	b.sess.mu.Lock()
+	defer b.sess.mu.Unlock()
+	return len(b.sess.ended.at), len(b.sess.ended.order)
+}
+
+// SetEndedClock sets the clock by which b forgets ended ids; now is
+// called with b's lock held.
+func SetEndedClock(b *Backend, now func() time.Time) {
+	b.sess.mu.Lock()
+	defer b.sess.mu.Unlock()
+	b.sess.init()
+	b.sess.ended.now = now
+}

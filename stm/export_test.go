@@ -1,0 +1,5 @@
+package stm
+
+// Closers is how many OnClose functions s holds, for tests that check that
+// background work leaves nothing behind.
+func Closers(s *STM) int { return s.closers() }
