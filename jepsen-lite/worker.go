@@ -299,7 +299,15 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	open := func(ctx context.Context, home int) (*stm.STM, backend.Driver, func(), error) {
 		return openSTM(ctx, cfg, w, home, linearizable, opts)
 	}
-	s, d2, closeAll, err := open(ctx, cfg.Worker)
+	// A client process started during a fault (a replacement for a
+	// killed one, or any while connections are reset) waits it out.
+	var s *stm.STM
+	var d2 backend.Driver
+	var closeAll func()
+	err = retryFor(ctx, setupRetry, func(ctx context.Context) (err error) {
+		s, d2, closeAll, err = open(ctx, cfg.Worker)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -338,7 +346,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	st, settles := w.(settler)
 	if settles {
-		if err := st.Start(ctx, s, rec, cfg.Worker*1_000_000_000+watcherBase); err != nil {
+		if err := retryFor(ctx, setupRetry, func(ctx context.Context) error {
+			return st.Start(ctx, s, rec, cfg.Worker*1_000_000_000+watcherBase)
+		}); err != nil {
 			return fmt.Errorf("jepsen: worker %d: start %s: %w", cfg.Worker, cfg.Workload, err)
 		}
 	}
@@ -388,17 +398,42 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 // clients).
 const watcherBase = 900_000_000
 
-// setup creates the workload's refs, retrying while a fault heals.
-func setup(ctx context.Context, s *stm.STM, w Workload) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := w.Setup(sctx, s)
+// setupRetry bounds how long a client process tries to open its
+// backends, set up and start its background work while faults come and go
+// (each fault lasts an interval; a ZooKeeper ensemble may take seconds
+// to elect a leader).
+const setupRetry = 60 * time.Second
+
+// retryFor runs f, each attempt under a 20 s timeout, until it succeeds,
+// ctx ends or d has passed since the first attempt: a step that fails
+// while a fault is in effect is tried again once it may have healed. f
+// must leave nothing behind when it fails.
+func retryFor(ctx context.Context, d time.Duration, f func(context.Context) error) error {
+	deadline := time.Now().Add(d)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := f(actx)
 		cancel()
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
+		t := time.NewTimer(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
 	}
+}
+
+// setup creates the workload's refs, retrying while a fault heals.
+func setup(ctx context.Context, s *stm.STM, w Workload) error {
+	return retryFor(ctx, setupRetry, func(ctx context.Context) error {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return w.Setup(sctx, s)
+	})
 }
 
 // final runs the workload's final reads, each until it succeeds (or 60 s

@@ -38,6 +38,7 @@ type watchWorkload struct {
 
 	mu       sync.Mutex
 	watchers []*watchState
+	tried    int        // watchers Start began (a failed one's process number is not used again)
 	stall    *rand.Rand // guarded by mu
 }
 
@@ -167,13 +168,22 @@ func record(rec *Recorder, proc int, f string, v WatchValue) {
 // each through a handle of its own, recording as processes base, base+1,
 // ...
 func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *Recorder, base int) error {
-	for i := range w.keys * watchersPerKey {
+	// Called again after a failure (a fault), it goes on from the first
+	// watcher not started.
+	w.mu.Lock()
+	started := len(w.watchers)
+	w.mu.Unlock()
+	for i := started; i < w.keys*watchersPerKey; i++ {
 		k := i % w.keys
 		r, err := w.ref(ctx, s, k)
 		if err != nil {
 			return err
 		}
-		ws := &watchState{k: k, proc: base + i, r: r, changed: make(chan struct{}, 1)}
+		w.mu.Lock()
+		proc := base + w.tried
+		w.tried++
+		w.mu.Unlock()
+		ws := &watchState{k: k, proc: proc, r: r, changed: make(chan struct{}, 1)}
 		r.AddWatch("jepsen", func(_ string, _ *refs.Ref[int], old, new int) {
 			record(rec, ws.proc, "deliver", WatchValue{K: k, Old: old, New: new})
 			ws.mu.Lock()
