@@ -37,8 +37,8 @@ import (
 //
 // A gap notice that covers a jump is reported as announced-gap, allowed.
 // When nothing could be checked (no final read of a watched counter, no
-// watcher that settled, no delivery at all), the history is not valid:
-// watch-unchecked says why.
+// watcher that settled, no delivery at all), the check is inconclusive
+// (UNKNOWN, not a pass): watch-unchecked, Unknown, says why.
 type WatchChecker struct{}
 
 // NewWatchChecker returns a watch checker.
@@ -118,7 +118,7 @@ func (c *WatchChecker) Check(h []Op) Result {
 		n, known := final[w.k]
 		if !known && !unread[w.k] {
 			unread[w.k] = true
-			add(Anomaly{Name: "watch-unchecked", Ops: []Op{w.ops[0]},
+			add(Anomaly{Name: "watch-unchecked", Unknown: true, Ops: []Op{w.ops[0]},
 				Explain: fmt.Sprintf("counter %d has watchers (process %d, ...) but no final read: what they should have delivered is unknown", w.k, proc)})
 		}
 		d, s := c.checkWatcher(w, n, known, finalOp[w.k], add)
@@ -129,11 +129,11 @@ func (c *WatchChecker) Check(h []Op) Result {
 	}
 	switch {
 	case len(order) == 0:
-		add(Anomaly{Name: "watch-unchecked", Explain: "no watcher recorded anything"})
+		add(Anomaly{Name: "watch-unchecked", Unknown: true, Explain: "no watcher recorded anything"})
 	case deliveries == 0:
-		add(Anomaly{Name: "watch-unchecked", Explain: "no watcher delivered anything: nothing was checked"})
+		add(Anomaly{Name: "watch-unchecked", Unknown: true, Explain: "no watcher delivered anything: nothing was checked"})
 	case settled == 0:
-		add(Anomaly{Name: "watch-unchecked", Explain: "no watcher settled (watch-end): whether they would have delivered every version is unknown"})
+		add(Anomaly{Name: "watch-unchecked", Unknown: true, Explain: "no watcher settled (watch-end): whether they would have delivered every version is unknown"})
 	}
 	return ckFinish(&res)
 }

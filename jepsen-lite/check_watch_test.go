@@ -192,21 +192,26 @@ func TestWatchGarbageAndLostUpdate(t *testing.T) {
 	ckExpect(t, r, "watch-garbage", false)
 }
 
+// What could not be checked makes the result UNKNOWN: not valid, not
+// failed.
 func TestWatchUnchecked(t *testing.T) {
 	// No final read.
 	b := watchClean()
 	b.event(10, "watch-end", WatchValue{K: 0, V: 3, Last: 3, Delivered: true})
-	ckExpect(t, NewWatchChecker().Check(b.h), "watch-unchecked", false)
+	r := NewWatchChecker().Check(b.h)
+	if a := ckExpect(t, r, "watch-unchecked", false); !a.Unknown || r.Verdict() != VerdictUnknown {
+		t.Fatal(ckDump(r))
+	}
 	// No watcher settled.
-	r := NewWatchChecker().Check(watchClean().final(0, 3).h)
-	if _, ok := ckFind(r, "watch-unchecked"); !ok || r.Valid {
+	r = NewWatchChecker().Check(watchClean().final(0, 3).h)
+	if a, ok := ckFind(r, "watch-unchecked"); !ok || !a.Unknown || r.Verdict() != VerdictUnknown {
 		t.Fatal(ckDump(r))
 	}
 	// Nothing at all.
 	var c watchHist
 	c.incr(0, 0, 1, OK).final(0, 1)
 	r = NewWatchChecker().Check(c.h)
-	if _, ok := ckFind(r, "watch-unchecked"); !ok || r.Valid {
+	if a, ok := ckFind(r, "watch-unchecked"); !ok || !a.Unknown || r.Verdict() != VerdictUnknown {
 		t.Fatal(ckDump(r))
 	}
 }

@@ -25,7 +25,7 @@ func TestMixedRuns(t *testing.T) {
 			sum := short(t, jepsenlite.Config{Workload: "mixed", Coordinator: tc.coordinator, Nemesis: tc.nemesis, Nodes: 3,
 				Time: 6 * time.Second, Interval: 750 * time.Millisecond, Workers: 2, Clients: 3, Rate: 400})
 			t.Logf("%s", describe(sum))
-			if sum.Failed() {
+			if !sum.Passed() {
 				t.Fatalf("anomalies on mixed with coordinator %s: %s", tc.coordinator, describe(sum))
 			}
 			if sum.OK < 20 || len(sum.Faults) == 0 {
@@ -63,7 +63,7 @@ func TestWatchRuns(t *testing.T) {
 			sum := short(t, jepsenlite.Config{Backend: tc.backend, Workload: "watch", Nemesis: tc.nemesis, Nodes: tc.nodes,
 				Time: 6 * time.Second, Interval: 750 * time.Millisecond, Workers: 2, Clients: 3, Rate: 400})
 			t.Logf("%s", describe(sum))
-			if sum.Failed() {
+			if !sum.Passed() {
 				t.Fatalf("anomalies on %s/watch: %s", tc.backend, describe(sum))
 			}
 			if sum.OK < 20 || len(sum.Faults) == 0 {

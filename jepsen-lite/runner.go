@@ -47,39 +47,65 @@ type Config struct {
 	Dir     string
 	Seed    uint64
 	// Interval is the fault schedule's period: healthy for Interval,
-	// a fault for Interval, and so on; every fault heals before the
-	// final reads. Default Time/6, at least 500ms.
+	// a fault for Interval, and so on, the kinds in turn; every fault
+	// heals before the final reads. Every kind asked for is injected at
+	// least once: a Time shorter than one round (2 intervals per kind)
+	// is refused, and the clients run past Time, if injecting and
+	// healing took longer than planned, until every kind has been
+	// injected. Default: Time/6, or less with more than two kinds, so
+	// that one round fits in Time with an interval to spare; at least
+	// 500ms.
 	Interval time.Duration
 	Nodes    int // ZooKeeper nodes (default 3 when the leader nemesis is asked for, else 1)
 	Bug      string
 	General  bool
 	Lease    time.Duration
+	// CheckTimeout bounds each checker's linearizability search
+	// (porcupine's; register, atom-register, lock). A search that runs
+	// out of time makes the verdict UNKNOWN. Default
+	// DefaultCheckTimeout.
+	CheckTimeout time.Duration
 	// Rate is the run's target operations per second, over every
 	// client (0: as fast as they go).
 	Rate float64
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
 	// with "jepsen worker" before them.
-	WorkerCmd func(args []string) *exec.Cmd
-	Progress  io.Writer // a progress bar, redrawn in place (nil: none)
+	WorkerCmd func(args []string) *exec.Cmd `json:"-"`
+	Progress  io.Writer                     `json:"-"` // a progress bar, redrawn in place (nil: none)
 }
 
 // Summary is a run's outcome.
 type Summary struct {
-	Config     Config // as run: defaults filled in
-	Dir        string
-	Valid      bool
-	Incomplete bool
-	Results    []Result
-	Faults     []FaultWindow
-	Ops        int // completed operations
-	OK, Fail   int
-	Info       int
-	Elapsed    time.Duration
+	Config Config // as run: defaults filled in
+	Dir    string
+	// Verdict is PASS (every checker checked everything, no failing
+	// anomaly, every fault kind asked for injected), FAIL (a failing
+	// anomaly) or UNKNOWN (no failing anomaly, but a check was
+	// inconclusive or a fault kind never injected: Inconclusive says
+	// what). "" until the run has finished.
+	Verdict      Verdict
+	Inconclusive []string
+	Incomplete   bool
+	Results      []Result
+	Faults       []FaultWindow
+	// Fired counts the faults injected, per kind asked for (0: never
+	// injected) and per kind injected.
+	Fired    map[string]int
+	Ops      int // completed operations
+	OK, Fail int
+	Info     int
+	Elapsed  time.Duration
 }
 
-// Failed reports whether the run must count as a failure.
-func (s *Summary) Failed() bool { return s.Incomplete || !s.Valid }
+// Failed reports whether the run must count as a failure: it found a
+// failing anomaly, or did not finish. An UNKNOWN run has not failed, nor
+// passed.
+func (s *Summary) Failed() bool { return s.Incomplete || s.Verdict == VerdictFail }
+
+// Passed reports whether the run passed: it finished, checked everything
+// and found no failing anomaly.
+func (s *Summary) Passed() bool { return !s.Incomplete && s.Verdict == VerdictPass }
 
 func (c *Config) check() error {
 	w, err := NewWorkload(c.Workload, 0)
@@ -121,8 +147,14 @@ func (c *Config) check() error {
 	if c.Workers <= 0 {
 		c.Workers = 2
 	}
+	c.Nemesis = dedupe(c.Nemesis)
+	kinds := len(c.scheduled())
 	if c.Interval <= 0 {
-		c.Interval = max(c.Time/6, 500*time.Millisecond)
+		c.Interval = max(min(c.Time/6, c.Time/time.Duration(2*kinds+1)), minInterval)
+	}
+	if round := time.Duration(2*kinds) * c.Interval; c.Time < round {
+		return fmt.Errorf("jepsen: --time %v is too short for %d fault kinds (%s) at an interval of %v: each kind is injected at least once, after a healthy interval, so one round takes %v; give a --time of at least %v, fewer kinds or a shorter --interval",
+			c.Time, kinds, strings.Join(c.scheduled(), ","), c.Interval, round, round)
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Second
@@ -165,6 +197,32 @@ func (c *Config) check() error {
 	return nil
 }
 
+// minInterval is the shortest default fault interval.
+const minInterval = 500 * time.Millisecond
+
+// scheduled lists the fault kinds the nemesis injects in turn (every kind
+// asked for but skew, which lasts the whole run).
+func (c *Config) scheduled() []string {
+	var kinds []string
+	for _, n := range c.Nemesis {
+		if n != NemesisSkew {
+			kinds = append(kinds, n)
+		}
+	}
+	return kinds
+}
+
+// dedupe drops repeated names, keeping the first of each.
+func dedupe(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Second is the second backend of a workload over two (mixed): the
 // backend other than Coordinator; "" for other workloads.
 func (c *Config) Second() string {
@@ -191,6 +249,14 @@ func ClusterFaults(backend string, nodes int) []string {
 		return fs
 	}
 	return nil
+}
+
+// checkTimeout is CheckTimeout or its default.
+func (c *Config) checkTimeout() time.Duration {
+	if c.CheckTimeout > 0 {
+		return c.CheckTimeout
+	}
+	return DefaultCheckTimeout
 }
 
 // CheckConfig checks cfg as Run would, filling in defaults on a copy.
@@ -240,13 +306,60 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	if err := r.finish(h, sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// finish checks h, fills in sum's verdict and counts, writes the results
+// and takes the INCOMPLETE mark away.
+func (r *run) finish(h []Op, sum *Summary) error {
+	cfg := r.cfg
 	w, _ := NewWorkload(cfg.Workload, 0)
-	sum.Valid = true
+	sum.Verdict = VerdictPass
 	for _, c := range w.Checkers() {
+		if ts, ok := c.(timeoutSetter); ok && cfg.CheckTimeout > 0 {
+			ts.setTimeout(cfg.CheckTimeout)
+		}
 		res := c.Check(h)
 		sum.Results = append(sum.Results, res)
-		sum.Valid = sum.Valid && res.Valid
+		switch res.Verdict() {
+		case VerdictFail:
+			sum.Verdict = VerdictFail
+		case VerdictUnknown:
+			if sum.Verdict == VerdictPass {
+				sum.Verdict = VerdictUnknown
+			}
+			n := 0
+			for _, a := range res.Anomalies {
+				if a.Unknown {
+					n++
+				}
+			}
+			sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("checker %s: %d part(s) not checked (%s)", res.Checker, n, firstUnknown(res)))
+		}
 	}
+	sum.Fired = map[string]int{}
+	for _, k := range cfg.Nemesis {
+		sum.Fired[k] = 0
+	}
+	for _, f := range sum.Faults {
+		sum.Fired[f.Kind]++
+	}
+	var unfired []string
+	for _, k := range cfg.Nemesis {
+		if sum.Fired[k] == 0 {
+			unfired = append(unfired, k)
+		}
+	}
+	if len(unfired) > 0 {
+		if sum.Verdict == VerdictPass {
+			sum.Verdict = VerdictUnknown
+		}
+		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("fault kind(s) %s asked for but never injected: the run did not test them", strings.Join(unfired, ", ")))
+	}
+	sum.OK, sum.Fail, sum.Info = 0, 0, 0
 	for _, o := range h {
 		switch o.Type {
 		case OK:
@@ -258,15 +371,31 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 	}
 	sum.Ops = sum.OK + sum.Fail + sum.Info
-	sum.Elapsed = time.Since(start)
+	if sum.Elapsed == 0 {
+		sum.Elapsed = time.Since(r.start)
+	}
 	if err := r.writeResults(h, sum); err != nil {
-		return sum, err
+		return err
 	}
 	sum.Incomplete = false
-	if err := os.Remove(filepath.Join(dir, "INCOMPLETE")); err != nil {
-		return sum, err
+	if err := os.Remove(filepath.Join(r.dir, "INCOMPLETE")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	return sum, nil
+	return nil
+}
+
+// firstUnknown is the first Unknown anomaly's explanation, cut short.
+func firstUnknown(r Result) string {
+	for _, a := range r.Anomalies {
+		if a.Unknown {
+			e := a.Explain
+			if len(e) > 200 {
+				e = e[:200] + " ..."
+			}
+			return e
+		}
+	}
+	return ""
 }
 
 type run struct {
@@ -449,8 +578,16 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	}
 	nctx, stopNemesis := context.WithCancel(ctx)
 	nemesisDone := make(chan error, 1)
-	go func() { nemesisDone <- r.nemesis(nctx) }()
-	r.progressUntil(ctx, time.Now().Add(cfg.Time))
+	overtime, allFired := make(chan struct{}), make(chan struct{})
+	go func() { nemesisDone <- r.nemesis(nctx, overtime, allFired) }()
+	deadline := time.Now().Add(cfg.Time)
+	r.progressUntil(ctx, deadline)
+	// Every kind asked for is injected at least once: if injecting and
+	// healing took longer than the schedule planned, the clients run on
+	// until the last kind has had its turn (bounded: a kind that cannot
+	// be injected leaves the run UNKNOWN, not hanging).
+	close(overtime)
+	r.progressWhile(ctx, allFired, deadline.Add(cfg.Time+time.Minute))
 	stopNemesis()
 	if err := <-nemesisDone; err != nil {
 		r.killAll()
@@ -638,6 +775,27 @@ func (r *run) killAll() {
 	}
 }
 
+// progressWhile redraws the progress bar until done is closed, ctx ends
+// or the deadline passes.
+func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline time.Time) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	limit := time.NewTimer(time.Until(deadline))
+	defer limit.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			return
+		case <-t.C:
+			r.drawProgress()
+		}
+	}
+}
+
 // progressUntil redraws the progress bar until the deadline, and fails
 // fast if a client process dies on its own.
 func (r *run) progressUntil(ctx context.Context, deadline time.Time) {
@@ -673,37 +831,57 @@ func (r *run) drawProgress() {
 }
 
 // nemesis injects the configured faults, in turn, on a schedule (healthy
-// for an interval, one fault for an interval) until ctx ends, and heals the last
-// one before it returns.
-func (r *run) nemesis(ctx context.Context) error {
-	var kinds []string
-	for _, n := range r.cfg.Nemesis {
-		if n != NemesisSkew {
-			kinds = append(kinds, n)
-		}
-	}
-	if len(kinds) == 0 {
-		<-ctx.Done()
-		return nil
-	}
-	// Round robin from a seeded start, so that every kind asked for is
-	// injected in a run long enough for one round.
-	first := r.rng.IntN(len(kinds))
+// for an interval, one fault for an interval) until ctx ends, and heals
+// the last one before it returns. It closes allFired once every kind has
+// been injected; once overtime is closed (the run's time is up) it
+// injects only the kinds not injected yet.
+func (r *run) nemesis(ctx context.Context, overtime <-chan struct{}, allFired chan<- struct{}) error {
+	kinds := r.cfg.scheduled()
+	fired := map[string]bool{}
+	// One round robin from a seeded start: the first len(kinds) turns
+	// inject every kind once (a turn whose kind found nothing to hit,
+	// such as no live client, comes round again).
+	first := r.rng.IntN(max(len(kinds), 1))
 	for i := 0; ; i++ {
+		if len(fired) == len(kinds) && allFired != nil {
+			close(allFired)
+			allFired = nil
+		}
+		if len(kinds) == 0 {
+			<-ctx.Done()
+			return nil
+		}
+		kind := kinds[(first+i)%len(kinds)]
+		select {
+		case <-overtime:
+			if allFired == nil {
+				<-ctx.Done()
+				return nil
+			}
+			if fired[kind] {
+				continue
+			}
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(r.cfg.Interval):
 		}
-		kind := kinds[(first+i)%len(kinds)]
 		if kind == NemesisClientKill {
-			if err := r.killClient(ctx); err != nil {
+			ok, err := r.killClient(ctx)
+			if err != nil {
 				return err
+			}
+			if ok {
+				fired[kind] = true
 			}
 			continue
 		}
 		if kind == NemesisClientPause {
-			r.pauseClient(ctx)
+			if r.pauseClient(ctx) {
+				fired[kind] = true
+			}
 			continue
 		}
 		ictx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -741,6 +919,7 @@ func (r *run) nemesis(ctx context.Context) error {
 		r.mu.Lock()
 		if len(fs) > 0 {
 			r.faults = append(r.faults, w)
+			fired[kind] = true
 		}
 		r.current = ""
 		r.mu.Unlock()
@@ -801,14 +980,14 @@ func (r *run) liveWorker() *workerProc {
 }
 
 // pauseClient SIGSTOPs a random live client process for an interval (or
-// until ctx ends), then SIGCONTs it.
-func (r *run) pauseClient(ctx context.Context) {
+// until ctx ends), then SIGCONTs it; false if there was none to pause.
+func (r *run) pauseClient(ctx context.Context) bool {
 	w := r.liveWorker()
 	if w == nil {
-		return
+		return false
 	}
 	if syscall.Kill(w.cmd.Process.Pid, syscall.SIGSTOP) != nil {
-		return
+		return false
 	}
 	fw := FaultWindow{Kind: NemesisClientPause, Target: fmt.Sprintf("pause client process %d", w.n), Start: r.now()}
 	r.mu.Lock()
@@ -824,13 +1003,15 @@ func (r *run) pauseClient(ctx context.Context) {
 	r.faults = append(r.faults, fw)
 	r.current = ""
 	r.mu.Unlock()
+	return true
 }
 
-// killClient SIGKILLs a random live client process and starts another.
-func (r *run) killClient(ctx context.Context) error {
+// killClient SIGKILLs a random live client process and starts another;
+// false if there was none to kill.
+func (r *run) killClient(ctx context.Context) (bool, error) {
 	w := r.liveWorker()
 	if w == nil {
-		return nil
+		return false, nil
 	}
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.done
@@ -839,7 +1020,7 @@ func (r *run) killClient(ctx context.Context) error {
 	r.faults = append(r.faults, FaultWindow{Kind: NemesisClientKill, Target: fmt.Sprintf("client process %d", w.n), Start: now, End: now})
 	r.workers = slices.DeleteFunc(r.workers, func(x *workerProc) bool { return x == w })
 	r.mu.Unlock()
-	return r.spawn(ctx, false)
+	return true, r.spawn(ctx, false)
 }
 
 // merge reads every history file, orders the events by time, closes each
@@ -885,6 +1066,23 @@ func (r *run) merge() ([]Op, error) {
 	return h, nil
 }
 
+// resultsFile is results.json: the verdict ("valid" true, false or
+// "unknown", as Jepsen writes :valid?), why it is UNKNOWN, the counts,
+// the faults injected (each, and per kind) and every checker's result.
+type resultsFile struct {
+	Verdict      Verdict        `json:"verdict"`
+	Valid        any            `json:"valid"`
+	Inconclusive []string       `json:"inconclusive,omitempty"`
+	Ops          int            `json:"ops"`
+	OK           int            `json:"ok"`
+	Fail         int            `json:"fail"`
+	Info         int            `json:"info"`
+	Seconds      float64        `json:"seconds"`
+	FaultsFired  map[string]int `json:"faults_fired"`
+	Faults       []FaultWindow  `json:"faults"`
+	Results      []Result       `json:"results"`
+}
+
 func (r *run) writeResults(h []Op, sum *Summary) error {
 	write := func(name string, f func(io.Writer) error) error {
 		file, err := os.Create(filepath.Join(r.dir, name))
@@ -903,16 +1101,9 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 	if err := write("history.edn", func(w io.Writer) error { return WriteEDN(w, h) }); err != nil {
 		return err
 	}
-	res, _ := json.MarshalIndent(struct {
-		Valid   bool          `json:"valid"`
-		Ops     int           `json:"ops"`
-		OK      int           `json:"ok"`
-		Fail    int           `json:"fail"`
-		Info    int           `json:"info"`
-		Seconds float64       `json:"seconds"`
-		Faults  []FaultWindow `json:"faults"`
-		Results []Result      `json:"results"`
-	}{sum.Valid, sum.Ops, sum.OK, sum.Fail, sum.Info, sum.Elapsed.Seconds(), sum.Faults, sum.Results}, "", "  ")
+	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: validJSON(sum.Verdict), Inconclusive: sum.Inconclusive,
+		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
+		FaultsFired: sum.Fired, Faults: sum.Faults, Results: sum.Results}, "", "  ")
 	if err := os.WriteFile(filepath.Join(r.dir, "results.json"), res, 0o644); err != nil {
 		return err
 	}
@@ -921,13 +1112,57 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		"time": r.cfg.Time.String(), "workers": strconv.Itoa(r.cfg.Workers), "clients": strconv.Itoa(r.cfg.Clients),
 		"seed": strconv.FormatUint(r.cfg.Seed, 10), "interval": r.cfg.Interval.String(), "bug": r.cfg.Bug,
 		"general path": strconv.FormatBool(r.cfg.General), "nodes": strconv.Itoa(r.cfg.Nodes),
-		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64),
+		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64), "check timeout": r.cfg.checkTimeout().String(),
 	}
 	if second := r.cfg.Second(); second != "" {
 		cfgMap["coordinator"], cfgMap["second backend"] = r.cfg.Coordinator, second
 	}
 	return write("report.html", func(w io.Writer) error {
 		return WriteReport(w, ReportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
-			Config: cfgMap, Valid: sum.Valid, History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
+			Config: cfgMap, Verdict: sum.Verdict, Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
+			History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
 	})
+}
+
+// ErrNoRun: a directory holds no finished run to check again.
+var ErrNoRun = errors.New("jepsen: not a finished run directory")
+
+// Recheck checks a finished run's history again: the run directory's
+// config.json and history.jsonl, with the faults of its results.json,
+// checkTimeout bounding the linearizability searches (0: the run's). It
+// writes results.json and report.html anew and returns the summary. A
+// run that was UNKNOWN because a search ran out of time may be decided
+// with a longer timeout.
+func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
+	var cfg Config
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: config.json: %w", ErrNoRun, dir, err)
+	}
+	if _, err := NewWorkload(cfg.Workload, 0); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoRun, dir, err)
+	}
+	h, err := ReadJSONLFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: history.jsonl: %w", ErrNoRun, dir, err)
+	}
+	var old struct {
+		Seconds float64       `json:"seconds"`
+		Faults  []FaultWindow `json:"faults"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "results.json")); err == nil {
+		_ = json.Unmarshal(b, &old)
+	}
+	if checkTimeout > 0 {
+		cfg.CheckTimeout = checkTimeout
+	}
+	r := &run{cfg: cfg, dir: dir, start: time.Now()}
+	sum := &Summary{Config: cfg, Dir: dir, Faults: old.Faults, Elapsed: time.Duration(old.Seconds * float64(time.Second))}
+	if err := r.finish(h, sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
 }
