@@ -1,6 +1,7 @@
 package jepsenlite
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 )
@@ -10,14 +11,21 @@ import (
 // adds to k that completed ok before the read was invoked and the sum of
 // the adds to k, ok or info, invoked before the read completed
 // ("counter-out-of-range"). (A negative delta widens the range the other
-// way.) The witness is the read.
-type CounterChecker struct{}
+// way.) The witness is the read. The operations may go by other names
+// (Add, Read), and the checker by another (Label).
+type CounterChecker struct {
+	Label     string // the checker's name (default "counter")
+	Add, Read string // the operations' f (default "add" and "read")
+}
 
 // NewCounterChecker returns a counter checker.
 func NewCounterChecker() *CounterChecker { return &CounterChecker{} }
 
 // Name implements Checker.
-func (c *CounterChecker) Name() string { return "counter" }
+func (c *CounterChecker) Name() string { return cmp.Or(c.Label, "counter") }
+
+func (c *CounterChecker) addF() string  { return cmp.Or(c.Add, "add") }
+func (c *CounterChecker) readF() string { return cmp.Or(c.Read, "read") }
 
 // ckSums is a prefix-summed list of adds ordered by a time.
 type ckSums struct {
@@ -64,7 +72,7 @@ func (c *CounterChecker) Check(h []Op) Result {
 	res := Result{Checker: c.Name()}
 	var ps []OpPair
 	for _, p := range PairOps(h) {
-		if p.Invoke.F == "add" || p.Invoke.F == "read" {
+		if p.Invoke.F == c.addF() || p.Invoke.F == c.readF() {
 			ps = append(ps, p)
 		}
 	}
@@ -79,7 +87,7 @@ func (c *CounterChecker) Check(h []Op) Result {
 	}
 	byKey := map[int]*adds{}
 	for _, p := range ps {
-		if p.Invoke.F != "add" || p.Type() == Fail {
+		if p.Invoke.F != c.addF() || p.Type() == Fail {
 			continue
 		}
 		var v CounterValue
@@ -104,7 +112,7 @@ func (c *CounterChecker) Check(h []Op) Result {
 		a.maybe = newCkSums(a.mayInv, a.mayD)
 	}
 	for _, p := range ps {
-		if p.Invoke.F != "read" || p.Type() != OK {
+		if p.Invoke.F != c.readF() || p.Type() != OK {
 			continue
 		}
 		var v CounterValue

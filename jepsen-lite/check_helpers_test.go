@@ -104,17 +104,16 @@ func ckClean(t *testing.T, r Result) {
 
 func ckDump(r Result) string {
 	var b strings.Builder
-	b.WriteString("valid=")
-	if r.Valid {
-		b.WriteString("true")
-	} else {
-		b.WriteString("false")
-	}
+	b.WriteString("verdict=")
+	b.WriteString(string(r.Verdict()))
 	for _, a := range r.Anomalies {
 		b.WriteString("\n  ")
 		b.WriteString(a.Name)
 		if a.Allowed {
 			b.WriteString(" (allowed)")
+		}
+		if a.Unknown {
+			b.WriteString(" (unknown)")
 		}
 		b.WriteString(": ")
 		b.WriteString(a.Explain)

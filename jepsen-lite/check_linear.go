@@ -12,9 +12,11 @@ import (
 
 // LinearConfig configures the linearizability checker.
 type LinearConfig struct {
-	// Timeout bounds porcupine's search; 0 means 30s. A search that runs
-	// out of time finds nothing and says so (an Allowed
-	// "linearizability-unknown" anomaly).
+	// Timeout bounds porcupine's search, every key's at once; 0 means
+	// DefaultCheckTimeout. A key whose search runs out of time is
+	// neither valid nor invalid: an Unknown "linearizability-unknown"
+	// anomaly says so, and the result is UNKNOWN unless another key
+	// fails.
 	Timeout time.Duration
 	// Initial, when set, is every register's value before the history
 	// (present, as an atom created with it is); nil: registers start
@@ -33,7 +35,9 @@ func (c LinearConfig) init() ckRegState {
 // LinearChecker checks a register history (ops F "read", "write", "cas"
 // with RegisterValue values, one register per key, each starting absent
 // or at Config.Initial)
-// for linearizability with porcupine, partitioned by key. Failed ops
+// for linearizability with porcupine, each key searched on its own (so
+// that a key whose search runs out of time leaves the others decided; it
+// is reported as "linearizability-unknown", Unknown). Failed ops
 // never happened and are dropped; info ops may have taken effect, at any
 // time up to the end of the history, or never. A key that cannot be
 // linearized is reported as "nonlinearizable", its witness the end of the
@@ -63,14 +67,17 @@ func (c *LinearChecker) Check(h []Op) Result {
 
 // LinearViz is what porcupine needs to draw a checked history.
 type LinearViz struct {
-	model porcupine.Model
-	info  porcupine.LinearizationInfo
+	model   porcupine.Model
+	ops     []porcupine.Operation
+	timeout time.Duration
 }
 
 // WriteHTML writes porcupine's interactive visualization of the history
-// and its (partial) linearizations to path.
+// and its (partial) linearizations to path (searching again, every key at
+// once, within the checker's timeout).
 func (v *LinearViz) WriteHTML(path string) error {
-	return porcupine.VisualizePath(v.model, v.info, path)
+	_, info := porcupine.CheckOperationsVerbose(v.model, v.ops, v.timeout)
+	return porcupine.VisualizePath(v.model, info, path)
 }
 
 // WriteLinearizableHTML checks h and writes porcupine's visualization to
@@ -198,7 +205,7 @@ func ckPairsOf(h []Op, fs ...string) (ps []OpPair, end int64) {
 func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 	timeout := c.Config.Timeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultCheckTimeout
 	}
 	res := Result{Checker: c.Name()}
 	ps, end := ckPairsOf(h, "read", "write", "cas")
@@ -244,29 +251,20 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 		})
 	}
 	model := ckRegModel(c.Config.init())
-	start := time.Now()
-	verdict, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
-	timedOut := time.Since(start) >= timeout
-	viz := &LinearViz{model: model, info: info}
-	switch verdict {
-	case porcupine.Unknown:
-		res.Anomalies = append(res.Anomalies, Anomaly{Name: "linearizability-unknown", Allowed: true,
-			Explain: fmt.Sprintf("porcupine did not finish within %v (%d operations): no violation found, none ruled out", timeout, len(ops))})
-	case porcupine.Illegal:
-		parts := ckRegPartition(ops)
-		partials := info.PartialLinearizationsOperations()
-		for i, part := range parts {
-			var longest []porcupine.Operation
-			if i < len(partials) {
-				longest = ckLongest(partials[i], func(o porcupine.Operation) int { return o.Input.(ckRegIn).Pos })
-			}
-			if len(longest) >= len(part) {
-				continue
-			}
-			res.Anomalies = append(res.Anomalies, ckNonlinearizable(ps, part, longest, timedOut, c.Config.init()))
+	parts := ckRegPartition(ops)
+	for i, v := range ckCheckParts(model, parts, timeout) {
+		part := parts[i]
+		switch v.Result {
+		case porcupine.Unknown:
+			k := part[0].Input.(ckRegIn).K
+			res.Anomalies = append(res.Anomalies, Anomaly{Name: "linearizability-unknown", Unknown: true,
+				Explain: fmt.Sprintf("key %d (%d operations): porcupine did not finish within %v: no violation found, none ruled out (check the history again with a longer --check-timeout)", k, len(part), timeout)})
+		case porcupine.Illegal:
+			longest := ckLongest(v.Partials, func(o porcupine.Operation) int { return o.Input.(ckRegIn).Pos })
+			res.Anomalies = append(res.Anomalies, ckNonlinearizable(ps, part, longest, c.Config.init()))
 		}
 	}
-	return ckFinish(&res), viz
+	return ckFinish(&res), &LinearViz{model: model, ops: ops, timeout: timeout}
 }
 
 // ckLongest picks the longest partial linearization, the first by the
@@ -294,7 +292,7 @@ func ckLongest(ls [][]porcupine.Operation, pos func(porcupine.Operation) int) []
 // of the longest linearizable prefix, the state it leaves, and the op
 // that cannot come next (of the ops left, the one that returned first: it
 // or an op concurrent with it must be next, and none fits).
-func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, timedOut bool, init ckRegState) Anomaly {
+func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, init ckRegState) Anomaly {
 	k := part[0].Input.(ckRegIn).K
 	in := map[int]bool{}
 	state := any(init)
@@ -342,8 +340,7 @@ func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, timedOut
 		fmt.Fprintf(&b, "; then %s cannot be linearized: it, or an operation concurrent with it, must come next, and none explains the results", desc(*stuck))
 		ops = append(ops, ps[stuck.Input.(ckRegIn).Pos].Complete)
 	}
-	if timedOut {
-		b.WriteString(" (the search also ran out of time: this key may only be unfinished)")
-	}
 	return Anomaly{Name: "nonlinearizable", Explain: b.String(), Ops: ops}
 }
+
+func (c *LinearChecker) setTimeout(d time.Duration) { c.Config.Timeout = d }

@@ -36,7 +36,10 @@ func DefaultListAppendConfig() ListAppendConfig {
 // real-time order edges as configured) and classifies its cycles as Adya
 // does; it also reports aborted reads (G1a), intermediate reads (G1b),
 // lost updates, incompatible orders, garbage and duplicate reads, and
-// transactions that do not read their own writes (internal).
+// transactions that do not read their own writes (internal); and
+// acknowledged appends missing from a final read (lost-append: a final
+// read, Op.Final, comes after every client stopped and sees every commit
+// acknowledged before it).
 //
 // A cycle that needs a process or real-time edge gets a suffix, as in
 // Elle: G-single-process, G1c-realtime, and so on.
@@ -185,6 +188,7 @@ func (a *elleAnalysis) run() {
 	a.checkReads()
 	a.inferOrders()
 	a.lostUpdates()
+	a.lostAppends()
 	a.buildGraph()
 	a.findCycles()
 }
@@ -500,6 +504,55 @@ func (a *elleAnalysis) lostUpdates() {
 		a.add(Anomaly{Name: "lost-update",
 			Explain: strings.Join(parts, "; ") + fmt.Sprintf(": each read %s of key %d and appended to it, so all but one of them appended to a state that no longer held", what, v.k),
 			Ops:     ops})
+	}
+}
+
+// lostAppends reports, per key, the acknowledged (ok) appends that a
+// final read of the key does not show: a final read sees every commit
+// acknowledged before it, so these writes were lost.
+func (a *elleAnalysis) lostAppends() {
+	byKey := map[int][]elleKV{}
+	for kv, w := range a.writer {
+		if a.txns[w.txn].pair.Type() == OK {
+			byKey[kv.k] = append(byKey[kv.k], kv)
+		}
+	}
+	for ti, t := range a.txns {
+		if t.pair.Type() != OK || !t.pair.Invoke.Final {
+			continue
+		}
+		for _, m := range a.externalReads(ti) {
+			shown := make(map[int]bool, len(m.R))
+			for _, v := range m.R {
+				shown[v] = true
+			}
+			var lost []int
+			for _, kv := range byKey[m.K] {
+				if !shown[kv.v] {
+					lost = append(lost, kv.v)
+				}
+			}
+			if len(lost) == 0 {
+				continue
+			}
+			sort.Ints(lost)
+			var who []string
+			ops := []Op{}
+			for i, v := range lost {
+				if i == 3 {
+					who = append(who, fmt.Sprintf("and %d more", len(lost)-3))
+					break
+				}
+				w := a.writer[elleKV{m.K, v}]
+				who = append(who, fmt.Sprintf("%d by %s", v, a.ref(w.txn)))
+				ops = append(ops, a.op(w.txn))
+			}
+			ops = append(ops, a.op(ti))
+			a.add(Anomaly{Name: "lost-append",
+				Explain: fmt.Sprintf("the final read (%s) of key %d = %s lacks %d acknowledged append(s): %s; it was made after every client stopped and sees every commit acknowledged before it, so they were lost",
+					a.ref(ti), m.K, ckFmtTail(m.R, 8), len(lost), strings.Join(who, ", ")),
+				Ops: ops})
+		}
 	}
 }
 

@@ -153,7 +153,7 @@ func writeSkew() []Op {
 	b.tInv(1, ckRd(kx), ckRd(ky), ckAp(ky, 1))
 	b.tDone(OK, 0, ckRd(kx), ckRd(ky), ckAp(kx, 1))
 	b.tDone(OK, 1, ckRd(kx), ckRd(ky), ckAp(ky, 1))
-	b.txn(2, OK, ckRd(kx, 1), ckRd(ky, 1))
+	b.txn(4, OK, ckRd(kx, 1), ckRd(ky, 1))
 	return b.h
 }
 
@@ -289,4 +289,39 @@ func TestPairOps(t *testing.T) {
 	if !ps[2].Synthetic {
 		t.Fatalf("%+v", ps[2])
 	}
+}
+
+// final marks the last transaction recorded (invoke and completion) as a
+// final read.
+func (b *ckHist) final() *ckHist {
+	b.h[len(b.h)-1].Final = true
+	b.h[len(b.h)-2].Final = true
+	return b
+}
+
+func TestListAppendLostAppend(t *testing.T) {
+	var b ckHist
+	b.txn(0, OK, ckAp(kx, 1), ckAp(ky, 1))
+	b.txn(1, OK, ckAp(kx, 2))
+	b.txn(1, Info, ckAp(kx, 3)) // unknown: may be missing
+	b.txn(2, OK, ckRd(kx, 1, 2), ckRd(ky, 1))
+	// Not a final read: it may see an older snapshot.
+	b.txn(4, OK, ckRd(kx, 1), ckRd(ky, 1))
+	ckClean(t, laDefault(b.h))
+
+	// The final read lacks the acknowledged append 2 to kx.
+	b.txn(3, OK, ckRd(kx, 1), ckRd(ky, 1)).final()
+	r := laDefault(b.h)
+	a := ckExpect(t, r, "lost-append", false)
+	if len(r.Anomalies) != 1 || !strings.Contains(a.Explain, "2 by op 3") || len(a.Ops) != 2 || !a.Ops[1].Final {
+		t.Fatal(ckDump(r), ckOpIndexes(a.Ops))
+	}
+
+	// A final read with every acknowledged append passes.
+	var c ckHist
+	c.txn(0, OK, ckAp(kx, 1), ckAp(ky, 1))
+	c.txn(1, OK, ckAp(kx, 2))
+	c.txn(1, Info, ckAp(kx, 3))
+	c.txn(3, OK, ckRd(kx, 1, 2), ckRd(ky, 1)).final()
+	ckClean(t, laDefault(c.h))
 }

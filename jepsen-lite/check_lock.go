@@ -114,7 +114,9 @@ func ckLockHoldings(ps []OpPair, res *Result) (map[string]*ckHolding, []string) 
 // reported as "double-holder" with both holdings as witness, and anything
 // else porcupine cannot linearize as "nonlinearizable".
 type MutexChecker struct {
-	// Timeout bounds porcupine's search (0: 30s).
+	// Timeout bounds porcupine's search, every lock's at once (0:
+	// DefaultCheckTimeout); a lock whose search runs out of time is
+	// reported as "linearizability-unknown", Unknown.
 	Timeout time.Duration
 }
 
@@ -196,7 +198,7 @@ var ckMutexModel = porcupine.Model{
 func (c *MutexChecker) Check(h []Op) Result {
 	timeout := c.Timeout
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		timeout = DefaultCheckTimeout
 	}
 	res := Result{Checker: c.Name()}
 	ps, end := ckPairsOf(h, "acquire", "write", "release")
@@ -228,29 +230,23 @@ func (c *MutexChecker) Check(h []Op) Result {
 	}
 	doubles := ckDoubleHolders(hs, order)
 	res.Anomalies = append(res.Anomalies, doubles...)
-	verdict, info := porcupine.CheckOperationsVerbose(ckMutexModel, ops, timeout)
-	switch verdict {
-	case porcupine.Unknown:
-		res.Anomalies = append(res.Anomalies, Anomaly{Name: "linearizability-unknown", Allowed: true,
-			Explain: fmt.Sprintf("porcupine did not finish within %v (%d operations): no violation found, none ruled out", timeout, len(ops))})
-	case porcupine.Illegal:
-		doubled := map[int]bool{}
-		for _, a := range doubles {
-			var v LockValue
-			if a.Ops[0].Decode(&v) == nil {
-				doubled[v.K] = true
-			}
+	doubled := map[int]bool{}
+	for _, a := range doubles {
+		var v LockValue
+		if a.Ops[0].Decode(&v) == nil {
+			doubled[v.K] = true
 		}
-		parts := ckMutexPartition(ops)
-		partials := info.PartialLinearizationsOperations()
-		for i, part := range parts {
-			var longest []porcupine.Operation
-			if i < len(partials) {
-				longest = ckLongest(partials[i], func(o porcupine.Operation) int { return ckMutexOpPos(o) })
-			}
-			if len(longest) >= len(part) || doubled[part[0].Input.(ckMutexIn).K] {
-				continue
-			}
+	}
+	parts := ckMutexPartition(ops)
+	for i, v := range ckCheckParts(ckMutexModel, parts, timeout) {
+		part := parts[i]
+		k := part[0].Input.(ckMutexIn).K
+		switch {
+		case v.Result == porcupine.Unknown:
+			res.Anomalies = append(res.Anomalies, Anomaly{Name: "linearizability-unknown", Unknown: true,
+				Explain: fmt.Sprintf("lock %d (%d operations): porcupine did not finish within %v: no violation found, none ruled out (check the history again with a longer --check-timeout)", k, len(part), timeout)})
+		case v.Result == porcupine.Illegal && !doubled[k]:
+			longest := ckLongest(v.Partials, func(o porcupine.Operation) int { return ckMutexOpPos(o) })
 			res.Anomalies = append(res.Anomalies, ckMutexNonlinearizable(ps, hs, part, longest))
 		}
 	}
@@ -510,3 +506,5 @@ func (c *FencingChecker) Check(h []Op) Result {
 	}
 	return ckFinish(&res)
 }
+
+func (c *MutexChecker) setTimeout(d time.Duration) { c.Timeout = d }

@@ -2,6 +2,7 @@ package jepsenlite
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,24 @@ func TestCounterTooHigh(t *testing.T) {
 	b.inv(1, "add", CounterValue{K: 0, Delta: 2}).done(OK, 1, "add", CounterValue{K: 0, Delta: 2}) // after the read
 	b.inv(1, "add", CounterValue{K: 1, Delta: 2}).done(OK, 1, "add", CounterValue{K: 1, Delta: 2})
 	ckExpect(t, NewCounterChecker().Check(b.h), "counter-out-of-range", false)
+}
+
+// TestCounterNamed: the counter checker over operations of other names
+// (the mixed workload's atom swaps), under another name.
+func TestCounterNamed(t *testing.T) {
+	c := &CounterChecker{Label: "atom-counter", Add: "swap", Read: "atom-read"}
+	var b ckHist
+	b.inv(0, "swap", CounterValue{K: 7, Delta: 1}).done(OK, 0, "swap", CounterValue{K: 7, Delta: 1, V: 1})
+	b.inv(0, "swap", CounterValue{K: 7, Delta: 1}).done(Info, 0, "swap", CounterValue{K: 7, Delta: 1})
+	b.inv(1, "add", CounterValue{K: 7, Delta: 5}).done(OK, 1, "add", CounterValue{K: 7, Delta: 5}) // not its operation
+	b.inv(2, "atom-read", CounterValue{K: 7}).done(OK, 2, "atom-read", CounterValue{K: 7, V: 2})
+	r := c.Check(b.h)
+	ckClean(t, r)
+	if r.Checker != "atom-counter" || r.OK != 2 || r.Info != 1 {
+		t.Fatalf("%+v", r)
+	}
+	b.inv(2, "atom-read", CounterValue{K: 7}).done(OK, 2, "atom-read", CounterValue{K: 7, V: 3})
+	ckExpect(t, c.Check(b.h), "counter-out-of-range", false)
 }
 
 // --- linearizability ---
@@ -216,19 +235,59 @@ func TestWriteEDN(t *testing.T) {
 	}
 }
 
-// A search that runs out of time says so, without failing the check.
+// ckHardKey adds to b a key porcupine cannot decide in any short time:
+// 24 concurrent writes, then a read of a value none of them wrote (the
+// search tries every order of the writes before it can say no).
+func ckHardKey(b *ckHist, k int) {
+	for p := 0; p < 24; p++ {
+		b.inv(100*k+p, "write", RegisterValue{K: k, V: p})
+	}
+	for p := 0; p < 24; p++ {
+		b.done(OK, 100*k+p, "write", RegisterValue{K: k, V: p})
+	}
+	regOp(b, 100*k+99, OK, "read", RegisterValue{K: k}, RegisterValue{K: k, V: 999, Found: true})
+}
+
+// A search that runs out of time is no pass: the result is UNKNOWN (not
+// valid, not failed), the key named, and "valid" in JSON is "unknown".
 func TestLinearTimeout(t *testing.T) {
 	var b ckHist
-	for p := 0; p < 24; p++ {
-		b.inv(p, "write", RegisterValue{K: 0, V: p})
-	}
-	for p := 0; p < 24; p++ {
-		b.done(OK, p, "write", RegisterValue{K: 0, V: p})
-	}
-	regOp(&b, 99, OK, "read", RegisterValue{K: 0}, RegisterValue{K: 0, V: 999, Found: true})
+	ckHardKey(&b, 0)
+	regOp(&b, 7, OK, "write", RegisterValue{K: 1, V: 1}, RegisterValue{K: 1, V: 1})
 	r := (&LinearChecker{Config: LinearConfig{Timeout: 20 * time.Millisecond}}).Check(b.h)
 	a, ok := ckFind(r, "linearizability-unknown")
-	if !ok || !a.Allowed || !r.Valid {
+	if !ok || !a.Unknown || a.Allowed || r.Valid || !r.Unknown || r.Verdict() != VerdictUnknown || len(r.Anomalies) != 1 {
+		t.Fatal(ckDump(r))
+	}
+	if !strings.Contains(a.Explain, "key 0 (25 operations)") {
+		t.Fatal(a.Explain)
+	}
+	j, err := json.Marshal(r)
+	if err != nil || !strings.Contains(string(j), `"valid":"unknown"`) {
+		t.Fatalf("%s %v", j, err)
+	}
+	var back Result
+	if err := json.Unmarshal(j, &back); err != nil || back.Verdict() != VerdictUnknown {
+		t.Fatalf("%+v %v", back, err)
+	}
+}
+
+// Each key is searched on its own: a key that runs out of time does not
+// hide another's violation, and is not reported as one (one search over
+// every key said "nonlinearizable" for both).
+func TestLinearTimeoutPerKey(t *testing.T) {
+	var b ckHist
+	ckHardKey(&b, 0)
+	regOp(&b, 7, OK, "write", RegisterValue{K: 1, V: 1}, RegisterValue{K: 1, V: 1})
+	regOp(&b, 8, OK, "read", RegisterValue{K: 1}, RegisterValue{K: 1})
+	regOp(&b, 9, OK, "write", RegisterValue{K: 2, V: 1}, RegisterValue{K: 2, V: 1})
+	r := (&LinearChecker{Config: LinearConfig{Timeout: 200 * time.Millisecond}}).Check(b.h)
+	if r.Verdict() != VerdictFail || len(r.Anomalies) != 2 {
+		t.Fatal(ckDump(r))
+	}
+	u, _ := ckFind(r, "linearizability-unknown")
+	n, _ := ckFind(r, "nonlinearizable")
+	if !u.Unknown || !strings.Contains(u.Explain, "key 0") || n.Unknown || !strings.Contains(n.Explain, "key 1") {
 		t.Fatal(ckDump(r))
 	}
 }

@@ -102,15 +102,20 @@ func ckCountTypes(r *Result, ps []OpPair) {
 	}
 }
 
-// ckFinish sets Valid from the anomalies and orders them by name, then by
-// their first witness op.
+// ckFinish sets Valid and Unknown from the anomalies (a failing one
+// makes the result FAIL whatever else; an Unknown one, UNKNOWN) and
+// orders them by name, then by their first witness op.
 func ckFinish(r *Result) Result {
-	r.Valid = true
+	failed, unknown := false, false
 	for _, a := range r.Anomalies {
-		if !a.Allowed {
-			r.Valid = false
+		switch {
+		case a.Unknown:
+			unknown = true
+		case !a.Allowed:
+			failed = true
 		}
 	}
+	r.Valid, r.Unknown = !failed && !unknown, !failed && unknown
 	first := func(a Anomaly) int {
 		if len(a.Ops) == 0 {
 			return -1

@@ -105,12 +105,17 @@ func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg 
 // operation runs under its own timeout, not ctx: ending the run must not
 // turn operations in flight into infos.
 func Invoke1(_ context.Context, s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, timeout time.Duration) Type {
-	_ = rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: rec.Now()}.WithValue(v))
+	return invoke(s, w, rec, proc, f, v, timeout, false)
+}
+
+// invoke is Invoke1; final marks both events as a final read (Op.Final).
+func invoke(s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, timeout time.Duration, final bool) Type {
+	_ = rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: rec.Now(), Final: final}.WithValue(v))
 	octx, cancel := context.WithTimeout(context.Background(), timeout)
 	res, err := w.Apply(octx, s, f, v)
 	cancel()
 	t := Classify(err, w.ReadOnly(f))
-	done := Op{Type: t, Process: proc, F: f, Time: rec.Now()}
+	done := Op{Type: t, Process: proc, F: f, Time: rec.Now(), Final: final}
 	if t == OK {
 		done = done.WithValue(res)
 	} else {

@@ -28,6 +28,10 @@ type ClusterConfig struct {
 	// proxies, and the faults partition, reset and delay become possible.
 	// Ignored for mem.
 	Proxied bool
+	// QuorumProxied puts a Proxy on each link from a ZooKeeper node to
+	// another's quorum port (the link a follower keeps to its leader), so
+	// the fault lag becomes possible. Only for a zk ensemble (3 nodes).
+	QuorumProxied bool
 }
 
 // Fault kinds, in the order Faults lists them.
@@ -38,7 +42,42 @@ const (
 	FaultPartition = "partition" // the proxy of one node (of all, for one node) drops traffic
 	FaultReset     = "reset"     // the proxies reset every connection and refuse new ones
 	FaultDelay     = "delay"     // the proxies delay traffic by ClusterDelay each way
+	// FaultJitter makes the proxies delay each chunk of traffic by a
+	// random 0 to ClusterJitter, in order within a connection, so one
+	// connection's traffic overtakes another's (a Redis client's Pub/Sub
+	// messages arrive after the replies to commands it sent later).
+	FaultJitter = "jitter"
+	// FaultSlow makes the proxies delay about half of their connections
+	// (picked at random, new ones included) by ClusterSlow each way,
+	// while the others pass: a Redis client's Pub/Sub connection may
+	// crawl while its commands go through, so its change feed falls
+	// behind the history.
+	FaultSlow = "slow"
+	// FaultLag delays the traffic between the ZooKeeper leader and one
+	// follower by ClusterLag each way (a proxy on the follower's link to
+	// the leader's quorum port): the follower applies every commit late,
+	// and its clients read state that lags behind what the leader has
+	// acknowledged. The follower picked is one that clients are connected
+	// to, while some other node has clients too, when there is one.
+	FaultLag = "lag"
 )
+
+// ClusterLag is how far the fault "lag" delays the traffic between the
+// leader and a follower, in each direction: enough for the follower not
+// to show what the leader acknowledged a few milliseconds ago (a record
+// a transaction just wrote), little enough that its own clients, whose
+// writes wait for it to apply them, still get on (at 200 ms they did
+// little else but wait). ZooKeeper drops a follower that does not answer
+// within syncLimit ticks (2.5 s): this stays far below.
+const ClusterLag = 20 * time.Millisecond
+
+// ClusterJitter bounds what the fault "jitter" adds to each chunk of
+// traffic, in each direction.
+const ClusterJitter = 100 * time.Millisecond
+
+// ClusterSlow is what the fault "slow" adds to each chunk of the
+// connections it slows, in each direction.
+const ClusterSlow = 1500 * time.Millisecond
 
 // ClusterDelay is what the fault "delay" adds to each chunk of traffic, in
 // each direction.
@@ -58,6 +97,9 @@ type Cluster struct {
 	zk      *servers.ZK
 	proxies []*Proxy // one per node when Proxied
 	addrs   []string
+	// peers are the quorum proxies (QuorumProxied): peers[[2]int{i, j}]
+	// carries node i's link to node j's quorum port.
+	peers map[[2]int]*Proxy
 
 	mu     sync.Mutex
 	active *clusterFault
@@ -98,8 +140,17 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		if nodes != 1 && nodes != 3 {
 			return nil, fmt.Errorf("jepsen: a zk cluster has 1 or 3 nodes, not %d", cfg.Nodes)
 		}
-		z, err := servers.StartZK(nodes, servers.ZKOptions{Dir: clusterDir(cfg.Dir, "zk")})
+		opts := servers.ZKOptions{Dir: clusterDir(cfg.Dir, "zk")}
+		if cfg.QuorumProxied {
+			if nodes < 3 {
+				return nil, fmt.Errorf("jepsen: quorum proxies need a ZooKeeper ensemble (3 nodes), not %d", nodes)
+			}
+			c.peers = map[[2]int]*Proxy{}
+			opts.PeerAddr = c.peerAddr
+		}
+		z, err := servers.StartZK(nodes, opts)
 		if err != nil {
+			c.closePeers()
 			return nil, fmt.Errorf("jepsen: starting ZooKeeper: %w", err)
 		}
 		c.zk = z
@@ -124,6 +175,30 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		return nil, fmt.Errorf("jepsen: %s cluster: %w", cfg.Backend, err)
 	}
 	return c, nil
+}
+
+// peerAddr starts (or, for new ports, replaces) the proxy on node from's
+// link to node to's quorum port: servers.ZKOptions.PeerAddr.
+func (c *Cluster) peerAddr(from, to int, quorum string) (string, error) {
+	k := [2]int{from, to}
+	if p := c.peers[k]; p != nil {
+		if p.Upstream() == quorum {
+			return p.Addr(), nil
+		}
+		_ = p.Close()
+	}
+	p, err := NewProxy(quorum)
+	if err != nil {
+		return "", err
+	}
+	c.peers[k] = p
+	return p.Addr(), nil
+}
+
+func (c *Cluster) closePeers() {
+	for _, p := range c.peers {
+		_ = p.Close()
+	}
 }
 
 // clusterDir is sub in dir, or "" (a temporary directory) without dir.
@@ -172,7 +247,10 @@ func (c *Cluster) Faults() []string {
 		fs = append(fs, FaultLeader)
 	}
 	if len(c.proxies) > 0 {
-		fs = append(fs, FaultPartition, FaultReset, FaultDelay)
+		fs = append(fs, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow)
+	}
+	if len(c.peers) > 0 {
+		fs = append(fs, FaultLag)
 	}
 	return fs
 }
@@ -233,11 +311,14 @@ func (c *Cluster) unsupported(kind string, supported []string) error {
 		return fmt.Errorf("jepsen: fault %q: %s supports no faults", kind, what)
 	}
 	hint := ""
-	if len(c.proxies) == 0 && (kind == FaultPartition || kind == FaultReset || kind == FaultDelay) {
-		hint = " (partition, reset and delay need proxies: ClusterConfig.Proxied)"
+	if len(c.proxies) == 0 && (kind == FaultPartition || kind == FaultReset || kind == FaultDelay || kind == FaultJitter || kind == FaultSlow) {
+		hint = " (partition, reset, delay, jitter and slow need proxies: ClusterConfig.Proxied)"
 	}
 	if kind == FaultLeader && c.zk != nil {
 		hint = " (leader needs a ZooKeeper ensemble: 3 nodes)"
+	}
+	if kind == FaultLag && c.zk != nil {
+		hint = " (lag needs a ZooKeeper ensemble, 3 nodes, with ClusterConfig.QuorumProxied)"
 	}
 	return fmt.Errorf("jepsen: fault %q: %s supports %s%s", kind, what, strings.Join(supported, ", "), hint)
 }
@@ -293,8 +374,78 @@ func (c *Cluster) inject(f *clusterFault) error {
 			p.Delay(ClusterDelay)
 		}
 		f.undo = c.passAll
+	case FaultJitter:
+		f.desc = fmt.Sprintf("jitter traffic to %s by 0 to %v each way", c.cfg.Backend, ClusterJitter)
+		for _, p := range c.proxies {
+			p.Jitter(ClusterJitter)
+		}
+		f.undo = c.passAll
+	case FaultSlow:
+		f.desc = fmt.Sprintf("slow about half the connections to %s by %v each way", c.cfg.Backend, ClusterSlow)
+		for _, p := range c.proxies {
+			p.Slow(ClusterSlow)
+		}
+		f.undo = c.passAll
+	case FaultLag:
+		return c.injectLag(f)
 	default:
 		return fmt.Errorf("unknown fault %q", f.kind)
+	}
+	return nil
+}
+
+// injectLag delays the links between the leader and a follower that
+// clients use (see FaultLag).
+func (c *Cluster) injectLag(f *clusterFault) error {
+	l, err := c.zk.Leader()
+	if err != nil {
+		return err
+	}
+	// Clients on the follower read stale state; clients elsewhere write
+	// what it has not applied yet. Prefer a follower with clients while
+	// another node has clients too, and of those the one with the most.
+	conns := make([]int, len(c.proxies))
+	total := 0
+	for i, p := range c.proxies {
+		conns[i] = p.Conns()
+		total += conns[i]
+	}
+	var best []int
+	bestScore := -1
+	for i := range c.zk.Nodes() {
+		if i == l {
+			continue
+		}
+		score := 0
+		if len(conns) > i && conns[i] > 0 {
+			score = conns[i]
+			if total > conns[i] {
+				score += 1 << 20
+			}
+		}
+		switch {
+		case score > bestScore:
+			best, bestScore = []int{i}, score
+		case score == bestScore:
+			best = append(best, i)
+		}
+	}
+	i := best[rand.IntN(len(best))]
+	clients := 0
+	if len(conns) > i {
+		clients = conns[i]
+	}
+	f.desc = fmt.Sprintf("lag %s (a follower, %d client connections) behind the leader, %s, by %v each way",
+		c.nodeName(i), clients, c.nodeName(l), ClusterLag)
+	links := []*Proxy{c.peers[[2]int{i, l}], c.peers[[2]int{l, i}]}
+	for _, p := range links {
+		p.Delay(ClusterLag)
+	}
+	f.undo = func() error {
+		for _, p := range links {
+			p.Pass()
+		}
+		return nil
 	}
 	return nil
 }
@@ -391,6 +542,9 @@ func (c *Cluster) Close() error {
 	c.mu.Unlock()
 	var errs []error
 	for _, p := range c.proxies {
+		errs = append(errs, p.Close())
+	}
+	for _, p := range c.peers {
 		errs = append(errs, p.Close())
 	}
 	if c.redis != nil {

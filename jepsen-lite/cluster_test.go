@@ -141,8 +141,8 @@ func TestClusterRedis(t *testing.T) {
 	testserver.RequireRedis(t)
 	t.Parallel()
 	dir := t.TempDir()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay")
-	clusterTestRefuses(t, c, "leader", "kill, pause, partition, reset, delay")
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay", "jitter", "slow")
+	clusterTestRefuses(t, c, "leader", "kill, pause, partition, reset, delay, jitter, slow")
 	clusterTestRefuses(t, c, "bogus", `"bogus"`)
 	conf, err := os.ReadFile(filepath.Join(dir, "redis", "redis.conf"))
 	if err != nil || !strings.Contains(string(conf), "appendonly yes\n") || !strings.Contains(string(conf), "appendfsync always\n") {
@@ -192,6 +192,10 @@ func TestClusterRedis(t *testing.T) {
 			}
 			if rt := time.Since(start); rt < 2*ClusterDelay {
 				t.Errorf("%s: PING took %v", f, rt)
+			}
+		case "jitter":
+			if err := clusterTestRedisPing(addr, 2*time.Second); err != nil {
+				t.Errorf("%s: PING: %v", f, err)
 			}
 		}
 		clusterTestHeal(t, f)
@@ -289,7 +293,7 @@ func clusterTestZKAnswering(addrs []string, timeout time.Duration) (int, time.Du
 func TestClusterZKEnsemble(t *testing.T) {
 	testserver.RequireZK(t)
 	t.Parallel()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay")
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow")
 	addrs := c.Addrs()
 	if len(addrs) != 3 || slices.Equal(addrs, c.zk.Servers) {
 		t.Fatalf("Addrs() = %q, want 3 proxies", addrs)
@@ -338,5 +342,91 @@ func TestClusterZKStandalone(t *testing.T) {
 		clusterTestHeal(t, f)
 		record()
 		clusterTestZKCreateGet(t, c.Addrs(), "/after-"+kind)
+	}
+}
+
+// clusterTestZKConn connects to one ZooKeeper address only.
+func clusterTestZKConn(t *testing.T, addr string) *gozk.Conn {
+	t.Helper()
+	conn, events, err := gozk.Connect([]string{addr}, 4*time.Second, gozk.WithLogger(clusterTestZKLog{}), gozk.WithLogInfo(false))
+	if err != nil {
+		t.Fatalf("gozk.Connect(%q): %v", addr, err)
+	}
+	t.Cleanup(conn.Close)
+	go func() {
+		for range events {
+		}
+	}()
+	return conn
+}
+
+// TestClusterZKLag: with the fault lag, a follower's clients do not see a
+// write the leader acknowledged (a stale read), then do, ClusterLag or so
+// later; every other fault still works with the quorum proxies in place.
+func TestClusterZKLag(t *testing.T) {
+	testserver.RequireZK(t)
+	t.Parallel()
+	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true, QuorumProxied: true},
+		"kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow", "lag")
+	if len(c.peers) != 6 {
+		t.Fatalf("%d quorum proxies, want 6 (one per ordered pair of nodes)", len(c.peers))
+	}
+	addrs := c.Addrs()
+	clusterTestZKCreateGet(t, addrs, "/start")
+	l, err := c.zk.Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f1 := (l + 1) % 3
+	writer := clusterTestZKConn(t, addrs[l])
+	reader := clusterTestZKConn(t, addrs[f1])
+	if _, _, err := reader.Get("/start"); err != nil { // a session on f1
+		t.Fatalf("read on node %d: %v", f1, err)
+	}
+	if _, _, err := writer.Get("/start"); err != nil {
+		t.Fatalf("read on node %d: %v", l, err)
+	}
+	f := clusterTestInject(t, c, "lag")
+	t.Logf("injected %s", f)
+	if want := c.zk.NodeName(f1); !strings.Contains(f.String(), "lag "+want) {
+		t.Fatalf("lag picked another follower than %s, the one with clients while the leader has some too: %s", want, f)
+	}
+	stale := 0
+	for i := range 5 {
+		path := fmt.Sprintf("/lagged-%d", i)
+		if _, err := writer.Create(path, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil {
+			t.Fatalf("create %s on the leader: %v", path, err)
+		}
+		acked := time.Now()
+		ok, _, err := reader.Exists(path)
+		if err != nil {
+			t.Fatalf("exists %s on the lagging follower: %v", path, err)
+		}
+		if !ok {
+			stale++
+		}
+		for !ok && time.Since(acked) < 10*time.Second {
+			ok, _, err = reader.Exists(path)
+			if err != nil {
+				t.Fatalf("exists %s on the lagging follower: %v", path, err)
+			}
+		}
+		t.Logf("%s: the follower showed it %v after the leader acknowledged it", path, time.Since(acked).Round(time.Millisecond))
+		if !ok {
+			t.Fatalf("the lagging follower never showed %s", path)
+		}
+	}
+	if stale == 0 {
+		t.Errorf("the lagging follower showed every acknowledged write at once: no lag")
+	}
+	clusterTestHeal(t, f)
+	for _, kind := range c.Faults() {
+		if kind == "lag" {
+			continue
+		}
+		f := clusterTestInject(t, c, kind)
+		clusterTestHeal(t, f)
+		record()
+		clusterTestZKCreateGet(t, addrs, "/after-"+kind)
 	}
 }

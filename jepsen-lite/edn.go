@@ -52,6 +52,9 @@ func EDNOp(o Op) string {
 	if o.Error != "" {
 		fmt.Fprintf(&b, ", :error %s", ednString(o.Error))
 	}
+	if o.Final {
+		b.WriteString(", :final true")
+	}
 	b.WriteByte('}')
 	return b.String()
 }

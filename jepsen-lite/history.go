@@ -41,6 +41,10 @@ type Op struct {
 	// of the run shares (CLOCK_MONOTONIC of the machine).
 	Time  int64  `json:"time"`
 	Error string `json:"error,omitempty"`
+	// Final marks the final reads: made after every fault healed and
+	// every client stopped, by a process that reads linearizably (every
+	// commit acknowledged before is visible to it), retried until ok.
+	Final bool `json:"final,omitempty"`
 }
 
 // Mop is a micro-operation of a list-append transaction, written as Elle
@@ -124,6 +128,24 @@ type CounterValue struct {
 	V     int `json:"v,omitempty"`
 }
 
+// WatchValue is a watch workload's watcher event: "deliver" (a watch
+// call: K, Old, New), "gap" (a gap notice: K and the points From, To;
+// the missed changes are after From, up to and including To),
+// "watch-start" (K, V: the counter read right after AddWatch returned,
+// at least the value the watcher started from) and "watch-end" (K, V: the
+// counter read after every process stopped writing; Last: the last value
+// delivered, if Delivered).
+type WatchValue struct {
+	K         int    `json:"k"`
+	Old       int    `json:"old,omitempty"`
+	New       int    `json:"new,omitempty"`
+	From      uint64 `json:"from,omitempty"`
+	To        uint64 `json:"to,omitempty"`
+	V         int    `json:"v,omitempty"`
+	Last      int    `json:"last,omitempty"`
+	Delivered bool   `json:"delivered,omitempty"`
+}
+
 // Decode reads an op's value into v.
 func (o Op) Decode(v any) error {
 	if len(o.Value) == 0 {
@@ -194,20 +216,104 @@ type Anomaly struct {
 	Name string `json:"name"`
 	// Allowed marks an anomaly snapshot isolation allows (G2-item: write
 	// skew): reported, not a failure.
-	Allowed bool   `json:"allowed,omitempty"`
+	Allowed bool `json:"allowed,omitempty"`
+	// Unknown marks a part of the history the checker could not decide
+	// (linearizability-unknown: a search that ran out of time;
+	// watch-unchecked: nothing to check against): not a failure, and not
+	// a pass either. A result with one, and no failing anomaly, is
+	// UNKNOWN.
+	Unknown bool   `json:"unknown,omitempty"`
 	Explain string `json:"explain"`
 	// Ops is the witness: for a cycle, its transactions in cycle order
 	// (completions), each edge explained in Explain.
 	Ops []Op `json:"ops,omitempty"`
 }
 
+// Verdict is the outcome of a check, or of a run.
+type Verdict string
+
+// The verdicts: PASS (everything checked, no failing anomaly), FAIL (an
+// anomaly that is not allowed, or a run that did not finish), UNKNOWN
+// (no failing anomaly, but something was not checked: the history, or
+// part of it, was neither found valid nor invalid, or a fault asked for
+// was never injected).
+const (
+	VerdictPass    Verdict = "PASS"
+	VerdictFail    Verdict = "FAIL"
+	VerdictUnknown Verdict = "UNKNOWN"
+)
+
 // Result is a checker's verdict.
 type Result struct {
-	Checker   string    `json:"checker"`
-	Valid     bool      `json:"valid"` // no anomaly that is not Allowed
+	Checker string `json:"checker"`
+	// Valid: everything was checked and no anomaly is a failure (every
+	// one is Allowed). False when the check failed, and when it was
+	// inconclusive (Unknown).
+	Valid bool `json:"-"`
+	// Unknown: no failing anomaly, but an Unknown one: the check was
+	// inconclusive. In JSON, "valid" is then "unknown".
+	Unknown   bool      `json:"-"`
 	Anomalies []Anomaly `json:"anomalies,omitempty"`
 	// Counts of operations by completion type.
 	OK, Fail, Info int
+}
+
+// Verdict sums r up: PASS, FAIL or UNKNOWN.
+func (r Result) Verdict() Verdict {
+	switch {
+	case r.Valid:
+		return VerdictPass
+	case r.Unknown:
+		return VerdictUnknown
+	}
+	return VerdictFail
+}
+
+// resultJSON is Result's JSON form: "valid" is true, false or "unknown"
+// (as Jepsen writes :valid?).
+type resultJSON struct {
+	Checker   string    `json:"checker"`
+	Valid     any       `json:"valid"`
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
+	OK        int
+	Fail      int
+	Info      int
+}
+
+// validJSON is a verdict as Jepsen's :valid? writes it: true, false or
+// "unknown".
+func validJSON(v Verdict) any {
+	switch v {
+	case VerdictPass:
+		return true
+	case VerdictUnknown:
+		return "unknown"
+	}
+	return false
+}
+
+// MarshalJSON writes "valid" as true, false or "unknown".
+func (r Result) MarshalJSON() ([]byte, error) {
+	return json.Marshal(resultJSON{Checker: r.Checker, Valid: validJSON(r.Verdict()), Anomalies: r.Anomalies, OK: r.OK, Fail: r.Fail, Info: r.Info})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Result) UnmarshalJSON(b []byte) error {
+	var j resultJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = Result{Checker: j.Checker, Anomalies: j.Anomalies, OK: j.OK, Fail: j.Fail, Info: j.Info}
+	switch j.Valid {
+	case true:
+		r.Valid = true
+	case "unknown":
+		r.Unknown = true
+	case false, nil:
+	default:
+		return fmt.Errorf("jepsen: result %s: valid %v: want true, false or \"unknown\"", j.Checker, j.Valid)
+	}
+	return nil
 }
 
 // Checker checks a history (invokes and completions, in Index order).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,16 @@ const (
 	ProxyDrop
 	// ProxyReset resets every connection (RST) and every new one at once.
 	ProxyReset
+	// ProxyJitter forwards every chunk read, in both directions, after a
+	// delay drawn anew for each chunk between 0 and the jitter; a chunk
+	// never overtakes an earlier one of its connection and direction, but
+	// one connection's traffic overtakes another's.
+	ProxyJitter
+	// ProxySlow delays every chunk of some connections (each, existing
+	// or new, picked with even odds when the mode is set or it connects)
+	// by the delay, in both directions; the others pass: one connection
+	// crawls while the rest work.
+	ProxySlow
 )
 
 func (m ProxyMode) String() string {
@@ -41,6 +52,10 @@ func (m ProxyMode) String() string {
 		return "drop"
 	case ProxyReset:
 		return "reset"
+	case ProxyJitter:
+		return "jitter"
+	case ProxySlow:
+		return "slow"
 	}
 	return fmt.Sprintf("ProxyMode(%d)", int(m))
 }
@@ -86,7 +101,8 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // Upstream is the address connections are forwarded to.
 func (p *Proxy) Upstream() string { return p.upstream }
 
-// Mode returns the current mode and, in ProxyDelay, the delay.
+// Mode returns the current mode and, in ProxyDelay, the delay (in
+// ProxyJitter, the jitter).
 func (p *Proxy) Mode() (ProxyMode, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -109,6 +125,14 @@ func (p *Proxy) Heal() { p.Pass() }
 // Delay delays every chunk by d in both directions (see ProxyDelay).
 func (p *Proxy) Delay(d time.Duration) { p.setMode(ProxyDelay, d) }
 
+// Jitter delays every chunk by a random 0 to d in both directions, in
+// order within a connection (see ProxyJitter).
+func (p *Proxy) Jitter(d time.Duration) { p.setMode(ProxyJitter, d) }
+
+// Slow delays every chunk of about half the connections by d in both
+// directions (see ProxySlow).
+func (p *Proxy) Slow(d time.Duration) { p.setMode(ProxySlow, d) }
+
 // Drop stops forwarding (see ProxyDrop).
 func (p *Proxy) Drop() { p.setMode(ProxyDrop, 0) }
 
@@ -123,6 +147,9 @@ func (p *Proxy) setMode(m ProxyMode, d time.Duration) {
 	var reset []*proxyConn
 	p.mu.Lock()
 	p.mode, p.delay = m, d
+	for c := range p.conns {
+		c.slow = m == ProxySlow && rand.IntN(2) == 0
+	}
 	if m != ProxyDrop {
 		for c := range p.conns {
 			if m == ProxyReset || c.broken {
@@ -216,6 +243,7 @@ func (p *Proxy) connect(client net.Conn) {
 	}
 	// A partition that began while dialing: the stream is intact, so the
 	// connection is kept; its bytes are dropped like everyone's.
+	c.slow = p.mode == ProxySlow && rand.IntN(2) == 0
 	p.conns[c] = struct{}{}
 	p.wg.Add(4)
 	p.mu.Unlock()
@@ -234,6 +262,7 @@ type proxyConn struct {
 	server net.Conn // nil when accepted during a partition
 
 	broken bool // guarded by p.mu: bytes were dropped; it never forwards again
+	slow   bool // guarded by p.mu: delayed in ProxySlow
 
 	halves atomic.Int32 // directions that ended with EOF
 	once   sync.Once
@@ -246,12 +275,16 @@ type proxyChunk struct {
 	due time.Time
 }
 
-// delayNow returns the delay of a chunk read now.
-func (p *Proxy) delayNow() time.Duration {
+// delayNow returns the delay of a chunk of c read now.
+func (c *proxyConn) delayNow() time.Duration {
+	p := c.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mode == ProxyDelay {
+	switch {
+	case p.mode == ProxyDelay, p.mode == ProxySlow && c.slow:
 		return p.delay
+	case p.mode == ProxyJitter:
+		return rand.N(p.delay + 1)
 	}
 	return 0
 }
@@ -273,13 +306,18 @@ func (c *proxyConn) read(src net.Conn, q chan<- proxyChunk) {
 	defer c.p.wg.Done()
 	defer close(q)
 	buf := make([]byte, 32<<10)
+	var lastDue time.Time // chunks leave in the order they came
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			ch := proxyChunk{b: append([]byte(nil), buf[:n]...)}
-			if d := c.p.delayNow(); d > 0 {
+			if d := c.delayNow(); d > 0 {
 				ch.due = time.Now().Add(d)
 			}
+			if !ch.due.IsZero() && ch.due.Before(lastDue) {
+				ch.due = lastDue
+			}
+			lastDue = ch.due
 			select {
 			case q <- ch:
 			case <-c.done:

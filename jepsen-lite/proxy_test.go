@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -211,6 +212,117 @@ func TestProxyDelay(t *testing.T) {
 	}
 	if rt := time.Since(start); rt >= d {
 		t.Errorf("round trip after Heal took %v", rt)
+	}
+}
+
+// TestProxyJitter: each chunk waits a random 0 to d, never overtaking an
+// earlier one of its connection, so bytes arrive in order, while one
+// connection's traffic overtakes another's.
+func TestProxyJitter(t *testing.T) {
+	t.Parallel()
+	_, p, a := proxyTestSetup(t)
+	b := proxyDial(t, p.Addr())
+	const d = 40 * time.Millisecond
+	p.Jitter(d)
+	if m, got := p.Mode(); m != ProxyJitter || got != d {
+		t.Errorf("Mode() = %v, %v", m, got)
+	}
+	// In order within a connection: 50 one-byte writes, each its own
+	// chunk (the echo's reply to the previous one read first).
+	for i := range 50 {
+		if got, err := proxyRoundTrip(a, []byte{byte(i)}, 5*time.Second); err != nil || got[0] != byte(i) {
+			t.Fatalf("round trip %d: %v, %v", i, got, err)
+		}
+	}
+	var pipelined []byte
+	for i := range 50 {
+		pipelined = append(pipelined, byte(i))
+		if _, err := a.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]byte, 50)
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(a, got); err != nil || !bytes.Equal(got, pipelined) {
+		t.Fatalf("pipelined writes came back as %v, %v", got, err)
+	}
+	_ = a.SetReadDeadline(time.Time{})
+	// Across connections: a round trip started later on b finishes
+	// first now and then.
+	_ = a.SetReadDeadline(time.Time{})
+	overtaken := 0
+	for range 30 {
+		// a's byte is written before b's; each echo is read as it comes.
+		if _, err := a.Write([]byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Write([]byte("b")); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan string, 2)
+		for _, c := range []*net.TCPConn{a, b} {
+			go func() {
+				buf := make([]byte, 1)
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err := io.ReadFull(c, buf)
+				done <- fmt.Sprint(string(buf), err)
+			}()
+		}
+		first, second := <-done, <-done
+		if first != "a<nil>" && first != "b<nil>" || second != "a<nil>" && second != "b<nil>" {
+			t.Fatalf("round trips: %s, %s", first, second)
+		}
+		if first == "b<nil>" {
+			overtaken++
+		}
+	}
+	if overtaken == 0 {
+		t.Errorf("in 30 tries a later round trip on another connection never finished first")
+	}
+	t.Logf("overtaken %d times in 30", overtaken)
+}
+
+// TestProxySlow: about half the connections, old and new, crawl; the
+// others pass.
+func TestProxySlow(t *testing.T) {
+	t.Parallel()
+	_, p, first := proxyTestSetup(t)
+	conns := []*net.TCPConn{first}
+	for range 9 {
+		conns = append(conns, proxyDial(t, p.Addr()))
+	}
+	const d = 150 * time.Millisecond
+	p.Slow(d)
+	for range 10 {
+		conns = append(conns, proxyDial(t, p.Addr())) // new ones too
+	}
+	slow, fast := 0, 0
+	for i, c := range conns {
+		start := time.Now()
+		if got, err := proxyRoundTrip(c, []byte("x"), 5*time.Second); err != nil || string(got) != "x" {
+			t.Fatalf("connection %d: %q, %v", i, got, err)
+		}
+		switch rt := time.Since(start); {
+		case rt >= 2*d:
+			slow++
+		case rt < d:
+			fast++
+		default:
+			t.Errorf("connection %d: a round trip took %v, neither slowed by %v each way nor not", i, rt, d)
+		}
+	}
+	if slow == 0 || fast == 0 {
+		t.Errorf("of %d connections %d were slow and %d fast, want some of each", len(conns), slow, fast)
+	}
+	p.Heal()
+	for i, c := range conns {
+		start := time.Now()
+		if _, err := proxyRoundTrip(c, []byte("y"), 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if rt := time.Since(start); rt >= d {
+			t.Errorf("connection %d: a round trip after Heal took %v", i, rt)
+		}
 	}
 }
 

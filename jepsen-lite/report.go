@@ -29,13 +29,19 @@ type ReportData struct {
 	// Config is shown as a table, sorted by key.
 	Config map[string]string
 	// Incomplete marks a run that did not finish: shown as a big red
-	// banner, whatever Valid says.
+	// banner, whatever Verdict says.
 	Incomplete bool
-	Valid      bool
-	History    []Op
-	Faults     []FaultWindow
-	Results    []Result
-	Elapsed    time.Duration
+	// Verdict is shown as the headline ("" shows as FAIL); Inconclusive
+	// says why it is UNKNOWN.
+	Verdict      Verdict
+	Inconclusive []string
+	// Nemesis is the fault kinds asked for: the faults section counts
+	// each, 0 for one never injected.
+	Nemesis []string
+	History []Op
+	Faults  []FaultWindow
+	Results []Result
+	Elapsed time.Duration
 }
 
 // rptScatterCap is the most points the latency scatter plot draws; more
@@ -54,12 +60,14 @@ func WriteReport(w io.Writer, d ReportData) error {
 	if title == "" {
 		title = "jepsen-lite report"
 	}
-	verdict, vclass := "PASS", "pass"
+	verdict, vclass := "FAIL", "fail"
 	switch {
 	case d.Incomplete:
 		verdict, vclass = "INCOMPLETE", "fail"
-	case !d.Valid:
-		verdict, vclass = "FAIL", "fail"
+	case d.Verdict == VerdictPass:
+		verdict, vclass = "PASS", "pass"
+	case d.Verdict == VerdictUnknown:
+		verdict, vclass = "UNKNOWN", "unknown"
 	}
 
 	b.WriteString("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n")
@@ -72,6 +80,13 @@ func WriteReport(w io.Writer, d ReportData) error {
 	fmt.Fprintf(&b, "<div class=\"verdict %s\">%s</div>\n", vclass, verdict)
 	if d.Incomplete {
 		b.WriteString("<div class=\"banner\">INCOMPLETE RUN — not a pass</div>\n")
+	}
+	if !d.Incomplete && d.Verdict == VerdictUnknown {
+		b.WriteString("<p class=\"unknown\">UNKNOWN: no anomaly that fails the run was found, but not everything was checked, so this is not a pass:</p>\n<ul class=\"unknown\">\n")
+		for _, why := range d.Inconclusive {
+			fmt.Fprintf(&b, "<li>%s</li>\n", rptEsc(why))
+		}
+		b.WriteString("</ul>\n")
 	}
 	fmt.Fprintf(&b, "<p class=\"meta\">elapsed %s · %d events · %d operations (%d ok, %d fail, %d info) · %d faults</p>\n",
 		rptEsc(d.Elapsed.Round(time.Millisecond).String()), len(d.History), a.total[0]+a.total[1]+a.total[2],
@@ -95,6 +110,9 @@ func WriteReport(w io.Writer, d ReportData) error {
 	}
 
 	b.WriteString("<h2>Faults</h2>\n")
+	if fired := rptFired(d.Nemesis, d.Faults); fired != "" {
+		fmt.Fprintf(&b, "<p class=\"fired\">injected per kind: %s</p>\n", rptEsc(fired))
+	}
 	if len(faults) == 0 {
 		b.WriteString("<p class=\"note\">no faults injected</p>\n")
 	} else {
@@ -173,6 +191,8 @@ h4{font-size:14px;margin:14px 0 6px 0}
 .verdict{display:inline-block;font-size:28px;font-weight:bold;color:#fff;padding:4px 18px;border-radius:6px}
 .verdict.pass{background:#2a9d3a}
 .verdict.fail{background:#d62828}
+.verdict.unknown{background:#d9730d}
+.unknown{color:#a15300}
 .banner{margin:12px 0;padding:16px;font-size:26px;font-weight:bold;color:#fff;background:#d62828;text-align:center;border-radius:6px}
 .meta,.note{color:#555;font-size:13px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
@@ -189,9 +209,11 @@ td.v{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all;max-
 .badge.valid{background:#2a9d3a}
 .badge.invalid{background:#d62828}
 .badge.allowed{background:#6c757d}
+.badge.unknown{background:#d9730d}
 .checker{border:1px solid #ddd;border-radius:6px;padding:8px 14px;margin:12px 0}
 .anomaly{border-left:4px solid #d62828;padding-left:10px;margin:12px 0}
 .anomaly.allowed{border-left-color:#6c757d}
+.anomaly.unknown{border-left-color:#d9730d}
 pre.explain{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:6px;font-size:12px;margin:4px 0}
 svg{display:block;background:#fff}
 </style>
@@ -660,20 +682,55 @@ func rptThroughputChart(b *strings.Builder, a *rptAnalysis, faults []rptFault) s
 	return fmt.Sprintf("Completions per second by outcome, in %s buckets (a step per bucket).", time.Duration(width))
 }
 
+// rptFired counts the faults per kind: the kinds asked for first, in
+// their order (0 for one never injected: "leader x0 (never injected)"),
+// then any other kind injected.
+func rptFired(asked []string, faults []FaultWindow) string {
+	n := map[string]int{}
+	var kinds []string
+	for _, k := range asked {
+		if _, ok := n[k]; !ok {
+			n[k] = 0
+			kinds = append(kinds, k)
+		}
+	}
+	for _, f := range faults {
+		if _, ok := n[f.Kind]; !ok {
+			kinds = append(kinds, f.Kind)
+		}
+		n[f.Kind]++
+	}
+	var parts []string
+	for _, k := range kinds {
+		p := fmt.Sprintf("%s x%d", k, n[k])
+		if n[k] == 0 {
+			p += " (never injected)"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // rptResult writes one checker's result.
 func rptResult(b *strings.Builder, r Result) {
 	badge, bclass := "valid", "valid"
-	if !r.Valid {
+	switch r.Verdict() {
+	case VerdictFail:
 		badge, bclass = "INVALID", "invalid"
+	case VerdictUnknown:
+		badge, bclass = "UNKNOWN", "unknown"
 	}
-	allowed := 0
+	allowed, unknown := 0, 0
 	for _, an := range r.Anomalies {
-		if an.Allowed {
+		switch {
+		case an.Unknown:
+			unknown++
+		case an.Allowed:
 			allowed++
 		}
 	}
 	fmt.Fprintf(b, "<section class=\"checker\">\n<h3>%s<span class=\"badge %s\">%s</span></h3>\n", rptEsc(r.Checker), bclass, badge)
-	fmt.Fprintf(b, "<p>ok %d · fail %d · info %d · %d anomalies (%d allowed)</p>\n", r.OK, r.Fail, r.Info, len(r.Anomalies), allowed)
+	fmt.Fprintf(b, "<p>ok %d · fail %d · info %d · %d anomalies (%d allowed, %d not checked)</p>\n", r.OK, r.Fail, r.Info, len(r.Anomalies), allowed, unknown)
 	if len(r.Anomalies) == 0 {
 		b.WriteString("<p class=\"note\">no anomalies</p>\n</section>\n")
 		return
@@ -694,12 +751,18 @@ func rptResult(b *strings.Builder, r Result) {
 	b.WriteString("</table>\n")
 	for i, an := range r.Anomalies {
 		cls := "anomaly"
-		if an.Allowed {
+		switch {
+		case an.Unknown:
+			cls += " unknown"
+		case an.Allowed:
 			cls += " allowed"
 		}
 		fmt.Fprintf(b, "<div class=\"%s\">\n<h4>#%d %s", cls, i+1, rptEsc(an.Name))
-		if an.Allowed {
-			b.WriteString("<span class=\"badge allowed\">allowed under snapshot isolation</span>")
+		switch {
+		case an.Unknown:
+			b.WriteString("<span class=\"badge unknown\">not checked: the verdict is UNKNOWN</span>")
+		case an.Allowed:
+			fmt.Fprintf(b, "<span class=\"badge allowed\">%s</span>", rptEsc(AllowedWhy(an.Name)))
 		}
 		b.WriteString("</h4>\n")
 		if an.Explain != "" {
@@ -729,4 +792,12 @@ func rptTypeClass(t Type) string {
 		return "info"
 	}
 	return "inv"
+}
+
+// AllowedWhy says why an allowed anomaly does not fail a run.
+func AllowedWhy(name string) string {
+	if name == "announced-gap" {
+		return "allowed: the watcher was told (a gap notice)"
+	}
+	return "allowed under snapshot isolation"
 }

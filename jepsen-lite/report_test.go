@@ -50,7 +50,7 @@ func rptSynth() ReportData {
 	return ReportData{
 		Title:   "register on <mem>",
 		Config:  map[string]string{"workload": "register", "backend": "mem", "nemesis": "partition,kill-client", "note": `a<b & "c"`},
-		Valid:   false,
+		Verdict: VerdictFail,
 		History: h,
 		Faults: []FaultWindow{
 			{Kind: "partition", Target: "n1 | n2,n3", Start: 800 * rptMsNs, End: 1800 * rptMsNs},
@@ -225,7 +225,7 @@ func TestReportContent(t *testing.T) {
 
 func TestReportPassAndDeterministic(t *testing.T) {
 	d := rptSynth()
-	d.Valid = true
+	d.Verdict = VerdictPass
 	d.Results[0].Valid = true
 	d.Results[0].Anomalies = d.Results[0].Anomalies[1:]
 	a := rptRender(t, d)
@@ -244,7 +244,7 @@ func TestReportPassAndDeterministic(t *testing.T) {
 func TestReportIncomplete(t *testing.T) {
 	d := rptSynth()
 	d.Incomplete = true
-	d.Valid = true
+	d.Verdict = VerdictPass
 	out := rptRender(t, d)
 	if !strings.Contains(out, `<div class="banner">INCOMPLETE RUN — not a pass</div>`) {
 		t.Error("incomplete run lacks the banner")
@@ -293,7 +293,7 @@ func TestReportLargeSampled(t *testing.T) {
 			Op{Index: len(h), Type: Invoke, Process: p, F: "txn", Time: t0},
 			Op{Index: len(h) + 1, Type: typ, Process: p, F: "txn", Time: t0 + int64(1+i%50)*rptMsNs/10})
 	}
-	out := rptRender(t, ReportData{Valid: true, History: h, Elapsed: time.Minute})
+	out := rptRender(t, ReportData{Verdict: VerdictPass, History: h, Elapsed: time.Minute})
 	svgs := rptCheckSVG(t, out)
 	if pts := strings.Count(svgs[0], "<circle cx=") - 3; pts != rptScatterCap {
 		t.Errorf("scatter has %d points, want %d", pts, rptScatterCap)

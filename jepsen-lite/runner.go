@@ -34,49 +34,96 @@ const (
 type Config struct {
 	Backend  string // mem, redis or zk
 	Workload string
-	Nemesis  []string // fault kinds (Cluster kinds, client-kill, skew); empty: none
-	Time     time.Duration
-	Workers  int // client processes (mem: clients run in this process)
-	Clients  int // clients per process
-	Dir      string
-	Seed     uint64
+
+	// Coordinator is the mixed workload's coordinator, redis or zk (the
+	// other is its second backend; both are started). Default: Backend
+	// if that is redis or zk, else redis. Backend is set to it.
+	Coordinator string
+
+	Nemesis []string // fault kinds (Cluster kinds, client-kill, skew); empty: none
+	Time    time.Duration
+	Workers int // client processes (mem: clients run in this process)
+	Clients int // clients per process
+	Dir     string
+	Seed    uint64
 	// Interval is the fault schedule's period: healthy for Interval,
-	// a fault for Interval, and so on; every fault heals before the
-	// final reads. Default Time/6, at least 500ms.
+	// a fault for Interval, and so on, the kinds in turn; every fault
+	// heals before the final reads. Every kind asked for is injected at
+	// least once: a Time shorter than one round (2 intervals per kind)
+	// is refused, and the clients run past Time, if injecting and
+	// healing took longer than planned, until every kind has been
+	// injected. Default: Time/6, or less with more than two kinds, so
+	// that one round fits in Time with an interval to spare; at least
+	// 500ms.
 	Interval time.Duration
 	Nodes    int // ZooKeeper nodes (default 3 when the leader nemesis is asked for, else 1)
 	Bug      string
 	General  bool
 	Lease    time.Duration
+	// CheckTimeout bounds each checker's linearizability search
+	// (porcupine's; register, atom-register, lock). A search that runs
+	// out of time makes the verdict UNKNOWN. Default
+	// DefaultCheckTimeout.
+	CheckTimeout time.Duration
 	// Rate is the run's target operations per second, over every
 	// client (0: as fast as they go).
 	Rate float64
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
 	// with "jepsen worker" before them.
-	WorkerCmd func(args []string) *exec.Cmd
-	Progress  io.Writer // a progress bar, redrawn in place (nil: none)
+	WorkerCmd func(args []string) *exec.Cmd `json:"-"`
+	Progress  io.Writer                     `json:"-"` // a progress bar, redrawn in place (nil: none)
 }
 
 // Summary is a run's outcome.
 type Summary struct {
-	Dir        string
-	Valid      bool
-	Incomplete bool
-	Results    []Result
-	Faults     []FaultWindow
-	Ops        int // completed operations
-	OK, Fail   int
-	Info       int
-	Elapsed    time.Duration
+	Config Config // as run: defaults filled in
+	Dir    string
+	// Verdict is PASS (every checker checked everything, no failing
+	// anomaly, every fault kind asked for injected), FAIL (a failing
+	// anomaly) or UNKNOWN (no failing anomaly, but a check was
+	// inconclusive or a fault kind never injected: Inconclusive says
+	// what). "" until the run has finished.
+	Verdict      Verdict
+	Inconclusive []string
+	Incomplete   bool
+	Results      []Result
+	Faults       []FaultWindow
+	// Fired counts the faults injected, per kind asked for (0: never
+	// injected) and per kind injected.
+	Fired    map[string]int
+	Ops      int // completed operations
+	OK, Fail int
+	Info     int
+	Elapsed  time.Duration
 }
 
-// Failed reports whether the run must count as a failure.
-func (s *Summary) Failed() bool { return s.Incomplete || !s.Valid }
+// Failed reports whether the run must count as a failure: it found a
+// failing anomaly, or did not finish. An UNKNOWN run has not failed, nor
+// passed.
+func (s *Summary) Failed() bool { return s.Incomplete || s.Verdict == VerdictFail }
+
+// Passed reports whether the run passed: it finished, checked everything
+// and found no failing anomaly.
+func (s *Summary) Passed() bool { return !s.Incomplete && s.Verdict == VerdictPass }
 
 func (c *Config) check() error {
-	if _, err := NewWorkload(c.Workload, 0); err != nil {
+	w, err := NewWorkload(c.Workload, 0)
+	if err != nil {
 		return err
+	}
+	if _, ok := w.(twoBackends); ok {
+		switch {
+		case c.Coordinator == "" && (c.Backend == "redis" || c.Backend == "zk"):
+			c.Coordinator = c.Backend
+		case c.Coordinator == "":
+			c.Coordinator = "redis"
+		case c.Coordinator != "redis" && c.Coordinator != "zk":
+			return fmt.Errorf("jepsen: --coordinator %q: want redis or zk (the other is the second backend)", c.Coordinator)
+		}
+		c.Backend = c.Coordinator
+	} else if c.Coordinator != "" {
+		return fmt.Errorf("jepsen: --coordinator is for the mixed workload, not %s (use --backend)", c.Workload)
 	}
 	switch c.Backend {
 	case "mem", "redis", "zk":
@@ -100,8 +147,14 @@ func (c *Config) check() error {
 	if c.Workers <= 0 {
 		c.Workers = 2
 	}
+	c.Nemesis = dedupe(c.Nemesis)
+	kinds := len(c.scheduled())
 	if c.Interval <= 0 {
-		c.Interval = max(c.Time/6, 500*time.Millisecond)
+		c.Interval = max(min(c.Time/6, c.Time/time.Duration(2*kinds+1)), minInterval)
+	}
+	if round := time.Duration(2*kinds) * c.Interval; c.Time < round {
+		return fmt.Errorf("jepsen: --time %v is too short for %d fault kinds (%s) at an interval of %v: each kind is injected at least once, after a healthy interval, so one round takes %v; give a --time of at least %v, fewer kinds or a shorter --interval",
+			c.Time, kinds, strings.Join(c.scheduled(), ","), c.Interval, round, round)
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Second
@@ -111,7 +164,7 @@ func (c *Config) check() error {
 	}
 	if c.Nodes <= 0 {
 		c.Nodes = 1
-		if c.Backend == "zk" && slices.Contains(c.Nemesis, "leader") {
+		if (c.Backend == "zk" || c.Second() == "zk") && (slices.Contains(c.Nemesis, FaultLeader) || slices.Contains(c.Nemesis, FaultLag)) {
 			c.Nodes = 3
 		}
 	}
@@ -120,6 +173,9 @@ func (c *Config) check() error {
 	}
 	supported := map[string]bool{NemesisClientKill: c.Backend != "mem", NemesisClientPause: c.Backend != "mem", NemesisSkew: true}
 	for _, k := range ClusterFaults(c.Backend, c.Nodes) {
+		supported[k] = true
+	}
+	for _, k := range ClusterFaults(c.Second(), c.Nodes) {
 		supported[k] = true
 	}
 	for _, n := range c.Nemesis {
@@ -131,10 +187,52 @@ func (c *Config) check() error {
 				}
 			}
 			sort.Strings(names)
-			return fmt.Errorf("jepsen: nemesis %q is not available on %s (available: %s)", n, c.Backend, strings.Join(names, ", "))
+			on := c.Backend
+			if c.Second() != "" {
+				on += " and " + c.Second()
+			}
+			return fmt.Errorf("jepsen: nemesis %q is not available on %s with %d node(s) (available: %s)", n, on, c.Nodes, strings.Join(names, ", "))
 		}
 	}
 	return nil
+}
+
+// minInterval is the shortest default fault interval.
+const minInterval = 500 * time.Millisecond
+
+// scheduled lists the fault kinds the nemesis injects in turn (every kind
+// asked for but skew, which lasts the whole run).
+func (c *Config) scheduled() []string {
+	var kinds []string
+	for _, n := range c.Nemesis {
+		if n != NemesisSkew {
+			kinds = append(kinds, n)
+		}
+	}
+	return kinds
+}
+
+// dedupe drops repeated names, keeping the first of each.
+func dedupe(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Second is the second backend of a workload over two (mixed): the
+// backend other than Coordinator; "" for other workloads.
+func (c *Config) Second() string {
+	switch c.Coordinator {
+	case "redis":
+		return "zk"
+	case "zk":
+		return "redis"
+	}
+	return ""
 }
 
 // ClusterFaults lists the fault kinds a (proxied) cluster of backend with
@@ -142,15 +240,23 @@ func (c *Config) check() error {
 func ClusterFaults(backend string, nodes int) []string {
 	switch backend {
 	case "redis":
-		return []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
+		return []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow}
 	case "zk":
-		fs := []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay}
+		fs := []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow}
 		if nodes > 1 {
-			fs = append(fs, FaultLeader)
+			fs = append(fs, FaultLeader, FaultLag)
 		}
 		return fs
 	}
 	return nil
+}
+
+// checkTimeout is CheckTimeout or its default.
+func (c *Config) checkTimeout() time.Duration {
+	if c.CheckTimeout > 0 {
+		return c.CheckTimeout
+	}
+	return DefaultCheckTimeout
 }
 
 // CheckConfig checks cfg as Run would, filling in defaults on a copy.
@@ -182,7 +288,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	sum := &Summary{Dir: dir, Incomplete: true}
+	sum := &Summary{Config: cfg, Dir: dir, Incomplete: true}
 	if err := os.WriteFile(filepath.Join(dir, "INCOMPLETE"), []byte("this run has not finished: its results are not a verdict\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
@@ -190,7 +296,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7))}
+	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
@@ -200,13 +306,60 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	if err := r.finish(h, sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// finish checks h, fills in sum's verdict and counts, writes the results
+// and takes the INCOMPLETE mark away.
+func (r *run) finish(h []Op, sum *Summary) error {
+	cfg := r.cfg
 	w, _ := NewWorkload(cfg.Workload, 0)
-	sum.Valid = true
+	sum.Verdict = VerdictPass
 	for _, c := range w.Checkers() {
+		if ts, ok := c.(timeoutSetter); ok && cfg.CheckTimeout > 0 {
+			ts.setTimeout(cfg.CheckTimeout)
+		}
 		res := c.Check(h)
 		sum.Results = append(sum.Results, res)
-		sum.Valid = sum.Valid && res.Valid
+		switch res.Verdict() {
+		case VerdictFail:
+			sum.Verdict = VerdictFail
+		case VerdictUnknown:
+			if sum.Verdict == VerdictPass {
+				sum.Verdict = VerdictUnknown
+			}
+			n := 0
+			for _, a := range res.Anomalies {
+				if a.Unknown {
+					n++
+				}
+			}
+			sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("checker %s: %d part(s) not checked (%s)", res.Checker, n, firstUnknown(res)))
+		}
 	}
+	sum.Fired = map[string]int{}
+	for _, k := range cfg.Nemesis {
+		sum.Fired[k] = 0
+	}
+	for _, f := range sum.Faults {
+		sum.Fired[f.Kind]++
+	}
+	var unfired []string
+	for _, k := range cfg.Nemesis {
+		if sum.Fired[k] == 0 {
+			unfired = append(unfired, k)
+		}
+	}
+	if len(unfired) > 0 {
+		if sum.Verdict == VerdictPass {
+			sum.Verdict = VerdictUnknown
+		}
+		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("fault kind(s) %s asked for but never injected: the run did not test them", strings.Join(unfired, ", ")))
+	}
+	sum.OK, sum.Fail, sum.Info = 0, 0, 0
 	for _, o := range h {
 		switch o.Type {
 		case OK:
@@ -218,15 +371,31 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}
 	}
 	sum.Ops = sum.OK + sum.Fail + sum.Info
-	sum.Elapsed = time.Since(start)
+	if sum.Elapsed == 0 {
+		sum.Elapsed = time.Since(r.start)
+	}
 	if err := r.writeResults(h, sum); err != nil {
-		return sum, err
+		return err
 	}
 	sum.Incomplete = false
-	if err := os.Remove(filepath.Join(dir, "INCOMPLETE")); err != nil {
-		return sum, err
+	if err := os.Remove(filepath.Join(r.dir, "INCOMPLETE")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	return sum, nil
+	return nil
+}
+
+// firstUnknown is the first Unknown anomaly's explanation, cut short.
+func firstUnknown(r Result) string {
+	for _, a := range r.Anomalies {
+		if a.Unknown {
+			e := a.Explain
+			if len(e) > 200 {
+				e = e[:200] + " ..."
+			}
+			return e
+		}
+	}
+	return ""
 }
 
 type run struct {
@@ -239,6 +408,11 @@ type run struct {
 	cluster *Cluster
 	addrs   []string
 	ns      string
+	// The second backend of a workload over two (mixed).
+	cluster2 *Cluster
+	addrs2   []string
+	ns2      string
+	turns    map[string]int // per fault kind: injections so far (which clusters it hits)
 
 	mu      sync.Mutex
 	workers []*workerProc
@@ -250,33 +424,89 @@ type run struct {
 }
 
 type workerProc struct {
-	n     int
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{}
-	err   error
-	ok    [3]atomic.Int64
+	n        int
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	done     chan struct{}
+	quiesced chan struct{} // closed when the process says "quiesced"
+	err      error
+	ok       [3]atomic.Int64
+}
+
+// quiesceTimeout bounds the wait for client processes to stop writing.
+const quiesceTimeout = 60 * time.Second
+
+// quiesce, for a workload with background work (settler), asks every
+// client process to stop writing (tell) and waits until each has said
+// "quiesced" or exited: after it, no process writes, and the background
+// work can settle on the final state.
+func (r *run) quiesce(tell func(*workerProc)) {
+	w, _ := NewWorkload(r.cfg.Workload, 0)
+	if _, ok := w.(settler); !ok {
+		return
+	}
+	r.mu.Lock()
+	ws := slices.Clone(r.workers)
+	r.mu.Unlock()
+	for _, w := range ws {
+		tell(w)
+	}
+	deadline := time.After(quiesceTimeout)
+	for _, w := range ws {
+		select {
+		case <-w.quiesced:
+		case <-w.done:
+		case <-deadline:
+			return
+		}
+	}
 }
 
 func (r *run) now() int64 { return MonoNow() - r.mono }
 
 func (r *run) execute(ctx context.Context) error {
 	cfg := r.cfg
-	r.ns = fmt.Sprintf("jepsen-%d", r.start.UnixNano())
-	if cfg.Backend == "zk" {
-		r.ns = "/" + r.ns
-	}
-	if cfg.Backend != "mem" {
-		c, err := StartCluster(ctx, ClusterConfig{Backend: cfg.Backend, Dir: filepath.Join(r.dir, "servers"), Nodes: cfg.Nodes, Proxied: true})
-		if err != nil {
-			return &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", cfg.Backend, err)}
+	namespace := func(backend string) string {
+		ns := fmt.Sprintf("jepsen-%d", r.start.UnixNano())
+		if backend == "zk" {
+			ns = "/" + ns
 		}
-		defer c.Close()
-		r.cluster = c
-		r.addrs = c.Addrs()
-		return r.executeProcesses(ctx)
+		return ns
 	}
-	return r.executeInProcess(ctx)
+	r.ns = namespace(cfg.Backend)
+	if cfg.Backend == "mem" {
+		return r.executeInProcess(ctx)
+	}
+	c, err := r.startCluster(ctx, cfg.Backend)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r.cluster, r.addrs = c, c.Addrs()
+	if second := cfg.Second(); second != "" {
+		c2, err := r.startCluster(ctx, second)
+		if err != nil {
+			return err
+		}
+		defer c2.Close()
+		r.cluster2, r.addrs2, r.ns2 = c2, c2.Addrs(), namespace(second)
+	}
+	return r.executeProcesses(ctx)
+}
+
+// startCluster starts backend's servers, proxied (and a ZooKeeper
+// ensemble's quorum links too, for the fault lag).
+func (r *run) startCluster(ctx context.Context, backend string) (*Cluster, error) {
+	nodes := 1
+	if backend == "zk" {
+		nodes = r.cfg.Nodes
+	}
+	c, err := StartCluster(ctx, ClusterConfig{Backend: backend, Dir: filepath.Join(r.dir, "servers"), Nodes: nodes, Proxied: true,
+		QuorumProxied: backend == "zk" && nodes > 1 && slices.Contains(r.cfg.Nemesis, FaultLag)})
+	if err != nil {
+		return nil, &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", backend, err)}
+	}
+	return c, nil
 }
 
 // executeInProcess runs mem: every client in this process, one backend.
@@ -295,7 +525,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, cfg.Workers)
 	files := make([]*os.File, cfg.Workers)
-	stop := make(chan struct{})
+	stop, quiesce := make(chan struct{}), make(chan struct{})
 	for i := range cfg.Workers {
 		f, err := os.Create(filepath.Join(r.dir, fmt.Sprintf("history-w%d.jsonl", i)))
 		if err != nil {
@@ -304,13 +534,13 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		files[i] = f
 		defer f.Close()
 		wc := WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: i + 1, Clients: cfg.Clients, Seed: cfg.Seed, Rate: cfg.Rate / float64(cfg.Workers),
-			Start: r.mono, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Driver: d}
+			Start: r.mono, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Quiesce: quiesce, Driver: d}
 		if len(skews) > 0 {
 			wc.Skew = skews[i%len(skews)]
 		}
 		pr, pw := io.Pipe()
 		wc.Progress = pw
-		wp := &workerProc{n: i + 1, done: make(chan struct{})}
+		wp := &workerProc{n: i + 1, done: make(chan struct{}), quiesced: make(chan struct{})}
 		r.workers = append(r.workers, wp)
 		go r.readProgress(wp, pr)
 		wg.Go(func() {
@@ -320,6 +550,8 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		})
 	}
 	r.progressUntil(ctx, time.Now().Add(cfg.Time))
+	var once sync.Once
+	r.quiesce(func(*workerProc) { once.Do(func() { close(quiesce) }) })
 	close(stop)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -346,8 +578,16 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	}
 	nctx, stopNemesis := context.WithCancel(ctx)
 	nemesisDone := make(chan error, 1)
-	go func() { nemesisDone <- r.nemesis(nctx) }()
-	r.progressUntil(ctx, time.Now().Add(cfg.Time))
+	overtime, allFired := make(chan struct{}), make(chan struct{})
+	go func() { nemesisDone <- r.nemesis(nctx, overtime, allFired) }()
+	deadline := time.Now().Add(cfg.Time)
+	r.progressUntil(ctx, deadline)
+	// Every kind asked for is injected at least once: if injecting and
+	// healing took longer than the schedule planned, the clients run on
+	// until the last kind has had its turn (bounded: a kind that cannot
+	// be injected leaves the run UNKNOWN, not hanging).
+	close(overtime)
+	r.progressWhile(ctx, allFired, deadline.Add(cfg.Time+time.Minute))
 	stopNemesis()
 	if err := <-nemesisDone; err != nil {
 		r.killAll()
@@ -355,6 +595,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	}
 	// Every fault has healed: stop the clients (they finish the
 	// operation in flight) and wait for them.
+	r.quiesce(func(w *workerProc) { _, _ = io.WriteString(w.stdin, "quiesce\n") })
 	r.mu.Lock()
 	ws := slices.Clone(r.workers)
 	r.mu.Unlock()
@@ -416,6 +657,9 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 		"--workload", cfg.Workload, "--worker", strconv.Itoa(n), "--clients", strconv.Itoa(cfg.Clients),
 		"--seed", strconv.FormatUint(cfg.Seed, 10), "--start", strconv.FormatInt(r.mono, 10),
 		"--lease", cfg.Lease.String(), "--out", filepath.Join(r.dir, name)}
+	if r.cluster2 != nil {
+		args = append(args, "--backend2", cfg.Second(), "--addr2", strings.Join(r.addrs2, ","), "--namespace2", r.ns2)
+	}
 	if cfg.Bug != "" {
 		args = append(args, "--bug", cfg.Bug)
 	}
@@ -469,7 +713,7 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 		errf.Close()
 		return nil, fmt.Errorf("jepsen: start client process: %w", err)
 	}
-	w := &workerProc{n: n, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	w := &workerProc{n: n, cmd: cmd, stdin: stdin, done: make(chan struct{}), quiesced: make(chan struct{})}
 	go r.readProgress(w, stdout)
 	go func() {
 		w.err = cmd.Wait()
@@ -492,7 +736,13 @@ func lastLines(s string, n int) string {
 // readProgress follows a worker's "progress ok fail info" lines.
 func (r *run) readProgress(w *workerProc, rd io.Reader) {
 	sc := bufio.NewScanner(rd)
+	quiesced := false
 	for sc.Scan() {
+		if sc.Text() == "quiesced" && !quiesced {
+			quiesced = true
+			close(w.quiesced)
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) != 4 || f[0] != "progress" {
 			continue
@@ -522,6 +772,27 @@ func (r *run) killAll() {
 	}
 	for _, w := range r.workers {
 		<-w.done
+	}
+}
+
+// progressWhile redraws the progress bar until done is closed, ctx ends
+// or the deadline passes.
+func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline time.Time) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	limit := time.NewTimer(time.Until(deadline))
+	defer limit.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-limit.C:
+			return
+		case <-t.C:
+			r.drawProgress()
+		}
 	}
 }
 
@@ -560,65 +831,134 @@ func (r *run) drawProgress() {
 }
 
 // nemesis injects the configured faults, in turn, on a schedule (healthy
-// for an interval, one fault for an interval) until ctx ends, and heals the last
-// one before it returns.
-func (r *run) nemesis(ctx context.Context) error {
-	var kinds []string
-	for _, n := range r.cfg.Nemesis {
-		if n != NemesisSkew {
-			kinds = append(kinds, n)
-		}
-	}
-	if len(kinds) == 0 {
-		<-ctx.Done()
-		return nil
-	}
-	// Round robin from a seeded start, so that every kind asked for is
-	// injected in a run long enough for one round.
-	first := r.rng.IntN(len(kinds))
+// for an interval, one fault for an interval) until ctx ends, and heals
+// the last one before it returns. It closes allFired once every kind has
+// been injected; once overtime is closed (the run's time is up) it
+// injects only the kinds not injected yet.
+func (r *run) nemesis(ctx context.Context, overtime <-chan struct{}, allFired chan<- struct{}) error {
+	kinds := r.cfg.scheduled()
+	fired := map[string]bool{}
+	// One round robin from a seeded start: the first len(kinds) turns
+	// inject every kind once (a turn whose kind found nothing to hit,
+	// such as no live client, comes round again).
+	first := r.rng.IntN(max(len(kinds), 1))
 	for i := 0; ; i++ {
+		if len(fired) == len(kinds) && allFired != nil {
+			close(allFired)
+			allFired = nil
+		}
+		if len(kinds) == 0 {
+			<-ctx.Done()
+			return nil
+		}
+		kind := kinds[(first+i)%len(kinds)]
+		select {
+		case <-overtime:
+			if allFired == nil {
+				<-ctx.Done()
+				return nil
+			}
+			if fired[kind] {
+				continue
+			}
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(r.cfg.Interval):
 		}
-		kind := kinds[(first+i)%len(kinds)]
 		if kind == NemesisClientKill {
-			if err := r.killClient(ctx); err != nil {
+			ok, err := r.killClient(ctx)
+			if err != nil {
 				return err
+			}
+			if ok {
+				fired[kind] = true
 			}
 			continue
 		}
 		if kind == NemesisClientPause {
-			r.pauseClient(ctx)
+			if r.pauseClient(ctx) {
+				fired[kind] = true
+			}
 			continue
 		}
 		ictx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		f, err := r.cluster.Inject(ictx, kind)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("jepsen: inject %s: %w", kind, err)
+		var fs []Fault
+		var descs []string
+		var err error
+		for _, c := range r.targets(kind) {
+			var f Fault
+			if f, err = c.Inject(ictx, kind); err != nil {
+				break
+			}
+			fs = append(fs, f)
+			descs = append(descs, f.String())
 		}
-		w := FaultWindow{Kind: kind, Target: f.String(), Start: r.now()}
-		r.mu.Lock()
-		r.current = f.String()
-		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-		case <-time.After(r.cfg.Interval):
+		cancel()
+		w := FaultWindow{Kind: kind, Target: strings.Join(descs, "; "), Start: r.now()}
+		if err == nil {
+			r.mu.Lock()
+			r.current = w.Target
+			r.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(r.cfg.Interval):
+			}
 		}
 		hctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = f.Heal(hctx)
+		var herr error
+		for _, f := range fs {
+			if e := f.Heal(hctx); e != nil {
+				herr = errors.Join(herr, fmt.Errorf("jepsen: heal %s: %w", f, e))
+			}
+		}
 		cancel()
 		w.End = r.now()
 		r.mu.Lock()
-		r.faults = append(r.faults, w)
+		if len(fs) > 0 {
+			r.faults = append(r.faults, w)
+			fired[kind] = true
+		}
 		r.current = ""
 		r.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("jepsen: heal %s: %w", f, err)
+			return errors.Join(fmt.Errorf("jepsen: inject %s: %w", kind, err), herr)
+		}
+		if herr != nil {
+			return herr
 		}
 	}
+}
+
+// targets returns the clusters a fault of kind hits this time. With two
+// clusters (mixed), a kind both support hits both, then the
+// coordinator's alone, then the second's alone, in turn (starting at a
+// seeded turn); a kind one supports (leader, lag: ZooKeeper) hits that
+// one.
+func (r *run) targets(kind string) []*Cluster {
+	var cs []*Cluster
+	for _, c := range []*Cluster{r.cluster, r.cluster2} {
+		if c != nil && slices.Contains(c.Faults(), kind) {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) < 2 {
+		return cs
+	}
+	turn, ok := r.turns[kind]
+	if !ok {
+		turn = r.rng.IntN(3)
+	}
+	r.turns[kind] = turn + 1
+	switch turn % 3 {
+	case 1:
+		return cs[:1]
+	case 2:
+		return cs[1:]
+	}
+	return cs
 }
 
 // liveWorker picks a random client process that still runs (nil if none).
@@ -640,14 +980,14 @@ func (r *run) liveWorker() *workerProc {
 }
 
 // pauseClient SIGSTOPs a random live client process for an interval (or
-// until ctx ends), then SIGCONTs it.
-func (r *run) pauseClient(ctx context.Context) {
+// until ctx ends), then SIGCONTs it; false if there was none to pause.
+func (r *run) pauseClient(ctx context.Context) bool {
 	w := r.liveWorker()
 	if w == nil {
-		return
+		return false
 	}
 	if syscall.Kill(w.cmd.Process.Pid, syscall.SIGSTOP) != nil {
-		return
+		return false
 	}
 	fw := FaultWindow{Kind: NemesisClientPause, Target: fmt.Sprintf("pause client process %d", w.n), Start: r.now()}
 	r.mu.Lock()
@@ -663,13 +1003,15 @@ func (r *run) pauseClient(ctx context.Context) {
 	r.faults = append(r.faults, fw)
 	r.current = ""
 	r.mu.Unlock()
+	return true
 }
 
-// killClient SIGKILLs a random live client process and starts another.
-func (r *run) killClient(ctx context.Context) error {
+// killClient SIGKILLs a random live client process and starts another;
+// false if there was none to kill.
+func (r *run) killClient(ctx context.Context) (bool, error) {
 	w := r.liveWorker()
 	if w == nil {
-		return nil
+		return false, nil
 	}
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.done
@@ -678,7 +1020,7 @@ func (r *run) killClient(ctx context.Context) error {
 	r.faults = append(r.faults, FaultWindow{Kind: NemesisClientKill, Target: fmt.Sprintf("client process %d", w.n), Start: now, End: now})
 	r.workers = slices.DeleteFunc(r.workers, func(x *workerProc) bool { return x == w })
 	r.mu.Unlock()
-	return r.spawn(ctx, false)
+	return true, r.spawn(ctx, false)
 }
 
 // merge reads every history file, orders the events by time, closes each
@@ -724,6 +1066,23 @@ func (r *run) merge() ([]Op, error) {
 	return h, nil
 }
 
+// resultsFile is results.json: the verdict ("valid" true, false or
+// "unknown", as Jepsen writes :valid?), why it is UNKNOWN, the counts,
+// the faults injected (each, and per kind) and every checker's result.
+type resultsFile struct {
+	Verdict      Verdict        `json:"verdict"`
+	Valid        any            `json:"valid"`
+	Inconclusive []string       `json:"inconclusive,omitempty"`
+	Ops          int            `json:"ops"`
+	OK           int            `json:"ok"`
+	Fail         int            `json:"fail"`
+	Info         int            `json:"info"`
+	Seconds      float64        `json:"seconds"`
+	FaultsFired  map[string]int `json:"faults_fired"`
+	Faults       []FaultWindow  `json:"faults"`
+	Results      []Result       `json:"results"`
+}
+
 func (r *run) writeResults(h []Op, sum *Summary) error {
 	write := func(name string, f func(io.Writer) error) error {
 		file, err := os.Create(filepath.Join(r.dir, name))
@@ -742,16 +1101,9 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 	if err := write("history.edn", func(w io.Writer) error { return WriteEDN(w, h) }); err != nil {
 		return err
 	}
-	res, _ := json.MarshalIndent(struct {
-		Valid   bool          `json:"valid"`
-		Ops     int           `json:"ops"`
-		OK      int           `json:"ok"`
-		Fail    int           `json:"fail"`
-		Info    int           `json:"info"`
-		Seconds float64       `json:"seconds"`
-		Faults  []FaultWindow `json:"faults"`
-		Results []Result      `json:"results"`
-	}{sum.Valid, sum.Ops, sum.OK, sum.Fail, sum.Info, sum.Elapsed.Seconds(), sum.Faults, sum.Results}, "", "  ")
+	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: validJSON(sum.Verdict), Inconclusive: sum.Inconclusive,
+		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
+		FaultsFired: sum.Fired, Faults: sum.Faults, Results: sum.Results}, "", "  ")
 	if err := os.WriteFile(filepath.Join(r.dir, "results.json"), res, 0o644); err != nil {
 		return err
 	}
@@ -760,10 +1112,57 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		"time": r.cfg.Time.String(), "workers": strconv.Itoa(r.cfg.Workers), "clients": strconv.Itoa(r.cfg.Clients),
 		"seed": strconv.FormatUint(r.cfg.Seed, 10), "interval": r.cfg.Interval.String(), "bug": r.cfg.Bug,
 		"general path": strconv.FormatBool(r.cfg.General), "nodes": strconv.Itoa(r.cfg.Nodes),
-		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64),
+		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64), "check timeout": r.cfg.checkTimeout().String(),
+	}
+	if second := r.cfg.Second(); second != "" {
+		cfgMap["coordinator"], cfgMap["second backend"] = r.cfg.Coordinator, second
 	}
 	return write("report.html", func(w io.Writer) error {
 		return WriteReport(w, ReportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
-			Config: cfgMap, Valid: sum.Valid, History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
+			Config: cfgMap, Verdict: sum.Verdict, Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
+			History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
 	})
+}
+
+// ErrNoRun: a directory holds no finished run to check again.
+var ErrNoRun = errors.New("jepsen: not a finished run directory")
+
+// Recheck checks a finished run's history again: the run directory's
+// config.json and history.jsonl, with the faults of its results.json,
+// checkTimeout bounding the linearizability searches (0: the run's). It
+// writes results.json and report.html anew and returns the summary. A
+// run that was UNKNOWN because a search ran out of time may be decided
+// with a longer timeout.
+func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
+	var cfg Config
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: config.json: %w", ErrNoRun, dir, err)
+	}
+	if _, err := NewWorkload(cfg.Workload, 0); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNoRun, dir, err)
+	}
+	h, err := ReadJSONLFile(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: history.jsonl: %w", ErrNoRun, dir, err)
+	}
+	var old struct {
+		Seconds float64       `json:"seconds"`
+		Faults  []FaultWindow `json:"faults"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "results.json")); err == nil {
+		_ = json.Unmarshal(b, &old)
+	}
+	if checkTimeout > 0 {
+		cfg.CheckTimeout = checkTimeout
+	}
+	r := &run{cfg: cfg, dir: dir, start: time.Now()}
+	sum := &Summary{Config: cfg, Dir: dir, Faults: old.Faults, Elapsed: time.Duration(old.Seconds * float64(time.Second))}
+	if err := r.finish(h, sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
 }

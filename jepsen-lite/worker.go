@@ -1,20 +1,26 @@
 package jepsenlite
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	gozk "github.com/go-zookeeper/zk"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
 )
@@ -22,36 +28,53 @@ import (
 // Bugs names the engine's deliberate protocol bugs a run can switch on to
 // prove the checkers catch them.
 var Bugs = map[string]txn.Faults{
-	"skip-read-point-check": {SkipReadPointCheck: true},
-	"no-commute-recompute":  {NoCommuteRecompute: true},
-	"release-intents-early": {ReleaseIntentsEarly: true},
-	"skip-intent-recovery":  {SkipIntentRecovery: true},
+	"skip-read-point-check":  {SkipReadPointCheck: true},
+	"no-commute-recompute":   {NoCommuteRecompute: true},
+	"release-intents-early":  {ReleaseIntentsEarly: true},
+	"skip-intent-recovery":   {SkipIntentRecovery: true},
+	"observe-foreign-points": {ObserveForeignPoints: true},
+	"trust-missing-record":   {TrustMissingRecord: true},
+	"watch-gap-first-only":   {WatchGapFirstOnly: true},
 }
 
 // BugNames lists Bugs' keys in a fixed order.
-var BugNames = []string{"skip-read-point-check", "no-commute-recompute", "release-intents-early", "skip-intent-recovery"}
+var BugNames = []string{"skip-read-point-check", "no-commute-recompute", "release-intents-early", "skip-intent-recovery",
+	"observe-foreign-points", "trust-missing-record", "watch-gap-first-only"}
 
 // WorkerConfig configures one client process.
 type WorkerConfig struct {
 	Backend   string   // mem, redis or zk
 	Addrs     []string // servers (redis: one address; zk: the ensemble)
 	Namespace string   // Redis prefix or ZooKeeper root
-	Workload  string
-	Worker    int // this worker's number in the run (unique, replacements included)
-	Clients   int
-	Seed      uint64
-	Start     int64         // the run's start on MonoNow's clock: history times count from it
-	Time      time.Duration // stop after this long (0: when Stop closes)
-	Ops       int           // per client, if > 0
-	Rate      float64       // operations per second of this process, if > 0
-	Skew      time.Duration // offset of this process's wall clock (leases)
-	Lease     time.Duration // default 2s
-	Bug       string
-	General   bool // commit through the general path
-	Final     bool // run the workload's final reads instead
-	Out       io.Writer
+
+	// Second, Addrs2 and Namespace2 name the second backend of a
+	// workload over two (mixed): refs there are refs.On it, and Backend
+	// is the coordinator.
+	Second     string
+	Addrs2     []string
+	Namespace2 string
+
+	Workload string
+	Worker   int // this worker's number in the run (unique, replacements included)
+	Clients  int
+	Seed     uint64
+	Start    int64         // the run's start on MonoNow's clock: history times count from it
+	Time     time.Duration // stop after this long (0: when Stop closes)
+	Ops      int           // per client, if > 0
+	Rate     float64       // operations per second of this process, if > 0
+	Skew     time.Duration // offset of this process's wall clock (leases)
+	Lease    time.Duration // default 2s
+	Bug      string
+	General  bool // commit through the general path
+	Final    bool // run the workload's final reads instead
+	Out      io.Writer
 	// Stop, when closed (or at EOF, for a reader), ends the run.
 	Stop <-chan struct{}
+	// Quiesce, when closed, stops the clients of a workload with
+	// background work (the watch workload's watchers): the process then
+	// writes "quiesced" to Progress, and settles the background work
+	// once Stop is closed, when every process has stopped writing.
+	Quiesce <-chan struct{}
 	// Progress, if set, receives "progress ok fail info" lines.
 	Progress io.Writer
 	// Driver, if set, is used instead of opening Backend (mem runs in
@@ -59,10 +82,86 @@ type WorkerConfig struct {
 	Driver backend.Driver
 }
 
+// twoBackends is a workload over two backends (mixed): the worker opens
+// the second and hands it over before Setup.
+type twoBackends interface{ setSecond(backend.Driver) }
+
+// clientSTMs is a workload whose clients each run an STM of their own,
+// over connections of their own (mixed): as far as the engine and the
+// servers know, each client is a process. The worker hands over how to
+// open one (client numbers its home server) before Setup.
+type clientSTMs interface {
+	setOpen(func(ctx context.Context, client int) (s *stm.STM, second backend.Driver, close func(), err error))
+}
+
+// openSTM opens cfg's backends (a ZooKeeper client preferring server
+// home, the second backend's the next one) and an STM over them with
+// opts; close closes them all. With cfg.Driver, that is the coordinator.
+func openSTM(ctx context.Context, cfg WorkerConfig, w Workload, home int, linearizable bool, opts []stm.Option) (*stm.STM, backend.Driver, func(), error) {
+	var closers []func() error
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
+		}
+	}
+	d := cfg.Driver
+	if d == nil {
+		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		var err error
+		d, err = openDriver(octx, cfg.Backend, cfg.Addrs, cfg.Namespace, linearizable, home)
+		cancel()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("jepsen: worker %d: open %s: %w", cfg.Worker, cfg.Backend, err)
+		}
+		closers = append(closers, d.Close)
+	}
+	var d2 backend.Driver
+	if _, ok := w.(twoBackends); ok {
+		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		var err error
+		d2, err = openDriver(octx, cfg.Second, cfg.Addrs2, cfg.Namespace2, linearizable, home+1)
+		cancel()
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("jepsen: worker %d: open %s: %w", cfg.Worker, cfg.Second, err)
+		}
+		closers = append(closers, d2.Close)
+		opts = append(slices.Clip(opts), stm.WithBackends(d2))
+	}
+	s, err := stm.Open(ctx, d, opts...)
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("jepsen: worker %d: %w", cfg.Worker, err)
+	}
+	closers = append(closers, s.Close)
+	return s, d2, closeAll, nil
+}
+
+// settler is a workload with background work that outlives its clients
+// (the watch workload's watchers).
+type settler interface {
+	// Start begins the background work, recording as processes base,
+	// base+1, ...
+	Start(ctx context.Context, s *stm.STM, rec *Recorder, base int) error
+	// Settle runs once every client process has stopped writing (after
+	// the faults healed): it lets the background work catch up with the
+	// final state, records how far it got, and stops it.
+	Settle(ctx context.Context, s *stm.STM, rec *Recorder) error
+}
+
 // OpenDriver opens the backend a worker uses. linearizable asks for reads
 // that see every commit acknowledged before they began, in any process
 // (ZooKeeper: Config.SyncReads; the other backends always do).
 func OpenDriver(ctx context.Context, backendName string, addrs []string, namespace string, linearizable bool) (backend.Driver, error) {
+	return openDriver(ctx, backendName, addrs, namespace, linearizable, -1)
+}
+
+// openDriver is OpenDriver; a ZooKeeper client with home >= 0 prefers
+// the server addrs[home % len(addrs)]: it connects there first, and tries
+// there first again whenever it reconnects, the others in order after it
+// (instead of go-zookeeper's shuffled order), so that client processes
+// spread over the ensemble in a known way.
+func openDriver(ctx context.Context, backendName string, addrs []string, namespace string, linearizable bool, home int) (backend.Driver, error) {
 	switch backendName {
 	case "mem":
 		return mem.New(), nil
@@ -72,10 +171,101 @@ func OpenDriver(ctx context.Context, backendName string, addrs []string, namespa
 		}
 		return redis.Open(ctx, redis.Config{Addr: addrs[0], Prefix: namespace})
 	case "zk":
-		return zk.Open(ctx, zk.Config{Servers: addrs, Root: namespace, SessionTimeout: 4 * time.Second, SyncReads: linearizable})
+		cfg := zk.Config{Servers: addrs, Root: namespace, SessionTimeout: 4 * time.Second, SyncReads: linearizable}
+		if home < 0 || len(addrs) < 2 {
+			return zk.Open(ctx, cfg)
+		}
+		return openZKHome(ctx, cfg, home)
 	}
 	return nil, fmt.Errorf("jepsen: unknown backend %q (want mem, redis or zk)", backendName)
 }
+
+// openZKHome opens a ZooKeeper backend over a connection that prefers
+// server home (see openDriver).
+func openZKHome(ctx context.Context, cfg zk.Config, home int) (backend.Driver, error) {
+	n := len(cfg.Servers)
+	order := make([]string, n)
+	for i := range n {
+		order[i] = cfg.Servers[(home+i)%n]
+	}
+	conn, events, err := gozk.Connect(order, cfg.SessionTimeout, gozk.WithHostProvider(&homeHosts{servers: order}),
+		gozk.WithLogger(quietZK{}), gozk.WithLogInfo(false))
+	if err != nil {
+		return nil, fmt.Errorf("zk: open %v: %w", order, err)
+	}
+	go func() {
+		for range events {
+		}
+	}()
+	if dl, ok := ctx.Deadline(); ok {
+		cfg.DialTimeout = time.Until(dl)
+	}
+	b, err := zk.New(conn, cfg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &ownConn{Backend: b, conn: conn}, nil
+}
+
+// ownConn closes its connection with the backend (zk.New leaves it open).
+type ownConn struct {
+	*zk.Backend
+	conn *gozk.Conn
+}
+
+func (o *ownConn) Close() error {
+	err := o.Backend.Close()
+	o.conn.Close()
+	return err
+}
+
+// homeHosts is a go-zookeeper HostProvider that tries its servers in
+// its order, from the first again after every successful connection.
+type homeHosts struct {
+	mu      sync.Mutex
+	servers []string // in order of preference
+	next    int
+	tried   int // attempts since the last connection
+}
+
+// Init is given the servers shuffled (gozk.Connect shuffles them): the
+// order of preference is kept.
+func (h *homeHosts) Init(servers []string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !slices.Equal(slices.Sorted(slices.Values(servers)), slices.Sorted(slices.Values(h.servers))) {
+		return fmt.Errorf("zk: servers %v, want %v", servers, h.servers)
+	}
+	return nil
+}
+
+func (h *homeHosts) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.servers)
+}
+
+// Next returns the next server; retryStart is true once every server was
+// tried without a connection (go-zookeeper then pauses a second).
+func (h *homeHosts) Next() (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.servers[h.next]
+	h.next = (h.next + 1) % len(h.servers)
+	h.tried++
+	return s, h.tried > len(h.servers) && (h.tried-1)%len(h.servers) == 0
+}
+
+func (h *homeHosts) Connected() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.next, h.tried = 0, 0
+}
+
+type quietZK struct{}
+
+func (quietZK) Printf(string, ...any) {}
 
 // RunWorker runs one client process: cfg.Clients clients of the workload
 // (or, with Final, the workload's final reads, each retried until it
@@ -89,16 +279,6 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.Bug != "" && !ok {
 		return fmt.Errorf("jepsen: unknown bug %q (want one of %s)", cfg.Bug, strings.Join(BugNames, ", "))
 	}
-	d := cfg.Driver
-	if d == nil {
-		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		d, err = OpenDriver(octx, cfg.Backend, cfg.Addrs, cfg.Namespace, w.Linearizable())
-		cancel()
-		if err != nil {
-			return fmt.Errorf("jepsen: worker %d: open %s: %w", cfg.Worker, cfg.Backend, err)
-		}
-		defer d.Close()
-	}
 	lease := cfg.Lease
 	if lease <= 0 {
 		lease = 2 * time.Second
@@ -111,11 +291,35 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if cfg.General {
 		opts = append(opts, stm.WithGeneralPath())
 	}
-	s, err := stm.Open(ctx, d, opts...)
-	if err != nil {
-		return fmt.Errorf("jepsen: worker %d: %w", cfg.Worker, err)
+	// The final reads see every commit acknowledged before them.
+	linearizable := w.Linearizable() || cfg.Final
+	if _, ok := w.(twoBackends); ok && (cfg.Second == "" || cfg.Second == cfg.Backend) {
+		return fmt.Errorf("jepsen: worker %d: workload %s needs a second backend other than %s", cfg.Worker, cfg.Workload, cfg.Backend)
 	}
-	defer s.Close()
+	open := func(ctx context.Context, home int) (*stm.STM, backend.Driver, func(), error) {
+		return openSTM(ctx, cfg, w, home, linearizable, opts)
+	}
+	// A client process started during a fault (a replacement for a
+	// killed one, or any while connections are reset) waits it out.
+	var s *stm.STM
+	var d2 backend.Driver
+	var closeAll func()
+	err = retryFor(ctx, setupRetry, func(ctx context.Context) (err error) {
+		s, d2, closeAll, err = open(ctx, cfg.Worker)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	if tb, ok := w.(twoBackends); ok {
+		tb.setSecond(d2)
+	}
+	if cs, ok := w.(clientSTMs); ok {
+		cs.setOpen(func(ctx context.Context, client int) (*stm.STM, backend.Driver, func(), error) {
+			return open(ctx, cfg.Worker+client)
+		})
+	}
 	if err := setup(ctx, s, w); err != nil {
 		return fmt.Errorf("jepsen: worker %d: set up %s: %w", cfg.Worker, cfg.Workload, err)
 	}
@@ -129,18 +333,30 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		rctx, cancel = context.WithTimeout(rctx, cfg.Time)
 		defer cancel()
 	}
-	if cfg.Stop != nil {
+	if cfg.Stop != nil || cfg.Quiesce != nil {
 		go func() {
 			select {
 			case <-cfg.Stop:
+				cancel()
+			case <-cfg.Quiesce:
 				cancel()
 			case <-rctx.Done():
 			}
 		}()
 	}
+	st, settles := w.(settler)
+	if settles {
+		if err := retryFor(ctx, setupRetry, func(ctx context.Context) error {
+			return st.Start(ctx, s, rec, cfg.Worker*1_000_000_000+watcherBase)
+		}); err != nil {
+			return fmt.Errorf("jepsen: worker %d: start %s: %w", cfg.Worker, cfg.Workload, err)
+		}
+	}
 	done := make(chan struct{})
+	progressDone := make(chan struct{})
 	if cfg.Progress != nil {
 		go func() {
+			defer close(progressDone)
 			t := time.NewTicker(200 * time.Millisecond)
 			defer t.Stop()
 			for {
@@ -153,24 +369,71 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 				}
 			}
 		}()
+	} else {
+		close(progressDone)
 	}
 	RunClients(rctx, s, w, rec, ClientConfig{Clients: cfg.Clients, ProcessBase: cfg.Worker * 1_000_000_000, Seed: cfg.Seed ^ uint64(cfg.Worker), Ops: cfg.Ops,
 		Rate: cfg.Rate / float64(max(cfg.Clients, 1))})
 	close(done)
-	return nil
+	<-progressDone
+	if !settles {
+		return nil
+	}
+	// This process has stopped writing; once every process has (Stop),
+	// the background work catches up with the final state.
+	if cfg.Progress != nil {
+		fmt.Fprintln(cfg.Progress, "quiesced")
+	}
+	if cfg.Stop != nil {
+		select {
+		case <-cfg.Stop:
+		case <-ctx.Done():
+		}
+	}
+	return st.Settle(ctx, s, rec)
 }
 
-// setup creates the workload's refs, retrying while a fault heals.
-func setup(ctx context.Context, s *stm.STM, w Workload) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := w.Setup(sctx, s)
+// watcherBase numbers a process's background recorders (watchers) after
+// its clients (ProcessBase + client*1e6, below 1e9 for fewer than 900
+// clients).
+const watcherBase = 900_000_000
+
+// setupRetry bounds how long a client process tries to open its
+// backends, set up and start its background work while faults come and go
+// (each fault lasts an interval; a ZooKeeper ensemble may take seconds
+// to elect a leader).
+const setupRetry = 60 * time.Second
+
+// retryFor runs f, each attempt under a 20 s timeout, until it succeeds,
+// ctx ends or d has passed since the first attempt: a step that fails
+// while a fault is in effect is tried again once it may have healed. f
+// must leave nothing behind when it fails.
+func retryFor(ctx context.Context, d time.Duration, f func(context.Context) error) error {
+	deadline := time.Now().Add(d)
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := f(actx)
 		cancel()
 		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
+		t := time.NewTimer(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
 	}
+}
+
+// setup creates the workload's refs, retrying while a fault heals.
+func setup(ctx context.Context, s *stm.STM, w Workload) error {
+	return retryFor(ctx, setupRetry, func(ctx context.Context) error {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return w.Setup(sctx, s)
+	})
 }
 
 // final runs the workload's final reads, each until it succeeds (or 60 s
@@ -193,7 +456,7 @@ func final(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, worker in
 	proc := worker * 1_000_000_000
 	for _, in := range invs {
 		for {
-			if Invoke1(ctx, s, w, rec, proc, in.F, in.Value, 5*time.Second) == OK {
+			if invoke(s, w, rec, proc, in.F, in.Value, 5*time.Second, true) == OK {
 				break
 			}
 			proc++
@@ -205,15 +468,26 @@ func final(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, worker in
 	return nil
 }
 
-// stdinStop closes the returned channel when r reaches EOF (the runner
-// closed the worker's stdin).
-func stdinStop(r io.Reader) <-chan struct{} {
-	ch := make(chan struct{})
+// stdinSignals follows what the runner writes to a worker's stdin: the
+// line "quiesce" closes quiesce; EOF (the runner closed it) closes stop,
+// and quiesce if it is still open.
+func stdinSignals(r io.Reader) (quiesce, stop <-chan struct{}) {
+	q, st := make(chan struct{}), make(chan struct{})
 	go func() {
-		_, _ = io.Copy(io.Discard, r)
-		close(ch)
+		sc := bufio.NewScanner(r)
+		quiesced := false
+		for sc.Scan() {
+			if sc.Text() == "quiesce" && !quiesced {
+				quiesced = true
+				close(q)
+			}
+		}
+		if !quiesced {
+			close(q)
+		}
+		close(st)
 	}()
-	return ch
+	return q, st
 }
 
 // WorkerMain is the body of `epochal jepsen worker`: cfg comes from
@@ -227,7 +501,7 @@ func WorkerMain(ctx context.Context, cfg WorkerConfig, path string) error {
 	defer f.Close()
 	cfg.Out = f
 	if cfg.Stop == nil {
-		cfg.Stop = stdinStop(os.Stdin)
+		cfg.Quiesce, cfg.Stop = stdinSignals(os.Stdin)
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = os.Stdout
@@ -245,6 +519,10 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Backend, "backend", "", "mem, redis or zk")
 	fs.StringVar(&addr, "addr", "", "server addresses, comma-separated")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "Redis prefix or ZooKeeper root")
+	var addr2 string
+	fs.StringVar(&cfg.Second, "backend2", "", "second backend (mixed workload): redis or zk")
+	fs.StringVar(&addr2, "addr2", "", "the second backend's server addresses, comma-separated")
+	fs.StringVar(&cfg.Namespace2, "namespace2", "", "the second backend's Redis prefix or ZooKeeper root")
 	fs.StringVar(&cfg.Workload, "workload", "", "workload")
 	fs.IntVar(&cfg.Worker, "worker", 0, "worker number")
 	fs.IntVar(&cfg.Clients, "clients", 1, "clients")
@@ -266,6 +544,15 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 	if addr != "" {
 		cfg.Addrs = strings.Split(addr, ",")
 	}
+	if addr2 != "" {
+		cfg.Addrs2 = strings.Split(addr2, ",")
+	}
 	cfg.Start = start
+	if cfg.Workload == "watch" {
+		// This process is the worker's own: its watchers may take the
+		// gap path sooner than the library's default (see
+		// watchFeedWait).
+		refs.WatchFeedWait = watchFeedWait
+	}
 	return WorkerMain(ctx, cfg, out)
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // Workloads names the workloads, in the order help lists them.
-var Workloads = []string{"bank", "list-append", "register", "counter", "atom-register", "lock"}
+var Workloads = []string{"bank", "list-append", "register", "counter", "atom-register", "lock", "mixed", "watch"}
 
 // Workload is what clients run: it makes operations, applies them through
 // an STM, and names the checkers for its history.
@@ -54,9 +54,9 @@ type Invocation struct {
 func NewWorkload(name string, worker int) (Workload, error) {
 	switch name {
 	case "bank":
-		return &bankWorkload{accounts: 5, initial: 100}, nil
+		return &bankWorkload{accounts: 5, initial: 100, prefix: "bank/"}, nil
 	case "list-append":
-		return &listAppend{worker: worker, keys: 8, perKey: 128}, nil
+		return &listAppend{worker: worker, keys: 8, perKey: 128, prefix: "la/"}, nil
 	case "register":
 		return &register{keys: 4}, nil
 	case "counter":
@@ -65,6 +65,10 @@ func NewWorkload(name string, worker int) (Workload, error) {
 		return &atomRegister{keys: 4}, nil
 	case "lock":
 		return &lockWorkload{worker: worker, keys: 2, lease: DefaultLockLease}, nil
+	case "mixed":
+		return newMixed(worker), nil
+	case "watch":
+		return newWatchWorkload(worker), nil
 	}
 	return nil, fmt.Errorf("jepsen: unknown workload %q (want one of %s)", name, strings.Join(Workloads, ", "))
 }
@@ -92,14 +96,14 @@ type refCache[T any] struct {
 	m  map[string]*refs.Ref[T]
 }
 
-func (c *refCache[T]) get(ctx context.Context, s *stm.STM, name string, initial T) (*refs.Ref[T], error) {
+func (c *refCache[T]) get(ctx context.Context, s *stm.STM, name string, initial T, opts ...refs.Option) (*refs.Ref[T], error) {
 	c.mu.Lock()
 	r := c.m[name]
 	c.mu.Unlock()
 	if r != nil {
 		return r, nil
 	}
-	r, err := refs.New(ctx, s, name, initial)
+	r, err := refs.New(ctx, s, name, initial, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +120,8 @@ func (c *refCache[T]) get(ctx context.Context, s *stm.STM, name string, initial 
 
 type bankWorkload struct {
 	accounts, initial int
+	prefix            string         // of the accounts' names
+	second            backend.Driver // if set, odd accounts live there (refs.On)
 	rs                []*refs.Ref[int]
 }
 
@@ -126,7 +132,7 @@ func (b *bankWorkload) Name() string { return "bank" }
 func (b *bankWorkload) Setup(ctx context.Context, s *stm.STM) error {
 	b.rs = make([]*refs.Ref[int], b.accounts)
 	for i := range b.rs {
-		r, err := refs.New(ctx, s, fmt.Sprintf("bank/%d", i), b.initial)
+		r, err := refs.New(ctx, s, b.prefix+strconv.Itoa(i), b.initial, onSecond(b.second, i)...)
 		if err != nil {
 			return err
 		}
@@ -139,9 +145,14 @@ func (b *bankWorkload) Next(r *rand.Rand) (string, any) {
 	if r.IntN(2) == 0 {
 		return "read", BankValue{}
 	}
+	return "transfer", b.transfer(r)
+}
+
+// transfer draws a transfer between two accounts.
+func (b *bankWorkload) transfer(r *rand.Rand) BankValue {
 	from := r.IntN(b.accounts)
 	to := (from + 1 + r.IntN(b.accounts-1)) % b.accounts
-	return "transfer", BankValue{From: from, To: to, Amount: 1 + r.IntN(5)}
+	return BankValue{From: from, To: to, Amount: 1 + r.IntN(5)}
 }
 
 func (b *bankWorkload) ReadOnly(f string) bool { return f == "read" }
@@ -182,6 +193,15 @@ func (b *bankWorkload) Checkers() []Checker {
 	return []Checker{NewBankChecker(accts, b.accounts*b.initial)}
 }
 
+// onSecond places ref number i: odd ones on second when it is set
+// (refs.On), the rest on the coordinator.
+func onSecond(second backend.Driver, i int) []refs.Option {
+	if second != nil && i%2 == 1 {
+		return []refs.Option{refs.On(second)}
+	}
+	return nil
+}
+
 // --- list-append ---
 
 // listAppend: transactions of 1 to 4 micro-ops, each an append of a
@@ -189,6 +209,9 @@ func (b *bankWorkload) Checkers() []Checker {
 // moves on every perKey transactions of a process, so lists stay short.
 type listAppend struct {
 	worker, keys, perKey int
+	client               int            // > 0: values are unique to this client of the worker (its own generator)
+	prefix               string         // of the keys' names
+	second               backend.Driver // if set, odd keys live there (refs.On)
 	mu                   sync.Mutex
 	n                    int // transactions drawn
 	next                 int // next value
@@ -201,7 +224,10 @@ func (l *listAppend) Name() string { return "list-append" }
 
 func (l *listAppend) Setup(context.Context, *stm.STM) error { return nil }
 
-func (l *listAppend) Next(r *rand.Rand) (string, any) {
+func (l *listAppend) Next(r *rand.Rand) (string, any) { return l.draw(r, false) }
+
+// draw draws a transaction; readOnly: of reads only.
+func (l *listAppend) draw(r *rand.Rand, readOnly bool) (string, any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	base := l.n / l.perKey
@@ -209,9 +235,9 @@ func (l *listAppend) Next(r *rand.Rand) (string, any) {
 	mops := make([]Mop, 1+r.IntN(4))
 	for i := range mops {
 		k := base + r.IntN(l.keys)
-		if r.IntN(2) == 0 {
+		if !readOnly && r.IntN(2) == 0 {
 			l.next++
-			mops[i] = Mop{F: "append", K: k, V: l.worker*1_000_000_000 + l.next}
+			mops[i] = Mop{F: "append", K: k, V: l.worker*1_000_000_000 + l.client*10_000_000 + l.next}
 		} else {
 			mops[i] = Mop{F: "r", K: k}
 		}
@@ -221,13 +247,13 @@ func (l *listAppend) Next(r *rand.Rand) (string, any) {
 
 func (l *listAppend) ReadOnly(string) bool { return false }
 
-func laName(k int) string { return "la/" + strconv.Itoa(k) }
+func (l *listAppend) name(k int) string { return l.prefix + strconv.Itoa(k) }
 
 func (l *listAppend) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
 	in := v.([]Mop)
 	rs := make([]*refs.Ref[[]int], len(in))
 	for i, m := range in {
-		r, err := l.cache.get(ctx, s, laName(m.K), []int{})
+		r, err := l.cache.get(ctx, s, l.name(m.K), []int{}, onSecond(l.second, m.K)...)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errDeclined, err)
 		}
@@ -252,17 +278,10 @@ func (l *listAppend) Apply(ctx context.Context, s *stm.STM, f string, v any) (an
 }
 
 func (l *listAppend) Final(ctx context.Context, s *stm.STM) ([]Invocation, error) {
-	infos, err := s.Coordinator().List(ctx, "la/")
+	ks, err := listNumbered(ctx, l.prefix, s.Coordinator(), l.second)
 	if err != nil {
 		return nil, err
 	}
-	var ks []int
-	for _, in := range infos {
-		if k, err := strconv.Atoi(strings.TrimPrefix(in.Name, "la/")); err == nil {
-			ks = append(ks, k)
-		}
-	}
-	sort.Ints(ks)
 	var out []Invocation
 	for i := 0; i < len(ks); i += 4 {
 		var mops []Mop
@@ -275,6 +294,28 @@ func (l *listAppend) Final(ctx context.Context, s *stm.STM) ([]Invocation, error
 }
 
 func (l *listAppend) Checkers() []Checker { return []Checker{NewListAppendChecker()} }
+
+// listNumbered lists the numbers n of the refs named prefix+n in the
+// backends (nil ones skipped), sorted.
+func listNumbered(ctx context.Context, prefix string, bs ...backend.Driver) ([]int, error) {
+	var ks []int
+	for _, b := range bs {
+		if b == nil {
+			continue
+		}
+		infos, err := b.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range infos {
+			if k, err := strconv.Atoi(strings.TrimPrefix(in.Name, prefix)); err == nil {
+				ks = append(ks, k)
+			}
+		}
+	}
+	sort.Ints(ks)
+	return slices.Compact(ks), nil
+}
 
 // --- register ---
 

@@ -15,19 +15,21 @@ import (
 
 // jepsenConfig holds `epochal jepsen`'s flags.
 type jepsenConfig struct {
-	workload string
-	nemesis  string
-	time     time.Duration
-	workers  int
-	clients  int
-	dir      string
-	seed     uint64
-	interval time.Duration
-	nodes    int
-	bug      string
-	general  bool
-	rate     float64
-	lease    time.Duration
+	workload    string
+	coordinator string
+	nemesis     string
+	time        time.Duration
+	workers     int
+	clients     int
+	dir         string
+	seed        uint64
+	interval    time.Duration
+	nodes       int
+	bug         string
+	general     bool
+	rate        float64
+	lease       time.Duration
+	checkTO     time.Duration
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -57,30 +59,70 @@ heals them, reads the final state, and checks the recorded history:
                holders that both certainly held the lock at once fail),
                fencing tokens increase in real time, the fence refuses
                stale writes
+  mixed        bank and list-append over refs on two backends, Redis and
+               ZooKeeper, both started (--coordinator picks the one holding
+               the clock and the records; odd accounts and keys live on the
+               other), each client swapping a counter atom on the other
+               backend after every transaction: the bank's and
+               list-append's anomalies, lost acknowledged appends
+               (lost-append), atom counters against their acknowledged
+               swaps (atom-counter)
+  watch        counters changed only by +1, watched from every process by
+               watchers that now and then stall; every committed version
+               must be delivered once, in order, or announced by a gap
+               notice (watch-hole, watch-duplicate, watch-out-of-order,
+               watch-undelivered)
 
 Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
 pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
 partition (a TCP proxy between clients and a server drops traffic), reset
-(the proxy resets connections), delay (the proxy delays 50ms), client-kill
-(SIGKILL a client process mid-run), client-pause (SIGSTOP a client process
-for an interval: a lock holder outlives its lease), skew (clients' lease
-clocks skewed).
+(the proxy resets connections), delay (the proxy delays 50ms), jitter (the
+proxy delays each chunk by 0 to 100ms, so connections overtake one
+another), slow (the proxy delays about half the connections by 1.5s, the
+others pass), lag (delay the traffic between the ZooKeeper leader and a
+follower that clients use by 20ms: its clients read stale state; 3 nodes),
+client-kill (SIGKILL a client
+process mid-run), client-pause (SIGSTOP a client process for an interval: a
+lock holder outlives its lease), skew (clients' lease clocks skewed). With
+mixed, a fault both clusters support hits both at once, then the
+coordinator's alone, then the other's alone, in turn.
+
+The schedule: healthy for --interval, one fault for --interval, the kinds
+in turn, round and round. Every kind asked for is injected at least once:
+the default interval is short enough for one round to fit in --time, a
+--time shorter than one round (2 intervals per kind) is refused, and if
+injecting and healing take longer than planned the clients run on past
+--time until every kind has had its turn. The summary, results.json
+(faults_fired) and report.html count the faults of each kind.
 
 Everything goes to a new directory under --dir: the histories (JSON lines,
 and EDN for Elle), results.json and report.html (latency and throughput
 over time with the fault windows, outcome counts, each anomaly with its
 witness). A run that does not finish keeps the file INCOMPLETE and is never
-reported as a pass. Exit code 0: no anomaly; 1: an anomaly (or the run
-failed); 2: bad usage; 3: a server could not be started.`,
+reported as a pass.
+
+The verdict is PASS, FAIL or UNKNOWN. UNKNOWN: no anomaly that fails the
+run, but something was not checked: a linearizability search (porcupine,
+each key on its own) ran out of --check-timeout on a key, a watch history
+had nothing to check against, or a fault kind asked for was never
+injected. It is not a pass; the summary and results.json ("valid":
+"unknown", "inconclusive") say what was left unchecked, and 'epochal
+jepsen check DIR --check-timeout 5m' checks a run's history again.
+
+Exit codes: 0 PASS; 1 FAIL (an anomaly, or the run itself failed); 2 bad
+usage; 3 a server could not be started; 4 UNKNOWN.`,
 		Example: "  epochal jepsen --workload bank --time 20s\n" +
 			"  epochal jepsen --backend redis --workload list-append --nemesis kill,pause,partition --time 1m\n" +
 			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m\n" +
-			"  epochal jepsen --backend redis --workload lock --nemesis pause,kill,client-kill --time 30s",
+			"  epochal jepsen --backend redis --workload lock --nemesis pause,kill,client-kill --time 30s\n" +
+			"  epochal jepsen --workload mixed --coordinator zk --nemesis lag,leader,kill,reset --time 30s\n" +
+			"  epochal jepsen --backend redis --workload watch --nemesis slow,reset,kill --time 30s\n" +
+			"  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Time: c.time, Workers: c.workers,
+			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Lease: c.lease, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, Progress: cmd.ErrOrStderr()}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -100,15 +142,13 @@ failed); 2: bad usage; 3: a server could not be started.`,
 				}
 				return err
 			}
-			printSummary(cmd.OutOrStdout(), cfg, sum)
-			if sum.Failed() {
-				return fmt.Errorf("jepsen: anomalies found: see %s/report.html", sum.Dir)
-			}
-			return nil
+			printSummary(cmd.OutOrStdout(), sum)
+			return verdictError(sum)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.workload, "workload", "bank", strings.Join(jepsenlite.Workloads, "|"))
+	f.StringVar(&c.coordinator, "coordinator", "", "mixed workload: the coordinator, redis|zk (the other is the second backend; default: --backend if redis or zk, else redis)")
 	f.StringVar(&c.nemesis, "nemesis", "", "faults, comma-separated (see above); empty or none: no faults")
 	f.DurationVar(&c.time, "time", 20*time.Second, "how long the clients run")
 	f.IntVar(&c.workers, "workers", 2, "client processes")
@@ -117,11 +157,13 @@ failed); 2: bad usage; 3: a server could not be started.`,
 	f.StringVar(&c.dir, "dir", "jepsen-runs", "where run directories are made")
 	f.Uint64Var(&c.seed, "seed", 0, "seed of the workload and the fault schedule (default: from the clock)")
 	f.DurationVar(&c.interval, "interval", 0, "fault schedule period (default: --time/6, at least 500ms)")
-	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader, else 1)")
+	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader or lag, else 1)")
 	f.StringVar(&c.bug, "bug", "", "test only: a deliberate engine bug ("+strings.Join(jepsenlite.BugNames, "|")+")")
 	f.DurationVar(&c.lease, "lease", 0, "lease of the clients' transactions and locks (default 2s; lock workload 1s)")
 	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
+	f.DurationVar(&c.checkTO, "check-timeout", 0, "bound of each linearizability search (porcupine; register, atom-register, lock): a key not decided by then makes the verdict UNKNOWN (default 30s)")
 	_ = f.MarkHidden("bug")
+	cmd.AddCommand(newJepsenCheckCmd())
 	cmd.AddCommand(&cobra.Command{
 		Use:                "worker",
 		Short:              "A client process of a run (started by epochal jepsen)",
@@ -134,6 +176,50 @@ failed); 2: bad usage; 3: a server could not be started.`,
 	return cmd
 }
 
+// newJepsenCheckCmd is `epochal jepsen check DIR`: a run's history
+// checked again.
+func newJepsenCheckCmd() *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "check RUN-DIR",
+		Short: "Check a finished run's history again (say, with a longer --check-timeout after an UNKNOWN)",
+		Long: `check reads a run directory that epochal jepsen wrote (config.json,
+history.jsonl and the faults of results.json), runs the workload's
+checkers on the history again, prints the summary and writes results.json
+and report.html anew. With a longer --check-timeout, a run that was
+UNKNOWN because a linearizability search ran out of time may be decided.
+Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage (no such run
+directory), 4 UNKNOWN.`,
+		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sum, err := jepsenlite.Recheck(args[0], timeout)
+			if err != nil {
+				if errors.Is(err, jepsenlite.ErrNoRun) {
+					return &usageError{err: err}
+				}
+				return err
+			}
+			printSummary(cmd.OutOrStdout(), sum)
+			return verdictError(sum)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "check-timeout", 0, "bound of each linearizability search (default: the run's)")
+	return cmd
+}
+
+// verdictError maps a run's verdict to the command's error: nil for PASS,
+// exit code 1 for FAIL, 4 for UNKNOWN.
+func verdictError(sum *jepsenlite.Summary) error {
+	switch {
+	case sum.Passed():
+		return nil
+	case sum.Failed():
+		return fmt.Errorf("jepsen: anomalies found: see %s/report.html", sum.Dir)
+	}
+	return &unknownError{err: fmt.Errorf("jepsen: inconclusive (UNKNOWN): %s; see %s/report.html", strings.Join(sum.Inconclusive, "; "), sum.Dir)}
+}
+
 // jepsenCheck turns bad flags into usage errors before anything starts.
 func jepsenCheck(cfg jepsenlite.Config) error {
 	if err := jepsenlite.CheckConfig(cfg); err != nil {
@@ -142,20 +228,25 @@ func jepsenCheck(cfg jepsenlite.Config) error {
 	return nil
 }
 
-func printSummary(w io.Writer, cfg jepsenlite.Config, s *jepsenlite.Summary) {
+func printSummary(w io.Writer, s *jepsenlite.Summary) {
+	cfg := s.Config
 	nem := strings.Join(cfg.Nemesis, ",")
 	if nem == "" {
 		nem = "none"
 	}
-	fmt.Fprintf(w, "jepsen-lite: %s on %s for %v, nemesis %s\n", cfg.Workload, cfg.Backend, cfg.Time, nem)
-	fmt.Fprintf(w, "  operations %d: ok %d, fail %d, info %d (%.1fs)\n", s.Ops, s.OK, s.Fail, s.Info, s.Elapsed.Seconds())
-	counts := map[string]int{}
-	for _, f := range s.Faults {
-		counts[f.Kind]++
+	on := cfg.Backend
+	if second := cfg.Second(); second != "" {
+		on = fmt.Sprintf("%s (coordinator) and %s", cfg.Coordinator, second)
 	}
+	fmt.Fprintf(w, "jepsen-lite: %s on %s for %v, nemesis %s\n", cfg.Workload, on, cfg.Time, nem)
+	fmt.Fprintf(w, "  operations %d: ok %d, fail %d, info %d (%.1fs)\n", s.Ops, s.OK, s.Fail, s.Info, s.Elapsed.Seconds())
 	var kinds []string
-	for k, n := range counts {
-		kinds = append(kinds, fmt.Sprintf("%s x%d", k, n))
+	for k, n := range s.Fired {
+		f := fmt.Sprintf("%s x%d", k, n)
+		if n == 0 {
+			f += " (never injected)"
+		}
+		kinds = append(kinds, f)
 	}
 	sort.Strings(kinds)
 	if len(kinds) == 0 {
@@ -164,26 +255,38 @@ func printSummary(w io.Writer, cfg jepsenlite.Config, s *jepsenlite.Summary) {
 	fmt.Fprintf(w, "  faults: %s\n", strings.Join(kinds, ", "))
 	for _, r := range s.Results {
 		verdict := "valid"
-		if !r.Valid {
+		switch r.Verdict() {
+		case jepsenlite.VerdictFail:
 			verdict = "INVALID"
+		case jepsenlite.VerdictUnknown:
+			verdict = "UNKNOWN (not everything was checked)"
 		}
 		fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, verdict)
-		// Anomalies that fail the run are listed (the first few in
-		// full); allowed ones, which a long run finds by the thousand,
-		// are counted. report.html has every one with its witness.
+		// Anomalies that fail the run, and what was not checked, are
+		// listed (the first few in full); allowed ones, which a long run
+		// finds by the thousand, are counted. report.html has every one
+		// with its witness.
 		allowed := map[string]int{}
-		shown := 0
+		shown, unknown := 0, 0
 		for _, a := range r.Anomalies {
-			if a.Allowed {
+			switch {
+			case a.Unknown:
+				if unknown++; unknown <= maxShown {
+					fmt.Fprintf(w, "    %s (not checked): %s\n", a.Name, firstLine(a.Explain))
+				}
+			case a.Allowed:
 				allowed[a.Name]++
-				continue
-			}
-			if shown++; shown <= maxShown {
-				fmt.Fprintf(w, "    %s: %s\n", a.Name, firstLine(a.Explain))
+			default:
+				if shown++; shown <= maxShown {
+					fmt.Fprintf(w, "    %s: %s\n", a.Name, firstLine(a.Explain))
+				}
 			}
 		}
 		if shown > maxShown {
 			fmt.Fprintf(w, "    ... and %d more (report.html lists them all)\n", shown-maxShown)
+		}
+		if unknown > maxShown {
+			fmt.Fprintf(w, "    ... and %d more not checked (report.html lists them all)\n", unknown-maxShown)
 		}
 		var names []string
 		for n := range allowed {
@@ -191,14 +294,20 @@ func printSummary(w io.Writer, cfg jepsenlite.Config, s *jepsenlite.Summary) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			fmt.Fprintf(w, "    %s: %d found, allowed under snapshot isolation\n", n, allowed[n])
+			fmt.Fprintf(w, "    %s: %d found, %s\n", n, allowed[n], jepsenlite.AllowedWhy(n))
 		}
 	}
 	fmt.Fprintf(w, "  run directory: %s (report.html)\n", s.Dir)
-	if s.Failed() {
-		fmt.Fprintln(w, "verdict: FAIL")
-	} else {
+	switch {
+	case s.Passed():
 		fmt.Fprintln(w, "verdict: PASS")
+	case s.Failed():
+		fmt.Fprintln(w, "verdict: FAIL")
+	default:
+		fmt.Fprintln(w, "verdict: UNKNOWN (no anomaly found, but not everything was checked: not a pass)")
+		for _, why := range s.Inconclusive {
+			fmt.Fprintf(w, "  not checked: %s\n", why)
+		}
 	}
 }
 

@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/epochal/epochal/internal/testserver"
+	jepsenlite "github.com/epochal/epochal/jepsen-lite"
 )
 
 // buildBinary builds epochal into a temporary directory.
@@ -85,7 +88,13 @@ func TestJepsenCommand(t *testing.T) {
 		{nil, []string{"jepsen", "--nemesis", "gremlins"}, exitUsage, `nemesis "gremlins"`},
 		{nil, []string{"jepsen", "--nemesis", "kill"}, exitUsage, "not available on mem"},
 		{nil, []string{"jepsen", "--time", "0s"}, exitUsage, "--time"},
+		{nil, []string{"jepsen", "--workload", "bank", "--coordinator", "zk"}, exitUsage, "--coordinator is for the mixed workload"},
+		{nil, []string{"jepsen", "--workload", "mixed", "--coordinator", "etcd"}, exitUsage, `--coordinator "etcd"`},
+		{nil, []string{"jepsen", "--workload", "mixed", "--nemesis", "lag", "--nodes", "1"}, exitUsage, `nemesis "lag" is not available on redis and zk with 1 node(s)`},
 		{nil, []string{"jepsen", "--dir", filepath.Join(bin, "runs"), "--time", "1s"}, exitFail, "run directory"},
+		{nil, []string{"--backend", "redis", "jepsen", "--nemesis", "kill,pause,partition,reset", "--time", "3s", "--interval", "1s"}, exitUsage,
+			"--time 3s is too short for 4 fault kinds (kill,pause,partition,reset) at an interval of 1s"},
+		{nil, []string{"jepsen", "check", filepath.Join(dir, "nosuch")}, exitUsage, "not a finished run directory"},
 		// No redis-server on the PATH: the server never comes up.
 		{[]string{"PATH=" + t.TempDir()}, []string{"--backend", "redis", "jepsen", "--time", "1s", "--dir", dir}, exitDown, "redis-server"},
 	} {
@@ -93,6 +102,53 @@ func TestJepsenCommand(t *testing.T) {
 		if code != tc.code || !strings.Contains(lastLine(errOut), tc.want) || strings.Contains(out, "verdict: PASS") {
 			t.Errorf("epochal %v: exit %d, stderr %q; want exit %d and a line saying %s", tc.args, code, errOut, tc.code, tc.want)
 		}
+	}
+}
+
+// TestJepsenCheckUnknown: a run whose history porcupine cannot decide
+// within --check-timeout is UNKNOWN, exit code 4, said as such (not as a
+// pass, nor as "allowed under snapshot isolation"), in the summary and in
+// results.json.
+func TestJepsenCheckUnknown(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cfg, err := json.Marshal(jepsenlite.Config{Backend: "mem", Workload: "register", Time: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// 24 concurrent writes of key 0, then a read of a value none wrote:
+	// the search tries every order of the writes before it can say no.
+	var h []jepsenlite.Op
+	add := func(typ jepsenlite.Type, p int, f string, v jepsenlite.RegisterValue) {
+		h = append(h, jepsenlite.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
+	}
+	for p := range 24 {
+		add(jepsenlite.Invoke, p, "write", jepsenlite.RegisterValue{K: 0, V: p})
+	}
+	for p := range 24 {
+		add(jepsenlite.OK, p, "write", jepsenlite.RegisterValue{K: 0, V: p})
+	}
+	add(jepsenlite.Invoke, 99, "read", jepsenlite.RegisterValue{K: 0})
+	add(jepsenlite.OK, 99, "read", jepsenlite.RegisterValue{K: 0, V: 999, Found: true})
+	var buf bytes.Buffer
+	if err := jepsenlite.WriteJSONL(&buf, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "history.jsonl"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runBinary(t, bin, nil, "jepsen", "check", dir, "--check-timeout", "100ms")
+	if code != exitUnknown || !strings.Contains(out, "verdict: UNKNOWN") || !strings.Contains(out, "checker linearizable: UNKNOWN") ||
+		!strings.Contains(out, "linearizability-unknown (not checked): key 0") || strings.Contains(out, "allowed") ||
+		!strings.Contains(lastLine(errOut), "inconclusive (UNKNOWN)") {
+		t.Fatalf("jepsen check: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitUnknown, out, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil || !strings.Contains(string(b), `"valid": "unknown"`) {
+		t.Fatalf("results.json: %v\n%s", err, b)
 	}
 }
 

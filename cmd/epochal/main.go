@@ -12,7 +12,8 @@
 // --value-limit); 2 bad usage (unknown command, bad flag value or
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
-// not be reached.
+// not be reached; 4 inconclusive (a jepsen run whose verdict is UNKNOWN:
+// no anomaly found, but not everything was checked).
 package main
 
 import (
@@ -41,6 +42,7 @@ const (
 	exitNotFound = 1 // what was asked for does not exist
 	exitUsage    = 2 // bad command line
 	exitDown     = 3 // the backend could not be reached
+	exitUnknown  = 4 // a check was inconclusive (jepsen: UNKNOWN)
 )
 
 // errCheckFailed is returned when a workload ran but its invariant check
@@ -52,6 +54,13 @@ type downError struct{ err error }
 
 func (e *downError) Error() string { return e.err.Error() }
 func (e *downError) Unwrap() error { return e.err }
+
+// unknownError marks a check that was inconclusive (a jepsen run whose
+// verdict is UNKNOWN): exit code 4.
+type unknownError struct{ err error }
+
+func (e *unknownError) Error() string { return e.err.Error() }
+func (e *unknownError) Unwrap() error { return e.err }
 
 // usageError marks a bad command line: it maps to exit code 2.
 type usageError struct{ err error }
@@ -69,9 +78,12 @@ func exitCode(err error) int {
 	var u *usageError
 	var d *downError
 	var nf *notFoundError
+	var un *unknownError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &un):
+		return exitUnknown
 	case errors.As(err, &u):
 		return exitUsage
 	case errors.As(err, &d):
@@ -135,7 +147,7 @@ Inspecting is read-only, except 'refs set', which asks for --yes. Every
 inspecting command prints a table, or JSON with --json.
 
 Exit codes: 0 ok, 1 not found (or a failed run or check), 2 bad usage,
-3 backend unreachable. Shell completion, ref and group names included: see 'epochal
+3 backend unreachable, 4 inconclusive (a jepsen run whose verdict is UNKNOWN). Shell completion, ref and group names included: see 'epochal
 completion'.`,
 		Args:          cobra.ArbitraryArgs,
 		SilenceErrors: true,

@@ -70,6 +70,16 @@ type ZKOptions struct {
 
 	// Logf, if not nil, is told about start attempts that are retried.
 	Logf func(format string, args ...any)
+
+	// PeerAddr, if not nil, chooses the address at which node from (in
+	// an ensemble) reaches the quorum port of node to, which listens at
+	// quorum (127.0.0.1:port): for example a proxy in front of it, so
+	// that the traffic between two nodes can be delayed. It must return
+	// a 127.0.0.1 address (the config gives one host for a node's quorum
+	// and election ports; elections stay direct). It is called while the
+	// nodes' configurations are written, again for new ports when a
+	// start is retried. Nil: every node dials the others directly.
+	PeerAddr func(from, to int, quorum string) (string, error)
 }
 
 // ZK is a ZooKeeper server or ensemble started by StartZK. Nodes are
@@ -133,7 +143,7 @@ func (z *ZK) start(java string, n int, opts ZKOptions) error {
 		z.nodes = make([]*proc, n)
 		for i := range n {
 			z.Servers[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(ps.base+3*i))
-			p, err := z.prepareNode(java, i, n, ps.base)
+			p, err := z.prepareNode(java, i, n, ps.base, opts.PeerAddr)
 			if err != nil {
 				return err
 			}
@@ -168,7 +178,7 @@ func (z *ZK) start(java string, n int, opts ZKOptions) error {
 }
 
 // prepareNode writes node i's directory and returns its process.
-func (z *ZK) prepareNode(java string, i, n, base int) (*proc, error) {
+func (z *ZK) prepareNode(java string, i, n, base int, peerAddr func(from, to int, quorum string) (string, error)) (*proc, error) {
 	dir := filepath.Join(z.Dir, fmt.Sprintf("node%d", i))
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
@@ -190,7 +200,21 @@ func (z *ZK) prepareNode(java string, i, n, base int) (*proc, error) {
 	b.WriteString("preAllocSize=4096\n") // KiB of transaction log preallocated, not 64 MiB
 	if n > 1 {
 		for j := range n {
-			fmt.Fprintf(&b, "server.%d=127.0.0.1:%d:%d\n", j+1, base+3*j+1, base+3*j+2)
+			quorum := base + 3*j + 1
+			if peerAddr != nil && j != i {
+				addr, err := peerAddr(i, j, net.JoinHostPort("127.0.0.1", strconv.Itoa(quorum)))
+				if err != nil {
+					return nil, fmt.Errorf("node %d's address of node %d: %w", i, j, err)
+				}
+				host, port, err := net.SplitHostPort(addr)
+				if err != nil || host != "127.0.0.1" {
+					return nil, fmt.Errorf("node %d's address of node %d: %q is not 127.0.0.1:port", i, j, addr)
+				}
+				if quorum, err = strconv.Atoi(port); err != nil {
+					return nil, fmt.Errorf("node %d's address of node %d: %q: %w", i, j, addr, err)
+				}
+			}
+			fmt.Fprintf(&b, "server.%d=127.0.0.1:%d:%d\n", j+1, quorum, base+3*j+2)
 		}
 	}
 	cfg := filepath.Join(dir, "zoo.cfg")
