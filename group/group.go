@@ -169,9 +169,6 @@ func WithBuffer(n int) Option {
 var joined struct {
 	mu sync.Mutex
 	m  map[[3]any]bool
-	// abandoned stops the repeated removal of a member whose join had an
-	// unknown outcome (lease.Session.Abandon), before the name joins again.
-	abandoned map[[3]any]func(context.Context) error
 }
 
 func checkNames(group, member string) error {
@@ -270,18 +267,6 @@ func (g *Group) forget() {
 
 // join adds the member's entry with a session.
 func (g *Group) join(ctx context.Context) (*lease.Session, error) {
-	// An earlier join of this name whose outcome was unknown has its entry
-	// removed again whenever it shows up (a delayed request): stop that
-	// before this one adds it.
-	joined.mu.Lock()
-	stop := joined.abandoned[g.key]
-	delete(joined.abandoned, g.key)
-	joined.mu.Unlock()
-	if stop != nil {
-		if err := stop(ctx); err != nil {
-			return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
-		}
-	}
 	for {
 		sess, err := lease.Acquire(ctx, g.drv, g.lease)
 		if err != nil {
@@ -290,9 +275,11 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 		g.mu.Lock()
 		data := g.data
 		g.mu.Unlock()
-		_, err = g.drv.AddEntry(ctx, backend.AddEntryRequest{
-			Session: sess.ID(), Dir: g.dir, Name: g.member, Data: data, Time: time.Now(),
-		})
+		// The session's AddEntry first stops what it still removes of
+		// this name in the background: an earlier Leave's retries, or the
+		// repeated removal of an earlier join whose outcome was unknown
+		// (a delayed request), which would delete the new entry.
+		_, err = sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 		switch {
 		case err == nil:
 			return sess, nil
@@ -306,14 +293,8 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 		}
 		// The outcome is unknown: the add may even arrive after its
 		// removal.
-		stop, _ := sess.Abandon(ctx, g.dir, g.member)
+		_ = sess.Abandon(ctx, g.dir, g.member)
 		sess.Release()
-		joined.mu.Lock()
-		if joined.abandoned == nil {
-			joined.abandoned = make(map[[3]any]func(context.Context) error)
-		}
-		joined.abandoned[g.key] = stop
-		joined.mu.Unlock()
 		return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
 }

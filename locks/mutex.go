@@ -180,7 +180,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		// The outcome may be unknown: the add may still arrive after
 		// its removal (names are never reused: no need to stop the
 		// repeats).
-		_, _ = sess.Abandon(ctx, b.dir, name)
+		_ = sess.Abandon(ctx, b.dir, name)
 		return nil, false, err
 	}
 	poll := pollFor(sess.Lease())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -395,4 +396,125 @@ func testOrphanOfDelayedAdd(t *testing.T, newDriver NewDriver) {
 			t.Fatalf("members after b joined again: %v, want [b]", got)
 		}
 	})
+}
+
+// retriedRemove is a driver whose next RemoveEntry, once armed, fails
+// without removing anything (a connection reset before the request went
+// out), and whose removal after that reaches the store only when the test
+// lets it: the caller's background retry, in flight.
+type retriedRemove struct {
+	backend.Driver
+	backend.Sessions
+
+	mu       sync.Mutex
+	name     string        // the entry whose removals are scripted
+	armed    int           // removals still to script: 2, 1, then 0
+	retrying chan struct{} // closed when the retry has arrived
+	release  chan struct{}
+	applied  chan struct{} // closed when the retry has applied
+	added    chan struct{} // closed when an add arrives while the retry waits
+}
+
+func (d *retriedRemove) arm(name string) {
+	d.mu.Lock()
+	d.name, d.armed = name, 2
+	d.retrying, d.release, d.applied, d.added = make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	d.mu.Unlock()
+}
+
+func (d *retriedRemove) RemoveEntry(ctx context.Context, session, dir, name string) error {
+	d.mu.Lock()
+	var n int
+	if name == d.name {
+		n = d.armed
+		d.armed = max(n-1, 0)
+	}
+	d.mu.Unlock()
+	switch n {
+	case 2:
+		return fmt.Errorf("backendtest: remove entry %q: connection reset (nothing sent)", name)
+	case 1:
+		close(d.retrying)
+		<-d.release
+		defer close(d.applied)
+	}
+	return d.Sessions.RemoveEntry(ctx, session, dir, name)
+}
+
+func (d *retriedRemove) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	d.mu.Lock()
+	if req.Name == d.name && d.armed == 0 && d.added != nil {
+		select {
+		case <-d.applied:
+		default:
+			select {
+			case <-d.added:
+			default:
+				close(d.added)
+			}
+		}
+	}
+	d.mu.Unlock()
+	return d.Sessions.AddEntry(ctx, req)
+}
+
+// testRejoinDuringLeaveRetry: a member's Leave whose removal failed goes
+// on removing its entry in the background; the name joins again (through
+// the same pooled session) while that retry is in flight. The retry must
+// not delete the new member's entry: found under load by TestDeadlines,
+// where a Join after the fault returned and Members listed nobody.
+func testRejoinDuringLeaveRetry(t *testing.T, newDriver NewDriver) {
+	const lease = time.Minute
+	raw := newDriver(t)
+	ss, ok := raw.(backend.Sessions)
+	if !ok {
+		t.Skip("the driver keeps no sessions")
+	}
+	d := &retriedRemove{Driver: raw, Sessions: ss}
+	grp := uniq("grp")
+	g, err := group.Join(tctx(t), d, grp, "a", group.WithLease(lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another member keeps the pooled session alive through the Leave.
+	keep, err := group.Join(tctx(t), d, grp, "keep", group.WithLease(lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = keep.Leave(context.Background()) }()
+	d.arm("a")
+	if err := g.Leave(tctx(t)); err == nil {
+		t.Fatal("Leave whose removal failed returned nil")
+	}
+	recv(t, d.retrying, "the Leave's background retry")
+	joined := make(chan error, 1)
+	var again *group.Group
+	go func() {
+		var err error
+		again, err = group.Join(tctx(t), d, grp, "a", group.WithLease(lease))
+		joined <- err
+	}()
+	// A Join that does not wait for the retry adds its entry now; give it
+	// the chance (a fixed one waits, and is never helped by this).
+	select {
+	case <-d.added:
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(d.release)
+	recv(t, d.applied, "the retried removal")
+	if err := recv(t, joined, "the second Join"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = again.Leave(context.Background()) }()
+	ms, err := group.Members(tctx(t), d, grp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	if !slices.Contains(names, "a") {
+		t.Fatalf("members after a joined again: %v: the Leave's retried removal deleted the new entry", names)
+	}
 }

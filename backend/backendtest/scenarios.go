@@ -49,6 +49,7 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("ReadCalls/PrefetchTwoBackends", func(t *testing.T) { testPrefetchMixedCalls(t, newDriver(t), newDriver(t)) })
 	t.Run("StalledStepKeepsDeadline", func(t *testing.T) { testStalledStep(t, newDriver) })
 	t.Run("OrphanEntryOfDelayedAdd", func(t *testing.T) { testOrphanOfDelayedAdd(t, newDriver) })
+	t.Run("RejoinOutlivesRetriedLeave", func(t *testing.T) { testRejoinDuringLeaveRetry(t, newDriver) })
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,6 +82,9 @@ type Session struct {
 	timer    timer
 	err      error // why it ended, once done
 	closed   bool
+	// removals are the background removals of entries (RemoveEntry's
+	// retries, Abandon's repeats) still running, by dir and name.
+	removals map[[2]string][]*removal
 
 	// pool bookkeeping, under pool.mu
 	key  poolKey
@@ -255,8 +259,7 @@ func (s *Session) renew() {
 // when the entry was already gone), or, if ctx ended before it came,
 // ctx's error.
 func (s *Session) RemoveEntry(ctx context.Context, dir, name string) error {
-	_, err := s.remove(ctx, dir, name, 0)
-	return err
+	return s.remove(ctx, dir, name, 0)
 }
 
 // DelayedKeep is how long after its removal an entry whose adding had an
@@ -271,15 +274,76 @@ const DelayedKeep = time.Minute
 // the removal (on Redis, over another connection: nothing orders the
 // two), and would leave an orphan entry of a live session. So once the
 // entry is gone it is removed again whenever it is found, for DelayedKeep
-// or until the session ends or stop is called. stop ends the repeats and
-// returns once no removal is in flight (or when ctx ends, with its
-// error): call it before adding an entry of the same name again.
-func (s *Session) Abandon(ctx context.Context, dir, name string) (stop func(ctx context.Context) error, err error) {
+// or until the session ends or the session's AddEntry adds that entry
+// again (which stops the repeats first). It returns what RemoveEntry
+// does.
+func (s *Session) Abandon(ctx context.Context, dir, name string) error {
 	return s.remove(ctx, dir, name, DelayedKeep)
 }
 
+// AddEntry adds the session's entry req.Name to req.Dir (req.Session is
+// set to the session's id). It first stops every removal of that entry
+// this session still runs in the background (RemoveEntry's retries,
+// Abandon's repeats) and waits until none is in flight, or ctx ends (its
+// error): the backend's removal names the entry, so a removal retried
+// after the add would delete the new entry. Adding is idempotent for the
+// session: if the old entry is still there, it is the one returned.
+func (s *Session) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	s.mu.Lock()
+	rs := s.removals[[2]string{req.Dir, req.Name}]
+	s.mu.Unlock()
+	for _, r := range rs {
+		if err := r.stop(ctx); err != nil {
+			return backend.Entry{}, err
+		}
+	}
+	req.Session = s.id
+	return s.drv.AddEntry(ctx, req)
+}
+
+// removal is one entry's removal running in the background.
+type removal struct {
+	dir, name  string
+	once       sync.Once
+	quit, done chan struct{}
+}
+
+// stop ends the removal's repeats and returns once no attempt of it is in
+// flight, or when ctx ends (its error).
+func (r *removal) stop(ctx context.Context) error {
+	r.once.Do(func() { close(r.quit) })
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("lease: stop removing entry %q of %q: %w", r.name, r.dir, ctx.Err())
+	}
+}
+
+// track registers r with the session until it is done.
+func (s *Session) track(r *removal) {
+	k := [2]string{r.dir, r.name}
+	s.mu.Lock()
+	if s.removals == nil {
+		s.removals = make(map[[2]string][]*removal)
+	}
+	s.removals[k] = append(s.removals[k], r)
+	s.mu.Unlock()
+	go func() {
+		<-r.done
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		rs := slices.DeleteFunc(s.removals[k], func(x *removal) bool { return x == r })
+		if len(rs) == 0 {
+			delete(s.removals, k)
+		} else {
+			s.removals[k] = rs
+		}
+	}()
+}
+
 // remove is RemoveEntry, and with linger > 0 Abandon.
-func (s *Session) remove(ctx context.Context, dir, name string, linger time.Duration) (func(context.Context) error, error) {
+func (s *Session) remove(ctx context.Context, dir, name string, linger time.Duration) error {
 	try := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 		defer cancel()
@@ -289,7 +353,9 @@ func (s *Session) remove(ctx context.Context, dir, name string, linger time.Dura
 		return err == nil || errors.Is(err, backend.ErrEntryGone) || errors.Is(err, backend.ErrClosed)
 	}
 	first := make(chan error, 1)
-	quit, done := make(chan struct{}), make(chan struct{})
+	r := &removal{dir: dir, name: name, quit: make(chan struct{}), done: make(chan struct{})}
+	quit, done := r.quit, r.done
+	s.track(r)
 	go func() {
 		defer close(done)
 		err := try()
@@ -320,16 +386,6 @@ func (s *Session) remove(ctx context.Context, dir, name string, linger time.Dura
 			err = try()
 		}
 	}()
-	var once sync.Once
-	stop := func(ctx context.Context) error {
-		once.Do(func() { close(quit) })
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("lease: stop removing entry %q of %q: %w", name, dir, ctx.Err())
-		}
-	}
 	var err error
 	select {
 	case err = <-first:
@@ -337,13 +393,13 @@ func (s *Session) remove(ctx context.Context, dir, name string, linger time.Dura
 		select {
 		case err = <-first:
 		default:
-			return stop, fmt.Errorf("lease: remove entry %q of %q: %w (the removal goes on in the background)", name, dir, ctx.Err())
+			return fmt.Errorf("lease: remove entry %q of %q: %w (the removal goes on in the background)", name, dir, ctx.Err())
 		}
 	}
 	if gone(err) {
-		return stop, err
+		return err
 	}
-	return stop, fmt.Errorf("%w (the removal goes on in the background)", err)
+	return fmt.Errorf("%w (the removal goes on in the background)", err)
 }
 
 // Close stops renewing and ends the session on the backend.
