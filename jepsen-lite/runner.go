@@ -68,6 +68,11 @@ type Config struct {
 	// Rate is the run's target operations per second, over every
 	// client (0: as fast as they go).
 	Rate float64
+	// WatchKeep is how many older versions a Redis ref keeps while it is
+	// watched (redis.Config.WatchKeep; 0: the default, 256). Lower, the
+	// watch workload's watchers depend on the change feed sooner: a feed
+	// that falls that far behind must announce a gap.
+	WatchKeep int
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
 	// with "jepsen worker" before them.
@@ -129,6 +134,12 @@ func (c *Config) check() error {
 	case "mem", "redis", "zk":
 	default:
 		return fmt.Errorf("jepsen: unknown backend %q (want mem, redis or zk)", c.Backend)
+	}
+	if c.WatchKeep < 0 {
+		return fmt.Errorf("jepsen: --watch-keep %d: want at least 1 (0: the default)", c.WatchKeep)
+	}
+	if c.WatchKeep > 0 && c.Backend != "redis" && c.Second() != "redis" {
+		return fmt.Errorf("jepsen: --watch-keep is for Redis, and this run uses no Redis backend")
 	}
 	if c.Bug != "" {
 		if _, ok := Bugs[c.Bug]; !ok {
@@ -665,6 +676,9 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 	}
 	if cfg.General {
 		args = append(args, "--general")
+	}
+	if cfg.WatchKeep > 0 {
+		args = append(args, "--watch-keep", strconv.Itoa(cfg.WatchKeep))
 	}
 	if cfg.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(cfg.Rate/float64(cfg.Workers), 'f', -1, 64))

@@ -66,8 +66,11 @@ type WorkerConfig struct {
 	Lease    time.Duration // default 2s
 	Bug      string
 	General  bool // commit through the general path
-	Final    bool // run the workload's final reads instead
-	Out      io.Writer
+	// WatchKeep is redis.Config.WatchKeep of the Redis clients (0: the
+	// default).
+	WatchKeep int
+	Final     bool // run the workload's final reads instead
+	Out       io.Writer
 	// Stop, when closed (or at EOF, for a reader), ends the run.
 	Stop <-chan struct{}
 	// Quiesce, when closed, stops the clients of a workload with
@@ -108,7 +111,7 @@ func openSTM(ctx context.Context, cfg WorkerConfig, w Workload, home int, linear
 	if d == nil {
 		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		var err error
-		d, err = openDriver(octx, cfg.Backend, cfg.Addrs, cfg.Namespace, linearizable, home)
+		d, err = openDriver(octx, cfg.Backend, cfg.Addrs, cfg.Namespace, linearizable, home, cfg.WatchKeep)
 		cancel()
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("jepsen: worker %d: open %s: %w", cfg.Worker, cfg.Backend, err)
@@ -119,7 +122,7 @@ func openSTM(ctx context.Context, cfg WorkerConfig, w Workload, home int, linear
 	if _, ok := w.(twoBackends); ok {
 		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		var err error
-		d2, err = openDriver(octx, cfg.Second, cfg.Addrs2, cfg.Namespace2, linearizable, home+1)
+		d2, err = openDriver(octx, cfg.Second, cfg.Addrs2, cfg.Namespace2, linearizable, home+1, cfg.WatchKeep)
 		cancel()
 		if err != nil {
 			closeAll()
@@ -153,7 +156,7 @@ type settler interface {
 // that see every commit acknowledged before they began, in any process
 // (ZooKeeper: Config.SyncReads; the other backends always do).
 func OpenDriver(ctx context.Context, backendName string, addrs []string, namespace string, linearizable bool) (backend.Driver, error) {
-	return openDriver(ctx, backendName, addrs, namespace, linearizable, -1)
+	return openDriver(ctx, backendName, addrs, namespace, linearizable, -1, 0)
 }
 
 // openDriver is OpenDriver; a ZooKeeper client with home >= 0 prefers
@@ -161,7 +164,9 @@ func OpenDriver(ctx context.Context, backendName string, addrs []string, namespa
 // there first again whenever it reconnects, the others in order after it
 // (instead of go-zookeeper's shuffled order), so that client processes
 // spread over the ensemble in a known way.
-func openDriver(ctx context.Context, backendName string, addrs []string, namespace string, linearizable bool, home int) (backend.Driver, error) {
+// A Redis client's watched refs keep watchKeep older versions (0: the
+// default).
+func openDriver(ctx context.Context, backendName string, addrs []string, namespace string, linearizable bool, home, watchKeep int) (backend.Driver, error) {
 	switch backendName {
 	case "mem":
 		return mem.New(), nil
@@ -169,7 +174,7 @@ func openDriver(ctx context.Context, backendName string, addrs []string, namespa
 		if len(addrs) != 1 {
 			return nil, fmt.Errorf("jepsen: redis wants one address, got %v", addrs)
 		}
-		return redis.Open(ctx, redis.Config{Addr: addrs[0], Prefix: namespace})
+		return redis.Open(ctx, redis.Config{Addr: addrs[0], Prefix: namespace, WatchKeep: watchKeep})
 	case "zk":
 		cfg := zk.Config{Servers: addrs, Root: namespace, SessionTimeout: 4 * time.Second, SyncReads: linearizable}
 		if home < 0 || len(addrs) < 2 {
@@ -532,6 +537,7 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.Skew, "skew", 0, "wall clock offset")
 	fs.StringVar(&cfg.Bug, "bug", "", "seeded engine bug")
 	fs.BoolVar(&cfg.General, "general", false, "general commit path")
+	fs.IntVar(&cfg.WatchKeep, "watch-keep", 0, "older versions a watched Redis ref keeps (0: the default)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "operations per second of this process (0: as fast as it can)")
 	fs.BoolVar(&cfg.Final, "final", false, "run the final reads")
 	fs.StringVar(&out, "out", "", "history file")

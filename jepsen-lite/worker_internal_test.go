@@ -16,7 +16,7 @@ func TestZKHome(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, home := range []int{1, 2, 3} {
-		d, err := openDriver(ctx, "zk", c.Addrs(), "/home", false, home)
+		d, err := openDriver(ctx, "zk", c.Addrs(), "/home", false, home, 0)
 		if err != nil {
 			t.Fatalf("open with home %d: %v", home, err)
 		}

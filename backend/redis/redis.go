@@ -43,6 +43,13 @@ type Config struct {
 	// that a retried script, or the engine looking up an unknown
 	// outcome, finds it. Default 1 minute.
 	OnePhaseKeep time.Duration
+	// WatchKeep is how many older versions a ref keeps while this process
+	// watches it: a watcher whose change feed falls further behind than
+	// that is told of a gap (refs.OnGap) instead of each change. Each
+	// subscription's mark in Redis carries the number, and commits keep
+	// what the mark renewed last asks. Default backend.WatchKeep (256);
+	// at least 1.
+	WatchKeep int
 }
 
 // ErrConfig reports a bad Config.
@@ -68,6 +75,12 @@ func (c *Config) validate(needAddr bool) error {
 	}
 	if c.OnePhaseKeep <= 0 {
 		c.OnePhaseKeep = time.Minute
+	}
+	switch {
+	case c.WatchKeep == 0:
+		c.WatchKeep = backend.WatchKeep
+	case c.WatchKeep < 0:
+		return fmt.Errorf("%w: WatchKeep is %d, want at least 1 (0: the default, %d)", ErrConfig, c.WatchKeep, backend.WatchKeep)
 	}
 	return nil
 }

@@ -209,6 +209,11 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("no address: %v", err)
 		}
 	})
+	t.Run("WatchKeep", func(t *testing.T) {
+		if _, err := redis.Open(ctx, redis.Config{Addr: "127.0.0.1:1", Prefix: "x", WatchKeep: -1}); !errors.Is(err, redis.ErrConfig) || !strings.Contains(err.Error(), "WatchKeep") {
+			t.Errorf("WatchKeep -1: %v, want ErrConfig naming WatchKeep", err)
+		}
+	})
 	t.Run("CorruptedBytes", func(t *testing.T) {
 		srv := testserver.StartRedis(t, testserver.RedisOptions{})
 		p := newPrefix("corrupt")
@@ -240,4 +245,40 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("good = %d", v)
 		}
 	})
+}
+
+// TestWatchKeep: while a process subscribes to a ref, commits keep the
+// number of older versions its Config.WatchKeep says (the default is the
+// conformance suite's Watches/KeepsUpWithSequentialCommits).
+func TestWatchKeep(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	b, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: newPrefix("wk"), WatchKeep: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := openSTM(t, b)
+	x, err := refs.New(ctx, s, "x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscribe(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := 1; i <= 30; i++ {
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { x.Set(tx, i); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vr, err := b.Versions(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The newest and the 8 older ones: values 30 down to 22.
+	if n := len(vr.Versions); n != 9 {
+		t.Fatalf("a ref watched with WatchKeep 8 kept %d versions after 30 commits, want 9 (the newest and 8 older)", n)
+	}
 }

@@ -1,11 +1,7 @@
 package redis
 
 import (
-	"strconv"
-
 	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/epochal/epochal/backend"
 )
 
 // Every script takes the key prefix "{P}:" in ARGV[1] and builds key names
@@ -43,7 +39,6 @@ end
 `
 
 var luaLib = epochLib + `
-local WATCHKEEP = ` + strconv.Itoa(backend.WatchKeep) + `
 local function rkey(n) return P .. "r:" .. n end
 local function vkey(n) return P .. "v:" .. n end
 local function tkey(id) return P .. "t:" .. id end
@@ -70,7 +65,8 @@ local function conflicts(mode, rp, newest, ensured)
 end
 -- append adds a version, trims and publishes it. keep and trimmed may be
 -- passed when the caller has read them. While the ref is subscribed to
--- ({P}:w:name exists) it keeps at least WATCHKEEP older versions. After
+-- ({P}:w:name exists) it keeps at least as many older versions as that
+-- mark's value (the subscriber's Config.WatchKeep). After
 -- the push the list usually holds keep + 2 entries, and one RPOP trims it;
 -- when the watch retention has just ended it may hold more, and LTRIM cuts
 -- them. The newest entry dropped raises trimmed.
@@ -80,7 +76,8 @@ local function append(name, point, ms, txn, value, keep, trimmed)
     local h = redis.call("HMGET", r, "keep", "trimmed")
     keep, trimmed = tonumber(h[1]), tonumber(h[2])
   end
-  if keep < WATCHKEEP and redis.call("EXISTS", P .. "w:" .. name) == 1 then keep = WATCHKEEP end
+  local wk = tonumber(redis.call("GET", P .. "w:" .. name) or "")
+  if wk and keep < wk then keep = wk end
   local entry = point .. "\0" .. ms .. "\0" .. txn .. "\0" .. value
   local v = vkey(name)
   local n = redis.call("LPUSH", v, entry)

@@ -44,13 +44,13 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 		_ = ps.Close()
 		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
 	}
-	// While subscribed, commits keep backend.WatchKeep older versions
-	// ({P}:w:name, see the scripts' append): set now, before the watcher
+	// While subscribed, commits keep Config.WatchKeep older versions
+	// ({P}:w:name holds the number, see the scripts' append): set now, before the watcher
 	// reads the history, and kept alive every third of watchRetain. A
 	// process that dies stops renewing it: the retention ends within
 	// watchRetain.
 	wk := b.p + "w:" + name
-	if err := do(ctx, func(ctx context.Context) error { return b.c.Set(ctx, wk, 1, watchRetain).Err() }); err != nil {
+	if err := do(ctx, func(ctx context.Context) error { return b.c.Set(ctx, wk, b.cfg.WatchKeep, watchRetain).Err() }); err != nil {
 		_ = ps.Close()
 		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
 	}
@@ -78,7 +78,7 @@ func (s *sub) retain(ctx context.Context, b *Backend, key string) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, period)
-		err := b.c.Set(rctx, key, 1, watchRetain).Err()
+		err := b.c.Set(rctx, key, b.cfg.WatchKeep, watchRetain).Err()
 		cancel()
 		period = watchRetain / 3
 		if err != nil {

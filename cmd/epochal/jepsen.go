@@ -30,6 +30,7 @@ type jepsenConfig struct {
 	rate        float64
 	lease       time.Duration
 	checkTO     time.Duration
+	watchKeep   int
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -122,7 +123,7 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, Progress: cmd.ErrOrStderr()}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -161,6 +162,7 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 	f.StringVar(&c.bug, "bug", "", "test only: a deliberate engine bug ("+strings.Join(jepsenlite.BugNames, "|")+")")
 	f.DurationVar(&c.lease, "lease", 0, "lease of the clients' transactions and locks (default 2s; lock workload 1s)")
 	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
+	f.IntVar(&c.watchKeep, "watch-keep", 0, "older versions a Redis ref keeps while it is watched (0: the default, 256); lower, watchers depend on the change feed sooner")
 	f.DurationVar(&c.checkTO, "check-timeout", 0, "bound of each linearizability search (porcupine; register, atom-register, lock): a key not decided by then makes the verdict UNKNOWN (default 30s)")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(newJepsenCheckCmd())
