@@ -239,7 +239,8 @@ func (b *Backend) check(ctx context.Context) error {
 // unknown). f hands its results back only through its return values.
 func call[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T, error) {
 	if ctx.Done() == nil {
-		return f(ctx)
+		v, err := f(ctx)
+		return v, closedErr(err)
 	}
 	type result struct {
 		v   T
@@ -261,7 +262,17 @@ func call[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T
 			return zero, fmt.Errorf("%w (no reply from the server in time)", ctx.Err())
 		}
 	}
-	return r.v, ctxErr(ctx, r.err)
+	return r.v, closedErr(ctxErr(ctx, r.err))
+}
+
+// closedErr makes go-redis's "client is closed" (a command the client
+// never sent) wrap backend.ErrClosed: Close closed the client while the
+// call was on its way (or the caller did, for a client given to New).
+func closedErr(err error) error {
+	if err != nil && errors.Is(err, goredis.ErrClosed) && !errors.Is(err, backend.ErrClosed) {
+		return fmt.Errorf("%w (%w)", backend.ErrClosed, err)
+	}
+	return err
 }
 
 // do is call for f without a result.

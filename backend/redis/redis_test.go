@@ -72,6 +72,24 @@ func TestNew(t *testing.T) {
 	if _, err := b.ReadPoint(ctx); !errors.Is(err, backend.ErrClosed) {
 		t.Fatalf("ReadPoint after Close: %v", err)
 	}
+	// A client closed under a live backend (by its caller; or by Close,
+	// while a call was on its way, as a WaitEntries's first look at
+	// Close once showed under load): go-redis's "client is closed" is
+	// backend.ErrClosed.
+	b2, err := redis.New(c, redis.Config{Prefix: newPrefix("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b2.ReadPoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if _, err := b2.Versions(ctx, "x"); !errors.Is(err, backend.ErrClosed) {
+		t.Fatalf("Versions over a closed client: %v, want ErrClosed", err)
+	}
+	if err := b2.WaitEntries(ctx, "d", "e", 0); !errors.Is(err, backend.ErrClosed) {
+		t.Fatalf("WaitEntries over a closed client: %v, want ErrClosed", err)
+	}
 }
 
 // TestNewRefusesReplicaReads: a Cluster client that may serve reads from
