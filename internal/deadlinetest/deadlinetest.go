@@ -519,20 +519,27 @@ func (fx *fixtures) verify(t *testing.T, ctx context.Context) {
 			if v < c.lo || v > c.lo+c.try {
 				t.Errorf("%s = %d after %d failed increments from %d: lost or applied twice", c.r.Name(), v, c.try, c.lo)
 			}
+			// A Dosync that failed in the fault may still apply after
+			// it: a client whose socket deadlines ignore ctx sends a
+			// request held up behind a new connection's handshake once
+			// the server answers again. So the increment lands on v or
+			// on a value such a late commit left, never below v+1 nor
+			// above every increment once.
 			if err := c.s.Dosync(ctx, func(tx *txn.Tx) error {
 				c.r.Alter(tx, func(v int) int { return v + 1 })
 				return nil
 			}); err != nil {
 				t.Errorf("Dosync on %s after the fault: %v", c.r.Name(), err)
-			} else if v2, err := c.r.Deref(ctx); err != nil || v2 != v+1 {
-				t.Errorf("%s = %d, %v after an increment from %d", c.r.Name(), v2, err, v)
+			} else if v2, err := c.r.Deref(ctx); err != nil || v2 < v+1 || v2 > c.lo+c.try+1 {
+				t.Errorf("%s = %d, %v after an increment from %d (%d failed increments from %d before it)", c.r.Name(), v2, err, v, c.try, c.lo)
 			}
 		}
 		// The atom.
 		if v, err := fx.atom.Deref(ctx); err != nil || v < 10 || v > 10+int(fx.atomTries.Load()) {
 			t.Errorf("atom = %d, %v after %d failed swaps from 10", v, err, fx.atomTries.Load())
-		} else if nv, err := fx.atom.Swap(ctx, func(x int) int { return x + 1 }); err != nil || nv != v+1 {
-			t.Errorf("atom swap after the fault = %d, %v; want %d", nv, err, v+1)
+		} else if nv, err := fx.atom.Swap(ctx, func(x int) int { return x + 1 }); err != nil || nv < v+1 || nv > 11+int(fx.atomTries.Load()) {
+			// As for the counters, a failed swap may land late.
+			t.Errorf("atom swap after the fault = %d, %v; want %d to %d", nv, err, v+1, 11+int(fx.atomTries.Load()))
 		}
 		// Promises: one delivery, the same for every handle.
 		p2, err := refs.NewPromise[int](ctx, w.s, fx.promDel.Name())
