@@ -68,6 +68,10 @@ type Intent struct {
 	// ModeEnsureCommute): rolling it forward records the commit point as
 	// the ref's Ensured point.
 	Ensure bool
+	// Round is the LockRequest.Round that took the intent (the largest,
+	// when a repeated Lock found it taken already); 0 for an intent stored
+	// by a version that had no rounds.
+	Round uint32
 }
 
 // Status of a transaction record.
@@ -227,10 +231,18 @@ type LockItem struct {
 
 // LockRequest takes intents on refs of one backend, all or none, refusing
 // any item that Conflicts (Mode.Conflicts) at RP.
+//
+// Round numbers the transaction's Lock requests to this backend (1, 2,
+// ...): an intent
+// remembers the round that took it, and a give-back (a rollback naming a
+// round, see ResolveRequest) drops only intents of that round. A
+// transaction that gives intents back and takes them again later under the
+// same id is then safe from a delayed copy of its give-back.
 type LockRequest struct {
 	Txn   string
 	Coord string
 	RP    clock.Point
+	Round uint32
 	Items []LockItem
 }
 
@@ -280,12 +292,23 @@ type StageItem struct {
 // an ensuring intent raises the ref's Ensured point to CP) or back (the
 // intents are dropped). Refs whose intent is not Txn's are left
 // alone, so the call is idempotent and safe for any helper to make.
+//
+// A rollback with Round set (a give-back: the transaction goes on and may
+// lock the refs again) drops only intents that Lock round took; with Round
+// 0 it drops every intent of Txn. Commit ignores Round.
 type ResolveRequest struct {
 	Txn    string
 	Commit bool
 	CP     clock.Point
 	Time   time.Time // commit time stamped on new versions
+	Round  uint32
 	Names  []string
+}
+
+// Drops reports whether the request resolves in, an intent of req.Txn: a
+// commit or a rollback of every round does; a give-back only its round's.
+func (req ResolveRequest) Drops(in *Intent) bool {
+	return req.Commit || req.Round == 0 || in.Round == req.Round
 }
 
 // VersionsResult is a ref's whole kept history.
@@ -414,7 +437,8 @@ type Driver interface {
 	// --- the general commit path ---
 
 	// Lock takes intents on every item, or none (see LockResult). A ref
-	// whose intent is already Txn's counts as taken (idempotent).
+	// whose intent is already Txn's counts as taken (idempotent); its
+	// Round becomes the larger of its own and the request's.
 	Lock(ctx context.Context, req LockRequest) (LockResult, error)
 	// Stage stores values into intents Txn holds. ok is false, and nothing
 	// is staged, if any intent is no longer Txn's.

@@ -32,6 +32,7 @@ type group struct {
 	drv   backend.Driver
 	items []*item
 	names []string
+	round uint32 // the last Lock request sent for the group (its round)
 }
 
 // Commit publishes the attempt's writes. It returns the commit point (zero
@@ -446,8 +447,14 @@ func (tx *Tx) lockAll(groups []*group) error {
 			after = append(after, groups[i])
 		}
 	}
+	// A give-back names the round it undoes, so that a delayed copy of it
+	// cannot drop the intents a later round takes again.
 	if err := each(after, func(g *group) error {
-		return g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
+		req := backend.ResolveRequest{Txn: tx.id, Round: g.round, Names: g.names}
+		if tx.env.Faults.GiveBackEveryRound {
+			req.Round = 0
+		}
+		return g.drv.Resolve(tx.ctx, req)
 	}); err != nil {
 		return fmt.Errorf("txn: give back intents of %s: %w", tx.id, err)
 	}
@@ -463,7 +470,8 @@ func (tx *Tx) lockAll(groups []*group) error {
 // taken, the intents of others that blocked it (nothing taken), or an
 // error: a *RetryError when a ref has a newer version than the read point.
 func (tx *Tx) tryLock(g *group) ([]backend.Conflict, error) {
-	req := backend.LockRequest{Txn: tx.id, Coord: tx.env.Coord.ID(), RP: tx.rp4check()}
+	g.round++
+	req := backend.LockRequest{Txn: tx.id, Coord: tx.env.Coord.ID(), RP: tx.rp4check(), Round: g.round}
 	for _, it := range g.items {
 		req.Items = append(req.Items, backend.LockItem{Name: it.e.name, Mode: it.mode, Value: it.value})
 	}

@@ -79,6 +79,12 @@ type Faults struct {
 	// confirmation of a missing record wrote for a holder that committed,
 	// finished and was deleted: the reader then misses that commit.
 	TrustAbortedRecord bool
+	// GiveBackEveryRound makes the general path's give-back (the intents
+	// it drops to wait in order, then takes again under the same id) drop
+	// the transaction's intents of every Lock round: a delayed copy of it
+	// then removes the intents taken again later, and the commit loses
+	// those writes.
+	GiveBackEveryRound bool
 }
 
 // Observe raises the process's point floor to p, a point of the

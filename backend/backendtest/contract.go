@@ -28,6 +28,7 @@ func testContract(t *testing.T, newDriver NewDriver) {
 	t.Run("Records", func(t *testing.T) { contractRecords(t, newDriver(t)) })
 	t.Run("Intents", func(t *testing.T) { contractIntents(t, newDriver(t)) })
 	t.Run("ResolveIdempotent", func(t *testing.T) { contractResolve(t, newDriver(t)) })
+	t.Run("GiveBackRounds", func(t *testing.T) { contractRounds(t, newDriver(t)) })
 	t.Run("HistoryTrimming", func(t *testing.T) { contractTrim(t, newDriver(t)) })
 	t.Run("ReadFaultGrowsHistory", func(t *testing.T) { contractFault(t, newDriver(t)) })
 	t.Run("OnePhase", func(t *testing.T) { contractOnePhase(t, newDriver(t)) })
@@ -564,4 +565,70 @@ func contractList(t *testing.T, d backend.Driver) {
 	if len(names) != 3 || names[0] != "a" || names[1] != "b" || names[2] != "c/d" {
 		t.Fatalf("List(%q) = %v, want [a b c/d] sorted", base+"/", names)
 	}
+}
+
+// contractRounds: an intent remembers the Lock round that took it (a
+// repeated Lock raises it, never lowers it); a rollback naming a round (a
+// give-back) drops only that round's intents, and one with round 0 (or a
+// commit) every intent of the transaction. The round survives Stage.
+func contractRounds(t *testing.T, d backend.Driver) {
+	ctx := tctx(t)
+	x, y := uniq("x"), uniq("y")
+	create(t, d, x, "x0", 0, 10)
+	create(t, d, y, "y0", 0, 10)
+	rp, _ := d.ReadPoint(ctx)
+	lock := func(round uint32) {
+		t.Helper()
+		lr, err := d.Lock(ctx, backend.LockRequest{Txn: "rnd-1", Coord: d.ID(), RP: rp, Round: round, Items: []backend.LockItem{
+			{Name: x, Mode: backend.ModeWrite, Value: []byte("x1")}, {Name: y, Mode: backend.ModeCommute}}})
+		if err != nil || len(lr.Conflicts) != 0 {
+			t.Fatalf("Lock round %d = %+v, %v", round, lr, err)
+		}
+	}
+	rounds := func(want uint32) {
+		t.Helper()
+		for _, n := range []string{x, y} {
+			vr := versions(t, d, n)
+			switch {
+			case want == 0 && vr.Intent != nil:
+				t.Fatalf("%s: intent %+v left, want none", n, vr.Intent)
+			case want != 0 && (vr.Intent == nil || vr.Intent.Txn != "rnd-1" || vr.Intent.Round != want):
+				t.Fatalf("%s: intent %+v, want rnd-1's of round %d", n, vr.Intent, want)
+			}
+		}
+	}
+	giveBack := func(round uint32) {
+		t.Helper()
+		if err := d.Resolve(ctx, backend.ResolveRequest{Txn: "rnd-1", Round: round, Names: []string{x, y}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lock(1)
+	rounds(1)
+	giveBack(1)
+	rounds(0)
+	lock(2)
+	giveBack(1) // a delayed copy of the first give-back
+	rounds(2)
+	lock(1) // a delayed copy of the first Lock
+	rounds(2)
+	lock(3) // a repeated Lock raises the round
+	rounds(3)
+	if ok, err := d.Stage(ctx, "rnd-1", []backend.StageItem{{Name: y, Value: []byte("y1")}}); err != nil || !ok {
+		t.Fatalf("Stage = %v, %v", ok, err)
+	}
+	rounds(3)
+	giveBack(2)
+	rounds(3)
+	giveBack(0) // the transaction's undo: every round
+	rounds(0)
+	// A commit ignores the round.
+	lock(4)
+	if err := d.Resolve(ctx, backend.ResolveRequest{Txn: "rnd-1", Commit: true, CP: rp + 1, Time: time.Now(), Round: 1, Names: []string{x}}); err != nil {
+		t.Fatal(err)
+	}
+	if vr := versions(t, d, x); vr.Intent != nil || string(vr.Versions[0].Value) != "x1" {
+		t.Fatalf("%s after a commit naming another round: %+v", x, vr)
+	}
+	giveBack(0)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,6 +62,7 @@ func testModel(t *testing.T, newDriver NewDriver) {
 	t.Run("BrokenEngineCaught", func(t *testing.T) { testModelBroken(t, newDriver) })
 	t.Run("ForeignAtomCaught", func(t *testing.T) { testModelForeignAtom(t, newDriver) })
 	t.Run("WatchStartRaceCaught", func(t *testing.T) { testModelWatchRace(t, newDriver) })
+	t.Run("DelayedGiveBackCaught", func(t *testing.T) { testModelGiveBack(t, newDriver) })
 	t.Run("EnsureHoldsOffOlderWriter", func(t *testing.T) { testEnsureOlderWriter(t, newDriver) })
 }
 
@@ -308,4 +310,71 @@ func runPlanOnce(ctx context.Context, b1, b2 backend.Driver, p modelPlan, extra 
 	}
 	defer s.Close()
 	return runPlan(ctx, s, b2, modelPrefix("fixed"), p)
+}
+
+// testModelGiveBack: client A commutes the counter (on the coordinator),
+// client B commutes it and writes x1 (on the second backend), both on the
+// general path. The first commit point stalls until the second backend
+// has seen a Resolve (or a while passes): when A got there first, B meets
+// A's commute intent while it took x1, gives x1 back, waits for A (a
+// commute waits for a commute) and takes both again under the same id. Every Resolve of the second backend arrives a second time right
+// after its next call (faulty.Duplicate: a delayed copy of a request). The
+// correct engine's give-back names its Lock round, so the checker finds
+// nothing; an engine whose give-back drops every round
+// (txn.Faults.GiveBackEveryRound) loses x1's write taken again, and the
+// checker reports it (I1: a committed transaction without its versions).
+func testModelGiveBack(t *testing.T, newDriver NewDriver) {
+	const runs = 12
+	a := []planTxn{{Ops: []planOp{{Kind: opCommute, Delta: 1}}}}
+	b := []planTxn{{Ops: []planOp{{Kind: opCommute, Delta: 2}, {Kind: opWrite, Ref: 1}}}}
+	p := modelPlan{Refs: 2, General: true, OnB2: []bool{false, true, false}, Clients: [][]planTxn{a, b}}
+	raw1, raw2 := newDriver(t), newDriver(t)
+	if raw1.ID() > raw2.ID() { // the counter's backend is locked first
+		raw1, raw2 = raw2, raw1
+	}
+	b1, b2 := faulty.Wrap(raw1), faulty.Wrap(raw2)
+	run := func(faults txn.Faults) []string {
+		var armed atomic.Bool
+		armed.Store(true)
+		resolved := make(chan struct{})
+		var once sync.Once
+		b1.SetHook(func(c faulty.Call) faulty.Fault {
+			if c.Op == faulty.OpCommitRecord && armed.CompareAndSwap(true, false) {
+				// Gives the give-back its chance; never needed to pass.
+				select {
+				case <-resolved:
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
+			return faulty.Pass
+		})
+		b2.SetHook(func(c faulty.Call) faulty.Fault {
+			if c.Op == faulty.OpResolve {
+				once.Do(func() { close(resolved) })
+				return faulty.Duplicate
+			}
+			return faulty.Pass
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
+		defer cancel()
+		h, err := runPlanOnce(ctx, b1, b2, p, stm.WithFaults(faults))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs := checkModel(h)
+		if len(vs) > 0 && faults == (txn.Faults{}) {
+			t.Fatalf("%d violation(s) with delayed copies of every Resolve:\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
+		}
+		return vs
+	}
+	for range runs {
+		run(txn.Faults{})
+	}
+	for i := range runs {
+		if vs := run(txn.Faults{GiveBackEveryRound: true}); len(vs) > 0 {
+			t.Logf("GiveBackEveryRound caught in run %d:\n%s", i+1, vs[0])
+			return
+		}
+	}
+	t.Fatalf("with GiveBackEveryRound, %d runs of delayed give-backs went unreported", runs)
 }

@@ -50,6 +50,16 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("StalledStepKeepsDeadline", func(t *testing.T) { testStalledStep(t, newDriver) })
 	t.Run("OrphanEntryOfDelayedAdd", func(t *testing.T) { testOrphanOfDelayedAdd(t, newDriver) })
 	t.Run("RejoinOutlivesRetriedLeave", func(t *testing.T) { testRejoinDuringLeaveRetry(t, newDriver) })
+	t.Run("DelayedGiveBackKeepsRetakenIntents", func(t *testing.T) {
+		if x, y, ok := testDelayedGiveBack(t, newDriver(t), newDriver(t), txn.Faults{}); !ok || x != 1 || y != 1 {
+			t.Fatalf("after a commit of x = y = 1 whose give-back arrived again late: x = %d, y = %d (a give-back seen: %v)", x, y, ok)
+		}
+		t.Run("SeededBugIsCaught", func(t *testing.T) {
+			if x, y, ok := testDelayedGiveBack(t, newDriver(t), newDriver(t), txn.Faults{GiveBackEveryRound: true}); !ok || y != 0 {
+				t.Fatalf("with GiveBackEveryRound: x = %d, y = %d (a give-back seen: %v); want y = 0 (the construction no longer reaches the bug)", x, y, ok)
+			}
+		})
+	})
 }
 
 // testOlderWins: a younger transaction holds its intent on x and stalls
@@ -786,4 +796,61 @@ func tombstoneOfFinishedWriter(t *testing.T, raw backend.Driver, faults txn.Faul
 		t.Fatal(err)
 	}
 	return v
+}
+
+// testDelayedGiveBack: a transaction writes x on the first backend (by ID)
+// and y on the second. x is held by another's intent, so the second
+// backend's intents are given back and taken again once x is free, under
+// the same transaction id. Every Resolve of the second backend arrives
+// once more right after its next call (a delayed copy of a request, as a
+// client's retry delivers it): the give-back's copy lands after the
+// intents were taken again. A give-back names its Lock round, so the copy
+// drops nothing, and the commit writes both refs. It returns x and y
+// after the commit (1 and 1) and whether the construction reached the
+// give-back.
+func testDelayedGiveBack(t *testing.T, rawA, rawB backend.Driver, faults txn.Faults) (x, y int, gaveBack bool) {
+	if rawA.ID() > rawB.ID() {
+		rawA, rawB = rawB, rawA
+	}
+	ctx := tctx(t)
+	wB := faulty.Wrap(rawB)
+	var resolves atomic.Int32
+	wB.SetHook(func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpResolve {
+			resolves.Add(1)
+			return faulty.Duplicate
+		}
+		return faulty.Pass
+	})
+	s := open(t, rawA, stm.WithFaults(faults), stm.WithBackends(wB), stm.WithLease(time.Hour))
+	xr := newRef(t, s, uniq("x"), 0)
+	yr := newRef(t, s, uniq("y"), 0, refs.On(wB))
+	// The blocker: a younger pending transaction's ensure on x.
+	const far = clock.Point(1) << 62
+	now := time.Now()
+	blocker := uniq("blocker")
+	if _, err := rawA.PutRecord(ctx, backend.Record{ID: blocker, RP: far, Priority: far, Created: now, Lease: now.Add(time.Hour),
+		Refs: []backend.RefAddr{{Backend: rawA.ID(), Name: xr.Name()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := rawA.Lock(ctx, backend.LockRequest{Txn: blocker, Coord: rawA.ID(), RP: far, Round: 1,
+		Items: []backend.LockItem{{Name: xr.Name(), Mode: backend.ModeEnsure}}}); err != nil || len(res.Conflicts) > 0 {
+		t.Fatalf("the blocker's Lock: %+v, %v", res, err)
+	}
+	if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+		xr.Set(tx, 1)
+		yr.Set(tx, 1)
+		return nil
+	}); err != nil {
+		t.Fatalf("Dosync: %v", err)
+	}
+	var err error
+	if x, err = xr.Deref(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if y, err = yr.Deref(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A give-back, then the roll-forward: two Resolves at least.
+	return x, y, resolves.Load() >= 2
 }

@@ -80,6 +80,12 @@ const (
 	// Records reports every pending record as missing (its creation not
 	// yet applied there). Other calls pass.
 	Stale
+	// Duplicate: the call is applied, and a copy of it is applied once
+	// more right after the next mutating call the wrapper passes, as a
+	// client's retry whose first copy was held up in the network delivers
+	// it late. Only Resolve is duplicated (its copy returns nothing to
+	// anyone); other calls pass.
+	Duplicate
 )
 
 // Call describes a call to the hook.
@@ -99,6 +105,7 @@ type Driver struct {
 	hook    func(Call) Fault
 	n       int
 	crashed bool
+	late    []func() error // Duplicate copies, applied after the next mutating call
 }
 
 // OnePhaseDriver is a wrapped driver whose inner driver has the fast path.
@@ -198,7 +205,21 @@ func (d *Driver) doFault(op Op, f func() error) (Fault, error) {
 		}
 		return fault, fmt.Errorf("%s (call %d) applied, then: %w", op, c.N, ErrInjected)
 	}
-	return fault, f()
+	err := f()
+	if fault == Duplicate && op == OpResolve {
+		d.mu.Lock()
+		d.late = append(d.late, f)
+		d.mu.Unlock()
+	} else if op.Mutating() {
+		d.mu.Lock()
+		late := d.late
+		d.late = nil
+		d.mu.Unlock()
+		for _, f := range late {
+			_ = f() // a late copy's outcome reaches nobody
+		}
+	}
+	return fault, err
 }
 
 // ID is the inner driver's: the wrapper reaches the same storage.

@@ -284,10 +284,11 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 	for i, it := range req.Items {
 		r := b.ref(it.Name)
 		res.Newest[i] = r.versions[0]
-		if r.intent != nil {
-			continue // already ours: a repeated request
+		if r.intent != nil { // already ours: a repeated request
+			r.intent.Round = max(r.intent.Round, req.Round)
+			continue
 		}
-		in := &backend.Intent{Txn: req.Txn, Coord: req.Coord, Write: it.Mode.Writes(), Ensure: it.Mode.Ensures()}
+		in := &backend.Intent{Txn: req.Txn, Coord: req.Coord, Write: it.Mode.Writes(), Ensure: it.Mode.Ensures(), Round: req.Round}
 		if it.Mode == backend.ModeWrite {
 			in.Staged, in.Value = true, slices.Clone(it.Value)
 		}
@@ -329,7 +330,7 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 	defer unlock()
 	for _, name := range req.Names {
 		r := b.ref(name)
-		if r == nil || r.intent == nil || r.intent.Txn != req.Txn {
+		if r == nil || r.intent == nil || r.intent.Txn != req.Txn || !req.Drops(r.intent) {
 			continue
 		}
 		in := r.intent

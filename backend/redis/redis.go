@@ -434,17 +434,25 @@ func parseListed(s string, bounded bool) (backend.Version, error) {
 	return v, nil
 }
 
-// parseIntent decodes txn "\0" coord "\0" flags "\0" value.
+// parseIntent decodes txn "\0" coord "\0" flags "\0" value, the flags
+// being letters and the Lock round's digits.
 func parseIntent(s string) (*backend.Intent, error) {
 	parts := strings.SplitN(s, "\x00", 4)
 	if len(parts) != 4 {
 		return nil, fmt.Errorf("%w: malformed intent (%d fields, want 4)", backend.ErrCorrupt, len(parts))
 	}
 	f := parts[2]
+	var round uint64
+	if digits := strings.TrimFunc(f, func(r rune) bool { return r < '0' || r > '9' }); digits != "" {
+		var err error
+		if round, err = strconv.ParseUint(digits, 10, 32); err != nil {
+			return nil, fmt.Errorf("%w: malformed intent flags %q", backend.ErrCorrupt, f)
+		}
+	}
 	return &backend.Intent{
 		Txn: parts[0], Coord: parts[1],
 		Write: strings.Contains(f, "W"), Staged: strings.Contains(f, "S"), Ensure: strings.Contains(f, "E"),
-		Value: []byte(parts[3]),
+		Value: []byte(parts[3]), Round: uint32(round),
 	}, nil
 }
 
@@ -799,7 +807,7 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 	if err := b.check(ctx); err != nil {
 		return backend.LockResult{}, err
 	}
-	args := []any{req.Txn, req.Coord, uint64(req.RP)}
+	args := []any{req.Txn, req.Coord, uint64(req.RP), req.Round}
 	for _, it := range req.Items {
 		args = append(args, it.Name, int(it.Mode), it.Value)
 	}
@@ -848,7 +856,7 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 	if req.Commit {
 		commit = 1
 	}
-	args := []any{req.Txn, commit, uint64(req.CP), ms(req.Time)}
+	args := []any{req.Txn, commit, uint64(req.CP), ms(req.Time), req.Round}
 	for _, n := range req.Names {
 		args = append(args, n)
 	}

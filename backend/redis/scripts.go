@@ -10,7 +10,7 @@ import (
 //
 // Encodings (all strings; Lua strings and Redis values are byte-safe):
 //   version: point "\0" unix-ms "\0" txn "\0" value          (list {P}:v:name, newest first)
-//   intent:  txn "\0" coord "\0" flags "\0" value            (field "intent" of hash {P}:r:name; flags: W write, S staged, E ensure)
+//   intent:  txn "\0" coord "\0" flags "\0" value            (field "intent" of hash {P}:r:name; flags: W write, S staged, E ensure, and the Lock round's digits)
 //   ref:     hash {P}:r:name: kind, min, max, keep, trimmed, ensured, newest, intent, meta, metaver
 //   record:  hash {P}:t:id: status, rp, prio, cp, lease, created (unix ms), refs (opaque, msgpack from Go)
 //   watched: string {P}:w:name, present while a subscription to the ref is open (see Subscribe)
@@ -50,6 +50,7 @@ local function intentTxn(s)
   local i = string.find(s, "\0", 1, true)
   return string.sub(s, 1, i - 1)
 end
+local function intentRound(f) return tonumber(string.match(f, "%d+")) or 0 end
 local function intentParts(s)
   local a = string.find(s, "\0", 1, true)
   local b = string.find(s, "\0", a + 1, true)
@@ -127,13 +128,13 @@ if keep and keep < tonumber(redis.call("HGET", r, "max")) then redis.call("HINCR
 return 1
 `)
 
-// lock: ARGV = P, txn, coord, rp, then triples name, mode, value. Returns
-// {0, conflicts...} where each conflict is {name, reason, point, intent}, or
-// {1, newest versions...} with every intent taken.
+// lock: ARGV = P, txn, coord, rp, round, then triples name, mode, value.
+// Returns {0, conflicts...} where each conflict is {name, reason, point,
+// intent}, or {1, newest versions...} with every intent taken.
 var scriptLock = goredis.NewScript(luaLib + `
-local txn, coord, rp = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local txn, coord, rp, round = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local bad = {}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local name, mode = ARGV[i], tonumber(ARGV[i + 1])
   local r = rkey(name)
   local h = redis.call("HMGET", r, "kind", "intent", "ensured", "newest")
@@ -148,16 +149,23 @@ for i = 5, #ARGV, 3 do
 end
 if #bad > 0 then return {0, bad} end
 local newest = {}
-for i = 5, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   local name, mode, value = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local r = rkey(name)
-  if not redis.call("HGET", r, "intent") then
+  local s = redis.call("HGET", r, "intent")
+  if not s then
     local flags = ""
     if mode ~= 1 then flags = flags .. "W" end
     if mode == 0 then flags = flags .. "S" end
     if mode == 1 or mode == 3 then flags = flags .. "E" end
     if mode ~= 0 then value = "" end
-    redis.call("HSET", r, "intent", txn .. "\0" .. coord .. "\0" .. flags .. "\0" .. value)
+    redis.call("HSET", r, "intent", txn .. "\0" .. coord .. "\0" .. flags .. round .. "\0" .. value)
+  else
+    local t, c, f, v = intentParts(s)
+    if round > intentRound(f) then
+      f = string.gsub(f, "%d+", "")
+      redis.call("HSET", r, "intent", t .. "\0" .. c .. "\0" .. f .. round .. "\0" .. v)
+    end
   end
   table.insert(newest, redis.call("LINDEX", vkey(name), 0))
 end
@@ -183,16 +191,17 @@ end
 return 1
 `)
 
-// resolve: ARGV = P, txn, commit (1/0), cp, ms, names...
+// resolve: ARGV = P, txn, commit (1/0), cp, ms, round, names... (a
+// rollback with round > 0 drops only intents that Lock round took).
 var scriptResolve = goredis.NewScript(luaLib + `
-local txn, commit, cp, ms = ARGV[2], ARGV[3] == "1", tonumber(ARGV[4]), ARGV[5]
-for i = 6, #ARGV do
+local txn, commit, cp, ms, round = ARGV[2], ARGV[3] == "1", tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+for i = 7, #ARGV do
   local name = ARGV[i]
   local r = rkey(name)
   local s = redis.call("HGET", r, "intent")
   if s then
     local t, c, f, v = intentParts(s)
-    if t == txn then
+    if t == txn and (commit or round == 0 or intentRound(f) == round) then
       redis.call("HDEL", r, "intent")
       if commit then
         if string.find(f, "E", 1, true) and cp > tonumber(redis.call("HGET", r, "ensured")) then

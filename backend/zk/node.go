@@ -46,14 +46,81 @@ type versionRec struct {
 	Value    []byte
 }
 
+// intentNode is stored as a msgpack array of six elements (Txn, Coord,
+// Write, Staged, Ensure, Value), and a seventh, Round, when it is not 0:
+// intents written before rounds existed still decode, with Round 0.
 type intentNode struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Txn      string
-	Coord    string
-	Write    bool
-	Staged   bool
-	Ensure   bool
-	Value    []byte
+	Txn    string
+	Coord  string
+	Write  bool
+	Staged bool
+	Ensure bool
+	Value  []byte
+	Round  uint32 // the Lock round that took it (backend.Intent.Round)
+}
+
+var (
+	_ msgpack.CustomEncoder = (*intentNode)(nil)
+	_ msgpack.CustomDecoder = (*intentNode)(nil)
+)
+
+func (in *intentNode) EncodeMsgpack(e *msgpack.Encoder) error {
+	n := 6
+	if in.Round != 0 {
+		n = 7
+	}
+	if err := e.EncodeArrayLen(n); err != nil {
+		return err
+	}
+	for _, f := range []func() error{
+		func() error { return e.EncodeString(in.Txn) },
+		func() error { return e.EncodeString(in.Coord) },
+		func() error { return e.EncodeBool(in.Write) },
+		func() error { return e.EncodeBool(in.Staged) },
+		func() error { return e.EncodeBool(in.Ensure) },
+		func() error { return e.EncodeBytes(in.Value) },
+	} {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	if n == 7 {
+		return e.EncodeUint(uint64(in.Round))
+	}
+	return nil
+}
+
+func (in *intentNode) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n < 6 {
+		return fmt.Errorf("intent of %d fields, want 6 or more", n)
+	}
+	for _, f := range []func() error{
+		func() (err error) { in.Txn, err = d.DecodeString(); return },
+		func() (err error) { in.Coord, err = d.DecodeString(); return },
+		func() (err error) { in.Write, err = d.DecodeBool(); return },
+		func() (err error) { in.Staged, err = d.DecodeBool(); return },
+		func() (err error) { in.Ensure, err = d.DecodeBool(); return },
+		func() (err error) { in.Value, err = d.DecodeBytes(); return },
+	} {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	if n >= 7 {
+		if in.Round, err = d.DecodeUint32(); err != nil {
+			return err
+		}
+	}
+	for i := 7; i < n; i++ {
+		if err := d.Skip(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func decodeRef(path string, data []byte, st *gozk.Stat) (*refNode, error) {
@@ -132,7 +199,7 @@ func (n *refNode) intent() *backend.Intent {
 		return nil
 	}
 	in := n.Intent
-	return &backend.Intent{Txn: in.Txn, Coord: in.Coord, Write: in.Write, Staged: in.Staged, Ensure: in.Ensure, Value: in.Value}
+	return &backend.Intent{Txn: in.Txn, Coord: in.Coord, Write: in.Write, Staged: in.Staged, Ensure: in.Ensure, Value: in.Value, Round: in.Round}
 }
 
 // pick returns the version visible at rp.

@@ -442,12 +442,17 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 		out := backend.LockResult{Newest: make([]backend.Version, len(sts))}
 		for i, it := range req.Items {
 			out.Newest[i] = sts[i].node.Versions[0].version()
-			if sts[i].node.Intent != nil {
-				continue // already ours
+			if in := sts[i].node.Intent; in != nil { // already ours
+				if in.Round < req.Round {
+					n := sts[i].node.clone()
+					n.Intent.Round = req.Round
+					nodes[i] = n
+				}
+				continue
 			}
 			n := sts[i].node.clone()
 			n.Intent = &intentNode{Txn: req.Txn, Coord: req.Coord, Write: it.Mode.Writes(), Staged: it.Mode == backend.ModeWrite,
-				Ensure: it.Mode.Ensures()}
+				Ensure: it.Mode.Ensures(), Round: req.Round}
 			if it.Mode == backend.ModeWrite {
 				n.Intent.Value = it.Value
 			}
@@ -520,7 +525,7 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 		nodes := make([]*refNode, len(sts))
 		mine := 0
 		for i, s := range sts {
-			if s.node == nil || s.node.Intent == nil || s.node.Intent.Txn != req.Txn {
+			if s.node == nil || s.node.Intent == nil || s.node.Intent.Txn != req.Txn || !req.Drops(s.node.intent()) {
 				continue
 			}
 			mine++
