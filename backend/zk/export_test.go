@@ -18,3 +18,12 @@ func SetEndedClock(b *Backend, now func() time.Time) {
 	b.sess.init()
 	b.sess.ended.now = now
 }
+
+// ForgetSeqs empties b's cache of learned Seqs, as learnSeq does when it
+// is full.
+func ForgetSeqs(b *Backend) {
+	b.sess.mu.Lock()
+	defer b.sess.mu.Unlock()
+	b.sess.init()
+	b.sess.seqs = make(map[string]uint64)
+}

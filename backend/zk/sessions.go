@@ -630,9 +630,9 @@ func (b *Backend) closeNodes(ctx context.Context, s *zkSession) error {
 			if err != nil {
 				return fmt.Errorf("zk: close session %s: %w", s.id, err)
 			}
-			for _, ep := range found {
-				if !slices.Contains(paths, ep) {
-					keys, paths = append(keys, k), append(paths, ep)
+			for _, f := range found {
+				if !slices.Contains(paths, f.path) {
+					keys, paths = append(keys, k), append(paths, f.path)
 				}
 			}
 		}
@@ -710,7 +710,14 @@ func (b *Backend) untrack(s *zkSession, k [2]string, p string) {
 
 // findEntries lists the znodes of dir holding entry name of a session
 // (and learns the Seqs of sequential ones).
-func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([]string, error) {
+// foundEntry is an entry's znode path and the zxid that created it (its
+// Seq, for a sequential one, is seqOf(czxid)).
+type foundEntry struct {
+	path  string
+	czxid int64
+}
+
+func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([]foundEntry, error) {
 	nodes, err := b.findNodes(ctx, dir, name)
 	if err != nil || len(nodes) == 0 {
 		return nil, err
@@ -724,7 +731,7 @@ func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []foundEntry
 	b.sess.mu.Lock()
 	defer b.sess.mu.Unlock()
 	for i := range paths {
@@ -735,7 +742,7 @@ func (b *Backend) findEntries(ctx context.Context, session, dir, name string) ([
 			b.sess.learnSeq(paths[i], seqOf(stats[i].Czxid))
 		}
 		if e, err := decodeEntry(paths[i], data[i]); err == nil && e.Session == session {
-			out = append(out, paths[i])
+			out = append(out, foundEntry{paths[i], stats[i].Czxid})
 		}
 	}
 	return out, nil
@@ -850,9 +857,11 @@ func pause(ctx context.Context, done <-chan struct{}) error {
 // errUnknown marks an add whose outcome is unknown.
 var errUnknown = errors.New("outcome unknown")
 
-// track records an entry the session added; zxid is the request that
-// created it, if known (0: look its Seq up among those learned).
-func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string, zxid int64) backend.Entry {
+// track records an entry the session added; czxid, for a sequential
+// entry, is the zxid of the request that created it (its Seq comes from
+// it, never from the bounded cache of learned Seqs, which another call may
+// empty at any time).
+func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string, czxid int64) backend.Entry {
 	node := path.Base(p)
 	b.sess.mu.Lock()
 	defer b.sess.mu.Unlock()
@@ -860,12 +869,8 @@ func (b *Backend) track(s *zkSession, req backend.AddEntryRequest, p string, zxi
 	b.sess.hint(req.Dir, req.Name, node)
 	var seq uint64
 	if req.Sequential {
-		if zxid != 0 {
-			seq = seqOf(zxid)
-			b.sess.learnSeq(p, seq)
-		} else {
-			seq = b.sess.seqs[p]
-		}
+		seq = seqOf(czxid)
+		b.sess.learnSeq(p, seq)
 	}
 	return backend.Entry{Dir: req.Dir, Name: req.Name, Seq: seq}
 }
@@ -893,7 +898,9 @@ func (b *Backend) addSequential(ctx context.Context, s *zkSession, req backend.A
 				return backend.Entry{}, fmt.Errorf("%w (%w)", err, errUnknown)
 			}
 			if len(found) > 0 {
-				return b.track(s, req, found[0], 0), nil
+				// Its Seq from the zxid that created it, never from the
+				// bounded cache, which may have been emptied since.
+				return b.track(s, req, found[0].path, found[0].czxid), nil
 			}
 		}
 		ops := []any{
@@ -1048,7 +1055,7 @@ func (b *Backend) entryOf(ctx context.Context, s *zkSession, dir, name string) (
 		if err != nil || len(found) == 0 {
 			return "", nil, nil, err
 		}
-		p = found[0]
+		p = found[0].path
 	}
 	data, stats, err := b.get(ctx, []string{p})
 	if err != nil {

@@ -347,11 +347,32 @@ func testSessionsSeq(t *testing.T, srv *testserver.ZK) {
 			}
 		}
 	}
-	// Idempotent: the same name again is the same entry.
-	e := mustAdd(t, b1, backend.AddEntryRequest{Session: "s1", Dir: "q", Name: "e4", Sequential: true})
-	if e.Seq != seqs["e4"] {
-		t.Fatalf("repeated AddEntry: seq %d, want %d", e.Seq, seqs["e4"])
+	// Idempotent: the same name again is the same entry, with its Seq,
+	// also while the bounded cache of learned Seqs is emptied (as when it
+	// fills up) by other calls meanwhile: a token of 0 would be one no
+	// holder ever had.
+	stop := make(chan struct{})
+	forgot := make(chan struct{})
+	go func() {
+		defer close(forgot)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				zk.ForgetSeqs(b1)
+			}
+		}
+	}()
+	for range 100 {
+		e := mustAdd(t, b1, backend.AddEntryRequest{Session: "s1", Dir: "q", Name: "e4", Sequential: true})
+		if e.Seq != seqs["e4"] {
+			close(stop)
+			t.Fatalf("repeated AddEntry: seq %d, want %d", e.Seq, seqs["e4"])
+		}
 	}
+	close(stop)
+	<-forgot
 	if got := entryNames(t, b1, "q"); len(got) != 6 {
 		t.Fatalf("entries after a repeat: %v", got)
 	}
@@ -372,7 +393,7 @@ func testSessionsSeq(t *testing.T, srv *testserver.ZK) {
 		t.Fatal(err)
 	}
 	mustOpenSession(t, b1, "s3")
-	e = mustAdd(t, b1, backend.AddEntryRequest{Session: "s3", Dir: "q", Name: "after", Sequential: true})
+	e := mustAdd(t, b1, backend.AddEntryRequest{Session: "s3", Dir: "q", Name: "after", Sequential: true})
 	if e.Seq <= last {
 		t.Fatalf("seq %d after removing all, not above %d", e.Seq, last)
 	}
