@@ -27,3 +27,13 @@ func ForgetSeqs(b *Backend) {
 	b.sess.init()
 	b.sess.seqs = make(map[string]uint64)
 }
+
+// SetWall sets the clock b's record sweeps read as this process's.
+func SetWall(b *Backend, now func() time.Time) { b.wall = now }
+
+// SetTombstoneKeep sets how long tombstones are kept, until the test ends.
+func SetTombstoneKeep(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := tombstoneKeep
+	tombstoneKeep = d
+	t.Cleanup(func() { tombstoneKeep = old })
+}

@@ -22,8 +22,10 @@ import (
 func (b *Backend) recPath(id string) string { return b.recsP + "/" + escape(id) }
 func (b *Backend) onePath(id string) string { return b.oneP + "/" + escape(id) }
 
-// tombstoneKeep is how long an aborted tombstone is kept.
-const tombstoneKeep = time.Minute
+// tombstoneKeep is how long an aborted tombstone is kept, and how long,
+// by the server's clock, a record with an Expires stays after its last
+// write (a variable for tests).
+var tombstoneKeep = time.Minute
 
 // lookup reads a record from both directories (one round trip).
 func (b *Backend) lookup(ctx context.Context, id string) (rec *recNode, version int32, one bool, err error) {
@@ -203,15 +205,37 @@ func (b *Backend) sweepOnePhase(ctx context.Context) error {
 }
 
 // scan reads every record under dir and deletes the expired ones: those
-// with an Expires in the past, and one-phase commit records older than
-// OnePhaseKeep.
+// with an Expires in the past that nobody wrote for tombstoneKeep, and
+// one-phase commit records older than OnePhaseKeep.
+//
+// Ages are judged by the server's clock (a node's Ctime and Mtime against
+// the Mtime of a write to dir made for the purpose), never by comparing
+// another process's clock with this one's: a process whose clock runs
+// ahead must not delete a tombstone another wrote a moment ago, which a
+// delayed request of the aborted transaction would then not meet (I7).
+// Expires, written by the writer's clock, may only make a record live
+// longer.
 func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error) {
 	var kids []string
 	if err := b.wait(ctx, func() (err error) { kids, _, err = b.conn.Children(dir); return err }); err != nil {
 		return nil, err
 	}
 	sort.Strings(kids)
-	now := time.Now().UnixMilli()
+	wall := time.Now
+	if b.wall != nil {
+		wall = b.wall
+	}
+	local := wall().UnixMilli()
+	var now int64 // the server's clock
+	if err := b.wait(ctx, func() error {
+		st, err := b.conn.Set(dir, nil, -1)
+		if err == nil {
+			now = st.Mtime
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	var out []backend.Record
 	for i := 0; i < len(kids); i += 64 {
 		chunk := kids[i:min(i+64, len(kids))]
@@ -238,7 +262,7 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 			if err != nil {
 				return nil, err
 			}
-			expired := r.Expires > 0 && r.Expires < now ||
+			expired := r.Expires > 0 && r.Expires < local && stats[j].Mtime+tombstoneKeep.Milliseconds() < now ||
 				dir == b.oneP && r.Status == int(backend.Committed) && stats[j].Ctime+b.cfg.OnePhaseKeep.Milliseconds() < now
 			if expired {
 				_ = b.wait(ctx, func() error { return b.conn.Delete(paths[j], stats[j].Version) })

@@ -25,7 +25,8 @@ func init() {
 	standaloneTests = append(standaloneTests,
 		serverTest{"MalformedNodeIsNamed", testMalformedNode},
 		serverTest{"OnePhaseRecordsDeletedOnClose", testOnePhaseClose},
-		serverTest{"OnePhaseRecordsOfKilledProcessSwept", testOnePhaseKilled})
+		serverTest{"OnePhaseRecordsOfKilledProcessSwept", testOnePhaseKilled},
+		serverTest{"TombstoneOutlivesSweeperAhead", testTombstoneSkew})
 }
 
 // rawConn is a plain go-zookeeper connection to srv, closed at cleanup.
@@ -223,4 +224,56 @@ func procOnePhaseWorker() int {
 		return 1
 	}
 	return 0
+}
+
+// testTombstoneSkew: a tombstone (an abort of an id with no record, which a
+// delayed one-phase commit of that id must meet) is kept for its time by
+// the server's clock: a sweep by a process whose clock runs ten minutes
+// ahead leaves it, and it goes once the server's clock says so.
+func testTombstoneSkew(t *testing.T, srv *testserver.ZK) {
+	const keep = 4 * time.Second
+	zk.SetTombstoneKeep(t, keep)
+	root := newRoot("tombskew")
+	p := open(t, srv, zk.Config{Root: root})
+	q := open(t, srv, zk.Config{Root: root, OnePhaseKeep: time.Second}) // sweeps o/ every 0.5 s
+	zk.SetWall(q, func() time.Time { return time.Now().Add(10 * time.Minute) })
+	ctx := t.Context()
+	aborted := time.Now()
+	if r, err := p.AbortRecord(ctx, "tomb-1"); err != nil || r.Status != backend.Aborted {
+		t.Fatalf("AbortRecord = %+v, %v", r, err)
+	}
+	// q's sweeps of t/ (ListRecords) and o/ (every half OnePhaseKeep;
+	// ListRecords too when due) within a second.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if _, err := q.ListRecords(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := p.Records(ctx, []string{"tomb-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// (On a machine so slow that keep has passed, it may go.)
+		if rs[0].Status != backend.Aborted && time.Since(aborted) < keep {
+			t.Fatalf("after sweeps by a process 10 minutes ahead: %+v; want the tombstone (aborted)", rs)
+		}
+	}
+	// Gone once the server's clock is past its keep (polled: it is the
+	// server's clock that must move).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := q.ListRecords(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := p.Records(ctx, []string{"tomb-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Status == backend.Missing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tombstone is still there a minute after its %v keep: %+v", keep, rs[0])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -176,6 +176,8 @@ type Backend struct {
 	gcMu     sync.Mutex
 	gcQueue  []gcItem // one-phase records to delete, in time order
 	lastScan time.Time
+	// wall is this process's clock as scan reads it (tests skew it).
+	wall func() time.Time
 
 	mu     sync.Mutex
 	closed bool
