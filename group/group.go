@@ -5,7 +5,12 @@
 // A member is an entry of its process's session (see internal/lease): it
 // lives as long as the session is renewed, so a member whose process dies
 // or stalls leaves within its lease (Redis: a key whose expiry heartbeats
-// refresh; ZooKeeper: an ephemeral node of the session).
+// refresh; ZooKeeper: an ephemeral node of the session). A member whose
+// session is lost joins again on a new one by itself; one whose entry a
+// delayed request deleted while its session lives (a removal sent by an
+// earlier Leave of the same name) is added again within a third of its
+// lease, unless another process holds the name by then: it stays out
+// until the name is free.
 //
 // Events come from reads of the group's dir (backend.Sessions ReadDir),
 // taken whenever the backend hints at a change and at least every third
@@ -198,6 +203,9 @@ type Group struct {
 	mu   sync.Mutex
 	sess *lease.Session // nil while rejoining
 	data []byte
+	// late: an add of the entry had an unknown outcome and may still
+	// arrive, even after a removal: Leave abandons the entry.
+	late bool
 	left bool
 }
 
@@ -305,15 +313,23 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 // shared with the process's locks and other members: it is not closed).
 func (g *Group) remove(ctx context.Context, sess *lease.Session) error {
 	defer sess.Release()
-	err := sess.RemoveEntry(ctx, g.dir, g.member)
+	g.mu.Lock()
+	late := g.late
+	g.mu.Unlock()
+	rm := sess.RemoveEntry
+	if late {
+		rm = sess.Abandon // an add of the watcher's may still arrive
+	}
+	err := rm(ctx, g.dir, g.member)
 	if err != nil && !errors.Is(err, backend.ErrEntryGone) {
 		return err
 	}
 	return nil
 }
 
-// watch reads the group on hints and at least every third of a lease, and
-// rejoins when the member's session is lost.
+// watch reads the group on hints and at least every third of a lease,
+// rejoins when the member's session is lost, and adds the member's entry
+// again when a read finds it gone while the session lives (keep).
 func (g *Group) watch() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -353,6 +369,9 @@ func (g *Group) watch() {
 		st, err := g.drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir, Adds: true, Since: g.track.revision()})
 		if err == nil {
 			g.track.apply(st)
+			if s := g.current(); s != nil && !s.Lost() {
+				g.keep(ctx, s, st)
+			}
 		}
 		var lost <-chan struct{}
 		if s := g.current(); s != nil {
@@ -371,6 +390,38 @@ func (g *Group) watch() {
 		if err != nil && !sleep(ctx, backoff) {
 			return
 		}
+	}
+}
+
+// keep makes sure, after a read of the group (st), that the member's
+// entry is there. A removal of the name by this process's pooled session that was delayed in the network (a Leave whose
+// removal got no answer in time, then a Join of the same name, whose add
+// found the old entry still there and kept it) can delete the entry of a
+// live session. The entry is added again: Members misses the member for
+// about a third of its lease at most, and its events tell it Left, then
+// Joined. If another process has taken the name meanwhile, the member
+// stays out (Update says ErrRejoining) until the name is free, and is
+// added again at the first read that finds it free.
+func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirState) {
+	if slices.ContainsFunc(st.Entries, func(e backend.Entry) bool { return e.Name == g.member }) {
+		return
+	}
+	g.mu.Lock()
+	data := g.data
+	g.mu.Unlock()
+	_, err := sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
+	switch {
+	case err == nil:
+	case errors.Is(err, backend.ErrEntryExists):
+		// Taken since the read: tried again once a read finds it free.
+	case errors.Is(err, backend.ErrSessionGone):
+		sess.Lose(err) // the next turn rejoins
+	default:
+		// The outcome is unknown: the add may arrive later, even after
+		// a Leave's removal.
+		g.mu.Lock()
+		g.late = true
+		g.mu.Unlock()
 	}
 }
 
