@@ -66,8 +66,9 @@ var (
 	ErrMemberExists = errors.New("group: member name taken")
 	// ErrLeft: the member has left (Leave was called).
 	ErrLeft = errors.New("group: member has left")
-	// ErrRejoining: the member's session was lost and it is joining again
-	// (Update cannot be applied until it has).
+	// ErrRejoining: the member's session was lost and it is joining again,
+	// or its entry is gone and it is being added again (Update's data is
+	// sent once it is back).
 	ErrRejoining = errors.New("group: member lost its session and is rejoining")
 	// ErrUnsupported: the store keeps no sessions.
 	ErrUnsupported = lease.ErrUnsupported
@@ -203,10 +204,19 @@ type Group struct {
 	mu   sync.Mutex
 	sess *lease.Session // nil while rejoining
 	data []byte
+	ver  uint64 // data's version: every Update makes a new one
+	// sent is the version of the data the member's entry holds, as far
+	// as the entry of sess is known (an add or SetEntry that succeeded).
+	sent uint64
 	// late: an add of the entry had an unknown outcome and may still
 	// arrive, even after a removal: Leave abandons the entry.
 	late bool
 	left bool
+
+	// write is held (a token in it) by whoever sends the member's data
+	// (Update, the watcher catching up): one SetEntry at a time, each
+	// with the newest data, so an older one never lands last.
+	write chan struct{}
 }
 
 // Join adds member to group in store (an *stm.STM or a backend.Driver)
@@ -231,7 +241,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 		key:    [3]any{drv, group, member},
 		events: make(chan Event, o.buffer),
 		stop:   make(chan struct{}), done: make(chan struct{}),
-		data: o.data,
+		data: o.data, write: make(chan struct{}, 1),
 	}
 	joined.mu.Lock()
 	if joined.m[g.key] {
@@ -244,7 +254,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 	joined.m[g.key] = true
 	joined.mu.Unlock()
 
-	sess, err := g.join(ctx)
+	sess, ver, err := g.join(ctx)
 	if err != nil {
 		g.forget()
 		return nil, err
@@ -255,7 +265,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
-	g.sess = sess
+	g.sess, g.sent = sess, ver
 	// The first event: everyone present, this member included.
 	g.track = newTracker(st.Rev, nil)
 	g.track.apply(st)
@@ -273,15 +283,16 @@ func (g *Group) forget() {
 	joined.mu.Unlock()
 }
 
-// join adds the member's entry with a session.
-func (g *Group) join(ctx context.Context) (*lease.Session, error) {
+// join adds the member's entry with a session; ver is the version of the
+// data it carries.
+func (g *Group) join(ctx context.Context) (*lease.Session, uint64, error) {
 	for {
 		sess, err := lease.Acquire(ctx, g.drv, g.lease)
 		if err != nil {
-			return nil, fmt.Errorf("group: %q: %w", g.group, err)
+			return nil, 0, fmt.Errorf("group: %q: %w", g.group, err)
 		}
 		g.mu.Lock()
-		data := g.data
+		data, ver := g.data, g.ver
 		g.mu.Unlock()
 		// The session's AddEntry first stops what it still removes of
 		// this name in the background: an earlier Leave's retries, or the
@@ -290,20 +301,20 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 		_, err = sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 		switch {
 		case err == nil:
-			return sess, nil
+			return sess, ver, nil
 		case errors.Is(err, backend.ErrSessionGone):
 			sess.Lose(err)
 			sess.Release()
 			continue
 		case errors.Is(err, backend.ErrEntryExists):
 			sess.Release()
-			return nil, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
+			return nil, 0, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
 		}
 		// The outcome is unknown: the add may even arrive after its
 		// removal.
 		_ = sess.Abandon(ctx, g.dir, g.member)
 		sess.Release()
-		return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
+		return nil, 0, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
 }
 
@@ -353,7 +364,7 @@ func (g *Group) watch() {
 				g.sess = nil
 				g.mu.Unlock()
 			}
-			s, err := g.join(ctx)
+			s, ver, err := g.join(ctx)
 			if err != nil {
 				if !sleep(ctx, backoff) {
 					return
@@ -362,7 +373,7 @@ func (g *Group) watch() {
 				continue
 			}
 			g.mu.Lock()
-			g.sess = s
+			g.sess, g.sent = s, ver
 			g.mu.Unlock()
 			backoff = 10 * time.Millisecond
 		}
@@ -394,7 +405,8 @@ func (g *Group) watch() {
 }
 
 // keep makes sure, after a read of the group (st), that the member's
-// entry is there. A removal of the name by this process's pooled session that was delayed in the network (a Leave whose
+// entry is there and holds its newest data. A removal of the name by this
+// process's pooled session that was delayed in the network (a Leave whose
 // removal got no answer in time, then a Join of the same name, whose add
 // found the old entry still there and kept it) can delete the entry of a
 // live session. The entry is added again: Members misses the member for
@@ -404,14 +416,21 @@ func (g *Group) watch() {
 // added again at the first read that finds it free.
 func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirState) {
 	if slices.ContainsFunc(st.Entries, func(e backend.Entry) bool { return e.Name == g.member }) {
+		g.catchUp(ctx, sess)
 		return
 	}
 	g.mu.Lock()
-	data := g.data
+	data, ver := g.data, g.ver
 	g.mu.Unlock()
 	_, err := sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 	switch {
 	case err == nil:
+		g.mu.Lock()
+		if g.sess == sess {
+			g.sent = ver
+		}
+		g.mu.Unlock()
+		g.catchUp(ctx, sess)
 	case errors.Is(err, backend.ErrEntryExists):
 		// Taken since the read: tried again once a read finds it free.
 	case errors.Is(err, backend.ErrSessionGone):
@@ -421,6 +440,38 @@ func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirSta
 		// a Leave's removal.
 		g.mu.Lock()
 		g.late = true
+		g.mu.Unlock()
+	}
+}
+
+// catchUp sends the member's newest data if its entry (of sess) may hold
+// older: the data an Update stored while the member rejoined (the add
+// carried what it read before), or an Update whose SetEntry failed. A
+// failure is tried again after the next read.
+func (g *Group) catchUp(ctx context.Context, sess *lease.Session) {
+	select {
+	case g.write <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-g.write }()
+	for {
+		g.mu.Lock()
+		data, ver, sent, cur := g.data, g.ver, g.sent, g.sess
+		g.mu.Unlock()
+		if ver == sent || cur != sess {
+			return
+		}
+		if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
+			if errors.Is(err, backend.ErrSessionGone) {
+				sess.Lose(err)
+			}
+			return // ErrEntryGone: the next read adds it again
+		}
+		g.mu.Lock()
+		if g.sess == sess {
+			g.sent = ver
+		}
 		g.mu.Unlock()
 	}
 }
@@ -451,7 +502,11 @@ func (g *Group) Events() <-chan Event { return g.events }
 func (g *Group) Name() string   { return g.group }
 func (g *Group) Member() string { return g.member }
 
-// Update replaces the member's data (any msgpack-encodable value).
+// Update replaces the member's data (any msgpack-encodable value). The
+// data is the member's from then on, whatever Update returns: while the
+// member rejoins (ErrRejoining) it is sent once the rejoin's add is in,
+// and if the backend failed, the member's watcher sends it again after
+// its next read of the group (within a third of the lease).
 func (g *Group) Update(ctx context.Context, v any) error {
 	b, err := msgpack.Marshal(v)
 	if err != nil {
@@ -463,17 +518,32 @@ func (g *Group) Update(ctx context.Context, v any) error {
 		return fmt.Errorf("%w (member %q)", ErrLeft, g.member)
 	}
 	g.data = b
+	g.ver++
 	sess := g.sess
 	g.mu.Unlock()
 	if sess == nil || sess.Lost() {
 		return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
 	}
-	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, b); err != nil {
+	select {
+	case g.write <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("group: %q: update: %w (the data is sent in the background)", g.member, ctx.Err())
+	}
+	defer func() { <-g.write }()
+	g.mu.Lock()
+	data, ver := g.data, g.ver // the newest: a later Update may have come
+	g.mu.Unlock()
+	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
 		if errors.Is(err, backend.ErrEntryGone) {
 			return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
 		}
 		return fmt.Errorf("group: %q: update: %w", g.member, err)
 	}
+	g.mu.Lock()
+	if g.sess == sess && ver > g.sent {
+		g.sent = ver
+	}
+	g.mu.Unlock()
 	return nil
 }
 

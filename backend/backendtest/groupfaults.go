@@ -176,3 +176,71 @@ func groupTakenNameAfterDelayedRemoval(t *testing.T, raw backend.Driver) {
 		}
 	}
 }
+
+// heldAdd is a driver that, once armed, holds the next add of one entry
+// name by a session other than a given one until the test releases it.
+type heldAdd struct {
+	sessionsDriver
+
+	mu      sync.Mutex
+	name    string
+	not     string // the session whose adds pass
+	armed   bool
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func (d *heldAdd) arm(name, not string) {
+	d.mu.Lock()
+	d.name, d.not, d.armed = name, not, true
+	d.arrived, d.release = make(chan struct{}), make(chan struct{})
+	d.mu.Unlock()
+}
+
+func (d *heldAdd) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	d.mu.Lock()
+	hold := d.armed && req.Name == d.name && req.Session != d.not
+	if hold {
+		d.armed = false
+	}
+	arrived, release := d.arrived, d.release
+	d.mu.Unlock()
+	if hold {
+		close(arrived)
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return backend.Entry{}, ctx.Err()
+		}
+	}
+	return d.sessionsDriver.AddEntry(ctx, req)
+}
+
+// groupUpdateDuringRejoin: a member whose session ended rejoins on a new
+// one; its add, carrying the data it read, is held while Update stores new
+// data and says ErrRejoining ("the new data goes with it"). Before, the
+// member came back with the old data and nothing sent the new. Now the
+// watcher sends the newest data once the add is in.
+func groupUpdateDuringRejoin(t *testing.T, raw backend.Driver) {
+	ctx := tctx(t)
+	ss := raw.(backend.Sessions)
+	d := &heldAdd{sessionsDriver: raw.(sessionsDriver)}
+	name := uniq("upd")
+	dir := group.DirPrefix + name
+	g := join(t, d, name, "a", group.WithData("old"))
+	old := holderSession(t, raw, dir)
+	d.arm("a", old)
+	if err := ss.CloseSession(ctx, old); err != nil { // the server ends it
+		t.Fatal(err)
+	}
+	recv(t, d.arrived, "the rejoin's add")
+	uerr := g.Update(ctx, "new")
+	if !errors.Is(uerr, group.ErrRejoining) {
+		t.Fatalf("Update during the rejoin: %v, want ErrRejoining", uerr)
+	}
+	close(d.release)
+	awaitEntry(t, ss, dir, "a", "a rejoined with the data of the Update made during the rejoin", func(e backend.Entry) bool {
+		var s string
+		return e.Session.ID != old && (group.Member{Name: e.Name, Data: e.Data}).Decode(&s) == nil && s == "new"
+	})
+}
