@@ -46,6 +46,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -206,8 +207,11 @@ type Group struct {
 	data []byte
 	ver  uint64 // data's version: every Update makes a new one
 	// sent is the version of the data the member's entry holds, as far
-	// as the entry of sess is known (an add or SetEntry that succeeded).
+	// as the entry of sess is known (an add or SetEntry that succeeded),
+	// and acc that data: what the member goes back to when the store
+	// refuses newer data for good (backend.ErrTooLarge).
 	sent uint64
+	acc  []byte
 	// late: an add of the entry had an unknown outcome and may still
 	// arrive, even after a removal: Leave abandons the entry.
 	late bool
@@ -254,7 +258,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 	joined.m[g.key] = true
 	joined.mu.Unlock()
 
-	sess, ver, err := g.join(ctx)
+	sess, ver, data, err := g.join(ctx)
 	if err != nil {
 		g.forget()
 		return nil, err
@@ -265,7 +269,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
-	g.sess, g.sent = sess, ver
+	g.sess, g.sent, g.acc = sess, ver, data
 	// The first event: everyone present, this member included.
 	g.track = newTracker(st.Rev, nil)
 	g.track.apply(st)
@@ -284,12 +288,13 @@ func (g *Group) forget() {
 }
 
 // join adds the member's entry with a session; ver is the version of the
-// data it carries.
-func (g *Group) join(ctx context.Context) (*lease.Session, uint64, error) {
+// data it carries. If the store refuses the newest data for good (an
+// Update while the member rejoined), it adds the data it last accepted.
+func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error) {
 	for {
 		sess, err := lease.Acquire(ctx, g.drv, g.lease)
 		if err != nil {
-			return nil, 0, fmt.Errorf("group: %q: %w", g.group, err)
+			return nil, 0, nil, fmt.Errorf("group: %q: %w", g.group, err)
 		}
 		g.mu.Lock()
 		data, ver := g.data, g.ver
@@ -301,20 +306,26 @@ func (g *Group) join(ctx context.Context) (*lease.Session, uint64, error) {
 		_, err = sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 		switch {
 		case err == nil:
-			return sess, ver, nil
+			return sess, ver, data, nil
 		case errors.Is(err, backend.ErrSessionGone):
 			sess.Lose(err)
 			sess.Release()
 			continue
 		case errors.Is(err, backend.ErrEntryExists):
 			sess.Release()
-			return nil, 0, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
+			return nil, 0, nil, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
+		case errors.Is(err, backend.ErrTooLarge) && g.refused(ver, err):
+			sess.Release()
+			continue // with the data last accepted
+		case errors.Is(err, backend.ErrNotApplied):
+			sess.Release() // nothing was added: nothing to remove
+			return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 		}
 		// The outcome is unknown: the add may even arrive after its
 		// removal.
 		_ = sess.Abandon(ctx, g.dir, g.member)
 		sess.Release()
-		return nil, 0, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
+		return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
 }
 
@@ -364,7 +375,7 @@ func (g *Group) watch() {
 				g.sess = nil
 				g.mu.Unlock()
 			}
-			s, ver, err := g.join(ctx)
+			s, ver, data, err := g.join(ctx)
 			if err != nil {
 				if !sleep(ctx, backoff) {
 					return
@@ -373,7 +384,7 @@ func (g *Group) watch() {
 				continue
 			}
 			g.mu.Lock()
-			g.sess, g.sent = s, ver
+			g.sess, g.sent, g.acc = s, ver, data
 			g.mu.Unlock()
 			backoff = 10 * time.Millisecond
 		}
@@ -425,12 +436,10 @@ func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirSta
 	_, err := sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 	switch {
 	case err == nil:
-		g.mu.Lock()
-		if g.sess == sess {
-			g.sent = ver
-		}
-		g.mu.Unlock()
+		g.accepted(sess, ver, data)
 		g.catchUp(ctx, sess)
+	case errors.Is(err, backend.ErrTooLarge):
+		g.refused(ver, err) // the next read adds the data last accepted
 	case errors.Is(err, backend.ErrEntryExists):
 		// Taken since the read: tried again once a read finds it free.
 	case errors.Is(err, backend.ErrSessionGone):
@@ -463,17 +472,41 @@ func (g *Group) catchUp(ctx context.Context, sess *lease.Session) {
 			return
 		}
 		if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
-			if errors.Is(err, backend.ErrSessionGone) {
+			switch {
+			case errors.Is(err, backend.ErrSessionGone):
 				sess.Lose(err)
+			case errors.Is(err, backend.ErrTooLarge):
+				g.refused(ver, err)
 			}
 			return // ErrEntryGone: the next read adds it again
 		}
-		g.mu.Lock()
-		if g.sess == sess {
-			g.sent = ver
-		}
-		g.mu.Unlock()
+		g.accepted(sess, ver, data)
 	}
+}
+
+// accepted records that the entry of sess holds data, of version ver.
+func (g *Group) accepted(sess *lease.Session, ver uint64, data []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sess == sess && ver > g.sent {
+		g.sent, g.acc = ver, data
+	}
+}
+
+// refused handles the store's refusal, for good (err wraps
+// backend.ErrTooLarge), of the member's data of version ver: if it is
+// still the newest, the member goes back to the data it last had
+// accepted, and refused reports true. The Update that asked for it was
+// told already (its own SetEntry failed, or it returned ErrRejoining).
+func (g *Group) refused(ver uint64, err error) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ver != ver || ver == g.sent {
+		return false
+	}
+	g.data, g.ver = g.acc, g.sent
+	slog.Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
+	return true
 }
 
 func (g *Group) current() *lease.Session {
@@ -506,7 +539,11 @@ func (g *Group) Member() string { return g.member }
 // data is the member's from then on, whatever Update returns: while the
 // member rejoins (ErrRejoining) it is sent once the rejoin's add is in,
 // and if the backend failed, the member's watcher sends it again after
-// its next read of the group (within a third of the lease).
+// its next read of the group (within a third of the lease). Only data the
+// store refuses for good (an error wrapping backend.ErrTooLarge: larger
+// than a ZooKeeper request may be) is dropped: the member keeps the data
+// it had, and a rejoin carrying the refused data adds the older instead
+// (logged).
 func (g *Group) Update(ctx context.Context, v any) error {
 	b, err := msgpack.Marshal(v)
 	if err != nil {
@@ -534,16 +571,16 @@ func (g *Group) Update(ctx context.Context, v any) error {
 	data, ver := g.data, g.ver // the newest: a later Update may have come
 	g.mu.Unlock()
 	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
-		if errors.Is(err, backend.ErrEntryGone) {
+		switch {
+		case errors.Is(err, backend.ErrEntryGone):
 			return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
+		case errors.Is(err, backend.ErrTooLarge):
+			g.refused(ver, err)
+			return fmt.Errorf("group: %q: update: %w (the member keeps its data)", g.member, err)
 		}
 		return fmt.Errorf("group: %q: update: %w", g.member, err)
 	}
-	g.mu.Lock()
-	if g.sess == sess && ver > g.sent {
-		g.sent = ver
-	}
-	g.mu.Unlock()
+	g.accepted(sess, ver, data)
 	return nil
 }
 

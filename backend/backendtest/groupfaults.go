@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -243,4 +244,54 @@ func groupUpdateDuringRejoin(t *testing.T, raw backend.Driver) {
 		var s string
 		return e.Session.ID != old && (group.Member{Name: e.Name, Data: e.Data}).Decode(&s) == nil && s == "new"
 	})
+}
+
+// groupRefusedUpdate: data the store refuses for good (larger than a
+// ZooKeeper request may be: backend.ErrTooLarge) leaves the member with
+// the data it had: an Update says so, and one made while the member
+// rejoins (ErrRejoining: "the new data goes with it") does not keep the
+// member out: the rejoin falls back to the data last accepted. Before,
+// the rejoin sent the refused data again and again, and the member never
+// came back. Stores that take data of any size accept it.
+func groupRefusedUpdate(t *testing.T, raw backend.Driver) {
+	ctx := tctx(t)
+	ss := raw.(backend.Sessions)
+	d := &heldAdd{sessionsDriver: raw.(sessionsDriver)}
+	name := uniq("big")
+	dir := group.DirPrefix + name
+	g := join(t, d, name, "a", group.WithData("old"))
+	huge := strings.Repeat("x", 4<<20)
+	holds := func(want string) func(backend.Entry) bool {
+		return func(e backend.Entry) bool {
+			var s string
+			return (group.Member{Name: e.Name, Data: e.Data}).Decode(&s) == nil && s == want
+		}
+	}
+	uerr := g.Update(ctx, huge)
+	if uerr == nil {
+		t.Logf("the store took %d bytes of data", len(huge))
+		awaitEntry(t, ss, dir, "a", "a with its huge data", holds(huge))
+		return
+	}
+	if !errors.Is(uerr, backend.ErrTooLarge) {
+		t.Fatalf("Update of %d bytes: %v", len(huge), uerr)
+	}
+	awaitEntry(t, ss, dir, "a", "a with its old data after a refused Update", holds("old"))
+	old := holderSession(t, raw, dir)
+	d.arm("a", old)
+	if err := ss.CloseSession(ctx, old); err != nil { // the server ends it
+		t.Fatal(err)
+	}
+	recv(t, d.arrived, "the rejoin's add")
+	if err := g.Update(ctx, huge); !errors.Is(err, group.ErrRejoining) {
+		t.Fatalf("Update during the rejoin: %v, want ErrRejoining", err)
+	}
+	close(d.release)
+	awaitEntry(t, ss, dir, "a", "a rejoined with its old data after the store refused the new", func(e backend.Entry) bool {
+		return e.Session.ID != old && holds("old")(e)
+	})
+	if err := g.Update(ctx, "small"); err != nil {
+		t.Fatalf("Update after: %v", err)
+	}
+	awaitEntry(t, ss, dir, "a", "a with the data of an Update after", holds("small"))
 }
