@@ -18,6 +18,10 @@ var (
 	// ErrClosed is returned by every method of a closed driver (it wraps
 	// ErrNotApplied: a closed driver sends nothing).
 	ErrClosed = fmt.Errorf("backend: closed (%w)", ErrNotApplied)
+	// ErrTooLarge: a request is larger than the store accepts (a
+	// ZooKeeper request over Config.MaxRequest): refused for good,
+	// nothing sent. It wraps ErrNotApplied.
+	ErrTooLarge = fmt.Errorf("backend: request too large (%w)", ErrNotApplied)
 	// ErrNotFound: the ref does not exist.
 	ErrNotFound = errors.New("backend: no such ref")
 	// ErrDataLost: the backend's storage lost data under this driver: it

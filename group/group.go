@@ -5,7 +5,12 @@
 // A member is an entry of its process's session (see internal/lease): it
 // lives as long as the session is renewed, so a member whose process dies
 // or stalls leaves within its lease (Redis: a key whose expiry heartbeats
-// refresh; ZooKeeper: an ephemeral node of the session).
+// refresh; ZooKeeper: an ephemeral node of the session). A member whose
+// session is lost joins again on a new one by itself; one whose entry a
+// delayed request deleted while its session lives (a removal sent by an
+// earlier Leave of the same name) is added again within a third of its
+// lease, unless another process holds the name by then: it stays out
+// until the name is free.
 //
 // Events come from reads of the group's dir (backend.Sessions ReadDir),
 // taken whenever the backend hints at a change and at least every third
@@ -41,6 +46,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -61,8 +67,9 @@ var (
 	ErrMemberExists = errors.New("group: member name taken")
 	// ErrLeft: the member has left (Leave was called).
 	ErrLeft = errors.New("group: member has left")
-	// ErrRejoining: the member's session was lost and it is joining again
-	// (Update cannot be applied until it has).
+	// ErrRejoining: the member's session was lost and it is joining again,
+	// or its entry is gone and it is being added again (Update's data is
+	// sent once it is back).
 	ErrRejoining = errors.New("group: member lost its session and is rejoining")
 	// ErrUnsupported: the store keeps no sessions.
 	ErrUnsupported = lease.ErrUnsupported
@@ -198,7 +205,22 @@ type Group struct {
 	mu   sync.Mutex
 	sess *lease.Session // nil while rejoining
 	data []byte
+	ver  uint64 // data's version: every Update makes a new one
+	// sent is the version of the data the member's entry holds, as far
+	// as the entry of sess is known (an add or SetEntry that succeeded),
+	// and acc that data: what the member goes back to when the store
+	// refuses newer data for good (backend.ErrTooLarge).
+	sent uint64
+	acc  []byte
+	// late: an add of the entry had an unknown outcome and may still
+	// arrive, even after a removal: Leave abandons the entry.
+	late bool
 	left bool
+
+	// write is held (a token in it) by whoever sends the member's data
+	// (Update, the watcher catching up): one SetEntry at a time, each
+	// with the newest data, so an older one never lands last.
+	write chan struct{}
 }
 
 // Join adds member to group in store (an *stm.STM or a backend.Driver)
@@ -223,7 +245,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 		key:    [3]any{drv, group, member},
 		events: make(chan Event, o.buffer),
 		stop:   make(chan struct{}), done: make(chan struct{}),
-		data: o.data,
+		data: o.data, write: make(chan struct{}, 1),
 	}
 	joined.mu.Lock()
 	if joined.m[g.key] {
@@ -236,7 +258,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 	joined.m[g.key] = true
 	joined.mu.Unlock()
 
-	sess, err := g.join(ctx)
+	sess, ver, data, err := g.join(ctx)
 	if err != nil {
 		g.forget()
 		return nil, err
@@ -247,7 +269,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
-	g.sess = sess
+	g.sess, g.sent, g.acc = sess, ver, data
 	// The first event: everyone present, this member included.
 	g.track = newTracker(st.Rev, nil)
 	g.track.apply(st)
@@ -265,15 +287,17 @@ func (g *Group) forget() {
 	joined.mu.Unlock()
 }
 
-// join adds the member's entry with a session.
-func (g *Group) join(ctx context.Context) (*lease.Session, error) {
+// join adds the member's entry with a session; ver is the version of the
+// data it carries. If the store refuses the newest data for good (an
+// Update while the member rejoined), it adds the data it last accepted.
+func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error) {
 	for {
 		sess, err := lease.Acquire(ctx, g.drv, g.lease)
 		if err != nil {
-			return nil, fmt.Errorf("group: %q: %w", g.group, err)
+			return nil, 0, nil, fmt.Errorf("group: %q: %w", g.group, err)
 		}
 		g.mu.Lock()
-		data := g.data
+		data, ver := g.data, g.ver
 		g.mu.Unlock()
 		// The session's AddEntry first stops what it still removes of
 		// this name in the background: an earlier Leave's retries, or the
@@ -282,20 +306,26 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 		_, err = sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 		switch {
 		case err == nil:
-			return sess, nil
+			return sess, ver, data, nil
 		case errors.Is(err, backend.ErrSessionGone):
 			sess.Lose(err)
 			sess.Release()
 			continue
 		case errors.Is(err, backend.ErrEntryExists):
 			sess.Release()
-			return nil, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
+			return nil, 0, nil, fmt.Errorf("%w: %q in %q", ErrMemberExists, g.member, g.group)
+		case errors.Is(err, backend.ErrTooLarge) && g.refused(ver, err):
+			sess.Release()
+			continue // with the data last accepted
+		case errors.Is(err, backend.ErrNotApplied):
+			sess.Release() // nothing was added: nothing to remove
+			return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 		}
 		// The outcome is unknown: the add may even arrive after its
 		// removal.
 		_ = sess.Abandon(ctx, g.dir, g.member)
 		sess.Release()
-		return nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
+		return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
 }
 
@@ -305,15 +335,23 @@ func (g *Group) join(ctx context.Context) (*lease.Session, error) {
 // shared with the process's locks and other members: it is not closed).
 func (g *Group) remove(ctx context.Context, sess *lease.Session) error {
 	defer sess.Release()
-	err := sess.RemoveEntry(ctx, g.dir, g.member)
+	g.mu.Lock()
+	late := g.late
+	g.mu.Unlock()
+	rm := sess.RemoveEntry
+	if late {
+		rm = sess.Abandon // an add of the watcher's may still arrive
+	}
+	err := rm(ctx, g.dir, g.member)
 	if err != nil && !errors.Is(err, backend.ErrEntryGone) {
 		return err
 	}
 	return nil
 }
 
-// watch reads the group on hints and at least every third of a lease, and
-// rejoins when the member's session is lost.
+// watch reads the group on hints and at least every third of a lease,
+// rejoins when the member's session is lost, and adds the member's entry
+// again when a read finds it gone while the session lives (keep).
 func (g *Group) watch() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -337,7 +375,7 @@ func (g *Group) watch() {
 				g.sess = nil
 				g.mu.Unlock()
 			}
-			s, err := g.join(ctx)
+			s, ver, data, err := g.join(ctx)
 			if err != nil {
 				if !sleep(ctx, backoff) {
 					return
@@ -346,13 +384,16 @@ func (g *Group) watch() {
 				continue
 			}
 			g.mu.Lock()
-			g.sess = s
+			g.sess, g.sent, g.acc = s, ver, data
 			g.mu.Unlock()
 			backoff = 10 * time.Millisecond
 		}
 		st, err := g.drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir, Adds: true, Since: g.track.revision()})
 		if err == nil {
 			g.track.apply(st)
+			if s := g.current(); s != nil && !s.Lost() {
+				g.keep(ctx, s, st)
+			}
 		}
 		var lost <-chan struct{}
 		if s := g.current(); s != nil {
@@ -372,6 +413,100 @@ func (g *Group) watch() {
 			return
 		}
 	}
+}
+
+// keep makes sure, after a read of the group (st), that the member's
+// entry is there and holds its newest data. A removal of the name by this
+// process's pooled session that was delayed in the network (a Leave whose
+// removal got no answer in time, then a Join of the same name, whose add
+// found the old entry still there and kept it) can delete the entry of a
+// live session. The entry is added again: Members misses the member for
+// about a third of its lease at most, and its events tell it Left, then
+// Joined. If another process has taken the name meanwhile, the member
+// stays out (Update says ErrRejoining) until the name is free, and is
+// added again at the first read that finds it free.
+func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirState) {
+	if slices.ContainsFunc(st.Entries, func(e backend.Entry) bool { return e.Name == g.member }) {
+		g.catchUp(ctx, sess)
+		return
+	}
+	g.mu.Lock()
+	data, ver := g.data, g.ver
+	g.mu.Unlock()
+	_, err := sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
+	switch {
+	case err == nil:
+		g.accepted(sess, ver, data)
+		g.catchUp(ctx, sess)
+	case errors.Is(err, backend.ErrTooLarge):
+		g.refused(ver, err) // the next read adds the data last accepted
+	case errors.Is(err, backend.ErrEntryExists):
+		// Taken since the read: tried again once a read finds it free.
+	case errors.Is(err, backend.ErrSessionGone):
+		sess.Lose(err) // the next turn rejoins
+	default:
+		// The outcome is unknown: the add may arrive later, even after
+		// a Leave's removal.
+		g.mu.Lock()
+		g.late = true
+		g.mu.Unlock()
+	}
+}
+
+// catchUp sends the member's newest data if its entry (of sess) may hold
+// older: the data an Update stored while the member rejoined (the add
+// carried what it read before), or an Update whose SetEntry failed. A
+// failure is tried again after the next read.
+func (g *Group) catchUp(ctx context.Context, sess *lease.Session) {
+	select {
+	case g.write <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-g.write }()
+	for {
+		g.mu.Lock()
+		data, ver, sent, cur := g.data, g.ver, g.sent, g.sess
+		g.mu.Unlock()
+		if ver == sent || cur != sess {
+			return
+		}
+		if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
+			switch {
+			case errors.Is(err, backend.ErrSessionGone):
+				sess.Lose(err)
+			case errors.Is(err, backend.ErrTooLarge):
+				g.refused(ver, err)
+			}
+			return // ErrEntryGone: the next read adds it again
+		}
+		g.accepted(sess, ver, data)
+	}
+}
+
+// accepted records that the entry of sess holds data, of version ver.
+func (g *Group) accepted(sess *lease.Session, ver uint64, data []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sess == sess && ver > g.sent {
+		g.sent, g.acc = ver, data
+	}
+}
+
+// refused handles the store's refusal, for good (err wraps
+// backend.ErrTooLarge), of the member's data of version ver: if it is
+// still the newest, the member goes back to the data it last had
+// accepted, and refused reports true. The Update that asked for it was
+// told already (its own SetEntry failed, or it returned ErrRejoining).
+func (g *Group) refused(ver uint64, err error) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ver != ver || ver == g.sent {
+		return false
+	}
+	g.data, g.ver = g.acc, g.sent
+	slog.Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
+	return true
 }
 
 func (g *Group) current() *lease.Session {
@@ -400,7 +535,15 @@ func (g *Group) Events() <-chan Event { return g.events }
 func (g *Group) Name() string   { return g.group }
 func (g *Group) Member() string { return g.member }
 
-// Update replaces the member's data (any msgpack-encodable value).
+// Update replaces the member's data (any msgpack-encodable value). The
+// data is the member's from then on, whatever Update returns: while the
+// member rejoins (ErrRejoining) it is sent once the rejoin's add is in,
+// and if the backend failed, the member's watcher sends it again after
+// its next read of the group (within a third of the lease). Only data the
+// store refuses for good (an error wrapping backend.ErrTooLarge: larger
+// than a ZooKeeper request may be) is dropped: the member keeps the data
+// it had, and a rejoin carrying the refused data adds the older instead
+// (logged).
 func (g *Group) Update(ctx context.Context, v any) error {
 	b, err := msgpack.Marshal(v)
 	if err != nil {
@@ -412,17 +555,32 @@ func (g *Group) Update(ctx context.Context, v any) error {
 		return fmt.Errorf("%w (member %q)", ErrLeft, g.member)
 	}
 	g.data = b
+	g.ver++
 	sess := g.sess
 	g.mu.Unlock()
 	if sess == nil || sess.Lost() {
 		return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
 	}
-	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, b); err != nil {
-		if errors.Is(err, backend.ErrEntryGone) {
+	select {
+	case g.write <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("group: %q: update: %w (the data is sent in the background)", g.member, ctx.Err())
+	}
+	defer func() { <-g.write }()
+	g.mu.Lock()
+	data, ver := g.data, g.ver // the newest: a later Update may have come
+	g.mu.Unlock()
+	if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
+		switch {
+		case errors.Is(err, backend.ErrEntryGone):
 			return fmt.Errorf("%w (member %q; the new data goes with it)", ErrRejoining, g.member)
+		case errors.Is(err, backend.ErrTooLarge):
+			g.refused(ver, err)
+			return fmt.Errorf("group: %q: update: %w (the member keeps its data)", g.member, err)
 		}
 		return fmt.Errorf("group: %q: update: %w", g.member, err)
 	}
+	g.accepted(sess, ver, data)
 	return nil
 }
 

@@ -786,6 +786,10 @@ func testGroup(t *testing.T, newDriver NewDriver) {
 	t.Run("WatchFromSnapshot", func(t *testing.T) { groupWatchFromSnapshot(t, newDriver(t)) })
 	t.Run("WatchGap", func(t *testing.T) { groupWatchGap(t, newDriver(t)) })
 	t.Run("BadInput", func(t *testing.T) { groupBadInput(t, newDriver(t)) })
+	t.Run("MemberDeletedByDelayedLeaveComesBack", func(t *testing.T) { groupDelayedLeaveRemoval(t, newDriver(t)) })
+	t.Run("MemberWhoseNameWasTakenComesBack", func(t *testing.T) { groupTakenNameAfterDelayedRemoval(t, newDriver(t)) })
+	t.Run("UpdateDuringRejoinIsKept", func(t *testing.T) { groupUpdateDuringRejoin(t, newDriver(t)) })
+	t.Run("RefusedUpdateKeepsData", func(t *testing.T) { groupRefusedUpdate(t, newDriver(t)) })
 }
 
 func join(t *testing.T, store any, g, member string, opts ...group.Option) *group.Group {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,25 +295,63 @@ func sessionsWait(t *testing.T, d backend.Sessions) {
 	}
 }
 
+// sessionsBadInput: every method refuses a bad session id, dir or entry
+// name with ErrBadName (before, mem's SetEntry and RemoveEntry said
+// ErrEntryGone and its Entries listed nothing, where Redis and ZooKeeper
+// said ErrBadName), and none leaves anything behind.
 func sessionsBadInput(t *testing.T, d backend.Sessions) {
 	ctx := tctx(t)
 	a, _ := openSession(t, d, 5*time.Second)
-	for _, bad := range []string{"", "a\x00b", "new\nline", string(make([]byte, backend.MaxSessionName+1))} {
-		if _, err := d.AddEntry(ctx, backend.AddEntryRequest{Session: a, Dir: "ok", Name: bad}); !errors.Is(err, backend.ErrBadName) {
-			t.Errorf("AddEntry name %q: %v, want ErrBadName", bad, err)
+	add(t, d, a, "ok", "ok", false, "x")
+	bad := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, backend.ErrBadName) {
+			t.Errorf("%s: %v, want ErrBadName", what, err)
 		}
-		if _, err := d.AddEntry(ctx, backend.AddEntryRequest{Session: a, Dir: bad, Name: "ok"}); !errors.Is(err, backend.ErrBadName) {
-			t.Errorf("AddEntry dir %q: %v, want ErrBadName", bad, err)
+	}
+	l, lister := d.(backend.EntryLister)
+	long := strings.Repeat("x", backend.MaxSessionName+1)
+	for _, b := range []string{"", "a\x00b", "new\nline", long} {
+		q := fmt.Sprintf("%q", b)
+		if b == long {
+			q = fmt.Sprintf("of %d bytes", len(b))
 		}
-		if _, err := d.OpenSession(ctx, bad, time.Second, "x"); !errors.Is(err, backend.ErrBadName) {
-			t.Errorf("OpenSession id %q: %v, want ErrBadName", bad, err)
+		reqs := map[string]backend.AddEntryRequest{
+			"session": {Session: b, Dir: "ok", Name: "ok"},
+			"dir":     {Session: a, Dir: b, Name: "ok"},
+			"name":    {Session: a, Dir: "ok", Name: b},
+		}
+		for what, req := range reqs {
+			_, err := d.AddEntry(ctx, req)
+			bad(fmt.Sprintf("AddEntry %s %s", what, q), err)
+			if lister {
+				_, _, err := l.AddEntryList(ctx, req)
+				bad(fmt.Sprintf("AddEntryList %s %s", what, q), err)
+			}
+			bad(fmt.Sprintf("SetEntry %s %s", what, q), d.SetEntry(ctx, req.Session, req.Dir, req.Name, []byte("y")))
+			bad(fmt.Sprintf("RemoveEntry %s %s", what, q), d.RemoveEntry(ctx, req.Session, req.Dir, req.Name))
+		}
+		_, err := d.OpenSession(ctx, b, time.Second, "x")
+		bad(fmt.Sprintf("OpenSession id %s", q), err)
+		bad(fmt.Sprintf("RenewSession id %s", q), d.RenewSession(ctx, b, time.Now()))
+		bad(fmt.Sprintf("CloseSession id %s", q), d.CloseSession(ctx, b))
+		_, err = d.Entries(ctx, b, false)
+		bad(fmt.Sprintf("Entries dir %s", q), err)
+		_, err = d.ReadDir(ctx, backend.DirRequest{Dir: b, Adds: true})
+		bad(fmt.Sprintf("ReadDir dir %s", q), err)
+		bad(fmt.Sprintf("WaitEntries dir %s", q), d.WaitEntries(ctx, b, "", time.Millisecond))
+		if b != "" { // "": any entry, every dir
+			bad(fmt.Sprintf("WaitEntries name %s", q), d.WaitEntries(ctx, "ok", b, time.Millisecond))
+			_, err = d.Dirs(ctx, b)
+			bad(fmt.Sprintf("Dirs prefix %s", q), err)
 		}
 	}
 	if _, err := d.OpenSession(ctx, uniqID("neg"), -time.Second, "x"); err == nil {
 		t.Error("OpenSession with a negative lease: no error")
 	}
-	if es := entries(t, d, "ok", false); len(es) != 0 {
-		t.Errorf("bad input left entries: %+v", es)
+	es := entries(t, d, "ok", true)
+	if len(es) != 1 || es[0].Name != "ok" || string(es[0].Data) != "x" || es[0].Session.ID != a {
+		t.Errorf("bad input changed the entries: %+v", es)
 	}
 }
 

@@ -197,6 +197,9 @@ func (b *Backend) RenewSession(ctx context.Context, id string, now time.Time) er
 	if err := b.check(ctx); err != nil {
 		return err
 	}
+	if err := checkNames("session id", id); err != nil {
+		return err
+	}
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
@@ -212,6 +215,9 @@ func (b *Backend) RenewSession(ctx context.Context, id string, now time.Time) er
 // CloseSession ends a session and deletes its entries.
 func (b *Backend) CloseSession(ctx context.Context, id string) error {
 	if err := b.check(ctx); err != nil {
+		return err
+	}
+	if err := checkNames("session id", id); err != nil {
 		return err
 	}
 	s := b.sess()
@@ -284,6 +290,9 @@ func (b *Backend) SetEntry(ctx context.Context, session, dir, name string, data 
 	if err := b.check(ctx); err != nil {
 		return err
 	}
+	if err := checkNames("session id", session, "dir", dir, "entry name", name); err != nil {
+		return err
+	}
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
@@ -302,6 +311,9 @@ func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) er
 	if err := b.check(ctx); err != nil {
 		return err
 	}
+	if err := checkNames("session id", session, "dir", dir, "entry name", name); err != nil {
+		return err
+	}
 	s := b.sess()
 	s.lock()
 	defer s.mu.Unlock()
@@ -318,6 +330,9 @@ func (b *Backend) RemoveEntry(ctx context.Context, session, dir, name string) er
 // Entries lists the live entries of dir.
 func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]backend.Entry, error) {
 	if err := b.check(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkNames("dir", dir); err != nil {
 		return nil, err
 	}
 	s := b.sess()
@@ -393,6 +408,14 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 	if err := b.check(ctx); err != nil {
 		return err
 	}
+	if err := checkNames("dir", dir); err != nil {
+		return err
+	}
+	if name != "" {
+		if err := checkNames("entry name", name); err != nil {
+			return err
+		}
+	}
 	s := b.sess()
 	s.lock()
 	ch := s.changed
@@ -428,10 +451,16 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 	return nil
 }
 
-// Dirs lists the dirs under prefix that hold live entries.
+// Dirs lists the dirs under prefix that hold live entries ("": every
+// dir).
 func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
+	}
+	if prefix != "" {
+		if err := checkNames("dir prefix", prefix); err != nil {
+			return nil, err
+		}
 	}
 	s := b.sess()
 	s.lock()

@@ -1505,10 +1505,15 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 	return nil
 }
 
-// Dirs lists the dirs under prefix that have children.
+// Dirs lists the dirs under prefix that have children ("": every dir).
 func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
+	}
+	if prefix != "" {
+		if err := checkNames("dir prefix", prefix); err != nil {
+			return nil, err
+		}
 	}
 	kids, _, err := b.children(ctx, b.sdP)
 	if err != nil {

@@ -67,8 +67,9 @@ type Config struct {
 var ErrConfig = errors.New("zk: bad config")
 
 // ErrTooLarge: a transaction's writes to this backend do not fit in one
-// ZooKeeper request (Config.MaxRequest). Nothing was sent.
-var ErrTooLarge = fmt.Errorf("zk: request too large for one Multi (%w)", backend.ErrNotApplied)
+// ZooKeeper request (Config.MaxRequest). Nothing was sent. It wraps
+// backend.ErrTooLarge.
+var ErrTooLarge = fmt.Errorf("zk: request too large for one Multi (%w)", backend.ErrTooLarge)
 
 // ErrMalformed: a znode under the root does not hold what Epochal wrote
 // there (another program changed it). A mutation that meets one sends
