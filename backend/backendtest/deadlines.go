@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,6 +171,9 @@ func testStalledStep(t *testing.T, newDriver NewDriver) {
 				t.Errorf("Dosync stalled at %s returned %v after its deadline (bound %v): %v", c.step, late.Round(time.Millisecond), stallBound, err)
 			}
 			unknown := errors.Is(err, stm.ErrOutcomeUnknown)
+			if err != nil && (strings.Contains(err.Error(), "%!") || strings.Count(err.Error(), context.DeadlineExceeded.Error()) != 1) {
+				t.Errorf("Dosync stalled at %s: %q: the error should say once why the caller's ctx ended", c.step, err)
+			}
 			switch {
 			case c.step == "Resolve":
 				if err != nil {
