@@ -193,7 +193,7 @@ UNKNOWN because a linearizability search ran out of time may be decided.
 Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage (no such run
 directory), 4 UNKNOWN.`,
 		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m",
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs("RUN-DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sum, err := jepsenlite.Recheck(args[0], timeout)
 			if err != nil {
