@@ -56,7 +56,7 @@ type Config struct {
 	// that one round fits in Time with an interval to spare; at least
 	// 500ms.
 	Interval time.Duration
-	Nodes    int // ZooKeeper nodes (default 3 when the leader nemesis is asked for, else 1)
+	Nodes    int // ZooKeeper nodes, 1 or 3 (default 3 when the leader or lag nemesis is asked for, else 1); only 0 or 1 without ZooKeeper
 	Bug      string
 	General  bool
 	Lease    time.Duration
@@ -173,9 +173,16 @@ func (c *Config) check() error {
 			c.Lease = DefaultLockLease
 		}
 	}
-	if c.Nodes <= 0 {
+	usesZK := c.Backend == "zk" || c.Second() == "zk"
+	switch {
+	case !usesZK && c.Nodes != 0 && c.Nodes != 1:
+		return fmt.Errorf("jepsen: --nodes %d is for ZooKeeper, and this run uses no ZooKeeper backend (Redis runs one server)", c.Nodes)
+	case usesZK && c.Nodes != 0 && c.Nodes != 1 && c.Nodes != 3:
+		return fmt.Errorf("jepsen: --nodes %d: want 1 or 3 ZooKeeper nodes (0: the default)", c.Nodes)
+	}
+	if c.Nodes == 0 {
 		c.Nodes = 1
-		if (c.Backend == "zk" || c.Second() == "zk") && (slices.Contains(c.Nemesis, FaultLeader) || slices.Contains(c.Nemesis, FaultLag)) {
+		if usesZK && (slices.Contains(c.Nemesis, FaultLeader) || slices.Contains(c.Nemesis, FaultLag)) {
 			c.Nodes = 3
 		}
 	}

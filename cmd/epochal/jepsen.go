@@ -158,7 +158,7 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 	f.StringVar(&c.dir, "dir", "jepsen-runs", "where run directories are made")
 	f.Uint64Var(&c.seed, "seed", 0, "seed of the workload and the fault schedule (default: from the clock)")
 	f.DurationVar(&c.interval, "interval", 0, "fault schedule period (default: --time/6, at least 500ms)")
-	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader or lag, else 1)")
+	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader or lag, else 1); refused for a run without ZooKeeper")
 	f.StringVar(&c.bug, "bug", "", "test only: a deliberate engine bug ("+strings.Join(jepsenlite.BugNames, "|")+")")
 	f.DurationVar(&c.lease, "lease", 0, "lease of the clients' transactions and locks (default 2s; lock workload 1s)")
 	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
