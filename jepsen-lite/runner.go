@@ -152,11 +152,28 @@ func (c *Config) check() error {
 	if c.Rate < 0 {
 		return fmt.Errorf("jepsen: --rate %v: must be >= 0", c.Rate)
 	}
-	if c.Clients <= 0 {
+	for _, n := range []struct {
+		flag string
+		v    int64
+		s    string
+	}{{"--workers", int64(c.Workers), strconv.Itoa(c.Workers)}, {"--clients", int64(c.Clients), strconv.Itoa(c.Clients)},
+		{"--interval", int64(c.Interval), c.Interval.String()}, {"--check-timeout", int64(c.CheckTimeout), c.CheckTimeout.String()},
+		{"--lease", int64(c.Lease), c.Lease.String()}} {
+		if n.v < 0 {
+			return fmt.Errorf("jepsen: %s %s: must not be negative (0: the default)", n.flag, n.s)
+		}
+	}
+	if c.Clients == 0 {
 		c.Clients = 4
 	}
-	if c.Workers <= 0 {
+	if c.Workers == 0 {
 		c.Workers = 2
+	}
+	if _, ok := w.(twoBackends); ok && c.Clients < 2 {
+		return fmt.Errorf("jepsen: --clients %d: the mixed workload needs at least 2 clients per process (client 0 of each process only reads: with one, nothing is written)", c.Clients)
+	}
+	if limit, why := clientLimit(c.Workload); c.Clients > limit {
+		return fmt.Errorf("jepsen: --clients %d: at most %d for %s (%s)", c.Clients, limit, c.Workload, why)
 	}
 	c.Nemesis = dedupe(c.Nemesis)
 	kinds := len(c.scheduled())
@@ -213,6 +230,19 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// clientLimit is the most clients per process a workload's numbering
+// keeps apart, and why. A client's operations are recorded as processes
+// worker*1e9 + client*1e6 (+1 after each info), a process's watchers as
+// worker*1e9 + watcherBase (9e8) and up: 900 clients reach them. mixed's
+// clients append values worker*1e9 + (client+1)*1e7 + n: client 99 (the
+// 100th) would append the next worker's values.
+func clientLimit(workload string) (int, string) {
+	if workload == "mixed" {
+		return 99, "its clients' appended values are worker*1e9 + (client+1)*1e7 + n: more would repeat another worker's"
+	}
+	return watcherBase / 1_000_000, "process numbers are worker*1e9 + client*1e6, a process's watchers from worker*1e9 + 9e8: more would collide"
 }
 
 // minInterval is the shortest default fault interval.

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -19,10 +22,33 @@ func TestJepsenUsage(t *testing.T) {
 		// not start); Redis one (3 was ignored).
 		{[]string{"--backend", "zk", "jepsen", "--nodes", "2"}, "--nodes 2: want 1 or 3"},
 		{[]string{"--backend", "redis", "jepsen", "--nodes", "3"}, "--nodes 3 is for ZooKeeper"},
+		// mixed with one client per process wrote nothing and passed.
+		{[]string{"jepsen", "--workload", "mixed", "--clients", "1"}, "the mixed workload needs at least 2"},
+		{[]string{"jepsen", "--clients", "1000"}, "--clients 1000: at most 900"},
+		// Negative values were silently replaced by the defaults.
+		{[]string{"jepsen", "--workers", "-1"}, "--workers -1"},
+		{[]string{"jepsen", "--clients", "-2"}, "--clients -2"},
+		{[]string{"jepsen", "--interval", "-1s"}, "--interval -1s"},
+		{[]string{"jepsen", "--check-timeout", "-1s"}, "--check-timeout -1s"},
+		{[]string{"jepsen", "--lease", "-1s"}, "--lease -1s"},
 	} {
-		out, _, err := runCLI(t, tc.args...)
-		if code := exitCode(err); code != exitUsage || err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(out, "PASS") {
+		// Under a context already done: a command line wrongly accepted
+		// gets no further than starting (no servers, no client
+		// processes, which here would be this test binary), and the test
+		// fails on its exit code.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var out, errOut bytes.Buffer
+		root := newRootCmd(&out, &errOut)
+		args := tc.args
+		if len(args) > 0 && args[len(args)-1] != "check" && !slices.Contains(args, "check") {
+			args = append(slices.Clone(args), "--dir", t.TempDir())
+		}
+		root.SetArgs(args)
+		err := root.ExecuteContext(ctx)
+		if code := exitCode(err); code != exitUsage || err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(out.String(), "PASS") {
 			t.Errorf("epochal %q: exit %d, error %v; want exit %d and an error saying %s", tc.args, code, err, exitUsage, tc.want)
 		}
 	}
 }
+
