@@ -52,3 +52,20 @@ func TestJepsenUsage(t *testing.T) {
 	}
 }
 
+// TestByteSizeFlag: --value-limit takes a size of at least one byte;
+// NaN (accepted before: every comparison with it is false) and sizes
+// below a byte are refused.
+func TestByteSizeFlag(t *testing.T) {
+	for _, bad := range []string{"NaN", "nan", "NaNMiB", "0", "-1", "0.5", "0.5B", "Inf", "+Inf", "3GiB", "x"} {
+		var b byteSize
+		if err := b.Set(bad); err == nil {
+			t.Errorf("--value-limit %s accepted (%d)", bad, b)
+		}
+	}
+	for s, want := range map[string]byteSize{"1": 1, "1B": 1, "4MiB": 4 << 20, "1.5KiB": 1536, "512KB": 512 << 10} {
+		var b byteSize
+		if err := b.Set(s); err != nil || b != want {
+			t.Errorf("--value-limit %s: %d, %v; want %d", s, b, err, want)
+		}
+	}
+}
