@@ -1,6 +1,12 @@
 package jepsenlite_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +62,42 @@ func TestConfigRefused(t *testing.T) {
 		if err := jepsenlite.CheckConfig(cfg); err != nil {
 			t.Errorf("CheckConfig(%+v) = %v, want nil", cfg, err)
 		}
+	}
+}
+
+// TestRecheckRefusesUnfinishedRun: a run directory still marked
+// INCOMPLETE without results.json is a run that died before its history
+// was written whole: Recheck refuses it (ErrNoRun, a usage error for the
+// command) and leaves the mark, instead of checking what is there and
+// taking the mark away.
+func TestRecheckRefusesUnfinishedRun(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := json.Marshal(jepsenlite.Config{Backend: "mem", Workload: "register", Time: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h []jepsenlite.Op
+	for p := range 3 {
+		h = append(h, jepsenlite.Op{Index: len(h), Type: jepsenlite.Invoke, Process: p, F: "write", Time: int64(10 * (len(h) + 1))}.WithValue(jepsenlite.RegisterValue{K: 0, V: p}))
+		h = append(h, jepsenlite.Op{Index: len(h), Type: jepsenlite.OK, Process: p, F: "write", Time: int64(10 * (len(h) + 1))}.WithValue(jepsenlite.RegisterValue{K: 0, V: p}))
+	}
+	var b bytes.Buffer
+	if err := jepsenlite.WriteJSONL(&b, h); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"config.json": cfg, "history.jsonl": b.Bytes(), "INCOMPLETE": []byte("this run has not finished\n")} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := jepsenlite.Recheck(dir, 0)
+	if !errors.Is(err, jepsenlite.ErrNoRun) || !strings.Contains(fmt.Sprint(err), "INCOMPLETE") {
+		t.Errorf("Recheck of an unfinished run = %v (summary %+v), want ErrNoRun saying it is INCOMPLETE", err, sum)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "INCOMPLETE")); err != nil {
+		t.Errorf("the INCOMPLETE mark is gone: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results.json")); err == nil {
+		t.Errorf("results.json was written for an unfinished run")
 	}
 }

@@ -1135,16 +1135,36 @@ type resultsFile struct {
 }
 
 func (r *run) writeResults(h []Op, sum *Summary) error {
+	// Each file is written to a temporary file and renamed into place:
+	// one is whole or absent (or, checked again, the previous one),
+	// never cut short by a crash half-way.
 	write := func(name string, f func(io.Writer) error) error {
-		file, err := os.Create(filepath.Join(r.dir, name))
+		file, err := os.CreateTemp(r.dir, "."+name+".*.tmp")
 		if err != nil {
 			return err
 		}
-		if err := f(file); err != nil {
-			file.Close()
-			return err
+		bw := bufio.NewWriter(file)
+		err = file.Chmod(0o644)
+		if err == nil {
+			err = f(bw)
 		}
-		return file.Close()
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err == nil {
+			err = file.Sync()
+		}
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(file.Name(), filepath.Join(r.dir, name))
+		}
+		if err != nil {
+			_ = os.Remove(file.Name())
+			return fmt.Errorf("jepsen: write %s: %w", name, err)
+		}
+		return nil
 	}
 	if err := write("history.jsonl", func(w io.Writer) error { return WriteJSONL(w, h) }); err != nil {
 		return err
@@ -1155,7 +1175,7 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: validJSON(sum.Verdict), Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
 		FaultsFired: sum.Fired, Faults: sum.Faults, Results: sum.Results}, "", "  ")
-	if err := os.WriteFile(filepath.Join(r.dir, "results.json"), res, 0o644); err != nil {
+	if err := write("results.json", func(w io.Writer) error { _, err := w.Write(res); return err }); err != nil {
 		return err
 	}
 	cfgMap := map[string]string{
@@ -1195,6 +1215,16 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 	}
 	if _, err := NewWorkload(cfg.Workload, 0); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNoRun, dir, err)
+	}
+	// A run that died keeps INCOMPLETE; until its results.json is
+	// written its history.jsonl may be missing or cut short (the
+	// workers' histories are merged into it at the end). Only a run
+	// that got as far as its results (history.jsonl is written before,
+	// whole or not at all) is checked again.
+	if _, err := os.Stat(filepath.Join(dir, "INCOMPLETE")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "results.json")); err != nil {
+			return nil, fmt.Errorf("%w: %s is marked INCOMPLETE and has no results.json: the run did not finish, and its history may lack operations (a rerun, not a recheck, gives a verdict)", ErrNoRun, dir)
+		}
 	}
 	h, err := ReadJSONLFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {

@@ -190,8 +190,10 @@ history.jsonl and the faults of results.json), runs the workload's
 checkers on the history again, prints the summary and writes results.json
 and report.html anew. With a longer --check-timeout, a run that was
 UNKNOWN because a linearizability search ran out of time may be decided.
-Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage (no such run
-directory), 4 UNKNOWN.`,
+A run that did not finish (still marked INCOMPLETE, with no results.json)
+is refused: its history may lack operations, and only a new run gives it
+a verdict. Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage
+(no such run directory, or a run that did not finish), 4 UNKNOWN.`,
 		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m",
 		Args:    exactArgs("RUN-DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {

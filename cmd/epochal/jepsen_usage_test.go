@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -67,5 +70,29 @@ func TestByteSizeFlag(t *testing.T) {
 		if err := b.Set(s); err != nil || b != want {
 			t.Errorf("--value-limit %s: %d, %v; want %d", s, b, err, want)
 		}
+	}
+}
+
+// TestJepsenCheckIncomplete: 'jepsen check' of a run that did not finish
+// (INCOMPLETE, no results.json: its history may be cut short) is refused
+// as bad usage, exit 2, and the directory keeps its mark.
+func TestJepsenCheckIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"config.json":   `{"Backend":"mem","Workload":"bank","Time":1000000000}`,
+		"history.jsonl": "",
+		"INCOMPLETE":    "this run has not finished: its results are not a verdict\n",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err := runCLI(t, "jepsen", "check", dir)
+	if code := exitCode(err); code != exitUsage || !strings.Contains(fmt.Sprint(err), "INCOMPLETE") || strings.Contains(out, "verdict") {
+		t.Errorf("jepsen check of an unfinished run: exit %d, error %v, stdout %q; want exit %d saying it is INCOMPLETE", code, err, out, exitUsage)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "INCOMPLETE")); err != nil {
+		t.Errorf("the INCOMPLETE mark is gone: %v", err)
 	}
 }
