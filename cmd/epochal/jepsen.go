@@ -74,6 +74,11 @@ heals them, reads the final state, and checks the recorded history:
                notice (watch-hole, watch-duplicate, watch-out-of-order,
                watch-undelivered)
 
+In the workloads with final reads of keys (list-append, counter, mixed,
+watch), a key with acknowledged writes that no final read reads fails the
+run (unread-key): the final reads read every key of the run, after every
+client stopped.
+
 Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
 pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
 partition (a TCP proxy between clients and a server drops traffic), reset
