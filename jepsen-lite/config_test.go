@@ -101,3 +101,103 @@ func TestRecheckRefusesUnfinishedRun(t *testing.T) {
 		t.Errorf("results.json was written for an unfinished run")
 	}
 }
+
+// recheckHistory writes a run directory of workload with history h (and
+// results.json, as a finished run has) and checks it again.
+func recheckHistory(t *testing.T, cfg jepsenlite.Config, h []jepsenlite.Op) *jepsenlite.Summary {
+	t.Helper()
+	dir := t.TempDir()
+	cj, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := jepsenlite.WriteJSONL(&b, h); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"config.json": cj, "history.jsonl": b.Bytes()} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := jepsenlite.Recheck(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// bankHistory is n transfers of 1 between two accounts of 5 (100 each),
+// every one ok, then a final read; reads alone adds n snapshot reads
+// instead of the transfers.
+func bankHistory(n int, readsOnly bool) []jepsenlite.Op {
+	var h []jepsenlite.Op
+	add := func(typ jepsenlite.Type, p int, f string, v any, final bool) {
+		h = append(h, jepsenlite.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1)), Final: final}.WithValue(v))
+	}
+	bal := map[int]int{0: 100, 1: 100, 2: 100, 3: 100, 4: 100}
+	for i := range n {
+		if readsOnly {
+			add(jepsenlite.Invoke, 1, "read", jepsenlite.BankValue{}, false)
+			add(jepsenlite.OK, 1, "read", jepsenlite.BankValue{Balances: bal}, false)
+			continue
+		}
+		from, to := i%2, 1-i%2
+		tr := jepsenlite.BankValue{From: from, To: to, Amount: 1}
+		add(jepsenlite.Invoke, 2, "transfer", tr, false)
+		bal[from]--
+		bal[to]++
+		add(jepsenlite.OK, 2, "transfer", tr, false)
+	}
+	add(jepsenlite.Invoke, 9, "read", jepsenlite.BankValue{}, true)
+	add(jepsenlite.OK, 9, "read", jepsenlite.BankValue{Balances: bal}, true)
+	return h
+}
+
+// TestTooLittleTested: a run with fewer successful operations of a kind
+// that changes state than MinOK (DefaultMinOK by default) is UNKNOWN, "too
+// little was tested", not PASS: one transfer (or none, only reads, as a
+// mixed run whose only client reads) checks next to nothing. Final reads
+// do not count. At the floor it passes.
+func TestTooLittleTested(t *testing.T) {
+	cfg := jepsenlite.Config{Backend: "mem", Workload: "bank", Time: time.Second}
+	for _, tc := range []struct {
+		n         int
+		readsOnly bool
+		minOK     int
+		pass      bool
+	}{
+		{1, false, 0, false},
+		{jepsenlite.DefaultMinOK - 1, false, 0, false},
+		{jepsenlite.DefaultMinOK, false, 0, true},
+		{50, true, 0, false},
+		{3, false, 3, true},
+		{3, false, 4, false},
+	} {
+		cfg.MinOK = tc.minOK
+		sum := recheckHistory(t, cfg, bankHistory(tc.n, tc.readsOnly))
+		if tc.pass {
+			if !sum.Passed() {
+				t.Errorf("%d transfers, min %d: %s %v, want PASS", tc.n, tc.minOK, sum.Verdict, sum.Inconclusive)
+			}
+			continue
+		}
+		if sum.Verdict != jepsenlite.VerdictUnknown || sum.Passed() || sum.Failed() ||
+			len(sum.Inconclusive) != 1 || !strings.Contains(sum.Inconclusive[0], "too little was tested") || !strings.Contains(sum.Inconclusive[0], "transfer") {
+			t.Errorf("%d transfers (reads only %v), min %d: %s %v, want UNKNOWN: too little was tested", tc.n, tc.readsOnly, tc.minOK, sum.Verdict, sum.Inconclusive)
+		}
+	}
+	if err := jepsenlite.CheckConfig(jepsenlite.Config{Backend: "mem", Workload: "bank", Time: time.Second, MinOK: -1}); err == nil || !strings.Contains(err.Error(), "--min-ok -1") {
+		t.Errorf("MinOK -1: %v", err)
+	}
+}
+
+// TestEveryWorkloadHasTestedKinds: each workload names the kinds of
+// operation that must succeed often enough (TestedKinds).
+func TestEveryWorkloadHasTestedKinds(t *testing.T) {
+	for _, w := range jepsenlite.Workloads {
+		if len(jepsenlite.TestedKinds(w)) == 0 {
+			t.Errorf("workload %s has no tested kinds", w)
+		}
+	}
+}

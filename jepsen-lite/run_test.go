@@ -170,8 +170,14 @@ func expectPass(t *testing.T, backend string, nemesis []string, nodes int) {
 			continue
 		}
 		t.Run(w, func(t *testing.T) {
-			sum := short(t, jepsenlite.Config{Backend: backend, Workload: w, Nemesis: nemesis, Nodes: nodes,
-				Time: 5 * time.Second, Workers: 2, Clients: 3, Rate: 400})
+			cfg := jepsenlite.Config{Backend: backend, Workload: w, Nemesis: nemesis, Nodes: nodes,
+				Time: 5 * time.Second, Workers: 2, Clients: 3, Rate: 400}
+			if w == "lock" {
+				// Few holdings end in 5 s with faults (below): 2
+				// acquisitions and 2 fenced writes at least.
+				cfg.MinOK = 2
+			}
+			sum := short(t, cfg)
 			t.Logf("%s", describe(sum))
 			if !sum.Passed() {
 				t.Fatalf("anomalies on %s/%s: %s", backend, w, describe(sum))
@@ -228,8 +234,10 @@ func TestLockRuns(t *testing.T) {
 				testserver.RequireZK(t)
 			}
 			// Faults of a second, longer than a lease: 4 kinds in 8 s.
+			// Few holdings end (below): 2 acquisitions and 2 fenced
+			// writes at least, or the run is UNKNOWN.
 			sum := short(t, jepsenlite.Config{Backend: tc.backend, Workload: "lock", Nemesis: tc.nemesis, Nodes: tc.nodes,
-				Time: 8 * time.Second, Interval: time.Second, Workers: 2, Clients: 3, Rate: 400})
+				Time: 8 * time.Second, Interval: time.Second, Workers: 2, Clients: 3, Rate: 400, MinOK: 2})
 			t.Logf("%s", describe(sum))
 			if !sum.Passed() {
 				t.Fatalf("anomalies on %s/lock: %s", tc.backend, describe(sum))

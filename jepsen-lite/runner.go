@@ -68,6 +68,13 @@ type Config struct {
 	// Rate is the run's target operations per second, over every
 	// client (0: as fast as they go).
 	Rate float64
+	// MinOK is how many successful operations (ok, final reads not
+	// counted) of each kind that changes state (TestedKinds: a bank's
+	// transfers, list-append's appends, a register's writes and
+	// compare-and-sets, ...) a run needs to count as having tested
+	// something: with fewer of any kind the verdict is UNKNOWN, "too
+	// little was tested", never PASS. Default (0) DefaultMinOK.
+	MinOK int
 	// WatchKeep is how many older versions a Redis ref keeps while it is
 	// watched (redis.Config.WatchKeep; 0: the default, 256). Lower, the
 	// watch workload's watchers depend on the change feed sooner: a feed
@@ -96,7 +103,10 @@ type Summary struct {
 	Faults       []FaultWindow
 	// Fired counts the faults injected, per kind asked for (0: never
 	// injected) and per kind injected.
-	Fired    map[string]int
+	Fired map[string]int
+	// Tested counts the successful operations (not final reads) of each
+	// kind that changes state (TestedKinds), which MinOK bounds below.
+	Tested   map[string]int
 	Ops      int // completed operations
 	OK, Fail int
 	Info     int
@@ -134,6 +144,12 @@ func (c *Config) check() error {
 	case "mem", "redis", "zk":
 	default:
 		return fmt.Errorf("jepsen: unknown backend %q (want mem, redis or zk)", c.Backend)
+	}
+	if c.MinOK < 0 {
+		return fmt.Errorf("jepsen: --min-ok %d: want at least 1 (0: the default, %d)", c.MinOK, DefaultMinOK)
+	}
+	if c.MinOK == 0 {
+		c.MinOK = DefaultMinOK
 	}
 	if c.WatchKeep < 0 {
 		return fmt.Errorf("jepsen: --watch-keep %d: want at least 1 (0: the default)", c.WatchKeep)
@@ -299,6 +315,71 @@ func ClusterFaults(backend string, nodes int) []string {
 	return nil
 }
 
+// DefaultMinOK is MinOK's default: at least this many successful
+// operations of each kind that changes state.
+const DefaultMinOK = 10
+
+// minOK is MinOK or its default.
+func (c *Config) minOK() int {
+	if c.MinOK > 0 {
+		return c.MinOK
+	}
+	return DefaultMinOK
+}
+
+// TestedKinds names the kinds of operation of a workload that change
+// state, which a run must have completed ok (not as final reads) at
+// least MinOK times each: a bank's transfers; list-append's
+// transactions that append; a register's or an atom register's writes
+// and compare-and-sets together; a counter's adds; the lock's
+// acquisitions and fenced writes; mixed's transfers, appending
+// transactions and atom swaps; the watch workload's increments.
+func TestedKinds(workload string) []string {
+	switch workload {
+	case "bank":
+		return []string{"transfer"}
+	case "list-append":
+		return []string{"append"}
+	case "register", "atom-register":
+		return []string{"write/cas"}
+	case "counter":
+		return []string{"add"}
+	case "lock":
+		return []string{"acquire", "write"}
+	case "mixed":
+		return []string{"transfer", "append", "swap"}
+	case "watch":
+		return []string{"incr"}
+	}
+	return nil
+}
+
+// testedKind is the kind (of TestedKinds) an ok operation counts as, ""
+// for none.
+func testedKind(workload string, p OpPair) string {
+	f := p.Invoke.F
+	switch {
+	case f == "txn":
+		var mops []Mop
+		if p.Invoke.Decode(&mops) == nil {
+			for _, m := range mops {
+				if m.F == "append" {
+					f = "append"
+					break
+				}
+			}
+		}
+	case f == "write" || f == "cas":
+		if workload == "register" || workload == "atom-register" {
+			f = "write/cas"
+		}
+	}
+	if slices.Contains(TestedKinds(workload), f) {
+		return f
+	}
+	return ""
+}
+
 // checkTimeout is CheckTimeout or its default.
 func (c *Config) checkTimeout() time.Duration {
 	if c.CheckTimeout > 0 {
@@ -406,6 +487,34 @@ func (r *run) finish(h []Op, sum *Summary) error {
 			sum.Verdict = VerdictUnknown
 		}
 		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("fault kind(s) %s asked for but never injected: the run did not test them", strings.Join(unfired, ", ")))
+	}
+	// A run that did next to nothing checked next to nothing: every
+	// kind of operation that changes state must have succeeded MinOK
+	// times.
+	sum.Tested = map[string]int{}
+	kinds := TestedKinds(cfg.Workload)
+	for _, k := range kinds {
+		sum.Tested[k] = 0
+	}
+	for _, p := range PairOps(h) {
+		if p.Type() == OK && !p.Invoke.Final {
+			if k := testedKind(cfg.Workload, p); k != "" {
+				sum.Tested[k]++
+			}
+		}
+	}
+	var few []string
+	for _, k := range kinds {
+		if sum.Tested[k] < cfg.minOK() {
+			few = append(few, fmt.Sprintf("%s %d", k, sum.Tested[k]))
+		}
+	}
+	if len(few) > 0 {
+		if sum.Verdict == VerdictPass {
+			sum.Verdict = VerdictUnknown
+		}
+		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("too little was tested: successful operations (final reads not counted) %s, below --min-ok %d of each kind that changes state; run longer (--time) or faster (--rate)",
+			strings.Join(few, ", "), cfg.minOK()))
 	}
 	sum.OK, sum.Fail, sum.Info = 0, 0, 0
 	for _, o := range h {
@@ -1130,6 +1239,8 @@ type resultsFile struct {
 	Info         int            `json:"info"`
 	Seconds      float64        `json:"seconds"`
 	FaultsFired  map[string]int `json:"faults_fired"`
+	Tested       map[string]int `json:"tested"`
+	MinOK        int            `json:"min_ok"`
 	Faults       []FaultWindow  `json:"faults"`
 	Results      []Result       `json:"results"`
 }
@@ -1174,7 +1285,7 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 	}
 	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: validJSON(sum.Verdict), Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
-		FaultsFired: sum.Fired, Faults: sum.Faults, Results: sum.Results}, "", "  ")
+		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
 	if err := write("results.json", func(w io.Writer) error { _, err := w.Write(res); return err }); err != nil {
 		return err
 	}
@@ -1184,6 +1295,7 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		"seed": strconv.FormatUint(r.cfg.Seed, 10), "interval": r.cfg.Interval.String(), "bug": r.cfg.Bug,
 		"general path": strconv.FormatBool(r.cfg.General), "nodes": strconv.Itoa(r.cfg.Nodes),
 		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64), "check timeout": r.cfg.checkTimeout().String(),
+		"min ok": strconv.Itoa(r.cfg.minOK()),
 	}
 	if second := r.cfg.Second(); second != "" {
 		cfgMap["coordinator"], cfgMap["second backend"] = r.cfg.Coordinator, second

@@ -31,6 +31,7 @@ type jepsenConfig struct {
 	lease       time.Duration
 	checkTO     time.Duration
 	watchKeep   int
+	minOK       int
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -110,8 +111,14 @@ reported as a pass.
 The verdict is PASS, FAIL or UNKNOWN. UNKNOWN: no anomaly that fails the
 run, but something was not checked: a linearizability search (porcupine,
 each key on its own) ran out of --check-timeout on a key, a watch history
-had nothing to check against, or a fault kind asked for was never
-injected. It is not a pass; the summary and results.json ("valid":
+had nothing to check against, a fault kind asked for was never injected,
+or too little was tested: fewer than --min-ok (default 10) successful
+operations, final reads not counted, of some kind that changes state (a
+bank's transfers; list-append's appending transactions; a register's and
+an atom register's writes and compare-and-sets together; a counter's
+adds; the lock's acquisitions, and its fenced writes; mixed's transfers,
+appending transactions and swaps; the watch workload's increments). It is
+not a pass; the summary and results.json ("valid":
 "unknown", "inconclusive") say what was left unchecked, and 'epochal
 jepsen check DIR --check-timeout 5m' checks a run's history again.
 
@@ -128,7 +135,7 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK, Progress: cmd.ErrOrStderr()}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -169,6 +176,7 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
 	f.IntVar(&c.watchKeep, "watch-keep", 0, "older versions a Redis ref keeps while it is watched (0: the default, 256); lower, watchers depend on the change feed sooner")
 	f.DurationVar(&c.checkTO, "check-timeout", 0, "bound of each linearizability search (porcupine; register, atom-register, lock): a key not decided by then makes the verdict UNKNOWN (default 30s)")
+	f.IntVar(&c.minOK, "min-ok", jepsenlite.DefaultMinOK, "successful operations (final reads not counted) of each kind that changes state (transfers, appends, writes and compare-and-sets, adds, acquisitions and fenced writes, swaps, increments) a run needs; with fewer of any kind the verdict is UNKNOWN, too little was tested")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(newJepsenCheckCmd())
 	cmd.AddCommand(&cobra.Command{
@@ -262,6 +270,18 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 		kinds = []string{"none"}
 	}
 	fmt.Fprintf(w, "  faults: %s\n", strings.Join(kinds, ", "))
+	if len(s.Tested) > 0 {
+		var tested []string
+		for k, n := range s.Tested {
+			tested = append(tested, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(tested)
+		minOK := cfg.MinOK
+		if minOK <= 0 {
+			minOK = jepsenlite.DefaultMinOK
+		}
+		fmt.Fprintf(w, "  tested (ok, final reads not counted): %s (at least %d of each)\n", strings.Join(tested, ", "), minOK)
+	}
 	for _, r := range s.Results {
 		verdict := "valid"
 		switch r.Verdict() {

@@ -96,3 +96,19 @@ func TestJepsenCheckIncomplete(t *testing.T) {
 		t.Errorf("the INCOMPLETE mark is gone: %v", err)
 	}
 }
+
+// TestJepsenTooLittleTested: a run that did next to nothing (the
+// embedded backend, in this process: at 0.01 operations per second not
+// one transfer in a second) is UNKNOWN, exit 4, "too little was tested",
+// not a PASS; --min-ok below 0 is bad usage.
+func TestJepsenTooLittleTested(t *testing.T) {
+	out, _, err := runCLI(t, "jepsen", "--workload", "bank", "--time", "1s", "--rate", "0.01", "--dir", t.TempDir())
+	if code := exitCode(err); code != exitUnknown || !strings.Contains(out, "verdict: UNKNOWN") || !strings.Contains(out, "too little was tested") ||
+		!strings.Contains(out, "tested (ok, final reads not counted): transfer 0 (at least 10 of each)") {
+		t.Errorf("a run of next to nothing: exit %d, error %v; want exit %d\nstdout:\n%s", code, err, exitUnknown, out)
+	}
+	_, _, err = runCLI(t, "jepsen", "--min-ok", "-1", "--dir", t.TempDir())
+	if code := exitCode(err); code != exitUsage || !strings.Contains(fmt.Sprint(err), "--min-ok -1") {
+		t.Errorf("--min-ok -1: exit %d, error %v; want exit %d", code, err, exitUsage)
+	}
+}
