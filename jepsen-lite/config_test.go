@@ -2,15 +2,18 @@ package jepsenlite_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/epochal/epochal/internal/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
 )
 
@@ -199,5 +202,26 @@ func TestEveryWorkloadHasTestedKinds(t *testing.T) {
 		if len(jepsenlite.TestedKinds(w)) == 0 {
 			t.Errorf("workload %s has no tested kinds", w)
 		}
+	}
+}
+
+// TestClientDeathEndsRun: a client process that dies on its own (here,
+// at once) ends the run with its error, long before --time (10 minutes)
+// is up; the run is not checked, and the error names the process.
+func TestClientDeathEndsRun(t *testing.T) {
+	testserver.RequireRedis(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := jepsenlite.Config{Backend: "redis", Workload: "bank", Time: 10 * time.Minute, Workers: 2, Clients: 1, Dir: t.TempDir(),
+		WorkerCmd: func([]string) *exec.Cmd { return exec.Command("sh", "-c", "echo 'worker: boom' >&2; exit 3") }}
+	sum, err := jepsenlite.Run(ctx, cfg)
+	if ctx.Err() != nil {
+		t.Fatalf("the run went on after its client processes died (until the test's deadline): %v", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "client process") || !strings.Contains(err.Error(), "worker: boom") {
+		t.Fatalf("Run = %v, want the client process's error", err)
+	}
+	if sum == nil || sum.Verdict != "" {
+		t.Fatalf("a run that failed has a verdict: %+v", sum)
 	}
 }

@@ -425,7 +425,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}}
+	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
@@ -578,10 +578,21 @@ type run struct {
 	current string // the fault in effect, for the progress bar
 
 	ok, fail, info atomic.Int64 // from the workers' progress lines
+
+	// ended is closed when the run must not wait out its time: a
+	// client process failed on its own (not killed by the nemesis, nor
+	// stopped at the end), or the nemesis returned an error.
+	ended     chan struct{}
+	endOnce   sync.Once
+	finishing atomic.Bool // the clients are being stopped: their exits are expected
 }
+
+// end closes ended.
+func (r *run) end() { r.endOnce.Do(func() { close(r.ended) }) }
 
 type workerProc struct {
 	n        int
+	killed   atomic.Bool // by the nemesis (client-kill): its exit is expected
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
 	done     chan struct{}
@@ -704,6 +715,9 @@ func (r *run) executeInProcess(ctx context.Context) error {
 			errs[i] = RunWorker(ctx, wc)
 			pw.Close()
 			close(wp.done)
+			if errs[i] != nil {
+				r.end()
+			}
 		})
 	}
 	r.progressUntil(ctx, time.Now().Add(cfg.Time))
@@ -736,7 +750,13 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	nctx, stopNemesis := context.WithCancel(ctx)
 	nemesisDone := make(chan error, 1)
 	overtime, allFired := make(chan struct{}), make(chan struct{})
-	go func() { nemesisDone <- r.nemesis(nctx, overtime, allFired) }()
+	go func() {
+		err := r.nemesis(nctx, overtime, allFired)
+		nemesisDone <- err
+		if err != nil {
+			r.end()
+		}
+	}()
 	deadline := time.Now().Add(cfg.Time)
 	r.progressUntil(ctx, deadline)
 	// Every kind asked for is injected at least once: if injecting and
@@ -752,6 +772,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	}
 	// Every fault has healed: stop the clients (they finish the
 	// operation in flight) and wait for them.
+	r.finishing.Store(true)
 	r.quiesce(func(w *workerProc) { _, _ = io.WriteString(w.stdin, "quiesce\n") })
 	r.mu.Lock()
 	ws := slices.Clone(r.workers)
@@ -884,6 +905,15 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 			}
 		}
 		close(w.done)
+		// A client process that exits while the run goes on, unasked
+		// (neither killed by the nemesis nor stopped at the end), has
+		// failed: the run ends now, and reports it.
+		if !final && !w.killed.Load() && !r.finishing.Load() {
+			if w.err == nil {
+				w.err = errors.New("exited on its own before the run ended")
+			}
+			r.end()
+		}
 	}()
 	return w, nil
 }
@@ -923,6 +953,7 @@ func (r *run) readProgress(w *workerProc, rd io.Reader) {
 }
 
 func (r *run) killAll() {
+	r.finishing.Store(true)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, w := range r.workers {
@@ -935,8 +966,9 @@ func (r *run) killAll() {
 	}
 }
 
-// progressWhile redraws the progress bar until done is closed, ctx ends
-// or the deadline passes.
+// progressWhile redraws the progress bar until done is closed, ctx ends,
+// the deadline passes or the run ends early (a client process failed, or
+// the nemesis).
 func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline time.Time) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -948,6 +980,8 @@ func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline 
 			return
 		case <-ctx.Done():
 			return
+		case <-r.ended:
+			return
 		case <-limit.C:
 			return
 		case <-t.C:
@@ -956,19 +990,11 @@ func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline 
 	}
 }
 
-// progressUntil redraws the progress bar until the deadline, and fails
-// fast if a client process dies on its own.
+// progressUntil redraws the progress bar until the deadline, and returns
+// at once when ctx ends or the run ends early: a client process died on
+// its own (the caller then reports its error), or the nemesis failed.
 func (r *run) progressUntil(ctx context.Context, deadline time.Time) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-time.After(time.Until(deadline)):
-		}
-		r.drawProgress()
-	}
+	r.progressWhile(ctx, nil, deadline)
 }
 
 func (r *run) drawProgress() {
@@ -1173,6 +1199,7 @@ func (r *run) killClient(ctx context.Context) (bool, error) {
 	if w == nil {
 		return false, nil
 	}
+	w.killed.Store(true)
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.done
 	now := r.now()
