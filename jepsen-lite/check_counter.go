@@ -11,8 +11,11 @@ import (
 // adds to k that completed ok before the read was invoked and the sum of
 // the adds to k, ok or info, invoked before the read completed
 // ("counter-out-of-range"). (A negative delta widens the range the other
-// way.) The witness is the read. The operations may go by other names
-// (Add, Read), and the checker by another (Label).
+// way.) The witness is the read. When the history has final reads (read
+// with Op.Final), a counter with acknowledged adds that none of them
+// reads is "unread-key", failing: the final reads read every counter of
+// the run, so it was lost. The operations may go by other names (Add,
+// Read), and the checker by another (Label).
 type CounterChecker struct {
 	Label     string // the checker's name (default "counter")
 	Add, Read string // the operations' f (default "add" and "read")
@@ -110,6 +113,41 @@ func (c *CounterChecker) Check(h []Op) Result {
 	for _, a := range byKey {
 		a.certain = newCkSums(a.okDone, a.okD)
 		a.maybe = newCkSums(a.mayInv, a.mayD)
+	}
+	// The final reads read every counter of the run: one with
+	// acknowledged adds that none of them read is gone from the final
+	// state (with no final read at all, there is nothing to compare).
+	finalRead := map[int]bool{}
+	hasFinal := false
+	firstOK := map[int]Op{}
+	for _, p := range ps {
+		var v CounterValue
+		if p.Type() != OK || p.Invoke.Decode(&v) != nil {
+			continue
+		}
+		switch {
+		case p.Invoke.F == c.readF() && p.Invoke.Final:
+			hasFinal, finalRead[v.K] = true, true
+		case p.Invoke.F == c.addF():
+			if _, ok := firstOK[v.K]; !ok {
+				firstOK[v.K] = p.Complete
+			}
+		}
+	}
+	if hasFinal {
+		var unread []int
+		for k := range firstOK {
+			if !finalRead[k] {
+				unread = append(unread, k)
+			}
+		}
+		sort.Ints(unread)
+		for _, k := range unread {
+			res.Anomalies = append(res.Anomalies, Anomaly{Name: "unread-key",
+				Explain: fmt.Sprintf("counter %d has %d acknowledged %s(s) (the first: op %d) but no final read: the final reads read every counter of the run after every client stopped, so it, and its %ss, were lost",
+					k, len(byKey[k].okD), c.addF(), firstOK[k].Index, c.addF()),
+				Ops: []Op{firstOK[k]}})
+		}
 	}
 	for _, p := range ps {
 		if p.Invoke.F != c.readF() || p.Type() != OK {

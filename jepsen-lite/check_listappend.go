@@ -39,7 +39,9 @@ func DefaultListAppendConfig() ListAppendConfig {
 // transactions that do not read their own writes (internal); and
 // acknowledged appends missing from a final read (lost-append: a final
 // read, Op.Final, comes after every client stopped and sees every commit
-// acknowledged before it).
+// acknowledged before it); and, when the history has final reads, keys
+// with acknowledged appends that no final read reads (unread-key: the
+// final reads read every key the backends hold, so such a key was lost).
 //
 // A cycle that needs a process or real-time edge gets a suffix, as in
 // Elle: G-single-process, G1c-realtime, and so on.
@@ -517,11 +519,15 @@ func (a *elleAnalysis) lostAppends() {
 			byKey[kv.k] = append(byKey[kv.k], kv)
 		}
 	}
+	finalRead := map[int]bool{}
+	hasFinal := false
 	for ti, t := range a.txns {
 		if t.pair.Type() != OK || !t.pair.Invoke.Final {
 			continue
 		}
+		hasFinal = true
 		for _, m := range a.externalReads(ti) {
+			finalRead[m.K] = true
 			shown := make(map[int]bool, len(m.R))
 			for _, v := range m.R {
 				shown[v] = true
@@ -553,6 +559,38 @@ func (a *elleAnalysis) lostAppends() {
 					a.ref(ti), m.K, ckFmtTail(m.R, 8), len(lost), strings.Join(who, ", ")),
 				Ops: ops})
 		}
+	}
+	// The final reads read every key the backends hold: a key with
+	// acknowledged appends that none of them read is gone from the final
+	// state (with no final read at all, there is nothing to compare).
+	if !hasFinal {
+		return
+	}
+	var unread []int
+	for k := range byKey {
+		if !finalRead[k] {
+			unread = append(unread, k)
+		}
+	}
+	sort.Ints(unread)
+	for _, k := range unread {
+		kvs := byKey[k]
+		sort.Slice(kvs, func(i, j int) bool { return kvs[i].v < kvs[j].v })
+		var who []string
+		var ops []Op
+		for i, kv := range kvs {
+			if i == 3 {
+				who = append(who, fmt.Sprintf("and %d more", len(kvs)-3))
+				break
+			}
+			w := a.writer[kv]
+			who = append(who, fmt.Sprintf("%d by %s", kv.v, a.ref(w.txn)))
+			ops = append(ops, a.op(w.txn))
+		}
+		a.add(Anomaly{Name: "unread-key",
+			Explain: fmt.Sprintf("key %d has %d acknowledged append(s) (%s) but no final read: the final reads read every key the backends hold after every client stopped, so the key, and its appends, were lost",
+				k, len(kvs), strings.Join(who, ", ")),
+			Ops: ops})
 	}
 }
 

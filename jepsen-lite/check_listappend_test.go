@@ -1,6 +1,7 @@
 package jepsenlite
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -324,4 +325,24 @@ func TestListAppendLostAppend(t *testing.T) {
 	c.txn(1, Info, ckAp(kx, 3))
 	c.txn(3, OK, ckRd(kx, 1, 2), ckRd(ky, 1)).final()
 	ckClean(t, laDefault(c.h))
+}
+
+// TestListAppendUnreadKey: with final reads in the history, a key with
+// acknowledged appends that no final read reads was lost from the final
+// state (the final reads read every key the backends list): unread-key,
+// failing. Without any final read there is nothing to compare with.
+func TestListAppendUnreadKey(t *testing.T) {
+	var b ckHist
+	b.txn(0, OK, ckAp(kx, 1), ckAp(ky, 1))
+	b.txn(1, OK, ckAp(kz, 2))
+	b.txn(1, Info, ckAp(kw, 3)) // maybe applied: its key may be missing
+	ckClean(t, laDefault(b.h))
+	b.txn(3, OK, ckRd(kx, 1), ckRd(ky, 1)).final()
+	r := laDefault(b.h)
+	a := ckExpect(t, r, "unread-key", false)
+	if len(r.Anomalies) != 1 || !strings.Contains(a.Explain, fmt.Sprintf("key %d", kz)) || len(a.Ops) != 1 || a.Ops[0].Process != 1 {
+		t.Fatal(ckDump(r), ckOpIndexes(a.Ops))
+	}
+	b.txn(3, OK, ckRd(kz, 2)).final()
+	ckClean(t, laDefault(b.h))
 }

@@ -97,6 +97,28 @@ func TestCounterTooHigh(t *testing.T) {
 	ckExpect(t, NewCounterChecker().Check(b.h), "counter-out-of-range", false)
 }
 
+// TestCounterUnreadKey: with final reads in the history, a counter with
+// acknowledged adds that no final read reads is unread-key, failing (the
+// final reads cover every counter of the run; a non-final read of it
+// does not make up for that). Without any final read there is nothing to
+// compare with.
+func TestCounterUnreadKey(t *testing.T) {
+	var b ckHist
+	b.inv(0, "add", CounterValue{K: 0, Delta: 2}).done(OK, 0, "add", CounterValue{K: 0, Delta: 2})
+	b.inv(1, "add", CounterValue{K: 1, Delta: 3}).done(OK, 1, "add", CounterValue{K: 1, Delta: 3})
+	b.inv(1, "add", CounterValue{K: 2, Delta: 3}).done(Info, 1, "add", CounterValue{K: 2, Delta: 3}) // maybe applied
+	b.inv(2, "read", CounterValue{K: 1}).done(OK, 2, "read", CounterValue{K: 1, V: 3})
+	ckClean(t, NewCounterChecker().Check(b.h))
+	b.inv(9, "read", CounterValue{K: 0}).done(OK, 9, "read", CounterValue{K: 0, V: 2}).final()
+	r := NewCounterChecker().Check(b.h)
+	a := ckExpect(t, r, "unread-key", false)
+	if len(r.Anomalies) != 1 || !strings.Contains(a.Explain, "counter 1") || a.Ops[0].Process != 1 {
+		t.Fatalf("%+v", r)
+	}
+	b.inv(9, "read", CounterValue{K: 1}).done(OK, 9, "read", CounterValue{K: 1, V: 3}).final()
+	ckClean(t, NewCounterChecker().Check(b.h))
+}
+
 // TestCounterNamed: the counter checker over operations of other names
 // (the mixed workload's atom swaps), under another name.
 func TestCounterNamed(t *testing.T) {

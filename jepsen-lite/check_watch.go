@@ -19,8 +19,9 @@ import (
 // over it. So, per watcher, in the order it recorded:
 //
 //   - watch-hole: a delivery (old, new) with new more than one past the
-//     last value delivered (or, first, past old), and no gap notice
-//     right before it: the versions in between were skipped silently;
+//     last value delivered (or, first, past the smaller of old and the
+//     watcher's start), and no gap notice right before it: the versions
+//     in between were skipped silently;
 //   - watch-duplicate: a value delivered twice;
 //   - watch-out-of-order: a value delivered after a larger one;
 //   - watch-inconsistent: a delivery whose old value is not the last
@@ -152,6 +153,18 @@ func (c *WatchChecker) checkWatcher(w *watchEvents, n int, known bool, finalRead
 	settled := false
 	var endOp Op
 	deliveries := 0
+	// The watcher's start (watch-start V: at most the version it started
+	// from) bounds its first delivery: the versions after the start up
+	// to that delivery's old value were committed after it started and
+	// never delivered. The start is recorded once AddWatch returned, so
+	// after the first deliveries, maybe: look it up first.
+	start0, hasStart0 := 0, false
+	for i, v := range w.vals {
+		if w.ops[i].F == "watch-start" {
+			start0, hasStart0 = v.V, true
+			break
+		}
+	}
 	for i, v := range w.vals {
 		o := w.ops[i]
 		switch o.F {
@@ -168,8 +181,12 @@ func (c *WatchChecker) checkWatcher(w *watchEvents, n int, known bool, finalRead
 		case "deliver":
 			deliveries++
 			base := v.Old
-			if hasLast {
+			fromStart := false
+			switch {
+			case hasLast:
 				base = last
+			case hasStart0 && v.Old > start0:
+				base, fromStart = start0, true
 			}
 			if prev, dup := delivered[v.New]; dup {
 				fail("watch-duplicate", fmt.Sprintf("%s delivered %d twice (op %d, then op %d as %d -> %d)", who, v.New, prev.Index, o.Index, v.Old, v.New), prev, o)
@@ -190,8 +207,12 @@ func (c *WatchChecker) checkWatcher(w *watchEvents, n int, known bool, finalRead
 			}
 			if v.New > base+1 {
 				missed := ckFmtRange(base+1, v.New-1)
+				what := fmt.Sprintf("%s delivered %d -> %d (op %d)", who, v.Old, v.New, o.Index)
+				if fromStart {
+					what = fmt.Sprintf("%s, which started at most at %d, first delivered %d -> %d (op %d)", who, start0, v.Old, v.New, o.Index)
+				}
 				if gap == nil {
-					fail("watch-hole", fmt.Sprintf("%s delivered %d -> %d (op %d) with no gap notice before it: %s committed, neither delivered nor announced", who, v.Old, v.New, o.Index, missed), o)
+					fail("watch-hole", fmt.Sprintf("%s with no gap notice before it: %s committed, neither delivered nor announced", what, missed), o)
 				} else {
 					add(Anomaly{Name: "announced-gap", Allowed: true, Ops: []Op{*gap, o},
 						Explain: fmt.Sprintf("%s was told of a gap after point %d up to point %d (op %d), then delivered %d -> %d (op %d): it missed %s, and said so",

@@ -215,3 +215,48 @@ func TestWatchUnchecked(t *testing.T) {
 		t.Fatal(ckDump(r))
 	}
 }
+
+// TestWatchFirstDeliveryHole: a watcher's first delivery is checked
+// against what it started from (watch-start V, at most its true start): a
+// watcher that started at 0 and first delivered 2 -> 3 with no gap
+// notice skipped 1 and 2 silently (only the jump within a delivery was
+// checked before). The start may be recorded after the first delivery
+// (the watcher runs as soon as AddWatch began); a first delivery whose
+// old value is at or below the start is not a hole, and a gap notice
+// before it announces the jump.
+func TestWatchFirstDeliveryHole(t *testing.T) {
+	run := func(startFirst, gap bool, start, old int) Result {
+		var b watchHist
+		if startFirst {
+			b.event(10, "watch-start", WatchValue{K: 0, V: start})
+		}
+		for v := 1; v <= 3; v++ {
+			b.incr(0, 0, v, OK)
+		}
+		if gap {
+			b.gap(10, 0, 1000, 1002)
+		}
+		b.deliver(10, 0, old, old+1)
+		if !startFirst {
+			b.event(10, "watch-start", WatchValue{K: 0, V: start})
+		}
+		for v := old + 1; v < 3; v++ {
+			b.deliver(10, 0, v, v+1)
+		}
+		b.event(10, "watch-end", WatchValue{K: 0, V: 3, Last: 3, Delivered: true})
+		return NewWatchChecker().Check(b.final(0, 3).h)
+	}
+	for _, startFirst := range []bool{true, false} {
+		r := run(startFirst, false, 0, 2)
+		a := ckExpect(t, r, "watch-hole", false)
+		if len(r.Anomalies) != 1 || !strings.Contains(a.Explain, "versions 1 to 2") || !strings.Contains(a.Explain, "started at most at 0") {
+			t.Fatalf("start recorded first %v: %s", startFirst, ckDump(r))
+		}
+		ckClean(t, run(startFirst, false, 2, 2))
+		ckClean(t, run(startFirst, false, 2, 1)) // started at 1, recorded 2 once the watch was on
+		a = ckExpect(t, run(startFirst, true, 0, 2), "announced-gap", true)
+		if !strings.Contains(a.Explain, "versions 1 to 2") {
+			t.Fatalf("start recorded first %v: %s", startFirst, a.Explain)
+		}
+	}
+}

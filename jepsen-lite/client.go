@@ -17,10 +17,16 @@ import (
 // Recorder appends a process's events to its history file, one JSON line
 // each, flushed at once: a client killed with SIGKILL leaves every event
 // it recorded, and an invoke without its completion reads as info.
+//
+// A write that fails is fatal: the history is no longer whole, so no
+// later event is written, Err returns the error and Failed is closed (the
+// process stops its clients and exits with it, and the run errors).
 type Recorder struct {
-	mu    sync.Mutex
-	w     *bufio.Writer
-	start int64 // the run's start on MonoNow's clock, shared by every process
+	mu     sync.Mutex
+	w      *bufio.Writer
+	start  int64 // the run's start on MonoNow's clock, shared by every process
+	err    error // the first failed write
+	failed chan struct{}
 
 	OK, Fail, Info atomic.Int64
 }
@@ -28,8 +34,18 @@ type Recorder struct {
 // NewRecorder writes to w; times are measured from start (MonoNow's
 // clock).
 func NewRecorder(w io.Writer, start int64) *Recorder {
-	return &Recorder{w: bufio.NewWriter(w), start: start}
+	return &Recorder{w: bufio.NewWriter(w), start: start, failed: make(chan struct{})}
 }
+
+// Err is the first error writing the history (nil if none).
+func (r *Recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Failed is closed once a write of the history has failed.
+func (r *Recorder) Failed() <-chan struct{} { return r.failed }
 
 // Now is the time since the run began, in nanoseconds.
 func (r *Recorder) Now() int64 { return MonoNow() - r.start }
@@ -42,6 +58,16 @@ func (r *Recorder) Record(o Op) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	_, _ = r.w.Write(b) // bufio's errors stick: Flush returns them
+	_ = r.w.WriteByte('\n')
+	if err := r.w.Flush(); err != nil {
+		r.err = fmt.Errorf("jepsen: write history: %w", err)
+		close(r.failed)
+		return r.err
+	}
 	switch o.Type {
 	case OK:
 		r.OK.Add(1)
@@ -50,9 +76,7 @@ func (r *Recorder) Record(o Op) error {
 	case Info:
 		r.Info.Add(1)
 	}
-	r.w.Write(b)
-	r.w.WriteByte('\n')
-	return r.w.Flush()
+	return nil
 }
 
 // ClientConfig configures RunClients.
@@ -110,7 +134,11 @@ func Invoke1(_ context.Context, s *stm.STM, w Workload, rec *Recorder, proc int,
 
 // invoke is Invoke1; final marks both events as a final read (Op.Final).
 func invoke(s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, timeout time.Duration, final bool) Type {
-	_ = rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: rec.Now(), Final: final}.WithValue(v))
+	if rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: rec.Now(), Final: final}.WithValue(v)) != nil {
+		// The history is broken (Recorder.Err): the process is
+		// stopping, and runs nothing it could not record.
+		return Fail
+	}
 	octx, cancel := context.WithTimeout(context.Background(), timeout)
 	res, err := w.Apply(octx, s, f, v)
 	cancel()
@@ -122,7 +150,9 @@ func invoke(s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, ti
 		done = done.WithValue(v)
 		done.Error = fmt.Sprint(err)
 	}
-	_ = rec.Record(done)
+	if rec.Record(done) != nil {
+		return Fail
+	}
 	return t
 }
 

@@ -56,7 +56,7 @@ type Config struct {
 	// that one round fits in Time with an interval to spare; at least
 	// 500ms.
 	Interval time.Duration
-	Nodes    int // ZooKeeper nodes (default 3 when the leader nemesis is asked for, else 1)
+	Nodes    int // ZooKeeper nodes, 1 or 3 (default 3 when the leader or lag nemesis is asked for, else 1); only 0 or 1 without ZooKeeper
 	Bug      string
 	General  bool
 	Lease    time.Duration
@@ -68,6 +68,13 @@ type Config struct {
 	// Rate is the run's target operations per second, over every
 	// client (0: as fast as they go).
 	Rate float64
+	// MinOK is how many successful operations (ok, final reads not
+	// counted) of each kind that changes state (TestedKinds: a bank's
+	// transfers, list-append's appends, a register's writes and
+	// compare-and-sets, ...) a run needs to count as having tested
+	// something: with fewer of any kind the verdict is UNKNOWN, "too
+	// little was tested", never PASS. Default (0) DefaultMinOK.
+	MinOK int
 	// WatchKeep is how many older versions a Redis ref keeps while it is
 	// watched (redis.Config.WatchKeep; 0: the default, 256). Lower, the
 	// watch workload's watchers depend on the change feed sooner: a feed
@@ -96,7 +103,10 @@ type Summary struct {
 	Faults       []FaultWindow
 	// Fired counts the faults injected, per kind asked for (0: never
 	// injected) and per kind injected.
-	Fired    map[string]int
+	Fired map[string]int
+	// Tested counts the successful operations (not final reads) of each
+	// kind that changes state (TestedKinds), which MinOK bounds below.
+	Tested   map[string]int
 	Ops      int // completed operations
 	OK, Fail int
 	Info     int
@@ -135,6 +145,12 @@ func (c *Config) check() error {
 	default:
 		return fmt.Errorf("jepsen: unknown backend %q (want mem, redis or zk)", c.Backend)
 	}
+	if c.MinOK < 0 {
+		return fmt.Errorf("jepsen: --min-ok %d: want at least 1 (0: the default, %d)", c.MinOK, DefaultMinOK)
+	}
+	if c.MinOK == 0 {
+		c.MinOK = DefaultMinOK
+	}
 	if c.WatchKeep < 0 {
 		return fmt.Errorf("jepsen: --watch-keep %d: want at least 1 (0: the default)", c.WatchKeep)
 	}
@@ -152,11 +168,28 @@ func (c *Config) check() error {
 	if c.Rate < 0 {
 		return fmt.Errorf("jepsen: --rate %v: must be >= 0", c.Rate)
 	}
-	if c.Clients <= 0 {
+	for _, n := range []struct {
+		flag string
+		v    int64
+		s    string
+	}{{"--workers", int64(c.Workers), strconv.Itoa(c.Workers)}, {"--clients", int64(c.Clients), strconv.Itoa(c.Clients)},
+		{"--interval", int64(c.Interval), c.Interval.String()}, {"--check-timeout", int64(c.CheckTimeout), c.CheckTimeout.String()},
+		{"--lease", int64(c.Lease), c.Lease.String()}} {
+		if n.v < 0 {
+			return fmt.Errorf("jepsen: %s %s: must not be negative (0: the default)", n.flag, n.s)
+		}
+	}
+	if c.Clients == 0 {
 		c.Clients = 4
 	}
-	if c.Workers <= 0 {
+	if c.Workers == 0 {
 		c.Workers = 2
+	}
+	if _, ok := w.(twoBackends); ok && c.Clients < 2 {
+		return fmt.Errorf("jepsen: --clients %d: the mixed workload needs at least 2 clients per process (client 0 of each process only reads: with one, nothing is written)", c.Clients)
+	}
+	if limit, why := clientLimit(c.Workload); c.Clients > limit {
+		return fmt.Errorf("jepsen: --clients %d: at most %d for %s (%s)", c.Clients, limit, c.Workload, why)
 	}
 	c.Nemesis = dedupe(c.Nemesis)
 	kinds := len(c.scheduled())
@@ -173,9 +206,16 @@ func (c *Config) check() error {
 			c.Lease = DefaultLockLease
 		}
 	}
-	if c.Nodes <= 0 {
+	usesZK := c.Backend == "zk" || c.Second() == "zk"
+	switch {
+	case !usesZK && c.Nodes != 0 && c.Nodes != 1:
+		return fmt.Errorf("jepsen: --nodes %d is for ZooKeeper, and this run uses no ZooKeeper backend (Redis runs one server)", c.Nodes)
+	case usesZK && c.Nodes != 0 && c.Nodes != 1 && c.Nodes != 3:
+		return fmt.Errorf("jepsen: --nodes %d: want 1 or 3 ZooKeeper nodes (0: the default)", c.Nodes)
+	}
+	if c.Nodes == 0 {
 		c.Nodes = 1
-		if (c.Backend == "zk" || c.Second() == "zk") && (slices.Contains(c.Nemesis, FaultLeader) || slices.Contains(c.Nemesis, FaultLag)) {
+		if usesZK && (slices.Contains(c.Nemesis, FaultLeader) || slices.Contains(c.Nemesis, FaultLag)) {
 			c.Nodes = 3
 		}
 	}
@@ -206,6 +246,19 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// clientLimit is the most clients per process a workload's numbering
+// keeps apart, and why. A client's operations are recorded as processes
+// worker*1e9 + client*1e6 (+1 after each info), a process's watchers as
+// worker*1e9 + watcherBase (9e8) and up: 900 clients reach them. mixed's
+// clients append values worker*1e9 + (client+1)*1e7 + n: client 99 (the
+// 100th) would append the next worker's values.
+func clientLimit(workload string) (int, string) {
+	if workload == "mixed" {
+		return 99, "its clients' appended values are worker*1e9 + (client+1)*1e7 + n: more would repeat another worker's"
+	}
+	return watcherBase / 1_000_000, "process numbers are worker*1e9 + client*1e6, a process's watchers from worker*1e9 + 9e8: more would collide"
 }
 
 // minInterval is the shortest default fault interval.
@@ -262,6 +315,71 @@ func ClusterFaults(backend string, nodes int) []string {
 	return nil
 }
 
+// DefaultMinOK is MinOK's default: at least this many successful
+// operations of each kind that changes state.
+const DefaultMinOK = 10
+
+// minOK is MinOK or its default.
+func (c *Config) minOK() int {
+	if c.MinOK > 0 {
+		return c.MinOK
+	}
+	return DefaultMinOK
+}
+
+// TestedKinds names the kinds of operation of a workload that change
+// state, which a run must have completed ok (not as final reads) at
+// least MinOK times each: a bank's transfers; list-append's
+// transactions that append; a register's or an atom register's writes
+// and compare-and-sets together; a counter's adds; the lock's
+// acquisitions and fenced writes; mixed's transfers, appending
+// transactions and atom swaps; the watch workload's increments.
+func TestedKinds(workload string) []string {
+	switch workload {
+	case "bank":
+		return []string{"transfer"}
+	case "list-append":
+		return []string{"append"}
+	case "register", "atom-register":
+		return []string{"write/cas"}
+	case "counter":
+		return []string{"add"}
+	case "lock":
+		return []string{"acquire", "write"}
+	case "mixed":
+		return []string{"transfer", "append", "swap"}
+	case "watch":
+		return []string{"incr"}
+	}
+	return nil
+}
+
+// testedKind is the kind (of TestedKinds) an ok operation counts as, ""
+// for none.
+func testedKind(workload string, p OpPair) string {
+	f := p.Invoke.F
+	switch {
+	case f == "txn":
+		var mops []Mop
+		if p.Invoke.Decode(&mops) == nil {
+			for _, m := range mops {
+				if m.F == "append" {
+					f = "append"
+					break
+				}
+			}
+		}
+	case f == "write" || f == "cas":
+		if workload == "register" || workload == "atom-register" {
+			f = "write/cas"
+		}
+	}
+	if slices.Contains(TestedKinds(workload), f) {
+		return f
+	}
+	return ""
+}
+
 // checkTimeout is CheckTimeout or its default.
 func (c *Config) checkTimeout() time.Duration {
 	if c.CheckTimeout > 0 {
@@ -307,7 +425,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}}
+	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
@@ -369,6 +487,34 @@ func (r *run) finish(h []Op, sum *Summary) error {
 			sum.Verdict = VerdictUnknown
 		}
 		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("fault kind(s) %s asked for but never injected: the run did not test them", strings.Join(unfired, ", ")))
+	}
+	// A run that did next to nothing checked next to nothing: every
+	// kind of operation that changes state must have succeeded MinOK
+	// times.
+	sum.Tested = map[string]int{}
+	kinds := TestedKinds(cfg.Workload)
+	for _, k := range kinds {
+		sum.Tested[k] = 0
+	}
+	for _, p := range PairOps(h) {
+		if p.Type() == OK && !p.Invoke.Final {
+			if k := testedKind(cfg.Workload, p); k != "" {
+				sum.Tested[k]++
+			}
+		}
+	}
+	var few []string
+	for _, k := range kinds {
+		if sum.Tested[k] < cfg.minOK() {
+			few = append(few, fmt.Sprintf("%s %d", k, sum.Tested[k]))
+		}
+	}
+	if len(few) > 0 {
+		if sum.Verdict == VerdictPass {
+			sum.Verdict = VerdictUnknown
+		}
+		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("too little was tested: successful operations (final reads not counted) %s, below --min-ok %d of each kind that changes state; run longer (--time) or faster (--rate)",
+			strings.Join(few, ", "), cfg.minOK()))
 	}
 	sum.OK, sum.Fail, sum.Info = 0, 0, 0
 	for _, o := range h {
@@ -432,10 +578,21 @@ type run struct {
 	current string // the fault in effect, for the progress bar
 
 	ok, fail, info atomic.Int64 // from the workers' progress lines
+
+	// ended is closed when the run must not wait out its time: a
+	// client process failed on its own (not killed by the nemesis, nor
+	// stopped at the end), or the nemesis returned an error.
+	ended     chan struct{}
+	endOnce   sync.Once
+	finishing atomic.Bool // the clients are being stopped: their exits are expected
 }
+
+// end closes ended.
+func (r *run) end() { r.endOnce.Do(func() { close(r.ended) }) }
 
 type workerProc struct {
 	n        int
+	killed   atomic.Bool // by the nemesis (client-kill): its exit is expected
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
 	done     chan struct{}
@@ -558,6 +715,9 @@ func (r *run) executeInProcess(ctx context.Context) error {
 			errs[i] = RunWorker(ctx, wc)
 			pw.Close()
 			close(wp.done)
+			if errs[i] != nil {
+				r.end()
+			}
 		})
 	}
 	r.progressUntil(ctx, time.Now().Add(cfg.Time))
@@ -590,7 +750,13 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	nctx, stopNemesis := context.WithCancel(ctx)
 	nemesisDone := make(chan error, 1)
 	overtime, allFired := make(chan struct{}), make(chan struct{})
-	go func() { nemesisDone <- r.nemesis(nctx, overtime, allFired) }()
+	go func() {
+		err := r.nemesis(nctx, overtime, allFired)
+		nemesisDone <- err
+		if err != nil {
+			r.end()
+		}
+	}()
 	deadline := time.Now().Add(cfg.Time)
 	r.progressUntil(ctx, deadline)
 	// Every kind asked for is injected at least once: if injecting and
@@ -606,6 +772,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 	}
 	// Every fault has healed: stop the clients (they finish the
 	// operation in flight) and wait for them.
+	r.finishing.Store(true)
 	r.quiesce(func(w *workerProc) { _, _ = io.WriteString(w.stdin, "quiesce\n") })
 	r.mu.Lock()
 	ws := slices.Clone(r.workers)
@@ -738,6 +905,15 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 			}
 		}
 		close(w.done)
+		// A client process that exits while the run goes on, unasked
+		// (neither killed by the nemesis nor stopped at the end), has
+		// failed: the run ends now, and reports it.
+		if !final && !w.killed.Load() && !r.finishing.Load() {
+			if w.err == nil {
+				w.err = errors.New("exited on its own before the run ended")
+			}
+			r.end()
+		}
 	}()
 	return w, nil
 }
@@ -777,6 +953,7 @@ func (r *run) readProgress(w *workerProc, rd io.Reader) {
 }
 
 func (r *run) killAll() {
+	r.finishing.Store(true)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, w := range r.workers {
@@ -789,8 +966,9 @@ func (r *run) killAll() {
 	}
 }
 
-// progressWhile redraws the progress bar until done is closed, ctx ends
-// or the deadline passes.
+// progressWhile redraws the progress bar until done is closed, ctx ends,
+// the deadline passes or the run ends early (a client process failed, or
+// the nemesis).
 func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline time.Time) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
@@ -802,6 +980,8 @@ func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline 
 			return
 		case <-ctx.Done():
 			return
+		case <-r.ended:
+			return
 		case <-limit.C:
 			return
 		case <-t.C:
@@ -810,19 +990,11 @@ func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline 
 	}
 }
 
-// progressUntil redraws the progress bar until the deadline, and fails
-// fast if a client process dies on its own.
+// progressUntil redraws the progress bar until the deadline, and returns
+// at once when ctx ends or the run ends early: a client process died on
+// its own (the caller then reports its error), or the nemesis failed.
 func (r *run) progressUntil(ctx context.Context, deadline time.Time) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-time.After(time.Until(deadline)):
-		}
-		r.drawProgress()
-	}
+	r.progressWhile(ctx, nil, deadline)
 }
 
 func (r *run) drawProgress() {
@@ -1027,6 +1199,7 @@ func (r *run) killClient(ctx context.Context) (bool, error) {
 	if w == nil {
 		return false, nil
 	}
+	w.killed.Store(true)
 	_ = syscall.Kill(w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.done
 	now := r.now()
@@ -1093,21 +1266,43 @@ type resultsFile struct {
 	Info         int            `json:"info"`
 	Seconds      float64        `json:"seconds"`
 	FaultsFired  map[string]int `json:"faults_fired"`
+	Tested       map[string]int `json:"tested"`
+	MinOK        int            `json:"min_ok"`
 	Faults       []FaultWindow  `json:"faults"`
 	Results      []Result       `json:"results"`
 }
 
 func (r *run) writeResults(h []Op, sum *Summary) error {
+	// Each file is written to a temporary file and renamed into place:
+	// one is whole or absent (or, checked again, the previous one),
+	// never cut short by a crash half-way.
 	write := func(name string, f func(io.Writer) error) error {
-		file, err := os.Create(filepath.Join(r.dir, name))
+		file, err := os.CreateTemp(r.dir, "."+name+".*.tmp")
 		if err != nil {
 			return err
 		}
-		if err := f(file); err != nil {
-			file.Close()
-			return err
+		bw := bufio.NewWriter(file)
+		err = file.Chmod(0o644)
+		if err == nil {
+			err = f(bw)
 		}
-		return file.Close()
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err == nil {
+			err = file.Sync()
+		}
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(file.Name(), filepath.Join(r.dir, name))
+		}
+		if err != nil {
+			_ = os.Remove(file.Name())
+			return fmt.Errorf("jepsen: write %s: %w", name, err)
+		}
+		return nil
 	}
 	if err := write("history.jsonl", func(w io.Writer) error { return WriteJSONL(w, h) }); err != nil {
 		return err
@@ -1117,8 +1312,8 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 	}
 	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: validJSON(sum.Verdict), Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
-		FaultsFired: sum.Fired, Faults: sum.Faults, Results: sum.Results}, "", "  ")
-	if err := os.WriteFile(filepath.Join(r.dir, "results.json"), res, 0o644); err != nil {
+		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
+	if err := write("results.json", func(w io.Writer) error { _, err := w.Write(res); return err }); err != nil {
 		return err
 	}
 	cfgMap := map[string]string{
@@ -1127,6 +1322,7 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		"seed": strconv.FormatUint(r.cfg.Seed, 10), "interval": r.cfg.Interval.String(), "bug": r.cfg.Bug,
 		"general path": strconv.FormatBool(r.cfg.General), "nodes": strconv.Itoa(r.cfg.Nodes),
 		"rate": strconv.FormatFloat(r.cfg.Rate, 'f', -1, 64), "check timeout": r.cfg.checkTimeout().String(),
+		"min ok": strconv.Itoa(r.cfg.minOK()),
 	}
 	if second := r.cfg.Second(); second != "" {
 		cfgMap["coordinator"], cfgMap["second backend"] = r.cfg.Coordinator, second
@@ -1158,6 +1354,16 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 	}
 	if _, err := NewWorkload(cfg.Workload, 0); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNoRun, dir, err)
+	}
+	// A run that died keeps INCOMPLETE; until its results.json is
+	// written its history.jsonl may be missing or cut short (the
+	// workers' histories are merged into it at the end). Only a run
+	// that got as far as its results (history.jsonl is written before,
+	// whole or not at all) is checked again.
+	if _, err := os.Stat(filepath.Join(dir, "INCOMPLETE")); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, "results.json")); err != nil {
+			return nil, fmt.Errorf("%w: %s is marked INCOMPLETE and has no results.json: the run did not finish, and its history may lack operations (a rerun, not a recheck, gives a verdict)", ErrNoRun, dir)
+		}
 	}
 	h, err := ReadJSONLFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {

@@ -334,6 +334,14 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A history that cannot be written ends the process, with the error.
+	go func() {
+		select {
+		case <-rec.Failed():
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
 	if cfg.Time > 0 {
 		rctx, cancel = context.WithTimeout(rctx, cfg.Time)
 		defer cancel()
@@ -381,6 +389,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		Rate: cfg.Rate / float64(max(cfg.Clients, 1))})
 	close(done)
 	<-progressDone
+	if err := rec.Err(); err != nil {
+		return fmt.Errorf("jepsen: worker %d: %w", cfg.Worker, err)
+	}
 	if !settles {
 		return nil
 	}
@@ -393,9 +404,19 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		select {
 		case <-cfg.Stop:
 		case <-ctx.Done():
+		case <-rec.Failed():
 		}
 	}
-	return st.Settle(ctx, s, rec)
+	if err := rec.Err(); err != nil {
+		return fmt.Errorf("jepsen: worker %d: %w", cfg.Worker, err)
+	}
+	if err := st.Settle(ctx, s, rec); err != nil {
+		return err
+	}
+	if err := rec.Err(); err != nil {
+		return fmt.Errorf("jepsen: worker %d: %w", cfg.Worker, err)
+	}
+	return nil
 }
 
 // watcherBase numbers a process's background recorders (watchers) after
@@ -461,7 +482,11 @@ func final(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, worker in
 	proc := worker * 1_000_000_000
 	for _, in := range invs {
 		for {
-			if invoke(s, w, rec, proc, in.F, in.Value, 5*time.Second, true) == OK {
+			t := invoke(s, w, rec, proc, in.F, in.Value, 5*time.Second, true)
+			if err := rec.Err(); err != nil {
+				return fmt.Errorf("jepsen: final reads: %w", err)
+			}
+			if t == OK {
 				break
 			}
 			proc++

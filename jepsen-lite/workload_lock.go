@@ -201,7 +201,7 @@ func (c *lockClient) record(t Type, f string, v LockValue, err error) int64 {
 	if err != nil {
 		o.Error = err.Error()
 	}
-	_ = c.rec.Record(o)
+	_ = c.rec.Record(o) // an error is the Recorder's (Err, Failed): the process stops and fails with it
 	if t == Info {
 		c.proc++ // a process whose operation ended in info runs no other
 	}

@@ -157,11 +157,13 @@ func (w *watchWorkload) stallFor(ws *watchState) time.Duration {
 }
 
 // record records one event of a watcher as an operation that completes
-// at once.
+// at once. An error writing it is the Recorder's (Err, Failed): the
+// process stops and fails with it.
 func record(rec *Recorder, proc int, f string, v WatchValue) {
 	now := rec.Now()
-	_ = rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: now}.WithValue(v))
-	_ = rec.Record(Op{Type: OK, Process: proc, F: f, Time: now}.WithValue(v))
+	if rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: now}.WithValue(v)) == nil {
+		_ = rec.Record(Op{Type: OK, Process: proc, F: f, Time: now}.WithValue(v))
+	}
 }
 
 // Start implements settler: watchersPerKey watchers on every counter,

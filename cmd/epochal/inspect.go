@@ -601,8 +601,8 @@ func (b *byteSize) Set(s string) error {
 		}
 	}
 	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || n <= 0 || n*float64(mult) > math.MaxInt32 {
-		return fmt.Errorf("want a size > 0 such as 4MiB, 512KiB or 1000000 (at most 2 GiB)")
+	if err != nil || math.IsNaN(n) || n*float64(mult) < 1 || n*float64(mult) > math.MaxInt32 {
+		return fmt.Errorf("want a size of at least 1 byte such as 4MiB, 512KiB or 1000000 (at most 2 GiB)")
 	}
 	*b = byteSize(n * float64(mult))
 	return nil

@@ -31,6 +31,7 @@ type jepsenConfig struct {
 	lease       time.Duration
 	checkTO     time.Duration
 	watchKeep   int
+	minOK       int
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -74,6 +75,11 @@ heals them, reads the final state, and checks the recorded history:
                notice (watch-hole, watch-duplicate, watch-out-of-order,
                watch-undelivered)
 
+In the workloads with final reads of keys (list-append, counter, mixed,
+watch), a key with acknowledged writes that no final read reads fails the
+run (unread-key): the final reads read every key of the run, after every
+client stopped.
+
 Faults (--nemesis, comma-separated): kill (SIGKILL a server and restart it),
 pause (SIGSTOP/SIGCONT), leader (kill the ZooKeeper leader; 3 nodes),
 partition (a TCP proxy between clients and a server drops traffic), reset
@@ -105,8 +111,14 @@ reported as a pass.
 The verdict is PASS, FAIL or UNKNOWN. UNKNOWN: no anomaly that fails the
 run, but something was not checked: a linearizability search (porcupine,
 each key on its own) ran out of --check-timeout on a key, a watch history
-had nothing to check against, or a fault kind asked for was never
-injected. It is not a pass; the summary and results.json ("valid":
+had nothing to check against, a fault kind asked for was never injected,
+or too little was tested: fewer than --min-ok (default 10) successful
+operations, final reads not counted, of some kind that changes state (a
+bank's transfers; list-append's appending transactions; a register's and
+an atom register's writes and compare-and-sets together; a counter's
+adds; the lock's acquisitions, and its fenced writes; mixed's transfers,
+appending transactions and swaps; the watch workload's increments). It is
+not a pass; the summary and results.json ("valid":
 "unknown", "inconclusive") say what was left unchecked, and 'epochal
 jepsen check DIR --check-timeout 5m' checks a run's history again.
 
@@ -123,7 +135,7 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK, Progress: cmd.ErrOrStderr()}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -154,16 +166,17 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 	f.DurationVar(&c.time, "time", 20*time.Second, "how long the clients run")
 	f.IntVar(&c.workers, "workers", 2, "client processes")
 	f.Float64Var(&c.rate, "rate", 500, "target operations per second over all clients (0: as fast as they go)")
-	f.IntVar(&c.clients, "clients", 4, "clients per process")
+	f.IntVar(&c.clients, "clients", 4, "clients per process (at most 900; mixed: 2 to 99)")
 	f.StringVar(&c.dir, "dir", "jepsen-runs", "where run directories are made")
 	f.Uint64Var(&c.seed, "seed", 0, "seed of the workload and the fault schedule (default: from the clock)")
-	f.DurationVar(&c.interval, "interval", 0, "fault schedule period (default: --time/6, at least 500ms)")
-	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader or lag, else 1)")
+	f.DurationVar(&c.interval, "interval", 0, "fault schedule period (default: --time/6, or --time/(2k+1) with k > 2 scheduled fault kinds, so that one round fits in --time with an interval to spare; at least 500ms)")
+	f.IntVar(&c.nodes, "nodes", 0, "ZooKeeper nodes: 1 or 3 (default 3 with --nemesis leader or lag, else 1); refused for a run without ZooKeeper")
 	f.StringVar(&c.bug, "bug", "", "test only: a deliberate engine bug ("+strings.Join(jepsenlite.BugNames, "|")+")")
 	f.DurationVar(&c.lease, "lease", 0, "lease of the clients' transactions and locks (default 2s; lock workload 1s)")
 	f.BoolVar(&c.general, "general", false, "commit through the general path (intents and records) even where one step would do")
 	f.IntVar(&c.watchKeep, "watch-keep", 0, "older versions a Redis ref keeps while it is watched (0: the default, 256); lower, watchers depend on the change feed sooner")
 	f.DurationVar(&c.checkTO, "check-timeout", 0, "bound of each linearizability search (porcupine; register, atom-register, lock): a key not decided by then makes the verdict UNKNOWN (default 30s)")
+	f.IntVar(&c.minOK, "min-ok", jepsenlite.DefaultMinOK, "successful operations (final reads not counted) of each kind that changes state (transfers, appends, writes and compare-and-sets, adds, acquisitions and fenced writes, swaps, increments) a run needs; with fewer of any kind the verdict is UNKNOWN, too little was tested")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(newJepsenCheckCmd())
 	cmd.AddCommand(&cobra.Command{
@@ -190,10 +203,12 @@ history.jsonl and the faults of results.json), runs the workload's
 checkers on the history again, prints the summary and writes results.json
 and report.html anew. With a longer --check-timeout, a run that was
 UNKNOWN because a linearizability search ran out of time may be decided.
-Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage (no such run
-directory), 4 UNKNOWN.`,
+A run that did not finish (still marked INCOMPLETE, with no results.json)
+is refused: its history may lack operations, and only a new run gives it
+a verdict. Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage
+(no such run directory, or a run that did not finish), 4 UNKNOWN.`,
 		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m",
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs("RUN-DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sum, err := jepsenlite.Recheck(args[0], timeout)
 			if err != nil {
@@ -255,6 +270,18 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 		kinds = []string{"none"}
 	}
 	fmt.Fprintf(w, "  faults: %s\n", strings.Join(kinds, ", "))
+	if len(s.Tested) > 0 {
+		var tested []string
+		for k, n := range s.Tested {
+			tested = append(tested, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(tested)
+		minOK := cfg.MinOK
+		if minOK <= 0 {
+			minOK = jepsenlite.DefaultMinOK
+		}
+		fmt.Fprintf(w, "  tested (ok, final reads not counted): %s (at least %d of each)\n", strings.Join(tested, ", "), minOK)
+	}
 	for _, r := range s.Results {
 		verdict := "valid"
 		switch r.Verdict() {

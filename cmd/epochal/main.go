@@ -295,7 +295,10 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 func main() {
 	goredis.SetLogger(quietLogger{})
-	// An interrupt ends a running workload early; it still reports and checks.
+	// An interrupt cancels the command's context. The demo ends its
+	// workload early and still reports; an epochal jepsen run stops and
+	// exits 1 with its run directory left marked INCOMPLETE: an
+	// interrupted run is not checked and gives no verdict.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
