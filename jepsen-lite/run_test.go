@@ -307,10 +307,21 @@ func TestSeededBugsAreCaught(t *testing.T) {
 				cfg.Rate = 4000
 			}
 			cfg.Workers, cfg.Clients = 2, 4
-			sum := short(t, cfg)
-			t.Logf("%s", describe(sum))
+			// A seeded bug shows when the run's timing reaches its path,
+			// which a loaded machine may not do in one short run (a
+			// trust-missing-record run beside another suite's passed
+			// once): up to three runs, and the one that fails must
+			// name one of the anomalies.
+			var sum *jepsenlite.Summary
+			for try := 1; try <= 3; try++ {
+				sum = short(t, cfg)
+				t.Logf("run %d: %s", try, describe(sum))
+				if sum.Failed() {
+					break
+				}
+			}
 			if !sum.Failed() {
-				t.Fatalf("bug %s on %s went unnoticed: %s", c.bug, c.workload, describe(sum))
+				t.Fatalf("bug %s on %s went unnoticed in three runs: %s", c.bug, c.workload, describe(sum))
 			}
 			named := false
 			for _, r := range sum.Results {
