@@ -237,11 +237,10 @@ type LockItem struct {
 // any item that Conflicts (Mode.Conflicts) at RP.
 //
 // Round numbers the transaction's Lock requests to this backend (1, 2,
-// ...): an intent
-// remembers the round that took it, and a give-back (a rollback naming a
-// round, see ResolveRequest) drops only intents of that round. A
-// transaction that gives intents back and takes them again later under the
-// same id is then safe from a delayed copy of its give-back.
+// ...): an intent remembers the round that took it, and a give-back (a
+// rollback naming a round, see ResolveRequest) drops only intents of that
+// round. A transaction that gives intents back and takes them again later
+// under the same id is then safe from a delayed copy of its give-back.
 type LockRequest struct {
 	Txn   string
 	Coord string
@@ -310,7 +309,8 @@ type ResolveRequest struct {
 }
 
 // Drops reports whether the request resolves in, an intent of req.Txn: a
-// commit or a rollback of every round does; a give-back only its round's.
+// commit or a rollback of round 0 resolves any; a give-back (a rollback
+// naming a round) only one that round took.
 func (req ResolveRequest) Drops(in *Intent) bool {
 	return req.Commit || req.Round == 0 || in.Round == req.Round
 }
