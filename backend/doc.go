@@ -30,7 +30,7 @@
 // changes state means the outcome is UNKNOWN: the change may or may not have
 // been applied, now or later (a request delayed in the network). The engine
 // never assumes either; it learns the outcome from the transaction record
-// (PROTOCOL.md I7). A driver returns an error wrapping [ErrNotApplied] only
+// (I7 in docs/design.md). A driver returns an error wrapping [ErrNotApplied] only
 // when it is certain nothing was or will be applied (the request was never
 // sent, or the server refused it before acting). Every method must be safe to
 // apply twice with the same arguments (go-redis and go-zookeeper retry), and

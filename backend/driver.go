@@ -210,7 +210,7 @@ func (m Mode) Ensures() bool { return m == ModeEnsure || m == ModeEnsureCommute 
 // version is at newest and which an ensure last protected at ensured,
 // fails first committer wins. Written and ensured refs must have no newer
 // version; a written ref must also not have been ensured by a transaction
-// that committed after rp (PROTOCOL.md I3: of an ensurer and a writer of one
+// that committed after rp (I3 in docs/design.md: of an ensurer and a writer of one
 // ref, at most one commits unless one saw the other). Ensures do not
 // conflict with ensures, and commutes with nothing.
 func (m Mode) Conflicts(rp, newest, ensured clock.Point) (bool, clock.Point) {

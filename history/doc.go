@@ -7,7 +7,7 @@
 // agree). A ref keeps its newest version plus Keep older ones. Keep starts at
 // the ref's MinHistory and grows by one, up to MaxHistory, each time a read
 // faults because history no longer reaches back to the reader's point
-// (PROTOCOL.md I2), as Clojure's refs do.
+// (I2 in docs/design.md), as Clojure's refs do.
 //
 // # Usage
 //

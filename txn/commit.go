@@ -269,7 +269,7 @@ func (tx *Tx) clear(w *locks.Wait, drv backend.Driver, c backend.Conflict, check
 	return nil
 }
 
-// learn resolves an unknown commit outcome (PROTOCOL.md I7): it aborts the
+// learn resolves an unknown commit outcome (I7 in docs/design.md): it aborts the
 // record if the transaction has not committed (writing a tombstone if it has
 // none, so a delayed request cannot commit it later) and reports what the
 // record says. A committed attempt is never run again.

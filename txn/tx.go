@@ -24,7 +24,7 @@ type Env struct {
 	Lease    time.Duration
 	Resolver *locks.Resolver
 	// Floor is the newest point this process has read at or committed at;
-	// read points never go below it (PROTOCOL.md I5).
+	// read points never go below it (I5 in docs/design.md).
 	Floor *atomic.Uint64
 	NewID func() string
 	Stats *Stats
@@ -238,7 +238,7 @@ func (tx *Tx) prefetched(e *entry, it backend.ReadItem) {
 
 // setRP fixes the read point at p, raised to the process's floor as it
 // was when the attempt began: a Dosync sees every Dosync of this process
-// that finished before it began (PROTOCOL.md I5). (Not the floor now:
+// that finished before it began (I5 in docs/design.md). (Not the floor now:
 // concurrent Dosyncs keep raising it, and chasing it would cost rereads
 // without making anything more visible that I5 asks for.) It reports
 // whether p itself was kept.

@@ -17,7 +17,7 @@ import (
 	"github.com/epochal/epochal/txn"
 )
 
-// testInvariants checks PROTOCOL.md's invariants through the public API,
+// testInvariants checks the invariants of docs/design.md through the public API,
 // each under the name of the anomaly it rules out, on both commit paths and
 // across two backends.
 func testInvariants(t *testing.T, newDriver NewDriver) {

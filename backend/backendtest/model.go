@@ -66,7 +66,7 @@ func testModel(t *testing.T, newDriver NewDriver) {
 	t.Run("EnsureHoldsOffOlderWriter", func(t *testing.T) { testEnsureOlderWriter(t, newDriver) })
 }
 
-// testEnsureOlderWriter checks I3 for Ensure by construction (PROTOCOL.md:
+// testEnsureOlderWriter checks I3 for Ensure by construction (docs/design.md, I3:
 // "of two concurrent attempts that Alter, RefSet or Ensure the same ref, at
 // most one commits"): a writer reads at RP, then a transaction that ensures
 // the ref (and commutes the counter, so it commits) commits at CP > RP,

@@ -15,7 +15,7 @@ import (
 // plain function of the history so that it can be shown to fail on
 // histories of a deliberately broken engine.
 //
-// What it checks (PROTOCOL.md):
+// What it checks (the invariants of docs/design.md):
 //   - history shape: each ref's points strictly decrease, the oldest
 //     version is the initial value at point 0 with no txn id;
 //   - I1 atomic visibility: a committed writing transaction's committing
@@ -30,7 +30,7 @@ import (
 //     the read point and the commit point of a committed transaction that
 //     set or ensured that ref (a lost update when it had read it); and of
 //     a transaction that set a ref and one that only ensured it, one saw
-//     the other's commit, as PROTOCOL.md's I3 reads ("of two concurrent
+//     the other's commit, as docs/design.md's I3 reads ("of two concurrent
 //     attempts that Alter, RefSet or Ensure the same ref, at most one
 //     commits"). This is stricter than Clojure, whose ensure keeps writers
 //     off only until the ensurer commits;
