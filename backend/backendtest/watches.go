@@ -156,34 +156,11 @@ func testWatchKeepsUp(t *testing.T, drv backend.Driver) {
 // feed is scripted by a wrapper; a driver without a feed (ZooKeeper) has
 // no such hole.
 func testWatchHole(t *testing.T, raw backend.Driver, faults txn.Faults) {
-	fs := &feedScript{Wrapped: faulty.Wrap(raw)}
-	s := open(t, fs.driver(), stm.WithFaults(faults))
-	x := newRef(t, s, uniq("x"), 0)
-	sub, err := raw.Subscribe(tctx(t), x.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, hasFeed := sub.(backend.Feed)
-	_ = sub.Close()
-	if !hasFeed {
+	fs, log, set, release, ok := feedWatcher(t, raw, faults)
+	if !ok {
 		t.Logf("%s's subscriptions carry no feed: no hole between a feed and the history", raw.ID())
 		return
 	}
-	var log watchLog
-	blocked, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	x.AddWatch("k", func(k string, r *refs.Ref[int], old, new int) {
-		log.fn(k, r, old, new)
-		once.Do(func() { close(blocked); <-release })
-	}, refs.OnGap(log.gap))
-	defer x.RemoveWatch("k")
-	set := func(v int) {
-		if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { x.Set(tx, v); return nil }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	set(1)
-	<-blocked // the watcher is inside its first callback: it falls behind
 	fs.lose()
 	for v := 2; v <= 20; v++ {
 		set(v)
@@ -213,34 +190,11 @@ func testWatchHole(t *testing.T, raw backend.Driver, faults txn.Faults) {
 // do not follow one another, and the hole between them (trimmed from the
 // history, lost from the feed) must be announced.
 func testWatchHoleBetweenDrains(t *testing.T, raw backend.Driver) {
-	fs := &feedScript{Wrapped: faulty.Wrap(raw)}
-	s := open(t, fs.driver())
-	x := newRef(t, s, uniq("x"), 0)
-	sub, err := raw.Subscribe(tctx(t), x.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, hasFeed := sub.(backend.Feed)
-	_ = sub.Close()
-	if !hasFeed {
+	fs, log, set, release, ok := feedWatcher(t, raw, txn.Faults{})
+	if !ok {
 		t.Logf("%s's subscriptions carry no feed: no hole between two drains", raw.ID())
 		return
 	}
-	var log watchLog
-	blocked, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	x.AddWatch("k", func(k string, r *refs.Ref[int], old, new int) {
-		log.fn(k, r, old, new)
-		once.Do(func() { close(blocked); <-release })
-	}, refs.OnGap(log.gap))
-	defer x.RemoveWatch("k")
-	set := func(v int) {
-		if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { x.Set(tx, v); return nil }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	set(1)
-	<-blocked
 	const n = backend.WatchKeep + 50 // more than the history keeps while watched
 	for v := 2; v <= n; v++ {
 		set(v)
@@ -258,6 +212,44 @@ func testWatchHoleBetweenDrains(t *testing.T, raw backend.Driver) {
 	if bad := log.check(n); len(bad) > 0 {
 		t.Fatalf("a watcher whose lagging feed lost versions between two drains: %s", strings.Join(bad, "; "))
 	}
+}
+
+// feedWatcher sets up the watch-hole tests: an STM over raw whose change
+// feed a feedScript scripts, a ref x set to 1 by set(1), and a watcher
+// held inside its first callback (so it falls behind) until release is
+// closed, logging into log. ok is false, and nothing is set up past the
+// check, when raw's subscriptions carry no feed. The watch is removed
+// when the test ends.
+func feedWatcher(t *testing.T, raw backend.Driver, faults txn.Faults) (fs *feedScript, log *watchLog, set func(int), release chan struct{}, ok bool) {
+	fs = &feedScript{Wrapped: faulty.Wrap(raw)}
+	s := open(t, fs.driver(), stm.WithFaults(faults))
+	x := newRef(t, s, uniq("x"), 0)
+	sub, err := raw.Subscribe(tctx(t), x.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok = sub.(backend.Feed)
+	_ = sub.Close()
+	if !ok {
+		return nil, nil, nil, nil, false
+	}
+	log = &watchLog{}
+	blocked := make(chan struct{})
+	release = make(chan struct{})
+	var once sync.Once
+	x.AddWatch("k", func(k string, r *refs.Ref[int], old, new int) {
+		log.fn(k, r, old, new)
+		once.Do(func() { close(blocked); <-release })
+	}, refs.OnGap(log.gap))
+	t.Cleanup(func() { x.RemoveWatch("k") })
+	set = func(v int) {
+		if err := s.Dosync(tctx(t), func(tx *txn.Tx) error { x.Set(tx, v); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(1)
+	<-blocked // the watcher is inside its first callback: it falls behind
+	return fs, log, set, release, true
 }
 
 // waitFeed waits until the scripted feed has buffered value v's version
