@@ -1,0 +1,191 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/backend/zk"
+	"github.com/epochal/epochal/stm"
+)
+
+// countHook counts a go-redis client's round trips: one per command
+// processed, one per pipeline or MULTI/EXEC pipeline sent.
+type countHook struct{ n atomic.Int64 }
+
+func (h *countHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+// redisClient returns a new go-redis client of t's server with default
+// options (as a user would make one) and a round-trip counter, after a
+// PING.
+func redisClient(ctx context.Context, t Target) (*goredis.Client, *countHook, error) {
+	c := goredis.NewClient(&goredis.Options{Addr: t.RedisAddr, Username: t.RedisUser, Password: t.RedisPassword, TLSConfig: t.RedisTLS})
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		return nil, nil, fmt.Errorf("redis %s: %w", t.RedisAddr, err)
+	}
+	h := &countHook{}
+	c.AddHook(h)
+	return c, h, nil
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}
+
+// zkConn returns a new go-zookeeper connection of t's servers, once its
+// session is up, and a new root node under which the caller keeps its
+// nodes.
+func zkConn(ctx context.Context, t Target, impl string) (*gozk.Conn, string, error) {
+	c, ev, err := gozk.Connect(t.ZKServers, 10*time.Second, gozk.WithLogInfo(false), gozk.WithLogger(discardLogger{}))
+	if err != nil {
+		return nil, "", err
+	}
+	up := make(chan struct{})
+	go func() {
+		once := false
+		for e := range ev {
+			if e.State == gozk.StateHasSession && !once {
+				once = true
+				close(up)
+			}
+		}
+	}()
+	select {
+	case <-up:
+	case <-ctx.Done():
+		c.Close()
+		return nil, "", ctx.Err()
+	}
+	root := "/" + t.space(impl)
+	if _, err := c.Create(root, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil {
+		c.Close()
+		return nil, "", fmt.Errorf("zk create %s: %w", root, err)
+	}
+	return c, root, nil
+}
+
+// epochal is an STM opened on t's backend for one cell, with what is
+// counted beside it.
+type epochal struct {
+	s     *stm.STM
+	count func() (int64, bool)
+	close func()
+}
+
+func (e *epochal) Retries() int64 {
+	st := e.s.Stats()
+	// A commute computed again on a stale base costs a commit round
+	// like a retry does.
+	return st.Retries + st.Recomputes
+}
+
+func (e *epochal) Count() (int64, bool) { return e.count() }
+
+func (e *epochal) Close() {
+	_ = e.s.Close()
+	e.close()
+}
+
+// openEpochal opens an STM with default options on t's backend, in a new
+// key space: on Redis over its own client (whose round trips are
+// counted), on ZooKeeper under a new root.
+func openEpochal(ctx context.Context, t Target, impl string) (*epochal, error) {
+	var (
+		drv   backend.Driver
+		count = func() (int64, bool) { return 0, false }
+		close = func() {}
+	)
+	switch t.Backend {
+	case Mem:
+		drv = mem.New()
+	case Redis:
+		c, h, err := redisClient(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		b, err := redis.New(c, redis.Config{Prefix: t.space(impl)})
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		drv = b
+		count = func() (int64, bool) { return h.n.Load(), true }
+		close = func() { _ = b.Close(); _ = c.Close() }
+	case ZK:
+		b, err := zk.Open(ctx, zk.Config{Servers: t.ZKServers, Root: "/" + t.space(impl)})
+		if err != nil {
+			return nil, err
+		}
+		drv = b
+		count = zkWrites(t)
+		close = func() { _ = b.Close() }
+	default:
+		return nil, fmt.Errorf("unknown backend %q", t.Backend)
+	}
+	s, err := stm.Open(ctx, drv)
+	if err != nil {
+		close()
+		return nil, err
+	}
+	return &epochal{s: s, count: count, close: close}, nil
+}
+
+// zkWrites counts ZooKeeper writes with t.ZKWrites, when set.
+func zkWrites(t Target) func() (int64, bool) {
+	return func() (int64, bool) {
+		if t.ZKWrites == nil {
+			return 0, false
+		}
+		n, err := t.ZKWrites()
+		return n, err == nil
+	}
+}
+
+// noCount is Count for what counts nothing.
+func noCount() (int64, bool) { return 0, false }
+
+var zxidRE = regexp.MustCompile(`Zxid: (0x[0-9a-fA-F]+)`)
+
+// ZxidOf returns a function that reads the newest zxid of the ZooKeeper
+// server at addr with the srvr four-letter word (which the server must
+// allow: 4lw.commands.whitelist), each read within timeout.
+func ZxidOf(addr string, timeout time.Duration) func() (int64, error) {
+	return func() (int64, error) {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("srvr")); err != nil {
+			return 0, err
+		}
+		out, err := io.ReadAll(c)
+		if err != nil {
+			return 0, err
+		}
+		m := zxidRE.FindSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("zk srvr at %s: no Zxid in %q", addr, out)
+		}
+		return strconv.ParseInt(string(m[1]), 0, 64)
+	}
+}
