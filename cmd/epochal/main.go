@@ -187,6 +187,7 @@ completion'.`,
 
 	root.AddCommand(newDemoCmd(g))
 	root.AddCommand(newJepsenCmd(g))
+	root.AddCommand(newBenchCmd(g))
 	root.AddCommand(newRefsCmd(g), newTxnCmd(g), newLocksCmd(g), newGroupCmd(g), newClockCmd(g))
 	root.AddCommand(newGenDocsCmd())
 
