@@ -163,6 +163,9 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 		Accounts: accounts,
 		Seconds:  c.time.Seconds(),
 	}
+	if v := bench.ServerVersion(ctx, target); v != "" {
+		res.Versions["server"] = v
+	}
 	var specs []bench.Spec
 	for _, w := range workloads {
 		wl := names

@@ -149,6 +149,9 @@ func TestBenchRedis(t *testing.T) {
 			t.Errorf("round trips not counted: %+v", c)
 		}
 	}
+	if !strings.HasPrefix(res.Versions["server"], "redis ") {
+		t.Errorf("versions %v: no server version", res.Versions)
+	}
 	if !strings.Contains(res.Servers, "started by the run") || errOut != "" {
 		t.Errorf("servers %q, stderr %q", res.Servers, errOut)
 	}
@@ -168,6 +171,9 @@ func TestBenchZK(t *testing.T) {
 		"swap": {"epochal", "epochal-commute", "zk-multi"},
 		"lock": {"epochal", "zk-multi"},
 	})
+	if !strings.HasPrefix(res.Versions["server"], "zookeeper ") {
+		t.Errorf("versions %v: no server version", res.Versions)
+	}
 	for _, c := range res.Cells {
 		if c.CountPerOp == nil || *c.CountPerOp < 1 || c.Unit != "writes" {
 			t.Errorf("writes not counted: %+v", c)

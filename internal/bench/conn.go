@@ -7,6 +7,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -188,4 +189,45 @@ func ZxidOf(addr string, timeout time.Duration) func() (int64, error) {
 		}
 		return strconv.ParseInt(string(m[1]), 0, 64)
 	}
+}
+
+// ServerVersion asks t's server for its version: Redis's INFO server
+// redis_version, ZooKeeper's srvr first line. "" for mem or when it
+// cannot be read.
+func ServerVersion(ctx context.Context, t Target) string {
+	switch t.Backend {
+	case Redis:
+		c, _, err := redisClient(ctx, t)
+		if err != nil {
+			return ""
+		}
+		defer c.Close()
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return ""
+		}
+		for _, l := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+				return "redis " + v
+			}
+		}
+	case ZK:
+		if len(t.ZKServers) == 0 {
+			return ""
+		}
+		c, err := net.DialTimeout("tcp", t.ZKServers[0], 5*time.Second)
+		if err != nil {
+			return ""
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("srvr")); err != nil {
+			return ""
+		}
+		out, _ := io.ReadAll(c)
+		if first, _, _ := strings.Cut(string(out), "\n"); strings.HasPrefix(first, "Zookeeper version:") {
+			return "zookeeper " + strings.TrimSpace(strings.TrimPrefix(first, "Zookeeper version:"))
+		}
+	}
+	return ""
 }
