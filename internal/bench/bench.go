@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -357,6 +358,8 @@ func Run(ctx context.Context, t Target, s Spec) (Cell, error) {
 		return c, ctx.Err()
 	}
 	m, op, check := st.Meter, st.Op, st.Check
+	// The garbage of the cells before is not this cell's to collect.
+	runtime.GC()
 	defer m.Close()
 	retries0 := m.Retries()
 	count0, counted := m.Count()
