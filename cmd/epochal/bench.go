@@ -64,7 +64,7 @@ without persistence unless --durable, and stops it at the end. With
 or root (left behind).
 
 Writes <dir>/<run>/results.json (machine, versions, command, every cell,
-the goals) and report.html. An interrupted run (^C) writes what it has,
+the goals), report.html and results.md (the same tables in Markdown). An interrupted run (^C) writes what it has,
 marked cut short, and exits 1.`,
 		Example: `  epochal bench                                  # mem: epochal vs go-stm and a mutex
   epochal bench --backend redis --time 3s        # starts redis-server itself

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	htmlpkg "html"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,9 +38,21 @@ func benchRun(t *testing.T, ctx context.Context, args ...string) (int, string, s
 		if err != nil {
 			t.Fatal(err)
 		}
+		md, err := os.ReadFile(filepath.Join(filepath.Dir(runs[0]), "results.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, c := range res.Cells {
 			if !strings.Contains(string(html), "<td class=\"l\">"+c.Impl+"</td>") {
 				t.Errorf("report.html has no row of %s", c.Impl)
+			}
+			if row := fmt.Sprintf("| %s | %s | %d | %d | %s |", c.Workload, c.Backend, c.Accounts, c.Workers, c.Impl); !strings.Contains(string(md), row) {
+				t.Errorf("results.md has no row %q", row)
+			}
+		}
+		for _, g := range res.Goals {
+			if !strings.Contains(string(md), "| "+g.Name+" |") || !strings.Contains(string(html), htmlpkg.EscapeString(g.Name)) {
+				t.Errorf("goal %q not in results.md and report.html", g.Name)
 			}
 		}
 	}

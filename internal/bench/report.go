@@ -250,13 +250,61 @@ func (r *Result) WriteHTML(path string) error {
 	return f.Close()
 }
 
-// Write writes results.json and report.html into dir (created if
-// needed).
+// Markdown writes the run as Markdown: the machine, the command, a table
+// of the cells and the goals, for docs/benchmarks.md.
+func (r *Result) Markdown(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "- machine: %d CPUs (%s), %s/%s, %s; load average before: %s\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.OS, r.Machine.Arch, r.Machine.GoVersion, r.Machine.LoadAvg)
+	fmt.Fprintf(bw, "- servers: %s", r.Servers)
+	if v := r.Versions["server"]; v != "" {
+		fmt.Fprintf(bw, " (%s)", v)
+	}
+	fmt.Fprintf(bw, "\n- tree: %s", r.Versions["vcs.revision"])
+	if r.Versions["vcs.modified"] == "true" {
+		fmt.Fprint(bw, " (with uncommitted changes)")
+	}
+	fmt.Fprintf(bw, "\n- run %s, %g s per cell", r.Run, r.Seconds)
+	if !r.Complete {
+		fmt.Fprint(bw, ", **cut short**")
+	}
+	fmt.Fprintf(bw, "\n\n```sh\n%s\n```\n\n", strings.Join(r.Command, " "))
+	fmt.Fprintln(bw, "| workload | backend | accounts | workers | impl | ops/s | ratio | retries/op | p50 µs | p99 µs | per op | check |")
+	fmt.Fprintln(bw, "|---|---|---:|---:|---|---:|---|---:|---:|---:|---|---|")
+	for _, c := range r.Cells {
+		check := "ok"
+		if c.Error != "" {
+			check = "FAILED: " + c.Error
+		}
+		fmt.Fprintf(bw, "| %s | %s | %d | %d | %s | %.0f | %s | %.3f | %s | %s | %s | %s |\n",
+			c.Workload, c.Backend, c.Accounts, c.Workers, c.Impl, c.PerSec, fmtRatio(c), c.RetriesPerOp, fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtCount(c), check)
+	}
+	if len(r.Goals) > 0 {
+		fmt.Fprintln(bw, "\n| goal | measured | met? |\n|---|---|---|")
+		for _, g := range r.Goals {
+			st := "met"
+			if g.Status != Met {
+				st = "**not met**"
+			}
+			fmt.Fprintf(bw, "| %s | %s | %s |\n", g.Name, g.Measured, st)
+		}
+	}
+	return bw.Flush()
+}
+
+// Write writes results.json, report.html and results.md (see Markdown)
+// into dir (created if needed).
 func (r *Result) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	if err := r.WriteJSON(filepath.Join(dir, "results.json")); err != nil {
+		return err
+	}
+	var md strings.Builder
+	if err := r.Markdown(&md); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
 	return r.WriteHTML(filepath.Join(dir, "report.html"))
