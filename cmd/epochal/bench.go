@@ -51,17 +51,21 @@ locks) is contention.
 Implementations (--impls; default: every one that runs on --backend):
   epochal          Epochal, default options (bank: Alter both refs; swap: Atom.Swap; lock: locks.Mutex)
   epochal-commute  Epochal, Alter the debit and Commute the credit (swap: Commute +1)
+  epochal-prefetch Epochal, bank only, starting with refs.Prefetch of both accounts (only when named)
   watch-multi      go-redis WATCH, MGET, MULTI/SET/EXEC, retried on TxFailedErr (redis)
   lua              one EVALSHA doing the whole op (redis; lock: SET NX PX and a release script)
   zk-multi         go-zookeeper: versioned reads, one Multi of version-checked SetData (zk; lock: zk.Lock)
   go-stm           github.com/anacrolix/stm, in process (mem)
   mutex            a sync.Mutex, in process (mem)
 
+Every cell runs its ops unmeasured for a fifth of --time (at most 1s)
+first, so that servers, connections and caches are warm for each.
+
 Without --addr, a redis or zk run starts its own server on 127.0.0.1 (as
 'epochal jepsen' does; redis-server or ZooKeeper must be installed)
 without persistence unless --durable, and stops it at the end. With
 --addr the cells run against that server, each under a new key prefix
-or root (left behind).
+(starting with --prefix) or root (under --root), left behind.
 
 Writes <dir>/<run>/results.json (machine, versions, command, every cell,
 the goals), report.html and results.md (the same tables in Markdown). An interrupted run (^C) writes what it has,
@@ -70,7 +74,12 @@ marked cut short, and exits 1.`,
   epochal bench --backend redis --time 3s        # starts redis-server itself
   epochal bench --backend redis --addr 10.0.0.5:6379 --workload swap
   epochal bench --backend zk --workers 1,16 --accounts 1000,10`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("bench takes no arguments (got %q)", args)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.run(cmd, g)
 		},
@@ -83,12 +92,19 @@ marked cut short, and exits 1.`,
 	f.DurationVar(&c.time, "time", 5*time.Second, "how long each cell runs")
 	f.StringVar(&c.dir, "dir", "bench-runs", "directory for the run's results.json and report.html (in a new subdirectory per run)")
 	f.Uint64Var(&c.seed, "seed", 1, "seed of the workers' random choices")
-	f.BoolVar(&c.durable, "durable", false, "servers the run starts make every write durable before answering (Redis appendfsync always); default: no persistence")
+	f.BoolVar(&c.durable, "durable", false, "servers the run starts make every write durable before answering (Redis appendonly with appendfsync always, ZooKeeper's log fsynced); default: no persistence (no effect with --addr)")
 	f.BoolVar(&c.quiet, "quiet", false, "no progress output, only the table")
 	return cmd
 }
 
-func parseInts(flag, list string, least int) ([]int, error) {
+// Bounds of --workers and --accounts: a cell keeps state per worker and
+// account.
+const (
+	maxBenchWorkers  = 1024
+	maxBenchAccounts = 100_000
+)
+
+func parseInts(flag, list string, least, most int) ([]int, error) {
 	var out []int
 	for _, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
@@ -96,8 +112,8 @@ func parseInts(flag, list string, least int) ([]int, error) {
 			continue
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < least {
-			return nil, usagef("--%s %q: want whole numbers >= %d, comma-separated", flag, list, least)
+		if err != nil || n < least || n > most {
+			return nil, usagef("--%s %q: want whole numbers from %d to %d, comma-separated", flag, list, least, most)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)
@@ -119,11 +135,11 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 		}
 		workloads = append(workloads, w)
 	}
-	workers, err := parseInts("workers", c.workers, 1)
+	workers, err := parseInts("workers", c.workers, 1, maxBenchWorkers)
 	if err != nil {
 		return err
 	}
-	accounts, err := parseInts("accounts", c.accounts, 1)
+	accounts, err := parseInts("accounts", c.accounts, 1, maxBenchAccounts)
 	if err != nil {
 		return err
 	}
@@ -153,7 +169,6 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 	defer stop()
 
 	res := &bench.Result{
-		Run:      time.Now().UTC().Format("20060102T150405Z"),
 		Started:  time.Now().UTC(),
 		Command:  append([]string{"epochal"}, os.Args[1:]...),
 		Machine:  bench.ThisMachine(),
@@ -166,6 +181,13 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 	if v := bench.ServerVersion(ctx, target); v != "" {
 		res.Versions["server"] = v
 	}
+	// The run's directory is made first: a --dir that cannot be written
+	// is found before the cells run.
+	dir, err := newRunDir(c.dir)
+	if err != nil {
+		return usagef("--dir %s: %v", c.dir, err)
+	}
+	res.Run = filepath.Base(dir)
 	var specs []bench.Spec
 	for _, w := range workloads {
 		wl := names
@@ -205,9 +227,9 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 	}
 	prog.finish()
 	res.Complete = len(res.Cells) == len(specs)
-	bench.Ratios(res.Cells, res.Impls)
+	res.Machine.LoadAvgAfter = bench.ThisMachine().LoadAvg
+	bench.Ratios(res.Cells)
 	res.Goals = bench.Goals(res.Cells)
-	dir := filepath.Join(c.dir, res.Run)
 	werr := res.Write(dir)
 	if err := res.Table(out); err != nil {
 		return err
@@ -218,7 +240,12 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 	fmt.Fprintf(out, "\nresults: %s\n", filepath.Join(dir, "results.json"))
 	fmt.Fprintf(out, "report:  %s\n", filepath.Join(dir, "report.html"))
 	if failed := res.Failed(); len(failed) > 0 {
-		return fmt.Errorf("%w: %d of %d cells failed (see above)", errCheckFailed, len(failed), len(res.Cells))
+		for _, c := range failed {
+			if strings.HasPrefix(c.Error, "check failed") {
+				return fmt.Errorf("%w: %d of %d cells failed (see above)", errCheckFailed, len(failed), len(res.Cells))
+			}
+		}
+		return fmt.Errorf("%d of %d cells failed (see above)", len(failed), len(res.Cells))
 	}
 	if !res.Complete {
 		return fmt.Errorf("cut short: %d of %d cells ran (%w)", len(res.Cells), len(specs), context.Cause(ctx))
@@ -229,7 +256,13 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 // target returns where the cells run: the server --addr names, or one the
 // run starts (and stop stops).
 func (c *benchCmd) target(ctx context.Context, cmd *cobra.Command, g *globals) (bench.Target, string, func(), error) {
-	t := bench.Target{Backend: g.backend, Prefix: "epochal-bench"}
+	t := bench.Target{Backend: g.backend, Prefix: "epochal-bench", ConnectTimeout: g.connect}
+	if g.backend == backendRedis && g.prefix != "" {
+		t.Prefix = g.prefix
+	}
+	if g.backend == backendZK && g.root != "" {
+		t.Prefix = strings.Trim(g.root, "/")
+	}
 	given := cmd.Flags().Changed("addr") || strings.TrimSpace(os.Getenv(envAddr)) != ""
 	nop := func() {}
 	switch g.backend {
@@ -238,6 +271,9 @@ func (c *benchCmd) target(ctx context.Context, cmd *cobra.Command, g *globals) (
 	case backendRedis:
 		if given {
 			t.RedisAddr = g.addr
+			if err := bench.Ping(ctx, t); err != nil {
+				return t, "", nop, &downError{err: fmt.Errorf("%w (is redis-server running at %s? set --addr or %s)", err, g.addr, envAddr)}
+			}
 			return t, "redis at " + g.addr, nop, nil
 		}
 		if m := servers.RedisMissing(); m != "" {
@@ -258,6 +294,9 @@ func (c *benchCmd) target(ctx context.Context, cmd *cobra.Command, g *globals) (
 	case backendZK:
 		if given {
 			t.ZKServers = strings.Split(g.addr, ",")
+			if err := bench.Ping(ctx, t); err != nil {
+				return t, "", nop, &downError{err: fmt.Errorf("%w (is ZooKeeper running at %s? set --addr or %s)", err, g.addr, envAddr)}
+			}
 			t.ZKWrites = bench.ZxidOf(t.ZKServers[0], g.connect)
 			if _, err := t.ZKWrites(); err != nil {
 				t.ZKWrites = nil // srvr not allowed there: writes not counted
@@ -267,15 +306,44 @@ func (c *benchCmd) target(ctx context.Context, cmd *cobra.Command, g *globals) (
 		if m := servers.ZKMissing(); m != "" {
 			return t, "", nop, usagef("%s; or name a server with --addr", m)
 		}
-		z, err := servers.StartZK(1, servers.ZKOptions{})
+		opts := servers.ZKOptions{}
+		desc := "one ZooKeeper server started by the run on 127.0.0.1, its log fsynced before each write is acknowledged"
+		if !c.durable {
+			opts.Args = []string{"forceSync=no"}
+			desc = "one ZooKeeper server started by the run on 127.0.0.1, no fsync (forceSync=no)"
+		}
+		z, err := servers.StartZK(1, opts)
 		if err != nil {
 			return t, "", nop, fmt.Errorf("starting ZooKeeper: %w", err)
 		}
 		t.ZKServers = z.Servers
 		t.ZKWrites = bench.ZxidOf(z.Servers[0], 5*time.Second)
-		return t, "one ZooKeeper server started by the run on 127.0.0.1 (its log fsynced before each write is acknowledged, the default)", func() { _ = z.Close() }, nil
+		return t, desc, func() { _ = z.Close() }, nil
 	}
 	return t, "", nop, usagef("unknown backend %q", g.backend)
+}
+
+// newRunDir makes a new directory for a run under dir, named by the
+// time (a suffix when two runs start in the same second).
+func newRunDir(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	base := time.Now().UTC().Format("20060102T150405Z")
+	for i := 0; ; i++ {
+		name := base
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		p := filepath.Join(dir, name)
+		err := os.Mkdir(p, 0o755)
+		if err == nil {
+			return p, nil
+		}
+		if !os.IsExist(err) || i > 100 {
+			return "", err
+		}
+	}
 }
 
 // benchProgress tells how far a run is: a bar redrawn in place on a

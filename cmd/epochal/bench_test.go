@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	htmlpkg "html"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,10 +209,18 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "--workers", "1,x"}, "--workers"},
 		{[]string{"bench", "--accounts", "1"}, "at least 2 accounts"},
 		{[]string{"bench", "--time", "0s"}, "--time"},
+		{[]string{"bench", "--workers", "100000000"}, "--workers"},
+		{[]string{"bench", "--accounts", "99999999999"}, "--accounts"},
+		{[]string{"bench", "extra"}, "no arguments"},
+		{[]string{"bench", "--time", "10ms", "--dir", "/proc/no/such/dir"}, "--dir"},
 		{[]string{"bench", "--impls", "mutex", "--workload", "lock,bank", "--accounts", "5", "--workers", "1", "--time", "10ms", "--backend", "nope"}, "unknown backend"},
 	} {
 		var out, errOut bytes.Buffer
-		code := run(context.Background(), append(tc.args, "--dir", t.TempDir()), &out, &errOut)
+		args := tc.args
+		if !slices.Contains(args, "--dir") {
+			args = append(args, "--dir", t.TempDir())
+		}
+		code := run(context.Background(), args, &out, &errOut)
 		if code != exitUsage || !strings.Contains(errOut.String(), tc.want) || strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
 			t.Errorf("%q: exit %d, stderr %q; want %d naming %q", tc.args, code, errOut.String(), exitUsage, tc.want)
 		}
@@ -229,5 +238,28 @@ func TestBenchInterrupted(t *testing.T) {
 	}
 	if res == nil || res.Complete {
 		t.Fatalf("results %+v: want written and marked incomplete", res)
+	}
+}
+
+// TestBenchUnreachable: a server --addr names that does not answer is
+// exit 3 within --connect-timeout, before any cell runs, on Redis and on
+// ZooKeeper.
+func TestBenchUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	for _, be := range []string{"redis", "zk"} {
+		dir := t.TempDir()
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), []string{"--backend", be, "--addr", addr, "--connect-timeout", "2s", "bench", "--time", "50ms", "--dir", dir}, &out, &errOut)
+		if code != exitDown || !strings.Contains(errOut.String(), "--addr") {
+			t.Errorf("%s: exit %d, stderr %q; want %d naming --addr", be, code, errOut.String(), exitDown)
+		}
+		if runs, _ := filepath.Glob(filepath.Join(dir, "*")); len(runs) != 0 {
+			t.Errorf("%s: a run was written: %v", be, runs)
+		}
 	}
 }

@@ -158,16 +158,20 @@ func (b *epochalBank) Transfer(ctx context.Context, i, j int) (declined bool, er
 	return declined, err
 }
 
-func (b *epochalBank) Total(ctx context.Context) (int64, error) {
-	var sum int64
-	err := b.s.Dosync(ctx, func(tx *txn.Tx) error {
-		sum = 0
-		for _, a := range b.accts {
-			sum += int64(a.Get(tx))
+func (b *epochalBank) Balances(ctx context.Context) ([]int64, error) {
+	return readAll(ctx, b.epochal, b.accts)
+}
+
+// readAll reads refs in one Dosync: one snapshot.
+func readAll(ctx context.Context, e *epochal, rs []*refs.Ref[int]) ([]int64, error) {
+	vs := make([]int64, len(rs))
+	err := e.s.Dosync(ctx, func(tx *txn.Tx) error {
+		for i, r := range rs {
+			vs[i] = int64(r.Get(tx))
 		}
 		return nil
 	})
-	return sum, err
+	return vs, err
 }
 
 // redisPlain: one string key per account or counter, decimal values; the
@@ -202,25 +206,25 @@ func (p *redisPlain) Retries() int64       { return p.retries.Load() }
 func (p *redisPlain) Count() (int64, bool) { return p.h.n.Load(), true }
 func (p *redisPlain) Close()               { _ = p.c.Close() }
 
-func (p *redisPlain) sum(ctx context.Context) (int64, error) {
+func (p *redisPlain) values(ctx context.Context) ([]int64, error) {
 	vals, err := p.c.MGet(ctx, p.keys...).Result()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var sum int64
+	out := make([]int64, len(vals))
 	for i, v := range vals {
 		s, _ := v.(string)
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("%s = %v: %w", p.keys[i], v, err)
+			return nil, fmt.Errorf("%s = %v: %w", p.keys[i], v, err)
 		}
-		sum += n
+		out[i] = n
 	}
-	return sum, nil
+	return out, nil
 }
 
-func (p *redisPlain) Total(ctx context.Context) (int64, error) { return p.sum(ctx) }
-func (p *redisPlain) Sum(ctx context.Context) (int64, error)   { return p.sum(ctx) }
+func (p *redisPlain) Balances(ctx context.Context) ([]int64, error) { return p.values(ctx) }
+func (p *redisPlain) Values(ctx context.Context) ([]int64, error)   { return p.values(ctx) }
 
 // watchBank: WATCH both keys, MGET them, MULTI/SET/SET/EXEC.
 type watchBank struct{ *redisPlain }
@@ -339,20 +343,20 @@ func (p *zkPlain) get(i int) (int, *gozk.Stat, error) {
 	return v, st, err
 }
 
-func (p *zkPlain) sum(context.Context) (int64, error) {
-	var sum int64
+func (p *zkPlain) values(context.Context) ([]int64, error) {
+	out := make([]int64, len(p.paths))
 	for i := range p.paths {
 		v, _, err := p.get(i)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += int64(v)
+		out[i] = int64(v)
 	}
-	return sum, nil
+	return out, nil
 }
 
-func (p *zkPlain) Total(ctx context.Context) (int64, error) { return p.sum(ctx) }
-func (p *zkPlain) Sum(ctx context.Context) (int64, error)   { return p.sum(ctx) }
+func (p *zkPlain) Balances(ctx context.Context) ([]int64, error) { return p.values(ctx) }
+func (p *zkPlain) Values(ctx context.Context) ([]int64, error)   { return p.values(ctx) }
 
 // zkBank: read both znodes in parallel, one Multi of two version-checked
 // SetData.
@@ -426,13 +430,13 @@ func (b *goSTMBank) Retries() int64       { return goSTMRetries() }
 func (b *goSTMBank) Count() (int64, bool) { return noCount() }
 func (b *goSTMBank) Close()               {}
 
-func (b *goSTMBank) Total(context.Context) (int64, error) {
-	return gostm.Atomically(func(tx *gostm.Tx) int64 {
-		var sum int64
-		for _, a := range b.accts {
-			sum += int64(a.Get(tx))
+func (b *goSTMBank) Balances(context.Context) ([]int64, error) {
+	return gostm.Atomically(func(tx *gostm.Tx) []int64 {
+		out := make([]int64, len(b.accts))
+		for i, a := range b.accts {
+			out[i] = int64(a.Get(tx))
 		}
-		return sum
+		return out
 	}), nil
 }
 
@@ -465,14 +469,14 @@ func (b *mutexBank) Retries() int64       { return 0 }
 func (b *mutexBank) Count() (int64, bool) { return noCount() }
 func (b *mutexBank) Close()               {}
 
-func (b *mutexBank) Total(context.Context) (int64, error) {
+func (b *mutexBank) Balances(context.Context) ([]int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var sum int64
-	for _, v := range b.accts {
-		sum += int64(v)
+	out := make([]int64, len(b.accts))
+	for i, v := range b.accts {
+		out[i] = int64(v)
 	}
-	return sum, nil
+	return out, nil
 }
 
 // goSTMRetries reads how often anacrolix/stm ran a transaction again, so

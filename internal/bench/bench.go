@@ -81,6 +81,9 @@ type Target struct {
 	// adds its own), so that runs against one server do not meet. Keys
 	// are left behind.
 	Prefix string
+	// ConnectTimeout bounds a cell's setup (connecting, creating its
+	// accounts); 0: no bound but the caller's ctx.
+	ConnectTimeout time.Duration
 }
 
 var cellSeq atomic.Int64
@@ -113,8 +116,8 @@ type Accounts interface {
 	// Transfer moves 1 from account i to account j, retrying until it
 	// commits or declines (the source holds less than 1).
 	Transfer(ctx context.Context, i, j int) (declined bool, err error)
-	// Total is the sum of all balances.
-	Total(ctx context.Context) (int64, error)
+	// Balances reads every account's balance.
+	Balances(ctx context.Context) ([]int64, error)
 }
 
 // Counters is the swap workload's state.
@@ -122,8 +125,15 @@ type Counters interface {
 	Meter
 	// Incr adds 1 to counter i, retrying until it takes effect.
 	Incr(ctx context.Context, i int) error
-	// Sum is the sum of all counters.
-	Sum(ctx context.Context) (int64, error)
+	// Values reads every counter.
+	Values(ctx context.Context) ([]int64, error)
+}
+
+// Recomputer is a Meter that also counts commute values computed again
+// on a stale base (a commit round that is not a retry of the whole
+// transaction: Epochal's).
+type Recomputer interface {
+	Recomputes() int64
 }
 
 // Locks is the lock workload's state.
@@ -215,6 +225,10 @@ type Cell struct {
 	PerSec   float64 `json:"ops_per_sec"`
 	// RetriesPerOp is the attempts beyond the first per op.
 	RetriesPerOp float64 `json:"retries_per_op"`
+	// RecomputesPerOp is, for Epochal, the commute values computed again
+	// on a stale base per op: a commit round, not a retry of the whole
+	// transaction.
+	RecomputesPerOp *float64 `json:"recomputes_per_op,omitempty"`
 	// P50Micros, P99Micros: the latency of one op, retries included.
 	P50Micros float64 `json:"p50_us"`
 	P99Micros float64 `json:"p99_us"`
@@ -253,9 +267,10 @@ type State struct {
 	// a lock-unlock pair. declined is true for a transfer that found too
 	// little.
 	Op func(ctx context.Context, w int, r *rand.Rand) (declined bool, err error)
-	// Check checks the state after ops ops: the bank total, the
-	// counters' sum, mutual exclusion.
-	Check func(ctx context.Context, ops int64) error
+	// Check checks the state after every op so far: each account's
+	// balance (or counter) against the changes the workers made, mutual
+	// exclusion and the count of critical sections for locks.
+	Check func(ctx context.Context) error
 }
 
 // Open opens the state of s's workload with s's implementation on t, for
@@ -267,6 +282,37 @@ func Open(ctx context.Context, t Target, s Spec) (*State, error) {
 	if s.Workers < 1 || s.Accounts < 1 || (s.Workload == Bank && s.Accounts < 2) {
 		return nil, fmt.Errorf("bad cell: %d workers, %d accounts", s.Workers, s.Accounts)
 	}
+	if t.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.ConnectTimeout)
+		defer cancel()
+	}
+	// want[w][i] is what worker w's ops changed account (counter) i by.
+	want := make([][]int64, s.Workers)
+	for w := range want {
+		want[w] = make([]int64, s.Accounts)
+	}
+	// against compares what read returns with the sums of want, initial
+	// each to start with.
+	against := func(ctx context.Context, what string, initial int64, read func(context.Context) ([]int64, error)) error {
+		got, err := read(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the %ss: %w", what, err)
+		}
+		if len(got) != s.Accounts {
+			return fmt.Errorf("check failed: %d %ss read, want %d", len(got), what, s.Accounts)
+		}
+		for i, v := range got {
+			exp := initial
+			for w := range want {
+				exp += want[w][i]
+			}
+			if v != exp {
+				return fmt.Errorf("check failed: %s %d is %d, want %d (%+d)", what, i, v, exp, v-exp)
+			}
+		}
+		return nil
+	}
 	switch s.Workload {
 	case Bank:
 		a, err := s.Impl.Bank(ctx, t, s.Accounts)
@@ -275,24 +321,20 @@ func Open(ctx context.Context, t Target, s Spec) (*State, error) {
 		}
 		return &State{
 			Meter: a,
-			Op: func(ctx context.Context, _ int, r *rand.Rand) (bool, error) {
+			Op: func(ctx context.Context, w int, r *rand.Rand) (bool, error) {
 				i := r.IntN(s.Accounts)
 				j := r.IntN(s.Accounts - 1)
 				if j >= i {
 					j++
 				}
-				return a.Transfer(ctx, i, j)
-			},
-			Check: func(ctx context.Context, _ int64) error {
-				total, err := a.Total(ctx)
-				if err != nil {
-					return fmt.Errorf("reading the total: %w", err)
+				declined, err := a.Transfer(ctx, i, j)
+				if err == nil && !declined {
+					want[w][i]--
+					want[w][j]++
 				}
-				if want := int64(s.Accounts) * Initial; total != want {
-					return fmt.Errorf("check failed: the balances sum to %d, want %d (%+d)", total, want, total-want)
-				}
-				return nil
+				return declined, err
 			},
+			Check: func(ctx context.Context) error { return against(ctx, "balance", Initial, a.Balances) },
 		}, nil
 	case Swap:
 		cs, err := s.Impl.Swap(ctx, t, s.Accounts)
@@ -301,27 +343,31 @@ func Open(ctx context.Context, t Target, s Spec) (*State, error) {
 		}
 		return &State{
 			Meter: cs,
-			Op: func(ctx context.Context, _ int, r *rand.Rand) (bool, error) {
-				return false, cs.Incr(ctx, r.IntN(s.Accounts))
-			},
-			Check: func(ctx context.Context, ops int64) error {
-				sum, err := cs.Sum(ctx)
-				if err != nil {
-					return fmt.Errorf("reading the counters: %w", err)
+			Op: func(ctx context.Context, w int, r *rand.Rand) (bool, error) {
+				i := r.IntN(s.Accounts)
+				err := cs.Incr(ctx, i)
+				if err == nil {
+					want[w][i]++
 				}
-				if sum != ops {
-					return fmt.Errorf("check failed: the counters sum to %d after %d increments", sum, ops)
-				}
-				return nil
+				return false, err
 			},
+			Check: func(ctx context.Context) error { return against(ctx, "counter", 0, cs.Values) },
 		}, nil
 	case Lock:
 		ls, err := s.Impl.Locks(ctx, t, s.Accounts, s.Workers)
 		if err != nil {
 			return nil, fmt.Errorf("open: %w", err)
 		}
+		// inside[i] is the worker holding lock i, plus 1; sections[i]
+		// counts its critical sections with a read, a yield and a write
+		// (an increment two holders inside at once can lose).
 		inside := make([]atomic.Int32, s.Accounts)
+		sections := make([]atomic.Int64, s.Accounts)
 		var broken atomic.Pointer[string]
+		fail := func(format string, args ...any) {
+			msg := fmt.Sprintf(format, args...)
+			broken.CompareAndSwap(nil, &msg)
+		}
 		return &State{
 			Meter: ls,
 			Op: func(ctx context.Context, w int, r *rand.Rand) (bool, error) {
@@ -329,27 +375,56 @@ func Open(ctx context.Context, t Target, s Spec) (*State, error) {
 				if err := ls.Lock(ctx, w, i); err != nil {
 					return false, err
 				}
-				if !inside[i].CompareAndSwap(0, int32(w)+1) {
-					msg := fmt.Sprintf("check failed: worker %d got lock %d while worker %d held it", w, i, inside[i].Load()-1)
-					broken.CompareAndSwap(nil, &msg)
-				} else {
-					inside[i].Store(0)
+				me := int32(w) + 1
+				if !inside[i].CompareAndSwap(0, me) {
+					fail("check failed: worker %d got lock %d while worker %d held it", w, i, inside[i].Load()-1)
 				}
-				return false, ls.Unlock(ctx, w, i)
+				n := sections[i].Load()
+				runtime.Gosched()
+				sections[i].Store(n + 1)
+				if !inside[i].CompareAndSwap(me, 0) {
+					fail("check failed: worker %d was let into lock %d while worker %d held it", inside[i].Load()-1, i, w)
+				}
+				if err := ls.Unlock(ctx, w, i); err != nil {
+					return false, err
+				}
+				want[w][i]++
+				return false, nil
 			},
-			Check: func(context.Context, int64) error {
+			Check: func(ctx context.Context) error {
 				if msg := broken.Load(); msg != nil {
 					return errors.New(*msg)
 				}
-				return nil
+				return against(ctx, "critical section count of lock", 0, func(context.Context) ([]int64, error) {
+					out := make([]int64, s.Accounts)
+					for i := range sections {
+						out[i] = sections[i].Load()
+					}
+					return out, nil
+				})
 			},
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown workload %q", s.Workload)
 }
 
-// Run runs one cell against t. Failures are in the cell's Error; Run
-// returns an error only when ctx ended.
+// Warmup is how long a cell's ops run before it is measured: a fifth of
+// its time, at most a second. The server, the connections and the
+// process's caches are then warm for every implementation, the first of
+// a run included.
+func Warmup(d time.Duration) time.Duration { return min(d/5, time.Second) }
+
+// counts is one worker's tally, padded so that workers do not share a
+// cache line.
+type counts struct {
+	ops, declined int64
+	_             [48]byte
+}
+
+// Run runs one cell against t: opens its state, runs ops for Warmup
+// unmeasured, then for s.Time measured, and checks the state. Failures
+// are in the cell's Error; Run returns an error only when ctx ended (the
+// cell is then incomplete and not to be reported).
 func Run(ctx context.Context, t Target, s Spec) (Cell, error) {
 	c := Cell{Workload: s.Workload, Backend: t.Backend, Impl: s.Impl.Name, Workers: s.Workers, Accounts: s.Accounts, Unit: s.Impl.Unit[t.Backend]}
 	st, err := Open(ctx, t, s)
@@ -357,62 +432,46 @@ func Run(ctx context.Context, t Target, s Spec) (Cell, error) {
 		c.Error = err.Error()
 		return c, ctx.Err()
 	}
-	m, op, check := st.Meter, st.Op, st.Check
+	defer st.Close()
+	if w := Warmup(s.Time); w > 0 {
+		if _, _, err := loop(ctx, st, s, w, nil); err != nil {
+			c.Error = "warm-up: " + err.Error()
+			return c, ctx.Err()
+		}
+	}
 	// The garbage of the cells before is not this cell's to collect.
 	runtime.GC()
-	defer m.Close()
-	retries0 := m.Retries()
-	count0, counted := m.Count()
-
-	var stop atomic.Bool
-	var failed atomic.Pointer[error]
-	hists := make([]hist, s.Workers)
-	ops := make([]int64, s.Workers)
-	declined := make([]int64, s.Workers)
-	var wg sync.WaitGroup
-	start := time.Now()
-	timer := time.AfterFunc(s.Time, func() { stop.Store(true) })
-	for w := range s.Workers {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(s.Seed+uint64(w), 0x5eed))
-			h := &hists[w]
-			for !stop.Load() && failed.Load() == nil {
-				t0 := time.Now()
-				d, err := op(ctx, w, r)
-				if err != nil {
-					if ctx.Err() == nil {
-						err = fmt.Errorf("worker %d: %w", w, err)
-					}
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-				h.add(time.Since(t0))
-				if d {
-					declined[w]++
-				} else {
-					ops[w]++
-				}
-			}
-		})
+	retries0 := st.Retries()
+	var recomputes0 int64
+	rc, recomputes := st.Meter.(Recomputer)
+	if recomputes {
+		recomputes0 = rc.Recomputes()
 	}
-	wg.Wait()
-	timer.Stop()
-	elapsed := time.Since(start)
+	count0, counted := st.Count()
+	hists := make([]hist, s.Workers)
+	tally, elapsed, err := loop(ctx, st, s, s.Time, hists)
+	if ctx.Err() != nil {
+		return c, ctx.Err()
+	}
 	c.Seconds = elapsed.Seconds()
 	var all hist
 	for w := range s.Workers {
-		c.Ops += ops[w]
-		c.Declined += declined[w]
+		c.Ops += tally[w].ops
+		c.Declined += tally[w].declined
 		all.merge(&hists[w])
 	}
-	if e := failed.Load(); e != nil {
-		c.Error = (*e).Error()
-		return c, ctx.Err()
+	if err != nil {
+		c.Error = err.Error()
+		return c, nil
 	}
 	c.PerSec = float64(c.Ops+c.Declined) / c.Seconds
 	if c.Ops > 0 {
-		c.RetriesPerOp = float64(m.Retries()-retries0) / float64(c.Ops)
-		if n, ok := m.Count(); ok && counted {
+		c.RetriesPerOp = float64(st.Retries()-retries0) / float64(c.Ops)
+		if recomputes {
+			v := float64(rc.Recomputes()-recomputes0) / float64(c.Ops)
+			c.RecomputesPerOp = &v
+		}
+		if n, ok := st.Count(); ok && counted {
 			v := float64(n-count0) / float64(c.Ops)
 			c.CountPerOp = &v
 		}
@@ -421,38 +480,83 @@ func Run(ctx context.Context, t Target, s Spec) (Cell, error) {
 	c.P99Micros = all.quantile(0.99)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := check(cctx, c.Ops); err != nil {
+	if err := st.Check(cctx); err != nil {
 		c.Error = err.Error()
 	}
-	return c, ctx.Err()
+	return c, nil
 }
 
-// Ratios sets each cell's Ratio to its ops/s over the first peer's (a
-// non-Epochal implementation, in the order of order) in the same
-// workload, backend, workers and accounts.
-func Ratios(cells []Cell, order []string) {
+// loop runs st's ops over s.Workers goroutines for d (or until ctx ends
+// or an op fails), recording each op's latency in hists[w] when hists is
+// not nil. It returns each worker's tally and the time taken.
+func loop(ctx context.Context, st *State, s Spec, d time.Duration, hists []hist) ([]counts, time.Duration, error) {
+	var stop atomic.Bool
+	var failed atomic.Pointer[error]
+	tally := make([]counts, s.Workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	timer := time.AfterFunc(d, func() { stop.Store(true) })
+	defer timer.Stop()
+	unhook := context.AfterFunc(ctx, func() { stop.Store(true) })
+	defer unhook()
+	for w := range s.Workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(s.Seed+uint64(w), 0x5eed))
+			var ops, declined int64
+			var h *hist
+			if hists != nil {
+				h = &hists[w]
+			}
+			for !stop.Load() && failed.Load() == nil {
+				t0 := time.Now()
+				d, err := st.Op(ctx, w, r)
+				if err != nil {
+					if ctx.Err() == nil {
+						err = fmt.Errorf("worker %d: %w", w, err)
+						failed.CompareAndSwap(nil, &err)
+					}
+					break
+				}
+				if h != nil {
+					h.add(time.Since(t0))
+				}
+				if d {
+					declined++
+				} else {
+					ops++
+				}
+			}
+			tally[w] = counts{ops: ops, declined: declined}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if e := failed.Load(); e != nil {
+		return tally, elapsed, *e
+	}
+	return tally, elapsed, nil
+}
+
+// Ratios sets each cell's Ratio to its ops/s over the first peer's (the
+// first cell of a non-Epochal implementation, in the order of cells) in
+// the same workload, backend, workers and accounts.
+func Ratios(cells []Cell) {
 	type regime struct {
 		w, b string
 		g, a int
 	}
 	first := map[regime]*Cell{}
-	for _, name := range order {
-		im, ok := Lookup(name)
-		if !ok || im.Epochal {
-			continue
-		}
-		for i := range cells {
-			c := &cells[i]
-			k := regime{c.Workload, c.Backend, c.Workers, c.Accounts}
-			if c.Impl == name && c.Error == "" && first[k] == nil {
-				first[k] = c
-			}
+	for i := range cells {
+		c := &cells[i]
+		k := regime{c.Workload, c.Backend, c.Workers, c.Accounts}
+		if im, ok := Lookup(c.Impl); ok && !im.Epochal && c.Error == "" && c.PerSec > 0 && first[k] == nil {
+			first[k] = c
 		}
 	}
 	for i := range cells {
 		c := &cells[i]
 		p := first[regime{c.Workload, c.Backend, c.Workers, c.Accounts}]
-		if p == nil || c.Error != "" || p.PerSec == 0 {
+		if p == nil || c.Error != "" {
 			continue
 		}
 		c.Ratio = c.PerSec / p.PerSec

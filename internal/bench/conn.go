@@ -51,13 +51,12 @@ type discardLogger struct{}
 
 func (discardLogger) Printf(string, ...any) {}
 
-// zkConn returns a new go-zookeeper connection of t's servers, once its
-// session is up, and a new root node under which the caller keeps its
-// nodes.
-func zkConn(ctx context.Context, t Target, impl string) (*gozk.Conn, string, error) {
+// zkSession returns a new go-zookeeper connection of t's servers once its
+// session is up (within ctx).
+func zkSession(ctx context.Context, t Target) (*gozk.Conn, error) {
 	c, ev, err := gozk.Connect(t.ZKServers, 10*time.Second, gozk.WithLogInfo(false), gozk.WithLogger(discardLogger{}))
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	up := make(chan struct{})
 	go func() {
@@ -71,9 +70,20 @@ func zkConn(ctx context.Context, t Target, impl string) (*gozk.Conn, string, err
 	}()
 	select {
 	case <-up:
+		return c, nil
 	case <-ctx.Done():
-		c.Close()
-		return nil, "", ctx.Err()
+		go c.Close() // it waits for a server that may not answer
+		return nil, ctx.Err()
+	}
+}
+
+// zkConn returns a new go-zookeeper connection of t's servers, once its
+// session is up, and a new root node under which the caller keeps its
+// nodes.
+func zkConn(ctx context.Context, t Target, impl string) (*gozk.Conn, string, error) {
+	c, err := zkSession(ctx, t)
+	if err != nil {
+		return nil, "", err
 	}
 	root := "/" + t.space(impl)
 	if _, err := c.Create(root, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil {
@@ -91,12 +101,8 @@ type epochal struct {
 	close func()
 }
 
-func (e *epochal) Retries() int64 {
-	st := e.s.Stats()
-	// A commute computed again on a stale base costs a commit round
-	// like a retry does.
-	return st.Retries + st.Recomputes
-}
+func (e *epochal) Retries() int64    { return e.s.Stats().Retries }
+func (e *epochal) Recomputes() int64 { return e.s.Stats().Recomputes }
 
 func (e *epochal) Count() (int64, bool) { return e.count() }
 
@@ -230,4 +236,29 @@ func ServerVersion(ctx context.Context, t Target) string {
 		}
 	}
 	return ""
+}
+
+// Ping checks that t's server answers within t.ConnectTimeout (or ctx):
+// Redis a PING, ZooKeeper a session.
+func Ping(ctx context.Context, t Target) error {
+	if t.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.ConnectTimeout)
+		defer cancel()
+	}
+	switch t.Backend {
+	case Redis:
+		c, _, err := redisClient(ctx, t)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	case ZK:
+		c, err := zkSession(ctx, t)
+		if err != nil {
+			return fmt.Errorf("zk %v: %w", t.ZKServers, err)
+		}
+		c.Close()
+	}
+	return nil
 }

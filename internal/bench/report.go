@@ -22,8 +22,9 @@ type Machine struct {
 	CPUs      int    `json:"cpus"`
 	CPUModel  string `json:"cpu_model,omitempty"`
 	GoVersion string `json:"go_version"`
-	// LoadAvg is /proc/loadavg before the run.
-	LoadAvg string `json:"load_avg,omitempty"`
+	// LoadAvg is /proc/loadavg before the run, LoadAvgAfter after it.
+	LoadAvg      string `json:"load_avg,omitempty"`
+	LoadAvgAfter string `json:"load_avg_after,omitempty"`
 }
 
 // ThisMachine describes the machine this process runs on.
@@ -140,6 +141,13 @@ func fmtCount(c Cell) string {
 	return fmt.Sprintf("%.2f %s", *c.CountPerOp, c.Unit)
 }
 
+func fmtRecomputes(c Cell) string {
+	if c.RecomputesPerOp == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", *c.RecomputesPerOp)
+}
+
 func fmtRatio(c Cell) string {
 	if c.Ratio == 0 {
 		return "-"
@@ -150,14 +158,14 @@ func fmtRatio(c Cell) string {
 // Table writes the cells as an aligned text table, then the goals.
 func (r *Result) Table(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tbackend\taccounts\tworkers\timpl\tops/s\tratio\tretries/op\tp50 µs\tp99 µs\tper op\tcheck\t")
+	fmt.Fprintln(tw, "workload\tbackend\taccounts\tworkers\timpl\tops/s\tratio\tretries/op\trecomputes/op\tp50 µs\tp99 µs\tper op\tcheck\t")
 	for _, c := range r.Cells {
 		check := "ok"
 		if c.Error != "" {
 			check = "FAILED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%.0f\t%s\t%.3f\t%s\t%s\t%s\t%s\t\n",
-			c.Workload, c.Backend, c.Accounts, c.Workers, c.Impl, c.PerSec, fmtRatio(c), c.RetriesPerOp, fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtCount(c), check)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%.0f\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t\n",
+			c.Workload, c.Backend, c.Accounts, c.Workers, c.Impl, c.PerSec, fmtRatio(c), c.RetriesPerOp, fmtRecomputes(c), fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtCount(c), check)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -179,11 +187,12 @@ func (r *Result) Table(w io.Writer) error {
 }
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"f0":    func(v float64) string { return fmt.Sprintf("%.0f", v) },
-	"f3":    func(v float64) string { return fmt.Sprintf("%.3f", v) },
-	"us":    fmtMicros,
-	"count": fmtCount,
-	"ratio": fmtRatio,
+	"f0":     func(v float64) string { return fmt.Sprintf("%.0f", v) },
+	"f3":     func(v float64) string { return fmt.Sprintf("%.3f", v) },
+	"us":     fmtMicros,
+	"count":  fmtCount,
+	"recomp": fmtRecomputes,
+	"ratio":  fmtRatio,
 	"bar": func(c Cell, cells []Cell) float64 {
 		// width in percent of the fastest cell of the same regime
 		best := 0.0
@@ -211,19 +220,19 @@ td.l{text-align:left}
 .fail{background:#f9dede}
 </style></head><body>
 <h1>epochal bench: {{.Run}}</h1>
-<p>{{.Started.Format "2006-01-02 15:04:05 MST"}} &middot; {{.Machine.CPUs}} CPUs ({{.Machine.CPUModel}}), {{.Machine.OS}}/{{.Machine.Arch}}, {{.Machine.GoVersion}}, load before: {{.Machine.LoadAvg}}<br>
+<p>{{.Started.Format "2006-01-02 15:04:05 MST"}} &middot; {{.Machine.CPUs}} CPUs ({{.Machine.CPUModel}}), {{.Machine.OS}}/{{.Machine.Arch}}, {{.Machine.GoVersion}}, load before: {{.Machine.LoadAvg}}, after: {{.Machine.LoadAvgAfter}}<br>
 servers: {{.Servers}} &middot; {{.Seconds}} s per cell{{if not .Complete}} &middot; <b>cut short: not every cell ran</b>{{end}}</p>
 <p><code>{{range .Command}}{{.}} {{end}}</code></p>
-<p>ops/s counts committed ops (and declined transfers); the ratio is to the first peer that ran in the same regime; retries are attempts beyond the first per op; p50/p99 are the latency of one op, retries included; "per op" counts round trips (Redis, a hook on each client) or server writes (ZooKeeper, the zxid) per op.</p>
+<p>ops/s counts committed ops (and declined transfers); the ratio is to the first peer that ran in the same regime; retries are attempts beyond the first per op (recomputes: Epochal's commute values computed again on a stale base, a commit round rather than a retry); p50/p99 are the latency of one op, retries included; "per op" counts round trips (Redis, a hook on each client) or server writes (ZooKeeper, the zxid) per op.</p>
 {{if .Goals}}<h2>Goals</h2>
 <table><tr><th>goal</th><th>status</th><th>measured</th></tr>
 {{range .Goals}}<tr class="{{if eq .Status "met"}}met{{else}}notmet{{end}}"><td class="l">{{.Name}}</td><td class="l">{{.Status}}</td><td class="l">{{.Measured}}</td></tr>
 {{end}}</table>{{end}}
 <h2>Cells</h2>
-<table><tr><th>workload</th><th>backend</th><th>accounts</th><th>workers</th><th>impl</th><th>ops/s</th><th></th><th>ratio</th><th>retries/op</th><th>p50 µs</th><th>p99 µs</th><th>per op</th><th>check</th></tr>
+<table><tr><th>workload</th><th>backend</th><th>accounts</th><th>workers</th><th>impl</th><th>ops/s</th><th></th><th>ratio</th><th>retries/op</th><th>recomputes/op</th><th>p50 µs</th><th>p99 µs</th><th>per op</th><th>check</th></tr>
 {{$cells := .Cells}}{{range .Cells}}<tr class="{{if .Error}}fail{{end}}"><td class="l">{{.Workload}}</td><td class="l">{{.Backend}}</td><td>{{.Accounts}}</td><td>{{.Workers}}</td><td class="l">{{.Impl}}</td><td>{{f0 .PerSec}}</td>
 <td class="l" style="width:220px"><div class="{{if or (eq .Impl "epochal") (eq .Impl "epochal-commute")}}epochal{{end}}"><div class="bar" style="width:{{bar . $cells}}%"></div></div></td>
-<td>{{ratio .}}</td><td>{{f3 .RetriesPerOp}}</td><td>{{us .P50Micros}}</td><td>{{us .P99Micros}}</td><td>{{count .}}</td><td class="l">{{if .Error}}FAILED: {{.Error}}{{else}}ok{{end}}</td></tr>
+<td>{{ratio .}}</td><td>{{f3 .RetriesPerOp}}</td><td>{{recomp .}}</td><td>{{us .P50Micros}}</td><td>{{us .P99Micros}}</td><td>{{count .}}</td><td class="l">{{if .Error}}FAILED: {{.Error}}{{else}}ok{{end}}</td></tr>
 {{end}}</table>
 <h2>Implementations</h2><ul>
 {{range .Impls}}<li>{{.}}</li>{{end}}</ul>
@@ -254,7 +263,7 @@ func (r *Result) WriteHTML(path string) error {
 // of the cells and the goals, for docs/benchmarks.md.
 func (r *Result) Markdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "- machine: %d CPUs (%s), %s/%s, %s; load average before: %s\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.OS, r.Machine.Arch, r.Machine.GoVersion, r.Machine.LoadAvg)
+	fmt.Fprintf(bw, "- machine: %d CPUs (%s), %s/%s, %s; /proc/loadavg before: %s, after: %s\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.OS, r.Machine.Arch, r.Machine.GoVersion, r.Machine.LoadAvg, r.Machine.LoadAvgAfter)
 	fmt.Fprintf(bw, "- servers: %s", r.Servers)
 	if v := r.Versions["server"]; v != "" {
 		fmt.Fprintf(bw, " (%s)", v)
@@ -268,15 +277,15 @@ func (r *Result) Markdown(w io.Writer) error {
 		fmt.Fprint(bw, ", **cut short**")
 	}
 	fmt.Fprintf(bw, "\n\n```sh\n%s\n```\n\n", strings.Join(r.Command, " "))
-	fmt.Fprintln(bw, "| workload | backend | accounts | workers | impl | ops/s | ratio | retries/op | p50 µs | p99 µs | per op | check |")
-	fmt.Fprintln(bw, "|---|---|---:|---:|---|---:|---|---:|---:|---:|---|---|")
+	fmt.Fprintln(bw, "| workload | backend | accounts | workers | impl | ops/s | ratio | retries/op | recomputes/op | p50 µs | p99 µs | per op | check |")
+	fmt.Fprintln(bw, "|---|---|---:|---:|---|---:|---|---:|---:|---:|---:|---|---|")
 	for _, c := range r.Cells {
 		check := "ok"
 		if c.Error != "" {
 			check = "FAILED: " + c.Error
 		}
-		fmt.Fprintf(bw, "| %s | %s | %d | %d | %s | %.0f | %s | %.3f | %s | %s | %s | %s |\n",
-			c.Workload, c.Backend, c.Accounts, c.Workers, c.Impl, c.PerSec, fmtRatio(c), c.RetriesPerOp, fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtCount(c), check)
+		fmt.Fprintf(bw, "| %s | %s | %d | %d | %s | %.0f | %s | %.3f | %s | %s | %s | %s | %s |\n",
+			c.Workload, c.Backend, c.Accounts, c.Workers, c.Impl, c.PerSec, fmtRatio(c), c.RetriesPerOp, fmtRecomputes(c), fmtMicros(c.P50Micros), fmtMicros(c.P99Micros), fmtCount(c), check)
 	}
 	if len(r.Goals) > 0 {
 		fmt.Fprintln(bw, "\n| goal | measured | met? |\n|---|---|---|")

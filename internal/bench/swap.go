@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,16 +54,16 @@ func (c *atomCounters) Incr(ctx context.Context, i int) error {
 
 func (c *atomCounters) Retries() int64 { return c.calls.Load() - c.swaps.Load() }
 
-func (c *atomCounters) Sum(ctx context.Context) (int64, error) {
-	var sum int64
-	for _, a := range c.atoms {
+func (c *atomCounters) Values(ctx context.Context) ([]int64, error) {
+	out := make([]int64, len(c.atoms))
+	for i, a := range c.atoms {
 		v, err := a.Deref(ctx)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += int64(v)
+		out[i] = int64(v)
 	}
-	return sum, nil
+	return out, nil
 }
 
 // commuteCounters: one refs.Ref[int] per counter, each increment a
@@ -93,16 +94,8 @@ func (c *commuteCounters) Incr(ctx context.Context, i int) error {
 	})
 }
 
-func (c *commuteCounters) Sum(ctx context.Context) (int64, error) {
-	var sum int64
-	err := c.s.Dosync(ctx, func(tx *txn.Tx) error {
-		sum = 0
-		for _, r := range c.rs {
-			sum += int64(r.Get(tx))
-		}
-		return nil
-	})
-	return sum, err
+func (c *commuteCounters) Values(ctx context.Context) ([]int64, error) {
+	return readAll(ctx, c.epochal, c.rs)
 }
 
 // watchCounters: WATCH, GET, MULTI/SET/EXEC.
@@ -207,12 +200,12 @@ func (c *goSTMCounters) Retries() int64       { return goSTMRetries() }
 func (c *goSTMCounters) Count() (int64, bool) { return noCount() }
 func (c *goSTMCounters) Close()               {}
 
-func (c *goSTMCounters) Sum(context.Context) (int64, error) {
-	var sum int64
-	for _, v := range c.vs {
-		sum += int64(gostm.AtomicGet(v))
+func (c *goSTMCounters) Values(context.Context) ([]int64, error) {
+	out := make([]int64, len(c.vs))
+	for i, v := range c.vs {
+		out[i] = int64(gostm.AtomicGet(v))
 	}
-	return sum, nil
+	return out, nil
 }
 
 // mutexCounters: a slice of ints under one sync.Mutex.
@@ -236,12 +229,8 @@ func (c *mutexCounters) Retries() int64       { return 0 }
 func (c *mutexCounters) Count() (int64, bool) { return noCount() }
 func (c *mutexCounters) Close()               {}
 
-func (c *mutexCounters) Sum(context.Context) (int64, error) {
+func (c *mutexCounters) Values(context.Context) ([]int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var sum int64
-	for _, v := range c.vs {
-		sum += v
-	}
-	return sum, nil
+	return slices.Clone(c.vs), nil
 }

@@ -103,7 +103,6 @@ func lookup(b *testing.B, name string) bench.Impl {
 func cell(b *testing.B, t bench.Target, workload, name string, accounts, g int, per string) {
 	im := lookup(b, name)
 	var st *bench.State
-	var ops atomic.Int64 // done on st so far, over every run
 	b.Run(name, func(b *testing.B) {
 		if st == nil {
 			var err error
@@ -111,7 +110,7 @@ func cell(b *testing.B, t bench.Target, workload, name string, accounts, g int, 
 				b.Fatal(err)
 			}
 		}
-		runOps(b, st, &ops, g, per, im.Unit[t.Backend])
+		runOps(b, st, g, per, im.Unit[t.Backend])
 	})
 	if st != nil {
 		st.Close()
@@ -125,8 +124,7 @@ func lockCell(b *testing.B, t bench.Target, name string, g int) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	var ops atomic.Int64
-	runOps(b, st, &ops, g, "op", im.Unit[t.Backend])
+	runOps(b, st, g, "op", im.Unit[t.Backend])
 }
 
 // errDeclined: the bank's balances start high enough that no transfer is
@@ -134,13 +132,12 @@ func lockCell(b *testing.B, t bench.Target, name string, g int) {
 var errDeclined = errors.New("a transfer was declined: the balances start too low")
 
 // runOps does b.N ops on st over g goroutines, which take them from a
-// shared counter until b.N are done, reports the metrics and checks st
-// (total counts the ops done on st over every run so far).
-func runOps(b *testing.B, st *bench.State, total *atomic.Int64, g int, per, unit string) {
+// shared counter until b.N are done, reports the metrics and checks st.
+func runOps(b *testing.B, st *bench.State, g int, per, unit string) {
 	ctx := context.Background()
 	retries0 := st.Retries()
 	count0, counted := st.Count()
-	lat := make([]time.Duration, b.N)
+	lats := make([][]time.Duration, g) // each worker's, kept apart
 	var next atomic.Int64
 	var failed atomic.Pointer[error]
 	var wg sync.WaitGroup
@@ -148,11 +145,9 @@ func runOps(b *testing.B, st *bench.State, total *atomic.Int64, g int, per, unit
 	for w := range g {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 0x5eed))
-			for {
-				k := next.Add(1)
-				if k > int64(b.N) || failed.Load() != nil {
-					return
-				}
+			lat := make([]time.Duration, 0, b.N/g+1)
+			defer func() { lats[w] = lat }()
+			for next.Add(1) <= int64(b.N) && failed.Load() == nil {
 				start := time.Now()
 				declined, err := st.Op(ctx, w, r)
 				if err == nil && declined {
@@ -162,7 +157,7 @@ func runOps(b *testing.B, st *bench.State, total *atomic.Int64, g int, per, unit
 					failed.CompareAndSwap(nil, &err)
 					return
 				}
-				lat[k-1] = time.Since(start)
+				lat = append(lat, time.Since(start))
 			}
 		})
 	}
@@ -171,10 +166,11 @@ func runOps(b *testing.B, st *bench.State, total *atomic.Int64, g int, per, unit
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
 	}
-	n := float64(b.N)
+	lat := slices.Concat(lats...)
 	slices.Sort(lat)
+	n := float64(b.N)
 	pct := func(p float64) float64 {
-		k := int(p*n+0.999999) - 1
+		k := int(p*float64(len(lat))+0.999999) - 1
 		k = max(0, min(k, len(lat)-1))
 		return float64(lat[k]) / float64(time.Microsecond)
 	}
@@ -185,7 +181,7 @@ func runOps(b *testing.B, st *bench.State, total *atomic.Int64, g int, per, unit
 	if c, ok := st.Count(); ok && counted && unit != "" {
 		b.ReportMetric(float64(c-count0)/n, unit+"/"+per)
 	}
-	if err := st.Check(ctx, total.Add(int64(b.N))); err != nil {
+	if err := st.Check(ctx); err != nil {
 		b.Fatal(err)
 	}
 }

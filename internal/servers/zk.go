@@ -80,6 +80,10 @@ type ZKOptions struct {
 	// nodes' configurations are written, again for new ports when a
 	// start is retried. Nil: every node dials the others directly.
 	PeerAddr func(from, to int, quorum string) (string, error)
+
+	// Args are extra zoo.cfg lines, appended after the package's own,
+	// e.g. "forceSync=no" (acknowledge writes before the log is synced).
+	Args []string
 }
 
 // ZK is a ZooKeeper server or ensemble started by StartZK. Nodes are
@@ -94,7 +98,8 @@ type ZK struct {
 	// (with myid) and zk.log (stdout and stderr of every run).
 	Dir string
 
-	ownDir bool // Dir was created by StartZK: Close removes it
+	ownDir bool     // Dir was created by StartZK: Close removes it
+	args   []string // ZKOptions.Args
 	ports  *ports
 	nodes  []*proc
 
@@ -122,7 +127,7 @@ func StartZK(n int, opts ZKOptions) (*ZK, error) {
 	if err != nil {
 		return nil, err
 	}
-	z := &ZK{Dir: dir, ownDir: own}
+	z := &ZK{Dir: dir, ownDir: own, args: opts.Args}
 	if err := z.start(java, n, opts); err != nil {
 		_ = z.Close()
 		return nil, err
@@ -198,6 +203,9 @@ func (z *ZK) prepareNode(java string, i, n, base int, peerAddr func(from, to int
 	b.WriteString("4lw.commands.whitelist=*\n")
 	b.WriteString("maxClientCnxns=0\n")  // no limit per client IP (all tests come from 127.0.0.1)
 	b.WriteString("preAllocSize=4096\n") // KiB of transaction log preallocated, not 64 MiB
+	for _, a := range z.args {
+		b.WriteString(a + "\n")
+	}
 	if n > 1 {
 		for j := range n {
 			quorum := base + 3*j + 1
