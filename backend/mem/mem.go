@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -105,22 +106,25 @@ func (b *Backend) recStripe(id string) *recStripe {
 	return &b.recs[maphash.String(b.seed, id)%recStripes]
 }
 
-// lockRefs write-locks the stripes of names in ascending order (so that
-// two callers never wait on each other in a cycle) and returns the unlock.
-func (b *Backend) lockRefs(names []string) func() {
-	idx := make([]int, 0, len(names))
-	for _, n := range names {
-		idx = append(idx, b.refStripe(n))
+// stripes is a set of ref stripes, one bit per stripe.
+type stripes uint64
+
+// One bit per stripe must fit.
+var _ [64 - refStripes]struct{}
+
+func (b *Backend) stripeOf(name string) stripes { return 1 << b.refStripe(name) }
+
+// lock write-locks the stripes in ascending order (so that two callers
+// never wait on each other in a cycle).
+func (b *Backend) lock(set stripes) {
+	for x := set; x != 0; x &= x - 1 {
+		b.refs[bits.TrailingZeros64(uint64(x))].mu.Lock()
 	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		b.refs[i].mu.Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			b.refs[i].mu.Unlock()
-		}
+}
+
+func (b *Backend) unlock(set stripes) {
+	for x := set; x != 0; x &= x - 1 {
+		b.refs[bits.TrailingZeros64(uint64(x))].mu.Unlock()
 	}
 }
 
@@ -256,12 +260,12 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 	if err := b.check(ctx); err != nil {
 		return backend.LockResult{}, err
 	}
-	names := make([]string, len(req.Items))
-	for i, it := range req.Items {
-		names[i] = it.Name
+	var set stripes
+	for _, it := range req.Items {
+		set |= b.stripeOf(it.Name)
 	}
-	unlock := b.lockRefs(names)
-	defer unlock()
+	b.lock(set)
+	defer b.unlock(set)
 	var res backend.LockResult
 	for _, it := range req.Items {
 		r := b.ref(it.Name)
@@ -302,12 +306,12 @@ func (b *Backend) Stage(ctx context.Context, txn string, items []backend.StageIt
 	if err := b.check(ctx); err != nil {
 		return false, err
 	}
-	names := make([]string, len(items))
-	for i, it := range items {
-		names[i] = it.Name
+	var set stripes
+	for _, it := range items {
+		set |= b.stripeOf(it.Name)
 	}
-	unlock := b.lockRefs(names)
-	defer unlock()
+	b.lock(set)
+	defer b.unlock(set)
 	for _, it := range items {
 		r := b.ref(it.Name)
 		if r == nil || r.intent == nil || r.intent.Txn != txn || !r.intent.Write {
@@ -326,8 +330,12 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 	if err := b.check(ctx); err != nil {
 		return err
 	}
-	unlock := b.lockRefs(req.Names)
-	defer unlock()
+	var set stripes
+	for _, name := range req.Names {
+		set |= b.stripeOf(name)
+	}
+	b.lock(set)
+	defer b.unlock(set)
 	for _, name := range req.Names {
 		r := b.ref(name)
 		if r == nil || r.intent == nil || r.intent.Txn != req.Txn || !req.Drops(r.intent) {
@@ -350,8 +358,12 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 // hints watchers. The caller holds the ref's stripe lock.
 func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
 	subs := b.refs[b.refStripe(name)].subs[name]
-	vs := make([]backend.Version, 0, len(r.versions)+1)
-	vs = append(append(vs, v), r.versions...)
+	// In place: r.versions is never handed out (reads copy versions out
+	// of it, under the stripe lock), and Trim clears what it drops, so
+	// a ref that keeps one version reuses its array at every commit.
+	vs := append(r.versions, backend.Version{})
+	copy(vs[1:], vs)
+	vs[0] = v
 	r.versions, r.trimmed = history.Trim(vs, backend.KeepFor(r.keep, len(subs) > 0), r.trimmed)
 	for s := range subs {
 		s.Push(v) // under the stripe lock: in point order
@@ -363,16 +375,17 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	if err := b.check(ctx); err != nil {
 		return backend.OnePhaseResult{}, err
 	}
-	names := make([]string, len(req.Items))
-	for i, it := range req.Items {
-		names[i] = it.Name
+	var set stripes
+	for _, it := range req.Items {
+		set |= b.stripeOf(it.Name)
 	}
-	unlock := b.lockRefs(names)
-	defer unlock()
+	b.lock(set)
+	defer b.unlock(set)
 	rs := b.recStripe(req.Txn)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rec, ok := rs.get(req.Txn, time.Now()); ok {
+	now := time.Now()
+	if rec, ok := rs.get(req.Txn, now); ok {
 		return backend.OnePhaseResult{Status: rec.Status, CP: rec.CP}, nil
 	}
 	var res backend.OnePhaseResult
@@ -405,7 +418,7 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
 		}
 	}
-	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, time.Now())
+	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, now)
 	return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
 }
 
