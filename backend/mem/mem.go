@@ -102,7 +102,13 @@ func (b *Backend) refStripe(name string) int {
 	return int(maphash.String(b.seed, name) % refStripes)
 }
 
+// recStripe is the stripe of record id. Consecutive ids of the engine's
+// form (seqID) share one for a chunk's worth (see recStripe.onePhaseSeq),
+// and the chunks of one process take the stripes in turn.
 func (b *Backend) recStripe(id string) *recStripe {
+	if prefix, seq, ok := seqID(id); ok {
+		return &b.recs[(maphash.String(b.seed, prefix)+seq/seqChunkLen)%recStripes]
+	}
 	return &b.recs[maphash.String(b.seed, id)%recStripes]
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,77 @@ type recStripe struct {
 	// (not the engine's) go in onePhaseLong.
 	onePhase     generations[shortID, onePhaseRec]
 	onePhaseLong generations[string, onePhaseRec]
+	// The one-phase commit records of ids of the engine's form (seqID):
+	// in chunks of consecutive ids of one process, so that a commit's
+	// look-up (a miss, as a rule) and its record land on memory the
+	// commits just before it touched, instead of on a random slot of a
+	// map of hundreds of thousands (a cache miss each, and the cache
+	// they evict was the refs' and versions').
+	onePhaseSeq generations[seqKey, *seqChunk]
+}
+
+// seqChunkLen is how many consecutive ids a chunk holds.
+const seqChunkLen = 16
+
+// seqKey names a chunk: the ids prefix + "-" + base 36 of seq for seq in
+// [chunk*seqChunkLen, (chunk+1)*seqChunkLen).
+type seqKey struct {
+	prefix string
+	chunk  uint64
+}
+
+// seqChunk holds the records of a chunk's ids, by seq%seqChunkLen; a slot
+// holds a record when its cp is not 0 (a commit point never is).
+type seqChunk [seqChunkLen]onePhaseRec
+
+// seqID splits an id of the form the engine gives its transactions
+// (stm.Open: a per-process prefix, "-", a sequence number in base 36) into
+// prefix and number. Only the canonical form (lower-case digits, no
+// leading zero, at most 12 of them) is split, so that distinct ids never
+// give the same pair.
+func seqID(id string) (prefix string, seq uint64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	digits := id[i+1:]
+	if i < 0 || len(digits) == 0 || len(digits) > 12 || digits[0] == '0' {
+		return "", 0, false
+	}
+	for j := 0; j < len(digits); j++ {
+		c := digits[j]
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'z':
+			d = c - 'a' + 10
+		default:
+			return "", 0, false
+		}
+		seq = seq*36 + uint64(d)
+	}
+	return id[:i], seq, true
+}
+
+func (s *recStripe) getSeq(k seqKey, i uint64, now time.Time) (onePhaseRec, bool) {
+	g := &s.onePhaseSeq
+	g.rotate(now)
+	if c := g.young[k]; c != nil && c[i].cp != 0 {
+		return c[i], true
+	}
+	if c := g.old[k]; c != nil && c[i].cp != 0 {
+		return c[i], true
+	}
+	return onePhaseRec{}, false
+}
+
+func (s *recStripe) putSeq(k seqKey, i uint64, r onePhaseRec, now time.Time) {
+	g := &s.onePhaseSeq
+	g.rotate(now)
+	c := g.young[k]
+	if c == nil {
+		c = new(seqChunk)
+		g.young[k] = c
+	}
+	c[i] = r
 }
 
 // shortID holds an id of up to 31 bytes, its length in the last byte.
@@ -67,6 +139,7 @@ func (s *recStripe) init() {
 	s.expiring.init(tombstoneKeep)
 	s.onePhase.init(onePhaseKeep)
 	s.onePhaseLong.init(onePhaseKeep)
+	s.onePhaseSeq.init(onePhaseKeep)
 }
 
 // generations keeps entries for at least period: they go into young, which
@@ -135,7 +208,9 @@ func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
 	}
 	var r onePhaseRec
 	var ok bool
-	if k, short := toShort(id); short {
+	if prefix, seq, engine := seqID(id); engine {
+		r, ok = s.getSeq(seqKey{prefix, seq / seqChunkLen}, seq%seqChunkLen, now)
+	} else if k, short := toShort(id); short {
 		r, ok = s.onePhase.get(k, now)
 	} else {
 		r, ok = s.onePhaseLong.get(id, now)
@@ -147,7 +222,9 @@ func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
 }
 
 func (s *recStripe) putOnePhase(id string, r onePhaseRec, now time.Time) {
-	if k, short := toShort(id); short {
+	if prefix, seq, engine := seqID(id); engine {
+		s.putSeq(seqKey{prefix, seq / seqChunkLen}, seq%seqChunkLen, r, now)
+	} else if k, short := toShort(id); short {
 		s.onePhase.put(k, r, now)
 	} else {
 		s.onePhaseLong.put(id, r, now)
