@@ -140,7 +140,7 @@ func TestSeqChunksKeepAtLeastAPeriod(t *testing.T) {
 	var s recStripe
 	s.init()
 	t0 := time.Unix(1000, 0)
-	k := seqKey{"p", 0}
+	k, _ := toSeqKey("p", 0)
 	s.putSeq(k, 1, onePhaseRec{cp: 1}, t0)
 	s.putSeq(k, 2, onePhaseRec{cp: 2}, t0.Add(onePhaseKeep+time.Second)) // after a rotation: a new chunk in young
 	for _, c := range []struct {
