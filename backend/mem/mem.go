@@ -353,17 +353,17 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 			r.ensured = max(r.ensured, req.CP)
 		}
 		if req.Commit && in.Write && in.Staged {
-			b.appendVersion(name, r, backend.Version{Point: req.CP, Value: in.Value, Txn: req.Txn, Time: req.Time})
+			b.appendVersion(&b.refs[b.refStripe(name)], name, r, backend.Version{Point: req.CP, Value: in.Value, Txn: req.Txn, Time: req.Time})
 		}
 	}
 	return nil
 }
 
-// appendVersion adds v as the newest version, trims (keeping
-// backend.WatchKeep older versions while the ref is subscribed to), and
-// hints watchers. The caller holds the ref's stripe lock.
-func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
-	subs := b.refs[b.refStripe(name)].subs[name]
+// appendVersion adds v as the newest version of r, the ref name in
+// stripe st, trims (keeping backend.WatchKeep older versions while the
+// ref is subscribed to), and hints watchers. The caller holds st's lock.
+func (b *Backend) appendVersion(st *refStripe, name string, r *refState, v backend.Version) {
+	subs := st.subs[name]
 	// In place: r.versions is never handed out (reads copy versions out
 	// of it, under the stripe lock), and Trim clears what it drops, so
 	// a ref that keeps one version reuses its array at every commit.
@@ -381,22 +381,41 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	if err := b.check(ctx); err != nil {
 		return backend.OnePhaseResult{}, err
 	}
+	// What needs no lock is done before taking them, so that others
+	// wait for less: each item's stripe, the copies of the values to
+	// store (stored versions are the driver's own), the time.
+	const small = 4
+	var stripeBuf [small]int
+	var valueBuf [small][]byte
+	var refBuf [small]*refState
+	idx, values, rs := stripeBuf[:0], valueBuf[:0], refBuf[:0]
+	if n := len(req.Items); n > small {
+		idx, values, rs = make([]int, 0, n), make([][]byte, 0, n), make([]*refState, 0, n)
+	}
 	var set stripes
 	for _, it := range req.Items {
-		set |= b.stripeOf(it.Name)
+		i := b.refStripe(it.Name)
+		idx = append(idx, i)
+		set |= 1 << i
+		var v []byte
+		if it.Mode.Writes() {
+			v = slices.Clone(it.Value)
+		}
+		values = append(values, v)
 	}
+	now := time.Now()
+	recs := b.recStripe(req.Txn)
 	b.lock(set)
 	defer b.unlock(set)
-	rs := b.recStripe(req.Txn)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	now := time.Now()
-	if rec, ok := rs.get(req.Txn, now); ok {
+	recs.mu.Lock()
+	defer recs.mu.Unlock()
+	if rec, ok := recs.get(req.Txn, now); ok {
 		return backend.OnePhaseResult{Status: rec.Status, CP: rec.CP}, nil
 	}
 	var res backend.OnePhaseResult
-	for _, it := range req.Items {
-		r := b.ref(it.Name)
+	for i, it := range req.Items {
+		r := b.refs[idx[i]].refs[it.Name]
+		rs = append(rs, r)
 		switch {
 		case r == nil:
 			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Gone})
@@ -415,16 +434,16 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 		return res, nil
 	}
 	cp := clock.Point(b.clock.Add(1))
-	for _, it := range req.Items {
+	for i, it := range req.Items {
+		r := rs[i]
 		if it.Mode.Ensures() {
-			r := b.ref(it.Name)
 			r.ensured = max(r.ensured, cp)
 		}
 		if it.Mode.Writes() {
-			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
+			b.appendVersion(&b.refs[idx[i]], it.Name, r, backend.Version{Point: cp, Value: values[i], Txn: req.Txn, Time: req.Time})
 		}
 	}
-	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, now)
+	recs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, now)
 	return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
 }
 
