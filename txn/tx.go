@@ -188,6 +188,7 @@ type Tx struct {
 	itemBuf  [4]item
 	planBuf  [4]*item
 	reqBuf   [4]backend.OnePhaseItem
+	readBuf  [1]backend.ReadItem // load's, through backend.ReadInto
 	// cctx is ctx: the caller's ctx carrying this Tx, without a
 	// context.WithValue allocated for it.
 	cctx txCtx
@@ -576,7 +577,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 		var err error
 		if !tx.rpSet && e.drv.ID() == tx.env.Coord.ID() {
 			// The read point and this read in one round trip.
-			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{Current: true, Names: e.names[:]})
+			res, err = tx.readOne(e.drv, backend.ReadRequest{Current: true, Names: e.names[:]})
 			if err == nil && !tx.setRP(res.RP) {
 				continue // a stale point: read again at the floor
 			}
@@ -584,7 +585,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 			if err := tx.drawRP(); err != nil {
 				tx.unwind(err)
 			}
-			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Foreign: e.drv.ID() != tx.env.Coord.ID(), Names: e.names[:]})
+			res, err = tx.readOne(e.drv, backend.ReadRequest{RP: tx.rp, Foreign: e.drv.ID() != tx.env.Coord.ID(), Names: e.names[:]})
 		}
 		if err != nil {
 			tx.unwind(fmt.Errorf("txn: read %q at %d: %w", e.name, tx.rp, err))
@@ -648,6 +649,16 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 		e.loaded, e.val = true, it.Version.Value
 		return
 	}
+}
+
+// readOne reads one ref for load: into tx.readBuf where the driver
+// offers backend.ReadInto (the result's item is load's to copy out before
+// the next read).
+func (tx *Tx) readOne(drv backend.Driver, req backend.ReadRequest) (backend.ReadResult, error) {
+	if ri, ok := drv.(backend.ReadInto); ok {
+		return ri.ReadInto(tx.ctx, req, tx.readBuf[:0])
+	}
+	return drv.Read(tx.ctx, req)
 }
 
 // faulted handles a read of e that found no version at or before the read

@@ -59,6 +59,7 @@ var (
 	_ backend.Driver     = (*Backend)(nil)
 	_ backend.OnePhase   = (*Backend)(nil)
 	_ backend.LocalClock = (*Backend)(nil)
+	_ backend.ReadInto   = (*Backend)(nil)
 )
 
 // LocalClock marks the clock as in-process: reading it costs no round trip.
@@ -169,6 +170,11 @@ func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backen
 
 // Read reads refs at a point.
 func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.ReadResult, error) {
+	return b.ReadInto(ctx, req, nil)
+}
+
+// ReadInto is Read with the items in dst's array when it has room.
+func (b *Backend) ReadInto(ctx context.Context, req backend.ReadRequest, dst []backend.ReadItem) (backend.ReadResult, error) {
 	if err := b.check(ctx); err != nil {
 		return backend.ReadResult{}, err
 	}
@@ -176,7 +182,14 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 	if req.Current {
 		rp = clock.Point(b.clock.Load())
 	}
-	res := backend.ReadResult{RP: rp, Items: make([]backend.ReadItem, len(req.Names))}
+	items := dst[:0]
+	if cap(items) < len(req.Names) {
+		items = make([]backend.ReadItem, len(req.Names))
+	} else {
+		items = items[:len(req.Names)]
+		clear(items) // a ref not found is left as the zero item
+	}
+	res := backend.ReadResult{RP: rp, Items: items}
 	for i, name := range req.Names {
 		st := &b.refs[b.refStripe(name)]
 		st.mu.RLock()

@@ -159,3 +159,26 @@ func TestSeqChunksKeepAtLeastAPeriod(t *testing.T) {
 		}
 	}
 }
+
+// TestReadIntoReusesBuffer: ReadInto puts items in the caller's buffer,
+// and a ref not found there is not found, whatever the buffer held.
+func TestReadIntoReusesBuffer(t *testing.T) {
+	ctx := context.Background()
+	b := New()
+	if _, err := b.Create(ctx, backend.CreateRequest{Name: "x", Kind: backend.KindRef, Value: []byte{7}}); err != nil {
+		t.Fatal(err)
+	}
+	var buf [1]backend.ReadItem
+	res, err := b.ReadInto(ctx, backend.ReadRequest{Current: true, Names: []string{"x"}}, buf[:0])
+	if err != nil || !res.Items[0].Found || &res.Items[0] != &buf[0] {
+		t.Fatalf("read of x: %+v, %v (in the buffer: %v)", res, err, len(res.Items) > 0 && &res.Items[0] == &buf[0])
+	}
+	res, err = b.ReadInto(ctx, backend.ReadRequest{Current: true, Names: []string{"missing"}}, buf[:0])
+	if err != nil || res.Items[0].Found || res.Items[0].Version.Value != nil {
+		t.Fatalf("read of a missing ref into a used buffer: %+v, %v", res.Items[0], err)
+	}
+	res, err = b.ReadInto(ctx, backend.ReadRequest{Current: true, Names: []string{"x", "missing"}}, buf[:0])
+	if err != nil || len(res.Items) != 2 || !res.Items[0].Found || res.Items[1].Found {
+		t.Fatalf("read of two refs with room for one: %+v, %v", res.Items, err)
+	}
+}
