@@ -536,3 +536,12 @@ type BoundedVersions interface {
 type LocalClock interface {
 	LocalClock()
 }
+
+// ReadInto is implemented by a driver whose reads cost no round trip (an
+// in-process store): Read, with the result's Items in dst's array when it
+// has room for them, so that a read allocates nothing for its result. The
+// engine uses it for the reads of one ref an attempt makes, with a buffer
+// of its own that it reuses once it has copied the item out.
+type ReadInto interface {
+	ReadInto(ctx context.Context, req ReadRequest, dst []ReadItem) (ReadResult, error)
+}

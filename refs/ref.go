@@ -32,6 +32,9 @@ type Ref[T any] struct {
 	kind  backend.Kind // KindRef, or the kind of the Atom, Promise or Delay it serves
 	key   txn.Key
 	codec Codec
+	// ints: whether T is an int in the default codec, encoded and
+	// decoded by hand (fastint.go).
+	ints intKind
 
 	mu        sync.Mutex
 	validator func(T) error
@@ -147,7 +150,7 @@ func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, er
 		drv = c.on
 		s.Register(drv)
 	}
-	r := &Ref[T]{s: s, drv: drv, name: name, kind: backend.KindRef, key: txn.Key{Drv: drv, Name: name}, codec: c.codec, validator: v}
+	r := &Ref[T]{s: s, drv: drv, name: name, kind: backend.KindRef, key: txn.Key{Drv: drv, Name: name}, codec: c.codec, ints: intCodec[T](c.codec), validator: v}
 	return r, c, nil
 }
 
@@ -183,9 +186,14 @@ func (r *Ref[T]) Backend() backend.Driver { return r.drv }
 func (r *Ref[T]) String() string { return fmt.Sprintf("ref %q on %s", r.name, r.drv.ID()) }
 
 func (r *Ref[T]) encode(v T) ([]byte, error) {
-	data, err := r.codec.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w %T: %w", ErrEncode, v, err)
+	var data []byte
+	if r.ints != noInts {
+		data = appendKind(make([]byte, 0, 9), r.ints, intFrom(v))
+	} else {
+		var err error
+		if data, err = r.codec.Marshal(v); err != nil {
+			return nil, fmt.Errorf("%w %T: %w", ErrEncode, v, err)
+		}
 	}
 	if limit := r.maxValueSize(); len(data) > limit {
 		return nil, fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrTooLarge, len(data), limit)
@@ -206,10 +214,16 @@ func (r *Ref[T]) maxValueSize() int {
 // (maxValueSize) is refused before it is decoded: ErrTooLarge. Bytes that
 // do not decode are ErrCorrupt or ErrType (decodeError).
 func (r *Ref[T]) decode(data []byte, at string) (T, error) {
-	var v T
 	if limit := r.maxValueSize(); len(data) > limit {
-		return v, r.tooLarge(at, len(data), limit)
+		var zero T
+		return zero, r.tooLarge(at, len(data), limit)
 	}
+	if r.ints != noInts {
+		if n, ok := readInt(data); ok {
+			return intTo[T](n), nil
+		}
+	}
+	var v T
 	if err := r.codec.Unmarshal(data, &v); err != nil {
 		return v, fmt.Errorf("refs: decode %q %s as %T: %w: %w", r.name, at, v, decodeError(r.codec, data, err), err)
 	}

@@ -170,10 +170,18 @@ func (s *STM) Err() error {
 // lost its data (ErrDataLost), the STM stops, logs why, and refuses every
 // later call with it. It returns err.
 func (s *STM) Note(err error) error {
-	if err != nil && errors.Is(err, backend.ErrDataLost) && s.lost.CompareAndSwap(nil, &err) {
-		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+	if err != nil && errors.Is(err, backend.ErrDataLost) {
+		s.noteLost(err)
 	}
 	return err
+}
+
+// noteLost stops the STM with err, the first time. Apart from Note, so
+// that Note's err does not move to the heap on every call.
+func (s *STM) noteLost(err error) {
+	if s.lost.CompareAndSwap(nil, &err) {
+		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+	}
 }
 
 // Done is closed when the STM closes, for background work built on it.

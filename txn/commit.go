@@ -71,9 +71,12 @@ func (tx *Tx) Commit() (clock.Point, error) {
 
 // plan lists the refs to commit and validates the values known up front.
 func (tx *Tx) plan() ([]*item, error) {
-	var items []*item
+	items := tx.planBuf[:0]
 	writes := false
-	store := make([]item, 0, len(tx.order))
+	store := tx.itemBuf[:0]
+	if len(tx.order) > len(tx.itemBuf) {
+		store = make([]item, 0, len(tx.order))
+	}
 	for _, e := range tx.order {
 		store = append(store, item{e: e, base: e.newest})
 		it := &store[len(store)-1]
@@ -170,7 +173,7 @@ func (tx *Tx) rp4check() clock.Point {
 // commitOnePhase commits with the coordinator's fast path.
 func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 	rounds := max(tx.env.CommuteRounds, 1)
-	req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Items: make([]backend.OnePhaseItem, 0, len(items))}
+	req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Items: tx.reqBuf[:0]}
 	stale := 0
 	var wait *locks.Wait
 	for {

@@ -47,6 +47,9 @@ func retryf(format string, args ...any) *RetryError {
 
 // IsRetry reports whether err asks for another attempt.
 func IsRetry(err error) bool {
+	if err == nil {
+		return false
+	}
 	var r *RetryError
 	return errors.As(err, &r)
 }

@@ -141,6 +141,9 @@ type CommuteFn func(old []byte) ([]byte, error)
 type entry struct {
 	drv  backend.Driver
 	name string
+	// names is name as a one-name list, the Names of a read of this ref
+	// alone: no list is allocated per read.
+	names [1]string
 
 	loaded bool
 	val    []byte // the in-transaction value
@@ -177,6 +180,32 @@ type Tx struct {
 	order   []*entry
 	entries map[key]*entry
 	slab    [4]entry
+	// Backing arrays of small transactions' lists, so that they cost no
+	// allocations of their own: order, and Commit's plan and one-phase
+	// request. A Tx is never reused, so nothing that keeps them (a
+	// cleanup going on in the background) sees them change.
+	orderBuf [4]*entry
+	itemBuf  [4]item
+	planBuf  [4]*item
+	reqBuf   [4]backend.OnePhaseItem
+	readBuf  [1]backend.ReadItem // load's, through backend.ReadInto
+	// cctx is ctx: the caller's ctx carrying this Tx, without a
+	// context.WithValue allocated for it.
+	cctx txCtx
+}
+
+// txCtx is a context.Context that carries its Tx (FromContext) and
+// otherwise is the Dosync's ctx.
+type txCtx struct {
+	context.Context
+	tx *Tx
+}
+
+func (c *txCtx) Value(k any) any {
+	if k == (ctxKey{}) {
+		return c.tx
+	}
+	return c.Context.Value(k)
 }
 
 const mapFrom = 16
@@ -197,7 +226,9 @@ func FromContext(ctx context.Context) *Tx {
 // read point, in one round trip.
 func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) (*Tx, error) {
 	tx := &Tx{env: env, id: env.NewID(), gid: goid.Get(), prioRef: prio, floor: clock.Point(env.Floor.Load())}
-	tx.ctx = context.WithValue(ctx, ctxKey{}, tx)
+	tx.cctx = txCtx{Context: ctx, tx: tx}
+	tx.ctx = &tx.cctx
+	tx.order = tx.orderBuf[:0]
 	var names []string
 	for _, k := range prefetch {
 		if k.Drv.ID() == env.Coord.ID() {
@@ -372,7 +403,7 @@ func (tx *Tx) entry(k Key) *entry {
 			}
 		}
 	}
-	if tx.env.Resolver.Lookup(id) == nil {
+	if id != tx.env.Coord.ID() && tx.env.Resolver.Lookup(id) == nil {
 		tx.unwind(fmt.Errorf("%w: %q lives in backend %s, which this STM does not know (create the ref with this STM, using refs.On)", ErrForeignRef, k.Name, id))
 	}
 	var e *entry
@@ -381,7 +412,7 @@ func (tx *Tx) entry(k Key) *entry {
 	} else {
 		e = &entry{}
 	}
-	*e = entry{drv: k.Drv, name: k.Name}
+	*e = entry{drv: k.Drv, name: k.Name, names: [1]string{k.Name}}
 	tx.order = append(tx.order, e)
 	switch {
 	case tx.entries != nil:
@@ -546,7 +577,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 		var err error
 		if !tx.rpSet && e.drv.ID() == tx.env.Coord.ID() {
 			// The read point and this read in one round trip.
-			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{Current: true, Names: []string{e.name}})
+			res, err = tx.readOne(e.drv, backend.ReadRequest{Current: true, Names: e.names[:]})
 			if err == nil && !tx.setRP(res.RP) {
 				continue // a stale point: read again at the floor
 			}
@@ -554,7 +585,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 			if err := tx.drawRP(); err != nil {
 				tx.unwind(err)
 			}
-			res, err = e.drv.Read(tx.ctx, backend.ReadRequest{RP: tx.rp, Foreign: e.drv.ID() != tx.env.Coord.ID(), Names: []string{e.name}})
+			res, err = tx.readOne(e.drv, backend.ReadRequest{RP: tx.rp, Foreign: e.drv.ID() != tx.env.Coord.ID(), Names: e.names[:]})
 		}
 		if err != nil {
 			tx.unwind(fmt.Errorf("txn: read %q at %d: %w", e.name, tx.rp, err))
@@ -618,6 +649,16 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 		e.loaded, e.val = true, it.Version.Value
 		return
 	}
+}
+
+// readOne reads one ref for load: into tx.readBuf where the driver
+// offers backend.ReadInto (the result's item is load's to copy out before
+// the next read).
+func (tx *Tx) readOne(drv backend.Driver, req backend.ReadRequest) (backend.ReadResult, error) {
+	if ri, ok := drv.(backend.ReadInto); ok {
+		return ri.ReadInto(tx.ctx, req, tx.readBuf[:0])
+	}
+	return drv.Read(tx.ctx, req)
 }
 
 // faulted handles a read of e that found no version at or before the read

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -58,6 +59,7 @@ var (
 	_ backend.Driver     = (*Backend)(nil)
 	_ backend.OnePhase   = (*Backend)(nil)
 	_ backend.LocalClock = (*Backend)(nil)
+	_ backend.ReadInto   = (*Backend)(nil)
 )
 
 // LocalClock marks the clock as in-process: reading it costs no round trip.
@@ -101,26 +103,35 @@ func (b *Backend) refStripe(name string) int {
 	return int(maphash.String(b.seed, name) % refStripes)
 }
 
+// recStripe is the stripe of record id. Consecutive ids of the engine's
+// form (seqID) share one for a chunk's worth (see recStripe.onePhaseSeq),
+// and the chunks of one process take the stripes in turn.
 func (b *Backend) recStripe(id string) *recStripe {
+	if prefix, seq, ok := seqID(id); ok {
+		return &b.recs[(maphash.String(b.seed, prefix)+seq/seqChunkLen)%recStripes]
+	}
 	return &b.recs[maphash.String(b.seed, id)%recStripes]
 }
 
-// lockRefs write-locks the stripes of names in ascending order (so that
-// two callers never wait on each other in a cycle) and returns the unlock.
-func (b *Backend) lockRefs(names []string) func() {
-	idx := make([]int, 0, len(names))
-	for _, n := range names {
-		idx = append(idx, b.refStripe(n))
+// stripes is a set of ref stripes, one bit per stripe.
+type stripes uint64
+
+// One bit per stripe must fit.
+var _ [64 - refStripes]struct{}
+
+func (b *Backend) stripeOf(name string) stripes { return 1 << b.refStripe(name) }
+
+// lock write-locks the stripes in ascending order (so that two callers
+// never wait on each other in a cycle).
+func (b *Backend) lock(set stripes) {
+	for x := set; x != 0; x &= x - 1 {
+		b.refs[bits.TrailingZeros64(uint64(x))].mu.Lock()
 	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		b.refs[i].mu.Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			b.refs[i].mu.Unlock()
-		}
+}
+
+func (b *Backend) unlock(set stripes) {
+	for x := set; x != 0; x &= x - 1 {
+		b.refs[bits.TrailingZeros64(uint64(x))].mu.Unlock()
 	}
 }
 
@@ -159,6 +170,11 @@ func (b *Backend) Create(ctx context.Context, req backend.CreateRequest) (backen
 
 // Read reads refs at a point.
 func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.ReadResult, error) {
+	return b.ReadInto(ctx, req, nil)
+}
+
+// ReadInto is Read with the items in dst's array when it has room.
+func (b *Backend) ReadInto(ctx context.Context, req backend.ReadRequest, dst []backend.ReadItem) (backend.ReadResult, error) {
 	if err := b.check(ctx); err != nil {
 		return backend.ReadResult{}, err
 	}
@@ -166,7 +182,14 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 	if req.Current {
 		rp = clock.Point(b.clock.Load())
 	}
-	res := backend.ReadResult{RP: rp, Items: make([]backend.ReadItem, len(req.Names))}
+	items := dst[:0]
+	if cap(items) < len(req.Names) {
+		items = make([]backend.ReadItem, len(req.Names))
+	} else {
+		items = items[:len(req.Names)]
+		clear(items) // a ref not found is left as the zero item
+	}
+	res := backend.ReadResult{RP: rp, Items: items}
 	for i, name := range req.Names {
 		st := &b.refs[b.refStripe(name)]
 		st.mu.RLock()
@@ -256,12 +279,12 @@ func (b *Backend) Lock(ctx context.Context, req backend.LockRequest) (backend.Lo
 	if err := b.check(ctx); err != nil {
 		return backend.LockResult{}, err
 	}
-	names := make([]string, len(req.Items))
-	for i, it := range req.Items {
-		names[i] = it.Name
+	var set stripes
+	for _, it := range req.Items {
+		set |= b.stripeOf(it.Name)
 	}
-	unlock := b.lockRefs(names)
-	defer unlock()
+	b.lock(set)
+	defer b.unlock(set)
 	var res backend.LockResult
 	for _, it := range req.Items {
 		r := b.ref(it.Name)
@@ -302,12 +325,12 @@ func (b *Backend) Stage(ctx context.Context, txn string, items []backend.StageIt
 	if err := b.check(ctx); err != nil {
 		return false, err
 	}
-	names := make([]string, len(items))
-	for i, it := range items {
-		names[i] = it.Name
+	var set stripes
+	for _, it := range items {
+		set |= b.stripeOf(it.Name)
 	}
-	unlock := b.lockRefs(names)
-	defer unlock()
+	b.lock(set)
+	defer b.unlock(set)
 	for _, it := range items {
 		r := b.ref(it.Name)
 		if r == nil || r.intent == nil || r.intent.Txn != txn || !r.intent.Write {
@@ -326,8 +349,12 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 	if err := b.check(ctx); err != nil {
 		return err
 	}
-	unlock := b.lockRefs(req.Names)
-	defer unlock()
+	var set stripes
+	for _, name := range req.Names {
+		set |= b.stripeOf(name)
+	}
+	b.lock(set)
+	defer b.unlock(set)
 	for _, name := range req.Names {
 		r := b.ref(name)
 		if r == nil || r.intent == nil || r.intent.Txn != req.Txn || !req.Drops(r.intent) {
@@ -339,19 +366,23 @@ func (b *Backend) Resolve(ctx context.Context, req backend.ResolveRequest) error
 			r.ensured = max(r.ensured, req.CP)
 		}
 		if req.Commit && in.Write && in.Staged {
-			b.appendVersion(name, r, backend.Version{Point: req.CP, Value: in.Value, Txn: req.Txn, Time: req.Time})
+			b.appendVersion(&b.refs[b.refStripe(name)], name, r, backend.Version{Point: req.CP, Value: in.Value, Txn: req.Txn, Time: req.Time})
 		}
 	}
 	return nil
 }
 
-// appendVersion adds v as the newest version, trims (keeping
-// backend.WatchKeep older versions while the ref is subscribed to), and
-// hints watchers. The caller holds the ref's stripe lock.
-func (b *Backend) appendVersion(name string, r *refState, v backend.Version) {
-	subs := b.refs[b.refStripe(name)].subs[name]
-	vs := make([]backend.Version, 0, len(r.versions)+1)
-	vs = append(append(vs, v), r.versions...)
+// appendVersion adds v as the newest version of r, the ref name in
+// stripe st, trims (keeping backend.WatchKeep older versions while the
+// ref is subscribed to), and hints watchers. The caller holds st's lock.
+func (b *Backend) appendVersion(st *refStripe, name string, r *refState, v backend.Version) {
+	subs := st.subs[name]
+	// In place: r.versions is never handed out (reads copy versions out
+	// of it, under the stripe lock), and Trim clears what it drops, so
+	// a ref that keeps one version reuses its array at every commit.
+	vs := append(r.versions, backend.Version{})
+	copy(vs[1:], vs)
+	vs[0] = v
 	r.versions, r.trimmed = history.Trim(vs, backend.KeepFor(r.keep, len(subs) > 0), r.trimmed)
 	for s := range subs {
 		s.Push(v) // under the stripe lock: in point order
@@ -363,21 +394,41 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	if err := b.check(ctx); err != nil {
 		return backend.OnePhaseResult{}, err
 	}
-	names := make([]string, len(req.Items))
-	for i, it := range req.Items {
-		names[i] = it.Name
+	// What needs no lock is done before taking them, so that others
+	// wait for less: each item's stripe, the copies of the values to
+	// store (stored versions are the driver's own), the time.
+	const small = 4
+	var stripeBuf [small]int
+	var valueBuf [small][]byte
+	var refBuf [small]*refState
+	idx, values, rs := stripeBuf[:0], valueBuf[:0], refBuf[:0]
+	if n := len(req.Items); n > small {
+		idx, values, rs = make([]int, 0, n), make([][]byte, 0, n), make([]*refState, 0, n)
 	}
-	unlock := b.lockRefs(names)
-	defer unlock()
-	rs := b.recStripe(req.Txn)
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rec, ok := rs.get(req.Txn, time.Now()); ok {
+	var set stripes
+	for _, it := range req.Items {
+		i := b.refStripe(it.Name)
+		idx = append(idx, i)
+		set |= 1 << i
+		var v []byte
+		if it.Mode.Writes() {
+			v = slices.Clone(it.Value)
+		}
+		values = append(values, v)
+	}
+	now := time.Now()
+	recs := b.recStripe(req.Txn)
+	b.lock(set)
+	defer b.unlock(set)
+	recs.mu.Lock()
+	defer recs.mu.Unlock()
+	if rec, ok := recs.get(req.Txn, now); ok {
 		return backend.OnePhaseResult{Status: rec.Status, CP: rec.CP}, nil
 	}
 	var res backend.OnePhaseResult
-	for _, it := range req.Items {
-		r := b.ref(it.Name)
+	for i, it := range req.Items {
+		r := b.refs[idx[i]].refs[it.Name]
+		rs = append(rs, r)
 		switch {
 		case r == nil:
 			res.Conflicts = append(res.Conflicts, backend.Conflict{Name: it.Name, Reason: backend.Gone})
@@ -396,16 +447,16 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 		return res, nil
 	}
 	cp := clock.Point(b.clock.Add(1))
-	for _, it := range req.Items {
+	for i, it := range req.Items {
+		r := rs[i]
 		if it.Mode.Ensures() {
-			r := b.ref(it.Name)
 			r.ensured = max(r.ensured, cp)
 		}
 		if it.Mode.Writes() {
-			b.appendVersion(it.Name, b.ref(it.Name), backend.Version{Point: cp, Value: slices.Clone(it.Value), Txn: req.Txn, Time: req.Time})
+			b.appendVersion(&b.refs[idx[i]], it.Name, r, backend.Version{Point: cp, Value: values[i], Txn: req.Txn, Time: req.Time})
 		}
 	}
-	rs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, time.Now())
+	recs.putOnePhase(req.Txn, onePhaseRec{rp: req.RP, cp: cp, at: req.Time.UnixNano()}, now)
 	return backend.OnePhaseResult{Status: backend.Committed, CP: cp}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,149 @@ type recStripe struct {
 	// (not the engine's) go in onePhaseLong.
 	onePhase     generations[shortID, onePhaseRec]
 	onePhaseLong generations[string, onePhaseRec]
+	// The one-phase commit records of ids of the engine's form (seqID):
+	// in chunks of consecutive ids of one process, so that a commit's
+	// look-up (a miss, as a rule) and its record land on memory the
+	// commits just before it touched, instead of on a random slot of a
+	// map of hundreds of thousands (a cache miss each, and the cache
+	// they evict was the refs' and versions').
+	onePhaseSeq seqGens
+}
+
+// seqChunkLen is how many consecutive ids a chunk holds.
+const seqChunkLen = 16
+
+// seqKey names a chunk: the ids prefix + "-" + base 36 of seq for seq in
+// [chunk*seqChunkLen, (chunk+1)*seqChunkLen), the prefix held like a
+// shortID (up to 15 bytes, its length in the last byte).
+type seqKey struct {
+	prefix [16]byte
+	chunk  uint64
+}
+
+func toSeqKey(prefix string, seq uint64) (seqKey, bool) {
+	k := seqKey{chunk: seq / seqChunkLen}
+	if len(prefix) >= len(k.prefix) {
+		return k, false
+	}
+	copy(k.prefix[:], prefix)
+	k.prefix[len(k.prefix)-1] = byte(len(prefix))
+	return k, true
+}
+
+// seqChunk holds the records of a chunk's ids, by seq%seqChunkLen; a slot
+// holds a record when its cp is not 0 (a commit point never is).
+type seqChunk [seqChunkLen]onePhaseRec
+
+// seqGens keeps chunks as generations keeps entries: for at least period,
+// young becoming old at a rotation and old dropped at the next.
+type seqGens struct {
+	period     time.Duration
+	young, old seqGen
+	rotateAt   time.Time
+}
+
+// seqGen is one generation of chunks: in blocks of seqBlock, found
+// through an index of their keys. Neither the index nor a block holds a
+// pointer, so the garbage collector does not scan them.
+type seqGen struct {
+	index  map[seqKey]int32
+	blocks [][]seqChunk
+}
+
+const seqBlock = 256
+
+func newSeqGen() seqGen { return seqGen{index: make(map[seqKey]int32)} }
+
+func (g *seqGen) chunk(k seqKey) *seqChunk {
+	i, ok := g.index[k]
+	if !ok {
+		return nil
+	}
+	return &g.blocks[i/seqBlock][i%seqBlock]
+}
+
+func (g *seqGen) add(k seqKey) *seqChunk {
+	n := len(g.blocks)
+	if n == 0 || len(g.blocks[n-1]) == seqBlock {
+		g.blocks = append(g.blocks, make([]seqChunk, 0, seqBlock))
+		n++
+	}
+	b := &g.blocks[n-1]
+	*b = append(*b, seqChunk{})
+	g.index[k] = int32((n-1)*seqBlock + len(*b) - 1)
+	return &(*b)[len(*b)-1]
+}
+
+func (g *seqGens) init(period time.Duration) {
+	g.period = period
+	g.young = newSeqGen()
+}
+
+func (g *seqGens) rotate(now time.Time) {
+	if g.rotateAt.IsZero() {
+		g.rotateAt = now.Add(g.period)
+		return
+	}
+	if now.Before(g.rotateAt) {
+		return
+	}
+	if now.Before(g.rotateAt.Add(g.period)) {
+		g.old = g.young
+	} else {
+		g.old = seqGen{} // idle for two periods: everything has expired
+	}
+	g.young = newSeqGen()
+	g.rotateAt = now.Add(g.period)
+}
+
+// seqID splits an id of the form the engine gives its transactions
+// (stm.Open: a per-process prefix, "-", a sequence number in base 36) into
+// prefix and number. Only the canonical form (lower-case digits, no
+// leading zero, at most 12 of them) is split, so that distinct ids never
+// give the same pair.
+func seqID(id string) (prefix string, seq uint64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	digits := id[i+1:]
+	if i < 0 || len(digits) == 0 || len(digits) > 12 || digits[0] == '0' {
+		return "", 0, false
+	}
+	for j := 0; j < len(digits); j++ {
+		c := digits[j]
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'z':
+			d = c - 'a' + 10
+		default:
+			return "", 0, false
+		}
+		seq = seq*36 + uint64(d)
+	}
+	return id[:i], seq, true
+}
+
+func (s *recStripe) getSeq(k seqKey, i uint64, now time.Time) (onePhaseRec, bool) {
+	g := &s.onePhaseSeq
+	g.rotate(now)
+	if c := g.young.chunk(k); c != nil && c[i].cp != 0 {
+		return c[i], true
+	}
+	if c := g.old.chunk(k); c != nil && c[i].cp != 0 {
+		return c[i], true
+	}
+	return onePhaseRec{}, false
+}
+
+func (s *recStripe) putSeq(k seqKey, i uint64, r onePhaseRec, now time.Time) {
+	g := &s.onePhaseSeq
+	g.rotate(now)
+	c := g.young.chunk(k)
+	if c == nil {
+		c = g.young.add(k)
+	}
+	c[i] = r
 }
 
 // shortID holds an id of up to 31 bytes, its length in the last byte.
@@ -67,6 +211,7 @@ func (s *recStripe) init() {
 	s.expiring.init(tombstoneKeep)
 	s.onePhase.init(onePhaseKeep)
 	s.onePhaseLong.init(onePhaseKeep)
+	s.onePhaseSeq.init(onePhaseKeep)
 }
 
 // generations keeps entries for at least period: they go into young, which
@@ -125,6 +270,17 @@ func (g *generations[K, V]) each(f func(id K, v V)) {
 	}
 }
 
+// engineID returns the chunk key and number of an id of the engine's form
+// whose prefix fits a seqKey.
+func engineID(id string) (seqKey, uint64, bool) {
+	prefix, seq, ok := seqID(id)
+	if !ok {
+		return seqKey{}, 0, false
+	}
+	k, ok := toSeqKey(prefix, seq)
+	return k, seq, ok
+}
+
 // get returns record id, wherever it is kept. The caller holds s.mu.
 func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
 	if r := s.live[id]; r != nil {
@@ -135,7 +291,9 @@ func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
 	}
 	var r onePhaseRec
 	var ok bool
-	if k, short := toShort(id); short {
+	if k, seq, engine := engineID(id); engine {
+		r, ok = s.getSeq(k, seq%seqChunkLen, now)
+	} else if k, short := toShort(id); short {
 		r, ok = s.onePhase.get(k, now)
 	} else {
 		r, ok = s.onePhaseLong.get(id, now)
@@ -147,7 +305,9 @@ func (s *recStripe) get(id string, now time.Time) (backend.Record, bool) {
 }
 
 func (s *recStripe) putOnePhase(id string, r onePhaseRec, now time.Time) {
-	if k, short := toShort(id); short {
+	if k, seq, engine := engineID(id); engine {
+		s.putSeq(k, seq%seqChunkLen, r, now)
+	} else if k, short := toShort(id); short {
 		s.onePhase.put(k, r, now)
 	} else {
 		s.onePhaseLong.put(id, r, now)
