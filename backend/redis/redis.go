@@ -920,6 +920,13 @@ func record(id string, kv map[string]string) (backend.Record, error) {
 	return r, nil
 }
 
+// onePhaseRecord is a one-phase commit's record, cp "\0" created (unix
+// ms), in the form of a record hash.
+func onePhaseRecord(s string) map[string]string {
+	cp, created, _ := strings.Cut(s, "\x00")
+	return map[string]string{"status": "committed", "cp": cp, "created": created}
+}
+
 func flat(v any) map[string]string {
 	l, _ := v.([]any)
 	m := make(map[string]string, len(l)/2)
@@ -976,18 +983,21 @@ func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, e
 // tombstoneKeep is how long an aborted tombstone lives.
 const tombstoneKeep = time.Minute
 
-// Records looks records up, in one round trip.
+// Records looks records up, in one round trip: the hash {P}:t:id, or a
+// one-phase commit's record {P}:o:id.
 func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	ones := make([]*goredis.StringCmd, len(ids))
 	var idCmd *goredis.StringCmd
 	err := do(ctx, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd = p.Get(ctx, b.p+"id")
 			for i, id := range ids {
 				cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
+				ones[i] = p.Get(ctx, b.p+"o:"+id)
 			}
 			return nil
 		})
@@ -1001,7 +1011,11 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 	}
 	out := make([]backend.Record, len(ids))
 	for i, id := range ids {
-		r, err := record(id, cmds[i].Val())
+		kv := cmds[i].Val()
+		if o, err := ones[i].Result(); len(kv) == 0 && err == nil {
+			kv = onePhaseRecord(o)
+		}
+		r, err := record(id, kv)
 		if err != nil {
 			return nil, err
 		}

@@ -300,3 +300,54 @@ func TestWatchKeep(t *testing.T) {
 		t.Fatalf("a ref watched with WatchKeep 8 kept %d versions after 30 commits, want 9 (the newest and 8 older)", n)
 	}
 }
+
+// TestOnePhaseRecord: a one-phase commit leaves one string key,
+// {P}:o:<id> (cp and time), that expires after OnePhaseKeep; a pending
+// record cannot be put under its id (records only move forward), and
+// AbortRecord and Records find it committed (I7).
+func TestOnePhaseRecord(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("onerec")
+	ctx := context.Background()
+	b, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: prefix, OnePhaseKeep: 42 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Create(ctx, backend.CreateRequest{Name: "x", Kind: backend.KindRef, Value: []byte("0"), MaxHistory: 10}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: "one-1", RP: 0, Time: time.UnixMilli(1234), Items: []backend.OnePhaseItem{{Name: "x", Mode: backend.ModeWrite, Value: []byte("1")}}})
+	if err != nil || res.Status != backend.Committed {
+		t.Fatal(res, err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	k := "{" + prefix + "}:o:one-1"
+	if v, err := c.Get(ctx, k).Result(); err != nil || v != fmt.Sprintf("%d\x001234", res.CP) {
+		t.Fatalf("%s = %q, %v; want cp \\0 ms", k, v, err)
+	}
+	if ttl := c.PTTL(ctx, k).Val(); ttl <= 40*time.Second || ttl > 42*time.Second {
+		t.Fatalf("%s expires in %v, want OnePhaseKeep (42s)", k, ttl)
+	}
+	if n := c.Exists(ctx, "{"+prefix+"}:t:one-1").Val(); n != 0 {
+		t.Fatal("a one-phase commit wrote a record hash too")
+	}
+	if ok, err := b.PutRecord(ctx, backend.Record{ID: "one-1", Created: time.Now(), Lease: time.Now().Add(time.Minute)}); err != nil || ok {
+		t.Fatalf("PutRecord under a one-phase commit's id = %v, %v; want false", ok, err)
+	}
+	for _, get := range []func() (backend.Record, error){
+		func() (backend.Record, error) { return b.AbortRecord(ctx, "one-1") },
+		func() (backend.Record, error) {
+			rs, err := b.Records(ctx, []string{"one-1"})
+			if err != nil {
+				return backend.Record{}, err
+			}
+			return rs[0], nil
+		},
+	} {
+		if r, err := get(); err != nil || r.Status != backend.Committed || r.CP != res.CP || r.Created.UnixMilli() != 1234 {
+			t.Fatalf("record = %+v, %v; want committed at %d, created at 1234 ms", r, err, res.CP)
+		}
+	}
+}
