@@ -83,12 +83,16 @@ local function conflicts(mode, rp, newest, ensured)
   if mode == 0 and ensured > rp then return ensured end
   return nil
 end
--- append adds a version, trims and publishes it. keep and trimmed may be
--- passed when the caller has read them; mark is what the ref's watch mark
--- {P}:w:name holds (GET's reply: false when absent). While the mark exists
--- (a subscription to the ref is open somewhere, see Subscribe) the ref
--- keeps at least as many older versions as the mark's value (the
--- subscriber's Config.WatchKeep). After the push the list usually holds keep + 2 entries, and
+-- append adds a version, trims it and, while the ref is watched, publishes
+-- it. keep and trimmed may be passed when the caller has read them; mark is
+-- what the ref's watch mark {P}:w:name holds (GET's reply: false when
+-- absent). While the mark exists (a subscription to the ref is open
+-- somewhere, see Subscribe) the version is published on {P}:c:name and the
+-- ref keeps at least as many older versions as the mark's value (the
+-- subscriber's Config.WatchKeep); without it nobody listens, and nothing is
+-- published (a subscriber sets the mark before it reads the history, and
+-- learns of any time without it from scriptWatchMark's marker). After the
+-- push the list usually holds keep + 2 entries, and
 -- one RPOP trims it; when the watch retention has just ended it may hold
 -- more, and LTRIM cuts them. The newest entry dropped raises trimmed.
 local function append(name, point, ms, txn, value, keep, trimmed, mark)
@@ -111,7 +115,7 @@ local function append(name, point, ms, txn, value, keep, trimmed, mark)
   end
   if dropped and dropped > trimmed then trimmed = dropped end
   redis.call("HSET", r, "trimmed", trimmed, "newest", point)
-  redis.call("PUBLISH", P .. "c:" .. name, entry)
+  if mark then redis.call("PUBLISH", P .. "c:" .. name, entry) end
 end
 `
 
@@ -633,6 +637,20 @@ for _, d in ipairs(redis.call("ZRANGEBYLEX", P .. "dirs", ARGV[2], ARGV[3])) do
   end
 end
 return out
+`)
+
+// watchmark: KEYS[1] = {P}:w:name, ARGV = value (Config.WatchKeep),
+// lifetime (ms), the ref's channel {P}:c:name, marker. Sets the ref's
+// watch mark and, when it creates it (no mark was there), publishes marker
+// on the channel: commits are published only while the mark exists, so a
+// subscriber that receives a marker it did not publish itself at Subscribe
+// may have missed versions before it (see sub.loop). Returns 1 if the mark
+// was there.
+var scriptWatchMark = goredis.NewScript(`
+local existed = redis.call("EXISTS", KEYS[1])
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+if existed == 0 then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
+return existed
 `)
 
 // scriptVersions reads a ref's version list (KEYS[1], {P}:v:name) and
