@@ -448,6 +448,13 @@ func contractOnePhase(t *testing.T, d backend.Driver) {
 	if rec, _ := d.Records(ctx, []string{"op-1"}); rec[0].Status != backend.Committed || rec[0].CP != res.CP {
 		t.Fatalf("record of a one-phase commit = %+v, want committed at %d (I7 looks it up)", rec[0], res.CP)
 	}
+	// I7 learns an unknown outcome with AbortRecord: it finds the commit.
+	if rec, err := d.AbortRecord(ctx, "op-1"); err != nil || rec.Status != backend.Committed || rec.CP != res.CP {
+		t.Fatalf("AbortRecord of a one-phase commit = %+v, %v; want committed at %d", rec, err, res.CP)
+	}
+	if res3, err := op.CommitOnePhase(ctx, req); err != nil || res3.Status != backend.Committed || res3.CP != res.CP {
+		t.Fatalf("CommitOnePhase repeated after those = %+v, %v; want the same CP %d", res3, err, res.CP)
+	}
 	// Conflicts: nothing applied.
 	for _, cse := range []struct {
 		name string

@@ -1,6 +1,9 @@
 package redis
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetWaitPoll sets how often b's waits look at their dir; call it before
 // b's first wait. A long poll leaves waits to the hints alone.
@@ -25,3 +28,7 @@ func HubConfirmed(b *Backend, dir string) bool {
 	c := b.hub.chans[b.p+"dc:"+dir]
 	return c != nil && c.sub && c.n == 0
 }
+
+// RenewWatchMark renews the watch mark of s, a subscription of a Redis
+// backend, now.
+func RenewWatchMark(ctx context.Context, s any) error { return s.(*sub).renew(ctx) }

@@ -499,14 +499,16 @@ func (b *Backend) readRefs(ctx context.Context, names []string, withClock bool, 
 
 func (b *Backend) readRefsOnce(ctx context.Context, names []string, withClock bool, maxValue int) ([]refState, clock.Point, bool, error) {
 	var idCmd, clockCmd *goredis.StringCmd
-	hs := make([]*goredis.SliceCmd, len(names))
+	hs := make([]*goredis.Cmd, len(names))
 	ls := make([]listCmd, len(names))
 	seen := b.seen.Load()
 	err := do(ctx, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd, clockCmd = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
 			for i, n := range names {
-				hs[i] = p.HMGet(ctx, b.p+"r:"+n, "kind", "intent", "trimmed", "ensured", "keep", "min", "max")
+				args := make([]any, 2, 2+len(refFields))
+				args[0], args[1] = "hmget", b.p+"r:"+n
+				hs[i] = p.Do(ctx, append(args, refFields...)...)
 				if maxValue == unbounded {
 					ls[i] = lrangeCmd{p.LRange(ctx, b.p+"v:"+n, 0, -1)}
 				} else {
@@ -566,16 +568,20 @@ func (c lrangeCmd) StringSlice() ([]string, error) { return c.StringSliceCmd.Res
 // refState decodes one ref's hash and version list. An error wrapping
 // backend.ErrCorrupt is also set as the state's err; any other is a
 // failed read.
-func (b *Backend) refState(name string, hc *goredis.SliceCmd, lc listCmd) (refState, error) {
+// refFields are the ref hash's fields a read asks for (HMGET), boxed once.
+var refFields = []any{"kind", "intent", "trimmed", "ensured", "keep", "min", "max"}
+
+func (b *Backend) refState(name string, hc *goredis.Cmd, lc listCmd) (refState, error) {
 	corrupt := func(format string, args ...any) (refState, error) {
 		err := fmt.Errorf("redis: ref %q: "+format+": %w", append(append([]any{name}, args...), backend.ErrCorrupt)...)
 		return refState{err: err}, err
 	}
-	h, err := hc.Result()
+	h, err := hc.Slice()
 	switch {
+	case err == nil:
 	case goredis.HasErrorPrefix(err, "WRONGTYPE"):
 		return corrupt("%sr:%s is not a hash", b.p, name)
-	case err != nil && !errors.Is(err, goredis.Nil):
+	case !errors.Is(err, goredis.Nil):
 		return refState{}, err
 	}
 	present := 0
@@ -605,11 +611,13 @@ func (b *Backend) refState(name string, hc *goredis.SliceCmd, lc listCmd) (refSt
 	st.keep, st.min, st.max = int(atoi(h[4])), int(atoi(h[5])), int(atoi(h[6]))
 	vs, err := lc.StringSlice()
 	switch {
+	case err == nil:
 	case goredis.HasErrorPrefix(err, "WRONGTYPE"):
 		return corrupt("%sv:%s is not a list", b.p, name)
-	case err != nil && !errors.Is(err, goredis.Nil):
+	case !errors.Is(err, goredis.Nil):
 		return refState{}, err
 	}
+	st.versions = make([]backend.Version, 0, len(vs))
 	_, bounded := lc.(evalCmd)
 	for _, s := range vs {
 		v, err := parseListed(s, bounded)
@@ -872,7 +880,8 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	if err := b.check(ctx); err != nil {
 		return backend.OnePhaseResult{}, err
 	}
-	args := []any{req.Txn, uint64(req.RP), ms(req.Time), b.cfg.OnePhaseKeep.Milliseconds()}
+	args := make([]any, 0, 4+4*len(req.Items))
+	args = append(args, req.Txn, uint64(req.RP), ms(req.Time), b.cfg.OnePhaseKeep.Milliseconds())
 	for _, it := range req.Items {
 		args = append(args, it.Name, int(it.Mode), it.Value, uint64(it.Base))
 	}
@@ -918,6 +927,13 @@ func record(id string, kv map[string]string) (backend.Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// onePhaseRecord is a one-phase commit's record, cp "\0" created (unix
+// ms), in the form of a record hash.
+func onePhaseRecord(s string) map[string]string {
+	cp, created, _ := strings.Cut(s, "\x00")
+	return map[string]string{"status": "committed", "cp": cp, "created": created}
 }
 
 func flat(v any) map[string]string {
@@ -976,18 +992,21 @@ func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, e
 // tombstoneKeep is how long an aborted tombstone lives.
 const tombstoneKeep = time.Minute
 
-// Records looks records up, in one round trip.
+// Records looks records up, in one round trip: the hash {P}:t:id, or a
+// one-phase commit's record {P}:o:id.
 func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	ones := make([]*goredis.StringCmd, len(ids))
 	var idCmd *goredis.StringCmd
 	err := do(ctx, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd = p.Get(ctx, b.p+"id")
 			for i, id := range ids {
 				cmds[i] = p.HGetAll(ctx, b.p+"t:"+id)
+				ones[i] = p.Get(ctx, b.p+"o:"+id)
 			}
 			return nil
 		})
@@ -1001,7 +1020,11 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 	}
 	out := make([]backend.Record, len(ids))
 	for i, id := range ids {
-		r, err := record(id, cmds[i].Val())
+		kv := cmds[i].Val()
+		if o, err := ones[i].Result(); len(kv) == 0 && err == nil {
+			kv = onePhaseRecord(o)
+		}
+		r, err := record(id, kv)
 		if err != nil {
 			return nil, err
 		}

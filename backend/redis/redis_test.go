@@ -14,6 +14,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/backendtest"
 	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -298,5 +299,186 @@ func TestWatchKeep(t *testing.T) {
 	// The newest and the 8 older ones: values 30 down to 22.
 	if n := len(vr.Versions); n != 9 {
 		t.Fatalf("a ref watched with WatchKeep 8 kept %d versions after 30 commits, want 9 (the newest and 8 older)", n)
+	}
+}
+
+// TestOnePhaseRecord: a one-phase commit leaves one string key,
+// {P}:o:<id> (cp and time), that expires after OnePhaseKeep; a pending
+// record cannot be put under its id (records only move forward), and
+// AbortRecord and Records find it committed (I7).
+func TestOnePhaseRecord(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("onerec")
+	ctx := context.Background()
+	b, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: prefix, OnePhaseKeep: 42 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Create(ctx, backend.CreateRequest{Name: "x", Kind: backend.KindRef, Value: []byte("0"), MaxHistory: 10}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: "one-1", RP: 0, Time: time.UnixMilli(1234), Items: []backend.OnePhaseItem{{Name: "x", Mode: backend.ModeWrite, Value: []byte("1")}}})
+	if err != nil || res.Status != backend.Committed {
+		t.Fatal(res, err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	k := "{" + prefix + "}:o:one-1"
+	if v, err := c.Get(ctx, k).Result(); err != nil || v != fmt.Sprintf("%d\x001234", res.CP) {
+		t.Fatalf("%s = %q, %v; want cp \\0 ms", k, v, err)
+	}
+	if ttl := c.PTTL(ctx, k).Val(); ttl <= 40*time.Second || ttl > 42*time.Second {
+		t.Fatalf("%s expires in %v, want OnePhaseKeep (42s)", k, ttl)
+	}
+	if n := c.Exists(ctx, "{"+prefix+"}:t:one-1").Val(); n != 0 {
+		t.Fatal("a one-phase commit wrote a record hash too")
+	}
+	if ok, err := b.PutRecord(ctx, backend.Record{ID: "one-1", Created: time.Now(), Lease: time.Now().Add(time.Minute)}); err != nil || ok {
+		t.Fatalf("PutRecord under a one-phase commit's id = %v, %v; want false", ok, err)
+	}
+	for _, get := range []func() (backend.Record, error){
+		func() (backend.Record, error) { return b.AbortRecord(ctx, "one-1") },
+		func() (backend.Record, error) {
+			rs, err := b.Records(ctx, []string{"one-1"})
+			if err != nil {
+				return backend.Record{}, err
+			}
+			return rs[0], nil
+		},
+	} {
+		if r, err := get(); err != nil || r.Status != backend.Committed || r.CP != res.CP || r.Created.UnixMilli() != 1234 {
+			t.Fatalf("record = %+v, %v; want committed at %d, created at 1234 ms", r, err, res.CP)
+		}
+	}
+}
+
+// feedUntil drains f until it has given a version at point p, and returns
+// what it gave and whether every drain was complete.
+func feedUntil(t *testing.T, sub backend.Subscription, p clock.Point) ([]backend.Version, bool) {
+	t.Helper()
+	f := sub.(backend.Feed)
+	var got []backend.Version
+	complete := true
+	deadline := time.After(10 * time.Second)
+	for {
+		vs, ok := f.Drain()
+		complete = complete && ok
+		got = append(got, vs...)
+		for _, v := range got {
+			if v.Point == p {
+				return got, complete
+			}
+		}
+		select {
+		case <-sub.C():
+		case <-deadline:
+			t.Fatalf("the feed gave %d versions, not the one at point %d, within 10s", len(got), p)
+		}
+	}
+}
+
+func commitOne(t *testing.T, b *redis.Backend, id, name, value string) clock.Point {
+	t.Helper()
+	res, err := b.CommitOnePhase(context.Background(), backend.OnePhaseRequest{Txn: id, RP: ^clock.Point(0), Time: time.Now(),
+		Items: []backend.OnePhaseItem{{Name: name, Mode: backend.ModeWrite, Value: []byte(value)}}})
+	if err != nil || res.Status != backend.Committed {
+		t.Fatalf("CommitOnePhase(%s) = %+v, %v", id, res, err)
+	}
+	return res.CP
+}
+
+// TestFeedFromSubscribe: commits publish their versions only while the
+// ref is marked as watched, so the mark must be in place when Subscribe
+// returns: a commit right after it (one-phase, or rolled forward by
+// Resolve) reaches the feed, which stays complete (its own mark's marker
+// is no loss). Checked for a ref never watched before and one whose mark
+// another subscription holds.
+func TestFeedFromSubscribe(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	b := open(t, srv, newPrefix("feedstart"))
+	ctx := context.Background()
+	for i, name := range []string{"fresh", "marked"} {
+		if _, err := b.Create(ctx, backend.CreateRequest{Name: name, Kind: backend.KindRef, Value: []byte("0"), MaxHistory: 10}); err != nil {
+			t.Fatal(err)
+		}
+		if name == "marked" {
+			other, err := b.Subscribe(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+		}
+		sub, err := b.Subscribe(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p1 := commitOne(t, b, fmt.Sprintf("fs-%d-1", i), name, "1")
+		id := fmt.Sprintf("fs-%d-2", i)
+		if ok, err := b.PutRecord(ctx, backend.Record{ID: id, Created: time.Now(), Lease: time.Now().Add(time.Minute)}); err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if lr, err := b.Lock(ctx, backend.LockRequest{Txn: id, Coord: b.ID(), RP: p1, Items: []backend.LockItem{{Name: name, Mode: backend.ModeWrite, Value: []byte("2")}}}); err != nil || len(lr.Conflicts) > 0 {
+			t.Fatal(lr, err)
+		}
+		rec, err := b.CommitRecord(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Resolve(ctx, backend.ResolveRequest{Txn: id, Commit: true, CP: rec.CP, Time: time.Now(), Names: []string{name}}); err != nil {
+			t.Fatal(err)
+		}
+		got, complete := feedUntil(t, sub, rec.CP)
+		if len(got) != 2 || got[0].Point != p1 || string(got[1].Value) != "2" || !complete {
+			t.Fatalf("%s: the feed gave %+v (complete %v); want the versions at %d and %d, complete", name, got, complete, p1, rec.CP)
+		}
+		_ = sub.Close()
+	}
+}
+
+// TestFeedMarksLapsedWatchMark: while a ref's watch mark is gone (it
+// expired: a process stopped past watchRetain, renewals failing), commits
+// are not published; the renewal that creates the mark again publishes a
+// marker, and the feed says it is incomplete before the versions after
+// it, so a watcher never takes the versions on either side for
+// neighbours.
+func TestFeedMarksLapsedWatchMark(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	prefix := newPrefix("lapse")
+	b := open(t, srv, prefix)
+	ctx := context.Background()
+	if _, err := b.Create(ctx, backend.CreateRequest{Name: "x", Kind: backend.KindRef, Value: []byte("0"), MaxHistory: 10}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.Subscribe(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	p1 := commitOne(t, b, "lapse-1", "x", "1")
+	if got, complete := feedUntil(t, sub, p1); len(got) != 1 || !complete {
+		t.Fatalf("before the lapse: %+v, complete %v", got, complete)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	if err := c.Del(ctx, "{"+prefix+"}:w:x").Err(); err != nil { // as if it expired
+		t.Fatal(err)
+	}
+	commitOne(t, b, "lapse-2", "x", "2") // unwatched: not published
+	if err := redis.RenewWatchMark(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	p3 := commitOne(t, b, "lapse-3", "x", "3")
+	got, complete := feedUntil(t, sub, p3)
+	if len(got) != 1 || got[0].Point != p3 || complete {
+		t.Fatalf("after the lapse the feed gave %+v, complete %v; want the version at %d alone, incomplete", got, complete, p3)
+	}
+	// Renewing a mark that is there announces nothing.
+	if err := redis.RenewWatchMark(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	p4 := commitOne(t, b, "lapse-4", "x", "4")
+	if got, complete := feedUntil(t, sub, p4); len(got) != 1 || !complete {
+		t.Fatalf("after a renewal: %+v, complete %v", got, complete)
 	}
 }

@@ -13,6 +13,7 @@ import (
 //   intent:  txn "\0" coord "\0" flags "\0" value            (field "intent" of hash {P}:r:name; flags: W write, S staged, E ensure, and the Lock round's digits)
 //   ref:     hash {P}:r:name: kind, min, max, keep, trimmed, ensured, newest, intent, meta, metaver
 //   record:  hash {P}:t:id: status, rp, prio, cp, lease, created (unix ms), refs (opaque, msgpack from Go)
+//   one-phase record: string {P}:o:id: cp "\0" created (unix ms), with a TTL (OnePhaseKeep)
 //   watched: string {P}:w:name, present while a subscription to the ref is open (see Subscribe)
 
 // epochLib starts every script: ARGV[1] is P "\0" id "\0" seen, where id
@@ -23,25 +24,43 @@ import (
 // or the clock is behind seen (the data went back in time: a restart from
 // an older AOF or snapshot): what the client knows no longer matches the
 // server, and committing on top of it would corrupt the data silently.
-const epochLib = `
+// epochParse is its first half (ARGV[1] and lost); onephase reads the two
+// keys itself, in the MGET that also reads its record and watch marks, and
+// checks them with lost before it changes anything.
+const epochParse = `
 local P, ID, SEEN
 do
   local a = string.find(ARGV[1], "\0", 1, true)
   local b = string.find(ARGV[1], "\0", a + 1, true)
   P, ID, SEEN = string.sub(ARGV[1], 1, a - 1), string.sub(ARGV[1], a + 1, b - 1), tonumber(string.sub(ARGV[1], b + 1))
 end
-if redis.call("GET", P .. "id") ~= ID then
-  return redis.error_reply("EPOCHAL_LOST the identity key " .. P .. "id no longer holds " .. ID .. ": the data was emptied or replaced")
-end
-if (tonumber(redis.call("GET", P .. "clock")) or 0) < SEEN then
-  return redis.error_reply("EPOCHAL_LOST the clock " .. P .. "clock is behind point " .. SEEN .. ", which this client saw: the data went back in time")
+-- lost returns the EPOCHAL_LOST error for what the identity key and the
+-- clock hold (id, clk: GET's replies), or nil when they are as expected.
+local function lost(id, clk)
+  if id ~= ID then
+    return redis.error_reply("EPOCHAL_LOST the identity key " .. P .. "id no longer holds " .. ID .. ": the data was emptied or replaced")
+  end
+  if (tonumber(clk) or 0) < SEEN then
+    return redis.error_reply("EPOCHAL_LOST the clock " .. P .. "clock is behind point " .. SEEN .. ", which this client saw: the data went back in time")
+  end
+  return nil
 end
 `
 
-var luaLib = epochLib + `
+const epochLib = epochParse + `
+do
+  local g = redis.call("MGET", P .. "id", P .. "clock")
+  local e = lost(g[1], g[2])
+  if e then return e end
+end
+`
+
+// luaFuncs are the helpers of the ref and record scripts.
+const luaFuncs = `
 local function rkey(n) return P .. "r:" .. n end
 local function vkey(n) return P .. "v:" .. n end
 local function tkey(id) return P .. "t:" .. id end
+local function okey(id) return P .. "o:" .. id end
 local function vpoint(v)
   local i = string.find(v, "\0", 1, true)
   return tonumber(string.sub(v, 1, i - 1))
@@ -64,20 +83,25 @@ local function conflicts(mode, rp, newest, ensured)
   if mode == 0 and ensured > rp then return ensured end
   return nil
 end
--- append adds a version, trims and publishes it. keep and trimmed may be
--- passed when the caller has read them. While the ref is subscribed to
--- ({P}:w:name exists) it keeps at least as many older versions as that
--- mark's value (the subscriber's Config.WatchKeep). After
--- the push the list usually holds keep + 2 entries, and one RPOP trims it;
--- when the watch retention has just ended it may hold more, and LTRIM cuts
--- them. The newest entry dropped raises trimmed.
-local function append(name, point, ms, txn, value, keep, trimmed)
+-- append adds a version, trims it and, while the ref is watched, publishes
+-- it. keep and trimmed may be passed when the caller has read them; mark is
+-- what the ref's watch mark {P}:w:name holds (GET's reply: false when
+-- absent). While the mark exists (a subscription to the ref is open
+-- somewhere, see Subscribe) the version is published on {P}:c:name and the
+-- ref keeps at least as many older versions as the mark's value (the
+-- subscriber's Config.WatchKeep); without it nobody listens, and nothing is
+-- published (a subscriber sets the mark before it reads the history, and
+-- learns of any time without it from scriptWatchMark's marker). After the
+-- push the list usually holds keep + 2 entries, and
+-- one RPOP trims it; when the watch retention has just ended it may hold
+-- more, and LTRIM cuts them. The newest entry dropped raises trimmed.
+local function append(name, point, ms, txn, value, keep, trimmed, mark)
   local r = rkey(name)
   if not keep then
     local h = redis.call("HMGET", r, "keep", "trimmed")
     keep, trimmed = tonumber(h[1]), tonumber(h[2])
   end
-  local wk = tonumber(redis.call("GET", P .. "w:" .. name) or "")
+  local wk = tonumber(mark)
   if wk and keep < wk then keep = wk end
   local entry = point .. "\0" .. ms .. "\0" .. txn .. "\0" .. value
   local v = vkey(name)
@@ -91,9 +115,11 @@ local function append(name, point, ms, txn, value, keep, trimmed)
   end
   if dropped and dropped > trimmed then trimmed = dropped end
   redis.call("HSET", r, "trimmed", trimmed, "newest", point)
-  redis.call("PUBLISH", P .. "c:" .. name, entry)
+  if mark then redis.call("PUBLISH", P .. "c:" .. name, entry) end
 end
 `
+
+var luaLib = epochLib + luaFuncs
 
 // create: ARGV = P, name, kind, value, min, max, ms. Returns "" if created,
 // else the existing kind. Keys of the name that are not a ref this driver
@@ -208,7 +234,7 @@ for i = 7, #ARGV do
           redis.call("HSET", r, "ensured", cp)
         end
         if string.find(f, "W", 1, true) and string.find(f, "S", 1, true) then
-          append(name, cp, ms, txn, v)
+          append(name, cp, ms, txn, v, nil, nil, redis.call("GET", P .. "w:" .. name))
         end
       end
     end
@@ -219,11 +245,23 @@ return 1
 
 // onephase: ARGV = P, txn, rp, ms, keepMs, then quads name, mode, value,
 // base. Returns {status, cp} or {0, conflicts} (status: 2 committed, 3
-// aborted, 0 conflicts).
-var scriptOnePhase = goredis.NewScript(luaLib + `
+// aborted, 0 conflicts). One MGET reads the identity key and the clock
+// (epochLib's check), the transaction's record {P}:o:txn and every ref's
+// watch mark; a commit writes that record, cp "\0" ms, expiring after
+// keepMs (OnePhaseKeep), so that a repeat, AbortRecord (I7) and Records
+// find it. A record of txn in {P}:t: (a tombstone, or a general-path
+// record of the same id) is looked up too: a tombstone refuses it.
+var scriptOnePhase = goredis.NewScript(epochParse + luaFuncs + onePhaseBody)
+
+const onePhaseBody = `
 local txn, rp, ms, keepMs = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local t = tkey(txn)
-local st = redis.call("HMGET", t, "status", "cp")
+local keys = {P .. "id", P .. "clock", okey(txn)}
+for i = 6, #ARGV, 4 do keys[#keys + 1] = P .. "w:" .. ARGV[i] end
+local g = redis.call("MGET", unpack(keys))
+local e = lost(g[1], g[2])
+if e then return e end
+if g[3] then return {2, vpoint(g[3])} end
+local st = redis.call("HMGET", tkey(txn), "status", "cp")
 if st[1] then
   if st[1] == "committed" then return {2, tonumber(st[2])} end
   return {3, 0}
@@ -250,21 +288,23 @@ for i = 6, #ARGV, 4 do
 end
 if #bad > 0 then return {0, bad} end
 local cp = redis.call("INCR", P .. "clock")
+local k = 3
 for i = 6, #ARGV, 4 do
   local name, mode, value = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local h = refs[i]
+  k = k + 1
   if (mode == 1 or mode == 3) and cp > tonumber(h[3]) then redis.call("HSET", rkey(name), "ensured", cp) end
-  if mode ~= 1 then append(name, cp, ms, txn, value, tonumber(h[5]), tonumber(h[6])) end
+  if mode ~= 1 then append(name, cp, ms, txn, value, tonumber(h[5]), tonumber(h[6]), g[k]) end
 end
-redis.call("HSET", t, "status", "committed", "cp", cp, "created", ms)
-redis.call("PEXPIRE", t, keepMs)
+redis.call("SET", okey(txn), cp .. "\0" .. ms, "PX", keepMs)
 return {2, cp}
-`)
+`
 
 // putrecord: ARGV = P, id, rp, prio, lease, created, refs. Returns 1 if
 // created (or the same pending record exists), else 0.
 var scriptPutRecord = goredis.NewScript(luaLib + `
 local t = tkey(ARGV[2])
+if redis.call("EXISTS", okey(ARGV[2])) == 1 then return 0 end
 local st = redis.call("HMGET", t, "status", "rp", "prio")
 if st[1] then
   if st[1] == "pending" and st[2] == ARGV[3] and st[3] == ARGV[4] then return 1 end
@@ -286,8 +326,14 @@ return redis.call("HGETALL", t)
 `)
 
 // abortrecord: ARGV = P, id, ms, keepMs. Aborts a pending record or writes
-// a tombstone that expires after keepMs.
+// a tombstone that expires after keepMs; a one-phase commit's record
+// ({P}:o:id) is returned as committed, in HGETALL's form.
 var scriptAbortRecord = goredis.NewScript(luaLib + `
+local o = redis.call("GET", okey(ARGV[2]))
+if o then
+  local i = string.find(o, "\0", 1, true)
+  return {"status", "committed", "cp", string.sub(o, 1, i - 1), "created", string.sub(o, i + 1)}
+end
 local t = tkey(ARGV[2])
 local st = redis.call("HGET", t, "status")
 if not st then
@@ -591,6 +637,20 @@ for _, d in ipairs(redis.call("ZRANGEBYLEX", P .. "dirs", ARGV[2], ARGV[3])) do
   end
 end
 return out
+`)
+
+// watchmark: KEYS[1] = {P}:w:name, ARGV = value (Config.WatchKeep),
+// lifetime (ms), the ref's channel {P}:c:name, marker. Sets the ref's
+// watch mark and, when it creates it (no mark was there), publishes marker
+// on the channel: commits are published only while the mark exists, so a
+// subscriber that receives a marker it did not publish itself at Subscribe
+// may have missed versions before it (see sub.loop). Returns 1 if the mark
+// was there.
+var scriptWatchMark = goredis.NewScript(`
+local existed = redis.call("EXISTS", KEYS[1])
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+if existed == 0 then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
+return existed
 `)
 
 // scriptVersions reads a ref's version list (KEYS[1], {P}:v:name) and

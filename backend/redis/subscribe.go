@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -12,18 +15,47 @@ import (
 
 // sub is one Pub/Sub subscription to a ref's channel. Messages carry the
 // version committed; a reconnect (after which go-redis subscribes again,
-// having missed whatever was published meanwhile) or an error marks the
+// having missed whatever was published meanwhile), an error, or a watch
+// mark's marker that is not this subscription's own (see loop) marks the
 // feed incomplete, and the watcher falls back on the history.
 type sub struct {
 	*backend.FeedBuffer
 	ps     *goredis.PubSub
+	b      *Backend
+	mark   string // {P}:w:name
+	ch     string // {P}:c:name
+	own    string // the marker Subscribe published, if it created the mark
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 var _ backend.Feed = (*sub)(nil)
 
+// markPrefix starts a watch mark's marker (scriptWatchMark): a message
+// that is no version (parseVersion refuses it, so a process that does not
+// know markers marks its feed incomplete on it too).
+const markPrefix = "!mark\x00"
+
+func newMarker() string {
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	return markPrefix + hex.EncodeToString(raw[:])
+}
+
 // Subscribe returns hints, and a feed, of changes to a ref.
+//
+// Commits publish a version only while the ref's watch mark {P}:w:name
+// exists (the scripts' append), so the feed holds every version committed
+// after Subscribe returns: the subscription is confirmed first, then the
+// mark set, then Subscribe returns (and the watcher reads the history,
+// which fixes its start). A commit that ran before the mark was set did
+// not publish, but it is in the history the watcher reads after (or was
+// trimmed before that read): it precedes the watcher's start. The mark
+// is renewed every third of watchRetain; should it lapse all the same (a
+// process stopped for longer, renewals failing), commits meanwhile are not
+// published, and whoever creates the mark again publishes a marker on the
+// channel, in order with the versions: a subscription that receives a
+// marker other than its own first one marks its feed incomplete there.
 func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscription, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -31,10 +63,11 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	// No channel yet: no I/O, so the connection's wait is the one below,
 	// which ctx bounds (closing ps ends a Receive left behind).
 	ps := b.c.Subscribe(ctx)
+	ch := b.p + "c:" + name
 	// The first reply confirms the subscription: from here on nothing
 	// published is missed without the feed saying so.
 	err := do(ctx, func(ctx context.Context) error {
-		if err := ps.Subscribe(ctx, b.p+"c:"+name); err != nil {
+		if err := ps.Subscribe(ctx, ch); err != nil {
 			return err
 		}
 		_, err := ps.Receive(ctx)
@@ -44,21 +77,42 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 		_ = ps.Close()
 		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
 	}
-	// While subscribed, commits keep Config.WatchKeep older versions
-	// ({P}:w:name holds the number, see the scripts' append): set now, before the watcher
-	// reads the history, and kept alive every third of watchRetain. A
-	// process that dies stops renewing it: the retention ends within
-	// watchRetain.
-	wk := b.p + "w:" + name
-	if err := do(ctx, func(ctx context.Context) error { return b.c.Set(ctx, wk, b.cfg.WatchKeep, watchRetain).Err() }); err != nil {
+	// While marked, commits publish their versions and keep
+	// Config.WatchKeep older ones ({P}:w:name holds the number, see the
+	// scripts' append): set now, before the watcher reads the history,
+	// and kept alive every third of watchRetain. A process that dies
+	// stops renewing it: the retention ends within watchRetain.
+	s := &sub{FeedBuffer: backend.NewFeedBuffer(), ps: ps, b: b, mark: b.p + "w:" + name, ch: ch, done: make(chan struct{})}
+	own := newMarker()
+	existed, err := call(ctx, func(ctx context.Context) (bool, error) { return s.setMark(ctx, own) })
+	if err != nil {
 		_ = ps.Close()
 		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
 	}
+	if !existed {
+		// Commits before this mark published nothing, and precede the
+		// watcher's start: this subscription's own marker is no loss.
+		s.own = own
+	}
 	lctx, cancel := context.WithCancel(context.Background())
-	s := &sub{FeedBuffer: backend.NewFeedBuffer(), ps: ps, cancel: cancel, done: make(chan struct{})}
+	s.cancel = cancel
 	go s.loop(lctx)
-	go s.retain(lctx, b, wk)
+	go s.retain(lctx)
 	return s, nil
+}
+
+// setMark sets the ref's watch mark for watchRetain, publishing marker if
+// it creates it; it reports whether the mark was there.
+func (s *sub) setMark(ctx context.Context, marker string) (bool, error) {
+	n, err := scriptWatchMark.Run(ctx, s.b.c, []string{s.mark}, s.b.cfg.WatchKeep, watchRetain.Milliseconds(), s.ch, marker).Int64()
+	return n == 1, err
+}
+
+// renew renews the watch mark; a mark it has to create again announces,
+// with its marker, that commits may have gone unpublished.
+func (s *sub) renew(ctx context.Context) error {
+	_, err := s.setMark(ctx, newMarker())
+	return err
 }
 
 // watchRetain is how long the mark of a subscription to a ref lasts
@@ -67,7 +121,7 @@ const watchRetain = 30 * time.Second
 
 // retain renews the ref's watch mark while the subscription is open.
 // Failures are retried sooner; the mark outlives a few of them.
-func (s *sub) retain(ctx context.Context, b *Backend, key string) {
+func (s *sub) retain(ctx context.Context) {
 	period := watchRetain / 3
 	for {
 		t := time.NewTimer(period)
@@ -78,7 +132,7 @@ func (s *sub) retain(ctx context.Context, b *Backend, key string) {
 		case <-t.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, period)
-		err := b.c.Set(rctx, key, b.cfg.WatchKeep, watchRetain).Err()
+		err := s.renew(rctx)
 		cancel()
 		period = watchRetain / 3
 		if err != nil {
@@ -113,6 +167,16 @@ func (s *sub) loop(ctx context.Context) {
 				s.Lost() // subscribed again after a reconnect
 			}
 		case *goredis.Message:
+			if strings.HasPrefix(m.Payload, markPrefix) {
+				// The mark was created again: commits before this
+				// point, since the mark lapsed, were not published.
+				// Only the marker of this subscription's own first
+				// mark (Subscribe) follows no loss.
+				if m.Payload != s.own {
+					s.Lost()
+				}
+				continue
+			}
 			v, err := parseVersion(m.Payload)
 			if err != nil {
 				s.Lost()
