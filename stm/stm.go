@@ -221,9 +221,9 @@ type Stats struct {
 	Waits, Escalated int64
 	// TurnWaits counts the times a transaction waited for its local turn
 	// on a ref another transaction of this process was writing; Wounds
-	// the retries of transactions that gave their turns to an older one;
-	// Extended the read points moved forward after such a wait instead
-	// of a retry (see WithoutLocalTurns).
+	// the retries of transactions that gave way, the youngest of a cycle
+	// of such waits; Extended the read points moved forward after such a
+	// wait instead of a retry (see WithoutLocalTurns).
 	TurnWaits, Wounds, Extended int64
 	// MaxRetries is the most retries one successful Dosync needed.
 	MaxRetries int64

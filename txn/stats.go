@@ -18,7 +18,7 @@ type Stats struct {
 	Unknown    atomic.Int64 // commit outcomes that had to be looked up
 	Helped     atomic.Int64 // other transactions' intents resolved
 	TurnWaits  atomic.Int64 // times an attempt waited for a local turn (Turns)
-	Wounds     atomic.Int64 // retries of attempts that gave their turns to an older one
+	Wounds     atomic.Int64 // retries of attempts that gave way in a cycle of waits for local turns
 	Extended   atomic.Int64 // read points moved forward after a local turn (Tx.extend)
 	// MaxRetries is the most retries any one Dosync needed before it
 	// succeeded: the starvation figure.

@@ -25,25 +25,27 @@ import (
 // unchanged, so other processes still conflict with them as before, and
 // what is committed does not depend on them.
 //
-// Deadlock freedom (wound-wait): every Dosync has a local age, drawn from
-// a counter at its first attempt and kept across its retries. Any claimer
-// waits for the holder; one older than the holder also wounds it first. A
-// wounded attempt never starts a wait while it holds a turn: it retries
-// at once instead (without backoff: it only gave way, and its next
-// attempt claims the turns it had before reading anything), and one
-// that is waiting when wounded is woken to do so. So a wait of an older
-// transaction is always for one that will not wait in turn, and waits of
-// younger ones for older ones cannot form a cycle. An attempt waits only
-// in its function (its claims) and in Begin (holding nothing, or giving
-// back what it holds when wounded), never in its commit: a one-phase
-// commit waits only for server intents, as before, and the general path
-// gives its turns back before it takes intents (from there on intents
-// hold the others off, with the protocol's own rules: older wins,
-// leases). A Dosync nested in a transaction's function on the same
-// goroutine (one that does not join it) never waits for a turn at all:
-// its outer transaction cannot go on, nor release anything, before it
-// returns. Turns are handed over oldest first, so a waiter eventually
-// becomes the oldest and is served.
+// Deadlock freedom: a claimer waits for the holder, but never so as to
+// close a cycle of waits. Every wait begins under one mutex (only waits
+// take it), which follows the chain from the holder (the slot it waits
+// for, that slot's holder, ...); if the chain leads back to the claimer,
+// the youngest transaction of the cycle gives way and retries at once,
+// without backoff (its next attempt claims its turns again before it
+// reads anything, holding nothing while it waits). Ages are local: drawn
+// from a counter at a Dosync's first attempt and kept across its retries,
+// so the oldest never gives way and a transaction that keeps giving way
+// becomes the oldest. Waits end (the waiter is served, gives way or its
+// ctx ends), and slots change hands only to waiters, which then wait for
+// nothing, without the mutex: that only breaks chains, so no cycle forms
+// unseen. An attempt waits only in its function (its claims) and in
+// Begin, never while it commits: a one-phase commit waits only for server
+// intents, as before, and the general path gives its turns back before it
+// takes intents (from there on intents hold the others off, with the
+// protocol's own rules: older wins, leases). A Dosync nested in a
+// transaction's function on the same goroutine (one that does not join
+// it) never waits for a turn at all: its outer transaction cannot go on,
+// nor release anything, before it returns. Turns are handed over oldest
+// first.
 //
 // Every wait ends with the waiter's ctx; a holder releases its turns when
 // its attempt ends, however it ends (commit, retry, error, panic).
@@ -55,15 +57,10 @@ type Turns struct {
 	slots [turnSlots]turnSlot
 	gor   [64]gorBucket // the transactions holding turns, by goroutine id
 	seq   atomic.Uint64 // Dosync ages
+	graph sync.Mutex    // held while a wait begins (breakCycle)
 }
 
 const turnSlots = 1024 // a power of two
-
-// turn states of an attempt (Tx.tstate)
-const (
-	turnWaiting uint32 = 1 << iota
-	turnWounded
-)
 
 type gorBucket struct {
 	mu  sync.Mutex
@@ -73,7 +70,7 @@ type gorBucket struct {
 
 type turnSlot struct {
 	mu     sync.Mutex
-	holder *Tx
+	holder atomic.Pointer[Tx]
 	queue  []*Tx
 	// last is the newest commit point of an attempt that held the slot:
 	// a value read ahead (prefetched) at an older read point is stale.
@@ -94,10 +91,10 @@ func slotOf(name string) uint32 {
 	return h & (turnSlots - 1)
 }
 
-// errWounded is the retry of an attempt that an older one wounded while
-// it would have waited: it gives way at once.
+// errWounded is the retry of an attempt that gives way at once: the
+// youngest of a cycle of waits.
 func errWounded() error {
-	r := retryf("an older transaction of this process waits for a ref this one claimed")
+	r := retryf("gave way to older transactions of this process in a cycle of waits for local turns")
 	r.atOnce = true
 	return r
 }
@@ -167,9 +164,9 @@ func (tx *Tx) claimEnd(e *entry, i uint32, held bool, err error) {
 }
 
 // claimAll claims the turns of keys before the attempt reads anything
-// (Begin, for the refs the previous attempt claimed), in slot order. A
-// wound while it waits releases what it holds and starts again: an
-// attempt that holds nothing can wait for anyone.
+// (Begin, for the refs the previous attempt claimed), in slot order. If
+// it must give way while it waits (breakCycle), it releases what it holds
+// and starts again: an attempt that holds nothing closes no cycle.
 func (tx *Tx) claimAll(keys []Key) error {
 	t := tx.env.Turns
 	var idx []uint32
@@ -208,9 +205,8 @@ func (tx *Tx) claimAll(keys []Key) error {
 		if !IsRetry(err) {
 			return err
 		}
-		// An older one took a turn from us: holding nothing now, start
-		// again (and wait for it).
-		tx.tstate.Store(0)
+		// Its wait would have closed a cycle: holding nothing now, start
+		// again.
 	}
 }
 
@@ -221,10 +217,10 @@ func (tx *Tx) claimAll(keys []Key) error {
 func (t *Turns) claim(tx *Tx, i uint32) (bool, error) {
 	s := &t.slots[i]
 	s.mu.Lock()
-	h := s.holder
+	h := s.holder.Load()
 	switch {
 	case h == nil:
-		s.holder = tx
+		s.holder.Store(tx)
 		s.mu.Unlock()
 		return true, nil
 	case h == tx:
@@ -234,23 +230,18 @@ func (t *Turns) claim(tx *Tx, i uint32) (bool, error) {
 		s.mu.Unlock()
 		return false, nil
 	}
-	if tx.age.Load() < h.age.Load() {
-		wound(h)
-	}
 	if tx.wake == nil {
 		tx.wake = make(chan struct{}, 1)
 	}
-	for {
-		st := tx.tstate.Load()
-		if st&turnWounded != 0 && len(tx.held) > 0 {
-			s.mu.Unlock()
-			return false, errWounded()
-		}
-		// Holding nothing, nobody waits for tx: it may wait.
-		if tx.tstate.CompareAndSwap(st, turnWaiting) {
-			break
-		}
+	t.graph.Lock()
+	if tx.wounded.Load() || len(tx.held) > 0 && t.breakCycle(tx, s) {
+		t.graph.Unlock()
+		s.mu.Unlock()
+		tx.wounded.Store(false)
+		return false, errWounded()
 	}
+	tx.waitOn.Store(s)
+	t.graph.Unlock()
 	s.queue = append(s.queue, tx)
 	s.mu.Unlock()
 	tx.env.Stats.TurnWaits.Add(1)
@@ -261,44 +252,66 @@ func (t *Turns) claim(tx *Tx, i uint32) (bool, error) {
 		case <-done:
 		}
 		s.mu.Lock()
-		if s.holder == tx {
+		if s.holder.Load() == tx {
 			s.mu.Unlock()
-			tx.tstate.And(^turnWaiting)
+			tx.wounded.Store(false) // its wait is over: no cycle through it now
 			return true, nil
 		}
 		err := tx.ctx.Err()
-		if err == nil && tx.tstate.Load()&turnWounded != 0 && len(tx.held) > 0 {
+		if err == nil && tx.wounded.Load() {
+			tx.wounded.Store(false)
 			err = errWounded()
 		}
 		if err != nil {
 			s.queue = slices.DeleteFunc(s.queue, func(w *Tx) bool { return w == tx })
+			tx.waitOn.Store(nil)
 			s.mu.Unlock()
-			tx.tstate.And(^turnWaiting)
 			return false, err
 		}
 		s.mu.Unlock()
 	}
 }
 
-// wound marks h, a younger holder an older transaction waits for, so that
-// h gives way (retries) rather than wait for a turn while it holds one,
-// and wakes h if it waits now.
-func wound(h *Tx) {
-	for {
-		st := h.tstate.Load()
-		if st&turnWounded != 0 {
-			return
+// breakCycle looks whether tx, waiting for slot s, would close a cycle of
+// waits (s's holder waits for a slot whose holder waits ... for a slot tx
+// holds). If so, the youngest transaction of the cycle gives way: tx
+// itself (breakCycle reports true), or another, which waits now and is
+// woken to retry. The caller holds t.graph, under which every wait begins;
+// waits end, and slots change hands to transactions that wait for
+// nothing, without it, which only breaks chains.
+func (t *Turns) breakCycle(tx *Tx, s *turnSlot) bool {
+	var chain [8]*Tx
+	members := chain[:0]
+	x := s.holder.Load()
+	for x != nil && x != tx {
+		if slices.Contains(members, x) {
+			return false // a cycle without tx, being broken
 		}
-		if h.tstate.CompareAndSwap(st, st|turnWounded) {
-			if st&turnWaiting != 0 {
-				select {
-				case h.wake <- struct{}{}:
-				default:
-				}
-			}
-			return
+		members = append(members, x)
+		w := x.waitOn.Load()
+		if w == nil {
+			return false
+		}
+		x = w.holder.Load()
+	}
+	if x == nil {
+		return false
+	}
+	victim := tx
+	for _, m := range members {
+		if m.age.Load() > victim.age.Load() {
+			victim = m
 		}
 	}
+	if victim == tx {
+		return true
+	}
+	victim.wounded.Store(true)
+	select {
+	case victim.wake <- struct{}{}:
+	default:
+	}
+	return false
 }
 
 // register records tx, which now holds a turn, as a transaction of its
@@ -341,8 +354,8 @@ func (t *Turns) release(tx *Tx) {
 		if tx.cp != 0 {
 			raise(&s.last, tx.cp)
 		}
-		if s.holder == tx {
-			s.holder = nil
+		if s.holder.Load() == tx {
+			s.holder.Store(nil)
 			if len(s.queue) > 0 {
 				k := 0
 				for j, w := range s.queue {
@@ -352,7 +365,8 @@ func (t *Turns) release(tx *Tx) {
 				}
 				w := s.queue[k]
 				s.queue = slices.Delete(s.queue, k, k+1)
-				s.holder = w
+				w.waitOn.Store(nil)
+				s.holder.Store(w)
 				select {
 				case w.wake <- struct{}{}:
 				default:

@@ -190,7 +190,8 @@ type Tx struct {
 
 	// local turns (turns.go)
 	age        atomic.Uint64 // the Dosync's local age: lower is older
-	tstate     atomic.Uint32 // turnWaiting, turnWounded
+	waitOn     atomic.Pointer[turnSlot]
+	wounded    atomic.Bool // the youngest of a cycle of waits: give way
 	wake       chan struct{}
 	held       []uint32 // slots held
 	heldBuf    [4]uint32
