@@ -43,6 +43,10 @@ type Resolver struct {
 type Priority struct {
 	Point clock.Point
 	ID    string
+	// Seq is the transaction's local age among this process's
+	// transactions, for their local turns (txn.Turns); not part of the
+	// order Older gives.
+	Seq uint64
 }
 
 // Older reports whether p is older than q.
@@ -218,7 +222,7 @@ func (wt *Wait) Clear(ctx context.Context, drv backend.Driver, name string, in *
 		}
 		// Only from the second look on: the decision then depends on
 		// the grace alone, not on how fast the first look ran.
-		wound := ok && checked && wt.w.Priority.Older(Priority{rec.Priority, rec.ID}) && time.Since(since) >= grace
+		wound := ok && checked && wt.w.Priority.Older(Priority{Point: rec.Priority, ID: rec.ID}) && time.Since(since) >= grace
 		if !r.Expired(rec) && !wound {
 			wt.pause = min(max(2*wt.pause, 50*time.Microsecond), maxPause)
 			if err := pauseFor(ctx, wt.pause/2+rand.N(wt.pause)); err != nil {

@@ -312,6 +312,9 @@ func (r *Ref[T]) Set(tx *txn.Tx, v T) {
 // Alter sets the ref to f of its value in tx and returns the new value.
 func (r *Ref[T]) Alter(tx *txn.Tx, f func(T) T) T {
 	r.live(tx, "alter")
+	// The ref's local turn before its read: another transaction of this
+	// process writing it commits first, and this one reads its value.
+	tx.Claim(r.key)
 	v := f(r.Get(tx))
 	r.Set(tx, v)
 	return v

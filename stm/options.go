@@ -39,6 +39,7 @@ type options struct {
 	wall          clock.Wall
 	backends      []backend.Driver
 	general       bool
+	noTurns       bool
 	faults        txn.Faults
 }
 
@@ -163,6 +164,17 @@ func WithBackends(bs ...backend.Driver) Option {
 // path: for tests and for measuring the difference.
 func WithGeneralPath() Option {
 	return func(o *options) error { o.general = true; return nil }
+}
+
+// WithoutLocalTurns turns off local turns: by default transactions of
+// this STM that write the same ref take turns in the process (the second
+// waits for the first and then reads what it committed, instead of both
+// meeting on the server and one retrying; see docs/design.md, "Local
+// turns"). Without them every transaction goes to the server on its own,
+// as another process's would. For tests that schedule every call
+// themselves, and for measuring the difference.
+func WithoutLocalTurns() Option {
+	return func(o *options) error { o.noTurns = true; return nil }
 }
 
 // WithFaults turns on deliberate protocol bugs. It exists only so tests and

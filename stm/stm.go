@@ -104,6 +104,9 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 		CommuteRounds: DefaultCommuteRounds,
 		Faults:        o.faults,
 	}
+	if !o.noTurns {
+		s.env.Turns = txn.NewTurns()
+	}
 	if op, ok := coord.(backend.OnePhase); ok && !o.general {
 		s.env.OnePhase = op
 	}
@@ -224,6 +227,12 @@ type Stats struct {
 	// fast-path commits whose commutes went stale DefaultCommuteRounds
 	// times and that took their refs with intents instead.
 	Waits, Escalated int64
+	// TurnWaits counts the times a transaction waited for its local turn
+	// on a ref another transaction of this process was writing; Wounds
+	// the retries of transactions that gave way, the youngest of a cycle
+	// of such waits; Extended the read points moved forward after such a
+	// wait instead of a retry (see WithoutLocalTurns).
+	TurnWaits, Wounds, Extended int64
 	// MaxRetries is the most retries one successful Dosync needed.
 	MaxRetries int64
 }
@@ -236,7 +245,7 @@ func (s *STM) Stats() Stats {
 		Conflicts: c.Conflicts.Load(), ReadFaults: c.ReadFaults.Load(), Yields: c.Yields.Load(),
 		OnePhase: c.OnePhase.Load(), General: c.General.Load(), Recomputes: c.Recomputes.Load(),
 		Unknown: c.Unknown.Load(), Helped: c.Helped.Load(), MaxRetries: c.MaxRetries.Load(), Waits: c.Waits.Load(),
-		Escalated: c.Escalated.Load(),
+		Escalated: c.Escalated.Load(), TurnWaits: c.TurnWaits.Load(), Wounds: c.Wounds.Load(), Extended: c.Extended.Load(),
 	}
 }
 
@@ -379,6 +388,11 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 		}
 		if err := s.Err(); err != nil {
 			return err
+		}
+		if txn.RetryAtOnce(err) {
+			// It gave way to an older transaction of this process, and
+			// its next attempt waits for that one's turn: no pause.
+			continue
 		}
 		if err := s.Backoff(ctx, attempt); err != nil {
 			return err

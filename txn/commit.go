@@ -302,12 +302,16 @@ func (tx *Tx) learn(cause error) (clock.Point, error) {
 func (tx *Tx) committed(cp clock.Point) clock.Point {
 	tx.env.Stats.Commits.Add(1)
 	tx.env.Observe(cp)
+	tx.cp = cp
 	return cp
 }
 
 // commitGeneral commits through a record, intents and roll-forward.
 func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 	env := tx.env
+	// Intents hold the others off from here on, as between processes
+	// (older wins, leases): the local turns are given back.
+	tx.turnsDone()
 	var groups []*group
 	byID := map[string]*group{}
 	rec := backend.Record{ID: tx.id, RP: tx.rp, Priority: tx.prio.Point, Created: env.Wall.Now()}

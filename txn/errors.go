@@ -33,6 +33,7 @@ var (
 // committer wins), a read fault, or yielding to an older transaction.
 type RetryError struct {
 	Reason string
+	atOnce bool // the attempt gave way to an older one of this process: no backoff
 }
 
 func (e *RetryError) Error() string { return "txn: retry: " + e.Reason }
@@ -43,6 +44,14 @@ func (e *RetryError) Cause() error { return fmt.Errorf("%w: %s", ErrConflict, e.
 
 func retryf(format string, args ...any) *RetryError {
 	return &RetryError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// RetryAtOnce reports whether err asks for another attempt without a
+// pause: the attempt only gave its local turns to an older transaction of
+// this process (see Turns), which it will now wait for.
+func RetryAtOnce(err error) bool {
+	var r *RetryError
+	return errors.As(err, &r) && r.atOnce
 }
 
 // IsRetry reports whether err asks for another attempt.

@@ -17,6 +17,9 @@ type Stats struct {
 	Recomputes atomic.Int64 // commute values computed again on a stale base
 	Unknown    atomic.Int64 // commit outcomes that had to be looked up
 	Helped     atomic.Int64 // other transactions' intents resolved
+	TurnWaits  atomic.Int64 // times an attempt waited for a local turn (Turns)
+	Wounds     atomic.Int64 // retries of attempts that gave way in a cycle of waits for local turns
+	Extended   atomic.Int64 // read points moved forward after a local turn (Tx.extend)
 	// MaxRetries is the most retries any one Dosync needed before it
 	// succeeded: the starvation figure.
 	MaxRetries atomic.Int64

@@ -28,6 +28,9 @@ type Env struct {
 	Floor *atomic.Uint64
 	NewID func() string
 	Stats *Stats
+	// Turns, if not nil, makes this process's transactions that write
+	// the same ref take turns (turns.go).
+	Turns *Turns
 	// CommuteRounds bounds how often the fast path computes commutes again
 	// on a stale base before the commit takes the general path instead.
 	CommuteRounds int
@@ -130,6 +133,9 @@ func raise(f *atomic.Uint64, p clock.Point) {
 type Key struct {
 	Drv  backend.Driver
 	Name string
+	// Claim (in a retry's prefetch) asks Begin to take the ref's local
+	// turn before it reads (see Turns).
+	Claim bool
 }
 
 type key struct{ backend, name string }
@@ -149,8 +155,12 @@ type entry struct {
 	val    []byte // the in-transaction value
 	newest backend.Version
 
-	read     bool // read by the function: prefetched on a retry
-	fault    bool // a read ahead at the read point faulted (history is short)
+	read     bool        // read by the function: prefetched on a retry
+	seen     bool        // the function saw the value read from the backend
+	turn     bool        // the attempt holds the ref's local turn
+	slot     uint32      // its slot (Turns), set with turn
+	at       clock.Point // the point of the version read
+	fault    bool        // a read ahead at the read point faulted (history is short)
 	written  bool
 	commuted bool
 	ensured  bool
@@ -192,6 +202,17 @@ type Tx struct {
 	// cctx is ctx: the caller's ctx carrying this Tx, without a
 	// context.WithValue allocated for it.
 	cctx txCtx
+
+	// local turns (turns.go)
+	age        atomic.Uint64 // the Dosync's local age: lower is older
+	waitOn     atomic.Pointer[turnSlot]
+	wounded    atomic.Bool // the youngest of a cycle of waits: give way
+	wake       chan struct{}
+	held       []uint32 // slots held
+	heldBuf    [4]uint32
+	registered bool // in Turns.gor
+	cp         clock.Point
+	rpShown    bool // ReadPoint was called: the read point stays
 }
 
 // txCtx is a context.Context that carries its Tx (FromContext) and
@@ -229,6 +250,15 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 	tx.cctx = txCtx{Context: ctx, tx: tx}
 	tx.ctx = &tx.cctx
 	tx.order = tx.orderBuf[:0]
+	if env.Turns != nil {
+		if prio.Seq == 0 {
+			prio.Seq = env.Turns.seq.Add(1)
+		}
+		tx.age.Store(prio.Seq)
+		if err := tx.claimAll(prefetch); err != nil {
+			return nil, fmt.Errorf("txn: begin: %w", err)
+		}
+	}
 	var names []string
 	for _, k := range prefetch {
 		if k.Drv.ID() == env.Coord.ID() {
@@ -238,11 +268,12 @@ func Begin(ctx context.Context, env *Env, prio *locks.Priority, prefetch []Key) 
 	if len(names) > 0 {
 		res, err := env.Coord.Read(ctx, backend.ReadRequest{Current: true, Names: names})
 		if err != nil {
+			tx.turnsDone()
 			return nil, fmt.Errorf("txn: begin: %w", err)
 		}
 		if tx.setRP(res.RP) {
 			for i, it := range res.Items {
-				tx.prefetched(tx.entry(Key{env.Coord, names[i]}), it)
+				tx.prefetched(tx.entry(Key{Drv: env.Coord, Name: names[i]}), it)
 			}
 		}
 	}
@@ -261,7 +292,7 @@ func (tx *Tx) prefetched(e *entry, it backend.ReadItem) {
 	e.newest = it.Newest
 	switch it.Result {
 	case history.Found:
-		e.loaded, e.val = true, it.Version.Value
+		e.loaded, e.val, e.at = true, it.Version.Value, it.Version.Point
 	case history.Fault:
 		e.fault = true
 	}
@@ -281,7 +312,7 @@ func (tx *Tx) setRP(p clock.Point) bool {
 	tx.rp, tx.rpSet = p, true
 	tx.env.Observe(p)
 	if tx.prioRef.ID == "" { // the Dosync's first read point (which may be 0)
-		*tx.prioRef = locks.Priority{Point: p, ID: tx.id}
+		*tx.prioRef = locks.Priority{Point: p, ID: tx.id, Seq: tx.prioRef.Seq}
 	}
 	tx.prio = *tx.prioRef
 	return kept
@@ -313,6 +344,7 @@ func (tx *Tx) ReadPoint() clock.Point {
 			tx.unwind(err)
 		}
 	}
+	tx.rpShown = true
 	return tx.rp
 }
 
@@ -334,6 +366,7 @@ func (tx *Tx) End() {
 	tx.mu.Lock()
 	tx.done = true
 	tx.mu.Unlock()
+	tx.turnsDone()
 }
 
 // Prefetch returns the refs the function read, to be read with the next
@@ -343,8 +376,8 @@ func (tx *Tx) Prefetch() []Key {
 	defer tx.mu.Unlock()
 	var out []Key
 	for _, e := range tx.order {
-		if e.read {
-			out = append(out, Key{e.drv, e.name})
+		if e.read || e.turn {
+			out = append(out, Key{Drv: e.drv, Name: e.name, Claim: e.turn})
 		}
 	}
 	return out
@@ -437,6 +470,9 @@ func (tx *Tx) Read(k Key) []byte {
 	if !e.loaded {
 		tx.load(e, false)
 	}
+	if !e.written && !e.commuted {
+		e.seen = true
+	}
 	return e.val
 }
 
@@ -499,6 +535,7 @@ func (tx *Tx) Preload(keys ...Key) {
 // Write sets the ref's value in this transaction (ref-set). validate, if not
 // nil, is run on the final value before commit.
 func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
+	tx.Claim(k)
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	tx.live()
@@ -516,6 +553,9 @@ func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
 // result; at commit f runs again on the newest committed value, so
 // commutes never conflict with each other.
 func (tx *Tx) Commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
+	// The turn first, so that the base read is fresh: the commit then
+	// finds it newest unless another process committed since.
+	tx.Claim(k)
 	e, old := tx.commuteBase(k)
 	// User code runs without the lock, so it may use the Tx.
 	nv, err := f(old)
@@ -558,6 +598,9 @@ func (tx *Tx) Ensure(k Key) []byte {
 	if !e.loaded {
 		tx.load(e, false)
 	}
+	if !e.written && !e.commuted {
+		e.seen = true
+	}
 	return e.val
 }
 
@@ -572,6 +615,16 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 		return
 	}
 	const maxRereads = 8
+	extended := false
+	if e.turn && !anyNewest && tx.rpSet && tx.env.Turns.committedSince(e.slot, tx.rp) {
+		// A transaction of this process committed to it after our read
+		// point (we waited for its turn): a read at our point would only
+		// show that we must move it.
+		extended = true
+		if tx.extend(e) == extDone {
+			return
+		}
+	}
 	for tries := 0; ; tries++ {
 		var res backend.ReadResult
 		var err error
@@ -612,7 +665,7 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 					if rec.CP <= tx.rp && !tx.env.Faults.SkipIntentRecovery {
 						// Committed at or before our point but not yet
 						// rolled forward: its value is the one to see.
-						e.loaded, e.val = true, in.Value
+						e.loaded, e.val, e.at = true, in.Value, rec.CP
 						tx.help(e, rec)
 						return
 					}
@@ -646,7 +699,19 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 			tx.faulted(e, anyNewest)
 			return
 		}
-		e.loaded, e.val = true, it.Version.Value
+		if e.turn && !anyNewest && !extended && it.Intent == nil && it.Newest.Point > tx.rp {
+			// Written by another after our read point, most likely by
+			// the transaction of this process whose turn we waited for:
+			// move the read point instead of failing at commit.
+			extended = true
+			switch tx.extend(e) {
+			case extDone:
+				return
+			case extReload:
+				continue
+			}
+		}
+		e.loaded, e.val, e.at = true, it.Version.Value, it.Version.Point
 		return
 	}
 }

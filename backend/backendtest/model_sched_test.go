@@ -58,6 +58,9 @@ func schedOptions(extra ...stm.Option) []stm.Option {
 		stm.WithBackoff(time.Nanosecond, time.Nanosecond),
 		stm.WithWallClock(clock.NewFake(time.Unix(1_700_000_000, 0))),
 		stm.WithMaxRetries(1000),
+		// A wait for a local turn is no driver call: the scheduler
+		// would wait for the waiting actor forever.
+		stm.WithoutLocalTurns(),
 	}, extra...)
 }
 
