@@ -326,3 +326,44 @@ func TestTurnsNestedDosyncDoesNotWaitForItsOuter(t *testing.T) {
 		t.Fatalf("a = %d after %d runs, want 100 after 2", v, runs)
 	}
 }
+
+// TestTurnsCheckThenAlter: transfers written as "Get the source, check
+// it, Alter both" (the read comes before the claim of Alter). Once an
+// attempt of the process has read a ref and then claimed it to write, the
+// next plain reads of that ref claim its turn first, so they read the
+// value of the transaction they waited for: only the attempts that read
+// a ref before the first such claim can fail on the backend (at most one
+// per worker and account), not one in every collision.
+func TestTurnsCheckThenAlter(t *testing.T) {
+	s, rs := openTurns(t)
+	ctx := context.Background()
+	const workers, each = 8, 300
+	var wg sync.WaitGroup
+	for w := range workers {
+		r := rand.New(rand.NewPCG(uint64(w), 11))
+		wg.Go(func() {
+			for range each {
+				i := r.IntN(len(rs))
+				j := (i + 1 + r.IntN(len(rs)-1)) % len(rs)
+				if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+					if rs[i].Get(tx) < -1000000 {
+						return errors.New("overdrawn")
+					}
+					runtime.Gosched()
+					rs[i].Alter(tx, dec)
+					rs[j].Alter(tx, inc)
+					return nil
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := s.Stats()
+	if bound := int64(workers * len(rs)); st.Conflicts > bound || st.Commits != workers*each {
+		t.Fatalf("conflicts %d (at most %d expected), commits %d (want %d)", st.Conflicts, bound, st.Commits, workers*each)
+	}
+	checkTotal(t, s, rs, 300)
+}

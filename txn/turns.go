@@ -75,8 +75,20 @@ type turnSlot struct {
 	// last is the newest commit point of an attempt that held the slot:
 	// a value read ahead (prefetched) at an older read point is stale.
 	last atomic.Uint64
-	_    [64 - 8 - 8 - 24 - 8]byte
+	// hot counts, up to hotMax, the attempts that read a ref of the slot
+	// and then claimed its turn to write it, less those that read one and
+	// ended without writing it. While it is above zero a plain read
+	// claims the turn first (Read): a read-modify-write such as
+	// "Get, check, Alter" then reads the value of the transaction it
+	// waited for, where reading first and claiming at the Alter would
+	// have seen the old one and retried.
+	hot atomic.Int32
+	_   [64 - 8 - 8 - 24 - 8 - 4]byte
 }
+
+// hotMax bounds turnSlot.hot: as many reads without a write after it
+// make plain reads of the slot take no turn again.
+const hotMax = 8
 
 // NewTurns returns an empty turn table, to be shared by an Env's
 // transactions.
@@ -127,6 +139,14 @@ func (tx *Tx) claimStart(k Key) (*entry, uint32, bool) {
 		return e, 0, false
 	}
 	i := slotOf(k.Name)
+	if e.seen {
+		// Read without its turn, now claimed to write: the next plain
+		// reads of the slot claim it first (turnSlot.hot).
+		s := &tx.env.Turns.slots[i]
+		if h := s.hot.Load(); h < hotMax {
+			s.hot.CompareAndSwap(h, h+1)
+		}
+	}
 	if slices.Contains(tx.held, i) {
 		e.turn, e.slot = true, i
 		return e, i, false
@@ -462,6 +482,27 @@ func (tx *Tx) extend(e *entry) int {
 // held the turn of the slot committed after point p.
 func (t *Turns) committedSince(slot uint32, p clock.Point) bool {
 	return clock.Point(t.slots[slot].last.Load()) > p
+}
+
+// hot reports whether a plain read of the ref named name should claim
+// its turn first (turnSlot.hot).
+func (t *Turns) hot(name string) bool { return t.slots[slotOf(name)].hot.Load() > 0 }
+
+// cool lowers the hot count of the slots of the refs the attempt read and
+// did not write (turnSlot.hot). End calls it once per attempt.
+func (tx *Tx) cool() {
+	t := tx.env.Turns
+	if t == nil {
+		return
+	}
+	for _, e := range tx.order {
+		if e.seen && !e.written && !e.commuted {
+			s := &t.slots[slotOf(e.name)]
+			if h := s.hot.Load(); h > 0 {
+				s.hot.CompareAndSwap(h, h-1)
+			}
+		}
+	}
 }
 
 // turnsDone releases the attempt's turns (End).

@@ -364,6 +364,9 @@ func (tx *Tx) Joinable(env *Env) bool {
 // End marks the attempt over: any later use panics with ErrOutsideTx.
 func (tx *Tx) End() {
 	tx.mu.Lock()
+	if !tx.done {
+		tx.cool()
+	}
 	tx.done = true
 	tx.mu.Unlock()
 	tx.turnsDone()
@@ -462,6 +465,11 @@ func (tx *Tx) entry(k Key) *entry {
 // Read returns the ref's value in this transaction: its own write if it made
 // one, else the newest version committed at or before the read point.
 func (tx *Tx) Read(k Key) []byte {
+	if t := tx.env.Turns; t != nil && t.hot(k.Name) {
+		// Read-modify-writes of this ref are common here: take its
+		// local turn before reading it (see turnSlot.hot).
+		tx.Claim(k)
+	}
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	tx.live()

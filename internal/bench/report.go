@@ -268,7 +268,11 @@ func (r *Result) Markdown(w io.Writer) error {
 	if v := r.Versions["server"]; v != "" {
 		fmt.Fprintf(bw, " (%s)", v)
 	}
-	fmt.Fprintf(bw, "\n- tree: %s", r.Versions["vcs.revision"])
+	rev := r.Versions["vcs.revision"]
+	if rev == "" {
+		rev = "unknown (the binary carries no VCS stamp)"
+	}
+	fmt.Fprintf(bw, "\n- tree: %s", rev)
 	if r.Versions["vcs.modified"] == "true" {
 		fmt.Fprint(bw, " (with uncommitted changes)")
 	}
