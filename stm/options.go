@@ -39,7 +39,7 @@ type options struct {
 	wall          clock.Wall
 	backends      []backend.Driver
 	general       bool
-	noTurns       bool
+	turns         int // local turns: 0 by the coordinator, 1 on, -1 off
 	faults        txn.Faults
 }
 
@@ -174,7 +174,17 @@ func WithGeneralPath() Option {
 // as another process's would. For tests that schedule every call
 // themselves, and for measuring the difference.
 func WithoutLocalTurns() Option {
-	return func(o *options) error { o.noTurns = true; return nil }
+	return func(o *options) error { o.turns = -1; return nil }
+}
+
+// WithLocalTurns turns local turns on whatever the coordinator. By
+// default they are on when the coordinator is a server (Redis,
+// ZooKeeper), where a collision costs round trips, and off when it lives
+// in the process (backend/mem), where a collision costs a retry of a few
+// microseconds and waiting for a turn costs more (measured in
+// docs/benchmarks.md).
+func WithLocalTurns() Option {
+	return func(o *options) error { o.turns = 1; return nil }
 }
 
 // WithFaults turns on deliberate protocol bugs. It exists only so tests and

@@ -104,7 +104,9 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 		CommuteRounds: DefaultCommuteRounds,
 		Faults:        o.faults,
 	}
-	if !o.noTurns {
+	// Local turns spare collisions on a server; an in-process coordinator
+	// has none to spare (WithLocalTurns).
+	if _, local := coord.(backend.LocalClock); o.turns > 0 || o.turns == 0 && !local {
 		s.env.Turns = txn.NewTurns()
 	}
 	if op, ok := coord.(backend.OnePhase); ok && !o.general {

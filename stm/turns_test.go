@@ -24,7 +24,7 @@ func openTurns(t *testing.T, opts ...stm.Option) (*stm.STM, []*refs.Ref[int]) {
 	ctx := context.Background()
 	be := mem.New()
 	t.Cleanup(func() { _ = be.Close() })
-	s, err := stm.Open(ctx, be, append([]stm.Option{stm.WithSweepInterval(0)}, opts...)...)
+	s, err := stm.Open(ctx, be, append([]stm.Option{stm.WithSweepInterval(0), stm.WithLocalTurns()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,4 +366,67 @@ func TestTurnsCheckThenAlter(t *testing.T) {
 		t.Fatalf("conflicts %d (at most %d expected), commits %d (want %d)", st.Conflicts, bound, st.Commits, workers*each)
 	}
 	checkTotal(t, s, rs, 300)
+}
+
+// TestTurnsOffInProcessByDefault: with an in-process coordinator
+// (backend/mem) local turns are off unless asked for: contended
+// read-modify-writes never wait for a turn; with WithLocalTurns they do.
+func TestTurnsOffInProcessByDefault(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		ctx := context.Background()
+		be := mem.New()
+		opts := []stm.Option{stm.WithSweepInterval(0)}
+		if on {
+			opts = append(opts, stm.WithLocalTurns())
+		}
+		s, err := stm.Open(ctx, be, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := refs.New(ctx, s, "counter", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := make(chan struct{})
+		release := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- s.Dosync(ctx, func(tx *txn.Tx) error {
+				r.Alter(tx, inc)
+				select {
+				case <-held:
+				default:
+					close(held)
+				}
+				<-release
+				return nil
+			})
+		}()
+		<-held
+		second := make(chan error, 1)
+		// Bounded so that a wait where none is expected fails the test
+		// (with its ctx's error) instead of hanging it.
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		go func() { second <- s.Dosync(sctx, func(tx *txn.Tx) error { r.Alter(tx, inc); return nil }) }()
+		if on {
+			untilWaits(t, s, 1) // the second waits for the first's turn
+		} else if err := <-second; err != nil { // it commits at once: nothing holds it
+			t.Fatal(err)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			if err := <-second; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if w := s.Stats().TurnWaits; on != (w > 0) {
+			t.Errorf("WithLocalTurns %v: %d waits for a turn", on, w)
+		}
+		_ = s.Close()
+		_ = be.Close()
+	}
 }
