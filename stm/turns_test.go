@@ -115,27 +115,12 @@ func TestTurnsQueueInsteadOfRetry(t *testing.T) {
 // recomputes, escalates or retries, and the count is exact.
 func TestTurnsCommuteNeverRecomputes(t *testing.T) {
 	s, rs := openTurns(t)
-	ctx := context.Background()
 	const workers, each = 8, 200
-	var wg sync.WaitGroup
-	for w := range workers {
-		r := rand.New(rand.NewPCG(uint64(w), 7))
-		wg.Go(func() {
-			for range each {
-				i := r.IntN(len(rs))
-				j := (i + 1 + r.IntN(len(rs)-1)) % len(rs)
-				if err := s.Dosync(ctx, func(tx *txn.Tx) error {
-					rs[i].Alter(tx, dec)
-					rs[j].Commute(tx, inc)
-					return nil
-				}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	transfers(t, s, rs, workers, each, 7, func(tx *txn.Tx, i, j int) error {
+		rs[i].Alter(tx, dec)
+		rs[j].Commute(tx, inc)
+		return nil
+	})
 	st := s.Stats()
 	if st.Conflicts != 0 || st.Recomputes != 0 || st.Escalated != 0 || st.Retries != st.Wounds {
 		t.Fatalf("conflicts %d, recomputes %d, escalated %d, retries %d (wounds %d): want 0, 0, 0, only wounds", st.Conflicts, st.Recomputes, st.Escalated, st.Retries, st.Wounds)
@@ -149,21 +134,34 @@ func TestTurnsCommuteNeverRecomputes(t *testing.T) {
 // The only retries are of transactions that gave way to an older one.
 func TestTurnsContendedTransfersNeverConflict(t *testing.T) {
 	s, rs := openTurns(t)
-	ctx := context.Background()
 	const workers, each = 8, 300
+	transfers(t, s, rs, workers, each, 9, func(tx *txn.Tx, i, j int) error {
+		rs[i].Alter(tx, dec)
+		runtime.Gosched()
+		rs[j].Alter(tx, inc)
+		return nil
+	})
+	st := s.Stats()
+	if st.Conflicts != 0 || st.Retries != st.Wounds || st.Commits != workers*each {
+		t.Fatalf("conflicts %d, retries %d, wounds %d, commits %d: want 0 conflicts, only wounds, %d commits", st.Conflicts, st.Retries, st.Wounds, st.Commits, workers*each)
+	}
+	checkTotal(t, s, rs, 300)
+}
+
+// transfers runs workers goroutines, each doing each Dosyncs of
+// body(tx, i, j) with i and j two distinct refs of rs chosen at random
+// (worker w drawing from seed, w), and waits for them.
+func transfers(t *testing.T, s *stm.STM, rs []*refs.Ref[int], workers, each int, seed uint64, body func(tx *txn.Tx, i, j int) error) {
+	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
 	for w := range workers {
-		r := rand.New(rand.NewPCG(uint64(w), 9))
+		r := rand.New(rand.NewPCG(uint64(w), seed))
 		wg.Go(func() {
 			for range each {
 				i := r.IntN(len(rs))
 				j := (i + 1 + r.IntN(len(rs)-1)) % len(rs)
-				if err := s.Dosync(ctx, func(tx *txn.Tx) error {
-					rs[i].Alter(tx, dec)
-					runtime.Gosched()
-					rs[j].Alter(tx, inc)
-					return nil
-				}); err != nil {
+				if err := s.Dosync(ctx, func(tx *txn.Tx) error { return body(tx, i, j) }); err != nil {
 					t.Error(err)
 					return
 				}
@@ -171,11 +169,6 @@ func TestTurnsContendedTransfersNeverConflict(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	st := s.Stats()
-	if st.Conflicts != 0 || st.Retries != st.Wounds || st.Commits != workers*each {
-		t.Fatalf("conflicts %d, retries %d, wounds %d, commits %d: want 0 conflicts, only wounds, %d commits", st.Conflicts, st.Retries, st.Wounds, st.Commits, workers*each)
-	}
-	checkTotal(t, s, rs, 300)
 }
 
 func checkTotal(t *testing.T, s *stm.STM, rs []*refs.Ref[int], want int) {
@@ -336,31 +329,16 @@ func TestTurnsNestedDosyncDoesNotWaitForItsOuter(t *testing.T) {
 // per worker and account), not one in every collision.
 func TestTurnsCheckThenAlter(t *testing.T) {
 	s, rs := openTurns(t)
-	ctx := context.Background()
 	const workers, each = 8, 300
-	var wg sync.WaitGroup
-	for w := range workers {
-		r := rand.New(rand.NewPCG(uint64(w), 11))
-		wg.Go(func() {
-			for range each {
-				i := r.IntN(len(rs))
-				j := (i + 1 + r.IntN(len(rs)-1)) % len(rs)
-				if err := s.Dosync(ctx, func(tx *txn.Tx) error {
-					if rs[i].Get(tx) < -1000000 {
-						return errors.New("overdrawn")
-					}
-					runtime.Gosched()
-					rs[i].Alter(tx, dec)
-					rs[j].Alter(tx, inc)
-					return nil
-				}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	transfers(t, s, rs, workers, each, 11, func(tx *txn.Tx, i, j int) error {
+		if rs[i].Get(tx) < -1000000 {
+			return errors.New("overdrawn")
+		}
+		runtime.Gosched()
+		rs[i].Alter(tx, dec)
+		rs[j].Alter(tx, inc)
+		return nil
+	})
 	st := s.Stats()
 	if bound := int64(workers * len(rs)); st.Conflicts > bound || st.Commits != workers*each {
 		t.Fatalf("conflicts %d (at most %d expected), commits %d (want %d)", st.Conflicts, bound, st.Commits, workers*each)

@@ -73,11 +73,7 @@ type seqChunk [seqChunkLen]onePhaseRec
 
 // seqGens keeps chunks as generations keeps entries: for at least period,
 // young becoming old at a rotation and old dropped at the next.
-type seqGens struct {
-	period     time.Duration
-	young, old seqGen
-	rotateAt   time.Time
-}
+type seqGens = rotating[seqGen]
 
 // seqGen is one generation of chunks: in blocks of seqBlock, found
 // through an index of their keys. Neither the index nor a block holds a
@@ -109,28 +105,6 @@ func (g *seqGen) add(k seqKey) *seqChunk {
 	*b = append(*b, seqChunk{})
 	g.index[k] = int32((n-1)*seqBlock + len(*b) - 1)
 	return &(*b)[len(*b)-1]
-}
-
-func (g *seqGens) init(period time.Duration) {
-	g.period = period
-	g.young = newSeqGen()
-}
-
-func (g *seqGens) rotate(now time.Time) {
-	if g.rotateAt.IsZero() {
-		g.rotateAt = now.Add(g.period)
-		return
-	}
-	if now.Before(g.rotateAt) {
-		return
-	}
-	if now.Before(g.rotateAt.Add(g.period)) {
-		g.old = g.young
-	} else {
-		g.old = seqGen{} // idle for two periods: everything has expired
-	}
-	g.young = newSeqGen()
-	g.rotateAt = now.Add(g.period)
 }
 
 // seqID splits an id of the form the engine gives its transactions
@@ -211,24 +185,26 @@ func (s *recStripe) init() {
 	s.expiring.init(tombstoneKeep)
 	s.onePhase.init(onePhaseKeep)
 	s.onePhaseLong.init(onePhaseKeep)
-	s.onePhaseSeq.init(onePhaseKeep)
+	s.onePhaseSeq.init(onePhaseKeep, newSeqGen)
 }
 
-// generations keeps entries for at least period: they go into young, which
-// becomes old at the next rotation and is dropped at the one after.
-// Rotations happen lazily, at least period apart.
-type generations[K comparable, V any] struct {
+// rotating keeps two generations of G: young, which becomes old at the
+// next rotation, and old, dropped at the one after. Rotations happen
+// lazily, at least period apart, so what goes into young is kept for at
+// least period.
+type rotating[G any] struct {
 	period     time.Duration
-	young, old map[K]V
+	young, old G
 	rotateAt   time.Time
+	fresh      func() G
 }
 
-func (g *generations[K, V]) init(period time.Duration) {
-	g.period = period
-	g.young = make(map[K]V)
+func (g *rotating[G]) init(period time.Duration, fresh func() G) {
+	g.period, g.fresh = period, fresh
+	g.young = fresh()
 }
 
-func (g *generations[K, V]) rotate(now time.Time) {
+func (g *rotating[G]) rotate(now time.Time) {
 	if g.rotateAt.IsZero() {
 		g.rotateAt = now.Add(g.period)
 		return
@@ -239,10 +215,20 @@ func (g *generations[K, V]) rotate(now time.Time) {
 	if now.Before(g.rotateAt.Add(g.period)) {
 		g.old = g.young
 	} else {
-		g.old = nil // idle for two periods: everything has expired
+		var none G
+		g.old = none // idle for two periods: everything has expired
 	}
-	g.young = make(map[K]V)
+	g.young = g.fresh()
 	g.rotateAt = now.Add(g.period)
+}
+
+// generations keeps entries for at least period (see rotating).
+type generations[K comparable, V any] struct {
+	rotating[map[K]V]
+}
+
+func (g *generations[K, V]) init(period time.Duration) {
+	g.rotating.init(period, func() map[K]V { return make(map[K]V) })
 }
 
 func (g *generations[K, V]) get(id K, now time.Time) (V, bool) {

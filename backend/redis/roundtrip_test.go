@@ -2,32 +2,19 @@ package redis_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/internal/bench"
 	"github.com/epochal/epochal/internal/testserver"
 	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
 )
-
-// countHook counts round trips: one per command, one per pipeline.
-type countHook struct{ n atomic.Int64 }
-
-func (h *countHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-func (h *countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
-}
-func (h *countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
-}
-
-var _ goredis.Hook = (*countHook)(nil)
 
 // TestRoundTripsPerTransfer: an uncontended two-ref transfer costs 3 round
 // trips (read point with the first read, second read, commit script), and 2
@@ -36,7 +23,7 @@ func TestRoundTripsPerTransfer(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 	defer c.Close()
-	h := &countHook{}
+	h := &bench.CountHook{}
 	c.AddHook(h)
 	b, err := redis.New(c, redis.Config{Prefix: newPrefix("rt")})
 	if err != nil {
@@ -48,7 +35,7 @@ func TestRoundTripsPerTransfer(t *testing.T) {
 	z, _ := refs.New(ctx, s, "z", 100)
 	transfer := func(prefetch bool) int64 {
 		t.Helper()
-		before := h.n.Load()
+		before := h.N.Load()
 		if err := s.Dosync(ctx, func(tx *txn.Tx) error {
 			if prefetch {
 				refs.Prefetch(tx, a, z)
@@ -59,7 +46,7 @@ func TestRoundTripsPerTransfer(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		return h.n.Load() - before
+		return h.N.Load() - before
 	}
 	transfer(false) // loads the commit script into the server
 	if n := transfer(false); n != 3 {
@@ -82,7 +69,7 @@ func TestRoundTripsPerLock(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 	defer c.Close()
-	h := &countHook{}
+	h := &bench.CountHook{}
 	c.AddHook(h)
 	b, err := redis.New(c, redis.Config{Prefix: newPrefix("rtl")})
 	if err != nil {
@@ -102,15 +89,15 @@ func TestRoundTripsPerLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		before := h.n.Load()
+		before := h.N.Load()
 		if err := m.Lock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		mid := h.n.Load()
+		mid := h.N.Load()
 		if err := m.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		lock, unlock := mid-before, h.n.Load()-mid
+		lock, unlock := mid-before, h.N.Load()-mid
 		if lock != 1 || unlock != 1 {
 			t.Fatalf("round %d: Lock took %d round trips, Unlock %d; want 1 and 1", i, lock, unlock)
 		}

@@ -178,7 +178,7 @@ func readAll(ctx context.Context, e *epochal, rs []*refs.Ref[int]) ([]int64, err
 // base of the Redis peers.
 type redisPlain struct {
 	c       *goredis.Client
-	h       *countHook
+	h       *CountHook
 	keys    []string
 	retries atomic.Int64
 }
@@ -203,7 +203,7 @@ func openRedisPlain(ctx context.Context, t Target, impl string, n int, v int) (*
 }
 
 func (p *redisPlain) Retries() int64       { return p.retries.Load() }
-func (p *redisPlain) Count() (int64, bool) { return p.h.n.Load(), true }
+func (p *redisPlain) Count() (int64, bool) { return p.h.N.Load(), true }
 func (p *redisPlain) Close()               { _ = p.c.Close() }
 
 func (p *redisPlain) values(ctx context.Context) ([]int64, error) {

@@ -21,28 +21,28 @@ import (
 	"github.com/epochal/epochal/stm"
 )
 
-// countHook counts a go-redis client's round trips: one per command
-// processed, one per pipeline or MULTI/EXEC pipeline sent.
-type countHook struct{ n atomic.Int64 }
+// CountHook counts a go-redis client's round trips: one per command
+// processed, one per pipeline or MULTI/EXEC pipeline sent (N).
+type CountHook struct{ N atomic.Int64 }
 
-func (h *countHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
-func (h *countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
-	return func(ctx context.Context, cmd goredis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+func (h *CountHook) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h *CountHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error { h.N.Add(1); return next(ctx, cmd) }
 }
-func (h *countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []goredis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+func (h *CountHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error { h.N.Add(1); return next(ctx, cmds) }
 }
 
 // redisClient returns a new go-redis client of t's server with default
 // options (as a user would make one) and a round-trip counter, after a
 // PING.
-func redisClient(ctx context.Context, t Target) (*goredis.Client, *countHook, error) {
+func redisClient(ctx context.Context, t Target) (*goredis.Client, *CountHook, error) {
 	c := goredis.NewClient(&goredis.Options{Addr: t.RedisAddr, Username: t.RedisUser, Password: t.RedisPassword, TLSConfig: t.RedisTLS})
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
 		return nil, nil, fmt.Errorf("redis %s: %w", t.RedisAddr, err)
 	}
-	h := &countHook{}
+	h := &CountHook{}
 	c.AddHook(h)
 	return c, h, nil
 }
@@ -134,7 +134,7 @@ func openEpochal(ctx context.Context, t Target, impl string) (*epochal, error) {
 			return nil, err
 		}
 		drv = b
-		count = func() (int64, bool) { return h.n.Load(), true }
+		count = func() (int64, bool) { return h.N.Load(), true }
 		close = func() { _ = b.Close(); _ = c.Close() }
 	case ZK:
 		b, err := zk.Open(ctx, zk.Config{Servers: t.ZKServers, Root: "/" + t.space(impl)})
