@@ -35,11 +35,12 @@ var Bugs = map[string]txn.Faults{
 	"observe-foreign-points": {ObserveForeignPoints: true},
 	"trust-missing-record":   {TrustMissingRecord: true},
 	"watch-gap-first-only":   {WatchGapFirstOnly: true},
+	"extend-unchecked":       {ExtendUnchecked: true},
 }
 
 // BugNames lists Bugs' keys in a fixed order.
 var BugNames = []string{"skip-read-point-check", "no-commute-recompute", "release-intents-early", "skip-intent-recovery",
-	"observe-foreign-points", "trust-missing-record", "watch-gap-first-only"}
+	"observe-foreign-points", "trust-missing-record", "watch-gap-first-only", "extend-unchecked"}
 
 // WorkerConfig configures one client process.
 type WorkerConfig struct {

@@ -420,7 +420,9 @@ const (
 // (ReadPoint), when a ref it saw lives in another backend, or with Faults.
 // The caller holds tx.mu.
 func (tx *Tx) extend(e *entry) int {
-	if tx.rpShown || tx.env.Faults != (Faults{}) {
+	others := tx.env.Faults
+	others.ExtendUnchecked = false
+	if tx.rpShown || others != (Faults{}) {
 		return extNo
 	}
 	coord := tx.env.Coord.ID()
@@ -454,7 +456,7 @@ func (tx *Tx) extend(e *entry) int {
 		return it.Found && it.Intent == nil && it.Result == history.Found
 	}
 	for k, o := range ents {
-		if o.seen && o != e && (!plain(res.Items[k]) || res.Items[k].Version.Point != o.at) {
+		if o.seen && o != e && !tx.env.Faults.ExtendUnchecked && (!plain(res.Items[k]) || res.Items[k].Version.Point != o.at) {
 			return extNo
 		}
 	}

@@ -88,6 +88,12 @@ type Faults struct {
 	// then removes the intents taken again later, and the commit loses
 	// those writes.
 	GiveBackEveryRound bool
+	// ExtendUnchecked makes an attempt that waited for a local turn move
+	// its read point forward without checking that the refs it has seen
+	// still have, at the new point, the versions it read: it then commits
+	// writes computed from values another process has since overwritten
+	// (lost updates, torn reads).
+	ExtendUnchecked bool
 }
 
 // Observe raises the process's point floor to p, a point of the
