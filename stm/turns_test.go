@@ -38,6 +38,40 @@ func openTurns(t *testing.T, opts ...stm.Option) (*stm.STM, []*refs.Ref[int]) {
 	return s, rs
 }
 
+// holdTurn starts a Dosync that alters r (taking its local turn), then
+// waits for proceed to be closed and returns end(tx). holdTurn returns
+// once the alter is done (the first time, should the Dosync run again);
+// done then gets what the Dosync returned or panicked with (nil when it
+// committed).
+func holdTurn(s *stm.STM, r *refs.Ref[int], end func(*txn.Tx) error) (proceed chan struct{}, done <-chan any) {
+	proceed = make(chan struct{})
+	claimed := make(chan struct{})
+	var once sync.Once
+	out := make(chan any, 1)
+	go func() {
+		var err error
+		defer func() {
+			if p := recover(); p != nil {
+				out <- p
+			} else if err != nil {
+				out <- err
+			} else {
+				out <- nil
+			}
+		}()
+		err = s.Dosync(context.Background(), func(tx *txn.Tx) error {
+			r.Alter(tx, dec)
+			once.Do(func() { close(claimed) })
+			<-proceed
+			return end(tx)
+		})
+	}()
+	<-claimed
+	return proceed, out
+}
+
+func commits(*txn.Tx) error { return nil }
+
 // untilWaits returns once n waits for a local turn have begun (a waiter
 // counts its wait before it blocks), yielding meanwhile: no sleep, no
 // timing.
@@ -66,17 +100,7 @@ func TestTurnsQueueInsteadOfRetry(t *testing.T) {
 			s, rs := openTurns(t)
 			a, b := rs[0], rs[1]
 			ctx := context.Background()
-			claimed, proceed := make(chan struct{}), make(chan struct{})
-			first := make(chan error, 1)
-			go func() {
-				first <- s.Dosync(ctx, func(tx *txn.Tx) error {
-					a.Alter(tx, dec)
-					close(claimed)
-					<-proceed
-					return nil
-				})
-			}()
-			<-claimed
+			proceed, first := holdTurn(s, a, commits)
 			second := make(chan error, 1)
 			go func() {
 				second <- s.Dosync(ctx, func(tx *txn.Tx) error {
@@ -202,18 +226,7 @@ func TestTurnsReleasedByHolderEnd(t *testing.T) {
 			s, rs := openTurns(t)
 			a := rs[0]
 			ctx := context.Background()
-			claimed, proceed := make(chan struct{}), make(chan struct{})
-			first := make(chan any, 1)
-			go func() {
-				defer func() { first <- recover() }()
-				_ = s.Dosync(ctx, func(tx *txn.Tx) error {
-					a.Alter(tx, dec)
-					close(claimed)
-					<-proceed
-					return end(tx)
-				})
-			}()
-			<-claimed
+			proceed, first := holdTurn(s, a, end)
 			second := make(chan error, 1)
 			go func() { second <- s.Dosync(ctx, func(tx *txn.Tx) error { a.Alter(tx, inc); return nil }) }()
 			untilWaits(t, s, 1)
@@ -231,17 +244,7 @@ func TestTurnsReleasedByHolderEnd(t *testing.T) {
 		s, rs := openTurns(t)
 		a := rs[0]
 		ctx := context.Background()
-		claimed, proceed := make(chan struct{}), make(chan struct{})
-		first := make(chan error, 1)
-		go func() {
-			first <- s.Dosync(ctx, func(tx *txn.Tx) error {
-				a.Alter(tx, dec)
-				close(claimed)
-				<-proceed
-				return nil
-			})
-		}()
-		<-claimed
+		proceed, first := holdTurn(s, a, commits)
 		wctx, cancel := context.WithCancel(ctx)
 		second := make(chan error, 1)
 		go func() { second <- s.Dosync(wctx, func(tx *txn.Tx) error { a.Alter(tx, inc); return nil }) }()
@@ -365,22 +368,7 @@ func TestTurnsOffInProcessByDefault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		held := make(chan struct{})
-		release := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- s.Dosync(ctx, func(tx *txn.Tx) error {
-				r.Alter(tx, inc)
-				select {
-				case <-held:
-				default:
-					close(held)
-				}
-				<-release
-				return nil
-			})
-		}()
-		<-held
+		release, done := holdTurn(s, r, commits)
 		second := make(chan error, 1)
 		// Bounded so that a wait where none is expected fails the test
 		// (with its ctx's error) instead of hanging it.
