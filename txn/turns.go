@@ -159,14 +159,7 @@ func (tx *Tx) claimEnd(e *entry, i uint32, held bool, err error) {
 	defer tx.mu.Unlock()
 	if held {
 		t := tx.env.Turns
-		if !tx.registered {
-			t.register(tx)
-			tx.registered = true
-		}
-		if tx.held == nil {
-			tx.held = tx.heldBuf[:0]
-		}
-		tx.held = append(tx.held, i)
+		tx.hold(i)
 		e.turn, e.slot = true, i
 		if e.loaded && !e.seen && !e.written && !e.commuted && tx.rpSet && clock.Point(t.slots[i].last.Load()) > tx.rp {
 			// Read ahead before another transaction of this process
@@ -181,6 +174,18 @@ func (tx *Tx) claimEnd(e *entry, i uint32, held bool, err error) {
 		tx.unwind(err)
 	}
 	tx.live()
+}
+
+// hold records that the attempt holds slot i (released by release).
+func (tx *Tx) hold(i uint32) {
+	if !tx.registered {
+		tx.env.Turns.register(tx)
+		tx.registered = true
+	}
+	if tx.held == nil {
+		tx.held = tx.heldBuf[:0]
+	}
+	tx.held = append(tx.held, i)
 }
 
 // claimAll claims the turns of keys before the attempt reads anything
@@ -208,14 +213,7 @@ func (tx *Tx) claimAll(keys []Key) error {
 				break
 			}
 			if held {
-				if !tx.registered {
-					t.register(tx)
-					tx.registered = true
-				}
-				if tx.held == nil {
-					tx.held = tx.heldBuf[:0]
-				}
-				tx.held = append(tx.held, i)
+				tx.hold(i)
 			}
 		}
 		if err == nil {
