@@ -16,7 +16,7 @@ import (
 	gozk "github.com/go-zookeeper/zk"
 
 	"github.com/epochal/epochal/internal/servers"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // clusterTestStart starts a cluster, checks that it supports the faults

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
 )
 

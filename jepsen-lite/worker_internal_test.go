@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // TestZKHome: a ZooKeeper client process connects to its home server

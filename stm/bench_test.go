@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/epochal/epochal/internal/bench"
-	"github.com/epochal/epochal/internal/benchkit"
+	"github.com/epochal/epochal/internal/testkit/benchkit"
 )
 
 // BenchmarkTransfer runs the bank workload on the embedded backend

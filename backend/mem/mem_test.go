@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backend/backendtest"
+	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/mem"
 )
 

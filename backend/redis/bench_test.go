@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/epochal/epochal/internal/bench"
-	"github.com/epochal/epochal/internal/benchkit"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/benchkit"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // confEnv names the environment variable with extra redis.conf lines for

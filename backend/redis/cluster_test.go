@@ -10,9 +10,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backend/backendtest"
+	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // TestClusterConformance runs the driver suite on a three-master Redis

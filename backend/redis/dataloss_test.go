@@ -17,7 +17,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"

@@ -9,8 +9,8 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/internal/deadlinetest"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/deadlinetest"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // deadlineHarness reaches srv through open.

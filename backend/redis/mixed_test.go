@@ -10,7 +10,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/clock"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/txn"
 )

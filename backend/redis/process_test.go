@@ -20,8 +20,8 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/internal/proctest"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/proctest"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -473,7 +473,7 @@ func TestServerPausedLongerThanALease(t *testing.T) {
 	})
 }
 
-// procHarness is how the shared multi-process tests (internal/proctest)
+// procHarness is how the shared multi-process tests (internal/testkit/proctest)
 // reach srv: a fresh prefix for each namespace.
 func procHarness(srv *testserver.Redis) proctest.Harness {
 	return proctest.Harness{
@@ -489,14 +489,14 @@ func procHarness(srv *testserver.Redis) proctest.Harness {
 }
 
 // TestLocksProcesses: mutexes and groups across OS processes (the shared
-// kit in internal/proctest): exclusion, killed and stopped holders, a
+// kit in internal/testkit/proctest): exclusion, killed and stopped holders, a
 // killed group member.
 func TestLocksProcesses(t *testing.T) {
 	proctest.Locks(t, procHarness(testserver.StartRedis(t, testserver.RedisOptions{})))
 }
 
 // TestRefsProcesses: atoms, delays, promises and watches across OS
-// processes (internal/proctest): an atom swapped from two processes, a
+// processes (internal/testkit/proctest): an atom swapped from two processes, a
 // delay Derefed from three, its runner SIGKILLed, a watch on an atom two
 // processes swap, and a promise's waiters across a server restart.
 func TestRefsProcesses(t *testing.T) {

@@ -12,10 +12,10 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backend/backendtest"
+	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/clock"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"

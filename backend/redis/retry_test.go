@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/txn"
 )

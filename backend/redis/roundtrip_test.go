@@ -9,7 +9,7 @@ import (
 
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/internal/bench"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"

@@ -13,7 +13,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 var sessIDs = newPrefix // distinct ids per run

@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/internal/bench"
-	"github.com/epochal/epochal/internal/benchkit"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/benchkit"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // benchTarget starts one real ZooKeeper server for a benchmark

@@ -7,8 +7,8 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/zk"
-	"github.com/epochal/epochal/internal/deadlinetest"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/deadlinetest"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // TestDeadlines: with the server stopped (SIGSTOP), and behind a proxy that

@@ -19,8 +19,8 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/zk"
-	"github.com/epochal/epochal/internal/proctest"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/proctest"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -61,7 +61,7 @@ const (
 func init() {
 	ensembleTests = append(ensembleTests, serverTest{"TwoProcessBankLeaderKilled", testTwoProcessBankLeaderKilled})
 	standaloneTests = append(standaloneTests, serverTest{"CommitterKilledAtEveryStep", testCommitterKilledAtEveryStep})
-	// The shared multi-process tests (internal/proctest): atoms, delays,
+	// The shared multi-process tests (internal/testkit/proctest): atoms, delays,
 	// promises and watches (RefsProcesses restarts the server); mutexes
 	// and groups.
 	standaloneTests = append(standaloneTests, serverTest{"RefsProcesses", func(t *testing.T, srv *testserver.ZK) {

@@ -14,7 +14,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/group"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/locks"
 )
 

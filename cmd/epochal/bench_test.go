@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/epochal/epochal/internal/bench"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // benchRun runs `epochal bench` with args into a new directory and

@@ -16,7 +16,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"

@@ -24,7 +24,7 @@ import (
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // TestDemoOnRedis: the demo runs against a real redis-server and passes

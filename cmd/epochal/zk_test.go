@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/epochal/epochal/internal/testserver"
+	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
 // TestDemoOnZK: the demo runs against a real ZooKeeper and passes its

@@ -7,7 +7,7 @@
 // It is the one implementation of each peer: `epochal bench` runs it for
 // a time per cell (Run), and the `go test -bench` benchmarks of the
 // backends run the same banks, counters and locks for b.N ops
-// (internal/benchkit).
+// (internal/testkit/benchkit).
 //
 // Workloads:
 //

@@ -1,7 +1,7 @@
 // Package servers starts and controls real servers: Redis (Debian's
 // redis-server) and ZooKeeper (Debian's zookeeper.jar on the machine's JVM),
 // standalone or as a loopback ensemble. Tests use it through
-// internal/testserver; the jepsen-lite harness uses it directly.
+// internal/testkit/testserver; the jepsen-lite harness uses it directly.
 //
 // Every server listens on 127.0.0.1 on a port nobody else uses, keeps its
 // data and its log in a directory of its own, and runs in a process group of

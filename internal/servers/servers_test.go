@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// skipWithout skips the test when a server is missing (internal/testserver
+// skipWithout skips the test when a server is missing (internal/testkit/testserver
 // fails instead under CI=true; it cannot be used here, as it imports this
 // package).
 func skipWithout(t *testing.T, missing string) {
