@@ -8,6 +8,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -35,7 +36,7 @@ func testForeignClocks(t *testing.T, newDriver NewDriver) {
 // read-modify-write retries (LostUpdate), and a reader of two refs always
 // written together sees both or neither (TornRead). The same
 // constructions on an engine with the bug reintroduced
-// (txn.Faults.ObserveForeignPoints) must fail, which shows they can.
+// (engine.Faults.ObserveForeignPoints) must fail, which shows they can.
 // Backend packages call it with drivers of two kinds (Redis and
 // ZooKeeper).
 func ForeignClocks(t *testing.T, coord, other backend.Driver) {
@@ -69,12 +70,12 @@ func ForeignClocks(t *testing.T, coord, other backend.Driver) {
 			t.Logf("%s's clock cannot be moved past %s's for good: the bug has no effect in this pair", other.ID(), coord.ID())
 			return
 		}
-		s := open(t, coord, stm.WithFaults(txn.Faults{ObserveForeignPoints: true}))
+		s := open(t, coord, stm.WithFaults(engine.Faults{ObserveForeignPoints: true}))
 		touchForeign(t, s, other, "atom")
 		if n, _ := lostUpdate(t, s); n != 1 {
 			t.Fatalf("with ObserveForeignPoints the counter is %d, want 1 (a lost update): the construction no longer reaches the bug", n)
 		}
-		s = open(t, coord, stm.WithFaults(txn.Faults{ObserveForeignPoints: true}))
+		s = open(t, coord, stm.WithFaults(engine.Faults{ObserveForeignPoints: true}))
 		touchForeign(t, s, other, "promise")
 		if x, y := tornRead(t, s); x == y {
 			t.Fatalf("with ObserveForeignPoints the reader saw x=%d, y=%d, want a torn read: the construction no longer reaches the bug", x, y)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -788,7 +789,7 @@ func testRetryLimit(t *testing.T, s *stm.STM) {
 	if !errors.Is(err, stm.ErrRetryLimit) {
 		t.Fatalf("Dosync = %v, want ErrRetryLimit", err)
 	}
-	if txn.IsRetry(err) {
+	if engine.IsRetry(err) {
 		t.Fatal("ErrRetryLimit must not itself ask an outer Dosync to retry")
 	}
 	// It wraps the last reason to retry: here a conflict on x.

@@ -15,8 +15,8 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/stm"
-	"github.com/epochal/epochal/txn"
 )
 
 // modelTimeout bounds one model run, so a hung engine fails the check
@@ -117,18 +117,18 @@ func testModelBroken(t *testing.T, newDriver NewDriver) {
 		name   string
 		ops    []planOp
 		onB2   []bool
-		fault  txn.Faults
+		fault  engine.Faults
 		want   string // a violation the fault must cause starts with this
 		naming string // and contains this
 		nFixed int    // attempts of the outer transaction on the correct engine
 	}{
-		{"LostUpdate/OnePhase", rmw, nil, txn.Faults{SkipReadPointCheck: true}, "I3 first committer wins", "c0-t0 attempt", 2},
-		{"LostUpdate/General", rmw, nil, txn.Faults{SkipReadPointCheck: true}, "I3 first committer wins", "c0-t0 attempt", 2},
-		{"LostUpdate/Mixed", rmw, []bool{true, false, false}, txn.Faults{SkipReadPointCheck: true}, "I3 first committer wins", "c0-t0 attempt", 2},
+		{"LostUpdate/OnePhase", rmw, nil, engine.Faults{SkipReadPointCheck: true}, "I3 first committer wins", "c0-t0 attempt", 2},
+		{"LostUpdate/General", rmw, nil, engine.Faults{SkipReadPointCheck: true}, "I3 first committer wins", "c0-t0 attempt", 2},
+		{"LostUpdate/Mixed", rmw, []bool{true, false, false}, engine.Faults{SkipReadPointCheck: true}, "I3 first committer wins", "c0-t0 attempt", 2},
 		// On the fast path a commute computed at read time is sent as a
 		// checked write, so it takes both faults to lose an increment there.
-		{"LostCommute/OnePhase", lostCommute, nil, txn.Faults{NoCommuteRecompute: true, SkipReadPointCheck: true}, "commute:", "", 1},
-		{"LostCommute/General", lostCommute, nil, txn.Faults{NoCommuteRecompute: true}, "commute:", "", 1},
+		{"LostCommute/OnePhase", lostCommute, nil, engine.Faults{NoCommuteRecompute: true, SkipReadPointCheck: true}, "commute:", "", 1},
+		{"LostCommute/General", lostCommute, nil, engine.Faults{NoCommuteRecompute: true}, "commute:", "", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,7 +173,7 @@ func testModelBroken(t *testing.T, newDriver NewDriver) {
 // backend (whose clock is ahead of the coordinator's) and then runs a
 // read-modify-write with a nested commit in between passes the checker on
 // the correct engine, and fails it on one whose atoms raise the read point
-// with their foreign points (txn.Faults.ObserveForeignPoints).
+// with their foreign points (engine.Faults.ObserveForeignPoints).
 func testModelForeignAtom(t *testing.T, newDriver NewDriver) {
 	rmw := []planOp{{Kind: opRead, Ref: 0}, {Kind: opNested, Ref: 0}, {Kind: opWrite, Ref: 0}}
 	p := modelPlan{Refs: 2, OnB2: []bool{false, false, false}, Clients: [][]planTxn{{{Swap: swapB2, Ops: rmw}}}}
@@ -191,7 +191,7 @@ func testModelForeignAtom(t *testing.T, newDriver NewDriver) {
 	if vs := checkModel(h); len(vs) > 0 {
 		t.Fatalf("correct engine: %d violation(s):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
 	}
-	h, err = runPlanOnce(ctx, b1, b2, p, stm.WithFaults(txn.Faults{ObserveForeignPoints: true}))
+	h, err = runPlanOnce(ctx, b1, b2, p, stm.WithFaults(engine.Faults{ObserveForeignPoints: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,11 +208,11 @@ func testModelForeignAtom(t *testing.T, newDriver NewDriver) {
 // while the watcher's first read of the history is held until a commit
 // happens (or a while passes). The correct engine tells both watches of
 // both commits; one whose second AddWatch returns before the start point
-// is fixed (txn.Faults.WatchStartRace) fails the checker's watch rules.
+// is fixed (engine.Faults.WatchStartRace) fails the checker's watch rules.
 func testModelWatchRace(t *testing.T, newDriver NewDriver) {
 	one := []planTxn{{Watch: addWatch, Ops: []planOp{{Kind: opWrite, Ref: 0}}}}
 	p := modelPlan{Refs: 2, Clients: [][]planTxn{one, one}}
-	run := func(faults txn.Faults) *modelHistory {
+	run := func(faults engine.Faults) *modelHistory {
 		raw := newDriver(t)
 		w := faulty.Wrap(raw)
 		var armed atomic.Bool
@@ -242,11 +242,11 @@ func testModelWatchRace(t *testing.T, newDriver NewDriver) {
 		}
 		return h
 	}
-	h := run(txn.Faults{})
+	h := run(engine.Faults{})
 	if vs := checkModel(h); len(vs) > 0 {
 		t.Fatalf("correct engine: %d violation(s):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
 	}
-	h = run(txn.Faults{WatchStartRace: true})
+	h = run(engine.Faults{WatchStartRace: true})
 	vs := checkModel(h)
 	if !slices.ContainsFunc(vs, func(v string) bool { return strings.HasPrefix(v, "watch ") }) {
 		t.Fatalf("with WatchStartRace the checker reported no watch violation (%d others):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
@@ -321,7 +321,7 @@ func runPlanOnce(ctx context.Context, b1, b2 backend.Driver, p modelPlan, extra 
 // after its next call (faulty.Duplicate: a delayed copy of a request). The
 // correct engine's give-back names its Lock round, so the checker finds
 // nothing; an engine whose give-back drops every round
-// (txn.Faults.GiveBackEveryRound) loses x1's write taken again, and the
+// (engine.Faults.GiveBackEveryRound) loses x1's write taken again, and the
 // checker reports it (I1: a committed transaction without its versions).
 func testModelGiveBack(t *testing.T, newDriver NewDriver) {
 	const runs = 12
@@ -333,7 +333,7 @@ func testModelGiveBack(t *testing.T, newDriver NewDriver) {
 		raw1, raw2 = raw2, raw1
 	}
 	b1, b2 := faulty.Wrap(raw1), faulty.Wrap(raw2)
-	run := func(faults txn.Faults) []string {
+	run := func(faults engine.Faults) []string {
 		var armed atomic.Bool
 		armed.Store(true)
 		resolved := make(chan struct{})
@@ -362,16 +362,16 @@ func testModelGiveBack(t *testing.T, newDriver NewDriver) {
 			t.Fatal(err)
 		}
 		vs := checkModel(h)
-		if len(vs) > 0 && faults == (txn.Faults{}) {
+		if len(vs) > 0 && faults == (engine.Faults{}) {
 			t.Fatalf("%d violation(s) with delayed copies of every Resolve:\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
 		}
 		return vs
 	}
 	for range runs {
-		run(txn.Faults{})
+		run(engine.Faults{})
 	}
 	for i := range runs {
-		if vs := run(txn.Faults{GiveBackEveryRound: true}); len(vs) > 0 {
+		if vs := run(engine.Faults{GiveBackEveryRound: true}); len(vs) > 0 {
 			t.Logf("GiveBackEveryRound caught in run %d:\n%s", i+1, vs[0])
 			return
 		}

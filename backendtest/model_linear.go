@@ -15,6 +15,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -291,7 +292,7 @@ func testRegisterBroken(t *testing.T, newDriver NewDriver, general bool) {
 			opts = append(opts, stm.WithGeneralPath())
 		}
 		if broken {
-			opts = append(opts, stm.WithFaults(txn.Faults{SkipReadPointCheck: true}))
+			opts = append(opts, stm.WithFaults(engine.Faults{SkipReadPointCheck: true}))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

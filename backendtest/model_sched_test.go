@@ -16,9 +16,9 @@ import (
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/backend/sched"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
-	"github.com/epochal/epochal/txn"
 )
 
 // The scheduled model test (docs/design.md, "Tests"): the plans of the
@@ -238,7 +238,7 @@ var txnIDPrefix = regexp.MustCompile(`\b[0-9a-f]{12}-`)
 func normalizeIDs(s string) string { return txnIDPrefix.ReplaceAllString(s, "T-") }
 
 // TestModelScheduledCatchesFaults runs the scheduled model on engines with
-// each deliberate protocol bug of txn.Faults and requires rapid to find a
+// each deliberate protocol bug of engine.Faults and requires rapid to find a
 // violating history, then logs the shrunk counterexample. The Model test
 // (BrokenEngineCaught) catches the first two only on fixed plans whose
 // conflict a nested Dosync makes by construction; here rapid finds them,
@@ -251,13 +251,13 @@ func TestModelScheduledCatchesFaults(t *testing.T) {
 	setRapidFlags(t, false, map[string]string{"rapid.shrinktime": "4s", "rapid.checks": "1000"})
 	for _, tc := range []struct {
 		name  string
-		fault txn.Faults
+		fault engine.Faults
 	}{
-		{"SkipReadPointCheck", txn.Faults{SkipReadPointCheck: true}},
-		{"NoCommuteRecompute", txn.Faults{NoCommuteRecompute: true}},
-		{"ReleaseIntentsEarly", txn.Faults{ReleaseIntentsEarly: true}},
-		{"SkipIntentRecovery", txn.Faults{SkipIntentRecovery: true}},
-		{"ObserveForeignPoints", txn.Faults{ObserveForeignPoints: true}},
+		{"SkipReadPointCheck", engine.Faults{SkipReadPointCheck: true}},
+		{"NoCommuteRecompute", engine.Faults{NoCommuteRecompute: true}},
+		{"ReleaseIntentsEarly", engine.Faults{ReleaseIntentsEarly: true}},
+		{"SkipIntentRecovery", engine.Faults{SkipIntentRecovery: true}},
+		{"ObserveForeignPoints", engine.Faults{ObserveForeignPoints: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
@@ -351,14 +351,14 @@ func (c *captureTB) Errorf(f string, a ...any) {
 // the intent it saw, confirms the record missing (an aborted tombstone);
 // c0 then looks the record up and finds it aborted. The correct engine
 // reads again and sees c2's write; one that takes the tombstone for an
-// abort (txn.Faults.TrustAbortedRecord) reads the version underneath, a
+// abort (engine.Faults.TrustAbortedRecord) reads the version underneath, a
 // read skew the checker must report as I2.
 func TestModelScheduledTombstone(t *testing.T) {
 	r := []planTxn{{Ops: []planOp{{Kind: opRead, Ref: 0}}}}
 	w := []planTxn{{Ops: []planOp{{Kind: opWrite, Ref: 0}}}}
 	p := modelPlan{Refs: 1, General: true, Clients: [][]planTxn{r, w, w}}
 	choices := []int{2, 2, 2, 1, 2, 1, 0, 0, 1, 2, 2, 1, 1, 1, 1, 0, 1, 0}
-	run := func(faults txn.Faults) (*modelHistory, string) {
+	run := func(faults engine.Faults) (*modelHistory, string) {
 		next := 0
 		choose := func(n int) int {
 			if next == len(choices) {
@@ -375,14 +375,14 @@ func TestModelScheduledTombstone(t *testing.T) {
 		}
 		return h, schedule
 	}
-	h, schedule := run(txn.Faults{})
+	h, schedule := run(engine.Faults{})
 	if vs := checkModel(h); len(vs) > 0 {
 		t.Fatalf("correct engine: %d violation(s):\n%s\nhistory:\n%s\nschedule:\n%s", len(vs), strings.Join(vs, "\n"), h.dump(), schedule)
 	}
 	if !strings.Contains(schedule, "a1#5 AbortRecord") {
 		t.Fatalf("the schedule no longer has c1 confirm c2's missing record (the engine's calls changed; find a new one with rapid):\n%s", schedule)
 	}
-	h, schedule = run(txn.Faults{TrustAbortedRecord: true})
+	h, schedule = run(engine.Faults{TrustAbortedRecord: true})
 	vs := checkModel(h)
 	if !slices.ContainsFunc(vs, func(v string) bool { return strings.HasPrefix(v, "I2") }) {
 		t.Fatalf("with TrustAbortedRecord the checker reported no I2 violation (%d others):\n%s\nhistory:\n%s\nschedule:\n%s", len(vs), strings.Join(vs, "\n"), h.dump(), schedule)

@@ -12,6 +12,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -34,11 +35,11 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("AcknowledgedCommitLostToStaleMissingRecord", func(t *testing.T) { testStaleMissingRecord(t, newDriver) })
 	t.Run("ReaderFinishesFinalIntentsAtOnce", func(t *testing.T) { testReaderFinishesIntents(t, newDriver) })
 	t.Run("TombstoneOfFinishedWriterIsNoAbort", func(t *testing.T) {
-		if v := tombstoneOfFinishedWriter(t, newDriver(t), txn.Faults{}); v != 1 {
+		if v := tombstoneOfFinishedWriter(t, newDriver(t), engine.Faults{}); v != 1 {
 			t.Fatalf("the reader saw %d, want 1: it took a tombstone for the committed writer's abort and read under its intent", v)
 		}
 		t.Run("SeededBugIsCaught", func(t *testing.T) {
-			if v := tombstoneOfFinishedWriter(t, newDriver(t), txn.Faults{TrustAbortedRecord: true}); v != 0 {
+			if v := tombstoneOfFinishedWriter(t, newDriver(t), engine.Faults{TrustAbortedRecord: true}); v != 0 {
 				t.Fatalf("with TrustAbortedRecord the reader saw %d, want 0 (the construction no longer reaches the bug)", v)
 			}
 		})
@@ -51,11 +52,11 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 	t.Run("OrphanEntryOfDelayedAdd", func(t *testing.T) { testOrphanOfDelayedAdd(t, newDriver) })
 	t.Run("RejoinOutlivesRetriedLeave", func(t *testing.T) { testRejoinDuringLeaveRetry(t, newDriver) })
 	t.Run("DelayedGiveBackKeepsRetakenIntents", func(t *testing.T) {
-		if x, y, ok := testDelayedGiveBack(t, newDriver(t), newDriver(t), txn.Faults{}); !ok || x != 1 || y != 1 {
+		if x, y, ok := testDelayedGiveBack(t, newDriver(t), newDriver(t), engine.Faults{}); !ok || x != 1 || y != 1 {
 			t.Fatalf("after a commit of x = y = 1 whose give-back arrived again late: x = %d, y = %d (a give-back seen: %v)", x, y, ok)
 		}
 		t.Run("SeededBugIsCaught", func(t *testing.T) {
-			if x, y, ok := testDelayedGiveBack(t, newDriver(t), newDriver(t), txn.Faults{GiveBackEveryRound: true}); !ok || y != 0 {
+			if x, y, ok := testDelayedGiveBack(t, newDriver(t), newDriver(t), engine.Faults{GiveBackEveryRound: true}); !ok || y != 0 {
 				t.Fatalf("with GiveBackEveryRound: x = %d, y = %d (a give-back seen: %v); want y = 0 (the construction no longer reaches the bug)", x, y, ok)
 			}
 		})
@@ -348,7 +349,7 @@ func testWatchGap(t *testing.T, s *stm.STM) {
 // never appear (an acknowledged commit lost). The meeter confirms with a
 // linearizable AbortRecord first, which aborts the holder instead: it
 // retries and its write lands. The same run with the bug reintroduced
-// (txn.Faults.TrustMissingRecord) must lose the write, which shows the
+// (engine.Faults.TrustMissingRecord) must lose the write, which shows the
 // construction reaches it.
 func testStaleMissingRecord(t *testing.T, newDriver NewDriver) {
 	meeters := []struct {
@@ -369,13 +370,13 @@ func testStaleMissingRecord(t *testing.T, newDriver NewDriver) {
 	}
 	for _, m := range meeters {
 		t.Run(m.name, func(t *testing.T) {
-			if got := acknowledgedWrite(t, newDriver(t), m.meet, txn.Faults{}); got != "holder" {
+			if got := acknowledgedWrite(t, newDriver(t), m.meet, engine.Faults{}); got != "holder" {
 				t.Fatalf("the holder's Dosync returned nil, yet x = %q, want %q: its commit was lost to a stale missing record", got, "holder")
 			}
 		})
 	}
 	t.Run("SeededBugIsCaught", func(t *testing.T) {
-		if got := acknowledgedWrite(t, newDriver(t), meeters[0].meet, txn.Faults{TrustMissingRecord: true}); got == "holder" {
+		if got := acknowledgedWrite(t, newDriver(t), meeters[0].meet, engine.Faults{TrustMissingRecord: true}); got == "holder" {
 			t.Fatalf("with TrustMissingRecord x = %q, want the holder's write lost: the construction no longer reaches the bug", got)
 		}
 	})
@@ -387,7 +388,7 @@ func testStaleMissingRecord(t *testing.T, newDriver NewDriver) {
 // succeeded, and what the meeter wrote is left out of it: a meeter that
 // writes does so before the holder retries, so the holder's value is the
 // newest when all went well.
-func acknowledgedWrite(t *testing.T, raw backend.Driver, meet func(context.Context, *stm.STM, *refs.Ref[string]) error, faults txn.Faults) string {
+func acknowledgedWrite(t *testing.T, raw backend.Driver, meet func(context.Context, *stm.STM, *refs.Ref[string]) error, faults engine.Faults) string {
 	t.Helper()
 	w := faulty.Wrap(raw)
 	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour), stm.WithFaults(faults))
@@ -749,7 +750,7 @@ func testPrefetchMixedCalls(t *testing.T, raw, raw2 backend.Driver) {
 // read again (finding the writer's version), not take the value under the
 // intent it saw (a read skew that a review of the fix for stale missing
 // records caught in MixedBackends). It returns what the reader saw.
-func tombstoneOfFinishedWriter(t *testing.T, raw backend.Driver, faults txn.Faults) int {
+func tombstoneOfFinishedWriter(t *testing.T, raw backend.Driver, faults engine.Faults) int {
 	w := faulty.Wrap(raw)
 	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour), stm.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), 0)
@@ -808,7 +809,7 @@ func tombstoneOfFinishedWriter(t *testing.T, raw backend.Driver, faults txn.Faul
 // drops nothing, and the commit writes both refs. It returns x and y
 // after the commit (1 and 1) and whether the construction reached the
 // give-back.
-func testDelayedGiveBack(t *testing.T, rawA, rawB backend.Driver, faults txn.Faults) (x, y int, gaveBack bool) {
+func testDelayedGiveBack(t *testing.T, rawA, rawB backend.Driver, faults engine.Faults) (x, y int, gaveBack bool) {
 	if rawA.ID() > rawB.ID() {
 		rawA, rawB = rawB, rawA
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -21,9 +22,9 @@ import (
 // announce a gap; and they start where AddWatch returned.
 func testWatches(t *testing.T, newDriver NewDriver) {
 	t.Run("KeepsUpWithSequentialCommits", func(t *testing.T) { testWatchKeepsUp(t, newDriver(t)) })
-	t.Run("HoleAfterIncompleteFeed", func(t *testing.T) { testWatchHole(t, newDriver(t), txn.Faults{}) })
+	t.Run("HoleAfterIncompleteFeed", func(t *testing.T) { testWatchHole(t, newDriver(t), engine.Faults{}) })
 	t.Run("HoleAfterIncompleteFeed/SeededBugIsCaught", func(t *testing.T) {
-		testWatchHole(t, newDriver(t), txn.Faults{WatchGapFirstOnly: true})
+		testWatchHole(t, newDriver(t), engine.Faults{WatchGapFirstOnly: true})
 	})
 	t.Run("HoleBetweenDrains", func(t *testing.T) { testWatchHoleBetweenDrains(t, newDriver(t)) })
 	t.Run("AddWatchRaces", func(t *testing.T) { testAddWatchRaces(t, newDriver(t)) })
@@ -155,7 +156,7 @@ func testWatchKeepsUp(t *testing.T, drv backend.Driver) {
 // review found it checked only there, and skipped the hole silently). The
 // feed is scripted by a wrapper; a driver without a feed (ZooKeeper) has
 // no such hole.
-func testWatchHole(t *testing.T, raw backend.Driver, faults txn.Faults) {
+func testWatchHole(t *testing.T, raw backend.Driver, faults engine.Faults) {
 	fs, log, set, release, ok := feedWatcher(t, raw, faults)
 	if !ok {
 		t.Logf("%s's subscriptions carry no feed: no hole between a feed and the history", raw.ID())
@@ -190,7 +191,7 @@ func testWatchHole(t *testing.T, raw backend.Driver, faults txn.Faults) {
 // do not follow one another, and the hole between them (trimmed from the
 // history, lost from the feed) must be announced.
 func testWatchHoleBetweenDrains(t *testing.T, raw backend.Driver) {
-	fs, log, set, release, ok := feedWatcher(t, raw, txn.Faults{})
+	fs, log, set, release, ok := feedWatcher(t, raw, engine.Faults{})
 	if !ok {
 		t.Logf("%s's subscriptions carry no feed: no hole between two drains", raw.ID())
 		return
@@ -220,7 +221,7 @@ func testWatchHoleBetweenDrains(t *testing.T, raw backend.Driver) {
 // closed, logging into log. ok is false, and nothing is set up past the
 // check, when raw's subscriptions carry no feed. The watch is removed
 // when the test ends.
-func feedWatcher(t *testing.T, raw backend.Driver, faults txn.Faults) (fs *feedScript, log *watchLog, set func(int), release chan struct{}, ok bool) {
+func feedWatcher(t *testing.T, raw backend.Driver, faults engine.Faults) (fs *feedScript, log *watchLog, set func(int), release chan struct{}, ok bool) {
 	fs = &feedScript{Wrapped: faulty.Wrap(raw)}
 	s := open(t, fs.driver(), stm.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), 0)
@@ -438,17 +439,17 @@ func testAddWatchRaces(t *testing.T, raw backend.Driver) {
 		return &c, committed
 	}
 	t.Run("RemoveAnotherKey", func(t *testing.T) {
-		if bad := addWatchRace(t, raw, txn.Faults{}, removeAnother); len(bad) > 0 {
+		if bad := addWatchRace(t, raw, engine.Faults{}, removeAnother); len(bad) > 0 {
 			t.Fatal(strings.Join(bad, "; "))
 		}
 	})
 	t.Run("SecondAddWatch", func(t *testing.T) {
-		if bad := addWatchRace(t, raw, txn.Faults{}, secondAdd); len(bad) > 0 {
+		if bad := addWatchRace(t, raw, engine.Faults{}, secondAdd); len(bad) > 0 {
 			t.Fatal(strings.Join(bad, "; "))
 		}
 	})
 	t.Run("SeededBugIsCaught", func(t *testing.T) {
-		if bad := addWatchRace(t, raw, txn.Faults{WatchStartRace: true}, secondAdd); len(bad) == 0 {
+		if bad := addWatchRace(t, raw, engine.Faults{WatchStartRace: true}, secondAdd); len(bad) == 0 {
 			t.Fatal("with WatchStartRace every watch got every change: the construction no longer reaches the bug")
 		}
 	})
@@ -458,7 +459,7 @@ func testAddWatchRaces(t *testing.T, raw backend.Driver) {
 // history waits, runs meanwhile (which may add a watch of its own and
 // commit 1), then lets the read go on and commits up to 2: every watch must
 // deliver 1 and 2.
-func addWatchRace(t *testing.T, raw backend.Driver, faults txn.Faults, meanwhile func(*testing.T, *stm.STM, *refs.Ref[int]) (*watchLog, <-chan struct{})) []string {
+func addWatchRace(t *testing.T, raw backend.Driver, faults engine.Faults, meanwhile func(*testing.T, *stm.STM, *refs.Ref[int]) (*watchLog, <-chan struct{})) []string {
 	w := faulty.Wrap(raw)
 	s := open(t, w, stm.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), 0)

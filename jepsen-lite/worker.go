@@ -20,14 +20,14 @@ import (
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
-	"github.com/epochal/epochal/txn"
 )
 
 // Bugs names the engine's deliberate protocol bugs a run can switch on to
 // prove the checkers catch them.
-var Bugs = map[string]txn.Faults{
+var Bugs = map[string]engine.Faults{
 	"skip-read-point-check":  {SkipReadPointCheck: true},
 	"no-commute-recompute":   {NoCommuteRecompute: true},
 	"release-intents-early":  {ReleaseIntentsEarly: true},

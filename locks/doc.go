@@ -1,7 +1,5 @@
 // Package locks holds distributed mutexes and read-write locks with
-// fencing tokens (Mutex, RWMutex), and the write locks (intents) that the
-// commit protocol takes, the leases that bound how long a dead holder can
-// block anyone, and their recovery.
+// fencing tokens (Mutex, RWMutex).
 //
 // # Mutex and RWMutex
 //
@@ -25,37 +23,4 @@
 // answer for the calling goroutine. TryLock returns (false, nil) only for
 // a lock still held by another at its deadline, (false, err) on a backend
 // failure.
-//
-// # Intents
-//
-// An intent is a lock on one ref, stored with the ref in its own backend,
-// naming the transaction that holds it. The holder's transaction record, in
-// the coordinator, says whether the intent is pending, committed (roll it
-// forward) or aborted (roll it back). Whoever meets an intent uses a
-// [Resolver] to decide what to do:
-//
-//   - committed: roll it forward (the write becomes a version at its CP);
-//   - aborted, or no record at all (confirmed by AbortRecord, never
-//     believed from a lookup that may be stale): roll it back;
-//   - pending with its lease run out: abort the record (a CAS from pending,
-//     which fails if the holder committed first) and roll back;
-//   - pending and live: contention management. A committer waits for the
-//     holder (looking again with growing pauses, and repeating its step,
-//     which takes the intent once it is given back); an older one that
-//     writes or ensures the ref aborts a younger holder after a short wait
-//     (the older wins); a commute never aborts a live holder.
-//
-// [Resolver.Sweep] recovers the records of dead processes: it aborts expired
-// pending records, resolves every intent they name and deletes them, so
-// nothing stays locked longer than a lease and no record outlives its use.
-//
-// # Usage
-//
-// The engine (packages txn and stm) is the user of this package:
-//
-//	r := &locks.Resolver{Coord: coord, Wall: clock.System, Lookup: s.Backend}
-//	w := r.NewWait(locks.Waiter{Priority: myPriority, Record: myRecord})
-//	act, err := w.Clear(ctx, drv, name, conflict.Intent, checked)
-//	if act == locks.Yield { /* aborted meanwhile: retry the attempt */ }
-//	n, err := r.Sweep(ctx) // what STM.Recover runs
 package locks

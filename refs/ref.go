@@ -10,6 +10,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
 )
@@ -30,7 +31,7 @@ type Ref[T any] struct {
 	drv   backend.Driver
 	name  string
 	kind  backend.Kind // KindRef, or the kind of the Atom, Promise or Delay it serves
-	key   txn.Key
+	key   engine.Key
 	codec Codec
 	// ints: whether T is an int in the default codec, encoded and
 	// decoded by hand (fastint.go).
@@ -150,17 +151,17 @@ func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, er
 		drv = c.on
 		s.Register(drv)
 	}
-	r := &Ref[T]{s: s, drv: drv, name: name, kind: backend.KindRef, key: txn.Key{Drv: drv, Name: name}, codec: c.codec, ints: intCodec[T](c.codec), validator: v}
+	r := &Ref[T]{s: s, drv: drv, name: name, kind: backend.KindRef, key: engine.Key{Drv: drv, Name: name}, codec: c.codec, ints: intCodec[T](c.codec), validator: v}
 	return r, c, nil
 }
 
 // Prefetchable is a reference whose value a transaction can read ahead:
 // every reference type of this package.
 type Prefetchable interface {
-	txKey() txn.Key
+	txKey() engine.Key
 }
 
-func (r *Ref[T]) txKey() txn.Key { return r.key }
+func (r *Ref[T]) txKey() engine.Key { return r.key }
 
 // Prefetch reads the given references in tx ahead of their Get, in one
 // round trip per backend (together with the read point when tx has not
@@ -170,7 +171,7 @@ func Prefetch(tx *txn.Tx, rs ...Prefetchable) {
 	if tx == nil {
 		panic(fmt.Errorf("refs: prefetch with a nil Tx: %w", txn.ErrOutsideTx))
 	}
-	keys := make([]txn.Key, len(rs))
+	keys := make([]engine.Key, len(rs))
 	for i, r := range rs {
 		keys[i] = r.txKey()
 	}

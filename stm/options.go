@@ -7,7 +7,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
-	"github.com/epochal/epochal/txn"
+	"github.com/epochal/epochal/internal/engine"
 )
 
 // Defaults.
@@ -40,7 +40,7 @@ type options struct {
 	backends      []backend.Driver
 	general       bool
 	turns         int // local turns: 0 by the coordinator, 1 on, -1 off
-	faults        txn.Faults
+	faults        engine.Faults
 }
 
 func defaults() options {
@@ -190,6 +190,6 @@ func WithLocalTurns() Option {
 // WithFaults turns on deliberate protocol bugs. It exists only so tests and
 // jepsen-lite can show that their checkers catch a broken engine; never use
 // it otherwise.
-func WithFaults(f txn.Faults) Option {
+func WithFaults(f engine.Faults) Option {
 	return func(o *options) error { o.faults = f; return nil }
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
-	"github.com/epochal/epochal/locks"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/txn"
 )
 
@@ -44,8 +44,8 @@ var (
 type STM struct {
 	coord backend.Driver
 	opts  options
-	env   *txn.Env
-	stats txn.Stats
+	env   *engine.Env
+	stats engine.Stats
 	floor atomic.Uint64
 
 	mu       sync.RWMutex
@@ -84,12 +84,12 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 	if _, local := coord.(backend.LocalClock); local {
 		points = clock.Direct(coord.ReadPoint)
 	}
-	s.env = &txn.Env{
+	s.env = &engine.Env{
 		Coord:  coord,
 		Points: points,
 		Wall:   o.wall,
 		Lease:  o.lease,
-		Resolver: &locks.Resolver{
+		Resolver: &engine.Resolver{
 			Coord:        coord,
 			Wall:         o.wall,
 			Lookup:       s.Backend,
@@ -107,7 +107,7 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 	// Local turns spare collisions on a server; an in-process coordinator
 	// has none to spare (WithLocalTurns).
 	if _, local := coord.(backend.LocalClock); o.turns > 0 || o.turns == 0 && !local {
-		s.env.Turns = txn.NewTurns()
+		s.env.Turns = engine.NewTurns()
 	}
 	if op, ok := coord.(backend.OnePhase); ok && !o.general {
 		s.env.OnePhase = op
@@ -123,7 +123,7 @@ func Open(ctx context.Context, coord backend.Driver, opts ...Option) (*STM, erro
 	// A record that cannot be finished now (a ref backend down) is left for
 	// the background sweep; only a coordinator that cannot even list its
 	// records fails Open.
-	if _, err := s.Recover(ctx); errors.Is(err, locks.ErrListRecords) {
+	if _, err := s.Recover(ctx); errors.Is(err, engine.ErrListRecords) {
 		return nil, fmt.Errorf("stm: Open: %w", err)
 	}
 	if o.sweepInterval > 0 {
@@ -218,7 +218,7 @@ func (s *STM) HistoryBounds() (min, max int) { return s.opts.minHistory, s.opts.
 
 // Env returns the environment transactions of this STM run in, for
 // reference types built on the engine (package refs).
-func (s *STM) Env() *txn.Env { return s.env }
+func (s *STM) Env() *engine.Env { return s.env }
 
 // Stats is a snapshot of the engine's counters.
 type Stats struct {
@@ -337,7 +337,7 @@ func (s *STM) sweeper() {
 // error (unless its own function returns another first) and writes
 // nothing, and a later use of the Tx in the outer function ends it.
 func (s *STM) Dosync(ctx context.Context, fn func(tx *txn.Tx) error) error {
-	if outer := txn.FromContext(ctx); outer != nil && fn != nil && outer.Joinable(s.env) {
+	if outer := engine.FromContext(ctx); outer != nil && fn != nil && outer.Joinable(s.env) {
 		err := fn(outer)
 		if err != nil {
 			outer.Doom(err)
@@ -360,18 +360,18 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
-	var prio locks.Priority
-	var prefetch []txn.Key
+	var prio engine.Priority
+	var prefetch []engine.Key
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		tx, err := txn.Begin(ctx, s.env, &prio, prefetch)
+		tx, err := engine.Begin(ctx, s.env, &prio, prefetch)
 		if err != nil {
 			return s.Note(err)
 		}
 		err = s.Note(s.attempt(tx, fn))
-		if txn.IsRetry(err) {
+		if engine.IsRetry(err) {
 			prefetch = tx.Prefetch()
 		}
 		tx.End()
@@ -379,19 +379,19 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 			s.stats.NoteRetries(int64(attempt))
 			return nil
 		}
-		if !txn.IsRetry(err) {
+		if !engine.IsRetry(err) {
 			return err
 		}
 		s.stats.Retries.Add(1)
 		if attempt >= s.opts.maxRetries {
-			var last *txn.RetryError
+			var last *engine.RetryError
 			errors.As(err, &last)
 			return fmt.Errorf("%w after %d attempts: %w", ErrRetryLimit, attempt+1, last.Cause())
 		}
 		if err := s.Err(); err != nil {
 			return err
 		}
-		if txn.RetryAtOnce(err) {
+		if engine.RetryAtOnce(err) {
 			// It gave way to an older transaction of this process, and
 			// its next attempt waits for that one's turn: no pause.
 			continue
@@ -407,7 +407,7 @@ func (s *STM) run(ctx context.Context, fn func(tx *txn.Tx) error) error {
 func (s *STM) attempt(tx *txn.Tx, fn func(tx *txn.Tx) error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			if e, ok := txn.Recover(v); ok {
+			if e, ok := engine.Recover(v); ok {
 				err = e
 				return
 			}

@@ -16,7 +16,7 @@ import (
 	"github.com/epochal/epochal/txn"
 )
 
-// Local turns (txn.Turns, docs/design.md "Local turns"): transactions of
+// Local turns (engine.Turns, docs/design.md "Local turns"): transactions of
 // one process that write the same ref take turns in the process.
 
 func openTurns(t *testing.T, opts ...stm.Option) (*stm.STM, []*refs.Ref[int]) {

@@ -1,9 +1,10 @@
-// Package txn is one attempt of a transaction: its read point, its read,
-// write, commute and ensure sets, and the commit protocol that publishes them.
+// Package txn is the transaction a Dosync runs: the *Tx its function gets,
+// and the errors transactions end with.
 //
 // Users meet a *Tx as the argument of stm.Dosync's function and pass it to
-// refs' methods (alice.Get(tx), bob.Commute(tx, f)); they do not call the
-// byte-level methods here, which exist for reference types (package refs).
+// refs' methods (alice.Get(tx), bob.Commute(tx, f)). The engine behind it
+// (the attempt, both commit paths, the retry loop, intent resolution) is
+// internal; docs/design.md describes it.
 //
 // # Usage
 //
@@ -22,13 +23,11 @@
 // # Commit
 //
 // Read-only attempts commit nothing. When the coordinator holds every ref to
-// be written and offers backend.OnePhase, the commit is that one atomic
-// operation. Otherwise it is the general path of docs/design.md: a pending
-// record in the coordinator, intents on every written, commuted or ensured
-// ref (one batch per backend, backends in parallel, then one at a time in
-// the order of their IDs once another transaction's intent is in the way:
-// a commit waits for such an intent instead of running the function again,
-// and never in a cycle), commute values computed under the intents, one
-// atomic step in the coordinator that draws the commit point and marks the
-// record committed, then roll-forward.
+// be written and can commit them in one atomic step, the commit is that
+// step. Otherwise a pending record in the coordinator, write locks
+// (intents) on every written, commuted or ensured ref, commute values
+// computed under them, one atomic step in the coordinator that draws the
+// commit point and marks the record committed, then roll-forward
+// (docs/design.md, "The commit"). Transactions see a snapshot: snapshot
+// isolation, with Ensure to rule out write skew.
 package txn

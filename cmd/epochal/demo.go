@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -104,8 +105,8 @@ the start is the one checked.`,
 }
 
 // check validates the flags and returns the engine faults asked for.
-func (c demoConfig) check() (txn.Faults, error) {
-	var faults txn.Faults
+func (c demoConfig) check() (engine.Faults, error) {
+	var faults engine.Faults
 	switch {
 	case c.accounts < 2:
 		return faults, usagef("--accounts %d: need at least 2 accounts to transfer between", c.accounts)
@@ -153,7 +154,7 @@ type readResult struct {
 
 // runDemo runs the bank workload and writes the report to out. It returns
 // an error wrapping errCheckFailed when an invariant did not hold.
-func runDemo(ctx context.Context, out io.Writer, backendName string, b backend.Driver, c demoConfig, faults txn.Faults) error {
+func runDemo(ctx context.Context, out io.Writer, backendName string, b backend.Driver, c demoConfig, faults engine.Faults) error {
 	// Transactions run under their own ctx, so that the end of the run (or
 	// an interrupt) lets the ones in flight finish instead of cutting them
 	// off; txGrace bounds them should the engine hang.
@@ -262,7 +263,7 @@ func runDemo(ctx context.Context, out io.Writer, backendName string, b backend.D
 	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	p("epochal demo: backend %s, %d accounts x %d, %d workers, %d readers, seed %d",
 		backendName, c.accounts, c.initial, c.workers, c.readers, c.seed)
-	if faults != (txn.Faults{}) {
+	if faults != (engine.Faults{}) {
 		p("fault injected:     %s (the engine is broken on purpose)", c.fault)
 	}
 	if interrupted {

@@ -17,6 +17,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
 )
@@ -798,7 +799,7 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 			return in.backendErr(ctx, "open a transaction", err)
 		}
 		defer s.Close()
-		key := txn.Key{Drv: in.drv, Name: name}
+		key := engine.Key{Drv: in.drv, Name: name}
 		err = s.Dosync(tctx, func(tx *txn.Tx) error {
 			tx.Write(key, data, nil)
 			return nil

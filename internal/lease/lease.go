@@ -265,7 +265,7 @@ func (s *Session) RemoveEntry(ctx context.Context, dir, name string) error {
 // DelayedKeep is how long after its removal an entry whose adding had an
 // unknown outcome is looked for again (Abandon): how long a request may be
 // delayed in the network, or in a stopped server's buffers, and still
-// arrive. It is locks.TombstoneKeep, a transaction record's.
+// arrive. It is engine.TombstoneKeep, a transaction record's.
 const DelayedKeep = time.Minute
 
 // Abandon removes an entry whose adding had an unknown outcome, as

@@ -1,4 +1,4 @@
-package txn
+package engine
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/detach"
-	"github.com/epochal/epochal/locks"
 )
 
 // minCleanup is the least time given to cleanup, which goes on after the
@@ -175,7 +174,7 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 	rounds := max(tx.env.CommuteRounds, 1)
 	req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Items: tx.reqBuf[:0]}
 	stale := 0
-	var wait *locks.Wait
+	var wait *Wait
 	for {
 		req.Time = tx.env.Wall.Now()
 		req.Items = req.Items[:0]
@@ -223,7 +222,7 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 				}
 			case backend.Locked:
 				if wait == nil {
-					wait = tx.env.Resolver.NewWait(locks.Waiter{Priority: tx.prio})
+					wait = tx.env.Resolver.NewWait(Waiter{Priority: tx.prio})
 				}
 				if err := tx.clear(wait, tx.env.Coord, c, checked(items, c.Name)); err != nil {
 					return 0, err
@@ -256,16 +255,16 @@ func checked(items []*item, name string) bool {
 	return false
 }
 
-// clear deals with another transaction's intent (see locks.Wait.Clear)
+// clear deals with another transaction's intent (see Wait.Clear)
 // before the step that met it is repeated, or returns a *RetryError when
 // this transaction was aborted by an older one meanwhile.
-func (tx *Tx) clear(w *locks.Wait, drv backend.Driver, c backend.Conflict, checked bool) error {
+func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked bool) error {
 	tx.env.Stats.Waits.Add(1)
 	act, err := w.Clear(tx.ctx, drv, c.Name, c.Intent, checked)
 	if err != nil {
 		return fmt.Errorf("txn: commit %q: %w", c.Name, err)
 	}
-	if act == locks.Yield {
+	if act == Yield {
 		tx.env.Stats.Yields.Add(1)
 		return retryf("transaction %s was aborted by an older transaction while it waited for %q", tx.id, c.Name)
 	}
@@ -513,7 +512,7 @@ func (tx *Tx) tryLock(g *group) ([]backend.Conflict, error) {
 // allows: others make progress meanwhile, and an intent whose holder died
 // is cleared once its lease ends.
 func (tx *Tx) lockWaiting(g *group, locked []backend.Conflict) error {
-	wait := tx.env.Resolver.NewWait(locks.Waiter{Priority: tx.prio, Record: tx.id})
+	wait := tx.env.Resolver.NewWait(Waiter{Priority: tx.prio, Record: tx.id})
 	for round := 0; ; round++ {
 		if round > 0 || locked == nil {
 			var err error
@@ -566,7 +565,7 @@ func (tx *Tx) undoWith(ctx context.Context, groups []*group) {
 	if each(groups, func(g *group) error {
 		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
 	}) == nil {
-		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, locks.TombstoneKeep)
+		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, TombstoneKeep)
 	}
 }
 
