@@ -179,11 +179,11 @@ type Tx struct {
 	ctx     context.Context
 	id      string
 	rp      clock.Point
-	floor   clock.Point     // the process's floor when the attempt began
-	rpSet   bool            // rp is drawn (lazily: with the first read, or at commit)
-	prio    Priority  // set with rp
-	prioRef *Priority // the Dosync's priority, set by its first read point
-	gid     uint64          // the goroutine that runs the attempt
+	floor   clock.Point // the process's floor when the attempt began
+	rpSet   bool        // rp is drawn (lazily: with the first read, or at commit)
+	prio    Priority    // set with rp
+	prioRef *Priority   // the Dosync's priority, set by its first read point
+	gid     uint64      // the goroutine that runs the attempt
 
 	mu         sync.Mutex
 	done       bool
