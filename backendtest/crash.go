@@ -10,6 +10,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -68,9 +69,9 @@ func crashRun(t *testing.T, newDriver NewDriver, general, mixed bool, k int, f f
 		wB = wA
 	}
 	wall := clock.NewFake(time.Now())
-	opts := []stm.Option{stm.WithWallClock(wall), stm.WithLease(lease), stm.WithMaxRetries(20)}
+	opts := []stm.Option{engine.WithWallClock(wall), stm.WithLease(lease), stm.WithMaxRetries(20)}
 	if general {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	an, bn := uniq("a"), uniq("b")
 

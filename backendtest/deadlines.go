@@ -12,6 +12,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/group"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -150,7 +151,7 @@ func testStalledStep(t *testing.T, newDriver NewDriver) {
 			st := &stalling{Driver: raw, one: one, release: make(chan struct{})}
 			opts := []stm.Option{stm.WithLease(time.Second)}
 			if c.general {
-				opts = append(opts, stm.WithGeneralPath())
+				opts = append(opts, engine.WithGeneralPath())
 			}
 			s := open(t, st, opts...)
 			r := newRef(t, s, uniq("ctr"), 0)

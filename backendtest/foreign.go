@@ -70,12 +70,12 @@ func ForeignClocks(t *testing.T, coord, other backend.Driver) {
 			t.Logf("%s's clock cannot be moved past %s's for good: the bug has no effect in this pair", other.ID(), coord.ID())
 			return
 		}
-		s := open(t, coord, stm.WithFaults(engine.Faults{ObserveForeignPoints: true}))
+		s := open(t, coord, engine.WithFaults(engine.Faults{ObserveForeignPoints: true}))
 		touchForeign(t, s, other, "atom")
 		if n, _ := lostUpdate(t, s); n != 1 {
 			t.Fatalf("with ObserveForeignPoints the counter is %d, want 1 (a lost update): the construction no longer reaches the bug", n)
 		}
-		s = open(t, coord, stm.WithFaults(engine.Faults{ObserveForeignPoints: true}))
+		s = open(t, coord, engine.WithFaults(engine.Faults{ObserveForeignPoints: true}))
 		touchForeign(t, s, other, "promise")
 		if x, y := tornRead(t, s); x == y {
 			t.Fatalf("with ObserveForeignPoints the reader saw x=%d, y=%d, want a torn read: the construction no longer reaches the bug", x, y)
@@ -99,7 +99,7 @@ func ForeignClocks(t *testing.T, coord, other backend.Driver) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.Env().FloorOf(other); got != h[0].Point {
+		if got := engine.Of(s).Env().FloorOf(other); got != h[0].Point {
 			t.Fatalf("floor of %s's clock = %d, want the last swap's point %d", other.ID(), got, h[0].Point)
 		}
 	})

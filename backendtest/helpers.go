@@ -9,6 +9,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 )
@@ -69,7 +70,7 @@ var paths = []struct {
 	opts []stm.Option
 }{
 	{"fastpath", nil},
-	{"general", []stm.Option{stm.WithGeneralPath()}},
+	{"general", []stm.Option{engine.WithGeneralPath()}},
 }
 
 // fakeClock returns a fake wall clock starting now.

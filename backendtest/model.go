@@ -149,7 +149,7 @@ func testModelBroken(t *testing.T, newDriver NewDriver) {
 				t.Fatalf("correct engine: the outer transaction ran %d attempt(s), want %d (the nested commit must force exactly one retry of a read-modify-write, none of a commute):\n%s", n, tc.nFixed, h.dump())
 			}
 
-			h, err = runPlanOnce(ctx, b1, b2, p, stm.WithFaults(tc.fault))
+			h, err = runPlanOnce(ctx, b1, b2, p, engine.WithFaults(tc.fault))
 			if err != nil {
 				t.Fatalf("broken engine: %v", err)
 			}
@@ -191,7 +191,7 @@ func testModelForeignAtom(t *testing.T, newDriver NewDriver) {
 	if vs := checkModel(h); len(vs) > 0 {
 		t.Fatalf("correct engine: %d violation(s):\n%s\nhistory:\n%s", len(vs), strings.Join(vs, "\n"), h.dump())
 	}
-	h, err = runPlanOnce(ctx, b1, b2, p, stm.WithFaults(engine.Faults{ObserveForeignPoints: true}))
+	h, err = runPlanOnce(ctx, b1, b2, p, engine.WithFaults(engine.Faults{ObserveForeignPoints: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func testModelWatchRace(t *testing.T, newDriver NewDriver) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
 		defer cancel()
-		h, err := runPlanOnce(ctx, w, newDriver(t), p, stm.WithFaults(faults))
+		h, err := runPlanOnce(ctx, w, newDriver(t), p, engine.WithFaults(faults))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -357,7 +357,7 @@ func testModelGiveBack(t *testing.T, newDriver NewDriver) {
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
 		defer cancel()
-		h, err := runPlanOnce(ctx, b1, b2, p, stm.WithFaults(faults))
+		h, err := runPlanOnce(ctx, b1, b2, p, engine.WithFaults(faults))
 		if err != nil {
 			t.Fatal(err)
 		}

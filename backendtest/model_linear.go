@@ -114,7 +114,7 @@ func testLinearizable(t *testing.T, newDriver NewDriver) {
 				var ropts []refs.Option
 				switch path {
 				case "General":
-					opts = append(opts, stm.WithGeneralPath())
+					opts = append(opts, engine.WithGeneralPath())
 				case "OtherBackend":
 					ropts = append(ropts, refs.On(newDriver(t)))
 				}
@@ -289,10 +289,10 @@ func testRegisterBroken(t *testing.T, newDriver NewDriver, general bool) {
 	for _, broken := range []bool{false, true} {
 		opts := []stm.Option{}
 		if general {
-			opts = append(opts, stm.WithGeneralPath())
+			opts = append(opts, engine.WithGeneralPath())
 		}
 		if broken {
-			opts = append(opts, stm.WithFaults(engine.Faults{SkipReadPointCheck: true}))
+			opts = append(opts, engine.WithFaults(engine.Faults{SkipReadPointCheck: true}))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()

@@ -20,6 +20,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
@@ -84,7 +85,7 @@ const (
 // modelPlan is one drawn scenario.
 type modelPlan struct {
 	Refs    int  // string refs x0..x{Refs-1}; the counter is separate
-	General bool // stm.WithGeneralPath
+	General bool // engine.WithGeneralPath
 	// OnB2[i] puts x_i (i < Refs) or the counter (i == Refs) on a second
 	// backend: mixed-backend transactions take the general path.
 	OnB2    []bool
@@ -391,7 +392,7 @@ func modelOptions(general bool, extra ...stm.Option) []stm.Option {
 		stm.WithBackoff(20*time.Microsecond, 2*time.Millisecond),
 	}
 	if general {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	return append(opts, extra...)
 }
@@ -423,7 +424,7 @@ func openModelSTM(ctx context.Context, b1, b2 backend.Driver, general bool, extr
 	if err != nil {
 		return nil, fmt.Errorf("stm.Open: %w", err)
 	}
-	s.Register(b2)
+	engine.Of(s).Register(b2)
 	return s, nil
 }
 

@@ -56,7 +56,7 @@ func schedOptions(extra ...stm.Option) []stm.Option {
 	return append([]stm.Option{
 		stm.WithSweepInterval(0),
 		stm.WithBackoff(time.Nanosecond, time.Nanosecond),
-		stm.WithWallClock(clock.NewFake(time.Unix(1_700_000_000, 0))),
+		engine.WithWallClock(clock.NewFake(time.Unix(1_700_000_000, 0))),
 		stm.WithMaxRetries(1000),
 		// A wait for a local turn is no driver call: the scheduler
 		// would wait for the waiting actor forever.
@@ -81,8 +81,8 @@ func runPlanScheduled(ctx context.Context, p modelPlan, so sched.Options, choose
 		return nil, "", err
 	}
 	defer s.Close()
-	s.Env().Resolver.Wait = time.Nanosecond
-	s.Register(b2)
+	engine.Of(s).Env().Resolver.Wait = time.Nanosecond
+	engine.Of(s).Register(b2)
 
 	m := &modelRun{s: s}
 	for i := range p.Refs {
@@ -262,7 +262,7 @@ func TestModelScheduledCatchesFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			tb := &captureTB{name: t.Name()}
-			rapid.Check(tb, func(rt *rapid.T) { runSchedCase(rt, stm.WithFaults(tc.fault)) })
+			rapid.Check(tb, func(rt *rapid.T) { runSchedCase(rt, engine.WithFaults(tc.fault)) })
 			if !tb.failed {
 				t.Fatalf("rapid found no violation on an engine with faults %+v", tc.fault)
 			}
@@ -369,7 +369,7 @@ func TestModelScheduledTombstone(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), modelTimeout)
 		defer cancel()
-		h, schedule, err := runPlanScheduled(ctx, p, sched.Options{}, choose, stm.WithFaults(faults))
+		h, schedule, err := runPlanScheduled(ctx, p, sched.Options{}, choose, engine.WithFaults(faults))
 		if err != nil {
 			t.Fatalf("faults %+v: %v\nschedule:\n%s", faults, err, schedule)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 )
@@ -341,7 +342,7 @@ func testDelayTakeover(t *testing.T, d backend.Driver) {
 	name := uniq("delay")
 	sA := open(t, d)
 	fake := fakeClock()
-	sB := open(t, d, stm.WithWallClock(fake))
+	sB := open(t, d, engine.WithWallClock(fake))
 	started := make(chan struct{})
 	release := make(chan struct{})
 	defer close(release)

@@ -69,7 +69,7 @@ func testScenarios(t *testing.T, newDriver NewDriver) {
 // fails its commit point, retries, and commits after it.
 func testOlderWins(t *testing.T, raw backend.Driver, olderOpts ...stm.Option) {
 	w := faulty.Wrap(raw)
-	ys := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour))
+	ys := open(t, w, engine.WithGeneralPath(), stm.WithLease(time.Hour))
 	s := ys
 	if len(olderOpts) > 0 {
 		s = open(t, w, append(olderOpts, stm.WithLease(time.Hour))...)
@@ -142,7 +142,7 @@ func testOlderWins(t *testing.T, raw backend.Driver, olderOpts ...stm.Option) {
 // a process that knows both (stm.WithBackends) finishes it.
 func testRecoverUnknown(t *testing.T, rawA, rawB backend.Driver) {
 	wall := clock.NewFake(time.Now())
-	opts := []stm.Option{stm.WithWallClock(wall), stm.WithLease(lease), stm.WithGeneralPath()}
+	opts := []stm.Option{engine.WithWallClock(wall), stm.WithLease(lease), engine.WithGeneralPath()}
 	wA, wB := faulty.Wrap(rawA), faulty.Wrap(rawB)
 	p1 := open(t, wA, opts...)
 	an, bn, cn := uniq("a"), uniq("b"), uniq("c")
@@ -214,7 +214,7 @@ func mustEncode(t *testing.T, v any) []byte {
 func testZombieLock(t *testing.T, raw backend.Driver) {
 	w := faulty.Wrap(raw)
 	wall := clock.NewFake(time.Now())
-	opts := []stm.Option{stm.WithWallClock(wall), stm.WithLease(lease), stm.WithGeneralPath(), stm.WithMaxRetries(5), stm.WithBackoff(time.Microsecond, time.Millisecond)}
+	opts := []stm.Option{engine.WithWallClock(wall), stm.WithLease(lease), engine.WithGeneralPath(), stm.WithMaxRetries(5), stm.WithBackoff(time.Microsecond, time.Millisecond)}
 	p1 := open(t, w, opts...)
 	name := uniq("x")
 	x1 := newRef(t, p1, name, 1)
@@ -391,7 +391,7 @@ func testStaleMissingRecord(t *testing.T, newDriver NewDriver) {
 func acknowledgedWrite(t *testing.T, raw backend.Driver, meet func(context.Context, *stm.STM, *refs.Ref[string]) error, faults engine.Faults) string {
 	t.Helper()
 	w := faulty.Wrap(raw)
-	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour), stm.WithFaults(faults))
+	s := open(t, w, engine.WithGeneralPath(), stm.WithLease(time.Hour), engine.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), "init")
 	var holding, stale atomic.Bool
 	held, release := make(chan struct{}), make(chan struct{})
@@ -448,7 +448,7 @@ func testReaderFinishesIntents(t *testing.T, newDriver NewDriver) {
 		t.Run(final, func(t *testing.T) {
 			raw := newDriver(t)
 			w := faulty.Wrap(raw)
-			opts := []stm.Option{stm.WithGeneralPath(), stm.WithLease(time.Hour), stm.WithWallClock(fakeClock())}
+			opts := []stm.Option{engine.WithGeneralPath(), stm.WithLease(time.Hour), engine.WithWallClock(fakeClock())}
 			p1 := open(t, w, opts...)
 			name := uniq("x")
 			x1 := newRef(t, p1, name, 1)
@@ -551,7 +551,7 @@ func testPrefetchFaultOnce(t *testing.T, raw backend.Driver) {
 // the retry's newer point.
 func testPriorityKept(t *testing.T, raw backend.Driver) {
 	w := faulty.Wrap(raw)
-	s := open(t, w, stm.WithGeneralPath())
+	s := open(t, w, engine.WithGeneralPath())
 	x := newRef(t, s, uniq("x"), 0)
 	var mu sync.Mutex
 	prio := map[string]clock.Point{} // record id -> priority, seen at its commit point
@@ -752,7 +752,7 @@ func testPrefetchMixedCalls(t *testing.T, raw, raw2 backend.Driver) {
 // records caught in MixedBackends). It returns what the reader saw.
 func tombstoneOfFinishedWriter(t *testing.T, raw backend.Driver, faults engine.Faults) int {
 	w := faulty.Wrap(raw)
-	s := open(t, w, stm.WithGeneralPath(), stm.WithLease(time.Hour), stm.WithFaults(faults))
+	s := open(t, w, engine.WithGeneralPath(), stm.WithLease(time.Hour), engine.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), 0)
 	var armWriter, armReader atomic.Bool
 	resolving, looking, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
@@ -823,7 +823,7 @@ func testDelayedGiveBack(t *testing.T, rawA, rawB backend.Driver, faults engine.
 		}
 		return faulty.Pass
 	})
-	s := open(t, rawA, stm.WithFaults(faults), stm.WithBackends(wB), stm.WithLease(time.Hour))
+	s := open(t, rawA, engine.WithFaults(faults), stm.WithBackends(wB), stm.WithLease(time.Hour))
 	xr := newRef(t, s, uniq("x"), 0)
 	yr := newRef(t, s, uniq("y"), 0, refs.On(wB))
 	// The blocker: a younger pending transaction's ensure on x.

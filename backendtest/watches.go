@@ -223,7 +223,7 @@ func testWatchHoleBetweenDrains(t *testing.T, raw backend.Driver) {
 // when the test ends.
 func feedWatcher(t *testing.T, raw backend.Driver, faults engine.Faults) (fs *feedScript, log *watchLog, set func(int), release chan struct{}, ok bool) {
 	fs = &feedScript{Wrapped: faulty.Wrap(raw)}
-	s := open(t, fs.driver(), stm.WithFaults(faults))
+	s := open(t, fs.driver(), engine.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), 0)
 	sub, err := raw.Subscribe(tctx(t), x.Name())
 	if err != nil {
@@ -461,7 +461,7 @@ func testAddWatchRaces(t *testing.T, raw backend.Driver) {
 // deliver 1 and 2.
 func addWatchRace(t *testing.T, raw backend.Driver, faults engine.Faults, meanwhile func(*testing.T, *stm.STM, *refs.Ref[int]) (*watchLog, <-chan struct{})) []string {
 	w := faulty.Wrap(raw)
-	s := open(t, w, stm.WithFaults(faults))
+	s := open(t, w, engine.WithFaults(faults))
 	x := newRef(t, s, uniq("x"), 0)
 	var arm atomic.Bool
 	reading, release := make(chan struct{}), make(chan struct{})

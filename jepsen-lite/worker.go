@@ -292,10 +292,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if ls, ok := w.(leaseSetter); ok {
 		ls.setLease(lease)
 	}
-	opts := []stm.Option{stm.WithLease(lease), stm.WithSweepInterval(lease), stm.WithFaults(faults),
-		stm.WithWallClock(clock.Skewed{Base: clock.System, Offset: cfg.Skew})}
+	opts := []stm.Option{stm.WithLease(lease), stm.WithSweepInterval(lease), engine.WithFaults(faults),
+		engine.WithWallClock(clock.Skewed{Base: clock.System, Offset: cfg.Skew})}
 	if cfg.General {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	// The final reads see every commit acknowledged before them.
 	linearizable := w.Linearizable() || cfg.Final

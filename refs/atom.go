@@ -11,6 +11,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/detach"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/stm"
 )
 
@@ -44,7 +45,7 @@ var ErrNoCAS = errors.New("refs: backend has no atomic compare-and-set (backend.
 // the name holds nothing. An existing atom is joined, never reset; a name
 // that holds another kind of reference is ErrType.
 func NewAtom[T any](ctx context.Context, s *stm.STM, name string, initial T, opts ...Option) (*Atom[T], error) {
-	r, err := create(ctx, s, backend.KindAtom, name, initial, opts)
+	r, err := create(ctx, runtimeOf(s), backend.KindAtom, name, initial, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +119,7 @@ func (a *Atom[T]) cas(ctx context.Context, point clock.Point, blind bool, data [
 // certainly did not apply and may be tried again). An unknown outcome is
 // settled by aborting the commit's id: a tombstone if it did not apply.
 // what names the reference in errors.
-func casPoint(ctx context.Context, s *stm.STM, drv backend.Driver, one backend.OnePhase, name, what string, rp clock.Point, data []byte) (cp clock.Point, err error) {
+func casPoint(ctx context.Context, s *engine.Runtime, drv backend.Driver, one backend.OnePhase, name, what string, rp clock.Point, data []byte) (cp clock.Point, err error) {
 	if err := s.Err(); err != nil {
 		return 0, err
 	}

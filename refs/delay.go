@@ -79,7 +79,7 @@ func NewDelay[T any](ctx context.Context, s *stm.STM, name string, body func(con
 	if body == nil {
 		return nil, fmt.Errorf("refs: new delay %q: %w (nil body)", name, stm.ErrNilFunc)
 	}
-	c, cfg, err := newCell[T](ctx, s, backend.KindDelay, name, delayEnv{}, delayView[T], opts)
+	c, cfg, err := newCell[T](ctx, runtimeOf(s), backend.KindDelay, name, delayEnv{}, delayView[T], opts)
 	if err != nil {
 		return nil, err
 	}

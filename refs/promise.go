@@ -11,6 +11,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/stm"
 )
 
@@ -28,7 +29,7 @@ type cell[T any] struct {
 	one backend.OnePhase
 }
 
-func newCell[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name string, initial any, view func(*Ref[T], []byte) (T, bool, error), opts []Option) (cell[T], *config, error) {
+func newCell[T any](ctx context.Context, s *engine.Runtime, kind backend.Kind, name string, initial any, view func(*Ref[T], []byte) (T, bool, error), opts []Option) (cell[T], *config, error) {
 	r, c, err := handle[T](s, name, opts)
 	if err != nil {
 		return cell[T]{}, nil, err
@@ -132,12 +133,12 @@ func (w *waiter) wait(ctx context.Context, r refInfo, d time.Duration) error {
 type refInfo interface {
 	backend() backend.Driver
 	refName() string
-	stm() *stm.STM
+	stm() *engine.Runtime
 }
 
 func (r *Ref[T]) backend() backend.Driver { return r.drv }
 func (r *Ref[T]) refName() string         { return r.name }
-func (r *Ref[T]) stm() *stm.STM           { return r.s }
+func (r *Ref[T]) stm() *engine.Runtime    { return r.s }
 
 func (w *waiter) close() {
 	if w.sub != nil {
@@ -186,7 +187,7 @@ func promiseView[T any](r *Ref[T], data []byte) (T, bool, error) {
 // is ErrType. The options On, WithCodec, WithValidator (checked on
 // Deliver) and the history bounds apply.
 func NewPromise[T any](ctx context.Context, s *stm.STM, name string, opts ...Option) (*Promise[T], error) {
-	c, _, err := newCell[T](ctx, s, backend.KindPromise, name, promiseEnv{}, promiseView[T], opts)
+	c, _, err := newCell[T](ctx, runtimeOf(s), backend.KindPromise, name, promiseEnv{}, promiseView[T], opts)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +321,7 @@ func (p *Promise[T]) AlterMeta(ctx context.Context, f func(map[string]any) map[s
 // briefly away (a restart, a lost connection). ctx's end, a closed STM and
 // what the reference holds (ErrType, ErrCorrupt, ErrTooLarge, ErrNotFound)
 // end the wait.
-func waitThrough(ctx context.Context, s *stm.STM, err error) bool {
+func waitThrough(ctx context.Context, s *engine.Runtime, err error) bool {
 	return ctx.Err() == nil && s.Err() == nil && !errors.Is(err, stm.ErrClosed) && !errors.Is(err, backend.ErrDataLost) &&
 		!errors.Is(err, ErrType) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge) &&
 		!errors.Is(err, ErrNotFound) && !errors.Is(err, backend.ErrNotFound)

@@ -27,7 +27,7 @@ type Version[T any] struct {
 // cheap; validators and watches belong to the handle (functions are not
 // shared between processes), the value to everyone.
 type Ref[T any] struct {
-	s     *stm.STM
+	s     *engine.Runtime
 	drv   backend.Driver
 	name  string
 	kind  backend.Kind // KindRef, or the kind of the Atom, Promise or Delay it serves
@@ -53,12 +53,12 @@ type Ref[T any] struct {
 // not exist. An existing ref is joined, never reset; a name that holds
 // another kind of reference is ErrType.
 func New[T any](ctx context.Context, s *stm.STM, name string, initial T, opts ...Option) (*Ref[T], error) {
-	return create(ctx, s, backend.KindRef, name, initial, opts)
+	return create(ctx, runtimeOf(s), backend.KindRef, name, initial, opts)
 }
 
 // create makes a handle on a reference of kind, creating it with initial
 // if the name holds nothing.
-func create[T any](ctx context.Context, s *stm.STM, kind backend.Kind, name string, initial T, opts []Option) (*Ref[T], error) {
+func create[T any](ctx context.Context, s *engine.Runtime, kind backend.Kind, name string, initial T, opts []Option) (*Ref[T], error) {
 	r, c, err := handle[T](s, name, opts)
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (r *Ref[T]) createStored(ctx context.Context, c *config, data []byte) error
 
 // handle checks the arguments shared by every reference type's constructor
 // and builds the handle.
-func handle[T any](s *stm.STM, name string, opts []Option) (*Ref[T], *config, error) {
+func handle[T any](s *engine.Runtime, name string, opts []Option) (*Ref[T], *config, error) {
 	if s == nil {
 		return nil, nil, fmt.Errorf("%w: nil STM", ErrOption)
 	}
@@ -458,4 +458,13 @@ func (r *Ref[T]) versions(ctx context.Context) (vr backend.VersionsResult, err e
 			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
 		}
 	}
+}
+
+// runtimeOf is s's engine, nil for a nil s (which the constructors refuse
+// with ErrOption).
+func runtimeOf(s *stm.STM) *engine.Runtime {
+	if s == nil {
+		return nil
+	}
+	return engine.Of(s)
 }

@@ -5,57 +5,27 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/clock"
-	"github.com/epochal/epochal/history"
 	"github.com/epochal/epochal/internal/engine"
 )
 
 // Defaults.
 const (
-	DefaultMaxRetries    = 10000 // Clojure's
-	DefaultMaxValueSize  = 1 << 20
-	DefaultLease         = 10 * time.Second
-	DefaultSweepInterval = 30 * time.Second
-	DefaultBackoffBase   = 50 * time.Microsecond
-	DefaultBackoffMax    = 50 * time.Millisecond
+	DefaultMaxRetries    = engine.DefaultMaxRetries // Clojure's
+	DefaultMaxValueSize  = engine.DefaultMaxValueSize
+	DefaultLease         = engine.DefaultLease
+	DefaultSweepInterval = engine.DefaultSweepInterval
+	DefaultBackoffBase   = engine.DefaultBackoffBase
+	DefaultBackoffMax    = engine.DefaultBackoffMax
 	// DefaultCommuteRounds is how often a fast-path commit computes its
 	// commutes again on a newer version before it takes the refs with
 	// intents (the general path) instead.
-	DefaultCommuteRounds = 8
+	DefaultCommuteRounds = engine.DefaultCommuteRounds
 )
 
 // Option configures Open.
 type Option func(*options) error
 
-type options struct {
-	maxRetries    int
-	maxValueSize  int
-	minHistory    int
-	maxHistory    int
-	lease         time.Duration
-	sweepInterval time.Duration
-	backoffBase   time.Duration
-	backoffMax    time.Duration
-	wall          clock.Wall
-	backends      []backend.Driver
-	general       bool
-	turns         int // local turns: 0 by the coordinator, 1 on, -1 off
-	faults        engine.Faults
-}
-
-func defaults() options {
-	return options{
-		maxRetries:    DefaultMaxRetries,
-		maxValueSize:  DefaultMaxValueSize,
-		minHistory:    history.DefaultMinHistory,
-		maxHistory:    history.DefaultMaxHistory,
-		lease:         DefaultLease,
-		sweepInterval: DefaultSweepInterval,
-		backoffBase:   DefaultBackoffBase,
-		backoffMax:    DefaultBackoffMax,
-		wall:          clock.System,
-	}
-}
+type options = engine.Settings
 
 // WithMaxRetries sets how many times a Dosync retries after its first
 // attempt before it returns ErrRetryLimit; 0 means no retry. Default 10,000.
@@ -64,7 +34,7 @@ func WithMaxRetries(n int) Option {
 		if n < 0 {
 			return fmt.Errorf("stm: WithMaxRetries(%d): must be >= 0", n)
 		}
-		o.maxRetries = n
+		o.MaxRetries = n
 		return nil
 	}
 }
@@ -76,7 +46,7 @@ func WithMaxValueSize(n int) Option {
 		if n <= 0 {
 			return fmt.Errorf("stm: WithMaxValueSize(%d): must be > 0", n)
 		}
-		o.maxValueSize = n
+		o.MaxValueSize = n
 		return nil
 	}
 }
@@ -84,13 +54,13 @@ func WithMaxValueSize(n int) Option {
 // WithMinHistory sets the default MinHistory of refs this STM creates: how
 // many older versions a ref always keeps. Default 0.
 func WithMinHistory(n int) Option {
-	return func(o *options) error { o.minHistory = n; return nil }
+	return func(o *options) error { o.MinHistory = n; return nil }
 }
 
 // WithMaxHistory sets the default MaxHistory of refs this STM creates: how
 // far read faults may grow a ref's kept history. Default 10.
 func WithMaxHistory(n int) Option {
-	return func(o *options) error { o.maxHistory = n; return nil }
+	return func(o *options) error { o.MaxHistory = n; return nil }
 }
 
 // WithLease sets how long a committing transaction's record and intents are
@@ -102,7 +72,7 @@ func WithLease(d time.Duration) Option {
 		if d <= 0 {
 			return fmt.Errorf("stm: WithLease(%v): must be > 0", d)
 		}
-		o.lease = d
+		o.Lease = d
 		return nil
 	}
 }
@@ -115,7 +85,7 @@ func WithSweepInterval(d time.Duration) Option {
 		if d < 0 {
 			return fmt.Errorf("stm: WithSweepInterval(%v): must be >= 0", d)
 		}
-		o.sweepInterval = d
+		o.SweepInterval = d
 		return nil
 	}
 }
@@ -127,18 +97,7 @@ func WithBackoff(first, max time.Duration) Option {
 		if first <= 0 || max < first {
 			return fmt.Errorf("stm: WithBackoff(%v, %v): want 0 < first <= max", first, max)
 		}
-		o.backoffBase, o.backoffMax = first, max
-		return nil
-	}
-}
-
-// WithWallClock sets the clock leases are judged by (tests use clock.Fake).
-func WithWallClock(w clock.Wall) Option {
-	return func(o *options) error {
-		if w == nil {
-			return fmt.Errorf("stm: WithWallClock(nil)")
-		}
-		o.wall = w
+		o.BackoffBase, o.BackoffMax = first, max
 		return nil
 	}
 }
@@ -154,16 +113,9 @@ func WithBackends(bs ...backend.Driver) Option {
 				return fmt.Errorf("stm: WithBackends: nil backend")
 			}
 		}
-		o.backends = append(o.backends, bs...)
+		o.Backends = append(o.Backends, bs...)
 		return nil
 	}
-}
-
-// WithGeneralPath makes every commit take the general path (record,
-// intents, roll-forward) even when the coordinator offers a one-phase fast
-// path: for tests and for measuring the difference.
-func WithGeneralPath() Option {
-	return func(o *options) error { o.general = true; return nil }
 }
 
 // WithoutLocalTurns turns off local turns: by default transactions of
@@ -174,7 +126,7 @@ func WithGeneralPath() Option {
 // as another process's would. For tests that schedule every call
 // themselves, and for measuring the difference.
 func WithoutLocalTurns() Option {
-	return func(o *options) error { o.turns = -1; return nil }
+	return func(o *options) error { o.Turns = -1; return nil }
 }
 
 // WithLocalTurns turns local turns on whatever the coordinator. By
@@ -184,12 +136,5 @@ func WithoutLocalTurns() Option {
 // microseconds and waiting for a turn costs more (measured in
 // docs/benchmarks.md).
 func WithLocalTurns() Option {
-	return func(o *options) error { o.turns = 1; return nil }
-}
-
-// WithFaults turns on deliberate protocol bugs. It exists only so tests and
-// jepsen-lite can show that their checkers catch a broken engine; never use
-// it otherwise.
-func WithFaults(f engine.Faults) Option {
-	return func(o *options) error { o.faults = f; return nil }
+	return func(o *options) error { o.Turns = 1; return nil }
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/testkit/proctest"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
@@ -72,7 +73,7 @@ func workerSTM(ctx context.Context, lease time.Duration) (*stm.STM, *redis.Backe
 	}
 	opts := []stm.Option{stm.WithLease(lease)}
 	if os.Getenv(envGeneral) == "1" {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	s, err := stm.Open(ctx, b, opts...)
 	if err != nil {
@@ -164,7 +165,7 @@ func crashWorker() int {
 	w := faulty.Wrap(b)
 	opts := []stm.Option{stm.WithLease(crashLease)}
 	if os.Getenv(envGeneral) == "1" {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	s, err := stm.Open(ctx, w, opts...)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/zk"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/testkit/proctest"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
@@ -146,7 +147,7 @@ func procBankWorker() int {
 	defer b.Close()
 	opts := []stm.Option{stm.WithLease(procBankLease), stm.WithSweepInterval(time.Second)}
 	if os.Getenv(procEnvGeneral) == "1" {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	ctx := context.Background()
 	s, err := stm.Open(ctx, b, opts...)
@@ -623,7 +624,7 @@ func procCrashWorker() int {
 	w := faulty.Wrap(b)
 	opts := []stm.Option{stm.WithLease(procCrashLease)}
 	if os.Getenv(procEnvGeneral) == "1" {
-		opts = append(opts, stm.WithGeneralPath())
+		opts = append(opts, engine.WithGeneralPath())
 	}
 	ctx := context.Background()
 	s, err := stm.Open(ctx, w, opts...)

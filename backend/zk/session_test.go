@@ -23,6 +23,7 @@ import (
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -558,8 +559,8 @@ func testBadInput(t *testing.T, srv *testserver.ZK) {
 		conn := sessConnect(t, srv.Servers)
 		huge := bytes.Repeat([]byte{'h'}, 1_100_000)        // over the STM's limit too
 		over := bytes.Repeat([]byte{'o'}, b.MaxValueSize()) // encoded, a few bytes over the backend's
-		if b.MaxValueSize() >= s.MaxValueSize() {
-			t.Fatalf("MaxValueSize %d is not below the STM's %d", b.MaxValueSize(), s.MaxValueSize())
+		if b.MaxValueSize() >= engine.Of(s).MaxValueSize() {
+			t.Fatalf("MaxValueSize %d is not below the STM's %d", b.MaxValueSize(), engine.Of(s).MaxValueSize())
 		}
 		for name, v := range map[string][]byte{"huge": huge, "over": over} {
 			if _, err := refs.New(ctx, s, name, v); !errors.Is(err, refs.ErrTooLarge) {
@@ -592,7 +593,7 @@ func testBadInput(t *testing.T, srv *testserver.ZK) {
 		// Values that each fit but together do not fit one request: the
 		// transaction fails with ErrTooLarge (retrying cannot help), on
 		// the one-phase and on the general path, and writes nothing.
-		gs := openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithGeneralPath())
+		gs := openSTM(t, open(t, srv, zk.Config{Root: root}), engine.WithGeneralPath())
 		for _, c := range []struct {
 			name string
 			s    *stm.STM
@@ -635,7 +636,7 @@ func testBadInput(t *testing.T, srv *testserver.ZK) {
 			t.Fatal(err)
 		}
 		// A handle on it through an STM that takes the general path.
-		gs := openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithGeneralPath())
+		gs := openSTM(t, open(t, srv, zk.Config{Root: root}), engine.WithGeneralPath())
 		ggarbage, err := refs.New(ctx, gs, "a/garbage", 0)
 		if err != nil {
 			t.Fatal(err)
@@ -1119,7 +1120,7 @@ func testValueAndHistoryLimits(t *testing.T, srv *testserver.ZK) {
 	if err := s.Dosync(ctx, func(tx *txn.Tx) error { m.Set(tx, maxVal('1')); return nil }); err != nil {
 		t.Fatalf("one-phase Set of MaxValueSize: %v", err)
 	}
-	gs := openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithGeneralPath())
+	gs := openSTM(t, open(t, srv, zk.Config{Root: root}), engine.WithGeneralPath())
 	gm, err := refs.New(ctx, gs, "max", []byte(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -1154,7 +1155,7 @@ func testRefusedCommitIsNotUnknown(t *testing.T, srv *testserver.ZK) {
 	for _, general := range []bool{false, true} {
 		opts := []stm.Option{stm.WithMaxRetries(3)}
 		if general {
-			opts = append(opts, stm.WithGeneralPath())
+			opts = append(opts, engine.WithGeneralPath())
 		}
 		s := openSTM(t, b, opts...)
 		r, err := refs.New(ctx, s, fmt.Sprintf("x%v", general), 1)
@@ -1229,7 +1230,7 @@ func testRootDeleted(t *testing.T, srv *testserver.ZK) {
 	for _, general := range []bool{false, true} {
 		live, accs := openBank()
 		if general {
-			live = openSTM(t, open(t, srv, zk.Config{Root: root}), stm.WithGeneralPath())
+			live = openSTM(t, open(t, srv, zk.Config{Root: root}), engine.WithGeneralPath())
 			for i := range accs {
 				var err error
 				if accs[i], err = refs.New(ctx, live, fmt.Sprintf("acct/%d", i), initial); err != nil {

@@ -161,7 +161,7 @@ func runDemo(ctx context.Context, out io.Writer, backendName string, b backend.D
 	txCtx, cancelTx := context.WithTimeout(context.WithoutCancel(ctx), c.duration+txGrace)
 	defer cancelTx()
 
-	s, err := stm.Open(txCtx, b, stm.WithFaults(faults))
+	s, err := stm.Open(txCtx, b, engine.WithFaults(faults))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

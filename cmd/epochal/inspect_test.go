@@ -24,6 +24,7 @@ import (
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -84,7 +85,7 @@ func seed(t *testing.T, drv backend.Driver) *seeded {
 	t.Helper()
 	ctx := t.Context()
 	wall := clock.NewFake(seedStart)
-	s, err := stm.Open(ctx, drv, stm.WithWallClock(wall), stm.WithSweepInterval(0))
+	s, err := stm.Open(ctx, drv, engine.WithWallClock(wall), stm.WithSweepInterval(0))
 	mustNoErr(t, err, "stm.Open")
 	t.Cleanup(func() { s.Close() })
 	alice, err := refs.New(ctx, s, "bank/alice", account{Owner: "alice", Balance: 100}, refs.WithMinHistory(2))

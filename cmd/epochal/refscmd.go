@@ -820,7 +820,7 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		}
 		// The STM's floor is the commit point: this process committed
 		// nothing else.
-		cp := clock.Point(s.Env().Floor.Load())
+		cp := clock.Point(engine.Of(s).Env().Floor.Load())
 		sv := show(data)
 		if in.json {
 			return in.printJSON(setOut{Ref: name, Backend: in.drv.ID(), Point: uint64(cp), Value: sv.JSON})

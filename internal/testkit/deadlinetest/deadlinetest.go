@@ -33,6 +33,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/group"
+	"github.com/epochal/epochal/internal/engine"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
 	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/refs"
@@ -130,7 +131,7 @@ func run(t *testing.T, h Harness, addr string, pause, resume func(testing.TB)) {
 	w := &world{h: h, addr: addr, ns: ns, fault: make(chan struct{}), lease: h.LockLease}
 	w.drv = w.open(t, ctx)
 	w.s = w.openSTM(t, ctx)
-	w.gen = w.openSTM(t, ctx, stm.WithGeneralPath())
+	w.gen = w.openSTM(t, ctx, engine.WithGeneralPath())
 	fx := w.fixtures(t, ctx)
 	calls := fx.calls()
 
