@@ -40,7 +40,7 @@ func plant(t *testing.T, drv backend.Driver, name string, data []byte, minHistor
 func setRaw(t *testing.T, s *stm.STM, name string, data []byte) {
 	t.Helper()
 	if err := s.Dosync(tctx(t), func(tx *txn.Tx) error {
-		tx.Write(engine.Key{Drv: s.Coordinator(), Name: name}, data, nil)
+		engine.Write(tx, engine.Key{Drv: s.Coordinator(), Name: name}, data, nil)
 		return nil
 	}); err != nil {
 		t.Fatalf("write raw bytes to %q: %v", name, err)

@@ -175,7 +175,7 @@ func Prefetch(tx *txn.Tx, rs ...Prefetchable) {
 	for i, r := range rs {
 		keys[i] = r.txKey()
 	}
-	tx.Preload(keys...)
+	engine.Preload(tx, keys...)
 }
 
 // Name returns the ref's name.
@@ -293,9 +293,9 @@ func (r *Ref[T]) SetValidator(f func(T) error) {
 // and Ensure do.
 func (r *Ref[T]) Get(tx *txn.Tx) T {
 	r.live(tx, "get")
-	v, err := r.decode(tx.Read(r.key), "in transaction")
+	v, err := r.decode(engine.Read(tx, r.key), "in transaction")
 	if err != nil {
-		tx.Abort(err)
+		engine.Abort(tx, err)
 	}
 	return v
 }
@@ -305,9 +305,9 @@ func (r *Ref[T]) Set(tx *txn.Tx, v T) {
 	r.live(tx, "set")
 	data, err := r.encode(v)
 	if err != nil {
-		tx.Abort(fmt.Errorf("refs: set %q: %w", r.name, err))
+		engine.Abort(tx, fmt.Errorf("refs: set %q: %w", r.name, err))
 	}
-	tx.Write(r.key, data, r.validate())
+	engine.Write(tx, r.key, data, r.validate())
 }
 
 // Alter sets the ref to f of its value in tx and returns the new value.
@@ -315,7 +315,7 @@ func (r *Ref[T]) Alter(tx *txn.Tx, f func(T) T) T {
 	r.live(tx, "alter")
 	// The ref's local turn before its read: another transaction of this
 	// process writing it commits first, and this one reads its value.
-	tx.Claim(r.key)
+	engine.Claim(tx, r.key)
 	v := f(r.Get(tx))
 	r.Set(tx, v)
 	return v
@@ -326,7 +326,7 @@ func (r *Ref[T]) Alter(tx *txn.Tx, f func(T) T) T {
 // conflicts with another; f must be commutative and free of side effects.
 func (r *Ref[T]) Commute(tx *txn.Tx, f func(T) T) T {
 	r.live(tx, "commute")
-	out := tx.Commute(r.key, func(old []byte) ([]byte, error) {
+	out := engine.Commute(tx, r.key, func(old []byte) ([]byte, error) {
 		v, err := r.decode(old, "for commute")
 		if err != nil {
 			return nil, err
@@ -339,7 +339,7 @@ func (r *Ref[T]) Commute(tx *txn.Tx, f func(T) T) T {
 	}, r.validate())
 	v, err := r.decode(out, "after commute")
 	if err != nil {
-		tx.Abort(err)
+		engine.Abort(tx, err)
 	}
 	return v
 }
@@ -348,9 +348,9 @@ func (r *Ref[T]) Commute(tx *txn.Tx, f func(T) T) T {
 // commits, ruling out write skew, and returns its value.
 func (r *Ref[T]) Ensure(tx *txn.Tx) T {
 	r.live(tx, "ensure")
-	v, err := r.decode(tx.Ensure(r.key), "in transaction")
+	v, err := r.decode(engine.Ensure(tx, r.key), "in transaction")
 	if err != nil {
-		tx.Abort(err)
+		engine.Abort(tx, err)
 	}
 	return v
 }

@@ -801,7 +801,7 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		defer s.Close()
 		key := engine.Key{Drv: in.drv, Name: name}
 		err = s.Dosync(tctx, func(tx *txn.Tx) error {
-			tx.Write(key, data, nil)
+			engine.Write(tx, key, data, nil)
 			return nil
 		})
 		if errors.Is(err, backend.ErrNotFound) {

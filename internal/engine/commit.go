@@ -34,11 +34,11 @@ type group struct {
 	round uint32 // the last Lock request sent for the group (its round)
 }
 
-// Commit publishes the attempt's writes. It returns the commit point (zero
+// commit publishes the attempt's writes. It returns the commit point (zero
 // for a read-only attempt), a *RetryError when the attempt must run again,
 // or another error that ends the Dosync. User code run at commit time
 // (commute functions, validators) may panic; intents are released first.
-func (tx *Tx) Commit() (clock.Point, error) {
+func (tx *Tx) commit() (clock.Point, error) {
 	tx.mu.Lock()
 	doomed := tx.doomed
 	tx.committing = true

@@ -306,10 +306,10 @@ func (s *Runtime) sweeper() {
 // error (unless its own function returns another first) and writes
 // nothing, and a later use of the Tx in the outer function ends it.
 func (s *Runtime) Dosync(ctx context.Context, fn func(tx *Tx) error) error {
-	if outer := FromContext(ctx); outer != nil && fn != nil && outer.Joinable(s.env) {
+	if outer := FromContext(ctx); outer != nil && fn != nil && outer.joinable(s.env) {
 		err := fn(outer)
 		if err != nil {
-			outer.Doom(err)
+			outer.doom(err)
 		}
 		return err
 	}
@@ -341,9 +341,9 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 		}
 		err = s.Note(s.attempt(tx, fn))
 		if IsRetry(err) {
-			prefetch = tx.Prefetch()
+			prefetch = tx.prefetch()
 		}
-		tx.End()
+		tx.end()
 		if err == nil {
 			s.stats.NoteRetries(int64(attempt))
 			return nil
@@ -380,14 +380,14 @@ func (s *Runtime) attempt(tx *Tx, fn func(tx *Tx) error) (err error) {
 				err = e
 				return
 			}
-			tx.End()
+			tx.end()
 			panic(v)
 		}
 	}()
 	if err := fn(tx); err != nil {
 		return err
 	}
-	_, err = tx.Commit()
+	_, err = tx.commit()
 	return err
 }
 

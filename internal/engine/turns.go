@@ -111,13 +111,13 @@ func errWounded() error {
 	return r
 }
 
-// Claim takes the local turn of the ref for the attempt (see Turns): it
+// claim takes the local turn of the ref for the attempt (see Turns): it
 // waits while another transaction of this process holds it, and holds it
 // until the attempt ends. refs' Alter calls it before reading the ref;
 // Write and Commute call it themselves. A claim never changes what the
 // attempt may commit: it only spares it a collision with this process's
 // other transactions.
-func (tx *Tx) Claim(k Key) {
+func (tx *Tx) claim(k Key) {
 	t := tx.env.Turns
 	if t == nil {
 		return

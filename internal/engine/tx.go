@@ -359,15 +359,15 @@ func (tx *Tx) ReadPoint() clock.Point {
 // own.
 func (tx *Tx) Context() context.Context { return tx.ctx }
 
-// Joinable reports whether a Dosync of env on the calling goroutine joins tx.
-func (tx *Tx) Joinable(env *Env) bool {
+// joinable reports whether a Dosync of env on the calling goroutine joins tx.
+func (tx *Tx) joinable(env *Env) bool {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	return tx.env == env && !tx.done && tx.gid == goid.Get()
 }
 
-// End marks the attempt over: any later use panics with ErrOutsideTx.
-func (tx *Tx) End() {
+// end marks the attempt over: any later use panics with ErrOutsideTx.
+func (tx *Tx) end() {
 	tx.mu.Lock()
 	if !tx.done {
 		tx.cool()
@@ -377,9 +377,9 @@ func (tx *Tx) End() {
 	tx.turnsDone()
 }
 
-// Prefetch returns the refs the function read, to be read with the next
+// prefetch returns the refs the function read, to be read with the next
 // attempt's read point.
-func (tx *Tx) Prefetch() []Key {
+func (tx *Tx) prefetch() []Key {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	var out []Key
@@ -411,11 +411,11 @@ func (tx *Tx) unwind(err error) {
 	panic(abort{err})
 }
 
-// Doom marks the attempt so that it cannot commit: its Commit returns err
+// doom marks the attempt so that it cannot commit: its Commit returns err
 // (the first error it was doomed with), and any later use of the Tx
 // unwinds the function with it. Unlike Abort it returns normally, for a
 // nested Dosync that returns its function's error to the outer function.
-func (tx *Tx) Doom(err error) {
+func (tx *Tx) doom(err error) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	if tx.doomed == nil && !tx.done && !tx.committing {
@@ -423,8 +423,8 @@ func (tx *Tx) Doom(err error) {
 	}
 }
 
-// Abort ends the transaction with err, without retry: nothing is written.
-func (tx *Tx) Abort(err error) {
+// abortWith ends the transaction with err, without retry: nothing is written.
+func (tx *Tx) abortWith(err error) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	tx.live()
@@ -467,13 +467,13 @@ func (tx *Tx) entry(k Key) *entry {
 	return e
 }
 
-// Read returns the ref's value in this transaction: its own write if it made
+// read returns the ref's value in this transaction: its own write if it made
 // one, else the newest version committed at or before the read point.
-func (tx *Tx) Read(k Key) []byte {
+func (tx *Tx) read(k Key) []byte {
 	if t := tx.env.Turns; t != nil && t.hot(k.Name) {
 		// Read-modify-writes of this ref are common here: take its
 		// local turn before reading it (see turnSlot.hot).
-		tx.Claim(k)
+		tx.claim(k)
 	}
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
@@ -489,12 +489,12 @@ func (tx *Tx) Read(k Key) []byte {
 	return e.val
 }
 
-// Preload reads the refs of keys that the attempt has not read yet in one
+// preload reads the refs of keys that the attempt has not read yet in one
 // round trip per backend, the coordinator's first, and with the read point
 // if it is not drawn yet. It is only an optimisation: a ref that needs more
 // (an intent to resolve) is left for Read, which handles it; a read fault
 // is kept for Read to retry on (see prefetched).
-func (tx *Tx) Preload(keys ...Key) {
+func (tx *Tx) preload(keys ...Key) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	tx.live()
@@ -545,10 +545,10 @@ func (tx *Tx) Preload(keys ...Key) {
 	}
 }
 
-// Write sets the ref's value in this transaction (ref-set). validate, if not
+// write sets the ref's value in this transaction (ref-set). validate, if not
 // nil, is run on the final value before commit.
-func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
-	tx.Claim(k)
+func (tx *Tx) write(k Key, v []byte, validate func([]byte) error) {
+	tx.claim(k)
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	tx.live()
@@ -562,13 +562,13 @@ func (tx *Tx) Write(k Key, v []byte, validate func([]byte) error) {
 	}
 }
 
-// Commute applies f to the ref's in-transaction value and returns the
+// commute applies f to the ref's in-transaction value and returns the
 // result; at commit f runs again on the newest committed value, so
 // commutes never conflict with each other.
-func (tx *Tx) Commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
+func (tx *Tx) commute(k Key, f CommuteFn, validate func([]byte) error) []byte {
 	// The turn first, so that the base read is fresh: the commit then
 	// finds it newest unless another process committed since.
-	tx.Claim(k)
+	tx.claim(k)
 	e, old := tx.commuteBase(k)
 	// User code runs without the lock, so it may use the Tx.
 	nv, err := f(old)
@@ -600,9 +600,9 @@ func (tx *Tx) commuteBase(k Key) (*entry, []byte) {
 	return e, e.val
 }
 
-// Ensure protects the ref from writes by others until this transaction
+// ensure protects the ref from writes by others until this transaction
 // commits (ruling out write skew) and returns its value.
-func (tx *Tx) Ensure(k Key) []byte {
+func (tx *Tx) ensure(k Key) []byte {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	tx.live()
