@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
-	"github.com/epochal/epochal/internal/detach"
 	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/stm"
 )
@@ -95,8 +93,9 @@ func (a *Atom[T]) remember(v *atomVersion) {
 	}
 }
 
-// errChanged: the compare-and-set met a newer version.
-var errChanged = errors.New("changed")
+// errChanged: the compare-and-set met a newer version (or certainly did
+// not apply).
+var errChanged = engine.ErrChanged
 
 // cas sets the atom to data if its newest version is still at point
 // (any point when blind): one one-phase commit. An unknown outcome is
@@ -106,75 +105,11 @@ func (a *Atom[T]) cas(ctx context.Context, point clock.Point, blind bool, data [
 	if blind {
 		rp = ^clock.Point(0)
 	}
-	cp, err := casPoint(ctx, a.r.s, a.r.drv, a.one, a.r.name, a.String(), rp, data)
+	cp, err := a.r.s.CompareAndSet(ctx, a.r.drv, a.one, a.r.name, a.String(), rp, data)
 	if err == nil {
 		a.remember(&atomVersion{point: cp, data: data})
 	}
 	return cp, err
-}
-
-// casPoint writes data as the new version of the reference name if its
-// newest version is still at rp: one one-phase commit. It returns the
-// commit point, or errChanged when a newer version won (or the attempt
-// certainly did not apply and may be tried again). An unknown outcome is
-// settled by aborting the commit's id: a tombstone if it did not apply.
-// what names the reference in errors.
-func casPoint(ctx context.Context, s *engine.Runtime, drv backend.Driver, one backend.OnePhase, name, what string, rp clock.Point, data []byte) (cp clock.Point, err error) {
-	if err := s.Err(); err != nil {
-		return 0, err
-	}
-	defer func() { err = s.Note(err) }()
-	env := s.Env()
-	id := env.NewID()
-	res, err := one.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: id, RP: rp, Time: env.Wall.Now(),
-		Items: []backend.OnePhaseItem{{Name: name, Mode: backend.ModeWrite, Value: data}}})
-	if err != nil {
-		if errors.Is(err, backend.ErrNotApplied) {
-			return 0, fmt.Errorf("refs: change %s: %w", what, err)
-		}
-		// Settle it even if the caller stops waiting: the abort makes it
-		// final either way (see detach).
-		var rec backend.Record
-		var lerr error
-		if !detach.Run(ctx, max(env.Lease, time.Second), func(lctx context.Context) { rec, lerr = drv.AbortRecord(lctx, id) }) {
-			return 0, fmt.Errorf("%w: change of %s: %w (its outcome is being looked up in the background)", stm.ErrOutcomeUnknown, what, withCtx(ctx, err))
-		}
-		switch {
-		case lerr != nil:
-			return 0, fmt.Errorf("%w: change of %s: %w (looking up its outcome: %v)", stm.ErrOutcomeUnknown, what, withCtx(ctx, err), lerr)
-		case rec.Status == backend.Committed:
-			res = backend.OnePhaseResult{Status: backend.Committed, CP: rec.CP}
-		default:
-			return 0, errChanged // certainly not applied: try again
-		}
-	}
-	switch {
-	case res.Status == backend.Committed:
-		// A point of drv's clock: it raises the transactions' floor only
-		// if drv is the coordinator (points of two clocks never mix).
-		env.ObserveOn(drv, res.CP)
-		return res.CP, nil
-	case res.Status == backend.Aborted:
-		return 0, errChanged
-	}
-	for _, c := range res.Conflicts {
-		switch c.Reason {
-		case backend.Gone:
-			return 0, fmt.Errorf("refs: change %s: %w", what, ErrNotFound)
-		case backend.Locked:
-			return 0, fmt.Errorf("refs: change %s: a transaction holds it (%s): it is changed outside transactions only", what, c.Intent.Txn)
-		}
-	}
-	return 0, errChanged
-}
-
-// withCtx is err, wrapping ctx's error too if ctx has ended.
-func withCtx(ctx context.Context, err error) error {
-	cerr := ctx.Err()
-	if cerr == nil || errors.Is(err, cerr) {
-		return err
-	}
-	return fmt.Errorf("%w (%w)", err, cerr)
 }
 
 // Swap sets the atom to f of its value and returns the new value. f may

@@ -89,7 +89,7 @@ func (c cell[T]) cas(ctx context.Context, point clock.Point, env any) (clock.Poi
 	if limit := c.r.maxValueSize(); len(data) > limit {
 		return 0, fmt.Errorf("refs: %s: %w: %d bytes encoded, the limit is %d", c, ErrTooLarge, len(data), limit)
 	}
-	return casPoint(ctx, c.r.s, c.r.drv, c.one, c.r.name, c.String(), point, data)
+	return c.r.s.CompareAndSet(ctx, c.r.drv, c.one, c.r.name, c.String(), point, data)
 }
 
 // waiter wakes a waiting Deref on a change hint, on a poll, or at a

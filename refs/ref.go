@@ -415,49 +415,22 @@ func (r *Ref[T]) At(ctx context.Context, p clock.Point) (T, error) {
 	return r.decodeVersion(v)
 }
 
-// versions reads the ref's kept history after rolling forward a committed
-// transaction whose intent is still on it, so the newest committed value is
-// always there.
+// versions reads the ref's kept history by the read rule (engine.View): a
+// committed transaction whose intent is still on it is rolled forward
+// first, so the newest committed value is always there.
 func (r *Ref[T]) versions(ctx context.Context) (vr backend.VersionsResult, err error) {
 	if err := r.s.Err(); err != nil {
 		return backend.VersionsResult{}, err
 	}
 	defer func() { err = r.s.Note(err) }()
-	res := r.s.Env().Resolver
-	bounded, _ := r.drv.(backend.BoundedVersions)
-	for tries := 0; ; tries++ {
-		var vr backend.VersionsResult
-		var err error
-		if bounded != nil {
-			// Values larger than the limit are refused unread (decode):
-			// the driver need not send them.
-			vr, err = bounded.VersionsBounded(ctx, r.name, r.maxValueSize())
-		} else {
-			vr, err = r.drv.Versions(ctx, r.name)
-		}
-		if err != nil {
-			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
-		}
-		if vr.Kind != r.kind && vr.Kind != "" {
-			return vr, fmt.Errorf("refs: history of %q: %w: it holds a %s", r.name, ErrType, vr.Kind)
-		}
-		if vr.Intent == nil || tries == 3 {
-			return vr, nil
-		}
-		rec, err := res.Record(ctx, vr.Intent)
-		if err != nil {
-			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
-		}
-		if rec.Status == backend.Pending {
-			return vr, nil
-		}
-		// Final: roll the intent forward or back (a no-op if it is gone:
-		// an aborted or missing record may be one that committed, finished
-		// and was deleted since the read) and read again.
-		if err := res.Finish(ctx, r.drv, r.name, rec); err != nil && !errors.Is(err, context.Canceled) {
-			return vr, fmt.Errorf("refs: history of %q: %w", r.name, err)
-		}
+	view, err := r.s.Env().Resolver.View(ctx, r.drv, r.name, engine.ViewOptions{MaxValue: r.maxValueSize()})
+	if err != nil {
+		return view.VersionsResult, fmt.Errorf("refs: history of %q: %w", r.name, err)
 	}
+	if vr := view.VersionsResult; vr.Kind != r.kind && vr.Kind != "" {
+		return vr, fmt.Errorf("refs: history of %q: %w: it holds a %s", r.name, ErrType, vr.Kind)
+	}
+	return view.VersionsResult, nil
 }
 
 // runtimeOf is s's engine, nil for a nil s (which the constructors refuse

@@ -24,6 +24,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 )
@@ -172,7 +173,7 @@ func (in *inspect) list(ctx context.Context, prefix string) (rs []backend.RefInf
 
 func (in *inspect) records(ctx context.Context, ids []string) (rs []backend.Record, err error) {
 	err = in.call(ctx, "look up transaction records", func(ctx context.Context) (err error) {
-		rs, err = in.drv.Records(ctx, ids)
+		rs, err = engine.NewInspector(in.drv).Records(ctx, ids)
 		return err
 	})
 	return rs, err
@@ -180,7 +181,7 @@ func (in *inspect) records(ctx context.Context, ids []string) (rs []backend.Reco
 
 func (in *inspect) listRecords(ctx context.Context) (rs []backend.Record, err error) {
 	err = in.call(ctx, "list transaction records", func(ctx context.Context) (err error) {
-		rs, err = in.drv.ListRecords(ctx)
+		rs, err = engine.NewInspector(in.drv).ListRecords(ctx)
 		return err
 	})
 	return rs, err
@@ -200,32 +201,14 @@ type refHistory struct {
 	holder *backend.Record
 }
 
-// history reads a ref's kept history. A ref that does not exist is exit 1.
-// Values larger than --value-limit are left out (Version.Omitted).
+// history reads a ref's kept history as a reader sees it (the engine's read
+// rule, read-only: nothing is rolled forward or back). A ref that does not
+// exist is exit 1. Values larger than --value-limit are left out
+// (Version.Omitted).
 func (in *inspect) history(ctx context.Context, name string) (*refHistory, error) {
-	// An intent whose holder's record is missing or aborted may belong to
-	// a transaction that committed and finished between the two reads
-	// (its record deleted, perhaps with a reader's aborted tombstone in
-	// its place): read again, so the history shows what it became.
-	for tries := 0; ; tries++ {
-		h, err := in.historyOnce(ctx, name)
-		if err != nil || h.holder == nil || tries == 2 {
-			return h, err
-		}
-		if s := h.holder.Status; s != backend.Missing && s != backend.Aborted {
-			return h, nil
-		}
-	}
-}
-
-func (in *inspect) historyOnce(ctx context.Context, name string) (*refHistory, error) {
-	var vr backend.VersionsResult
+	var view engine.RefView
 	err := in.call(ctx, fmt.Sprintf("read %q", name), func(ctx context.Context) (err error) {
-		if bv, ok := in.drv.(backend.BoundedVersions); ok && in.valueLimit > 0 {
-			vr, err = bv.VersionsBounded(ctx, name, in.valueLimit)
-		} else {
-			vr, err = in.drv.Versions(ctx, name)
-		}
+		view, err = engine.NewInspector(in.drv).View(ctx, name, in.valueLimit)
 		return err
 	})
 	var nf *notFoundError
@@ -235,34 +218,10 @@ func (in *inspect) historyOnce(ctx context.Context, name string) (*refHistory, e
 	if err != nil {
 		return nil, err
 	}
-	if len(vr.Versions) == 0 {
+	if len(view.Versions) == 0 {
 		return nil, fmt.Errorf("read %q: the backend returned no version", name)
 	}
-	if in.valueLimit > 0 {
-		// A driver without BoundedVersions sent them: drop them all the
-		// same, before anything decodes them.
-		for i, v := range vr.Versions {
-			if len(v.Value) > in.valueLimit {
-				vr.Versions[i].Value, vr.Versions[i].Omitted = nil, len(v.Value)
-			}
-		}
-	}
-	h := &refHistory{name: name, vr: vr, versions: vr.Versions}
-	if it := vr.Intent; it != nil && it.Coord == in.drv.ID() {
-		recs, err := in.records(ctx, []string{it.Txn})
-		if err != nil {
-			return nil, err
-		}
-		if len(recs) == 1 {
-			h.holder = &recs[0]
-			if r := recs[0]; r.Status == backend.Committed && it.Write && it.Staged && r.CP > vr.Versions[0].Point {
-				v := backend.Version{Point: r.CP, Value: it.Value, Txn: r.ID, Time: r.Created}
-				h.versions = append([]backend.Version{v}, vr.Versions...)
-				h.unresolved = r.CP
-			}
-		}
-	}
-	return h, nil
+	return &refHistory{name: name, vr: view.VersionsResult, versions: view.Versions, unresolved: view.Unresolved, holder: view.Holder}, nil
 }
 
 // modeOf names what an intent's holder does to the ref. A commute whose
@@ -714,7 +673,7 @@ func (g *globals) completeRecords(cmd *cobra.Command, args []string, toComplete 
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	ids := g.completeFrom(cmd, func(ctx context.Context, drv backend.Driver) ([]string, error) {
-		rs, err := drv.ListRecords(ctx)
+		rs, err := engine.NewInspector(drv).ListRecords(ctx)
 		if err != nil {
 			return nil, err
 		}

@@ -152,16 +152,6 @@ func (tx *Tx) settle(f func(ctx context.Context)) bool {
 	return detach.Run(tx.ctx, max(tx.env.Lease, minCleanup), f)
 }
 
-// ended is err if it already says why tx's ctx ended, or err wrapped with
-// that reason.
-func (tx *Tx) ended(err error) error {
-	cerr := tx.ctx.Err()
-	if cerr == nil || errors.Is(err, cerr) {
-		return err
-	}
-	return fmt.Errorf("%w (%w)", err, cerr)
-}
-
 func (tx *Tx) rp4check() clock.Point {
 	if tx.env.Faults.SkipReadPointCheck {
 		return ^clock.Point(0)
@@ -281,13 +271,9 @@ func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked boo
 // wrapping the ctx's error), and the lookup still makes it final.
 func (tx *Tx) learn(cause error) (clock.Point, error) {
 	tx.env.Stats.Unknown.Add(1)
-	var rec backend.Record
-	var err error
-	if !tx.settle(func(ctx context.Context) { rec, err = tx.env.Coord.AbortRecord(ctx, tx.id) }) {
-		return 0, fmt.Errorf("%w: transaction %s: %w (its record is being looked up in the background)", ErrOutcomeUnknown, tx.id, tx.ended(cause))
-	}
-	if err != nil {
-		return 0, fmt.Errorf("%w: transaction %s: %w (looking up its record: %v)", ErrOutcomeUnknown, tx.id, tx.ended(cause), err)
+	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, tx.env.Lease, nil)
+	if !known || err != nil {
+		return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, err)
 	}
 	if rec.Status == backend.Committed {
 		return tx.committed(rec.CP), nil
@@ -381,29 +367,20 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		// Learn the outcome, then finish or undo the commit, in one go:
 		// what the caller no longer waits for is done in the background.
 		var aerr error
-		learned := make(chan struct{})
-		if !tx.settle(func(ctx context.Context) {
-			final, aerr = env.Coord.AbortRecord(ctx, tx.id)
-			close(learned)
+		var known bool
+		final, aerr, known = learn(tx.ctx, env.Coord, tx.id, env.Lease, func(ctx context.Context, rec backend.Record, err error) {
 			switch {
-			case aerr != nil: // the outcome is unknown: leave it to the lease
-			case final.Status == backend.Committed:
-				tx.finishWith(ctx, groups, final)
+			case err != nil: // the outcome is unknown: leave it to the lease
+			case rec.Status == backend.Committed:
+				tx.finishWith(ctx, groups, rec)
 			default:
 				tx.undoWith(ctx, groups)
 			}
-		}) {
-			select {
-			case <-learned: // final and aerr are written
-			default:
-				settled = true
-				return 0, fmt.Errorf("%w: transaction %s: %w (its record is being looked up in the background)", ErrOutcomeUnknown, tx.id, tx.ended(cause))
-			}
-		}
+		})
 		settled = true
 		switch {
-		case aerr != nil:
-			return 0, fmt.Errorf("%w: transaction %s: %w (looking up its record: %v)", ErrOutcomeUnknown, tx.id, tx.ended(cause), aerr)
+		case !known || aerr != nil:
+			return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, aerr)
 		case final.Status != backend.Committed:
 			env.Stats.Yields.Add(1)
 			return 0, retryf("transaction %s was aborted by another before it committed", tx.id)

@@ -670,29 +670,21 @@ func (tx *Tx) load(e *entry, anyNewest bool) {
 			if err != nil {
 				tx.unwind(fmt.Errorf("txn: read %q: %w", e.name, err))
 			}
-			switch rec.Status {
-			case backend.Committed:
-				if in.Write && in.Staged {
-					v := backend.Version{Point: rec.CP, Value: in.Value, Txn: rec.ID, Time: rec.Created}
-					e.newest = v
-					if rec.CP <= tx.rp && !tx.env.Faults.SkipIntentRecovery {
-						// Committed at or before our point but not yet
-						// rolled forward: its value is the one to see.
-						e.loaded, e.val, e.at = true, in.Value, rec.CP
-						tx.help(e, rec)
-						return
-					}
+			switch Rule(in, rec) {
+			case AtCommit:
+				v := IntentVersion(in, rec)
+				e.newest = v
+				if rec.CP <= tx.rp && !tx.env.Faults.SkipIntentRecovery {
+					// Committed at or before our point but not yet
+					// rolled forward: its value is the one to see.
+					e.loaded, e.val, e.at = true, v.Value, v.Point
+					tx.help(e, rec)
+					return
 				}
 				tx.help(e, rec)
-			case backend.Aborted, backend.Missing:
-				// The holder will never commit, or it finished between our
-				// two reads (records are deleted only after their intents
-				// are resolved). Aborted is no proof it did not commit: a
-				// lookup that found its record deleted wrote an aborted
-				// tombstone to confirm it (Resolver.Records), and one by
-				// another reader may be what we see. So clear the intent
-				// (a no-op if it is gone) and read again: the next read
-				// shows the version it became, or the one underneath.
+			case Underneath:
+				tx.help(e, rec) // a committed ensure: finish it
+			case ReadAgain:
 				if rec.Status == backend.Aborted && tx.env.Faults.TrustAbortedRecord {
 					tx.help(e, rec)
 					break
