@@ -21,7 +21,6 @@ import (
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/engine"
-	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 )
 
@@ -584,7 +583,7 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 		// This process is the worker's own: its watchers may take the
 		// gap path sooner than the library's default (see
 		// watchFeedWait).
-		refs.WatchFeedWait = watchFeedWait
+		engine.WatchFeedWait = watchFeedWait
 	}
 	return WorkerMain(ctx, cfg, out)
 }

@@ -71,7 +71,7 @@ const (
 	// feed wait, a poll, and a dead process's committed intents rolled
 	// forward by a sweeper after its lease, with room to spare.
 	watchSettle = 20 * time.Second
-	// watchFeedWait is refs.WatchFeedWait in a watch workload's client
+	// watchFeedWait is engine.WatchFeedWait in a watch workload's client
 	// processes: a watcher behind a trimmed history waits this long (not
 	// the default 2 s) for its feed to catch up before it gives up and
 	// announces a gap, so watchers take that path often, and a change

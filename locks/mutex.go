@@ -53,25 +53,7 @@ func WithLease(d time.Duration) Option {
 }
 
 // lockDir is where a lock's entries live in the backend.
-func lockDir(name string) string { return "lock/" + name }
-
-// LockDirPrefix is the prefix of every lock's dir among a backend's
-// session dirs (for inspection tools); the rest is the lock's name.
-const LockDirPrefix = "lock/"
-
-// Entry names: the mode, a dot, a random id.
-const (
-	modeWrite = "w"
-	modeRead  = "r"
-)
-
-// EntryMode tells a lock entry's mode from its name: "write" or "read".
-func EntryMode(entryName string) string {
-	if len(entryName) > 1 && entryName[:2] == modeRead+"." {
-		return "read"
-	}
-	return "write"
-}
+func lockDir(name string) string { return lease.LockDirPrefix + name }
 
 // lockBase is what Mutex and RWMutex share: the backend and the lock.
 type lockBase struct {
@@ -233,7 +215,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		}
 		pred := ""
 		for j := i - 1; j >= 0; j-- {
-			if mode == modeWrite || EntryMode(es[j].Name) == "write" {
+			if mode == lease.ModeWrite || lease.EntryMode(es[j].Name) == "write" {
 				pred = es[j].Name
 				break
 			}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/epochal/epochal/internal/goid"
+	"github.com/epochal/epochal/internal/lease"
 )
 
 // RWMutex is a distributed reader-writer lock: many readers or one writer.
@@ -69,14 +70,14 @@ func (rw *RWMutex) Name() string { return rw.name }
 // fits reports whether a goroutine of mode may be let in now, ahead of
 // nobody. The caller holds mu.
 func (rw *RWMutex) fits(mode string) bool {
-	if mode == modeWrite {
+	if mode == lease.ModeWrite {
 		return rw.writer == 0 && rw.readers == 0
 	}
 	return rw.writer == 0
 }
 
 func (rw *RWMutex) letIn(mode string, g uint64) {
-	if mode == modeWrite {
+	if mode == lease.ModeWrite {
 		rw.writer = g
 	} else {
 		rw.readers++
@@ -85,7 +86,7 @@ func (rw *RWMutex) letIn(mode string, g uint64) {
 
 // letOut undoes letIn and lets the next waiters in. The caller holds mu.
 func (rw *RWMutex) letOut(mode string) {
-	if mode == modeWrite {
+	if mode == lease.ModeWrite {
 		rw.writer = 0
 	} else {
 		rw.readers--
@@ -195,20 +196,24 @@ func (rw *RWMutex) unlock(ctx context.Context, mode string) error {
 }
 
 // Lock takes the write lock, waiting in line for as long as ctx allows.
-func (rw *RWMutex) Lock(ctx context.Context) error { return rw.lock(ctx, modeWrite, true) }
+func (rw *RWMutex) Lock(ctx context.Context) error { return rw.lock(ctx, lease.ModeWrite, true) }
 
 // RLock takes the read lock, waiting for the writers ahead in line.
-func (rw *RWMutex) RLock(ctx context.Context) error { return rw.lock(ctx, modeRead, true) }
+func (rw *RWMutex) RLock(ctx context.Context) error { return rw.lock(ctx, lease.ModeRead, true) }
 
 // TryLock takes the write lock if it is free or frees before ctx's
 // deadline (at once with no deadline). It returns (false, nil) when the
 // lock is still held by another (another goroutine, here or in another
 // process) at the deadline, and (false, err) on a failure: a backend that
 // fails, or does not answer before the deadline, or a ctx canceled.
-func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) { return rw.tryLock(ctx, modeWrite) }
+func (rw *RWMutex) TryLock(ctx context.Context) (bool, error) {
+	return rw.tryLock(ctx, lease.ModeWrite)
+}
 
 // TryRLock is TryLock for the read lock.
-func (rw *RWMutex) TryRLock(ctx context.Context) (bool, error) { return rw.tryLock(ctx, modeRead) }
+func (rw *RWMutex) TryRLock(ctx context.Context) (bool, error) {
+	return rw.tryLock(ctx, lease.ModeRead)
+}
 
 func (rw *RWMutex) tryLock(ctx context.Context, mode string) (bool, error) {
 	_, timed := ctx.Deadline()
@@ -224,10 +229,10 @@ func (rw *RWMutex) tryLock(ctx context.Context, mode string) (bool, error) {
 
 // Unlock releases one Lock of the calling goroutine (ErrNotHeld, ErrLost
 // as Mutex.Unlock).
-func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.unlock(ctx, modeWrite) }
+func (rw *RWMutex) Unlock(ctx context.Context) error { return rw.unlock(ctx, lease.ModeWrite) }
 
 // RUnlock releases one RLock of the calling goroutine.
-func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.unlock(ctx, modeRead) }
+func (rw *RWMutex) RUnlock(ctx context.Context) error { return rw.unlock(ctx, lease.ModeRead) }
 
 // held is the calling goroutine's holding, or nil.
 func (rw *RWMutex) held() *hold {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 )
 
 // WatchFn is called after a committed change of a ref, with the value
@@ -34,15 +35,6 @@ type watchConfig struct {
 // OnGap sets the function told about gaps. Without it a gap is logged with
 // log/slog at Warn level: gaps are never silent.
 func OnGap(f GapFn) WatchOption { return func(c *watchConfig) { c.gap = f } }
-
-// WatchFeedWait bounds how long a watcher waits for its change feed to
-// catch up with a history that was trimmed past what the watcher saw,
-// before it announces a gap.
-var WatchFeedWait = 2 * time.Second
-
-// WatchPoll is how often a watcher re-reads a ref's history without a hint:
-// the safety net under change hints that a backend may lose.
-var WatchPoll = time.Second
 
 type watch[T any] struct {
 	fn  WatchFn[T]
@@ -74,10 +66,6 @@ const (
 	startFloor
 )
 
-// WatchStart bounds how long AddWatch waits for the watcher's first read of
-// the ref's history (its starting point).
-var WatchStart = 5 * time.Second
-
 // AddWatch calls fn after every change of the ref committed from now on
 // (by any process), once per change, in commit order, with the old and new
 // value. Callbacks run on a goroutine of this handle's own, so a slow one
@@ -85,7 +73,7 @@ var WatchStart = 5 * time.Second
 // watched is replaced.
 //
 // The handle's watcher reads the ref's history before AddWatch returns
-// (waiting up to WatchStart): changes after that read are the ones
+// (waiting up to engine.WatchStart): changes after that read are the ones
 // delivered, to every watch, whichever AddWatch started the watcher. If
 // the backend cannot be read in time, the watcher starts from the newest
 // point this process has seen, and a change whose old value it never read
@@ -131,9 +119,9 @@ func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 }
 
 // awaitStart waits until the watcher's start point is fixed: by its first
-// read of the history or, after WatchStart, by the floor.
+// read of the history or, after engine.WatchStart, by the floor.
 func (w *watcher[T]) awaitStart() {
-	t := time.NewTimer(WatchStart)
+	t := time.NewTimer(engine.WatchStart)
 	defer t.Stop()
 	select {
 	case <-w.ready:
@@ -210,7 +198,7 @@ func (w *watcher[T]) run(ctx context.Context) {
 	lostSince := false
 	var feedMax clock.Point
 	var catchUp time.Time // when the watcher began to wait for the feed
-	tick := time.NewTicker(WatchPoll)
+	tick := time.NewTicker(engine.WatchPoll)
 	defer tick.Stop()
 	for {
 		if sub == nil {
@@ -261,11 +249,11 @@ func (w *watcher[T]) run(ctx context.Context) {
 			if lagging && catchUp.IsZero() {
 				catchUp = time.Now()
 			}
-			if lagging && time.Since(catchUp) < WatchFeedWait {
+			if lagging && time.Since(catchUp) < engine.WatchFeedWait {
 				// History was trimmed past what this watcher saw and the
 				// feed has not yet given the versions in between: wait
 				// for it rather than skip them (or, after
-				// WatchFeedWait, announce a gap).
+				// engine.WatchFeedWait, announce a gap).
 				select {
 				case <-ctx.Done():
 					return

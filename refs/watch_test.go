@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/clock"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/txn"
 )
@@ -14,9 +15,9 @@ import (
 // starts from the point floor AddWatch saw: no change committed after
 // AddWatch returned is missed.
 func TestWatchStartsNoLaterThanAddWatch(t *testing.T) {
-	saved := refs.WatchStart
-	refs.WatchStart = 0
-	defer func() { refs.WatchStart = saved }()
+	saved := engine.WatchStart
+	engine.WatchStart = 0
+	defer func() { engine.WatchStart = saved }()
 	ctx := context.Background()
 	for i := 0; i < 20; i++ {
 		s, done := openMem()

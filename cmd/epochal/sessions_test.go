@@ -64,7 +64,7 @@ func holdLocks(t *testing.T, drv backend.Driver) *heldState {
 	var waiters []chan error
 	wait := func(name string, lock func(context.Context) error) {
 		// Until its entry is in line: the dir then has one entry more.
-		dir := locks.LockDirPrefix + name
+		dir := lease.LockDirPrefix + name
 		es, err := ss.Entries(ctx, dir, false)
 		mustNoErr(t, err, "Entries")
 		want := len(es) + 1
@@ -191,7 +191,7 @@ func testSessionsRedis(t *testing.T, bin, addr string, drv backend.Driver) {
 	// Every holder and member shares this process's one session (of
 	// sessionsLease): measured from 10s after its heartbeat, every lease
 	// has 59m50s left.
-	hb := heartbeat(t, drv, locks.LockDirPrefix+"jobs/nightly")
+	hb := heartbeat(t, drv, lease.LockDirPrefix+"jobs/nightly")
 	if g := heartbeat(t, drv, group.DirPrefix+"workers"); !g.Equal(hb) {
 		t.Fatalf("the group's heartbeat %v is not the locks' %v: not one session", g, hb)
 	}

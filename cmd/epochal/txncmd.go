@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/locks"
+	"github.com/epochal/epochal/internal/lease"
 )
 
 // --- txn ---
@@ -347,7 +347,7 @@ func (in *inspect) sessions() backend.Sessions {
 }
 
 // heldLocks lists the holders of every distributed lock (each dir under
-// locks.LockDirPrefix), by lock name then token. supported is false when
+// lease.LockDirPrefix), by lock name then token. supported is false when
 // the backend keeps no sessions.
 func (in *inspect) heldLocks(ctx context.Context) (out []lockOut, supported bool, err error) {
 	out = []lockOut{}
@@ -357,7 +357,7 @@ func (in *inspect) heldLocks(ctx context.Context) (out []lockOut, supported bool
 	}
 	var dirs []string
 	err = in.call(ctx, "list locks", func(ctx context.Context) (err error) {
-		dirs, err = ss.Dirs(ctx, locks.LockDirPrefix)
+		dirs, err = ss.Dirs(ctx, lease.LockDirPrefix)
 		return err
 	})
 	if err != nil {
@@ -371,7 +371,7 @@ func (in *inspect) heldLocks(ctx context.Context) (out []lockOut, supported bool
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = in.call(ctx, fmt.Sprintf("read lock %q", strings.TrimPrefix(dir, locks.LockDirPrefix)), func(ctx context.Context) (err error) {
+			errs[i] = in.call(ctx, fmt.Sprintf("read lock %q", strings.TrimPrefix(dir, lease.LockDirPrefix)), func(ctx context.Context) (err error) {
 				entries[i], err = ss.Entries(ctx, dir, true)
 				return err
 			})
@@ -388,8 +388,8 @@ func (in *inspect) heldLocks(ctx context.Context) (out []lockOut, supported bool
 		for _, e := range es[:holders] {
 			token := e.Seq
 			w := waiting
-			o := lockOut{Kind: kindLock, Lock: strings.TrimPrefix(dir, locks.LockDirPrefix), Backend: in.drv.ID(),
-				Holder: e.Session.Holder, Session: e.Session.ID, Mode: locks.EntryMode(e.Name),
+			o := lockOut{Kind: kindLock, Lock: strings.TrimPrefix(dir, lease.LockDirPrefix), Backend: in.drv.ID(),
+				Holder: e.Session.Holder, Session: e.Session.ID, Mode: lease.EntryMode(e.Name),
 				Queued: jsonTime(e.Created), Heartbeat: jsonTime(e.Session.Heartbeat), Token: &token, Waiting: &w}
 			if !e.Session.Heartbeat.IsZero() && e.Session.Lease > 0 {
 				end := e.Session.Heartbeat.Add(e.Session.Lease)
@@ -408,11 +408,11 @@ func lockHolders(es []backend.Entry) int {
 	if len(es) == 0 {
 		return 0
 	}
-	if locks.EntryMode(es[0].Name) == "write" {
+	if lease.EntryMode(es[0].Name) == "write" {
 		return 1
 	}
 	n := 0
-	for n < len(es) && locks.EntryMode(es[n].Name) == "read" {
+	for n < len(es) && lease.EntryMode(es[n].Name) == "read" {
 		n++
 	}
 	return n

@@ -566,3 +566,22 @@ func (realClock) NewTimer(d time.Duration) (<-chan time.Time, timer) {
 func (realClock) WithDeadline(ctx context.Context, d time.Time) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(ctx, d)
 }
+
+// LockDirPrefix is the prefix of every lock's dir (package locks) among a
+// backend's session dirs; the rest is the lock's name. The CLI lists locks
+// by it.
+const LockDirPrefix = "lock/"
+
+// Lock entries are named by their mode, a dot and a random id.
+const (
+	ModeWrite = "w"
+	ModeRead  = "r"
+)
+
+// EntryMode tells a lock entry's mode from its name: "write" or "read".
+func EntryMode(entryName string) string {
+	if len(entryName) > 1 && entryName[:2] == ModeRead+"." {
+		return "read"
+	}
+	return "write"
+}
