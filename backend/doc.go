@@ -14,11 +14,29 @@
 // committed, in one atomic step that draws the commit point and marks the
 // record committed.
 //
+// [Driver] is made of small role interfaces, each documented with who
+// calls it:
+//
+//   - [Coordinator]: the clock and the transaction records (ReadPoint,
+//     PutRecord, CommitRecord, AbortRecord, Records, ListRecords,
+//     DeleteRecord).
+//   - [RefStore]: the refs (Create, Read, Versions, List).
+//   - [Participant]: the general commit path's steps on a backend's refs,
+//     its intents (Lock, Stage, Resolve).
+//   - [MetaStore]: a ref's meta, by compare-and-set (Meta, SetMeta).
+//   - [ChangeStream]: change hints (Subscribe).
+//
+// Driver adds ID and Close. Optional capabilities stay separate
+// interfaces, found by type assertion: [OnePhase] (a whole commit in one
+// atomic operation), [ValueLimit], [BoundedVersions], [LocalClock] and
+// [ReadInto] (in-process stores), [Feed] (on a subscription), and
+// [Sessions] with [EntryLister] (ephemeral state for locks and groups).
+//
 // # Batches
 //
 // Each commit step names every ref of the transaction that lives in this
-// backend at once ([Driver.Read], [Driver.Lock], [Driver.Stage],
-// [Driver.Resolve]), so a server-backed driver runs it in one round trip. A
+// backend at once ([RefStore.Read], [Participant.Lock], [Participant.Stage],
+// [Participant.Resolve]), so a server-backed driver runs it in one round trip. A
 // driver that holds the clock and every ref of a transaction may also offer
 // [OnePhase], which commits the whole transaction in one atomic operation
 // (a Redis script, a ZooKeeper Multi).
@@ -38,18 +56,26 @@
 //
 // # Change stream
 //
-// [Driver.Subscribe] delivers hints that a ref may have changed. Hints may be
+// [ChangeStream.Subscribe] delivers hints that a ref may have changed. Hints may be
 // late, merged or lost (a Pub/Sub message during a reconnect); the truth is
-// the version history read with [Driver.Versions], and the Trimmed point it
+// the version history read with [RefStore.Versions], and the Trimmed point it
 // reports lets a watcher tell a gap from a quiet ref. A subscription may also
 // be a [Feed] of the versions themselves.
 //
 // # Usage
 //
 // A driver implements Driver (and, optionally, OnePhase, LocalClock and, on
-// its subscriptions, Feed), and proves it with the conformance suite:
+// its subscriptions, Feed), states each role it plays, and proves it with
+// the conformance suite:
 //
-//	var _ backend.Driver = (*Backend)(nil)
+//	var (
+//		_ backend.Driver       = (*Backend)(nil)
+//		_ backend.Coordinator  = (*Backend)(nil)
+//		_ backend.RefStore     = (*Backend)(nil)
+//		_ backend.Participant  = (*Backend)(nil)
+//		_ backend.MetaStore    = (*Backend)(nil)
+//		_ backend.ChangeStream = (*Backend)(nil)
+//	)
 //
 //	func TestConformance(t *testing.T) {
 //		backendtest.Run(t, func(t *testing.T) backend.Driver { return newBackend(t) })

@@ -187,7 +187,14 @@ type Backend struct {
 }
 
 var (
-	_ backend.Driver     = (*Backend)(nil)
+	// backend.Driver, and each of its roles.
+	_ backend.Driver       = (*Backend)(nil)
+	_ backend.Coordinator  = (*Backend)(nil)
+	_ backend.RefStore     = (*Backend)(nil)
+	_ backend.Participant  = (*Backend)(nil)
+	_ backend.MetaStore    = (*Backend)(nil)
+	_ backend.ChangeStream = (*Backend)(nil)
+	// Optional capabilities.
 	_ backend.OnePhase   = (*Backend)(nil)
 	_ backend.ValueLimit = (*Backend)(nil)
 	_ backend.Sessions   = (*Backend)(nil)
