@@ -4,7 +4,7 @@
 //
 // Users do not call this package: they open a backend (backend/mem,
 // backend/redis, backend/zk) and hand it to stm.Open. Drivers implement
-// [Driver]; the conformance suite in backend/backendtest checks that they do.
+// [Driver]; the conformance suite in package backendtest checks that they do.
 //
 // # Roles
 //

@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/backendtest"
 )
 
 func TestConformance(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 

@@ -18,10 +18,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/backend/zk"
+	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/backend"
-	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/backend/zk"
+	"github.com/epochal/epochal/backendtest"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/stm"
 )
