@@ -1,13 +1,11 @@
 package zk
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
@@ -317,99 +315,6 @@ func unescape(s string) (string, bool) {
 		i += 2
 	}
 	return sb.String(), true
-}
-
-// gate serializes this process's one-phase commits per ref: striped
-// locks, taken in stripe order, each a channel holding one token so that a
-// wait for one ends with the waiter's ctx (a commit stuck in a stalled
-// server's Multi holds its stripes until its own ctx ends).
-type gate struct {
-	once sync.Once
-	mu   [256]chan struct{} // a token each: held while full
-}
-
-// lock takes the turns of names, in order, waiting no longer than ctx: a
-// call whose ctx ends while it waits sent nothing (the error wraps
-// backend.ErrNotApplied).
-func (g *gate) lock(ctx context.Context, names []string) (unlock func(), err error) {
-	g.once.Do(func() {
-		for i := range g.mu {
-			g.mu[i] = make(chan struct{}, 1)
-		}
-	})
-	var idx []int
-	for _, n := range names {
-		idx = append(idx, int(fnv32(n)%uint32(len(g.mu))))
-	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for k, i := range idx {
-		select {
-		case g.mu[i] <- struct{}{}:
-		case <-ctx.Done():
-			for _, j := range idx[:k] {
-				<-g.mu[j]
-			}
-			return nil, fmt.Errorf("zk: waiting for this process's commits to %v: %w (%w)", names, ctx.Err(), backend.ErrNotApplied)
-		}
-	}
-	return func() {
-		for _, i := range idx {
-			<-g.mu[i]
-		}
-	}, nil
-}
-
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
-}
-
-// cached is a ref node as last read or written by this backend.
-type cached struct {
-	node    *refNode // never modified
-	version int32    // the znode's data version
-	mzxid   int64
-	watched bool // the znode had children: subscriptions' marks
-}
-
-// cache keeps ref nodes so that a commit can go straight to its Multi: a
-// stale entry only makes the Multi's version check fail, and the ref is
-// then read again.
-type cache struct {
-	mu sync.Mutex
-	m  map[string]cached
-}
-
-const cacheLimit = 8192
-
-func (c *cache) get(name string) (cached, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[name]
-	return e, ok
-}
-
-func (c *cache) put(name string, e cached) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= cacheLimit {
-		c.m = make(map[string]cached)
-	}
-	if old, ok := c.m[name]; ok && old.mzxid > e.mzxid {
-		return // keep the newer
-	}
-	c.m[name] = e
-}
-
-func (c *cache) drop(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, name)
 }
 
 // seqMark separates a sequential entry's escaped name from its sequence

@@ -179,21 +179,6 @@ func (b *Backend) AddEntry(ctx context.Context, req backend.AddEntryRequest) (ba
 	return e, nil
 }
 
-// pause waits a little before a request is sent again after a failure
-// whose outcome is unknown (the connection is likely down).
-func pause(ctx context.Context, done <-chan struct{}) error {
-	t := time.NewTimer(100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-done:
-		return backend.ErrClosed
-	}
-}
-
 // errUnknown marks an add whose outcome is unknown.
 var errUnknown = errors.New("outcome unknown")
 

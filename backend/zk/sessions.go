@@ -135,13 +135,6 @@ func checkNames(pairs ...string) error {
 
 func goneErr(id string) error { return fmt.Errorf("zk: session %s: %w", id, backend.ErrSessionGone) }
 
-// failedOp reports whether err is a refused Multi whose op i failed with
-// want.
-func failedOp(err error, i int, want error) bool {
-	var me *multiError
-	return errors.As(err, &me) && me.Op == i && errors.Is(me.Err, want)
-}
-
 // session returns a live session opened here, or ErrSessionGone.
 func (b *Backend) session(id string) (*zkSession, error) {
 	b.sess.mu.Lock()
