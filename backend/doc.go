@@ -32,6 +32,39 @@
 // [ReadInto] (in-process stores), [Feed] (on a subscription), and
 // [Sessions] with [EntryLister] (ephemeral state for locks and groups).
 //
+// # Where each role lives in a driver
+//
+// The drivers (backend/mem, backend/redis, backend/zk) share one file
+// layout: a file name holds the same role in each driver that has it, and
+// a role a driver does not have has no file (mem stores no encodings and
+// sends no requests).
+//
+//	file         what it holds                                mem redis zk
+//	doc.go       package doc; how the data is stored           x   x    x
+//	driver.go    Config, Open/New, ID, Close; the assertions   x   x    x
+//	             of Driver, its roles and the capabilities
+//	conn.go      requests: round trips within ctx, and the         x    x
+//	             checks that notice lost data
+//	clock.go     Coordinator: ReadPoint (mem: LocalClock)      x   x    x
+//	records.go   Coordinator: the transaction records          x   x    x
+//	refs.go      RefStore: Create, Read, Versions, List        x   x    x
+//	             (mem: ReadInto; redis: VersionsBounded)
+//	commit.go    Participant: Lock, Stage, Resolve; OnePhase   x   x    x
+//	meta.go      MetaStore: Meta, SetMeta                      x   x    x
+//	watch.go     ChangeStream: Subscribe (a Feed on mem and    x   x    x
+//	             Redis)
+//	sessions.go  Sessions: open, renew, close                  x   x    x
+//	entries.go   Sessions: entries and dirs (EntryLister)      x   x    x
+//	waits.go     Sessions: WaitEntries                         x   x    x
+//	codec.go     the encodings of what is stored (refs,            x    x
+//	             intents, records; zk: session nodes too)
+//	scripts.go   the Lua scripts (every change, some reads)        x
+//	hub.go       the Pub/Sub connection the waits share            x
+//	sniff.go     the session timeout from the connect reply             x
+//
+// Tests keep their own names (the conformance suite runs from
+// mem_test.go, redis_test.go and zk_test.go).
+//
 // # Batches
 //
 // Each commit step names every ref of the transaction that lives in this
