@@ -422,14 +422,15 @@ type Driver interface {
 // atomic step that draws the commit point and marks the record committed
 // (CommitRecord).
 //
-// Who calls it: the engine on its coordinator (package stm draws read
-// points through a batcher, or directly when the driver is a [LocalClock];
-// package txn puts, commits, aborts and deletes the general path's
-// records), the recovery of package locks (locks.Resolver looks up the
-// records of intents it meets, aborts expired ones and sweeps the records
-// left behind: Records, AbortRecord, ListRecords, DeleteRecord), package
-// refs (an atom's compare-and-set aborts a record whose outcome it must
-// settle) and the CLI (inspection).
+// Who calls it: the engine (the transaction engine behind stm, txn and
+// refs), on the STM's coordinator alone. It draws read points (through a
+// batcher, or directly from a [LocalClock]); keeps a general-path commit's
+// record (PutRecord, CommitRecord, AbortRecord, then DeleteRecord);
+// settles the record of an intent it meets, aborts an expired one and
+// sweeps the records left behind (Records, AbortRecord, ListRecords,
+// DeleteRecord); and learns the unknown outcome of a one-phase
+// compare-and-set by aborting its id (AbortRecord). The CLI reads the
+// clock and the records to show them.
 type Coordinator interface {
 	// ReadPoint returns the current point: every commit point at or below
 	// it has been drawn, and its record marked committed.
@@ -465,12 +466,11 @@ type Coordinator interface {
 // point (each with its intent, so the engine can tell a pending write),
 // their kept history and a listing.
 //
-// Who calls it: package txn (a transaction's reads: Read at its read
-// point or, on the coordinator, at the current point drawn with the
-// reads), package refs (Create for refs, atoms, promises and delays; Read
-// at the current point outside transactions, for an atom's or a promise's
-// value; Versions for history and watchers), and the CLI and jepsen-lite
-// (List, Versions).
+// Who calls it: the engine (a transaction's reads, at its read point or,
+// on the coordinator, at the current point drawn with the reads; a ref's
+// history as watchers and the CLI see it: Versions), package refs (Create
+// for refs, atoms, promises and delays; Read at the current point, outside
+// transactions), and the CLI and jepsen-lite (List, Versions).
 type RefStore interface {
 	// Create creates a ref with its initial value at point 0, if absent.
 	Create(ctx context.Context, req CreateRequest) (CreateResult, error)
@@ -495,10 +495,10 @@ type RefStore interface {
 // back. Each step names every ref of the transaction in this backend at
 // once (one round trip on a server).
 //
-// Who calls it: package txn's general path (Lock, Stage, then Resolve once
-// the coordinator has decided), and package locks (locks.Resolver rolls
-// forward or back the intents of a transaction whose record it settled:
-// Resolve).
+// Who calls it: the engine alone: a general-path commit (Lock, Stage,
+// then Resolve once the coordinator has decided), and the recovery that
+// finishes, forward or back, the intents of a transaction whose record it
+// settled (Resolve).
 type Participant interface {
 	// Lock takes intents on every item, or none (see LockResult). A ref
 	// whose intent is already Txn's counts as taken (idempotent); its
