@@ -4,7 +4,7 @@
 //
 // Users do not call this package: they open a backend (backend/mem,
 // backend/redis, backend/zk) and hand it to stm.Open. Drivers implement
-// [Driver]; the conformance suite in backend/backendtest checks that they do.
+// [Driver]; the conformance suite in package backendtest checks that they do.
 //
 // # Roles
 //
@@ -14,11 +14,62 @@
 // committed, in one atomic step that draws the commit point and marks the
 // record committed.
 //
+// [Driver] is made of small role interfaces, each documented with who
+// calls it:
+//
+//   - [Coordinator]: the clock and the transaction records (ReadPoint,
+//     PutRecord, CommitRecord, AbortRecord, Records, ListRecords,
+//     DeleteRecord).
+//   - [RefStore]: the refs (Create, Read, Versions, List).
+//   - [Participant]: the general commit path's steps on a backend's refs,
+//     its intents (Lock, Stage, Resolve).
+//   - [MetaStore]: a ref's meta, by compare-and-set (Meta, SetMeta).
+//   - [ChangeStream]: change hints (Subscribe).
+//
+// Driver adds ID and Close. Optional capabilities stay separate
+// interfaces, found by type assertion: [OnePhase] (a whole commit in one
+// atomic operation), [ValueLimit], [BoundedVersions], [LocalClock] and
+// [ReadInto] (in-process stores), [Feed] (on a subscription), and
+// [Sessions] with [EntryLister] (ephemeral state for locks and groups).
+//
+// # Where each role lives in a driver
+//
+// The drivers (backend/mem, backend/redis, backend/zk) share one file
+// layout: a file name holds the same role in each driver that has it, and
+// a role a driver does not have has no file (mem stores no encodings and
+// sends no requests).
+//
+//	file         what it holds                                mem redis zk
+//	doc.go       package doc; how the data is stored           x   x    x
+//	driver.go    Config, Open/New, ID, Close; the assertions   x   x    x
+//	             of Driver, its roles and the capabilities
+//	conn.go      requests: round trips within ctx, and the         x    x
+//	             checks that notice lost data
+//	clock.go     Coordinator: ReadPoint (mem: LocalClock)      x   x    x
+//	records.go   Coordinator: the transaction records          x   x    x
+//	refs.go      RefStore: Create, Read, Versions, List        x   x    x
+//	             (mem: ReadInto; redis: VersionsBounded)
+//	commit.go    Participant: Lock, Stage, Resolve; OnePhase   x   x    x
+//	meta.go      MetaStore: Meta, SetMeta                      x   x    x
+//	watch.go     ChangeStream: Subscribe (a Feed on mem and    x   x    x
+//	             Redis)
+//	sessions.go  Sessions: open, renew, close                  x   x    x
+//	entries.go   Sessions: entries and dirs (EntryLister)      x   x    x
+//	waits.go     Sessions: WaitEntries                         x   x    x
+//	codec.go     the encodings of what is stored (refs,            x    x
+//	             intents, records; zk: session nodes too)
+//	scripts.go   the Lua scripts (every change, some reads)        x
+//	hub.go       the Pub/Sub connection the waits share            x
+//	sniff.go     the session timeout from the connect reply             x
+//
+// Tests keep their own names (the conformance suite runs from
+// mem_test.go, redis_test.go and zk_test.go).
+//
 // # Batches
 //
 // Each commit step names every ref of the transaction that lives in this
-// backend at once ([Driver.Read], [Driver.Lock], [Driver.Stage],
-// [Driver.Resolve]), so a server-backed driver runs it in one round trip. A
+// backend at once ([RefStore.Read], [Participant.Lock], [Participant.Stage],
+// [Participant.Resolve]), so a server-backed driver runs it in one round trip. A
 // driver that holds the clock and every ref of a transaction may also offer
 // [OnePhase], which commits the whole transaction in one atomic operation
 // (a Redis script, a ZooKeeper Multi).
@@ -38,18 +89,26 @@
 //
 // # Change stream
 //
-// [Driver.Subscribe] delivers hints that a ref may have changed. Hints may be
+// [ChangeStream.Subscribe] delivers hints that a ref may have changed. Hints may be
 // late, merged or lost (a Pub/Sub message during a reconnect); the truth is
-// the version history read with [Driver.Versions], and the Trimmed point it
+// the version history read with [RefStore.Versions], and the Trimmed point it
 // reports lets a watcher tell a gap from a quiet ref. A subscription may also
 // be a [Feed] of the versions themselves.
 //
 // # Usage
 //
 // A driver implements Driver (and, optionally, OnePhase, LocalClock and, on
-// its subscriptions, Feed), and proves it with the conformance suite:
+// its subscriptions, Feed), states each role it plays, and proves it with
+// the conformance suite:
 //
-//	var _ backend.Driver = (*Backend)(nil)
+//	var (
+//		_ backend.Driver       = (*Backend)(nil)
+//		_ backend.Coordinator  = (*Backend)(nil)
+//		_ backend.RefStore     = (*Backend)(nil)
+//		_ backend.Participant  = (*Backend)(nil)
+//		_ backend.MetaStore    = (*Backend)(nil)
+//		_ backend.ChangeStream = (*Backend)(nil)
+//	)
 //
 //	func TestConformance(t *testing.T) {
 //		backendtest.Run(t, func(t *testing.T) backend.Driver { return newBackend(t) })

@@ -83,7 +83,7 @@ type Status int
 
 // Record statuses. Missing is what a lookup of an absent record reports:
 // the engine treats it like Aborted, because a missing record can never
-// become committed (see Driver.PutRecord and Driver.CommitRecord).
+// become committed (see Coordinator.PutRecord and Coordinator.CommitRecord).
 const (
 	Missing Status = iota
 	Pending
@@ -340,7 +340,7 @@ type RefInfo struct {
 	Versions int
 	Size     int // bytes of the newest value
 	// Err is set, wrapping ErrCorrupt and naming the ref, when the ref's
-	// stored data is malformed (see Driver.List); the fields above then
+	// stored data is malformed (see RefStore.List); the fields above then
 	// hold what could be read of it.
 	Err error
 }
@@ -354,7 +354,7 @@ type Subscription interface {
 }
 
 // WatchKeep is how many older versions a ref keeps while it is subscribed
-// to (see Driver.Subscribe): a watcher that falls further behind than this
+// to (see ChangeStream.Subscribe): a watcher that falls further behind than this
 // may miss versions the history no longer holds, and is told so by a gap
 // notice unless a Feed vouches for them.
 const WatchKeep = 256
@@ -383,15 +383,55 @@ type Feed interface {
 	Drain() (versions []Version, complete bool)
 }
 
-// Driver is what every backend implements.
+// Driver is what every backend implements: an identity, the roles below,
+// and Close. Each role is a small interface of its own, so a reader (or a
+// wrapper, or a test double) sees what a caller needs of a backend:
+//
+//   - [Coordinator]: the clock and the transaction records. Every driver
+//     can be the coordinator; one per STM is.
+//   - [RefStore]: refs themselves: create, read at a point, history, list.
+//   - [Participant]: the general commit path's steps on the refs a backend
+//     holds (intents: lock, stage, resolve).
+//   - [MetaStore]: a ref's meta, changed by compare-and-set.
+//   - [ChangeStream]: hints (and, optionally, a [Feed]) of a ref's changes.
+//
+// Every backend of an STM is a participant for the refs it holds; the
+// coordinator is also a participant for its own refs. Optional
+// capabilities ([OnePhase], [ValueLimit], [BoundedVersions], [LocalClock],
+// [ReadInto], [Sessions], [EntryLister]) are separate interfaces a driver
+// may also implement; the engine finds them by type assertion.
 type Driver interface {
 	// ID names this backend instance (for example "mem:5f3c..." or
 	// "redis:127.0.0.1:6379/app1"); intents and records refer to backends
 	// by it. Two drivers over the same storage return the same ID.
 	ID() string
 
-	// --- the clock and records: the coordinator's role ---
+	Coordinator
+	RefStore
+	Participant
+	MetaStore
+	ChangeStream
 
+	// Close releases the driver's resources. Every later call fails with
+	// an error wrapping ErrClosed.
+	Close() error
+}
+
+// Coordinator is the clock and the transaction records: the role of the
+// one backend per STM that decides whether a transaction committed, in one
+// atomic step that draws the commit point and marks the record committed
+// (CommitRecord).
+//
+// Who calls it: the engine (the transaction engine behind stm, txn and
+// refs), on the STM's coordinator alone. It draws read points (through a
+// batcher, or directly from a [LocalClock]); keeps a general-path commit's
+// record (PutRecord, CommitRecord, AbortRecord, then DeleteRecord);
+// settles the record of an intent it meets, aborts an expired one and
+// sweeps the records left behind (Records, AbortRecord, ListRecords,
+// DeleteRecord); and learns the unknown outcome of a one-phase
+// compare-and-set by aborting its id (AbortRecord). The CLI reads the
+// clock and the records to show them.
+type Coordinator interface {
 	// ReadPoint returns the current point: every commit point at or below
 	// it has been drawn, and its record marked committed.
 	ReadPoint(ctx context.Context) (clock.Point, error)
@@ -420,12 +460,23 @@ type Driver interface {
 	// be kept so delayed duplicates meet it; zero deletes at once. A
 	// later call never extends an expiry already set.
 	DeleteRecord(ctx context.Context, id string, keep time.Duration) error
+}
 
-	// --- refs ---
-
+// RefStore is the refs a backend holds: their creation, their reads at a
+// point (each with its intent, so the engine can tell a pending write),
+// their kept history and a listing.
+//
+// Who calls it: the engine (a transaction's reads, at its read point or,
+// on the coordinator, at the current point drawn with the reads; a ref's
+// history as watchers and the CLI see it: Versions), package refs (Create
+// for refs, atoms, promises and delays; Read at the current point, outside
+// transactions), and the CLI and jepsen-lite (List, Versions).
+type RefStore interface {
 	// Create creates a ref with its initial value at point 0, if absent.
 	Create(ctx context.Context, req CreateRequest) (CreateResult, error)
 	// Read reads refs at a point, each with its intent, atomically per ref.
+	// (Read and Versions of a malformed ref fail with an error wrapping
+	// ErrCorrupt that names it; a Read of several refs fails as a whole.)
 	Read(ctx context.Context, req ReadRequest) (ReadResult, error)
 	// Versions returns a ref's kept history.
 	Versions(ctx context.Context, name string) (VersionsResult, error)
@@ -435,11 +486,20 @@ type Driver interface {
 	// its name and every other ref is still listed. An error is returned
 	// only when the listing itself failed (the server could not be read).
 	List(ctx context.Context, prefix string) ([]RefInfo, error)
-	// (Read and Versions of a malformed ref fail with an error wrapping
-	// ErrCorrupt that names it; a Read of several refs fails as a whole.)
+}
 
-	// --- the general commit path ---
-
+// Participant is the general commit path's steps on the refs of one
+// backend, the participant's part of a two-phase commit: take intents
+// (write locks that live with the refs' data) checking for conflicts,
+// stage values into them, and roll them forward at the commit point or
+// back. Each step names every ref of the transaction in this backend at
+// once (one round trip on a server).
+//
+// Who calls it: the engine alone: a general-path commit (Lock, Stage,
+// then Resolve once the coordinator has decided), and the recovery that
+// finishes, forward or back, the intents of a transaction whose record it
+// settled (Resolve).
+type Participant interface {
 	// Lock takes intents on every item, or none (see LockResult). A ref
 	// whose intent is already Txn's counts as taken (idempotent); its
 	// Round becomes the larger of its own and the request's.
@@ -449,16 +509,27 @@ type Driver interface {
 	Stage(ctx context.Context, txn string, items []StageItem) (ok bool, err error)
 	// Resolve rolls intents forward or back (see ResolveRequest).
 	Resolve(ctx context.Context, req ResolveRequest) error
+}
 
-	// --- meta: a small map stored beside the value, changed by CAS ---
-
+// MetaStore is a small map stored beside a ref's value, outside its
+// history and transactions, changed by compare-and-set on its version.
+//
+// Who calls it: package refs (Meta, ResetMeta and AlterMeta of refs,
+// atoms, promises and delays).
+type MetaStore interface {
 	// Meta returns a ref's meta (nil if never set) and its version.
 	Meta(ctx context.Context, name string) ([]byte, uint64, error)
 	// SetMeta replaces meta if its version is still expect.
 	SetMeta(ctx context.Context, name string, expect uint64, meta []byte) (ok bool, err error)
+}
 
-	// --- change stream ---
-
+// ChangeStream is the change stream: hints that a ref may have changed,
+// the truth being its history (RefStore.Versions). A subscription may also
+// be a [Feed] of the versions themselves.
+//
+// Who calls it: package refs (watches, and a promise's or a delay's
+// waiters) and the CLI (watching a ref).
+type ChangeStream interface {
 	// Subscribe returns hints of changes to a ref. While a subscription
 	// to a ref is open, in any process, every commit to the ref keeps at
 	// least WatchKeep older versions (beyond what the ref's own Keep
@@ -468,9 +539,6 @@ type Driver interface {
 	// without a Feed. A subscription whose process died stops counting
 	// within a bound the driver documents.
 	Subscribe(ctx context.Context, name string) (Subscription, error)
-
-	// Close releases the driver's resources.
-	Close() error
 }
 
 // OnePhaseItem is one ref of a one-phase commit.

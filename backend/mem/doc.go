@@ -3,7 +3,7 @@
 //
 // It is safe for many goroutines and for many STM handles in one process, it
 // implements the one-phase fast path, and it passes the same conformance
-// suite (backend/backendtest) as the server backends. Its data lives and dies
+// suite (package backendtest) as the server backends. Its data lives and dies
 // with the process: use it for single-process programs, tests and examples.
 //
 // # Usage

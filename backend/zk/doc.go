@@ -56,3 +56,52 @@
 // ref's znode), and everything one transaction writes here must fit in one
 // request (ErrTooLarge otherwise); older versions are trimmed to fit.
 package zk
+
+// How sessions are stored, in more detail than the package doc (notes for
+// maintainers; the records' directories are described in records.go, the
+// nodes' encodings in codec.go).
+//
+// Sessions (backend.Sessions) ride on the driver's ZooKeeper session:
+//
+//	{root}/ss/<id>          EPHEMERAL, one per logical session: holder,
+//	                        lease, heartbeat
+//	{root}/sd/<dir>         PERSISTENT, one flat node per dir, never deleted
+//	{root}/sd/<dir>/<name>  EPHEMERAL named entry
+//	{root}/sd/<dir>/<name>#0000000042
+//	                        EPHEMERAL|SEQUENTIAL entry, Seq 2^32 + Czxid
+//	{root}/sl/<dir>         PERSISTENT, the dir's log of named additions
+//	                        (logNode), never deleted
+//
+// A dir's revision (ReadDir) is its node's Pzxid: the zxid of the last
+// child created or deleted, moved by the server's deletions at a session's
+// expiry too. A named entry's addition is logged in sl/<dir> by the Multi
+// that creates it (version checked), so the log is in step with the dir.
+//
+// Ids, dirs and names are escaped (escape), so a dir with slashes is one
+// znode and dirs never nest; '#' never appears in an escaped name, so it
+// marks sequential entries. Entries hold {session, data, created}.
+//
+// A logical session lives while its node does, and its node lives while
+// the ZooKeeper session that created it: when that expires the server
+// deletes the node and every entry at once. Every AddEntry is a Multi that
+// also writes the session node, so no entry is ever created for a session
+// whose node is gone (a new ZooKeeper session cannot bring it back), and
+// CloseSession deletes the entries and the session node in one Multi that
+// checks the session node's version, so an entry added meanwhile makes it
+// start again rather than outlive the session.
+//
+// A Seq is seqBase plus the zxid of the Multi that created the entry (the
+// entry znode's Czxid; the Mzxid of the session node that the same Multi
+// sets, so the adder learns it from the reply). Zxids are 64-bit and
+// strictly increasing across the ensemble's whole life (leader changes and
+// restarts included), and one Multi creates at most one entry, so Seqs
+// strictly increase per dir and never wrap. Listing learns the Seqs of
+// other entries from their Czxid (an Exists each, pipelined, cached by
+// znode: a sequential znode's name is never reused). Entries are queued in
+// Seq order, so the lock queue is the creation order too.
+//
+// Before this scheme a Seq was the server's sequence number (the dir's
+// 32-bit child version) plus one, at most 2^32, which wrapped; seqBase is
+// 2^32, so every Seq handed out now is above every one handed out before,
+// in roots created by either version. The server's sequence suffix is
+// still part of a sequential entry's znode name, only for uniqueness.

@@ -1,12 +1,11 @@
 package zk
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gozk "github.com/go-zookeeper/zk"
@@ -318,95 +317,111 @@ func unescape(s string) (string, bool) {
 	return sb.String(), true
 }
 
-// gate serializes this process's one-phase commits per ref: striped
-// locks, taken in stripe order, each a channel holding one token so that a
-// wait for one ends with the waiter's ctx (a commit stuck in a stalled
-// server's Multi holds its stripes until its own ctx ends).
-type gate struct {
-	once sync.Once
-	mu   [256]chan struct{} // a token each: held while full
+// seqMark separates a sequential entry's escaped name from its sequence
+// number; escape never outputs it.
+const seqMark = "#"
+
+// sessNode is a session's znode.
+type sessNode struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	Holder    string
+	Lease     int64 // ms
+	Heartbeat int64 // unix ns, the renewing client's clock
 }
 
-// lock takes the turns of names, in order, waiting no longer than ctx: a
-// call whose ctx ends while it waits sent nothing (the error wraps
-// backend.ErrNotApplied).
-func (g *gate) lock(ctx context.Context, names []string) (unlock func(), err error) {
-	g.once.Do(func() {
-		for i := range g.mu {
-			g.mu[i] = make(chan struct{}, 1)
+func (n *sessNode) encode() []byte {
+	data, err := msgpack.Marshal(n)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode session node: %v", err))
+	}
+	return data
+}
+
+// entryNode is an entry's znode.
+type entryNode struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Session  string
+	Data     []byte
+	Created  int64 // unix ns, 0: none
+}
+
+func (n *entryNode) encode() []byte {
+	data, err := msgpack.Marshal(n)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode entry node: %v", err))
+	}
+	return data
+}
+
+// logNode is a dir's log of named additions ({root}/sl/<dir>), written
+// in the Multi that creates the entry, version checked. The newest
+// record's Zxid is 0 ("self"): the Multi cannot know its own zxid, which
+// is the node's Mzxid; the next writer stores it explicitly.
+type logNode struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Floor    int64    // the zxid of the newest record dropped
+	Recs     []logRec // oldest first
+}
+
+type logRec struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Name     string
+	Zxid     int64
+}
+
+// logKeep is how many records a dir's log keeps (backend.MinAddLog).
+const logKeep = backend.MinAddLog
+
+// appended returns the log with name added as its self record, the
+// oldest records dropped past logKeep.
+func (lg logNode) appended(name string) []byte {
+	lg.Recs = append(slices.Clone(lg.Recs), logRec{Name: name})
+	if over := len(lg.Recs) - logKeep; over > 0 {
+		lg.Floor = max(lg.Floor, lg.Recs[over-1].Zxid)
+		lg.Recs = lg.Recs[over:]
+	}
+	data, err := msgpack.Marshal(&lg)
+	if err != nil {
+		panic(fmt.Sprintf("zk: encode log node: %v", err))
+	}
+	return data
+}
+
+func decodeEntry(p string, data []byte) (*entryNode, error) {
+	var n entryNode
+	if err := msgpack.Unmarshal(data, &n); err != nil || n.Session == "" {
+		return nil, fmt.Errorf("%w: entry node %s: %v", ErrMalformed, p, err)
+	}
+	return &n, nil
+}
+
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// seqBase is added to a zxid to make a Seq: above 2^32, the largest Seq
+// of the scheme before (a 32-bit child version plus one).
+const seqBase = 1 << 32
+
+// seqOf is the Seq of a sequential entry created by the request with
+// zxid z.
+func seqOf(z int64) uint64 { return seqBase + uint64(z) }
+
+// parseNode reads an entry's znode name: its entry name, and whether it
+// is sequential (its Seq is learned from its Czxid, see seqOf).
+func parseNode(node string) (name string, sequential bool, ok bool) {
+	esc := node
+	if i := strings.Index(node, seqMark); i >= 0 {
+		// The server's suffix: an int32 counter printed with %010d
+		// (negative past 2^31), there for uniqueness only.
+		if _, err := strconv.ParseInt(node[i+1:], 10, 64); err != nil {
+			return "", false, false
 		}
-	})
-	var idx []int
-	for _, n := range names {
-		idx = append(idx, int(fnv32(n)%uint32(len(g.mu))))
+		esc, sequential = node[:i], true
 	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for k, i := range idx {
-		select {
-		case g.mu[i] <- struct{}{}:
-		case <-ctx.Done():
-			for _, j := range idx[:k] {
-				<-g.mu[j]
-			}
-			return nil, fmt.Errorf("zk: waiting for this process's commits to %v: %w (%w)", names, ctx.Err(), backend.ErrNotApplied)
-		}
-	}
-	return func() {
-		for _, i := range idx {
-			<-g.mu[i]
-		}
-	}, nil
-}
-
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
-}
-
-// cached is a ref node as last read or written by this backend.
-type cached struct {
-	node    *refNode // never modified
-	version int32    // the znode's data version
-	mzxid   int64
-	watched bool // the znode had children: subscriptions' marks
-}
-
-// cache keeps ref nodes so that a commit can go straight to its Multi: a
-// stale entry only makes the Multi's version check fail, and the ref is
-// then read again.
-type cache struct {
-	mu sync.Mutex
-	m  map[string]cached
-}
-
-const cacheLimit = 8192
-
-func (c *cache) get(name string) (cached, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[name]
-	return e, ok
-}
-
-func (c *cache) put(name string, e cached) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= cacheLimit {
-		c.m = make(map[string]cached)
-	}
-	if old, ok := c.m[name]; ok && old.mzxid > e.mzxid {
-		return // keep the newer
-	}
-	c.m[name] = e
-}
-
-func (c *cache) drop(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, name)
+	name, ok = unescape(esc)
+	return name, sequential, ok && name != ""
 }

@@ -1,0 +1,230 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/epochal/epochal/backend"
+)
+
+// Config configures Open and New.
+type Config struct {
+	// Addr is the server's host:port (Open only).
+	Addr string
+	// Username and Password authenticate (Redis ACL user; Username empty
+	// for the default user). Open only.
+	Username, Password string
+	// TLS, if set, connects with TLS (Open only).
+	TLS *tls.Config
+	// DB is the database number (Open only; Cluster has only 0).
+	DB int
+	// Prefix names this STM's keys: every key is under "{Prefix}:".
+	// Letters, digits and ._:- only, 1 to 64 bytes. Default "epochal".
+	Prefix string
+	// DialTimeout bounds connecting (Open only). Default 5s.
+	DialTimeout time.Duration
+	// OnePhaseKeep is how long a one-phase commit's record is kept, so
+	// that a retried script, or the engine looking up an unknown
+	// outcome, finds it. Default 1 minute.
+	OnePhaseKeep time.Duration
+	// WatchKeep is how many older versions a ref keeps while this process
+	// watches it: a watcher whose change feed falls further behind than
+	// that is told of a gap (refs.OnGap) instead of each change. Each
+	// subscription's mark in Redis carries the number, and commits keep
+	// what the mark renewed last asks. Default backend.WatchKeep (256);
+	// at least 1.
+	WatchKeep int
+}
+
+// ErrConfig reports a bad Config.
+var ErrConfig = errors.New("redis: bad config")
+
+func (c *Config) validate(needAddr bool) error {
+	if c.Prefix == "" {
+		c.Prefix = "epochal"
+	}
+	if len(c.Prefix) > 64 {
+		return fmt.Errorf("%w: Prefix is %d bytes, more than 64", ErrConfig, len(c.Prefix))
+	}
+	for _, r := range c.Prefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)) {
+			return fmt.Errorf("%w: Prefix %q contains %q (letters, digits and ._:- only)", ErrConfig, c.Prefix, r)
+		}
+	}
+	if needAddr && c.Addr == "" {
+		return fmt.Errorf("%w: Addr is empty", ErrConfig)
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.OnePhaseKeep <= 0 {
+		c.OnePhaseKeep = time.Minute
+	}
+	switch {
+	case c.WatchKeep == 0:
+		c.WatchKeep = backend.WatchKeep
+	case c.WatchKeep < 0:
+		return fmt.Errorf("%w: WatchKeep is %d, want at least 1 (0: the default, %d)", ErrConfig, c.WatchKeep, backend.WatchKeep)
+	}
+	return nil
+}
+
+// Backend is the Redis backend.
+type Backend struct {
+	c      goredis.UniversalClient
+	own    bool // Close closes c
+	cfg    Config
+	p      string // "{Prefix}:"
+	clockK string
+	id     string
+
+	hub *hub // WaitEntries' Pub/Sub connection
+
+	// seen is the newest point of the clock this client has seen; lost,
+	// once set, is why every later call fails (backend.ErrDataLost).
+	seen atomic.Uint64
+	lost atomic.Pointer[error]
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var (
+	// backend.Driver, and each of its roles.
+	_ backend.Driver       = (*Backend)(nil)
+	_ backend.Coordinator  = (*Backend)(nil)
+	_ backend.RefStore     = (*Backend)(nil)
+	_ backend.Participant  = (*Backend)(nil)
+	_ backend.MetaStore    = (*Backend)(nil)
+	_ backend.ChangeStream = (*Backend)(nil)
+	// Optional capabilities.
+	_ backend.OnePhase        = (*Backend)(nil)
+	_ backend.BoundedVersions = (*Backend)(nil)
+	_ backend.Sessions        = (*Backend)(nil)
+	_ backend.EntryLister     = (*Backend)(nil)
+)
+
+// Open connects to the server cfg names and checks that it answers (and
+// that the credentials work) within ctx.
+func Open(ctx context.Context, cfg Config) (*Backend, error) {
+	if err := cfg.validate(true); err != nil {
+		return nil, err
+	}
+	c := goredis.NewClient(&goredis.Options{
+		Addr:        cfg.Addr,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		DB:          cfg.DB,
+		TLSConfig:   cfg.TLS,
+		DialTimeout: cfg.DialTimeout,
+		// Commands and scripts that are retried are idempotent (by
+		// transaction id): see the package doc.
+		MaxRetries: 3,
+	})
+	b, err := open(ctx, c, cfg)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	b.own = true
+	return b, nil
+}
+
+// UniversalClient is go-redis's client interface: a single-node client,
+// a Sentinel failover client or a Cluster client.
+type UniversalClient = goredis.UniversalClient
+
+// New uses a client the caller already has (any go-redis UniversalClient:
+// single node, Sentinel failover, Cluster). It reads the backend's identity
+// from the server, within cfg.DialTimeout. Close does not close the client.
+//
+// A Cluster client that routes reads to replicas (ClusterOptions ReadOnly,
+// RouteByLatency or RouteRandomly, which Sentinel's
+// NewFailoverClusterClient sets from ReplicaOnly, RouteByLatency and
+// RouteRandomly) is refused with ErrConfig: a replica lags behind its
+// master, so a read there could miss a commit a transaction must see (a
+// version at or before its read point, a transaction record). Use one that
+// reads from masters.
+func New(c UniversalClient, cfg Config) (*Backend, error) {
+	if err := cfg.validate(false); err != nil {
+		return nil, err
+	}
+	if cc, ok := c.(*goredis.ClusterClient); ok {
+		if o := cc.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, fmt.Errorf("%w: the Cluster client routes reads to replicas (ReadOnly %v, RouteByLatency %v, RouteRandomly %v), which may lag behind their masters and miss commits: use one that reads from masters",
+				ErrConfig, o.ReadOnly, o.RouteByLatency, o.RouteRandomly)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	return open(ctx, c, cfg)
+}
+
+func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil client", ErrConfig)
+	}
+	p := "{" + cfg.Prefix + "}:"
+	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock", hub: newHub(c)}
+	// The backend's identity is stored with its data, so every process
+	// using this prefix on this server (whatever address it dials) agrees.
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	id, err := call(ctx, func(ctx context.Context) (string, error) {
+		if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
+			return "", err
+		}
+		return c.Get(ctx, p+"id").Result()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
+	}
+	b.id = id
+	return b, nil
+}
+
+// ID names this backend: stored under the prefix, the same for every client.
+func (b *Backend) ID() string { return b.id }
+
+// Close closes WaitEntries' Pub/Sub connection (the waiters return
+// backend.ErrClosed), and the client if Open made it. Later calls fail
+// with backend.ErrClosed.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	b.hub.close()
+	if b.own {
+		return b.c.Close()
+	}
+	return nil
+}
+
+func (b *Backend) check(ctx context.Context) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return backend.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis: %w (%w)", err, backend.ErrNotApplied)
+	}
+	if err := b.lost.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
