@@ -21,7 +21,7 @@ import (
 func TestClusterConformance(t *testing.T) {
 	var addrs []string
 	for i := 0; i < 3; i++ {
-		srv := testserver.StartRedis(t, testserver.RedisOptions{Args: []string{"cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 2000"}})
+		srv := testserver.StartRedis(t, testserver.RedisOptions{Args: []string{"cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 15000"}})
 		addrs = append(addrs, srv.Addr)
 	}
 	cli, err := exec.LookPath("redis-cli")
@@ -32,20 +32,27 @@ func TestClusterConformance(t *testing.T) {
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
+	// Every node must see the cluster ok before the suite starts: one that
+	// has not heard of all slots yet answers CLUSTERDOWN. (The node timeout
+	// is long so that a loaded machine does not mark a slow node failed.)
+	deadline := time.Now().Add(60 * time.Second)
+	for _, addr := range addrs {
+		n := goredis.NewClient(&goredis.Options{Addr: addr})
+		for {
+			info, err := n.ClusterInfo(context.Background()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = n.Close()
+				t.Fatalf("node %s never saw the cluster ok: %v %s", addr, err, info)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		_ = n.Close()
+	}
 	c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs})
 	defer c.Close()
-	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := c.ClusterInfo(ctx).Result()
-		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster never became ok: %v %s", err, info)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 	backendtest.Run(t, func(t *testing.T) backend.Driver {
 		b, err := redis.New(c, redis.Config{Prefix: newPrefix("cluster")})
 		if err != nil {
