@@ -224,3 +224,13 @@ type Sessions interface {
 type EntryLister interface {
 	AddEntryList(ctx context.Context, req AddEntryRequest) (Entry, []Entry, error)
 }
+
+// SessionStore is what the coordination recipes (packages locks and group)
+// are built over: a driver that keeps sessions (backend/mem, backend/redis
+// and backend/zk do), or an *stm.STM, whose coordinator's sessions they
+// use. The type checks at compile time what was a runtime error.
+type SessionStore interface {
+	// Sessions returns the store's sessions, nil if it keeps none (the
+	// recipes then fail with their ErrUnsupported).
+	Sessions() Sessions
+}

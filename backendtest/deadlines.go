@@ -235,6 +235,13 @@ func testStalledStep(t *testing.T, newDriver NewDriver) {
 	}
 }
 
+// sessionAPI is backend.Sessions under a name that leaves the wrappers
+// below free to be backend.SessionStores (their Sessions method).
+type sessionAPI = backend.Sessions
+
+func (d *delayedAdd) Sessions() backend.Sessions    { return d }
+func (d *retriedRemove) Sessions() backend.Sessions { return d }
+
 // delayedAdd is a driver whose next AddEntry, once armed, gets no answer
 // until its ctx ends (an unknown outcome for the caller) and reaches the
 // store only when the test lets it, after the caller's cleanup removed
@@ -243,7 +250,7 @@ func testStalledStep(t *testing.T, newDriver NewDriver) {
 // orders two Redis connections).
 type delayedAdd struct {
 	backend.Driver
-	backend.Sessions
+	sessionAPI
 
 	mu      sync.Mutex
 	armed   bool
@@ -264,7 +271,7 @@ func (d *delayedAdd) AddEntry(ctx context.Context, req backend.AddEntryRequest) 
 	d.mu.Lock()
 	if !d.armed {
 		d.mu.Unlock()
-		return d.Sessions.AddEntry(ctx, req)
+		return d.sessionAPI.AddEntry(ctx, req)
 	}
 	d.armed, d.name = false, req.Name
 	release, applied := d.release, d.applied
@@ -272,14 +279,14 @@ func (d *delayedAdd) AddEntry(ctx context.Context, req backend.AddEntryRequest) 
 	<-ctx.Done()
 	go func() {
 		<-release
-		_, err := d.Sessions.AddEntry(context.Background(), req)
+		_, err := d.sessionAPI.AddEntry(context.Background(), req)
 		applied <- err
 	}()
 	return backend.Entry{}, fmt.Errorf("backendtest: add entry %q: no answer: %w", req.Name, ctx.Err())
 }
 
 func (d *delayedAdd) RemoveEntry(ctx context.Context, session, dir, name string) error {
-	err := d.Sessions.RemoveEntry(ctx, session, dir, name)
+	err := d.sessionAPI.RemoveEntry(ctx, session, dir, name)
 	d.mu.Lock()
 	if name == d.name && d.removed != nil {
 		select {
@@ -321,7 +328,7 @@ func testOrphanOfDelayedAdd(t *testing.T, newDriver NewDriver) {
 		if !ok {
 			t.Skip("the driver keeps no sessions")
 		}
-		d := &delayedAdd{Driver: raw, Sessions: ss}
+		d := &delayedAdd{Driver: raw, sessionAPI: ss}
 		// Another lock of this process keeps the pooled session alive.
 		keep, err := locks.NewMutex(d, uniq("keep"), locks.WithLease(lease))
 		if err != nil {
@@ -409,7 +416,7 @@ func testOrphanOfDelayedAdd(t *testing.T, newDriver NewDriver) {
 // lets it: the caller's background retry, in flight.
 type retriedRemove struct {
 	backend.Driver
-	backend.Sessions
+	sessionAPI
 
 	mu       sync.Mutex
 	name     string        // the entry whose removals are scripted
@@ -443,7 +450,7 @@ func (d *retriedRemove) RemoveEntry(ctx context.Context, session, dir, name stri
 		<-d.release
 		defer close(d.applied)
 	}
-	return d.Sessions.RemoveEntry(ctx, session, dir, name)
+	return d.sessionAPI.RemoveEntry(ctx, session, dir, name)
 }
 
 func (d *retriedRemove) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
@@ -460,7 +467,7 @@ func (d *retriedRemove) AddEntry(ctx context.Context, req backend.AddEntryReques
 		}
 	}
 	d.mu.Unlock()
-	return d.Sessions.AddEntry(ctx, req)
+	return d.sessionAPI.AddEntry(ctx, req)
 }
 
 // testRejoinDuringLeaveRetry: a member's Leave whose removal failed goes
@@ -475,7 +482,7 @@ func testRejoinDuringLeaveRetry(t *testing.T, newDriver NewDriver) {
 	if !ok {
 		t.Skip("the driver keeps no sessions")
 	}
-	d := &retriedRemove{Driver: raw, Sessions: ss}
+	d := &retriedRemove{Driver: raw, sessionAPI: ss}
 	grp := uniq("grp")
 	g, err := group.Join(tctx(t), d, grp, "a", group.WithLease(lease))
 	if err != nil {

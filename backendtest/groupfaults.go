@@ -160,7 +160,7 @@ func groupTakenNameAfterDelayedRemoval(t *testing.T, raw backend.Driver) {
 		t.Fatal(err)
 	}
 	e := awaitEntry(t, ss, dir, "a", "a back in its session once the name was free", func(e backend.Entry) bool { return e.Session.ID == sess })
-	ms, err := group.Members(ctx, raw, name)
+	ms, err := group.Members(ctx, sessionStore(raw), name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ const lockLease = 5 * time.Second
 
 func newMutex(t *testing.T, store any, name string) *locks.Mutex {
 	t.Helper()
-	m, err := locks.NewMutex(store, name, locks.WithLease(lockLease))
+	m, err := locks.NewMutex(sessionStore(store), name, locks.WithLease(lockLease))
 	if err != nil {
 		t.Fatalf("NewMutex(%q): %v", name, err)
 	}
@@ -31,7 +31,7 @@ func newMutex(t *testing.T, store any, name string) *locks.Mutex {
 
 func newRW(t *testing.T, store any, name string) *locks.RWMutex {
 	t.Helper()
-	m, err := locks.NewRWMutex(store, name, locks.WithLease(lockLease))
+	m, err := locks.NewRWMutex(sessionStore(store), name, locks.WithLease(lockLease))
 	if err != nil {
 		t.Fatalf("NewRWMutex(%q): %v", name, err)
 	}
@@ -124,7 +124,7 @@ func mutexExclusion(t *testing.T, d backend.Driver) {
 		mu.Unlock()
 	}
 	parallelErr(t, workers, func(w int) error {
-		m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
+		m, err := locks.NewMutex(sessionStore(d), name, locks.WithLease(lockLease))
 		if err != nil {
 			return err
 		}
@@ -171,7 +171,7 @@ func mutexTokens(t *testing.T, d backend.Driver) {
 	var counter atomic.Int64
 	tokens := make([]uint64, total)
 	parallelErr(t, workers, func(w int) error {
-		m, err := locks.NewMutex(d, name, locks.WithLease(lockLease))
+		m, err := locks.NewMutex(sessionStore(d), name, locks.WithLease(lockLease))
 		if err != nil {
 			return err
 		}
@@ -209,7 +209,7 @@ func mutexTokens(t *testing.T, d backend.Driver) {
 			if err := m.Unlock(ctx); !errors.Is(err, locks.ErrLost) {
 				return fmt.Errorf("Unlock after a crash: %v, want ErrLost", err)
 			}
-			if m, err = locks.NewMutex(d, name, locks.WithLease(lockLease)); err != nil {
+			if m, err = locks.NewMutex(sessionStore(d), name, locks.WithLease(lockLease)); err != nil {
 				return err
 			}
 		}
@@ -453,20 +453,20 @@ func mutexLost(t *testing.T, d backend.Driver) {
 func mutexBadInput(t *testing.T, d backend.Driver) {
 	ctx := tctx(t)
 	for _, bad := range []string{"", "/a", "a//b", "a/../b", "sp ace", string(make([]byte, 300))} {
-		if _, err := locks.NewMutex(d, bad); !errors.Is(err, locks.ErrName) {
+		if _, err := locks.NewMutex(sessionStore(d), bad); !errors.Is(err, locks.ErrName) {
 			t.Errorf("NewMutex(%q): %v, want ErrName", bad, err)
 		}
-		if _, err := locks.NewRWMutex(d, bad); !errors.Is(err, locks.ErrName) {
+		if _, err := locks.NewRWMutex(sessionStore(d), bad); !errors.Is(err, locks.ErrName) {
 			t.Errorf("NewRWMutex(%q): %v, want ErrName", bad, err)
 		}
 	}
 	for _, l := range []time.Duration{0, -time.Second} {
-		if _, err := locks.NewMutex(d, "ok", locks.WithLease(l)); !errors.Is(err, locks.ErrBadLease) {
+		if _, err := locks.NewMutex(sessionStore(d), "ok", locks.WithLease(l)); !errors.Is(err, locks.ErrBadLease) {
 			t.Errorf("WithLease(%v): %v, want ErrBadLease", l, err)
 		}
 	}
-	if _, err := locks.NewMutex(struct{}{}, "ok"); !errors.Is(err, locks.ErrUnsupported) {
-		t.Errorf("NewMutex over a struct: %v, want ErrUnsupported", err)
+	if _, err := locks.NewMutex(noSessions{}, "ok"); !errors.Is(err, locks.ErrUnsupported) {
+		t.Errorf("NewMutex over a store without sessions: %v, want ErrUnsupported", err)
 	}
 	name := uniq("bad")
 	m := newMutex(t, d, name)
@@ -734,7 +734,7 @@ func rwExclusion(t *testing.T, d backend.Driver) {
 	var lastWrite atomic.Uint64
 	var bad atomic.Value // the first violation; the holder goes on to unlock
 	parallelErr(t, workers, func(w int) error {
-		m, err := locks.NewRWMutex(d, name, locks.WithLease(lockLease))
+		m, err := locks.NewRWMutex(sessionStore(d), name, locks.WithLease(lockLease))
 		if err != nil {
 			return err
 		}
@@ -795,7 +795,7 @@ func testGroup(t *testing.T, newDriver NewDriver) {
 func join(t *testing.T, store any, g, member string, opts ...group.Option) *group.Group {
 	t.Helper()
 	opts = append([]group.Option{group.WithLease(lockLease)}, opts...)
-	m, err := group.Join(tctx(t), store, g, member, opts...)
+	m, err := group.Join(tctx(t), sessionStore(store), g, member, opts...)
 	if err != nil {
 		t.Fatalf("Join(%q, %q): %v", g, member, err)
 	}
@@ -869,13 +869,13 @@ func groupMembership(t *testing.T, d backend.Driver) {
 		t.Fatal("no first event")
 	}
 	awaitView(t, a, va, "a", "b")
-	if _, err := group.Join(ctx, d, name, "a"); !errors.Is(err, group.ErrMemberExists) {
+	if _, err := group.Join(ctx, sessionStore(d), name, "a"); !errors.Is(err, group.ErrMemberExists) {
 		t.Fatalf("joining a taken name: %v, want ErrMemberExists", err)
 	}
 	if err := b.Update(ctx, memberData{"h2", 22}); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := group.Members(ctx, d, name)
+	ms, err := group.Members(ctx, sessionStore(d), name)
 	if err != nil || len(ms) != 2 || ms[0].Name != "a" || ms[1].Name != "b" {
 		t.Fatalf("Members = %+v, %v", ms, err)
 	}
@@ -898,7 +898,7 @@ func groupMembership(t *testing.T, d backend.Driver) {
 	for range b.Events() { // closed after Leave
 	}
 	awaitView(t, a, va, "a")
-	ms, err = group.Members(ctx, d, name)
+	ms, err = group.Members(ctx, sessionStore(d), name)
 	if err != nil || len(ms) != 1 || ms[0].Name != "a" {
 		t.Fatalf("Members after b left = %+v, %v", ms, err)
 	}
@@ -1030,7 +1030,7 @@ func groupJoinedAndLeft(t *testing.T, d backend.Driver) {
 	a := join(t, fd, name, "a")
 	fd.freeze() // a's watcher takes no look until thaw
 	b := join(t, d, name, "b")
-	ms, err := group.Members(ctx, d, name)
+	ms, err := group.Members(ctx, sessionStore(d), name)
 	if err != nil || len(ms) != 2 {
 		t.Fatalf("Members with a and b in = %+v, %v", ms, err)
 	}
@@ -1067,7 +1067,7 @@ func groupWatchFromSnapshot(t *testing.T, d backend.Driver) {
 	name := uniq("watch")
 	join(t, d, name, "a")
 	gone := join(t, d, name, "gone")
-	snap, err := group.MembersAt(ctx, d, name)
+	snap, err := group.MembersAt(ctx, sessionStore(d), name)
 	if err != nil || len(snap.Members) != 2 || snap.Rev == 0 {
 		t.Fatalf("MembersAt = %+v, %v", snap, err)
 	}
@@ -1081,7 +1081,7 @@ func groupWatchFromSnapshot(t *testing.T, d backend.Driver) {
 	join(t, d, name, "c")
 	// Only now does the watch start, from the snapshot.
 	wctx, cancel := context.WithCancel(ctx)
-	events, err := group.Watch(wctx, d, name, snap, group.WithLease(lockLease))
+	events, err := group.Watch(wctx, sessionStore(d), name, snap, group.WithLease(lockLease))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1106,7 +1106,7 @@ func groupWatchFromSnapshot(t *testing.T, d backend.Driver) {
 	cancel()
 	for range events { // closed when its ctx ends
 	}
-	if _, err := group.Watch(ctx, d, "", snap); !errors.Is(err, group.ErrName) {
+	if _, err := group.Watch(ctx, sessionStore(d), "", snap); !errors.Is(err, group.ErrName) {
 		t.Fatalf("Watch of a bad name: %v, want ErrName", err)
 	}
 }
@@ -1117,7 +1117,7 @@ func groupWatchGap(t *testing.T, d backend.Driver) {
 	ctx := tctx(t)
 	name := uniq("gap")
 	join(t, d, name, "a")
-	snap, err := group.MembersAt(ctx, d, name)
+	snap, err := group.MembersAt(ctx, sessionStore(d), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1131,7 +1131,7 @@ func groupWatchGap(t *testing.T, d backend.Driver) {
 		}
 	}
 	join(t, d, name, "z")
-	events, err := group.Watch(ctx, d, name, snap, group.WithLease(lockLease))
+	events, err := group.Watch(ctx, sessionStore(d), name, snap, group.WithLease(lockLease))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1155,23 +1155,36 @@ func groupWatchGap(t *testing.T, d backend.Driver) {
 func groupBadInput(t *testing.T, d backend.Driver) {
 	ctx := tctx(t)
 	for _, c := range [][2]string{{"", "a"}, {"g", ""}, {"g", "a/b"}, {"a//b", "x"}, {"g", "sp ace"}} {
-		if _, err := group.Join(ctx, d, c[0], c[1]); !errors.Is(err, group.ErrName) {
+		if _, err := group.Join(ctx, sessionStore(d), c[0], c[1]); !errors.Is(err, group.ErrName) {
 			t.Errorf("Join(%q, %q): %v, want ErrName", c[0], c[1], err)
 		}
 	}
-	if _, err := group.Members(ctx, d, ""); !errors.Is(err, group.ErrName) {
+	if _, err := group.Members(ctx, sessionStore(d), ""); !errors.Is(err, group.ErrName) {
 		t.Errorf("Members(\"\"): %v, want ErrName", err)
 	}
-	if _, err := group.Join(ctx, d, "g", "a", group.WithLease(-time.Second)); !errors.Is(err, group.ErrBadLease) {
+	if _, err := group.Join(ctx, sessionStore(d), "g", "a", group.WithLease(-time.Second)); !errors.Is(err, group.ErrBadLease) {
 		t.Errorf("WithLease(-1s): %v, want ErrBadLease", err)
 	}
-	if _, err := group.Join(ctx, d, "g", "a", group.WithData(make(chan int))); err == nil {
+	if _, err := group.Join(ctx, sessionStore(d), "g", "a", group.WithData(make(chan int))); err == nil {
 		t.Error("WithData of a channel: no error")
 	}
-	if _, err := group.Join(ctx, struct{}{}, "g", "a"); !errors.Is(err, group.ErrUnsupported) {
+	if _, err := group.Join(ctx, noSessions{}, "g", "a"); !errors.Is(err, group.ErrUnsupported) {
 		t.Errorf("Join over a struct: %v, want ErrUnsupported", err)
 	}
-	if ms, err := group.Members(ctx, d, "g"); err != nil || len(ms) != 0 {
+	if ms, err := group.Members(ctx, sessionStore(d), "g"); err != nil || len(ms) != 0 {
 		t.Errorf("bad input left members: %+v, %v", ms, err)
 	}
 }
+
+// sessionStore is x as a store of locks and groups (a driver that keeps
+// sessions, or an *stm.STM); nil, which they refuse with ErrUnsupported,
+// when it is neither.
+func sessionStore(x any) backend.SessionStore {
+	st, _ := x.(backend.SessionStore)
+	return st
+}
+
+// noSessions is a store that keeps no sessions.
+type noSessions struct{}
+
+func (noSessions) Sessions() backend.Sessions { return nil }

@@ -223,10 +223,10 @@ type Group struct {
 	write chan struct{}
 }
 
-// Join adds member to group in store (an *stm.STM or a backend.Driver)
-// and returns the membership. ErrMemberExists if a live member has the
-// name already.
-func Join(ctx context.Context, store any, group, member string, opts ...Option) (*Group, error) {
+// Join adds member to group in store (an *stm.STM or a driver that keeps
+// sessions: a backend.SessionStore) and returns the membership.
+// ErrMemberExists if a live member has the name already.
+func Join(ctx context.Context, store backend.SessionStore, group, member string, opts ...Option) (*Group, error) {
 	if err := checkNames(group, member); err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func Join(ctx context.Context, store any, group, member string, opts ...Option) 
 			return nil, err
 		}
 	}
-	drv, _, err := lease.Resolve(store)
+	drv, err := lease.Resolve(store)
 	if err != nil {
 		return nil, fmt.Errorf("group: %w", err)
 	}
@@ -628,7 +628,7 @@ func (g *Group) Leave(ctx context.Context) error {
 }
 
 // Members lists the live members of a group in store, sorted by name.
-func Members(ctx context.Context, store any, group string) ([]Member, error) {
+func Members(ctx context.Context, store backend.SessionStore, group string) ([]Member, error) {
 	snap, err := MembersAt(ctx, store, group)
 	return snap.Members, err
 }
@@ -646,11 +646,11 @@ type Snapshot struct {
 
 // MembersAt lists the live members of a group in store with the revision
 // the list reflects: Watch from it reports every change after it.
-func MembersAt(ctx context.Context, store any, group string) (Snapshot, error) {
+func MembersAt(ctx context.Context, store backend.SessionStore, group string) (Snapshot, error) {
 	if err := names.Check(group); err != nil {
 		return Snapshot{}, fmt.Errorf("%w: group: %w", ErrName, err)
 	}
-	drv, _, err := lease.Resolve(store)
+	drv, err := lease.Resolve(store)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("group: %w", err)
 	}
@@ -690,7 +690,7 @@ func members(es []backend.Entry) []Member {
 // other options but WithBuffer are ignored). The channel is closed when
 // ctx ends. A snapshot older than the group's log of joins reaches (more
 // than backend.MinAddLog joins ago) gives a first event with Gap set.
-func Watch(ctx context.Context, store any, group string, from Snapshot, opts ...Option) (<-chan Event, error) {
+func Watch(ctx context.Context, store backend.SessionStore, group string, from Snapshot, opts ...Option) (<-chan Event, error) {
 	if err := names.Check(group); err != nil {
 		return nil, fmt.Errorf("%w: group: %w", ErrName, err)
 	}
@@ -700,7 +700,7 @@ func Watch(ctx context.Context, store any, group string, from Snapshot, opts ...
 			return nil, err
 		}
 	}
-	drv, _, err := lease.Resolve(store)
+	drv, err := lease.Resolve(store)
 	if err != nil {
 		return nil, fmt.Errorf("group: %w", err)
 	}

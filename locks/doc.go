@@ -3,7 +3,7 @@
 //
 // # Mutex and RWMutex
 //
-//	m, err := locks.NewMutex(s, "jobs/cleanup") // s: an *stm.STM or a backend.Driver
+//	m, err := locks.NewMutex(s, "jobs/cleanup") // s: an *stm.STM or a driver (a backend.SessionStore)
 //	if err := m.Lock(ctx); err != nil { ... }  // FIFO; ctx bounds the wait
 //	defer m.Unlock(ctx)
 //	tok := m.Token()                            // pass it to the guarded resource

@@ -63,7 +63,7 @@ type lockBase struct {
 	lease time.Duration
 }
 
-func newBase(store any, name string, opts []Option) (lockBase, error) {
+func newBase(store backend.SessionStore, name string, opts []Option) (lockBase, error) {
 	if err := names.Check(name); err != nil {
 		return lockBase{}, fmt.Errorf("%w: %w", ErrName, err)
 	}
@@ -73,7 +73,7 @@ func newBase(store any, name string, opts []Option) (lockBase, error) {
 			return lockBase{}, err
 		}
 	}
-	drv, _, err := lease.Resolve(store)
+	drv, err := lease.Resolve(store)
 	if err != nil {
 		return lockBase{}, fmt.Errorf("locks: %q: %w", name, err)
 	}
@@ -321,8 +321,10 @@ type Mutex struct {
 }
 
 // NewMutex returns the lock called name in store: an *stm.STM (the lock
-// lives in its coordinator) or a backend.Driver. No round trip.
-func NewMutex(store any, name string, opts ...Option) (*Mutex, error) {
+// lives in its coordinator) or a driver that keeps sessions (mem, redis,
+// zk; one held as a backend.Driver is passed as
+// b.(backend.SessionStore)). No round trip.
+func NewMutex(store backend.SessionStore, name string, opts ...Option) (*Mutex, error) {
 	rw, err := NewRWMutex(store, name, opts...)
 	if err != nil {
 		return nil, err

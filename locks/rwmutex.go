@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/internal/goid"
 	"github.com/epochal/epochal/internal/lease"
 )
@@ -55,8 +56,8 @@ type ghold struct {
 }
 
 // NewRWMutex returns the read-write lock called name in store (an
-// *stm.STM or a backend.Driver). No round trip.
-func NewRWMutex(store any, name string, opts ...Option) (*RWMutex, error) {
+// *stm.STM or a driver that keeps sessions: see NewMutex). No round trip.
+func NewRWMutex(store backend.SessionStore, name string, opts ...Option) (*RWMutex, error) {
 	b, err := newBase(store, name, opts)
 	if err != nil {
 		return nil, err

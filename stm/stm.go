@@ -71,6 +71,9 @@ func (s *STM) Coordinator() backend.Driver { return s.rt().Coordinator() }
 // keeps none: an *STM is a backend.SessionStore, so locks and groups can be
 // built over it as over a driver.
 func (s *STM) Sessions() backend.Sessions {
+	if s == nil {
+		return nil
+	}
 	ss, _ := s.rt().Coordinator().(backend.Sessions)
 	return ss
 }

@@ -59,10 +59,11 @@ var (
 	_ backend.MetaStore    = (*Backend)(nil)
 	_ backend.ChangeStream = (*Backend)(nil)
 	// Optional capabilities.
-	_ backend.OnePhase   = (*Backend)(nil)
-	_ backend.LocalClock = (*Backend)(nil)
-	_ backend.ReadInto   = (*Backend)(nil)
-	_ backend.Sessions   = (*Backend)(nil)
+	_ backend.OnePhase     = (*Backend)(nil)
+	_ backend.LocalClock   = (*Backend)(nil)
+	_ backend.ReadInto     = (*Backend)(nil)
+	_ backend.Sessions     = (*Backend)(nil)
+	_ backend.SessionStore = (*Backend)(nil)
 )
 
 // New returns an empty backend.

@@ -129,6 +129,10 @@ func checkNames(pairs ...string) error {
 	return nil
 }
 
+// Sessions returns b: a driver is a backend.SessionStore, so locks and
+// groups can be built over it.
+func (b *Backend) Sessions() backend.Sessions { return b }
+
 // OpenSession starts a session; the lease is enforced by this process's
 // clock. An id whose session ended less than EndedKeep ago is
 // ErrSessionGone.

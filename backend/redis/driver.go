@@ -111,6 +111,7 @@ var (
 	_ backend.OnePhase        = (*Backend)(nil)
 	_ backend.BoundedVersions = (*Backend)(nil)
 	_ backend.Sessions        = (*Backend)(nil)
+	_ backend.SessionStore    = (*Backend)(nil)
 	_ backend.EntryLister     = (*Backend)(nil)
 )
 

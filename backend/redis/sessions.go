@@ -12,6 +12,10 @@ import (
 // not opened again) after the session ended.
 const idKeep = 10 * time.Minute
 
+// Sessions returns b: a driver is a backend.SessionStore, so locks and
+// groups can be built over it.
+func (b *Backend) Sessions() backend.Sessions { return b }
+
 // OpenSession starts session id, whose key expires after lease unless
 // renewed. The effective lease is lease rounded up to a millisecond (at
 // least 1ms). Opening a live session again (a retry) renews it; opening an

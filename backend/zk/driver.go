@@ -194,9 +194,10 @@ var (
 	_ backend.MetaStore    = (*Backend)(nil)
 	_ backend.ChangeStream = (*Backend)(nil)
 	// Optional capabilities.
-	_ backend.OnePhase   = (*Backend)(nil)
-	_ backend.ValueLimit = (*Backend)(nil)
-	_ backend.Sessions   = (*Backend)(nil)
+	_ backend.OnePhase     = (*Backend)(nil)
+	_ backend.ValueLimit   = (*Backend)(nil)
+	_ backend.Sessions     = (*Backend)(nil)
+	_ backend.SessionStore = (*Backend)(nil)
 )
 
 type nopLogger struct{}

@@ -170,6 +170,10 @@ func (b *Backend) endLocked(s *zkSession) {
 	}
 }
 
+// Sessions returns b: a driver is a backend.SessionStore, so locks and
+// groups can be built over it.
+func (b *Backend) Sessions() backend.Sessions { return b }
+
 // OpenSession creates the session's ephemeral node. The lease asked for is
 // not used: the session lives as long as the driver's ZooKeeper session,
 // and its lease is that session's timeout, which the server negotiated.

@@ -74,7 +74,7 @@ one with none is exit code 1.` + valuesNote,
 		name := args[0]
 		var ms []group.Member
 		err := in.call(ctx, fmt.Sprintf("list the members of group %q", name), func(ctx context.Context) (err error) {
-			ms, err = group.Members(ctx, in.drv, name)
+			ms, err = group.Members(ctx, in.sessionStore(), name)
 			return err
 		})
 		switch {

@@ -46,12 +46,12 @@ func holdLocks(t *testing.T, drv backend.Driver) *heldState {
 	ss := drv.(backend.Sessions)
 	st := &heldState{}
 	var err error
-	st.mutex, err = locks.NewMutex(drv, "jobs/nightly", locks.WithLease(sessionsLease))
+	st.mutex, err = locks.NewMutex(sessionStore(drv), "jobs/nightly", locks.WithLease(sessionsLease))
 	mustNoErr(t, err, "NewMutex")
 	mustNoErr(t, st.mutex.Lock(ctx), "Lock jobs/nightly")
 	t.Cleanup(func() { _ = st.mutex.Unlock(context.Background()) })
 	for i := range st.readers {
-		st.readers[i], err = locks.NewRWMutex(drv, "cache/index", locks.WithLease(sessionsLease))
+		st.readers[i], err = locks.NewRWMutex(sessionStore(drv), "cache/index", locks.WithLease(sessionsLease))
 		mustNoErr(t, err, "NewRWMutex")
 		mustNoErr(t, st.readers[i].RLock(ctx), "RLock cache/index")
 		rw := st.readers[i]
@@ -87,9 +87,9 @@ func holdLocks(t *testing.T, drv backend.Driver) *heldState {
 			}
 		}
 	}
-	m2, err := locks.NewMutex(drv, "jobs/nightly", locks.WithLease(sessionsLease))
+	m2, err := locks.NewMutex(sessionStore(drv), "jobs/nightly", locks.WithLease(sessionsLease))
 	mustNoErr(t, err, "NewMutex")
-	w, err := locks.NewRWMutex(drv, "cache/index", locks.WithLease(sessionsLease))
+	w, err := locks.NewRWMutex(sessionStore(drv), "cache/index", locks.WithLease(sessionsLease))
 	mustNoErr(t, err, "NewRWMutex")
 	t.Cleanup(func() {
 		stop()
@@ -114,7 +114,7 @@ func joinGroup(t *testing.T, drv backend.Driver) {
 		{"w1", map[string]any{"addr": "10.0.0.1:7000", "slots": 4}},
 		{"w2", map[string]any{"addr": "10.0.0.2:7000", "slots": 8, "tags": []string{"gpu"}}},
 	} {
-		g, err := group.Join(t.Context(), drv, "workers", m.name, group.WithData(m.data), group.WithLease(sessionsLease))
+		g, err := group.Join(t.Context(), sessionStore(drv), "workers", m.name, group.WithData(m.data), group.WithLease(sessionsLease))
 		mustNoErr(t, err, "Join "+m.name)
 		t.Cleanup(func() { _ = g.Leave(context.Background()) })
 	}
@@ -262,4 +262,10 @@ func testSessionsZK(t *testing.T, bin string, env []string, drv backend.Driver) 
 		t.Errorf("locks ls table:\n%s", out)
 	}
 	wantExit(t, bin, env, exitNotFound, `no group "idle"`, "group", "ls", "idle")
+}
+
+// sessionStore is d as a store of locks and groups.
+func sessionStore(d backend.Driver) backend.SessionStore {
+	st, _ := d.(backend.SessionStore)
+	return st
 }

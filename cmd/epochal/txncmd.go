@@ -346,6 +346,13 @@ func (in *inspect) sessions() backend.Sessions {
 	return ss
 }
 
+// sessionStore is the backend as a store of locks and groups; nil (which
+// they refuse with their ErrUnsupported) when it keeps no sessions.
+func (in *inspect) sessionStore() backend.SessionStore {
+	st, _ := in.drv.(backend.SessionStore)
+	return st
+}
+
 // heldLocks lists the holders of every distributed lock (each dir under
 // lease.LockDirPrefix), by lock name then token. supported is false when
 // the backend keeps no sessions.

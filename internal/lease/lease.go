@@ -49,23 +49,17 @@ var Holder = func() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), filepath.Base(os.Args[0]))
 }()
 
-// Resolve finds the session backend of a store: an *stm.STM (anything with
-// a Coordinator method: its coordinator) or a backend.Driver.
-func Resolve(store any) (backend.Sessions, backend.Driver, error) {
-	var d backend.Driver
-	switch v := store.(type) {
-	case interface{ Coordinator() backend.Driver }:
-		d = v.Coordinator()
-	case backend.Driver:
-		d = v
-	default:
-		return nil, nil, fmt.Errorf("%w: %T is neither an *stm.STM nor a backend.Driver", ErrUnsupported, store)
+// Resolve returns the sessions of a store: a driver's own, or an
+// *stm.STM's coordinator's.
+func Resolve(store backend.SessionStore) (backend.Sessions, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: no store (nil)", ErrUnsupported)
 	}
-	ss, ok := d.(backend.Sessions)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: %T", ErrUnsupported, d)
+	ss := store.Sessions()
+	if ss == nil {
+		return nil, fmt.Errorf("%w: %T keeps no sessions", ErrUnsupported, store)
 	}
-	return ss, d, nil
+	return ss, nil
 }
 
 // Session is one live session and its renewer.

@@ -281,10 +281,21 @@ func TestBadLease(t *testing.T) {
 			t.Errorf("Open with lease %v: %v, want ErrBadLease", l, err)
 		}
 	}
-	if _, _, err := Resolve(42); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("Resolve(42): %v, want ErrUnsupported", err)
+	if _, err := Resolve(nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Resolve(nil): %v, want ErrUnsupported", err)
+	}
+	if _, err := Resolve(noSessions{}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Resolve of a store without sessions: %v, want ErrUnsupported", err)
+	}
+	if ss, err := Resolve(mem.New()); err != nil || ss == nil {
+		t.Errorf("Resolve(mem.New()) = %v, %v; want its sessions", ss, err)
 	}
 }
+
+// noSessions is a store that keeps no sessions.
+type noSessions struct{}
+
+func (noSessions) Sessions() backend.Sessions { return nil }
 
 // TestPool: one shared session per backend and lease; an unused one is
 // closed after Linger, a lost one replaced.

@@ -73,7 +73,7 @@ func lockCountWorker(ctx context.Context, d backend.Driver, lease time.Duration)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m, err := locks.NewMutex(d, lockName, locks.WithLease(lease))
+			m, err := locks.NewMutex(sessionStore(d), lockName, locks.WithLease(lease))
 			if err != nil {
 				fail(err)
 				return
@@ -168,7 +168,7 @@ func lockExclusion(t *testing.T, h Harness) {
 // "lost" when Lost is closed, and answers "unlock" with "unlock ok" or
 // "unlock <error>".
 func lockHoldWorker(ctx context.Context, d backend.Driver, lease time.Duration) error {
-	m, err := locks.NewMutex(d, lockName, locks.WithLease(lease))
+	m, err := locks.NewMutex(sessionStore(d), lockName, locks.WithLease(lease))
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func lockHoldWorker(ctx context.Context, d backend.Driver, lease time.Duration) 
 
 func parentMutex(t *testing.T, d backend.Driver, lease time.Duration) *locks.Mutex {
 	t.Helper()
-	m, err := locks.NewMutex(d, lockName, locks.WithLease(lease))
+	m, err := locks.NewMutex(sessionStore(d), lockName, locks.WithLease(lease))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func lockHolderStopped(t *testing.T, h Harness) {
 // prints "event <joined> <left>" (comma-separated names, "-" for none) for
 // each event, and "members <names>" when asked "members".
 func groupWorker(ctx context.Context, d backend.Driver, lease time.Duration) error {
-	g, err := group.Join(ctx, d, "proc/group", os.Getenv(envArg), group.WithLease(lease))
+	g, err := group.Join(ctx, sessionStore(d), "proc/group", os.Getenv(envArg), group.WithLease(lease))
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func groupWorker(ctx context.Context, d backend.Driver, lease time.Duration) err
 				return g.Leave(ctx)
 			}
 			if c == "members" {
-				ms, err := group.Members(ctx, d, "proc/group")
+				ms, err := group.Members(ctx, sessionStore(d), "proc/group")
 				if err != nil {
 					fmt.Println("members error", err)
 					continue
@@ -381,8 +381,15 @@ func groupMemberKilled(t *testing.T, h Harness) {
 			t.Fatalf("worker %d: Members %s, want p0,p1", p.Pid(), got)
 		}
 	}
-	ms, err := group.Members(context.Background(), d, "proc/group")
+	ms, err := group.Members(context.Background(), sessionStore(d), "proc/group")
 	if err != nil || len(ms) != 2 || ms[0].Name != "p0" || ms[1].Name != "p1" {
 		t.Fatalf("Members here: %+v, %v", ms, err)
 	}
+}
+
+// sessionStore is d as a store of locks and groups (nil when it keeps no
+// sessions, which they refuse).
+func sessionStore(d backend.Driver) backend.SessionStore {
+	st, _ := d.(backend.SessionStore)
+	return st
 }
