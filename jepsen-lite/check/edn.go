@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,27 +24,14 @@ import (
 func WriteEDN(w io.Writer, h []Op) error {
 	bw := bufio.NewWriter(w)
 	for _, o := range h {
-		bw.WriteString(EDNOp(o))
+		bw.WriteString(ednOp(o))
 		bw.WriteByte('\n')
 	}
 	return bw.Flush()
 }
 
-// WriteEDNFile writes a history as EDN to path.
-func WriteEDNFile(path string, h []Op) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := WriteEDN(f, h); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// EDNOp renders one op as an EDN map (no newline).
-func EDNOp(o Op) string {
+// ednOp renders one op as an EDN map (no newline).
+func ednOp(o Op) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{:index %d, :type %s, :process %d, :f %s, :value %s, :time %d",
 		o.Index, ednKeyword(string(o.Type)), o.Process, ednKeyword(o.F), ednValue(o), o.Time)

@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"bytes"
@@ -188,7 +188,7 @@ func TestLinearStaleRead(t *testing.T) {
 	regOp(&b, 0, OK, "write", RegisterValue{K: 3, V: 2}, RegisterValue{K: 3, V: 2})
 	regOp(&b, 1, OK, "read", RegisterValue{K: 3}, RegisterValue{K: 3, V: 1, Found: true})
 	regOp(&b, 1, OK, "read", RegisterValue{K: 4}, RegisterValue{K: 4})
-	r, viz := NewLinearChecker().CheckVerbose(b.h)
+	r, viz := NewLinearChecker().checkVerbose(b.h)
 	a := ckExpect(t, r, "nonlinearizable", false)
 	if len(r.Anomalies) != 1 || !strings.Contains(a.Explain, "key 3") {
 		t.Fatal(ckDump(r))
@@ -198,7 +198,7 @@ func TestLinearStaleRead(t *testing.T) {
 		t.Fatalf("witness %v", ckOpIndexes(a.Ops))
 	}
 	path := filepath.Join(t.TempDir(), "lin.html")
-	if err := viz.WriteHTML(path); err != nil {
+	if err := viz.writeHTML(path); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(path); err != nil || st.Size() < 1000 {
