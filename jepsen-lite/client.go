@@ -12,46 +12,48 @@ import (
 	"time"
 
 	"github.com/epochal/epochal/stm"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
-// Recorder appends a process's events to its history file, one JSON line
+// recorder appends a process's events to its history file, one JSON line
 // each, flushed at once: a client killed with SIGKILL leaves every event
 // it recorded, and an invoke without its completion reads as info.
 //
 // A write that fails is fatal: the history is no longer whole, so no
 // later event is written, Err returns the error and Failed is closed (the
 // process stops its clients and exits with it, and the run errors).
-type Recorder struct {
+type recorder struct {
 	mu     sync.Mutex
 	w      *bufio.Writer
-	start  int64 // the run's start on MonoNow's clock, shared by every process
+	start  int64 // the run's start on monoNow's clock, shared by every process
 	err    error // the first failed write
 	failed chan struct{}
 
 	OK, Fail, Info atomic.Int64
 }
 
-// NewRecorder writes to w; times are measured from start (MonoNow's
+// newRecorder writes to w; times are measured from start (monoNow's
 // clock).
-func NewRecorder(w io.Writer, start int64) *Recorder {
-	return &Recorder{w: bufio.NewWriter(w), start: start, failed: make(chan struct{})}
+func newRecorder(w io.Writer, start int64) *recorder {
+	return &recorder{w: bufio.NewWriter(w), start: start, failed: make(chan struct{})}
 }
 
 // Err is the first error writing the history (nil if none).
-func (r *Recorder) Err() error {
+func (r *recorder) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
 }
 
 // Failed is closed once a write of the history has failed.
-func (r *Recorder) Failed() <-chan struct{} { return r.failed }
+func (r *recorder) Failed() <-chan struct{} { return r.failed }
 
 // Now is the time since the run began, in nanoseconds.
-func (r *Recorder) Now() int64 { return MonoNow() - r.start }
+func (r *recorder) Now() int64 { return monoNow() - r.start }
 
 // Record writes one event.
-func (r *Recorder) Record(o Op) error {
+func (r *recorder) Record(o check.Op) error {
 	b, err := json.Marshal(o)
 	if err != nil {
 		return err
@@ -69,18 +71,18 @@ func (r *Recorder) Record(o Op) error {
 		return r.err
 	}
 	switch o.Type {
-	case OK:
+	case check.OK:
 		r.OK.Add(1)
-	case Fail:
+	case check.Fail:
 		r.Fail.Add(1)
-	case Info:
+	case check.Info:
 		r.Info.Add(1)
 	}
 	return nil
 }
 
-// ClientConfig configures RunClients.
-type ClientConfig struct {
+// clientConfig configures runClients.
+type clientConfig struct {
 	Clients int
 	// ProcessBase numbers the clients' processes ProcessBase,
 	// ProcessBase+1e6, ... A client whose operation ended in info moves
@@ -95,9 +97,9 @@ type ClientConfig struct {
 	Rate float64
 }
 
-// RunClients runs cfg.Clients clients of w on s until ctx ends (or each
+// runClients runs cfg.Clients clients of w on s until ctx ends (or each
 // ran cfg.Ops operations), recording every operation.
-func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg ClientConfig) {
+func runClients(ctx context.Context, s *stm.STM, w workload, rec *recorder, cfg clientConfig) {
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 5 * time.Second
 	}
@@ -116,7 +118,7 @@ func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg 
 					return
 				}
 				f, v := w.Next(r)
-				if Invoke1(ctx, s, w, rec, proc, f, v, cfg.OpTimeout) == Info {
+				if invoke1(ctx, s, w, rec, proc, f, v, cfg.OpTimeout) == check.Info {
 					proc++
 				}
 			}
@@ -125,33 +127,33 @@ func RunClients(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, cfg 
 	wg.Wait()
 }
 
-// Invoke1 runs one operation and records its invoke and completion. The
+// invoke1 runs one operation and records its invoke and completion. The
 // operation runs under its own timeout, not ctx: ending the run must not
 // turn operations in flight into infos.
-func Invoke1(_ context.Context, s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, timeout time.Duration) Type {
+func invoke1(_ context.Context, s *stm.STM, w workload, rec *recorder, proc int, f string, v any, timeout time.Duration) check.Type {
 	return invoke(s, w, rec, proc, f, v, timeout, false)
 }
 
-// invoke is Invoke1; final marks both events as a final read (Op.Final).
-func invoke(s *stm.STM, w Workload, rec *Recorder, proc int, f string, v any, timeout time.Duration, final bool) Type {
-	if rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: rec.Now(), Final: final}.WithValue(v)) != nil {
-		// The history is broken (Recorder.Err): the process is
+// invoke is invoke1; final marks both events as a final read (Op.Final).
+func invoke(s *stm.STM, w workload, rec *recorder, proc int, f string, v any, timeout time.Duration, final bool) check.Type {
+	if rec.Record(check.Op{Type: check.Invoke, Process: proc, F: f, Time: rec.Now(), Final: final}.WithValue(v)) != nil {
+		// The history is broken (recorder.Err): the process is
 		// stopping, and runs nothing it could not record.
-		return Fail
+		return check.Fail
 	}
 	octx, cancel := context.WithTimeout(context.Background(), timeout)
 	res, err := w.Apply(octx, s, f, v)
 	cancel()
-	t := Classify(err, w.ReadOnly(f))
-	done := Op{Type: t, Process: proc, F: f, Time: rec.Now(), Final: final}
-	if t == OK {
+	t := classify(err, w.ReadOnly(f))
+	done := check.Op{Type: t, Process: proc, F: f, Time: rec.Now(), Final: final}
+	if t == check.OK {
 		done = done.WithValue(res)
 	} else {
 		done = done.WithValue(v)
 		done.Error = fmt.Sprint(err)
 	}
 	if rec.Record(done) != nil {
-		return Fail
+		return check.Fail
 	}
 	return t
 }

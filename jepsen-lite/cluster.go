@@ -13,8 +13,8 @@ import (
 	"github.com/epochal/epochal/internal/servers"
 )
 
-// ClusterConfig configures StartCluster.
-type ClusterConfig struct {
+// clusterConfig configures startCluster.
+type clusterConfig struct {
 	// Backend is "mem" (no server), "redis" or "zk".
 	Backend string
 	// Dir keeps the servers' data and logs (in Dir/redis or Dir/zk), and
@@ -41,20 +41,20 @@ const (
 	FaultLeader    = "leader"    // SIGKILL the ZooKeeper leader; heal restarts it
 	FaultPartition = "partition" // the proxy of one node (of all, for one node) drops traffic
 	FaultReset     = "reset"     // the proxies reset every connection and refuse new ones
-	FaultDelay     = "delay"     // the proxies delay traffic by ClusterDelay each way
+	FaultDelay     = "delay"     // the proxies delay traffic by clusterDelay each way
 	// FaultJitter makes the proxies delay each chunk of traffic by a
-	// random 0 to ClusterJitter, in order within a connection, so one
+	// random 0 to clusterJitter, in order within a connection, so one
 	// connection's traffic overtakes another's (a Redis client's Pub/Sub
 	// messages arrive after the replies to commands it sent later).
 	FaultJitter = "jitter"
 	// FaultSlow makes the proxies delay about half of their connections
-	// (picked at random, new ones included) by ClusterSlow each way,
+	// (picked at random, new ones included) by clusterSlow each way,
 	// while the others pass: a Redis client's Pub/Sub connection may
 	// crawl while its commands go through, so its change feed falls
 	// behind the history.
 	FaultSlow = "slow"
 	// FaultLag delays the traffic between the ZooKeeper leader and one
-	// follower by ClusterLag each way (a proxy on the follower's link to
+	// follower by clusterLag each way (a proxy on the follower's link to
 	// the leader's quorum port): the follower applies every commit late,
 	// and its clients read state that lags behind what the leader has
 	// acknowledged. The follower picked is one that clients are connected
@@ -62,37 +62,37 @@ const (
 	FaultLag = "lag"
 )
 
-// ClusterLag is how far the fault "lag" delays the traffic between the
+// clusterLag is how far the fault "lag" delays the traffic between the
 // leader and a follower, in each direction: enough for the follower not
 // to show what the leader acknowledged a few milliseconds ago (a record
 // a transaction just wrote), little enough that its own clients, whose
 // writes wait for it to apply them, still get on (at 200 ms they did
 // little else but wait). ZooKeeper drops a follower that does not answer
 // within syncLimit ticks (2.5 s): this stays far below.
-const ClusterLag = 20 * time.Millisecond
+const clusterLag = 20 * time.Millisecond
 
-// ClusterJitter bounds what the fault "jitter" adds to each chunk of
+// clusterJitter bounds what the fault "jitter" adds to each chunk of
 // traffic, in each direction.
-const ClusterJitter = 100 * time.Millisecond
+const clusterJitter = 100 * time.Millisecond
 
-// ClusterSlow is what the fault "slow" adds to each chunk of the
+// clusterSlow is what the fault "slow" adds to each chunk of the
 // connections it slows, in each direction.
-const ClusterSlow = 1500 * time.Millisecond
+const clusterSlow = 1500 * time.Millisecond
 
-// ClusterDelay is what the fault "delay" adds to each chunk of traffic, in
+// clusterDelay is what the fault "delay" adds to each chunk of traffic, in
 // each direction.
-const ClusterDelay = 50 * time.Millisecond
+const clusterDelay = 50 * time.Millisecond
 
-// clusterPoll is how often Heal and StartCluster check that the cluster
+// clusterPoll is how often Heal and startCluster check that the cluster
 // serves.
 const clusterPoll = 50 * time.Millisecond
 
-// Cluster is a backend's servers, started by StartCluster, with the faults
+// cluster is a backend's servers, started by startCluster, with the faults
 // that can be injected into them. Its methods are safe for concurrent use.
 // One fault is in effect at a time: Inject refuses another until the
 // current one is healed.
-type Cluster struct {
-	cfg     ClusterConfig
+type cluster struct {
+	cfg     clusterConfig
 	redis   *servers.Redis
 	zk      *servers.ZK
 	proxies []*Proxy // one per node when Proxied
@@ -106,15 +106,15 @@ type Cluster struct {
 	closed bool
 }
 
-// StartCluster starts the servers of cfg.Backend (and proxies, when
+// startCluster starts the servers of cfg.Backend (and proxies, when
 // cfg.Proxied) and returns once clients can use them through Addrs. The
 // caller must Close the cluster. Redis runs with appendonly yes and
 // appendfsync always, so a kill loses no acknowledged write.
-func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg}
+	c := &cluster{cfg: cfg}
 	nodes := cfg.Nodes
 	if nodes == 0 {
 		nodes = 1
@@ -179,7 +179,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 
 // peerAddr starts (or, for new ports, replaces) the proxy on node from's
 // link to node to's quorum port: servers.ZKOptions.PeerAddr.
-func (c *Cluster) peerAddr(from, to int, quorum string) (string, error) {
+func (c *cluster) peerAddr(from, to int, quorum string) (string, error) {
 	k := [2]int{from, to}
 	if p := c.peers[k]; p != nil {
 		if p.Upstream() == quorum {
@@ -195,7 +195,7 @@ func (c *Cluster) peerAddr(from, to int, quorum string) (string, error) {
 	return p.Addr(), nil
 }
 
-func (c *Cluster) closePeers() {
+func (c *cluster) closePeers() {
 	for _, p := range c.peers {
 		_ = p.Close()
 	}
@@ -212,7 +212,7 @@ func clusterDir(dir, sub string) string {
 // Addrs returns what clients dial, one address a node: the proxies' with
 // Proxied, the servers' otherwise; nil for mem. For zk, join them with ","
 // for a connect string.
-func (c *Cluster) Addrs() []string {
+func (c *cluster) Addrs() []string {
 	if len(c.addrs) == 0 {
 		return nil
 	}
@@ -221,7 +221,7 @@ func (c *Cluster) Addrs() []string {
 
 // PIDs returns the PID of each server node, 0 for a node not running; nil
 // for mem.
-func (c *Cluster) PIDs() []int {
+func (c *cluster) PIDs() []int {
 	switch {
 	case c.redis != nil:
 		return []int{c.redis.PID()}
@@ -238,7 +238,7 @@ func (c *Cluster) PIDs() []int {
 // Faults returns the fault kinds this cluster supports: kill and pause with
 // servers, leader for a ZooKeeper ensemble, partition, reset and delay with
 // proxies; none for mem.
-func (c *Cluster) Faults() []string {
+func (c *cluster) Faults() []string {
 	var fs []string
 	if c.redis != nil || c.zk != nil {
 		fs = append(fs, FaultKill, FaultPause)
@@ -255,8 +255,8 @@ func (c *Cluster) Faults() []string {
 	return fs
 }
 
-// Fault is a fault in effect, from Cluster.Inject.
-type Fault interface {
+// fault is a fault in effect, from cluster.Inject.
+type fault interface {
 	// Heal undoes the fault and returns once the cluster serves again
 	// (every node answers through Addrs: Redis PONG, ZooKeeper nodes leader
 	// or follower with one leader), or ctx ends. Healing again only waits
@@ -269,7 +269,7 @@ type Fault interface {
 // Inject puts a fault of the kind (see Faults) in effect and returns once it
 // is. It fails for a kind the cluster does not support, while another fault
 // is in effect, and after Close.
-func (c *Cluster) Inject(ctx context.Context, kind string) (Fault, error) {
+func (c *cluster) Inject(ctx context.Context, kind string) (fault, error) {
 	supported := c.Faults()
 	ok := false
 	for _, k := range supported {
@@ -305,7 +305,7 @@ func (c *Cluster) Inject(ctx context.Context, kind string) (Fault, error) {
 
 // unsupported is the error of Inject for a kind the cluster does not
 // support.
-func (c *Cluster) unsupported(kind string, supported []string) error {
+func (c *cluster) unsupported(kind string, supported []string) error {
 	what := fmt.Sprintf("the %s cluster", c.cfg.Backend)
 	if len(supported) == 0 {
 		return fmt.Errorf("jepsen: fault %q: %s supports no faults", kind, what)
@@ -324,7 +324,7 @@ func (c *Cluster) unsupported(kind string, supported []string) error {
 }
 
 // inject puts f in effect and sets how to undo it.
-func (c *Cluster) inject(f *clusterFault) error {
+func (c *cluster) inject(f *clusterFault) error {
 	switch f.kind {
 	case FaultKill, FaultLeader:
 		i := rand.IntN(len(c.addrs))
@@ -369,21 +369,21 @@ func (c *Cluster) inject(f *clusterFault) error {
 		}
 		f.undo = c.passAll
 	case FaultDelay:
-		f.desc = fmt.Sprintf("delay traffic to %s by %v each way", c.cfg.Backend, ClusterDelay)
+		f.desc = fmt.Sprintf("delay traffic to %s by %v each way", c.cfg.Backend, clusterDelay)
 		for _, p := range c.proxies {
-			p.Delay(ClusterDelay)
+			p.Delay(clusterDelay)
 		}
 		f.undo = c.passAll
 	case FaultJitter:
-		f.desc = fmt.Sprintf("jitter traffic to %s by 0 to %v each way", c.cfg.Backend, ClusterJitter)
+		f.desc = fmt.Sprintf("jitter traffic to %s by 0 to %v each way", c.cfg.Backend, clusterJitter)
 		for _, p := range c.proxies {
-			p.Jitter(ClusterJitter)
+			p.Jitter(clusterJitter)
 		}
 		f.undo = c.passAll
 	case FaultSlow:
-		f.desc = fmt.Sprintf("slow about half the connections to %s by %v each way", c.cfg.Backend, ClusterSlow)
+		f.desc = fmt.Sprintf("slow about half the connections to %s by %v each way", c.cfg.Backend, clusterSlow)
 		for _, p := range c.proxies {
-			p.Slow(ClusterSlow)
+			p.Slow(clusterSlow)
 		}
 		f.undo = c.passAll
 	case FaultLag:
@@ -396,7 +396,7 @@ func (c *Cluster) inject(f *clusterFault) error {
 
 // injectLag delays the links between the leader and a follower that
 // clients use (see FaultLag).
-func (c *Cluster) injectLag(f *clusterFault) error {
+func (c *cluster) injectLag(f *clusterFault) error {
 	l, err := c.zk.Leader()
 	if err != nil {
 		return err
@@ -436,10 +436,10 @@ func (c *Cluster) injectLag(f *clusterFault) error {
 		clients = conns[i]
 	}
 	f.desc = fmt.Sprintf("lag %s (a follower, %d client connections) behind the leader, %s, by %v each way",
-		c.nodeName(i), clients, c.nodeName(l), ClusterLag)
+		c.nodeName(i), clients, c.nodeName(l), clusterLag)
 	links := []*Proxy{c.peers[[2]int{i, l}], c.peers[[2]int{l, i}]}
 	for _, p := range links {
-		p.Delay(ClusterLag)
+		p.Delay(clusterLag)
 	}
 	f.undo = func() error {
 		for _, p := range links {
@@ -452,7 +452,7 @@ func (c *Cluster) injectLag(f *clusterFault) error {
 
 // signal runs a lifecycle operation on node i: the Redis one or the
 // ZooKeeper one.
-func (c *Cluster) signal(i int, redisOp func(*servers.Redis) error, zkOp func(*servers.ZK, int) error) error {
+func (c *cluster) signal(i int, redisOp func(*servers.Redis) error, zkOp func(*servers.ZK, int) error) error {
 	if c.redis != nil {
 		return redisOp(c.redis)
 	}
@@ -460,7 +460,7 @@ func (c *Cluster) signal(i int, redisOp func(*servers.Redis) error, zkOp func(*s
 }
 
 // passAll sets every proxy to pass traffic.
-func (c *Cluster) passAll() error {
+func (c *cluster) passAll() error {
 	for _, p := range c.proxies {
 		p.Pass()
 	}
@@ -468,7 +468,7 @@ func (c *Cluster) passAll() error {
 }
 
 // nodeName names node i.
-func (c *Cluster) nodeName(i int) string {
+func (c *cluster) nodeName(i int) string {
 	if c.redis != nil {
 		return c.redis.String()
 	}
@@ -477,7 +477,7 @@ func (c *Cluster) nodeName(i int) string {
 
 // waitServing polls until every node serves through Addrs, a server has
 // crashed, or ctx ends.
-func (c *Cluster) waitServing(ctx context.Context) error {
+func (c *cluster) waitServing(ctx context.Context) error {
 	tick := time.NewTicker(clusterPoll)
 	defer tick.Stop()
 	for {
@@ -497,7 +497,7 @@ func (c *Cluster) waitServing(ctx context.Context) error {
 }
 
 // serving checks once that every node serves through Addrs.
-func (c *Cluster) serving() error {
+func (c *cluster) serving() error {
 	switch {
 	case c.redis != nil:
 		for _, a := range c.addrs {
@@ -514,7 +514,7 @@ func (c *Cluster) serving() error {
 }
 
 // crashed describes a server node that exited by itself, or returns "".
-func (c *Cluster) crashed() string {
+func (c *cluster) crashed() string {
 	switch {
 	case c.redis != nil:
 		if why := c.redis.ExitedOnItsOwn(); why != "" {
@@ -532,7 +532,7 @@ func (c *Cluster) crashed() string {
 
 // Close stops the proxies and the servers, and makes sure no server
 // process is left. Closing again does nothing.
-func (c *Cluster) Close() error {
+func (c *cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -556,9 +556,9 @@ func (c *Cluster) Close() error {
 	return errors.Join(errs...)
 }
 
-// clusterFault is a Fault of a Cluster.
+// clusterFault is a Fault of a cluster.
 type clusterFault struct {
-	c    *Cluster
+	c    *cluster
 	kind string
 	desc string
 	undo func() error

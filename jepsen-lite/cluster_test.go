@@ -23,12 +23,12 @@ import (
 // wanted, and registers a check, run at the end of the test, that Close
 // leaves none of the PIDs recorded behind. It returns the cluster and a
 // function recording the PIDs of its nodes now.
-func clusterTestStart(t *testing.T, cfg ClusterConfig, faults ...string) (*Cluster, func()) {
+func clusterTestStart(t *testing.T, cfg clusterConfig, faults ...string) (*cluster, func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
-	c, err := StartCluster(ctx, cfg)
+	c, err := startCluster(ctx, cfg)
 	if err != nil {
 		t.Fatalf("StartCluster(%+v): %v", cfg, err)
 	}
@@ -71,7 +71,7 @@ func clusterTestStart(t *testing.T, cfg ClusterConfig, faults ...string) (*Clust
 
 // clusterTestRefuses checks that c refuses to inject kind, with an error
 // that mentions what.
-func clusterTestRefuses(t *testing.T, c *Cluster, kind, mention string) {
+func clusterTestRefuses(t *testing.T, c *cluster, kind, mention string) {
 	t.Helper()
 	if f, err := c.Inject(context.Background(), kind); err == nil || !strings.Contains(err.Error(), mention) {
 		if f != nil {
@@ -83,7 +83,7 @@ func clusterTestRefuses(t *testing.T, c *Cluster, kind, mention string) {
 
 // clusterTestHeal heals f, failing the test if the cluster does not serve
 // again within 40 s.
-func clusterTestHeal(t *testing.T, f Fault) {
+func clusterTestHeal(t *testing.T, f fault) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -94,7 +94,7 @@ func clusterTestHeal(t *testing.T, f Fault) {
 	t.Logf("%s: healed in %v", f, time.Since(start).Round(time.Millisecond))
 }
 
-func clusterTestInject(t *testing.T, c *Cluster, kind string) Fault {
+func clusterTestInject(t *testing.T, c *cluster, kind string) fault {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
@@ -124,13 +124,13 @@ func clusterTestRedisPing(addr string, timeout time.Duration) error {
 
 func TestClusterMem(t *testing.T) {
 	t.Parallel()
-	c, _ := clusterTestStart(t, ClusterConfig{Backend: "mem", Proxied: true})
+	c, _ := clusterTestStart(t, clusterConfig{Backend: "mem", Proxied: true})
 	if a := c.Addrs(); a != nil {
 		t.Errorf("Addrs() = %q, want nil", a)
 	}
 	clusterTestRefuses(t, c, "kill", "supports no faults")
-	for _, cfg := range []ClusterConfig{{Backend: "etcd"}, {Backend: "redis", Nodes: 3}, {Backend: "zk", Nodes: 2}} {
-		if c, err := StartCluster(context.Background(), cfg); err == nil {
+	for _, cfg := range []clusterConfig{{Backend: "etcd"}, {Backend: "redis", Nodes: 3}, {Backend: "zk", Nodes: 2}} {
+		if c, err := startCluster(context.Background(), cfg); err == nil {
 			c.Close()
 			t.Errorf("StartCluster(%+v) succeeded", cfg)
 		}
@@ -141,7 +141,7 @@ func TestClusterRedis(t *testing.T) {
 	testserver.RequireRedis(t)
 	t.Parallel()
 	dir := t.TempDir()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay", "jitter", "slow")
+	c, record := clusterTestStart(t, clusterConfig{Backend: "redis", Dir: dir, Proxied: true}, "kill", "pause", "partition", "reset", "delay", "jitter", "slow")
 	clusterTestRefuses(t, c, "leader", "kill, pause, partition, reset, delay, jitter, slow")
 	clusterTestRefuses(t, c, "bogus", `"bogus"`)
 	conf, err := os.ReadFile(filepath.Join(dir, "redis", "redis.conf"))
@@ -190,7 +190,7 @@ func TestClusterRedis(t *testing.T) {
 			if err := clusterTestRedisPing(addr, 2*time.Second); err != nil {
 				t.Errorf("%s: PING: %v", f, err)
 			}
-			if rt := time.Since(start); rt < 2*ClusterDelay {
+			if rt := time.Since(start); rt < 2*clusterDelay {
 				t.Errorf("%s: PING took %v", f, rt)
 			}
 		case "jitter":
@@ -219,7 +219,7 @@ func TestClusterRedis(t *testing.T) {
 func TestClusterRedisUnproxied(t *testing.T) {
 	testserver.RequireRedis(t)
 	t.Parallel()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "redis"}, "kill", "pause")
+	c, record := clusterTestStart(t, clusterConfig{Backend: "redis"}, "kill", "pause")
 	clusterTestRefuses(t, c, "partition", "Proxied")
 	if addrs := c.Addrs(); len(addrs) != 1 || addrs[0] != c.redis.Addr {
 		t.Errorf("Addrs() = %q, want the server's %s", addrs, c.redis.Addr)
@@ -293,7 +293,7 @@ func clusterTestZKAnswering(addrs []string, timeout time.Duration) (int, time.Du
 func TestClusterZKEnsemble(t *testing.T) {
 	testserver.RequireZK(t)
 	t.Parallel()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow")
+	c, record := clusterTestStart(t, clusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow")
 	addrs := c.Addrs()
 	if len(addrs) != 3 || slices.Equal(addrs, c.zk.Servers) {
 		t.Fatalf("Addrs() = %q, want 3 proxies", addrs)
@@ -319,7 +319,7 @@ func TestClusterZKEnsemble(t *testing.T) {
 				t.Errorf("%s: %d nodes answer ruok through the proxies, want 0", f, n)
 			}
 		case "delay":
-			if n, slowest := clusterTestZKAnswering(addrs, 2*time.Second); n != 3 || slowest < 2*ClusterDelay {
+			if n, slowest := clusterTestZKAnswering(addrs, 2*time.Second); n != 3 || slowest < 2*clusterDelay {
 				t.Errorf("%s: %d nodes answer ruok, the slowest in %v", f, n, slowest)
 			}
 		}
@@ -332,7 +332,7 @@ func TestClusterZKEnsemble(t *testing.T) {
 func TestClusterZKStandalone(t *testing.T) {
 	testserver.RequireZK(t)
 	t.Parallel()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk"}, "kill", "pause")
+	c, record := clusterTestStart(t, clusterConfig{Backend: "zk"}, "kill", "pause")
 	clusterTestRefuses(t, c, "leader", "ensemble")
 	if addrs := c.Addrs(); !slices.Equal(addrs, c.zk.Servers) {
 		t.Errorf("Addrs() = %q, want the server's %q", addrs, c.zk.Servers)
@@ -361,12 +361,12 @@ func clusterTestZKConn(t *testing.T, addr string) *gozk.Conn {
 }
 
 // TestClusterZKLag: with the fault lag, a follower's clients do not see a
-// write the leader acknowledged (a stale read), then do, ClusterLag or so
+// write the leader acknowledged (a stale read), then do, clusterLag or so
 // later; every other fault still works with the quorum proxies in place.
 func TestClusterZKLag(t *testing.T) {
 	testserver.RequireZK(t)
 	t.Parallel()
-	c, record := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true, QuorumProxied: true},
+	c, record := clusterTestStart(t, clusterConfig{Backend: "zk", Nodes: 3, Proxied: true, QuorumProxied: true},
 		"kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow", "lag")
 	if len(c.peers) != 6 {
 		t.Fatalf("%d quorum proxies, want 6 (one per ordered pair of nodes)", len(c.peers))

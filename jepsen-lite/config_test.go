@@ -15,6 +15,7 @@ import (
 
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // TestConfigRefused: settings a run cannot honour are refused by
@@ -79,13 +80,13 @@ func TestRecheckRefusesUnfinishedRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h []jepsenlite.Op
+	var h []check.Op
 	for p := range 3 {
-		h = append(h, jepsenlite.Op{Index: len(h), Type: jepsenlite.Invoke, Process: p, F: "write", Time: int64(10 * (len(h) + 1))}.WithValue(jepsenlite.RegisterValue{K: 0, V: p}))
-		h = append(h, jepsenlite.Op{Index: len(h), Type: jepsenlite.OK, Process: p, F: "write", Time: int64(10 * (len(h) + 1))}.WithValue(jepsenlite.RegisterValue{K: 0, V: p}))
+		h = append(h, check.Op{Index: len(h), Type: check.Invoke, Process: p, F: "write", Time: int64(10 * (len(h) + 1))}.WithValue(check.RegisterValue{K: 0, V: p}))
+		h = append(h, check.Op{Index: len(h), Type: check.OK, Process: p, F: "write", Time: int64(10 * (len(h) + 1))}.WithValue(check.RegisterValue{K: 0, V: p}))
 	}
 	var b bytes.Buffer
-	if err := jepsenlite.WriteJSONL(&b, h); err != nil {
+	if err := check.WriteJSONL(&b, h); err != nil {
 		t.Fatal(err)
 	}
 	for name, data := range map[string][]byte{"config.json": cfg, "history.jsonl": b.Bytes(), "INCOMPLETE": []byte("this run has not finished\n")} {
@@ -107,7 +108,7 @@ func TestRecheckRefusesUnfinishedRun(t *testing.T) {
 
 // recheckHistory writes a run directory of workload with history h (and
 // results.json, as a finished run has) and checks it again.
-func recheckHistory(t *testing.T, cfg jepsenlite.Config, h []jepsenlite.Op) *jepsenlite.Summary {
+func recheckHistory(t *testing.T, cfg jepsenlite.Config, h []check.Op) *jepsenlite.Summary {
 	t.Helper()
 	dir := t.TempDir()
 	cj, err := json.Marshal(cfg)
@@ -115,7 +116,7 @@ func recheckHistory(t *testing.T, cfg jepsenlite.Config, h []jepsenlite.Op) *jep
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	if err := jepsenlite.WriteJSONL(&b, h); err != nil {
+	if err := check.WriteJSONL(&b, h); err != nil {
 		t.Fatal(err)
 	}
 	for name, data := range map[string][]byte{"config.json": cj, "history.jsonl": b.Bytes()} {
@@ -133,27 +134,27 @@ func recheckHistory(t *testing.T, cfg jepsenlite.Config, h []jepsenlite.Op) *jep
 // bankHistory is n transfers of 1 between two accounts of 5 (100 each),
 // every one ok, then a final read; reads alone adds n snapshot reads
 // instead of the transfers.
-func bankHistory(n int, readsOnly bool) []jepsenlite.Op {
-	var h []jepsenlite.Op
-	add := func(typ jepsenlite.Type, p int, f string, v any, final bool) {
-		h = append(h, jepsenlite.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1)), Final: final}.WithValue(v))
+func bankHistory(n int, readsOnly bool) []check.Op {
+	var h []check.Op
+	add := func(typ check.Type, p int, f string, v any, final bool) {
+		h = append(h, check.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1)), Final: final}.WithValue(v))
 	}
 	bal := map[int]int{0: 100, 1: 100, 2: 100, 3: 100, 4: 100}
 	for i := range n {
 		if readsOnly {
-			add(jepsenlite.Invoke, 1, "read", jepsenlite.BankValue{}, false)
-			add(jepsenlite.OK, 1, "read", jepsenlite.BankValue{Balances: bal}, false)
+			add(check.Invoke, 1, "read", check.BankValue{}, false)
+			add(check.OK, 1, "read", check.BankValue{Balances: bal}, false)
 			continue
 		}
 		from, to := i%2, 1-i%2
-		tr := jepsenlite.BankValue{From: from, To: to, Amount: 1}
-		add(jepsenlite.Invoke, 2, "transfer", tr, false)
+		tr := check.BankValue{From: from, To: to, Amount: 1}
+		add(check.Invoke, 2, "transfer", tr, false)
 		bal[from]--
 		bal[to]++
-		add(jepsenlite.OK, 2, "transfer", tr, false)
+		add(check.OK, 2, "transfer", tr, false)
 	}
-	add(jepsenlite.Invoke, 9, "read", jepsenlite.BankValue{}, true)
-	add(jepsenlite.OK, 9, "read", jepsenlite.BankValue{Balances: bal}, true)
+	add(check.Invoke, 9, "read", check.BankValue{}, true)
+	add(check.OK, 9, "read", check.BankValue{Balances: bal}, true)
 	return h
 }
 
@@ -185,7 +186,7 @@ func TestTooLittleTested(t *testing.T) {
 			}
 			continue
 		}
-		if sum.Verdict != jepsenlite.VerdictUnknown || sum.Passed() || sum.Failed() ||
+		if sum.Verdict != check.VerdictUnknown || sum.Passed() || sum.Failed() ||
 			len(sum.Inconclusive) != 1 || !strings.Contains(sum.Inconclusive[0], "too little was tested") || !strings.Contains(sum.Inconclusive[0], "transfer") {
 			t.Errorf("%d transfers (reads only %v), min %d: %s %v, want UNKNOWN: too little was tested", tc.n, tc.readsOnly, tc.minOK, sum.Verdict, sum.Inconclusive)
 		}

@@ -32,16 +32,16 @@ func (f *failingWriter) Write(p []byte) (int, error) {
 func TestRecordErrorIsFatal(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  WorkerConfig
+		cfg  workerConfig
 	}{
-		{"clients", WorkerConfig{Workload: "bank", Clients: 2, Ops: 50}},
-		{"clients, failing later", WorkerConfig{Workload: "register", Clients: 2, Ops: 50}},
-		{"lock clients", WorkerConfig{Workload: "lock", Clients: 2, Ops: 20}},
-		{"final reads", WorkerConfig{Workload: "counter", Final: true}},
+		{"clients", workerConfig{Workload: "bank", Clients: 2, Ops: 50}},
+		{"clients, failing later", workerConfig{Workload: "register", Clients: 2, Ops: 50}},
+		{"lock clients", workerConfig{Workload: "lock", Clients: 2, Ops: 20}},
+		{"final reads", workerConfig{Workload: "counter", Final: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
-			cfg.Backend, cfg.Worker, cfg.Seed, cfg.Start = "mem", 1, 7, MonoNow()
+			cfg.Backend, cfg.Worker, cfg.Seed, cfg.Start = "mem", 1, 7, monoNow()
 			cfg.Driver = mem.New()
 			defer cfg.Driver.Close()
 			w := &failingWriter{}
@@ -51,7 +51,7 @@ func TestRecordErrorIsFatal(t *testing.T) {
 			cfg.Out = w
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			err := RunWorker(ctx, cfg)
+			err := runWorker(ctx, cfg)
 			if !errors.Is(err, errDiskFull) {
 				t.Fatalf("RunWorker with a history that cannot be written = %v, want an error wrapping %v", err, errDiskFull)
 			}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // FaultWindow is a fault in effect from Start to End (ns since the run
@@ -23,8 +25,8 @@ type FaultWindow struct {
 	End    int64  `json:"end"`
 }
 
-// ReportData is everything the HTML report shows.
-type ReportData struct {
+// reportData is everything the HTML report shows.
+type reportData struct {
 	Title string
 	// Config is shown as a table, sorted by key.
 	Config map[string]string
@@ -33,14 +35,14 @@ type ReportData struct {
 	Incomplete bool
 	// Verdict is shown as the headline ("" shows as FAIL); Inconclusive
 	// says why it is UNKNOWN.
-	Verdict      Verdict
+	Verdict      check.Verdict
 	Inconclusive []string
 	// Nemesis is the fault kinds asked for: the faults section counts
 	// each, 0 for one never injected.
 	Nemesis []string
-	History []Op
+	History []check.Op
 	Faults  []FaultWindow
-	Results []Result
+	Results []check.Result
 	Elapsed time.Duration
 }
 
@@ -48,9 +50,9 @@ type ReportData struct {
 // are evenly sampled down to it.
 var rptScatterCap = 20000
 
-// WriteReport writes d as a single self-contained HTML file: inline CSS,
+// writeReport writes d as a single self-contained HTML file: inline CSS,
 // charts as inline SVG, no scripts. The output is a function of d alone.
-func WriteReport(w io.Writer, d ReportData) error {
+func writeReport(w io.Writer, d reportData) error {
 	a := rptAnalyze(d.History)
 	a.tEnd = max(a.tEnd, d.Elapsed.Nanoseconds())
 	faults := rptNormFaults(d.Faults, &a.tEnd)
@@ -64,9 +66,9 @@ func WriteReport(w io.Writer, d ReportData) error {
 	switch {
 	case d.Incomplete:
 		verdict, vclass = "INCOMPLETE", "fail"
-	case d.Verdict == VerdictPass:
+	case d.Verdict == check.VerdictPass:
 		verdict, vclass = "PASS", "pass"
-	case d.Verdict == VerdictUnknown:
+	case d.Verdict == check.VerdictUnknown:
 		verdict, vclass = "UNKNOWN", "unknown"
 	}
 
@@ -81,7 +83,7 @@ func WriteReport(w io.Writer, d ReportData) error {
 	if d.Incomplete {
 		b.WriteString("<div class=\"banner\">INCOMPLETE RUN — not a pass</div>\n")
 	}
-	if !d.Incomplete && d.Verdict == VerdictUnknown {
+	if !d.Incomplete && d.Verdict == check.VerdictUnknown {
 		b.WriteString("<p class=\"unknown\">UNKNOWN: no anomaly that fails the run was found, but not everything was checked, so this is not a pass:</p>\n<ul class=\"unknown\">\n")
 		for _, why := range d.Inconclusive {
 			fmt.Fprintf(&b, "<li>%s</li>\n", rptEsc(why))
@@ -226,11 +228,11 @@ func rptEsc(s string) string { return html.EscapeString(s) }
 func rptSecs(ns int64) string { return strconv.FormatFloat(float64(ns)/1e9, 'f', 3, 64) }
 
 // rptTypeIdx maps a completion type to 0 (ok), 1 (fail), 2 (info).
-func rptTypeIdx(t Type) int {
+func rptTypeIdx(t check.Type) int {
 	switch t {
-	case OK:
+	case check.OK:
 		return 0
-	case Fail:
+	case check.Fail:
 		return 1
 	}
 	return 2
@@ -266,7 +268,7 @@ type rptAnalysis struct {
 
 // rptAnalyze pairs invokes with completions by process and counts
 // outcomes.
-func rptAnalyze(h []Op) *rptAnalysis {
+func rptAnalyze(h []check.Op) *rptAnalysis {
 	a := &rptAnalysis{byF: map[string]*rptFCounts{}}
 	count := func(f string, typ int) *rptFCounts {
 		c := a.byF[f]
@@ -279,17 +281,17 @@ func rptAnalyze(h []Op) *rptAnalysis {
 		a.total[typ]++
 		return c
 	}
-	pending := map[int]Op{}
+	pending := map[int]check.Op{}
 	for _, o := range h {
 		a.tEnd = max(a.tEnd, o.Time)
 		switch o.Type {
-		case Invoke:
+		case check.Invoke:
 			if prev, ok := pending[o.Process]; ok {
 				count(prev.F, 2)
 				a.unmatched++
 			}
 			pending[o.Process] = o
-		case OK, Fail, Info:
+		case check.OK, check.Fail, check.Info:
 			typ := rptTypeIdx(o.Type)
 			f := o.F
 			inv, ok := pending[o.Process]
@@ -712,12 +714,12 @@ func rptFired(asked []string, faults []FaultWindow) string {
 }
 
 // rptResult writes one checker's result.
-func rptResult(b *strings.Builder, r Result) {
+func rptResult(b *strings.Builder, r check.Result) {
 	badge, bclass := "valid", "valid"
 	switch r.Verdict() {
-	case VerdictFail:
+	case check.VerdictFail:
 		badge, bclass = "INVALID", "invalid"
-	case VerdictUnknown:
+	case check.VerdictUnknown:
 		badge, bclass = "UNKNOWN", "unknown"
 	}
 	allowed, unknown := 0, 0
@@ -762,7 +764,7 @@ func rptResult(b *strings.Builder, r Result) {
 		case an.Unknown:
 			b.WriteString("<span class=\"badge unknown\">not checked: the verdict is UNKNOWN</span>")
 		case an.Allowed:
-			fmt.Fprintf(b, "<span class=\"badge allowed\">%s</span>", rptEsc(AllowedWhy(an.Name)))
+			fmt.Fprintf(b, "<span class=\"badge allowed\">%s</span>", rptEsc(check.AllowedWhy(an.Name)))
 		}
 		b.WriteString("</h4>\n")
 		if an.Explain != "" {
@@ -782,22 +784,14 @@ func rptResult(b *strings.Builder, r Result) {
 	b.WriteString("</section>\n")
 }
 
-func rptTypeClass(t Type) string {
+func rptTypeClass(t check.Type) string {
 	switch t {
-	case OK:
+	case check.OK:
 		return "ok"
-	case Fail:
+	case check.Fail:
 		return "fail"
-	case Info:
+	case check.Info:
 		return "info"
 	}
 	return "inv"
-}
-
-// AllowedWhy says why an allowed anomaly does not fail a run.
-func AllowedWhy(name string) string {
-	if name == "announced-gap" {
-		return "allowed: the watcher was told (a gap notice)"
-	}
-	return "allowed under snapshot isolation"
 }

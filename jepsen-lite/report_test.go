@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 const rptMsNs = int64(time.Millisecond)
@@ -20,59 +22,59 @@ const rptMsNs = int64(time.Millisecond)
 // then process 2 after an info), ok, fail and info outcomes and one
 // invocation that never completes, a window fault and an instant one,
 // and a result with an anomaly whose witness is two ops.
-func rptSynth() ReportData {
-	op := func(typ Type, proc int, f string, v string, t int64) Op {
-		o := Op{Type: typ, Process: proc, F: f, Time: t * rptMsNs}
+func rptSynth() reportData {
+	op := func(typ check.Type, proc int, f string, v string, t int64) check.Op {
+		o := check.Op{Type: typ, Process: proc, F: f, Time: t * rptMsNs}
 		if v != "" {
 			o.Value = json.RawMessage(v)
 		}
 		return o
 	}
-	h := []Op{
-		op(Invoke, 0, "write", `{"k":1,"v":1}`, 100),
-		op(Invoke, 1, "read", `{"k":1}`, 120),
-		op(OK, 0, "write", `{"k":1,"v":1}`, 150),
-		op(OK, 1, "read", `{"k":1,"v":1,"found":true}`, 180),
-		op(Invoke, 1, "cas", `{"k":1,"old":1,"new":2}`, 400),
-		op(Fail, 1, "cas", `{"k":1,"old":1,"new":2}`, 500),
-		op(Invoke, 0, "write", `{"k":1,"v":3}`, 1000),
-		op(Info, 0, "write", `{"k":1,"v":3}`, 2000),
-		op(Invoke, 2, "read", `{"k":1}`, 2100),
-		op(OK, 2, "read", `{"k":1,"v":3,"found":true}`, 2200),
-		op(Invoke, 1, "read", `{"k":1}`, 2500),
-		op(OK, 1, "read", `{"k":1,"v":1,"found":true}`, 2600),
-		op(Invoke, 1, "write", `{"k":1,"v":4}`, 2900), // never completes
+	h := []check.Op{
+		op(check.Invoke, 0, "write", `{"k":1,"v":1}`, 100),
+		op(check.Invoke, 1, "read", `{"k":1}`, 120),
+		op(check.OK, 0, "write", `{"k":1,"v":1}`, 150),
+		op(check.OK, 1, "read", `{"k":1,"v":1,"found":true}`, 180),
+		op(check.Invoke, 1, "cas", `{"k":1,"old":1,"new":2}`, 400),
+		op(check.Fail, 1, "cas", `{"k":1,"old":1,"new":2}`, 500),
+		op(check.Invoke, 0, "write", `{"k":1,"v":3}`, 1000),
+		op(check.Info, 0, "write", `{"k":1,"v":3}`, 2000),
+		op(check.Invoke, 2, "read", `{"k":1}`, 2100),
+		op(check.OK, 2, "read", `{"k":1,"v":3,"found":true}`, 2200),
+		op(check.Invoke, 1, "read", `{"k":1}`, 2500),
+		op(check.OK, 1, "read", `{"k":1,"v":1,"found":true}`, 2600),
+		op(check.Invoke, 1, "write", `{"k":1,"v":4}`, 2900), // never completes
 	}
 	for i := range h {
 		h[i].Index = i
 	}
 	h[7].Error = "timeout <ctx>"
-	return ReportData{
+	return reportData{
 		Title:   "register on <mem>",
 		Config:  map[string]string{"workload": "register", "backend": "mem", "nemesis": "partition,kill-client", "note": `a<b & "c"`},
-		Verdict: VerdictFail,
+		Verdict: check.VerdictFail,
 		History: h,
 		Faults: []FaultWindow{
 			{Kind: "partition", Target: "n1 | n2,n3", Start: 800 * rptMsNs, End: 1800 * rptMsNs},
 			{Kind: "kill-client", Target: "client process 1", Start: 1500 * rptMsNs, End: 1500 * rptMsNs},
 		},
-		Results: []Result{{
+		Results: []check.Result{{
 			Checker: "linearizable-register",
 			Valid:   false,
 			OK:      4, Fail: 1, Info: 2,
-			Anomalies: []Anomaly{
-				{Name: "nonlinearizable", Explain: "read of <b>1</b> at op 11 follows the write of 3 (op 9 read it)", Ops: []Op{h[7], h[9], h[11]}},
-				{Name: "G2-item", Allowed: true, Explain: "write skew: T1 -rw-> T2 -rw-> T1", Ops: []Op{h[2]}},
+			Anomalies: []check.Anomaly{
+				{Name: "nonlinearizable", Explain: "read of <b>1</b> at op 11 follows the write of 3 (op 9 read it)", Ops: []check.Op{h[7], h[9], h[11]}},
+				{Name: "G2-item", Allowed: true, Explain: "write skew: T1 -rw-> T2 -rw-> T1", Ops: []check.Op{h[2]}},
 			},
 		}},
 		Elapsed: 3 * time.Second,
 	}
 }
 
-func rptRender(t *testing.T, d ReportData) string {
+func rptRender(t *testing.T, d reportData) string {
 	t.Helper()
 	var b bytes.Buffer
-	if err := WriteReport(&b, d); err != nil {
+	if err := writeReport(&b, d); err != nil {
 		t.Fatalf("WriteReport: %v", err)
 	}
 	return b.String()
@@ -225,7 +227,7 @@ func TestReportContent(t *testing.T) {
 
 func TestReportPassAndDeterministic(t *testing.T) {
 	d := rptSynth()
-	d.Verdict = VerdictPass
+	d.Verdict = check.VerdictPass
 	d.Results[0].Valid = true
 	d.Results[0].Anomalies = d.Results[0].Anomalies[1:]
 	a := rptRender(t, d)
@@ -244,7 +246,7 @@ func TestReportPassAndDeterministic(t *testing.T) {
 func TestReportIncomplete(t *testing.T) {
 	d := rptSynth()
 	d.Incomplete = true
-	d.Verdict = VerdictPass
+	d.Verdict = check.VerdictPass
 	out := rptRender(t, d)
 	if !strings.Contains(out, `<div class="banner">INCOMPLETE RUN — not a pass</div>`) {
 		t.Error("incomplete run lacks the banner")
@@ -259,7 +261,7 @@ func TestReportIncomplete(t *testing.T) {
 }
 
 func TestReportEmpty(t *testing.T) {
-	out := rptRender(t, ReportData{})
+	out := rptRender(t, reportData{})
 	rptCheckSVG(t, out)
 	for _, want := range []string{"jepsen-lite report", "no operations", "no checker results", "no faults injected", "no configuration given"} {
 		if !strings.Contains(out, want) {
@@ -267,7 +269,7 @@ func TestReportEmpty(t *testing.T) {
 		}
 	}
 	// Faults but no ops, and a never-healed fault.
-	out = rptRender(t, ReportData{Faults: []FaultWindow{{Kind: "pause", Start: 5e8, End: -1}}, Elapsed: 2 * time.Second})
+	out = rptRender(t, reportData{Faults: []FaultWindow{{Kind: "pause", Start: 5e8, End: -1}}, Elapsed: 2 * time.Second})
 	rptCheckSVG(t, out)
 	if !strings.Contains(out, "(never healed)") || !strings.Contains(out, ">pause</text>") {
 		t.Error("never-healed fault not shown")
@@ -278,22 +280,22 @@ func TestReportLargeSampled(t *testing.T) {
 	// 30000 operations over 60 s from 8 processes: more points than the
 	// scatter draws.
 	const n = 30000
-	h := make([]Op, 0, 2*n)
+	h := make([]check.Op, 0, 2*n)
 	for i := range n {
 		p := i % 8
 		t0 := int64(i) * 2 * rptMsNs
-		typ := OK
+		typ := check.OK
 		switch {
 		case i%97 == 0:
-			typ = Fail
+			typ = check.Fail
 		case i%211 == 0:
-			typ = Info
+			typ = check.Info
 		}
 		h = append(h,
-			Op{Index: len(h), Type: Invoke, Process: p, F: "txn", Time: t0},
-			Op{Index: len(h) + 1, Type: typ, Process: p, F: "txn", Time: t0 + int64(1+i%50)*rptMsNs/10})
+			check.Op{Index: len(h), Type: check.Invoke, Process: p, F: "txn", Time: t0},
+			check.Op{Index: len(h) + 1, Type: typ, Process: p, F: "txn", Time: t0 + int64(1+i%50)*rptMsNs/10})
 	}
-	out := rptRender(t, ReportData{Verdict: VerdictPass, History: h, Elapsed: time.Minute})
+	out := rptRender(t, reportData{Verdict: check.VerdictPass, History: h, Elapsed: time.Minute})
 	svgs := rptCheckSVG(t, out)
 	if pts := strings.Count(svgs[0], "<circle cx=") - 3; pts != rptScatterCap {
 		t.Errorf("scatter has %d points, want %d", pts, rptScatterCap)
@@ -315,7 +317,7 @@ func TestReportFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteReport(f, rptSynth()); err != nil {
+	if err := writeReport(f, rptSynth()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

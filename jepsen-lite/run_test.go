@@ -15,6 +15,7 @@ import (
 
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // The test binary runs as a jepsen-lite client process when this is set.
@@ -96,7 +97,7 @@ const witnessSpan = 2 * time.Second
 // even when the run directory is gone (see JEPSENLITE_KEEP).
 func logWitness(t *testing.T, sum *jepsenlite.Summary) {
 	t.Helper()
-	h, herr := jepsenlite.ReadJSONLFile(filepath.Join(sum.Dir, "history.jsonl"))
+	h, herr := check.ReadJSONLFile(filepath.Join(sum.Dir, "history.jsonl"))
 	for _, r := range sum.Results {
 		for _, a := range r.Anomalies {
 			if a.Allowed || a.Unknown {
@@ -113,7 +114,7 @@ func logWitness(t *testing.T, sum *jepsenlite.Summary) {
 				}
 				hi = max(hi, o.Time)
 			}
-			var rv jepsenlite.RegisterValue
+			var rv check.RegisterValue
 			if a.Name == "nonlinearizable" && len(a.Ops) > 0 && a.Ops[0].Decode(&rv) == nil {
 				switch {
 				case herr != nil:
@@ -121,8 +122,8 @@ func logWitness(t *testing.T, sum *jepsenlite.Summary) {
 				default:
 					from := max(0, lo-witnessSpan.Nanoseconds())
 					fmt.Fprintf(&b, "\noperations on key %d from %v to %v (invoke, completion, process, type, f, value, error):", rv.K, time.Duration(from), time.Duration(hi))
-					for _, p := range jepsenlite.PairOps(h) {
-						var v jepsenlite.RegisterValue
+					for _, p := range check.PairOps(h) {
+						var v check.RegisterValue
 						if p.Invoke.Decode(&v) != nil || v.K != rv.K || p.Complete.Time < from || p.Invoke.Time > hi {
 							continue
 						}
@@ -429,13 +430,13 @@ func TestRecheckUnknown(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	write := func(h []jepsenlite.Op) {
+	write := func(h []check.Op) {
 		f, err := os.Create(filepath.Join(dir, "history.jsonl"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		if err := jepsenlite.WriteJSONL(f, h); err != nil {
+		if err := check.WriteJSONL(f, h); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -444,7 +445,7 @@ func TestRecheckUnknown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Verdict != jepsenlite.VerdictUnknown || sum.Passed() || sum.Failed() || len(sum.Inconclusive) != 1 {
+	if sum.Verdict != check.VerdictUnknown || sum.Passed() || sum.Failed() || len(sum.Inconclusive) != 1 {
 		t.Fatalf("%s %v", describe(sum), sum.Inconclusive)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "results.json"))
@@ -474,18 +475,18 @@ func TestRecheckUnknown(t *testing.T) {
 // any short time: 24 concurrent writes of key 0, then a read of a value
 // none of them wrote (the search tries every order of the writes before
 // it can say no).
-func hardRegisterHistory() []jepsenlite.Op {
-	var h []jepsenlite.Op
-	add := func(typ jepsenlite.Type, p int, f string, v jepsenlite.RegisterValue) {
-		h = append(h, jepsenlite.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
+func hardRegisterHistory() []check.Op {
+	var h []check.Op
+	add := func(typ check.Type, p int, f string, v check.RegisterValue) {
+		h = append(h, check.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
 	}
 	for p := range 24 {
-		add(jepsenlite.Invoke, p, "write", jepsenlite.RegisterValue{K: 0, V: p})
+		add(check.Invoke, p, "write", check.RegisterValue{K: 0, V: p})
 	}
 	for p := range 24 {
-		add(jepsenlite.OK, p, "write", jepsenlite.RegisterValue{K: 0, V: p})
+		add(check.OK, p, "write", check.RegisterValue{K: 0, V: p})
 	}
-	add(jepsenlite.Invoke, 99, "read", jepsenlite.RegisterValue{K: 0})
-	add(jepsenlite.OK, 99, "read", jepsenlite.RegisterValue{K: 0, V: 999, Found: true})
+	add(check.Invoke, 99, "read", check.RegisterValue{K: 0})
+	add(check.OK, 99, "read", check.RegisterValue{K: 0, V: 999, Found: true})
 	return h
 }

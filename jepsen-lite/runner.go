@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // Nemeses the runner itself provides, beside the cluster's fault kinds.
@@ -40,7 +42,7 @@ type Config struct {
 	// if that is redis or zk, else redis. Backend is set to it.
 	Coordinator string
 
-	Nemesis []string // fault kinds (Cluster kinds, client-kill, skew); empty: none
+	Nemesis []string // fault kinds (cluster kinds, client-kill, skew); empty: none
 	Time    time.Duration
 	Workers int // client processes (mem: clients run in this process)
 	Clients int // clients per process
@@ -96,10 +98,10 @@ type Summary struct {
 	// anomaly) or UNKNOWN (no failing anomaly, but a check was
 	// inconclusive or a fault kind never injected: Inconclusive says
 	// what). "" until the run has finished.
-	Verdict      Verdict
+	Verdict      check.Verdict
 	Inconclusive []string
 	Incomplete   bool
-	Results      []Result
+	Results      []check.Result
 	Faults       []FaultWindow
 	// Fired counts the faults injected, per kind asked for (0: never
 	// injected) and per kind injected.
@@ -116,14 +118,14 @@ type Summary struct {
 // Failed reports whether the run must count as a failure: it found a
 // failing anomaly, or did not finish. An UNKNOWN run has not failed, nor
 // passed.
-func (s *Summary) Failed() bool { return s.Incomplete || s.Verdict == VerdictFail }
+func (s *Summary) Failed() bool { return s.Incomplete || s.Verdict == check.VerdictFail }
 
 // Passed reports whether the run passed: it finished, checked everything
 // and found no failing anomaly.
-func (s *Summary) Passed() bool { return !s.Incomplete && s.Verdict == VerdictPass }
+func (s *Summary) Passed() bool { return !s.Incomplete && s.Verdict == check.VerdictPass }
 
 func (c *Config) check() error {
-	w, err := NewWorkload(c.Workload, 0)
+	w, err := newWorkload(c.Workload, 0)
 	if err != nil {
 		return err
 	}
@@ -158,7 +160,7 @@ func (c *Config) check() error {
 		return fmt.Errorf("jepsen: --watch-keep is for Redis, and this run uses no Redis backend")
 	}
 	if c.Bug != "" {
-		if _, ok := Bugs[c.Bug]; !ok {
+		if _, ok := bugFaults[c.Bug]; !ok {
 			return fmt.Errorf("jepsen: unknown bug %q (want one of %s)", c.Bug, strings.Join(BugNames, ", "))
 		}
 	}
@@ -203,7 +205,7 @@ func (c *Config) check() error {
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Second
 		if c.Workload == "lock" {
-			c.Lease = DefaultLockLease
+			c.Lease = check.DefaultLockLease
 		}
 	}
 	usesZK := c.Backend == "zk" || c.Second() == "zk"
@@ -223,10 +225,10 @@ func (c *Config) check() error {
 		c.Seed = uint64(time.Now().UnixNano())
 	}
 	supported := map[string]bool{NemesisClientKill: c.Backend != "mem", NemesisClientPause: c.Backend != "mem", NemesisSkew: true}
-	for _, k := range ClusterFaults(c.Backend, c.Nodes) {
+	for _, k := range clusterFaults(c.Backend, c.Nodes) {
 		supported[k] = true
 	}
-	for _, k := range ClusterFaults(c.Second(), c.Nodes) {
+	for _, k := range clusterFaults(c.Second(), c.Nodes) {
 		supported[k] = true
 	}
 	for _, n := range c.Nemesis {
@@ -299,9 +301,9 @@ func (c *Config) Second() string {
 	return ""
 }
 
-// ClusterFaults lists the fault kinds a (proxied) cluster of backend with
+// clusterFaults lists the fault kinds a (proxied) cluster of backend with
 // the given number of nodes supports.
-func ClusterFaults(backend string, nodes int) []string {
+func clusterFaults(backend string, nodes int) []string {
 	switch backend {
 	case "redis":
 		return []string{FaultKill, FaultPause, FaultPartition, FaultReset, FaultDelay, FaultJitter, FaultSlow}
@@ -356,11 +358,11 @@ func TestedKinds(workload string) []string {
 
 // testedKind is the kind (of TestedKinds) an ok operation counts as, ""
 // for none.
-func testedKind(workload string, p OpPair) string {
+func testedKind(workload string, p check.OpPair) string {
 	f := p.Invoke.F
 	switch {
 	case f == "txn":
-		var mops []Mop
+		var mops []check.Mop
 		if p.Invoke.Decode(&mops) == nil {
 			for _, m := range mops {
 				if m.F == "append" {
@@ -385,7 +387,7 @@ func (c *Config) checkTimeout() time.Duration {
 	if c.CheckTimeout > 0 {
 		return c.CheckTimeout
 	}
-	return DefaultCheckTimeout
+	return check.DefaultCheckTimeout
 }
 
 // CheckConfig checks cfg as Run would, filling in defaults on a copy.
@@ -425,7 +427,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	r := &run{cfg: cfg, dir: dir, start: start, mono: MonoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
+	r := &run{cfg: cfg, dir: dir, start: start, mono: monoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
 	if err != nil {
@@ -443,22 +445,22 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 
 // finish checks h, fills in sum's verdict and counts, writes the results
 // and takes the INCOMPLETE mark away.
-func (r *run) finish(h []Op, sum *Summary) error {
+func (r *run) finish(h []check.Op, sum *Summary) error {
 	cfg := r.cfg
-	w, _ := NewWorkload(cfg.Workload, 0)
-	sum.Verdict = VerdictPass
+	w, _ := newWorkload(cfg.Workload, 0)
+	sum.Verdict = check.VerdictPass
 	for _, c := range w.Checkers() {
-		if ts, ok := c.(timeoutSetter); ok && cfg.CheckTimeout > 0 {
-			ts.setTimeout(cfg.CheckTimeout)
+		if ts, ok := c.(check.TimeoutSetter); ok && cfg.CheckTimeout > 0 {
+			ts.SetTimeout(cfg.CheckTimeout)
 		}
 		res := c.Check(h)
 		sum.Results = append(sum.Results, res)
 		switch res.Verdict() {
-		case VerdictFail:
-			sum.Verdict = VerdictFail
-		case VerdictUnknown:
-			if sum.Verdict == VerdictPass {
-				sum.Verdict = VerdictUnknown
+		case check.VerdictFail:
+			sum.Verdict = check.VerdictFail
+		case check.VerdictUnknown:
+			if sum.Verdict == check.VerdictPass {
+				sum.Verdict = check.VerdictUnknown
 			}
 			n := 0
 			for _, a := range res.Anomalies {
@@ -483,8 +485,8 @@ func (r *run) finish(h []Op, sum *Summary) error {
 		}
 	}
 	if len(unfired) > 0 {
-		if sum.Verdict == VerdictPass {
-			sum.Verdict = VerdictUnknown
+		if sum.Verdict == check.VerdictPass {
+			sum.Verdict = check.VerdictUnknown
 		}
 		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("fault kind(s) %s asked for but never injected: the run did not test them", strings.Join(unfired, ", ")))
 	}
@@ -496,8 +498,8 @@ func (r *run) finish(h []Op, sum *Summary) error {
 	for _, k := range kinds {
 		sum.Tested[k] = 0
 	}
-	for _, p := range PairOps(h) {
-		if p.Type() == OK && !p.Invoke.Final {
+	for _, p := range check.PairOps(h) {
+		if p.Type() == check.OK && !p.Invoke.Final {
 			if k := testedKind(cfg.Workload, p); k != "" {
 				sum.Tested[k]++
 			}
@@ -510,8 +512,8 @@ func (r *run) finish(h []Op, sum *Summary) error {
 		}
 	}
 	if len(few) > 0 {
-		if sum.Verdict == VerdictPass {
-			sum.Verdict = VerdictUnknown
+		if sum.Verdict == check.VerdictPass {
+			sum.Verdict = check.VerdictUnknown
 		}
 		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("too little was tested: successful operations (final reads not counted) %s, below --min-ok %d of each kind that changes state; run longer (--time) or faster (--rate)",
 			strings.Join(few, ", "), cfg.minOK()))
@@ -519,11 +521,11 @@ func (r *run) finish(h []Op, sum *Summary) error {
 	sum.OK, sum.Fail, sum.Info = 0, 0, 0
 	for _, o := range h {
 		switch o.Type {
-		case OK:
+		case check.OK:
 			sum.OK++
-		case Fail:
+		case check.Fail:
 			sum.Fail++
-		case Info:
+		case check.Info:
 			sum.Info++
 		}
 	}
@@ -542,7 +544,7 @@ func (r *run) finish(h []Op, sum *Summary) error {
 }
 
 // firstUnknown is the first Unknown anomaly's explanation, cut short.
-func firstUnknown(r Result) string {
+func firstUnknown(r check.Result) string {
 	for _, a := range r.Anomalies {
 		if a.Unknown {
 			e := a.Explain
@@ -559,14 +561,14 @@ type run struct {
 	cfg   Config
 	dir   string
 	start time.Time // for names and elapsed times
-	mono  int64     // the start on MonoNow's clock: history and fault times count from it
+	mono  int64     // the start on monoNow's clock: history and fault times count from it
 	rng   *rand.Rand
 
-	cluster *Cluster
+	cluster *cluster
 	addrs   []string
 	ns      string
 	// The second backend of a workload over two (mixed).
-	cluster2 *Cluster
+	cluster2 *cluster
 	addrs2   []string
 	ns2      string
 	turns    map[string]int // per fault kind: injections so far (which clusters it hits)
@@ -609,7 +611,7 @@ const quiesceTimeout = 60 * time.Second
 // "quiesced" or exited: after it, no process writes, and the background
 // work can settle on the final state.
 func (r *run) quiesce(tell func(*workerProc)) {
-	w, _ := NewWorkload(r.cfg.Workload, 0)
+	w, _ := newWorkload(r.cfg.Workload, 0)
 	if _, ok := w.(settler); !ok {
 		return
 	}
@@ -630,7 +632,7 @@ func (r *run) quiesce(tell func(*workerProc)) {
 	}
 }
 
-func (r *run) now() int64 { return MonoNow() - r.mono }
+func (r *run) now() int64 { return monoNow() - r.mono }
 
 func (r *run) execute(ctx context.Context) error {
 	cfg := r.cfg
@@ -664,12 +666,12 @@ func (r *run) execute(ctx context.Context) error {
 
 // startCluster starts backend's servers, proxied (and a ZooKeeper
 // ensemble's quorum links too, for the fault lag).
-func (r *run) startCluster(ctx context.Context, backend string) (*Cluster, error) {
+func (r *run) startCluster(ctx context.Context, backend string) (*cluster, error) {
 	nodes := 1
 	if backend == "zk" {
 		nodes = r.cfg.Nodes
 	}
-	c, err := StartCluster(ctx, ClusterConfig{Backend: backend, Dir: filepath.Join(r.dir, "servers"), Nodes: nodes, Proxied: true,
+	c, err := startCluster(ctx, clusterConfig{Backend: backend, Dir: filepath.Join(r.dir, "servers"), Nodes: nodes, Proxied: true,
 		QuorumProxied: backend == "zk" && nodes > 1 && slices.Contains(r.cfg.Nemesis, FaultLag)})
 	if err != nil {
 		return nil, &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", backend, err)}
@@ -680,7 +682,7 @@ func (r *run) startCluster(ctx context.Context, backend string) (*Cluster, error
 // executeInProcess runs mem: every client in this process, one backend.
 func (r *run) executeInProcess(ctx context.Context) error {
 	cfg := r.cfg
-	d, err := OpenDriver(ctx, "mem", nil, "", true)
+	d, err := openDriver(ctx, "mem", nil, "", true, -1, 0)
 	if err != nil {
 		return err
 	}
@@ -701,7 +703,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		}
 		files[i] = f
 		defer f.Close()
-		wc := WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: i + 1, Clients: cfg.Clients, Seed: cfg.Seed, Rate: cfg.Rate / float64(cfg.Workers),
+		wc := workerConfig{Backend: "mem", Workload: cfg.Workload, Worker: i + 1, Clients: cfg.Clients, Seed: cfg.Seed, Rate: cfg.Rate / float64(cfg.Workers),
 			Start: r.mono, Lease: cfg.Lease, Bug: cfg.Bug, General: cfg.General, Out: f, Stop: stop, Quiesce: quiesce, Driver: d}
 		if len(skews) > 0 {
 			wc.Skew = skews[i%len(skews)]
@@ -712,7 +714,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		r.workers = append(r.workers, wp)
 		go r.readProgress(wp, pr)
 		wg.Go(func() {
-			errs[i] = RunWorker(ctx, wc)
+			errs[i] = runWorker(ctx, wc)
 			pw.Close()
 			close(wp.done)
 			if errs[i] != nil {
@@ -733,7 +735,7 @@ func (r *run) executeInProcess(ctx context.Context) error {
 		return err
 	}
 	defer f.Close()
-	return RunWorker(ctx, WorkerConfig{Backend: "mem", Workload: cfg.Workload, Worker: 999, Start: r.mono, Lease: cfg.Lease,
+	return runWorker(ctx, workerConfig{Backend: "mem", Workload: cfg.Workload, Worker: 999, Start: r.mono, Lease: cfg.Lease,
 		Out: f, Final: true, Driver: d})
 }
 
@@ -1071,11 +1073,11 @@ func (r *run) nemesis(ctx context.Context, overtime <-chan struct{}, allFired ch
 			continue
 		}
 		ictx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		var fs []Fault
+		var fs []fault
 		var descs []string
 		var err error
 		for _, c := range r.targets(kind) {
-			var f Fault
+			var f fault
 			if f, err = c.Inject(ictx, kind); err != nil {
 				break
 			}
@@ -1123,9 +1125,9 @@ func (r *run) nemesis(ctx context.Context, overtime <-chan struct{}, allFired ch
 // coordinator's alone, then the second's alone, in turn (starting at a
 // seeded turn); a kind one supports (leader, lag: ZooKeeper) hits that
 // one.
-func (r *run) targets(kind string) []*Cluster {
-	var cs []*Cluster
-	for _, c := range []*Cluster{r.cluster, r.cluster2} {
+func (r *run) targets(kind string) []*cluster {
+	var cs []*cluster
+	for _, c := range []*cluster{r.cluster, r.cluster2} {
 		if c != nil && slices.Contains(c.Faults(), kind) {
 			cs = append(cs, c)
 		}
@@ -1213,25 +1215,25 @@ func (r *run) killClient(ctx context.Context) (bool, error) {
 // merge reads every history file, orders the events by time, closes each
 // invoke left without a completion (its process was killed) with an info
 // at the end, and numbers them.
-func (r *run) merge() ([]Op, error) {
+func (r *run) merge() ([]check.Op, error) {
 	files, err := filepath.Glob(filepath.Join(r.dir, "history-*.jsonl"))
 	if err != nil {
 		return nil, err
 	}
-	var h []Op
+	var h []check.Op
 	for _, f := range files {
-		ops, err := ReadJSONLFile(f)
+		ops, err := check.ReadJSONLFile(f)
 		if err != nil {
 			return nil, err
 		}
 		h = append(h, ops...)
 	}
 	sort.SliceStable(h, func(i, j int) bool { return h[i].Time < h[j].Time })
-	open := map[int]Op{}
+	open := map[int]check.Op{}
 	var end int64
 	for _, o := range h {
 		end = max(end, o.Time)
-		if o.Type == Invoke {
+		if o.Type == check.Invoke {
 			open[o.Process] = o
 		} else {
 			delete(open, o.Process)
@@ -1244,7 +1246,7 @@ func (r *run) merge() ([]Op, error) {
 	sort.Ints(procs)
 	for _, p := range procs {
 		o := open[p]
-		o.Type, o.Time, o.Error = Info, end+1, "the client process was killed"
+		o.Type, o.Time, o.Error = check.Info, end+1, "the client process was killed"
 		h = append(h, o)
 	}
 	for i := range h {
@@ -1257,7 +1259,7 @@ func (r *run) merge() ([]Op, error) {
 // "unknown", as Jepsen writes :valid?), why it is UNKNOWN, the counts,
 // the faults injected (each, and per kind) and every checker's result.
 type resultsFile struct {
-	Verdict      Verdict        `json:"verdict"`
+	Verdict      check.Verdict  `json:"verdict"`
 	Valid        any            `json:"valid"`
 	Inconclusive []string       `json:"inconclusive,omitempty"`
 	Ops          int            `json:"ops"`
@@ -1269,10 +1271,10 @@ type resultsFile struct {
 	Tested       map[string]int `json:"tested"`
 	MinOK        int            `json:"min_ok"`
 	Faults       []FaultWindow  `json:"faults"`
-	Results      []Result       `json:"results"`
+	Results      []check.Result `json:"results"`
 }
 
-func (r *run) writeResults(h []Op, sum *Summary) error {
+func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	// Each file is written to a temporary file and renamed into place:
 	// one is whole or absent (or, checked again, the previous one),
 	// never cut short by a crash half-way.
@@ -1304,13 +1306,13 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		}
 		return nil
 	}
-	if err := write("history.jsonl", func(w io.Writer) error { return WriteJSONL(w, h) }); err != nil {
+	if err := write("history.jsonl", func(w io.Writer) error { return check.WriteJSONL(w, h) }); err != nil {
 		return err
 	}
-	if err := write("history.edn", func(w io.Writer) error { return WriteEDN(w, h) }); err != nil {
+	if err := write("history.edn", func(w io.Writer) error { return check.WriteEDN(w, h) }); err != nil {
 		return err
 	}
-	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: validJSON(sum.Verdict), Inconclusive: sum.Inconclusive,
+	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: sum.Verdict.JepsenValid(), Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
 		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
 	if err := write("results.json", func(w io.Writer) error { _, err := w.Write(res); return err }); err != nil {
@@ -1328,7 +1330,7 @@ func (r *run) writeResults(h []Op, sum *Summary) error {
 		cfgMap["coordinator"], cfgMap["second backend"] = r.cfg.Coordinator, second
 	}
 	return write("report.html", func(w io.Writer) error {
-		return WriteReport(w, ReportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
+		return writeReport(w, reportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
 			Config: cfgMap, Verdict: sum.Verdict, Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
 			History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
 	})
@@ -1352,7 +1354,7 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: config.json: %w", ErrNoRun, dir, err)
 	}
-	if _, err := NewWorkload(cfg.Workload, 0); err != nil {
+	if _, err := newWorkload(cfg.Workload, 0); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNoRun, dir, err)
 	}
 	// A run that died keeps INCOMPLETE; until its results.json is
@@ -1365,7 +1367,7 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 			return nil, fmt.Errorf("%w: %s is marked INCOMPLETE and has no results.json: the run did not finish, and its history may lack operations (a rerun, not a recheck, gives a verdict)", ErrNoRun, dir)
 		}
 	}
-	h, err := ReadJSONLFile(filepath.Join(dir, "history.jsonl"))
+	h, err := check.ReadJSONLFile(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: history.jsonl: %w", ErrNoRun, dir, err)
 	}

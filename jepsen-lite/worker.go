@@ -21,12 +21,13 @@ import (
 	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/engine"
+	"github.com/epochal/epochal/jepsen-lite/check"
 	"github.com/epochal/epochal/stm"
 )
 
-// Bugs names the engine's deliberate protocol bugs a run can switch on to
+// bugFaults names the engine's deliberate protocol bugs a run can switch on to
 // prove the checkers catch them.
-var Bugs = map[string]engine.Faults{
+var bugFaults = map[string]engine.Faults{
 	"skip-read-point-check":  {SkipReadPointCheck: true},
 	"no-commute-recompute":   {NoCommuteRecompute: true},
 	"release-intents-early":  {ReleaseIntentsEarly: true},
@@ -37,12 +38,12 @@ var Bugs = map[string]engine.Faults{
 	"extend-unchecked":       {ExtendUnchecked: true},
 }
 
-// BugNames lists Bugs' keys in a fixed order.
+// BugNames lists bugFaults' keys in a fixed order.
 var BugNames = []string{"skip-read-point-check", "no-commute-recompute", "release-intents-early", "skip-intent-recovery",
 	"observe-foreign-points", "trust-missing-record", "watch-gap-first-only", "extend-unchecked"}
 
-// WorkerConfig configures one client process.
-type WorkerConfig struct {
+// workerConfig configures one client process.
+type workerConfig struct {
 	Backend   string   // mem, redis or zk
 	Addrs     []string // servers (redis: one address; zk: the ensemble)
 	Namespace string   // Redis prefix or ZooKeeper root
@@ -58,7 +59,7 @@ type WorkerConfig struct {
 	Worker   int // this worker's number in the run (unique, replacements included)
 	Clients  int
 	Seed     uint64
-	Start    int64         // the run's start on MonoNow's clock: history times count from it
+	Start    int64         // the run's start on monoNow's clock: history times count from it
 	Time     time.Duration // stop after this long (0: when Stop closes)
 	Ops      int           // per client, if > 0
 	Rate     float64       // operations per second of this process, if > 0
@@ -100,7 +101,7 @@ type clientSTMs interface {
 // openSTM opens cfg's backends (a ZooKeeper client preferring server
 // home, the second backend's the next one) and an STM over them with
 // opts; close closes them all. With cfg.Driver, that is the coordinator.
-func openSTM(ctx context.Context, cfg WorkerConfig, w Workload, home int, linearizable bool, opts []stm.Option) (*stm.STM, backend.Driver, func(), error) {
+func openSTM(ctx context.Context, cfg workerConfig, w workload, home int, linearizable bool, opts []stm.Option) (*stm.STM, backend.Driver, func(), error) {
 	var closers []func() error
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -145,21 +146,17 @@ func openSTM(ctx context.Context, cfg WorkerConfig, w Workload, home int, linear
 type settler interface {
 	// Start begins the background work, recording as processes base,
 	// base+1, ...
-	Start(ctx context.Context, s *stm.STM, rec *Recorder, base int) error
+	Start(ctx context.Context, s *stm.STM, rec *recorder, base int) error
 	// Settle runs once every client process has stopped writing (after
 	// the faults healed): it lets the background work catch up with the
 	// final state, records how far it got, and stops it.
-	Settle(ctx context.Context, s *stm.STM, rec *Recorder) error
+	Settle(ctx context.Context, s *stm.STM, rec *recorder) error
 }
 
-// OpenDriver opens the backend a worker uses. linearizable asks for reads
+// openDriver opens the backend a worker uses. linearizable asks for reads
 // that see every commit acknowledged before they began, in any process
-// (ZooKeeper: Config.SyncReads; the other backends always do).
-func OpenDriver(ctx context.Context, backendName string, addrs []string, namespace string, linearizable bool) (backend.Driver, error) {
-	return openDriver(ctx, backendName, addrs, namespace, linearizable, -1, 0)
-}
-
-// openDriver is OpenDriver; a ZooKeeper client with home >= 0 prefers
+// (ZooKeeper: Config.SyncReads; the other backends always do). A
+// ZooKeeper client with home >= 0 prefers
 // the server addrs[home % len(addrs)]: it connects there first, and tries
 // there first again whenever it reconnects, the others in order after it
 // (instead of go-zookeeper's shuffled order), so that client processes
@@ -272,15 +269,15 @@ type quietZK struct{}
 
 func (quietZK) Printf(string, ...any) {}
 
-// RunWorker runs one client process: cfg.Clients clients of the workload
+// runWorker runs one client process: cfg.Clients clients of the workload
 // (or, with Final, the workload's final reads, each retried until it
 // succeeds), recording to cfg.Out.
-func RunWorker(ctx context.Context, cfg WorkerConfig) error {
-	w, err := NewWorkload(cfg.Workload, cfg.Worker)
+func runWorker(ctx context.Context, cfg workerConfig) error {
+	w, err := newWorkload(cfg.Workload, cfg.Worker)
 	if err != nil {
 		return err
 	}
-	faults, ok := Bugs[cfg.Bug]
+	faults, ok := bugFaults[cfg.Bug]
 	if cfg.Bug != "" && !ok {
 		return fmt.Errorf("jepsen: unknown bug %q (want one of %s)", cfg.Bug, strings.Join(BugNames, ", "))
 	}
@@ -328,7 +325,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if err := setup(ctx, s, w); err != nil {
 		return fmt.Errorf("jepsen: worker %d: set up %s: %w", cfg.Worker, cfg.Workload, err)
 	}
-	rec := NewRecorder(cfg.Out, cfg.Start)
+	rec := newRecorder(cfg.Out, cfg.Start)
 	if cfg.Final {
 		return final(ctx, s, w, rec, cfg.Worker)
 	}
@@ -385,7 +382,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	} else {
 		close(progressDone)
 	}
-	RunClients(rctx, s, w, rec, ClientConfig{Clients: cfg.Clients, ProcessBase: cfg.Worker * 1_000_000_000, Seed: cfg.Seed ^ uint64(cfg.Worker), Ops: cfg.Ops,
+	runClients(rctx, s, w, rec, clientConfig{Clients: cfg.Clients, ProcessBase: cfg.Worker * 1_000_000_000, Seed: cfg.Seed ^ uint64(cfg.Worker), Ops: cfg.Ops,
 		Rate: cfg.Rate / float64(max(cfg.Clients, 1))})
 	close(done)
 	<-progressDone
@@ -454,7 +451,7 @@ func retryFor(ctx context.Context, d time.Duration, f func(context.Context) erro
 }
 
 // setup creates the workload's refs, retrying while a fault heals.
-func setup(ctx context.Context, s *stm.STM, w Workload) error {
+func setup(ctx context.Context, s *stm.STM, w workload) error {
 	return retryFor(ctx, setupRetry, func(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -464,9 +461,9 @@ func setup(ctx context.Context, s *stm.STM, w Workload) error {
 
 // final runs the workload's final reads, each until it succeeds (or 60 s
 // pass): every fault has healed by now.
-func final(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, worker int) error {
+func final(ctx context.Context, s *stm.STM, w workload, rec *recorder, worker int) error {
 	deadline := time.Now().Add(60 * time.Second)
-	var invs []Invocation
+	var invs []invocation
 	for {
 		var err error
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -486,7 +483,7 @@ func final(ctx context.Context, s *stm.STM, w Workload, rec *Recorder, worker in
 			if err := rec.Err(); err != nil {
 				return fmt.Errorf("jepsen: final reads: %w", err)
 			}
-			if t == OK {
+			if t == check.OK {
 				break
 			}
 			proc++
@@ -520,10 +517,10 @@ func stdinSignals(r io.Reader) (quiesce, stop <-chan struct{}) {
 	return q, st
 }
 
-// WorkerMain is the body of `epochal jepsen worker`: cfg comes from
+// workerMain is the body of `epochal jepsen worker`: cfg comes from
 // flags; the history goes to path, stdin's EOF stops it, progress goes
 // to stdout.
-func WorkerMain(ctx context.Context, cfg WorkerConfig, path string) error {
+func workerMain(ctx context.Context, cfg workerConfig, path string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("jepsen: history file: %w", err)
@@ -536,14 +533,14 @@ func WorkerMain(ctx context.Context, cfg WorkerConfig, path string) error {
 	if cfg.Progress == nil {
 		cfg.Progress = os.Stdout
 	}
-	return RunWorker(ctx, cfg)
+	return runWorker(ctx, cfg)
 }
 
 // WorkerArgsMain parses `epochal jepsen worker` flags (as the runner
 // writes them) and runs the worker.
 func WorkerArgsMain(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("jepsen worker", flag.ContinueOnError)
-	var cfg WorkerConfig
+	var cfg workerConfig
 	var addr, out string
 	var start int64
 	fs.StringVar(&cfg.Backend, "backend", "", "mem, redis or zk")
@@ -585,5 +582,5 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 		// watchFeedWait).
 		engine.WatchFeedWait = watchFeedWait
 	}
-	return WorkerMain(ctx, cfg, out)
+	return workerMain(ctx, cfg, out)
 }

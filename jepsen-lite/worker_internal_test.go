@@ -12,7 +12,7 @@ import (
 // (its worker number modulo the ensemble), through that node's proxy.
 func TestZKHome(t *testing.T) {
 	testserver.RequireZK(t)
-	c, _ := clusterTestStart(t, ClusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow")
+	c, _ := clusterTestStart(t, clusterConfig{Backend: "zk", Nodes: 3, Proxied: true}, "kill", "pause", "leader", "partition", "reset", "delay", "jitter", "slow")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, home := range []int{1, 2, 3} {

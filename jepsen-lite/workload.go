@@ -15,14 +15,16 @@ import (
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // Workloads names the workloads, in the order help lists them.
 var Workloads = []string{"bank", "list-append", "register", "counter", "atom-register", "lock", "mixed", "watch"}
 
-// Workload is what clients run: it makes operations, applies them through
+// workload is what clients run: it makes operations, applies them through
 // an STM, and names the checkers for its history.
-type Workload interface {
+type workload interface {
 	Name() string
 	// Setup creates the refs a client uses (creating joins what exists).
 	Setup(ctx context.Context, s *stm.STM) error
@@ -34,24 +36,24 @@ type Workload interface {
 	// fail, never an info).
 	ReadOnly(f string) bool
 	// Final lists the reads that end a run, after every fault healed.
-	Final(ctx context.Context, s *stm.STM) ([]Invocation, error)
+	Final(ctx context.Context, s *stm.STM) ([]invocation, error)
 	// Checkers check a history of this workload.
-	Checkers() []Checker
+	Checkers() []check.Checker
 	// Linearizable reports whether the checkers demand linearizable
 	// operations (real-time order across processes), beyond snapshot
 	// isolation: the backend is then opened for linearizable reads.
 	Linearizable() bool
 }
 
-// Invocation is an operation to run.
-type Invocation struct {
+// invocation is an operation to run.
+type invocation struct {
 	F     string
 	Value any
 }
 
-// NewWorkload returns the workload named name; worker numbers the
+// newWorkload returns the workload named name; worker numbers the
 // process that runs it (so that appended values are unique).
-func NewWorkload(name string, worker int) (Workload, error) {
+func newWorkload(name string, worker int) (workload, error) {
 	switch name {
 	case "bank":
 		return &bankWorkload{accounts: 5, initial: 100, prefix: "bank/"}, nil
@@ -64,7 +66,7 @@ func NewWorkload(name string, worker int) (Workload, error) {
 	case "atom-register":
 		return &atomRegister{keys: 4}, nil
 	case "lock":
-		return &lockWorkload{worker: worker, keys: 2, lease: DefaultLockLease}, nil
+		return &lockWorkload{worker: worker, keys: 2, lease: check.DefaultLockLease}, nil
 	case "mixed":
 		return newMixed(worker), nil
 	case "watch":
@@ -77,17 +79,17 @@ func NewWorkload(name string, worker int) (Workload, error) {
 // a compare-and-set that did not match): a fail, certainly not applied.
 var errDeclined = errors.New("declined")
 
-// Classify maps an operation's error to its completion type: ok, fail
+// classify maps an operation's error to its completion type: ok, fail
 // (certainly not applied) or info (maybe applied, now or later).
-func Classify(err error, readOnly bool) Type {
+func classify(err error, readOnly bool) check.Type {
 	switch {
 	case err == nil:
-		return OK
+		return check.OK
 	case readOnly, errors.Is(err, errDeclined), errors.Is(err, stm.ErrRetryLimit),
 		errors.Is(err, backend.ErrNotApplied), errors.Is(err, refs.ErrValidation):
-		return Fail
+		return check.Fail
 	}
-	return Info
+	return check.Info
 }
 
 // refCache keeps handles by name.
@@ -143,23 +145,23 @@ func (b *bankWorkload) Setup(ctx context.Context, s *stm.STM) error {
 
 func (b *bankWorkload) Next(r *rand.Rand) (string, any) {
 	if r.IntN(2) == 0 {
-		return "read", BankValue{}
+		return "read", check.BankValue{}
 	}
 	return "transfer", b.transfer(r)
 }
 
 // transfer draws a transfer between two accounts.
-func (b *bankWorkload) transfer(r *rand.Rand) BankValue {
+func (b *bankWorkload) transfer(r *rand.Rand) check.BankValue {
 	from := r.IntN(b.accounts)
 	to := (from + 1 + r.IntN(b.accounts-1)) % b.accounts
-	return BankValue{From: from, To: to, Amount: 1 + r.IntN(5)}
+	return check.BankValue{From: from, To: to, Amount: 1 + r.IntN(5)}
 }
 
 func (b *bankWorkload) ReadOnly(f string) bool { return f == "read" }
 
 func (b *bankWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
 	if f == "read" {
-		var out BankValue
+		var out check.BankValue
 		err := s.Dosync(ctx, func(tx *txn.Tx) error {
 			out.Balances = make(map[int]int, len(b.rs))
 			for i, r := range b.rs {
@@ -169,7 +171,7 @@ func (b *bankWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (
 		})
 		return out, err
 	}
-	t := v.(BankValue)
+	t := v.(check.BankValue)
 	err := s.Dosync(ctx, func(tx *txn.Tx) error {
 		if b.rs[t.From].Get(tx) < t.Amount {
 			return errDeclined
@@ -181,16 +183,16 @@ func (b *bankWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (
 	return t, err
 }
 
-func (b *bankWorkload) Final(context.Context, *stm.STM) ([]Invocation, error) {
-	return []Invocation{{F: "read", Value: BankValue{}}}, nil
+func (b *bankWorkload) Final(context.Context, *stm.STM) ([]invocation, error) {
+	return []invocation{{F: "read", Value: check.BankValue{}}}, nil
 }
 
-func (b *bankWorkload) Checkers() []Checker {
+func (b *bankWorkload) Checkers() []check.Checker {
 	accts := make([]int, b.accounts)
 	for i := range accts {
 		accts[i] = i
 	}
-	return []Checker{NewBankChecker(accts, b.accounts*b.initial)}
+	return []check.Checker{check.NewBankChecker(accts, b.accounts*b.initial)}
 }
 
 // onSecond places ref number i: odd ones on second when it is set
@@ -232,14 +234,14 @@ func (l *listAppend) draw(r *rand.Rand, readOnly bool) (string, any) {
 	defer l.mu.Unlock()
 	base := l.n / l.perKey
 	l.n++
-	mops := make([]Mop, 1+r.IntN(4))
+	mops := make([]check.Mop, 1+r.IntN(4))
 	for i := range mops {
 		k := base + r.IntN(l.keys)
 		if !readOnly && r.IntN(2) == 0 {
 			l.next++
-			mops[i] = Mop{F: "append", K: k, V: l.worker*1_000_000_000 + l.client*10_000_000 + l.next}
+			mops[i] = check.Mop{F: "append", K: k, V: l.worker*1_000_000_000 + l.client*10_000_000 + l.next}
 		} else {
-			mops[i] = Mop{F: "r", K: k}
+			mops[i] = check.Mop{F: "r", K: k}
 		}
 	}
 	return "txn", mops
@@ -250,7 +252,7 @@ func (l *listAppend) ReadOnly(string) bool { return false }
 func (l *listAppend) name(k int) string { return l.prefix + strconv.Itoa(k) }
 
 func (l *listAppend) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
-	in := v.([]Mop)
+	in := v.([]check.Mop)
 	rs := make([]*refs.Ref[[]int], len(in))
 	for i, m := range in {
 		r, err := l.cache.get(ctx, s, l.name(m.K), []int{}, onSecond(l.second, m.K)...)
@@ -259,7 +261,7 @@ func (l *listAppend) Apply(ctx context.Context, s *stm.STM, f string, v any) (an
 		}
 		rs[i] = r
 	}
-	out := make([]Mop, len(in))
+	out := make([]check.Mop, len(in))
 	err := s.Dosync(ctx, func(tx *txn.Tx) error {
 		for i, m := range in {
 			out[i] = m
@@ -277,23 +279,23 @@ func (l *listAppend) Apply(ctx context.Context, s *stm.STM, f string, v any) (an
 	return out, err
 }
 
-func (l *listAppend) Final(ctx context.Context, s *stm.STM) ([]Invocation, error) {
+func (l *listAppend) Final(ctx context.Context, s *stm.STM) ([]invocation, error) {
 	ks, err := listNumbered(ctx, l.prefix, s.Coordinator(), l.second)
 	if err != nil {
 		return nil, err
 	}
-	var out []Invocation
+	var out []invocation
 	for i := 0; i < len(ks); i += 4 {
-		var mops []Mop
+		var mops []check.Mop
 		for _, k := range ks[i:min(i+4, len(ks))] {
-			mops = append(mops, Mop{F: "r", K: k})
+			mops = append(mops, check.Mop{F: "r", K: k})
 		}
-		out = append(out, Invocation{F: "txn", Value: mops})
+		out = append(out, invocation{F: "txn", Value: mops})
 	}
 	return out, nil
 }
 
-func (l *listAppend) Checkers() []Checker { return []Checker{NewListAppendChecker()} }
+func (l *listAppend) Checkers() []check.Checker { return []check.Checker{check.NewListAppendChecker()} }
 
 // listNumbered lists the numbers n of the refs named prefix+n in the
 // backends (nil ones skipped), sorted.
@@ -349,17 +351,17 @@ func nextRegisterOp(r *rand.Rand, keys int) (string, any) {
 	k := r.IntN(keys)
 	switch r.IntN(3) {
 	case 0:
-		return "read", RegisterValue{K: k}
+		return "read", check.RegisterValue{K: k}
 	case 1:
-		return "write", RegisterValue{K: k, V: r.IntN(5)}
+		return "write", check.RegisterValue{K: k, V: r.IntN(5)}
 	}
-	return "cas", RegisterValue{K: k, Old: r.IntN(5), New: r.IntN(5)}
+	return "cas", check.RegisterValue{K: k, Old: r.IntN(5), New: r.IntN(5)}
 }
 
 func (g *register) ReadOnly(f string) bool { return f == "read" }
 
 func (g *register) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
-	in := v.(RegisterValue)
+	in := v.(check.RegisterValue)
 	r, err := g.cache.get(ctx, s, "reg/"+strconv.Itoa(in.K), nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errDeclined, err)
@@ -368,7 +370,7 @@ func (g *register) Apply(ctx context.Context, s *stm.STM, f string, v any) (any,
 	err = s.Dosync(ctx, func(tx *txn.Tx) error {
 		switch f {
 		case "read":
-			out = RegisterValue{K: in.K}
+			out = check.RegisterValue{K: in.K}
 			if p := r.Get(tx); p != nil {
 				out.V, out.Found = *p, true
 			}
@@ -387,15 +389,15 @@ func (g *register) Apply(ctx context.Context, s *stm.STM, f string, v any) (any,
 	return out, err
 }
 
-func (g *register) Final(context.Context, *stm.STM) ([]Invocation, error) {
-	var out []Invocation
+func (g *register) Final(context.Context, *stm.STM) ([]invocation, error) {
+	var out []invocation
 	for k := range g.keys {
-		out = append(out, Invocation{F: "read", Value: RegisterValue{K: k}})
+		out = append(out, invocation{F: "read", Value: check.RegisterValue{K: k}})
 	}
 	return out, nil
 }
 
-func (g *register) Checkers() []Checker { return []Checker{NewLinearChecker()} }
+func (g *register) Checkers() []check.Checker { return []check.Checker{check.NewLinearChecker()} }
 
 // --- counter ---
 
@@ -426,15 +428,15 @@ func (c *counter) Setup(ctx context.Context, s *stm.STM) error {
 func (c *counter) Next(r *rand.Rand) (string, any) {
 	k := r.IntN(c.keys)
 	if r.IntN(3) == 0 {
-		return "read", CounterValue{K: k}
+		return "read", check.CounterValue{K: k}
 	}
-	return "add", CounterValue{K: k, Delta: 1 + r.IntN(5)}
+	return "add", check.CounterValue{K: k, Delta: 1 + r.IntN(5)}
 }
 
 func (c *counter) ReadOnly(f string) bool { return f == "read" }
 
 func (c *counter) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
-	in := v.(CounterValue)
+	in := v.(check.CounterValue)
 	out := in
 	err := s.Dosync(ctx, func(tx *txn.Tx) error {
 		if f == "read" {
@@ -447,15 +449,15 @@ func (c *counter) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, 
 	return out, err
 }
 
-func (c *counter) Final(context.Context, *stm.STM) ([]Invocation, error) {
-	var out []Invocation
+func (c *counter) Final(context.Context, *stm.STM) ([]invocation, error) {
+	var out []invocation
 	for k := range c.keys {
-		out = append(out, Invocation{F: "read", Value: CounterValue{K: k}})
+		out = append(out, invocation{F: "read", Value: check.CounterValue{K: k}})
 	}
 	return out, nil
 }
 
-func (c *counter) Checkers() []Checker { return []Checker{NewCounterChecker()} }
+func (c *counter) Checkers() []check.Checker { return []check.Checker{check.NewCounterChecker()} }
 
 // --- atom-register ---
 
@@ -511,7 +513,7 @@ func (g *atomRegister) Next(r *rand.Rand) (string, any) { return nextRegisterOp(
 func (g *atomRegister) ReadOnly(f string) bool { return f == "read" }
 
 func (g *atomRegister) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
-	in := v.(RegisterValue)
+	in := v.(check.RegisterValue)
 	a, err := g.atom(ctx, s, in.K)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errDeclined, err)
@@ -523,7 +525,7 @@ func (g *atomRegister) Apply(ctx context.Context, s *stm.STM, f string, v any) (
 		if err != nil {
 			return nil, err
 		}
-		return RegisterValue{K: in.K, V: x, Found: true}, nil
+		return check.RegisterValue{K: in.K, V: x, Found: true}, nil
 	case "write":
 		err = a.Reset(ctx, in.V)
 	case "cas":
@@ -536,12 +538,14 @@ func (g *atomRegister) Apply(ctx context.Context, s *stm.STM, f string, v any) (
 	return out, err
 }
 
-func (g *atomRegister) Final(context.Context, *stm.STM) ([]Invocation, error) {
-	var out []Invocation
+func (g *atomRegister) Final(context.Context, *stm.STM) ([]invocation, error) {
+	var out []invocation
 	for k := range g.keys {
-		out = append(out, Invocation{F: "read", Value: RegisterValue{K: k}})
+		out = append(out, invocation{F: "read", Value: check.RegisterValue{K: k}})
 	}
 	return out, nil
 }
 
-func (g *atomRegister) Checkers() []Checker { return []Checker{NewLinearCheckerFrom(0)} }
+func (g *atomRegister) Checkers() []check.Checker {
+	return []check.Checker{check.NewLinearCheckerFrom(0)}
+}

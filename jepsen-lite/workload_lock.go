@@ -12,38 +12,9 @@ import (
 	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
-)
 
-// LockValue is a lock workload operation's value. Every operation names a
-// lock K; an acquire, a write and a release also name the Holding (one
-// successful acquire and the operations under it, chosen by the client
-// when it invokes the acquire).
-//
-//   - acquire: completion Token, the holding's fencing token.
-//   - write (a fenced write under the lock, to the lock's fence, a
-//     refs.Atom[uint64] that keeps the largest token it accepted): Token
-//     the holding's token; completion Seen, the fence's value the write
-//     found. ok: accepted (the fence now holds at least Token); fail:
-//     refused, the fence held a newer token (Seen > Token); info: unknown.
-//     Stale marks a write sent although the holder had seen Lost (on
-//     purpose, to see the fence refuse it).
-//   - release: completion Lost, the holding ended because its lease was
-//     lost (Unlock returned ErrLost) rather than by the release.
-//   - read (the final reads): completion Seen, the fence's value.
-//
-// HeldAt, in a completion of a write or a release, is the latest history
-// time at which the client had certainly not yet seen Lost (it took the
-// time, then found Lost still open): the holding lasted at least until
-// then.
-type LockValue struct {
-	K       int    `json:"k"`
-	Holding string `json:"holding,omitempty"`
-	Token   uint64 `json:"token,omitempty"`
-	Seen    uint64 `json:"seen,omitempty"`
-	Lost    bool   `json:"lost,omitempty"`
-	Stale   bool   `json:"stale,omitempty"`
-	HeldAt  int64  `json:"held-at,omitempty"`
-}
+	"github.com/epochal/epochal/jepsen-lite/check"
+)
 
 // lockWorkload: each client takes one of 2 locks (a locks.Mutex per lock
 // and client), makes up to 3 fenced writes while it holds it, pausing a
@@ -59,10 +30,10 @@ type lockWorkload struct {
 }
 
 // clientLoop is a workload whose clients keep state from one operation
-// to the next (the lock workload): RunClients runs Loop for each client
+// to the next (the lock workload): runClients runs Loop for each client
 // instead of drawing independent operations.
 type clientLoop interface {
-	Loop(ctx context.Context, s *stm.STM, rec *Recorder, c int, r *rand.Rand, cfg ClientConfig)
+	Loop(ctx context.Context, s *stm.STM, rec *recorder, c int, r *rand.Rand, cfg clientConfig)
 }
 
 // leaseSetter is a workload that uses the run's lease itself.
@@ -113,14 +84,14 @@ func (l *lockWorkload) Setup(ctx context.Context, s *stm.STM) error {
 
 // Next is used only for the final reads' shape; clients run Loop.
 func (l *lockWorkload) Next(r *rand.Rand) (string, any) {
-	return "read", LockValue{K: r.IntN(l.keys)}
+	return "read", check.LockValue{K: r.IntN(l.keys)}
 }
 
 func (l *lockWorkload) ReadOnly(f string) bool { return f == "read" }
 
 // Apply runs a read of a fence (the final reads).
 func (l *lockWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
-	in := v.(LockValue)
+	in := v.(check.LockValue)
 	if f != "read" {
 		return nil, fmt.Errorf("%w: lock workload: Apply(%q): clients run Loop", errDeclined, f)
 	}
@@ -129,19 +100,19 @@ func (l *lockWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (
 		return nil, err
 	}
 	x, err := a.Deref(ctx)
-	return LockValue{K: in.K, Seen: x}, err
+	return check.LockValue{K: in.K, Seen: x}, err
 }
 
-func (l *lockWorkload) Final(context.Context, *stm.STM) ([]Invocation, error) {
-	var out []Invocation
+func (l *lockWorkload) Final(context.Context, *stm.STM) ([]invocation, error) {
+	var out []invocation
 	for k := range l.keys {
-		out = append(out, Invocation{F: "read", Value: LockValue{K: k}})
+		out = append(out, invocation{F: "read", Value: check.LockValue{K: k}})
 	}
 	return out, nil
 }
 
-func (l *lockWorkload) Checkers() []Checker {
-	return []Checker{NewMutexChecker(), NewFencingChecker()}
+func (l *lockWorkload) Checkers() []check.Checker {
+	return []check.Checker{check.NewMutexChecker(), check.NewFencingChecker()}
 }
 
 // errStale: the fence holds a newer token; the write was refused.
@@ -185,8 +156,8 @@ func chClosed(ch <-chan struct{}) bool {
 type lockClient struct {
 	w    *lockWorkload
 	s    *stm.STM
-	rec  *Recorder
-	cfg  ClientConfig
+	rec  *recorder
+	cfg  clientConfig
 	r    *rand.Rand
 	proc int
 	id   string
@@ -195,14 +166,14 @@ type lockClient struct {
 }
 
 // record writes an event at the current time and returns that time.
-func (c *lockClient) record(t Type, f string, v LockValue, err error) int64 {
+func (c *lockClient) record(t check.Type, f string, v check.LockValue, err error) int64 {
 	now := c.rec.Now()
-	o := Op{Type: t, Process: c.proc, F: f, Time: now}.WithValue(v)
+	o := check.Op{Type: t, Process: c.proc, F: f, Time: now}.WithValue(v)
 	if err != nil {
 		o.Error = err.Error()
 	}
-	_ = c.rec.Record(o) // an error is the Recorder's (Err, Failed): the process stops and fails with it
-	if t == Info {
+	_ = c.rec.Record(o) // an error is the recorder's (Err, Failed): the process stops and fails with it
+	if t == check.Info {
 		c.proc++ // a process whose operation ended in info runs no other
 	}
 	return now
@@ -210,7 +181,7 @@ func (c *lockClient) record(t Type, f string, v LockValue, err error) int64 {
 
 // Loop implements clientLoop: acquire, write, release, until ctx ends
 // (a holding in progress is then finished: writes skipped, released).
-func (l *lockWorkload) Loop(ctx context.Context, s *stm.STM, rec *Recorder, ci int, r *rand.Rand, cfg ClientConfig) {
+func (l *lockWorkload) Loop(ctx context.Context, s *stm.STM, rec *recorder, ci int, r *rand.Rand, cfg clientConfig) {
 	c := &lockClient{w: l, s: s, rec: rec, cfg: cfg, r: r, proc: cfg.ProcessBase + ci*1_000_000,
 		id: fmt.Sprintf("w%dc%d", l.worker, ci), ms: map[int]*locks.Mutex{}}
 	next := time.Now()
@@ -238,14 +209,14 @@ func (c *lockClient) mutex(k int) (*locks.Mutex, error) {
 // release under it.
 func (c *lockClient) holding(ctx context.Context, k int) {
 	c.seq++
-	v := LockValue{K: k, Holding: c.id + "." + strconv.Itoa(c.seq)}
+	v := check.LockValue{K: k, Holding: c.id + "." + strconv.Itoa(c.seq)}
 	m, err := c.mutex(k)
 	if err != nil {
-		c.record(Invoke, "acquire", v, nil)
-		c.record(Fail, "acquire", v, err)
+		c.record(check.Invoke, "acquire", v, nil)
+		c.record(check.Fail, "acquire", v, err)
 		return
 	}
-	invoked := c.record(Invoke, "acquire", v, nil)
+	invoked := c.record(check.Invoke, "acquire", v, nil)
 	// Wait for the lock at most a lease: long enough to outlast a dead
 	// holder's lease, short enough that some acquires fail.
 	actx, cancel := context.WithTimeout(context.Background(), min(c.cfg.OpTimeout, c.w.lease))
@@ -257,13 +228,13 @@ func (c *lockClient) holding(ctx context.Context, k int) {
 		if err == nil {
 			err = errors.New("still held by another at the deadline")
 		}
-		c.record(Fail, "acquire", v, err)
+		c.record(check.Fail, "acquire", v, err)
 		return
 	}
 	v.Token = m.Token()
 	lost := m.Lost()
 	heldAt := invoked
-	if t := c.record(OK, "acquire", v, nil); !chClosed(m.Lost()) { // a fresh look: Lost checks the deadline
+	if t := c.record(check.OK, "acquire", v, nil); !chClosed(m.Lost()) { // a fresh look: Lost checks the deadline
 		heldAt = t
 	}
 	f, ferr := c.w.fence(context.Background(), c.s, k)
@@ -296,10 +267,10 @@ func (c *lockClient) holding(ctx context.Context, k int) {
 
 // write makes one fenced write and returns the holding's HeldAt, advanced
 // to the write's invoke if Lost was still open then.
-func (c *lockClient) write(f *refs.Atom[uint64], v LockValue, heldAt int64, stale bool) int64 {
-	in := LockValue{K: v.K, Holding: v.Holding, Token: v.Token, Stale: stale}
+func (c *lockClient) write(f *refs.Atom[uint64], v check.LockValue, heldAt int64, stale bool) int64 {
+	in := check.LockValue{K: v.K, Holding: v.Holding, Token: v.Token, Stale: stale}
 	m := c.ms[v.K]
-	t := c.record(Invoke, "write", in, nil)
+	t := c.record(check.Invoke, "write", in, nil)
 	if !chClosed(m.Lost()) {
 		heldAt = t
 	}
@@ -310,21 +281,21 @@ func (c *lockClient) write(f *refs.Atom[uint64], v LockValue, heldAt int64, stal
 	out.Seen, out.HeldAt = seen, heldAt
 	switch {
 	case err == nil:
-		c.record(OK, "write", out, nil)
+		c.record(check.OK, "write", out, nil)
 	case errors.Is(err, errStale):
-		c.record(Fail, "write", out, err)
+		c.record(check.Fail, "write", out, err)
 	default:
 		out.Seen = 0
-		c.record(Info, "write", out, err)
+		c.record(check.Info, "write", out, err)
 	}
 	return heldAt
 }
 
 // release unlocks: ok (Lost set if the lease had been lost), or info if
 // the outcome is unknown.
-func (c *lockClient) release(m *locks.Mutex, v LockValue, heldAt int64) {
-	in := LockValue{K: v.K, Holding: v.Holding, Token: v.Token}
-	t := c.record(Invoke, "release", in, nil)
+func (c *lockClient) release(m *locks.Mutex, v check.LockValue, heldAt int64) {
+	in := check.LockValue{K: v.K, Holding: v.Holding, Token: v.Token}
+	t := c.record(check.Invoke, "release", in, nil)
 	if !chClosed(m.Lost()) {
 		heldAt = t
 	}
@@ -335,16 +306,16 @@ func (c *lockClient) release(m *locks.Mutex, v LockValue, heldAt int64) {
 	out.HeldAt = heldAt
 	switch {
 	case err == nil:
-		c.record(OK, "release", out, nil)
+		c.record(check.OK, "release", out, nil)
 	case errors.Is(err, locks.ErrLost):
 		// The lease ran out before the release: the holding ended at
 		// some time after HeldAt, before now.
 		out.Lost = true
-		c.record(OK, "release", out, nil)
+		c.record(check.OK, "release", out, nil)
 	default:
 		// ErrNotHeld (the Mutex forgot the holding) or a backend error:
 		// the Mutex no longer holds it, the lock is freed when the
 		// removal or the lease ends.
-		c.record(Info, "release", out, err)
+		c.record(check.Info, "release", out, err)
 	}
 }

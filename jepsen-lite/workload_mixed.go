@@ -11,6 +11,8 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // mixed: the bank and list-append workloads over refs spread across two
@@ -88,7 +90,7 @@ func (m *mixed) Setup(ctx context.Context, s *stm.STM) error {
 func (m *mixed) Next(r *rand.Rand) (string, any) {
 	if m.reader {
 		if r.IntN(2) == 0 {
-			return "read", BankValue{}
+			return "read", check.BankValue{}
 		}
 		return m.la.draw(r, true)
 	}
@@ -96,7 +98,7 @@ func (m *mixed) Next(r *rand.Rand) (string, any) {
 	case n < 6:
 		return "transfer", m.bank.transfer(r)
 	case n < 9:
-		return "read", BankValue{}
+		return "read", check.BankValue{}
 	}
 	return m.la.Next(r)
 }
@@ -135,7 +137,7 @@ func (m *mixed) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, er
 	case "txn":
 		return m.la.Apply(ctx, s, f, v)
 	case "swap", "atom-read":
-		in := v.(CounterValue)
+		in := v.(check.CounterValue)
 		a, err := m.atom(ctx, s, in.K)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errDeclined, err)
@@ -154,7 +156,7 @@ func (m *mixed) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, er
 // Loop implements clientLoop: a transaction, then a swap of the client's
 // atom, and again. The atom's number is worker*1000 + client: unique
 // across the run, replacement processes included.
-func (m *mixed) Loop(ctx context.Context, s *stm.STM, rec *Recorder, c int, r *rand.Rand, cfg ClientConfig) {
+func (m *mixed) Loop(ctx context.Context, s *stm.STM, rec *recorder, c int, r *rand.Rand, cfg clientConfig) {
 	proc := cfg.ProcessBase + c*1_000_000
 	k := m.worker*1000 + c
 	s, cw, closeAll := m.client(ctx, s, c)
@@ -169,10 +171,10 @@ func (m *mixed) Loop(ctx context.Context, s *stm.STM, rec *Recorder, c int, r *r
 			return
 		}
 		f, v := cw.Next(r)
-		if Invoke1(ctx, s, cw, rec, proc, f, v, cfg.OpTimeout) == Info {
+		if invoke1(ctx, s, cw, rec, proc, f, v, cfg.OpTimeout) == check.Info {
 			proc++
 		}
-		if Invoke1(ctx, s, cw, rec, proc, "swap", CounterValue{K: k, Delta: 1}, cfg.OpTimeout) == Info {
+		if invoke1(ctx, s, cw, rec, proc, "swap", check.CounterValue{K: k, Delta: 1}, cfg.OpTimeout) == check.Info {
 			proc++
 		}
 	}
@@ -207,8 +209,8 @@ func (m *mixed) client(ctx context.Context, s *stm.STM, c int) (_ *stm.STM, cw *
 	return nil, nil, nil
 }
 
-func (m *mixed) Final(ctx context.Context, s *stm.STM) ([]Invocation, error) {
-	out := []Invocation{{F: "read", Value: BankValue{}}}
+func (m *mixed) Final(ctx context.Context, s *stm.STM) ([]invocation, error) {
+	out := []invocation{{F: "read", Value: check.BankValue{}}}
 	las, err := m.la.Final(ctx, s)
 	if err != nil {
 		return nil, err
@@ -219,12 +221,12 @@ func (m *mixed) Final(ctx context.Context, s *stm.STM) ([]Invocation, error) {
 		return nil, err
 	}
 	for _, k := range ks {
-		out = append(out, Invocation{F: "atom-read", Value: CounterValue{K: k}})
+		out = append(out, invocation{F: "atom-read", Value: check.CounterValue{K: k}})
 	}
 	return out, nil
 }
 
-func (m *mixed) Checkers() []Checker {
-	return []Checker{m.bank.Checkers()[0], NewListAppendChecker(),
-		&CounterChecker{Label: "atom-counter", Add: "swap", Read: "atom-read"}}
+func (m *mixed) Checkers() []check.Checker {
+	return []check.Checker{m.bank.Checkers()[0], check.NewListAppendChecker(),
+		&check.CounterChecker{Label: "atom-counter", Add: "swap", Read: "atom-read"}}
 }

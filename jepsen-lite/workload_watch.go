@@ -12,6 +12,8 @@ import (
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
 	"github.com/epochal/epochal/txn"
+
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // watchWorkload: counters changed only by Alter(+1) ("incr",
@@ -107,13 +109,13 @@ func (w *watchWorkload) Setup(ctx context.Context, s *stm.STM) error {
 }
 
 func (w *watchWorkload) Next(r *rand.Rand) (string, any) {
-	return "incr", CounterValue{K: r.IntN(w.keys), Delta: 1}
+	return "incr", check.CounterValue{K: r.IntN(w.keys), Delta: 1}
 }
 
 func (w *watchWorkload) ReadOnly(f string) bool { return f == "read" }
 
 func (w *watchWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) (any, error) {
-	in := v.(CounterValue)
+	in := v.(check.CounterValue)
 	out := in
 	err := s.Dosync(ctx, func(tx *txn.Tx) error {
 		if f == "read" {
@@ -126,16 +128,16 @@ func (w *watchWorkload) Apply(ctx context.Context, s *stm.STM, f string, v any) 
 	return out, err
 }
 
-func (w *watchWorkload) Final(context.Context, *stm.STM) ([]Invocation, error) {
-	var out []Invocation
+func (w *watchWorkload) Final(context.Context, *stm.STM) ([]invocation, error) {
+	var out []invocation
 	for k := range w.keys {
-		out = append(out, Invocation{F: "read", Value: CounterValue{K: k}})
+		out = append(out, invocation{F: "read", Value: check.CounterValue{K: k}})
 	}
 	return out, nil
 }
 
-func (w *watchWorkload) Checkers() []Checker {
-	return []Checker{NewWatchChecker(), &CounterChecker{Label: "watch-counter", Add: "incr", Read: "read"}}
+func (w *watchWorkload) Checkers() []check.Checker {
+	return []check.Checker{check.NewWatchChecker(), &check.CounterChecker{Label: "watch-counter", Add: "incr", Read: "read"}}
 }
 
 // stallFor says how long a callback of ws stalls now: 0 until its next
@@ -157,19 +159,19 @@ func (w *watchWorkload) stallFor(ws *watchState) time.Duration {
 }
 
 // record records one event of a watcher as an operation that completes
-// at once. An error writing it is the Recorder's (Err, Failed): the
+// at once. An error writing it is the recorder's (Err, Failed): the
 // process stops and fails with it.
-func record(rec *Recorder, proc int, f string, v WatchValue) {
+func record(rec *recorder, proc int, f string, v check.WatchValue) {
 	now := rec.Now()
-	if rec.Record(Op{Type: Invoke, Process: proc, F: f, Time: now}.WithValue(v)) == nil {
-		_ = rec.Record(Op{Type: OK, Process: proc, F: f, Time: now}.WithValue(v))
+	if rec.Record(check.Op{Type: check.Invoke, Process: proc, F: f, Time: now}.WithValue(v)) == nil {
+		_ = rec.Record(check.Op{Type: check.OK, Process: proc, F: f, Time: now}.WithValue(v))
 	}
 }
 
 // Start implements settler: watchersPerKey watchers on every counter,
 // each through a handle of its own, recording as processes base, base+1,
 // ...
-func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *Recorder, base int) error {
+func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *recorder, base int) error {
 	// Called again after a failure (a fault), it goes on from the first
 	// watcher not started.
 	w.mu.Lock()
@@ -187,7 +189,7 @@ func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *Recorder, ba
 		w.mu.Unlock()
 		ws := &watchState{k: k, proc: proc, r: r, changed: make(chan struct{}, 1)}
 		r.AddWatch("jepsen", func(_ string, _ *refs.Ref[int], old, new int) {
-			record(rec, ws.proc, "deliver", WatchValue{K: k, Old: old, New: new})
+			record(rec, ws.proc, "deliver", check.WatchValue{K: k, Old: old, New: new})
 			ws.mu.Lock()
 			ws.last, ws.delivered = new, true
 			ws.mu.Unlock()
@@ -201,7 +203,7 @@ func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *Recorder, ba
 				time.Sleep(d)
 			}
 		}, refs.OnGap(func(_ string, from, to clock.Point) {
-			record(rec, ws.proc, "gap", WatchValue{K: k, From: uint64(from), To: uint64(to)})
+			record(rec, ws.proc, "gap", check.WatchValue{K: k, From: uint64(from), To: uint64(to)})
 		}))
 		// What the watcher started from is at most this (it read the
 		// ref before AddWatch returned).
@@ -210,7 +212,7 @@ func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *Recorder, ba
 			r.RemoveWatch("jepsen")
 			return err
 		}
-		record(rec, ws.proc, "watch-start", WatchValue{K: k, V: v})
+		record(rec, ws.proc, "watch-start", check.WatchValue{K: k, V: v})
 		w.mu.Lock()
 		w.watchers = append(w.watchers, ws)
 		w.mu.Unlock()
@@ -221,7 +223,7 @@ func (w *watchWorkload) Start(ctx context.Context, s *stm.STM, rec *Recorder, ba
 // Settle implements settler: every process has stopped writing; each
 // watcher reads its counter (linearizably), waits until it has delivered
 // that value (up to watchSettle), and records how far it got.
-func (w *watchWorkload) Settle(ctx context.Context, s *stm.STM, rec *Recorder) error {
+func (w *watchWorkload) Settle(ctx context.Context, s *stm.STM, rec *recorder) error {
 	w.mu.Lock()
 	ws := append([]*watchState(nil), w.watchers...)
 	w.mu.Unlock()
@@ -263,7 +265,7 @@ func (w *watchWorkload) Settle(ctx context.Context, s *stm.STM, rec *Recorder) e
 				break
 			}
 			st.mu.Lock()
-			end := WatchValue{K: st.k, V: v, Last: st.last, Delivered: st.delivered}
+			end := check.WatchValue{K: st.k, V: v, Last: st.last, Delivered: st.delivered}
 			st.mu.Unlock()
 			record(rec, st.proc, "watch-end", end)
 		})

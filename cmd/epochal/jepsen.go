@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // jepsenConfig holds `epochal jepsen`'s flags.
@@ -285,9 +286,9 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 	for _, r := range s.Results {
 		verdict := "valid"
 		switch r.Verdict() {
-		case jepsenlite.VerdictFail:
+		case check.VerdictFail:
 			verdict = "INVALID"
-		case jepsenlite.VerdictUnknown:
+		case check.VerdictUnknown:
 			verdict = "UNKNOWN (not everything was checked)"
 		}
 		fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, verdict)
@@ -323,7 +324,7 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			fmt.Fprintf(w, "    %s: %d found, %s\n", n, allowed[n], jepsenlite.AllowedWhy(n))
+			fmt.Fprintf(w, "    %s: %d found, %s\n", n, allowed[n], check.AllowedWhy(n))
 		}
 	}
 	fmt.Fprintf(w, "  run directory: %s (report.html)\n", s.Dir)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // buildBinary builds epochal into a temporary directory.
@@ -121,20 +122,20 @@ func TestJepsenCheckUnknown(t *testing.T) {
 	}
 	// 24 concurrent writes of key 0, then a read of a value none wrote:
 	// the search tries every order of the writes before it can say no.
-	var h []jepsenlite.Op
-	add := func(typ jepsenlite.Type, p int, f string, v jepsenlite.RegisterValue) {
-		h = append(h, jepsenlite.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
+	var h []check.Op
+	add := func(typ check.Type, p int, f string, v check.RegisterValue) {
+		h = append(h, check.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
 	}
 	for p := range 24 {
-		add(jepsenlite.Invoke, p, "write", jepsenlite.RegisterValue{K: 0, V: p})
+		add(check.Invoke, p, "write", check.RegisterValue{K: 0, V: p})
 	}
 	for p := range 24 {
-		add(jepsenlite.OK, p, "write", jepsenlite.RegisterValue{K: 0, V: p})
+		add(check.OK, p, "write", check.RegisterValue{K: 0, V: p})
 	}
-	add(jepsenlite.Invoke, 99, "read", jepsenlite.RegisterValue{K: 0})
-	add(jepsenlite.OK, 99, "read", jepsenlite.RegisterValue{K: 0, V: 999, Found: true})
+	add(check.Invoke, 99, "read", check.RegisterValue{K: 0})
+	add(check.OK, 99, "read", check.RegisterValue{K: 0, V: 999, Found: true})
 	var buf bytes.Buffer
-	if err := jepsenlite.WriteJSONL(&buf, h); err != nil {
+	if err := check.WriteJSONL(&buf, h); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "history.jsonl"), buf.Bytes(), 0o644); err != nil {

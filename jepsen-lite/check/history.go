@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"bufio"
@@ -68,7 +68,7 @@ func (m Mop) MarshalJSON() ([]byte, error) {
 		}
 		return json.Marshal([]any{m.F, m.K, m.R})
 	}
-	return nil, fmt.Errorf("jepsenlite: micro-op %q", m.F)
+	return nil, fmt.Errorf("check: micro-op %q", m.F)
 }
 
 // UnmarshalJSON reads the Elle form.
@@ -78,7 +78,7 @@ func (m *Mop) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	if len(raw) != 3 {
-		return fmt.Errorf("jepsenlite: micro-op %s: want 3 elements", b)
+		return fmt.Errorf("check: micro-op %s: want 3 elements", b)
 	}
 	if err := json.Unmarshal(raw[0], &m.F); err != nil {
 		return err
@@ -97,7 +97,7 @@ func (m *Mop) UnmarshalJSON(b []byte) error {
 		m.R = []int{}
 		return json.Unmarshal(raw[2], &m.R)
 	}
-	return fmt.Errorf("jepsenlite: micro-op %q", m.F)
+	return fmt.Errorf("check: micro-op %q", m.F)
 }
 
 // RegisterValue is a register operation's value: read (V the value read,
@@ -146,13 +146,44 @@ type WatchValue struct {
 	Delivered bool   `json:"delivered,omitempty"`
 }
 
+// LockValue is a lock workload operation's value. Every operation names a
+// lock K; an acquire, a write and a release also name the Holding (one
+// successful acquire and the operations under it, chosen by the client
+// when it invokes the acquire).
+//
+//   - acquire: completion Token, the holding's fencing token.
+//   - write (a fenced write under the lock, to the lock's fence, a
+//     refs.Atom[uint64] that keeps the largest token it accepted): Token
+//     the holding's token; completion Seen, the fence's value the write
+//     found. ok: accepted (the fence now holds at least Token); fail:
+//     refused, the fence held a newer token (Seen > Token); info: unknown.
+//     Stale marks a write sent although the holder had seen Lost (on
+//     purpose, to see the fence refuse it).
+//   - release: completion Lost, the holding ended because its lease was
+//     lost (Unlock returned ErrLost) rather than by the release.
+//   - read (the final reads): completion Seen, the fence's value.
+//
+// HeldAt, in a completion of a write or a release, is the latest history
+// time at which the client had certainly not yet seen Lost (it took the
+// time, then found Lost still open): the holding lasted at least until
+// then.
+type LockValue struct {
+	K       int    `json:"k"`
+	Holding string `json:"holding,omitempty"`
+	Token   uint64 `json:"token,omitempty"`
+	Seen    uint64 `json:"seen,omitempty"`
+	Lost    bool   `json:"lost,omitempty"`
+	Stale   bool   `json:"stale,omitempty"`
+	HeldAt  int64  `json:"held-at,omitempty"`
+}
+
 // Decode reads an op's value into v.
 func (o Op) Decode(v any) error {
 	if len(o.Value) == 0 {
-		return fmt.Errorf("jepsenlite: op %d has no value", o.Index)
+		return fmt.Errorf("check: op %d has no value", o.Index)
 	}
 	if err := json.Unmarshal(o.Value, v); err != nil {
-		return fmt.Errorf("jepsenlite: op %d value %s: %w", o.Index, o.Value, err)
+		return fmt.Errorf("check: op %d value %s: %w", o.Index, o.Value, err)
 	}
 	return nil
 }
@@ -161,7 +192,7 @@ func (o Op) Decode(v any) error {
 func (o Op) WithValue(v any) Op {
 	b, err := json.Marshal(v)
 	if err != nil {
-		panic(fmt.Sprintf("jepsenlite: encode op value %T: %v", v, err))
+		panic(fmt.Sprintf("check: encode op value %T: %v", v, err))
 	}
 	o.Value = b
 	return o
@@ -190,7 +221,7 @@ func ReadJSONL(r io.Reader) ([]Op, error) {
 		}
 		var o Op
 		if err := json.Unmarshal(sc.Bytes(), &o); err != nil {
-			return nil, fmt.Errorf("jepsenlite: history line %d: %w", n, err)
+			return nil, fmt.Errorf("check: history line %d: %w", n, err)
 		}
 		h = append(h, o)
 	}
@@ -227,6 +258,14 @@ type Anomaly struct {
 	// Ops is the witness: for a cycle, its transactions in cycle order
 	// (completions), each edge explained in Explain.
 	Ops []Op `json:"ops,omitempty"`
+}
+
+// AllowedWhy says why an allowed anomaly does not fail a run.
+func AllowedWhy(name string) string {
+	if name == "announced-gap" {
+		return "allowed: the watcher was told (a gap notice)"
+	}
+	return "allowed under snapshot isolation"
 }
 
 // Verdict is the outcome of a check, or of a run.
@@ -280,9 +319,9 @@ type resultJSON struct {
 	Info      int
 }
 
-// validJSON is a verdict as Jepsen's :valid? writes it: true, false or
+// JepsenValid is v as Jepsen's :valid? writes it: true, false or
 // "unknown".
-func validJSON(v Verdict) any {
+func (v Verdict) JepsenValid() any {
 	switch v {
 	case VerdictPass:
 		return true
@@ -294,7 +333,7 @@ func validJSON(v Verdict) any {
 
 // MarshalJSON writes "valid" as true, false or "unknown".
 func (r Result) MarshalJSON() ([]byte, error) {
-	return json.Marshal(resultJSON{Checker: r.Checker, Valid: validJSON(r.Verdict()), Anomalies: r.Anomalies, OK: r.OK, Fail: r.Fail, Info: r.Info})
+	return json.Marshal(resultJSON{Checker: r.Checker, Valid: r.Verdict().JepsenValid(), Anomalies: r.Anomalies, OK: r.OK, Fail: r.Fail, Info: r.Info})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -311,7 +350,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 		r.Unknown = true
 	case false, nil:
 	default:
-		return fmt.Errorf("jepsen: result %s: valid %v: want true, false or \"unknown\"", j.Checker, j.Valid)
+		return fmt.Errorf("check: result %s: valid %v: want true, false or \"unknown\"", j.Checker, j.Valid)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"fmt"
@@ -507,4 +507,5 @@ func (c *FencingChecker) Check(h []Op) Result {
 	return ckFinish(&res)
 }
 
-func (c *MutexChecker) setTimeout(d time.Duration) { c.Timeout = d }
+// SetTimeout sets c.Timeout.
+func (c *MutexChecker) SetTimeout(d time.Duration) { c.Timeout = d }

@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"fmt"
@@ -61,21 +61,21 @@ func (c *LinearChecker) Name() string { return "linearizable" }
 
 // Check implements Checker.
 func (c *LinearChecker) Check(h []Op) Result {
-	r, _ := c.CheckVerbose(h)
+	r, _ := c.checkVerbose(h)
 	return r
 }
 
-// LinearViz is what porcupine needs to draw a checked history.
-type LinearViz struct {
+// linearViz is what porcupine needs to draw a checked history.
+type linearViz struct {
 	model   porcupine.Model
 	ops     []porcupine.Operation
 	timeout time.Duration
 }
 
-// WriteHTML writes porcupine's interactive visualization of the history
+// writeHTML writes porcupine's interactive visualization of the history
 // and its (partial) linearizations to path (searching again, every key at
 // once, within the checker's timeout).
-func (v *LinearViz) WriteHTML(path string) error {
+func (v *linearViz) writeHTML(path string) error {
 	_, info := porcupine.CheckOperationsVerbose(v.model, v.ops, v.timeout)
 	return porcupine.VisualizePath(v.model, info, path)
 }
@@ -83,8 +83,8 @@ func (v *LinearViz) WriteHTML(path string) error {
 // WriteLinearizableHTML checks h and writes porcupine's visualization to
 // path.
 func WriteLinearizableHTML(h []Op, cfg LinearConfig, path string) (Result, error) {
-	r, v := (&LinearChecker{Config: cfg}).CheckVerbose(h)
-	return r, v.WriteHTML(path)
+	r, v := (&LinearChecker{Config: cfg}).checkVerbose(h)
+	return r, v.writeHTML(path)
 }
 
 // Register model: inputs, outputs and states.
@@ -201,8 +201,8 @@ func ckPairsOf(h []Op, fs ...string) (ps []OpPair, end int64) {
 	return ps, end + 1
 }
 
-// CheckVerbose checks h and also returns what WriteHTML needs.
-func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
+// checkVerbose checks h and also returns what writeHTML needs.
+func (c *LinearChecker) checkVerbose(h []Op) (Result, *linearViz) {
 	timeout := c.Config.Timeout
 	if timeout <= 0 {
 		timeout = DefaultCheckTimeout
@@ -264,7 +264,7 @@ func (c *LinearChecker) CheckVerbose(h []Op) (Result, *LinearViz) {
 			res.Anomalies = append(res.Anomalies, ckNonlinearizable(ps, part, longest, c.Config.init()))
 		}
 	}
-	return ckFinish(&res), &LinearViz{model: model, ops: ops, timeout: timeout}
+	return ckFinish(&res), &linearViz{model: model, ops: ops, timeout: timeout}
 }
 
 // ckLongest picks the longest partial linearization, the first by the
@@ -343,4 +343,5 @@ func ckNonlinearizable(ps []OpPair, part, prefix []porcupine.Operation, init ckR
 	return Anomaly{Name: "nonlinearizable", Explain: b.String(), Ops: ops}
 }
 
-func (c *LinearChecker) setTimeout(d time.Duration) { c.Config.Timeout = d }
+// SetTimeout sets c.Config.Timeout.
+func (c *LinearChecker) SetTimeout(d time.Duration) { c.Config.Timeout = d }

@@ -1,6 +1,6 @@
 //go:build race
 
-package jepsenlite
+package check
 
 // ckRaceEnabled: the race detector slows the large tests tenfold.
 const ckRaceEnabled = true

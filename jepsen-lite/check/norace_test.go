@@ -1,5 +1,5 @@
 //go:build !race
 
-package jepsenlite
+package check
 
 const ckRaceEnabled = false

@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"fmt"

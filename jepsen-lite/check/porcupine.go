@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"sync"
@@ -11,9 +11,14 @@ import (
 // the checker is given no timeout.
 const DefaultCheckTimeout = 30 * time.Second
 
-// timeoutSetter is a checker whose searches take a timeout
-// (Config.CheckTimeout).
-type timeoutSetter interface{ setTimeout(time.Duration) }
+// TimeoutSetter is a checker whose searches take a timeout (the
+// linearizability checkers: LinearChecker, MutexChecker).
+type TimeoutSetter interface {
+	Checker
+	// SetTimeout bounds the checker's searches: a key not decided by
+	// then is linearizability-unknown.
+	SetTimeout(time.Duration)
+}
 
 // ckPartVerdict is porcupine's verdict on one partition of a history (one
 // key): Ok, Illegal (with its longest partial linearizations), or

@@ -1,4 +1,4 @@
-package jepsenlite
+package check
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,31 +20,20 @@ import (
 // A txn's micro-ops become vectors with a keyword f; any other value
 // becomes EDN data, JSON objects maps with keyword keys ({:k 1, :v 2}),
 // or integer keys where the JSON keys are integers (bank balances: {0
-// 100, 1 100}). An op's error is written as :error "...".
+// 100, 1 100}); a bank transfer as Jepsen writes it, {:from 0, :to 1,
+// :amount 5}. An op's error is written as :error "...". ReadHistory reads
+// it back.
 func WriteEDN(w io.Writer, h []Op) error {
 	bw := bufio.NewWriter(w)
 	for _, o := range h {
-		bw.WriteString(EDNOp(o))
+		bw.WriteString(ednOp(o))
 		bw.WriteByte('\n')
 	}
 	return bw.Flush()
 }
 
-// WriteEDNFile writes a history as EDN to path.
-func WriteEDNFile(path string, h []Op) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := WriteEDN(f, h); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// EDNOp renders one op as an EDN map (no newline).
-func EDNOp(o Op) string {
+// ednOp renders one op as an EDN map (no newline).
+func ednOp(o Op) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{:index %d, :type %s, :process %d, :f %s, :value %s, :time %d",
 		o.Index, ednKeyword(string(o.Type)), o.Process, ednKeyword(o.F), ednValue(o), o.Time)
@@ -90,6 +78,14 @@ func ednValue(o Op) string {
 			}
 			b.WriteByte(']')
 			return b.String()
+		}
+	}
+	if o.F == "transfer" {
+		// Jepsen's bank shape, every field written (JSON leaves out
+		// account 0).
+		var v BankValue
+		if err := json.Unmarshal(o.Value, &v); err == nil {
+			return fmt.Sprintf("{:from %d, :to %d, :amount %d}", v.From, v.To, v.Amount)
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(o.Value))
