@@ -123,6 +123,21 @@ func TestImportsRunDown(t *testing.T) {
 	}
 }
 
+// standAlone are the packages that import nothing from this module: the
+// history checkers, so that they can check any history, written by
+// jepsen-lite or elsewhere.
+var standAlone = []string{module + "/jepsen-lite/check"}
+
+// TestCheckersStandAlone checks that standAlone's packages import nothing
+// from this module, directly or not.
+func TestCheckersStandAlone(t *testing.T) {
+	for _, p := range list(t, "-deps", standAlone[0]) {
+		if strings.HasPrefix(p.ImportPath, module) && !slices.Contains(standAlone, p.ImportPath) {
+			t.Errorf("%s depends on %s", standAlone[0], p.ImportPath)
+		}
+	}
+}
+
 // engineOnly are the driver methods that write or read transaction
 // records and intents, and commit: the commit protocol's steps. Outside
 // the engine only the drivers themselves (and their wrappers under
