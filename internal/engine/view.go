@@ -123,10 +123,7 @@ func (r *Resolver) View(ctx context.Context, drv backend.Driver, name string, o 
 			if err != nil {
 				return view, fmt.Errorf("look up record %s: %w", in.Txn, err)
 			}
-			if len(recs) != 1 {
-				return view, nil
-			}
-			rec = recs[0]
+			rec = recs[0] // one per id (the contract)
 		} else if rec, err = r.Record(ctx, in); err != nil {
 			return view, err
 		}
