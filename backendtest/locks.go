@@ -1188,3 +1188,9 @@ func sessionStore(x any) backend.SessionStore {
 type noSessions struct{}
 
 func (noSessions) Sessions() backend.Sessions { return nil }
+
+// The wrappers over a driver's sessions are stores of their own: locks
+// and groups over them make their calls through the wrapper.
+func (f *frozen) Sessions() backend.Sessions        { return f }
+func (d *delayedRemove) Sessions() backend.Sessions { return d }
+func (d *heldAdd) Sessions() backend.Sessions       { return d }

@@ -50,10 +50,16 @@ var Holder = func() string {
 }()
 
 // Resolve returns the sessions of a store: a driver's own, or an
-// *stm.STM's coordinator's.
+// *stm.STM's coordinator's. A store that is itself a backend.Sessions is
+// used as it is, never through its Sessions method: a wrapper that embeds
+// a driver and overrides some session calls would otherwise hand out the
+// driver underneath, without its overrides.
 func Resolve(store backend.SessionStore) (backend.Sessions, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: no store (nil)", ErrUnsupported)
+	}
+	if ss, ok := store.(backend.Sessions); ok {
+		return ss, nil
 	}
 	ss := store.Sessions()
 	if ss == nil {

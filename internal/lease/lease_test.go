@@ -290,6 +290,12 @@ func TestBadLease(t *testing.T) {
 	if ss, err := Resolve(mem.New()); err != nil || ss == nil {
 		t.Errorf("Resolve(mem.New()) = %v, %v; want its sessions", ss, err)
 	}
+	// A wrapper that embeds a driver and overrides a session call is
+	// used as it is, not through the Sessions method it inherits.
+	st := newStalled()
+	if ss, err := Resolve(st); err != nil || ss != backend.Sessions(st) {
+		t.Errorf("Resolve(wrapper) = %T, %v; want the wrapper itself", ss, err)
+	}
 }
 
 // noSessions is a store that keeps no sessions.
