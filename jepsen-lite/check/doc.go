@@ -22,6 +22,18 @@
 // JSON lines, one Op a line, as the runner stores it (history.jsonl);
 // WriteEDN writes it as EDN, one map a line, as Jepsen and Elle read it.
 //
+// # Histories written elsewhere
+//
+// File checks a history file that Jepsen or Elle wrote (EDN: operation
+// maps such as {:type :ok, :f :txn, :value [[:append :x 1] [:r :y [1 2]]],
+// :process 3, :time 1234, :index 7}, one after another or in a vector,
+// #jepsen.history.Op records included), or that the runner wrote (JSON
+// lines), as a list-append, register, bank or counter history (the
+// operations as Jepsen's tests of those names write them; see
+// ReadHistory). ReadHistory reads one into a History and History.Check
+// checks it. A history that cannot be read is an error naming the line
+// and column and what was expected there.
+//
 // # Checkers
 //
 // Every checker implements Checker: Check(h) returns a Result, whose
@@ -49,7 +61,15 @@
 // The linearizability searches take a timeout (TimeoutSetter); a key not
 // decided in time makes the verdict UNKNOWN, not PASS.
 //
-// # Example
+// # Examples
+//
+//	res, err := check.File("history.edn", "list-append", check.Options{})
+//	if err != nil {
+//		return err // e.g. history.edn:12:40: want the value appended (an integer), got keyword :one
+//	}
+//	fmt.Println(res.Verdict(), len(res.Anomalies))
+//
+// or, with a history in hand:
 //
 //	h, err := check.ReadJSONLFile("history.jsonl")
 //	if err != nil {

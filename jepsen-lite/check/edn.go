@@ -20,7 +20,9 @@ import (
 // A txn's micro-ops become vectors with a keyword f; any other value
 // becomes EDN data, JSON objects maps with keyword keys ({:k 1, :v 2}),
 // or integer keys where the JSON keys are integers (bank balances: {0
-// 100, 1 100}). An op's error is written as :error "...".
+// 100, 1 100}); a bank transfer as Jepsen writes it, {:from 0, :to 1,
+// :amount 5}. An op's error is written as :error "...". ReadHistory reads
+// it back.
 func WriteEDN(w io.Writer, h []Op) error {
 	bw := bufio.NewWriter(w)
 	for _, o := range h {
@@ -76,6 +78,14 @@ func ednValue(o Op) string {
 			}
 			b.WriteByte(']')
 			return b.String()
+		}
+	}
+	if o.F == "transfer" {
+		// Jepsen's bank shape, every field written (JSON leaves out
+		// account 0).
+		var v BankValue
+		if err := json.Unmarshal(o.Value, &v); err == nil {
+			return fmt.Sprintf("{:from %d, :to %d, :amount %d}", v.From, v.To, v.Amount)
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(o.Value))

@@ -241,6 +241,8 @@ func TestWriteEDN(t *testing.T) {
 	b.done(OK, 1, "read", BankValue{Balances: map[int]int{1: 100, 0: 100}})
 	b.inv(2, "write", RegisterValue{K: 1, V: 2})
 	b.h = append(b.h, Op{Index: 5, Type: Info, Process: 2, F: "write", Time: 99, Error: "timeout \"x\"\n"})
+	b.t = 99
+	b.inv(3, "transfer", BankValue{From: 0, To: 1, Amount: 5})
 	var w bytes.Buffer
 	if err := WriteEDN(&w, b.h); err != nil {
 		t.Fatal(err)
@@ -251,6 +253,7 @@ func TestWriteEDN(t *testing.T) {
 {:index 3, :type :ok, :process 1, :f :read, :value {:balances {0 100, 1 100}}, :time 40}
 {:index 4, :type :invoke, :process 2, :f :write, :value {:k 1, :v 2}, :time 50}
 {:index 5, :type :info, :process 2, :f :write, :value nil, :time 99, :error "timeout \"x\"\n"}
+{:index 6, :type :invoke, :process 3, :f :transfer, :value {:from 0, :to 1, :amount 5}, :time 109}
 `
 	if w.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", w.String(), want)
