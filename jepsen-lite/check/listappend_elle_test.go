@@ -1,6 +1,7 @@
 package check
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ var (
 
 type elleCase struct {
 	name string // Elle's test, and what it checks
-	h    func() []Op
+	file string // the history, in testdata/elle (EDN)
 	cfg  ListAppendConfig
 	only []string // the names Elle was asked about; nil: all
 	elle []string // the anomaly types Elle's test asserts, Elle's names
@@ -60,149 +61,64 @@ func elleName(n string) string {
 	return n
 }
 
-// ellePairs records each transaction of Elle's notation as Elle's pair
-// does: an invoke then its ok completion, one after another, by process
-// procs[i] (Elle's op gives every one process 0).
-func ellePairs(procs []int, specs ...string) []Op {
-	var b ckHist
-	for i, s := range specs {
-		b.txn(procs[i], OK, el(s)...)
-	}
-	return b.h
-}
-
-func zeros(n int) []int { return make([]int, n) }
-
+// elleCases are Elle's histories, each checked as one of Elle's tests
+// does, and the anomalies Elle's test asserts.
 func elleCases() []elleCase {
-	g0 := func() []Op { return elTxns("ax1ay1", "ax2ay2", "rx12ry21") }
-	g1a := func() []Op {
-		var b ckHist
-		b.txn(0, Fail, el("ax1")...).txn(1, OK, el("rx1")...)
-		return b.h
-	}
-	g1b := func() []Op { return ellePairs(zeros(2), "ax1ax2", "rx1") }
-	g1c := func() []Op { return elTxns("ax1ry1", "ax2ay1", "rx12ry1") }
-	gSingle := func() []Op { return elTxns("ax1ay1", "ax2ry", "rx12") }
-	g2 := func() []Op { return elTxns("ax1ry", "ay1rx") }
-	strongSI := func() []Op { return ellePairs([]int{0, 1, 2, 3}, "ax1", "ax2", "rx1", "rx12") }
-	sessionSI := func() []Op { return ellePairs([]int{0, 1, 1, 2}, "ax1", "ax2", "rx1", "rx12") }
-	issue17 := func() []Op { return ellePairs([]int{0, 1, 1, 2}, "rxrz1", "ax1", "rz", "az1") }
-	dirty := func(second Type) func() []Op {
-		return func() []Op {
-			var b ckHist
-			b.txn(0, Fail, el("ax1")...)
-			if second == Info {
-				b.txn(1, Info, el("ax2")...).txn(2, OK, el("ax3")...).txn(3, OK, el("rx123")...)
-			} else {
-				b.txn(1, OK, el("ax2")...).txn(2, OK, el("rx12")...)
-			}
-			return b.h
-		}
-	}
-	rr := func() []Op { return elTxns("rxay1", "ryax1") }
 	return []elleCase{
-		{"checker-test G0, asked for G0", g0, cfgNone, elleAskG0, []string{"G0"}},
-		{"checker-test G0, asked for G1", g0, cfgNone, elleAskG1, []string{"G0"}},
-		{"checker-test G0, asked for G2", g0, cfgSerializable, elleAskG2, nil},
-		{"checker-test G1a, read-committed", g1a, cfgNone, elleRC, []string{"G1a", "empty-transaction-graph"}},
-		{"checker-test G1a, asked for G2", g1a, cfgSerializable, elleAskG2, []string{"empty-transaction-graph"}},
-		{"checker-test G1a, repeatable-read", g1a, cfgSerializable, elleRR, []string{"G1a", "empty-transaction-graph"}},
-		{"checker-test G1b, asked for G0", g1b, cfgNone, elleAskG0, nil},
-		{"checker-test G1b, asked for G1", g1b, cfgNone, elleAskG1, []string{"G1b"}},
-		{"checker-test G1b, asked for G2", g1b, cfgSerializable, elleAskG2, []string{"G-single-item"}},
-		{"checker-test G1b, strict-serializable", g1b, cfgStrict, nil, []string{"G-single-item", "G1b"}},
-		{"checker-test G1c, asked for G0", g1c, cfgNone, elleAskG0, nil},
-		{"checker-test G1c, asked for G1", g1c, cfgNone, elleAskG1, []string{"G1c"}},
-		{"checker-test G1c, asked for G2", g1c, cfgSerializable, elleAskG2, nil},
-		{"checker-test G-single, asked for G0", gSingle, cfgNone, elleAskG0, nil},
-		{"checker-test G-single, asked for G1", gSingle, cfgNone, elleAskG1, nil},
-		{"checker-test G-single, asked for G-single", gSingle, cfgNone, elleAskGSingle, []string{"G-single-item"}},
-		{"checker-test G-single, asked for G2", gSingle, cfgSerializable, elleAskG2, []string{"G-single-item"}},
-		{"checker-test G2, asked for G0", g2, cfgNone, elleAskG0, nil},
-		{"checker-test G2, asked for G1", g2, cfgNone, elleAskG1, nil},
-		{"checker-test G2, read-committed", g2, cfgNone, elleRC, nil},
-		{"checker-test G2, asked for G2", g2, cfgSerializable, elleAskG2, []string{"G2-item"}},
-		{"checker-test G2, serializable", g2, cfgSerializable, nil, []string{"G2-item"}},
-		{"checker-test G2, repeatable-read", g2, cfgSerializable, elleRR, []string{"G2-item"}},
-		{"checker-test strong SI violation, asked for G2", strongSI, cfgSerializable, elleAskG2, nil},
-		{"checker-test strong SI violation, serializable", strongSI, cfgSerializable, nil, nil},
-		{"checker-test strong SI violation, strict-serializable", strongSI, cfgStrict, nil, []string{"G-single-item-realtime"}},
-		{"checker-test strong session SI violation, serializable", sessionSI, cfgSerializable, nil, nil},
-		{"checker-test strong session SI violation, strong-session-snapshot-isolation", sessionSI, cfgSession, nil, []string{"G-single-item-process"}},
-		{"checker-test G-nonadjacent-process (Elle issue 17), serializable", issue17, cfgSerializable, nil, nil},
-		{"checker-test G-nonadjacent-process (Elle issue 17), strong-session-snapshot-isolation", issue17, cfgSession, nil, []string{"G-nonadjacent-item-process"}},
-		{"checker-test contradictory read orders, asked for G1",
-			func() []Op { return elTxns("ax1ry1", "ax2", "ax3ay1", "rx13", "rx123") },
-			cfgNone, elleAskG1, []string{"G1c", "incompatible-order"}},
-		{"checker-test dirty update none", func() []Op {
-			var b ckHist
-			b.txn(0, Fail, el("ax1")...)
-			return b.h
-		}, cfgNone, []string{"dirty-update"}, []string{"empty-transaction-graph"}},
-		{"checker-test dirty update direct", dirty(OK), cfgNone, []string{"dirty-update"}, []string{"dirty-update"}},
-		{"checker-test dirty update indirect", dirty(Info), cfgNone, []string{"dirty-update"}, []string{"dirty-update"}},
-		{"checker-test duplicated elements, read-committed",
-			func() []Op { return elTxns("ax1ry1", "ax2ay1", "rx121") },
-			cfgNone, elleRC, []string{"G1c", "duplicate-elements"}},
-		{"checker-test internal consistency violation, asked for internal",
-			func() []Op { return elTxns("ax1ax2ax4", "ax3rx1234") },
-			cfgNone, []string{"internal"}, []string{"internal"}},
-		{"unobserved-write-test, serializable", func() []Op {
-			// w1, w2, w3, rx, ry invoked, then completed, in that order.
-			specs := []string{"ax1ay1", "ax2ay2", "ax3ay3", "rx12", "ry2"}
-			var b ckHist
-			for p, s := range specs {
-				b.tInv(p, el(s)...)
-			}
-			for p, s := range specs {
-				b.tDone(OK, p, el(s)...)
-			}
-			return b.h
-		}, cfgSerializable, nil, []string{"G-single-item", "G0"}},
-		{"repeatable-read-test, read-committed", rr, cfgNone, elleRC, nil},
-		{"repeatable-read-test, repeatable-read", rr, cfgSerializable, elleRR, []string{"G2-item"}},
-		{"G-nonadjacent-test, strict-serializable",
-			func() []Op { return ellePairs(zeros(4), "ax1", "rx1ry", "ay1", "ry1rx") },
-			cfgStrict, nil, []string{"G-nonadjacent-item"}},
-		{"G-nonadjacent-test adjacent rw edges, snapshot-isolation",
-			func() []Op { return ellePairs(zeros(5), "rx5ay1", "ryaz2", "rzat3", "rt3au4", "ruax5") },
-			cfgNone, nil, nil},
-		{"lost-update-test, strict-serializable",
-			func() []Op { return ellePairs(zeros(3), "ax0", "rx0ax1", "rx0ax2") },
-			cfgStrict, nil, []string{"G2-item", "lost-update"}},
-		{"lost-update-test one txn, double write, strict-serializable",
-			func() []Op { return ellePairs(zeros(2), "rxax1ax2", "rx12") },
-			cfgStrict, nil, nil},
-		{"wr-process-test (Elle issue 21), strong-session-snapshot-isolation",
-			func() []Op { return ellePairs([]int{1, 2, 2}, "rx1ay1", "ry1", "ax1") },
-			cfgSession, nil, []string{"G1c-process"}},
-		{"rr-g-single-item-test, repeatable-read",
-			func() []Op { return ellePairs(zeros(2), "ax1ay1", "rx1ry") },
-			cfgSerializable, elleRR, []string{"G-single-item"}},
-		{"rr-g-nonadjacent-item-test, repeatable-read",
-			func() []Op { return ellePairs(zeros(4), "ax1at1", "rx1ry", "ay1az2", "rz2rt") },
-			cfgSerializable, elleRR, []string{"G-nonadjacent-item"}},
-		{"future-read-test, read-committed",
-			func() []Op { return ellePairs(zeros(1), "rx1ax1") },
-			cfgNone, elleRC, []string{"empty-transaction-graph", "future-read"}},
+		{"checker-test G0, asked for G0", "g0", cfgNone, elleAskG0, []string{"G0"}},
+		{"checker-test G0, asked for G1", "g0", cfgNone, elleAskG1, []string{"G0"}},
+		{"checker-test G0, asked for G2", "g0", cfgSerializable, elleAskG2, nil},
+		{"checker-test G1a, read-committed", "g1a", cfgNone, elleRC, []string{"G1a", "empty-transaction-graph"}},
+		{"checker-test G1a, asked for G2", "g1a", cfgSerializable, elleAskG2, []string{"empty-transaction-graph"}},
+		{"checker-test G1a, repeatable-read", "g1a", cfgSerializable, elleRR, []string{"G1a", "empty-transaction-graph"}},
+		{"checker-test G1b, asked for G0", "g1b", cfgNone, elleAskG0, nil},
+		{"checker-test G1b, asked for G1", "g1b", cfgNone, elleAskG1, []string{"G1b"}},
+		{"checker-test G1b, asked for G2", "g1b", cfgSerializable, elleAskG2, []string{"G-single-item"}},
+		{"checker-test G1b, strict-serializable", "g1b", cfgStrict, nil, []string{"G-single-item", "G1b"}},
+		{"checker-test G1c, asked for G0", "g1c", cfgNone, elleAskG0, nil},
+		{"checker-test G1c, asked for G1", "g1c", cfgNone, elleAskG1, []string{"G1c"}},
+		{"checker-test G1c, asked for G2", "g1c", cfgSerializable, elleAskG2, nil},
+		{"checker-test G-single, asked for G0", "g-single", cfgNone, elleAskG0, nil},
+		{"checker-test G-single, asked for G1", "g-single", cfgNone, elleAskG1, nil},
+		{"checker-test G-single, asked for G-single", "g-single", cfgNone, elleAskGSingle, []string{"G-single-item"}},
+		{"checker-test G-single, asked for G2", "g-single", cfgSerializable, elleAskG2, []string{"G-single-item"}},
+		{"checker-test G2, asked for G0", "g2", cfgNone, elleAskG0, nil},
+		{"checker-test G2, asked for G1", "g2", cfgNone, elleAskG1, nil},
+		{"checker-test G2, read-committed", "g2", cfgNone, elleRC, nil},
+		{"checker-test G2, asked for G2", "g2", cfgSerializable, elleAskG2, []string{"G2-item"}},
+		{"checker-test G2, serializable", "g2", cfgSerializable, nil, []string{"G2-item"}},
+		{"checker-test G2, repeatable-read", "g2", cfgSerializable, elleRR, []string{"G2-item"}},
+		{"checker-test strong SI violation, asked for G2", "strong-si-violation", cfgSerializable, elleAskG2, nil},
+		{"checker-test strong SI violation, serializable", "strong-si-violation", cfgSerializable, nil, nil},
+		{"checker-test strong SI violation, strict-serializable", "strong-si-violation", cfgStrict, nil, []string{"G-single-item-realtime"}},
+		{"checker-test strong session SI violation, serializable", "strong-session-si-violation", cfgSerializable, nil, nil},
+		{"checker-test strong session SI violation, strong-session-snapshot-isolation", "strong-session-si-violation", cfgSession, nil, []string{"G-single-item-process"}},
+		{"checker-test G-nonadjacent-process (Elle issue 17), serializable", "g-nonadjacent-process", cfgSerializable, nil, nil},
+		{"checker-test G-nonadjacent-process (Elle issue 17), strong-session-snapshot-isolation", "g-nonadjacent-process", cfgSession, nil, []string{"G-nonadjacent-item-process"}},
+		{"checker-test contradictory read orders, asked for G1", "contradictory-read-orders", cfgNone, elleAskG1, []string{"G1c", "incompatible-order"}},
+		{"checker-test dirty update none", "dirty-update-none", cfgNone, []string{"dirty-update"}, []string{"empty-transaction-graph"}},
+		{"checker-test dirty update direct", "dirty-update-direct", cfgNone, []string{"dirty-update"}, []string{"dirty-update"}},
+		{"checker-test dirty update indirect", "dirty-update-indirect", cfgNone, []string{"dirty-update"}, []string{"dirty-update"}},
+		{"checker-test duplicated elements, read-committed", "duplicated-elements", cfgNone, elleRC, []string{"G1c", "duplicate-elements"}},
+		{"checker-test internal consistency violation, asked for internal", "internal", cfgNone, []string{"internal"}, []string{"internal"}},
+		{"unobserved-write-test, serializable", "unobserved-write", cfgSerializable, nil, []string{"G-single-item", "G0"}},
+		{"repeatable-read-test, read-committed", "repeatable-read", cfgNone, elleRC, nil},
+		{"repeatable-read-test, repeatable-read", "repeatable-read", cfgSerializable, elleRR, []string{"G2-item"}},
+		{"G-nonadjacent-test, strict-serializable", "g-nonadjacent", cfgStrict, nil, []string{"G-nonadjacent-item"}},
+		{"G-nonadjacent-test adjacent rw edges, snapshot-isolation", "g-nonadjacent-adjacent-rw", cfgNone, nil, nil},
+		{"lost-update-test, strict-serializable", "lost-update", cfgStrict, nil, []string{"G2-item", "lost-update"}},
+		{"lost-update-test one txn, double write, strict-serializable", "lost-update-one-txn", cfgStrict, nil, nil},
+		{"wr-process-test (Elle issue 21), strong-session-snapshot-isolation", "wr-process", cfgSession, nil, []string{"G1c-process"}},
+		{"rr-g-single-item-test, repeatable-read", "rr-g-single-item", cfgSerializable, elleRR, []string{"G-single-item"}},
+		{"rr-g-nonadjacent-item-test, repeatable-read", "rr-g-nonadjacent-item", cfgSerializable, elleRR, []string{"G-nonadjacent-item"}},
+		{"future-read-test, read-committed", "future-read", cfgNone, elleRC, []string{"empty-transaction-graph", "future-read"}},
 		{"intermediate-sequential-extension-test (histories/si-without-g-single.edn), snapshot-isolation and repeatable-read",
-			siWithoutGSingle, cfgSerializable, elleRR, []string{"G2-item"}},
+			"si-without-g-single", cfgSerializable, elleRR, []string{"G2-item"}},
 	}
 }
 
-// siWithoutGSingle is Elle's histories/si-without-g-single.edn (every
-// time 0: no real-time order; ok reads of nil are empty lists).
-func siWithoutGSingle() []Op {
-	var b ckHist
-	b.txn(2, OK, ckAp(9, 2))
-	b.txn(4, OK, ckAp(8, 1), ckRd(9))
-	b.txn(7, OK, ckRd(6), ckRd(8), ckAp(9, 5))
-	b.txn(9, OK, ckAp(6, 2), ckRd(9, 2))
-	for i := range b.h {
-		b.h[i].Time = 0
-	}
-	return b.h
-}
+// elleFile is the path of one of Elle's histories in testdata.
+func elleFile(name string) string { return filepath.Join("testdata", "elle", name+".edn") }
 
 func TestListAppendElleHistories(t *testing.T) {
 	for _, c := range elleCases() {
@@ -214,7 +130,11 @@ func TestListAppendElleHistories(t *testing.T) {
 				}
 			}
 			slices.Sort(want)
-			r := laCheck(c.h(), c.cfg)
+			cfg := c.cfg
+			r, err := File(elleFile(c.file), "list-append", Options{ListAppend: &cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
 			t.Log(ckDump(r))
 			var got []string
 			for _, n := range ckNameSet(r, true) {
@@ -223,7 +143,7 @@ func TestListAppendElleHistories(t *testing.T) {
 				}
 			}
 			if !slices.Equal(got, want) {
-				t.Fatalf("failing anomalies %v (of those Elle was asked about), Elle's %v", got, want)
+				t.Fatalf("%s: failing anomalies %v (of those Elle was asked about), Elle's %v", c.file, got, want)
 			}
 		})
 	}
@@ -236,12 +156,10 @@ func TestListAppendElleHistories(t *testing.T) {
 // element a read shows, so precedes T4's unobserved append of 3 (ww);
 // T4 read key 255 without T2's 8 (rw): G-single.
 func TestListAppendElleExampleFromThePaper(t *testing.T) {
-	var b ckHist
-	b.txn(0, OK, ckAp(253, 1), ckAp(253, 3), ckAp(253, 4), ckAp(255, 2), ckAp(255, 3), ckAp(255, 4), ckAp(255, 5), ckAp(256, 1), ckAp(256, 2))
-	b.txn(1, OK, ckAp(255, 8), ckRd(253, 1, 3, 4))
-	b.txn(2, OK, ckAp(256, 4), ckRd(255, 2, 3, 4, 5, 8), ckRd(256, 1, 2, 4), ckRd(253, 1, 3, 4))
-	b.txn(3, OK, ckAp(250, 10), ckRd(253, 1, 3, 4), ckRd(255, 2, 3, 4, 5), ckAp(256, 3))
-	r := laCheck(b.h, cfgStrict)
+	r, err := File(elleFile("paper-example"), "list-append", Options{ListAppend: &cfgStrict})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := ckExpect(t, r, "G-single", false)
 	if got := ckNameSet(r, false); !slices.Equal(got, []string{"G-single"}) {
 		t.Fatal(ckDump(r))
