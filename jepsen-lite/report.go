@@ -46,6 +46,22 @@ type reportData struct {
 	Elapsed time.Duration
 }
 
+// WriteCheckReport writes the HTML report of a history checked on its
+// own, outside a run (epochal jepsen check --workload FILE): the
+// operations' latencies and throughput over the history's times, outcome
+// counts, and the checker's result, each anomaly with its witness; title
+// heads it, config is shown as a table. There are no faults.
+func WriteCheckReport(w io.Writer, title string, config map[string]string, h []check.Op, r check.Result) error {
+	var why []string
+	for _, a := range r.Anomalies {
+		if a.Unknown {
+			why = append(why, a.Name+": "+a.Explain)
+		}
+	}
+	return writeReport(w, reportData{Title: title, Config: config, Verdict: r.Verdict(), Inconclusive: why,
+		History: h, Results: []check.Result{r}})
+}
+
 // rptScatterCap is the most points the latency scatter plot draws; more
 // are evenly sampled down to it.
 var rptScatterCap = 20000

@@ -46,10 +46,12 @@ backend runs its clients in this process), injects faults on a schedule,
 heals them, reads the final state, and checks the recorded history:
 
   bank         transfers and snapshot reads: totals conserved, no negative balance
-  list-append  transactions of appends and reads (Elle's workload): Adya's
-               anomalies G0, G1a, G1b, G1c, G-single, G-nonadjacent, lost
-               updates, duplicates, garbage; write skew (G2-item) is allowed
-               under snapshot isolation and reported as such
+  list-append  transactions of appends and reads (Elle's workload, Elle's
+               inferences): Adya's anomalies G0, G1a, G1b, G1c, G-single,
+               G-nonadjacent, lost-update, dirty-update, future-read,
+               duplicate-elements, garbage, lost appends; write skew
+               (G2-item) is allowed under snapshot isolation and reported
+               as such
   register     single-ref read, write, compare-and-set: linearizability (porcupine)
   counter      commute increments and reads: every read within bounds
   atom-register  atoms (refs.Atom[int], starting at 0): Deref, Reset,
@@ -122,6 +124,8 @@ appending transactions and swaps; the watch workload's increments). It is
 not a pass; the summary and results.json ("valid":
 "unknown", "inconclusive") say what was left unchecked, and 'epochal
 jepsen check DIR --check-timeout 5m' checks a run's history again.
+'epochal jepsen check --workload list-append FILE' checks a history that
+Jepsen or Elle wrote (EDN), or the runner (JSON lines).
 
 Exit codes: 0 PASS; 1 FAIL (an anomaly, or the run itself failed); 2 bad
 usage; 3 a server could not be started; 4 UNKNOWN.`,
@@ -192,37 +196,100 @@ usage; 3 a server could not be started; 4 UNKNOWN.`,
 	return cmd
 }
 
-// newJepsenCheckCmd is `epochal jepsen check DIR`: a run's history
-// checked again.
+// newJepsenCheckCmd is `epochal jepsen check RUN-DIR`, a run's history
+// checked again, and `epochal jepsen check --workload W FILE`, a history
+// file (Jepsen's or Elle's EDN, or the runner's JSON lines) checked.
 func newJepsenCheckCmd() *cobra.Command {
-	var timeout time.Duration
+	var (
+		timeout  time.Duration
+		fc       fileCheck
+		workload string
+	)
 	cmd := &cobra.Command{
-		Use:   "check RUN-DIR",
-		Short: "Check a finished run's history again (say, with a longer --check-timeout after an UNKNOWN)",
-		Long: `check reads a run directory that epochal jepsen wrote (config.json,
-history.jsonl and the faults of results.json), runs the workload's
-checkers on the history again, prints the summary and writes results.json
-and report.html anew. With a longer --check-timeout, a run that was
-UNKNOWN because a linearizability search ran out of time may be decided.
-A run that did not finish (still marked INCOMPLETE, with no results.json)
-is refused: its history may lack operations, and only a new run gives it
-a verdict. Exit codes as for epochal jepsen: 0 PASS, 1 FAIL, 2 bad usage
-(no such run directory, or a run that did not finish), 4 UNKNOWN.`,
-		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m",
-		Args:    exactArgs("RUN-DIR"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			sum, err := jepsenlite.Recheck(args[0], timeout)
-			if err != nil {
-				if errors.Is(err, jepsenlite.ErrNoRun) {
-					return &usageError{err: err}
-				}
-				return err
+		Use:   "check RUN-DIR | check --workload WORKLOAD FILE",
+		Short: "Check a finished run's history again, or a history file (Jepsen's or Elle's EDN, or JSON lines)",
+		Long: `check RUN-DIR reads a run directory that epochal jepsen wrote
+(config.json, history.jsonl and the faults of results.json), runs the
+workload's checkers on the history again, prints the summary and writes
+results.json and report.html anew. With a longer --check-timeout, a run
+that was UNKNOWN because a linearizability search ran out of time may be
+decided. A run that did not finish (still marked INCOMPLETE, with no
+results.json) is refused: its history may lack operations, and only a new
+run gives it a verdict.
+
+check --workload WORKLOAD FILE checks a history file written elsewhere: by
+Jepsen or Elle (EDN: operation maps such as {:type :ok, :f :txn, :value
+[[:append :x 1] [:r :y [1 2]]], :process 3, :time 1234, :index 7}, one
+after another or in a vector, #jepsen.history.Op records too), or the JSON
+lines the runner writes (history.jsonl). WORKLOAD says what the operations
+are, as Jepsen's tests of that name write them:
+
+  list-append  transactions of [:append k v] and [:r k list]: Elle's
+               analysis. Each anomaly is printed by name with its witness:
+               G0, G1a, G1b, G1c, G-single, G-nonadjacent (Elle's
+               G-single-item, G-nonadjacent-item), lost-update,
+               incompatible-order, duplicate-elements, internal,
+               future-read, dirty-update, garbage, and, with process or
+               real-time order, G-single-process, G1c-realtime, ...;
+               write skew (G2-item) is allowed under snapshot isolation
+               and reported as such (--serializable makes it fail). A
+               process's transactions happen in its order (strong session
+               snapshot isolation); --realtime adds real-time order: a
+               transaction that completed before another was invoked
+               precedes it (strong snapshot isolation, and with
+               --serializable strict serializability).
+  register     :read, :write, :cas of a register (or [k v] independent
+               keys): linearizability (porcupine, --check-timeout)
+  bank         :transfer {:from :to :amount} and :read of the balances:
+               every read sums to the total and shows no negative balance
+  counter      :add n and :read: every read within the adds certainly and
+               possibly done before it
+
+--out DIR writes report.html (the anomalies with their witnesses) and
+results.json there. A history that cannot be read is refused, naming the
+line (and column) and what was expected there.
+
+Exit codes: 0 PASS (valid); 1 FAIL (an anomaly; for a run directory, also
+a run that failed); 2 bad usage or bad input (no such run directory, a run
+that did not finish, a malformed history); 4 UNKNOWN (inconclusive: a
+linearizability search ran out of --check-timeout).`,
+		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m\n" +
+			"  epochal jepsen check --workload list-append history.edn\n" +
+			"  epochal jepsen check --workload list-append --realtime --serializable --out report history.edn\n" +
+			"  epochal jepsen check --workload register --check-timeout 5m jepsen-runs/20250101-120000.000-zk-register/history.jsonl",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if workload != "" {
+				return exactArgs("FILE")(cmd, args)
 			}
-			printSummary(cmd.OutOrStdout(), sum)
-			return verdictError(sum)
+			return exactArgs("RUN-DIR")(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if workload == "" {
+				for _, f := range []string{"realtime", "serializable", "out"} {
+					if cmd.Flags().Changed(f) {
+						return usagef("--%s is for checking a history file (--workload WORKLOAD FILE); a run directory is checked as it was run", f)
+					}
+				}
+				sum, err := jepsenlite.Recheck(args[0], timeout)
+				if err != nil {
+					if errors.Is(err, jepsenlite.ErrNoRun) {
+						return &usageError{err: err}
+					}
+					return err
+				}
+				printSummary(cmd.OutOrStdout(), sum)
+				return verdictError(sum)
+			}
+			fc.workload, fc.path, fc.timeout = workload, args[0], timeout
+			return fc.run(cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().DurationVar(&timeout, "check-timeout", 0, "bound of each linearizability search (default: the run's)")
+	f := cmd.Flags()
+	f.DurationVar(&timeout, "check-timeout", 0, "bound of each linearizability search (default: the run's; for a file, 30s)")
+	f.StringVar(&workload, "workload", "", "check FILE as a history of this workload: "+strings.Join(check.FileWorkloads, "|"))
+	f.BoolVar(&fc.realtime, "realtime", false, "list-append: add real-time order (a transaction that completed before another was invoked precedes it)")
+	f.BoolVar(&fc.serializable, "serializable", false, "list-append: write skew (G2-item) fails the check instead of being allowed (snapshot isolation)")
+	f.StringVar(&fc.out, "out", "", "write report.html and results.json to this directory")
 	return cmd
 }
 

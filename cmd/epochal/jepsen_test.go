@@ -71,6 +71,19 @@ func TestJepsenCommand(t *testing.T) {
 	if len(reports) != 1 {
 		t.Fatalf("no report.html under %s", dir)
 	}
+	// The run checked again, and the histories it wrote (JSON lines, and
+	// EDN for Elle) checked as files.
+	runDir := filepath.Dir(reports[0])
+	for _, args := range [][]string{
+		{"jepsen", "check", runDir},
+		{"jepsen", "check", "--workload", "list-append", filepath.Join(runDir, "history.jsonl")},
+		{"jepsen", "check", "--workload", "list-append", filepath.Join(runDir, "history.edn")},
+	} {
+		out, errOut, code := runBinary(t, bin, nil, args...)
+		if code != exitOK || !strings.Contains(out, "verdict: PASS") || !strings.Contains(out, "checker list-append: valid") {
+			t.Fatalf("epochal %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, out, errOut)
+		}
+	}
 
 	// A seeded bug is caught, by name, and fails the command.
 	out, errOut, code = runBinary(t, bin, nil, "jepsen", "--workload", "bank", "--bug", "skip-read-point-check",

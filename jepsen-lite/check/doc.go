@@ -40,10 +40,12 @@
 // Verdict is PASS, FAIL or UNKNOWN, with its Anomalies by Name.
 //
 //   - ListAppendChecker (NewListAppendChecker): Elle's list-append
-//     analysis: inferred version orders, dependency cycles classified as
-//     Adya's G0, G1c, G-single, G-nonadjacent, G2-item, and the
-//     non-cycle anomalies G1a, G1b, lost updates, duplicates, garbage,
-//     incompatible orders, internal inconsistencies.
+//     analysis: inferred version orders (a read precedes every committed
+//     append of an element it does not show, whether or not another read
+//     shows it), dependency cycles classified as Adya's G0, G1c,
+//     G-single, G-nonadjacent, G2-item, and the non-cycle anomalies G1a,
+//     G1b, lost-update, duplicate-elements, garbage, incompatible-order,
+//     internal, future-read, dirty-update.
 //   - BankChecker (NewBankChecker): every read of the balances sums to
 //     the total, shows every account, none negative.
 //   - CounterChecker (NewCounterChecker): each read lies between the sum

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,72 @@ func ckOpIndexes(ops []Op) []int {
 	for _, o := range ops {
 		out = append(out, o.Index)
 	}
+	return out
+}
+
+// elleKeys are the keys of Elle's test notation.
+var elleKeys = map[byte]int{'x': 1, 'y': 2, 'z': 3, 't': 4, 'u': 5, 'w': 6}
+
+// el parses a transaction in the notation of Elle's list-append tests:
+// "ax1" appends 1 to x, "rx12" reads x = [1 2], "ry" reads y = [] (the
+// empty list: an ok read of nil), "ax1ax2ry1" is three micro-ops; values
+// are single digits; keys x, y, z, t, u, w are 1 to 6.
+func el(s string) []Mop {
+	var out []Mop
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == 'a' || c == 'r':
+			if i+1 >= len(s) {
+				panic("el: " + s + ": micro-op without a key")
+			}
+			k, ok := elleKeys[s[i+1]]
+			if !ok {
+				panic("el: " + s + ": bad key")
+			}
+			i++
+			if c == 'a' {
+				out = append(out, Mop{F: "append", K: k})
+			} else {
+				out = append(out, Mop{F: "r", K: k, R: []int{}})
+			}
+		case c >= '0' && c <= '9' && len(out) > 0:
+			m := &out[len(out)-1]
+			if m.F == "append" {
+				m.V = int(c - '0')
+			} else {
+				m.R = append(m.R, int(c-'0'))
+			}
+		default:
+			panic("el: " + s + ": unexpected " + string(c))
+		}
+	}
+	return out
+}
+
+// elTxns records each transaction of Elle's notation run alone, one
+// after another, each by its own process (0, 1, ...).
+func elTxns(specs ...string) []Op {
+	var b ckHist
+	for i, s := range specs {
+		b.txn(i, OK, el(s)...)
+	}
+	return b.h
+}
+
+// ckNameSet lists a result's anomaly names, each once, sorted; with
+// failing set, only those that fail the check (not allowed, not
+// unknown).
+func ckNameSet(r Result, failing bool) []string {
+	var out []string
+	for _, a := range r.Anomalies {
+		if failing && (a.Allowed || a.Unknown) {
+			continue
+		}
+		if !slices.Contains(out, a.Name) {
+			out = append(out, a.Name)
+		}
+	}
+	slices.Sort(out)
 	return out
 }

@@ -49,7 +49,8 @@ type Op struct {
 
 // Mop is a micro-operation of a list-append transaction, written as Elle
 // writes it: ["append", k, v] or ["r", k, [values...]] (the read list is
-// null in an invoke, and in a completion whose read is unknown).
+// null in an invoke; in an ok completion, null is the empty list, as
+// Elle reads it; in a fail or info completion, reads are unknown).
 type Mop struct {
 	F string // "append" or "r"
 	K int
@@ -241,8 +242,9 @@ func ReadJSONLFile(path string) ([]Op, error) {
 // Anomaly is one thing a checker found.
 type Anomaly struct {
 	// Name is the anomaly's name: Adya's (G0, G1a, G1b, G1c, G-single,
-	// G-nonadjacent, G2-item), or lost-update, duplicate, garbage,
-	// incompatible-order, nonlinearizable, wrong-total, negative-balance,
+	// G-nonadjacent, G2-item), or lost-update, duplicate-elements,
+	// garbage, incompatible-order, future-read, dirty-update,
+	// nonlinearizable, wrong-total, negative-balance,
 	// counter-out-of-range, ...
 	Name string `json:"name"`
 	// Allowed marks an anomaly snapshot isolation allows (G2-item: write

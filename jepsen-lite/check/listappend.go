@@ -31,20 +31,46 @@ func DefaultListAppendConfig() ListAppendConfig {
 
 // ListAppendChecker checks a list-append history (ops with F "txn" whose
 // values are []Mop) with the Elle algorithm (Kingsbury & Alvaro, VLDB
-// 2020): it infers each key's version order from the reads, builds the
-// transactions' dependency graph (ww, wr, rw edges, plus process and
-// real-time order edges as configured) and classifies its cycles as Adya
-// does; it also reports aborted reads (G1a), intermediate reads (G1b),
-// lost updates, incompatible orders, garbage and duplicate reads, and
-// transactions that do not read their own writes (internal); and
-// acknowledged appends missing from a final read (lost-append: a final
-// read, Op.Final, comes after every client stopped and sees every commit
-// acknowledged before it); and, when the history has final reads, keys
-// with acknowledged appends that no final read reads (unread-key: the
-// final reads read every key the backends hold, so such a key was lost).
+// 2020), following Elle's conventions: an ok read of nil is the empty
+// list; the reads of a transaction that did not complete ok are unknown;
+// an info transaction counts as committed once a read shows one of its
+// appends, and is left out otherwise (it may never have happened).
 //
-// A cycle that needs a process or real-time edge gets a suffix, as in
-// Elle: G-single-process, G1c-realtime, and so on.
+// Each key's version order is its longest read (each element once);
+// elements appended by committed transactions that no read shows come
+// after all of those, in no known order (lists only grow). From that it
+// builds the transactions' dependency graph:
+//
+//   - ww: an append precedes the next one in the version order, and the
+//     last element a read shows precedes every unobserved append;
+//   - wr: an append precedes the reads that end with it;
+//   - rw: a read of list L precedes every committed append to its key of
+//     an element not in L (directly, the next one in the version order or
+//     every unobserved one; the rest through ww), whether or not any read
+//     showed that element;
+//
+// plus process and real-time order edges as configured. Its cycles are
+// classified as Adya's, as Elle does: G0 (ww only), G1c (ww and wr),
+// G-single (one rw), G-nonadjacent (rw edges, none adjacent), G2-item
+// (adjacent rw edges: write skew, allowed under snapshot isolation); a
+// cycle that needs a process or real-time edge gets a suffix, as in Elle:
+// G-single-process, G1c-realtime, and so on. Elle names the cycles
+// without predicates G-single-item and G-nonadjacent-item; here they are
+// G-single and G-nonadjacent.
+//
+// It also reports, as Elle does: aborted reads (G1a), intermediate reads
+// (G1b), reads whose orders disagree (incompatible-order), duplicate
+// elements in a read (duplicate-elements), transactions that do not read
+// their own writes (internal) or read an element before appending it
+// (future-read), committed appends right after failed ones in a version
+// order (dirty-update), and committed transactions that read the same
+// version of a key and both appended to it (lost-update). Beyond Elle:
+// reads of elements no one appended (garbage), acknowledged appends
+// missing from a final read (lost-append: a final read, Op.Final, comes
+// after every client stopped and sees every commit acknowledged before
+// it), and, when the history has final reads, keys with acknowledged
+// appends that no final read reads (unread-key: the final reads read
+// every key the backends hold, so such a key was lost).
 type ListAppendChecker struct {
 	Config ListAppendConfig
 }
@@ -130,24 +156,45 @@ type elleAnalysis struct {
 	res    Result
 	txns   []elleTxn
 	writer map[elleKV]elleWriter
-	// order is each key's version order: the longest read; ordered is
-	// false for a key whose reads are incompatible (no ww or rw edges are
-	// inferred from it then).
-	order   map[int][]int
-	pos     map[elleKV]int
-	ordered map[int]bool
-	reads   map[int][]elleRead
-	adj     [][]elleEdge
+	// order is each key's version order: its longest read, each element
+	// once (as Elle takes it, even when other reads disagree with it: that
+	// is reported as incompatible-order); pos is each element's position
+	// in it.
+	order map[int][]int
+	pos   map[elleKV]int
+	// unobserved holds, per key, the elements that committed
+	// transactions appended but the version order lacks: no read (or no
+	// read compatible with the longest) shows them. Lists only grow, so
+	// each came after every element of the version order.
+	unobserved map[int][]int
+	reads      map[int][]elleRead
+	adj        [][]elleEdge
+	// why records, for each edge of the graph, the first reason found
+	// for it, to explain the cycles.
+	why map[elleEdgeKey]elleWhy
+}
+
+type elleEdgeKey struct {
+	from, to int
+	t        uint8
+}
+
+// elleWhy is the reason for an edge on key k: ww, from appended prev and
+// to appended v after it; wr, to's read (micro-op mop) ends in from's
+// append of v; rw, from's read (micro-op mop) lacks to's append of v.
+type elleWhy struct {
+	k, v, prev, mop int
 }
 
 func newElleAnalysis(h []Op, cfg ListAppendConfig) *elleAnalysis {
 	a := &elleAnalysis{
-		cfg:     cfg,
-		writer:  map[elleKV]elleWriter{},
-		order:   map[int][]int{},
-		pos:     map[elleKV]int{},
-		ordered: map[int]bool{},
-		reads:   map[int][]elleRead{},
+		cfg:        cfg,
+		writer:     map[elleKV]elleWriter{},
+		order:      map[int][]int{},
+		pos:        map[elleKV]int{},
+		unobserved: map[int][]int{},
+		reads:      map[int][]elleRead{},
+		why:        map[elleEdgeKey]elleWhy{},
 	}
 	for _, p := range PairOps(h) {
 		if p.Invoke.F != "txn" {
@@ -162,13 +209,19 @@ func newElleAnalysis(h []Op, cfg ListAppendConfig) *elleAnalysis {
 			a.add(Anomaly{Name: "malformed", Explain: err.Error(), Ops: []Op{p.Complete}})
 			continue
 		}
-		if p.Type() != OK {
-			// The reads of a transaction that did not complete ok
-			// are unknown.
-			for i := range mops {
-				if mops[i].F == "r" {
-					mops[i].R = nil
-				}
+		for i := range mops {
+			if mops[i].F != "r" {
+				continue
+			}
+			switch {
+			case p.Type() != OK:
+				// The reads of a transaction that did not complete
+				// ok are unknown.
+				mops[i].R = nil
+			case mops[i].R == nil:
+				// An ok read of nil saw the initial state, the
+				// empty list (as Elle reads it).
+				mops[i].R = []int{}
 			}
 		}
 		a.txns = append(a.txns, elleTxn{pair: p, mops: mops, committed: p.Type() == OK})
@@ -189,6 +242,7 @@ func (a *elleAnalysis) run() {
 	a.indexAppends()
 	a.checkReads()
 	a.inferOrders()
+	a.dirtyUpdates()
 	a.lostUpdates()
 	a.lostAppends()
 	a.buildGraph()
@@ -268,7 +322,7 @@ func (a *elleAnalysis) checkReads() {
 			for _, v := range m.R {
 				if seen[v] && !dupReported {
 					dupReported = true
-					a.add(Anomaly{Name: "duplicate",
+					a.add(Anomaly{Name: "duplicate-elements",
 						Explain: fmt.Sprintf("T1 (%s) read key %d = %s: %d appears more than once", a.ref(ti), m.K, ckFmtList(m.R), v),
 						Ops:     []Op{a.op(ti)}})
 				}
@@ -323,8 +377,30 @@ func (a *elleAnalysis) checkReads() {
 // checkInternal checks that an ok transaction reads its own writes: a
 // read of a key after an earlier read equals that read plus the
 // transaction's appends since; a read after appends with no earlier read
-// ends with those appends.
+// ends with those appends (internal). It also finds a read that shows an
+// element the transaction appends only later (future-read: appends are
+// unique, so the read saw the future).
 func (a *elleAnalysis) checkInternal(ti int) {
+	mops := a.txns[ti].mops
+future:
+	for mi, m := range mops {
+		if m.F != "append" {
+			continue
+		}
+		for _, r := range mops[:mi] {
+			if r.F == "r" && r.K == m.K && slices.Contains(r.R, m.V) {
+				a.add(Anomaly{Name: "future-read",
+					Explain: fmt.Sprintf("T1 (%s) read key %d = %s, then appended %d to it: the read shows an append made after it",
+						a.ref(ti), m.K, ckFmtList(r.R), m.V),
+					Ops: []Op{a.op(ti)}})
+				break future
+			}
+		}
+	}
+	a.checkOwnWrites(ti)
+}
+
+func (a *elleAnalysis) checkOwnWrites(ti int) {
 	type st struct {
 		known   []int
 		pending []int
@@ -368,8 +444,11 @@ func (a *elleAnalysis) checkInternal(ti int) {
 	}
 }
 
-// inferOrders takes each key's longest read as its version order and
-// checks that every other read is a prefix of it.
+// inferOrders takes each key's longest read, each element once, as its
+// version order, and reports reads that are not a prefix of it
+// (incompatible-order). As in Elle, the order is used even then: the
+// reads that disagree are reported, and the longest read still orders
+// the appends it shows.
 func (a *elleAnalysis) inferOrders() {
 	for _, k := range ckSortedKeys(a.reads) {
 		rs := a.reads[k]
@@ -379,20 +458,21 @@ func (a *elleAnalysis) inferOrders() {
 				longest = r
 			}
 		}
-		ord := a.mop(longest).R
-		ok := true
-		seen := map[int]bool{}
-		for _, v := range ord {
-			if seen[v] {
-				ok = false // a duplicate, reported already
+		full := a.mop(longest).R
+		var ord []int
+		for _, v := range full {
+			kv := elleKV{k, v}
+			if _, dup := a.pos[kv]; !dup {
+				a.pos[kv] = len(ord)
+				ord = append(ord, v)
 			}
-			seen[v] = true
 		}
+		a.order[k] = ord
 		bad := 0
 		var first elleRead
 		for _, r := range rs {
 			rl := a.mop(r).R
-			if len(rl) > len(ord) || !slices.Equal(rl, ord[:len(rl)]) {
+			if len(rl) > len(full) || !slices.Equal(rl, full[:len(rl)]) {
 				if bad == 0 {
 					first = r
 				}
@@ -400,22 +480,45 @@ func (a *elleAnalysis) inferOrders() {
 			}
 		}
 		if bad > 0 {
-			ok = false
 			more := ""
 			if bad > 1 {
 				more = fmt.Sprintf(" (%d reads of key %d disagree so)", bad, k)
 			}
 			a.add(Anomaly{Name: "incompatible-order",
 				Explain: fmt.Sprintf("T1 (%s) read key %d = %s and T2 (%s) read key %d = %s: neither is a prefix of the other, so no single order of appends explains both%s",
-					a.ref(longest.txn), k, ckFmtList(ord), a.ref(first.txn), k, ckFmtList(a.mop(first).R), more),
+					a.ref(longest.txn), k, ckFmtList(full), a.ref(first.txn), k, ckFmtList(a.mop(first).R), more),
 				Ops: []Op{a.op(longest.txn), a.op(first.txn)}})
 		}
-		a.ordered[k] = ok
-		a.order[k] = ord
-		if ok {
-			for i, v := range ord {
-				a.pos[elleKV{k, v}] = i
+	}
+}
+
+// dirtyUpdates walks each key's version order, as Elle does, for a
+// committed (ok) append that follows, with nothing but appends of unknown
+// outcome (info) between them, an append by a transaction that failed: the
+// committed transaction updated a state that was never committed.
+func (a *elleAnalysis) dirtyUpdates() {
+	for _, k := range ckSortedKeys(a.order) {
+		ord := a.order[k]
+		last, lastType := -1, OK // the initial state is committed
+		var vs []int
+		for _, v := range ord {
+			w, ok := a.writer[elleKV{k, v}]
+			if !ok {
+				vs = append(vs, v) // garbage: reported already
+				continue
 			}
+			switch tt := a.txns[w.txn].pair.Type(); {
+			case tt == Info, tt == Fail && lastType == Fail:
+				vs = append(vs, v)
+				continue
+			case tt == OK && lastType == Fail:
+				vs = append(vs, v)
+				a.add(Anomaly{Name: "dirty-update",
+					Explain: fmt.Sprintf("T1 (%s) appended %d to key %d and failed; T2 (%s) appended %d after it (key %d was read as %s): T2 committed an update of a state that was never committed",
+						a.ref(last), vs[0], k, a.ref(w.txn), v, k, ckFmtList(vs)),
+					Ops: []Op{a.op(last), a.op(w.txn)}})
+			}
+			last, lastType, vs = w.txn, a.txns[w.txn].pair.Type(), []int{v}
 		}
 	}
 }
@@ -595,42 +698,96 @@ func (a *elleAnalysis) lostAppends() {
 }
 
 // buildGraph builds the dependency graph over committed transactions.
+//
+// Per key, the version order is the longest read, then, in no known
+// order, the unobserved elements (appended by committed transactions,
+// shown by no read): lists only grow, so each came after every element a
+// read shows. Then:
+//
+//   - ww: each committed writer in the version order precedes the next
+//     (transactions that did not commit, and elements no one appended,
+//     are skipped: their neighbours are still in order), and the last
+//     precedes every unobserved append;
+//   - wr: the writer of a read's last element precedes the reader;
+//   - rw: a read precedes the writer of the first committed element
+//     after the last one it shows, or, if it shows the whole version
+//     order, every unobserved append. With the ww edges, a read of list L
+//     precedes every committed append to its key of an element not in L,
+//     whether or not any read showed that element.
+//
+// Reads are a transaction's external ones: its first read of a key,
+// before it appends to the key.
 func (a *elleAnalysis) buildGraph() {
 	edges := map[[2]int]uint8{}
-	link := func(from, to int, t uint8) {
+	link := func(from, to int, t uint8, why elleWhy) {
 		if from == to || !a.txns[from].committed || !a.txns[to].committed {
 			return
 		}
 		edges[[2]int{from, to}] |= t
+		key := elleEdgeKey{from, to, t}
+		if _, ok := a.why[key]; !ok {
+			a.why[key] = why
+		}
 	}
-	// ww: consecutive elements of a key's version order.
-	for k, ord := range a.order {
-		if !a.ordered[k] {
+	// The unobserved appends of committed transactions, per key, in
+	// transaction order.
+	for ti, t := range a.txns {
+		if !t.committed {
 			continue
 		}
-		for i := 1; i < len(ord); i++ {
-			w1, ok1 := a.writer[elleKV{k, ord[i-1]}]
-			w2, ok2 := a.writer[elleKV{k, ord[i]}]
-			if ok1 && ok2 {
-				link(w1.txn, w2.txn, elleWW)
+		for _, m := range t.mops {
+			if m.F != "append" {
+				continue
 			}
+			kv := elleKV{m.K, m.V}
+			if _, seen := a.pos[kv]; seen || a.writer[kv].txn != ti {
+				continue
+			}
+			a.unobserved[m.K] = append(a.unobserved[m.K], m.V)
 		}
 	}
-	// wr and rw from external reads.
+	keys := ckSortedKeys(a.order)
+	for k := range a.unobserved {
+		if _, ok := a.order[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Ints(keys)
+	for _, k := range keys {
+		prev, prevV := -1, 0
+		for _, v := range a.order[k] {
+			w, ok := a.writer[elleKV{k, v}]
+			if !ok || !a.txns[w.txn].committed {
+				continue
+			}
+			if prev >= 0 {
+				link(prev, w.txn, elleWW, elleWhy{k: k, v: v, prev: prevV, mop: -1})
+			}
+			prev, prevV = w.txn, v
+		}
+		if prev < 0 {
+			continue
+		}
+		for _, v := range a.unobserved[k] {
+			link(prev, a.writer[elleKV{k, v}].txn, elleWW, elleWhy{k: k, v: v, prev: prevV, mop: -1})
+		}
+	}
 	for ti, t := range a.txns {
 		if t.pair.Type() != OK {
 			continue
 		}
-		for _, m := range a.externalReads(ti) {
+		for mi, m := range t.mops {
+			if m.F != "r" || !a.external(ti, mi) {
+				continue
+			}
 			if len(m.R) > 0 {
-				if w, ok := a.writer[elleKV{m.K, m.R[len(m.R)-1]}]; ok {
-					link(w.txn, ti, elleWR)
+				v := m.R[len(m.R)-1]
+				if w, ok := a.writer[elleKV{m.K, v}]; ok {
+					link(w.txn, ti, elleWR, elleWhy{k: m.K, v: v, mop: mi})
 				}
 			}
-			if next, ok := a.nextAfter(m.K, m.R); ok {
-				if w, ok := a.writer[elleKV{m.K, next}]; ok {
-					link(ti, w.txn, elleRW)
-				}
+			for _, v := range a.notShown(m.K, m.R) {
+				link(ti, a.writer[elleKV{m.K, v}].txn, elleRW, elleWhy{k: m.K, v: v, mop: mi})
 			}
 		}
 	}
@@ -642,13 +799,13 @@ func (a *elleAnalysis) buildGraph() {
 			}
 			p := t.pair.Invoke.Process
 			if prev, ok := last[p]; ok {
-				link(prev, ti, elleProcess)
+				link(prev, ti, elleProcess, elleWhy{})
 			}
 			last[p] = ti
 		}
 	}
 	if a.cfg.RealTime {
-		a.realtimeEdges(link)
+		a.realtimeEdges(func(from, to int, t uint8) { link(from, to, t, elleWhy{}) })
 	}
 	a.adj = make([][]elleEdge, len(a.txns))
 	for e, m := range edges {
@@ -659,17 +816,38 @@ func (a *elleAnalysis) buildGraph() {
 	}
 }
 
-// nextAfter returns the value appended to k right after the version a
-// read r observed, if the version order knows it.
-func (a *elleAnalysis) nextAfter(k int, r []int) (int, bool) {
-	if !a.ordered[k] {
-		return 0, false
+// external says whether micro-op mi of transaction ti is an external
+// read: its first read of the key, before any append of its to the key.
+func (a *elleAnalysis) external(ti, mi int) bool {
+	mops := a.txns[ti].mops
+	k := mops[mi].K
+	for _, m := range mops[:mi] {
+		if m.K == k {
+			return false
+		}
 	}
-	ord := a.order[k]
-	if len(r) > len(ord) || !slices.Equal(r, ord[:len(r)]) || len(r) == len(ord) {
-		return 0, false
+	return mops[mi].F == "r" && mops[mi].R != nil
+}
+
+// notShown returns the elements appended to k, by committed
+// transactions, that a read r of k directly precedes: the first one after
+// the read's last element in the version order, or, when the read shows
+// the whole order, every unobserved one. A read whose last element the
+// version order lacks (an incompatible read) precedes none.
+func (a *elleAnalysis) notShown(k int, r []int) []int {
+	p := -1
+	if len(r) > 0 {
+		var ok bool
+		if p, ok = a.pos[elleKV{k, r[len(r)-1]}]; !ok {
+			return nil
+		}
 	}
-	return ord[len(r)], true
+	for _, v := range a.order[k][p+1:] {
+		if w, ok := a.writer[elleKV{k, v}]; ok && a.txns[w.txn].committed {
+			return []int{v}
+		}
+	}
+	return a.unobserved[k]
 }
 
 // realtimeEdges links each committed transaction to the committed

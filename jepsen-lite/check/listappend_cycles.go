@@ -208,7 +208,7 @@ func (c elleCycle) simple() bool {
 }
 
 // findCycles reports, for each strongly connected component of the
-// dependency graph, one cycle of the most serious class it holds.
+// dependency graph, the cycles componentCycles finds in it.
 func (a *elleAnalysis) findCycles() {
 	var nodes []int
 	for ti, t := range a.txns {
@@ -222,45 +222,90 @@ func (a *elleAnalysis) findCycles() {
 		for _, n := range comp {
 			set[n] = true
 		}
-		if c, ok := a.bestCycle(comp, func(n int) bool { return set[n] }); ok {
+		for _, c := range a.componentCycles(comp, func(n int) bool { return set[n] }) {
 			a.reportCycle(c)
 		}
 	}
 }
 
-// bestCycle searches a component for cycles class by class, most serious
-// first: G0, G1c, G-single, G-nonadjacent over data edges alone, then the
-// same with process and real-time edges, then G2-item.
-func (a *elleAnalysis) bestCycle(comp []int, in func(int) bool) (elleCycle, bool) {
+// componentCycles searches a component as Elle does, class by class,
+// most serious first, and returns one cycle of each class found that no
+// class found before implies: over data edges alone, G0, or else G1c;
+// and G-single, or else G-nonadjacent, or else G2-item (a G0 does not
+// imply a G-single: both may be reported). Then, unless data edges alone
+// already make a cycle that fails the check, the same with process and
+// real-time edges (the -process and -realtime classes; a G2-item-process
+// or -realtime only if there was no G2-item). As in Elle, a failing
+// cycle of data edges hides those with order edges; but an allowed one
+// (G2-item under snapshot isolation) does not hide, say, a
+// G-single-realtime.
+func (a *elleAnalysis) componentCycles(comp []int, in func(int) bool) []elleCycle {
 	budget := elleSearchBudget
-	withOrder := a.cfg.Process || a.cfg.RealTime
-	if c, ok := a.anyCycle(comp, in, elleWW); ok {
-		return c, true
+	out := a.classCycles(comp, in, 0, &budget)
+	if !(a.cfg.Process || a.cfg.RealTime) {
+		return out
 	}
-	if c, ok := a.anyCycle(comp, in, elleData); ok {
-		return c, true
-	}
-	if c, ok := a.singleCycle(comp, in, elleData, &budget); ok {
-		return c, true
-	}
-	if c, ok := a.nonadjacentCycle(comp, in, elleData|elleRW, &budget); ok {
-		return c, true
-	}
-	if withOrder {
-		if c, ok := a.anyCycle(comp, in, elleNonRW); ok {
-			return c, true
+	g2 := false
+	for _, c := range out {
+		if _, base := elleClassify(c.types); base != "G2-item" || a.cfg.Serializable {
+			return out
 		}
-		if c, ok := a.singleCycle(comp, in, elleNonRW, &budget); ok {
-			return c, true
-		}
-		if c, ok := a.nonadjacentCycle(comp, in, elleAll, &budget); ok {
-			return c, true
+		g2 = true
+	}
+	for _, c := range a.classCycles(comp, in, elleOrder, &budget) {
+		if _, base := elleClassify(c.types); !(g2 && base == "G2-item") {
+			out = append(out, c)
 		}
 	}
-	if c, ok := a.anyCycle(comp, in, elleData|elleRW); ok {
-		return c, true
+	return out
+}
+
+// classCycles looks for the classes of cycles whose edges are data edges
+// and the order edges of order: G0 or else G1c; G-single, or else
+// G-nonadjacent, or else G2-item.
+func (a *elleAnalysis) classCycles(comp []int, in func(int) bool, order uint8, budget *int) []elleCycle {
+	var out []elleCycle
+	if c, ok := a.anyCycle(comp, in, elleWW|order); ok {
+		out = append(out, c)
+	} else if c, ok := a.anyCycle(comp, in, elleData|order); ok {
+		out = append(out, c)
 	}
-	return a.anyCycle(comp, in, elleAll)
+	if c, ok := a.singleCycle(comp, in, elleData|order, budget); ok {
+		return append(out, c)
+	}
+	if c, ok := a.nonadjacentCycle(comp, in, elleData|order|elleRW, budget); ok {
+		return append(out, c)
+	}
+	if len(out) == 0 {
+		// No cycle without rw edges: any cycle has one.
+		if c, ok := a.anyCycle(comp, in, elleData|order|elleRW); ok {
+			out = append(out, c)
+		}
+		return out
+	}
+	if c, ok := a.rwCycle(comp, in, elleData|order|elleRW, budget); ok {
+		out = append(out, c)
+	}
+	return out
+}
+
+// rwCycle finds a cycle over edges of mask through an rw edge, if there
+// is one within the budget.
+func (a *elleAnalysis) rwCycle(comp []int, in func(int) bool, mask uint8, budget *int) (elleCycle, bool) {
+	for _, u := range comp {
+		for _, e := range a.adj[u] {
+			if e.mask&elleRW == 0 || !in(e.to) {
+				continue
+			}
+			if *budget <= 0 {
+				return elleCycle{}, false
+			}
+			if p, ok := a.bfs(e.to, u, in, mask, nil, budget); ok {
+				return elleRWClose(u, p), true
+			}
+		}
+	}
+	return elleCycle{}, false
 }
 
 // anyCycle finds a cycle over edges of mask, if there is one: a shortest
@@ -421,53 +466,39 @@ func (a *elleAnalysis) reportCycle(c elleCycle) {
 // explainEdge states why from precedes to by an edge of type t.
 func (a *elleAnalysis) explainEdge(from, to int, t uint8, label map[int]string) string {
 	f, g := label[from], label[to]
-	switch t {
-	case elleWW:
-		for _, m := range a.txns[from].mops {
-			if m.F != "append" || !a.ordered[m.K] {
-				continue
-			}
-			p, ok := a.pos[elleKV{m.K, m.V}]
-			ord := a.order[m.K]
-			if !ok || p+1 >= len(ord) {
-				continue
-			}
-			if w, ok := a.writer[elleKV{m.K, ord[p+1]}]; ok && w.txn == to {
-				return fmt.Sprintf("%s appended %d to key %d and %s appended %d right after it (key %d was read as %s): ww",
-					f, m.V, m.K, g, ord[p+1], m.K, ckFmtTail(ord[:p+2], 6))
-			}
-		}
-	case elleWR:
-		for _, m := range a.externalReads(to) {
-			if len(m.R) == 0 {
-				continue
-			}
-			if w, ok := a.writer[elleKV{m.K, m.R[len(m.R)-1]}]; ok && w.txn == from {
-				return fmt.Sprintf("%s appended %d to key %d; %s read key %d = %s: wr",
-					f, m.R[len(m.R)-1], m.K, g, m.K, ckFmtTail(m.R, 8))
-			}
-		}
-	case elleRW:
-		for _, m := range a.externalReads(from) {
-			next, ok := a.nextAfter(m.K, m.R)
-			if !ok {
-				continue
-			}
-			if w, ok := a.writer[elleKV{m.K, next}]; ok && w.txn == to {
-				where := "as its first element"
-				if len(m.R) > 0 {
-					where = fmt.Sprintf("right after %d", m.R[len(m.R)-1])
-				}
-				return fmt.Sprintf("%s read key %d = %s and %s appended %d to key %d %s: rw",
-					f, m.K, ckFmtTail(m.R, 8), g, next, m.K, where)
-			}
-		}
-	case elleProcess:
+	why, ok := a.why[elleEdgeKey{from, to, t}]
+	switch {
+	case t == elleProcess:
 		return fmt.Sprintf("%s and %s ran in that order on process %d: process",
 			f, g, a.txns[from].pair.Invoke.Process)
-	case elleRealtime:
+	case t == elleRealtime:
 		return fmt.Sprintf("%s completed at %s, before %s was invoked at %s: realtime",
 			f, ckFmtTime(a.txns[from].pair.Complete.Time), g, ckFmtTime(a.txns[to].pair.Invoke.Time))
+	case !ok:
+	case t == elleWW:
+		return fmt.Sprintf("%s appended %d to key %d and %s appended %d after it (%s): ww",
+			f, why.prev, why.k, g, why.v, a.placeOf(why.k, why.v))
+	case t == elleWR:
+		r := a.txns[to].mops[why.mop].R
+		return fmt.Sprintf("%s appended %d to key %d; %s read key %d = %s: wr",
+			f, why.v, why.k, g, why.k, ckFmtTail(r, 8))
+	case t == elleRW:
+		r := a.txns[from].mops[why.mop].R
+		return fmt.Sprintf("%s read key %d = %s, without the %d that %s appended to it (%s): rw",
+			f, why.k, ckFmtTail(r, 8), why.v, g, a.placeOf(why.k, why.v))
 	}
 	return fmt.Sprintf("%s -%s-> %s", f, elleEdgeName(t), g)
+}
+
+// placeOf says where v stands in key k's version order.
+func (a *elleAnalysis) placeOf(k, v int) string {
+	ord := a.order[k]
+	p, ok := a.pos[elleKV{k, v}]
+	if !ok {
+		if len(ord) == 0 {
+			return fmt.Sprintf("no read of key %d shows %d, nor any other element", k, v)
+		}
+		return fmt.Sprintf("no read of key %d shows %d, so it came after every element a read shows, the last %d", k, v, ord[len(ord)-1])
+	}
+	return fmt.Sprintf("key %d was read as %s", k, ckFmtTail(ord[:p+1], 6))
 }
