@@ -552,6 +552,15 @@ func ednTxn(v ednVal, typ Type, keys *keyTable) (any, error) {
 	}
 	mops := make([]Mop, 0, len(v.kids))
 	for _, mv := range v.kids {
+		if mv.isSeq() && len(mv.kids) == 2 && mv.kids[0].name() == "r" && typ != OK {
+			// Elle writes an invocation's read without its list: [:r k].
+			k, err := keys.id(mv.kids[1], "a key")
+			if err != nil {
+				return nil, err
+			}
+			mops = append(mops, Mop{F: "r", K: k})
+			continue
+		}
 		if !mv.isSeq() || len(mv.kids) != 3 {
 			return nil, errAt(mv, "want a micro-op [:append k v] or [:r k list], got %s", mv.describe())
 		}

@@ -129,6 +129,23 @@ func TestFileNilReadIsEmptyList(t *testing.T) {
 	ckClean(t, h.Check(Options{}))
 }
 
+// TestFileInvokeReadWithoutList: Elle writes an invocation's read as
+// [:r k], without the list; its completion carries the list.
+func TestFileInvokeReadWithoutList(t *testing.T) {
+	src := `{:type :invoke, :process 0, :value [[:append :x 1]]}
+{:type :ok, :process 0, :value [[:append :x 1]]}
+{:type :invoke, :process 1, :value [[:r :x]]}
+{:type :ok, :process 1, :value [[:r :x [1]]]}`
+	h, err := readEDN(t, src, "list-append")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckClean(t, h.Check(Options{}))
+	if _, err := readEDN(t, "{:type :ok, :process 0, :value [[:r :x]]}", "list-append"); err == nil {
+		t.Fatal("an ok read without its list was accepted")
+	}
+}
+
 func TestFileListAppendGSingle(t *testing.T) {
 	// A vector of #jepsen.history.Op records, pretty-printed.
 	r := mustFile(t, "la-g-single.edn", "list-append", Options{})
