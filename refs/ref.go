@@ -423,7 +423,7 @@ func (r *Ref[T]) versions(ctx context.Context) (vr backend.VersionsResult, err e
 		return backend.VersionsResult{}, err
 	}
 	defer func() { err = r.s.Note(err) }()
-	view, err := r.s.Env().Resolver.View(ctx, r.drv, r.name, engine.ViewOptions{MaxValue: r.maxValueSize()})
+	view, err := r.s.Env().Resolver.View(ctx, r.drv, r.name, engine.ViewOptions{MaxValue: r.maxValueSize(), Kind: r.kind})
 	if err != nil {
 		return view.VersionsResult, fmt.Errorf("refs: history of %q: %w", r.name, err)
 	}

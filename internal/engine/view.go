@@ -83,10 +83,15 @@ type ViewOptions struct {
 	// read again, so a reader always finds the newest committed value
 	// among the versions.
 	ReadOnly bool
+	// Kind, if set, is the kind of reference the caller reads: a ref of
+	// another kind is returned as read, nothing resolved, for the caller
+	// to refuse.
+	Kind backend.Kind
 }
 
-// viewTries bounds how often View reads again after finishing an intent.
-const viewTries = 3
+// viewTries bounds how often View reads the history: again after each
+// intent it finished.
+const viewTries = 4
 
 // View reads name's kept history on drv as a reader sees it, by the read
 // rule (Rule).
@@ -114,40 +119,52 @@ func (r *Resolver) View(ctx context.Context, drv backend.Driver, name string, o 
 		}
 		view := RefView{VersionsResult: vr}
 		in := vr.Intent
-		if in == nil || in.Coord != r.Coord.ID() {
+		if in == nil || o.Kind != "" && vr.Kind != "" && vr.Kind != o.Kind {
+			// No intent; or a reference of another kind, which the caller
+			// refuses: nothing to resolve for it.
 			return view, nil
 		}
 		var rec backend.Record
-		if o.ReadOnly {
+		switch {
+		case !o.ReadOnly:
+			// Confirmed if missing; ErrForeignCoordinator if the intent's
+			// coordinator is not ours (a reader cannot tell what it is).
+			if rec, err = r.Record(ctx, in); err != nil {
+				return view, err
+			}
+		case in.Coord != r.Coord.ID():
+			return view, nil // an inspector shows the intent, holder unknown
+		default:
 			recs, err := r.Coord.Records(ctx, []string{in.Txn})
 			if err != nil {
 				return view, fmt.Errorf("look up record %s: %w", in.Txn, err)
 			}
 			rec = recs[0] // one per id (the contract)
-		} else if rec, err = r.Record(ctx, in); err != nil {
-			return view, err
 		}
 		view.Holder = &rec
-		switch seen := Rule(in, rec); {
-		case seen == Underneath:
-			return view, nil
-		case seen == AtCommit && (o.ReadOnly || tries+1 == viewTries):
-			// Its value is the newest committed version: show it as one.
-			if v := IntentVersion(in, rec); len(vr.Versions) == 0 || v.Point > vr.Versions[0].Point {
-				if o.MaxValue > 0 && len(v.Value) > o.MaxValue {
-					v.Value, v.Omitted = nil, len(v.Value)
+		seen := Rule(in, rec)
+		last := tries+1 == viewTries
+		if o.ReadOnly || last || rec.Status == backend.Pending {
+			switch {
+			case seen == AtCommit:
+				// Its value is the newest committed version: show it as one.
+				if v := IntentVersion(in, rec); len(vr.Versions) == 0 || v.Point > vr.Versions[0].Point {
+					if o.MaxValue > 0 && len(v.Value) > o.MaxValue {
+						v.Value, v.Omitted = nil, len(v.Value)
+					}
+					view.Versions = append([]backend.Version{v}, vr.Versions...)
+					view.Unresolved = v.Point
 				}
-				view.Versions = append([]backend.Version{v}, vr.Versions...)
-				view.Unresolved = v.Point
+				return view, nil
+			case seen == ReadAgain && o.ReadOnly && !last:
+				continue // look again; an inspector writes nothing
 			}
 			return view, nil
-		case tries+1 == viewTries:
-			return view, nil
-		case o.ReadOnly:
-			continue // ReadAgain: look again; an inspector writes nothing
 		}
-		// Final: roll the intent forward or back (a no-op if it is gone)
-		// and read again.
+		// A reader finishes a final intent at once, whatever the holder's
+		// lease (ReaderFinishesFinalIntentsAtOnce): forward if committed
+		// (a write or an ensure), back if aborted or missing (a no-op if it
+		// is gone). Then it reads again.
 		if err := r.Finish(ctx, drv, name, rec); err != nil && !errors.Is(err, context.Canceled) {
 			return view, err
 		}
