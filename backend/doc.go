@@ -30,7 +30,9 @@
 // interfaces, found by type assertion: [OnePhase] (a whole commit in one
 // atomic operation), [ValueLimit], [BoundedVersions], [LocalClock] and
 // [ReadInto] (in-process stores), [Feed] (on a subscription), and
-// [Sessions] with [EntryLister] (ephemeral state for locks and groups).
+// [Sessions] with [EntryLister] (ephemeral state for locks and groups; a
+// driver that keeps sessions is also a [SessionStore], what locks and
+// groups take: one method returning the driver itself).
 //
 // # Where each role lives in a driver
 //
@@ -53,7 +55,7 @@
 //	meta.go      MetaStore: Meta, SetMeta                      x   x    x
 //	watch.go     ChangeStream: Subscribe (a Feed on mem and    x   x    x
 //	             Redis)
-//	sessions.go  Sessions: open, renew, close                  x   x    x
+//	sessions.go  Sessions: open, renew, close; SessionStore   x   x    x
 //	entries.go   Sessions: entries and dirs (EntryLister)      x   x    x
 //	waits.go     Sessions: WaitEntries                         x   x    x
 //	codec.go     the encodings of what is stored (refs,            x    x

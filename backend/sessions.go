@@ -227,8 +227,17 @@ type EntryLister interface {
 
 // SessionStore is what the coordination recipes (packages locks and group)
 // are built over: a driver that keeps sessions (backend/mem, backend/redis
-// and backend/zk do), or an *stm.STM, whose coordinator's sessions they
-// use. The type checks at compile time what was a runtime error.
+// and backend/zk do: their Sessions returns the driver itself), or an
+// *stm.STM, whose coordinator's sessions they use. The type checks at
+// compile time what was a runtime error. A driver of another module that
+// implements Sessions should implement SessionStore too, with the same
+// one-line method; one held as a Driver is passed as
+// d.(backend.SessionStore).
+//
+// A store that is itself a Sessions is used as it is, never through its
+// Sessions method: a wrapper that embeds a driver and overrides some
+// session calls inherits the driver's Sessions method, which would hand
+// out the driver underneath, without the overrides.
 type SessionStore interface {
 	// Sessions returns the store's sessions, nil if it keeps none (the
 	// recipes then fail with their ErrUnsupported).

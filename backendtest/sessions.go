@@ -19,6 +19,7 @@ func testSessions(t *testing.T, newDriver NewDriver) {
 		t.Fatalf("%T does not implement backend.Sessions", newDriver(t))
 	}
 	sd := func(t *testing.T) backend.Sessions { return newDriver(t).(backend.Sessions) }
+	t.Run("SessionStore", func(t *testing.T) { sessionsStore(t, newDriver(t)) })
 	t.Run("Open", func(t *testing.T) { sessionsOpen(t, sd(t)) })
 	t.Run("Sequential", func(t *testing.T) { sessionsSequential(t, sd(t)) })
 	t.Run("Named", func(t *testing.T) { sessionsNamed(t, sd(t)) })
@@ -471,5 +472,17 @@ func sessionsReadDirTruncated(t *testing.T, d backend.Sessions) {
 	within := readDir(t, d, backend.DirRequest{Dir: dir, Adds: true, Since: recent.Rev})
 	if within.Truncated || len(within.Adds) != backend.MinAddLog-1 {
 		t.Fatalf("adds since the %d-th newest: truncated %v, %d adds; want %d", backend.MinAddLog, within.Truncated, len(within.Adds), backend.MinAddLog-1)
+	}
+}
+
+// sessionsStore: a driver that keeps sessions is a backend.SessionStore
+// whose Sessions is the driver itself, so locks and groups take it.
+func sessionsStore(t *testing.T, d backend.Driver) {
+	st, ok := d.(backend.SessionStore)
+	if !ok {
+		t.Fatalf("%T implements backend.Sessions but not backend.SessionStore: locks and groups cannot take it (add: func (b *T) Sessions() backend.Sessions { return b })", d)
+	}
+	if ss := st.Sessions(); ss != d.(backend.Sessions) {
+		t.Fatalf("%T.Sessions() = %T, want the driver itself", d, ss)
 	}
 }

@@ -73,7 +73,7 @@ const (
 // watched is replaced.
 //
 // The handle's watcher reads the ref's history before AddWatch returns
-// (waiting up to engine.WatchStart): changes after that read are the ones
+// (waiting up to 5 s): changes after that read are the ones
 // delivered, to every watch, whichever AddWatch started the watcher. If
 // the backend cannot be read in time, the watcher starts from the newest
 // point this process has seen, and a change whose old value it never read
@@ -119,7 +119,7 @@ func (r *Ref[T]) AddWatch(key string, fn WatchFn[T], opts ...WatchOption) {
 }
 
 // awaitStart waits until the watcher's start point is fixed: by its first
-// read of the history or, after engine.WatchStart, by the floor.
+// read of the history or, after 5 s, by the floor.
 func (w *watcher[T]) awaitStart() {
 	t := time.NewTimer(engine.WatchStart)
 	defer t.Stop()

@@ -6,6 +6,7 @@ import (
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/engine"
+	"github.com/epochal/epochal/internal/lease"
 	"github.com/epochal/epochal/txn"
 )
 
@@ -74,8 +75,7 @@ func (s *STM) Sessions() backend.Sessions {
 	if s == nil {
 		return nil
 	}
-	ss, _ := s.rt().Coordinator().(backend.Sessions)
-	return ss
+	return lease.Of(s.rt().Coordinator())
 }
 
 // ReadPoint returns a point at least as new as any this process has seen

@@ -28,6 +28,6 @@
 // (intents) on every written, commuted or ensured ref, commute values
 // computed under them, one atomic step in the coordinator that draws the
 // commit point and marks the record committed, then roll-forward
-// (docs/design.md, "The commit"). Transactions see a snapshot: snapshot
+// (docs/design.md, "Committing"). Transactions see a snapshot: snapshot
 // isolation, with Ensure to rule out write skew.
 package txn

@@ -271,7 +271,7 @@ func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked boo
 // wrapping the ctx's error), and the lookup still makes it final.
 func (tx *Tx) learn(cause error) (clock.Point, error) {
 	tx.env.Stats.Unknown.Add(1)
-	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, tx.env.Lease, nil)
+	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, max(tx.env.Lease, minCleanup), nil)
 	if !known || err != nil {
 		return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, err)
 	}
@@ -368,7 +368,7 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		// what the caller no longer waits for is done in the background.
 		var aerr error
 		var known bool
-		final, aerr, known = learn(tx.ctx, env.Coord, tx.id, env.Lease, func(ctx context.Context, rec backend.Record, err error) {
+		final, aerr, known = learn(tx.ctx, env.Coord, tx.id, max(env.Lease, minCleanup), func(ctx context.Context, rec backend.Record, err error) {
 			switch {
 			case err != nil: // the outcome is unknown: leave it to the lease
 			case rec.Status == backend.Committed:

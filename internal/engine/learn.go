@@ -27,7 +27,7 @@ func learn(ctx context.Context, coord backend.Driver, id string, bound time.Dura
 	var lrec backend.Record
 	var lerr error
 	learned := make(chan struct{})
-	if detach.Run(ctx, max(bound, minCleanup), func(lctx context.Context) {
+	if detach.Run(ctx, bound, func(lctx context.Context) {
 		lrec, lerr = coord.AbortRecord(lctx, id)
 		close(learned)
 		if then != nil {
@@ -94,7 +94,7 @@ func (s *Runtime) CompareAndSet(ctx context.Context, drv backend.Driver, one bac
 		if errors.Is(err, backend.ErrNotApplied) {
 			return 0, fmt.Errorf("refs: change %s: %w", what, err)
 		}
-		rec, lerr, known := learn(ctx, drv, id, env.Lease, nil)
+		rec, lerr, known := learn(ctx, drv, id, max(env.Lease, time.Second), nil)
 		switch {
 		case !known || lerr != nil:
 			return 0, outcomeUnknown(ctx, "change of "+what, err, known, lerr)

@@ -34,7 +34,7 @@ type Resolver struct {
 	Wait   time.Duration
 	// TrustMissing believes a lookup that reports a record missing,
 	// without confirming it: a deliberate protocol bug for proving the
-	// checkers (txn.Faults.TrustMissingRecord). Never set it otherwise.
+	// checkers (Faults.TrustMissingRecord). Never set it otherwise.
 	TrustMissing bool
 }
 
@@ -44,7 +44,7 @@ type Priority struct {
 	Point clock.Point
 	ID    string
 	// Seq is the transaction's local age among this process's
-	// transactions, for their local turns (txn.Turns); not part of the
+	// transactions, for their local turns (Turns); not part of the
 	// order Older gives.
 	Seq uint64
 }
@@ -102,7 +102,7 @@ func (r *Resolver) Record(ctx context.Context, in *backend.Intent) (backend.Reco
 func (r *Resolver) Records(ctx context.Context, ids ...string) ([]backend.Record, error) {
 	recs, err := r.Coord.Records(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("locks: look up records %v: %w", ids, err)
+		return nil, fmt.Errorf("txn: look up records %v: %w", ids, err)
 	}
 	for i, rec := range recs {
 		if rec.Status != backend.Missing || r.TrustMissing {
@@ -110,7 +110,7 @@ func (r *Resolver) Records(ctx context.Context, ids ...string) ([]backend.Record
 		}
 		final, err := r.Coord.AbortRecord(ctx, ids[i])
 		if err != nil {
-			return nil, fmt.Errorf("locks: confirm missing record %s: %w", ids[i], err)
+			return nil, fmt.Errorf("txn: confirm missing record %s: %w", ids[i], err)
 		}
 		if final.Status == backend.Committed {
 			recs[i] = final
@@ -138,7 +138,7 @@ func (r *Resolver) Finish(ctx context.Context, drv backend.Driver, name string, 
 		req = backend.ResolveRequest{Txn: rec.ID, Names: []string{name}}
 	}
 	if err := drv.Resolve(ctx, req); err != nil {
-		return fmt.Errorf("locks: resolve %q of %s (%s): %w", name, rec.ID, rec.Status, err)
+		return fmt.Errorf("txn: resolve %q of %s (%s): %w", name, rec.ID, rec.Status, err)
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func (wt *Wait) Clear(ctx context.Context, drv backend.Driver, name string, in *
 	}
 	recs, err := r.Coord.Records(ctx, ids)
 	if err != nil {
-		return Again, fmt.Errorf("locks: look up record %s: %w", in.Txn, err)
+		return Again, fmt.Errorf("txn: look up record %s: %w", in.Txn, err)
 	}
 	if wt.w.Record != "" && recs[1].Status == backend.Aborted {
 		return Yield, nil
@@ -226,12 +226,12 @@ func (wt *Wait) Clear(ctx context.Context, drv backend.Driver, name string, in *
 		if !r.Expired(rec) && !wound {
 			wt.pause = min(max(2*wt.pause, 50*time.Microsecond), maxPause)
 			if err := pauseFor(ctx, wt.pause/2+rand.N(wt.pause)); err != nil {
-				return Again, fmt.Errorf("locks: wait for %s: %w", rec.ID, err)
+				return Again, fmt.Errorf("txn: wait for %s: %w", rec.ID, err)
 			}
 			return Again, nil
 		}
 		if rec, err = r.Coord.AbortRecord(ctx, rec.ID); err != nil {
-			return Again, fmt.Errorf("locks: abort %s: %w", in.Txn, err)
+			return Again, fmt.Errorf("txn: abort %s: %w", in.Txn, err)
 		}
 	}
 	wt.pause = 0
@@ -257,7 +257,7 @@ func (r *Resolver) Recover(ctx context.Context, rec backend.Record) (backend.Sta
 	var err error
 	if rec.Status == backend.Pending {
 		if rec, err = r.Coord.AbortRecord(ctx, rec.ID); err != nil {
-			return backend.Pending, fmt.Errorf("locks: abort %s: %w", rec.ID, err)
+			return backend.Pending, fmt.Errorf("txn: abort %s: %w", rec.ID, err)
 		}
 	}
 	byBackend := map[string][]string{}
@@ -277,7 +277,7 @@ func (r *Resolver) Recover(ctx context.Context, rec backend.Record) (backend.Sta
 		}
 		req := backend.ResolveRequest{Txn: rec.ID, Commit: rec.Status == backend.Committed, CP: rec.CP, Time: rec.Created, Names: byBackend[id]}
 		if err := drv.Resolve(ctx, req); err != nil {
-			return rec.Status, fmt.Errorf("locks: recover %s on %s: %w", rec.ID, id, err)
+			return rec.Status, fmt.Errorf("txn: recover %s on %s: %w", rec.ID, id, err)
 		}
 	}
 	if len(unknown) > 0 {
@@ -290,7 +290,7 @@ func (r *Resolver) Recover(ctx context.Context, rec backend.Record) (backend.Sta
 		keep = TombstoneKeep
 	}
 	if err := r.Coord.DeleteRecord(ctx, rec.ID, keep); err != nil {
-		return rec.Status, fmt.Errorf("locks: delete record %s: %w", rec.ID, err)
+		return rec.Status, fmt.Errorf("txn: delete record %s: %w", rec.ID, err)
 	}
 	return rec.Status, nil
 }

@@ -182,7 +182,7 @@ func (s *Runtime) Note(err error) error {
 // that Note's err does not move to the heap on every call.
 func (s *Runtime) noteLost(err error) {
 	if s.lost.CompareAndSwap(nil, &err) {
-		slog.Error("epochal: a backend lost its data: the Runtime refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
 	}
 }
 

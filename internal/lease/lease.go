@@ -49,23 +49,32 @@ var Holder = func() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), filepath.Base(os.Args[0]))
 }()
 
-// Resolve returns the sessions of a store: a driver's own, or an
-// *stm.STM's coordinator's. A store that is itself a backend.Sessions is
-// used as it is, never through its Sessions method: a wrapper that embeds
-// a driver and overrides some session calls would otherwise hand out the
-// driver underneath, without its overrides.
+// Resolve returns the sessions of a store (Of), or ErrUnsupported.
 func Resolve(store backend.SessionStore) (backend.Sessions, error) {
 	if store == nil {
 		return nil, fmt.Errorf("%w: no store (nil)", ErrUnsupported)
 	}
-	if ss, ok := store.(backend.Sessions); ok {
-		return ss, nil
-	}
-	ss := store.Sessions()
+	ss := Of(store)
 	if ss == nil {
 		return nil, fmt.Errorf("%w: %T keeps no sessions", ErrUnsupported, store)
 	}
 	return ss, nil
+}
+
+// Of returns the sessions x offers, nil if none: x itself if it is a
+// backend.Sessions, else what its Sessions method returns (an *stm.STM:
+// its coordinator's). A store that is itself a backend.Sessions is used
+// as it is, never through a Sessions method: a wrapper that embeds a
+// driver and overrides some session calls inherits the driver's Sessions,
+// which would hand out the driver underneath, without the overrides.
+func Of(x any) backend.Sessions {
+	if ss, ok := x.(backend.Sessions); ok {
+		return ss
+	}
+	if st, ok := x.(backend.SessionStore); ok {
+		return st.Sessions()
+	}
+	return nil
 }
 
 // Session is one live session and its renewer.
