@@ -3,6 +3,7 @@ package stm_test
 import (
 	"context"
 	"runtime"
+	"time"
 	"testing"
 
 	"github.com/epochal/epochal/backend/mem"
@@ -40,9 +41,20 @@ func TestWatchCyclesLeaveNothingBehind(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
+	// settle waits for the removed watchers' goroutines to end (they end
+	// after RemoveWatch returns), so that the heap holds only what stays.
+	settle := func(goroutines int) {
+		deadline := time.Now().Add(time.Minute)
+		for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	base := runtime.NumGoroutine()
 	cycle(1000) // warm up
+	settle(base)
 	before := heap()
 	cycle(20000)
+	settle(base)
 	after := heap()
 	// 20,000 leaked closures and their watchers would be megabytes; a
 	// bounded process stays within a small margin of noise.
