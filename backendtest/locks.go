@@ -1028,7 +1028,7 @@ func groupJoinedAndLeft(t *testing.T, d backend.Driver) {
 	name := uniq("flicker")
 	fd := newFrozen(d)
 	a := join(t, fd, name, "a")
-	fd.freeze() // a's watcher takes no look until thaw
+	fd.freeze()        // a's watcher takes no look until thaw
 	t.Cleanup(fd.thaw) // before a's Leave, should the test stop early
 	b := join(t, d, name, "b")
 	ms, err := group.Members(ctx, sessionStore(d), name)

@@ -3,8 +3,8 @@ package stm_test
 import (
 	"context"
 	"runtime"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/refs"
