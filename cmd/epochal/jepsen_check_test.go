@@ -207,20 +207,7 @@ func TestJepsenCheckFileOtherWorkloads(t *testing.T) {
 		}
 	}
 
-	// 24 concurrent writes of key 0, then a read of a value none wrote:
-	// the search tries every order of the writes before it can say no.
-	var h []check.Op
-	add := func(typ check.Type, p int, f string, v check.RegisterValue) {
-		h = append(h, check.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
-	}
-	for p := range 24 {
-		add(check.Invoke, p, "write", check.RegisterValue{K: 0, V: p})
-	}
-	for p := range 24 {
-		add(check.OK, p, "write", check.RegisterValue{K: 0, V: p})
-	}
-	add(check.Invoke, 99, "read", check.RegisterValue{K: 0})
-	add(check.OK, 99, "read", check.RegisterValue{K: 0, V: 999, Found: true})
+	h := hardRegisterHistory()
 	var b bytes.Buffer
 	if err := check.WriteEDN(&b, h); err != nil {
 		t.Fatal(err)

@@ -133,20 +133,7 @@ func TestJepsenCheckUnknown(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// 24 concurrent writes of key 0, then a read of a value none wrote:
-	// the search tries every order of the writes before it can say no.
-	var h []check.Op
-	add := func(typ check.Type, p int, f string, v check.RegisterValue) {
-		h = append(h, check.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
-	}
-	for p := range 24 {
-		add(check.Invoke, p, "write", check.RegisterValue{K: 0, V: p})
-	}
-	for p := range 24 {
-		add(check.OK, p, "write", check.RegisterValue{K: 0, V: p})
-	}
-	add(check.Invoke, 99, "read", check.RegisterValue{K: 0})
-	add(check.OK, 99, "read", check.RegisterValue{K: 0, V: 999, Found: true})
+	h := hardRegisterHistory()
 	var buf bytes.Buffer
 	if err := check.WriteJSONL(&buf, h); err != nil {
 		t.Fatal(err)
@@ -186,4 +173,23 @@ func TestJepsenOnRedis(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "verdict: PASS") || !strings.Contains(out, "kill x") {
 		t.Fatalf("jepsen on redis: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
+}
+
+// hardRegisterHistory is 24 concurrent writes of key 0, then a read of a
+// value none wrote: a linearizability search tries every order of the
+// writes before it can say no (a check that runs out of time: UNKNOWN).
+func hardRegisterHistory() []check.Op {
+	var h []check.Op
+	add := func(typ check.Type, p int, f string, v check.RegisterValue) {
+		h = append(h, check.Op{Index: len(h), Type: typ, Process: p, F: f, Time: int64(10 * (len(h) + 1))}.WithValue(v))
+	}
+	for p := range 24 {
+		add(check.Invoke, p, "write", check.RegisterValue{K: 0, V: p})
+	}
+	for p := range 24 {
+		add(check.OK, p, "write", check.RegisterValue{K: 0, V: p})
+	}
+	add(check.Invoke, 99, "read", check.RegisterValue{K: 0})
+	add(check.OK, 99, "read", check.RegisterValue{K: 0, V: 999, Found: true})
+	return h
 }
