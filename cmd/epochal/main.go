@@ -189,6 +189,7 @@ completion'.`,
 	root.AddCommand(newJepsenCmd(g))
 	root.AddCommand(newBenchCmd(g))
 	root.AddCommand(newRefsCmd(g), newTxnCmd(g), newLocksCmd(g), newGroupCmd(g), newClockCmd(g))
+	root.AddCommand(newVersionCmd())
 	root.AddCommand(newGenDocsCmd())
 
 	return root
