@@ -177,6 +177,7 @@ func Example_errors() {
 			// It may have committed. Running take again is safe: it
 			// checks the request id in the same transaction. Without such
 			// an id, read what the transaction wrote before retrying.
+			// (Pause first: the server did not answer in time.)
 			continue
 		case errors.Is(err, stm.ErrDataLost):
 			// The backend lost its data (a restore, FLUSHALL): the STM
