@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/refs"
@@ -83,4 +85,116 @@ func ExampleWithCodec() {
 	fmt.Println(hist[0].Value.Name, string(vr.Versions[0].Value))
 	// Output:
 	// ada {"name":"ada"}
+}
+
+// An atom changes outside transactions, each change one compare-and-set
+// on its backend. NewAtom joins an atom that exists (it never resets it).
+func ExampleNewAtom() {
+	ctx := context.Background()
+	s, done := openMem()
+	defer done()
+	hits, err := refs.NewAtom(ctx, s, "stats/hits", 0)
+	if err != nil {
+		panic(err)
+	}
+	again, _ := refs.NewAtom(ctx, s, "stats/hits", 100) // joins: 100 is ignored
+	_, _ = hits.Swap(ctx, func(n int) int { return n + 1 })
+	v, _ := again.Deref(ctx)
+	fmt.Println(v)
+	// Output:
+	// 1
+}
+
+// Swap applies f to the newest value and sets the result; under
+// contention f runs again on the newer value, so it must be free of side
+// effects.
+func ExampleAtom_Swap() {
+	ctx := context.Background()
+	s, done := openMem()
+	defer done()
+	counter, _ := refs.NewAtom(ctx, s, "stats/counter", 0)
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := counter.Swap(ctx, func(n int) int { return n + 1 }); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	wg.Wait()
+	v, _ := counter.Deref(ctx)
+	fmt.Println(v)
+	// Output:
+	// 10
+}
+
+// CompareAndSet sets a new value only if the atom still holds the old one.
+func ExampleAtom_CompareAndSet() {
+	ctx := context.Background()
+	s, done := openMem()
+	defer done()
+	leader, _ := refs.NewAtom(ctx, s, "cluster/leader", "")
+	won, _ := leader.CompareAndSet(ctx, "", "host-a") // an empty seat: taken
+	fmt.Println("host-a:", won)
+	won, _ = leader.CompareAndSet(ctx, "", "host-b") // no longer empty
+	fmt.Println("host-b:", won)
+	v, _ := leader.Deref(ctx)
+	fmt.Println(v)
+	// Output:
+	// host-a: true
+	// host-b: false
+	// host-a
+}
+
+// Exactly one Deliver wins, across processes; Deref blocks until a value
+// is delivered (or its ctx ends).
+func ExamplePromise() {
+	ctx := context.Background()
+	s, done := openMem()
+	defer done()
+	result, err := refs.NewPromise[string](ctx, s, "jobs/42/result")
+	if err != nil {
+		panic(err)
+	}
+	got := make(chan string)
+	go func() {
+		v, err := result.Deref(ctx) // waits for the delivery
+		if err != nil {
+			panic(err)
+		}
+		got <- v
+	}()
+	first, _ := result.Deliver(ctx, "done")
+	second, _ := result.Deliver(ctx, "done again") // too late: changes nothing
+	fmt.Println(first, second, <-got)
+	// Output:
+	// true false done
+}
+
+// A delay's body runs on the first Deref in any process; every caller
+// gets the one result it delivered.
+func ExampleNewDelay() {
+	ctx := context.Background()
+	s, done := openMem()
+	defer done()
+	var runs atomic.Int32
+	body := func(ctx context.Context) (int, error) {
+		runs.Add(1)
+		return 42, nil // an expensive computation
+	}
+	answer, err := refs.NewDelay(ctx, s, "cache/answer", body)
+	if err != nil {
+		panic(err)
+	}
+	other, _ := refs.NewDelay(ctx, s, "cache/answer", body) // another handle, as another process would have
+	realized, _ := answer.Realized(ctx)
+	fmt.Println("realized:", realized)
+	a, _ := answer.Deref(ctx)
+	b, _ := other.Deref(ctx)
+	fmt.Println(a, b, "body runs:", runs.Load())
+	// Output:
+	// realized: false
+	// 42 42 body runs: 1
 }
