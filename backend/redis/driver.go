@@ -128,6 +128,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		DB:          cfg.DB,
 		TLSConfig:   cfg.TLS,
 		DialTimeout: cfg.DialTimeout,
+		// A command's socket deadline is its ctx's (the package doc and
+		// design.md's "Deadlines" say so; a review found it unset).
+		ContextTimeoutEnabled: true,
 		// Commands and scripts that are retried are idempotent (by
 		// transaction id): see the package doc.
 		MaxRetries: 3,

@@ -115,7 +115,9 @@ local function append(name, point, ms, txn, value, keep, trimmed, mark)
   end
   if dropped and dropped > trimmed then trimmed = dropped end
   redis.call("HSET", r, "trimmed", trimmed, "newest", point)
-  if mark then redis.call("PUBLISH", P .. "c:" .. name, entry) end
+  -- A hint may be lost (watchers poll): one refused (an ACL user without
+  -- PUBLISH) must not fail the script after its writes, which Redis keeps.
+  if mark then redis.pcall("PUBLISH", P .. "c:" .. name, entry) end
 end
 `
 
@@ -411,7 +413,7 @@ local function created(v)
 end
 local function changed(d, n)
   redis.call("INCR", P .. "dv:" .. d)
-  redis.call("PUBLISH", P .. "dc:" .. d, n)
+  redis.pcall("PUBLISH", P .. "dc:" .. d, n) -- a hint: may be lost
 end
 -- logadd logs the addition of named entry n to d at d's revision, keeping
 -- the newest 256 (backend.MinAddLog); df is the revision of the newest
