@@ -443,5 +443,9 @@ func writeTLSFiles(dir string) (caFile string, client *tls.Config, err error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return caFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, nil
+	// The server certificate is good for client authentication too: the
+	// package's own client presents it, so that a server run with
+	// "tls-auth-clients yes" (in Args) still answers its PING.
+	clientCert := tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
+	return caFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{clientCert}}, nil
 }
