@@ -357,6 +357,8 @@ func (g *globals) openError(err, errConfig error, what, root string) error {
 			hint = fmt.Sprintf("check --auth (or %s): %s belongs to the identity that created it", envAuth, root)
 		}
 		return fmt.Errorf("%w (%s)", err, hint)
+	case g.backend == backendRedis && !g.sec.cluster && clusterReply(err):
+		return usagef("%v: the server is a Redis Cluster node: add --cluster", err)
 	case untrusted(err):
 		return &downError{err: fmt.Errorf("%w (the server's certificate is not trusted: give the CA that signed it with --tls-ca)", err)}
 	case strings.HasPrefix(what, "Redis"):
@@ -398,4 +400,15 @@ func untrusted(err error) bool {
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	return errors.As(err, &cve) || errors.As(err, &ua) || errors.As(err, &he)
+}
+
+// clusterReply reports whether err is a Redis Cluster node's answer to a
+// client that does not speak Cluster (a redirection, or SELECT refused).
+func clusterReply(err error) bool {
+	var re goredis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") || strings.Contains(msg, "not allowed in cluster mode")
 }

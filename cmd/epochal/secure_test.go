@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/epochal/epochal/internal/testkit/testserver"
 )
@@ -200,5 +205,64 @@ func TestSecureUsage(t *testing.T) {
 		{[]string{"--backend", "redis", "--password", pw, "bench"}, "not supported"},
 	} {
 		wantCode(t, secrets, exitUsage, []string{c.want}, c.args...)
+	}
+}
+
+// TestSecureCluster: --cluster against a real two-node Redis Cluster with
+// a password, --addr naming the node that does not hold the prefix's slot:
+// the cluster client follows the redirection and the demo commits there;
+// without a password it is refused; --db is refused before anything is
+// dialled.
+func TestSecureCluster(t *testing.T) {
+	const pw = "cluster-Secret-8"
+	secrets := []string{pw}
+	ctx := context.Background()
+	var nodes [2]*testserver.Redis
+	var clients [2]*goredis.Client
+	for i := range nodes {
+		nodes[i] = testserver.StartRedis(t, testserver.RedisOptions{Password: pw, Cluster: true})
+		clients[i] = goredis.NewClient(&goredis.Options{Addr: nodes[i].Addr, Password: pw})
+		defer clients[i].Close()
+	}
+	for i, r := range [][2]int{{0, 8191}, {8192, 16383}} {
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", r[0], r[1]).Err(); err != nil {
+			t.Fatalf("node %d: CLUSTER ADDSLOTSRANGE: %v", i, err)
+		}
+	}
+	host, port, _ := net.SplitHostPort(nodes[1].Addr)
+	bus, _ := strconv.Atoi(port)
+	bus++ // the cluster bus is on the next port
+	if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, bus).Err(); err != nil {
+		t.Fatalf("CLUSTER MEET: %v", err)
+	}
+	for i := range clients {
+		waitFor(t, 20*time.Second, "cluster_state:ok on both nodes", func() bool {
+			info, err := clients[i].ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:2")
+		})
+	}
+	slot, err := clients[0].ClusterKeySlot(ctx, "{cl}:x").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := 0 // the node that does not hold the slot
+	if slot <= 8191 {
+		other = 1
+	}
+	r := func(extra ...string) []string {
+		return append([]string{"--backend", "redis", "--addr", nodes[other].Addr, "--cluster", "--prefix", "cl"}, extra...)
+	}
+	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	wantCode(t, secrets, exitOK, nil, r("--password", pw, "clock")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
+	wantCode(t, secrets, exitUsage, []string{"only database 0"}, r("--password", pw, "--db", "1", "clock")...)
+	// Without --cluster, the redirection is told as such, not as a server
+	// that cannot be reached.
+	wantCode(t, secrets, exitUsage, []string{"MOVED", "add --cluster"}, "--backend", "redis", "--addr", nodes[other].Addr, "--password", pw, "--prefix", "cl", "clock")
+	// The demo's refs are on the node that holds the slot, not on the one
+	// --addr named.
+	owner := clients[1-other]
+	if keys, err := owner.Keys(ctx, "{cl}:*").Result(); err != nil || len(keys) < 3 {
+		t.Errorf("keys under {cl} on the slot's node: %v, %v; want the demo's", keys, err)
 	}
 }

@@ -49,6 +49,13 @@ type RedisOptions struct {
 	// need certificates of their own (tls-auth-clients no).
 	TLS bool
 
+	// Cluster runs the server in cluster mode (cluster-enabled yes), its
+	// cluster bus on the port after Addr's (reserved with it), its node
+	// configuration in Dir/nodes.conf. It starts holding no slots: the
+	// caller assigns them (CLUSTER ADDSLOTSRANGE) and introduces nodes to
+	// each other (CLUSTER MEET).
+	Cluster bool
+
 	// Args are extra redis.conf lines, appended after the package's own (so
 	// they override them), e.g. "maxmemory 10mb".
 	Args []string
@@ -126,7 +133,11 @@ func (r *Redis) start(path string, opts RedisOptions) error {
 	}
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		ps, err := reservePorts(1)
+		n := 1
+		if opts.Cluster {
+			n = 2 // the cluster bus too
+		}
+		ps, err := reservePorts(n)
 		if err != nil {
 			return err
 		}
@@ -192,6 +203,11 @@ func redisConf(dir string, port int, opts RedisOptions) string {
 		line("tls-auth-clients", "no")
 	} else {
 		line("port", strconv.Itoa(port))
+	}
+	if opts.Cluster {
+		line("cluster-enabled", "yes")
+		line("cluster-port", strconv.Itoa(port+1))
+		line("cluster-config-file", "nodes.conf")
 	}
 	line("dir", confQuote(dir))
 	line("daemonize", "no")
