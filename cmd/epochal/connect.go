@@ -290,13 +290,13 @@ func (g *globals) openRedis(ctx context.Context, prefix string) (backend.Driver,
 	)
 	switch {
 	case s.cluster:
-		what = "Redis Cluster at " + g.addr
+		what = "is the Redis Cluster at " + g.addr + " up? set --addr or " + envAddr
 		c = goredis.NewClusterClient(&goredis.ClusterOptions{
 			Addrs: addrs, Username: s.user, Password: s.password, TLSConfig: s.tlsConf,
 			DialTimeout: g.connect, MaxRetries: 3,
 		})
 	case s.sentinelMaster != "":
-		what = fmt.Sprintf("Redis master %q of the sentinels at %s", s.sentinelMaster, g.addr)
+		what = fmt.Sprintf("are the sentinels at %s up, and do they monitor a master named %q? check --addr and --sentinel-master", g.addr, s.sentinelMaster)
 		c = goredis.NewFailoverClient(&goredis.FailoverOptions{
 			MasterName: s.sentinelMaster, SentinelAddrs: addrs,
 			Username: s.user, Password: s.password, DB: s.db, TLSConfig: s.tlsConf,
@@ -306,10 +306,11 @@ func (g *globals) openRedis(ctx context.Context, prefix string) (backend.Driver,
 		cfg.Addr, cfg.Username, cfg.Password, cfg.DB, cfg.TLS = addrs[0], s.user, s.password, s.db, s.tlsConf
 		b, err := redis.Open(octx, cfg)
 		if err != nil {
-			return nil, g.openError(err, redis.ErrConfig, "redis-server", "")
+			return nil, g.openError(err, redis.ErrConfig, "is redis-server running at "+g.addr+"? set --addr or "+envAddr, "")
 		}
 		return b, nil
 	}
+	cfg.Addr = g.addr // for its messages only
 	b, err := redis.New(c, cfg)
 	if err != nil {
 		_ = c.Close()
@@ -339,7 +340,7 @@ func (g *globals) openZK(ctx context.Context, root string) (backend.Driver, erro
 	defer cancel()
 	b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root, Auth: g.sec.auth})
 	if err != nil {
-		return nil, g.openError(err, zk.ErrConfig, "ZooKeeper", root)
+		return nil, g.openError(err, zk.ErrConfig, "is ZooKeeper running at "+g.addr+"? set --addr or "+envAddr, root)
 	}
 	return b, nil
 }
@@ -347,7 +348,7 @@ func (g *globals) openZK(ctx context.Context, root string) (backend.Driver, erro
 // openError classifies an error opening a backend: a bad setting is a
 // usage error, a refusal (authentication or permission) is said as such,
 // anything else means the server could not be reached.
-func (g *globals) openError(err, errConfig error, what, root string) error {
+func (g *globals) openError(err, errConfig error, down, root string) error {
 	switch {
 	case errors.Is(err, errConfig):
 		return &usageError{err: err}
@@ -361,10 +362,8 @@ func (g *globals) openError(err, errConfig error, what, root string) error {
 		return usagef("%v: the server is a Redis Cluster node: add --cluster", err)
 	case untrusted(err):
 		return &downError{err: fmt.Errorf("%w (the server's certificate is not trusted: give the CA that signed it with --tls-ca)", err)}
-	case strings.HasPrefix(what, "Redis"):
-		return &downError{err: fmt.Errorf("%w (is the %s up? set --addr or %s)", err, what, envAddr)}
 	default:
-		return &downError{err: fmt.Errorf("%w (is %s running at %s? set --addr or %s)", err, what, g.addr, envAddr)}
+		return &downError{err: fmt.Errorf("%w (%s)", err, down)}
 	}
 }
 

@@ -266,3 +266,29 @@ func TestSecureCluster(t *testing.T) {
 		t.Errorf("keys under {cl} on the slot's node: %v, %v; want the demo's", keys, err)
 	}
 }
+
+// TestSecureSentinel: --sentinel-master against a real Sentinel that
+// monitors a redis-server with a password: the master it names is used,
+// with the password; none is refused, exit 5.
+func TestSecureSentinel(t *testing.T) {
+	const pw = "sentinel-Secret-9"
+	secrets := []string{pw}
+	master := testserver.StartRedis(t, testserver.RedisOptions{Password: pw})
+	host, port, _ := net.SplitHostPort(master.Addr)
+	sentinel := testserver.StartRedis(t, testserver.RedisOptions{Sentinel: true, Args: []string{
+		"sentinel monitor mymaster " + host + " " + port + " 1",
+		"sentinel auth-pass mymaster " + pw,
+	}})
+	r := func(extra ...string) []string {
+		return append([]string{"--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sn"}, extra...)
+	}
+	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
+	wantCode(t, secrets, exitDown, []string{`master named "nosuch"`, "--sentinel-master"}, r("--sentinel-master", "nosuch", "--password", pw, "clock")...)
+	// The demo wrote to the master the sentinel named.
+	c := goredis.NewClient(&goredis.Options{Addr: master.Addr, Password: pw})
+	defer c.Close()
+	if keys, err := c.Keys(context.Background(), "{sn}:*").Result(); err != nil || len(keys) < 3 {
+		t.Errorf("keys under {sn} on the master: %v, %v; want the demo's", keys, err)
+	}
+}

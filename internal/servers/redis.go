@@ -56,6 +56,12 @@ type RedisOptions struct {
 	// each other (CLUSTER MEET).
 	Cluster bool
 
+	// Sentinel runs the server as a Redis Sentinel (redis-server --sentinel):
+	// Args give what it monitors, e.g. "sentinel monitor mymaster 127.0.0.1
+	// 6379 1" and "sentinel auth-pass mymaster PASSWORD". It rewrites its
+	// redis.conf as it learns.
+	Sentinel bool
+
 	// Args are extra redis.conf lines, appended after the package's own (so
 	// they override them), e.g. "maxmemory 10mb".
 	Args []string
@@ -147,10 +153,14 @@ func (r *Redis) start(path string, opts RedisOptions) error {
 			ps.release()
 			return err
 		}
+		args := []string{conf}
+		if opts.Sentinel {
+			args = append(args, "--sentinel")
+		}
 		p := &proc{
 			name:    "redis-server " + addr,
 			path:    path,
-			args:    []string{conf},
+			args:    args,
 			dir:     r.Dir,
 			logPath: filepath.Join(r.Dir, "server.log"),
 		}
