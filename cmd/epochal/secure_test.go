@@ -103,13 +103,15 @@ func TestSecureRequirepass(t *testing.T) {
 // TestSecureACL: ACL users. alice (all permissions) gets in with her
 // password and is refused with a wrong one or none; bob, read-only, lacks
 // SET, which opening the backend needs (it stores the backend's identity), and carol lacks EVALSHA, which the demo's
-// commits need: both are refused, exit 5, naming the command.
+// commits need, and dave ZRANGEBYLEX, which refs ls needs (he opens the
+// backend): all are refused, exit 5, naming the command.
 func TestSecureACL(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{User: "alice", Password: "alice-Secret-1", Args: []string{
 		`user bob on >bob-Secret-2 ~* &* +@all -@write`,
 		`user carol on >carol-Secret-3 ~* &* +@all -evalsha -eval -fcall`,
+		`user dave on >dave-Secret-4 ~* &* +@all -zrangebylex`,
 	}})
-	secrets := []string{"alice-Secret-1", "bob-Secret-2", "carol-Secret-3"}
+	secrets := []string{"alice-Secret-1", "bob-Secret-2", "carol-Secret-3", "dave-Secret-4"}
 	r := func(user, pw string, cmd ...string) []string {
 		a := []string{"--backend", "redis", "--addr", srv.Addr, "--prefix", "acl"}
 		if user != "" {
@@ -127,6 +129,8 @@ func TestSecureACL(t *testing.T) {
 	wantCode(t, secrets, exitRefused, []string{refusal, "WRONGPASS"}, r("mallory", "alice-Secret-1", "clock")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "'set'"}, r("bob", "bob-Secret-2", "clock")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "evalsha"}, r("carol", "carol-Secret-3", "demo", "--duration", "200ms", "--accounts", "3")...)
+	wantCode(t, secrets, exitOK, nil, r("dave", "dave-Secret-4", "clock")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "zrangebylex"}, r("dave", "dave-Secret-4", "refs", "ls")...)
 }
 
 // TestSecureTLS: a TLS-only redis-server with a password. The CA from
