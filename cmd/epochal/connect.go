@@ -64,7 +64,7 @@ func addSecureFlags(root *cobra.Command, s *secure) {
 	f.StringVar(&s.tlsCert, "tls-cert", "", "PEM file of a client certificate, for a server that asks for one (with --tls-key)")
 	f.StringVar(&s.tlsKey, "tls-key", "", "PEM file of the --tls-cert's private key")
 	f.BoolVar(&s.tlsInsecure, "tls-insecure", false, "do not verify the Redis server's certificate (testing only: anyone in the path can read and change the traffic)")
-	f.StringVar(&s.sentinelMaster, "sentinel-master", "", "Redis Sentinel: the master's name; --addr lists the sentinels, comma-separated (--user, --password, --db and --tls are the master's; the sentinels are asked without credentials)")
+	f.StringVar(&s.sentinelMaster, "sentinel-master", "", "Redis Sentinel: the master's name; --addr lists the sentinels, comma-separated (--user, --password and --db are the master's, the sentinels are asked without credentials; --tls is for both)")
 	f.BoolVar(&s.cluster, "cluster", false, "Redis Cluster: --addr lists one or more of its nodes, comma-separated")
 	f.StringVar(&s.auth, "auth", "", "ZooKeeper digest authentication, user:password: the nodes Epochal creates are then that identity's alone (env "+envAuth+"; never printed)")
 }
