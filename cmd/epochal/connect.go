@@ -165,8 +165,8 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 			flagSet bool
 			urlSet  bool
 		}{
-			{"--user", s.user != "", o.Username != ""},
-			{"--password", s.password != "", o.Password != ""},
+			{"--user (or " + envUser + ")", s.user != "", o.Username != ""},
+			{"--password (or " + envPassword + ")", s.password != "", o.Password != ""},
 			{"--db", s.db != 0, o.DB != 0},
 		} {
 			if c.flagSet && c.urlSet {

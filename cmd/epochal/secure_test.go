@@ -97,7 +97,7 @@ func TestSecureRequirepass(t *testing.T) {
 	}
 	// A password that is given twice, in the URL and the environment, is
 	// a usage error that shows neither.
-	wantCode(t, secrets, exitUsage, []string{"--password and the URL"}, "--backend", "redis", "--addr", "redis://:"+wrong+"@"+srv.Addr, "clock")
+	wantCode(t, secrets, exitUsage, []string{"--password (or EPOCHAL_PASSWORD) and the URL"}, "--backend", "redis", "--addr", "redis://:"+wrong+"@"+srv.Addr, "clock")
 }
 
 // TestSecureACL: ACL users. alice (all permissions) gets in with her
@@ -202,7 +202,7 @@ func TestSecureUsage(t *testing.T) {
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "/x", "clock"}, "redis://:xxxxx@"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "?dial_timeout=1s", "clock"}, "URL options"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr, "--cluster", "clock"}, "names one server"},
-		{[]string{"--backend", "redis", "--addr", "redis://alice:" + pw + "@" + addr, "--user", "bob", "clock"}, "--user and the URL"},
+		{[]string{"--backend", "redis", "--addr", "redis://alice:" + pw + "@" + addr, "--user", "bob", "clock"}, "--user (or EPOCHAL_USER) and the URL"},
 		{[]string{"--backend", "zk", "--addr", addr, "--password", pw, "clock"}, "ZooKeeper takes --auth"},
 		{[]string{"--backend", "zk", "--addr", addr, "--auth", pw, "clock"}, "want user:password"},
 		{[]string{"--backend", "mem", "--password", pw, "demo"}, "not mem"},
