@@ -13,7 +13,9 @@
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
 // not be reached; 4 inconclusive (a jepsen run whose verdict is UNKNOWN:
-// no anomaly found, but not everything was checked).
+// no anomaly found, but not everything was checked); 5 refused by the
+// server: authentication or permission (Redis NOAUTH, WRONGPASS, NOPERM;
+// ZooKeeper NoAuth or auth failed).
 package main
 
 import (
@@ -31,8 +33,6 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
-	"github.com/epochal/epochal/backend/redis"
-	"github.com/epochal/epochal/backend/zk"
 )
 
 // Exit codes of the command.
@@ -43,6 +43,7 @@ const (
 	exitUsage    = 2 // bad command line
 	exitDown     = 3 // the backend could not be reached
 	exitUnknown  = 4 // a check was inconclusive (jepsen: UNKNOWN)
+	exitRefused  = 5 // the server refused: authentication or permission
 )
 
 // errCheckFailed is returned when a workload ran but its invariant check
@@ -84,6 +85,9 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &un):
 		return exitUnknown
+	case refused(err):
+		// Before usage and down: a refusal is neither.
+		return exitRefused
 	case errors.As(err, &u):
 		return exitUsage
 	case errors.As(err, &d):
@@ -125,6 +129,7 @@ type globals struct {
 	prefix  string
 	root    string
 	connect time.Duration
+	sec     secure // credentials, TLS, Sentinel, Cluster (connect.go)
 }
 
 // newRootCmd builds the command tree. Output goes to stdout and stderr so
@@ -147,8 +152,14 @@ Inspecting is read-only, except 'refs set', which asks for --yes. Every
 inspecting command prints a table, or JSON with --json.
 
 Exit codes: 0 ok, 1 not found (or a failed run or check), 2 bad usage,
-3 backend unreachable, 4 inconclusive (a jepsen run whose verdict is UNKNOWN). Shell completion, ref and group names included: see 'epochal
-completion'.`,
+3 backend unreachable, 4 inconclusive (a jepsen run whose verdict is UNKNOWN),
+5 refused by the server: authentication or permission.
+
+Secured servers: --user and --password (or EPOCHAL_PASSWORD), --db, --tls
+and --tls-ca, a redis:// or rediss:// URL in --addr, --sentinel-master,
+--cluster; ZooKeeper --auth user:password.
+
+Shell completion, ref and group names included: see 'epochal completion'.`,
 		Args:          cobra.ArbitraryArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -173,13 +184,15 @@ completion'.`,
 	root.PersistentFlags().StringVar(&g.backend, "backend", backendMem,
 		"backend to run against: mem|redis|zk (env "+envBackend+")")
 	root.PersistentFlags().StringVar(&g.addr, "addr", "",
-		"server address: host:port for --backend redis (default "+defaultRedisAddr+"), comma-separated host:port list for zk (default "+defaultZKAddr+") (env "+envAddr+")")
+		"server address: host:port for --backend redis (default "+defaultRedisAddr+"), or a redis:// or rediss:// URL (user, password and db from it), or comma-separated host:port addresses with --cluster or --sentinel-master; comma-separated host:port list for zk (default "+defaultZKAddr+") (env "+envAddr+")")
 	root.PersistentFlags().StringVar(&g.prefix, "prefix", "",
 		"key prefix for --backend redis (env "+envPrefix+"; default \"epochal\", the library's; demo: a fresh one per run)")
 	root.PersistentFlags().DurationVar(&g.connect, "connect-timeout", 10*time.Second,
 		"how long to wait for the backend's server to answer (to connect, and to each request of an inspecting command)")
 	root.PersistentFlags().StringVar(&g.root, "root", "",
 		"root znode for --backend zk, such as /app1 (env "+envRoot+"; default /epochal, the library's; demo: a fresh one per run)")
+
+	addSecureFlags(root, &g.sec)
 
 	_ = root.RegisterFlagCompletionFunc("backend", cobra.FixedCompletions(
 		[]string{backendMem + "\tembedded, in this process", backendRedis + "\tRedis", backendZK + "\tZooKeeper"},
@@ -213,24 +226,23 @@ func (g *globals) resolve(cmd *cobra.Command) error {
 	}
 	switch g.backend {
 	case backendMem:
-		return nil
 	case backendRedis:
 		if g.addr == "" {
 			g.addr = defaultRedisAddr
 		}
-		return nil
 	case backendZK:
 		if g.addr == "" {
 			g.addr = defaultZKAddr
 		}
-		return nil
 	default:
 		return usagef("unknown backend %q: want mem, redis or zk", g.backend)
 	}
+	return g.resolveSecure(cmd)
 }
 
 // open opens the backend the flags name. A server that cannot be reached is
-// a downError (exit 3); a bad setting a usageError.
+// a downError (exit 3); a bad setting a usageError; a refusal
+// (authentication or permission) exit 5.
 func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Driver, error) {
 	switch g.backend {
 	case backendRedis:
@@ -238,32 +250,13 @@ func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Drive
 		if prefix == "" {
 			prefix = defaultPrefix
 		}
-		octx, cancel := context.WithTimeout(ctx, g.connect)
-		defer cancel()
-		b, err := redis.Open(octx, redis.Config{Addr: g.addr, Prefix: prefix})
-		if errors.Is(err, redis.ErrConfig) {
-			return nil, &usageError{err: err}
-		}
-		if err != nil {
-			return nil, &downError{err: fmt.Errorf("%w (is redis-server running at %s? set --addr or %s)", err, g.addr, envAddr)}
-		}
-		return b, nil
+		return g.openRedis(ctx, prefix)
 	case backendZK:
 		root := g.root
 		if root == "" {
 			root = "/" + defaultPrefix
 		}
-		servers := strings.Split(g.addr, ",")
-		octx, cancel := context.WithTimeout(ctx, g.connect)
-		defer cancel()
-		b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root})
-		if errors.Is(err, zk.ErrConfig) {
-			return nil, &usageError{err: err}
-		}
-		if err != nil {
-			return nil, &downError{err: fmt.Errorf("%w (is ZooKeeper running at %s? set --addr or %s)", err, g.addr, envAddr)}
-		}
-		return b, nil
+		return g.openZK(ctx, root)
 	default:
 		return mem.New(), nil
 	}
@@ -283,10 +276,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	if err != nil {
+	code := exitCode(err)
+	switch {
+	case code == exitRefused:
+		fmt.Fprintf(stderr, "epochal: refused by the server: authentication or permission: %v\n", err)
+	case err != nil:
 		fmt.Fprintf(stderr, "epochal: %v\n", err)
 	}
-	return exitCode(err)
+	return code
 }
 
 // quietLogger drops go-redis's own log lines (failed dials, retries): the

@@ -49,6 +49,19 @@ type RedisOptions struct {
 	// need certificates of their own (tls-auth-clients no).
 	TLS bool
 
+	// Cluster runs the server in cluster mode (cluster-enabled yes), its
+	// cluster bus on the port after Addr's (reserved with it), its node
+	// configuration in Dir/nodes.conf. It starts holding no slots: the
+	// caller assigns them (CLUSTER ADDSLOTSRANGE) and introduces nodes to
+	// each other (CLUSTER MEET).
+	Cluster bool
+
+	// Sentinel runs the server as a Redis Sentinel (redis-server --sentinel):
+	// Args give what it monitors, e.g. "sentinel monitor mymaster 127.0.0.1
+	// 6379 1" and "sentinel auth-pass mymaster PASSWORD". It rewrites its
+	// redis.conf as it learns.
+	Sentinel bool
+
 	// Args are extra redis.conf lines, appended after the package's own (so
 	// they override them), e.g. "maxmemory 10mb".
 	Args []string
@@ -126,7 +139,11 @@ func (r *Redis) start(path string, opts RedisOptions) error {
 	}
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		ps, err := reservePorts(1)
+		n := 1
+		if opts.Cluster {
+			n = 2 // the cluster bus too
+		}
+		ps, err := reservePorts(n)
 		if err != nil {
 			return err
 		}
@@ -136,10 +153,14 @@ func (r *Redis) start(path string, opts RedisOptions) error {
 			ps.release()
 			return err
 		}
+		args := []string{conf}
+		if opts.Sentinel {
+			args = append(args, "--sentinel")
+		}
 		p := &proc{
 			name:    "redis-server " + addr,
 			path:    path,
-			args:    []string{conf},
+			args:    args,
 			dir:     r.Dir,
 			logPath: filepath.Join(r.Dir, "server.log"),
 		}
@@ -192,6 +213,11 @@ func redisConf(dir string, port int, opts RedisOptions) string {
 		line("tls-auth-clients", "no")
 	} else {
 		line("port", strconv.Itoa(port))
+	}
+	if opts.Cluster {
+		line("cluster-enabled", "yes")
+		line("cluster-port", strconv.Itoa(port+1))
+		line("cluster-config-file", "nodes.conf")
 	}
 	line("dir", confQuote(dir))
 	line("daemonize", "no")
@@ -443,5 +469,9 @@ func writeTLSFiles(dir string) (caFile string, client *tls.Config, err error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return caFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, nil
+	// The server certificate is good for client authentication too: the
+	// package's own client presents it, so that a server run with
+	// "tls-auth-clients yes" (in Args) still answers its PING.
+	clientCert := tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
+	return caFile, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{clientCert}}, nil
 }

@@ -197,6 +197,12 @@ func TestRedisConfArgsAndQuoting(t *testing.T) {
 			t.Errorf("redis.conf lacks %q:\n%s", want, got)
 		}
 	}
+	clusterConf := redisConf("/d", 99, RedisOptions{Cluster: true})
+	for _, want := range []string{"port 99\n", "cluster-enabled yes\n", "cluster-port 100\n", "cluster-config-file nodes.conf\n"} {
+		if !strings.Contains(clusterConf, want) {
+			t.Errorf("cluster redis.conf lacks %q:\n%s", want, clusterConf)
+		}
+	}
 	tlsConf := redisConf("/d", 99, RedisOptions{TLS: true})
 	for _, want := range []string{"port 0\n", "tls-port 99\n", "tls-auth-clients no\n", `tls-ca-cert-file "/d/ca.crt"`} {
 		if !strings.Contains(tlsConf, want) {

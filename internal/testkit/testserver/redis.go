@@ -23,6 +23,10 @@ type RedisOptions struct {
 	User, Password string
 	// TLS makes the server speak TLS only, with a generated certificate.
 	TLS bool
+	// Cluster runs it in cluster mode, holding no slots yet.
+	Cluster bool
+	// Sentinel runs it as a Redis Sentinel; Args say what it monitors.
+	Sentinel bool
 	// Args are extra redis.conf lines, e.g. "maxmemory 10mb".
 	Args []string
 }
@@ -63,7 +67,7 @@ func StartRedis(t testing.TB, opts RedisOptions) *Redis {
 	}
 	r := &Redis{t: t}
 	s, err := servers.StartRedis(servers.RedisOptions{
-		User: opts.User, Password: opts.Password, TLS: opts.TLS, Args: opts.Args,
+		User: opts.User, Password: opts.Password, TLS: opts.TLS, Cluster: opts.Cluster, Sentinel: opts.Sentinel, Args: opts.Args,
 		Dir: t.TempDir(), Logf: t.Logf,
 	})
 	if err != nil {
