@@ -128,7 +128,7 @@ jepsen check DIR --check-timeout 5m' checks a run's history again.
 Jepsen or Elle wrote (EDN), or the runner (JSON lines).
 
 Exit codes: 0 PASS; 1 FAIL (an anomaly, or the run itself failed); 2 bad
-usage; 3 a server could not be started; 4 UNKNOWN.`,
+usage; 3 a server could not be started; 5 UNKNOWN.`,
 		Example: "  epochal jepsen --workload bank --time 20s\n" +
 			"  epochal jepsen --backend redis --workload list-append --nemesis kill,pause,partition --time 1m\n" +
 			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m\n" +
@@ -251,7 +251,7 @@ line (and column) and what was expected there.
 
 Exit codes: 0 PASS (valid); 1 FAIL (an anomaly; for a run directory, also
 a run that failed); 2 bad usage or bad input (no such run directory, a run
-that did not finish, a malformed history); 4 UNKNOWN (inconclusive: a
+that did not finish, a malformed history); 5 UNKNOWN (inconclusive: a
 linearizability search ran out of --check-timeout).`,
 		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m\n" +
 			"  epochal jepsen check --workload list-append history.edn\n" +
@@ -294,7 +294,7 @@ linearizability search ran out of --check-timeout).`,
 }
 
 // verdictError maps a run's verdict to the command's error: nil for PASS,
-// exit code 1 for FAIL, 4 for UNKNOWN.
+// exit code 1 for FAIL, 5 for UNKNOWN.
 func verdictError(sum *jepsenlite.Summary) error {
 	switch {
 	case sum.Passed():

@@ -186,7 +186,7 @@ func TestJepsenCheckFileAnomalies(t *testing.T) {
 // TestJepsenCheckFileOtherWorkloads: register, bank and counter
 // histories (EDN, as Jepsen writes them), an anomaly and a clean one
 // each; and a register history porcupine cannot decide in time: UNKNOWN,
-// exit 4.
+// exit 5.
 func TestJepsenCheckFileOtherWorkloads(t *testing.T) {
 	td := filepath.Join("..", "..", "jepsen-lite", "check", "testdata")
 	for _, tc := range []struct {

@@ -120,7 +120,7 @@ func TestJepsenCommand(t *testing.T) {
 }
 
 // TestJepsenCheckUnknown: a run whose history porcupine cannot decide
-// within --check-timeout is UNKNOWN, exit code 4, said as such (not as a
+// within --check-timeout is UNKNOWN, exit code 5, said as such (not as a
 // pass, nor as "allowed under snapshot isolation"), in the summary and in
 // results.json.
 func TestJepsenCheckUnknown(t *testing.T) {

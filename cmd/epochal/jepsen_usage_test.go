@@ -99,7 +99,7 @@ func TestJepsenCheckIncomplete(t *testing.T) {
 
 // TestJepsenTooLittleTested: a run that did next to nothing (the
 // embedded backend, in this process: at 0.01 operations per second not
-// one transfer in a second) is UNKNOWN, exit 4, "too little was tested",
+// one transfer in a second) is UNKNOWN, exit 5, "too little was tested",
 // not a PASS; --min-ok below 0 is bad usage.
 func TestJepsenTooLittleTested(t *testing.T) {
 	out, _, err := runCLI(t, "jepsen", "--workload", "bank", "--time", "1s", "--rate", "0.01", "--dir", t.TempDir())

@@ -12,10 +12,10 @@
 // --value-limit); 2 bad usage (unknown command, bad flag value or
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
-// not be reached; 4 inconclusive (a jepsen run whose verdict is UNKNOWN:
-// no anomaly found, but not everything was checked); 5 refused by the
-// server: authentication or permission (Redis NOAUTH, WRONGPASS, NOPERM;
-// ZooKeeper NoAuth or auth failed).
+// not be reached; 4 refused by the server: authentication or permission
+// (Redis NOAUTH, WRONGPASS, NOPERM; ZooKeeper NoAuth or auth failed); 5
+// inconclusive (a jepsen run whose verdict is UNKNOWN: no anomaly found,
+// but not everything was checked).
 package main
 
 import (
@@ -42,8 +42,8 @@ const (
 	exitNotFound = 1 // what was asked for does not exist
 	exitUsage    = 2 // bad command line
 	exitDown     = 3 // the backend could not be reached
-	exitUnknown  = 4 // a check was inconclusive (jepsen: UNKNOWN)
-	exitRefused  = 5 // the server refused: authentication or permission
+	exitRefused  = 4 // the server refused: authentication or permission
+	exitUnknown  = 5 // a check was inconclusive (jepsen: UNKNOWN)
 )
 
 // errCheckFailed is returned when a workload ran but its invariant check
@@ -57,7 +57,7 @@ func (e *downError) Error() string { return e.err.Error() }
 func (e *downError) Unwrap() error { return e.err }
 
 // unknownError marks a check that was inconclusive (a jepsen run whose
-// verdict is UNKNOWN): exit code 4.
+// verdict is UNKNOWN): exit code 5.
 type unknownError struct{ err error }
 
 func (e *unknownError) Error() string { return e.err.Error() }
@@ -152,8 +152,8 @@ Inspecting is read-only, except 'refs set', which asks for --yes. Every
 inspecting command prints a table, or JSON with --json.
 
 Exit codes: 0 ok, 1 not found (or a failed run or check), 2 bad usage,
-3 backend unreachable, 4 inconclusive (a jepsen run whose verdict is UNKNOWN),
-5 refused by the server: authentication or permission.
+3 backend unreachable, 4 refused by the server: authentication or permission,
+5 inconclusive (a jepsen run whose verdict is UNKNOWN).
 
 Secured servers: --user and --password (or EPOCHAL_PASSWORD), --db, --tls
 and --tls-ca, a redis:// or rediss:// URL in --addr, --sentinel-master,
@@ -242,7 +242,7 @@ func (g *globals) resolve(cmd *cobra.Command) error {
 
 // open opens the backend the flags name. A server that cannot be reached is
 // a downError (exit 3); a bad setting a usageError; a refusal
-// (authentication or permission) exit 5.
+// (authentication or permission) exit 4.
 func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Driver, error) {
 	switch g.backend {
 	case backendRedis:

@@ -63,7 +63,7 @@ func wantCode(t *testing.T, secrets []string, code int, want []string, args ...s
 const refusal = "refused by the server: authentication or permission"
 
 // TestSecureRequirepass: against a redis-server with requirepass, no
-// password and a wrong one are refusals (exit 5, not "unreachable" 3); the
+// password and a wrong one are refusals (exit 4, not "unreachable" 3); the
 // right one, from --password, EPOCHAL_PASSWORD or a redis:// URL, works.
 // The password never appears in any output, --help included.
 func TestSecureRequirepass(t *testing.T) {
@@ -104,7 +104,7 @@ func TestSecureRequirepass(t *testing.T) {
 // password and is refused with a wrong one or none; bob, read-only, lacks
 // SET, which opening the backend needs (it stores the backend's identity), and carol lacks EVALSHA, which the demo's
 // commits need, and dave ZRANGEBYLEX, which refs ls needs (he opens the
-// backend): all are refused, exit 5, naming the command.
+// backend): all are refused, exit 4, naming the command.
 func TestSecureACL(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{User: "alice", Password: "alice-Secret-1", Args: []string{
 		`user bob on >bob-Secret-2 ~* &* +@all -@write`,
@@ -158,7 +158,7 @@ func TestSecureTLS(t *testing.T) {
 
 // TestSecureZKAuth: a root created with --auth user:password is that
 // identity's: the same credentials open it, none or others are refused
-// (exit 5, NoAuth), not reported unreachable.
+// (exit 4, NoAuth), not reported unreachable.
 func TestSecureZKAuth(t *testing.T) {
 	z := testserver.StartZK(t)
 	const pw, wrong = "zk-Secret-5", "zk-Wrong-6"
@@ -273,7 +273,7 @@ func TestSecureCluster(t *testing.T) {
 
 // TestSecureSentinel: --sentinel-master against a real Sentinel that
 // monitors a redis-server with a password: the master it names is used,
-// with the password; none is refused, exit 5.
+// with the password; none is refused, exit 4.
 func TestSecureSentinel(t *testing.T) {
 	const pw = "sentinel-Secret-9"
 	secrets := []string{pw}
