@@ -741,8 +741,21 @@ type setOut struct {
 	Value   json.RawMessage `json:"value"`
 }
 
+// dryRunOut is what refs set --dry-run prints.
+type dryRunOut struct {
+	Ref     string          `json:"ref"`
+	Backend string          `json:"backend"`
+	DryRun  bool            `json:"dry_run"`
+	Point   uint64          `json:"point"` // the stored value's
+	Old     json.RawMessage `json:"old"`
+	OldSize int             `json:"old_size"`
+	New     json.RawMessage `json:"new"`
+	NewSize int             `json:"new_size"` // the encoded size that would be written
+	Note    string          `json:"note,omitempty"`
+}
+
 func newRefsSetCmd(g *globals) *cobra.Command {
-	var yes bool
+	var yes, force, dryRun bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "set REF JSON",
@@ -751,17 +764,32 @@ func newRefsSetCmd(g *globals) *cobra.Command {
 ref to the msgpack encoding of the JSON value. Integers stay integers,
 objects become maps with string keys. It only changes an existing ref (one
 that does not exist is exit code 1, and is not created), and only with
---yes: without it, nothing is written and the exit code is 2. A commit the
-server does not answer within --timeout may or may not have happened: the
-command says so, with exit code 3, and 'refs get' tells which.
+--yes: without it, nothing is written and the exit code is 2. --dry-run
+prints the stored value, the new one and its encoded size, and writes
+nothing. A commit the server does not answer within --timeout may or may
+not have happened: the command says so, with exit code 3, and 'refs get'
+tells which.
+
+So as not to break the ref's typed readers (a Go Ref[int] cannot read a
+string), set refuses, with exit code 2 and nothing written, a value whose
+shape differs from the stored one's, and a ref whose value is not msgpack
+(stored with another codec), unless --force. The shape is the msgpack type
+(nil, bool, integer, float, string, binary, array, map; signed and
+unsigned integers alike), and for a non-empty map the type of its keys,
+for a non-empty array the type of its elements (of the first key or
+element; nothing deeper is compared). A stored nil takes any shape; an
+empty map or array matches any map or array.
 
 Validators belong to the processes that set them, so this command runs
 none: make sure the value is one the ref's users accept.` + valuesNote,
-		Example:           "  epochal --backend redis refs set bank/alice '{\"balance\": 70}' --yes",
+		Example: "  epochal --backend redis refs set bank/alice '{\"balance\": 70}' --dry-run\n" +
+			"  epochal --backend redis refs set bank/alice '{\"balance\": 70}' --yes",
 		Args:              exactArgs("REF", "JSON"),
 		ValidArgsFunction: g.completeRefs,
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "really write")
+	cmd.Flags().BoolVar(&force, "force", false, "write even a value of another shape than the stored one, or over a value in another codec")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the stored value, the new one and its encoded size; write nothing")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up on the transaction after this long")
 	var value any
 	check := func(args []string) (err error) {
@@ -774,8 +802,8 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		if timeout <= 0 {
 			return usagef("--timeout %v: must be > 0", timeout)
 		}
-		if !yes {
-			return usagef("refs set changes %q for every client of the backend: add --yes to confirm", args[0])
+		if !yes && !dryRun {
+			return usagef("refs set changes %q for every client of the backend: add --yes to confirm (or --dry-run to see what it would write)", args[0])
 		}
 		return nil
 	}
@@ -791,6 +819,51 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		}
 		if h.vr.Kind != backend.KindRef && h.vr.Kind != "" {
 			return usagef("%q holds a %s, not a ref: refs set only sets refs", name, h.vr.Kind)
+		}
+		cur := h.versions[0]
+		note := ""
+		switch oldShape, ok := shapeOf(cur.Value); {
+		case cur.Omitted > 0:
+			note = fmt.Sprintf("the stored value (%s) is larger than --value-limit: its shape was not checked", bytesSize(cur.Omitted))
+			if !force {
+				return usagef("refs set %q: the stored value is %s, more than --value-limit %s: its shape cannot be checked; raise --value-limit, or add --force",
+					name, bytesSize(cur.Omitted), bytesSize(in.valueLimit))
+			}
+		case !ok:
+			note = "the stored value is not msgpack (another codec)"
+			if !force {
+				return usagef("refs set %q: the stored value is not msgpack (the ref uses another codec): a msgpack value would break its readers; add --force to write it anyway", name)
+			}
+		default:
+			newShape, _ := shapeOf(data)
+			if why := sameShape(oldShape, newShape); why != "" {
+				note = why
+				if !force {
+					return usagef("refs set %q: %s: the ref's typed readers could not read it; add --force to write it anyway", name, why)
+				}
+			}
+		}
+		if dryRun {
+			old := showVersion(cur)
+			o := dryRunOut{Ref: name, Backend: in.drv.ID(), DryRun: true, Point: uint64(cur.Point), Old: old.JSON, OldSize: valueSize(cur),
+				New: show(data).JSON, NewSize: len(data), Note: note}
+			if in.json {
+				return in.printJSON(o)
+			}
+			t := in.table()
+			t.row("REF", name)
+			t.row("BACKEND", in.drv.ID())
+			t.row("POINT", fmt.Sprint(cur.Point))
+			t.row("OLD", old.cell(0)+" ("+bytesSize(o.OldSize)+")")
+			t.row("NEW", show(data).cell(0)+" ("+bytesSize(o.NewSize)+")")
+			if note != "" {
+				t.row("NOTE", note+" (--force)")
+			}
+			if err := t.flush(); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(in.out, "dry run: nothing written")
+			return err
 		}
 		tctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
