@@ -176,7 +176,22 @@ func (in *inspect) records(ctx context.Context, ids []string) (rs []backend.Reco
 		rs, err = engine.NewInspector(in.drv).Records(ctx, ids)
 		return err
 	})
-	return rs, err
+	return noEpoch(rs), err
+}
+
+// noEpoch clears the times a record does not have: a driver stores a
+// missing lease (a one-phase commit's) as 0, which reads back as the Unix
+// epoch, 1970.
+func noEpoch(rs []backend.Record) []backend.Record {
+	for i := range rs {
+		if !rs[i].Lease.IsZero() && rs[i].Lease.UnixMilli() <= 0 {
+			rs[i].Lease = time.Time{}
+		}
+		if !rs[i].Created.IsZero() && rs[i].Created.UnixMilli() <= 0 {
+			rs[i].Created = time.Time{}
+		}
+	}
+	return rs
 }
 
 func (in *inspect) listRecords(ctx context.Context) (rs []backend.Record, err error) {
@@ -184,7 +199,7 @@ func (in *inspect) listRecords(ctx context.Context) (rs []backend.Record, err er
 		rs, err = engine.NewInspector(in.drv).ListRecords(ctx)
 		return err
 	})
-	return rs, err
+	return noEpoch(rs), err
 }
 
 // refHistory is a ref's kept history as a reader sees it.
