@@ -264,6 +264,9 @@ type shown struct {
 	JSON     json.RawMessage // compact JSON; a JSON string of base64 when not msgpack
 	Encoding string          // "msgpack" or "base64"
 	Note     string
+	// State is a promise's or a delay's: pending, delivered, running,
+	// done or failed ("" for refs and atoms).
+	State string
 }
 
 // show decodes a stored value. It never fails: what cannot be decoded is
@@ -353,12 +356,88 @@ const encOmitted = "omitted"
 
 // showVersion is show of a version's value, or a note giving its size when
 // it was not read (Version.Omitted).
-func showVersion(v backend.Version) shown {
+func showVersion(kind backend.Kind, v backend.Version) shown {
 	if v.Omitted > 0 {
 		return shown{JSON: json.RawMessage("null"), Encoding: encOmitted,
 			Note: fmt.Sprintf("not read: %s, more than --value-limit", bytesSize(v.Omitted))}
 	}
-	return show(v.Value)
+	return showKind(kind, v.Value)
+}
+
+// promiseEnvelope and delayEnvelope are the stored forms of a promise and
+// a delay (package refs): the value they hold is inside, in the handle's
+// codec.
+type promiseEnvelope struct {
+	Delivered bool   `msgpack:"d"`
+	Value     []byte `msgpack:"v"`
+}
+
+type delayEnvelope struct {
+	State      uint8  `msgpack:"s"` // 0 pending, 1 running, 2 done
+	Owner      string `msgpack:"o"`
+	LeaseUntil int64  `msgpack:"l"` // unix ms
+	Value      []byte `msgpack:"v"`
+	Err        string `msgpack:"e"`
+}
+
+// States of a promise or a delay, as shown.
+const (
+	statePending   = "pending"
+	stateDelivered = "delivered"
+	stateRunning   = "running"
+	stateDone      = "done"
+	stateFailed    = "failed"
+)
+
+// showKind is show of a stored value of a reference of kind: a promise's
+// or a delay's value is the one inside its envelope, with its state (an
+// undelivered promise, a delay not yet run or running, or failed, shows
+// null and says so).
+func showKind(kind backend.Kind, data []byte) shown {
+	null := json.RawMessage("null")
+	switch kind {
+	case backend.KindPromise:
+		var env promiseEnvelope
+		if msgpack.Unmarshal(data, &env) != nil {
+			return malformedEnvelope(kind, data)
+		}
+		if !env.Delivered {
+			return shown{JSON: null, Encoding: "msgpack", State: statePending, Note: "promise not delivered yet"}
+		}
+		s := show(env.Value)
+		s.State = stateDelivered
+		return s
+	case backend.KindDelay:
+		var env delayEnvelope
+		if msgpack.Unmarshal(data, &env) != nil {
+			return malformedEnvelope(kind, data)
+		}
+		switch {
+		case env.State == 0:
+			return shown{JSON: null, Encoding: "msgpack", State: statePending, Note: "delay not run yet"}
+		case env.State == 1:
+			return shown{JSON: null, Encoding: "msgpack", State: stateRunning,
+				Note: fmt.Sprintf("delay running: claimed by %s until %s", env.Owner, time.UnixMilli(env.LeaseUntil).UTC().Format(time.RFC3339))}
+		case env.Err != "":
+			return shown{JSON: null, Encoding: "msgpack", State: stateFailed, Note: "delay failed: " + env.Err}
+		}
+		s := show(env.Value)
+		s.State = stateDone
+		return s
+	}
+	return show(data)
+}
+
+// malformedEnvelope is a promise's or delay's stored value that is not its
+// envelope: shown as it is, with a note.
+func malformedEnvelope(kind backend.Kind, data []byte) shown {
+	s := show(data)
+	note := fmt.Sprintf("not a well-formed %s: shown as stored", kind)
+	if s.Note != "" {
+		note += "; " + s.Note
+	}
+	s.Note = note
+	return s
 }
 
 // valueSize is the stored size of a version's value, read or not.

@@ -36,7 +36,9 @@ usage, 3 backend unreachable.`
 const valuesNote = `
 
 Values are msgpack (the refs package's default codec), shown as JSON; a
-value in another codec is shown as base64 with a note.` + inspectNote
+value in another codec is shown as base64 with a note. A promise or a
+delay shows the value it holds (null until delivered or run) and its state
+(pending, delivered, running, done or failed), not its stored envelope.` + inspectNote
 
 // limitNote ends the help of the commands with --value-limit.
 const limitNote = `
@@ -182,14 +184,15 @@ type versionOut struct {
 	Size       int             `json:"size"`
 	Value      json.RawMessage `json:"value"`
 	Encoding   string          `json:"encoding"`
+	State      string          `json:"state,omitempty"` // a promise's or a delay's
 	Note       string          `json:"note,omitempty"`
 	Unresolved bool            `json:"unresolved,omitempty"` // committed, not rolled forward yet
 }
 
-func versionJSON(v backend.Version, unresolved clock.Point) versionOut {
-	s := showVersion(v)
+func versionJSON(kind backend.Kind, v backend.Version, unresolved clock.Point) versionOut {
+	s := showVersion(kind, v)
 	return versionOut{Point: uint64(v.Point), Time: jsonTime(v.Time), Txn: v.Txn, Size: valueSize(v),
-		Value: s.JSON, Encoding: s.Encoding, Note: s.Note, Unresolved: unresolved != 0 && v.Point == unresolved}
+		Value: s.JSON, Encoding: s.Encoding, State: s.State, Note: s.Note, Unresolved: unresolved != 0 && v.Point == unresolved}
 }
 
 type intentOut struct {
@@ -297,7 +300,7 @@ shows the rest, says how large the value is, and exits 1.` + limitNote,
 		}
 		if in.json {
 			if err := in.printJSON(getOut{Ref: name, Backend: in.drv.ID(), Kind: string(h.vr.Kind), At: atp,
-				versionOut: versionJSON(v, h.unresolved), Intent: h.intentJSON()}); err != nil {
+				versionOut: versionJSON(h.vr.Kind, v, h.unresolved), Intent: h.intentJSON()}); err != nil {
 				return err
 			}
 			return omitted
@@ -318,7 +321,7 @@ shows the rest, says how large the value is, and exits 1.` + limitNote,
 		if err := t.flush(); err != nil {
 			return err
 		}
-		sv := showVersion(v)
+		sv := showVersion(h.vr.Kind, v)
 		if n := utf8.RuneCount(sv.JSON); !*full && sv.Encoding != encOmitted && n > getCut {
 			_, err = fmt.Fprintf(in.out, "VALUE    %s\n(cut to %d of %d characters: --full shows it whole, --json gives it whole)\n", sv.cell(getCut), getCut, n)
 			return err
@@ -396,7 +399,7 @@ shows as its size.` + limitNote,
 			o := historyOut{Ref: name, Backend: in.drv.ID(), Kind: string(h.vr.Kind), Keep: h.vr.Keep, Min: h.vr.Min, Max: h.vr.Max,
 				Trimmed: uint64(h.vr.Trimmed), Ensured: uint64(h.vr.Ensured), Intent: h.intentJSON(), Versions: []versionOut{}}
 			for _, v := range h.versions {
-				o.Versions = append(o.Versions, versionJSON(v, h.unresolved))
+				o.Versions = append(o.Versions, versionJSON(h.vr.Kind, v, h.unresolved))
 			}
 			return in.printJSON(o)
 		}
@@ -415,7 +418,7 @@ shows as its size.` + limitNote,
 			if *full {
 				cut = 0
 			}
-			t.row(fmt.Sprint(v.Point), in.when(v.Time), in.ago(v.Time), txnCell(v, h.unresolved), bytesSize(valueSize(v)), showVersion(v).cell(cut))
+			t.row(fmt.Sprint(v.Point), in.when(v.Time), in.ago(v.Time), txnCell(v, h.unresolved), bytesSize(valueSize(v)), showVersion(h.vr.Kind, v).cell(cut))
 		}
 		return t.flush()
 	})
@@ -559,7 +562,7 @@ func (in *inspect) watch(ctx context.Context, name string) error {
 					return err
 				}
 			}
-			if err := in.printChange(name, v, h.unresolved); err != nil {
+			if err := in.printChange(name, h.vr.Kind, v, h.unresolved); err != nil {
 				return err
 			}
 			last = v.Point
@@ -578,11 +581,11 @@ func (in *inspect) printGap(name string, after, upto clock.Point) error {
 	return err
 }
 
-func (in *inspect) printChange(name string, v backend.Version, unresolved clock.Point) error {
+func (in *inspect) printChange(name string, kind backend.Kind, v backend.Version, unresolved clock.Point) error {
 	if in.json {
-		return in.printJSONLine(changeOut{Type: "change", Ref: name, versionOut: versionJSON(v, unresolved)})
+		return in.printJSONLine(changeOut{Type: "change", Ref: name, versionOut: versionJSON(kind, v, unresolved)})
 	}
-	_, err := fmt.Fprintf(in.out, "%s  point %d  txn %s  %s\n", in.when(v.Time), v.Point, txnCell(v, unresolved), showVersion(v).cell(0))
+	_, err := fmt.Fprintf(in.out, "%s  point %d  txn %s  %s\n", in.when(v.Time), v.Point, txnCell(v, unresolved), showVersion(kind, v).cell(0))
 	return err
 }
 
@@ -655,9 +658,9 @@ history no longer reaches is exit code 1.` + limitNote,
 			}
 		}
 		o := diffOut{Ref: name, Backend: in.drv.ID(),
-			From: diffEnd{At: uint64(p1), versionOut: versionJSON(v1, h.unresolved)},
-			To:   diffEnd{At: uint64(p2), versionOut: versionJSON(v2, h.unresolved)}}
-		s1, s2 := show(v1.Value), show(v2.Value)
+			From: diffEnd{At: uint64(p1), versionOut: versionJSON(h.vr.Kind, v1, h.unresolved)},
+			To:   diffEnd{At: uint64(p2), versionOut: versionJSON(h.vr.Kind, v2, h.unresolved)}}
+		s1, s2 := showKind(h.vr.Kind, v1.Value), showKind(h.vr.Kind, v2.Value)
 		o.Changed = string(s1.JSON) != string(s2.JSON) || s1.Encoding != s2.Encoding
 		m1, ok1 := object(s1)
 		m2, ok2 := object(s2)
@@ -844,7 +847,7 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 			}
 		}
 		if dryRun {
-			old := showVersion(cur)
+			old := showVersion(h.vr.Kind, cur)
 			o := dryRunOut{Ref: name, Backend: in.drv.ID(), DryRun: true, Point: uint64(cur.Point), Old: old.JSON, OldSize: valueSize(cur),
 				New: show(data).JSON, NewSize: len(data), Note: note}
 			if in.json {
