@@ -23,6 +23,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
@@ -95,6 +97,7 @@ func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error
 		if in.valueLimit == 0 {
 			in.valueLimit = defaultValueLimit
 		}
+		g.readOnly = true // a mistyped --prefix or --root creates nothing
 		drv, err := g.open(c.Context(), inspectDefault)
 		if err != nil {
 			return err
@@ -104,6 +107,29 @@ func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error
 		return run(c.Context(), in, args)
 	}
 	return cmd
+}
+
+// namespaceErr is the command's error for a prefix or root that holds no
+// Epochal data, opened read-only: exit 1, naming the ones there are. Nil
+// for any other error.
+func (g *globals) namespaceErr(err error) error {
+	var rn *redis.NoNamespaceError
+	var zn *zk.NoNamespaceError
+	var name, flag, env, what string
+	var found []string
+	switch {
+	case errors.As(err, &rn):
+		name, flag, env, what, found = rn.Prefix, "--prefix", envPrefix, "prefixes", rn.Found
+	case errors.As(err, &zn):
+		name, flag, env, what, found = zn.Root, "--root", envRoot, "roots", zn.Found
+	default:
+		return nil
+	}
+	there := fmt.Sprintf("%s at %s holds no Epochal data", g.backend, g.addr)
+	if len(found) > 0 {
+		there = fmt.Sprintf("namespaces found on %s at %s (%s): %s", g.backend, g.addr, what, strings.Join(found, ", "))
+	}
+	return notFoundf("no such namespace: %s (%s; set %s or %s)", name, there, flag, env)
 }
 
 // nowFromEnv is EPOCHAL_NOW, or the current time.
@@ -792,6 +818,7 @@ func (g *globals) completeFrom(cmd *cobra.Command, f func(ctx context.Context, d
 	ctx, cancel := context.WithTimeout(cmd.Context(), g.connect)
 	defer cancel()
 	done := make(chan []string, 1)
+	g.readOnly = true
 	go func() {
 		drv, err := g.open(ctx, inspectDefault)
 		if err != nil {

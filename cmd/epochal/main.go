@@ -125,6 +125,9 @@ type globals struct {
 	prefix  string
 	root    string
 	connect time.Duration
+	// readOnly opens only an existing prefix or root, creating nothing
+	// (the inspecting commands): see namespaceErr.
+	readOnly bool
 }
 
 // newRootCmd builds the command tree. Output goes to stdout and stderr so
@@ -239,7 +242,10 @@ func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Drive
 		}
 		octx, cancel := context.WithTimeout(ctx, g.connect)
 		defer cancel()
-		b, err := redis.Open(octx, redis.Config{Addr: g.addr, Prefix: prefix})
+		b, err := redis.Open(octx, redis.Config{Addr: g.addr, Prefix: prefix, ReadOnly: g.readOnly})
+		if ns := g.namespaceErr(err); ns != nil {
+			return nil, ns
+		}
 		if errors.Is(err, redis.ErrConfig) {
 			return nil, &usageError{err: err}
 		}
@@ -255,7 +261,10 @@ func (g *globals) open(ctx context.Context, defaultPrefix string) (backend.Drive
 		servers := strings.Split(g.addr, ",")
 		octx, cancel := context.WithTimeout(ctx, g.connect)
 		defer cancel()
-		b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root})
+		b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root, ReadOnly: g.readOnly})
+		if ns := g.namespaceErr(err); ns != nil {
+			return nil, ns
+		}
 		if errors.Is(err, zk.ErrConfig) {
 			return nil, &usageError{err: err}
 		}

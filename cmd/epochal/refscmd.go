@@ -28,7 +28,9 @@ const inspectNote = `
 Times are local (--utc for UTC); relative times are measured from now, or
 from ` + envNow + ` (RFC 3339) when it is set. The embedded backend
 (--backend mem) lives inside one process, so there is nothing to inspect
-from another: use --backend redis or zk. Exit codes: 0 ok, 1 not found
+from another: use --backend redis or zk. Inspecting creates nothing: a
+--prefix or --root that holds no Epochal data is "no such namespace"
+(exit 1), with the namespaces found there. Exit codes: 0 ok, 1 not found
 or a failed check (a malformed ref, a value too large to read), 2 bad
 usage, 3 backend unreachable.`
 
