@@ -59,9 +59,13 @@ func notFoundf(format string, args ...any) error {
 // inspect is what an inspecting command shares: the globals, its output
 // flags, and the backend once open.
 type inspect struct {
-	g    *globals
-	json bool
-	utc  bool
+	g *globals
+	// json is set for structured output, JSON or YAML (format): commands
+	// build one value and print it with printJSON (printJSONLine for
+	// streams).
+	json   bool
+	format string // outputTable, outputJSON or outputYAML
+	utc    bool
 
 	now    time.Time
 	drv    backend.Driver
@@ -78,12 +82,25 @@ type inspect struct {
 // check, if any, accepted the arguments) and runs run.
 func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error, run func(ctx context.Context, in *inspect, args []string) error) *cobra.Command {
 	in := &inspect{g: g}
-	cmd.Flags().BoolVar(&in.json, "json", false, "print JSON for scripts (one document; JSON lines for streams) instead of a table")
+	var jsonFlag bool
+	cmd.Flags().BoolVar(&jsonFlag, "json", false, "the same as -o json")
 	cmd.Flags().BoolVar(&in.utc, "utc", false, "show times in UTC instead of local time")
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[annotInspect] = "true"
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if g.backend == backendMem {
 			return usagef("%s", errMemInspect)
 		}
+		in.format = g.output
+		if jsonFlag {
+			if c.Flags().Changed("output") && g.output != outputJSON {
+				return usagef("--json and -o %s: pick one", g.output)
+			}
+			in.format = outputJSON
+		}
+		in.json = in.format != outputTable
 		if check != nil {
 			if err := check(args); err != nil {
 				return err
@@ -559,16 +576,23 @@ func encodeValue(v any) ([]byte, error) { return refs.Msgpack.Marshal(v) }
 
 // --- output ---
 
-// printJSON writes one indented JSON document.
+// printJSON writes one indented JSON document, or a YAML one with -o yaml.
 func (in *inspect) printJSON(v any) error {
+	if in.format == outputYAML {
+		return printYAML(in.out, v, false)
+	}
 	enc := json.NewEncoder(in.out)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// printJSONLine writes one JSON line (streams).
+// printJSONLine writes one JSON line (streams), or with -o yaml one YAML
+// document, starting with "---".
 func (in *inspect) printJSONLine(v any) error {
+	if in.format == outputYAML {
+		return printYAML(in.out, v, true)
+	}
 	enc := json.NewEncoder(in.out)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
@@ -757,11 +781,29 @@ func parentCmd(use, short, long string) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown command %q for %q; run '%s --help' for the list", args[0], cmd.CommandPath(), cmd.CommandPath())
+				return unknownCommand(cmd, args[0])
 			}
 			return cmd.Help()
 		},
 	}
+}
+
+// unknownCommand is the usage error for a mistyped subcommand, on one line,
+// with cobra's suggestions: `unknown command "lss" for "epochal refs"
+// (did you mean "ls"?); run 'epochal refs --help' for the list`.
+func unknownCommand(cmd *cobra.Command, arg string) error {
+	hint := ""
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default
+	}
+	if sug := cmd.SuggestionsFor(arg); len(sug) > 0 {
+		quoted := make([]string, len(sug))
+		for i, s := range sug {
+			quoted[i] = strconv.Quote(s)
+		}
+		hint = " (did you mean " + strings.Join(quoted, " or ") + "?)"
+	}
+	return usagef("unknown command %q for %q%s; run '%s --help' for the list", arg, cmd.CommandPath(), hint, cmd.CommandPath())
 }
 
 // --- completion ---
