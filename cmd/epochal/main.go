@@ -148,13 +148,10 @@ This command runs demo and fault-injection workloads, and inspects a live
 system: the refs a Redis or ZooKeeper backend holds, their values and
 version histories, transaction records and the intents they hold, the
 distributed locks processes hold and the members of groups.
-Inspecting is read-only, except 'refs set', which asks for --yes. Every
-inspecting command prints a table, or JSON or YAML with -o json|yaml
-(--json is -o json).
 
 Exit codes: 0 ok, 1 not found (or a failed run or check), 2 bad usage,
 3 backend unreachable, 4 inconclusive (a jepsen run whose verdict is UNKNOWN). Shell completion, ref and group names included: see 'epochal
-completion'.`,
+completion'.` + inspectHelp,
 		Args:          cobra.ArbitraryArgs,
 		SilenceErrors: true,
 		SilenceUsage:  true,

@@ -22,37 +22,51 @@ import (
 	"github.com/epochal/epochal/txn"
 )
 
-// inspectNote ends the help of every inspecting command.
+// inspectHelp ends the root's help: what every inspecting command shares,
+// said once.
+const inspectHelp = `
+
+The inspecting commands (refs, txn, locks, group, clock) read a Redis or
+ZooKeeper backend; the embedded one (--backend mem) lives inside one
+process, so there is nothing to inspect from another. They print a
+table, or JSON or YAML with -o json|yaml (--json is -o json). They are
+read-only, except 'refs set', which asks for --yes, and create
+nothing: a --prefix or --root that holds no Epochal data is "no such
+namespace" (exit 1), with the namespaces found there. Times are local
+(--utc for UTC); relative times are measured from now, or from
+` + envNow + ` (RFC 3339) when it is set.`
+
+// inspectNote ends the help of every inspecting command: a pointer to
+// inspectHelp.
 const inspectNote = `
 
-Times are local (--utc for UTC); relative times are measured from now, or
-from ` + envNow + ` (RFC 3339) when it is set. The embedded backend
-(--backend mem) lives inside one process, so there is nothing to inspect
-from another: use --backend redis or zk. Inspecting creates nothing: a
---prefix or --root that holds no Epochal data is "no such namespace"
-(exit 1), with the namespaces found there. Exit codes: 0 ok, 1 not found
-or a failed check (a malformed ref, a value too large to read), 2 bad
-usage, 3 backend unreachable.`
+Backends, times and exit codes: see 'epochal --help'.`
 
-// valuesNote ends the help of the commands that show values.
-const valuesNote = `
+// valuesHelp is said once, in refs' help: how values are shown.
+const valuesHelp = `
 
 Values are msgpack (the refs package's default codec), shown as JSON; a
 value in another codec is shown as base64 with a note. A promise or a
 delay shows the value it holds (null until delivered or run) and its state
-(pending, delivered, running, done or failed), not its stored envelope.` + inspectNote
-
-// limitNote ends the help of the commands with --value-limit.
-const limitNote = `
+(pending, delivered, running, done or failed), not its stored envelope.
 
 A value larger than --value-limit (default 4 MiB) is not read: it is shown
 as its size (on Redis it is not even sent), so a huge value planted in the
-backend costs this command no memory.` + valuesNote
+backend costs the command no memory.`
+
+// valuesNote ends the help of the commands that show values: a pointer to
+// valuesHelp and inspectHelp.
+const valuesNote = `
+
+How values are shown, and --value-limit: see 'epochal refs --help'.` + inspectNote
+
+// limitNote ends the help of the commands with --value-limit.
+const limitNote = valuesNote
 
 func newRefsCmd(g *globals) *cobra.Command {
 	cmd := parentCmd("refs", "Inspect refs: list them, read their values and histories, watch and diff them",
 		`refs inspects the refs a backend holds, read-only: their names, values,
-kept histories and changes. Only 'refs set' writes, and only with --yes.`+valuesNote)
+kept histories and changes. Only 'refs set' writes, and only with --yes.`+valuesHelp+inspectNote)
 	cmd.AddCommand(newRefsLsCmd(g), newRefsGetCmd(g), newRefsHistoryCmd(g), newRefsWatchCmd(g),
 		newRefsDiffCmd(g), newRefsSetCmd(g))
 	return cmd
@@ -269,7 +283,7 @@ func newRefsGetCmd(g *globals) *cobra.Command {
 of that point: the newest kept version at or before it. A point the kept
 history no longer reaches is exit code 1 (the history was trimmed). The
 table cuts a value longer than 1000 characters, with a note (--full shows
-it whole; --json never cuts). Of a value too large to read (below), get
+it whole; --json never cuts). Of a value larger than --value-limit, get
 shows the rest, says how large the value is, and exits 1.` + limitNote,
 		Example:           "  epochal --backend redis refs get bank/alice\n  epochal --backend redis refs get bank/alice --at 3 --json",
 		Args:              exactArgs("REF"),
@@ -382,7 +396,7 @@ commit time (as the committer's clock saw it), the id of the transaction
 that wrote it and the value. A ref keeps its newest version and Keep older
 ones (MinHistory, grown by read faults up to MaxHistory); "trimmed" is the
 newest point ever dropped. Tables cut values to 60 characters (--full shows
-them whole); --json has them whole. A value too large to read (below)
+them whole); --json has them whole. A value larger than --value-limit
 shows as its size.` + limitNote,
 		Example:           "  epochal --backend redis refs history bank/alice",
 		Args:              exactArgs("REF"),
