@@ -773,6 +773,28 @@ type dryRunOut struct {
 	Note    string          `json:"note,omitempty"`
 }
 
+// beforeSetCommit, when set (by a test), runs between refs set's check of
+// the stored value and its transaction.
+var beforeSetCommit func()
+
+// errRefused ends refs set's transaction when the value it would replace
+// has another shape.
+var errRefused = errors.New("refused")
+
+// shapeRefusal says why data must not replace cur without --force: cur is
+// not msgpack, or has another shape ("" when it may).
+func shapeRefusal(cur, data []byte) string {
+	oldShape, ok := shapeOf(cur)
+	if !ok {
+		return "the stored value is not msgpack (the ref uses another codec): a msgpack value would break its readers"
+	}
+	newShape, _ := shapeOf(data)
+	if why := sameShape(oldShape, newShape); why != "" {
+		return why + ": the ref's typed readers could not read it"
+	}
+	return ""
+}
+
 func newRefsSetCmd(g *globals) *cobra.Command {
 	var yes, force, dryRun bool
 	var timeout time.Duration
@@ -841,25 +863,16 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		}
 		cur := h.versions[0]
 		note := ""
-		switch oldShape, ok := shapeOf(cur.Value); {
-		case cur.Omitted > 0:
+		if cur.Omitted > 0 {
 			note = fmt.Sprintf("the stored value (%s) is larger than --value-limit: its shape was not checked", bytesSize(cur.Omitted))
 			if !force {
 				return usagef("refs set %q: the stored value is %s, more than --value-limit %s: its shape cannot be checked; raise --value-limit, or add --force",
 					name, bytesSize(cur.Omitted), bytesSize(in.valueLimit))
 			}
-		case !ok:
-			note = "the stored value is not msgpack (another codec)"
+		} else if why := shapeRefusal(cur.Value, data); why != "" {
+			note = why
 			if !force {
-				return usagef("refs set %q: the stored value is not msgpack (the ref uses another codec): a msgpack value would break its readers; add --force to write it anyway", name)
-			}
-		default:
-			newShape, _ := shapeOf(data)
-			if why := sameShape(oldShape, newShape); why != "" {
-				note = why
-				if !force {
-					return usagef("refs set %q: %s: the ref's typed readers could not read it; add --force to write it anyway", name, why)
-				}
+				return usagef("refs set %q: %s; add --force to write it anyway", name, why)
 			}
 		}
 		if dryRun {
@@ -884,6 +897,9 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 			_, err := fmt.Fprintln(in.out, "dry run: nothing written")
 			return err
 		}
+		if beforeSetCommit != nil {
+			beforeSetCommit()
+		}
 		tctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		s, err := stm.Open(tctx, in.drv, stm.WithSweepInterval(0))
@@ -892,10 +908,23 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		}
 		defer s.Close()
 		key := engine.Key{Drv: in.drv, Name: name}
+		var refused string
 		err = s.Dosync(tctx, func(tx *txn.Tx) error {
+			// Checked again in the transaction: a value of another shape
+			// committed since the check above is not overwritten (a commit
+			// in between makes this write conflict and the body run again).
+			refused = ""
+			if cur := engine.Read(tx, key); !force && cur != nil {
+				if refused = shapeRefusal(cur, data); refused != "" {
+					return errRefused
+				}
+			}
 			engine.Write(tx, key, data, nil)
 			return nil
 		})
+		if errors.Is(err, errRefused) {
+			return usagef("refs set %q: %s; add --force to write it anyway", name, refused)
+		}
 		if errors.Is(err, backend.ErrNotFound) {
 			return notFoundf("no ref %q on %s; list them with 'epochal refs ls'", name, in.drv.ID())
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
 )
 
 func TestShapeOf(t *testing.T) {
@@ -147,4 +148,31 @@ func mustJSON(t *testing.T, s string) any {
 	v, err := parseJSONValue(s)
 	mustNoErr(t, err, "parse "+s)
 	return v
+}
+
+// TestRefsSetShapeRecheckedInTxn: a value of another shape committed
+// between refs set's first check and its transaction is not overwritten:
+// the transaction checks again.
+func TestRefsSetShapeRecheckedInTxn(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := t.Context()
+	drv, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: "race"})
+	mustNoErr(t, err, "redis.Open")
+	t.Cleanup(func() { drv.Close() })
+	s, err := stm.Open(ctx, drv, stm.WithSweepInterval(0))
+	mustNoErr(t, err, "stm.Open")
+	t.Cleanup(func() { s.Close() })
+	r, err := refs.New[any](ctx, s, "v", 1)
+	mustNoErr(t, err, "new")
+	beforeSetCommit = func() {
+		mustNoErr(t, s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, "now a string"); return nil }), "set a string")
+	}
+	t.Cleanup(func() { beforeSetCommit = nil })
+	_, _, err = runCLI(t, "--backend", "redis", "--addr", srv.Addr, "--prefix", "race", "refs", "set", "v", "2", "--yes")
+	if exitCode(err) != exitUsage || err == nil || !strings.Contains(err.Error(), "the stored value is a string, the new one an integer") {
+		t.Errorf("refs set over a value whose shape changed after its check: exit %d, %v; want exit 2, refused", exitCode(err), err)
+	}
+	if v, err := r.Deref(ctx); err != nil || v != "now a string" {
+		t.Errorf("after the refused set: %v, %v; want the string kept", v, err)
+	}
 }
