@@ -74,3 +74,24 @@ func TestNoSuchNamespace(t *testing.T) {
 }
 
 func equalAny(a, b any) bool { return a == b }
+
+// TestWatchMissingRefNoMark: refs watch of a ref that does not exist, in a
+// prefix that does, is exit 1 and leaves no watch mark behind (DBSIZE
+// unchanged).
+func TestWatchMissingRefNoMark(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	drv, err := redis.Open(t.Context(), redis.Config{Addr: srv.Addr, Prefix: "real"})
+	mustNoErr(t, err, "open")
+	t.Cleanup(func() { drv.Close() })
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { c.Close() })
+	before, err := c.DBSize(t.Context()).Result()
+	mustNoErr(t, err, "DBSIZE")
+	_, _, err = runCLI(t, "--backend", "redis", "--addr", srv.Addr, "--prefix", "real", "refs", "watch", "nosuch")
+	if exitCode(err) != exitNotFound || !strings.Contains(err.Error(), `no ref "nosuch"`) {
+		t.Errorf("refs watch nosuch: exit %d, %v; want exit 1, no ref", exitCode(err), err)
+	}
+	if after, err := c.DBSize(t.Context()).Result(); err != nil || after != before {
+		t.Errorf("refs watch nosuch: %d keys before, %d after (%v)", before, after, err)
+	}
+}

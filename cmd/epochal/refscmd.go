@@ -510,6 +510,12 @@ func (in *inspect) watch(ctx context.Context, name string) error {
 			sub.Close()
 		}
 	}()
+	// A ref that does not exist is refused before subscribing: a
+	// subscription marks the ref as watched (Redis: an expiring key), and
+	// a mistyped name would leave a mark behind.
+	if _, err := in.history(ctx, name); err != nil {
+		return err
+	}
 	subscribe()
 	h, err := in.history(ctx, name)
 	if err != nil {
