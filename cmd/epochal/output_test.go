@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
 )
 
 // TestOutputFormats: -o json is --json; -o yaml is the same document as
@@ -25,7 +27,7 @@ func TestOutputFormats(t *testing.T) {
 	s, err := stm.Open(ctx, drv, stm.WithSweepInterval(0))
 	mustNoErr(t, err, "stm.Open")
 	t.Cleanup(func() { s.Close() })
-	_, err = refs.New(ctx, s, "acct", account{Owner: "a: b", Balance: 7, Note: "123"})
+	acct, err := refs.New(ctx, s, "acct", account{Owner: "a: b", Balance: 7, Note: "123"})
 	mustNoErr(t, err, "new")
 	flags := []string{"--backend", "redis", "--addr", srv.Addr, "--prefix", "out"}
 	t.Setenv(envNow, seedNow.Format(time.RFC3339)) // tables' relative times do not move between runs
@@ -60,6 +62,36 @@ func TestOutputFormats(t *testing.T) {
 			t.Errorf("epochal %v -o table:\n%s", c, tab)
 		}
 	}
+	// refs watch -o yaml: one YAML document per change, each after "---".
+	wctx, cancel := context.WithCancel(ctx)
+	var wout, werr syncBuffer
+	done := make(chan int)
+	go func() { done <- run(wctx, append(flags, "refs", "watch", "acct", "-o", "yaml"), &wout, &werr) }()
+	waitFor(t, 10*time.Second, "watch to start", func() bool { return strings.Contains(werr.String(), "watching acct") })
+	for _, b := range []int{8, 9} {
+		mustNoErr(t, s.Dosync(ctx, func(tx *txn.Tx) error {
+			acct.Alter(tx, func(a account) account { a.Balance = b; return a })
+			return nil
+		}), "alter")
+	}
+	waitFor(t, 10*time.Second, "two changes", func() bool {
+		return strings.Count(wout.String(), "---\n") == 2 && strings.Contains(wout.String(), "balance: 9")
+	})
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("watch -o yaml: exit %d: %s", code, werr.String())
+	}
+	dec := yaml.NewDecoder(strings.NewReader(wout.String()))
+	for _, want := range []int{8, 9} {
+		var ch struct {
+			Type  string
+			Value struct{ Balance int }
+		}
+		if err := dec.Decode(&ch); err != nil || ch.Type != "change" || ch.Value.Balance != want {
+			t.Errorf("watch -o yaml: document %+v, %v; want a change to balance %d\n%s", ch, err, want, wout.String())
+		}
+	}
+
 	for _, c := range []struct {
 		args []string
 		want string
