@@ -144,7 +144,7 @@ func (g *globals) namespaceErr(err error) error {
 	}
 	there := fmt.Sprintf("%s at %s holds no Epochal data", g.backend, g.addr)
 	if len(found) > 0 {
-		there = fmt.Sprintf("namespaces found on %s at %s (%s): %s", g.backend, g.addr, what, strings.Join(found, ", "))
+		there = fmt.Sprintf("%s with Epochal data on %s at %s: %s", what, g.backend, g.addr, strings.Join(found, ", "))
 	}
 	return notFoundf("no such namespace: %s (%s; set %s or %s)", name, there, flag, env)
 }
