@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,29 @@ type Config struct {
 	// what the mark renewed last asks. Default backend.WatchKeep (256);
 	// at least 1.
 	WatchKeep int
+	// ReadOnly opens only a prefix that already holds Epochal data: Open
+	// and New write nothing (the identity key is read, not created), and
+	// a prefix with none is a *NoNamespaceError, which wraps
+	// backend.ErrNotFound and names the prefixes the server holds. For
+	// tools that inspect, so that a mistyped prefix leaves no key behind.
+	ReadOnly bool
 }
+
+// NoNamespaceError is Open's (or New's) error, with Config.ReadOnly, for a
+// prefix that holds no Epochal data. It wraps backend.ErrNotFound.
+type NoNamespaceError struct {
+	Prefix string
+	// Found are the prefixes the server holds Epochal data under, sorted
+	// (those of the database the client uses; on a Cluster, of every
+	// master).
+	Found []string
+}
+
+func (e *NoNamespaceError) Error() string {
+	return fmt.Sprintf("redis: no Epochal data under prefix %q", e.Prefix)
+}
+
+func (e *NoNamespaceError) Unwrap() error { return backend.ErrNotFound }
 
 // ErrConfig reports a bad Config.
 var ErrConfig = errors.New("redis: bad config")
@@ -185,16 +208,70 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
 	id, err := call(ctx, func(ctx context.Context) (string, error) {
-		if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
-			return "", err
+		if !cfg.ReadOnly {
+			if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
+				return "", err
+			}
 		}
 		return c.Get(ctx, p+"id").Result()
 	})
+	if cfg.ReadOnly && errors.Is(err, goredis.Nil) {
+		found, ferr := call(ctx, func(ctx context.Context) ([]string, error) { return namespaces(ctx, c) })
+		if ferr != nil {
+			return nil, fmt.Errorf("redis: open %s: no Epochal data under prefix %q; listing the prefixes there: %w", cfg.Addr, cfg.Prefix, ferr)
+		}
+		return nil, &NoNamespaceError{Prefix: cfg.Prefix, Found: found}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
 	}
 	b.id = id
 	return b, nil
+}
+
+// namespaces lists the prefixes with an identity key ("{prefix}:id"
+// holding "redis:..."), by SCAN: of every master on a Cluster.
+func namespaces(ctx context.Context, c UniversalClient) ([]string, error) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	scan := func(ctx context.Context, c goredis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, "{*}:id", 1000).Iterator()
+		for iter.Next(ctx) {
+			key := iter.Val()
+			prefix := strings.TrimSuffix(strings.TrimPrefix(key, "{"), "}:id")
+			if prefix == key || strings.ContainsAny(prefix, "{}") {
+				continue
+			}
+			v, err := c.Get(ctx, key).Result()
+			if errors.Is(err, goredis.Nil) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(v, "redis:") {
+				mu.Lock()
+				seen[prefix] = true
+				mu.Unlock()
+			}
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := c.(*goredis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error { return scan(ctx, m) })
+	} else {
+		err = scan(ctx, c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // ID names this backend: stored under the prefix, the same for every client.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,7 +61,28 @@ type Config struct {
 	SyncReads bool
 	// Logger receives go-zookeeper's log lines (default: discarded).
 	Logger gozk.Logger
+	// ReadOnly opens only a root that already holds Epochal data: Open
+	// and New create no znode (not the root, its ancestors or its layout),
+	// and a root with none is a *NoNamespaceError, which wraps
+	// backend.ErrNotFound and names the roots under / there are. For tools
+	// that inspect, so that a mistyped root leaves no znode behind.
+	ReadOnly bool
 }
+
+// NoNamespaceError is Open's (or New's) error, with Config.ReadOnly, for a
+// root that holds no Epochal data. It wraps backend.ErrNotFound.
+type NoNamespaceError struct {
+	Root string
+	// Found are the children of / that are Epochal roots ("/app1"),
+	// sorted.
+	Found []string
+}
+
+func (e *NoNamespaceError) Error() string {
+	return fmt.Sprintf("zk: no Epochal data under root %q", e.Root)
+}
+
+func (e *NoNamespaceError) Unwrap() error { return backend.ErrNotFound }
 
 // ErrConfig reports a bad Config.
 var ErrConfig = errors.New("zk: bad config")
@@ -308,6 +330,9 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 		}
 	}
 	paths = append(paths, b.root, b.clockP, b.refsP, b.metaP, b.recsP, b.oneP, b.ssP, b.sdP, b.slP)
+	if cfg.ReadOnly {
+		paths = nil // the root's id, read below, says whether it is one
+	}
 	for _, p := range paths {
 		err := b.setup(ctx, func() error {
 			_, err := conn.Create(p, nil, 0, b.acl)
@@ -324,15 +349,25 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	// (whatever server it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	err := b.setup(ctx, func() error {
-		_, err := conn.Create(b.root+"/id", []byte("zk:"+hex.EncodeToString(raw[:])+b.root), 0, b.acl)
-		return err
-	})
+	var err error
+	if !cfg.ReadOnly {
+		err = b.setup(ctx, func() error {
+			_, err := conn.Create(b.root+"/id", []byte("zk:"+hex.EncodeToString(raw[:])+b.root), 0, b.acl)
+			return err
+		})
+	}
 	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
 		return nil, fmt.Errorf("zk: create %s/id: %w", b.root, err)
 	}
 	var id []byte
 	if err := b.setup(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
+		if cfg.ReadOnly && errors.Is(err, gozk.ErrNoNode) {
+			found, ferr := b.roots(ctx)
+			if ferr != nil {
+				return nil, fmt.Errorf("zk: no Epochal data under root %q; listing the roots there are: %w", b.root, ferr)
+			}
+			return nil, &NoNamespaceError{Root: b.root, Found: found}
+		}
 		if errors.Is(err, gozk.ErrNoAuth) {
 			return nil, fmt.Errorf("zk: read %s/id: %w (the root belongs to another identity: check Config.Auth)", b.root, err)
 		}
@@ -344,6 +379,8 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b.id = string(id)
 	hexID, _, _ := strings.Cut(strings.TrimPrefix(b.id, "zk:"), "/")
 	b.epochP = b.root + "/e." + hexID
+	// (Read-only too: a root whose id is there has its epoch node, made
+	// right after the id, unless its maker died in between.)
 	err = b.setup(ctx, func() error {
 		_, err := conn.Create(b.epochP, nil, 0, b.acl)
 		return err
@@ -357,6 +394,31 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b.wg.Add(1)
 	go b.gcLoop()
 	return b, nil
+}
+
+// roots lists the children of / that are Epochal roots: their id node
+// holds "zk:...".
+func (b *Backend) roots(ctx context.Context) ([]string, error) {
+	var kids []string
+	if err := b.setup(ctx, func() (err error) { kids, _, err = b.conn.Children("/"); return err }); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range kids {
+		var id []byte
+		err := b.setup(ctx, func() (err error) { id, _, err = b.conn.Get("/" + k + "/id"); return err })
+		if errors.Is(err, gozk.ErrNoNode) || errors.Is(err, gozk.ErrNoAuth) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(string(id), "zk:") {
+			out = append(out, "/"+k)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // setup runs one idempotent step of open (a create that tolerates

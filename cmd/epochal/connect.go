@@ -283,7 +283,7 @@ func (g *globals) openRedis(ctx context.Context, prefix string) (backend.Driver,
 	}
 	octx, cancel := context.WithTimeout(ctx, g.connect)
 	defer cancel()
-	cfg := redis.Config{Prefix: prefix, DialTimeout: g.connect}
+	cfg := redis.Config{Prefix: prefix, DialTimeout: g.connect, ReadOnly: g.readOnly}
 	var (
 		c    goredis.UniversalClient
 		what string
@@ -338,7 +338,7 @@ func (g *globals) openZK(ctx context.Context, root string) (backend.Driver, erro
 	servers := strings.Split(g.addr, ",")
 	octx, cancel := context.WithTimeout(ctx, g.connect)
 	defer cancel()
-	b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root, Auth: g.sec.auth})
+	b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root, Auth: g.sec.auth, ReadOnly: g.readOnly})
 	if err != nil {
 		return nil, g.openError(err, zk.ErrConfig, "is ZooKeeper running at "+g.addr+"? set --addr or "+envAddr, root)
 	}
@@ -349,6 +349,9 @@ func (g *globals) openZK(ctx context.Context, root string) (backend.Driver, erro
 // usage error, a refusal (authentication or permission) is said as such,
 // anything else means the server could not be reached.
 func (g *globals) openError(err, errConfig error, down, root string) error {
+	if ns := g.namespaceErr(err); ns != nil {
+		return ns
+	}
 	switch {
 	case errors.Is(err, errConfig):
 		return &usageError{err: err}

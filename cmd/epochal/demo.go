@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type demoConfig struct {
 	duration time.Duration
 	seed     uint64
 	fault    string
+	// where names the prefix or root the accounts live under, and the
+	// command that inspects them ("" on the embedded backend).
+	where string
 }
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -72,7 +76,8 @@ latency of committed transfers and the snapshot reads, and ends with
 With --backend redis the accounts live under a fresh key prefix per run
 (or --prefix), with --backend zk under a fresh root znode (or --root); an
 existing prefix's or root's accounts are joined, and the total they hold at
-the start is the one checked.`,
+the start is the one checked. The report names the prefix or root and the
+command that inspects it ('epochal ... refs ls').`,
 		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42\n  epochal --backend redis --addr 127.0.0.1:6379 demo\n  epochal --backend zk --addr 127.0.0.1:2181 demo",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -83,10 +88,12 @@ the start is the one checked.`,
 			if err != nil {
 				return err
 			}
-			b, err := g.open(cmd.Context(), fmt.Sprintf("demo-%d", time.Now().UnixNano()))
+			fresh := fmt.Sprintf("demo-%d", time.Now().UnixNano())
+			b, err := g.open(cmd.Context(), fresh)
 			if err != nil {
 				return err
 			}
+			c.where = g.demoWhere(fresh)
 			defer b.Close()
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), g.backend, b, c, faults)
 		},
@@ -102,6 +109,21 @@ the start is the one checked.`,
 		faultSkipReadPointCheck+"|"+faultNoCommuteRecompute+")")
 	_ = f.MarkHidden("fault")
 	return cmd
+}
+
+// demoWhere says where a demo's accounts live and how to inspect them:
+// "prefix demo-1 (inspect: epochal --backend redis --addr ... --prefix
+// demo-1 refs ls)"; "" for the embedded backend.
+func (g *globals) demoWhere(fresh string) string {
+	switch g.backend {
+	case backendRedis:
+		prefix := cmp.Or(g.prefix, fresh)
+		return fmt.Sprintf("prefix:             %s (inspect: epochal --backend redis --addr %s --prefix %s refs ls)", prefix, g.addr, prefix)
+	case backendZK:
+		root := cmp.Or(g.root, "/"+fresh)
+		return fmt.Sprintf("root:               %s (inspect: epochal --backend zk --addr %s --root %s refs ls)", root, g.addr, root)
+	}
+	return ""
 }
 
 // check validates the flags and returns the engine faults asked for.
@@ -263,6 +285,9 @@ func runDemo(ctx context.Context, out io.Writer, backendName string, b backend.D
 	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	p("epochal demo: backend %s, %d accounts x %d, %d workers, %d readers, seed %d",
 		backendName, c.accounts, c.initial, c.workers, c.readers, c.seed)
+	if c.where != "" {
+		p("%s", c.where)
+	}
 	if faults != (engine.Faults{}) {
 		p("fault injected:     %s (the engine is broken on purpose)", c.fault)
 	}

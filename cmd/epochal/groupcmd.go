@@ -53,24 +53,41 @@ func (in *inspect) memberJSON(m group.Member) memberOut {
 }
 
 func newGroupCmd(g *globals) *cobra.Command {
-	cmd := parentCmd("group", "Inspect group membership: a group's live members",
+	cmd := parentCmd("group", "Inspect group membership: the groups, a group's live members",
 		`group inspects the groups of package group: processes that joined a group
 under a member name, with data, and stay members while their lease is
 renewed. A member whose process dies leaves when its lease is over.`+valuesNote)
 	ls := &cobra.Command{
-		Use:   "ls NAME",
-		Short: "List a group's members: name, holder, joined, last heartbeat, lease, data",
-		Long: `ls lists the live members of group NAME, sorted by name: the member's
+		Use:   "ls [NAME]",
+		Short: "List the groups (with member counts), or a group's members: name, holder, joined, last heartbeat, lease, data",
+		Long: `ls without NAME lists the groups that have live members, sorted by name,
+with how many each has.
+
+ls NAME lists the live members of group NAME, sorted by name: the member's
 process (host/pid/program), when it joined and when its session last
 renewed its lease (both by the member's clock), the lease and how long it
 still runs, and the member's data (msgpack, shown as JSON; tables cut it to
 60 characters, --json has it whole). A group exists while it has members:
 one with none is exit code 1.` + valuesNote,
-		Example:           "  epochal --backend redis group ls workers\n  epochal --backend zk group ls workers --json",
-		Args:              exactArgs("NAME"),
+		Example: "  epochal --backend redis group ls\n  epochal --backend redis group ls workers\n  epochal --backend zk group ls workers --json",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("%s takes at most one NAME, got %d arguments", cmd.CommandPath(), len(args))
+			}
+			return nil
+		},
 		ValidArgsFunction: g.completeGroups,
 	}
-	cmd.AddCommand(g.inspecting(ls, func(args []string) error { return groupArg(args[0]) }, func(ctx context.Context, in *inspect, args []string) error {
+	check := func(args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		return groupArg(args[0])
+	}
+	cmd.AddCommand(g.inspecting(ls, check, func(ctx context.Context, in *inspect, args []string) error {
+		if len(args) == 0 {
+			return in.listGroups(ctx)
+		}
 		name := args[0]
 		var ms []group.Member
 		err := in.call(ctx, fmt.Sprintf("list the members of group %q", name), func(ctx context.Context) (err error) {
@@ -118,6 +135,50 @@ one with none is exit code 1.` + valuesNote,
 		return t.flush()
 	}))
 	return cmd
+}
+
+// groupCountOut is one row of group ls without NAME.
+type groupCountOut struct {
+	Group   string `json:"group"`
+	Backend string `json:"backend"`
+	Members int    `json:"members"`
+}
+
+// listGroups prints the groups with live members and how many each has.
+func (in *inspect) listGroups(ctx context.Context) error {
+	if in.sessions() == nil {
+		return usagef("%s keeps no sessions, so it has no groups", in.drv.ID())
+	}
+	gs, err := in.groups(ctx)
+	if err != nil {
+		return err
+	}
+	out := []groupCountOut{}
+	for _, name := range gs {
+		var ms []group.Member
+		err := in.call(ctx, fmt.Sprintf("list the members of group %q", name), func(ctx context.Context) (err error) {
+			ms, err = group.Members(ctx, in.sessionStore(), name)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if len(ms) > 0 { // the last member may have left meanwhile
+			out = append(out, groupCountOut{Group: name, Backend: in.drv.ID(), Members: len(ms)})
+		}
+	}
+	if in.json {
+		return in.printJSON(out)
+	}
+	if len(out) == 0 {
+		_, err := fmt.Fprintf(in.out, "no groups with live members on %s\n", in.drv.ID())
+		return err
+	}
+	t := in.table("GROUP", "MEMBERS")
+	for _, o := range out {
+		t.row(o.Group, fmt.Sprint(o.Members))
+	}
+	return t.flush()
 }
 
 // groupArg checks a group name argument: the rules group.Members applies

@@ -23,6 +23,8 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
@@ -57,9 +59,13 @@ func notFoundf(format string, args ...any) error {
 // inspect is what an inspecting command shares: the globals, its output
 // flags, and the backend once open.
 type inspect struct {
-	g    *globals
-	json bool
-	utc  bool
+	g *globals
+	// json is set for structured output, JSON or YAML (format): commands
+	// build one value and print it with printJSON (printJSONLine for
+	// streams).
+	json   bool
+	format string // outputTable, outputJSON or outputYAML
+	utc    bool
 
 	now    time.Time
 	drv    backend.Driver
@@ -76,12 +82,25 @@ type inspect struct {
 // check, if any, accepted the arguments) and runs run.
 func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error, run func(ctx context.Context, in *inspect, args []string) error) *cobra.Command {
 	in := &inspect{g: g}
-	cmd.Flags().BoolVar(&in.json, "json", false, "print JSON for scripts (one document; JSON lines for streams) instead of a table")
+	var jsonFlag bool
+	cmd.Flags().BoolVar(&jsonFlag, "json", false, "the same as -o json")
 	cmd.Flags().BoolVar(&in.utc, "utc", false, "show times in UTC instead of local time")
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[annotInspect] = "true"
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if g.backend == backendMem {
 			return usagef("%s", errMemInspect)
 		}
+		in.format = g.output
+		if jsonFlag {
+			if c.Flags().Changed("output") && g.output != outputJSON {
+				return usagef("--json and -o %s: pick one", g.output)
+			}
+			in.format = outputJSON
+		}
+		in.json = in.format != outputTable
 		if check != nil {
 			if err := check(args); err != nil {
 				return err
@@ -95,6 +114,7 @@ func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error
 		if in.valueLimit == 0 {
 			in.valueLimit = defaultValueLimit
 		}
+		g.readOnly = true // a mistyped --prefix or --root creates nothing
 		drv, err := g.open(c.Context(), inspectDefault)
 		if err != nil {
 			return err
@@ -104,6 +124,29 @@ func (g *globals) inspecting(cmd *cobra.Command, check func(args []string) error
 		return run(c.Context(), in, args)
 	}
 	return cmd
+}
+
+// namespaceErr is the command's error for a prefix or root that holds no
+// Epochal data, opened read-only: exit 1, naming the ones there are. Nil
+// for any other error.
+func (g *globals) namespaceErr(err error) error {
+	var rn *redis.NoNamespaceError
+	var zn *zk.NoNamespaceError
+	var name, flag, env, what string
+	var found []string
+	switch {
+	case errors.As(err, &rn):
+		name, flag, env, what, found = rn.Prefix, "--prefix", envPrefix, "prefixes", rn.Found
+	case errors.As(err, &zn):
+		name, flag, env, what, found = zn.Root, "--root", envRoot, "roots", zn.Found
+	default:
+		return nil
+	}
+	there := fmt.Sprintf("%s at %s holds no Epochal data", g.backend, g.addr)
+	if len(found) > 0 {
+		there = fmt.Sprintf("%s with Epochal data on %s at %s: %s", what, g.backend, g.addr, strings.Join(found, ", "))
+	}
+	return notFoundf("no such namespace: %s (%s; set %s or %s)", name, there, flag, env)
 }
 
 // nowFromEnv is EPOCHAL_NOW, or the current time.
@@ -176,7 +219,22 @@ func (in *inspect) records(ctx context.Context, ids []string) (rs []backend.Reco
 		rs, err = engine.NewInspector(in.drv).Records(ctx, ids)
 		return err
 	})
-	return rs, err
+	return noEpoch(rs), err
+}
+
+// noEpoch clears the times a record does not have: a driver stores a
+// missing lease (a one-phase commit's) as 0, which reads back as the Unix
+// epoch, 1970.
+func noEpoch(rs []backend.Record) []backend.Record {
+	for i := range rs {
+		if !rs[i].Lease.IsZero() && rs[i].Lease.UnixMilli() <= 0 {
+			rs[i].Lease = time.Time{}
+		}
+		if !rs[i].Created.IsZero() && rs[i].Created.UnixMilli() <= 0 {
+			rs[i].Created = time.Time{}
+		}
+	}
+	return rs
 }
 
 func (in *inspect) listRecords(ctx context.Context) (rs []backend.Record, err error) {
@@ -184,7 +242,7 @@ func (in *inspect) listRecords(ctx context.Context) (rs []backend.Record, err er
 		rs, err = engine.NewInspector(in.drv).ListRecords(ctx)
 		return err
 	})
-	return rs, err
+	return noEpoch(rs), err
 }
 
 // refHistory is a ref's kept history as a reader sees it.
@@ -249,6 +307,9 @@ type shown struct {
 	JSON     json.RawMessage // compact JSON; a JSON string of base64 when not msgpack
 	Encoding string          // "msgpack" or "base64"
 	Note     string
+	// State is a promise's or a delay's: pending, delivered, running,
+	// done or failed ("" for refs and atoms).
+	State string
 }
 
 // show decodes a stored value. It never fails: what cannot be decoded is
@@ -338,12 +399,88 @@ const encOmitted = "omitted"
 
 // showVersion is show of a version's value, or a note giving its size when
 // it was not read (Version.Omitted).
-func showVersion(v backend.Version) shown {
+func showVersion(kind backend.Kind, v backend.Version) shown {
 	if v.Omitted > 0 {
 		return shown{JSON: json.RawMessage("null"), Encoding: encOmitted,
 			Note: fmt.Sprintf("not read: %s, more than --value-limit", bytesSize(v.Omitted))}
 	}
-	return show(v.Value)
+	return showKind(kind, v.Value)
+}
+
+// promiseEnvelope and delayEnvelope are the stored forms of a promise and
+// a delay (package refs): the value they hold is inside, in the handle's
+// codec.
+type promiseEnvelope struct {
+	Delivered bool   `msgpack:"d"`
+	Value     []byte `msgpack:"v"`
+}
+
+type delayEnvelope struct {
+	State      uint8  `msgpack:"s"` // 0 pending, 1 running, 2 done
+	Owner      string `msgpack:"o"`
+	LeaseUntil int64  `msgpack:"l"` // unix ms
+	Value      []byte `msgpack:"v"`
+	Err        string `msgpack:"e"`
+}
+
+// States of a promise or a delay, as shown.
+const (
+	statePending   = "pending"
+	stateDelivered = "delivered"
+	stateRunning   = "running"
+	stateDone      = "done"
+	stateFailed    = "failed"
+)
+
+// showKind is show of a stored value of a reference of kind: a promise's
+// or a delay's value is the one inside its envelope, with its state (an
+// undelivered promise, a delay not yet run or running, or failed, shows
+// null and says so).
+func showKind(kind backend.Kind, data []byte) shown {
+	null := json.RawMessage("null")
+	switch kind {
+	case backend.KindPromise:
+		var env promiseEnvelope
+		if msgpack.Unmarshal(data, &env) != nil {
+			return malformedEnvelope(kind, data)
+		}
+		if !env.Delivered {
+			return shown{JSON: null, Encoding: "msgpack", State: statePending, Note: "promise not delivered yet"}
+		}
+		s := show(env.Value)
+		s.State = stateDelivered
+		return s
+	case backend.KindDelay:
+		var env delayEnvelope
+		if msgpack.Unmarshal(data, &env) != nil {
+			return malformedEnvelope(kind, data)
+		}
+		switch {
+		case env.State == 0:
+			return shown{JSON: null, Encoding: "msgpack", State: statePending, Note: "delay not run yet"}
+		case env.State == 1:
+			return shown{JSON: null, Encoding: "msgpack", State: stateRunning,
+				Note: fmt.Sprintf("delay running: claimed by %s until %s", env.Owner, time.UnixMilli(env.LeaseUntil).UTC().Format(time.RFC3339))}
+		case env.Err != "":
+			return shown{JSON: null, Encoding: "msgpack", State: stateFailed, Note: "delay failed: " + env.Err}
+		}
+		s := show(env.Value)
+		s.State = stateDone
+		return s
+	}
+	return show(data)
+}
+
+// malformedEnvelope is a promise's or delay's stored value that is not its
+// envelope: shown as it is, with a note.
+func malformedEnvelope(kind backend.Kind, data []byte) shown {
+	s := show(data)
+	note := fmt.Sprintf("not a well-formed %s: shown as stored", kind)
+	if s.Note != "" {
+		note += "; " + s.Note
+	}
+	s.Note = note
+	return s
 }
 
 // valueSize is the stored size of a version's value, read or not.
@@ -439,16 +576,23 @@ func encodeValue(v any) ([]byte, error) { return refs.Msgpack.Marshal(v) }
 
 // --- output ---
 
-// printJSON writes one indented JSON document.
+// printJSON writes one indented JSON document, or a YAML one with -o yaml.
 func (in *inspect) printJSON(v any) error {
+	if in.format == outputYAML {
+		return printYAML(in.out, v, false)
+	}
 	enc := json.NewEncoder(in.out)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// printJSONLine writes one JSON line (streams).
+// printJSONLine writes one JSON line (streams), or with -o yaml one YAML
+// document, starting with "---".
 func (in *inspect) printJSONLine(v any) error {
+	if in.format == outputYAML {
+		return printYAML(in.out, v, true)
+	}
 	enc := json.NewEncoder(in.out)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
@@ -637,11 +781,29 @@ func parentCmd(use, short, long string) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown command %q for %q; run '%s --help' for the list", args[0], cmd.CommandPath(), cmd.CommandPath())
+				return unknownCommand(cmd, args[0])
 			}
 			return cmd.Help()
 		},
 	}
+}
+
+// unknownCommand is the usage error for a mistyped subcommand, on one line,
+// with cobra's suggestions: `unknown command "lss" for "epochal refs"
+// (did you mean "ls"?); run 'epochal refs --help' for the list`.
+func unknownCommand(cmd *cobra.Command, arg string) error {
+	hint := ""
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default
+	}
+	if sug := cmd.SuggestionsFor(arg); len(sug) > 0 {
+		quoted := make([]string, len(sug))
+		for i, s := range sug {
+			quoted[i] = strconv.Quote(s)
+		}
+		hint = " (did you mean " + strings.Join(quoted, " or ") + "?)"
+	}
+	return usagef("unknown command %q for %q%s; run '%s --help' for the list", arg, cmd.CommandPath(), hint, cmd.CommandPath())
 }
 
 // --- completion ---
@@ -698,6 +860,7 @@ func (g *globals) completeFrom(cmd *cobra.Command, f func(ctx context.Context, d
 	ctx, cancel := context.WithTimeout(cmd.Context(), g.connect)
 	defer cancel()
 	done := make(chan []string, 1)
+	g.readOnly = true
 	go func() {
 		drv, err := g.open(ctx, inspectDefault)
 		if err != nil {

@@ -818,7 +818,7 @@ func TestUnresolvedCommitShown(t *testing.T) {
 	if h.unresolved != rec.CP || h.versions[0].Point != rec.CP || string(show(h.versions[0].Value).JSON) != "2" || len(h.versions) != 2 {
 		t.Errorf("history: unresolved %d, versions %+v; want the committed value 2 at %d first", h.unresolved, h.versions, rec.CP)
 	}
-	if v := versionJSON(h.versions[0], h.unresolved); !v.Unresolved {
+	if v := versionJSON(h.vr.Kind, h.versions[0], h.unresolved); !v.Unresolved {
 		t.Errorf("versionJSON: %+v, want unresolved", v)
 	}
 }

@@ -22,33 +22,51 @@ import (
 	"github.com/epochal/epochal/txn"
 )
 
-// inspectNote ends the help of every inspecting command.
+// inspectHelp ends the root's help: what every inspecting command shares,
+// said once.
+const inspectHelp = `
+
+The inspecting commands (refs, txn, locks, group, clock) read a Redis or
+ZooKeeper backend; the embedded one (--backend mem) lives inside one
+process, so there is nothing to inspect from another. They print a
+table, or JSON or YAML with -o json|yaml (--json is -o json). They are
+read-only, except 'refs set', which asks for --yes, and create
+nothing: a --prefix or --root that holds no Epochal data is "no such
+namespace" (exit 1), with the namespaces found there. Times are local
+(--utc for UTC); relative times are measured from now, or from
+` + envNow + ` (RFC 3339) when it is set.`
+
+// inspectNote ends the help of every inspecting command: a pointer to
+// inspectHelp.
 const inspectNote = `
 
-Times are local (--utc for UTC); relative times are measured from now, or
-from ` + envNow + ` (RFC 3339) when it is set. The embedded backend
-(--backend mem) lives inside one process, so there is nothing to inspect
-from another: use --backend redis or zk. Exit codes: 0 ok, 1 not found
-or a failed check (a malformed ref, a value too large to read), 2 bad
-usage, 3 backend unreachable.`
+Backends, times and exit codes: see 'epochal --help'.`
 
-// valuesNote ends the help of the commands that show values.
-const valuesNote = `
+// valuesHelp is said once, in refs' help: how values are shown.
+const valuesHelp = `
 
 Values are msgpack (the refs package's default codec), shown as JSON; a
-value in another codec is shown as base64 with a note.` + inspectNote
-
-// limitNote ends the help of the commands with --value-limit.
-const limitNote = `
+value in another codec is shown as base64 with a note. A promise or a
+delay shows the value it holds (null until delivered or run) and its state
+(pending, delivered, running, done or failed), not its stored envelope.
 
 A value larger than --value-limit (default 4 MiB) is not read: it is shown
 as its size (on Redis it is not even sent), so a huge value planted in the
-backend costs this command no memory.` + valuesNote
+backend costs the command no memory.`
+
+// valuesNote ends the help of the commands that show values: a pointer to
+// valuesHelp and inspectHelp.
+const valuesNote = `
+
+How values are shown, and --value-limit: see 'epochal refs --help'.` + inspectNote
+
+// limitNote ends the help of the commands with --value-limit.
+const limitNote = valuesNote
 
 func newRefsCmd(g *globals) *cobra.Command {
 	cmd := parentCmd("refs", "Inspect refs: list them, read their values and histories, watch and diff them",
 		`refs inspects the refs a backend holds, read-only: their names, values,
-kept histories and changes. Only 'refs set' writes, and only with --yes.`+valuesNote)
+kept histories and changes. Only 'refs set' writes, and only with --yes.`+valuesHelp+inspectNote)
 	cmd.AddCommand(newRefsLsCmd(g), newRefsGetCmd(g), newRefsHistoryCmd(g), newRefsWatchCmd(g),
 		newRefsDiffCmd(g), newRefsSetCmd(g))
 	return cmd
@@ -182,14 +200,15 @@ type versionOut struct {
 	Size       int             `json:"size"`
 	Value      json.RawMessage `json:"value"`
 	Encoding   string          `json:"encoding"`
+	State      string          `json:"state,omitempty"` // a promise's or a delay's
 	Note       string          `json:"note,omitempty"`
 	Unresolved bool            `json:"unresolved,omitempty"` // committed, not rolled forward yet
 }
 
-func versionJSON(v backend.Version, unresolved clock.Point) versionOut {
-	s := showVersion(v)
+func versionJSON(kind backend.Kind, v backend.Version, unresolved clock.Point) versionOut {
+	s := showVersion(kind, v)
 	return versionOut{Point: uint64(v.Point), Time: jsonTime(v.Time), Txn: v.Txn, Size: valueSize(v),
-		Value: s.JSON, Encoding: s.Encoding, Note: s.Note, Unresolved: unresolved != 0 && v.Point == unresolved}
+		Value: s.JSON, Encoding: s.Encoding, State: s.State, Note: s.Note, Unresolved: unresolved != 0 && v.Point == unresolved}
 }
 
 type intentOut struct {
@@ -264,7 +283,7 @@ func newRefsGetCmd(g *globals) *cobra.Command {
 of that point: the newest kept version at or before it. A point the kept
 history no longer reaches is exit code 1 (the history was trimmed). The
 table cuts a value longer than 1000 characters, with a note (--full shows
-it whole; --json never cuts). Of a value too large to read (below), get
+it whole; --json never cuts). Of a value larger than --value-limit, get
 shows the rest, says how large the value is, and exits 1.` + limitNote,
 		Example:           "  epochal --backend redis refs get bank/alice\n  epochal --backend redis refs get bank/alice --at 3 --json",
 		Args:              exactArgs("REF"),
@@ -297,7 +316,7 @@ shows the rest, says how large the value is, and exits 1.` + limitNote,
 		}
 		if in.json {
 			if err := in.printJSON(getOut{Ref: name, Backend: in.drv.ID(), Kind: string(h.vr.Kind), At: atp,
-				versionOut: versionJSON(v, h.unresolved), Intent: h.intentJSON()}); err != nil {
+				versionOut: versionJSON(h.vr.Kind, v, h.unresolved), Intent: h.intentJSON()}); err != nil {
 				return err
 			}
 			return omitted
@@ -318,7 +337,7 @@ shows the rest, says how large the value is, and exits 1.` + limitNote,
 		if err := t.flush(); err != nil {
 			return err
 		}
-		sv := showVersion(v)
+		sv := showVersion(h.vr.Kind, v)
 		if n := utf8.RuneCount(sv.JSON); !*full && sv.Encoding != encOmitted && n > getCut {
 			_, err = fmt.Fprintf(in.out, "VALUE    %s\n(cut to %d of %d characters: --full shows it whole, --json gives it whole)\n", sv.cell(getCut), getCut, n)
 			return err
@@ -377,7 +396,7 @@ commit time (as the committer's clock saw it), the id of the transaction
 that wrote it and the value. A ref keeps its newest version and Keep older
 ones (MinHistory, grown by read faults up to MaxHistory); "trimmed" is the
 newest point ever dropped. Tables cut values to 60 characters (--full shows
-them whole); --json has them whole. A value too large to read (below)
+them whole); --json has them whole. A value larger than --value-limit
 shows as its size.` + limitNote,
 		Example:           "  epochal --backend redis refs history bank/alice",
 		Args:              exactArgs("REF"),
@@ -396,7 +415,7 @@ shows as its size.` + limitNote,
 			o := historyOut{Ref: name, Backend: in.drv.ID(), Kind: string(h.vr.Kind), Keep: h.vr.Keep, Min: h.vr.Min, Max: h.vr.Max,
 				Trimmed: uint64(h.vr.Trimmed), Ensured: uint64(h.vr.Ensured), Intent: h.intentJSON(), Versions: []versionOut{}}
 			for _, v := range h.versions {
-				o.Versions = append(o.Versions, versionJSON(v, h.unresolved))
+				o.Versions = append(o.Versions, versionJSON(h.vr.Kind, v, h.unresolved))
 			}
 			return in.printJSON(o)
 		}
@@ -415,7 +434,7 @@ shows as its size.` + limitNote,
 			if *full {
 				cut = 0
 			}
-			t.row(fmt.Sprint(v.Point), in.when(v.Time), in.ago(v.Time), txnCell(v, h.unresolved), bytesSize(valueSize(v)), showVersion(v).cell(cut))
+			t.row(fmt.Sprint(v.Point), in.when(v.Time), in.ago(v.Time), txnCell(v, h.unresolved), bytesSize(valueSize(v)), showVersion(h.vr.Kind, v).cell(cut))
 		}
 		return t.flush()
 	})
@@ -491,6 +510,12 @@ func (in *inspect) watch(ctx context.Context, name string) error {
 			sub.Close()
 		}
 	}()
+	// A ref that does not exist is refused before subscribing: a
+	// subscription marks the ref as watched (Redis: an expiring key), and
+	// a mistyped name would leave a mark behind.
+	if _, err := in.history(ctx, name); err != nil {
+		return err
+	}
 	subscribe()
 	h, err := in.history(ctx, name)
 	if err != nil {
@@ -559,7 +584,7 @@ func (in *inspect) watch(ctx context.Context, name string) error {
 					return err
 				}
 			}
-			if err := in.printChange(name, v, h.unresolved); err != nil {
+			if err := in.printChange(name, h.vr.Kind, v, h.unresolved); err != nil {
 				return err
 			}
 			last = v.Point
@@ -578,11 +603,11 @@ func (in *inspect) printGap(name string, after, upto clock.Point) error {
 	return err
 }
 
-func (in *inspect) printChange(name string, v backend.Version, unresolved clock.Point) error {
+func (in *inspect) printChange(name string, kind backend.Kind, v backend.Version, unresolved clock.Point) error {
 	if in.json {
-		return in.printJSONLine(changeOut{Type: "change", Ref: name, versionOut: versionJSON(v, unresolved)})
+		return in.printJSONLine(changeOut{Type: "change", Ref: name, versionOut: versionJSON(kind, v, unresolved)})
 	}
-	_, err := fmt.Fprintf(in.out, "%s  point %d  txn %s  %s\n", in.when(v.Time), v.Point, txnCell(v, unresolved), showVersion(v).cell(0))
+	_, err := fmt.Fprintf(in.out, "%s  point %d  txn %s  %s\n", in.when(v.Time), v.Point, txnCell(v, unresolved), showVersion(kind, v).cell(0))
 	return err
 }
 
@@ -655,9 +680,9 @@ history no longer reaches is exit code 1.` + limitNote,
 			}
 		}
 		o := diffOut{Ref: name, Backend: in.drv.ID(),
-			From: diffEnd{At: uint64(p1), versionOut: versionJSON(v1, h.unresolved)},
-			To:   diffEnd{At: uint64(p2), versionOut: versionJSON(v2, h.unresolved)}}
-		s1, s2 := show(v1.Value), show(v2.Value)
+			From: diffEnd{At: uint64(p1), versionOut: versionJSON(h.vr.Kind, v1, h.unresolved)},
+			To:   diffEnd{At: uint64(p2), versionOut: versionJSON(h.vr.Kind, v2, h.unresolved)}}
+		s1, s2 := showKind(h.vr.Kind, v1.Value), showKind(h.vr.Kind, v2.Value)
 		o.Changed = string(s1.JSON) != string(s2.JSON) || s1.Encoding != s2.Encoding
 		m1, ok1 := object(s1)
 		m2, ok2 := object(s2)
@@ -741,8 +766,43 @@ type setOut struct {
 	Value   json.RawMessage `json:"value"`
 }
 
+// dryRunOut is what refs set --dry-run prints.
+type dryRunOut struct {
+	Ref     string          `json:"ref"`
+	Backend string          `json:"backend"`
+	DryRun  bool            `json:"dry_run"`
+	Point   uint64          `json:"point"` // the stored value's
+	Old     json.RawMessage `json:"old"`
+	OldSize int             `json:"old_size"`
+	New     json.RawMessage `json:"new"`
+	NewSize int             `json:"new_size"` // the encoded size that would be written
+	Note    string          `json:"note,omitempty"`
+}
+
+// beforeSetCommit, when set (by a test), runs between refs set's check of
+// the stored value and its transaction.
+var beforeSetCommit func()
+
+// errRefused ends refs set's transaction when the value it would replace
+// has another shape.
+var errRefused = errors.New("refused")
+
+// shapeRefusal says why data must not replace cur without --force: cur is
+// not msgpack, or has another shape ("" when it may).
+func shapeRefusal(cur, data []byte) string {
+	oldShape, ok := shapeOf(cur)
+	if !ok {
+		return "the stored value is not msgpack (the ref uses another codec): a msgpack value would break its readers"
+	}
+	newShape, _ := shapeOf(data)
+	if why := sameShape(oldShape, newShape); why != "" {
+		return why + ": the ref's typed readers could not read it"
+	}
+	return ""
+}
+
 func newRefsSetCmd(g *globals) *cobra.Command {
-	var yes bool
+	var yes, force, dryRun bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "set REF JSON",
@@ -751,17 +811,32 @@ func newRefsSetCmd(g *globals) *cobra.Command {
 ref to the msgpack encoding of the JSON value. Integers stay integers,
 objects become maps with string keys. It only changes an existing ref (one
 that does not exist is exit code 1, and is not created), and only with
---yes: without it, nothing is written and the exit code is 2. A commit the
-server does not answer within --timeout may or may not have happened: the
-command says so, with exit code 3, and 'refs get' tells which.
+--yes: without it, nothing is written and the exit code is 2. --dry-run
+prints the stored value, the new one and its encoded size, and writes
+nothing. A commit the server does not answer within --timeout may or may
+not have happened: the command says so, with exit code 3, and 'refs get'
+tells which.
+
+So as not to break the ref's typed readers (a Go Ref[int] cannot read a
+string), set refuses, with exit code 2 and nothing written, a value whose
+shape differs from the stored one's, and a ref whose value is not msgpack
+(stored with another codec), unless --force. The shape is the msgpack type
+(nil, bool, integer, float, string, binary, array, map; signed and
+unsigned integers alike), and for a non-empty map the type of its keys,
+for a non-empty array the type of its elements (of the first key or
+element; nothing deeper is compared). A stored nil takes any shape; an
+empty map or array matches any map or array.
 
 Validators belong to the processes that set them, so this command runs
 none: make sure the value is one the ref's users accept.` + valuesNote,
-		Example:           "  epochal --backend redis refs set bank/alice '{\"balance\": 70}' --yes",
+		Example: "  epochal --backend redis refs set bank/alice '{\"balance\": 70}' --dry-run\n" +
+			"  epochal --backend redis refs set bank/alice '{\"balance\": 70}' --yes",
 		Args:              exactArgs("REF", "JSON"),
 		ValidArgsFunction: g.completeRefs,
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "really write")
+	cmd.Flags().BoolVar(&force, "force", false, "write even a value of another shape than the stored one, or over a value in another codec")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the stored value, the new one and its encoded size; write nothing")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up on the transaction after this long")
 	var value any
 	check := func(args []string) (err error) {
@@ -774,8 +849,8 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		if timeout <= 0 {
 			return usagef("--timeout %v: must be > 0", timeout)
 		}
-		if !yes {
-			return usagef("refs set changes %q for every client of the backend: add --yes to confirm", args[0])
+		if !yes && !dryRun {
+			return usagef("refs set changes %q for every client of the backend: add --yes to confirm (or --dry-run to see what it would write)", args[0])
 		}
 		return nil
 	}
@@ -792,6 +867,45 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		if h.vr.Kind != backend.KindRef && h.vr.Kind != "" {
 			return usagef("%q holds a %s, not a ref: refs set only sets refs", name, h.vr.Kind)
 		}
+		cur := h.versions[0]
+		note := ""
+		if cur.Omitted > 0 {
+			note = fmt.Sprintf("the stored value (%s) is larger than --value-limit: its shape was not checked", bytesSize(cur.Omitted))
+			if !force {
+				return usagef("refs set %q: the stored value is %s, more than --value-limit %s: its shape cannot be checked; raise --value-limit, or add --force",
+					name, bytesSize(cur.Omitted), bytesSize(in.valueLimit))
+			}
+		} else if why := shapeRefusal(cur.Value, data); why != "" {
+			note = why
+			if !force {
+				return usagef("refs set %q: %s; add --force to write it anyway", name, why)
+			}
+		}
+		if dryRun {
+			old := showVersion(h.vr.Kind, cur)
+			o := dryRunOut{Ref: name, Backend: in.drv.ID(), DryRun: true, Point: uint64(cur.Point), Old: old.JSON, OldSize: valueSize(cur),
+				New: show(data).JSON, NewSize: len(data), Note: note}
+			if in.json {
+				return in.printJSON(o)
+			}
+			t := in.table()
+			t.row("REF", name)
+			t.row("BACKEND", in.drv.ID())
+			t.row("POINT", fmt.Sprint(cur.Point))
+			t.row("OLD", old.cell(0)+" ("+bytesSize(o.OldSize)+")")
+			t.row("NEW", show(data).cell(0)+" ("+bytesSize(o.NewSize)+")")
+			if note != "" {
+				t.row("NOTE", note+" (--force)")
+			}
+			if err := t.flush(); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(in.out, "dry run: nothing written")
+			return err
+		}
+		if beforeSetCommit != nil {
+			beforeSetCommit()
+		}
 		tctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		s, err := stm.Open(tctx, in.drv, stm.WithSweepInterval(0))
@@ -800,10 +914,23 @@ none: make sure the value is one the ref's users accept.` + valuesNote,
 		}
 		defer s.Close()
 		key := engine.Key{Drv: in.drv, Name: name}
+		var refused string
 		err = s.Dosync(tctx, func(tx *txn.Tx) error {
+			// Checked again in the transaction: a value of another shape
+			// committed since the check above is not overwritten (a commit
+			// in between makes this write conflict and the body run again).
+			refused = ""
+			if cur := engine.Read(tx, key); !force && cur != nil {
+				if refused = shapeRefusal(cur, data); refused != "" {
+					return errRefused
+				}
+			}
 			engine.Write(tx, key, data, nil)
 			return nil
 		})
+		if errors.Is(err, errRefused) {
+			return usagef("refs set %q: %s; add --force to write it anyway", name, refused)
+		}
 		if errors.Is(err, backend.ErrNotFound) {
 			return notFoundf("no ref %q on %s; list them with 'epochal refs ls'", name, in.drv.ID())
 		}

@@ -234,7 +234,7 @@ func testSessionsRedis(t *testing.T, bin, addr string, drv backend.Driver) {
 	wantExit(t, bin, env, exitNotFound, `no group "idle" on redis:`, "group", "ls", "idle")
 	wantExit(t, bin, env, exitNotFound, "groups with members: workers", "group", "ls", "idle")
 	wantExit(t, bin, env, exitUsage, `group name "bad//name"`, "group", "ls", "bad//name")
-	wantExit(t, bin, env, exitUsage, "takes 1 argument", "group", "ls")
+	wantExit(t, bin, env, exitUsage, "takes at most one NAME", "group", "ls", "workers", "idle")
 	wantExit(t, bin, env, exitUsage, "--backend mem", "--backend", "mem", "group", "ls", "workers")
 	wantExit(t, bin, unreachable, exitDown, "--addr", "--connect-timeout", "500ms", "group", "ls", "workers")
 	wantExit(t, bin, unreachable, exitDown, "--addr", "--connect-timeout", "500ms", "locks", "ls")

@@ -37,11 +37,21 @@ type recordOut struct {
 	Lease       time.Time      `json:"lease,omitzero"`
 	LeaseLeftMs *int64         `json:"lease_left_ms,omitempty"` // negative once expired
 	Refs        []recordRefOut `json:"refs"`
+	// OnePhase marks a one-phase commit's record: committed in one step,
+	// it keeps only its commit point and creation time (no read point,
+	// priority, lease or refs).
+	OnePhase bool `json:"one_phase,omitempty"`
+}
+
+// onePhase reports whether r is a one-phase commit's record: committed
+// with no lease and no refs (a general commit's record has both).
+func onePhase(r backend.Record) bool {
+	return r.Status == backend.Committed && r.Lease.IsZero() && len(r.Refs) == 0
 }
 
 func (in *inspect) recordJSON(r backend.Record) recordOut {
 	o := recordOut{ID: r.ID, Status: r.Status.String(), ReadPoint: uint64(r.RP), Priority: uint64(r.Priority),
-		CommitPoint: uint64(r.CP), Created: jsonTime(r.Created), Lease: jsonTime(r.Lease), Refs: []recordRefOut{}}
+		CommitPoint: uint64(r.CP), Created: jsonTime(r.Created), Lease: jsonTime(r.Lease), Refs: []recordRefOut{}, OnePhase: onePhase(r)}
 	if !r.Lease.IsZero() {
 		ms := r.Lease.Sub(in.now).Milliseconds()
 		o.LeaseLeftMs = &ms
@@ -143,7 +153,9 @@ func newTxnShowCmd(g *globals) *cobra.Command {
 point, creation time, lease, and for each ref it locks (on this backend)
 whether it holds the ref's intent and in which mode. A record that does not
 exist is exit code 1: finished transactions' records are deleted once their
-intents are resolved.` + inspectNote,
+intents are resolved. A one-phase commit (every ref on the coordinator,
+committed in one step) keeps only its status, commit point and creation
+time: it has no lease, read point or refs to show.` + inspectNote,
 		Example:           "  epochal --backend redis txn show 5f3c0a9e12d4-2",
 		Args:              exactArgs("ID"),
 		ValidArgsFunction: g.completeRecords,
@@ -186,12 +198,19 @@ intents are resolved.` + inspectNote,
 		t.row("ID", r.ID)
 		t.row("BACKEND", in.drv.ID())
 		t.row("STATUS", r.Status.String())
-		t.row("READ POINT", fmt.Sprint(r.RP))
-		t.row("PRIORITY", fmt.Sprint(r.Priority))
+		rp, prio := fmt.Sprint(r.RP), fmt.Sprint(r.Priority)
+		if o.OnePhase {
+			rp, prio = "- (a one-phase commit records none)", "-"
+		}
+		t.row("READ POINT", rp)
+		t.row("PRIORITY", prio)
 		t.row("COMMIT POINT", cpCell(r))
 		t.row("CREATED", in.whenAgo(r.Created))
 		lease := "-"
-		if !r.Lease.IsZero() {
+		switch {
+		case o.OnePhase:
+			lease = "one-phase commit: no lease (committed in one step, holding no intents)"
+		case !r.Lease.IsZero():
 			lease = in.when(r.Lease) + " (" + in.leaseLeft(r.Lease)
 			if r.Lease.After(in.now) {
 				lease += " left"
@@ -200,7 +219,11 @@ intents are resolved.` + inspectNote,
 		}
 		t.row("LEASE", lease)
 		if len(o.Refs) == 0 {
-			t.row("REFS", "-")
+			refs := "-"
+			if o.OnePhase {
+				refs = "- (a one-phase commit records none)"
+			}
+			t.row("REFS", refs)
 		}
 		width := 0
 		for _, a := range o.Refs {
