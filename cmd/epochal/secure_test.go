@@ -12,6 +12,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/epochal/epochal/backend/redis"
+	"github.com/epochal/epochal/backend/zk"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 )
 
@@ -69,6 +71,7 @@ const refusal = "refused by the server: authentication or permission"
 func TestSecureRequirepass(t *testing.T) {
 	const pw, wrong = "pw-Requirepass-71", "pw-Wrong-93"
 	srv := testserver.StartRedis(t, testserver.RedisOptions{Password: pw})
+	seedRedis(t, srv, "", pw, 0, "sec")
 	secrets := []string{pw, wrong}
 	base := []string{"--backend", "redis", "--addr", srv.Addr, "--prefix", "sec"}
 	args := func(extra ...string) []string { return append(append(append([]string{}, base...), extra...), "clock") }
@@ -101,16 +104,19 @@ func TestSecureRequirepass(t *testing.T) {
 }
 
 // TestSecureACL: ACL users. alice (all permissions) gets in with her
-// password and is refused with a wrong one or none; bob, read-only, lacks
-// SET, which opening the backend needs (it stores the backend's identity), and carol lacks EVALSHA, which the demo's
-// commits need, and dave ZRANGEBYLEX, which refs ls needs (he opens the
-// backend): all are refused, exit 4, naming the command.
+// password and is refused with a wrong one or none; bob, read-only, may
+// inspect (the inspecting commands open read-only) but not run the demo,
+// which needs SET (opening a namespace to write stores the backend's
+// identity); carol lacks EVALSHA, which the demo's commits need, and dave
+// ZRANGEBYLEX, which refs ls needs: each refusal is exit 4, naming the
+// command.
 func TestSecureACL(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{User: "alice", Password: "alice-Secret-1", Args: []string{
 		`user bob on >bob-Secret-2 ~* &* +@all -@write`,
 		`user carol on >carol-Secret-3 ~* &* +@all -evalsha -eval -fcall`,
 		`user dave on >dave-Secret-4 ~* &* +@all -zrangebylex`,
 	}})
+	seedRedis(t, srv, "alice", "alice-Secret-1", 0, "acl")
 	secrets := []string{"alice-Secret-1", "bob-Secret-2", "carol-Secret-3", "dave-Secret-4"}
 	r := func(user, pw string, cmd ...string) []string {
 		a := []string{"--backend", "redis", "--addr", srv.Addr, "--prefix", "acl"}
@@ -127,7 +133,8 @@ func TestSecureACL(t *testing.T) {
 	wantCode(t, secrets, exitRefused, []string{refusal, "WRONGPASS"}, r("alice", "bob-Secret-2", "clock")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("", "", "clock")...) // the default user is off
 	wantCode(t, secrets, exitRefused, []string{refusal, "WRONGPASS"}, r("mallory", "alice-Secret-1", "clock")...)
-	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "'set'"}, r("bob", "bob-Secret-2", "clock")...)
+	wantCode(t, secrets, exitOK, nil, r("bob", "bob-Secret-2", "clock")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "'set'"}, r("bob", "bob-Secret-2", "demo", "--duration", "200ms", "--accounts", "3")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "evalsha"}, r("carol", "carol-Secret-3", "demo", "--duration", "200ms", "--accounts", "3")...)
 	wantCode(t, secrets, exitOK, nil, r("dave", "dave-Secret-4", "clock")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOPERM", "zrangebylex"}, r("dave", "dave-Secret-4", "refs", "ls")...)
@@ -141,6 +148,8 @@ func TestSecureTLS(t *testing.T) {
 	const pw = "tls-Secret-4"
 	secrets := []string{pw}
 	srv := testserver.StartRedis(t, testserver.RedisOptions{TLS: true, Password: pw})
+	seedRedis(t, srv, "", pw, 0, "tls")
+	seedRedis(t, srv, "", pw, 1, "tls")
 	wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", srv.Addr, "--tls", "--tls-ca", srv.CAFile, "--password", pw, "--prefix", "tls", "clock")
 	wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", "rediss://:"+pw+"@"+srv.Addr+"/1", "--tls-ca", srv.CAFile, "--prefix", "tls", "clock")
 	wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", srv.Addr, "--tls", "--tls-insecure", "--password", pw, "--prefix", "tls", "clock")
@@ -148,6 +157,7 @@ func TestSecureTLS(t *testing.T) {
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, "--backend", "redis", "--addr", srv.Addr, "--tls", "--tls-ca", srv.CAFile, "--prefix", "tls", "clock")
 
 	mtls := testserver.StartRedis(t, testserver.RedisOptions{TLS: true, Args: []string{"tls-auth-clients yes"}})
+	seedRedis(t, mtls, "", "", 0, "mtls")
 	// The server's certificate serves as a client certificate too.
 	cert, key := filepath.Join(mtls.Dir, "server.crt"), filepath.Join(mtls.Dir, "server.key")
 	wantCode(t, nil, exitOK, nil, "--backend", "redis", "--addr", mtls.Addr, "--tls", "--tls-ca", mtls.CAFile, "--tls-cert", cert, "--tls-key", key, "--prefix", "mtls", "clock")
@@ -162,6 +172,7 @@ func TestSecureTLS(t *testing.T) {
 func TestSecureZKAuth(t *testing.T) {
 	z := testserver.StartZK(t)
 	const pw, wrong = "zk-Secret-5", "zk-Wrong-6"
+	seedZK(t, z.ConnectString(), "/secured", "alice:"+pw)
 	secrets := []string{pw, wrong}
 	r := func(extra ...string) []string {
 		return append(append([]string{"--backend", "zk", "--addr", z.ConnectString(), "--root", "/secured"}, extra...), "clock")
@@ -295,4 +306,30 @@ func TestSecureSentinel(t *testing.T) {
 	if keys, err := c.Keys(context.Background(), "{sn}:*").Result(); err != nil || len(keys) < 3 {
 		t.Errorf("keys under {sn} on the master: %v, %v; want the demo's", keys, err)
 	}
+}
+
+// seedRedis creates the namespace prefix on srv (database db) as a program
+// that writes would: the inspecting commands open namespaces read-only and
+// refuse one that does not exist.
+func seedRedis(t *testing.T, srv *testserver.Redis, user, password string, db int, prefix string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: prefix, Username: user, Password: password, DB: db, TLS: srv.ClientTLS()})
+	if err != nil {
+		t.Fatalf("create namespace %q: %v", prefix, err)
+	}
+	_ = b.Close()
+}
+
+// seedZK creates root on a ZooKeeper as auth ("user:password", digest).
+func seedZK(t *testing.T, servers, root, auth string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := zk.Open(ctx, zk.Config{Servers: strings.Split(servers, ","), Root: root, Auth: auth})
+	if err != nil {
+		t.Fatalf("create root %q: %v", root, err)
+	}
+	_ = b.Close()
 }
