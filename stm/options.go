@@ -2,6 +2,7 @@ package stm
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/epochal/epochal/backend"
@@ -137,4 +138,13 @@ func WithoutLocalTurns() Option {
 // docs/benchmarks.md).
 func WithLocalTurns() Option {
 	return func(o *options) error { o.Turns = 1; return nil }
+}
+
+// WithLogger sets the logger of what the STM's background work cannot
+// return to a caller: a failed recovery sweep, a failed cleanup after a
+// commit, a watch that missed changes or skipped a value, a backend that
+// lost its data. Locks and groups over this STM log there too. Default
+// (or nil): slog.Default(), looked up at each record.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.Logger = l; return nil }
 }

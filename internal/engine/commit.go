@@ -352,7 +352,7 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 	}
 	if env.Faults.ReleaseIntentsEarly {
 		for _, g := range groups {
-			_ = g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
+			_ = g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names}) // a deliberate bug for tests: its outcome does not matter
 		}
 	}
 
@@ -533,17 +533,28 @@ func (tx *Tx) undo(groups []*group) {
 func (tx *Tx) undoWith(ctx context.Context, groups []*group) {
 	rec, err := tx.env.Coord.AbortRecord(ctx, tx.id)
 	if err != nil {
+		tx.cleanupFailed("abort the record", err)
 		return
 	}
 	if rec.Status == backend.Committed {
 		tx.finishWith(ctx, groups, rec) // only a commit we did not know about
 		return
 	}
-	if each(groups, func(g *group) error {
+	if err := each(groups, func(g *group) error {
 		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
-	}) == nil {
-		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, TombstoneKeep)
+	}); err != nil {
+		tx.cleanupFailed("roll back the intents", err)
+		return
 	}
+	if err := tx.env.Coord.DeleteRecord(ctx, tx.id, TombstoneKeep); err != nil {
+		tx.cleanupFailed("delete the aborted record", err)
+	}
+}
+
+// cleanupFailed logs a failed step of undo or finish, which nobody waits
+// for: what it left is resolved by whoever meets it, or the sweeper.
+func (tx *Tx) cleanupFailed(step string, err error) {
+	tx.env.Log().Warn("epochal: a commit's cleanup failed; readers and the sweeper finish it", "txn", tx.id, "step", step, "coordinator", tx.env.Coord.ID(), "err", err)
 }
 
 // finish rolls a committed transaction's intents forward and deletes its
@@ -555,10 +566,14 @@ func (tx *Tx) finish(groups []*group, rec backend.Record) {
 }
 
 func (tx *Tx) finishWith(ctx context.Context, groups []*group, rec backend.Record) {
-	if each(groups, func(g *group) error {
+	if err := each(groups, func(g *group) error {
 		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Commit: true, CP: rec.CP, Time: rec.Created, Names: g.names})
-	}) == nil {
-		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, 0)
+	}); err != nil {
+		tx.cleanupFailed("roll the intents forward", err)
+		return
+	}
+	if err := tx.env.Coord.DeleteRecord(ctx, tx.id, 0); err != nil {
+		tx.cleanupFailed("delete the committed record", err)
 	}
 }
 

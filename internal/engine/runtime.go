@@ -74,7 +74,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 	}
 	s := &Runtime{coord: coord, opts: o, backends: map[string]backend.Driver{coord.ID(): coord}, stop: make(chan struct{})}
 	var idPrefix [6]byte
-	_, _ = crand.Read(idPrefix[:])
+	_, _ = crand.Read(idPrefix[:]) // crypto/rand.Read never fails (it panics instead)
 	prefix := []byte(hex.EncodeToString(idPrefix[:]) + "-")
 	var seq atomic.Uint64
 	points := clock.NewBatcher(coord.ReadPoint)
@@ -100,6 +100,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 		Stats:         &s.stats,
 		CommuteRounds: DefaultCommuteRounds,
 		Faults:        o.Faults,
+		Logger:        o.Logger,
 	}
 	// Local turns spare collisions on a server; an in-process coordinator
 	// has none to spare (WithLocalTurns).
@@ -122,6 +123,8 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 	// records fails Open.
 	if _, err := s.Recover(ctx); errors.Is(err, ErrListRecords) {
 		return nil, fmt.Errorf("stm: Open: %w", err)
+	} else if err != nil {
+		s.env.Log().Warn("epochal: Open could not recover every record; the background sweep tries again", "coordinator", coord.ID(), "err", err)
 	}
 	if o.SweepInterval > 0 {
 		s.wg.Add(1)
@@ -182,7 +185,7 @@ func (s *Runtime) Note(err error) error {
 // that Note's err does not move to the heap on every call.
 func (s *Runtime) noteLost(err error) {
 	if s.lost.CompareAndSwap(nil, &err) {
-		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+		s.env.Log().Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
 	}
 }
 
@@ -216,6 +219,11 @@ func (s *Runtime) HistoryBounds() (min, max int) { return s.opts.MinHistory, s.o
 // Env returns the environment transactions of this Runtime run in, for
 // reference types built on the engine (package refs).
 func (s *Runtime) Env() *Env { return s.env }
+
+// Logger returns the logger of the Runtime's background errors
+// (WithLogger, or slog.Default()), for background work built on it
+// (refs' watchers, locks and groups over an STM).
+func (s *Runtime) Logger() *slog.Logger { return s.env.Log() }
 
 // Counters returns the Runtime's counters (stm.STM.Stats snapshots them).
 func (s *Runtime) Counters() *Stats { return &s.stats }
@@ -288,7 +296,9 @@ func (s *Runtime) sweeper() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.SweepInterval)
-			_, _ = s.Recover(ctx)
+			if n, err := s.Recover(ctx); err != nil {
+				s.env.Log().Warn("epochal: the background sweep failed; the next one tries again", "coordinator", s.coord.ID(), "recovered", n, "err", err)
+			}
 			cancel()
 		}
 	}

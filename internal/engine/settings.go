@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/epochal/epochal/backend"
@@ -40,6 +41,10 @@ type Settings struct {
 	General       bool
 	Turns         int // local turns: 0 by the coordinator, 1 on, -1 off
 	Faults        Faults
+	// Logger receives what the Runtime's background work cannot return to
+	// a caller (a failed sweep, a failed cleanup, a backend that lost its
+	// data). Nil: slog.Default() at the time of each record.
+	Logger *slog.Logger
 }
 
 // Defaults returns the settings of an STM opened without options.

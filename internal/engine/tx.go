@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +37,20 @@ type Env struct {
 	// Faults holds test-only switches that break the protocol on purpose,
 	// so that tests and jepsen-lite can show their checkers catch it.
 	Faults Faults
+	// Logger, if not nil, receives the background errors of commits
+	// (Log returns slog.Default() otherwise).
+	Logger *slog.Logger
 
 	floors sync.Map // backend ID -> *atomic.Uint64: other clocks' floors
+}
+
+// Log returns the logger background errors go to: Logger, or
+// slog.Default().
+func (e *Env) Log() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.Default()
 }
 
 // Faults are deliberate protocol bugs for proving checkers. Never set them
