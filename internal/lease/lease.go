@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,6 +87,7 @@ type Session struct {
 	stop  chan struct{} // closed by Close: stop renewing
 
 	clk      clock
+	log      *slog.Logger // nil: slog.Default()
 	mu       sync.Mutex
 	deadline time.Time // monotonic
 	timer    timer
@@ -102,17 +104,32 @@ type Session struct {
 }
 
 // Open starts a session with a lease and keeps it renewed until Close or
-// loss.
+// loss. It logs to slog.Default() (OpenLog).
 func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
-	return open(ctx, drv, lease, realClock{})
+	return open(ctx, drv, lease, realClock{}, nil)
 }
 
-func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock) (*Session, error) {
+// OpenLog is Open with the logger of the session's background errors
+// (failed renewals, the session's loss, a failed close); nil means
+// slog.Default().
+func OpenLog(ctx context.Context, drv backend.Sessions, lease time.Duration, log *slog.Logger) (*Session, error) {
+	return open(ctx, drv, lease, realClock{}, log)
+}
+
+// logger returns the session's logger.
+func (s *Session) logger() *slog.Logger {
+	if s.log != nil {
+		return s.log
+	}
+	return slog.Default()
+}
+
+func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock, log *slog.Logger) (*Session, error) {
 	if lease <= 0 {
 		return nil, fmt.Errorf("%w: %v", ErrBadLease, lease)
 	}
 	var raw [12]byte
-	_, _ = rand.Read(raw[:])
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (it panics instead)
 	id := hex.EncodeToString(raw[:])
 	t0 := clk.Now()
 	eff, err := drv.OpenSession(ctx, id, lease, Holder)
@@ -121,7 +138,7 @@ func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk cl
 		// the backend ends it within its lease.
 		return nil, err
 	}
-	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk}
+	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk, log: log}
 	s.mu.Lock()
 	s.deadline = t0.Add(sure(eff))
 	s.timer = clk.AfterFunc(s.deadline.Sub(clk.Now()), s.checkDeadline)
@@ -208,11 +225,14 @@ func (s *Session) lose(err error) {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
+		s.logger().Warn("epochal: session lost: whatever it held (locks, group memberships) is no longer its own", "session", s.id, "lease", s.lease, "err", err)
 		// Free what it held early; the backend ends it anyway.
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			_ = s.drv.CloseSession(ctx, s.id)
+			if err := s.drv.CloseSession(ctx, s.id); err != nil && !errors.Is(err, backend.ErrSessionGone) && !errors.Is(err, backend.ErrClosed) {
+				s.logger().Debug("epochal: closing a lost session failed; the backend ends it at its lease", "session", s.id, "err", err)
+			}
 		}()
 	}
 }
@@ -255,6 +275,7 @@ func (s *Session) renew() {
 		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed), errors.Is(err, backend.ErrDataLost):
 			s.lose(err)
 		default:
+			s.logger().Warn("epochal: session renewal failed; trying again before the lease runs out", "session", s.id, "lease", s.lease, "err", err)
 			next = period / 4 // try again soon; the deadline decides
 		}
 	}
@@ -458,11 +479,19 @@ var pool struct {
 var Linger = 5 * time.Second
 
 // Acquire returns this process's live session for drv and lease, opening
-// one if needed; Release gives it back. Concurrent callers for the same
+// one if needed; Release gives it back. A session opened here logs its
+// background errors to slog.Default() (AcquireLog). Concurrent callers for the same
 // drv and lease share one OpenSession in flight, each waiting no longer
 // than its own ctx; if that open fails, a caller still waiting opens
 // again with its own ctx. No caller ever waits for another key's open.
 func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
+	return AcquireLog(ctx, drv, lease, nil)
+}
+
+// AcquireLog is Acquire whose session, if it opens one, logs to log (nil:
+// slog.Default()). A pooled session is shared: it logs to the logger of
+// the caller that opened it.
+func AcquireLog(ctx context.Context, drv backend.Sessions, lease time.Duration, log *slog.Logger) (*Session, error) {
 	k := poolKey{drv, lease}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -498,7 +527,7 @@ func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*S
 		pool.opens[k] = op
 		pool.mu.Unlock()
 
-		s, err := Open(ctx, drv, lease)
+		s, err := OpenLog(ctx, drv, lease, log)
 
 		pool.mu.Lock()
 		delete(pool.opens, k)
@@ -543,7 +572,9 @@ func (s *Session) Release() {
 		if idle {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			_ = s.Close(ctx)
+			if err := s.Close(ctx); err != nil {
+				s.logger().Warn("epochal: closing an idle session failed; the backend ends it at its lease", "session", s.id, "err", err)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/internal/testkit/logrec"
 )
 
 // renewals wraps the mem backend to count, stall or hold renewals.
@@ -17,9 +19,12 @@ type renewals struct {
 	*mem.Backend
 	n     atomic.Int64
 	stall atomic.Bool   // block until the call's ctx ends
+	fail  atomic.Bool   // refuse at once with errRefused
 	hold  chan struct{} // if set: answer only once it is closed
 	seen  chan struct{} // a renewal arrived
 }
+
+var errRefused = errors.New("renewal refused (test)")
 
 func newRenewals() *renewals { return &renewals{Backend: mem.New(), seen: make(chan struct{}, 100)} }
 
@@ -28,6 +33,9 @@ func (r *renewals) RenewSession(ctx context.Context, id string, now time.Time) e
 	select {
 	case r.seen <- struct{}{}:
 	default:
+	}
+	if r.fail.Load() {
+		return errRefused
 	}
 	if r.stall.Load() {
 		<-ctx.Done()
@@ -191,7 +199,7 @@ func TestLostAtDeadline(t *testing.T) {
 	r.stall.Store(true)
 	c := newFakeClock()
 	const lease = 300 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +222,7 @@ func TestRenewedStaysAlive(t *testing.T) {
 	r := newRenewals()
 	c := newFakeClock()
 	const lease = 150 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +246,7 @@ func TestLateRenewalDoesNotReopen(t *testing.T) {
 	r.hold = make(chan struct{})
 	c := newFakeClock()
 	const lease = 600 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +268,7 @@ func TestSessionGone(t *testing.T) {
 	r := newRenewals()
 	c := newFakeClock()
 	const lease = 3 * time.Second
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,5 +496,43 @@ func TestConcurrentAcquiresShareOneOpen(t *testing.T) {
 	}
 	for range 3 {
 		first.Release()
+	}
+}
+
+// TestRenewalFailureLogged: a failed renewal is logged with the session
+// and the error, and so is the session's loss at its deadline.
+func TestRenewalFailureLogged(t *testing.T) {
+	r := newRenewals()
+	r.fail.Store(true)
+	c := newFakeClock()
+	h, log := logrec.New()
+	const lease = 300 * time.Millisecond
+	s, err := open(context.Background(), r, lease, c, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing
+	defer cancel()
+	c.awaitTimer(t)
+	c.Advance(lease / 3)
+	rec, ok := h.Wait(ctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: session renewal failed; trying again before the lease runs out"
+	})
+	if !ok {
+		t.Fatalf("no renewal failure logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRefused) || rec.Attrs["session"] != s.ID() || rec.Level != slog.LevelWarn {
+		t.Fatalf("record %+v, want Warn with session %s and the refusal", rec, s.ID())
+	}
+	c.Advance(lease)
+	done(t, s, time.Minute)
+	rec, ok = h.Wait(ctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: session lost: whatever it held (locks, group memberships) is no longer its own"
+	})
+	if !ok {
+		t.Fatalf("no loss logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, ErrExpired) || rec.Attrs["session"] != s.ID() {
+		t.Fatalf("record %+v, want session %s and ErrExpired", rec, s.ID())
 	}
 }
