@@ -385,6 +385,9 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 			ov = zero
 		}
 	}
+	if gap {
+		r.s.Env().Tel.Gap(context.Background())
+	}
 	for i, wt := range ws {
 		if gap {
 			if wt.gap != nil {

@@ -36,7 +36,9 @@ func TestSweepFailureLogged(t *testing.T) {
 	})
 	wctx, cancel := context.WithTimeout(ctx, time.Minute) // a bound, not a timing
 	defer cancel()
-	r, ok := h.Wait(wctx, func(r logrec.Record) bool { return r.Message == "epochal: the background sweep failed; the next one tries again" })
+	r, ok := h.Wait(wctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: the background sweep failed; the next one tries again"
+	})
 	if !ok {
 		t.Fatalf("no sweep failure logged; records: %v", h.Records())
 	}

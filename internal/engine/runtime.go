@@ -13,6 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
@@ -101,6 +105,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 		CommuteRounds: DefaultCommuteRounds,
 		Faults:        o.Faults,
 		Logger:        o.Logger,
+		Tel:           NewTelemetry(o.MeterProvider, o.TracerProvider),
 	}
 	// Local turns spare collisions on a server; an in-process coordinator
 	// has none to spare (WithLocalTurns).
@@ -332,12 +337,18 @@ func (s *Runtime) Isolated(ctx context.Context, fn func(tx *Tx) error) error {
 	return s.run(ctx, fn)
 }
 
-func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
+func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if fn == nil {
 		return ErrNilFunc
 	}
 	if err := s.Err(); err != nil {
 		return err
+	}
+	attempts := 0
+	if tr := s.env.Tel.Tracer(); tr != nil {
+		var span trace.Span
+		ctx, span = tr.Start(ctx, SpanDosync)
+		defer func() { endDosync(span, attempts, err) }()
 	}
 	var prio Priority
 	var prefetch []Key
@@ -345,6 +356,7 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		attempts = attempt + 1
 		tx, err := Begin(ctx, s.env, &prio, prefetch)
 		if err != nil {
 			return s.Note(err)
@@ -362,6 +374,7 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		s.stats.Retries.Add(1)
+		s.env.Tel.retry(ctx)
 		if attempt >= s.opts.MaxRetries {
 			var last *RetryError
 			errors.As(err, &last)
@@ -379,6 +392,29 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 	}
+}
+
+// endDosync ends a Dosync's span with how many attempts it made and how
+// it ended.
+func endDosync(span trace.Span, attempts int, err error) {
+	outcome := "committed"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrRetryLimit):
+		outcome = "retry_limit"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		outcome = "canceled"
+	case errors.Is(err, ErrOutcomeUnknown):
+		outcome = "unknown"
+	default:
+		outcome = "error" // the function's own error, or a backend's
+	}
+	span.SetAttributes(attribute.Int(AttrAttempts, attempts), attribute.String(AttrOutcome, outcome))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // attempt runs fn once and commits. The engine's own unwinding panics are

@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
@@ -45,6 +48,10 @@ type Settings struct {
 	// a caller (a failed sweep, a failed cleanup, a backend that lost its
 	// data). Nil: slog.Default() at the time of each record.
 	Logger *slog.Logger
+	// MeterProvider and TracerProvider are where the Runtime's metrics
+	// and spans go; nil: OpenTelemetry's global providers.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults returns the settings of an STM opened without options.

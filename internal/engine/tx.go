@@ -40,6 +40,8 @@ type Env struct {
 	// Logger, if not nil, receives the background errors of commits
 	// (Log returns slog.Default() otherwise).
 	Logger *slog.Logger
+	// Tel holds the OpenTelemetry instruments and tracer (nil: none).
+	Tel *Telemetry
 
 	floors sync.Map // backend ID -> *atomic.Uint64: other clocks' floors
 }
@@ -341,7 +343,9 @@ func (tx *Tx) drawRP() error {
 	if tx.rpSet {
 		return nil
 	}
+	end := tx.step(SpanReadPoint)
 	p, err := tx.env.Points.ReadPoint(tx.ctx)
+	end(err)
 	if err != nil {
 		return fmt.Errorf("txn: read point: %w", err)
 	}
@@ -753,6 +757,7 @@ func (tx *Tx) faulted(e *entry, anyNewest bool) {
 		return
 	}
 	tx.env.Stats.ReadFaults.Add(1)
+	tx.env.Tel.conflict(tx.ctx, ReasonReadFault)
 	tx.unwind(retryf("read fault: history of %q no longer reaches point %d", e.name, tx.rp))
 }
 
