@@ -13,8 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/epochal/epochal/backend"
@@ -229,6 +231,15 @@ func (s *Runtime) Env() *Env { return s.env }
 // (WithLogger, or slog.Default()), for background work built on it
 // (refs' watchers, locks and groups over an STM).
 func (s *Runtime) Logger() *slog.Logger { return s.env.Log() }
+
+// MeterProvider returns where the Runtime's metrics go (WithMeterProvider,
+// or the global provider), for locks and groups over it.
+func (s *Runtime) MeterProvider() metric.MeterProvider {
+	if s.opts.MeterProvider != nil {
+		return s.opts.MeterProvider
+	}
+	return otel.GetMeterProvider()
+}
 
 // Counters returns the Runtime's counters (stm.STM.Stats snapshots them).
 func (s *Runtime) Counters() *Stats { return &s.stats }

@@ -23,6 +23,12 @@ const (
 	MetricConflicts      = "epochal.stm.conflicts"
 	MetricCommitDuration = "epochal.stm.commit.duration"
 	MetricWatchGaps      = "epochal.watch.gaps"
+	// Of locks and groups (their sessions).
+	MetricLockWait    = "epochal.lock.wait.duration"
+	MetricLockHeld    = "epochal.lock.held.duration"
+	MetricSessionLost = "epochal.session.lost"
+	AttrLockMode      = "epochal.lock.mode"    // read, write
+	AttrLockOutcome   = "epochal.lock.outcome" // acquired, gave_up, error
 
 	AttrPath     = "epochal.commit.path"     // one_phase, general, read_only
 	AttrReason   = "epochal.conflict.reason" // newer, locked, read_fault, yield

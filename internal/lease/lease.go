@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/epochal/epochal/backend"
 )
 
@@ -87,7 +89,7 @@ type Session struct {
 	stop  chan struct{} // closed by Close: stop renewing
 
 	clk      clock
-	log      *slog.Logger // nil: slog.Default()
+	obs      Observer
 	mu       sync.Mutex
 	deadline time.Time // monotonic
 	timer    timer
@@ -106,25 +108,31 @@ type Session struct {
 // Open starts a session with a lease and keeps it renewed until Close or
 // loss. It logs to slog.Default() (OpenLog).
 func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
-	return open(ctx, drv, lease, realClock{}, nil)
+	return open(ctx, drv, lease, realClock{}, Observer{})
 }
 
-// OpenLog is Open with the logger of the session's background errors
-// (failed renewals, the session's loss, a failed close); nil means
-// slog.Default().
-func OpenLog(ctx context.Context, drv backend.Sessions, lease time.Duration, log *slog.Logger) (*Session, error) {
-	return open(ctx, drv, lease, realClock{}, log)
+// Observer is who hears of a session's background events: Log its
+// errors (failed renewals, its loss, a failed close; nil: slog.Default()),
+// Lost counts its loss (nil: not counted).
+type Observer struct {
+	Log  *slog.Logger
+	Lost metric.Int64Counter
+}
+
+// OpenWith is Open with the observer of the session's background events.
+func OpenWith(ctx context.Context, drv backend.Sessions, lease time.Duration, obs Observer) (*Session, error) {
+	return open(ctx, drv, lease, realClock{}, obs)
 }
 
 // logger returns the session's logger.
 func (s *Session) logger() *slog.Logger {
-	if s.log != nil {
-		return s.log
+	if s.obs.Log != nil {
+		return s.obs.Log
 	}
 	return slog.Default()
 }
 
-func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock, log *slog.Logger) (*Session, error) {
+func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock, obs Observer) (*Session, error) {
 	if lease <= 0 {
 		return nil, fmt.Errorf("%w: %v", ErrBadLease, lease)
 	}
@@ -138,7 +146,7 @@ func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk cl
 		// the backend ends it within its lease.
 		return nil, err
 	}
-	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk, log: log}
+	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk, obs: obs}
 	s.mu.Lock()
 	s.deadline = t0.Add(sure(eff))
 	s.timer = clk.AfterFunc(s.deadline.Sub(clk.Now()), s.checkDeadline)
@@ -225,6 +233,9 @@ func (s *Session) lose(err error) {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
+		if s.obs.Lost != nil {
+			s.obs.Lost.Add(context.Background(), 1)
+		}
 		s.logger().Warn("epochal: session lost: whatever it held (locks, group memberships) is no longer its own", "session", s.id, "lease", s.lease, "err", err)
 		// Free what it held early; the backend ends it anyway.
 		go func() {
@@ -480,18 +491,18 @@ var Linger = 5 * time.Second
 
 // Acquire returns this process's live session for drv and lease, opening
 // one if needed; Release gives it back. A session opened here logs its
-// background errors to slog.Default() (AcquireLog). Concurrent callers for the same
+// background errors to slog.Default() (AcquireWith). Concurrent callers for the same
 // drv and lease share one OpenSession in flight, each waiting no longer
 // than its own ctx; if that open fails, a caller still waiting opens
 // again with its own ctx. No caller ever waits for another key's open.
 func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
-	return AcquireLog(ctx, drv, lease, nil)
+	return AcquireWith(ctx, drv, lease, Observer{})
 }
 
-// AcquireLog is Acquire whose session, if it opens one, logs to log (nil:
-// slog.Default()). A pooled session is shared: it logs to the logger of
-// the caller that opened it.
-func AcquireLog(ctx context.Context, drv backend.Sessions, lease time.Duration, log *slog.Logger) (*Session, error) {
+// AcquireWith is Acquire whose session, if it opens one, reports to obs.
+// A pooled session is shared: it reports to the observer of the caller
+// that opened it.
+func AcquireWith(ctx context.Context, drv backend.Sessions, lease time.Duration, obs Observer) (*Session, error) {
 	k := poolKey{drv, lease}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -527,7 +538,7 @@ func AcquireLog(ctx context.Context, drv backend.Sessions, lease time.Duration, 
 		pool.opens[k] = op
 		pool.mu.Unlock()
 
-		s, err := OpenLog(ctx, drv, lease, log)
+		s, err := OpenWith(ctx, drv, lease, obs)
 
 		pool.mu.Lock()
 		delete(pool.opens, k)

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/internal/testkit/logrec"
@@ -199,7 +202,7 @@ func TestLostAtDeadline(t *testing.T) {
 	r.stall.Store(true)
 	c := newFakeClock()
 	const lease = 300 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c, nil)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +225,7 @@ func TestRenewedStaysAlive(t *testing.T) {
 	r := newRenewals()
 	c := newFakeClock()
 	const lease = 150 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c, nil)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +249,7 @@ func TestLateRenewalDoesNotReopen(t *testing.T) {
 	r.hold = make(chan struct{})
 	c := newFakeClock()
 	const lease = 600 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c, nil)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +271,7 @@ func TestSessionGone(t *testing.T) {
 	r := newRenewals()
 	c := newFakeClock()
 	const lease = 3 * time.Second
-	s, err := open(context.Background(), r, lease, c, nil)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,8 +509,15 @@ func TestRenewalFailureLogged(t *testing.T) {
 	r.fail.Store(true)
 	c := newFakeClock()
 	h, log := logrec.New()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	lost, err := mp.Meter("test").Int64Counter("lost")
+	if err != nil {
+		t.Fatal(err)
+	}
 	const lease = 300 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c, log)
+	s, err := open(context.Background(), r, lease, c, Observer{Log: log, Lost: lost})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,5 +544,20 @@ func TestRenewalFailureLogged(t *testing.T) {
 	}
 	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, ErrExpired) || rec.Attrs["session"] != s.ID() {
 		t.Fatalf("record %+v, want session %s and ErrExpired", rec, s.ID())
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				n += dp.Value
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("sessions lost counted %d, want 1", n)
 	}
 }
