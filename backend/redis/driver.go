@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,9 @@ type Config struct {
 	// what the mark renewed last asks. Default backend.WatchKeep (256);
 	// at least 1.
 	WatchKeep int
+	// Logger receives what the backend cannot return to a caller (the
+	// server lost this backend's data). Default (nil): slog.Default().
+	Logger *slog.Logger
 }
 
 // ErrConfig reports a bad Config.
