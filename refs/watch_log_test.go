@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/testkit/logrec"
 	"github.com/epochal/epochal/refs"
 	"github.com/epochal/epochal/stm"
@@ -28,13 +32,18 @@ func (p picky) Unmarshal(data []byte, v any) error {
 }
 
 // A value a watcher cannot decode is skipped and logged, with the ref and
-// the error, to the STM's logger (stm.WithLogger); the next is delivered.
+// the error, to the STM's logger (stm.WithLogger); the next is delivered,
+// announced as a gap (its old value is the undecodable one): counted in
+// epochal.watch.gaps.
 func TestWatchDecodeFailureLogged(t *testing.T) {
 	ctx := context.Background()
 	be := mem.New()
 	t.Cleanup(func() { _ = be.Close() })
 	h, log := logrec.New()
-	s, err := stm.Open(ctx, be, stm.WithLogger(log), stm.WithSweepInterval(0))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(ctx) })
+	s, err := stm.Open(ctx, be, stm.WithLogger(log), stm.WithSweepInterval(0), stm.WithMeterProvider(mp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,5 +82,23 @@ func TestWatchDecodeFailureLogged(t *testing.T) {
 	}
 	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errUndecodable) || rec.Attrs["ref"] != "log/w" {
 		t.Fatalf("record %+v", rec)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	gaps := int64(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == engine.MetricWatchGaps {
+				gaps = 0
+				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					gaps += dp.Value
+				}
+			}
+		}
+	}
+	if gaps != 1 {
+		t.Fatalf("%s = %d, want 1", engine.MetricWatchGaps, gaps)
 	}
 }
