@@ -247,3 +247,74 @@ func TestTelemetryReadPointSpan(t *testing.T) {
 	}
 	t.Fatalf("no %s span", engine.SpanReadPoint)
 }
+
+// Spans on while transactions of several goroutines collide, on both
+// paths and with local turns (run with -race: the step spans swap the
+// attempt's ctx): every increment lands, and each Dosync has its span.
+func TestTelemetryConcurrent(t *testing.T) {
+	for _, general := range []bool{false, true} {
+		opts := []stm.Option{stm.WithLocalTurns()}
+		if general {
+			opts = append(opts, engine.WithGeneralPath())
+		}
+		ctx := context.Background()
+		s, reader, rec := instrumented(t, opts...)
+		a, err := refs.New(ctx, s, "otel/a", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := refs.New(ctx, s, "otel/b", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const workers, each = 4, 25
+		errs := make(chan error, workers)
+		for w := 0; w < workers; w++ {
+			go func() {
+				for i := 0; i < each; i++ {
+					if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+						a.Alter(tx, func(v int) int { return v + 1 })
+						b.Commute(tx, func(v int) int { return v + 1 })
+						return nil
+					}); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for w := 0; w < workers; w++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		va, err := a.Deref(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vb, err := b.Deref(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if va != workers*each || vb != workers*each {
+			t.Fatalf("general %v: a = %d, b = %d, want %d", general, va, vb, workers*each)
+		}
+		// A fast-path commit of stale commutes may finish on the general
+		// path (Escalated): count both.
+		got := sum(t, reader, engine.MetricCommits, attribute.String(engine.AttrPath, "one_phase")) +
+			sum(t, reader, engine.MetricCommits, attribute.String(engine.AttrPath, "general"))
+		if got != workers*each {
+			t.Errorf("general %v: %d commits counted, want %d", general, got, workers*each)
+		}
+		committed := 0
+		for _, sp := range rec.Ended() {
+			if v, _ := spanAttr(sp, engine.AttrOutcome); sp.Name() == engine.SpanDosync && v.AsString() == "committed" {
+				committed++
+			}
+		}
+		if committed < workers*each {
+			t.Errorf("general %v: %d committed Dosync spans, want at least %d", general, committed, workers*each)
+		}
+	}
+}
