@@ -95,3 +95,47 @@ func TestCleanupFailureLogged(t *testing.T) {
 		t.Fatalf("no cleanup failure logged for %s; records: %v", id, h.Records())
 	}
 }
+
+// A commit whose CommitRecord failed and whose outcome could not be
+// learned either (AbortRecord failed too) returns ErrOutcomeUnknown and
+// logs the failed lookup with the transaction's id.
+func TestUnknownOutcomeLogged(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	f := faulty.Wrap(be)
+	h, log := logrec.New()
+	s, err := stm.Open(ctx, f, stm.WithLogger(log), stm.WithSweepInterval(0), engine.WithGeneralPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	r, err := refs.New(ctx, s, "log/a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetHook(func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpCommitRecord || c.Op == faulty.OpAbortRecord {
+			return faulty.FailBefore
+		}
+		return faulty.Pass
+	})
+	var id string
+	err = s.Dosync(ctx, func(tx *txn.Tx) error {
+		id = tx.ID()
+		r.Set(tx, 1)
+		return nil
+	})
+	if !errors.Is(err, stm.ErrOutcomeUnknown) {
+		t.Fatalf("Dosync = %v, want ErrOutcomeUnknown", err)
+	}
+	for _, rec := range h.Records() {
+		if rec.Attrs["txn"] == id && rec.Attrs["step"] == "learn the outcome of a failed commit" {
+			if e, _ := rec.Attrs["err"].(error); !errors.Is(e, faulty.ErrInjected) {
+				t.Fatalf("err = %v, want the injected fault", rec.Attrs["err"])
+			}
+			return
+		}
+	}
+	t.Fatalf("no failed lookup logged for %s: %v", id, h.Records())
+}

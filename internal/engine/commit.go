@@ -391,6 +391,7 @@ func (tx *Tx) commitGeneral(items []*item, start time.Time) (cp clock.Point, err
 		final, aerr, known = learn(tx.ctx, env.Coord, tx.id, max(env.Lease, minCleanup), func(ctx context.Context, rec backend.Record, err error) {
 			switch {
 			case err != nil: // the outcome is unknown: leave it to the lease
+				tx.cleanupFailed("learn the outcome of a failed commit", err)
 			case rec.Status == backend.Committed:
 				tx.finishWith(ctx, groups, rec)
 			default:
