@@ -100,12 +100,21 @@ func TestCleanupFailureLogged(t *testing.T) {
 // learned either (AbortRecord failed too) returns ErrOutcomeUnknown and
 // logs the failed lookup with the transaction's id.
 func TestUnknownOutcomeLogged(t *testing.T) {
+	t.Run("general", func(t *testing.T) { testUnknownOutcomeLogged(t, true) })
+	t.Run("one_phase", func(t *testing.T) { testUnknownOutcomeLogged(t, false) })
+}
+
+func testUnknownOutcomeLogged(t *testing.T, general bool) {
 	ctx := context.Background()
 	be := mem.New()
 	t.Cleanup(func() { _ = be.Close() })
 	f := faulty.Wrap(be)
 	h, log := logrec.New()
-	s, err := stm.Open(ctx, f, stm.WithLogger(log), stm.WithSweepInterval(0), engine.WithGeneralPath())
+	opts := []stm.Option{stm.WithLogger(log), stm.WithSweepInterval(0)}
+	if general {
+		opts = append(opts, engine.WithGeneralPath())
+	}
+	s, err := stm.Open(ctx, f, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +124,7 @@ func TestUnknownOutcomeLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.SetHook(func(c faulty.Call) faulty.Fault {
-		if c.Op == faulty.OpCommitRecord || c.Op == faulty.OpAbortRecord {
+		if c.Op == faulty.OpCommitRecord || c.Op == faulty.OpCommitOnePhase || c.Op == faulty.OpAbortRecord {
 			return faulty.FailBefore
 		}
 		return faulty.Pass

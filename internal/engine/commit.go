@@ -279,7 +279,13 @@ func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked boo
 // wrapping the ctx's error), and the lookup still makes it final.
 func (tx *Tx) learn(cause error) (clock.Point, error) {
 	tx.env.Stats.Unknown.Add(1)
-	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, max(tx.env.Lease, minCleanup), nil)
+	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, max(tx.env.Lease, minCleanup), func(_ context.Context, _ backend.Record, err error) {
+		if err != nil {
+			// Logged even when the caller still waits (it gets the error
+			// too): once it has gone, nobody else hears of it.
+			tx.cleanupFailed("learn the outcome of a failed commit", err)
+		}
+	})
 	if !known || err != nil {
 		return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, err)
 	}
