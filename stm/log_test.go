@@ -148,3 +148,37 @@ func testUnknownOutcomeLogged(t *testing.T, general bool) {
 	}
 	t.Fatalf("no failed lookup logged for %s: %v", id, h.Records())
 }
+
+// An atom's change whose outcome could not be learned logs the failed
+// lookup with the ref's name.
+func TestAtomUnknownOutcomeLogged(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	f := faulty.Wrap(be)
+	h, log := logrec.New()
+	s, err := stm.Open(ctx, f, stm.WithLogger(log), stm.WithSweepInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	a, err := refs.NewAtom(ctx, s, "log/atom", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetHook(func(c faulty.Call) faulty.Fault {
+		if c.Op == faulty.OpCommitOnePhase || c.Op == faulty.OpAbortRecord {
+			return faulty.FailBefore
+		}
+		return faulty.Pass
+	})
+	if err := a.Reset(ctx, 1); !errors.Is(err, stm.ErrOutcomeUnknown) {
+		t.Fatalf("Reset = %v, want ErrOutcomeUnknown", err)
+	}
+	for _, rec := range h.Records() {
+		if rec.Message == "epochal: learning the outcome of a change failed; its record's lease settles it" && rec.Attrs["ref"] == "log/atom" {
+			return
+		}
+	}
+	t.Fatalf("no failed lookup logged: %v", h.Records())
+}
