@@ -4,11 +4,13 @@ import (
 	"context"
 	"testing"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	tnoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/internal/engine"
@@ -316,5 +318,43 @@ func TestTelemetryConcurrent(t *testing.T) {
 		if committed < workers*each {
 			t.Errorf("general %v: %d committed Dosync spans, want at least %d", general, committed, workers*each)
 		}
+	}
+}
+
+// With no WithTracerProvider, the global provider is looked up at each
+// Dosync: one installed after Open gets the spans from then on. (It sets
+// the process's global provider: a no-op one at the end.)
+func TestTelemetryGlobalTracerInstalledLater(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	s, err := stm.Open(ctx, be, stm.WithSweepInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	a, err := refs.New(ctx, s, "otel/a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := func() {
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { a.Alter(tx, func(v int) int { return v + 1 }); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inc() // before: the placeholder, no span anywhere
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(tnoop.NewTracerProvider()); _ = tp.Shutdown(ctx) })
+	inc()
+	n := 0
+	for _, sp := range rec.Ended() {
+		if sp.Name() == engine.SpanDosync {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d Dosync spans after the provider was installed, want 1", n)
 	}
 }
