@@ -29,6 +29,13 @@
 // the events after such a snapshot: a list-then-watch that misses nothing
 // and counts nothing twice.
 //
+// What a membership does in the background (its watcher's reads, rejoins
+// and removals, its session's renewals) cannot fail a call: failures are
+// logged to WithLogger's logger, by default the STM's when the store is an
+// *stm.STM (stm.WithLogger), else slog.Default(). Its session counts its
+// loss in epochal.session.lost (WithMeterProvider; by default the STM's,
+// else OpenTelemetry's global provider).
+//
 // # Usage
 //
 //	g, err := group.Join(ctx, s, "workers", "host-a", group.WithData(meta))
@@ -52,8 +59,11 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/lease"
 	"github.com/epochal/epochal/internal/names"
 )
@@ -134,6 +144,45 @@ type options struct {
 	hasData bool
 	lease   time.Duration
 	buffer  int
+	log     *slog.Logger
+	mp      metric.MeterProvider
+}
+
+// WithLogger sets the logger of the membership's background errors (its
+// watcher's failed reads and rejoins, a failed removal, data the store
+// refused, its session's failed renewals and loss). Default: the STM's
+// (stm.WithLogger) when the store is an *stm.STM, else slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
+}
+
+// WithMeterProvider sets where the membership's session counts its loss
+// (epochal.session.lost). Default: the STM's when the store is an
+// *stm.STM, else otel.GetMeterProvider().
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) error { o.mp = mp; return nil }
+}
+
+// observe fills in the logger and meter provider from store (an
+// *stm.STM's) or the defaults, and returns the sessions' observer.
+func (o *options) observe(store backend.SessionStore) lease.Observer {
+	if h, ok := store.(engine.Host); ok {
+		if o.log == nil {
+			o.log = engine.Of(h).Logger()
+		}
+		if o.mp == nil {
+			o.mp = engine.Of(h).MeterProvider()
+		}
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	if o.mp == nil {
+		o.mp = otel.GetMeterProvider()
+	}
+	// An instrument's error leaves a no-op one (the API's contract).
+	lost, _ := o.mp.Meter(engine.ScopeName).Int64Counter(engine.MetricSessionLost, metric.WithUnit("{session}"), metric.WithDescription("Sessions (of locks and groups) lost: not renewed in time, or ended by the backend"))
+	return lease.Observer{Log: o.log, Lost: lost}
 }
 
 // WithData sets the member's data: any msgpack-encodable value.
@@ -196,6 +245,8 @@ type Group struct {
 	dir    string
 	lease  time.Duration
 	key    [3]any
+	log    *slog.Logger
+	obs    lease.Observer
 
 	events chan Event
 	track  *tracker
@@ -240,8 +291,10 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	if err != nil {
 		return nil, fmt.Errorf("group: %w", err)
 	}
+	obs := o.observe(store)
 	g := &Group{
 		drv: drv, group: group, member: member, dir: DirPrefix + group, lease: o.lease,
+		log: o.log, obs: obs,
 		key:    [3]any{drv, group, member},
 		events: make(chan Event, o.buffer),
 		stop:   make(chan struct{}), done: make(chan struct{}),
@@ -265,7 +318,9 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	}
 	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir})
 	if err != nil {
-		_ = g.remove(ctx, sess)
+		if rerr := g.remove(ctx, sess); rerr != nil {
+			g.log.Warn("epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
+		}
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
@@ -292,7 +347,7 @@ func (g *Group) forget() {
 // Update while the member rejoined), it adds the data it last accepted.
 func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error) {
 	for {
-		sess, err := lease.Acquire(ctx, g.drv, g.lease)
+		sess, err := lease.AcquireWith(ctx, g.drv, g.lease, g.obs)
 		if err != nil {
 			return nil, 0, nil, fmt.Errorf("group: %q: %w", g.group, err)
 		}
@@ -322,8 +377,10 @@ func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error
 			return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 		}
 		// The outcome is unknown: the add may even arrive after its
-		// removal.
-		_ = sess.Abandon(ctx, g.dir, g.member)
+		// removal. Abandon goes on in the background.
+		if aerr := sess.Abandon(ctx, g.dir, g.member); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
+			g.log.Warn("epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
+		}
 		sess.Release()
 		return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
@@ -364,6 +421,7 @@ func (g *Group) watch() {
 	}()
 	every := g.lease / 3
 	backoff := 10 * time.Millisecond
+	failing := false // the last read failed (logged once per run of failures)
 	for ctx.Err() == nil {
 		g.mu.Lock()
 		sess := g.sess
@@ -377,6 +435,9 @@ func (g *Group) watch() {
 			}
 			s, ver, data, err := g.join(ctx)
 			if err != nil {
+				if ctx.Err() == nil {
+					g.log.Warn("epochal: a member whose session was lost could not rejoin; it tries again", "group", g.group, "member", g.member, "err", err)
+				}
 				if !sleep(ctx, backoff) {
 					return
 				}
@@ -389,6 +450,10 @@ func (g *Group) watch() {
 			backoff = 10 * time.Millisecond
 		}
 		st, err := g.drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir, Adds: true, Since: g.track.revision()})
+		if err != nil && !failing && ctx.Err() == nil {
+			g.log.Warn("epochal: a member's watcher cannot read its group; it tries again", "group", g.group, "member", g.member, "err", err)
+		}
+		failing = err != nil
 		if err == nil {
 			g.track.apply(st)
 			if s := g.current(); s != nil && !s.Lost() {
@@ -407,6 +472,7 @@ func (g *Group) watch() {
 			case <-wctx.Done():
 			}
 		}()
+		// A failed wait only ends the wait: the next read reports failures.
 		_ = g.drv.WaitEntries(wctx, g.dir, "", every)
 		wcancel()
 		if err != nil && !sleep(ctx, backoff) {
@@ -505,7 +571,7 @@ func (g *Group) refused(ver uint64, err error) bool {
 		return false
 	}
 	g.data, g.ver = g.acc, g.sent
-	slog.Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
+	g.log.Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
 	return true
 }
 
@@ -617,7 +683,11 @@ func (g *Group) Leave(ctx context.Context) error {
 		case <-g.done:
 		default:
 			// The watcher is still in a call: leave once it is out.
-			go func() { _ = leave(context.Background()) }()
+			go func() {
+				if err := leave(context.Background()); err != nil {
+					g.log.Warn("epochal: a member's removal in the background failed; its session's end removes it", "group", g.group, "member", g.member, "err", err)
+				}
+			}()
 			return fmt.Errorf("group: %q: leave: %w (the member is removed in the background)", g.member, ctx.Err())
 		}
 	}
@@ -707,6 +777,13 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
+	log := o.log
+	if h, ok := store.(engine.Host); ok && log == nil {
+		log = engine.Of(h).Logger()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
 	present := make([]string, len(from.Members))
 	for i, m := range from.Members {
 		present[i] = m.Name
@@ -720,12 +797,18 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 	go func() {
 		defer wg.Done()
 		backoff := 10 * time.Millisecond
+		failing := false // the last read failed (logged once per run of failures)
 		for ctx.Err() == nil {
 			st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: dir, Adds: true, Since: t.revision()})
+			if err != nil && !failing && ctx.Err() == nil {
+				log.Warn("epochal: a group watch cannot read its group; it tries again", "group", group, "err", err)
+			}
+			failing = err != nil
 			if err == nil {
 				t.apply(st)
 				backoff = 10 * time.Millisecond
 			}
+			// A failed wait only ends the wait: the next read reports failures.
 			_ = drv.WaitEntries(ctx, dir, "", every)
 			if err != nil {
 				if !sleep(ctx, backoff) {

@@ -6,9 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/internal/lease"
 	"github.com/epochal/epochal/internal/names"
 )
@@ -36,6 +42,25 @@ type Option func(*options) error
 
 type options struct {
 	lease time.Duration
+	log   *slog.Logger
+	mp    metric.MeterProvider
+}
+
+// WithLogger sets the logger of the lock's background errors (its
+// session's failed renewals and loss, a failed removal of an entry).
+// Default: the STM's (stm.WithLogger) when the store is an *stm.STM, else
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.log = l; return nil }
+}
+
+// WithMeterProvider sets where the lock's metrics go
+// (epochal.lock.wait.duration, epochal.lock.held.duration,
+// epochal.session.lost; docs/design.md, "Observability"). Default: the
+// STM's (stm.WithMeterProvider) when the store is an *stm.STM, else
+// otel.GetMeterProvider().
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) error { o.mp = mp; return nil }
 }
 
 // WithLease sets how long a holder's lease lasts without renewal: a dead
@@ -57,10 +82,14 @@ func lockDir(name string) string { return lease.LockDirPrefix + name }
 
 // lockBase is what Mutex and RWMutex share: the backend and the lock.
 type lockBase struct {
-	drv   backend.Sessions
-	name  string
-	dir   string
-	lease time.Duration
+	drv      backend.Sessions
+	name     string
+	dir      string
+	lease    time.Duration
+	log      *slog.Logger
+	obs      lease.Observer
+	waitHist metric.Float64Histogram
+	heldHist metric.Float64Histogram
 }
 
 func newBase(store backend.SessionStore, name string, opts []Option) (lockBase, error) {
@@ -77,7 +106,50 @@ func newBase(store backend.SessionStore, name string, opts []Option) (lockBase, 
 	if err != nil {
 		return lockBase{}, fmt.Errorf("locks: %q: %w", name, err)
 	}
-	return lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease}, nil
+	b := lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease, log: o.log}
+	var mp metric.MeterProvider = o.mp
+	if h, ok := store.(engine.Host); ok {
+		if b.log == nil {
+			b.log = engine.Of(h).Logger()
+		}
+		if mp == nil {
+			mp = engine.Of(h).MeterProvider()
+		}
+	}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(engine.ScopeName)
+	// An instrument's error leaves a no-op one (the API's contract).
+	b.waitHist, _ = m.Float64Histogram(engine.MetricLockWait, metric.WithUnit("s"), metric.WithDescription("Time from Lock (RLock, TryLock) to holding the lock or giving up, by mode and outcome"), metric.WithExplicitBucketBoundaries(engine.DurationBuckets...))
+	b.heldHist, _ = m.Float64Histogram(engine.MetricLockHeld, metric.WithUnit("s"), metric.WithDescription("Time a lock was held, from acquisition to its release, by mode"), metric.WithExplicitBucketBoundaries(engine.DurationBuckets...))
+	lost, _ := m.Int64Counter(engine.MetricSessionLost, metric.WithUnit("{session}"), metric.WithDescription("Sessions (of locks and groups) lost: not renewed in time, or ended by the backend"))
+	b.obs = lease.Observer{Log: b.log, Lost: lost}
+	return b, nil
+}
+
+// modeAttr is the metric option of a lock mode.
+func modeAttr(mode string) attribute.KeyValue {
+	if mode == lease.ModeRead {
+		return attribute.String(engine.AttrLockMode, "read")
+	}
+	return attribute.String(engine.AttrLockMode, "write")
+}
+
+// noteWait records a wait for the lock that began at start.
+func (b *lockBase) noteWait(ctx context.Context, mode string, start time.Time, err error) {
+	outcome := "acquired"
+	switch {
+	case err == nil:
+	case errors.Is(err, errHeld), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		outcome = "gave_up"
+	default:
+		outcome = "error"
+	}
+	b.waitHist.Record(context.WithoutCancel(ctx), time.Since(start).Seconds(), metric.WithAttributes(modeAttr(mode), attribute.String(engine.AttrLockOutcome, outcome)))
 }
 
 // hold is one acquisition: an entry of a session.
@@ -86,6 +158,7 @@ type hold struct {
 	entry string
 	token uint64
 	count int
+	since time.Time // when it was acquired
 }
 
 // closedCh is returned by Lost when nothing is held.
@@ -120,7 +193,7 @@ func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold,
 		return nil, fmt.Errorf("locks: %q: %w", b.name, err)
 	}
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, b.lease) {
-		sess, err := lease.Acquire(ctx, b.drv, b.lease)
+		sess, err := lease.AcquireWith(ctx, b.drv, b.lease, b.obs)
 		if err != nil {
 			return nil, fmt.Errorf("locks: %q: %w", b.name, err)
 		}
@@ -144,7 +217,7 @@ func (b *lockBase) acquire(ctx context.Context, mode string, block bool) (*hold,
 // that did not answer or failed (an error).
 func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, block bool) (h *hold, retry bool, err error) {
 	var raw [10]byte
-	_, _ = rand.Read(raw[:])
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (it panics instead)
 	name := mode + "." + hex.EncodeToString(raw[:])
 	req := backend.AddEntryRequest{Session: sess.ID(), Dir: b.dir, Name: name, Sequential: true, Time: time.Now()}
 	var e backend.Entry
@@ -161,8 +234,11 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		}
 		// The outcome may be unknown: the add may still arrive after
 		// its removal (names are never reused: no need to stop the
-		// repeats).
-		_ = sess.Abandon(ctx, b.dir, name)
+		// repeats). Abandon goes on in the background; its first
+		// attempt's failure is logged, the caller gets the add's.
+		if aerr := sess.Abandon(ctx, b.dir, name); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
+			b.log.Warn("epochal: a lock could not yet remove an entry whose addition failed; it keeps trying", "lock", b.name, "entry", name, "session", sess.ID(), "err", aerr)
+		}
 		return nil, false, err
 	}
 	poll := pollFor(sess.Lease())
@@ -287,7 +363,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // background until the entry or its session is gone: an orphan entry of a
 // live session would block the lock (lease.Session.RemoveEntry).
 func (b *lockBase) cleanup(ctx context.Context, sess *lease.Session, name string) {
-	_ = sess.RemoveEntry(ctx, b.dir, name)
+	if err := sess.RemoveEntry(ctx, b.dir, name); err != nil && !errors.Is(err, backend.ErrEntryGone) {
+		b.log.Warn("epochal: a lock could not yet remove an entry it gave up; it keeps trying until the entry or its session is gone", "lock", b.name, "entry", name, "session", sess.ID(), "err", err)
+	}
 }
 
 // release removes a held entry; ErrLost if the session was lost first.

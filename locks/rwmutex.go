@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/internal/goid"
@@ -160,10 +163,17 @@ func (rw *RWMutex) lock(ctx context.Context, mode string, block bool) error {
 		return nil
 	}
 	rw.mu.Unlock()
+	start := time.Now()
 	if err := rw.admit(ctx, mode, g, block); err != nil {
-		return fmt.Errorf("locks: %q: %w", rw.name, err)
+		err = fmt.Errorf("locks: %q: %w", rw.name, err)
+		rw.noteWait(ctx, mode, start, err)
+		return err
 	}
 	h, err := rw.acquire(ctx, mode, block)
+	rw.noteWait(ctx, mode, start, err)
+	if h != nil {
+		h.since = time.Now()
+	}
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
 	if err != nil {
@@ -189,6 +199,7 @@ func (rw *RWMutex) unlock(ctx context.Context, mode string) error {
 	}
 	delete(rw.holds, g)
 	rw.mu.Unlock()
+	rw.heldHist.Record(context.WithoutCancel(ctx), time.Since(gh.h.since).Seconds(), metric.WithAttributes(modeAttr(mode)))
 	err := rw.release(ctx, gh.h)
 	rw.mu.Lock()
 	rw.letOut(mode)

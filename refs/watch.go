@@ -3,7 +3,6 @@ package refs
 import (
 	"cmp"
 	"context"
-	"log/slog"
 	"slices"
 	"sort"
 	"sync/atomic"
@@ -33,7 +32,7 @@ type watchConfig struct {
 }
 
 // OnGap sets the function told about gaps. Without it a gap is logged with
-// log/slog at Warn level: gaps are never silent.
+// at Warn level to the STM's logger (stm.WithLogger): gaps are never silent.
 func OnGap(f GapFn) WatchOption { return func(c *watchConfig) { c.gap = f } }
 
 type watch[T any] struct {
@@ -198,6 +197,7 @@ func (w *watcher[T]) run(ctx context.Context) {
 	lostSince := false
 	var feedMax clock.Point
 	var catchUp time.Time // when the watcher began to wait for the feed
+	failing := false      // the last read of the history failed (logged)
 	tick := time.NewTicker(engine.WatchPoll)
 	defer tick.Stop()
 	for {
@@ -214,6 +214,12 @@ func (w *watcher[T]) run(ctx context.Context) {
 		// message was published, so it reaches the feed, in order, before
 		// any later version's message.
 		vr, err := w.r.versions(ctx)
+		if err != nil && !failing && ctx.Err() == nil {
+			// Once per run of failures: the watcher tries again at each
+			// tick, and delivers (or announces a gap) once it reads.
+			w.r.s.Logger().Warn("epochal: watch cannot read the ref's history; it tries again", "ref", w.r.name, "err", err)
+		}
+		failing = err != nil
 		if feed != nil {
 			fresh, complete := feed.Drain()
 			fed = fed && complete
@@ -350,12 +356,12 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 	if v.Omitted > 0 {
 		// Larger than the limit: the history left it out (not read).
 		_, err := r.decodeVersion(v)
-		slog.Warn("epochal: watch skipped a value larger than the limit", "ref", r.name, "point", v.Point, "err", err)
+		r.s.Logger().Warn("epochal: watch skipped a value larger than the limit", "ref", r.name, "point", v.Point, "err", err)
 		return
 	}
 	nv, ok, err := r.watchValue(v.Value)
 	if err != nil {
-		slog.Warn("epochal: watch skipped a value it cannot decode", "ref", r.name, "point", v.Point, "err", err)
+		r.s.Logger().Warn("epochal: watch skipped a value it cannot decode", "ref", r.name, "point", v.Point, "err", err)
 		return
 	}
 	if !ok {
@@ -379,12 +385,15 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 			ov = zero
 		}
 	}
+	if gap {
+		r.s.Env().Tel.Gap(context.Background())
+	}
 	for i, wt := range ws {
 		if gap {
 			if wt.gap != nil {
 				wt.gap(keys[i], from, v.Point)
 			} else {
-				slog.Warn("epochal: watch missed changes: history was trimmed before it read them", "ref", r.name, "key", keys[i], "after", from, "upto", v.Point)
+				r.s.Logger().Warn("epochal: watch missed changes: history was trimmed before it read them", "ref", r.name, "key", keys[i], "after", from, "upto", v.Point)
 			}
 		}
 		wt.fn(keys[i], r, ov, nv)

@@ -25,4 +25,13 @@
 // older transactions winning) and must have no side effects of its own. A
 // Dosync called with tx.Context() on the same goroutine joins the outer
 // transaction, as nested dosync does in Clojure.
+//
+// # Logs, metrics, traces
+//
+// Background failures (the recovery sweep, a commit's cleanup, watchers)
+// are logged to WithLogger's logger, by default slog.Default(). Metrics
+// and spans go through OpenTelemetry's API to WithMeterProvider's and
+// WithTracerProvider's providers, by default the global ones: a no-op,
+// allocating nothing, until a provider is installed. docs/design.md,
+// "Observability", lists them.
 package stm

@@ -2,7 +2,11 @@ package stm
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/internal/engine"
@@ -137,4 +141,32 @@ func WithoutLocalTurns() Option {
 // docs/benchmarks.md).
 func WithLocalTurns() Option {
 	return func(o *options) error { o.Turns = 1; return nil }
+}
+
+// WithLogger sets the logger of what the STM's background work cannot
+// return to a caller: a failed recovery sweep, a failed cleanup after a
+// commit, a watch that missed changes or skipped a value, a backend that
+// lost its data. Locks and groups over this STM log there too. Default
+// (or nil): slog.Default(), looked up at each record.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error { o.Logger = l; return nil }
+}
+
+// WithMeterProvider sets where the STM's metrics go (see docs/design.md,
+// "Observability": commits, retries, conflicts by reason, commit
+// latency, watch gaps). Default (or nil): otel.GetMeterProvider(), the
+// global one, a no-op until a provider is installed.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) error { o.MeterProvider = mp; return nil }
+}
+
+// WithTracerProvider sets where the STM's spans go: one per Dosync
+// (epochal.dosync, with its attempts and outcome) and one per commit step
+// (read point, one-phase commit, record, lock, stage, commit record,
+// resolve), parents of the driver's own calls' spans (go-redis's, with
+// redisotel). Default (or nil): otel.GetTracerProvider(), looked up at
+// each Dosync: no span is started, nor anything allocated for one, until
+// a provider is installed.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) error { o.TracerProvider = tp; return nil }
 }

@@ -100,13 +100,21 @@ func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any,
 	return res, err
 }
 
+// logger returns the backend's logger (Config.Logger or slog.Default()).
+func (b *Backend) logger() *slog.Logger {
+	if b.cfg.Logger != nil {
+		return b.cfg.Logger
+	}
+	return slog.Default()
+}
+
 // fail records that the server lost this backend's data (why says how it
 // showed) and returns the error every call now returns.
 func (b *Backend) fail(why string) error {
 	err := fmt.Errorf("redis: prefix %q on %s: %s: %w; reopen the backend once the data is restored or deliberately recreated",
 		b.cfg.Prefix, b.cfg.Addr, why, backend.ErrDataLost)
 	if b.lost.CompareAndSwap(nil, &err) {
-		slog.Error("epochal: Redis lost this backend's data; every later call fails", "prefix", b.cfg.Prefix, "addr", b.cfg.Addr, "why", why)
+		b.logger().Error("epochal: Redis lost this backend's data; every later call fails", "prefix", b.cfg.Prefix, "addr", b.cfg.Addr, "why", why)
 	}
 	return *b.lost.Load()
 }

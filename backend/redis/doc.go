@@ -56,4 +56,7 @@
 // nothing and a hint is lost when the subscription reconnects. Every wait
 // of a Backend shares one Pub/Sub connection, subscribed to a dir's
 // channel while the dir has waiters (Close closes it).
+//
+// What the backend cannot return to a caller (the server lost its data) is
+// logged to Config.Logger, by default slog.Default().
 package redis

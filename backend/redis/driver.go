@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,9 @@ type Config struct {
 	// backend.ErrNotFound and names the prefixes the server holds. For
 	// tools that inspect, so that a mistyped prefix leaves no key behind.
 	ReadOnly bool
+	// Logger receives what the backend cannot return to a caller (the
+	// server lost this backend's data). Default (nil): slog.Default().
+	Logger *slog.Logger
 }
 
 // NoNamespaceError is Open's (or New's) error, with Config.ReadOnly, for a

@@ -55,6 +55,10 @@
 // about 480 KB by default: the newest value and a staged one share the
 // ref's znode), and everything one transaction writes here must fit in one
 // request (ErrTooLarge otherwise); older versions are trimmed to fit.
+//
+// What the backend cannot return to a caller (the root deleted under it, a
+// failed background sweep) is logged to Config.Logger, by default
+// slog.Default(), which also gets go-zookeeper's own lines at Debug level.
 package zk
 
 // How sessions are stored, in more detail than the package doc (notes for

@@ -59,8 +59,11 @@ type Config struct {
 	// and includes everything its own process committed, but a lagging
 	// server may show another process's newest commits a little late.
 	SyncReads bool
-	// Logger receives go-zookeeper's log lines (default: discarded).
-	Logger gozk.Logger
+	// Logger receives what the backend cannot return to a caller (the
+	// root deleted under it, a failed background sweep), and
+	// go-zookeeper's own lines at Debug level. Default (nil):
+	// slog.Default().
+	Logger *slog.Logger
 	// ReadOnly opens only a root that already holds Epochal data: Open
 	// and New create no znode (not the root, its ancestors or its layout),
 	// and a root with none is a *NoNamespaceError, which wraps
@@ -222,9 +225,26 @@ var (
 	_ backend.SessionStore = (*Backend)(nil)
 )
 
-type nopLogger struct{}
+// logger returns the backend's logger (Config.Logger or slog.Default()).
+func (b *Backend) logger() *slog.Logger {
+	if b.cfg.Logger != nil {
+		return b.cfg.Logger
+	}
+	return slog.Default()
+}
 
-func (nopLogger) Printf(string, ...any) {}
+// zkLog passes go-zookeeper's lines to a logger at Debug level.
+type zkLog struct{ l *slog.Logger }
+
+func (z zkLog) Printf(format string, args ...any) {
+	l := z.l
+	if l == nil {
+		l = slog.Default()
+	}
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug(fmt.Sprintf(format, args...), "component", "go-zookeeper")
+	}
+}
 
 // Open connects to the ensemble cfg names, waits for a session within ctx,
 // authenticates, and creates Root and its layout if missing.
@@ -232,10 +252,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err := cfg.validate(true); err != nil {
 		return nil, err
 	}
-	var log gozk.Logger = nopLogger{}
-	if cfg.Logger != nil {
-		log = cfg.Logger
-	}
+	log := zkLog{cfg.Logger}
 	neg := &negotiated{}
 	conn, events, err := gozk.Connect(cfg.Servers, cfg.SessionTimeout, gozk.WithLogger(log), gozk.WithLogInfo(false),
 		gozk.WithDialer(neg.dial))
@@ -492,7 +509,7 @@ func (b *Backend) fail() error {
 	err := fmt.Errorf("zk: root %s: its epoch node %s is gone: the root was deleted (and perhaps recreated with another identity) under this backend: %w; reopen the backend once the data is restored or deliberately recreated",
 		b.root, b.epochP, backend.ErrDataLost)
 	if b.lost.CompareAndSwap(nil, &err) {
-		slog.Error("epochal: ZooKeeper root deleted under a live backend; every later call fails", "root", b.root, "id", b.id)
+		b.logger().Error("epochal: ZooKeeper root deleted under a live backend; every later call fails", "root", b.root, "id", b.id)
 	}
 	return *b.lost.Load()
 }

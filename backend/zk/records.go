@@ -370,7 +370,10 @@ func (b *Backend) gcLoop() {
 		}
 		b.flushGC(b.cfg.SessionTimeout, false)
 		sctx, scancel := context.WithTimeout(ctx, b.cfg.SessionTimeout)
-		_ = b.sweepOnePhase(sctx) // tried again on a later tick, or by another process
+		if err := b.sweepOnePhase(sctx); err != nil && ctx.Err() == nil {
+			// Tried again on a later tick, or by another process.
+			b.logger().Warn("epochal: ZooKeeper backend's sweep of one-phase records failed; the next tick tries again", "root", b.root, "err", err)
+		}
 		scancel()
 	}
 }

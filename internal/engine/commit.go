@@ -56,16 +56,18 @@ func (tx *Tx) commit() (clock.Point, error) {
 	if err != nil || len(items) == 0 {
 		if err == nil {
 			tx.env.Stats.ReadOnly.Add(1)
+			tx.env.Tel.commit(tx.ctx, tx.env.Tel.readOnlyOpts())
 		}
 		return 0, err
 	}
+	start := time.Now()
 	if err := tx.drawRP(); err != nil { // blind writes read nothing
 		return 0, err
 	}
 	if tx.env.OnePhase != nil && allIn(items, tx.env.Coord.ID()) {
-		return tx.commitOnePhase(items)
+		return tx.commitOnePhase(items, start)
 	}
-	return tx.commitGeneral(items)
+	return tx.commitGeneral(items, start)
 }
 
 // plan lists the refs to commit and validates the values known up front.
@@ -160,7 +162,7 @@ func (tx *Tx) rp4check() clock.Point {
 }
 
 // commitOnePhase commits with the coordinator's fast path.
-func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
+func (tx *Tx) commitOnePhase(items []*item, start time.Time) (clock.Point, error) {
 	rounds := max(tx.env.CommuteRounds, 1)
 	req := backend.OnePhaseRequest{Txn: tx.id, RP: tx.rp4check(), Items: tx.reqBuf[:0]}
 	stale := 0
@@ -178,7 +180,9 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 			}
 			req.Items = append(req.Items, oi)
 		}
+		end := tx.step(SpanOnePhase)
 		res, err := tx.env.OnePhase.CommitOnePhase(tx.ctx, req)
+		end(err)
 		if errors.Is(err, backend.ErrNotApplied) {
 			// Certainly not applied (too large, a malformed ref, closed):
 			// as on the general path, the error ends the Dosync.
@@ -190,6 +194,7 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 		switch res.Status {
 		case backend.Committed:
 			tx.env.Stats.OnePhase.Add(1)
+			tx.env.Tel.onePhaseDone(tx.ctx, start)
 			return tx.committed(res.CP), nil
 		case backend.Aborted:
 			return 0, retryf("transaction %s was aborted", tx.id)
@@ -199,6 +204,7 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 			switch c.Reason {
 			case backend.Newer:
 				tx.env.Stats.Conflicts.Add(1)
+				tx.env.Tel.conflict(tx.ctx, ReasonNewer)
 				return 0, retryf("%q has a version at %d, newer than read point %d", c.Name, c.Point, tx.rp)
 			case backend.Gone:
 				return 0, fmt.Errorf("txn: commit %q: %w", c.Name, backend.ErrNotFound)
@@ -228,7 +234,7 @@ func (tx *Tx) commitOnePhase(items []*item) (clock.Point, error) {
 				// running the function again (a commute never
 				// conflicts, I3). Nothing of this id was applied.
 				tx.env.Stats.Escalated.Add(1)
-				return tx.commitGeneral(items)
+				return tx.commitGeneral(items, start)
 			}
 		}
 	}
@@ -250,12 +256,14 @@ func checked(items []*item, name string) bool {
 // this transaction was aborted by an older one meanwhile.
 func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked bool) error {
 	tx.env.Stats.Waits.Add(1)
+	tx.env.Tel.conflict(tx.ctx, ReasonLocked)
 	act, err := w.Clear(tx.ctx, drv, c.Name, c.Intent, checked)
 	if err != nil {
 		return fmt.Errorf("txn: commit %q: %w", c.Name, err)
 	}
 	if act == Yield {
 		tx.env.Stats.Yields.Add(1)
+		tx.env.Tel.conflict(tx.ctx, ReasonYield)
 		return retryf("transaction %s was aborted by an older transaction while it waited for %q", tx.id, c.Name)
 	}
 	return nil
@@ -271,7 +279,13 @@ func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked boo
 // wrapping the ctx's error), and the lookup still makes it final.
 func (tx *Tx) learn(cause error) (clock.Point, error) {
 	tx.env.Stats.Unknown.Add(1)
-	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, max(tx.env.Lease, minCleanup), nil)
+	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, max(tx.env.Lease, minCleanup), func(_ context.Context, _ backend.Record, err error) {
+		if err != nil {
+			// Logged even when the caller still waits (it gets the error
+			// too): once it has gone, nobody else hears of it.
+			tx.cleanupFailed("learn the outcome of a failed commit", err)
+		}
+	})
 	if !known || err != nil {
 		return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, err)
 	}
@@ -292,7 +306,7 @@ func (tx *Tx) committed(cp clock.Point) clock.Point {
 }
 
 // commitGeneral commits through a record, intents and roll-forward.
-func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
+func (tx *Tx) commitGeneral(items []*item, start time.Time) (cp clock.Point, err error) {
 	env := tx.env
 	// Intents hold the others off from here on, as between processes
 	// (older wins, leases): the local turns are given back.
@@ -314,7 +328,9 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		rec.Refs = append(rec.Refs, backend.RefAddr{Backend: id, Name: it.e.name})
 	}
 
+	end := tx.step(SpanRecord)
 	created, err := env.Coord.PutRecord(tx.ctx, rec)
+	end(err)
 	if err != nil {
 		tx.undo(groups)
 		return 0, fmt.Errorf("txn: write record %s: %w", tx.id, err)
@@ -331,7 +347,10 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		}
 	}()
 
-	if err := tx.lockAll(groups); err != nil {
+	end = tx.step(SpanLock)
+	err = tx.lockAll(groups)
+	end(err)
+	if err != nil {
 		return 0, err
 	}
 	var stage []*group
@@ -347,16 +366,23 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 			stage = append(stage, g)
 		}
 	}
-	if err := each(stage, tx.stage); err != nil {
-		return 0, err
+	if len(stage) > 0 {
+		end = tx.step(SpanStage)
+		err = each(stage, tx.stage)
+		end(err)
+		if err != nil {
+			return 0, err
+		}
 	}
 	if env.Faults.ReleaseIntentsEarly {
 		for _, g := range groups {
-			_ = g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
+			_ = g.drv.Resolve(tx.ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names}) // a deliberate bug for tests: its outcome does not matter
 		}
 	}
 
+	end = tx.step(SpanCommitRecord)
 	final, err := env.Coord.CommitRecord(tx.ctx, tx.id)
+	end(err)
 	if errors.Is(err, backend.ErrNotApplied) {
 		// Certainly not committed (refused, closed): undo.
 		return 0, fmt.Errorf("txn: commit %s: %w", tx.id, err)
@@ -371,6 +397,7 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 		final, aerr, known = learn(tx.ctx, env.Coord, tx.id, max(env.Lease, minCleanup), func(ctx context.Context, rec backend.Record, err error) {
 			switch {
 			case err != nil: // the outcome is unknown: leave it to the lease
+				tx.cleanupFailed("learn the outcome of a failed commit", err)
 			case rec.Status == backend.Committed:
 				tx.finishWith(ctx, groups, rec)
 			default:
@@ -383,18 +410,24 @@ func (tx *Tx) commitGeneral(items []*item) (cp clock.Point, err error) {
 			return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, aerr)
 		case final.Status != backend.Committed:
 			env.Stats.Yields.Add(1)
+			env.Tel.conflict(tx.ctx, ReasonYield)
 			return 0, retryf("transaction %s was aborted by another before it committed", tx.id)
 		}
 		env.Stats.General.Add(1)
+		env.Tel.generalDone(tx.ctx, start)
 		return tx.committed(final.CP), nil
 	}
 	if final.Status != backend.Committed {
 		env.Stats.Yields.Add(1)
+		env.Tel.conflict(tx.ctx, ReasonYield)
 		return 0, retryf("transaction %s was aborted by another before it committed", tx.id)
 	}
 	settled = true
 	env.Stats.General.Add(1)
+	env.Tel.generalDone(tx.ctx, start)
+	end = tx.step(SpanResolve)
 	tx.finish(groups, final)
+	end(nil)
 	return tx.committed(final.CP), nil
 }
 
@@ -473,6 +506,7 @@ func (tx *Tx) tryLock(g *group) ([]backend.Conflict, error) {
 		switch c.Reason {
 		case backend.Newer:
 			tx.env.Stats.Conflicts.Add(1)
+			tx.env.Tel.conflict(tx.ctx, ReasonNewer)
 			return nil, retryf("%q has a version at %d, newer than read point %d", c.Name, c.Point, tx.rp)
 		case backend.Gone:
 			return nil, fmt.Errorf("txn: lock %q: %w", c.Name, backend.ErrNotFound)
@@ -533,17 +567,28 @@ func (tx *Tx) undo(groups []*group) {
 func (tx *Tx) undoWith(ctx context.Context, groups []*group) {
 	rec, err := tx.env.Coord.AbortRecord(ctx, tx.id)
 	if err != nil {
+		tx.cleanupFailed("abort the record", err)
 		return
 	}
 	if rec.Status == backend.Committed {
 		tx.finishWith(ctx, groups, rec) // only a commit we did not know about
 		return
 	}
-	if each(groups, func(g *group) error {
+	if err := each(groups, func(g *group) error {
 		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Names: g.names})
-	}) == nil {
-		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, TombstoneKeep)
+	}); err != nil {
+		tx.cleanupFailed("roll back the intents", err)
+		return
 	}
+	if err := tx.env.Coord.DeleteRecord(ctx, tx.id, TombstoneKeep); err != nil {
+		tx.cleanupFailed("delete the aborted record", err)
+	}
+}
+
+// cleanupFailed logs a failed step of undo or finish, which nobody waits
+// for: what it left is resolved by whoever meets it, or the sweeper.
+func (tx *Tx) cleanupFailed(step string, err error) {
+	tx.env.Log().Warn("epochal: a commit's cleanup failed; readers and the sweeper finish it", "txn", tx.id, "step", step, "coordinator", tx.env.Coord.ID(), "err", err)
 }
 
 // finish rolls a committed transaction's intents forward and deletes its
@@ -555,10 +600,14 @@ func (tx *Tx) finish(groups []*group, rec backend.Record) {
 }
 
 func (tx *Tx) finishWith(ctx context.Context, groups []*group, rec backend.Record) {
-	if each(groups, func(g *group) error {
+	if err := each(groups, func(g *group) error {
 		return g.drv.Resolve(ctx, backend.ResolveRequest{Txn: tx.id, Commit: true, CP: rec.CP, Time: rec.Created, Names: g.names})
-	}) == nil {
-		_ = tx.env.Coord.DeleteRecord(ctx, tx.id, 0)
+	}); err != nil {
+		tx.cleanupFailed("roll the intents forward", err)
+		return
+	}
+	if err := tx.env.Coord.DeleteRecord(ctx, tx.id, 0); err != nil {
+		tx.cleanupFailed("delete the committed record", err)
 	}
 }
 

@@ -94,7 +94,11 @@ func (s *Runtime) CompareAndSet(ctx context.Context, drv backend.Driver, one bac
 		if errors.Is(err, backend.ErrNotApplied) {
 			return 0, fmt.Errorf("refs: change %s: %w", what, err)
 		}
-		rec, lerr, known := learn(ctx, drv, id, max(env.Lease, time.Second), nil)
+		rec, lerr, known := learn(ctx, drv, id, max(env.Lease, time.Second), func(_ context.Context, _ backend.Record, err error) {
+			if err != nil { // once the caller has gone, nobody else hears of it
+				env.Log().Warn("epochal: learning the outcome of a change failed; its record's lease settles it", "ref", name, "change", id, "backend", drv.ID(), "err", err)
+			}
+		})
 		switch {
 		case !known || lerr != nil:
 			return 0, outcomeUnknown(ctx, "change of "+what, err, known, lerr)

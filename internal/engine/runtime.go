@@ -13,6 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/history"
@@ -74,7 +80,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 	}
 	s := &Runtime{coord: coord, opts: o, backends: map[string]backend.Driver{coord.ID(): coord}, stop: make(chan struct{})}
 	var idPrefix [6]byte
-	_, _ = crand.Read(idPrefix[:])
+	_, _ = crand.Read(idPrefix[:]) // crypto/rand.Read never fails (it panics instead)
 	prefix := []byte(hex.EncodeToString(idPrefix[:]) + "-")
 	var seq atomic.Uint64
 	points := clock.NewBatcher(coord.ReadPoint)
@@ -100,6 +106,8 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 		Stats:         &s.stats,
 		CommuteRounds: DefaultCommuteRounds,
 		Faults:        o.Faults,
+		Logger:        o.Logger,
+		Tel:           NewTelemetry(o.MeterProvider, o.TracerProvider),
 	}
 	// Local turns spare collisions on a server; an in-process coordinator
 	// has none to spare (WithLocalTurns).
@@ -122,6 +130,8 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 	// records fails Open.
 	if _, err := s.Recover(ctx); errors.Is(err, ErrListRecords) {
 		return nil, fmt.Errorf("stm: Open: %w", err)
+	} else if err != nil {
+		s.env.Log().Warn("epochal: Open could not recover every record; the background sweep tries again", "coordinator", coord.ID(), "err", err)
 	}
 	if o.SweepInterval > 0 {
 		s.wg.Add(1)
@@ -182,7 +192,7 @@ func (s *Runtime) Note(err error) error {
 // that Note's err does not move to the heap on every call.
 func (s *Runtime) noteLost(err error) {
 	if s.lost.CompareAndSwap(nil, &err) {
-		slog.Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
+		s.env.Log().Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
 	}
 }
 
@@ -216,6 +226,20 @@ func (s *Runtime) HistoryBounds() (min, max int) { return s.opts.MinHistory, s.o
 // Env returns the environment transactions of this Runtime run in, for
 // reference types built on the engine (package refs).
 func (s *Runtime) Env() *Env { return s.env }
+
+// Logger returns the logger of the Runtime's background errors
+// (WithLogger, or slog.Default()), for background work built on it
+// (refs' watchers, locks and groups over an STM).
+func (s *Runtime) Logger() *slog.Logger { return s.env.Log() }
+
+// MeterProvider returns where the Runtime's metrics go (WithMeterProvider,
+// or the global provider), for locks and groups over it.
+func (s *Runtime) MeterProvider() metric.MeterProvider {
+	if s.opts.MeterProvider != nil {
+		return s.opts.MeterProvider
+	}
+	return otel.GetMeterProvider()
+}
 
 // Counters returns the Runtime's counters (stm.STM.Stats snapshots them).
 func (s *Runtime) Counters() *Stats { return &s.stats }
@@ -288,7 +312,9 @@ func (s *Runtime) sweeper() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.SweepInterval)
-			_, _ = s.Recover(ctx)
+			if n, err := s.Recover(ctx); err != nil {
+				s.env.Log().Warn("epochal: the background sweep failed; the next one tries again", "coordinator", s.coord.ID(), "recovered", n, "err", err)
+			}
 			cancel()
 		}
 	}
@@ -322,12 +348,18 @@ func (s *Runtime) Isolated(ctx context.Context, fn func(tx *Tx) error) error {
 	return s.run(ctx, fn)
 }
 
-func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
+func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if fn == nil {
 		return ErrNilFunc
 	}
 	if err := s.Err(); err != nil {
 		return err
+	}
+	attempts := 0
+	if tr := s.env.Tel.Tracer(); tr != nil {
+		var span trace.Span
+		ctx, span = tr.Start(ctx, SpanDosync)
+		defer func() { endDosync(span, attempts, err) }()
 	}
 	var prio Priority
 	var prefetch []Key
@@ -335,6 +367,7 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		attempts = attempt + 1
 		tx, err := Begin(ctx, s.env, &prio, prefetch)
 		if err != nil {
 			return s.Note(err)
@@ -352,6 +385,7 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		s.stats.Retries.Add(1)
+		s.env.Tel.retry(ctx)
 		if attempt >= s.opts.MaxRetries {
 			var last *RetryError
 			errors.As(err, &last)
@@ -369,6 +403,29 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 	}
+}
+
+// endDosync ends a Dosync's span with how many attempts it made and how
+// it ended.
+func endDosync(span trace.Span, attempts int, err error) {
+	outcome := "committed"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrRetryLimit):
+		outcome = "retry_limit"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		outcome = "canceled"
+	case errors.Is(err, ErrOutcomeUnknown):
+		outcome = "unknown"
+	default:
+		outcome = "error" // the function's own error, or a backend's
+	}
+	span.SetAttributes(attribute.Int(AttrAttempts, attempts), attribute.String(AttrOutcome, outcome))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // attempt runs fn once and commits. The engine's own unwinding panics are

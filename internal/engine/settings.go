@@ -2,7 +2,11 @@ package engine
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/clock"
@@ -40,6 +44,14 @@ type Settings struct {
 	General       bool
 	Turns         int // local turns: 0 by the coordinator, 1 on, -1 off
 	Faults        Faults
+	// Logger receives what the Runtime's background work cannot return to
+	// a caller (a failed sweep, a failed cleanup, a backend that lost its
+	// data). Nil: slog.Default() at the time of each record.
+	Logger *slog.Logger
+	// MeterProvider and TracerProvider are where the Runtime's metrics
+	// and spans go; nil: OpenTelemetry's global providers.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults returns the settings of an STM opened without options.

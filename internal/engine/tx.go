@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,8 +37,22 @@ type Env struct {
 	// Faults holds test-only switches that break the protocol on purpose,
 	// so that tests and jepsen-lite can show their checkers catch it.
 	Faults Faults
+	// Logger, if not nil, receives the background errors of commits
+	// (Log returns slog.Default() otherwise).
+	Logger *slog.Logger
+	// Tel holds the OpenTelemetry instruments and tracer (nil: none).
+	Tel *Telemetry
 
 	floors sync.Map // backend ID -> *atomic.Uint64: other clocks' floors
+}
+
+// Log returns the logger background errors go to: Logger, or
+// slog.Default().
+func (e *Env) Log() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.Default()
 }
 
 // Faults are deliberate protocol bugs for proving checkers. Never set them
@@ -328,7 +343,9 @@ func (tx *Tx) drawRP() error {
 	if tx.rpSet {
 		return nil
 	}
+	end := tx.step(SpanReadPoint)
 	p, err := tx.env.Points.ReadPoint(tx.ctx)
+	end(err)
 	if err != nil {
 		return fmt.Errorf("txn: read point: %w", err)
 	}
@@ -740,6 +757,7 @@ func (tx *Tx) faulted(e *entry, anyNewest bool) {
 		return
 	}
 	tx.env.Stats.ReadFaults.Add(1)
+	tx.env.Tel.conflict(tx.ctx, ReasonReadFault)
 	tx.unwind(retryf("read fault: history of %q no longer reaches point %d", e.name, tx.rp))
 }
 

@@ -20,11 +20,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/epochal/epochal/backend"
 )
@@ -86,6 +89,7 @@ type Session struct {
 	stop  chan struct{} // closed by Close: stop renewing
 
 	clk      clock
+	obs      Observer
 	mu       sync.Mutex
 	deadline time.Time // monotonic
 	timer    timer
@@ -102,17 +106,38 @@ type Session struct {
 }
 
 // Open starts a session with a lease and keeps it renewed until Close or
-// loss.
+// loss. It logs to slog.Default() (OpenLog).
 func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
-	return open(ctx, drv, lease, realClock{})
+	return open(ctx, drv, lease, realClock{}, Observer{})
 }
 
-func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock) (*Session, error) {
+// Observer is who hears of a session's background events: Log its
+// errors (failed renewals, its loss, a failed close; nil: slog.Default()),
+// Lost counts its loss (nil: not counted).
+type Observer struct {
+	Log  *slog.Logger
+	Lost metric.Int64Counter
+}
+
+// OpenWith is Open with the observer of the session's background events.
+func OpenWith(ctx context.Context, drv backend.Sessions, lease time.Duration, obs Observer) (*Session, error) {
+	return open(ctx, drv, lease, realClock{}, obs)
+}
+
+// logger returns the session's logger.
+func (s *Session) logger() *slog.Logger {
+	if s.obs.Log != nil {
+		return s.obs.Log
+	}
+	return slog.Default()
+}
+
+func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk clock, obs Observer) (*Session, error) {
 	if lease <= 0 {
 		return nil, fmt.Errorf("%w: %v", ErrBadLease, lease)
 	}
 	var raw [12]byte
-	_, _ = rand.Read(raw[:])
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails (it panics instead)
 	id := hex.EncodeToString(raw[:])
 	t0 := clk.Now()
 	eff, err := drv.OpenSession(ctx, id, lease, Holder)
@@ -121,7 +146,7 @@ func open(ctx context.Context, drv backend.Sessions, lease time.Duration, clk cl
 		// the backend ends it within its lease.
 		return nil, err
 	}
-	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk}
+	s := &Session{drv: drv, id: id, lease: eff, done: make(chan struct{}), stop: make(chan struct{}), clk: clk, obs: obs}
 	s.mu.Lock()
 	s.deadline = t0.Add(sure(eff))
 	s.timer = clk.AfterFunc(s.deadline.Sub(clk.Now()), s.checkDeadline)
@@ -208,11 +233,17 @@ func (s *Session) lose(err error) {
 	closed := s.closed
 	s.mu.Unlock()
 	if !closed {
+		if s.obs.Lost != nil {
+			s.obs.Lost.Add(context.Background(), 1)
+		}
+		s.logger().Warn("epochal: session lost: whatever it held (locks, group memberships) is no longer its own", "session", s.id, "lease", s.lease, "err", err)
 		// Free what it held early; the backend ends it anyway.
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			_ = s.drv.CloseSession(ctx, s.id)
+			if err := s.drv.CloseSession(ctx, s.id); err != nil && !errors.Is(err, backend.ErrSessionGone) && !errors.Is(err, backend.ErrClosed) {
+				s.logger().Debug("epochal: closing a lost session failed; the backend ends it at its lease", "session", s.id, "err", err)
+			}
 		}()
 	}
 }
@@ -255,6 +286,7 @@ func (s *Session) renew() {
 		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed), errors.Is(err, backend.ErrDataLost):
 			s.lose(err)
 		default:
+			s.logger().Warn("epochal: session renewal failed; trying again before the lease runs out", "session", s.id, "lease", s.lease, "err", err)
 			next = period / 4 // try again soon; the deadline decides
 		}
 	}
@@ -458,11 +490,19 @@ var pool struct {
 var Linger = 5 * time.Second
 
 // Acquire returns this process's live session for drv and lease, opening
-// one if needed; Release gives it back. Concurrent callers for the same
+// one if needed; Release gives it back. A session opened here logs its
+// background errors to slog.Default() (AcquireWith). Concurrent callers for the same
 // drv and lease share one OpenSession in flight, each waiting no longer
 // than its own ctx; if that open fails, a caller still waiting opens
 // again with its own ctx. No caller ever waits for another key's open.
 func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
+	return AcquireWith(ctx, drv, lease, Observer{})
+}
+
+// AcquireWith is Acquire whose session, if it opens one, reports to obs.
+// A pooled session is shared: it reports to the observer of the caller
+// that opened it.
+func AcquireWith(ctx context.Context, drv backend.Sessions, lease time.Duration, obs Observer) (*Session, error) {
 	k := poolKey{drv, lease}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -498,7 +538,7 @@ func Acquire(ctx context.Context, drv backend.Sessions, lease time.Duration) (*S
 		pool.opens[k] = op
 		pool.mu.Unlock()
 
-		s, err := Open(ctx, drv, lease)
+		s, err := OpenWith(ctx, drv, lease, obs)
 
 		pool.mu.Lock()
 		delete(pool.opens, k)
@@ -543,7 +583,9 @@ func (s *Session) Release() {
 		if idle {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			_ = s.Close(ctx)
+			if err := s.Close(ctx); err != nil {
+				s.logger().Warn("epochal: closing an idle session failed; the backend ends it at its lease", "session", s.id, "err", err)
+			}
 		}
 	})
 }

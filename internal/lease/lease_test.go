@@ -3,13 +3,18 @@ package lease
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/internal/testkit/logrec"
 )
 
 // renewals wraps the mem backend to count, stall or hold renewals.
@@ -17,9 +22,12 @@ type renewals struct {
 	*mem.Backend
 	n     atomic.Int64
 	stall atomic.Bool   // block until the call's ctx ends
+	fail  atomic.Bool   // refuse at once with errRefused
 	hold  chan struct{} // if set: answer only once it is closed
 	seen  chan struct{} // a renewal arrived
 }
+
+var errRefused = errors.New("renewal refused (test)")
 
 func newRenewals() *renewals { return &renewals{Backend: mem.New(), seen: make(chan struct{}, 100)} }
 
@@ -28,6 +36,9 @@ func (r *renewals) RenewSession(ctx context.Context, id string, now time.Time) e
 	select {
 	case r.seen <- struct{}{}:
 	default:
+	}
+	if r.fail.Load() {
+		return errRefused
 	}
 	if r.stall.Load() {
 		<-ctx.Done()
@@ -191,7 +202,7 @@ func TestLostAtDeadline(t *testing.T) {
 	r.stall.Store(true)
 	c := newFakeClock()
 	const lease = 300 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +225,7 @@ func TestRenewedStaysAlive(t *testing.T) {
 	r := newRenewals()
 	c := newFakeClock()
 	const lease = 150 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +249,7 @@ func TestLateRenewalDoesNotReopen(t *testing.T) {
 	r.hold = make(chan struct{})
 	c := newFakeClock()
 	const lease = 600 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +271,7 @@ func TestSessionGone(t *testing.T) {
 	r := newRenewals()
 	c := newFakeClock()
 	const lease = 3 * time.Second
-	s, err := open(context.Background(), r, lease, c)
+	s, err := open(context.Background(), r, lease, c, Observer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,5 +499,65 @@ func TestConcurrentAcquiresShareOneOpen(t *testing.T) {
 	}
 	for range 3 {
 		first.Release()
+	}
+}
+
+// TestRenewalFailureLogged: a failed renewal is logged with the session
+// and the error, and so is the session's loss at its deadline.
+func TestRenewalFailureLogged(t *testing.T) {
+	r := newRenewals()
+	r.fail.Store(true)
+	c := newFakeClock()
+	h, log := logrec.New()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	lost, err := mp.Meter("test").Int64Counter("lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lease = 300 * time.Millisecond
+	s, err := open(context.Background(), r, lease, c, Observer{Log: log, Lost: lost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing
+	defer cancel()
+	c.awaitTimer(t)
+	c.Advance(lease / 3)
+	rec, ok := h.Wait(ctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: session renewal failed; trying again before the lease runs out"
+	})
+	if !ok {
+		t.Fatalf("no renewal failure logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRefused) || rec.Attrs["session"] != s.ID() || rec.Level != slog.LevelWarn {
+		t.Fatalf("record %+v, want Warn with session %s and the refusal", rec, s.ID())
+	}
+	c.Advance(lease)
+	done(t, s, time.Minute)
+	rec, ok = h.Wait(ctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: session lost: whatever it held (locks, group memberships) is no longer its own"
+	})
+	if !ok {
+		t.Fatalf("no loss logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, ErrExpired) || rec.Attrs["session"] != s.ID() {
+		t.Fatalf("record %+v, want session %s and ErrExpired", rec, s.ID())
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				n += dp.Value
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("sessions lost counted %d, want 1", n)
 	}
 }

@@ -1,0 +1,104 @@
+package refs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/internal/engine"
+	"github.com/epochal/epochal/internal/testkit/logrec"
+	"github.com/epochal/epochal/refs"
+	"github.com/epochal/epochal/stm"
+	"github.com/epochal/epochal/txn"
+)
+
+var errUndecodable = errors.New("undecodable (test)")
+
+// picky is msgpack that refuses to decode one encoding.
+type picky struct{ bad []byte }
+
+func (p picky) Marshal(v any) ([]byte, error) { return refs.Msgpack.Marshal(v) }
+func (p picky) Unmarshal(data []byte, v any) error {
+	if bytes.Equal(data, p.bad) {
+		return errUndecodable
+	}
+	return refs.Msgpack.Unmarshal(data, v)
+}
+
+// A value a watcher cannot decode is skipped and logged, with the ref and
+// the error, to the STM's logger (stm.WithLogger); the next is delivered,
+// announced as a gap (its old value is the undecodable one): counted in
+// epochal.watch.gaps.
+func TestWatchDecodeFailureLogged(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	h, log := logrec.New()
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(ctx) })
+	s, err := stm.Open(ctx, be, stm.WithLogger(log), stm.WithSweepInterval(0), stm.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	bad, err := refs.Msgpack.Marshal(13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := refs.New(ctx, s, "log/w", 0, refs.WithCodec(picky{bad: bad}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 10)
+	r.AddWatch("w", func(_ string, _ *refs.Ref[int], _, new int) { got <- new })
+	defer r.RemoveWatch("w")
+	for _, v := range []int{13, 14} {
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, v); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute) // a bound, not a timing
+	defer cancel()
+	select {
+	case v := <-got:
+		if v != 14 {
+			t.Fatalf("delivered %d, want 14 (13 skipped)", v)
+		}
+	case <-wctx.Done():
+		t.Fatal("14 was never delivered")
+	}
+	rec, ok := h.Wait(wctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: watch skipped a value it cannot decode"
+	})
+	if !ok {
+		t.Fatalf("no decode failure logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errUndecodable) || rec.Attrs["ref"] != "log/w" {
+		t.Fatalf("record %+v", rec)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	gaps := int64(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == engine.MetricWatchGaps {
+				gaps = 0
+				for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+					gaps += dp.Value
+				}
+			}
+		}
+	}
+	if gaps != 1 {
+		t.Fatalf("%s = %d, want 1", engine.MetricWatchGaps, gaps)
+	}
+}
