@@ -44,6 +44,19 @@ type Config struct {
 	// what the mark renewed last asks. Default backend.WatchKeep (256);
 	// at least 1.
 	WatchKeep int
+
+	// Waiting for replicas (see replicas.go and the package doc).
+	//
+	// WaitReplicas, if > 0, makes every step whose acknowledgement a
+	// caller relies on (a one-phase commit, CommitRecord, AbortRecord)
+	// wait until that many replicas have the write (WAIT numreplicas
+	// timeout, on the connection that wrote, in the same round trip).
+	// A WAIT that falls short returns an error wrapping ErrNotReplicated
+	// (not backend.ErrNotApplied: the write applied on the master).
+	// Not with a Cluster client. WaitTimeout bounds each WAIT: default 1s;
+	// keep it below the client's ReadTimeout (go-redis's default 3s).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // ErrConfig reports a bad Config.
@@ -76,7 +89,7 @@ func (c *Config) validate(needAddr bool) error {
 	case c.WatchKeep < 0:
 		return fmt.Errorf("%w: WatchKeep is %d, want at least 1 (0: the default, %d)", ErrConfig, c.WatchKeep, backend.WatchKeep)
 	}
-	return nil
+	return c.validateWait()
 }
 
 // Backend is the Redis backend.
@@ -165,6 +178,9 @@ func New(c UniversalClient, cfg Config) (*Backend, error) {
 			return nil, fmt.Errorf("%w: the Cluster client routes reads to replicas (ReadOnly %v, RouteByLatency %v, RouteRandomly %v), which may lag behind their masters and miss commits: use one that reads from masters",
 				ErrConfig, o.ReadOnly, o.RouteByLatency, o.RouteRandomly)
 		}
+	}
+	if _, ok := c.(*goredis.ClusterClient); ok && cfg.WaitReplicas > 0 {
+		return nil, fmt.Errorf("%w: WaitReplicas with a Cluster client (WAIT must follow the write on its connection)", ErrConfig)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()
