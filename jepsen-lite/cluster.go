@@ -415,6 +415,8 @@ func (c *cluster) inject(f *clusterFault) error {
 		return c.injectLag(f)
 	case FaultFailover:
 		return c.injectFailover(f)
+	case FaultFailoverPause:
+		return c.injectFailoverPause(f)
 	default:
 		return fmt.Errorf("unknown fault %q", f.kind)
 	}

@@ -22,6 +22,13 @@ import (
 // until the old master has rejoined as a replica with its link up.
 const FaultFailover = "failover"
 
+// FaultFailoverPause pauses the Redis master (SIGSTOP) until the
+// sentinels take it for down and promote the replica (about 1 s of
+// down-after-milliseconds, then their vote); heal resumes it, and waits
+// until the sentinels have made it the new master's replica. What the
+// replica had not received when the master stopped is lost.
+const FaultFailoverPause = "failover-pause"
+
 // Redis topologies (Config.RedisTopology).
 const (
 	TopologySingle   = "single"   // one redis-server behind a proxy (the default)
@@ -45,6 +52,7 @@ func (c *Config) checkRedisTopology(supported map[string]bool) error {
 			delete(supported, k) // no proxies, and kill/pause would name one node of two
 		}
 		supported[FaultFailover] = true
+		supported[FaultFailoverPause] = true
 	default:
 		return fmt.Errorf("jepsen: --redis-topology %q: want single or sentinel", c.RedisTopology)
 	}
@@ -133,5 +141,17 @@ func (c *cluster) injectFailover(f *clusterFault) error {
 	return nil
 }
 
+// injectFailoverPause pauses the master until it is replaced (see
+// FaultFailoverPause).
+func (c *cluster) injectFailoverPause(f *clusterFault) error {
+	old, cur, err := c.sentinel.PauseMaster()
+	if err != nil {
+		return err
+	}
+	f.desc = fmt.Sprintf("pause %s until the sentinels promote %s", old, cur)
+	f.undo = old.Resume
+	return nil
+}
+
 // sentinelFaults are the faults of a Sentinel topology.
-func sentinelFaults() []string { return slices.Clone([]string{FaultFailover}) }
+func sentinelFaults() []string { return slices.Clone([]string{FaultFailover, FaultFailoverPause}) }

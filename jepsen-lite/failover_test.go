@@ -39,11 +39,12 @@ func TestRedisTopologyConfig(t *testing.T) {
 
 // TestSentinelClusterFailover: the Sentinel topology starts, a client
 // connects through the sentinels, a commit acknowledged with
-// WaitReplicas 1 survives the fault failover (the master changes), and
-// the client finds it through the new master.
+// WaitReplicas 1 survives the faults failover and failover-pause (the
+// master changes each time), and the client finds it through the new
+// master.
 func TestSentinelClusterFailover(t *testing.T) {
 	testserver.RequireRedis(t)
-	c, _ := clusterTestStart(t, clusterConfig{Backend: "redis", RedisTopology: TopologySentinel, Proxied: true}, FaultFailover)
+	c, _ := clusterTestStart(t, clusterConfig{Backend: "redis", RedisTopology: TopologySentinel, Proxied: true}, FaultFailover, FaultFailoverPause)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	d, err := openWorkerDriver(ctx, workerConfig{Backend: "redis", Addrs: c.Addrs(), Namespace: "failover-test",
@@ -64,40 +65,42 @@ func TestSentinelClusterFailover(t *testing.T) {
 	if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, 42); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	before, err := c.sentinel.MasterAddr(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := c.Inject(ctx, FaultFailover)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Log(f)
-	if err := f.Heal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	after, err := c.sentinel.MasterAddr(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after == before {
-		t.Fatalf("the master is still %s after the failover", before)
-	}
-	// The client may meet the old master (now a replica) until go-redis
-	// learns of the switch: retry the read until ctx ends.
-	var v int
-	for {
-		v, err = r.Deref(ctx)
-		if err == nil || ctx.Err() != nil {
-			break
+	for _, kind := range []string{FaultFailover, FaultFailoverPause} {
+		before, err := c.sentinel.MasterAddr(time.Second)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Logf("read after the failover: %v (retrying)", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
+		f, err := c.Inject(ctx, kind)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err != nil || v != 42 {
-		t.Fatalf("x after the failover = %d, %v; want 42", v, err)
+		t.Log(f)
+		if err := f.Heal(ctx); err != nil {
+			t.Fatal(err)
+		}
+		after, err := c.sentinel.MasterAddr(time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after == before {
+			t.Fatalf("%s: the master is still %s", kind, before)
+		}
+		// The client may meet the old master (now a replica) until
+		// go-redis learns of the switch: retry the read until ctx ends.
+		var v int
+		for {
+			v, err = r.Deref(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			t.Logf("read after %s: %v (retrying)", kind, err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if err != nil || v != 42 {
+			t.Fatalf("x after %s = %d, %v; want 42", kind, v, err)
+		}
 	}
 }

@@ -95,8 +95,10 @@ another), slow (the proxy delays about half the connections by 1.5s, the
 others pass), lag (delay the traffic between the ZooKeeper leader and a
 follower that clients use by 20ms: its clients read stale state; 3 nodes),
 failover (SENTINEL FAILOVER: the replica becomes the master, the old
-master rejoins as its replica; only with --redis-topology sentinel, which
-allows no other server fault), client-kill (SIGKILL a client
+master rejoins as its replica), failover-pause (SIGSTOP the Redis master
+until the sentinels promote the replica; SIGCONT, it rejoins as a
+replica); both only with --redis-topology sentinel, which allows no other
+server fault, client-kill (SIGKILL a client
 process mid-run), client-pause (SIGSTOP a client process for an interval: a
 lock holder outlives its lease), skew (clients' lease clocks skewed). With
 mixed, a fault both clusters support hits both at once, then the

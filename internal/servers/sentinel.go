@@ -371,6 +371,37 @@ func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
 	if err != nil {
 		return old, nil, fmt.Errorf("SENTINEL FAILOVER: %w", err)
 	}
+	cur, err = set.WaitPromoted(oldAddr)
+	return old, cur, err
+}
+
+// PauseMaster pauses the master (SIGSTOP) and returns it and the node the
+// sentinels promote once it is down (after down-after-milliseconds and
+// their vote). The caller resumes the old master (Resume); the sentinels
+// then make it a replica. A master that is not replaced within 30 s is
+// resumed and the error returned.
+func (set *SentinelSet) PauseMaster() (old, cur *Redis, err error) {
+	oldAddr, err := set.MasterAddr(time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	old = set.Node(oldAddr)
+	if old == nil {
+		return nil, nil, fmt.Errorf("the sentinels name an unknown master %s", oldAddr)
+	}
+	if err := old.Pause(); err != nil {
+		return old, nil, err
+	}
+	cur, err = set.WaitPromoted(oldAddr)
+	if err != nil {
+		return old, cur, errors.Join(err, old.Resume())
+	}
+	return old, cur, nil
+}
+
+// WaitPromoted waits until every sentinel names a master other than
+// oldAddr and that node says it is a master, and returns it.
+func (set *SentinelSet) WaitPromoted(oldAddr string) (cur *Redis, err error) {
 	err = waitFor(sentinelSettle, func() error {
 		for _, s := range set.Sentinels {
 			v, err := s.Do(time.Second, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster)
@@ -397,9 +428,9 @@ func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
 		return nil
 	})
 	if err != nil {
-		return old, cur, fmt.Errorf("failover from %s: %w", oldAddr, err)
+		return cur, fmt.Errorf("failover from %s: %w", oldAddr, err)
 	}
-	return old, cur, nil
+	return cur, nil
 }
 
 // Settled checks once that the set is whole: the sentinels all name one
