@@ -12,9 +12,10 @@
 // client processes themselves (NemesisClientKill, NemesisClientPause,
 // NemesisSkew). With Config.RedisTopology "sentinel" the Redis servers
 // are a master, a replica and three sentinels, and FaultFailover forces a
-// failover. The checkers are in the subpackage check, which imports
-// nothing from Epochal: the histories recorded here are check.Op, and
-// each workload names the checkers of its history.
+// failover (FaultFailoverPause: by stopping the master). The checkers
+// are in the subpackage check, which imports nothing from Epochal: the
+// histories recorded here are check.Op, and each workload names the
+// checkers of its history.
 //
 // # Entry points
 //
