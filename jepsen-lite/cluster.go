@@ -32,6 +32,10 @@ type clusterConfig struct {
 	// another's quorum port (the link a follower keeps to its leader), so
 	// the fault lag becomes possible. Only for a zk ensemble (3 nodes).
 	QuorumProxied bool
+	// RedisTopology "sentinel" starts a master, a replica and three
+	// sentinels (Addrs are the sentinels'; no proxies) instead of one
+	// server; "" or "single": one server.
+	RedisTopology string
 }
 
 // Fault kinds, in the order Faults lists them.
@@ -92,11 +96,13 @@ const clusterPoll = 50 * time.Millisecond
 // One fault is in effect at a time: Inject refuses another until the
 // current one is healed.
 type cluster struct {
-	cfg     clusterConfig
-	redis   *servers.Redis
-	zk      *servers.ZK
-	proxies []*Proxy // one per node when Proxied
-	addrs   []string
+	cfg   clusterConfig
+	redis *servers.Redis
+	zk    *servers.ZK
+	// sentinel is the Sentinel topology's servers (RedisTopology).
+	sentinel *servers.SentinelSet
+	proxies  []*Proxy // one per node when Proxied
+	addrs    []string
 	// peers are the quorum proxies (QuorumProxied): peers[[2]int{i, j}]
 	// carries node i's link to node j's quorum port.
 	peers map[[2]int]*Proxy
@@ -126,6 +132,16 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 	case "redis":
 		if nodes != 1 {
 			return nil, fmt.Errorf("jepsen: a redis cluster has 1 node, not %d", cfg.Nodes)
+		}
+		if cfg.RedisTopology == TopologySentinel {
+			if err := c.startSentinel(cfg); err != nil {
+				return nil, err
+			}
+			if err := c.waitServing(ctx); err != nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("jepsen: redis with sentinels: %w", err)
+			}
+			return c, nil
 		}
 		r, err := servers.StartRedis(servers.RedisOptions{
 			Dir:  clusterDir(cfg.Dir, "redis"),
@@ -223,6 +239,12 @@ func (c *cluster) Addrs() []string {
 // for mem.
 func (c *cluster) PIDs() []int {
 	switch {
+	case c.sentinel != nil:
+		var pids []int
+		for _, n := range c.sentinel.Nodes {
+			pids = append(pids, n.PID())
+		}
+		return pids
 	case c.redis != nil:
 		return []int{c.redis.PID()}
 	case c.zk != nil:
@@ -239,6 +261,9 @@ func (c *cluster) PIDs() []int {
 // servers, leader for a ZooKeeper ensemble, partition, reset and delay with
 // proxies; none for mem.
 func (c *cluster) Faults() []string {
+	if c.sentinel != nil {
+		return sentinelFaults()
+	}
 	var fs []string
 	if c.redis != nil || c.zk != nil {
 		fs = append(fs, FaultKill, FaultPause)
@@ -388,6 +413,10 @@ func (c *cluster) inject(f *clusterFault) error {
 		f.undo = c.passAll
 	case FaultLag:
 		return c.injectLag(f)
+	case FaultFailover:
+		return c.injectFailover(f)
+	case FaultFailoverPause:
+		return c.injectFailoverPause(f)
 	default:
 		return fmt.Errorf("unknown fault %q", f.kind)
 	}
@@ -499,6 +528,8 @@ func (c *cluster) waitServing(ctx context.Context) error {
 // serving checks once that every node serves through Addrs.
 func (c *cluster) serving() error {
 	switch {
+	case c.sentinel != nil:
+		return c.sentinel.Settled()
 	case c.redis != nil:
 		for _, a := range c.addrs {
 			if err := c.redis.PingVia(a, time.Second); err != nil {
@@ -516,6 +547,10 @@ func (c *cluster) serving() error {
 // crashed describes a server node that exited by itself, or returns "".
 func (c *cluster) crashed() string {
 	switch {
+	case c.sentinel != nil:
+		if why := c.sentinel.ExitedOnItsOwn(); why != "" {
+			return "exited by itself: " + why
+		}
 	case c.redis != nil:
 		if why := c.redis.ExitedOnItsOwn(); why != "" {
 			return fmt.Sprintf("%s exited by itself: %s", c.redis, why)
@@ -549,6 +584,9 @@ func (c *cluster) Close() error {
 	}
 	if c.redis != nil {
 		errs = append(errs, c.redis.Close())
+	}
+	if c.sentinel != nil {
+		errs = append(errs, c.sentinel.Close())
 	}
 	if c.zk != nil {
 		errs = append(errs, c.zk.Close())

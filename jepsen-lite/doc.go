@@ -10,9 +10,12 @@
 // nemesis: the servers it starts and their faults (FaultKill, FaultPause,
 // FaultPartition, ... through a TCP Proxy per node), and the faults of the
 // client processes themselves (NemesisClientKill, NemesisClientPause,
-// NemesisSkew). The checkers are in the subpackage check, which imports
-// nothing from Epochal: the histories recorded here are check.Op, and
-// each workload names the checkers of its history.
+// NemesisSkew). With Config.RedisTopology "sentinel" the Redis servers
+// are a master, a replica and three sentinels, and FaultFailover forces a
+// failover (FaultFailoverPause: by stopping the master). The checkers
+// are in the subpackage check, which imports nothing from Epochal: the
+// histories recorded here are check.Op, and each workload names the
+// checkers of its history.
 //
 // # Entry points
 //

@@ -82,6 +82,15 @@ type Config struct {
 	// watch workload's watchers depend on the change feed sooner: a feed
 	// that falls that far behind must announce a gap.
 	WatchKeep int
+
+	// Redis replicas (failover.go). RedisTopology is "single" (one
+	// server, the default) or "sentinel": a master, a replica and three
+	// sentinels, clients connecting through Sentinel, and the fault
+	// failover. RedisWait is redis.Config.WaitReplicas of the clients
+	// (0: no WAIT; sentinel only).
+	RedisTopology string `json:",omitempty"`
+	RedisWait     int    `json:",omitempty"`
+
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
 	// with "jepsen worker" before them.
@@ -230,6 +239,9 @@ func (c *Config) check() error {
 	}
 	for _, k := range clusterFaults(c.Second(), c.Nodes) {
 		supported[k] = true
+	}
+	if err := c.checkRedisTopology(supported); err != nil {
+		return err
 	}
 	for _, n := range c.Nemesis {
 		if !supported[n] {
@@ -672,7 +684,8 @@ func (r *run) startCluster(ctx context.Context, backend string) (*cluster, error
 		nodes = r.cfg.Nodes
 	}
 	c, err := startCluster(ctx, clusterConfig{Backend: backend, Dir: filepath.Join(r.dir, "servers"), Nodes: nodes, Proxied: true,
-		QuorumProxied: backend == "zk" && nodes > 1 && slices.Contains(r.cfg.Nemesis, FaultLag)})
+		QuorumProxied: backend == "zk" && nodes > 1 && slices.Contains(r.cfg.Nemesis, FaultLag),
+		RedisTopology: r.cfg.RedisTopology})
 	if err != nil {
 		return nil, &ClusterError{Err: fmt.Errorf("jepsen: start %s: %w", backend, err)}
 	}
@@ -849,6 +862,7 @@ func (r *run) start1(ctx context.Context, final bool) (*workerProc, error) {
 	if cfg.WatchKeep > 0 {
 		args = append(args, "--watch-keep", strconv.Itoa(cfg.WatchKeep))
 	}
+	args = append(args, cfg.redisArgs()...)
 	if cfg.Rate > 0 {
 		args = append(args, "--rate", strconv.FormatFloat(cfg.Rate/float64(cfg.Workers), 'f', -1, 64))
 	}

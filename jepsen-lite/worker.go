@@ -70,8 +70,13 @@ type workerConfig struct {
 	// WatchKeep is redis.Config.WatchKeep of the Redis clients (0: the
 	// default).
 	WatchKeep int
-	Final     bool // run the workload's final reads instead
-	Out       io.Writer
+	// RedisSentinel is the master name to connect through Sentinel
+	// (Addrs are the sentinels'), "" to dial Addrs[0]; RedisWait is
+	// redis.Config.WaitReplicas (failover.go).
+	RedisSentinel string
+	RedisWait     int
+	Final         bool // run the workload's final reads instead
+	Out           io.Writer
 	// Stop, when closed (or at EOF, for a reader), ends the run.
 	Stop <-chan struct{}
 	// Quiesce, when closed, stops the clients of a workload with
@@ -112,7 +117,7 @@ func openSTM(ctx context.Context, cfg workerConfig, w workload, home int, linear
 	if d == nil {
 		octx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		var err error
-		d, err = openDriver(octx, cfg.Backend, cfg.Addrs, cfg.Namespace, linearizable, home, cfg.WatchKeep)
+		d, err = openWorkerDriver(octx, cfg, linearizable, home)
 		cancel()
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("jepsen: worker %d: open %s: %w", cfg.Worker, cfg.Backend, err)
@@ -560,6 +565,8 @@ func WorkerArgsMain(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Bug, "bug", "", "seeded engine bug")
 	fs.BoolVar(&cfg.General, "general", false, "general commit path")
 	fs.IntVar(&cfg.WatchKeep, "watch-keep", 0, "older versions a watched Redis ref keeps (0: the default)")
+	fs.StringVar(&cfg.RedisSentinel, "redis-sentinel", "", "connect to Redis through the sentinels at --addr, master of this name")
+	fs.IntVar(&cfg.RedisWait, "redis-wait", 0, "redis.Config.WaitReplicas (0: no WAIT)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "operations per second of this process (0: as fast as it can)")
 	fs.BoolVar(&cfg.Final, "final", false, "run the final reads")
 	fs.StringVar(&out, "out", "", "history file")

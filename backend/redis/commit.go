@@ -83,7 +83,7 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	for _, it := range req.Items {
 		args = append(args, it.Name, int(it.Mode), it.Value, uint64(it.Base))
 	}
-	res, err := b.run(ctx, scriptOnePhase, args...)
+	res, err := b.runAcked(ctx, scriptOnePhase, args...)
 	if err != nil {
 		return backend.OnePhaseResult{}, fmt.Errorf("redis: commit %s: %w", req.Txn, err)
 	}

@@ -22,6 +22,9 @@
 // itself; a subscriber that reconnects reports its feed incomplete and the
 // watcher falls back on the history. Redis replicates asynchronously: a
 // failover can lose acknowledged commits (see docs/design.md).
+// Config.WaitReplicas makes each commit WAIT for replicas before it is
+// acknowledged; one that falls short is an unknown outcome
+// (ErrNotReplicated, and stm.ErrOutcomeUnknown from Dosync).
 //
 // # Deadlines
 //

@@ -55,6 +55,19 @@ type Config struct {
 	// Logger receives what the backend cannot return to a caller (the
 	// server lost this backend's data). Default (nil): slog.Default().
 	Logger *slog.Logger
+
+	// Waiting for replicas (see replicas.go and the package doc).
+	//
+	// WaitReplicas, if > 0, makes every step whose acknowledgement a
+	// caller relies on (a one-phase commit, CommitRecord, AbortRecord)
+	// wait until that many replicas have the write (WAIT numreplicas
+	// timeout, on the connection that wrote, in the same round trip).
+	// A WAIT that falls short returns an error wrapping ErrNotReplicated
+	// (not backend.ErrNotApplied: the write applied on the master).
+	// Not with a Cluster client. WaitTimeout bounds each WAIT: default 1s;
+	// keep it below the client's ReadTimeout (go-redis's default 3s).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // NoNamespaceError is Open's (or New's) error, with Config.ReadOnly, for a
@@ -103,7 +116,7 @@ func (c *Config) validate(needAddr bool) error {
 	case c.WatchKeep < 0:
 		return fmt.Errorf("%w: WatchKeep is %d, want at least 1 (0: the default, %d)", ErrConfig, c.WatchKeep, backend.WatchKeep)
 	}
-	return nil
+	return c.validateWait()
 }
 
 // Backend is the Redis backend.
@@ -195,6 +208,9 @@ func New(c UniversalClient, cfg Config) (*Backend, error) {
 			return nil, fmt.Errorf("%w: the Cluster client routes reads to replicas (ReadOnly %v, RouteByLatency %v, RouteRandomly %v), which may lag behind their masters and miss commits: use one that reads from masters",
 				ErrConfig, o.ReadOnly, o.RouteByLatency, o.RouteRandomly)
 		}
+	}
+	if _, ok := c.(*goredis.ClusterClient); ok && cfg.WaitReplicas > 0 {
+		return nil, fmt.Errorf("%w: WaitReplicas with a Cluster client (WAIT must follow the write on its connection)", ErrConfig)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
 	defer cancel()

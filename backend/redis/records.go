@@ -34,7 +34,7 @@ func (b *Backend) CommitRecord(ctx context.Context, id string) (backend.Record, 
 	if err := b.check(ctx); err != nil {
 		return backend.Record{}, err
 	}
-	res, err := b.run(ctx, scriptCommitRecord, id)
+	res, err := b.runAcked(ctx, scriptCommitRecord, id)
 	if err != nil {
 		return backend.Record{}, fmt.Errorf("redis: commit record %s: %w", id, err)
 	}
@@ -48,7 +48,7 @@ func (b *Backend) AbortRecord(ctx context.Context, id string) (backend.Record, e
 	if err := b.check(ctx); err != nil {
 		return backend.Record{}, err
 	}
-	res, err := b.run(ctx, scriptAbortRecord, id, ms(time.Now()), tombstoneKeep.Milliseconds())
+	res, err := b.runAcked(ctx, scriptAbortRecord, id, ms(time.Now()), tombstoneKeep.Milliseconds())
 	if err != nil {
 		return backend.Record{}, fmt.Errorf("redis: abort record %s: %w", id, err)
 	}

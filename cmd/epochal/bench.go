@@ -27,6 +27,8 @@ type benchCmd struct {
 	seed      uint64
 	durable   bool
 	quiet     bool
+
+	redisWait int
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -93,6 +95,7 @@ marked cut short, and exits 1.`,
 	f.StringVar(&c.dir, "dir", "bench-runs", "directory for the run's results.json and report.html (in a new subdirectory per run)")
 	f.Uint64Var(&c.seed, "seed", 1, "seed of the workers' random choices")
 	f.BoolVar(&c.durable, "durable", false, "servers the run starts make every write durable before answering (Redis appendonly with appendfsync always, ZooKeeper's log fsynced); default: no persistence (no effect with --addr)")
+	f.IntVar(&c.redisWait, "redis-wait", 0, "Redis: Epochal's commits WAIT for this many replicas (redis.Config.WaitReplicas); the run starts that many replicas of the server it starts (with --addr, the server must have them); 0: no WAIT")
 	f.BoolVar(&c.quiet, "quiet", false, "no progress output, only the table")
 	return cmd
 }
@@ -256,7 +259,10 @@ func (c *benchCmd) run(cmd *cobra.Command, g *globals) error {
 // target returns where the cells run: the server --addr names, or one the
 // run starts (and stop stops).
 func (c *benchCmd) target(ctx context.Context, cmd *cobra.Command, g *globals) (bench.Target, string, func(), error) {
-	t := bench.Target{Backend: g.backend, Prefix: "epochal-bench", ConnectTimeout: g.connect}
+	t := bench.Target{Backend: g.backend, Prefix: "epochal-bench", ConnectTimeout: g.connect, RedisWait: c.redisWait}
+	if c.redisWait < 0 || c.redisWait > 0 && g.backend != backendRedis {
+		return t, "", func() {}, usagef("--redis-wait %d: want 0 or more replicas, with --backend redis", c.redisWait)
+	}
 	if g.backend == backendRedis && g.prefix != "" {
 		t.Prefix = g.prefix
 	}
@@ -290,6 +296,9 @@ func (c *benchCmd) target(ctx context.Context, cmd *cobra.Command, g *globals) (
 			return t, "", nop, fmt.Errorf("starting redis-server: %w", err)
 		}
 		t.RedisAddr = r.Addr
+		if c.redisWait > 0 {
+			return c.withReplicas(t, desc, r, opts)
+		}
 		return t, desc, func() { _ = r.Close() }, nil
 	case backendZK:
 		if given {
@@ -399,4 +408,25 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// withReplicas starts --redis-wait replicas of r (configured as r) for a
+// run that WAITs for them.
+func (c *benchCmd) withReplicas(t bench.Target, desc string, r *servers.Redis, opts servers.RedisOptions) (bench.Target, string, func(), error) {
+	closers := []func() error{r.Close}
+	stop := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
+		}
+	}
+	for range c.redisWait {
+		rep, err := servers.StartReplica(r, opts)
+		if err != nil {
+			stop()
+			return t, "", func() {}, fmt.Errorf("starting a replica: %w", err)
+		}
+		closers = append(closers, rep.Close)
+	}
+	desc += fmt.Sprintf(", with %d replica(s) on 127.0.0.1 (the same settings); Epochal's commits WAIT for %d", c.redisWait, c.redisWait)
+	return t, desc, stop, nil
 }

@@ -263,3 +263,23 @@ func TestBenchUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchRedisWait: --redis-wait 1 starts a replica beside the server
+// and the Epochal cells commit with WAIT 1; refused without Redis.
+func TestBenchRedisWait(t *testing.T) {
+	testserver.RequireRedis(t)
+	code, out, errOut, res := benchRun(t, context.Background(), "--backend", "redis", "bench", "--workload", "bank",
+		"--impls", "epochal", "--workers", "2", "--accounts", "20", "--time", "150ms", "--quiet", "--redis-wait", "1")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(res.Servers, "with 1 replica(s)") || !strings.Contains(res.Servers, "WAIT for 1") {
+		t.Errorf("servers %q: no replica, no WAIT", res.Servers)
+	}
+	if len(res.Cells) != 1 || res.Cells[0].Ops == 0 {
+		t.Errorf("cells %+v: want one that ran", res.Cells)
+	}
+	if code, _, errOut, _ := benchRun(t, context.Background(), "--backend", "mem", "bench", "--redis-wait", "1", "--time", "50ms"); code == exitOK || !strings.Contains(errOut, "--redis-wait") {
+		t.Errorf("--redis-wait with mem: exit %d, stderr %q; want refused", code, errOut)
+	}
+}

@@ -33,6 +33,9 @@ type jepsenConfig struct {
 	checkTO     time.Duration
 	watchKeep   int
 	minOK       int
+
+	redisTopology string
+	redisWait     int
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -91,7 +94,11 @@ proxy delays each chunk by 0 to 100ms, so connections overtake one
 another), slow (the proxy delays about half the connections by 1.5s, the
 others pass), lag (delay the traffic between the ZooKeeper leader and a
 follower that clients use by 20ms: its clients read stale state; 3 nodes),
-client-kill (SIGKILL a client
+failover (SENTINEL FAILOVER: the replica becomes the master, the old
+master rejoins as its replica), failover-pause (SIGSTOP the Redis master
+until the sentinels promote the replica; SIGCONT, it rejoins as a
+replica); both only with --redis-topology sentinel, which allows no other
+server fault, client-kill (SIGKILL a client
 process mid-run), client-pause (SIGSTOP a client process for an interval: a
 lock holder outlives its lease), skew (clients' lease clocks skewed). With
 mixed, a fault both clusters support hits both at once, then the
@@ -141,6 +148,7 @@ usage; 3 a server could not be started; 5 UNKNOWN.`,
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
 				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK, Progress: cmd.ErrOrStderr()}
+			cfg.RedisTopology, cfg.RedisWait = c.redisTopology, c.redisWait
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -182,6 +190,8 @@ usage; 3 a server could not be started; 5 UNKNOWN.`,
 	f.IntVar(&c.watchKeep, "watch-keep", 0, "older versions a Redis ref keeps while it is watched (0: the default, 256); lower, watchers depend on the change feed sooner")
 	f.DurationVar(&c.checkTO, "check-timeout", 0, "bound of each linearizability search (porcupine; register, atom-register, lock): a key not decided by then makes the verdict UNKNOWN (default 30s)")
 	f.IntVar(&c.minOK, "min-ok", jepsenlite.DefaultMinOK, "successful operations (final reads not counted) of each kind that changes state (transfers, appends, writes and compare-and-sets, adds, acquisitions and fenced writes, swaps, increments) a run needs; with fewer of any kind the verdict is UNKNOWN, too little was tested")
+	f.StringVar(&c.redisTopology, "redis-topology", "", "Redis servers: single (one server, the default) or sentinel (a master, a replica and three sentinels; clients go through Sentinel; the nemesis failover)")
+	f.IntVar(&c.redisWait, "redis-wait", 0, "with --redis-topology sentinel: clients WAIT for this many replicas after each commit (redis.Config.WaitReplicas; 0: no WAIT)")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(newJepsenCheckCmd())
 	cmd.AddCommand(&cobra.Command{

@@ -81,6 +81,10 @@ type Target struct {
 	// adds its own), so that runs against one server do not meet. Keys
 	// are left behind.
 	Prefix string
+	// RedisWait is redis.Config.WaitReplicas of the Epochal cells: each
+	// commit WAITs for that many replicas (0: no WAIT). The peers do not
+	// wait.
+	RedisWait int
 	// ConnectTimeout bounds a cell's setup (connecting, creating its
 	// accounts); 0: no bound but the caller's ctx.
 	ConnectTimeout time.Duration

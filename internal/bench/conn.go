@@ -128,7 +128,7 @@ func openEpochal(ctx context.Context, t Target, impl string) (*epochal, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, err := redis.New(c, redis.Config{Prefix: t.space(impl)})
+		b, err := redis.New(c, redis.Config{Prefix: t.space(impl), WaitReplicas: t.RedisWait})
 		if err != nil {
 			_ = c.Close()
 			return nil, err

@@ -234,3 +234,68 @@ func TestReservePortsAreDistinctAndFree(t *testing.T) {
 		}
 	}
 }
+
+// TestSentinelSetFailsOver starts a master, a replica and three
+// sentinels, writes a key, forces a failover and checks that the replica
+// became the master with the key, that the old master rejoined as its
+// replica, and that Close leaves no process.
+func TestSentinelSetFailsOver(t *testing.T) {
+	skipWithout(t, RedisMissing())
+	set, err := StartSentinelSet(SentinelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	m0, err := set.MasterAddr(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m0 != set.Nodes[0].Addr {
+		t.Fatalf("master %s, want %s", m0, set.Nodes[0].Addr)
+	}
+	c, err := set.Nodes[0].Dial(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Do("WAIT", "1", "5000"); err != nil || v != "1" {
+		t.Fatalf("WAIT 1: %q, %v", v, err)
+	}
+	c.Close()
+	old, cur, err := set.Failover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old != set.Nodes[0] || cur != set.Nodes[1] {
+		t.Fatalf("failover from %v to %v, want %v to %v", old, cur, set.Nodes[0], set.Nodes[1])
+	}
+	if err := set.WaitSettled(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if role, err := set.Nodes[0].Role(time.Second); err != nil || role != "slave" {
+		t.Errorf("old master's role %q (%v), want slave", role, err)
+	}
+	c, err = cur.Dial(2 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if v, err := c.Do("GET", "k"); err != nil || v != "v" {
+		t.Errorf("GET k on the new master: %q, %v", v, err)
+	}
+	var pids []int
+	for _, n := range set.Nodes {
+		pids = append(pids, n.PID())
+	}
+	for _, s := range set.Sentinels {
+		pids = append(pids, s.PID())
+	}
+	if err := set.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		gone(t, pid)
+	}
+}

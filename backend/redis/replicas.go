@@ -1,0 +1,95 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ErrNotReplicated reports that a step applied on the master but fewer
+// than Config.WaitReplicas replicas acknowledged it within
+// Config.WaitTimeout. It does not wrap backend.ErrNotApplied: the write
+// is on the master, and a failover to a replica that lacks it would lose
+// it, so its outcome is unknown to the caller. The engine settles it as
+// any unknown outcome (I7): it looks the record up with AbortRecord, which
+// waits for the replicas too; if they have caught up, the commit stands
+// and Dosync succeeds, and otherwise Dosync returns stm.ErrOutcomeUnknown
+// wrapping this error.
+var ErrNotReplicated = errors.New("redis: not acknowledged by enough replicas")
+
+// defaultWaitTimeout is Config.WaitTimeout's default.
+const defaultWaitTimeout = time.Second
+
+func (c *Config) validateWait() error {
+	switch {
+	case c.WaitReplicas < 0:
+		return fmt.Errorf("%w: WaitReplicas is %d, want 0 (no waiting) or more", ErrConfig, c.WaitReplicas)
+	case c.WaitTimeout < 0:
+		return fmt.Errorf("%w: WaitTimeout is %v, want more than 0 (0: the default, %v)", ErrConfig, c.WaitTimeout, defaultWaitTimeout)
+	case c.WaitTimeout == 0:
+		c.WaitTimeout = defaultWaitTimeout
+	}
+	return nil
+}
+
+// runAcked is run for a step whose acknowledgement callers rely on: with
+// Config.WaitReplicas, the script, a write of the marker key {P}:ack and
+// WAIT go in one pipeline, on one connection. WAIT waits for the replicas
+// to reach that connection's last write; the marker makes it the newest
+// in the replication stream even when the script wrote nothing (a
+// repeat, or AbortRecord finding a record committed by another
+// connection), so WAIT covers every write before it.
+func (b *Backend) runAcked(ctx context.Context, s *goredis.Script, args ...any) (any, error) {
+	if b.cfg.WaitReplicas <= 0 {
+		return b.run(ctx, s, args...)
+	}
+	head := b.p + "\x00" + b.id + "\x00" + strconv.FormatUint(b.seen.Load(), 10)
+	argv := append([]any{head}, args...)
+	type result struct {
+		v     any
+		acked int64
+	}
+	r, err := call(ctx, func(ctx context.Context) (result, error) {
+		for attempt := 0; ; attempt++ {
+			var ev *goredis.Cmd
+			var wait *goredis.Cmd
+			_, _ = b.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				ev = s.EvalSha(ctx, p, []string{b.clockK}, argv...)
+				p.Set(ctx, b.p+"ack", "", 0)
+				wait = p.Do(ctx, "WAIT", b.cfg.WaitReplicas, b.cfg.WaitTimeout.Milliseconds())
+				return nil
+			})
+			v, err := ev.Result()
+			if err != nil && attempt == 0 && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+				if err := s.Load(ctx, b.c).Err(); err != nil {
+					return result{}, err
+				}
+				continue
+			}
+			if err != nil {
+				return result{}, err
+			}
+			n, err := wait.Int64()
+			if err != nil {
+				return result{}, fmt.Errorf("WAIT: %w", err)
+			}
+			return result{v, n}, nil
+		}
+	})
+	if err != nil && strings.Contains(err.Error(), "EPOCHAL_LOST") {
+		return nil, b.fail(strings.TrimPrefix(err.Error(), "EPOCHAL_LOST "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.acked < int64(b.cfg.WaitReplicas) {
+		return r.v, fmt.Errorf("%w: WAIT %d: %d acknowledged within %v; the write applied on the master, and a failover may lose it",
+			ErrNotReplicated, b.cfg.WaitReplicas, r.acked, b.cfg.WaitTimeout)
+	}
+	return r.v, nil
+}
