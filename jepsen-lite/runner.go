@@ -84,7 +84,8 @@ type Config struct {
 	WatchKeep int
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
-	// with "jepsen worker" before them.
+	// with "jepsen worker" before them. Not data: config.json leaves it
+	// (and Progress) out; every other field is written there.
 	WorkerCmd func(args []string) *exec.Cmd `json:"-"`
 	Progress  io.Writer                     `json:"-"` // a progress bar, redrawn in place (nil: none)
 }
@@ -423,8 +424,13 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "INCOMPLETE"), []byte("this run has not finished: its results are not a verdict\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	cj, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
+	// config.json is the whole configuration as run (defaults filled in,
+	// the seed too): what Recheck reads, and what reruns the run.
+	cj, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("jepsen: config.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(cj, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
 	r := &run{cfg: cfg, dir: dir, start: start, mono: monoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
