@@ -33,6 +33,9 @@ type reportData struct {
 	// Incomplete marks a run that did not finish: shown as a big red
 	// banner, whatever Verdict says.
 	Incomplete bool
+	// CutShort says why a run was cut short (and so not checked), if it
+	// was: shown under the banner.
+	CutShort string
 	// Verdict is shown as the headline ("" shows as FAIL); Inconclusive
 	// says why it is UNKNOWN.
 	Verdict      check.Verdict
@@ -98,6 +101,9 @@ func writeReport(w io.Writer, d reportData) error {
 	fmt.Fprintf(&b, "<div class=\"verdict %s\">%s</div>\n", vclass, verdict)
 	if d.Incomplete {
 		b.WriteString("<div class=\"banner\">INCOMPLETE RUN — not a pass</div>\n")
+		if d.CutShort != "" {
+			fmt.Fprintf(&b, "<p class=\"cutshort\">This run was cut short: %s. What the clients did until then is shown below; the history lacks the rest of the run and its final reads, so it was not checked.</p>\n", rptEsc(d.CutShort))
+		}
 	}
 	if !d.Incomplete && d.Verdict == check.VerdictUnknown {
 		b.WriteString("<p class=\"unknown\">UNKNOWN: no anomaly that fails the run was found, but not everything was checked, so this is not a pass:</p>\n<ul class=\"unknown\">\n")
@@ -188,7 +194,10 @@ func writeReport(w io.Writer, d reportData) error {
 
 	// 5. Checkers.
 	b.WriteString("<h2>Checkers</h2>\n")
-	if len(d.Results) == 0 {
+	switch {
+	case len(d.Results) == 0 && d.CutShort != "":
+		b.WriteString("<p class=\"note\">not checked: the run was cut short</p>\n")
+	case len(d.Results) == 0:
 		b.WriteString("<p class=\"note\">no checker results</p>\n")
 	}
 	for _, r := range d.Results {

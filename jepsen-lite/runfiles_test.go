@@ -1,12 +1,17 @@
 package jepsenlite_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
 )
 
@@ -38,5 +43,69 @@ func TestConfigFileWritten(t *testing.T) {
 	}
 	if re.Config.Seed != cfg.Seed || re.Config.Workload != "bank" || re.Verdict != sum.Verdict {
 		t.Fatalf("Recheck read seed %d, workload %q, verdict %s; want %d, bank, %s", re.Config.Seed, re.Config.Workload, re.Verdict, cfg.Seed, sum.Verdict)
+	}
+}
+
+// cancelOnWrite cancels a context at its first write: the first redraw
+// of a run's progress, once the run is under way.
+type cancelOnWrite struct{ cancel context.CancelFunc }
+
+func (c cancelOnWrite) Write(p []byte) (int, error) { c.cancel(); return len(p), nil }
+
+// TestRunCutShort: a run whose context is cancelled mid-run (^C) is
+// marked cut short: verdict INCOMPLETE, in the summary, results.json and
+// report.html, the INCOMPLETE mark kept; nothing says PASS, and Recheck
+// refuses it (its history lacks the rest of the run and the final
+// reads).
+// It runs on mem (clients in this process) and on Redis (client
+// processes, a server and a nemesis).
+func TestRunCutShort(t *testing.T) {
+	t.Run("mem", func(t *testing.T) { testRunCutShort(t, "mem") })
+	t.Run("redis", func(t *testing.T) {
+		testserver.RequireRedis(t)
+		testRunCutShort(t, "redis")
+	})
+}
+
+func testRunCutShort(t *testing.T, backend string) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cfg := jepsenlite.Config{Backend: backend, Workload: "bank", Time: 10 * time.Minute, Workers: 1, Clients: 2, Seed: 7,
+		Dir: t.TempDir(), Progress: cancelOnWrite{cancel}}
+	if backend != "mem" {
+		cfg.Nemesis, cfg.WorkerCmd = []string{jepsenlite.FaultPartition}, workerCmd
+	}
+	sum, err := jepsenlite.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if sum.Verdict != jepsenlite.VerdictIncomplete || !sum.Incomplete || sum.Passed() || !sum.Failed() ||
+		!strings.Contains(sum.CutShort, "interrupted") || sum.Elapsed >= cfg.Time {
+		t.Fatalf("cut-short run: verdict %s, incomplete %v, passed %v, cut short %q, elapsed %v; want INCOMPLETE, interrupted",
+			sum.Verdict, sum.Incomplete, sum.Passed(), sum.CutShort, sum.Elapsed)
+	}
+	if _, err := os.Stat(filepath.Join(sum.Dir, "INCOMPLETE")); err != nil {
+		t.Errorf("the INCOMPLETE mark is gone: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(sum.Dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["verdict"] != "INCOMPLETE" || res["valid"] == true || !strings.Contains(fmt.Sprint(res["cut_short"]), "interrupted") || strings.Contains(string(b), "PASS") {
+		t.Errorf("results.json of a cut-short run:\n%s", b)
+	}
+	rep, err := os.ReadFile(filepath.Join(sum.Dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rep), "INCOMPLETE") || !strings.Contains(string(rep), "cut short") || strings.Contains(string(rep), "PASS") {
+		t.Errorf("report.html of a cut-short run does not say so (or says PASS)")
+	}
+	if _, err := jepsenlite.Recheck(sum.Dir, 0); !errors.Is(err, jepsenlite.ErrNoRun) || !strings.Contains(err.Error(), "cut short") {
+		t.Errorf("Recheck of a cut-short run: %v, want ErrNoRun saying it was cut short", err)
 	}
 }

@@ -90,6 +90,11 @@ type Config struct {
 	Progress  io.Writer                     `json:"-"` // a progress bar, redrawn in place (nil: none)
 }
 
+// VerdictIncomplete is the verdict of a run cut short (its context was
+// cancelled: ^C, SIGINT): it ran for less than its time, without its
+// final reads, and was not checked. Not a pass, nor a failure found.
+const VerdictIncomplete check.Verdict = "INCOMPLETE"
+
 // Summary is a run's outcome.
 type Summary struct {
 	Config Config // as run: defaults filled in
@@ -101,9 +106,14 @@ type Summary struct {
 	// what). "" until the run has finished.
 	Verdict      check.Verdict
 	Inconclusive []string
-	Incomplete   bool
-	Results      []check.Result
-	Faults       []FaultWindow
+	// Incomplete: the run has not finished with a verdict (it is under
+	// way, it failed, or it was cut short).
+	Incomplete bool
+	// CutShort says why a run was cut short (its context was cancelled:
+	// ^C, SIGINT): its Verdict is then VerdictIncomplete; "" otherwise.
+	CutShort string
+	Results  []check.Result
+	Faults   []FaultWindow
 	// Fired counts the faults injected, per kind asked for (0: never
 	// injected) and per kind injected.
 	Fired map[string]int
@@ -404,7 +414,11 @@ func (e *ClusterError) Unwrap() error { return e.Err }
 // checks the history. The run directory holds config.json, the workers'
 // histories, history.jsonl and history.edn (merged), results.json and
 // report.html; it holds INCOMPLETE until the run ends with a verdict, so a
-// run that died half-way is never taken for a pass.
+// run that died half-way is never taken for a pass. A run whose ctx is
+// cancelled before it finishes (^C) is cut short: its clients stop, its
+// faults heal, and it returns no error but the verdict VerdictIncomplete,
+// unchecked, Summary.CutShort saying when (results.json and report.html
+// too); the INCOMPLETE mark stays and Recheck refuses it.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -436,6 +450,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	r := &run{cfg: cfg, dir: dir, start: start, mono: monoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
+	if ctx.Err() != nil {
+		return sum, r.cutShort(ctx, sum, err)
+	}
 	if err != nil {
 		return sum, err
 	}
@@ -447,6 +464,49 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// cutShort ends a run whose context was cancelled (^C, SIGINT) before it
+// finished: the verdict is VerdictIncomplete and sum.CutShort says why.
+// The histories the clients recorded are merged and written, with
+// results.json and report.html saying the run was cut short, but not
+// checked: the run lacks the rest of its time and its final reads. The
+// INCOMPLETE mark stays. err is what the run returned when it stopped
+// (said too, if any).
+func (r *run) cutShort(ctx context.Context, sum *Summary, err error) error {
+	sum.Elapsed = time.Since(r.start)
+	sum.Verdict, sum.Incomplete = VerdictIncomplete, true
+	sum.CutShort = fmt.Sprintf("interrupted after %v of --time %v (%v): not checked, not a pass", sum.Elapsed.Round(time.Millisecond), r.cfg.Time, context.Cause(ctx))
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		sum.CutShort += fmt.Sprintf("; the run then stopped with: %v", err)
+	}
+	h, merr := r.merge()
+	if merr != nil {
+		sum.CutShort += fmt.Sprintf("; its histories could not be merged: %v", merr)
+		h = nil
+	}
+	sum.Fired = map[string]int{}
+	for _, k := range r.cfg.Nemesis {
+		sum.Fired[k] = 0
+	}
+	for _, f := range sum.Faults {
+		sum.Fired[f.Kind]++
+	}
+	for _, o := range h {
+		switch o.Type {
+		case check.OK:
+			sum.OK++
+		case check.Fail:
+			sum.Fail++
+		case check.Info:
+			sum.Info++
+		}
+	}
+	sum.Ops = sum.OK + sum.Fail + sum.Info
+	if err := os.WriteFile(filepath.Join(r.dir, "INCOMPLETE"), []byte("this run was cut short: "+sum.CutShort+"\n"), 0o644); err != nil {
+		return fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	return r.writeResults(h, sum)
 }
 
 // finish checks h, fills in sum's verdict and counts, writes the results
@@ -733,6 +793,9 @@ func (r *run) executeInProcess(ctx context.Context) error {
 	r.quiesce(func(*workerProc) { once.Do(func() { close(quiesce) }) })
 	close(stop)
 	wg.Wait()
+	if ctx.Err() != nil {
+		return nil // cut short: no final reads, the run is not checked
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -803,6 +866,9 @@ func (r *run) executeProcesses(ctx context.Context) error {
 		if w.err != nil {
 			return fmt.Errorf("jepsen: client process %d failed: %w (see worker-%d.log)", w.n, w.err, w.n)
 		}
+	}
+	if ctx.Err() != nil {
+		return nil // cut short: no final reads, the run is not checked
 	}
 	// Final reads.
 	fw, err := r.start1(ctx, true)
@@ -1267,6 +1333,7 @@ func (r *run) merge() ([]check.Op, error) {
 type resultsFile struct {
 	Verdict      check.Verdict  `json:"verdict"`
 	Valid        any            `json:"valid"`
+	CutShort     string         `json:"cut_short,omitempty"`
 	Inconclusive []string       `json:"inconclusive,omitempty"`
 	Ops          int            `json:"ops"`
 	OK           int            `json:"ok"`
@@ -1318,9 +1385,16 @@ func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	if err := write("history.edn", func(w io.Writer) error { return check.WriteEDN(w, h) }); err != nil {
 		return err
 	}
-	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: sum.Verdict.JepsenValid(), Inconclusive: sum.Inconclusive,
+	valid := sum.Verdict.JepsenValid()
+	if sum.Verdict == VerdictIncomplete {
+		valid = "unknown" // not checked
+	}
+	res, err := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: valid, CutShort: sum.CutShort, Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
 		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("jepsen: results.json: %w", err)
+	}
 	if err := write("results.json", func(w io.Writer) error { _, err := w.Write(res); return err }); err != nil {
 		return err
 	}
@@ -1337,7 +1411,8 @@ func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	}
 	return write("report.html", func(w io.Writer) error {
 		return writeReport(w, reportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
-			Config: cfgMap, Verdict: sum.Verdict, Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
+			Config: cfgMap, Verdict: sum.Verdict, Incomplete: sum.Verdict == VerdictIncomplete, CutShort: sum.CutShort,
+			Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
 			History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
 	})
 }
@@ -1378,11 +1453,16 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 		return nil, fmt.Errorf("%w: %s: history.jsonl: %w", ErrNoRun, dir, err)
 	}
 	var old struct {
-		Seconds float64       `json:"seconds"`
-		Faults  []FaultWindow `json:"faults"`
+		Verdict  check.Verdict `json:"verdict"`
+		CutShort string        `json:"cut_short"`
+		Seconds  float64       `json:"seconds"`
+		Faults   []FaultWindow `json:"faults"`
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "results.json")); err == nil {
 		_ = json.Unmarshal(b, &old)
+	}
+	if old.Verdict == VerdictIncomplete {
+		return nil, fmt.Errorf("%w: %s was cut short (%s): its history lacks the rest of the run and its final reads (a rerun, not a recheck, gives a verdict)", ErrNoRun, dir, old.CutShort)
 	}
 	if checkTimeout > 0 {
 		cfg.CheckTimeout = checkTimeout

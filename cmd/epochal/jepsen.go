@@ -127,8 +127,15 @@ jepsen check DIR --check-timeout 5m' checks a run's history again.
 'epochal jepsen check --workload list-append FILE' checks a history that
 Jepsen or Elle wrote (EDN), or the runner (JSON lines).
 
+A run cut short (^C, SIGINT) stops its clients and heals its faults,
+skips the final reads and is not checked: its verdict is INCOMPLETE, in
+the summary, results.json ("cut_short" says when and why) and
+report.html; the run directory keeps the file INCOMPLETE, and 'epochal
+jepsen check' refuses it.
+
 Exit codes: 0 PASS; 1 FAIL (an anomaly, or the run itself failed); 2 bad
-usage; 3 a server could not be started; 4 UNKNOWN.`,
+usage; 3 a server could not be started; 4 UNKNOWN; 5 INCOMPLETE (the run
+was cut short).`,
 		Example: "  epochal jepsen --workload bank --time 20s\n" +
 			"  epochal jepsen --backend redis --workload list-append --nemesis kill,pause,partition --time 1m\n" +
 			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m\n" +
@@ -214,8 +221,8 @@ workload's checkers on the history again, prints the summary and writes
 results.json and report.html anew. With a longer --check-timeout, a run
 that was UNKNOWN because a linearizability search ran out of time may be
 decided. A run that did not finish (still marked INCOMPLETE, with no
-results.json) is refused: its history may lack operations, and only a new
-run gives it a verdict.
+results.json) or was cut short (^C: verdict INCOMPLETE) is refused: its
+history may lack operations, and only a new run gives it a verdict.
 
 check --workload WORKLOAD FILE checks a history file written elsewhere: by
 Jepsen or Elle (EDN: operation maps such as {:type :ok, :f :txn, :value
@@ -294,9 +301,11 @@ linearizability search ran out of --check-timeout).`,
 }
 
 // verdictError maps a run's verdict to the command's error: nil for PASS,
-// exit code 1 for FAIL, 4 for UNKNOWN.
+// exit code 1 for FAIL, 4 for UNKNOWN, 5 for INCOMPLETE (cut short).
 func verdictError(sum *jepsenlite.Summary) error {
 	switch {
+	case sum.Verdict == jepsenlite.VerdictIncomplete:
+		return &incompleteError{err: fmt.Errorf("jepsen: INCOMPLETE, the run was cut short: %s; see %s/report.html", sum.CutShort, sum.Dir)}
 	case sum.Passed():
 		return nil
 	case sum.Failed():
@@ -396,6 +405,8 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 	}
 	fmt.Fprintf(w, "  run directory: %s (report.html)\n", s.Dir)
 	switch {
+	case s.Verdict == jepsenlite.VerdictIncomplete:
+		fmt.Fprintf(w, "verdict: INCOMPLETE (the run was cut short: %s)\n", s.CutShort)
 	case s.Passed():
 		fmt.Fprintln(w, "verdict: PASS")
 	case s.Failed():

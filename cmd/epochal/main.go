@@ -13,7 +13,8 @@
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
 // not be reached; 4 inconclusive (a jepsen run whose verdict is UNKNOWN:
-// no anomaly found, but not everything was checked).
+// no anomaly found, but not everything was checked); 5 a jepsen run cut
+// short (interrupted: its verdict is INCOMPLETE).
 package main
 
 import (
@@ -43,6 +44,8 @@ const (
 	exitUsage    = 2 // bad command line
 	exitDown     = 3 // the backend could not be reached
 	exitUnknown  = 4 // a check was inconclusive (jepsen: UNKNOWN)
+	// exitIncomplete: a run cut short (jepsen: interrupted, INCOMPLETE).
+	exitIncomplete = 5
 )
 
 // errCheckFailed is returned when a workload ran but its invariant check
@@ -62,6 +65,13 @@ type unknownError struct{ err error }
 func (e *unknownError) Error() string { return e.err.Error() }
 func (e *unknownError) Unwrap() error { return e.err }
 
+// incompleteError marks a run cut short (a jepsen run interrupted, whose
+// verdict is INCOMPLETE): exit code 5.
+type incompleteError struct{ err error }
+
+func (e *incompleteError) Error() string { return e.err.Error() }
+func (e *incompleteError) Unwrap() error { return e.err }
+
 // usageError marks a bad command line: it maps to exit code 2.
 type usageError struct{ err error }
 
@@ -79,9 +89,12 @@ func exitCode(err error) int {
 	var d *downError
 	var nf *notFoundError
 	var un *unknownError
+	var inc *incompleteError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &inc):
+		return exitIncomplete
 	case errors.As(err, &un):
 		return exitUnknown
 	case errors.As(err, &u):
@@ -297,9 +310,9 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 func main() {
 	goredis.SetLogger(quietLogger{})
 	// An interrupt cancels the command's context. The demo ends its
-	// workload early and still reports; an epochal jepsen run stops and
-	// exits 1 with its run directory left marked INCOMPLETE: an
-	// interrupted run is not checked and gives no verdict.
+	// workload early and still reports; an epochal jepsen run stops, is
+	// not checked, and exits 5 with the verdict INCOMPLETE, its run
+	// directory left marked INCOMPLETE.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
