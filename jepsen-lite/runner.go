@@ -87,7 +87,11 @@ type Config struct {
 	// with "jepsen worker" before them. Not data: config.json leaves it
 	// (and Progress) out; every other field is written there.
 	WorkerCmd func(args []string) *exec.Cmd `json:"-"`
-	Progress  io.Writer                     `json:"-"` // a progress bar, redrawn in place (nil: none)
+	// Progress receives the run's progress (nil: none): on a terminal a
+	// bar redrawn in place; otherwise (a file, a pipe) plain lines, one
+	// when the clients start (the seed, the run directory), one every
+	// Time/10 (2s to 30s apart) and one when they stop.
+	Progress io.Writer `json:"-"`
 }
 
 // VerdictIncomplete is the verdict of a run cut short (its context was
@@ -644,6 +648,7 @@ type run struct {
 	nextW   int
 	faults  []FaultWindow
 	current string // the fault in effect, for the progress bar
+	prog    progress
 
 	ok, fail, info atomic.Int64 // from the workers' progress lines
 
@@ -702,6 +707,7 @@ func (r *run) now() int64 { return monoNow() - r.mono }
 
 func (r *run) execute(ctx context.Context) error {
 	cfg := r.cfg
+	defer r.progressDone() // a bar is cleared before any error is printed
 	namespace := func(backend string) string {
 		ns := fmt.Sprintf("jepsen-%d", r.start.UnixNano())
 		if backend == "zk" {
@@ -788,11 +794,13 @@ func (r *run) executeInProcess(ctx context.Context) error {
 			}
 		})
 	}
+	r.progressStart()
 	r.progressUntil(ctx, time.Now().Add(cfg.Time))
 	var once sync.Once
 	r.quiesce(func(*workerProc) { once.Do(func() { close(quiesce) }) })
 	close(stop)
 	wg.Wait()
+	r.progressDone()
 	if ctx.Err() != nil {
 		return nil // cut short: no final reads, the run is not checked
 	}
@@ -829,6 +837,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 		}
 	}()
 	deadline := time.Now().Add(cfg.Time)
+	r.progressStart()
 	r.progressUntil(ctx, deadline)
 	// Every kind asked for is injected at least once: if injecting and
 	// healing took longer than the schedule planned, the clients run on
@@ -859,9 +868,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 			<-w.done
 		}
 	}
-	if r.cfg.Progress != nil {
-		fmt.Fprintln(r.cfg.Progress)
-	}
+	r.progressDone()
 	for _, w := range ws {
 		if w.err != nil {
 			return fmt.Errorf("jepsen: client process %d failed: %w (see worker-%d.log)", w.n, w.err, w.n)
@@ -1069,25 +1076,6 @@ func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline 
 // its own (the caller then reports its error), or the nemesis failed.
 func (r *run) progressUntil(ctx context.Context, deadline time.Time) {
 	r.progressWhile(ctx, nil, deadline)
-}
-
-func (r *run) drawProgress() {
-	p := r.cfg.Progress
-	if p == nil {
-		return
-	}
-	el := time.Since(r.start)
-	frac := min(float64(el)/float64(r.cfg.Time), 1)
-	const width = 30
-	bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
-	r.mu.Lock()
-	fault := r.current
-	r.mu.Unlock()
-	if fault == "" {
-		fault = "none"
-	}
-	fmt.Fprintf(p, "\r[%s] %5.1fs/%v  ok %d  fail %d  info %d  fault: %-20s", bar, el.Seconds(), r.cfg.Time,
-		r.ok.Load(), r.fail.Load(), r.info.Load(), fault)
 }
 
 // nemesis injects the configured faults, in turn, on a schedule (healthy

@@ -33,6 +33,7 @@ type jepsenConfig struct {
 	checkTO     time.Duration
 	watchKeep   int
 	minOK       int
+	quiet       bool
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -105,6 +106,12 @@ injecting and healing take longer than planned the clients run on past
 --time until every kind has had its turn. The summary, results.json
 (faults_fired) and report.html count the faults of each kind.
 
+While it runs, stderr tells the progress (operations ok, failed and
+info, the fault in effect): a bar redrawn in place on a terminal;
+otherwise plain lines, one as the clients start (with the seed and the
+run directory), one every --time/10 (2s to 30s apart) and one as they
+stop; nothing with --quiet.
+
 Everything goes to a new directory under --dir: the histories (JSON lines,
 and EDN for Elle), results.json and report.html (latency and throughput
 over time with the fault windows, outcome counts, each anomaly with its
@@ -147,7 +154,10 @@ was cut short).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK}
+			if !c.quiet {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -189,6 +199,7 @@ was cut short).`,
 	f.IntVar(&c.watchKeep, "watch-keep", 0, "older versions a Redis ref keeps while it is watched (0: the default, 256); lower, watchers depend on the change feed sooner")
 	f.DurationVar(&c.checkTO, "check-timeout", 0, "bound of each linearizability search (porcupine; register, atom-register, lock): a key not decided by then makes the verdict UNKNOWN (default 30s)")
 	f.IntVar(&c.minOK, "min-ok", jepsenlite.DefaultMinOK, "successful operations (final reads not counted) of each kind that changes state (transfers, appends, writes and compare-and-sets, adds, acquisitions and fenced writes, swaps, increments) a run needs; with fewer of any kind the verdict is UNKNOWN, too little was tested")
+	f.BoolVar(&c.quiet, "quiet", false, "no progress on stderr (a bar on a terminal, otherwise a line every --time/10, 2s to 30s apart), only the summary")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(newJepsenCheckCmd())
 	cmd.AddCommand(&cobra.Command{
