@@ -13,6 +13,7 @@ import (
 
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // TestConfigFileWritten: a run's config.json holds the whole
@@ -107,5 +108,64 @@ func testRunCutShort(t *testing.T, backend string) {
 	}
 	if _, err := jepsenlite.Recheck(sum.Dir, 0); !errors.Is(err, jepsenlite.ErrNoRun) || !strings.Contains(err.Error(), "cut short") {
 		t.Errorf("Recheck of a cut-short run: %v, want ErrNoRun saying it was cut short", err)
+	}
+}
+
+// jsonKeys collects the keys of every object in v, but within operation
+// values ("value": the workloads' own shapes, as histories store them).
+func jsonKeys(v any, keys map[string]bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			keys[k] = true
+			if k != "value" {
+				jsonKeys(x, keys)
+			}
+		}
+	case []any:
+		for _, x := range v {
+			jsonKeys(x, keys)
+		}
+	}
+}
+
+// TestResultsKeysLowerCase: every key of results.json is lower case
+// (words joined by _), the checkers' results and their anomalies'
+// witnesses included; Recheck reads it back.
+func TestResultsKeysLowerCase(t *testing.T) {
+	h := bankHistory(12, false)
+	// A read whose balances do not sum to the total: wrong-total, with
+	// its witness.
+	n := len(h)
+	h = append(h,
+		check.Op{Index: n, Type: check.Invoke, Process: 3, F: "read", Time: int64(10 * (n + 1))}.WithValue(check.BankValue{}),
+		check.Op{Index: n + 1, Type: check.OK, Process: 3, F: "read", Time: int64(10 * (n + 2))}.WithValue(check.BankValue{Balances: map[int]int{0: 1, 1: 2, 2: 3, 3: 4, 4: 5}}))
+	sum := recheckHistory(t, jepsenlite.Config{Backend: "mem", Workload: "bank", Time: time.Second}, h)
+	if sum.Verdict != check.VerdictFail {
+		t.Fatalf("verdict %s, want FAIL (wrong-total)", sum.Verdict)
+	}
+	b, err := os.ReadFile(filepath.Join(sum.Dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	jsonKeys(v, keys)
+	for _, want := range []string{"verdict", "valid", "ops", "ok", "faults_fired", "min_ok", "results", "checker", "anomalies", "name", "explain", "index", "process"} {
+		if !keys[want] {
+			t.Errorf("results.json lacks %q:\n%s", want, b)
+		}
+	}
+	for k := range keys {
+		if k != strings.ToLower(k) || strings.ContainsAny(k, " -") {
+			t.Errorf("results.json key %q is not lower case", k)
+		}
+	}
+	re, err := jepsenlite.Recheck(sum.Dir, 0)
+	if err != nil || re.Verdict != check.VerdictFail || re.Results[0].OK == 0 {
+		t.Fatalf("Recheck: %v, %+v", err, re)
 	}
 }
