@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // skipWithout skips the test when a server is missing (internal/testkit/testserver
@@ -49,15 +51,16 @@ func TestRedisCloseRemovesItsProcessAndDir(t *testing.T) {
 	if !strings.HasPrefix(r.String(), "redis-server 127.0.0.1:") {
 		t.Errorf("String() = %q", r.String())
 	}
-	c, err := r.Dial(2 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := c.Do("SET", "k", "v"); err != nil || v != "OK" {
+	c := r.Client(2 * time.Second)
+	if v, err := c.Do(t.Context(), "SET", "k", "v").Text(); err != nil || v != "OK" {
 		t.Fatalf("SET: %q, %v", v, err)
 	}
-	if _, err := c.Do("NOSUCHCOMMAND"); !errors.As(err, new(RESPError)) {
-		t.Errorf("unknown command: %v, want a RESPError", err)
+	if v, err := c.Get(t.Context(), "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET: %q, %v", v, err)
+	}
+	var re goredis.Error
+	if err := c.Do(t.Context(), "NOSUCHCOMMAND").Err(); !errors.As(err, &re) || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("unknown command: %v, want the server's error reply", err)
 	}
 	c.Close()
 	if err := r.PingVia("127.0.0.1:1", 500*time.Millisecond); err == nil {
