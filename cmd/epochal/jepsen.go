@@ -114,8 +114,11 @@ stop; nothing with --quiet.
 
 Everything goes to a new directory under --dir: the histories (JSON lines,
 and EDN for Elle), results.json and report.html (latency and throughput
-over time with the fault windows, outcome counts, each anomaly with its
-witness). A run that does not finish keeps the file INCOMPLETE and is never
+over time with the fault windows and the failing anomalies marked,
+outcome counts with what ok, fail and info mean, each anomaly with a
+sentence saying what its name means and its witness; where two list
+reads disagree, the length of their common prefix and their differing
+tails, long lists shortened). A run that does not finish keeps the file INCOMPLETE and is never
 reported as a pass.
 
 The verdict is PASS, FAIL or UNKNOWN. UNKNOWN: no anomaly that fails the
