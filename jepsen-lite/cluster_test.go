@@ -110,12 +110,11 @@ func clusterTestInject(t *testing.T, c *cluster, kind string) fault {
 
 // clusterTestRedisPing sends PING through addr within timeout.
 func clusterTestRedisPing(addr string, timeout time.Duration) error {
-	c, err := servers.DialRESP(addr, nil, timeout)
-	if err != nil {
-		return err
-	}
+	c := servers.RedisClient(addr, nil, "", "", timeout)
 	defer c.Close()
-	v, err := c.Do("PING")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	v, err := c.Ping(ctx).Result()
 	if err == nil && v != "PONG" {
 		err = fmt.Errorf("PING: %q", v)
 	}
@@ -153,11 +152,8 @@ func TestClusterRedis(t *testing.T) {
 		t.Fatalf("Addrs() = %q, want one proxy", addrs)
 	}
 	addr := addrs[0]
-	rc, err := servers.DialRESP(addr, nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := rc.Do("SET", "k", "acknowledged"); err != nil || v != "OK" {
+	rc := servers.RedisClient(addr, nil, "", "", 5*time.Second)
+	if v, err := rc.Set(t.Context(), "k", "acknowledged", 0).Result(); err != nil || v != "OK" {
 		t.Fatalf("SET through the proxy: %q, %v", v, err)
 	}
 	rc.Close()
@@ -206,12 +202,9 @@ func TestClusterRedis(t *testing.T) {
 		clusterTestHeal(t, f) // again: only waits
 	}
 
-	rc, err = servers.DialRESP(addr, nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc = servers.RedisClient(addr, nil, "", "", 5*time.Second)
 	defer rc.Close()
-	if v, err := rc.Do("GET", "k"); err != nil || v != "acknowledged" {
+	if v, err := rc.Get(t.Context(), "k").Result(); err != nil || v != "acknowledged" {
 		t.Errorf("GET after the faults: %q, %v; want the acknowledged write", v, err)
 	}
 }

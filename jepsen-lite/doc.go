@@ -20,12 +20,16 @@
 // # Entry points
 //
 //   - Run runs one test as Config says and returns its Summary: the
-//     verdict (check.VerdictPass, VerdictFail or VerdictUnknown), each
-//     checker's check.Result, the faults injected and the operations
-//     done. It writes a run directory: config.json, the workers'
+//     verdict (check.VerdictPass, VerdictFail or VerdictUnknown; or
+//     VerdictIncomplete for a run cut short: its ctx was cancelled, by
+//     ^C say, and it was not checked), each checker's check.Result, the
+//     faults injected and the operations done. It writes a run directory: config.json, the workers'
 //     histories, history.jsonl and history.edn (the merged history),
 //     results.json and report.html (an HTML report with latency and
-//     throughput charts, the faults shaded).
+//     throughput charts, the faults shaded and the failing anomalies
+//     marked; what ok, fail, info and each anomaly name mean
+//     (check.AnomalyMeaning); each anomaly's witness, two list reads
+//     that disagree compared where they first differ).
 //   - Recheck checks a finished run directory's history again (say, with
 //     a longer linearizability timeout after an UNKNOWN).
 //   - CheckConfig checks a Config as Run would, without running it.

@@ -33,6 +33,9 @@ type reportData struct {
 	// Incomplete marks a run that did not finish: shown as a big red
 	// banner, whatever Verdict says.
 	Incomplete bool
+	// CutShort says why a run was cut short (and so not checked), if it
+	// was: shown under the banner.
+	CutShort string
 	// Verdict is shown as the headline ("" shows as FAIL); Inconclusive
 	// says why it is UNKNOWN.
 	Verdict      check.Verdict
@@ -72,6 +75,7 @@ func writeReport(w io.Writer, d reportData) error {
 	a := rptAnalyze(d.History)
 	a.tEnd = max(a.tEnd, d.Elapsed.Nanoseconds())
 	faults := rptNormFaults(d.Faults, &a.tEnd)
+	a.marks = rptMarks(d.Results)
 
 	var b strings.Builder
 	title := d.Title
@@ -98,6 +102,9 @@ func writeReport(w io.Writer, d reportData) error {
 	fmt.Fprintf(&b, "<div class=\"verdict %s\">%s</div>\n", vclass, verdict)
 	if d.Incomplete {
 		b.WriteString("<div class=\"banner\">INCOMPLETE RUN — not a pass</div>\n")
+		if d.CutShort != "" {
+			fmt.Fprintf(&b, "<p class=\"cutshort\">This run was cut short: %s. What the clients did until then is shown below; the history lacks the rest of the run and its final reads, so it was not checked.</p>\n", rptEsc(d.CutShort))
+		}
 	}
 	if !d.Incomplete && d.Verdict == check.VerdictUnknown {
 		b.WriteString("<p class=\"unknown\">UNKNOWN: no anomaly that fails the run was found, but not everything was checked, so this is not a pass:</p>\n<ul class=\"unknown\">\n")
@@ -175,6 +182,11 @@ func writeReport(w io.Writer, d reportData) error {
 			fmt.Fprintf(&b, "<p class=\"note\">%s.</p>\n", rptEsc(strings.Join(notes, "; ")))
 		}
 	}
+	b.WriteString("<dl class=\"legend\">\n")
+	for _, typ := range []check.Type{check.OK, check.Fail, check.Info} {
+		fmt.Fprintf(&b, "<dt class=\"%s\">%s</dt><dd>%s</dd>\n", rptTypeClass(typ), rptEsc(string(typ)), rptEsc(check.OutcomeMeanings[typ]))
+	}
+	b.WriteString("</dl>\n")
 
 	// 3. Latency scatter.
 	b.WriteString("<h2>Latency over time</h2>\n")
@@ -188,11 +200,14 @@ func writeReport(w io.Writer, d reportData) error {
 
 	// 5. Checkers.
 	b.WriteString("<h2>Checkers</h2>\n")
-	if len(d.Results) == 0 {
+	switch {
+	case len(d.Results) == 0 && d.CutShort != "":
+		b.WriteString("<p class=\"note\">not checked: the run was cut short</p>\n")
+	case len(d.Results) == 0:
 		b.WriteString("<p class=\"note\">no checker results</p>\n")
 	}
-	for _, r := range d.Results {
-		rptResult(&b, r)
+	for ci, r := range d.Results {
+		rptResult(&b, ci, r)
 	}
 	b.WriteString("</body>\n</html>\n")
 
@@ -233,6 +248,10 @@ td.v{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all;max-
 .anomaly.allowed{border-left-color:#6c757d}
 .anomaly.unknown{border-left-color:#d9730d}
 pre.explain{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:6px;font-size:12px;margin:4px 0}
+ul.diff{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;margin:4px 0}
+dl.legend{font-size:13px;display:grid;grid-template-columns:max-content auto;gap:2px 10px;margin:6px 0}
+dl.legend dt{font-weight:bold}
+dl.legend dd{margin:0;color:#444}
 svg{display:block;background:#fff}
 </style>
 `
@@ -280,6 +299,7 @@ type rptAnalysis struct {
 	unmatched   int // invokes never completed
 	orphans     int // completions with no invoke
 	tEnd        int64
+	marks       []rptMark // failing anomalies, marked on the charts
 }
 
 // rptAnalyze pairs invokes with completions by process and counts
@@ -482,7 +502,7 @@ func rptOpen(b *strings.Builder, f rptFrame, label string, faults []rptFault) {
 
 // rptClose draws the axes lines, the fault labels (over the data), the
 // legend and ends the SVG.
-func rptClose(b *strings.Builder, f rptFrame, ylabel string, faults []rptFault, legend [3]string, shown [3]bool) {
+func rptClose(b *strings.Builder, f rptFrame, ylabel string, faults []rptFault, marks []rptMark, legend [3]string, shown [3]bool) {
 	fmt.Fprintf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\" stroke=\"#333\"/>\n", rptF(f.left()), rptF(f.bottom()), rptF(f.right()), rptF(f.bottom()))
 	fmt.Fprintf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\" stroke=\"#333\"/>\n", rptF(f.left()), rptF(f.top()), rptF(f.left()), rptF(f.bottom()))
 	cy := (f.top() + f.bottom()) / 2
@@ -492,6 +512,13 @@ func rptClose(b *strings.Builder, f rptFrame, ylabel string, faults []rptFault, 
 		y := f.top() + 12 + 12*float64(i%4)
 		fmt.Fprintf(b, "<text x=\"%s\" y=\"%s\" fill=\"%s\" font-size=\"10\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">%s</text>\n",
 			rptF(x), rptF(y), ft.color, rptEsc(ft.Kind))
+	}
+	// Failing anomalies: a red triangle on the top edge at the time of
+	// each one's witness, linked to it.
+	for _, m := range marks {
+		x := f.x(float64(m.t) / 1e9)
+		fmt.Fprintf(b, "<a href=\"#%s\" class=\"mark\"><path d=\"M%s %sl-5 -8h10z\" fill=\"#d62828\"><title>%s</title></path></a>\n",
+			m.id, rptF(x), rptF(f.top()), rptEsc(m.label))
 	}
 	// Legend, in the top margin, right-aligned.
 	x := f.right() - 3*110
@@ -601,7 +628,7 @@ func rptLatencyChart(b *strings.Builder, a *rptAnalysis, faults []rptFault) stri
 	for i := range 3 {
 		legend[i] = fmt.Sprintf("%s (%d)", rptTypeNames[i], n[i])
 	}
-	rptClose(b, f, "latency (ms, log scale)", faults, legend, [3]bool{true, true, true})
+	rptClose(b, f, "latency (ms, log scale)", faults, a.marks, legend, [3]bool{true, true, true})
 
 	caption := fmt.Sprintf("Each point is an operation: x its completion, y its latency (completion time minus invocation time); log scale, latencies under %g ms drawn at %g ms.", floorMs, floorMs)
 	if len(pts) < len(a.points) {
@@ -614,6 +641,7 @@ func rptLatencyChart(b *strings.Builder, a *rptAnalysis, faults []rptFault) stri
 	if a.unmatched > 0 {
 		caption += fmt.Sprintf(" %d operations never completed and are not plotted.", a.unmatched)
 	}
+	caption += rptMarksCaption(a.marks)
 	return caption
 }
 
@@ -696,8 +724,8 @@ func rptThroughputChart(b *strings.Builder, a *rptAnalysis, faults []rptFault) s
 	for i := range 3 {
 		legend[i] = fmt.Sprintf("%s (%d)", rptTypeNames[i], n[i])
 	}
-	rptClose(b, f, "completions per second", faults, legend, [3]bool{})
-	return fmt.Sprintf("Completions per second by outcome, in %s buckets (a step per bucket).", time.Duration(width))
+	rptClose(b, f, "completions per second", faults, a.marks, legend, [3]bool{})
+	return fmt.Sprintf("Completions per second by outcome, in %s buckets (a step per bucket).", time.Duration(width)) + rptMarksCaption(a.marks)
 }
 
 // rptFired counts the faults per kind: the kinds asked for first, in
@@ -730,7 +758,7 @@ func rptFired(asked []string, faults []FaultWindow) string {
 }
 
 // rptResult writes one checker's result.
-func rptResult(b *strings.Builder, r check.Result) {
+func rptResult(b *strings.Builder, ci int, r check.Result) {
 	badge, bclass := "valid", "valid"
 	switch r.Verdict() {
 	case check.VerdictFail:
@@ -762,11 +790,12 @@ func rptResult(b *strings.Builder, r check.Result) {
 		}
 		byName[an.Name]++
 	}
-	b.WriteString("<table class=\"summary\">\n<tr><th>anomaly</th><th>count</th></tr>\n")
+	b.WriteString("<table class=\"summary\">\n<tr><th>anomaly</th><th>count</th><th>what it means</th></tr>\n")
 	for _, nm := range names {
-		fmt.Fprintf(b, "<tr><td>%s</td><td class=\"n\">%d</td></tr>\n", rptEsc(nm), byName[nm])
+		fmt.Fprintf(b, "<tr><td>%s</td><td class=\"n\">%d</td><td>%s</td></tr>\n", rptEsc(nm), byName[nm], rptEsc(check.AnomalyMeaning(nm)))
 	}
 	b.WriteString("</table>\n")
+	shortened := false
 	for i, an := range r.Anomalies {
 		cls := "anomaly"
 		switch {
@@ -775,7 +804,7 @@ func rptResult(b *strings.Builder, r check.Result) {
 		case an.Allowed:
 			cls += " allowed"
 		}
-		fmt.Fprintf(b, "<div class=\"%s\">\n<h4>#%d %s", cls, i+1, rptEsc(an.Name))
+		fmt.Fprintf(b, "<div class=\"%s\" id=\"%s\">\n<h4>#%d %s", cls, rptAnomalyID(ci, i), i+1, rptEsc(an.Name))
 		switch {
 		case an.Unknown:
 			b.WriteString("<span class=\"badge unknown\">not checked: the verdict is UNKNOWN</span>")
@@ -784,18 +813,32 @@ func rptResult(b *strings.Builder, r check.Result) {
 		}
 		b.WriteString("</h4>\n")
 		if an.Explain != "" {
-			fmt.Fprintf(b, "<pre class=\"explain\">%s</pre>\n", rptEsc(an.Explain))
+			ex := rptShortLists(an.Explain, " ")
+			shortened = shortened || ex != an.Explain
+			fmt.Fprintf(b, "<pre class=\"explain\">%s</pre>\n", rptEsc(ex))
+		}
+		if diffs := rptReadDiffs(an.Ops); len(diffs) > 0 {
+			b.WriteString("<ul class=\"diff\">\n")
+			for _, d := range diffs {
+				fmt.Fprintf(b, "<li>%s</li>\n", rptEsc(d))
+			}
+			b.WriteString("</ul>\n")
 		}
 		if len(an.Ops) > 0 {
 			b.WriteString("<table class=\"ops\">\n<tr><th>index</th><th>process</th><th>type</th><th>f</th><th>value</th><th>time (s)</th><th>error</th></tr>\n")
 			for _, o := range an.Ops {
+				v := rptShortValue(o.Value)
+				shortened = shortened || v != string(o.Value)
 				fmt.Fprintf(b, "<tr><td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"%s\">%s</td><td>%s</td><td class=\"v\">%s</td><td class=\"n\">%s</td><td>%s</td></tr>\n",
-					o.Index, o.Process, rptTypeClass(o.Type), rptEsc(string(o.Type)), rptEsc(o.F), rptEsc(string(o.Value)),
+					o.Index, o.Process, rptTypeClass(o.Type), rptEsc(string(o.Type)), rptEsc(o.F), rptEsc(v),
 					strconv.FormatFloat(float64(o.Time)/1e9, 'f', 6, 64), rptEsc(o.Error))
 			}
 			b.WriteString("</table>\n")
 		}
 		b.WriteString("</div>\n")
+	}
+	if shortened {
+		b.WriteString("<p class=\"note\">Long lists are shortened here (the first and last elements, and how many); results.json and history.jsonl hold them whole.</p>\n")
 	}
 	b.WriteString("</section>\n")
 }

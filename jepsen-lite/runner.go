@@ -93,10 +93,20 @@ type Config struct {
 
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
-	// with "jepsen worker" before them.
+	// with "jepsen worker" before them. Not data: config.json leaves it
+	// (and Progress) out; every other field is written there.
 	WorkerCmd func(args []string) *exec.Cmd `json:"-"`
-	Progress  io.Writer                     `json:"-"` // a progress bar, redrawn in place (nil: none)
+	// Progress receives the run's progress (nil: none): on a terminal a
+	// bar redrawn in place; otherwise (a file, a pipe) plain lines, one
+	// when the clients start (the seed, the run directory), one every
+	// Time/10 (2s to 30s apart) and one when they stop.
+	Progress io.Writer `json:"-"`
 }
+
+// VerdictIncomplete is the verdict of a run cut short (its context was
+// cancelled: ^C, SIGINT): it ran for less than its time, without its
+// final reads, and was not checked. Not a pass, nor a failure found.
+const VerdictIncomplete check.Verdict = "INCOMPLETE"
 
 // Summary is a run's outcome.
 type Summary struct {
@@ -109,9 +119,14 @@ type Summary struct {
 	// what). "" until the run has finished.
 	Verdict      check.Verdict
 	Inconclusive []string
-	Incomplete   bool
-	Results      []check.Result
-	Faults       []FaultWindow
+	// Incomplete: the run has not finished with a verdict (it is under
+	// way, it failed, or it was cut short).
+	Incomplete bool
+	// CutShort says why a run was cut short (its context was cancelled:
+	// ^C, SIGINT): its Verdict is then VerdictIncomplete; "" otherwise.
+	CutShort string
+	Results  []check.Result
+	Faults   []FaultWindow
 	// Fired counts the faults injected, per kind asked for (0: never
 	// injected) and per kind injected.
 	Fired map[string]int
@@ -415,7 +430,11 @@ func (e *ClusterError) Unwrap() error { return e.Err }
 // checks the history. The run directory holds config.json, the workers'
 // histories, history.jsonl and history.edn (merged), results.json and
 // report.html; it holds INCOMPLETE until the run ends with a verdict, so a
-// run that died half-way is never taken for a pass.
+// run that died half-way is never taken for a pass. A run whose ctx is
+// cancelled before it finishes (^C) is cut short: its clients stop, its
+// faults heal, and it returns no error but the verdict VerdictIncomplete,
+// unchecked, Summary.CutShort saying when (results.json and report.html
+// too); the INCOMPLETE mark stays and Recheck refuses it.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -435,13 +454,21 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err := os.WriteFile(filepath.Join(dir, "INCOMPLETE"), []byte("this run has not finished: its results are not a verdict\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	cj, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), cj, 0o644); err != nil {
+	// config.json is the whole configuration as run (defaults filled in,
+	// the seed too): what Recheck reads, and what reruns the run.
+	cj, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("jepsen: config.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(cj, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("jepsen: run directory: %w", err)
 	}
 	r := &run{cfg: cfg, dir: dir, start: start, mono: monoNow(), rng: rand.New(rand.NewPCG(cfg.Seed, 7)), turns: map[string]int{}, ended: make(chan struct{})}
 	err = r.execute(ctx)
 	sum.Faults = r.faults
+	if ctx.Err() != nil {
+		return sum, r.cutShort(ctx, sum, err)
+	}
 	if err != nil {
 		return sum, err
 	}
@@ -453,6 +480,49 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// cutShort ends a run whose context was cancelled (^C, SIGINT) before it
+// finished: the verdict is VerdictIncomplete and sum.CutShort says why.
+// The histories the clients recorded are merged and written, with
+// results.json and report.html saying the run was cut short, but not
+// checked: the run lacks the rest of its time and its final reads. The
+// INCOMPLETE mark stays. err is what the run returned when it stopped
+// (said too, if any).
+func (r *run) cutShort(ctx context.Context, sum *Summary, err error) error {
+	sum.Elapsed = time.Since(r.start)
+	sum.Verdict, sum.Incomplete = VerdictIncomplete, true
+	sum.CutShort = fmt.Sprintf("interrupted after %v of --time %v (%v): not checked, not a pass", sum.Elapsed.Round(time.Millisecond), r.cfg.Time, context.Cause(ctx))
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		sum.CutShort += fmt.Sprintf("; the run then stopped with: %v", err)
+	}
+	h, merr := r.merge()
+	if merr != nil {
+		sum.CutShort += fmt.Sprintf("; its histories could not be merged: %v", merr)
+		h = nil
+	}
+	sum.Fired = map[string]int{}
+	for _, k := range r.cfg.Nemesis {
+		sum.Fired[k] = 0
+	}
+	for _, f := range sum.Faults {
+		sum.Fired[f.Kind]++
+	}
+	for _, o := range h {
+		switch o.Type {
+		case check.OK:
+			sum.OK++
+		case check.Fail:
+			sum.Fail++
+		case check.Info:
+			sum.Info++
+		}
+	}
+	sum.Ops = sum.OK + sum.Fail + sum.Info
+	if err := os.WriteFile(filepath.Join(r.dir, "INCOMPLETE"), []byte("this run was cut short: "+sum.CutShort+"\n"), 0o644); err != nil {
+		return fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	return r.writeResults(h, sum)
 }
 
 // finish checks h, fills in sum's verdict and counts, writes the results
@@ -590,6 +660,7 @@ type run struct {
 	nextW   int
 	faults  []FaultWindow
 	current string // the fault in effect, for the progress bar
+	prog    progress
 
 	ok, fail, info atomic.Int64 // from the workers' progress lines
 
@@ -648,6 +719,7 @@ func (r *run) now() int64 { return monoNow() - r.mono }
 
 func (r *run) execute(ctx context.Context) error {
 	cfg := r.cfg
+	defer r.progressDone() // a bar is cleared before any error is printed
 	namespace := func(backend string) string {
 		ns := fmt.Sprintf("jepsen-%d", r.start.UnixNano())
 		if backend == "zk" {
@@ -735,11 +807,16 @@ func (r *run) executeInProcess(ctx context.Context) error {
 			}
 		})
 	}
+	r.progressStart()
 	r.progressUntil(ctx, time.Now().Add(cfg.Time))
 	var once sync.Once
 	r.quiesce(func(*workerProc) { once.Do(func() { close(quiesce) }) })
 	close(stop)
 	wg.Wait()
+	r.progressDone()
+	if ctx.Err() != nil {
+		return nil // cut short: no final reads, the run is not checked
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -773,6 +850,7 @@ func (r *run) executeProcesses(ctx context.Context) error {
 		}
 	}()
 	deadline := time.Now().Add(cfg.Time)
+	r.progressStart()
 	r.progressUntil(ctx, deadline)
 	// Every kind asked for is injected at least once: if injecting and
 	// healing took longer than the schedule planned, the clients run on
@@ -803,13 +881,14 @@ func (r *run) executeProcesses(ctx context.Context) error {
 			<-w.done
 		}
 	}
-	if r.cfg.Progress != nil {
-		fmt.Fprintln(r.cfg.Progress)
-	}
+	r.progressDone()
 	for _, w := range ws {
 		if w.err != nil {
 			return fmt.Errorf("jepsen: client process %d failed: %w (see worker-%d.log)", w.n, w.err, w.n)
 		}
+	}
+	if ctx.Err() != nil {
+		return nil // cut short: no final reads, the run is not checked
 	}
 	// Final reads.
 	fw, err := r.start1(ctx, true)
@@ -1011,25 +1090,6 @@ func (r *run) progressWhile(ctx context.Context, done <-chan struct{}, deadline 
 // its own (the caller then reports its error), or the nemesis failed.
 func (r *run) progressUntil(ctx context.Context, deadline time.Time) {
 	r.progressWhile(ctx, nil, deadline)
-}
-
-func (r *run) drawProgress() {
-	p := r.cfg.Progress
-	if p == nil {
-		return
-	}
-	el := time.Since(r.start)
-	frac := min(float64(el)/float64(r.cfg.Time), 1)
-	const width = 30
-	bar := strings.Repeat("=", int(frac*width)) + strings.Repeat(" ", width-int(frac*width))
-	r.mu.Lock()
-	fault := r.current
-	r.mu.Unlock()
-	if fault == "" {
-		fault = "none"
-	}
-	fmt.Fprintf(p, "\r[%s] %5.1fs/%v  ok %d  fail %d  info %d  fault: %-20s", bar, el.Seconds(), r.cfg.Time,
-		r.ok.Load(), r.fail.Load(), r.info.Load(), fault)
 }
 
 // nemesis injects the configured faults, in turn, on a schedule (healthy
@@ -1275,6 +1335,7 @@ func (r *run) merge() ([]check.Op, error) {
 type resultsFile struct {
 	Verdict      check.Verdict  `json:"verdict"`
 	Valid        any            `json:"valid"`
+	CutShort     string         `json:"cut_short,omitempty"`
 	Inconclusive []string       `json:"inconclusive,omitempty"`
 	Ops          int            `json:"ops"`
 	OK           int            `json:"ok"`
@@ -1326,9 +1387,16 @@ func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	if err := write("history.edn", func(w io.Writer) error { return check.WriteEDN(w, h) }); err != nil {
 		return err
 	}
-	res, _ := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: sum.Verdict.JepsenValid(), Inconclusive: sum.Inconclusive,
+	valid := sum.Verdict.JepsenValid()
+	if sum.Verdict == VerdictIncomplete {
+		valid = "unknown" // not checked
+	}
+	res, err := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: valid, CutShort: sum.CutShort, Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
 		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("jepsen: results.json: %w", err)
+	}
 	if err := write("results.json", func(w io.Writer) error { _, err := w.Write(res); return err }); err != nil {
 		return err
 	}
@@ -1345,7 +1413,8 @@ func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	}
 	return write("report.html", func(w io.Writer) error {
 		return writeReport(w, reportData{Title: fmt.Sprintf("jepsen-lite: %s on %s", r.cfg.Workload, r.cfg.Backend),
-			Config: cfgMap, Verdict: sum.Verdict, Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
+			Config: cfgMap, Verdict: sum.Verdict, Incomplete: sum.Verdict == VerdictIncomplete, CutShort: sum.CutShort,
+			Inconclusive: sum.Inconclusive, Nemesis: r.cfg.Nemesis,
 			History: h, Faults: sum.Faults, Results: sum.Results, Elapsed: sum.Elapsed})
 	})
 }
@@ -1386,11 +1455,16 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 		return nil, fmt.Errorf("%w: %s: history.jsonl: %w", ErrNoRun, dir, err)
 	}
 	var old struct {
-		Seconds float64       `json:"seconds"`
-		Faults  []FaultWindow `json:"faults"`
+		Verdict  check.Verdict `json:"verdict"`
+		CutShort string        `json:"cut_short"`
+		Seconds  float64       `json:"seconds"`
+		Faults   []FaultWindow `json:"faults"`
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "results.json")); err == nil {
 		_ = json.Unmarshal(b, &old)
+	}
+	if old.Verdict == VerdictIncomplete {
+		return nil, fmt.Errorf("%w: %s was cut short (%s): its history lacks the rest of the run and its final reads (a rerun, not a recheck, gives a verdict)", ErrNoRun, dir, old.CutShort)
 	}
 	if checkTimeout > 0 {
 		cfg.CheckTimeout = checkTimeout

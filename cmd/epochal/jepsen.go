@@ -36,6 +36,7 @@ type jepsenConfig struct {
 
 	redisTopology string
 	redisWait     int
+	quiet         bool
 }
 
 func newJepsenCmd(g *globals) *cobra.Command {
@@ -112,10 +113,19 @@ injecting and healing take longer than planned the clients run on past
 --time until every kind has had its turn. The summary, results.json
 (faults_fired) and report.html count the faults of each kind.
 
+While it runs, stderr tells the progress (operations ok, failed and
+info, the fault in effect): a bar redrawn in place on a terminal;
+otherwise plain lines, one as the clients start (with the seed and the
+run directory), one every --time/10 (2s to 30s apart) and one as they
+stop; nothing with --quiet.
+
 Everything goes to a new directory under --dir: the histories (JSON lines,
 and EDN for Elle), results.json and report.html (latency and throughput
-over time with the fault windows, outcome counts, each anomaly with its
-witness). A run that does not finish keeps the file INCOMPLETE and is never
+over time with the fault windows and the failing anomalies marked,
+outcome counts with what ok, fail and info mean, each anomaly with a
+sentence saying what its name means and its witness; where two list
+reads disagree, the length of their common prefix and their differing
+tails, long lists shortened). A run that does not finish keeps the file INCOMPLETE and is never
 reported as a pass.
 
 The verdict is PASS, FAIL or UNKNOWN. UNKNOWN: no anomaly that fails the
@@ -134,8 +144,15 @@ jepsen check DIR --check-timeout 5m' checks a run's history again.
 'epochal jepsen check --workload list-append FILE' checks a history that
 Jepsen or Elle wrote (EDN), or the runner (JSON lines).
 
+A run cut short (^C, SIGINT) stops its clients and heals its faults,
+skips the final reads and is not checked: its verdict is INCOMPLETE, in
+the summary, results.json ("cut_short" says when and why) and
+report.html; the run directory keeps the file INCOMPLETE, and 'epochal
+jepsen check' refuses it.
+
 Exit codes: 0 PASS; 1 FAIL (an anomaly, or the run itself failed); 2 bad
-usage; 3 a server could not be started; 5 UNKNOWN.`,
+usage; 3 a server could not be started; 5 UNKNOWN; 6 INCOMPLETE (the run
+was cut short).`,
 		Example: "  epochal jepsen --workload bank --time 20s\n" +
 			"  epochal jepsen --backend redis --workload list-append --nemesis kill,pause,partition --time 1m\n" +
 			"  epochal jepsen --backend zk --workload register --nemesis leader,client-kill --time 10m\n" +
@@ -147,8 +164,11 @@ usage; 3 a server could not be started; 5 UNKNOWN.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := jepsenlite.Config{Backend: g.backend, Workload: c.workload, Coordinator: c.coordinator, Time: c.time, Workers: c.workers,
 				Clients: c.clients, Dir: c.dir, Seed: c.seed, Interval: c.interval, Nodes: c.nodes, Bug: c.bug,
-				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK, Progress: cmd.ErrOrStderr()}
+				General: c.general, Rate: c.rate, Lease: c.lease, CheckTimeout: c.checkTO, WatchKeep: c.watchKeep, MinOK: c.minOK}
 			cfg.RedisTopology, cfg.RedisWait = c.redisTopology, c.redisWait
+			if !c.quiet {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
 			if c.nemesis != "" && c.nemesis != "none" {
 				for _, n := range strings.Split(c.nemesis, ",") {
 					cfg.Nemesis = append(cfg.Nemesis, strings.TrimSpace(n))
@@ -192,6 +212,7 @@ usage; 3 a server could not be started; 5 UNKNOWN.`,
 	f.IntVar(&c.minOK, "min-ok", jepsenlite.DefaultMinOK, "successful operations (final reads not counted) of each kind that changes state (transfers, appends, writes and compare-and-sets, adds, acquisitions and fenced writes, swaps, increments) a run needs; with fewer of any kind the verdict is UNKNOWN, too little was tested")
 	f.StringVar(&c.redisTopology, "redis-topology", "", "Redis servers: single (one server, the default) or sentinel (a master, a replica and three sentinels; clients go through Sentinel; the nemesis failover)")
 	f.IntVar(&c.redisWait, "redis-wait", 0, "with --redis-topology sentinel: clients WAIT for this many replicas after each commit (redis.Config.WaitReplicas; 0: no WAIT)")
+	f.BoolVar(&c.quiet, "quiet", false, "no progress on stderr (a bar on a terminal, otherwise a line every --time/10, 2s to 30s apart), only the summary")
 	_ = f.MarkHidden("bug")
 	cmd.AddCommand(newJepsenCheckCmd())
 	cmd.AddCommand(&cobra.Command{
@@ -224,8 +245,8 @@ workload's checkers on the history again, prints the summary and writes
 results.json and report.html anew. With a longer --check-timeout, a run
 that was UNKNOWN because a linearizability search ran out of time may be
 decided. A run that did not finish (still marked INCOMPLETE, with no
-results.json) is refused: its history may lack operations, and only a new
-run gives it a verdict.
+results.json) or was cut short (^C: verdict INCOMPLETE) is refused: its
+history may lack operations, and only a new run gives it a verdict.
 
 check --workload WORKLOAD FILE checks a history file written elsewhere: by
 Jepsen or Elle (EDN: operation maps such as {:type :ok, :f :txn, :value
@@ -304,9 +325,11 @@ linearizability search ran out of --check-timeout).`,
 }
 
 // verdictError maps a run's verdict to the command's error: nil for PASS,
-// exit code 1 for FAIL, 5 for UNKNOWN.
+// exit code 1 for FAIL, 5 for UNKNOWN, 6 for INCOMPLETE (cut short).
 func verdictError(sum *jepsenlite.Summary) error {
 	switch {
+	case sum.Verdict == jepsenlite.VerdictIncomplete:
+		return &incompleteError{err: fmt.Errorf("jepsen: INCOMPLETE, the run was cut short: %s; see %s/report.html", sum.CutShort, sum.Dir)}
 	case sum.Passed():
 		return nil
 	case sum.Failed():
@@ -406,6 +429,8 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 	}
 	fmt.Fprintf(w, "  run directory: %s (report.html)\n", s.Dir)
 	switch {
+	case s.Verdict == jepsenlite.VerdictIncomplete:
+		fmt.Fprintf(w, "verdict: INCOMPLETE (the run was cut short: %s)\n", s.CutShort)
 	case s.Passed():
 		fmt.Fprintln(w, "verdict: PASS")
 	case s.Failed():

@@ -16,7 +16,8 @@
 // not be reached; 4 refused by the server: authentication or permission
 // (Redis NOAUTH, WRONGPASS, NOPERM; ZooKeeper NoAuth or auth failed); 5
 // inconclusive (a jepsen run whose verdict is UNKNOWN: no anomaly found,
-// but not everything was checked).
+// but not everything was checked); 6 a jepsen run cut short (interrupted:
+// its verdict is INCOMPLETE).
 package main
 
 import (
@@ -45,6 +46,8 @@ const (
 	exitDown     = 3 // the backend could not be reached
 	exitRefused  = 4 // the server refused: authentication or permission
 	exitUnknown  = 5 // a check was inconclusive (jepsen: UNKNOWN)
+	// exitIncomplete: a run cut short (jepsen: interrupted, INCOMPLETE).
+	exitIncomplete = 6
 )
 
 // errCheckFailed is returned when a workload ran but its invariant check
@@ -64,6 +67,13 @@ type unknownError struct{ err error }
 func (e *unknownError) Error() string { return e.err.Error() }
 func (e *unknownError) Unwrap() error { return e.err }
 
+// incompleteError marks a run cut short (a jepsen run interrupted, whose
+// verdict is INCOMPLETE): exit code 6.
+type incompleteError struct{ err error }
+
+func (e *incompleteError) Error() string { return e.err.Error() }
+func (e *incompleteError) Unwrap() error { return e.err }
+
 // usageError marks a bad command line: it maps to exit code 2.
 type usageError struct{ err error }
 
@@ -81,9 +91,12 @@ func exitCode(err error) int {
 	var d *downError
 	var nf *notFoundError
 	var un *unknownError
+	var inc *incompleteError
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &inc):
+		return exitIncomplete
 	case errors.As(err, &un):
 		return exitUnknown
 	case refused(err):
@@ -303,9 +316,9 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 func main() {
 	goredis.SetLogger(quietLogger{})
 	// An interrupt cancels the command's context. The demo ends its
-	// workload early and still reports; an epochal jepsen run stops and
-	// exits 1 with its run directory left marked INCOMPLETE: an
-	// interrupted run is not checked and gives no verdict.
+	// workload early and still reports; an epochal jepsen run stops, is
+	// not checked, and exits 6 with the verdict INCOMPLETE, its run
+	// directory left marked INCOMPLETE.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

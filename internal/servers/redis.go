@@ -363,47 +363,6 @@ func (r *Redis) Restart() error {
 	return err
 }
 
-// Ping connects (with TLS and AUTH as configured), sends PING and expects
-// PONG, all within timeout. It returns an error otherwise (a net.Error with
-// Timeout() true when the server does not answer in time, e.g. paused).
-func (r *Redis) Ping(timeout time.Duration) error { return r.PingVia(r.Addr, timeout) }
-
-// PingVia is Ping through another address that leads to this server, such
-// as a proxy's.
-func (r *Redis) PingVia(addr string, timeout time.Duration) error {
-	c, err := r.DialVia(addr, timeout)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if r.Password != "" || r.User != "" {
-		args := []string{"AUTH", r.Password}
-		if r.User != "" {
-			args = []string{"AUTH", r.User, r.Password}
-		}
-		if _, err := c.Do(args...); err != nil {
-			return fmt.Errorf("AUTH: %w", err)
-		}
-	}
-	v, err := c.Do("PING")
-	if err != nil {
-		return err
-	}
-	if v != "PONG" {
-		return fmt.Errorf("PING: unexpected reply %q", v)
-	}
-	return nil
-}
-
-// Dial connects to the server, over TLS if it serves TLS (without AUTH),
-// with the connection and every operation on it bounded by timeout.
-func (r *Redis) Dial(timeout time.Duration) (*RESPConn, error) { return r.DialVia(r.Addr, timeout) }
-
-// DialVia is Dial through another address that leads to this server.
-func (r *Redis) DialVia(addr string, timeout time.Duration) (*RESPConn, error) {
-	return DialRESP(addr, r.ClientTLS(), timeout)
-}
-
 // writeTLSFiles generates a CA and a server certificate for 127.0.0.1, ::1
 // and localhost into dir, and returns the CA file and a client config.
 func writeTLSFiles(dir string) (caFile string, client *tls.Config, err error) {

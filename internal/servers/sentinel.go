@@ -1,6 +1,7 @@
 package servers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // SentinelMaster is the name the sentinels of a SentinelSet monitor their
@@ -59,21 +62,11 @@ func StartReplica(master *Redis, opts RedisOptions) (*Redis, error) {
 
 // Info returns the fields of INFO section (e.g. "replication") as a map.
 func (r *Redis) Info(section string, timeout time.Duration) (map[string]string, error) {
-	c, err := r.Dial(timeout)
-	if err != nil {
-		return nil, err
-	}
+	c := r.Client(timeout)
 	defer c.Close()
-	if r.Password != "" || r.User != "" {
-		args := []string{"AUTH", r.Password}
-		if r.User != "" {
-			args = []string{"AUTH", r.User, r.Password}
-		}
-		if _, err := c.Do(args...); err != nil {
-			return nil, fmt.Errorf("AUTH: %w", err)
-		}
-	}
-	v, err := c.Do("INFO", section)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	v, err := c.Info(ctx, section).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -139,14 +132,42 @@ func (s *Sentinel) String() string { return s.p.name }
 // PID returns the sentinel's PID, or 0 when it is not running.
 func (s *Sentinel) PID() int { return s.p.pid() }
 
-// Do sends one command to the sentinel (see RESPConn.Do).
+// Do sends one command to the sentinel and returns its reply as text: an
+// array's items (flattened) one per line.
 func (s *Sentinel) Do(timeout time.Duration, args ...string) (string, error) {
-	c, err := DialRESP(s.Addr, nil, timeout)
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, Protocol: 2, DialTimeout: timeout, ReadTimeout: timeout,
+		WriteTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: -1, PoolSize: 1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	argv := make([]any, len(args))
+	for i, a := range args {
+		argv[i] = a
+	}
+	v, err := c.Do(ctx, argv...).Result()
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	return c.Do(args...)
+	return replyText(v), nil
+}
+
+// replyText is a reply as text: an array's items, flattened, one per line.
+func replyText(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case []any:
+		items := make([]string, len(v))
+		for i, it := range v {
+			items[i] = replyText(it)
+		}
+		return strings.Join(items, "\n")
+	}
+	return fmt.Sprint(v)
 }
 
 // SentinelOptions configures StartSentinelSet.

@@ -1,6 +1,7 @@
 package servers
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // skipWithout skips the test when a server is missing (internal/testkit/testserver
@@ -49,15 +52,16 @@ func TestRedisCloseRemovesItsProcessAndDir(t *testing.T) {
 	if !strings.HasPrefix(r.String(), "redis-server 127.0.0.1:") {
 		t.Errorf("String() = %q", r.String())
 	}
-	c, err := r.Dial(2 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := c.Do("SET", "k", "v"); err != nil || v != "OK" {
+	c := r.Client(2 * time.Second)
+	if v, err := c.Do(t.Context(), "SET", "k", "v").Text(); err != nil || v != "OK" {
 		t.Fatalf("SET: %q, %v", v, err)
 	}
-	if _, err := c.Do("NOSUCHCOMMAND"); !errors.As(err, new(RESPError)) {
-		t.Errorf("unknown command: %v, want a RESPError", err)
+	if v, err := c.Get(t.Context(), "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET: %q, %v", v, err)
+	}
+	var re goredis.Error
+	if err := c.Do(t.Context(), "NOSUCHCOMMAND").Err(); !errors.As(err, &re) || !strings.Contains(err.Error(), "unknown command") {
+		t.Errorf("unknown command: %v, want the server's error reply", err)
 	}
 	c.Close()
 	if err := r.PingVia("127.0.0.1:1", 500*time.Millisecond); err == nil {
@@ -253,15 +257,14 @@ func TestSentinelSetFailsOver(t *testing.T) {
 	if m0 != set.Nodes[0].Addr {
 		t.Fatalf("master %s, want %s", m0, set.Nodes[0].Addr)
 	}
-	c, err := set.Nodes[0].Dial(2 * time.Second)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := set.Nodes[0].Client(5 * time.Second)
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Do("SET", "k", "v"); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := c.Do("WAIT", "1", "5000"); err != nil || v != "1" {
-		t.Fatalf("WAIT 1: %q, %v", v, err)
+	if n, err := c.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1: %d, %v", n, err)
 	}
 	c.Close()
 	old, cur, err := set.Failover()
@@ -277,12 +280,9 @@ func TestSentinelSetFailsOver(t *testing.T) {
 	if role, err := set.Nodes[0].Role(time.Second); err != nil || role != "slave" {
 		t.Errorf("old master's role %q (%v), want slave", role, err)
 	}
-	c, err = cur.Dial(2 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = cur.Client(5 * time.Second)
 	defer c.Close()
-	if v, err := c.Do("GET", "k"); err != nil || v != "v" {
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
 		t.Errorf("GET k on the new master: %q, %v", v, err)
 	}
 	var pids []int

@@ -58,6 +58,9 @@
 //   - WatchChecker: a watcher sees every change of a key, in order, or
 //     is told of a gap.
 //
+// AnomalyMeaning says in a sentence what each anomaly name means, and
+// OutcomeMeanings what ok, fail and info do (the report shows both).
+//
 // The linearizability searches take a timeout (TimeoutSetter); a key not
 // decided in time makes the verdict UNKNOWN, not PASS.
 //

@@ -316,9 +316,9 @@ type resultJSON struct {
 	Checker   string    `json:"checker"`
 	Valid     any       `json:"valid"`
 	Anomalies []Anomaly `json:"anomalies,omitempty"`
-	OK        int
-	Fail      int
-	Info      int
+	OK        int       `json:"ok"`
+	Fail      int       `json:"fail"`
+	Info      int       `json:"info"`
 }
 
 // JepsenValid is v as Jepsen's :valid? writes it: true, false or

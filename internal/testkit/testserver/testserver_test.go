@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/epochal/epochal/internal/servers"
 )
 
@@ -50,17 +52,19 @@ func expectGone(t *testing.T) func(pid int) {
 // redisDo opens a connection to r, sends one command and returns the reply.
 func redisDo(t *testing.T, r *Redis, args ...string) (string, error) {
 	t.Helper()
-	c, err := r.s.Dial(5 * time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", r.Addr, err)
-	}
+	c := r.s.Client(5 * time.Second)
 	defer c.Close()
-	if r.Password != "" || r.User != "" {
-		if _, err := c.Do("AUTH", r.User, r.Password); err != nil {
-			t.Fatalf("AUTH: %v", err)
-		}
+	return doText(t, c, args...)
+}
+
+// doText sends one command on c and returns its reply as text.
+func doText(t *testing.T, c *goredis.Client, args ...string) (string, error) {
+	t.Helper()
+	a := make([]any, len(args))
+	for i, s := range args {
+		a[i] = s
 	}
-	return c.Do(args...)
+	return c.Do(t.Context(), a...).Text()
 }
 
 func TestRedisDataSurvivesKillAndStop(t *testing.T) {
@@ -192,21 +196,19 @@ func TestRedisACLUser(t *testing.T) {
 		t.Fatalf("PING with AUTH: %v", err)
 	}
 	try := func(args ...string) (string, error) {
-		c, err := r.s.Dial(5 * time.Second)
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
+		// Not authenticated: every command as it comes.
+		c := servers.RedisClient(r.Addr, r.ClientTLS(), "", "", 5*time.Second)
 		defer c.Close()
-		return c.Do(args...)
+		return doText(t, c, args...)
 	}
 	if v, err := try("AUTH", "alice", "s3cret pass"); err != nil || v != "OK" {
 		t.Errorf("AUTH with the right password: %q, %v; want OK", v, err)
 	}
-	var re servers.RESPError
-	if _, err := try("AUTH", "alice", "wrong"); !errors.As(err, &re) || !strings.HasPrefix(string(re), "WRONGPASS") {
+	var re goredis.Error
+	if _, err := try("AUTH", "alice", "wrong"); !errors.As(err, &re) || !strings.HasPrefix(err.Error(), "WRONGPASS") {
 		t.Errorf("AUTH with a wrong password: %v; want a WRONGPASS error reply", err)
 	}
-	if _, err := try("PING"); !errors.As(err, &re) || !strings.HasPrefix(string(re), "NOAUTH") {
+	if _, err := try("PING"); !errors.As(err, &re) || !strings.HasPrefix(err.Error(), "NOAUTH") {
 		t.Errorf("PING without AUTH: %v; want a NOAUTH error reply", err)
 	}
 	if _, err := try("AUTH", "default", ""); err == nil {
@@ -227,19 +229,14 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatalf("TLS server: ClientTLS() = %v, CAFile = %q", cfg, r.CAFile)
 	}
 
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", r.Addr, cfg)
-	if err != nil {
-		t.Fatalf("TLS dial: %v", err)
-	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	rc := servers.NewRESPConn(c)
-	if v, err := rc.Do("AUTH", "pw"); err != nil || v != "OK" {
+	rc := servers.RedisClient(r.Addr, cfg, "", "", 5*time.Second)
+	if v, err := doText(t, rc, "AUTH", "pw"); err != nil || v != "OK" {
 		t.Fatalf("AUTH over TLS: %q, %v", v, err)
 	}
-	if v, err := rc.Do("PING"); err != nil || v != "PONG" {
+	if v, err := doText(t, rc, "PING"); err != nil || v != "PONG" {
 		t.Fatalf("PING over TLS: %q, %v", v, err)
 	}
-	c.Close()
+	rc.Close()
 
 	// Without our CA the certificate is not trusted.
 	if c, err := tls.Dial("tcp", r.Addr, &tls.Config{ServerName: "127.0.0.1"}); err == nil {
