@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -315,6 +316,12 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 
 func main() {
 	goredis.SetLogger(quietLogger{})
+	// The library logs what it cannot return to a caller (a cleanup left
+	// to the sweeper, ...) with slog.Default(). The command reports its
+	// own errors in one line; of the library's, only errors are shown
+	// (a backend that lost its data), not warnings about work others
+	// finish.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	// An interrupt cancels the command's context. The demo ends its
 	// workload early and still reports; an epochal jepsen run stops, is
 	// not checked, and exits 6 with the verdict INCOMPLETE, its run
