@@ -197,7 +197,7 @@ func TestMarkdownCitationsCheckerCatches(t *testing.T) {
 	}
 	write("README.md", "See [design](docs/design.md), docs/x.md and CHANGELOG.md.\n"+
 		"Keep a Changelog: https://keepachangelog.com/en/1.1.0/CHANGES.md; www.example.com/A.md\n")
-	write("docs/design.md", "Back to the [README](../README.md#top); the steps are in PROTOCOL.md.\n")
+	write("docs/design.md", "Back to the [README](../README.md#top); the steps are in STEPS.md.\n")
 	write("docs/ops/run.md", "Up: [design](../design.md), [gone](../../GONE.md), [results](results.md).\n")
 	write("backend/doc.go", "// Package backend: see docs/design.md, \"Committing\",\n// and FOO.md (I1).\npackage backend\n")
 	write("cmd/gen.go", "package main\n\nconst page = \"design.md\" // written to DIR/%s.md or <name>.md\n")
@@ -207,7 +207,7 @@ func TestMarkdownCitationsCheckerCatches(t *testing.T) {
 	for _, r := range missingMDRefs(t, dir) {
 		got = append(got, r.file+":"+r.name)
 	}
-	want := []string{"README.md:docs/x.md", "README.md:CHANGELOG.md", "backend/doc.go:FOO.md", "docs/design.md:PROTOCOL.md", "docs/ops/run.md:../../GONE.md"}
+	want := []string{"README.md:docs/x.md", "README.md:CHANGELOG.md", "backend/doc.go:FOO.md", "docs/design.md:STEPS.md", "docs/ops/run.md:../../GONE.md"}
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
