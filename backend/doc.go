@@ -29,7 +29,8 @@
 // Driver adds ID and Close. Optional capabilities stay separate
 // interfaces, found by type assertion: [OnePhase] (a whole commit in one
 // atomic operation), [ValueLimit], [BoundedVersions], [LocalClock] and
-// [ReadInto] (in-process stores), [Feed] (on a subscription), and
+// [ReadInto] (in-process stores), [RoundTripCounter] (drivers with a
+// server), [Feed] (on a subscription), and
 // [Sessions] with [EntryLister] (ephemeral state for locks and groups; a
 // driver that keeps sessions is also a [SessionStore], what locks and
 // groups take: one method returning the driver itself).

@@ -605,6 +605,16 @@ type LocalClock interface {
 	LocalClock()
 }
 
+// RoundTripCounter is implemented by a driver that talks to a server: it
+// counts the requests it sent and waited on the answer to (a command, a
+// pipeline or a script on Redis; a call, a multi or a batch of reads sent
+// together on ZooKeeper), for every caller of the driver (transactions,
+// atoms, locks, groups, watches, sweeps). The STM reports the count as the
+// metric epochal.backend.round_trips of each backend it knows.
+type RoundTripCounter interface {
+	RoundTrips() uint64
+}
+
 // ReadInto is implemented by a driver whose reads cost no round trip (an
 // in-process store): Read, with the result's Items in dst's array when it
 // has room for them, so that a read allocates nothing for its result. The

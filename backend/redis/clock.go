@@ -17,7 +17,7 @@ func (b *Backend) ReadPoint(ctx context.Context) (clock.Point, error) {
 	}
 	var idCmd, clk *goredis.StringCmd
 	seen := b.seen.Load()
-	err := do(ctx, func(ctx context.Context) error {
+	err := do(ctx, b, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd, clk = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
 			return nil

@@ -26,7 +26,10 @@ import (
 // the client's own timeouts, and a change it asked for may still apply
 // (the error does not wrap backend.ErrNotApplied: the outcome is
 // unknown). f hands its results back only through its return values.
-func call[T any](ctx context.Context, f func(ctx context.Context) (T, error)) (T, error) {
+// Each call counts as one round trip of b (RoundTrips): f sends one
+// command, pipeline or script and waits for its answer.
+func call[T any](ctx context.Context, b *Backend, f func(ctx context.Context) (T, error)) (T, error) {
+	b.trips.Add(1)
 	if ctx.Done() == nil {
 		v, err := f(ctx)
 		return v, closedErr(err)
@@ -65,8 +68,8 @@ func closedErr(err error) error {
 }
 
 // do is call for f without a result.
-func do(ctx context.Context, f func(ctx context.Context) error) error {
-	_, err := call(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+func do(ctx context.Context, b *Backend, f func(ctx context.Context) error) error {
+	_, err := call(ctx, b, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
 	return err
 }
 
@@ -91,7 +94,7 @@ func ctxErr(ctx context.Context, err error) error {
 // point seen as ARGV[1] (see epochLib).
 func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any, error) {
 	head := b.p + "\x00" + b.id + "\x00" + strconv.FormatUint(b.seen.Load(), 10)
-	res, err := call(ctx, func(ctx context.Context) (any, error) {
+	res, err := call(ctx, b, func(ctx context.Context) (any, error) {
 		return s.Run(ctx, b.c, []string{b.clockK}, append([]any{head}, args...)...).Result()
 	})
 	if err != nil && strings.Contains(err.Error(), "EPOCHAL_LOST") {
@@ -99,6 +102,11 @@ func (b *Backend) run(ctx context.Context, s *goredis.Script, args ...any) (any,
 	}
 	return res, err
 }
+
+// RoundTrips returns how many requests this Backend has sent to its server
+// and waited on (a command, a pipeline, a script; backend.RoundTripCounter).
+// A script the server no longer caches costs one more, uncounted.
+func (b *Backend) RoundTrips() uint64 { return b.trips.Load() }
 
 // logger returns the backend's logger (Config.Logger or slog.Default()).
 func (b *Backend) logger() *slog.Logger {

@@ -135,6 +135,8 @@ type Backend struct {
 	seen atomic.Uint64
 	lost atomic.Pointer[error]
 
+	trips atomic.Uint64 // round trips (RoundTrips)
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -148,11 +150,12 @@ var (
 	_ backend.MetaStore    = (*Backend)(nil)
 	_ backend.ChangeStream = (*Backend)(nil)
 	// Optional capabilities.
-	_ backend.OnePhase        = (*Backend)(nil)
-	_ backend.BoundedVersions = (*Backend)(nil)
-	_ backend.Sessions        = (*Backend)(nil)
-	_ backend.SessionStore    = (*Backend)(nil)
-	_ backend.EntryLister     = (*Backend)(nil)
+	_ backend.OnePhase         = (*Backend)(nil)
+	_ backend.BoundedVersions  = (*Backend)(nil)
+	_ backend.Sessions         = (*Backend)(nil)
+	_ backend.SessionStore     = (*Backend)(nil)
+	_ backend.EntryLister      = (*Backend)(nil)
+	_ backend.RoundTripCounter = (*Backend)(nil)
 )
 
 // Open connects to the server cfg names and checks that it answers (and
@@ -227,7 +230,7 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 	// using this prefix on this server (whatever address it dials) agrees.
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
-	id, err := call(ctx, func(ctx context.Context) (string, error) {
+	id, err := call(ctx, b, func(ctx context.Context) (string, error) {
 		if !cfg.ReadOnly {
 			if err := c.SetNX(ctx, p+"id", "redis:"+hex.EncodeToString(raw[:])+"/"+cfg.Prefix, 0).Err(); err != nil {
 				return "", err
@@ -236,7 +239,7 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 		return c.Get(ctx, p+"id").Result()
 	})
 	if cfg.ReadOnly && errors.Is(err, goredis.Nil) {
-		found, ferr := call(ctx, func(ctx context.Context) ([]string, error) { return namespaces(ctx, c) })
+		found, ferr := call(ctx, b, func(ctx context.Context) ([]string, error) { return namespaces(ctx, c) })
 		if ferr != nil {
 			return nil, fmt.Errorf("redis: open %s: no Epochal data under prefix %q; listing the prefixes there: %w", cfg.Addr, cfg.Prefix, ferr)
 		}

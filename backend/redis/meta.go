@@ -17,7 +17,7 @@ func (b *Backend) Meta(ctx context.Context, name string) ([]byte, uint64, error)
 	}
 	var idCmd *goredis.StringCmd
 	var hCmd *goredis.SliceCmd
-	err := do(ctx, func(ctx context.Context) error {
+	err := do(ctx, b, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd, hCmd = p.Get(ctx, b.p+"id"), p.HMGet(ctx, b.p+"r:"+name, "metaver", "meta")
 			return nil

@@ -67,7 +67,7 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
 	ones := make([]*goredis.StringCmd, len(ids))
 	var idCmd *goredis.StringCmd
-	err := do(ctx, func(ctx context.Context) error {
+	err := do(ctx, b, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd = p.Get(ctx, b.p+"id")
 			for i, id := range ids {
@@ -105,7 +105,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
 	}
-	ids, err := call(ctx, func(ctx context.Context) ([]string, error) { return b.c.SMembers(ctx, b.p+"recs").Result() })
+	ids, err := call(ctx, b, func(ctx context.Context) ([]string, error) { return b.c.SMembers(ctx, b.p+"recs").Result() })
 	if err != nil {
 		return nil, fmt.Errorf("redis: list records: %w", err)
 	}
@@ -123,7 +123,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 		out = append(out, r)
 	}
 	if len(gone) > 0 {
-		_ = do(ctx, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() })
+		_ = do(ctx, b, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() })
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

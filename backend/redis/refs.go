@@ -80,7 +80,7 @@ func (b *Backend) readRefsOnce(ctx context.Context, names []string, withClock bo
 	hs := make([]*goredis.Cmd, len(names))
 	ls := make([]listCmd, len(names))
 	seen := b.seen.Load()
-	err := do(ctx, func(ctx context.Context) error {
+	err := do(ctx, b, func(ctx context.Context) error {
 		_, err := b.c.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			idCmd, clockCmd = p.Get(ctx, b.p+"id"), p.Get(ctx, b.clockK)
 			for i, n := range names {
@@ -302,7 +302,7 @@ func (b *Backend) List(ctx context.Context, prefix string) ([]backend.RefInfo, e
 	if prefix != "" {
 		min = "[" + prefix
 	}
-	names, err := call(ctx, func(ctx context.Context) ([]string, error) {
+	names, err := call(ctx, b, func(ctx context.Context) ([]string, error) {
 		return b.c.ZRangeByLex(ctx, b.p+"refs", &goredis.ZRangeBy{Min: min, Max: max}).Result()
 	})
 	if err != nil {

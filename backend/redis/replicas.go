@@ -54,7 +54,7 @@ func (b *Backend) runAcked(ctx context.Context, s *goredis.Script, args ...any) 
 		v     any
 		acked int64
 	}
-	r, err := call(ctx, func(ctx context.Context) (result, error) {
+	r, err := call(ctx, b, func(ctx context.Context) (result, error) {
 		for attempt := 0; ; attempt++ {
 			var ev *goredis.Cmd
 			var wait *goredis.Cmd

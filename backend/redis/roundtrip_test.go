@@ -6,6 +6,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/epochal/epochal/backend/redis"
 	"github.com/epochal/epochal/internal/bench"
@@ -33,9 +35,10 @@ func TestRoundTripsPerTransfer(t *testing.T) {
 	s := openSTM(t, b, stm.WithSweepInterval(0))
 	a, _ := refs.New(ctx, s, "a", 100)
 	z, _ := refs.New(ctx, s, "z", 100)
+	warm := false
 	transfer := func(prefetch bool) int64 {
 		t.Helper()
-		before := h.N.Load()
+		before, own := h.N.Load(), b.RoundTrips()
 		if err := s.Dosync(ctx, func(tx *txn.Tx) error {
 			if prefetch {
 				refs.Prefetch(tx, a, z)
@@ -46,9 +49,17 @@ func TestRoundTripsPerTransfer(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		return h.N.Load() - before
+		// The driver's own count (backend.RoundTripCounter, the metric
+		// epochal.backend.round_trips) agrees with the client's once the
+		// script is loaded (its first EVALSHA is refused, then EVAL).
+		n := h.N.Load() - before
+		if counted := b.RoundTrips() - own; warm && counted != uint64(n) {
+			t.Errorf("the driver counted %d round trips, the client %d", counted, n)
+		}
+		return n
 	}
 	transfer(false) // loads the commit script into the server
+	warm = true
 	if n := transfer(false); n != 3 {
 		t.Fatalf("a transfer took %d round trips, want 3", n)
 	}
@@ -89,7 +100,7 @@ func TestRoundTripsPerLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		before := h.N.Load()
+		before, own := h.N.Load(), b.RoundTrips()
 		if err := m.Lock(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -101,5 +112,84 @@ func TestRoundTripsPerLock(t *testing.T) {
 		if lock != 1 || unlock != 1 {
 			t.Fatalf("round %d: Lock took %d round trips, Unlock %d; want 1 and 1", i, lock, unlock)
 		}
+		if counted := b.RoundTrips() - own; counted != 2 {
+			t.Fatalf("round %d: the driver counted %d round trips for Lock and Unlock, want 2", i, counted)
+		}
 	}
+}
+
+// TestRoundTripMetric: the STM reports each backend's round trips as
+// epochal.backend.round_trips, by backend ID (the coordinator's and a
+// second backend's), equal to the drivers' own counts; after Close it
+// reports nothing.
+func TestRoundTripMetric(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ctx := context.Background()
+	coord := open(t, srv, newPrefix("rtm"))
+	other := open(t, srv, newPrefix("rtm"))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = mp.Shutdown(ctx) }()
+	s, err := stm.Open(ctx, coord, stm.WithSweepInterval(0), stm.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := refs.New(ctx, s, "a", 100)
+	z, err := refs.New(ctx, s, "z", 100, refs.On(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+			a.Alter(tx, func(v int) int { return v - 1 })
+			z.Alter(tx, func(v int) int { return v + 1 })
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := roundTrips(t, reader)
+	for _, b := range []*redis.Backend{coord, other} {
+		if n, ok := got[b.ID()]; !ok || n == 0 || uint64(n) != b.RoundTrips() {
+			t.Errorf("round_trips of %s = %d (reported: %v), the driver counted %d", b.ID(), n, ok, b.RoundTrips())
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("round_trips reported for %v, want the two backends", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := roundTrips(t, reader); len(got) != 0 {
+		t.Errorf("after Close, round_trips still reported: %v", got)
+	}
+}
+
+// roundTrips collects epochal.backend.round_trips from r, by backend ID.
+func roundTrips(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "epochal.backend.round_trips" {
+				continue
+			}
+			if m.Unit != "{round_trip}" {
+				t.Errorf("unit %q", m.Unit)
+			}
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok || !sum.IsMonotonic {
+				t.Fatalf("round_trips is a %T (monotonic: %v), want a monotonic Sum[int64]", m.Data, ok && sum.IsMonotonic)
+			}
+			for _, dp := range sum.DataPoints {
+				id, _ := dp.Attributes.Value("epochal.backend")
+				out[id.AsString()] = dp.Value
+			}
+		}
+	}
+	return out
 }

@@ -66,7 +66,7 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	ch := b.p + "c:" + name
 	// The first reply confirms the subscription: from here on nothing
 	// published is missed without the feed saying so.
-	err := do(ctx, func(ctx context.Context) error {
+	err := do(ctx, b, func(ctx context.Context) error {
 		if err := ps.Subscribe(ctx, ch); err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	// stops renewing it: the retention ends within watchRetain.
 	s := &sub{FeedBuffer: backend.NewFeedBuffer(), ps: ps, b: b, mark: b.p + "w:" + name, ch: ch, done: make(chan struct{})}
 	own := newMarker()
-	existed, err := call(ctx, func(ctx context.Context) (bool, error) { return s.setMark(ctx, own) })
+	existed, err := call(ctx, s.b, func(ctx context.Context) (bool, error) { return s.setMark(ctx, own) })
 	if err != nil {
 		_ = ps.Close()
 		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)

@@ -22,14 +22,23 @@ import (
 // under watchers). Made after the session is back, a call goes after the
 // re-registration instead. A call that never went out certainly applied
 // nothing: if ctx ends first, the error wraps backend.ErrNotApplied.
+// Each call that goes out counts as one round trip (RoundTrips): f sends
+// one request, or several together (a batch of reads), and waits for the
+// answers.
 func (b *Backend) wait(ctx context.Context, f func() error) error {
 	if b.conn.State() != gozk.StateHasSession {
 		if err := waitSession(ctx, b.conn); err != nil {
 			return fmt.Errorf("zk: %w (%w)", err, backend.ErrNotApplied)
 		}
 	}
+	b.trips.Add(1)
 	return wait(ctx, f)
 }
+
+// RoundTrips returns how many requests (or batches of reads sent
+// together) this Backend has sent to its server and waited on
+// (backend.RoundTripCounter).
+func (b *Backend) RoundTrips() uint64 { return b.trips.Load() }
 
 // wait runs a blocking go-zookeeper call, returning early when ctx ends
 // (go-zookeeper's calls take no context and wait for a connection as long

@@ -194,6 +194,8 @@ type Backend struct {
 	// request sent after it was seen is served from a state that holds
 	// every write up to it (see observe).
 	seen atomic.Int64
+	// trips counts round trips (RoundTrips).
+	trips atomic.Uint64
 
 	cache cache // ref nodes as last read or written
 	gate  gate  // one-phase commits of one ref take turns
@@ -219,10 +221,11 @@ var (
 	_ backend.MetaStore    = (*Backend)(nil)
 	_ backend.ChangeStream = (*Backend)(nil)
 	// Optional capabilities.
-	_ backend.OnePhase     = (*Backend)(nil)
-	_ backend.ValueLimit   = (*Backend)(nil)
-	_ backend.Sessions     = (*Backend)(nil)
-	_ backend.SessionStore = (*Backend)(nil)
+	_ backend.OnePhase         = (*Backend)(nil)
+	_ backend.ValueLimit       = (*Backend)(nil)
+	_ backend.Sessions         = (*Backend)(nil)
+	_ backend.SessionStore     = (*Backend)(nil)
+	_ backend.RoundTripCounter = (*Backend)(nil)
 )
 
 // logger returns the backend's logger (Config.Logger or slog.Default()).

@@ -57,7 +57,8 @@ type Runtime struct {
 	lost   atomic.Pointer[error] // why the Runtime stopped (a backend lost its data)
 	stop   chan struct{}
 	wg     sync.WaitGroup
-	closes map[uint64]func() // OnClose's functions, by registration
+	closes map[uint64]func()   // OnClose's functions, by registration
+	trips  metric.Registration // the round-trip counter's callback (nil: none)
 	nclose uint64
 	closeM sync.Mutex
 }
@@ -133,6 +134,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 	} else if err != nil {
 		s.env.Log().Warn("epochal: Open could not recover every record; the background sweep tries again", "coordinator", coord.ID(), "err", err)
 	}
+	s.trips = observeRoundTrips(o.MeterProvider, s.drivers)
 	if o.SweepInterval > 0 {
 		s.wg.Add(1)
 		go s.sweeper()
@@ -147,6 +149,11 @@ func (s *Runtime) Close() error {
 		return nil
 	}
 	close(s.stop)
+	if s.trips != nil {
+		if err := s.trips.Unregister(); err != nil {
+			s.env.Log().Warn("epochal: Close could not unregister the round-trip counter's callback", "err", err)
+		}
+	}
 	s.closeM.Lock()
 	fs := make([]func(), 0, len(s.closes))
 	for _, f := range s.closes {
@@ -208,6 +215,20 @@ func (s *Runtime) Register(b backend.Driver) {
 	s.mu.Lock()
 	s.backends[b.ID()] = b
 	s.mu.Unlock()
+}
+
+// drivers returns the registered backends, the coordinator first.
+func (s *Runtime) drivers() []backend.Driver {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]backend.Driver, 0, len(s.backends))
+	out = append(out, s.coord)
+	for id, b := range s.backends {
+		if id != s.coord.ID() {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // Backend returns the registered backend with the given ID, or nil.

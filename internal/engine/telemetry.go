@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/epochal/epochal/backend"
 )
 
 // ScopeName is the instrumentation scope of Epochal's meters and tracers.
@@ -23,6 +25,8 @@ const (
 	MetricConflicts      = "epochal.stm.conflicts"
 	MetricCommitDuration = "epochal.stm.commit.duration"
 	MetricWatchGaps      = "epochal.watch.gaps"
+	MetricRoundTrips     = "epochal.backend.round_trips"
+	AttrBackend          = "epochal.backend" // a backend's ID
 	// Of locks and groups (their sessions).
 	MetricLockWait    = "epochal.lock.wait.duration"
 	MetricLockHeld    = "epochal.lock.held.duration"
@@ -117,6 +121,35 @@ func NewTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *Telemetry {
 		}
 	}
 	return t
+}
+
+// observeRoundTrips registers the counter epochal.backend.round_trips with
+// mp (nil: the global provider), observed when a reader collects from each
+// backend that drivers returns and that counts its round trips
+// (backend.RoundTripCounter), by backend ID. Counting costs the drivers an
+// atomic add per request; nothing is done here until a reader collects.
+func observeRoundTrips(mp metric.MeterProvider, drivers func() []backend.Driver) metric.Registration {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(ScopeName)
+	trips, err := m.Int64ObservableCounter(MetricRoundTrips, metric.WithUnit("{round_trip}"),
+		metric.WithDescription("Requests a backend sent to its server and waited on (a command, pipeline or script on Redis; a request or a batch of reads on ZooKeeper), by backend"))
+	if err != nil {
+		return nil // a no-op instrument; the SDK reported the error through otel.Handle
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, d := range drivers() {
+			if c, ok := d.(backend.RoundTripCounter); ok {
+				o.ObserveInt64(trips, int64(c.RoundTrips()), metric.WithAttributes(attribute.String(AttrBackend, d.ID())))
+			}
+		}
+		return nil
+	}, trips)
+	if err != nil {
+		return nil
+	}
+	return reg
 }
 
 // Tracer returns the tracer spans start from, or nil while tracing is
