@@ -22,7 +22,8 @@
 //   - Run runs one test as Config says and returns its Summary: the
 //     verdict (check.VerdictPass, VerdictFail or VerdictUnknown; or
 //     VerdictIncomplete for a run cut short: its ctx was cancelled, by
-//     ^C say, and it was not checked), each checker's check.Result, the
+//     ^C say, and it was not checked: before its history was whole, or
+//     while it was being checked, Summary.CheckCutShort), each checker's check.Result, the
 //     faults injected and the operations done. It writes a run directory: config.json, the workers'
 //     histories, history.jsonl and history.edn (the merged history),
 //     results.json and report.html (an HTML report with latency and
@@ -31,7 +32,9 @@
 //     (check.AnomalyMeaning); each anomaly's witness, two list reads
 //     that disagree compared where they first differ).
 //   - Recheck checks a finished run directory's history again (say, with
-//     a longer linearizability timeout after an UNKNOWN).
+//     a longer linearizability timeout after an UNKNOWN); RecheckContext
+//     stops when its ctx ends, writing nothing. check.CheckContext and
+//     History.CheckContext do the same for a checker of one's own.
 //   - CheckConfig checks a Config as Run would, without running it.
 //   - NewProxy starts a TCP proxy whose traffic can be passed, dropped,
 //     delayed or reset: the partitions of a run, and of tests elsewhere.

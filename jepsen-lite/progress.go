@@ -97,6 +97,23 @@ func (r *run) progressDone() {
 	})
 }
 
+// progressChecking tells that n operations are being checked (^C stops
+// it): on a terminal a line that the returned function clears once the
+// check ends, otherwise a plain line. Recheck's runs have no Progress.
+func (r *run) progressChecking(n int) (done func()) {
+	w := r.cfg.Progress
+	if w == nil {
+		return func() {}
+	}
+	msg := fmt.Sprintf("jepsen: checking the history (%d operations; ^C stops)", n)
+	if r.prog.tty || !r.prog.started && isTerminal(w) {
+		fmt.Fprint(w, "\r\033[K"+msg)
+		return func() { fmt.Fprint(w, "\r\033[K") }
+	}
+	fmt.Fprintln(w, msg)
+	return func() {}
+}
+
 // isTerminal reports whether w is a terminal (not merely a character
 // device, as /dev/null is).
 func isTerminal(w io.Writer) bool {

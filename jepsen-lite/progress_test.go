@@ -17,7 +17,7 @@ import (
 // TestProgressPlainLines: a run's progress to something that is not a
 // terminal (a file, a pipe, a buffer) is plain lines, never a bar
 // redrawn with carriage returns: one as the clients start (the seed, the
-// run directory), one as they stop.
+// run directory), one as they stop, one as the check starts.
 func TestProgressPlainLines(t *testing.T) {
 	var buf bytes.Buffer
 	sum, err := jepsenlite.Run(t.Context(), jepsenlite.Config{Backend: "mem", Workload: "bank", Time: time.Second, Workers: 1, Clients: 2,
@@ -27,9 +27,10 @@ func TestProgressPlainLines(t *testing.T) {
 	}
 	out := buf.String()
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if strings.ContainsAny(out, "\r\033") || !strings.HasSuffix(out, "\n") || len(lines) < 2 ||
+	if strings.ContainsAny(out, "\r\033") || !strings.HasSuffix(out, "\n") || len(lines) < 3 ||
 		lines[0] != fmt.Sprintf("jepsen: bank on mem for 1s, nemesis none, seed 99: clients started; run directory %s", sum.Dir) ||
-		!strings.Contains(lines[len(lines)-1], "clients stopped  ok ") {
+		!strings.Contains(lines[len(lines)-2], "clients stopped  ok ") ||
+		!strings.HasPrefix(lines[len(lines)-1], "jepsen: checking the history (") || !strings.HasSuffix(lines[len(lines)-1], " operations; ^C stops)") {
 		t.Fatalf("progress to a buffer:\n%q", out)
 	}
 }
@@ -58,7 +59,8 @@ func openPTY(t *testing.T) (ctl, tty *os.File) {
 }
 
 // TestProgressBarOnTerminal: on a terminal the progress is a bar redrawn
-// in place, cleared when the clients stop, with no plain lines.
+// in place, cleared when the clients stop, then a line while the history
+// is checked, cleared too; no plain lines.
 func TestProgressBarOnTerminal(t *testing.T) {
 	ctl, tty := openPTY(t)
 	defer ctl.Close()
@@ -74,7 +76,8 @@ func TestProgressBarOnTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := <-got
-	if !strings.Contains(out, "\r\033[K[") || !strings.HasSuffix(out, "\r\033[K") || strings.Contains(out, "clients started") || strings.Contains(out, "\n") {
+	if !strings.Contains(out, "\r\033[K[") || !strings.Contains(out, "\r\033[Kjepsen: checking the history (") ||
+		!strings.HasSuffix(out, "^C stops)\r\033[K") || strings.Contains(out, "clients started") || strings.Contains(out, "\n") {
 		t.Fatalf("progress to a terminal:\n%q", out)
 	}
 }

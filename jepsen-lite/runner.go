@@ -125,8 +125,12 @@ type Summary struct {
 	// CutShort says why a run was cut short (its context was cancelled:
 	// ^C, SIGINT): its Verdict is then VerdictIncomplete; "" otherwise.
 	CutShort string
-	Results  []check.Result
-	Faults   []FaultWindow
+	// CheckCutShort: the run was cut short while its history was being
+	// checked, after the clients and their final reads had finished: the
+	// history is whole, and Recheck checks it.
+	CheckCutShort bool
+	Results       []check.Result
+	Faults        []FaultWindow
 	// Fired counts the faults injected, per kind asked for (0: never
 	// injected) and per kind injected.
 	Fired map[string]int
@@ -476,7 +480,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	if err := r.finish(h, sum); err != nil {
+	if err := r.finish(ctx, h, sum); err != nil {
 		return sum, err
 	}
 	return sum, nil
@@ -526,16 +530,27 @@ func (r *run) cutShort(ctx context.Context, sum *Summary, err error) error {
 }
 
 // finish checks h, fills in sum's verdict and counts, writes the results
-// and takes the INCOMPLETE mark away.
-func (r *run) finish(h []check.Op, sum *Summary) error {
+// and takes the INCOMPLETE mark away. If ctx ends while the checkers run
+// (^C), the run is cut short with its history whole (checkCutShort).
+func (r *run) finish(ctx context.Context, h []check.Op, sum *Summary) error {
 	cfg := r.cfg
 	w, _ := newWorkload(cfg.Workload, 0)
+	return r.checkWith(ctx, w.Checkers(), h, sum)
+}
+
+// checkWith is finish with the checkers given.
+func (r *run) checkWith(ctx context.Context, checkers []check.Checker, h []check.Op, sum *Summary) error {
+	cfg := r.cfg
+	defer r.progressChecking(len(h))()
 	sum.Verdict = check.VerdictPass
-	for _, c := range w.Checkers() {
+	for i, c := range checkers {
 		if ts, ok := c.(check.TimeoutSetter); ok && cfg.CheckTimeout > 0 {
 			ts.SetTimeout(cfg.CheckTimeout)
 		}
-		res := c.Check(h)
+		res, err := check.CheckContext(ctx, c, h)
+		if err != nil {
+			return r.checkCutShort(ctx, h, sum, fmt.Sprintf("checker %s, %d of %d", c.Name(), i+1, len(checkers)))
+		}
 		sum.Results = append(sum.Results, res)
 		switch res.Verdict() {
 		case check.VerdictFail:
@@ -625,6 +640,39 @@ func (r *run) finish(h []check.Op, sum *Summary) error {
 	return nil
 }
 
+// checkCutShort ends a run whose ctx ended while its history was being
+// checked (at is which checker): the clients and their final reads had
+// finished, so history.jsonl is written whole, with results.json and
+// report.html saying the check was cut short (verdict INCOMPLETE, no
+// result); Recheck checks it. The INCOMPLETE mark stays.
+func (r *run) checkCutShort(ctx context.Context, h []check.Op, sum *Summary, at string) error {
+	if sum.Elapsed == 0 {
+		sum.Elapsed = time.Since(r.start)
+	}
+	sum.Verdict, sum.Incomplete, sum.CheckCutShort = VerdictIncomplete, true, true
+	sum.Results, sum.Inconclusive = nil, nil
+	sum.CutShort = fmt.Sprintf("interrupted while checking the history (%s; %v): not checked, not a pass; the history is whole: `epochal jepsen check %s` checks it", at, context.Cause(ctx), r.dir)
+	sum.OK, sum.Fail, sum.Info = 0, 0, 0
+	for _, o := range h {
+		switch o.Type {
+		case check.OK:
+			sum.OK++
+		case check.Fail:
+			sum.Fail++
+		case check.Info:
+			sum.Info++
+		}
+	}
+	sum.Ops = sum.OK + sum.Fail + sum.Info
+	if r.recheck {
+		return fmt.Errorf("jepsen: check of %s interrupted (%v): results.json and report.html unchanged", r.dir, context.Cause(ctx))
+	}
+	if err := os.WriteFile(filepath.Join(r.dir, "INCOMPLETE"), []byte("this run's check was cut short: "+sum.CutShort+"\n"), 0o644); err != nil {
+		return fmt.Errorf("jepsen: run directory: %w", err)
+	}
+	return r.writeResults(h, sum)
+}
+
 // firstUnknown is the first Unknown anomaly's explanation, cut short.
 func firstUnknown(r check.Result) string {
 	for _, a := range r.Anomalies {
@@ -640,11 +688,14 @@ func firstUnknown(r check.Result) string {
 }
 
 type run struct {
-	cfg   Config
-	dir   string
-	start time.Time // for names and elapsed times
-	mono  int64     // the start on monoNow's clock: history and fault times count from it
-	rng   *rand.Rand
+	cfg Config
+	dir string
+	// recheck: Recheck's run, which writes nothing if its check is cut
+	// short (the results it would replace stay).
+	recheck bool
+	start   time.Time // for names and elapsed times
+	mono    int64     // the start on monoNow's clock: history and fault times count from it
+	rng     *rand.Rand
 
 	cluster *cluster
 	addrs   []string
@@ -1333,20 +1384,22 @@ func (r *run) merge() ([]check.Op, error) {
 // "unknown", as Jepsen writes :valid?), why it is UNKNOWN, the counts,
 // the faults injected (each, and per kind) and every checker's result.
 type resultsFile struct {
-	Verdict      check.Verdict  `json:"verdict"`
-	Valid        any            `json:"valid"`
-	CutShort     string         `json:"cut_short,omitempty"`
-	Inconclusive []string       `json:"inconclusive,omitempty"`
-	Ops          int            `json:"ops"`
-	OK           int            `json:"ok"`
-	Fail         int            `json:"fail"`
-	Info         int            `json:"info"`
-	Seconds      float64        `json:"seconds"`
-	FaultsFired  map[string]int `json:"faults_fired"`
-	Tested       map[string]int `json:"tested"`
-	MinOK        int            `json:"min_ok"`
-	Faults       []FaultWindow  `json:"faults"`
-	Results      []check.Result `json:"results"`
+	Verdict  check.Verdict `json:"verdict"`
+	Valid    any           `json:"valid"`
+	CutShort string        `json:"cut_short,omitempty"`
+	// CheckCutShort: cut short while checking; the history is whole.
+	CheckCutShort bool           `json:"check_cut_short,omitempty"`
+	Inconclusive  []string       `json:"inconclusive,omitempty"`
+	Ops           int            `json:"ops"`
+	OK            int            `json:"ok"`
+	Fail          int            `json:"fail"`
+	Info          int            `json:"info"`
+	Seconds       float64        `json:"seconds"`
+	FaultsFired   map[string]int `json:"faults_fired"`
+	Tested        map[string]int `json:"tested"`
+	MinOK         int            `json:"min_ok"`
+	Faults        []FaultWindow  `json:"faults"`
+	Results       []check.Result `json:"results"`
 }
 
 func (r *run) writeResults(h []check.Op, sum *Summary) error {
@@ -1391,7 +1444,7 @@ func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	if sum.Verdict == VerdictIncomplete {
 		valid = "unknown" // not checked
 	}
-	res, err := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: valid, CutShort: sum.CutShort, Inconclusive: sum.Inconclusive,
+	res, err := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: valid, CutShort: sum.CutShort, CheckCutShort: sum.CheckCutShort, Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
 		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
 	if err != nil {
@@ -1428,7 +1481,17 @@ var ErrNoRun = errors.New("jepsen: not a finished run directory")
 // writes results.json and report.html anew and returns the summary. A
 // run that was UNKNOWN because a search ran out of time may be decided
 // with a longer timeout.
+//
+// Recheck is RecheckContext with a ctx that never ends.
 func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
+	return RecheckContext(context.Background(), dir, checkTimeout)
+}
+
+// RecheckContext is Recheck that stops when ctx ends (^C) while the
+// history is being checked: it then returns an error, writes nothing and
+// leaves the run's results as they were. A run whose own check was cut
+// short (its history is whole, Summary.CheckCutShort) is checked.
+func RecheckContext(ctx context.Context, dir string, checkTimeout time.Duration) (*Summary, error) {
 	var cfg Config
 	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err == nil {
@@ -1455,23 +1518,28 @@ func Recheck(dir string, checkTimeout time.Duration) (*Summary, error) {
 		return nil, fmt.Errorf("%w: %s: history.jsonl: %w", ErrNoRun, dir, err)
 	}
 	var old struct {
-		Verdict  check.Verdict `json:"verdict"`
-		CutShort string        `json:"cut_short"`
-		Seconds  float64       `json:"seconds"`
-		Faults   []FaultWindow `json:"faults"`
+		Verdict       check.Verdict `json:"verdict"`
+		CutShort      string        `json:"cut_short"`
+		CheckCutShort bool          `json:"check_cut_short"`
+		Seconds       float64       `json:"seconds"`
+		Faults        []FaultWindow `json:"faults"`
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "results.json")); err == nil {
-		_ = json.Unmarshal(b, &old)
+		if err := json.Unmarshal(b, &old); err != nil {
+			return nil, fmt.Errorf("%w: %s: results.json: %w", ErrNoRun, dir, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s: results.json: %w", ErrNoRun, dir, err)
 	}
-	if old.Verdict == VerdictIncomplete {
+	if old.Verdict == VerdictIncomplete && !old.CheckCutShort {
 		return nil, fmt.Errorf("%w: %s was cut short (%s): its history lacks the rest of the run and its final reads (a rerun, not a recheck, gives a verdict)", ErrNoRun, dir, old.CutShort)
 	}
 	if checkTimeout > 0 {
 		cfg.CheckTimeout = checkTimeout
 	}
-	r := &run{cfg: cfg, dir: dir, start: time.Now()}
+	r := &run{cfg: cfg, dir: dir, start: time.Now(), recheck: true}
 	sum := &Summary{Config: cfg, Dir: dir, Faults: old.Faults, Elapsed: time.Duration(old.Seconds * float64(time.Second))}
-	if err := r.finish(h, sum); err != nil {
+	if err := r.finish(ctx, h, sum); err != nil {
 		return sum, err
 	}
 	return sum, nil

@@ -148,7 +148,10 @@ A run cut short (^C, SIGINT) stops its clients and heals its faults,
 skips the final reads and is not checked: its verdict is INCOMPLETE, in
 the summary, results.json ("cut_short" says when and why) and
 report.html; the run directory keeps the file INCOMPLETE, and 'epochal
-jepsen check' refuses it.
+jepsen check' refuses it. Cut short while its history is being checked
+(after the clients and final reads), the run is INCOMPLETE too, with
+"check_cut_short": its history is whole, and 'epochal jepsen check'
+checks it. A second ^C ends the command at once.
 
 Exit codes: 0 PASS; 1 FAIL (an anomaly, or the run itself failed); 2 bad
 usage; 3 a server could not be started; 5 UNKNOWN; 6 INCOMPLETE (the run
@@ -184,7 +187,12 @@ was cut short).`,
 					return &downError{err: err}
 				}
 				if sum != nil && sum.Dir != "" {
-					return fmt.Errorf("%w (run directory %s is marked INCOMPLETE)", err, sum.Dir)
+					err = fmt.Errorf("%w (run directory %s is marked INCOMPLETE)", err, sum.Dir)
+				}
+				if cmd.Context().Err() != nil {
+					// Cut short, and its results could not all be written:
+					// still a run cut short (6), not a failure found.
+					return &incompleteError{err: err}
 				}
 				return err
 			}
@@ -246,7 +254,8 @@ results.json and report.html anew. With a longer --check-timeout, a run
 that was UNKNOWN because a linearizability search ran out of time may be
 decided. A run that did not finish (still marked INCOMPLETE, with no
 results.json) or was cut short (^C: verdict INCOMPLETE) is refused: its
-history may lack operations, and only a new run gives it a verdict.
+history may lack operations, and only a new run gives it a verdict; a
+run cut short while it was being checked is checked.
 
 check --workload WORKLOAD FILE checks a history file written elsewhere: by
 Jepsen or Elle (EDN: operation maps such as {:type :ok, :f :txn, :value
@@ -283,7 +292,9 @@ line (and column) and what was expected there.
 Exit codes: 0 PASS (valid); 1 FAIL (an anomaly; for a run directory, also
 a run that failed); 2 bad usage or bad input (no such run directory, a run
 that did not finish, a malformed history); 5 UNKNOWN (inconclusive: a
-linearizability search ran out of --check-timeout).`,
+linearizability search ran out of --check-timeout); 6 INCOMPLETE
+(interrupted, ^C, while checking: no verdict, and a run directory's
+results are left as they were).`,
 		Example: "  epochal jepsen check jepsen-runs/20250101-120000.000-zk-register --check-timeout 5m\n" +
 			"  epochal jepsen check --workload list-append history.edn\n" +
 			"  epochal jepsen check --workload list-append --realtime --serializable --out report history.edn\n" +
@@ -301,10 +312,14 @@ linearizability search ran out of --check-timeout).`,
 						return usagef("--%s is for checking a history file (--workload WORKLOAD FILE); a run directory is checked as it was run", f)
 					}
 				}
-				sum, err := jepsenlite.Recheck(args[0], timeout)
+				fmt.Fprintf(cmd.ErrOrStderr(), "jepsen check: checking %s again (^C stops)\n", args[0])
+				sum, err := jepsenlite.RecheckContext(cmd.Context(), args[0], timeout)
 				if err != nil {
 					if errors.Is(err, jepsenlite.ErrNoRun) {
 						return &usageError{err: err}
+					}
+					if cmd.Context().Err() != nil {
+						return &incompleteError{err: fmt.Errorf("jepsen check: INCOMPLETE, cut short: %w", err)}
 					}
 					return err
 				}
@@ -312,7 +327,7 @@ linearizability search ran out of --check-timeout).`,
 				return verdictError(sum)
 			}
 			fc.workload, fc.path, fc.timeout = workload, args[0], timeout
-			return fc.run(cmd.OutOrStdout())
+			return fc.run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()

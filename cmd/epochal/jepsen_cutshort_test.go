@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -9,6 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	jepsenlite "github.com/epochal/epochal/jepsen-lite"
+	"github.com/epochal/epochal/jepsen-lite/check"
 )
 
 // TestJepsenCutShort: `epochal jepsen` interrupted (SIGINT, ^C) mid-run
@@ -62,4 +69,89 @@ func TestJepsenCutShort(t *testing.T) {
 	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "cut short") {
 		t.Errorf("jepsen check of a cut-short run: exit %d, %v; want %d saying it was cut short", exitCode(err), err, exitUsage)
 	}
+}
+
+// TestJepsenCheckCutShort: `epochal jepsen check` interrupted (SIGINT)
+// while a checker searches stops at once with exit 6 and no verdict, for
+// a history file and for a run directory (whose results.json is left as
+// it was). The history is the 24 concurrent writes a linearizability
+// search cannot finish within the 10 minutes allowed.
+func TestJepsenCheckCutShort(t *testing.T) {
+	bin := buildBinary(t)
+	var buf bytes.Buffer
+	if err := check.WriteJSONL(&buf, hardRegisterHistory()); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "register.jsonl")
+	if err := os.WriteFile(file, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runDir := t.TempDir()
+	cfg, err := json.Marshal(jepsenlite.Config{Backend: "mem", Workload: "register", Time: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := []byte(`{"verdict": "UNKNOWN", "valid": "unknown"}` + "\n")
+	for name, data := range map[string][]byte{"config.json": cfg, "history.jsonl": buf.Bytes(), "results.json": results} {
+		if err := os.WriteFile(filepath.Join(runDir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, args := range map[string][]string{
+		"file":    {"jepsen", "check", "--workload", "register", "--check-timeout", "10m", file},
+		"run-dir": {"jepsen", "check", "--check-timeout", "10m", runDir},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, errOut, code := interruptWhen(t, bin, "^C stops", args...)
+			if code != exitIncomplete || !strings.Contains(lastLine(errOut), "INCOMPLETE") || strings.Contains(out+errOut, "verdict:") {
+				t.Fatalf("interrupted check: exit %d, want %d and no verdict\nstdout:\n%s\nstderr:\n%s", code, exitIncomplete, out, errOut)
+			}
+		})
+	}
+	if b, err := os.ReadFile(filepath.Join(runDir, "results.json")); err != nil || !bytes.Equal(b, results) {
+		t.Errorf("results.json after an interrupted check: %v\n%s", err, b)
+	}
+}
+
+// interruptWhen runs bin with args, sends it SIGINT once its stderr shows
+// a line containing mark, and returns its stdout, stderr and exit code.
+func interruptWhen(t *testing.T, bin, mark string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	// A command that ignores the signal is killed after a bound far
+	// above the time it takes to stop (and then fails the test).
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var errOut strings.Builder
+	r := bufio.NewReader(pipe)
+	for !strings.Contains(errOut.String(), mark) {
+		line, err := r.ReadString('\n')
+		errOut.WriteString(line)
+		if err != nil {
+			_ = cmd.Wait()
+			t.Fatalf("%v: no %q on stderr before it ended (%v):\n%s\nstdout:\n%s", args, mark, err, errOut.String(), out.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(r)
+	errOut.Write(rest)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,7 +33,7 @@ type fileCheck struct {
 // full, each with its witness; --out writes them all.
 const maxFileShown = 20
 
-func (c *fileCheck) run(w io.Writer) error {
+func (c *fileCheck) run(ctx context.Context, w, progress io.Writer) error {
 	if !slices.Contains(check.FileWorkloads, c.workload) {
 		return usagef("--workload %q: want one of %s", c.workload, strings.Join(check.FileWorkloads, ", "))
 	}
@@ -69,7 +70,11 @@ func (c *fileCheck) run(w io.Writer) error {
 			return &usageError{err: fmt.Errorf("jepsen check: %s is not a %s history: %w", c.path, c.workload, err)}
 		}
 	}
-	res := h.Check(opts)
+	fmt.Fprintf(progress, "jepsen check: checking %s (%d operations; ^C stops)\n", c.path, len(h.Ops))
+	res, err := h.CheckContext(ctx, opts)
+	if err != nil {
+		return &incompleteError{err: fmt.Errorf("jepsen check: INCOMPLETE, interrupted while checking %s (%w): not checked, not a pass", c.path, err)}
+	}
 	c.keys = h.Keys
 
 	fmt.Fprintf(w, "jepsen check: %s, a %s history (%s)\n", c.path, c.workload, h.Format)

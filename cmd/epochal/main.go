@@ -325,8 +325,10 @@ func main() {
 	// An interrupt cancels the command's context. The demo ends its
 	// workload early and still reports; an epochal jepsen run stops, is
 	// not checked, and exits 6 with the verdict INCOMPLETE, its run
-	// directory left marked INCOMPLETE.
+	// directory left marked INCOMPLETE. A second interrupt is not caught:
+	// it ends the process at once, as it would without the first.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

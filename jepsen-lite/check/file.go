@@ -2,6 +2,7 @@ package check
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -144,6 +145,12 @@ func ReadHistory(r io.Reader, name, workload string, opts Options) (*History, er
 		return nil, fmt.Errorf("%s: no client operations (want operation maps {:type ..., :f ..., :value ..., :process p})", name)
 	}
 	return h, nil
+}
+
+// CheckContext is Check that returns ctx's error (and no Result) when ctx
+// ends before the check does (see the package function CheckContext).
+func (h *History) CheckContext(ctx context.Context, opts Options) (Result, error) {
+	return withContext(ctx, func() Result { return h.Check(opts) })
 }
 
 // Check checks h as a history of h.Workload.

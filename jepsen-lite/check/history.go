@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -361,4 +362,33 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 type Checker interface {
 	Name() string
 	Check(h []Op) Result
+}
+
+// CheckContext is c.Check(h) that returns when ctx ends, with ctx's error
+// (and no Result), if the check has not finished by then. A checker takes
+// no ctx: the abandoned check goes on in the background until it ends
+// (a linearizability search within its timeout) and its result is
+// dropped. For a program that stops on ^C (the CLI), not for one that
+// checks again and again with short deadlines.
+func CheckContext(ctx context.Context, c Checker, h []Op) (Result, error) {
+	return withContext(ctx, func() Result { return c.Check(h) })
+}
+
+// withContext runs check on a goroutine of its own when ctx can end, and
+// returns its Result, or ctx's error when ctx ends first.
+func withContext(ctx context.Context, check func() Result) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	if ctx.Done() == nil {
+		return check(), nil
+	}
+	done := make(chan Result, 1)
+	go func() { done <- check() }()
+	select {
+	case res := <-done:
+		return res, nil
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
 }
