@@ -3,6 +3,7 @@ package jepsenlite
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,5 +93,14 @@ func TestCheckCutShort(t *testing.T) {
 	}
 	if after, err := os.ReadFile(filepath.Join(dir, "results.json")); err != nil || !bytes.Equal(after, before) {
 		t.Fatalf("results.json changed by a Recheck cut short: %v", err)
+	}
+
+	// A results.json that cannot be read is refused, not taken for one
+	// that says nothing (it could say the run was cut short).
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), []byte(`{"verdict": "INCOMPLETE", `), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Recheck(dir, 0); !errors.Is(err, ErrNoRun) || !strings.Contains(err.Error(), "results.json") {
+		t.Fatalf("Recheck with a malformed results.json: %v", err)
 	}
 }
