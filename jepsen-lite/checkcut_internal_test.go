@@ -66,7 +66,8 @@ func TestCheckCutShort(t *testing.T) {
 		t.Fatalf("cut short while checking: verdict %s, check cut short %v, %q, %d results", s.Verdict, s.CheckCutShort, s.CutShort, len(s.Results))
 	}
 	res, err := os.ReadFile(filepath.Join(dir, "results.json"))
-	if err != nil || !bytes.Contains(res, []byte(`"verdict": "INCOMPLETE"`)) || !bytes.Contains(res, []byte(`"check_cut_short": true`)) {
+	if err != nil || !bytes.Contains(res, []byte(`"verdict": "INCOMPLETE"`)) || !bytes.Contains(res, []byte(`"check_cut_short": true`)) ||
+		bytes.Contains(res, []byte("null")) {
 		t.Fatalf("results.json: %v\n%s", err, res)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "INCOMPLETE")); err != nil {

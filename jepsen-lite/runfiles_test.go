@@ -38,6 +38,38 @@ func TestConfigFileWritten(t *testing.T) {
 		got.Clients != 3 || got.Rate != 300 || got.MinOK != 2 || got.CheckTimeout != 7*time.Second || got.Interval <= 0 || got.Lease <= 0 {
 		t.Fatalf("config.json lacks the settings given (or the defaults filled in):\n%s", b)
 	}
+	// Its keys are lower case, durations as Go writes them, the seed a
+	// string (beyond JavaScript's exact integers), defaults filled in.
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for k := range raw {
+		if strings.ToLower(k) != k {
+			t.Errorf("config.json key %q is not lower case", k)
+		}
+	}
+	if raw["time"] != "1s" || raw["seed"] != "123456789" || raw["check_timeout"] != "7s" || raw["redis_topology"] == nil {
+		t.Errorf("config.json: time %v, seed %v, check_timeout %v, redis_topology %v; want \"1s\", \"123456789\", \"7s\" and a value\n%s",
+			raw["time"], raw["seed"], raw["check_timeout"], raw["redis_topology"], b)
+	}
+	defaults, err := jepsenlite.Run(t.Context(), jepsenlite.Config{Backend: "mem", Workload: "counter", Time: time.Second, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d jepsenlite.Config
+	if b, err := os.ReadFile(filepath.Join(defaults.Dir, "config.json")); err != nil || json.Unmarshal(b, &d) != nil ||
+		d.CheckTimeout != check.DefaultCheckTimeout || d.MinOK != jepsenlite.DefaultMinOK {
+		t.Errorf("config.json of a run with the defaults: check timeout %v, min ok %d; want %v and %d (%v)", d.CheckTimeout, d.MinOK,
+			check.DefaultCheckTimeout, jepsenlite.DefaultMinOK, err)
+	}
+	// config.json as runs wrote it before (Go's names, nanoseconds) is
+	// still read.
+	var old jepsenlite.Config
+	if err := json.Unmarshal([]byte(`{"Backend":"mem","Workload":"bank","Time":1000000000,"Seed":12345678901234567890}`), &old); err != nil ||
+		old.Time != time.Second || old.Seed != 12345678901234567890 || old.Workload != "bank" {
+		t.Errorf("an older config.json: %v, %+v", err, old)
+	}
 	re, err := jepsenlite.Recheck(sum.Dir, 0)
 	if err != nil {
 		t.Fatalf("Recheck: %v", err)

@@ -65,7 +65,7 @@ type Config struct {
 	// CheckTimeout bounds each checker's linearizability search
 	// (porcupine's; register, atom-register, lock). A search that runs
 	// out of time makes the verdict UNKNOWN. Default
-	// DefaultCheckTimeout.
+	// check.DefaultCheckTimeout.
 	CheckTimeout time.Duration
 	// Rate is the run's target operations per second, over every
 	// client (0: as fast as they go).
@@ -88,13 +88,14 @@ type Config struct {
 	// sentinels, clients connecting through Sentinel, and the fault
 	// failover. RedisWait is redis.Config.WaitReplicas of the clients
 	// (0: no WAIT; sentinel only).
-	RedisTopology string `json:",omitempty"`
-	RedisWait     int    `json:",omitempty"`
+	RedisTopology string
+	RedisWait     int
 
 	// WorkerCmd makes the command that runs one client process with the
 	// given `epochal jepsen worker` flags. Default: this executable
 	// with "jepsen worker" before them. Not data: config.json leaves it
-	// (and Progress) out; every other field is written there.
+	// (and Progress) out; every other field is written there
+	// (Config.MarshalJSON: lower-case keys, durations such as "30s").
 	WorkerCmd func(args []string) *exec.Cmd `json:"-"`
 	// Progress receives the run's progress (nil: none): on a terminal a
 	// bar redrawn in place; otherwise (a file, a pipe) plain lines, one
@@ -460,7 +461,9 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	}
 	// config.json is the whole configuration as run (defaults filled in,
 	// the seed too): what Recheck reads, and what reruns the run.
-	cj, err := json.MarshalIndent(cfg, "", "  ")
+	written := cfg
+	written.CheckTimeout, written.MinOK = cfg.checkTimeout(), cfg.minOK()
+	cj, err := json.MarshalIndent(written, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("jepsen: config.json: %w", err)
 	}
@@ -1444,9 +1447,23 @@ func (r *run) writeResults(h []check.Op, sum *Summary) error {
 	if sum.Verdict == VerdictIncomplete {
 		valid = "unknown" // not checked
 	}
+	// Nothing counted is empty, not null (a run cut short checked nothing).
+	tested, fired, faults, results := sum.Tested, sum.Fired, sum.Faults, sum.Results
+	if tested == nil {
+		tested = map[string]int{}
+	}
+	if fired == nil {
+		fired = map[string]int{}
+	}
+	if faults == nil {
+		faults = []FaultWindow{}
+	}
+	if results == nil {
+		results = []check.Result{}
+	}
 	res, err := json.MarshalIndent(resultsFile{Verdict: sum.Verdict, Valid: valid, CutShort: sum.CutShort, CheckCutShort: sum.CheckCutShort, Inconclusive: sum.Inconclusive,
 		Ops: sum.Ops, OK: sum.OK, Fail: sum.Fail, Info: sum.Info, Seconds: sum.Elapsed.Seconds(),
-		FaultsFired: sum.Fired, Tested: sum.Tested, MinOK: r.cfg.minOK(), Faults: sum.Faults, Results: sum.Results}, "", "  ")
+		FaultsFired: fired, Tested: tested, MinOK: r.cfg.minOK(), Faults: faults, Results: results}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("jepsen: results.json: %w", err)
 	}
