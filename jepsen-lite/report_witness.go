@@ -42,6 +42,13 @@ func rptShortLists(s, sep string) string {
 	})
 }
 
+// ShortLists is s (an anomaly's explanation, a witness's operation in
+// EDN) as a terminal shows it: every list of integers written [1 2 3]
+// that is longer than 14 elements shortened to its first and last 6
+// and its length, as report.html shows them (results.json keeps them
+// whole).
+func ShortLists(s string) string { return rptShortLists(s, " ") }
+
 // rptShortValue is an operation's JSON value as the report shows it:
 // long lists shortened, the whole cut at rptMaxValue characters.
 func rptShortValue(v json.RawMessage) string {
@@ -111,6 +118,9 @@ func rptReadDiffs(ops []check.Op) []string {
 				var d strings.Builder
 				fmt.Fprintf(&d, "key %d: T%d (op %d) read %d elements, T%d (op %d) %d; ", k, a.t, a.o.Index, len(a.l), b.t, b.o.Index, len(b.l))
 				switch {
+				case n == 0 && (len(a.l) == 0 || len(b.l) == 0):
+					// One read is empty: a prefix of the other, said below.
+					d.WriteString("they share no element")
 				case n == 0:
 					d.WriteString("they differ from the first element")
 				default:

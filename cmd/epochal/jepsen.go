@@ -417,13 +417,13 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 			switch {
 			case a.Unknown:
 				if unknown++; unknown <= maxShown {
-					fmt.Fprintf(w, "    %s (not checked): %s\n", a.Name, firstLine(a.Explain))
+					fmt.Fprintf(w, "    %s (not checked): %s\n", a.Name, firstLine(jepsenlite.ShortLists(a.Explain)))
 				}
 			case a.Allowed:
 				allowed[a.Name]++
 			default:
 				if shown++; shown <= maxShown {
-					fmt.Fprintf(w, "    %s: %s\n", a.Name, firstLine(a.Explain))
+					fmt.Fprintf(w, "    %s: %s\n", a.Name, firstLine(jepsenlite.ShortLists(a.Explain)))
 				}
 			}
 		}

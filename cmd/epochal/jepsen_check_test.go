@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -372,6 +373,50 @@ func TestJepsenCheckFileElleHistories(t *testing.T) {
 			if strings.Contains(out, "    "+n+": ") {
 				t.Errorf("%s %v: %s reported:\n%s", tc.file, tc.flags, n, out)
 			}
+		}
+	}
+}
+
+// TestJepsenCheckLongListsShortened: an anomaly between two reads of 300
+// elements is printed with its lists shortened to their ends and length,
+// not 600 numbers (--out's results.json keeps them whole).
+func TestJepsenCheckLongListsShortened(t *testing.T) {
+	var b strings.Builder
+	i := 0
+	op := func(typ string, p int, value string) {
+		fmt.Fprintf(&b, "{:index %d, :time %d, :type :%s, :process %d, :f :txn, :value %s}\n", i, 10*(i+1), typ, p, value)
+		i++
+	}
+	for v := 1; v <= 301; v++ {
+		op("invoke", 0, fmt.Sprintf("[[:append :x %d]]", v))
+		op("ok", 0, fmt.Sprintf("[[:append :x %d]]", v))
+	}
+	list := func(vs ...int) string {
+		var parts []string
+		for _, v := range vs {
+			parts = append(parts, strconv.Itoa(v))
+		}
+		return "[" + strings.Join(parts, " ") + "]"
+	}
+	var a, c []int
+	for v := 1; v <= 300; v++ {
+		a = append(a, v)
+		if v < 300 {
+			c = append(c, v)
+		}
+	}
+	c = append(c, 301) // neither read is a prefix of the other
+	op("invoke", 1, "[[:r :x nil]]")
+	op("ok", 1, "[[:r :x "+list(a...)+"]]")
+	op("invoke", 2, "[[:r :x nil]]")
+	op("ok", 2, "[[:r :x "+list(c...)+"]]")
+	out, _, code := runCheck(t, "--workload", "list-append", writeFile(t, "long.edn", b.String()))
+	if code != exitFail || !strings.Contains(out, "incompatible-order") || !strings.Contains(out, "(300 elements)") {
+		t.Fatalf("exit %d, want %d with incompatible-order and its lists shortened:\n%s", code, exitFail, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > 400 {
+			t.Fatalf("a line of %d characters:\n%s", len(line), line)
 		}
 	}
 }

@@ -142,7 +142,7 @@ func (c *fileCheck) print(w io.Writer, r check.Result) {
 			if a.Unknown {
 				name += " (not checked)"
 			}
-			fmt.Fprintf(w, "    %s: %s\n", name, indent(a.Explain, "      "))
+			fmt.Fprintf(w, "    %s: %s\n", name, indent(jepsenlite.ShortLists(a.Explain), "      "))
 			printWitness(w, a.Ops, c.keys)
 		default:
 			shown++
@@ -181,7 +181,7 @@ func printWitness(w io.Writer, ops []check.Op, keys []string) {
 			line = fmt.Sprintf("{:index %d, :type :%s, :process %d, :f :txn, :value %s, :time %d}",
 				o.Index, o.Type, o.Process, ednTxn(mops, keys), o.Time)
 		}
-		fmt.Fprintf(w, "      %s\n", line)
+		fmt.Fprintf(w, "      %s\n", jepsenlite.ShortLists(line))
 	}
 }
 
