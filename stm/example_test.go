@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/refs"
@@ -162,22 +164,31 @@ func Example_errors() {
 		})
 	}
 
-	for attempt := 1; ; attempt++ {
+	// Retry a bounded number of times, pausing longer each time (with
+	// jitter, so that callers that collided do not collide again).
+	const attempts = 5
+	pause := func(attempt int) {
+		d := time.Duration(1<<attempt) * time.Millisecond
+		time.Sleep(d/2 + time.Duration(rand.Int64N(int64(d/2)+1)))
+	}
+	for attempt := 1; attempt <= attempts; attempt++ {
 		err := take(ctx, "order-7", 3)
 		switch {
 		case err == nil:
 			v, _ := stock.Deref(ctx)
 			fmt.Println("applied on attempt", attempt, "stock", v)
 		case errors.Is(err, stm.ErrRetryLimit):
-			// Nothing was written: retry the whole operation later (with
-			// a backoff of your own), or report the contention.
+			// Nothing was written: retry the whole operation after a
+			// pause, or report the contention.
 			fmt.Println("attempt", attempt, "conflicted:", errors.Is(err, txn.ErrConflict))
+			pause(attempt)
 			continue
 		case errors.Is(err, stm.ErrOutcomeUnknown):
 			// It may have committed. Running take again is safe: it
 			// checks the request id in the same transaction. Without such
 			// an id, read what the transaction wrote before retrying.
-			// (Pause first: the server did not answer in time.)
+			// Pause first: the server did not answer in time.
+			pause(attempt)
 			continue
 		case errors.Is(err, stm.ErrDataLost):
 			// The backend lost its data (a restore, FLUSHALL): the STM
