@@ -229,7 +229,9 @@ func (b *Backend) grow(ctx context.Context, s state) {
 	}
 	n := s.node.clone()
 	n.Keep++
-	_, _ = b.multi(ctx, []any{&gozk.SetDataRequest{Path: b.refPath(s.name), Data: n.encode(), Version: s.version}})
+	if _, err := b.multi(ctx, []any{&gozk.SetDataRequest{Path: b.refPath(s.name), Data: n.encode(), Version: s.version}}); err != nil && !errors.Is(err, gozk.ErrBadVersion) {
+		b.logger().Debug("epochal: could not keep one more version of a ref after a read fault; a later one tries again", "root", b.root, "ref", s.name, "err", err)
+	}
 	b.cache.drop(s.name)
 }
 

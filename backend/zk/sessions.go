@@ -283,7 +283,11 @@ func (b *Backend) RenewSession(ctx context.Context, id string, now time.Time) er
 		return err
 	}
 	var n sessNode
-	_ = msgpack.Unmarshal(s.data, &n)
+	if err := msgpack.Unmarshal(s.data, &n); err != nil {
+		// This backend wrote s.data: rewriting it with only the heartbeat
+		// would drop the holder and lease, so nothing is written.
+		return fmt.Errorf("zk: renew session %s: its node's data: %v: %w", id, err, ErrMalformed)
+	}
 	n.Heartbeat = now.UnixNano()
 	data := n.encode()
 	start := time.Now()
@@ -454,7 +458,12 @@ func (b *Backend) closeSessions() {
 	}
 	for _, s := range live {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.DialTimeout)
-		_ = b.closeNodes(ctx, s)
+		if err := b.closeNodes(ctx, s); err != nil {
+			// The connection is the caller's (New) and stays open: the
+			// nodes stay until its ZooKeeper session ends.
+			b.logger().Warn("epochal: Close could not delete a session's nodes; they go when the connection's ZooKeeper session ends",
+				"root", b.root, "session", s.id, "err", err)
+		}
 		cancel()
 	}
 }
