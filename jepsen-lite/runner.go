@@ -515,17 +515,7 @@ func (r *run) cutShort(ctx context.Context, sum *Summary, err error) error {
 	for _, f := range sum.Faults {
 		sum.Fired[f.Kind]++
 	}
-	for _, o := range h {
-		switch o.Type {
-		case check.OK:
-			sum.OK++
-		case check.Fail:
-			sum.Fail++
-		case check.Info:
-			sum.Info++
-		}
-	}
-	sum.Ops = sum.OK + sum.Fail + sum.Info
+	sum.count(h)
 	if err := os.WriteFile(filepath.Join(r.dir, "INCOMPLETE"), []byte("this run was cut short: "+sum.CutShort+"\n"), 0o644); err != nil {
 		return fmt.Errorf("jepsen: run directory: %w", err)
 	}
@@ -618,18 +608,7 @@ func (r *run) checkWith(ctx context.Context, checkers []check.Checker, h []check
 		sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("too little was tested: successful operations (final reads not counted) %s, below --min-ok %d of each kind that changes state; run longer (--time) or faster (--rate)",
 			strings.Join(few, ", "), cfg.minOK()))
 	}
-	sum.OK, sum.Fail, sum.Info = 0, 0, 0
-	for _, o := range h {
-		switch o.Type {
-		case check.OK:
-			sum.OK++
-		case check.Fail:
-			sum.Fail++
-		case check.Info:
-			sum.Info++
-		}
-	}
-	sum.Ops = sum.OK + sum.Fail + sum.Info
+	sum.count(h)
 	if sum.Elapsed == 0 {
 		sum.Elapsed = time.Since(r.start)
 	}
@@ -655,18 +634,7 @@ func (r *run) checkCutShort(ctx context.Context, h []check.Op, sum *Summary, at 
 	sum.Verdict, sum.Incomplete, sum.CheckCutShort = VerdictIncomplete, true, true
 	sum.Results, sum.Inconclusive = nil, nil
 	sum.CutShort = fmt.Sprintf("interrupted while checking the history (%s; %v): not checked, not a pass; the history is whole: `epochal jepsen check %s` checks it", at, context.Cause(ctx), r.dir)
-	sum.OK, sum.Fail, sum.Info = 0, 0, 0
-	for _, o := range h {
-		switch o.Type {
-		case check.OK:
-			sum.OK++
-		case check.Fail:
-			sum.Fail++
-		case check.Info:
-			sum.Info++
-		}
-	}
-	sum.Ops = sum.OK + sum.Fail + sum.Info
+	sum.count(h)
 	if r.recheck {
 		return fmt.Errorf("jepsen: check of %s interrupted (%v): results.json and report.html unchanged", r.dir, context.Cause(ctx))
 	}
@@ -674,6 +642,22 @@ func (r *run) checkCutShort(ctx context.Context, h []check.Op, sum *Summary, at 
 		return fmt.Errorf("jepsen: run directory: %w", err)
 	}
 	return r.writeResults(h, sum)
+}
+
+// count sets s's counts of h's completions.
+func (s *Summary) count(h []check.Op) {
+	s.OK, s.Fail, s.Info = 0, 0, 0
+	for _, o := range h {
+		switch o.Type {
+		case check.OK:
+			s.OK++
+		case check.Fail:
+			s.Fail++
+		case check.Info:
+			s.Info++
+		}
+	}
+	s.Ops = s.OK + s.Fail + s.Info
 }
 
 // firstUnknown is the first Unknown anomaly's explanation, cut short.

@@ -25,37 +25,11 @@ import (
 func TestJepsenCutShort(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), bin, "jepsen", "--workload", "bank", "--time", "10m", "--dir", dir)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The first progress output: the run is under way.
-	first := make([]byte, 1)
-	if _, err := io.ReadFull(stderr, first); err != nil {
-		t.Fatalf("no progress output: %v", err)
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	rest, _ := io.ReadAll(stderr)
-	errOut := string(first) + string(rest)
-	err = cmd.Wait()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	if code != exitIncomplete || !strings.Contains(out.String(), "verdict: INCOMPLETE (the run was cut short: interrupted") ||
-		!strings.Contains(lastLine(errOut), "cut short") || strings.Contains(out.String()+errOut, "PASS") {
-		t.Fatalf("interrupted run: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitIncomplete, out.String(), errOut)
+	// The first progress line: the run is under way.
+	stdout, errOut, code := interruptWhen(t, bin, "clients started", "jepsen", "--workload", "bank", "--time", "10m", "--dir", dir)
+	if code != exitIncomplete || !strings.Contains(stdout, "verdict: INCOMPLETE (the run was cut short: interrupted") ||
+		!strings.Contains(lastLine(errOut), "cut short") || strings.Contains(stdout+errOut, "PASS") {
+		t.Fatalf("interrupted run: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitIncomplete, stdout, errOut)
 	}
 	runs, _ := filepath.Glob(filepath.Join(dir, "*-mem-bank"))
 	if len(runs) != 1 {
