@@ -93,3 +93,20 @@ func (b *Backend) runAcked(ctx context.Context, s *goredis.Script, args ...any) 
 	}
 	return r.v, nil
 }
+
+// probeWait checks at Open and New, with Config.WaitReplicas, that the
+// server lets this client run WAIT: WAIT 0 0 writes nothing and returns
+// at once. Without the check, a user whose ACL lacks WAIT opened fine and
+// then had every acknowledged step apply and its WAIT refused after it:
+// each commit ended in ErrOutcomeUnknown although it applied.
+func (b *Backend) probeWait(ctx context.Context) error {
+	if b.cfg.WaitReplicas <= 0 {
+		return nil
+	}
+	err := do(ctx, b, func(ctx context.Context) error { return b.c.Do(ctx, "WAIT", 0, 0).Err() })
+	if err != nil {
+		return fmt.Errorf("redis: open %s: WaitReplicas %d needs the WAIT command, and WAIT 0 0 failed (an ACL user needs +wait, see docs/operations.md): %w",
+			b.cfg.Addr, b.cfg.WaitReplicas, err)
+	}
+	return nil
+}

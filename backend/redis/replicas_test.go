@@ -3,6 +3,8 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,4 +141,95 @@ func TestWaitReplicasConfig(t *testing.T) {
 	if _, err := redis.New(cc, redis.Config{WaitReplicas: 1}); !errors.Is(err, redis.ErrConfig) {
 		t.Errorf("New(ClusterClient, WaitReplicas 1): %v; want ErrConfig", err)
 	}
+}
+
+// documentedACL returns the arguments of the ACL SETUSER command that
+// docs/operations.md gives for prefix app1 (user epochal, password secret),
+// as an operator would paste it.
+func documentedACL(t *testing.T) []any {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "\nACL SETUSER epochal ")
+	if !ok {
+		t.Fatal("docs/operations.md has no ACL SETUSER epochal line")
+	}
+	rest, _, ok = strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("docs/operations.md: the ACL SETUSER line's code block does not end")
+	}
+	args := []any{"ACL", "SETUSER", "epochal"}
+	for _, f := range strings.Fields(rest) {
+		args = append(args, f)
+	}
+	return args
+}
+
+// TestWaitReplicasACL: with the ACL docs/operations.md gives (its ACL
+// SETUSER line as it is), a client with WaitReplicas commits and the ACL
+// log stays empty; a user that may not run WAIT is refused at Open and New
+// with an error naming WAIT. (Before, Open succeeded, and every commit
+// applied on the master and then ended in ErrOutcomeUnknown: WAIT, after
+// the script, was refused, and so was the lookup's.)
+func TestWaitReplicasACL(t *testing.T) {
+	m, _ := startPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin := goredis.NewClient(&goredis.Options{Addr: m.Addr})
+	defer admin.Close()
+	if err := admin.Do(ctx, documentedACL(t)...).Err(); err != nil {
+		t.Fatalf("the documented ACL SETUSER line: %v", err)
+	}
+	cfg := redis.Config{Addr: m.Addr, Prefix: "app1", Username: "epochal", Password: "secret", WaitReplicas: 1, WaitTimeout: 2 * time.Second}
+	b, err := redis.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open with WaitReplicas as the documented user: %v", err)
+	}
+	defer b.Close()
+	s := openSTM(t, b)
+	r, err := refs.New(ctx, s, "acct", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, 1); return nil }); err != nil {
+		t.Fatalf("Dosync with WaitReplicas as the documented user: %v", err)
+	}
+	if v, err := r.Deref(ctx); err != nil || v != 1 {
+		t.Fatalf("acct = %d, %v; want 1", v, err)
+	}
+	if log := admin.Do(ctx, "ACL", "LOG").Val(); log != nil && len(log.([]any)) > 0 {
+		t.Fatalf("the documented user was refused commands: ACL LOG %v", log)
+	}
+
+	if err := admin.Do(ctx, "ACL", "SETUSER", "epochal", "-wait").Err(); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := redis.Open(ctx, cfg)
+	if err == nil {
+		b2.Close()
+		t.Fatal("Open with WaitReplicas as a user without WAIT succeeded")
+	}
+	if !strings.Contains(err.Error(), "WAIT") || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Open with WaitReplicas as a user without WAIT: %v; want an error naming WAIT and NOPERM", err)
+	}
+	t.Log(err)
+	c := goredis.NewClient(&goredis.Options{Addr: m.Addr, Username: "epochal", Password: "secret"})
+	defer c.Close()
+	ncfg := cfg
+	ncfg.Addr = ""
+	if b2, err := redis.New(c, ncfg); err == nil || !strings.Contains(err.Error(), "WAIT") {
+		if err == nil {
+			b2.Close()
+		}
+		t.Fatalf("New with WaitReplicas as a user without WAIT: %v; want an error naming WAIT", err)
+	}
+	// Without WaitReplicas the same user opens as before.
+	ncfg.WaitReplicas = 0
+	b3, err := redis.New(c, ncfg)
+	if err != nil {
+		t.Fatalf("New without WaitReplicas as a user without WAIT: %v", err)
+	}
+	b3.Close()
 }
