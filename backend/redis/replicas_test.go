@@ -38,8 +38,9 @@ func startPair(t *testing.T) (master, replica *servers.Redis) {
 }
 
 // TestWaitReplicas: with WaitReplicas 1 a one-phase commit returns once the
-// replica has it; with the replica paused, the commit applies on the
-// master but reports ErrNotReplicated (not ErrNotApplied), AbortRecord
+// replica has it, not before (it waits while the replica is paused, up to
+// WaitTimeout); with the replica paused past WaitTimeout, the commit
+// applies on the master but reports ErrNotReplicated (not ErrNotApplied), AbortRecord
 // finding it committed reports it too, and a Dosync ends in
 // stm.ErrOutcomeUnknown wrapping it; once the replica resumes, the
 // lookup finds the commit and acknowledges it.
@@ -64,12 +65,41 @@ func TestWaitReplicas(t *testing.T) {
 		return b.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: id, RP: rp, Time: time.Now(),
 			Items: []backend.OnePhaseItem{{Name: "x", Mode: backend.ModeWrite, Value: []byte(id)}}})
 	}
-	res, err := commit("one-1")
-	if err != nil || res.Status != backend.Committed {
-		t.Fatal(res, err)
+	// A commit waits for the replica: with it paused for 1 s (WaitTimeout
+	// 2.5 s, below go-redis's ReadTimeout) the commit does not return
+	// until it is resumed, and then the replica has it.
+	long, err := redis.Open(ctx, redis.Config{Addr: m.Addr, Prefix: prefix, WaitReplicas: 1, WaitTimeout: 2500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
 	}
-	rp = res.CP
-	// Acknowledged: the replica has the record now, no waiting.
+	defer long.Close()
+	if err := r.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		res backend.OnePhaseResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := long.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: "one-1", RP: rp, Time: time.Now(),
+			Items: []backend.OnePhaseItem{{Name: "x", Mode: backend.ModeWrite, Value: []byte("one-1")}}})
+		done <- answer{res, err}
+	}()
+	select {
+	case a := <-done:
+		_ = r.Resume()
+		t.Fatalf("a commit with WaitReplicas 1 returned while the replica was paused: %+v, %v", a.res, a.err)
+	case <-time.After(time.Second):
+	}
+	if err := r.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.err != nil || a.res.Status != backend.Committed {
+		t.Fatalf("the commit once the replica resumed: %+v, %v", a.res, a.err)
+	}
+	rp = a.res.CP
 	if n := rc.Exists(ctx, "{"+prefix+"}:o:one-1").Val(); n != 1 {
 		t.Fatal("the replica lacks a commit acknowledged with WaitReplicas 1")
 	}
