@@ -63,7 +63,9 @@ type Config struct {
 	// wait until that many replicas have the write (WAIT numreplicas
 	// timeout, on the connection that wrote, in the same round trip).
 	// A WAIT that falls short returns an error wrapping ErrNotReplicated
-	// (not backend.ErrNotApplied: the write applied on the master).
+	// (not backend.ErrNotApplied: the write applied on the master); a
+	// step refused (a conflict: nothing written) returns as it would
+	// without waiting.
 	// Not with a Cluster client. Open and New fail if the server refuses
 	// this client WAIT (an ACL user needs +wait). WaitTimeout bounds each
 	// WAIT: default 1s; keep it below the client's ReadTimeout (go-redis's
