@@ -125,8 +125,8 @@ func relied(s *goredis.Script, v any) bool {
 		if !ok || len(r) == 0 {
 			return true
 		}
-		st, _ := r[0].(int64)
-		return st != 0 && st != 3
+		st, ok := r[0].(int64)
+		return !ok || st != 0 && st != 3
 	case scriptCommitRecord:
 		st := flat(v)["status"]
 		return st != "aborted" && st != ""
