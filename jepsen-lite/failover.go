@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -19,7 +18,8 @@ import (
 // FAILOVER, which promotes the replica while the old master still runs
 // and still takes writes until the sentinels reconfigure it as the new
 // master's replica (which drops what the new master lacks). Heal waits
-// until the old master has rejoined as a replica with its link up.
+// until the old master has rejoined as a replica with its link up, for
+// as long as its ctx allows (the runner gives each heal 60 s).
 const FaultFailover = "failover"
 
 // FaultFailoverPause pauses the Redis master (SIGSTOP) until the
@@ -34,10 +34,6 @@ const (
 	TopologySingle   = "single"   // one redis-server behind a proxy (the default)
 	TopologySentinel = "sentinel" // a master, a replica and three sentinels; clients go through Sentinel
 )
-
-// sentinelSettle bounds how long healing a failover waits for the old
-// master to rejoin.
-const sentinelSettle = 60 * time.Second
 
 // checkRedisTopology checks RedisTopology and RedisWait, and fixes which
 // faults a Sentinel topology supports in supported.

@@ -57,3 +57,29 @@ func TestCommitAppliedOnceWhenHintRefused(t *testing.T) {
 		t.Fatalf("after one Dosync adding 1: %d, %v; want 1 (applied once)", v, err)
 	}
 }
+
+// TestWatchMarkWhenHintRefused: Subscribe's watch-mark script sets the
+// mark, then publishes a marker when it created it. The marker is a hint
+// like the others: refused (a user without PUBLISH), it must not fail the
+// script after its SET, which Redis keeps (Subscribe failed, leaving the
+// mark behind).
+func TestWatchMarkWhenHintRefused(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{User: "admin", Password: "a",
+		Args: []string{"user limited on >l ~* &* +@all -publish"}})
+	prefix := newPrefix("aclmark")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	limited, err := redis.Open(ctx, redis.Config{Addr: srv.Addr, Prefix: prefix, Username: "limited", Password: "l"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer limited.Close()
+	if _, err := refs.New(ctx, openSTM(t, limited), "r", 0); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := limited.Subscribe(ctx, "r")
+	if err != nil {
+		t.Fatalf("Subscribe by a user without PUBLISH (the mark is new): %v", err)
+	}
+	defer sub.Close()
+}

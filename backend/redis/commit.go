@@ -83,6 +83,9 @@ func (b *Backend) CommitOnePhase(ctx context.Context, req backend.OnePhaseReques
 	for _, it := range req.Items {
 		args = append(args, it.Name, int(it.Mode), it.Value, uint64(it.Base))
 	}
+	// With WaitReplicas, runAcked errs on a WAIT that fell short only
+	// when the commit applied (an unknown outcome, which the engine
+	// learns); conflicts and aborted come back as such, to be retried.
 	res, err := b.runAcked(ctx, scriptOnePhase, args...)
 	if err != nil {
 		return backend.OnePhaseResult{}, fmt.Errorf("redis: commit %s: %w", req.Txn, err)

@@ -63,9 +63,13 @@ type Config struct {
 	// wait until that many replicas have the write (WAIT numreplicas
 	// timeout, on the connection that wrote, in the same round trip).
 	// A WAIT that falls short returns an error wrapping ErrNotReplicated
-	// (not backend.ErrNotApplied: the write applied on the master).
-	// Not with a Cluster client. WaitTimeout bounds each WAIT: default 1s;
-	// keep it below the client's ReadTimeout (go-redis's default 3s).
+	// (not backend.ErrNotApplied: the write applied on the master); a
+	// step refused (a conflict: nothing written) returns as it would
+	// without waiting.
+	// Not with a Cluster client. Open and New fail if the server refuses
+	// this client WAIT (an ACL user needs +wait). WaitTimeout bounds each
+	// WAIT: default 1s; keep it below the client's ReadTimeout (go-redis's
+	// default 3s).
 	WaitReplicas int
 	WaitTimeout  time.Duration
 }
@@ -249,6 +253,9 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 		return nil, fmt.Errorf("redis: open %s: %w", cfg.Addr, err)
 	}
 	b.id = id
+	if err := b.probeWait(ctx); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 

@@ -646,12 +646,14 @@ return out
 // watch mark and, when it creates it (no mark was there), publishes marker
 // on the channel: commits are published only while the mark exists, so a
 // subscriber that receives a marker it did not publish itself at Subscribe
-// may have missed versions before it (see sub.loop). Returns 1 if the mark
-// was there.
+// may have missed versions before it (see sub.loop). The marker is a hint
+// like the versions: PUBLISH goes by pcall, so a refused one (an ACL user
+// without it) loses the marker and does not fail the script after its SET.
+// Returns 1 if the mark was there.
 var scriptWatchMark = goredis.NewScript(`
 local existed = redis.call("EXISTS", KEYS[1])
 redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-if existed == 0 then redis.call("PUBLISH", ARGV[3], ARGV[4]) end
+if existed == 0 then redis.pcall("PUBLISH", ARGV[3], ARGV[4]) end
 return existed
 `)
 

@@ -383,6 +383,9 @@ func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
 		return nil, nil, err
 	}
 	old = set.Node(oldAddr)
+	if old == nil {
+		return nil, nil, fmt.Errorf("the sentinels name an unknown master %s", oldAddr)
+	}
 	// A sentinel refuses while a failover is in progress or no replica
 	// is yet good enough (INPROG, NOGOODSLAVE): retry.
 	err = waitFor(sentinelSettle, func() error {

@@ -240,7 +240,8 @@ func TestReservePortsAreDistinctAndFree(t *testing.T) {
 }
 
 // TestSentinelSetFailsOver starts a master, a replica and three
-// sentinels, writes a key, forces a failover and checks that the replica
+// sentinels, writes a key, checks that a set without the master refuses a
+// failover, forces a failover and checks that the replica
 // became the master with the key, that the old master rejoined as its
 // replica, and that Close leaves no process.
 func TestSentinelSetFailsOver(t *testing.T) {
@@ -267,6 +268,16 @@ func TestSentinelSetFailsOver(t *testing.T) {
 		t.Fatalf("WAIT 1: %d, %v", n, err)
 	}
 	c.Close()
+	// A set that does not hold the master the sentinels name refuses
+	// before asking for a failover (it returned a nil old master, and
+	// the caller printed it).
+	stray := &SentinelSet{Sentinels: set.Sentinels}
+	if old, cur, err := stray.Failover(); err == nil || old != nil || cur != nil {
+		t.Fatalf("Failover of a set without the master: %v, %v, %v; want an error", old, cur, err)
+	}
+	if m, err := set.MasterAddr(time.Second); err != nil || m != m0 {
+		t.Fatalf("after a refused Failover the master is %s (%v), want %s still", m, err, m0)
+	}
 	old, cur, err := set.Failover()
 	if err != nil {
 		t.Fatal(err)
