@@ -12,7 +12,9 @@ import (
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/zk"
+	"github.com/epochal/epochal/clock"
 	"github.com/epochal/epochal/group"
+	"github.com/epochal/epochal/history"
 	"github.com/epochal/epochal/internal/testkit/snapshot"
 	"github.com/epochal/epochal/internal/testkit/testserver"
 	"github.com/epochal/epochal/locks"
@@ -112,12 +114,13 @@ func testReadOnlyNoEpoch(t *testing.T, srv *testserver.ZK) {
 }
 
 // seedReadOnly writes, through a backend it closes again, a root that
-// gives a sweeper work: a ref with a history, a committed general-path
+// gives a sweeper work: ref a with a history, ref b keeping none (a read
+// at the point returned, older than its newest version, faults), a committed general-path
 // record whose intents were never resolved, an aborted tombstone (in t/
 // and o/) that expires at once, and a committed one-phase record that a
 // process which died left behind. Another backend, left open, holds a
-// lock and a group member. It returns that one.
-func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) *zk.Backend {
+// lock and a group member.
+func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) clock.Point {
 	t.Helper()
 	ctx := t.Context()
 	c := rawConn(t, srv)
@@ -133,9 +136,19 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) *zk.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, err := refs.New(ctx, s, "b", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old clock.Point
 	for i := 1; i <= 3; i++ {
-		if err := s.Dosync(ctx, func(tx *txn.Tx) error { a.Set(tx, i); return nil }); err != nil {
+		if err := s.Dosync(ctx, func(tx *txn.Tx) error { a.Set(tx, i); b.Set(tx, i); return nil }); err != nil {
 			t.Fatal(err)
+		}
+		if i == 2 {
+			if old, err = w.ReadPoint(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	// The one-phase commits' records are still there (deleted 5 s after
@@ -188,7 +201,7 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) *zk.Backend {
 	// tombstone and the copied record are old enough for a sweep of a
 	// backend with a short OnePhaseKeep.
 	time.Sleep(time.Second)
-	return h
+	return old
 }
 
 // testReadOnlyWritesNothing: a read-only backend on a root with data does
@@ -200,7 +213,7 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) *zk.Backend {
 func testReadOnlyWritesNothing(t *testing.T, srv *testserver.ZK) {
 	zk.SetTombstoneKeep(t, 10*time.Millisecond)
 	root := newRoot("ro-quiet")
-	seedReadOnly(t, srv, root)
+	old := seedReadOnly(t, srv, root)
 	c := rawConn(t, srv)
 	ctx := t.Context()
 	before := snapshot.ZK(t, c, root)
@@ -213,7 +226,10 @@ func testReadOnlyWritesNothing(t *testing.T, srv *testserver.ZK) {
 	if _, err := ro.ReadPoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if infos, err := ro.List(ctx, ""); err != nil || len(infos) != 1 {
+	if res, err := ro.Read(ctx, backend.ReadRequest{RP: old, Names: []string{"b"}}); err != nil || res.Items[0].Result != history.Fault {
+		t.Fatalf("Read of b at %d: %+v, %v; want a read fault (which grows a writer's history)", old, res, err)
+	}
+	if infos, err := ro.List(ctx, ""); err != nil || len(infos) != 2 {
 		t.Fatalf("List: %+v, %v", infos, err)
 	}
 	if vr, err := ro.Versions(ctx, "a"); err != nil || len(vr.Versions) != 4 {
