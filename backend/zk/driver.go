@@ -78,8 +78,8 @@ type Config struct {
 	// ephemeral child of the ref's znode; the subscription is
 	// backend.Unmarked): commits keep no extra history for it, and a
 	// watcher depends on the hints and its polls to read each change in
-	// time, or announces a gap. The session's ZooKeeper connection is
-	// the only trace it leaves. What a caller asks to change (a commit,
+	// time, or announces a gap. (Its ZooKeeper session comes and goes
+	// like any client's: no znode.) What a caller asks to change (a commit,
 	// PutRecord, OpenSession, ...) is still written. For tools that
 	// inspect (the CLI's inspecting commands), so that a mistyped root
 	// leaves no znode behind and an existing one is left as it was.
