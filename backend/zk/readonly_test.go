@@ -183,6 +183,10 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) clock.Point {
 	_ = s.Close()
 	_ = w.Close()
 
+	_, o, err := c.Get(root + "/o")
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := open(t, srv, zk.Config{Root: root})
 	m, err := locks.NewMutex(h, "jobs", locks.WithLease(time.Hour))
 	if err != nil {
@@ -200,8 +204,27 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) clock.Point {
 	// h's own first sweep (right after its Open) is over, and the
 	// tombstone and the copied record are old enough for a sweep of a
 	// backend with a short OnePhaseKeep.
-	time.Sleep(time.Second)
+	awaitSweep(t, c, root, o.Version)
 	return old
+}
+
+// awaitSweep waits until a writing backend's first sweep of root's o/ has
+// set it (its version past version), and a little more for its deletes.
+func awaitSweep(t *testing.T, c *gozk.Conn, root string, version int32) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, st, err := c.Get(root + "/o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Version > version {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no sweep of %s/o within 20s", root)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
 }
 
 // testReadOnlyWritesNothing: a read-only backend on a root with data does

@@ -232,6 +232,18 @@ func TestReadOnlyCommandsRedis(t *testing.T) {
 	})
 }
 
+// awaitSweep waits until a writing backend's first sweep of root's o/ has
+// set it (its version past version), and a little more for its deletes.
+func awaitSweep(t *testing.T, c *gozk.Conn, root string, version int32) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "a sweep of "+root+"/o", func() bool {
+		_, st, err := c.Get(root + "/o")
+		mustNoErr(t, err, "get "+root+"/o")
+		return st.Version > version
+	})
+	time.Sleep(300 * time.Millisecond)
+}
+
 // TestReadOnlyCommandsZK: every inspecting command, on a root with data
 // (records, one-phase records, a lock and a group member), leaves every
 // znode as it was (version, child version, Mzxid, Pzxid); refs watch,
@@ -251,14 +263,16 @@ func TestReadOnlyCommandsZK(t *testing.T) {
 	// holds a lock and a group member, its first sweep of o/ done.
 	mustNoErr(t, sd.s.Close(), "close the STM")
 	mustNoErr(t, drv.Close(), "close the writer")
+	conn, _, err := gozk.Connect(srv.Servers, 10*time.Second, gozk.WithLogInfo(false))
+	mustNoErr(t, err, "connect")
+	t.Cleanup(conn.Close)
+	_, o, err := conn.Get("/ro/o")
+	mustNoErr(t, err, "get /ro/o")
 	h, err := zk.Open(ctx, zk.Config{Servers: srv.Servers, Root: "/ro"})
 	mustNoErr(t, err, "zk.Open")
 	t.Cleanup(func() { h.Close() })
 	holdLive(t, h)
-	time.Sleep(time.Second)
-	conn, _, err := gozk.Connect(srv.Servers, 10*time.Second, gozk.WithLogInfo(false))
-	mustNoErr(t, err, "connect")
-	t.Cleanup(conn.Close)
+	awaitSweep(t, conn, "/ro", o.Version)
 	flags := []string{"--backend", "zk", "--addr", srv.ConnectString(), "--root", "/ro"}
 
 	t.Run("commands", func(t *testing.T) {
@@ -269,6 +283,8 @@ func TestReadOnlyCommandsZK(t *testing.T) {
 		}
 	})
 	t.Run("watch", func(t *testing.T) {
+		_, o, err := conn.Get("/ro/o")
+		mustNoErr(t, err, "get /ro/o")
 		w, err := zk.Open(ctx, zk.Config{Servers: srv.Servers, Root: "/ro"})
 		mustNoErr(t, err, "zk.Open")
 		defer w.Close()
@@ -277,7 +293,7 @@ func TestReadOnlyCommandsZK(t *testing.T) {
 		defer s.Close()
 		r, err := refs.New(ctx, s, roWatched, 0)
 		mustNoErr(t, err, "refs.New")
-		time.Sleep(time.Second) // w's first sweep of o/ is over
+		awaitSweep(t, conn, "/ro", o.Version)
 		before := snapshot.ZK(t, conn, "/ro")
 		watchWhileCommitting(t, func(v int) {
 			mustNoErr(t, s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, v); return nil }), "commit")
