@@ -30,7 +30,7 @@
 // interfaces, found by type assertion: [OnePhase] (a whole commit in one
 // atomic operation), [ValueLimit], [BoundedVersions], [LocalClock] and
 // [ReadInto] (in-process stores), [RoundTripCounter] (drivers with a
-// server), [Feed] (on a subscription), and
+// server), [Feed] and [Unmarked] (on a subscription), and
 // [Sessions] with [EntryLister] (ephemeral state for locks and groups; a
 // driver that keeps sessions is also a [SessionStore], what locks and
 // groups take: one method returning the driver itself).
@@ -96,7 +96,24 @@
 // late, merged or lost (a Pub/Sub message during a reconnect); the truth is
 // the version history read with [RefStore.Versions], and the Trimmed point it
 // reports lets a watcher tell a gap from a quiet ref. A subscription may also
-// be a [Feed] of the versions themselves.
+// be a [Feed] of the versions themselves. A subscription marks its ref as
+// watched, so that commits keep more history (and, on Redis, publish their
+// versions), unless it is [Unmarked]: a read-only driver's marks nothing,
+// and its watcher relies on reading the history in time.
+//
+// # Read-only drivers
+//
+// redis.Config.ReadOnly and zk.Config.ReadOnly open only a namespace that
+// already holds Epochal data, for tools that inspect (the CLI). Such a
+// backend writes nothing on its own: its open creates nothing; its reads
+// (ReadPoint, Read, Versions, List, Records, ListRecords, Entries,
+// ReadDir, Dirs, WaitEntries) and its Subscribe leave the stored data as
+// they found it, doing none of the housekeeping a writing backend does
+// on the way (dropping expired records and dead entries, sweeping
+// one-phase records, growing a ref's history after a read fault, marking
+// a watched ref). Only the changes its caller asks for are written (a
+// commit, PutRecord, AddEntry, ...: the CLI's 'refs set' commits through
+// one).
 //
 // # Usage
 //

@@ -383,6 +383,20 @@ type Feed interface {
 	Drain() (versions []Version, complete bool)
 }
 
+// Unmarked is an optional capability of a Subscription that does not mark
+// its ref as watched: a read-only driver's (redis.Config.ReadOnly,
+// zk.Config.ReadOnly), which writes nothing. While only such
+// subscriptions watch a ref, commits keep only the ref's own Keep older
+// versions, and a driver whose commits send versions only to marked refs
+// (Redis) sends it no hint at all: a watcher sees each change by reading
+// the history, when hinted and when it polls, and announces a gap where the
+// history no longer holds a change it missed. Never a silent loss; only
+// later, and more gaps for a ref that keeps few versions and changes fast.
+type Unmarked interface {
+	// Unmarked reports whether the subscription leaves its ref unmarked.
+	Unmarked() bool
+}
+
 // Driver is what every backend implements: an identity, the roles below,
 // and Close. Each role is a small interface of its own, so a reader (or a
 // wrapper, or a test double) sees what a caller needs of a backend:
@@ -537,7 +551,9 @@ type ChangeStream interface {
 	// backend, which Trimmed then shows), so a watcher that reads the
 	// history within WatchKeep commits of a change misses none, with or
 	// without a Feed. A subscription whose process died stops counting
-	// within a bound the driver documents.
+	// within a bound the driver documents. A subscription that is
+	// [Unmarked] (a read-only driver's, which writes nothing) does not
+	// count, and says so.
 	Subscribe(ctx context.Context, name string) (Subscription, error)
 }
 

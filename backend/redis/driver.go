@@ -46,11 +46,26 @@ type Config struct {
 	// what the mark renewed last asks. Default backend.WatchKeep (256);
 	// at least 1.
 	WatchKeep int
-	// ReadOnly opens only a prefix that already holds Epochal data: Open
-	// and New write nothing (the identity key is read, not created), and
-	// a prefix with none is a *NoNamespaceError, which wraps
-	// backend.ErrNotFound and names the prefixes the server holds. For
-	// tools that inspect, so that a mistyped prefix leaves no key behind.
+	// ReadOnly opens only a prefix that already holds Epochal data, and
+	// writes nothing of its own accord. Open and New write nothing (the
+	// identity key is read, not created): a prefix whose identity key is
+	// missing, or does not hold an Epochal identity ("redis:..."), is a
+	// *NoNamespaceError, which wraps backend.ErrNotFound and names the
+	// prefixes the server holds. The reads (ReadPoint, Read, Versions,
+	// List, Records, ListRecords, Entries, ReadDir, Dirs, WaitEntries)
+	// write nothing either: no dead entry of a lock or group is dropped
+	// (they are only left out), no expired record id is dropped from
+	// the index, no history grown after a read fault. Subscribe sets no
+	// watch mark ({P}:w:<name>; the subscription is backend.Unmarked):
+	// commits neither publish their versions for it nor keep extra
+	// history, and the subscription hints when it sees the ref's newest
+	// point move (it looks every 250 ms); a watcher that reads a change
+	// too late announces a gap. The commands it sends are reads (and
+	// EVALSHA of scripts that then only read): an ACL user without
+	// @write may use it. What a caller asks to change (a commit,
+	// PutRecord, OpenSession, ...) is still written. For tools that
+	// inspect (the CLI's inspecting commands), so that a mistyped prefix
+	// leaves no key behind and an existing one is left as it was.
 	ReadOnly bool
 	// Logger receives what the backend cannot return to a caller (the
 	// server lost this backend's data). Default (nil): slog.Default().
@@ -242,6 +257,12 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 		}
 		return c.Get(ctx, p+"id").Result()
 	})
+	if cfg.ReadOnly && err == nil && !strings.HasPrefix(id, "redis:") {
+		// Not Epochal's (namespaces, which lists the prefixes, skips
+		// it too): a read-only open refuses it as it refuses a prefix
+		// without the key.
+		err = goredis.Nil
+	}
 	if cfg.ReadOnly && errors.Is(err, goredis.Nil) {
 		found, ferr := call(ctx, b, func(ctx context.Context) ([]string, error) { return namespaces(ctx, c) })
 		if ferr != nil {
@@ -322,6 +343,16 @@ func (b *Backend) Close() error {
 		return b.c.Close()
 	}
 	return nil
+}
+
+// roArg is what the scripts that read a dir (entries, dirs, waitcheck)
+// take for their ro argument: "1" for a read-only backend, whose calls
+// drop no dead entry.
+func (b *Backend) roArg() string {
+	if b.cfg.ReadOnly {
+		return "1"
+	}
+	return "0"
 }
 
 func (b *Backend) check(ctx context.Context) error {

@@ -109,15 +109,15 @@ func (b *Backend) setEntry(ctx context.Context, op, session, dir, name string, d
 	return nil
 }
 
-// Entries lists dir's live entries, dropping those of ended sessions, in
-// one script (details included).
+// Entries lists dir's live entries, dropping those of ended sessions
+// (read-only: leaving them out), in one script (details included).
 func (b *Backend) Entries(ctx context.Context, dir string, details bool) ([]backend.Entry, error) {
 	st, err := b.readDir(ctx, "entries", backend.DirRequest{Dir: dir, Details: details})
 	return st.Entries, err
 }
 
-// ReadDir lists dir's live entries (dropping those of ended sessions) at
-// its change counter, and the logged additions after req.Since ({P}:dl:,
+// ReadDir lists dir's live entries (dropping those of ended sessions;
+// read-only: leaving them out) at its change counter, and the logged additions after req.Since ({P}:dl:,
 // the newest 256, {P}:df: the revision of the newest dropped), in one
 // script.
 func (b *Backend) ReadDir(ctx context.Context, req backend.DirRequest) (backend.DirState, error) {
@@ -140,7 +140,7 @@ func (b *Backend) readDir(ctx context.Context, op string, req backend.DirRequest
 	if req.Adds {
 		since = strconv.FormatUint(req.Since, 10)
 	}
-	res, err := b.run(ctx, scriptEntries, dir, d, since)
+	res, err := b.run(ctx, scriptEntries, dir, d, since, b.roArg())
 	if err != nil {
 		return backend.DirState{}, fmt.Errorf("redis: %s %q: %w", op, dir, err)
 	}
@@ -218,7 +218,8 @@ func (b *Backend) readDir(ctx context.Context, op string, req backend.DirRequest
 }
 
 // Dirs lists the dirs starting with prefix that hold live entries, dropping
-// dead entries on the way (one script over every dir in range).
+// dead entries on the way (read-only: leaving them) in one script over
+// every dir in range.
 func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -233,7 +234,7 @@ func (b *Backend) Dirs(ctx context.Context, prefix string) ([]string, error) {
 		// Names are valid UTF-8, which never holds the byte 0xff.
 		lo, hi = "["+prefix, "["+prefix+"\xff"
 	}
-	res, err := b.run(ctx, scriptDirs, lo, hi)
+	res, err := b.run(ctx, scriptDirs, lo, hi, b.roArg())
 	if err != nil {
 		return nil, fmt.Errorf("redis: dirs %q: %w", prefix, err)
 	}

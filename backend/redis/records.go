@@ -100,7 +100,8 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 }
 
 // ListRecords returns the records of the general path and the tombstones,
-// sorted by id; one-phase commit records are left out.
+// sorted by id; one-phase commit records are left out. The ids of records
+// that expired are dropped from the index ({P}:recs), unless read-only.
 func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -122,7 +123,7 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 		}
 		out = append(out, r)
 	}
-	if len(gone) > 0 {
+	if len(gone) > 0 && !b.cfg.ReadOnly {
 		_ = do(ctx, b, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() })
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -233,9 +233,10 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 		}
 		it := backend.ReadItem{Found: true, Kind: st.kind, Newest: st.versions[0], Intent: st.intent}
 		it.Version, it.Result = history.Pick(st.versions, rp)
-		if it.Result == history.Fault {
+		if it.Result == history.Fault && !b.cfg.ReadOnly {
 			// A read fault: history grows by one (a heuristic: it need
-			// not be atomic with the read).
+			// not be atomic with the read; a read-only backend writes
+			// nothing).
 			if _, err := b.run(ctx, scriptGrow, req.Names[i]); err != nil {
 				return backend.ReadResult{}, fmt.Errorf("redis: grow history of %q: %w", req.Names[i], err)
 			}

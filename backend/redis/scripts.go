@@ -435,16 +435,23 @@ local function drop(d, n, s)
   changed(d, n)
 end
 -- purge drops d's entries of ended sessions and returns the live ones
--- (name -> value).
-local function purge(d)
+-- (name -> value) and how many it found dead. With ro (a read-only
+-- backend's call, which writes nothing) it drops none: they are only left
+-- out.
+local function purge(d, ro)
   local h = redis.call("HGETALL", hkey(d))
-  local live, alive = {}, {}
+  local live, alive, dead = {}, {}, 0
   for i = 1, #h, 2 do
     local s = owner(h[i + 1])
     if alive[s] == nil then alive[s] = redis.call("EXISTS", skey(s)) == 1 end
-    if alive[s] then live[h[i]] = h[i + 1] else drop(d, h[i], s) end
+    if alive[s] then
+      live[h[i]] = h[i + 1]
+    else
+      dead = dead + 1
+      if not ro then drop(d, h[i], s) end
+    end
   end
-  return live
+  return live, dead
 end
 `
 
@@ -574,13 +581,14 @@ end
 return 1
 `)
 
-// entries: ARGV = P, dir, details (1/0), since ("": no log). Drops dead
-// entries and returns {change counter, {{name, seq[, value, {holder,
-// lease, hb}]}...} by seq then name, {"rev\0name"...} the logged additions
-// after since (newest first), the log's floor}.
+// entries: ARGV = P, dir, details (1/0), since ("": no log), ro (1/0).
+// Drops dead entries (only leaves them out with ro) and returns {change
+// counter, {{name, seq[, value, {holder, lease, hb}]}...} by seq then
+// name, {"rev\0name"...} the logged additions after since (newest first),
+// the log's floor}.
 var scriptEntries = goredis.NewScript(sessLib + `
 local d = ARGV[2]
-local live = purge(d)
+local live = purge(d, ARGV[5] == "1")
 local z = redis.call("ZRANGE", zkey(d), 0, -1, "WITHSCORES")
 local out, info = {}, {}
 for i = 1, #z, 2 do
@@ -608,31 +616,43 @@ end
 return {redis.call("GET", P .. "dv:" .. d) or "0", out, adds, floor}
 `)
 
-// waitcheck: ARGV = P, dir, name. With a name, drops that entry if its
-// session has ended and returns {change counter, 1 if it is there else 0};
-// without, drops d's dead entries and returns {change counter, 0}.
+// waitcheck: ARGV = P, dir, name, ro (1/0). With a name, drops that entry
+// if its session has ended and returns {change counter, 1 if it is there
+// (and live) else 0}; without, drops d's dead entries and returns {change
+// counter, 0}. With ro (a read-only backend's call) it drops nothing, and
+// the change counter is followed by "/" and the number of dead entries:
+// a session's end changes no counter until somebody drops its entries,
+// and must still show as a change.
 var scriptWaitCheck = goredis.NewScript(sessLib + `
-local d, n = ARGV[2], ARGV[3]
-local there = 0
+local d, n, ro = ARGV[2], ARGV[3], ARGV[4] == "1"
+local there, dead = 0, nil
 if n == "" then
-  purge(d)
+  local _
+  _, dead = purge(d, ro)
 else
   local v = redis.call("HGET", hkey(d), n)
   if v then
     local s = owner(v)
-    if redis.call("EXISTS", skey(s)) == 1 then there = 1 else drop(d, n, s) end
+    if redis.call("EXISTS", skey(s)) == 1 then there = 1 elseif not ro then drop(d, n, s) end
   end
 end
-return {redis.call("GET", P .. "dv:" .. d) or "0", there}
+local ver = redis.call("GET", P .. "dv:" .. d) or "0"
+if ro and dead then ver = ver .. "/" .. dead end
+return {ver, there}
 `)
 
-// dirs: ARGV = P, min, max (ZRANGEBYLEX bounds). Drops dead entries of
-// each dir in range and returns the dirs that still hold entries.
+// dirs: ARGV = P, min, max (ZRANGEBYLEX bounds), ro (1/0). Drops dead
+// entries of each dir in range and returns the dirs that still hold
+// entries; with ro (a read-only backend's call) it drops nothing and
+// returns the dirs that hold live entries.
 var scriptDirs = goredis.NewScript(sessLib + `
+local ro = ARGV[4] == "1"
 local out = {}
 for _, d in ipairs(redis.call("ZRANGEBYLEX", P .. "dirs", ARGV[2], ARGV[3])) do
-  purge(d)
-  if redis.call("ZCARD", zkey(d)) > 0 then
+  local live = purge(d, ro)
+  if ro then
+    if next(live) ~= nil then table.insert(out, d) end
+  elseif redis.call("ZCARD", zkey(d)) > 0 then
     table.insert(out, d)
   else
     redis.call("ZREM", P .. "dirs", d)

@@ -21,9 +21,11 @@ const waitPoll = 250 * time.Millisecond
 // whatever max (0 included): an expired session publishes nothing, and a
 // hint can be lost when the connection is lost; if the confirmation takes
 // longer than that, the first look is done without it. The look drops
-// entries of ended sessions; it returns when name is no longer there, or
-// (name == "") when the dir's change counter has moved since the first
-// look. Close makes it return backend.ErrClosed.
+// entries of ended sessions; it returns when name is no longer there (or
+// dead), or (name == "") when the dir's change counter has moved since the
+// first look. A read-only backend's look drops nothing, and counts the
+// dead entries instead: a change of that count is a change of the dir too.
+// Close makes it return backend.ErrClosed.
 func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Duration) error {
 	if err := b.check(ctx); err != nil {
 		return err
@@ -93,7 +95,7 @@ func (b *Backend) WaitEntries(ctx context.Context, dir, name string, max time.Du
 }
 
 func (b *Backend) waitCheck(ctx context.Context, dir, name string) (string, bool, error) {
-	res, err := b.run(ctx, scriptWaitCheck, dir, name)
+	res, err := b.run(ctx, scriptWaitCheck, dir, name, b.roArg())
 	if err != nil {
 		return "", false, err
 	}

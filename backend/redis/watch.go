@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -56,9 +57,15 @@ func newMarker() string {
 // published, and whoever creates the mark again publishes a marker on the
 // channel, in order with the versions: a subscription that receives a
 // marker other than its own first one marks its feed incomplete there.
+//
+// A read-only backend's subscription (Config.ReadOnly) sets no mark and is
+// no feed: see roSub.
 func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscription, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
+	}
+	if b.cfg.ReadOnly {
+		return b.subscribeRO(ctx, name)
 	}
 	// No channel yet: no I/O, so the connection's wait is the one below,
 	// which ctx bounds (closing ps ends a Receive left behind).
@@ -192,4 +199,82 @@ func (s *sub) Close() error {
 	err := s.ps.Close()
 	<-s.done
 	return err
+}
+
+// roSub is a read-only backend's subscription (Config.ReadOnly), which
+// writes nothing: it sets no watch mark, so commits publish nothing for it
+// (unless another process's subscription marks the ref) and keep only the
+// ref's own Keep older versions. It looks at the ref's newest point
+// instead (HGET, every roPoll) and hints when it moved; it is no Feed, and
+// says it is unmarked (backend.Unmarked): the watcher reads each change
+// from the history, or announces a gap where that was trimmed first.
+type roSub struct {
+	c      chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var _ backend.Unmarked = (*roSub)(nil)
+
+// roPoll is how often a read-only subscription looks at its ref's newest
+// point.
+const roPoll = 250 * time.Millisecond
+
+func (b *Backend) subscribeRO(ctx context.Context, name string) (backend.Subscription, error) {
+	key := b.p + "r:" + name
+	look := func(ctx context.Context) (string, error) {
+		return call(ctx, b, func(ctx context.Context) (string, error) {
+			v, err := b.c.HGet(ctx, key, "newest").Result()
+			if errors.Is(err, goredis.Nil) {
+				return "", nil // no such ref (yet): it may be created
+			}
+			return v, err
+		})
+	}
+	// The first look, before the watcher's first read of the history:
+	// a commit after it moves the newest point, and hints.
+	last, err := look(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redis: subscribe to %q: %w", name, err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	s := &roSub{c: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	go s.loop(lctx, look, last)
+	return s, nil
+}
+
+func (s *roSub) loop(ctx context.Context, look func(context.Context) (string, error), last string) {
+	defer close(s.done)
+	t := time.NewTicker(roPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lctx, cancel := context.WithTimeout(ctx, 4*roPoll)
+		v, err := look(lctx)
+		cancel()
+		// A failed look hints nothing: the watcher's own polls meet the
+		// failure, and a later look that succeeds hints if it moved.
+		if err == nil && v != last {
+			last = v
+			select {
+			case s.c <- struct{}{}:
+			default: // a hint is already waiting: merged
+			}
+		}
+	}
+}
+
+func (s *roSub) C() <-chan struct{} { return s.c }
+
+// Unmarked reports true: the subscription sets no watch mark.
+func (s *roSub) Unmarked() bool { return true }
+
+func (s *roSub) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
 }

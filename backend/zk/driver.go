@@ -64,11 +64,25 @@ type Config struct {
 	// go-zookeeper's own lines at Debug level. Default (nil):
 	// slog.Default().
 	Logger *slog.Logger
-	// ReadOnly opens only a root that already holds Epochal data: Open
-	// and New create no znode (not the root, its ancestors or its layout),
-	// and a root with none is a *NoNamespaceError, which wraps
-	// backend.ErrNotFound and names the roots under / there are. For tools
-	// that inspect, so that a mistyped root leaves no znode behind.
+	// ReadOnly opens only a root that already holds Epochal data, and
+	// writes nothing of its own accord. Open and New create no znode (not
+	// the root, its ancestors, its layout or its epoch node): a root with
+	// no data is a *NoNamespaceError, which wraps backend.ErrNotFound and
+	// names the roots under / there are, and a root whose identity is
+	// there without its epoch node is damaged (backend.ErrDataLost). The
+	// reads (ReadPoint, Read, Versions, List, Records, ListRecords,
+	// Entries, ReadDir, Dirs, WaitEntries) write nothing either: no
+	// record is deleted (ListRecords lists the expired ones too, until a
+	// writing backend deletes them), no one-phase record swept, no
+	// history grown after a read fault. Subscribe marks nothing (no
+	// ephemeral child of the ref's znode; the subscription is
+	// backend.Unmarked): commits keep no extra history for it, and a
+	// watcher depends on the hints and its polls to read each change in
+	// time, or announces a gap. (Its ZooKeeper session comes and goes
+	// like any client's: no znode.) What a caller asks to change (a commit,
+	// PutRecord, OpenSession, ...) is still written. For tools that
+	// inspect (the CLI's inspecting commands), so that a mistyped root
+	// leaves no znode behind and an existing one is left as it was.
 	ReadOnly bool
 }
 
@@ -250,7 +264,8 @@ func (z zkLog) Printf(format string, args ...any) {
 }
 
 // Open connects to the ensemble cfg names, waits for a session within ctx,
-// authenticates, and creates Root and its layout if missing.
+// authenticates, and creates Root and its layout if missing (not with
+// Config.ReadOnly).
 func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err := cfg.validate(true); err != nil {
 		return nil, err
@@ -399,14 +414,26 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	b.id = string(id)
 	hexID, _, _ := strings.Cut(strings.TrimPrefix(b.id, "zk:"), "/")
 	b.epochP = b.root + "/e." + hexID
-	// (Read-only too: a root whose id is there has its epoch node, made
-	// right after the id, unless its maker died in between.)
-	err = b.setup(ctx, func() error {
-		_, err := conn.Create(b.epochP, nil, 0, b.acl)
-		return err
-	})
-	if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
-		return nil, fmt.Errorf("zk: create %s: %w", b.epochP, err)
+	if cfg.ReadOnly {
+		// Not created: a root whose id is there has its epoch node,
+		// made right after the id, unless its maker died in between
+		// (a writer's Open makes it then) or it was deleted since.
+		var there bool
+		if err := b.setup(ctx, func() (err error) { there, _, err = conn.Exists(b.epochP); return err }); err != nil {
+			return nil, fmt.Errorf("zk: read %s: %w", b.epochP, err)
+		}
+		if !there {
+			return nil, fmt.Errorf("zk: root %s holds its identity (%s/id) but not its epoch node %s: its data was lost or damaged (partly deleted, or the process creating the root died before it was done): %w",
+				b.root, b.root, b.epochP, backend.ErrDataLost)
+		}
+	} else {
+		err = b.setup(ctx, func() error {
+			_, err := conn.Create(b.epochP, nil, 0, b.acl)
+			return err
+		})
+		if err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+			return nil, fmt.Errorf("zk: create %s: %w", b.epochP, err)
+		}
 	}
 	if _, err := b.readPoint(ctx); err != nil {
 		return nil, err

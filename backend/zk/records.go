@@ -168,7 +168,10 @@ func (b *Backend) Records(ctx context.Context, ids []string) ([]backend.Record, 
 
 // ListRecords returns the general path's records and the tombstones,
 // sorted by id, deleting those whose time is up. Now and then it also
-// sweeps the one-phase records that their clients left behind.
+// sweeps the one-phase records that their clients left behind. Read-only
+// (Config.ReadOnly), it deletes and sweeps nothing, and lists every record
+// stored, those whose time is up included (until a writing backend
+// deletes them).
 func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -187,8 +190,11 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 // (those of clients that died, or never learned their outcome), at most
 // every half OnePhaseKeep in this process. gcLoop calls it, so every open
 // backend sweeps, with or without an STM's recovery sweeper; ListRecords
-// too.
+// too. A read-only backend (Config.ReadOnly) never sweeps.
 func (b *Backend) sweepOnePhase(ctx context.Context) error {
+	if b.cfg.ReadOnly {
+		return nil
+	}
 	b.gcMu.Lock()
 	due := time.Since(b.lastScan) > b.cfg.OnePhaseKeep/2
 	if due {
@@ -206,7 +212,9 @@ func (b *Backend) sweepOnePhase(ctx context.Context) error {
 
 // scan reads every record under dir and deletes the expired ones: those
 // with an Expires in the past that nobody wrote for tombstoneKeep, and
-// one-phase commit records older than OnePhaseKeep.
+// one-phase commit records older than OnePhaseKeep. Read-only
+// (Config.ReadOnly) it writes nothing: it neither learns the server's
+// time (a write) nor deletes, and returns every record.
 //
 // Ages are judged by the server's clock (a node's Ctime and Mtime against
 // the Mtime of a write to dir made for the purpose), never by comparing
@@ -227,14 +235,16 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 	}
 	local := wall().UnixMilli()
 	var now int64 // the server's clock
-	if err := b.wait(ctx, func() error {
-		st, err := b.conn.Set(dir, nil, -1)
-		if err == nil {
-			now = st.Mtime
+	if !b.cfg.ReadOnly {
+		if err := b.wait(ctx, func() error {
+			st, err := b.conn.Set(dir, nil, -1)
+			if err == nil {
+				now = st.Mtime
+			}
+			return err
+		}); err != nil {
+			return nil, err
 		}
-		return err
-	}); err != nil {
-		return nil, err
 	}
 	var out []backend.Record
 	for i := 0; i < len(kids); i += 64 {
@@ -262,8 +272,8 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 			if err != nil {
 				return nil, err
 			}
-			expired := r.Expires > 0 && r.Expires < local && stats[j].Mtime+tombstoneKeep.Milliseconds() < now ||
-				dir == b.oneP && r.Status == int(backend.Committed) && stats[j].Ctime+b.cfg.OnePhaseKeep.Milliseconds() < now
+			expired := !b.cfg.ReadOnly && (r.Expires > 0 && r.Expires < local && stats[j].Mtime+tombstoneKeep.Milliseconds() < now ||
+				dir == b.oneP && r.Status == int(backend.Committed) && stats[j].Ctime+b.cfg.OnePhaseKeep.Milliseconds() < now)
 			if expired {
 				_ = b.wait(ctx, func() error { return b.conn.Delete(paths[j], stats[j].Version) })
 				continue
@@ -348,9 +358,10 @@ const gcBatch = 256
 // gcLoop deletes queued one-phase records when their time comes, in
 // batches: one Multi of deletes per gcBatch records; and sweeps the
 // records others left behind (sweepOnePhase), the first time right after
-// Open. When the backend closes it deletes every record still queued:
-// this process will not repeat those requests, and a process that exits
-// cleanly leaves no one-phase record behind.
+// Open (not read-only: a read-only backend deletes only the records of
+// commits it made itself). When the backend closes it deletes every
+// record still queued: this process will not repeat those requests, and a
+// process that exits cleanly leaves no one-phase record behind.
 func (b *Backend) gcLoop() {
 	defer b.wg.Done()
 	t := time.NewTicker(gcTick)

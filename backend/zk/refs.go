@@ -172,7 +172,7 @@ func (b *Backend) Read(ctx context.Context, req backend.ReadRequest) (backend.Re
 		}
 		it := backend.ReadItem{Found: true, Kind: backend.Kind(s.node.Kind), Newest: s.node.Versions[0].version(), Intent: s.node.intent()}
 		it.Version, it.Result = s.node.pick(rp)
-		if it.Result == history.Fault {
+		if it.Result == history.Fault && !b.cfg.ReadOnly {
 			b.grow(ctx, s)
 		}
 		res.Items[i] = it
@@ -222,7 +222,8 @@ func (b *Backend) readCurrent(ctx context.Context, names []string) (clock.Point,
 }
 
 // grow keeps one more old version of a ref after a read fault, up to its
-// MaxHistory (a heuristic: one try, a lost race is ignored).
+// MaxHistory (a heuristic: one try, a lost race is ignored). A read-only
+// backend does not.
 func (b *Backend) grow(ctx context.Context, s state) {
 	if s.node.Keep >= s.node.Max {
 		return

@@ -24,16 +24,28 @@ import (
 // the ref's (named w.<random>), which a commit sees in the ref's NumChildren
 // and then keeps backend.WatchKeep older versions. The mark dies with the
 // ZooKeeper session of a process that died (within the session timeout),
-// is created again after a new session, and is deleted on Close.
+// is created again after a new session, and is deleted on Close. A
+// read-only backend's subscription (Config.ReadOnly) creates no mark: it
+// only hints (backend.Unmarked).
 type sub struct {
 	c      chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
 	b      *Backend
-	mark   string // the mark's path
+	mark   string // the mark's path; "" when unmarked (read-only)
 }
 
-// Subscribe returns hints of changes to a ref.
+var _ backend.Unmarked = (*sub)(nil)
+
+// Unmarked reports whether the subscription leaves the ref unmarked: a
+// read-only backend's does.
+func (s *sub) Unmarked() bool { return s.mark == "" }
+
+// Subscribe returns hints of changes to a ref. Read-only
+// (Config.ReadOnly), it marks nothing: commits keep only the ref's own Keep
+// older versions for it, and the watcher must read each change before it
+// is trimmed (the hints come at once, as they do with a mark), or it
+// announces a gap.
 func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscription, error) {
 	if err := b.check(ctx); err != nil {
 		return nil, err
@@ -47,7 +59,10 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 	var raw [8]byte
 	_, _ = rand.Read(raw[:])
 	lctx, cancel := context.WithCancel(context.Background())
-	s := &sub{c: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), b: b, mark: path + "/w." + hex.EncodeToString(raw[:])}
+	s := &sub{c: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}), b: b}
+	if !b.cfg.ReadOnly {
+		s.mark = path + "/w." + hex.EncodeToString(raw[:])
+	}
 	// Marked before the watcher's first read of the history: a commit
 	// decided on a read from before the mark can only drop versions
 	// older than what that first read shows (it applies only if the
@@ -65,8 +80,11 @@ func (b *Backend) Subscribe(ctx context.Context, name string) (backend.Subscript
 }
 
 // setMark creates the subscription's mark unless it exists (or the ref
-// does not).
+// does not, or the subscription is unmarked).
 func (s *sub) setMark(ctx context.Context) error {
+	if s.mark == "" {
+		return nil
+	}
 	err := s.b.wait(ctx, func() error {
 		_, err := s.b.conn.Create(s.mark, nil, gozk.FlagEphemeral, s.b.acl)
 		return err
@@ -147,6 +165,9 @@ func (s *sub) C() <-chan struct{} { return s.c }
 func (s *sub) Close() error {
 	s.cancel()
 	<-s.done
+	if s.mark == "" {
+		return nil
+	}
 	// Best effort: the mark dies with the session anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -353,6 +353,10 @@ func (g *globals) openError(err, errConfig error, down, root string) error {
 		return ns
 	}
 	switch {
+	case errors.Is(err, backend.ErrDataLost):
+		// The server answered: what it holds is damaged (a ZooKeeper
+		// root without its epoch node), which the error says.
+		return err
 	case errors.Is(err, errConfig):
 		return &usageError{err: err}
 	case refused(err):

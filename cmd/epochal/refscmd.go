@@ -29,11 +29,14 @@ const inspectHelp = `
 The inspecting commands (refs, txn, locks, group, clock) read a Redis or
 ZooKeeper backend; the embedded one (--backend mem) lives inside one
 process, so there is nothing to inspect from another. They print a
-table, or JSON or YAML with -o json|yaml (--json is -o json). They are
-read-only, except 'refs set', which asks for --yes, and create
-nothing: a --prefix or --root that holds no Epochal data is "no such
-namespace" (exit 1), with the namespaces found there. Times are local
-(--utc for UTC); relative times are measured from now, or from
+table, or JSON or YAML with -o json|yaml (--json is -o json). They
+write nothing, except 'refs set', which asks for --yes: not even the
+housekeeping a program's backend does as it reads (dropping expired
+records and the entries of dead lock holders and group members, marking
+a watched ref), so a Redis user without write commands (ACL -@write)
+may run them. A --prefix or --root that holds no Epochal data is "no
+such namespace" (exit 1), with the namespaces found there. Times are
+local (--utc for UTC); relative times are measured from now, or from
 ` + envNow + ` (RFC 3339) when it is set.`
 
 // inspectNote ends the help of every inspecting command: a pointer to
@@ -478,6 +481,12 @@ watch could read them (a ref keeping few versions, changing fast), it
 prints a gap notice ({"type":"gap",...} with --json) and goes on from the
 newest value.
 
+Like every inspecting command it writes nothing: it does not mark the ref
+as watched (as a program's watch does, which makes commits keep 256 older
+versions and, on Redis, publish them), so the ref keeps only its own
+history while watch reads it. On ZooKeeper a change wakes it at once; on
+Redis it looks for one every 250 ms.
+
 It says on stderr from which point it watches once it has read the ref.` + limitNote,
 		Example:           "  epochal --backend redis refs watch bank/alice\n  epochal --backend zk refs watch bank/alice --json | jq .value",
 		Args:              exactArgs("REF"),
@@ -510,9 +519,9 @@ func (in *inspect) watch(ctx context.Context, name string) error {
 			sub.Close()
 		}
 	}()
-	// A ref that does not exist is refused before subscribing: a
-	// subscription marks the ref as watched (Redis: an expiring key), and
-	// a mistyped name would leave a mark behind.
+	// A ref that does not exist is refused before subscribing: exit 1,
+	// not a watch of nothing. (The backend is read-only: its
+	// subscription marks nothing, and brings no feed.)
 	if _, err := in.history(ctx, name); err != nil {
 		return err
 	}
