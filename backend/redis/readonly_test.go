@@ -123,7 +123,7 @@ func seedReadOnly(t *testing.T, srv *testserver.Redis, prefix string) (*redis.Ba
 		dirs  []string
 	}{
 		{"live", time.Hour, []string{"lock/jobs", "group/workers"}},
-		{"dead", 20 * time.Millisecond, []string{"lock/jobs", "group/workers", "lock/gone"}},
+		{"dead", time.Hour, []string{"lock/jobs", "group/workers", "lock/gone"}},
 	} {
 		if _, err := w.OpenSession(ctx, sess.id, sess.lease, "test"); err != nil {
 			t.Fatal(err)
@@ -134,7 +134,26 @@ func seedReadOnly(t *testing.T, srv *testserver.Redis, prefix string) (*redis.Ba
 			}
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // the dead session's lease, the expired record's keep
+	// The dead session's lease runs out: its key expires, as Redis
+	// expires it (a short lease could run out before its entries were
+	// added, on a loaded machine). The expired record's keep (1ms) runs
+	// out on its own: wait for its key to go.
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, Username: srv.User, Password: srv.Password, TLSConfig: srv.ClientTLS()})
+	defer c.Close()
+	p := "{" + prefix + "}:"
+	if err := c.Del(ctx, p+"ss:dead").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := c.Exists(ctx, p+"t:expired").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling for the expiry, not timing it
+	}
 	return w, s, old
 }
 

@@ -187,7 +187,7 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) clock.Point {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := open(t, srv, zk.Config{Root: root})
+	h := open(t, srv, zk.Config{Root: root, OnePhaseKeep: time.Hour})
 	m, err := locks.NewMutex(h, "jobs", locks.WithLease(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -201,30 +201,12 @@ func seedReadOnly(t *testing.T, srv *testserver.ZK, root string) clock.Point {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.Leave(context.Background()) })
-	// h's own first sweep (right after its Open) is over, and the
-	// tombstone and the copied record are old enough for a sweep of a
-	// backend with a short OnePhaseKeep.
-	awaitSweep(t, c, root, o.Version)
+	// h's own first sweep (right after its Open) has set o/; it deletes
+	// nothing (h keeps one-phase records an hour), while the tombstone
+	// and the copied record are old enough for a sweep of a backend with
+	// a short OnePhaseKeep.
+	snapshot.AwaitSet(t, c, root+"/o", o.Version)
 	return old
-}
-
-// awaitSweep waits until a writing backend's first sweep of root's o/ has
-// set it (its version past version), and a little more for its deletes.
-func awaitSweep(t *testing.T, c *gozk.Conn, root string, version int32) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		_, st, err := c.Get(root + "/o")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Version > version {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no sweep of %s/o within 20s", root)
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
 }
 
 // testReadOnlyWritesNothing: a read-only backend on a root with data does

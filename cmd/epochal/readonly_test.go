@@ -77,12 +77,15 @@ func holdLive(t *testing.T, drv backend.Driver) {
 	}
 }
 
-// addDeadRedis adds entries of a session whose lease runs out at once:
-// beside the live lock's and group's, and alone in lock "gone".
-func addDeadRedis(t *testing.T, drv *redis.Backend) {
+// addDeadRedis adds entries of a session whose lease then runs out (its
+// key expires, as Redis expires it: a short lease could run out before
+// its entries were added, on a loaded machine): beside the live lock's
+// and group's, and alone in lock "gone". It waits for the tombstone of
+// roExpiredID to expire too.
+func addDeadRedis(t *testing.T, drv *redis.Backend, c *goredis.Client) {
 	t.Helper()
 	ctx := t.Context()
-	_, err := drv.OpenSession(ctx, "dead", 20*time.Millisecond, "dead-host/1/epochal.test")
+	_, err := drv.OpenSession(ctx, "dead", time.Hour, "dead-host/1/epochal.test")
 	mustNoErr(t, err, "OpenSession")
 	for _, e := range []backend.AddEntryRequest{
 		{Dir: "lock/jobs/nightly", Name: "dead", Sequential: true},
@@ -93,7 +96,15 @@ func addDeadRedis(t *testing.T, drv *redis.Backend) {
 		_, err := drv.AddEntry(ctx, e)
 		mustNoErr(t, err, "AddEntry")
 	}
-	time.Sleep(100 * time.Millisecond) // its lease, and the tombstone's keep
+	mustNoErr(t, c.Del(ctx, "{ro}:ss:dead").Err(), "DEL the dead session")
+	for {
+		n, err := c.Exists(ctx, "{ro}:t:"+roExpiredID).Result()
+		mustNoErr(t, err, "EXISTS the tombstone")
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling for the expiry, not timing it
+	}
 }
 
 // runReadOnly runs every inspecting command (and completion) in process
@@ -189,9 +200,9 @@ func TestReadOnlyCommandsRedis(t *testing.T) {
 	sd := seed(t, drv)
 	roSeed(t, drv, sd)
 	holdLive(t, drv)
-	addDeadRedis(t, drv)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { c.Close() })
+	addDeadRedis(t, drv, c)
 	flags := []string{"--backend", "redis", "--addr", srv.Addr, "--prefix", "ro"}
 	reader := append(append([]string{}, flags...), "--user", "reader", "--password", "reader-Secret-1")
 	aclLog := func(t *testing.T) {
@@ -232,18 +243,6 @@ func TestReadOnlyCommandsRedis(t *testing.T) {
 	})
 }
 
-// awaitSweep waits until a writing backend's first sweep of root's o/ has
-// set it (its version past version), and a little more for its deletes.
-func awaitSweep(t *testing.T, c *gozk.Conn, root string, version int32) {
-	t.Helper()
-	waitFor(t, 20*time.Second, "a sweep of "+root+"/o", func() bool {
-		_, st, err := c.Get(root + "/o")
-		mustNoErr(t, err, "get "+root+"/o")
-		return st.Version > version
-	})
-	time.Sleep(300 * time.Millisecond)
-}
-
 // TestReadOnlyCommandsZK: every inspecting command, on a root with data
 // (records, one-phase records, a lock and a group member), leaves every
 // znode as it was (version, child version, Mzxid, Pzxid); refs watch,
@@ -268,11 +267,11 @@ func TestReadOnlyCommandsZK(t *testing.T) {
 	t.Cleanup(conn.Close)
 	_, o, err := conn.Get("/ro/o")
 	mustNoErr(t, err, "get /ro/o")
-	h, err := zk.Open(ctx, zk.Config{Servers: srv.Servers, Root: "/ro"})
+	h, err := zk.Open(ctx, zk.Config{Servers: srv.Servers, Root: "/ro", OnePhaseKeep: time.Hour})
 	mustNoErr(t, err, "zk.Open")
 	t.Cleanup(func() { h.Close() })
 	holdLive(t, h)
-	awaitSweep(t, conn, "/ro", o.Version)
+	snapshot.AwaitSet(t, conn, "/ro/o", o.Version)
 	flags := []string{"--backend", "zk", "--addr", srv.ConnectString(), "--root", "/ro"}
 
 	t.Run("commands", func(t *testing.T) {
@@ -285,7 +284,7 @@ func TestReadOnlyCommandsZK(t *testing.T) {
 	t.Run("watch", func(t *testing.T) {
 		_, o, err := conn.Get("/ro/o")
 		mustNoErr(t, err, "get /ro/o")
-		w, err := zk.Open(ctx, zk.Config{Servers: srv.Servers, Root: "/ro"})
+		w, err := zk.Open(ctx, zk.Config{Servers: srv.Servers, Root: "/ro", OnePhaseKeep: time.Hour})
 		mustNoErr(t, err, "zk.Open")
 		defer w.Close()
 		s, err := stm.Open(ctx, w, stm.WithSweepInterval(0))
@@ -293,7 +292,7 @@ func TestReadOnlyCommandsZK(t *testing.T) {
 		defer s.Close()
 		r, err := refs.New(ctx, s, roWatched, 0)
 		mustNoErr(t, err, "refs.New")
-		awaitSweep(t, conn, "/ro", o.Version)
+		snapshot.AwaitSet(t, conn, "/ro/o", o.Version)
 		before := snapshot.ZK(t, conn, "/ro")
 		watchWhileCommitting(t, func(v int) {
 			mustNoErr(t, s.Dosync(ctx, func(tx *txn.Tx) error { r.Set(tx, v); return nil }), "commit")

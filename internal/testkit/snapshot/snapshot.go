@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	gozk "github.com/go-zookeeper/zk"
 	goredis "github.com/redis/go-redis/v9"
@@ -163,4 +164,25 @@ func Diff(before, after Picture, skip func(name string) bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// AwaitSet waits (polling, up to 20 s) until the znode at path has been
+// set since its data version was version: a writing backend's sweep of
+// root/o sets o first, so that the picture taken after it does not catch
+// it half-way. The writer must have nothing to delete (records younger
+// than its OnePhaseKeep): nothing tells when its deletes are over.
+func AwaitSet(t testing.TB, conn *gozk.Conn, path string, version int32) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, st, err := conn.Get(path)
+		if err != nil {
+			t.Fatalf("snapshot: get %s: %v", path, err)
+		}
+		if st.Version > version {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot: %s not set within 20s", path)
+		}
+	}
 }
