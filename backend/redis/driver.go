@@ -244,7 +244,8 @@ func open(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) 
 		return nil, fmt.Errorf("%w: nil client", ErrConfig)
 	}
 	p := "{" + cfg.Prefix + "}:"
-	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock", hub: newHub(c)}
+	b := &Backend{c: c, cfg: cfg, p: p, clockK: p + "clock"}
+	b.hub = newHub(c, b.logger)
 	// The backend's identity is stored with its data, so every process
 	// using this prefix on this server (whatever address it dials) agrees.
 	var raw [8]byte

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -79,7 +80,8 @@ const (
 // depends on the connection for more than a poll.
 type hub struct {
 	c      goredis.UniversalClient
-	poll   time.Duration // WaitEntries looks at its dir this often
+	log    func() *slog.Logger // the backend's logger
+	poll   time.Duration       // WaitEntries looks at its dir this often
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed by close
@@ -111,10 +113,10 @@ type hubWaiter struct {
 	wake    chan struct{} // capacity 1: a matching message came
 }
 
-func newHub(c goredis.UniversalClient) *hub {
+func newHub(c goredis.UniversalClient, log func() *slog.Logger) *hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
-		c: c, poll: waitPoll, ctx: ctx, cancel: cancel,
+		c: c, log: log, poll: waitPoll, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), kick: make(chan struct{}, 1),
 		chans: make(map[string]*hubChan),
 	}
@@ -293,6 +295,9 @@ func (h *hub) writer() {
 				old = h.restartLocked()
 			}
 			h.mu.Unlock()
+			if old != nil {
+				h.log().Debug("epochal: the lock and group hints' connection failed; starting it again (waiters poll meanwhile)", "err", err)
+			}
 			closePS(old)
 		}
 	}
@@ -341,6 +346,7 @@ func (h *hub) reader(ps *goredis.PubSub, epoch uint64) {
 		if err != nil {
 			old := h.restartLocked()
 			h.mu.Unlock()
+			h.log().Debug("epochal: the lock and group hints' connection failed; starting it again (waiters poll meanwhile)", "err", err)
 			closePS(old)
 			return
 		}

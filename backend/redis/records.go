@@ -124,7 +124,9 @@ func (b *Backend) ListRecords(ctx context.Context) ([]backend.Record, error) {
 		out = append(out, r)
 	}
 	if len(gone) > 0 && !b.cfg.ReadOnly {
-		_ = do(ctx, b, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() })
+		if err := do(ctx, b, func(ctx context.Context) error { return b.c.SRem(ctx, b.p+"recs", gone...).Err() }); err != nil {
+			b.logger().Debug("epochal: could not drop expired record ids from the index; a later listing tries again", "prefix", b.cfg.Prefix, "err", err)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

@@ -130,6 +130,8 @@ const watchRetain = 30 * time.Second
 // Failures are retried sooner; the mark outlives a few of them.
 func (s *sub) retain(ctx context.Context) {
 	period := watchRetain / 3
+	var failing time.Time // since when renewals fail (zero: they do not)
+	warned := false
 	for {
 		t := time.NewTimer(period)
 		select {
@@ -142,8 +144,27 @@ func (s *sub) retain(ctx context.Context) {
 		err := s.renew(rctx)
 		cancel()
 		period = watchRetain / 3
-		if err != nil {
+		switch {
+		case err == nil:
+			failing, warned = time.Time{}, false
+		case ctx.Err() != nil:
+			return
+		default:
 			period = time.Second
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			// The mark lasts watchRetain after its last renewal: once
+			// renewals have failed for most of that, it may lapse
+			// (commits then stop publishing, and the feed announces
+			// the gap when it is back).
+			if !warned && time.Since(failing) > watchRetain/2 {
+				warned = true
+				s.b.logger().Warn("epochal: a ref's watch mark could not be renewed; it may lapse, and the watcher will see a gap",
+					"prefix", s.b.cfg.Prefix, "mark", s.mark, "err", err)
+			} else {
+				s.b.logger().Debug("epochal: a ref's watch mark could not be renewed; trying again", "prefix", s.b.cfg.Prefix, "mark", s.mark, "err", err)
+			}
 		}
 	}
 }
@@ -157,7 +178,9 @@ func (s *sub) loop(ctx context.Context) {
 		}
 		if err != nil {
 			// go-redis reconnects on the next Receive; whatever was
-			// published meanwhile is lost to this feed.
+			// published meanwhile is lost to this feed (the watcher
+			// announces the gap).
+			s.b.logger().Debug("epochal: a ref's change feed lost its connection; reconnecting", "prefix", s.b.cfg.Prefix, "channel", s.ch, "err", err)
 			s.Lost()
 			t := time.NewTimer(100 * time.Millisecond)
 			select {
@@ -186,6 +209,8 @@ func (s *sub) loop(ctx context.Context) {
 			}
 			v, err := parseVersion(m.Payload)
 			if err != nil {
+				s.b.logger().Warn("epochal: a ref's change feed carried a message that is no version; the watcher reads the history instead",
+					"prefix", s.b.cfg.Prefix, "channel", s.ch, "err", err)
 				s.Lost()
 				continue
 			}

@@ -267,7 +267,9 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 			}
 			r, err := decodeRec(id, paths[j], data[j], stats[j])
 			if err != nil && dir == b.oneP {
-				continue // not ours to judge: it must not stop the sweep
+				// Not ours to judge: it must not stop the sweep.
+				b.logger().Warn("epochal: a one-phase record that cannot be decoded is left in place", "root", b.root, "path", paths[j], "err", err)
+				continue
 			}
 			if err != nil {
 				return nil, err
@@ -275,7 +277,9 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 			expired := !b.cfg.ReadOnly && (r.Expires > 0 && r.Expires < local && stats[j].Mtime+tombstoneKeep.Milliseconds() < now ||
 				dir == b.oneP && r.Status == int(backend.Committed) && stats[j].Ctime+b.cfg.OnePhaseKeep.Milliseconds() < now)
 			if expired {
-				_ = b.wait(ctx, func() error { return b.conn.Delete(paths[j], stats[j].Version) })
+				if err := b.wait(ctx, func() error { return b.conn.Delete(paths[j], stats[j].Version) }); err != nil && !gone(err) {
+					b.logger().Debug("epochal: could not delete an expired record; a later sweep tries again", "root", b.root, "path", paths[j], "err", err)
+				}
 				continue
 			}
 			if dir == b.recsP {
@@ -417,8 +421,16 @@ func (b *Backend) flushGC(limit time.Duration, all bool) {
 		if _, err := b.multi(ctx, ops); err != nil {
 			// One is gone already (or the connection failed): one by one.
 			for _, it := range batch {
-				_ = b.wait(ctx, func() error { return b.conn.Delete(it.path, -1) })
+				if err := b.wait(ctx, func() error { return b.conn.Delete(it.path, -1) }); err != nil && !gone(err) {
+					b.logger().Debug("epochal: could not delete a one-phase record at Close; a sweep deletes it later", "root", b.root, "path", it.path, "err", err)
+				}
 			}
 		}
 	}
+}
+
+// gone reports whether a delete failed because the node was already
+// deleted or changed (by another sweeper): nothing to log.
+func gone(err error) bool {
+	return errors.Is(err, gozk.ErrNoNode) || errors.Is(err, gozk.ErrBadVersion)
 }

@@ -171,6 +171,8 @@ func (s *sub) Close() error {
 	// Best effort: the mark dies with the session anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = s.b.wait(ctx, func() error { return s.b.conn.Delete(s.mark, -1) })
+	if err := s.b.wait(ctx, func() error { return s.b.conn.Delete(s.mark, -1) }); err != nil && !gone(err) {
+		s.b.logger().Debug("epochal: could not delete a watch mark; it goes with the ZooKeeper session", "root", s.b.root, "mark", s.mark, "err", err)
+	}
 	return nil
 }
