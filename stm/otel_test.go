@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -414,5 +415,47 @@ func TestTelemetryCommittedAfterLookup(t *testing.T) {
 				t.Errorf("%s{path=%s} count = %d, want %d", engine.MetricCommitDuration, path, got, st.Commits)
 			}
 		})
+	}
+}
+
+// A Dosync whose function panics ends its span with outcome "panic" and
+// status Error, and the panic goes on to the caller with its value.
+func TestTelemetryPanicSpan(t *testing.T) {
+	ctx := context.Background()
+	s, _, rec := instrumented(t)
+	a, err := refs.New(ctx, s, "otel/a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type boom struct{}
+	func() {
+		defer func() {
+			if v := recover(); v != (boom{}) {
+				t.Errorf("recovered %v, want the function's panic", v)
+			}
+		}()
+		_ = s.Dosync(ctx, func(tx *txn.Tx) error {
+			a.Set(tx, 2)
+			panic(boom{})
+		})
+		t.Error("Dosync returned")
+	}()
+	var dosync sdktrace.ReadOnlySpan
+	for _, sp := range rec.Ended() {
+		if sp.Name() == engine.SpanDosync {
+			dosync = sp
+		}
+	}
+	if dosync == nil {
+		t.Fatalf("no %s span ended", engine.SpanDosync)
+	}
+	if v, _ := spanAttr(dosync, engine.AttrOutcome); v.AsString() != "panic" {
+		t.Errorf("outcome = %q, want panic", v.AsString())
+	}
+	if dosync.Status().Code != codes.Error {
+		t.Errorf("status = %v, want Error", dosync.Status())
+	}
+	if v, _ := a.Deref(ctx); v != 1 {
+		t.Errorf("a = %d after the panic, want 1", v)
 	}
 }
