@@ -32,9 +32,10 @@
 // What a membership does in the background (its watcher's reads, rejoins
 // and removals, its session's renewals) cannot fail a call: failures are
 // logged to WithLogger's logger, by default the STM's when the store is an
-// *stm.STM (stm.WithLogger), else slog.Default(). Its session counts its
-// loss in epochal.session.lost (WithMeterProvider; by default the STM's,
-// else OpenTelemetry's global provider).
+// *stm.STM (stm.WithLogger), else slog.Default() (looked up at each
+// record, so one set after Join is used). Its session counts its loss
+// in epochal.session.lost (WithMeterProvider; by default the STM's, else
+// OpenTelemetry's global provider).
 //
 // # Usage
 //
@@ -146,12 +147,14 @@ type options struct {
 	buffer  int
 	log     *slog.Logger
 	mp      metric.MeterProvider
+	logFn   func() *slog.Logger // at each record (engine.LogSource)
 }
 
 // WithLogger sets the logger of the membership's background errors (its
 // watcher's failed reads and rejoins, a failed removal, data the store
 // refused, its session's failed renewals and loss). Default: the STM's
-// (stm.WithLogger) when the store is an *stm.STM, else slog.Default().
+// (stm.WithLogger) when the store is an *stm.STM, else slog.Default(),
+// looked up at each record.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.log = l; return nil }
 }
@@ -166,23 +169,16 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // observe fills in the logger and meter provider from store (an
 // *stm.STM's) or the defaults, and returns the sessions' observer.
 func (o *options) observe(store backend.SessionStore) lease.Observer {
-	if h, ok := store.(engine.Host); ok {
-		if o.log == nil {
-			o.log = engine.Of(h).Logger()
-		}
-		if o.mp == nil {
-			o.mp = engine.Of(h).MeterProvider()
-		}
-	}
-	if o.log == nil {
-		o.log = slog.Default()
+	o.logFn = engine.LogSource(o.log, store)
+	if h, ok := store.(engine.Host); ok && o.mp == nil {
+		o.mp = engine.Of(h).MeterProvider()
 	}
 	if o.mp == nil {
 		o.mp = otel.GetMeterProvider()
 	}
 	// An instrument's error leaves a no-op one (the API's contract).
 	lost, _ := o.mp.Meter(engine.ScopeName).Int64Counter(engine.MetricSessionLost, metric.WithUnit("{session}"), metric.WithDescription("Sessions (of locks and groups) lost: not renewed in time, or ended by the backend"))
-	return lease.Observer{Log: o.log, Lost: lost}
+	return lease.Observer{Log: o.logFn, Lost: lost}
 }
 
 // WithData sets the member's data: any msgpack-encodable value.
@@ -245,7 +241,7 @@ type Group struct {
 	dir    string
 	lease  time.Duration
 	key    [3]any
-	log    *slog.Logger
+	log    func() *slog.Logger // at each record (engine.LogSource)
 	obs    lease.Observer
 
 	events chan Event
@@ -294,7 +290,7 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	obs := o.observe(store)
 	g := &Group{
 		drv: drv, group: group, member: member, dir: DirPrefix + group, lease: o.lease,
-		log: o.log, obs: obs,
+		log: o.logFn, obs: obs,
 		key:    [3]any{drv, group, member},
 		events: make(chan Event, o.buffer),
 		stop:   make(chan struct{}), done: make(chan struct{}),
@@ -319,7 +315,7 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir})
 	if err != nil {
 		if rerr := g.remove(ctx, sess); rerr != nil {
-			g.log.Warn("epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
+			g.log().Warn("epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
 		}
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
@@ -379,7 +375,7 @@ func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error
 		// The outcome is unknown: the add may even arrive after its
 		// removal. Abandon goes on in the background.
 		if aerr := sess.Abandon(ctx, g.dir, g.member); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
-			g.log.Warn("epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
+			g.log().Warn("epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
 		}
 		sess.Release()
 		return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
@@ -436,7 +432,7 @@ func (g *Group) watch() {
 			s, ver, data, err := g.join(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					g.log.Warn("epochal: a member whose session was lost could not rejoin; it tries again", "group", g.group, "member", g.member, "err", err)
+					g.log().Warn("epochal: a member whose session was lost could not rejoin; it tries again", "group", g.group, "member", g.member, "err", err)
 				}
 				if !sleep(ctx, backoff) {
 					return
@@ -451,7 +447,7 @@ func (g *Group) watch() {
 		}
 		st, err := g.drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir, Adds: true, Since: g.track.revision()})
 		if err != nil && !failing && ctx.Err() == nil {
-			g.log.Warn("epochal: a member's watcher cannot read its group; it tries again", "group", g.group, "member", g.member, "err", err)
+			g.log().Warn("epochal: a member's watcher cannot read its group; it tries again", "group", g.group, "member", g.member, "err", err)
 		}
 		failing = err != nil
 		if err == nil {
@@ -571,7 +567,7 @@ func (g *Group) refused(ver uint64, err error) bool {
 		return false
 	}
 	g.data, g.ver = g.acc, g.sent
-	g.log.Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
+	g.log().Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
 	return true
 }
 
@@ -685,7 +681,7 @@ func (g *Group) Leave(ctx context.Context) error {
 			// The watcher is still in a call: leave once it is out.
 			go func() {
 				if err := leave(context.Background()); err != nil {
-					g.log.Warn("epochal: a member's removal in the background failed; its session's end removes it", "group", g.group, "member", g.member, "err", err)
+					g.log().Warn("epochal: a member's removal in the background failed; its session's end removes it", "group", g.group, "member", g.member, "err", err)
 				}
 			}()
 			return fmt.Errorf("group: %q: leave: %w (the member is removed in the background)", g.member, ctx.Err())
@@ -777,13 +773,7 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
-	log := o.log
-	if h, ok := store.(engine.Host); ok && log == nil {
-		log = engine.Of(h).Logger()
-	}
-	if log == nil {
-		log = slog.Default()
-	}
+	log := engine.LogSource(o.log, store)
 	present := make([]string, len(from.Members))
 	for i, m := range from.Members {
 		present[i] = m.Name
@@ -801,7 +791,7 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 		for ctx.Err() == nil {
 			st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: dir, Adds: true, Since: t.revision()})
 			if err != nil && !failing && ctx.Err() == nil {
-				log.Warn("epochal: a group watch cannot read its group; it tries again", "group", group, "err", err)
+				log().Warn("epochal: a group watch cannot read its group; it tries again", "group", group, "err", err)
 			}
 			failing = err != nil
 			if err == nil {

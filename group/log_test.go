@@ -3,6 +3,7 @@ package group_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +87,52 @@ func TestWatchLogsToTheSTMsLogger(t *testing.T) {
 	}
 	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRead) {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// setDefault makes l slog's default logger until the test ends.
+func setDefault(t *testing.T, l *slog.Logger) {
+	prev := slog.Default()
+	slog.SetDefault(l)
+	t.Cleanup(func() { slog.SetDefault(prev) })
+}
+
+// A member joined over a driver, and a watch over an STM, without a
+// logger of their own log to slog.Default() as it is at the time of the
+// record, not at Join or Watch.
+func TestLogsToDefaultAtRecord(t *testing.T) {
+	ctx := context.Background()
+	be := &failingReads{Backend: mem.New()}
+	t.Cleanup(func() { _ = be.Close() })
+	s, err := stm.Open(ctx, be, stm.WithSweepInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	g, err := group.Join(ctx, be, "log/d", "m1", group.WithLease(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Leave(ctx) })
+	wctx, cancel := context.WithTimeout(ctx, time.Minute) // a bound, not a timing
+	defer cancel()
+	snap, err := group.MembersAt(ctx, s, "log/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := group.Watch(wctx, s, "log/d", snap, group.WithLease(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	h, log := logrec.New()
+	setDefault(t, log)
+	be.fail.Store(true)
+	defer be.fail.Store(false)
+	for _, msg := range []string{
+		"epochal: a member's watcher cannot read its group; it tries again",
+		"epochal: a group watch cannot read its group; it tries again",
+	} {
+		if _, ok := h.Wait(wctx, func(r logrec.Record) bool { return r.Message == msg && r.Attrs["group"] == "log/d" }); !ok {
+			t.Fatalf("not logged to slog.Default(): %q; records: %v", msg, h.Records())
+		}
 	}
 }

@@ -49,7 +49,7 @@ type options struct {
 // WithLogger sets the logger of the lock's background errors (its
 // session's failed renewals and loss, a failed removal of an entry).
 // Default: the STM's (stm.WithLogger) when the store is an *stm.STM, else
-// slog.Default().
+// slog.Default(), looked up at each record.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.log = l; return nil }
 }
@@ -86,7 +86,7 @@ type lockBase struct {
 	name     string
 	dir      string
 	lease    time.Duration
-	log      *slog.Logger
+	log      func() *slog.Logger // at each record (engine.LogSource)
 	obs      lease.Observer
 	waitHist metric.Float64Histogram
 	heldHist metric.Float64Histogram
@@ -106,18 +106,10 @@ func newBase(store backend.SessionStore, name string, opts []Option) (lockBase, 
 	if err != nil {
 		return lockBase{}, fmt.Errorf("locks: %q: %w", name, err)
 	}
-	b := lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease, log: o.log}
+	b := lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease, log: engine.LogSource(o.log, store)}
 	var mp metric.MeterProvider = o.mp
-	if h, ok := store.(engine.Host); ok {
-		if b.log == nil {
-			b.log = engine.Of(h).Logger()
-		}
-		if mp == nil {
-			mp = engine.Of(h).MeterProvider()
-		}
-	}
-	if b.log == nil {
-		b.log = slog.Default()
+	if h, ok := store.(engine.Host); ok && mp == nil {
+		mp = engine.Of(h).MeterProvider()
 	}
 	if mp == nil {
 		mp = otel.GetMeterProvider()
@@ -237,7 +229,7 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		// repeats). Abandon goes on in the background; its first
 		// attempt's failure is logged, the caller gets the add's.
 		if aerr := sess.Abandon(ctx, b.dir, name); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
-			b.log.Warn("epochal: a lock could not yet remove an entry whose addition failed; it keeps trying", "lock", b.name, "entry", name, "session", sess.ID(), "err", aerr)
+			b.log().Warn("epochal: a lock could not yet remove an entry whose addition failed; it keeps trying", "lock", b.name, "entry", name, "session", sess.ID(), "err", aerr)
 		}
 		return nil, false, err
 	}
@@ -364,7 +356,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // live session would block the lock (lease.Session.RemoveEntry).
 func (b *lockBase) cleanup(ctx context.Context, sess *lease.Session, name string) {
 	if err := sess.RemoveEntry(ctx, b.dir, name); err != nil && !errors.Is(err, backend.ErrEntryGone) {
-		b.log.Warn("epochal: a lock could not yet remove an entry it gave up; it keeps trying until the entry or its session is gone", "lock", b.name, "entry", name, "session", sess.ID(), "err", err)
+		b.log().Warn("epochal: a lock could not yet remove an entry it gave up; it keeps trying until the entry or its session is gone", "lock", b.name, "entry", name, "session", sess.ID(), "err", err)
 	}
 }
 

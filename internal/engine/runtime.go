@@ -249,9 +249,25 @@ func (s *Runtime) HistoryBounds() (min, max int) { return s.opts.MinHistory, s.o
 func (s *Runtime) Env() *Env { return s.env }
 
 // Logger returns the logger of the Runtime's background errors
-// (WithLogger, or slog.Default()), for background work built on it
-// (refs' watchers, locks and groups over an STM).
+// (WithLogger, or slog.Default() at the time of the call), for background
+// work built on it (refs' watchers, locks and groups over an STM). Call
+// it at each record: slog.Default() may change.
 func (s *Runtime) Logger() *slog.Logger { return s.env.Log() }
+
+// LogSource returns what background work over store (locks, groups) calls
+// at each record for its logger: l if not nil; else, when store is a Host
+// (an *stm.STM), the Runtime's Logger (WithLogger, or slog.Default()
+// then); else slog.Default() then. So a default installed after the lock
+// or group was made is used.
+func LogSource(l *slog.Logger, store any) func() *slog.Logger {
+	if l != nil {
+		return func() *slog.Logger { return l }
+	}
+	if h, ok := store.(Host); ok {
+		return Of(h).Logger
+	}
+	return slog.Default
+}
 
 // MeterProvider returns where the Runtime's metrics go (WithMeterProvider,
 // or the global provider), for locks and groups over it.

@@ -106,16 +106,17 @@ type Session struct {
 }
 
 // Open starts a session with a lease and keeps it renewed until Close or
-// loss. It logs to slog.Default() (OpenLog).
+// loss. It logs to slog.Default() (OpenWith).
 func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
 	return open(ctx, drv, lease, realClock{}, Observer{})
 }
 
-// Observer is who hears of a session's background events: Log its
-// errors (failed renewals, its loss, a failed close; nil: slog.Default()),
-// Lost counts its loss (nil: not counted).
+// Observer is who hears of a session's background events: Log returns,
+// at each record, the logger of its errors (failed renewals, its loss, a
+// failed close; nil: slog.Default() then), Lost counts its loss (nil:
+// not counted).
 type Observer struct {
-	Log  *slog.Logger
+	Log  func() *slog.Logger
 	Lost metric.Int64Counter
 }
 
@@ -127,7 +128,9 @@ func OpenWith(ctx context.Context, drv backend.Sessions, lease time.Duration, ob
 // logger returns the session's logger.
 func (s *Session) logger() *slog.Logger {
 	if s.obs.Log != nil {
-		return s.obs.Log
+		if l := s.obs.Log(); l != nil {
+			return l
+		}
 	}
 	return slog.Default()
 }

@@ -517,7 +517,7 @@ func TestRenewalFailureLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	const lease = 300 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c, Observer{Log: log, Lost: lost})
+	s, err := open(context.Background(), r, lease, c, Observer{Log: func() *slog.Logger { return log }, Lost: lost})
 	if err != nil {
 		t.Fatal(err)
 	}

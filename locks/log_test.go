@@ -1,0 +1,76 @@
+package locks_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/internal/testkit/logrec"
+	"github.com/epochal/epochal/locks"
+	"github.com/epochal/epochal/stm"
+)
+
+// failingEntries is the mem backend whose AddEntry (an unknown outcome)
+// and RemoveEntry fail while their switches are set.
+type failingEntries struct {
+	*mem.Backend
+	add, remove atomic.Bool
+}
+
+var errEntry = errors.New("entry call refused (test)")
+
+func (f *failingEntries) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	if f.add.Load() {
+		return backend.Entry{}, errEntry
+	}
+	return f.Backend.AddEntry(ctx, req)
+}
+
+func (f *failingEntries) RemoveEntry(ctx context.Context, session, dir, name string) error {
+	if f.remove.Load() {
+		return errEntry
+	}
+	return f.Backend.RemoveEntry(ctx, session, dir, name)
+}
+
+// setDefault makes l slog's default logger until the test ends.
+func setDefault(t *testing.T, l *slog.Logger) {
+	prev := slog.Default()
+	slog.SetDefault(l)
+	t.Cleanup(func() { slog.SetDefault(prev) })
+}
+
+// A lock made over an STM without a logger of its own logs to
+// slog.Default() as it is at the time of the record, not at NewMutex.
+func TestLockLogsToDefaultAtRecord(t *testing.T) {
+	ctx := context.Background()
+	be := &failingEntries{Backend: mem.New()}
+	t.Cleanup(func() { _ = be.Close() })
+	s, err := stm.Open(ctx, be, stm.WithSweepInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	m, err := locks.NewMutex(s, "log/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, log := logrec.New()
+	setDefault(t, log)
+	be.add.Store(true)
+	be.remove.Store(true)
+	t.Cleanup(func() { be.remove.Store(false) }) // let the background removal end
+	if err := m.Lock(ctx); !errors.Is(err, errEntry) {
+		t.Fatalf("Lock = %v, want the refused add", err)
+	}
+	for _, r := range h.Records() {
+		if r.Message == "epochal: a lock could not yet remove an entry whose addition failed; it keeps trying" && r.Attrs["lock"] == "log/default" {
+			return
+		}
+	}
+	t.Fatalf("nothing logged to slog.Default(): %v", h.Records())
+}
