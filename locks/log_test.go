@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
@@ -73,4 +74,61 @@ func TestLockLogsToDefaultAtRecord(t *testing.T) {
 		}
 	}
 	t.Fatalf("nothing logged to slog.Default(): %v", h.Records())
+}
+
+// A TryLock or Lock that gives up at its deadline while another holds the
+// lock is no failure: nothing is logged at Warn (its entry's removal,
+// made after the deadline, used to be given the expired ctx and logged
+// that ctx's error).
+func TestGiveUpAtDeadlineLogsNoWarn(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	holder, err := locks.NewMutex(be, "log/held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = holder.Unlock(ctx) })
+	h, log := logrec.New()
+	m, err := locks.NewMutex(be, "log/held", locks.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		ok, err := m.TryLock(tctx)
+		cancel()
+		if ok || err != nil {
+			t.Fatalf("TryLock = %v, %v; want false, nil", ok, err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		err = m.Lock(lctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Lock = %v, want DeadlineExceeded", err)
+		}
+	}
+	for _, r := range h.Records() {
+		if r.Level >= slog.LevelWarn {
+			t.Errorf("logged at %v: %s %v", r.Level, r.Message, r.Attrs)
+		}
+	}
+	// The entries given up are gone: the holder's release lets another in.
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := m.Lock(tctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Lock(tctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -403,9 +403,30 @@ func (s *Session) remove(ctx context.Context, dir, name string, linger time.Dura
 	go func() {
 		defer close(done)
 		err := try()
-		first <- err
-		var until time.Time // set once gone: look again until then
+		first <- err          // the caller reports this one
+		var until time.Time   // set once gone: look again until then
+		var failing time.Time // since when the removal fails (zero: it does not)
+		warned := false
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			if !gone(err) {
+				// A persistent failure leaves an orphan entry of a live
+				// session (a lock blocked, a member kept): said once,
+				// after a lease; the retries before it are expected.
+				now := time.Now()
+				if failing.IsZero() {
+					failing = now
+				} else if !warned && now.Sub(failing) >= s.lease {
+					warned = true
+					s.logger().Warn("epochal: a session's entry could not be removed for a lease; it keeps trying until the entry or the session is gone", "session", s.id, "dir", dir, "entry", name, "err", err)
+				} else if !warned {
+					s.logger().Debug("epochal: removing a session's entry failed; it tries again", "session", s.id, "dir", dir, "entry", name, "err", err)
+				}
+			} else {
+				if warned {
+					s.logger().Info("epochal: a session's entry that could not be removed is gone", "session", s.id, "dir", dir, "entry", name)
+				}
+				failing, warned = time.Time{}, false
+			}
 			if gone(err) {
 				if linger <= 0 || errors.Is(err, backend.ErrClosed) {
 					return
