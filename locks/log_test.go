@@ -8,8 +8,13 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/mem"
+	"github.com/epochal/epochal/internal/engine"
+	"github.com/epochal/epochal/internal/lease"
 	"github.com/epochal/epochal/internal/testkit/logrec"
 	"github.com/epochal/epochal/locks"
 	"github.com/epochal/epochal/stm"
@@ -130,5 +135,65 @@ func TestGiveUpAtDeadlineLogsNoWarn(t *testing.T) {
 	}
 	if err := holder.Lock(tctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An orderly shutdown is no loss: a lock taken and released, whose
+// session lingers in the pool, then its backend closed: the session ends
+// without a Warn and is not counted in epochal.session.lost, nor is its
+// idle close.
+func TestBackendClosedIsNoLoss(t *testing.T) {
+	ctx := context.Background()
+	linger := lease.Linger
+	lease.Linger = 200 * time.Millisecond
+	t.Cleanup(func() { lease.Linger = linger })
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(ctx) })
+	be := mem.New()
+	h, log := logrec.New()
+	m, err := locks.NewMutex(be, "log/closed", locks.WithLogger(log), locks.WithMeterProvider(mp), locks.WithLease(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The session's next renewal (a third of the lease) finds the backend
+	// closed, and its idle close comes after Linger.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute) // a bound, not a timing
+	defer cancel()
+	if _, ok := h.Wait(wctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: session ended: its backend was closed" || r.Level >= slog.LevelWarn
+	}); !ok {
+		t.Fatalf("the session's end was not logged: %v", h.Records())
+	}
+	time.Sleep(2 * lease.Linger)
+	for _, r := range h.Records() {
+		if r.Level >= slog.LevelWarn {
+			t.Errorf("logged at %v: %s %v", r.Level, r.Message, r.Attrs)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			if mt.Name != engine.MetricSessionLost {
+				continue
+			}
+			for _, dp := range mt.Data.(metricdata.Sum[int64]).DataPoints {
+				if dp.Value != 0 {
+					t.Errorf("%s = %d, want 0", engine.MetricSessionLost, dp.Value)
+				}
+			}
+		}
 	}
 }

@@ -235,6 +235,13 @@ func (s *Session) lose(err error) {
 	close(s.done)
 	closed := s.closed
 	s.mu.Unlock()
+	if !closed && errors.Is(err, backend.ErrClosed) {
+		// The backend was closed under it (an orderly shutdown, while
+		// the session lingered in the pool): it ends with it, no loss,
+		// and there is nothing left to close.
+		s.logger().Debug("epochal: session ended: its backend was closed", "session", s.id, "err", err)
+		return
+	}
 	if !closed {
 		if s.obs.Lost != nil {
 			s.obs.Lost.Add(context.Background(), 1)
@@ -287,7 +294,7 @@ func (s *Session) renew() {
 			}
 			next = period
 		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed), errors.Is(err, backend.ErrDataLost):
-			s.lose(err)
+			s.lose(err) // ErrClosed: ended, not lost (see lose)
 		default:
 			s.logger().Warn("epochal: session renewal failed; trying again before the lease runs out", "session", s.id, "lease", s.lease, "err", err)
 			next = period / 4 // try again soon; the deadline decides
@@ -607,7 +614,11 @@ func (s *Session) Release() {
 		if idle {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			if err := s.Close(ctx); err != nil {
+			switch err := s.Close(ctx); {
+			case err == nil:
+			case errors.Is(err, backend.ErrClosed):
+				s.logger().Debug("epochal: an idle session was not closed: its backend was closed already", "session", s.id, "err", err)
+			default:
 				s.logger().Warn("epochal: closing an idle session failed; the backend ends it at its lease", "session", s.id, "err", err)
 			}
 		}
