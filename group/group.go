@@ -268,6 +268,10 @@ type Group struct {
 	// (Update, the watcher catching up): one SetEntry at a time, each
 	// with the newest data, so an older one never lands last.
 	write chan struct{}
+
+	// The watcher's runs of failures of keep and catchUp (logged at Warn
+	// the first time, then at Debug): its goroutine's alone.
+	keepFailing, catchUpFailing bool
 }
 
 // Join adds member to group in store (an *stm.STM or a driver that keeps
@@ -417,7 +421,8 @@ func (g *Group) watch() {
 	}()
 	every := g.lease / 3
 	backoff := 10 * time.Millisecond
-	failing := false // the last read failed (logged once per run of failures)
+	failing := false     // the last read failed (logged once per run of failures)
+	waitFailing := false // the last wait failed (likewise)
 	for ctx.Err() == nil {
 		g.mu.Lock()
 		sess := g.sess
@@ -468,12 +473,25 @@ func (g *Group) watch() {
 			case <-wctx.Done():
 			}
 		}()
-		// A failed wait only ends the wait: the next read reports failures.
-		_ = g.drv.WaitEntries(wctx, g.dir, "", every)
+		werr := g.drv.WaitEntries(wctx, g.dir, "", every)
+		waitFailed := werr != nil && wctx.Err() == nil // not the session's loss, nor Leave
 		wcancel()
-		if err != nil && !sleep(ctx, backoff) {
+		if waitFailed && !waitFailing {
+			// The next read still comes, after a pause: hints are lost.
+			g.log().Warn("epochal: a member's watcher cannot wait for its group's changes; it reads it again after a pause", "group", g.group, "member", g.member, "err", werr)
+		}
+		waitFailing = waitFailed
+		if err == nil && !waitFailed {
+			backoff = 10 * time.Millisecond
+			continue
+		}
+		// A failed read or wait: pause (growing up to a third of the
+		// lease) before the next read, so a wait that fails at once
+		// does not spin.
+		if !sleep(ctx, backoff) {
 			return
 		}
+		backoff = min(2*backoff, every)
 	}
 }
 
@@ -489,6 +507,7 @@ func (g *Group) watch() {
 // added again at the first read that finds it free.
 func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirState) {
 	if slices.ContainsFunc(st.Entries, func(e backend.Entry) bool { return e.Name == g.member }) {
+		g.kept(sess)
 		g.catchUp(ctx, sess)
 		return
 	}
@@ -498,21 +517,46 @@ func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirSta
 	_, err := sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 	switch {
 	case err == nil:
+		g.kept(sess)
 		g.accepted(sess, ver, data)
 		g.catchUp(ctx, sess)
+	case ctx.Err() != nil:
+		// Leave: the member goes anyway.
 	case errors.Is(err, backend.ErrTooLarge):
-		g.refused(ver, err) // the next read adds the data last accepted
+		g.refused(ver, err) // the next read adds the data last accepted (logged)
 	case errors.Is(err, backend.ErrEntryExists):
 		// Taken since the read: tried again once a read finds it free.
+		g.failed(&g.keepFailing, "epochal: a member's entry is gone and another process holds its name; it stays out until the name is free", sess, err)
 	case errors.Is(err, backend.ErrSessionGone):
-		sess.Lose(err) // the next turn rejoins
+		sess.Lose(err) // the next turn rejoins (the session logs its loss)
 	default:
 		// The outcome is unknown: the add may arrive later, even after
 		// a Leave's removal.
 		g.mu.Lock()
 		g.late = true
 		g.mu.Unlock()
+		g.failed(&g.keepFailing, "epochal: a member's entry is gone and adding it again failed; the next read tries again", sess, err)
 	}
+}
+
+// kept ends a run of keep's failures: the member's entry is there.
+func (g *Group) kept(sess *lease.Session) {
+	if g.keepFailing {
+		g.keepFailing = false
+		g.log().Info("epochal: a member's entry that was gone is back", "group", g.group, "member", g.member, "session", sess.ID())
+	}
+}
+
+// failed logs a failure of the watcher's background step whose run of
+// failures *run tracks: at Warn the first of a run, at Debug the repeats
+// (the step is tried again after each read).
+func (g *Group) failed(run *bool, msg string, sess *lease.Session, err error) {
+	if *run {
+		g.log().Debug(msg, "group", g.group, "member", g.member, "session", sess.ID(), "err", err)
+		return
+	}
+	*run = true
+	g.log().Warn(msg, "group", g.group, "member", g.member, "session", sess.ID(), "err", err)
 }
 
 // catchUp sends the member's newest data if its entry (of sess) may hold
@@ -535,13 +579,20 @@ func (g *Group) catchUp(ctx context.Context, sess *lease.Session) {
 		}
 		if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
 			switch {
+			case ctx.Err() != nil: // Leave
 			case errors.Is(err, backend.ErrSessionGone):
-				sess.Lose(err)
+				sess.Lose(err) // the session logs its loss
 			case errors.Is(err, backend.ErrTooLarge):
-				g.refused(ver, err)
+				g.refused(ver, err) // logged
+			case errors.Is(err, backend.ErrEntryGone):
+				// The next read adds it again (keep).
+				g.log().Debug("epochal: a member's entry was gone when it sent its newest data; the next read adds it again", "group", g.group, "member", g.member, "session", sess.ID(), "err", err)
+			default:
+				g.failed(&g.catchUpFailing, "epochal: a member could not send its newest data; the next read tries again", sess, err)
 			}
-			return // ErrEntryGone: the next read adds it again
+			return
 		}
+		g.catchUpFailing = false
 		g.accepted(sess, ver, data)
 	}
 }
@@ -787,7 +838,8 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 	go func() {
 		defer wg.Done()
 		backoff := 10 * time.Millisecond
-		failing := false // the last read failed (logged once per run of failures)
+		failing := false     // the last read failed (logged once per run of failures)
+		waitFailing := false // the last wait failed (likewise)
 		for ctx.Err() == nil {
 			st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: dir, Adds: true, Since: t.revision()})
 			if err != nil && !failing && ctx.Err() == nil {
@@ -796,16 +848,23 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 			failing = err != nil
 			if err == nil {
 				t.apply(st)
+			}
+			werr := drv.WaitEntries(ctx, dir, "", every)
+			waitFailed := werr != nil && ctx.Err() == nil
+			if waitFailed && !waitFailing {
+				log().Warn("epochal: a group watch cannot wait for its group's changes; it reads it again after a pause", "group", group, "err", werr)
+			}
+			waitFailing = waitFailed
+			if err == nil && !waitFailed {
 				backoff = 10 * time.Millisecond
+				continue
 			}
-			// A failed wait only ends the wait: the next read reports failures.
-			_ = drv.WaitEntries(ctx, dir, "", every)
-			if err != nil {
-				if !sleep(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, every)
+			// A failed read or wait: pause before the next read, so a
+			// wait that fails at once does not spin.
+			if !sleep(ctx, backoff) {
+				return
 			}
+			backoff = min(2*backoff, every)
 		}
 	}()
 	go func() { defer wg.Done(); t.send(out, ctx.Done()) }()
