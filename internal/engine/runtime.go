@@ -98,6 +98,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 			Wall:         o.Wall,
 			Lookup:       s.Backend,
 			TrustMissing: o.Faults.TrustMissingRecord,
+			Log:          func() *slog.Logger { return s.env.Log() },
 		},
 		Floor: &s.floor,
 		NewID: func() string {

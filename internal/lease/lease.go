@@ -251,8 +251,16 @@ func (s *Session) lose(err error) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			if err := s.drv.CloseSession(ctx, s.id); err != nil && !errors.Is(err, backend.ErrSessionGone) && !errors.Is(err, backend.ErrClosed) {
-				s.logger().Debug("epochal: closing a lost session failed; the backend ends it at its lease", "session", s.id, "err", err)
+			cerr := s.drv.CloseSession(ctx, s.id)
+			switch {
+			case cerr == nil, errors.Is(cerr, backend.ErrSessionGone), errors.Is(cerr, backend.ErrClosed):
+			case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrDataLost):
+				// The backend ended it already: nothing is left.
+				s.logger().Debug("epochal: closing a lost session failed; the backend had ended it", "session", s.id, "err", cerr)
+			default:
+				// Lost by the local clock: the backend may hold it, and
+				// its entries (locks, members), until its lease there.
+				s.logger().Warn("epochal: closing a lost session failed; what it held stays taken until the backend ends it at its lease", "session", s.id, "lease", s.lease, "err", cerr)
 			}
 		}()
 	}

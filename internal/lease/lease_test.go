@@ -625,3 +625,36 @@ func TestPersistentRemovalFailureLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// closeRefused is renewals whose CloseSession fails.
+type closeRefused struct{ *renewals }
+
+func (c closeRefused) CloseSession(context.Context, string) error { return errRefused }
+
+// TestLostCloseFailureLogged: a session lost at its local deadline may
+// still hold its entries on the backend until its lease there runs out:
+// a failed close is logged at Warn.
+func TestLostCloseFailureLogged(t *testing.T) {
+	r := newRenewals()
+	r.fail.Store(true)
+	c := newFakeClock()
+	h, log := logrec.New()
+	const lease = 300 * time.Millisecond
+	s, err := open(context.Background(), closeRefused{r}, lease, c, Observer{Log: func() *slog.Logger { return log }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(lease)
+	done(t, s, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing
+	defer cancel()
+	rec, ok := h.Wait(ctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: closing a lost session failed; what it held stays taken until the backend ends it at its lease"
+	})
+	if !ok {
+		t.Fatalf("no failed close logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRefused) || rec.Attrs["session"] != s.ID() || rec.Level != slog.LevelWarn {
+		t.Fatalf("record %+v", rec)
+	}
+}
