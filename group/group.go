@@ -319,7 +319,7 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir})
 	if err != nil {
 		if rerr := g.remove(ctx, sess); rerr != nil {
-			g.log().Warn("epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
+			removalFailed(ctx, g.log(), rerr, "epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
 		}
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
@@ -379,11 +379,23 @@ func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error
 		// The outcome is unknown: the add may even arrive after its
 		// removal. Abandon goes on in the background.
 		if aerr := sess.Abandon(ctx, g.dir, g.member); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
-			g.log().Warn("epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
+			removalFailed(ctx, g.log(), aerr, "epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
 		}
 		sess.Release()
 		return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
+}
+
+// removalFailed logs the failure err of a removal made with ctx: at
+// Warn, but at Debug when it is only that ctx that ended first (the
+// caller gave up; the removal goes on in the background, and the session
+// logs it if it keeps failing).
+func removalFailed(ctx context.Context, log *slog.Logger, err error, msg string, args ...any) {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		log.Debug(msg, args...)
+		return
+	}
+	log.Warn(msg, args...)
 }
 
 // remove removes the member's entry and releases the session, waiting

@@ -282,3 +282,31 @@ func TestWaitFailureBacksOff(t *testing.T) {
 		t.Errorf("%d reads in 500ms while every wait fails: the watchers spin", n)
 	}
 }
+
+// stallingAdds is the mem backend whose AddEntry waits for its ctx to end.
+type stallingAdds struct{ *mem.Backend }
+
+func (s stallingAdds) AddEntry(ctx context.Context, req backend.AddEntryRequest) (backend.Entry, error) {
+	<-ctx.Done()
+	return backend.Entry{}, ctx.Err()
+}
+
+// A Join that gives up at its deadline is no background failure: the
+// removal of the entry it may have added, made with the ended ctx, is
+// left to the background (which logs it if it keeps failing) and logged
+// at Debug only.
+func TestJoinGiveUpLogsNoWarn(t *testing.T) {
+	be := stallingAdds{mem.New()}
+	t.Cleanup(func() { _ = be.Close() })
+	h, log := logrec.New()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := group.Join(ctx, be, "log/join", "m1", group.WithLogger(log)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Join = %v, want DeadlineExceeded", err)
+	}
+	for _, r := range h.Records() {
+		if r.Level >= slog.LevelWarn {
+			t.Errorf("logged at %v: %s %v", r.Level, r.Message, r.Attrs)
+		}
+	}
+}
