@@ -32,9 +32,10 @@
 // What a membership does in the background (its watcher's reads, rejoins
 // and removals, its session's renewals) cannot fail a call: failures are
 // logged to WithLogger's logger, by default the STM's when the store is an
-// *stm.STM (stm.WithLogger), else slog.Default(). Its session counts its
-// loss in epochal.session.lost (WithMeterProvider; by default the STM's,
-// else OpenTelemetry's global provider).
+// *stm.STM (stm.WithLogger), else slog.Default() (looked up at each
+// record, so one set after Join is used). Its session counts its loss
+// in epochal.session.lost (WithMeterProvider; by default the STM's, else
+// OpenTelemetry's global provider).
 //
 // # Usage
 //
@@ -146,12 +147,14 @@ type options struct {
 	buffer  int
 	log     *slog.Logger
 	mp      metric.MeterProvider
+	logFn   func() *slog.Logger // at each record (engine.LogSource)
 }
 
 // WithLogger sets the logger of the membership's background errors (its
 // watcher's failed reads and rejoins, a failed removal, data the store
 // refused, its session's failed renewals and loss). Default: the STM's
-// (stm.WithLogger) when the store is an *stm.STM, else slog.Default().
+// (stm.WithLogger) when the store is an *stm.STM, else slog.Default(),
+// looked up at each record.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.log = l; return nil }
 }
@@ -166,23 +169,16 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // observe fills in the logger and meter provider from store (an
 // *stm.STM's) or the defaults, and returns the sessions' observer.
 func (o *options) observe(store backend.SessionStore) lease.Observer {
-	if h, ok := store.(engine.Host); ok {
-		if o.log == nil {
-			o.log = engine.Of(h).Logger()
-		}
-		if o.mp == nil {
-			o.mp = engine.Of(h).MeterProvider()
-		}
-	}
-	if o.log == nil {
-		o.log = slog.Default()
+	o.logFn = engine.LogSource(o.log, store)
+	if h, ok := store.(engine.Host); ok && o.mp == nil {
+		o.mp = engine.Of(h).MeterProvider()
 	}
 	if o.mp == nil {
 		o.mp = otel.GetMeterProvider()
 	}
 	// An instrument's error leaves a no-op one (the API's contract).
 	lost, _ := o.mp.Meter(engine.ScopeName).Int64Counter(engine.MetricSessionLost, metric.WithUnit("{session}"), metric.WithDescription("Sessions (of locks and groups) lost: not renewed in time, or ended by the backend"))
-	return lease.Observer{Log: o.log, Lost: lost}
+	return lease.Observer{Log: o.logFn, Lost: lost}
 }
 
 // WithData sets the member's data: any msgpack-encodable value.
@@ -245,7 +241,7 @@ type Group struct {
 	dir    string
 	lease  time.Duration
 	key    [3]any
-	log    *slog.Logger
+	log    func() *slog.Logger // at each record (engine.LogSource)
 	obs    lease.Observer
 
 	events chan Event
@@ -272,6 +268,10 @@ type Group struct {
 	// (Update, the watcher catching up): one SetEntry at a time, each
 	// with the newest data, so an older one never lands last.
 	write chan struct{}
+
+	// The watcher's runs of failures of keep and catchUp (logged at Warn
+	// the first time, then at Debug): its goroutine's alone.
+	keepFailing, catchUpFailing bool
 }
 
 // Join adds member to group in store (an *stm.STM or a driver that keeps
@@ -294,7 +294,7 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	obs := o.observe(store)
 	g := &Group{
 		drv: drv, group: group, member: member, dir: DirPrefix + group, lease: o.lease,
-		log: o.log, obs: obs,
+		log: o.logFn, obs: obs,
 		key:    [3]any{drv, group, member},
 		events: make(chan Event, o.buffer),
 		stop:   make(chan struct{}), done: make(chan struct{}),
@@ -319,7 +319,7 @@ func Join(ctx context.Context, store backend.SessionStore, group, member string,
 	st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir})
 	if err != nil {
 		if rerr := g.remove(ctx, sess); rerr != nil {
-			g.log.Warn("epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
+			removalFailed(ctx, g.log(), rerr, "epochal: a member that failed to join could not yet remove its entry; it keeps trying", "group", group, "member", member, "err", rerr)
 		}
 		g.forget()
 		return nil, fmt.Errorf("group: %q: %w", group, err)
@@ -379,11 +379,23 @@ func (g *Group) join(ctx context.Context) (*lease.Session, uint64, []byte, error
 		// The outcome is unknown: the add may even arrive after its
 		// removal. Abandon goes on in the background.
 		if aerr := sess.Abandon(ctx, g.dir, g.member); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
-			g.log.Warn("epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
+			removalFailed(ctx, g.log(), aerr, "epochal: a member could not yet remove an entry whose addition failed; it keeps trying", "group", g.group, "member", g.member, "session", sess.ID(), "err", aerr)
 		}
 		sess.Release()
 		return nil, 0, nil, fmt.Errorf("group: %q in %q: %w", g.member, g.group, err)
 	}
+}
+
+// removalFailed logs the failure err of a removal made with ctx: at
+// Warn, but at Debug when it is only that ctx that ended first (the
+// caller gave up; the removal goes on in the background, and the session
+// logs it if it keeps failing).
+func removalFailed(ctx context.Context, log *slog.Logger, err error, msg string, args ...any) {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		log.Debug(msg, args...)
+		return
+	}
+	log.Warn(msg, args...)
 }
 
 // remove removes the member's entry and releases the session, waiting
@@ -421,7 +433,8 @@ func (g *Group) watch() {
 	}()
 	every := g.lease / 3
 	backoff := 10 * time.Millisecond
-	failing := false // the last read failed (logged once per run of failures)
+	failing := false     // the last read failed (logged once per run of failures)
+	waitFailing := false // the last wait failed (likewise)
 	for ctx.Err() == nil {
 		g.mu.Lock()
 		sess := g.sess
@@ -436,7 +449,7 @@ func (g *Group) watch() {
 			s, ver, data, err := g.join(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					g.log.Warn("epochal: a member whose session was lost could not rejoin; it tries again", "group", g.group, "member", g.member, "err", err)
+					g.log().Warn("epochal: a member whose session was lost could not rejoin; it tries again", "group", g.group, "member", g.member, "err", err)
 				}
 				if !sleep(ctx, backoff) {
 					return
@@ -451,7 +464,7 @@ func (g *Group) watch() {
 		}
 		st, err := g.drv.ReadDir(ctx, backend.DirRequest{Dir: g.dir, Adds: true, Since: g.track.revision()})
 		if err != nil && !failing && ctx.Err() == nil {
-			g.log.Warn("epochal: a member's watcher cannot read its group; it tries again", "group", g.group, "member", g.member, "err", err)
+			g.log().Warn("epochal: a member's watcher cannot read its group; it tries again", "group", g.group, "member", g.member, "err", err)
 		}
 		failing = err != nil
 		if err == nil {
@@ -472,12 +485,25 @@ func (g *Group) watch() {
 			case <-wctx.Done():
 			}
 		}()
-		// A failed wait only ends the wait: the next read reports failures.
-		_ = g.drv.WaitEntries(wctx, g.dir, "", every)
+		werr := g.drv.WaitEntries(wctx, g.dir, "", every)
+		waitFailed := werr != nil && wctx.Err() == nil // not the session's loss, nor Leave
 		wcancel()
-		if err != nil && !sleep(ctx, backoff) {
+		if waitFailed && !waitFailing {
+			// The next read still comes, after a pause: hints are lost.
+			g.log().Warn("epochal: a member's watcher cannot wait for its group's changes; it reads it again after a pause", "group", g.group, "member", g.member, "err", werr)
+		}
+		waitFailing = waitFailed
+		if err == nil && !waitFailed {
+			backoff = 10 * time.Millisecond
+			continue
+		}
+		// A failed read or wait: pause (growing up to a third of the
+		// lease) before the next read, so a wait that fails at once
+		// does not spin.
+		if !sleep(ctx, backoff) {
 			return
 		}
+		backoff = min(2*backoff, every)
 	}
 }
 
@@ -493,6 +519,7 @@ func (g *Group) watch() {
 // added again at the first read that finds it free.
 func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirState) {
 	if slices.ContainsFunc(st.Entries, func(e backend.Entry) bool { return e.Name == g.member }) {
+		g.kept(sess)
 		g.catchUp(ctx, sess)
 		return
 	}
@@ -502,21 +529,46 @@ func (g *Group) keep(ctx context.Context, sess *lease.Session, st backend.DirSta
 	_, err := sess.AddEntry(ctx, backend.AddEntryRequest{Dir: g.dir, Name: g.member, Data: data, Time: time.Now()})
 	switch {
 	case err == nil:
+		g.kept(sess)
 		g.accepted(sess, ver, data)
 		g.catchUp(ctx, sess)
+	case ctx.Err() != nil:
+		// Leave: the member goes anyway.
 	case errors.Is(err, backend.ErrTooLarge):
-		g.refused(ver, err) // the next read adds the data last accepted
+		g.refused(ver, err) // the next read adds the data last accepted (logged)
 	case errors.Is(err, backend.ErrEntryExists):
 		// Taken since the read: tried again once a read finds it free.
+		g.failed(&g.keepFailing, "epochal: a member's entry is gone and another process holds its name; it stays out until the name is free", sess, err)
 	case errors.Is(err, backend.ErrSessionGone):
-		sess.Lose(err) // the next turn rejoins
+		sess.Lose(err) // the next turn rejoins (the session logs its loss)
 	default:
 		// The outcome is unknown: the add may arrive later, even after
 		// a Leave's removal.
 		g.mu.Lock()
 		g.late = true
 		g.mu.Unlock()
+		g.failed(&g.keepFailing, "epochal: a member's entry is gone and adding it again failed; the next read tries again", sess, err)
 	}
+}
+
+// kept ends a run of keep's failures: the member's entry is there.
+func (g *Group) kept(sess *lease.Session) {
+	if g.keepFailing {
+		g.keepFailing = false
+		g.log().Info("epochal: a member's entry that was gone is back", "group", g.group, "member", g.member, "session", sess.ID())
+	}
+}
+
+// failed logs a failure of the watcher's background step whose run of
+// failures *run tracks: at Warn the first of a run, at Debug the repeats
+// (the step is tried again after each read).
+func (g *Group) failed(run *bool, msg string, sess *lease.Session, err error) {
+	if *run {
+		g.log().Debug(msg, "group", g.group, "member", g.member, "session", sess.ID(), "err", err)
+		return
+	}
+	*run = true
+	g.log().Warn(msg, "group", g.group, "member", g.member, "session", sess.ID(), "err", err)
 }
 
 // catchUp sends the member's newest data if its entry (of sess) may hold
@@ -539,13 +591,20 @@ func (g *Group) catchUp(ctx context.Context, sess *lease.Session) {
 		}
 		if err := g.drv.SetEntry(ctx, sess.ID(), g.dir, g.member, data); err != nil {
 			switch {
+			case ctx.Err() != nil: // Leave
 			case errors.Is(err, backend.ErrSessionGone):
-				sess.Lose(err)
+				sess.Lose(err) // the session logs its loss
 			case errors.Is(err, backend.ErrTooLarge):
-				g.refused(ver, err)
+				g.refused(ver, err) // logged
+			case errors.Is(err, backend.ErrEntryGone):
+				// The next read adds it again (keep).
+				g.log().Debug("epochal: a member's entry was gone when it sent its newest data; the next read adds it again", "group", g.group, "member", g.member, "session", sess.ID(), "err", err)
+			default:
+				g.failed(&g.catchUpFailing, "epochal: a member could not send its newest data; the next read tries again", sess, err)
 			}
-			return // ErrEntryGone: the next read adds it again
+			return
 		}
+		g.catchUpFailing = false
 		g.accepted(sess, ver, data)
 	}
 }
@@ -571,7 +630,7 @@ func (g *Group) refused(ver uint64, err error) bool {
 		return false
 	}
 	g.data, g.ver = g.acc, g.sent
-	g.log.Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
+	g.log().Warn("epochal: the store refused a group member's data; the member keeps the data it had", "group", g.group, "member", g.member, "err", err)
 	return true
 }
 
@@ -685,7 +744,7 @@ func (g *Group) Leave(ctx context.Context) error {
 			// The watcher is still in a call: leave once it is out.
 			go func() {
 				if err := leave(context.Background()); err != nil {
-					g.log.Warn("epochal: a member's removal in the background failed; its session's end removes it", "group", g.group, "member", g.member, "err", err)
+					g.log().Warn("epochal: a member's removal in the background failed; its session's end removes it", "group", g.group, "member", g.member, "err", err)
 				}
 			}()
 			return fmt.Errorf("group: %q: leave: %w (the member is removed in the background)", g.member, ctx.Err())
@@ -777,13 +836,7 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("group: %q: %w", group, err)
 	}
-	log := o.log
-	if h, ok := store.(engine.Host); ok && log == nil {
-		log = engine.Of(h).Logger()
-	}
-	if log == nil {
-		log = slog.Default()
-	}
+	log := engine.LogSource(o.log, store)
 	present := make([]string, len(from.Members))
 	for i, m := range from.Members {
 		present[i] = m.Name
@@ -797,25 +850,33 @@ func Watch(ctx context.Context, store backend.SessionStore, group string, from S
 	go func() {
 		defer wg.Done()
 		backoff := 10 * time.Millisecond
-		failing := false // the last read failed (logged once per run of failures)
+		failing := false     // the last read failed (logged once per run of failures)
+		waitFailing := false // the last wait failed (likewise)
 		for ctx.Err() == nil {
 			st, err := drv.ReadDir(ctx, backend.DirRequest{Dir: dir, Adds: true, Since: t.revision()})
 			if err != nil && !failing && ctx.Err() == nil {
-				log.Warn("epochal: a group watch cannot read its group; it tries again", "group", group, "err", err)
+				log().Warn("epochal: a group watch cannot read its group; it tries again", "group", group, "err", err)
 			}
 			failing = err != nil
 			if err == nil {
 				t.apply(st)
+			}
+			werr := drv.WaitEntries(ctx, dir, "", every)
+			waitFailed := werr != nil && ctx.Err() == nil
+			if waitFailed && !waitFailing {
+				log().Warn("epochal: a group watch cannot wait for its group's changes; it reads it again after a pause", "group", group, "err", werr)
+			}
+			waitFailing = waitFailed
+			if err == nil && !waitFailed {
 				backoff = 10 * time.Millisecond
+				continue
 			}
-			// A failed wait only ends the wait: the next read reports failures.
-			_ = drv.WaitEntries(ctx, dir, "", every)
-			if err != nil {
-				if !sleep(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, every)
+			// A failed read or wait: pause before the next read, so a
+			// wait that fails at once does not spin.
+			if !sleep(ctx, backoff) {
+				return
 			}
+			backoff = min(2*backoff, every)
 		}
 	}()
 	go func() { defer wg.Done(); t.send(out, ctx.Done()) }()

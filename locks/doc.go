@@ -29,7 +29,8 @@
 // What a lock does in the background (renewing its session, removing an
 // entry it gave up) cannot fail a call: failures are logged to
 // WithLogger's logger, by default the STM's when the store is an *stm.STM
-// (stm.WithLogger), else slog.Default(). Waits and holds are measured
+// (stm.WithLogger), else slog.Default() (looked up at each record, so
+// one set after NewMutex is used). Waits and holds are measured
 // through OpenTelemetry's API (epochal.lock.wait.duration,
 // epochal.lock.held.duration, epochal.session.lost) to WithMeterProvider's
 // provider, by default the STM's, else otel.GetMeterProvider(): a no-op

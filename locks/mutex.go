@@ -49,7 +49,7 @@ type options struct {
 // WithLogger sets the logger of the lock's background errors (its
 // session's failed renewals and loss, a failed removal of an entry).
 // Default: the STM's (stm.WithLogger) when the store is an *stm.STM, else
-// slog.Default().
+// slog.Default(), looked up at each record.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error { o.log = l; return nil }
 }
@@ -86,7 +86,7 @@ type lockBase struct {
 	name     string
 	dir      string
 	lease    time.Duration
-	log      *slog.Logger
+	log      func() *slog.Logger // at each record (engine.LogSource)
 	obs      lease.Observer
 	waitHist metric.Float64Histogram
 	heldHist metric.Float64Histogram
@@ -106,18 +106,10 @@ func newBase(store backend.SessionStore, name string, opts []Option) (lockBase, 
 	if err != nil {
 		return lockBase{}, fmt.Errorf("locks: %q: %w", name, err)
 	}
-	b := lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease, log: o.log}
+	b := lockBase{drv: drv, name: name, dir: lockDir(name), lease: o.lease, log: engine.LogSource(o.log, store)}
 	var mp metric.MeterProvider = o.mp
-	if h, ok := store.(engine.Host); ok {
-		if b.log == nil {
-			b.log = engine.Of(h).Logger()
-		}
-		if mp == nil {
-			mp = engine.Of(h).MeterProvider()
-		}
-	}
-	if b.log == nil {
-		b.log = slog.Default()
+	if h, ok := store.(engine.Host); ok && mp == nil {
+		mp = engine.Of(h).MeterProvider()
 	}
 	if mp == nil {
 		mp = otel.GetMeterProvider()
@@ -236,9 +228,10 @@ func (b *lockBase) queue(ctx context.Context, sess *lease.Session, mode string, 
 		// its removal (names are never reused: no need to stop the
 		// repeats). Abandon goes on in the background; its first
 		// attempt's failure is logged, the caller gets the add's.
-		if aerr := sess.Abandon(ctx, b.dir, name); aerr != nil && !errors.Is(aerr, backend.ErrEntryGone) {
-			b.log.Warn("epochal: a lock could not yet remove an entry whose addition failed; it keeps trying", "lock", b.name, "entry", name, "session", sess.ID(), "err", aerr)
-		}
+		actx, cancel := cleanupCtx(ctx)
+		aerr := sess.Abandon(actx, b.dir, name)
+		b.removalFailed(actx, "epochal: a lock could not yet remove an entry whose addition failed; it keeps trying", sess, name, aerr)
+		cancel()
 		return nil, false, err
 	}
 	poll := pollFor(sess.Lease())
@@ -358,14 +351,46 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// cleanup removes an entry we no longer want, waiting for it while ctx
-// lasts; if the backend cannot be reached it keeps trying in the
-// background until the entry or its session is gone: an orphan entry of a
-// live session would block the lock (lease.Session.RemoveEntry).
-func (b *lockBase) cleanup(ctx context.Context, sess *lease.Session, name string) {
-	if err := sess.RemoveEntry(ctx, b.dir, name); err != nil && !errors.Is(err, backend.ErrEntryGone) {
-		b.log.Warn("epochal: a lock could not yet remove an entry it gave up; it keeps trying until the entry or its session is gone", "lock", b.name, "entry", name, "session", sess.ID(), "err", err)
+// cleanupWait is how long a caller whose ctx has ended waits for the
+// removal of the entry it gave up, past its deadline: a live server
+// answers well within it; one that does not is left to the background
+// retries.
+const cleanupWait = 100 * time.Millisecond
+
+// cleanupCtx returns the ctx a removal made on the way out is waited for
+// with: ctx while it lasts, else ctx's values with cleanupWait to go.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Err() == nil {
+		return ctx, func() {}
 	}
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupWait)
+}
+
+// removalFailed logs a removal's first failure (err, from a ctx of
+// cleanupCtx): at Warn, but at Debug when it is only that ctx that ended
+// first (the removal goes on in the background, and the session logs it if
+// it keeps failing).
+func (b *lockBase) removalFailed(ctx context.Context, msg string, sess *lease.Session, name string, err error) {
+	if err == nil || errors.Is(err, backend.ErrEntryGone) {
+		return
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		b.log().Debug(msg, "lock", b.name, "entry", name, "session", sess.ID(), "err", err)
+		return
+	}
+	b.log().Warn(msg, "lock", b.name, "entry", name, "session", sess.ID(), "err", err)
+}
+
+// cleanup removes an entry we no longer want, waiting for it while ctx
+// lasts (or, once it has ended, for cleanupWait); if the backend cannot
+// be reached it keeps trying in the background until the entry or its
+// session is gone: an orphan entry of a live session would block the lock
+// (lease.Session.RemoveEntry).
+func (b *lockBase) cleanup(ctx context.Context, sess *lease.Session, name string) {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	err := sess.RemoveEntry(ctx, b.dir, name)
+	b.removalFailed(ctx, "epochal: a lock could not yet remove an entry it gave up; it keeps trying until the entry or its session is gone", sess, name, err)
 }
 
 // release removes a held entry; ErrLost if the session was lost first.

@@ -207,7 +207,11 @@ func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v 
 	// the background when the caller's ctx ends (see detach).
 	limit := max(env.Lease, time.Second)
 	release := func(p clock.Point) {
-		detach.Run(ctx, limit, func(ctx context.Context) { _, _ = d.c.cas(ctx, p, delayEnv{}) })
+		detach.Run(ctx, limit, func(ctx context.Context) {
+			if _, err := d.c.cas(ctx, p, delayEnv{}); err != nil {
+				d.releaseFailed(err)
+			}
+		})
 	}
 	panicked := true
 	defer func() {
@@ -250,7 +254,27 @@ func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v 
 	}
 	var serr error
 	taken := false // the claim was taken over before the result was stored
+	// If the caller gives up before the result is stored, whoever of it
+	// and the store comes last logs what the caller no longer hears of.
+	var late sync.Mutex
+	gone, stored := false, false
+	lateReport := func() {
+		switch {
+		case serr != nil:
+			d.c.r.s.Logger().Warn("epochal: a delay could not store its body's result after its caller gave up; its claim lapses and another caller runs the body again", "ref", d.c.r.name, "err", serr)
+		case taken:
+			d.c.r.s.Logger().Debug("epochal: a delay's claim was taken over before its result was stored, after its caller gave up", "ref", d.c.r.name)
+		}
+	}
 	if !detach.Run(ctx, limit, func(sctx context.Context) {
+		defer func() {
+			late.Lock()
+			defer late.Unlock()
+			stored = true
+			if gone {
+				lateReport()
+			}
+		}()
 		for {
 			_, cerr := d.c.cas(sctx, p, out)
 			if cerr == nil {
@@ -268,6 +292,12 @@ func (d *Delay[T]) run(ctx context.Context, point clock.Point, owner string) (v 
 			}
 		}
 	}) {
+		late.Lock()
+		gone = true
+		if stored { // it has just finished: serr and taken are written
+			lateReport()
+		}
+		late.Unlock()
 		var zero T
 		return zero, fmt.Errorf("refs: %s: %w (the body's result is being stored in the background)", d, ctx.Err()), false
 	}
@@ -316,6 +346,7 @@ func (d *Delay[T]) renew(ctx context.Context, cl *claim, owner string, stop <-ch
 		now := env.Wall.Now()
 		next := now.Add(env.Lease)
 		cp, err := d.c.cas(ctx, cl.point, delayEnv{State: delayRunning, Owner: owner, LeaseUntil: next.UnixMilli()})
+		lost := false
 		switch {
 		case err == nil:
 			cl.point, until = cp, next
@@ -325,9 +356,23 @@ func (d *Delay[T]) renew(ctx context.Context, cl *claim, owner string, stop <-ch
 				cl.point = p
 				break
 			}
-			fallthrough
-		case errors.Is(err, stm.ErrClosed), !now.Before(until):
-			// Taken over, or this process can no longer hold the claim.
+			lost = true
+			if ctx.Err() == nil { // (with ctx ended, the read could not tell)
+				d.c.r.s.Logger().Warn("epochal: a delay's claim was taken over while its body ran (its lease ran out); the body is canceled", "ref", d.c.r.name)
+			}
+		case errors.Is(err, stm.ErrClosed):
+			lost = true // this process can no longer hold the claim
+		case !now.Before(until):
+			lost = true
+			if ctx.Err() == nil {
+				d.c.r.s.Logger().Warn("epochal: a delay's claim could not be renewed before its lease ran out; the body is canceled", "ref", d.c.r.name, "err", err)
+			}
+		case ctx.Err() != nil:
+			// The body is over, or its caller gave up: not a failure.
+		default:
+			d.c.r.s.Logger().Debug("epochal: renewing a delay's claim failed; it tries again before the lease runs out", "ref", d.c.r.name, "err", err)
+		}
+		if lost {
 			cl.lost = true
 			cl.mu.Unlock()
 			cancel()
@@ -335,6 +380,18 @@ func (d *Delay[T]) renew(ctx context.Context, cl *claim, owner string, stop <-ch
 		}
 		cl.mu.Unlock()
 	}
+}
+
+// releaseFailed logs a failed release of the delay's claim (the
+// compare-and-set back to pending): at Warn, since the next caller waits
+// for the claim's lease to run out; at Debug when the claim had changed
+// already (taken over) or the STM is closed.
+func (d *Delay[T]) releaseFailed(err error) {
+	if errors.Is(err, errChanged) || errors.Is(err, stm.ErrClosed) {
+		d.c.r.s.Logger().Debug("epochal: a delay's claim was not released: it had changed, or the STM closed", "ref", d.c.r.name, "err", err)
+		return
+	}
+	d.c.r.s.Logger().Warn("epochal: a delay could not release its claim; another caller takes it over once its lease runs out", "ref", d.c.r.name, "err", err)
 }
 
 // stillOwned reports whether the delay is still running under owner's

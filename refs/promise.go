@@ -95,7 +95,9 @@ func (c cell[T]) cas(ctx context.Context, point clock.Point, env any) (clock.Poi
 // waiter wakes a waiting Deref on a change hint, on a poll, or at a
 // deadline; ctx ending ends the wait.
 type waiter struct {
-	sub backend.Subscription
+	sub    backend.Subscription
+	r      refInfo // the ref of the subscription (for logs)
+	failed bool    // a subscription failed (logged at Warn once)
 }
 
 // wait blocks until a hint, pollEvery, or d (if shorter and positive),
@@ -104,9 +106,13 @@ type waiter struct {
 func (w *waiter) wait(ctx context.Context, r refInfo, d time.Duration) error {
 	if w.sub == nil {
 		// A failed subscription leaves polling alone to find the change.
-		if sub, err := r.backend().Subscribe(ctx, r.refName()); err == nil {
-			w.sub = sub
+		sub, err := r.backend().Subscribe(ctx, r.refName())
+		if err == nil {
+			w.sub, w.r = sub, r
 			return ctx.Err() // read again: the change may predate the subscription
+		}
+		if ctx.Err() == nil {
+			w.subscribeFailed(r, err)
 		}
 	}
 	if d <= 0 || d > pollEvery {
@@ -140,9 +146,27 @@ func (r *Ref[T]) backend() backend.Driver { return r.drv }
 func (r *Ref[T]) refName() string         { return r.name }
 func (r *Ref[T]) stm() *engine.Runtime    { return r.s }
 
+// subscribeFailed logs a failed subscription: at Warn the first of the
+// wait (changes are found by polls alone, up to pollEvery late), at Debug
+// the repeats and a closed backend's.
+func (w *waiter) subscribeFailed(r refInfo, err error) {
+	log := r.stm().Logger()
+	const msg = "epochal: a wait for a ref cannot subscribe to its changes; it polls instead"
+	if w.failed || errors.Is(err, backend.ErrClosed) {
+		log.Debug(msg, "ref", r.refName(), "err", err)
+		return
+	}
+	w.failed = true
+	log.Warn(msg, "ref", r.refName(), "err", err)
+}
+
 func (w *waiter) close() {
 	if w.sub != nil {
-		_ = w.sub.Close()
+		if err := w.sub.Close(); err != nil {
+			// Nothing is left behind for long: a subscription's mark
+			// expires on its own (see the backends).
+			w.r.stm().Logger().Debug("epochal: closing a wait's subscription failed", "ref", w.r.refName(), "err", err)
+		}
 	}
 }
 

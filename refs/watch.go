@@ -353,6 +353,31 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 	}
 	r.mu.Unlock()
 
+	if r.view != nil {
+		// Only the final state holds a T (see Ref.view): whatever the
+		// watcher missed before it, no watch-visible change was lost.
+		// A state that holds no T (an undelivered promise, a running
+		// delay) is not a change watches see, and neither are versions
+		// missed before it.
+		gap = false
+	}
+	announced := false
+	announce := func() {
+		announced = true
+		r.s.Env().Tel.Gap(context.Background())
+		for i, wt := range ws {
+			if wt.gap != nil {
+				wt.gap(keys[i], from, v.Point)
+			} else {
+				r.s.Logger().Warn("epochal: watch missed changes: history was trimmed before it read them", "ref", r.name, "key", keys[i], "after", from, "upto", v.Point)
+			}
+		}
+	}
+	if gap {
+		// Announced even if v itself is skipped below: the versions
+		// missed before it are missed all the same.
+		announce()
+	}
 	if v.Omitted > 0 {
 		// Larger than the limit: the history left it out (not read).
 		_, err := r.decodeVersion(v)
@@ -365,37 +390,22 @@ func (w *watcher[T]) call(v backend.Version, old []byte, gap bool, from clock.Po
 		return
 	}
 	if !ok {
-		// A state that holds no T (an undelivered promise, a running
-		// delay) is not a change watches see, and neither are versions
-		// missed before it.
-		return
-	}
-	if r.view != nil {
-		// Only the final state holds a T (see Ref.view): whatever the
-		// watcher missed before it, no watch-visible change was lost.
-		gap = false
+		return // no T in this state (see above)
 	}
 	var ov T
 	if old != nil {
 		var isT bool
 		if ov, isT, err = r.watchValue(old); err != nil {
-			gap = true
+			// The old value was skipped: a change the watches missed.
+			if !announced {
+				announce()
+			}
 		} else if !isT {
 			var zero T
 			ov = zero
 		}
 	}
-	if gap {
-		r.s.Env().Tel.Gap(context.Background())
-	}
 	for i, wt := range ws {
-		if gap {
-			if wt.gap != nil {
-				wt.gap(keys[i], from, v.Point)
-			} else {
-				r.s.Logger().Warn("epochal: watch missed changes: history was trimmed before it read them", "ref", r.name, "key", keys[i], "after", from, "upto", v.Point)
-			}
-		}
 		wt.fn(keys[i], r, ov, nv)
 	}
 }

@@ -3,9 +3,11 @@ package stm_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/epochal/epochal/backend"
 	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/internal/engine"
@@ -181,4 +183,43 @@ func TestAtomUnknownOutcomeLogged(t *testing.T) {
 		}
 	}
 	t.Fatalf("no failed lookup logged: %v", h.Records())
+}
+
+// A record naming a backend this STM does not know is left for a process
+// that knows it, and logged once (not at every sweep).
+func TestUnknownBackendLoggedOnce(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	h, log := logrec.New()
+	s, err := stm.Open(ctx, be, stm.WithLogger(log), stm.WithSweepInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	past := time.Now().Add(-time.Hour)
+	rec := backend.Record{ID: "log-unknown", Created: past, Lease: past, Refs: []backend.RefAddr{{Backend: "elsewhere", Name: "x"}}}
+	if _, err := be.PutRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := s.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for _, r := range h.Records() {
+		if r.Message == "epochal: a transaction record names a backend this STM does not know; it is left for a process that knows it" {
+			n++
+			if r.Attrs["txn"] != "log-unknown" || r.Level != slog.LevelWarn {
+				t.Errorf("record %+v", r)
+			}
+			if e, _ := r.Attrs["err"].(error); !errors.Is(e, engine.ErrUnknownBackend) {
+				t.Errorf("err = %v, want ErrUnknownBackend", r.Attrs["err"])
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("logged %d times over 3 sweeps, want once: %v", n, h.Records())
+	}
 }

@@ -6,12 +6,15 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	tnoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/epochal/epochal/backend"
+	"github.com/epochal/epochal/backend/faulty"
 	"github.com/epochal/epochal/backend/mem"
 	"github.com/epochal/epochal/internal/engine"
 	"github.com/epochal/epochal/refs"
@@ -23,13 +26,19 @@ import (
 // in-memory reader and recorder.
 func instrumented(t *testing.T, opts ...stm.Option) (*stm.STM, *sdkmetric.ManualReader, *tracetest.SpanRecorder) {
 	t.Helper()
+	be := mem.New()
+	t.Cleanup(func() { _ = be.Close() })
+	return instrumentedOn(t, be, opts...)
+}
+
+// instrumentedOn is instrumented over be.
+func instrumentedOn(t *testing.T, be backend.Driver, opts ...stm.Option) (*stm.STM, *sdkmetric.ManualReader, *tracetest.SpanRecorder) {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()); _ = tp.Shutdown(context.Background()) })
-	be := mem.New()
-	t.Cleanup(func() { _ = be.Close() })
 	s, err := stm.Open(context.Background(), be, append([]stm.Option{stm.WithSweepInterval(0), stm.WithMeterProvider(mp), stm.WithTracerProvider(tp)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -356,5 +365,97 @@ func TestTelemetryGlobalTracerInstalledLater(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("%d Dosync spans after the provider was installed, want 1", n)
+	}
+}
+
+// A commit whose outcome had to be looked up (the commit's reply lost,
+// FailAfter) and that did commit is counted as any other: the metric and
+// the duration histogram agree with Stats on both paths.
+func TestTelemetryCommittedAfterLookup(t *testing.T) {
+	for _, general := range []bool{false, true} {
+		name, path, op := "one_phase", "one_phase", faulty.OpCommitOnePhase
+		var opts []stm.Option
+		if general {
+			name, path, op = "general", "general", faulty.OpCommitRecord
+			opts = append(opts, engine.WithGeneralPath())
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			be := mem.New()
+			t.Cleanup(func() { _ = be.Close() })
+			f := faulty.Wrap(be)
+			s, reader, _ := instrumentedOn(t, f, opts...)
+			a, err := refs.New(ctx, s, "otel/a", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.SetHook(func(c faulty.Call) faulty.Fault {
+				if c.Op == op {
+					return faulty.FailAfter
+				}
+				return faulty.Pass
+			})
+			if err := s.Dosync(ctx, func(tx *txn.Tx) error {
+				a.Alter(tx, func(v int) int { return v + 1 })
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Stats()
+			if st.Commits != 1 || st.Unknown != 1 {
+				t.Fatalf("Stats: %d commits, %d unknown, want 1 and 1", st.Commits, st.Unknown)
+			}
+			if st.OnePhase+st.General != st.Commits {
+				t.Errorf("Stats: OnePhase %d + General %d != Commits %d", st.OnePhase, st.General, st.Commits)
+			}
+			if got := sum(t, reader, engine.MetricCommits, attribute.String(engine.AttrPath, path)); got != st.Commits {
+				t.Errorf("%s{path=%s} = %d, want Stats.Commits = %d", engine.MetricCommits, path, got, st.Commits)
+			}
+			if got := histCount(t, reader, engine.MetricCommitDuration, "s", attribute.String(engine.AttrPath, path)); got != uint64(st.Commits) {
+				t.Errorf("%s{path=%s} count = %d, want %d", engine.MetricCommitDuration, path, got, st.Commits)
+			}
+		})
+	}
+}
+
+// A Dosync whose function panics ends its span with outcome "panic" and
+// status Error, and the panic goes on to the caller with its value.
+func TestTelemetryPanicSpan(t *testing.T) {
+	ctx := context.Background()
+	s, _, rec := instrumented(t)
+	a, err := refs.New(ctx, s, "otel/a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type boom struct{}
+	func() {
+		defer func() {
+			if v := recover(); v != (boom{}) {
+				t.Errorf("recovered %v, want the function's panic", v)
+			}
+		}()
+		_ = s.Dosync(ctx, func(tx *txn.Tx) error {
+			a.Set(tx, 2)
+			panic(boom{})
+		})
+		t.Error("Dosync returned")
+	}()
+	var dosync sdktrace.ReadOnlySpan
+	for _, sp := range rec.Ended() {
+		if sp.Name() == engine.SpanDosync {
+			dosync = sp
+		}
+	}
+	if dosync == nil {
+		t.Fatalf("no %s span ended", engine.SpanDosync)
+	}
+	if v, _ := spanAttr(dosync, engine.AttrOutcome); v.AsString() != "panic" {
+		t.Errorf("outcome = %q, want panic", v.AsString())
+	}
+	if dosync.Status().Code != codes.Error {
+		t.Errorf("status = %v, want Error", dosync.Status())
+	}
+	if v, _ := a.Deref(ctx); v != 1 {
+		t.Errorf("a = %d after the panic, want 1", v)
 	}
 }

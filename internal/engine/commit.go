@@ -189,7 +189,7 @@ func (tx *Tx) commitOnePhase(items []*item, start time.Time) (clock.Point, error
 			return 0, fmt.Errorf("txn: commit %s: %w", tx.id, err)
 		}
 		if err != nil {
-			return tx.learn(err)
+			return tx.learn(err, start)
 		}
 		switch res.Status {
 		case backend.Committed:
@@ -269,15 +269,16 @@ func (tx *Tx) clear(w *Wait, drv backend.Driver, c backend.Conflict, checked boo
 	return nil
 }
 
-// learn resolves an unknown commit outcome (I7 in docs/design.md): it aborts the
-// record if the transaction has not committed (writing a tombstone if it has
-// none, so a delayed request cannot commit it later) and reports what the
-// record says. A committed attempt is never run again.
+// learn resolves an unknown outcome of a one-phase commit begun at start
+// (I7 in docs/design.md): it aborts the record if the transaction has not
+// committed (writing a tombstone if it has none, so a delayed request
+// cannot commit it later) and reports what the record says. A committed
+// attempt is never run again, and is counted as a one-phase commit.
 //
 // The lookup goes on when the caller's ctx ends, and the caller does not
 // wait for it then: its outcome is unknown to it (ErrOutcomeUnknown,
 // wrapping the ctx's error), and the lookup still makes it final.
-func (tx *Tx) learn(cause error) (clock.Point, error) {
+func (tx *Tx) learn(cause error, start time.Time) (clock.Point, error) {
 	tx.env.Stats.Unknown.Add(1)
 	rec, err, known := learn(tx.ctx, tx.env.Coord, tx.id, max(tx.env.Lease, minCleanup), func(_ context.Context, _ backend.Record, err error) {
 		if err != nil {
@@ -290,6 +291,10 @@ func (tx *Tx) learn(cause error) (clock.Point, error) {
 		return 0, outcomeUnknown(tx.ctx, "transaction "+tx.id, cause, known, err)
 	}
 	if rec.Status == backend.Committed {
+		// Counted as the fast path's commit it was (as the general
+		// path counts one it had to look up).
+		tx.env.Stats.OnePhase.Add(1)
+		tx.env.Tel.onePhaseDone(tx.ctx, start)
 		return tx.committed(rec.CP), nil
 	}
 	if err := tx.ctx.Err(); err != nil {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/epochal/epochal/backend"
@@ -36,6 +39,13 @@ type Resolver struct {
 	// without confirming it: a deliberate protocol bug for proving the
 	// checkers (Faults.TrustMissingRecord). Never set it otherwise.
 	TrustMissing bool
+	// Log returns the logger of what Sweep skips (nil: slog.Default()).
+	Log func() *slog.Logger
+
+	mu sync.Mutex
+	// unknown holds the records Sweep left for naming a backend it does
+	// not know, as of its last run: each is logged once.
+	unknown map[string]bool
 }
 
 // Priority orders transactions: the smaller Point is older; ties are broken
@@ -300,10 +310,11 @@ func (r *Resolver) Recover(ctx context.Context, rec backend.Record) (backend.Sta
 // rolled forward, and the records deleted. It returns how many it recovered.
 // Records that are already tombstones or one-phase commit records (no refs,
 // not pending) are left to expire. A record naming a backend this resolver
-// does not know is finished as far as it can be and skipped. A failure on
-// one record does not stop the sweep: the failures are joined in the error
-// and those records are left for the next sweep. Failing to list the
-// records at all is an error wrapping ErrListRecords.
+// does not know is finished as far as it can be and skipped (logged once,
+// at the first sweep that skips it). A failure on one record does not
+// stop the sweep: the failures are joined in the error and those records
+// are left for the next sweep. Failing to list the records at all is an
+// error wrapping ErrListRecords.
 func (r *Resolver) Sweep(ctx context.Context) (int, error) {
 	recs, err := r.Coord.ListRecords(ctx)
 	if err != nil {
@@ -311,19 +322,48 @@ func (r *Resolver) Sweep(ctx context.Context) (int, error) {
 	}
 	n := 0
 	var errs []error
+	unknown := map[string]bool{}
+	defer func() {
+		r.mu.Lock()
+		r.unknown = unknown
+		r.mu.Unlock()
+	}()
 	for _, rec := range recs {
 		if !r.Expired(rec) || (rec.Status != backend.Pending && len(rec.Refs) == 0) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
+			maps.Copy(unknown, r.unknownSoFar()) // not looked at: keep them
 			return n, err
 		}
 		switch _, err := r.Recover(ctx, rec); {
 		case err == nil:
 			n++
-		case !errors.Is(err, ErrUnknownBackend):
+		case errors.Is(err, ErrUnknownBackend):
+			unknown[rec.ID] = true
+			if !r.unknownSoFar()[rec.ID] {
+				r.logger().Warn("epochal: a transaction record names a backend this STM does not know; it is left for a process that knows it", "txn", rec.ID, "coordinator", r.Coord.ID(), "err", err)
+			}
+		default:
 			errs = append(errs, err)
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// unknownSoFar returns the records the last Sweep left for naming an
+// unknown backend.
+func (r *Resolver) unknownSoFar() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.unknown
+}
+
+func (r *Resolver) logger() *slog.Logger {
+	if r.Log != nil {
+		if l := r.Log(); l != nil {
+			return l
+		}
+	}
+	return slog.Default()
 }

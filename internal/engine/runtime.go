@@ -98,6 +98,7 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 			Wall:         o.Wall,
 			Lookup:       s.Backend,
 			TrustMissing: o.Faults.TrustMissingRecord,
+			Log:          func() *slog.Logger { return s.env.Log() },
 		},
 		Floor: &s.floor,
 		NewID: func() string {
@@ -249,9 +250,25 @@ func (s *Runtime) HistoryBounds() (min, max int) { return s.opts.MinHistory, s.o
 func (s *Runtime) Env() *Env { return s.env }
 
 // Logger returns the logger of the Runtime's background errors
-// (WithLogger, or slog.Default()), for background work built on it
-// (refs' watchers, locks and groups over an STM).
+// (WithLogger, or slog.Default() at the time of the call), for background
+// work built on it (refs' watchers, locks and groups over an STM). Call
+// it at each record: slog.Default() may change.
 func (s *Runtime) Logger() *slog.Logger { return s.env.Log() }
+
+// LogSource returns what background work over store (locks, groups) calls
+// at each record for its logger: l if not nil; else, when store is a Host
+// (an *stm.STM), the Runtime's Logger (WithLogger, or slog.Default()
+// then); else slog.Default() then. So a default installed after the lock
+// or group was made is used.
+func LogSource(l *slog.Logger, store any) func() *slog.Logger {
+	if l != nil {
+		return func() *slog.Logger { return l }
+	}
+	if h, ok := store.(Host); ok {
+		return Of(h).Logger
+	}
+	return slog.Default
+}
 
 // MeterProvider returns where the Runtime's metrics go (WithMeterProvider,
 // or the global provider), for locks and groups over it.
@@ -377,18 +394,40 @@ func (s *Runtime) run(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		return err
 	}
 	attempts := 0
-	if tr := s.env.Tel.Tracer(); tr != nil {
-		var span trace.Span
-		ctx, span = tr.Start(ctx, SpanDosync)
-		defer func() { endDosync(span, attempts, err) }()
+	tr := s.env.Tel.Tracer()
+	if tr == nil {
+		return s.attempts(ctx, fn, &attempts)
 	}
+	ctx, span := tr.Start(ctx, SpanDosync)
+	returned := false
+	defer func() {
+		if returned {
+			endDosync(span, attempts, err)
+			return
+		}
+		// fn panicked (or ended its goroutine, runtime.Goexit): the span
+		// says so, and the panic goes on.
+		v := recover()
+		endDosyncPanic(span, attempts, v)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	err = s.attempts(ctx, fn, &attempts)
+	returned = true
+	return err
+}
+
+// attempts runs fn's attempts until one commits or it gives up, counting
+// them in *n.
+func (s *Runtime) attempts(ctx context.Context, fn func(tx *Tx) error, n *int) error {
 	var prio Priority
 	var prefetch []Key
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		attempts = attempt + 1
+		*n = attempt + 1
 		tx, err := Begin(ctx, s.env, &prio, prefetch)
 		if err != nil {
 			return s.Note(err)
@@ -446,6 +485,19 @@ func endDosync(span trace.Span, attempts int, err error) {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}
+	span.End()
+}
+
+// endDosyncPanic ends the span of a Dosync whose function panicked with v
+// (nil: it ended its goroutine): outcome "panic", status Error.
+func endDosyncPanic(span trace.Span, attempts int, v any) {
+	span.SetAttributes(attribute.Int(AttrAttempts, attempts), attribute.String(AttrOutcome, "panic"))
+	msg := "the transaction's function ended its goroutine"
+	if v != nil {
+		msg = fmt.Sprintf("panic: %v", v)
+		span.RecordError(errors.New(msg))
+	}
+	span.SetStatus(codes.Error, msg)
 	span.End()
 }
 

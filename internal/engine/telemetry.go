@@ -37,7 +37,7 @@ const (
 	AttrPath     = "epochal.commit.path"     // one_phase, general, read_only
 	AttrReason   = "epochal.conflict.reason" // newer, locked, read_fault, yield
 	AttrAttempts = "epochal.attempts"
-	AttrOutcome  = "epochal.outcome" // committed, aborted, retry_limit, canceled, error
+	AttrOutcome  = "epochal.outcome" // committed, retry_limit, canceled, unknown, error, panic
 	AttrTxn      = "epochal.txn"
 
 	SpanDosync       = "epochal.dosync"

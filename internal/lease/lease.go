@@ -106,16 +106,17 @@ type Session struct {
 }
 
 // Open starts a session with a lease and keeps it renewed until Close or
-// loss. It logs to slog.Default() (OpenLog).
+// loss. It logs to slog.Default() (OpenWith).
 func Open(ctx context.Context, drv backend.Sessions, lease time.Duration) (*Session, error) {
 	return open(ctx, drv, lease, realClock{}, Observer{})
 }
 
-// Observer is who hears of a session's background events: Log its
-// errors (failed renewals, its loss, a failed close; nil: slog.Default()),
-// Lost counts its loss (nil: not counted).
+// Observer is who hears of a session's background events: Log returns,
+// at each record, the logger of its errors (failed renewals, its loss, a
+// failed close; nil: slog.Default() then), Lost counts its loss (nil:
+// not counted).
 type Observer struct {
-	Log  *slog.Logger
+	Log  func() *slog.Logger
 	Lost metric.Int64Counter
 }
 
@@ -127,7 +128,9 @@ func OpenWith(ctx context.Context, drv backend.Sessions, lease time.Duration, ob
 // logger returns the session's logger.
 func (s *Session) logger() *slog.Logger {
 	if s.obs.Log != nil {
-		return s.obs.Log
+		if l := s.obs.Log(); l != nil {
+			return l
+		}
 	}
 	return slog.Default()
 }
@@ -232,6 +235,13 @@ func (s *Session) lose(err error) {
 	close(s.done)
 	closed := s.closed
 	s.mu.Unlock()
+	if !closed && errors.Is(err, backend.ErrClosed) {
+		// The backend was closed under it (an orderly shutdown, while
+		// the session lingered in the pool): it ends with it, no loss,
+		// and there is nothing left to close.
+		s.logger().Debug("epochal: session ended: its backend was closed", "session", s.id, "err", err)
+		return
+	}
 	if !closed {
 		if s.obs.Lost != nil {
 			s.obs.Lost.Add(context.Background(), 1)
@@ -241,8 +251,16 @@ func (s *Session) lose(err error) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			if err := s.drv.CloseSession(ctx, s.id); err != nil && !errors.Is(err, backend.ErrSessionGone) && !errors.Is(err, backend.ErrClosed) {
-				s.logger().Debug("epochal: closing a lost session failed; the backend ends it at its lease", "session", s.id, "err", err)
+			cerr := s.drv.CloseSession(ctx, s.id)
+			switch {
+			case cerr == nil, errors.Is(cerr, backend.ErrSessionGone), errors.Is(cerr, backend.ErrClosed):
+			case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrDataLost):
+				// The backend ended it already: nothing is left.
+				s.logger().Debug("epochal: closing a lost session failed; the backend had ended it", "session", s.id, "err", cerr)
+			default:
+				// Lost by the local clock: the backend may hold it, and
+				// its entries (locks, members), until its lease there.
+				s.logger().Warn("epochal: closing a lost session failed; what it held stays taken until the backend ends it at its lease", "session", s.id, "lease", s.lease, "err", cerr)
 			}
 		}()
 	}
@@ -284,7 +302,7 @@ func (s *Session) renew() {
 			}
 			next = period
 		case errors.Is(err, backend.ErrSessionGone), errors.Is(err, backend.ErrClosed), errors.Is(err, backend.ErrDataLost):
-			s.lose(err)
+			s.lose(err) // ErrClosed: ended, not lost (see lose)
 		default:
 			s.logger().Warn("epochal: session renewal failed; trying again before the lease runs out", "session", s.id, "lease", s.lease, "err", err)
 			next = period / 4 // try again soon; the deadline decides
@@ -400,9 +418,30 @@ func (s *Session) remove(ctx context.Context, dir, name string, linger time.Dura
 	go func() {
 		defer close(done)
 		err := try()
-		first <- err
-		var until time.Time // set once gone: look again until then
+		first <- err          // the caller reports this one
+		var until time.Time   // set once gone: look again until then
+		var failing time.Time // since when the removal fails (zero: it does not)
+		warned := false
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			if !gone(err) {
+				// A persistent failure leaves an orphan entry of a live
+				// session (a lock blocked, a member kept): said once,
+				// after a lease; the retries before it are expected.
+				now := time.Now()
+				if failing.IsZero() {
+					failing = now
+				} else if !warned && now.Sub(failing) >= s.lease {
+					warned = true
+					s.logger().Warn("epochal: a session's entry could not be removed for a lease; it keeps trying until the entry or the session is gone", "session", s.id, "dir", dir, "entry", name, "err", err)
+				} else if !warned {
+					s.logger().Debug("epochal: removing a session's entry failed; it tries again", "session", s.id, "dir", dir, "entry", name, "err", err)
+				}
+			} else {
+				if warned {
+					s.logger().Info("epochal: a session's entry that could not be removed is gone", "session", s.id, "dir", dir, "entry", name)
+				}
+				failing, warned = time.Time{}, false
+			}
 			if gone(err) {
 				if linger <= 0 || errors.Is(err, backend.ErrClosed) {
 					return
@@ -583,7 +622,11 @@ func (s *Session) Release() {
 		if idle {
 			ctx, cancel := context.WithTimeout(context.Background(), s.lease)
 			defer cancel()
-			if err := s.Close(ctx); err != nil {
+			switch err := s.Close(ctx); {
+			case err == nil:
+			case errors.Is(err, backend.ErrClosed):
+				s.logger().Debug("epochal: an idle session was not closed: its backend was closed already", "session", s.id, "err", err)
+			default:
 				s.logger().Warn("epochal: closing an idle session failed; the backend ends it at its lease", "session", s.id, "err", err)
 			}
 		}

@@ -517,7 +517,7 @@ func TestRenewalFailureLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	const lease = 300 * time.Millisecond
-	s, err := open(context.Background(), r, lease, c, Observer{Log: log, Lost: lost})
+	s, err := open(context.Background(), r, lease, c, Observer{Log: func() *slog.Logger { return log }, Lost: lost})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,5 +559,102 @@ func TestRenewalFailureLogged(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("sessions lost counted %d, want 1", n)
+	}
+}
+
+// refusedRemovals is the mem backend whose RemoveEntry fails while fail
+// is set.
+type refusedRemovals struct {
+	*mem.Backend
+	fail atomic.Bool
+}
+
+func (r *refusedRemovals) RemoveEntry(ctx context.Context, session, dir, name string) error {
+	if r.fail.Load() {
+		return errRefused
+	}
+	return r.Backend.RemoveEntry(ctx, session, dir, name)
+}
+
+// TestPersistentRemovalFailureLogged: a removal that keeps failing in the
+// background (for a lease) is logged once at Warn, with the session, dir,
+// entry and error; its retries before that at Debug.
+func TestPersistentRemovalFailureLogged(t *testing.T) {
+	r := &refusedRemovals{Backend: mem.New()}
+	t.Cleanup(func() { _ = r.Close() })
+	h, log := logrec.New()
+	const lease = 200 * time.Millisecond
+	// The fake clock never moves: the session is never lost.
+	s, err := open(context.Background(), r, lease, newFakeClock(), Observer{Log: func() *slog.Logger { return log }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddEntry(context.Background(), backend.AddEntryRequest{Dir: "d", Name: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	r.fail.Store(true)
+	if err := s.RemoveEntry(context.Background(), "d", "e"); !errors.Is(err, errRefused) {
+		t.Fatalf("RemoveEntry = %v, want the refusal", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing
+	defer cancel()
+	const msg = "epochal: a session's entry could not be removed for a lease; it keeps trying until the entry or the session is gone"
+	rec, ok := h.Wait(ctx, func(r logrec.Record) bool { return r.Message == msg })
+	if !ok {
+		t.Fatalf("no persistent failure logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRefused) || rec.Level != slog.LevelWarn ||
+		rec.Attrs["session"] != s.ID() || rec.Attrs["dir"] != "d" || rec.Attrs["entry"] != "e" {
+		t.Fatalf("record %+v", rec)
+	}
+	// Once: more failures add no Warn.
+	c, cc := context.WithTimeout(ctx, 3*lease)
+	defer cc()
+	h.Wait(c, func(logrec.Record) bool { return false })
+	n := 0
+	for _, r := range h.Records() {
+		if r.Level >= slog.LevelWarn {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d records at Warn, want 1: %v", n, h.Records())
+	}
+	r.fail.Store(false)
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// closeRefused is renewals whose CloseSession fails.
+type closeRefused struct{ *renewals }
+
+func (c closeRefused) CloseSession(context.Context, string) error { return errRefused }
+
+// TestLostCloseFailureLogged: a session lost at its local deadline may
+// still hold its entries on the backend until its lease there runs out:
+// a failed close is logged at Warn.
+func TestLostCloseFailureLogged(t *testing.T) {
+	r := newRenewals()
+	r.fail.Store(true)
+	c := newFakeClock()
+	h, log := logrec.New()
+	const lease = 300 * time.Millisecond
+	s, err := open(context.Background(), closeRefused{r}, lease, c, Observer{Log: func() *slog.Logger { return log }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(lease)
+	done(t, s, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, not a timing
+	defer cancel()
+	rec, ok := h.Wait(ctx, func(r logrec.Record) bool {
+		return r.Message == "epochal: closing a lost session failed; what it held stays taken until the backend ends it at its lease"
+	})
+	if !ok {
+		t.Fatalf("no failed close logged: %v", h.Records())
+	}
+	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRefused) || rec.Attrs["session"] != s.ID() || rec.Level != slog.LevelWarn {
+		t.Fatalf("record %+v", rec)
 	}
 }
