@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	gozk "github.com/go-zookeeper/zk"
@@ -165,32 +166,34 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 			flagSet bool
 			urlSet  bool
 		}{
-			{"--user (or " + envUser + ")", s.user != "", o.Username != ""},
-			{"--password (or " + envPassword + ")", s.password != "", o.Password != ""},
-			{"--db", s.db != 0, o.DB != 0},
+			{"--user (or " + envUser + ")", s.user != "", o.user != ""},
+			{"--password (or " + envPassword + ")", s.password != "", o.password != ""},
+			{"--db", s.db != 0, o.db != 0},
 		} {
 			if c.flagSet && c.urlSet {
 				return usagef("%s and the URL in --addr both give it: give it once", c.flag)
 			}
 		}
-		if o.Username != "" {
-			s.user = o.Username
+		if o.user != "" {
+			s.user = o.user
 		}
-		if o.Password != "" {
-			s.password = o.Password
+		if o.password != "" {
+			s.password = o.password
 		}
-		if o.DB != 0 {
-			s.db = o.DB
+		if o.db != 0 {
+			s.db = o.db
 		}
-		if o.TLSConfig != nil {
+		if o.tls {
 			s.tls = true
 		} else if s.tls {
 			return usagef("--tls with a redis:// URL: use rediss:// (or a host:port address)")
 		}
 		if s.password == "" && s.user != "" {
-			return usagef("the URL in --addr names user %s without a password", s.user)
+			// Not named: it may be a password written where the user
+			// name goes (redis://secret@host).
+			return usagef("the URL in --addr names a user without a password: write redis://user:password@host:port, or redis://:password@host:port for a requirepass")
 		}
-		s.addrs = []string{o.Addr}
+		s.addrs = []string{o.addr}
 	} else {
 		for _, a := range strings.Split(g.addr, ",") {
 			a = strings.TrimSpace(a)
@@ -219,27 +222,64 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 	return nil
 }
 
-// parseRedisURL parses a redis:// or rediss:// URL with go-redis's
-// ParseURL, and returns it redacted (the password replaced) for messages.
-// Errors never show the password.
-func parseRedisURL(raw string) (*goredis.Options, string, error) {
+// redisURL is what a redis:// or rediss:// URL in --addr says.
+type redisURL struct {
+	addr           string // host:port
+	user, password string
+	db             int
+	tls            bool // rediss://
+}
+
+// parseRedisURL parses a redis:// or rediss:// URL (scheme, user name and
+// password, host, port, database number) and returns it with its form for
+// messages: scheme://[user:]xxxxx@host:port/db. Its errors say what is
+// wrong in general terms and quote nothing from the URL: a password that
+// holds an unencoded # / ? @ or % makes the parser split the URL inside it
+// (a piece of the password read as a port, a path, a query, a fragment or
+// an escape), so no part of a URL that does not parse can be shown.
+func parseRedisURL(raw string) (redisURL, string, error) {
+	const encode = "in its user name and password, percent-encode # / ? @ and % as %23 %2F %3F %40 %25"
 	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL, which holds the password
+	if err != nil || u.Opaque != "" || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return redisURL{}, "", usagef("--addr: not a valid redis:// or rediss:// URL; %s", encode)
+	}
+	switch {
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return redisURL{}, "", usagef("--addr: a redis:// URL takes no #fragment; %s", encode)
+	case u.RawQuery != "" || u.ForceQuery:
+		return redisURL{}, "", usagef("--addr: URL options (?...) are not taken, use the flags; %s", encode)
+	}
+	db := 0
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || strings.TrimLeft(p, "0123456789") != "" {
+			return redisURL{}, "", usagef("--addr: the URL's path must be a database number, such as /3; %s", encode)
 		}
-		return nil, "", usagef("--addr: not a valid redis:// URL: %v", err)
+		db = n
 	}
-	redacted := u.Redacted()
-	if len(u.Query()) > 0 {
-		return nil, "", usagef("--addr %s: URL options (?...) are not taken; use the flags", redacted)
+	r := redisURL{db: db, tls: u.Scheme == "rediss"}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		host = "localhost"
 	}
-	o, err := goredis.ParseURL(raw)
-	if err != nil {
-		return nil, "", usagef("--addr %s: %v", redacted, strings.TrimPrefix(err.Error(), "redis: "))
+	if port == "" {
+		port = "6379"
 	}
-	return o, redacted, nil
+	r.addr = net.JoinHostPort(host, port)
+	shown := u.Scheme + "://"
+	if u.User != nil {
+		r.user = u.User.Username()
+		if pw, ok := u.User.Password(); ok {
+			r.password = pw
+			shown += r.user + ":xxxxx@"
+		} else {
+			// "redis://secret@host": a password written where the user
+			// name goes. Not shown.
+			shown += "xxxxx@"
+		}
+	}
+	shown += r.addr + "/" + strconv.Itoa(db)
+	return r, shown, nil
 }
 
 // tlsConfig builds the TLS configuration the flags describe. Unreadable or

@@ -187,10 +187,13 @@ func TestSecureZKAuth(t *testing.T) {
 
 // TestSecureUsage: bad combinations of the connection flags are usage
 // errors (exit 2) saying what is wrong, before anything is dialled, and
-// never show a password.
+// never show a password, nor a piece of one: a redis:// URL whose
+// password holds an unencoded # / ? or % is refused without quoting it.
 func TestSecureUsage(t *testing.T) {
 	const pw = "usage-Secret-7"
-	secrets := []string{pw}
+	// Pieces of the malformed URLs' passwords that a parser's error
+	// would quote.
+	secrets := []string{pw, "Hunter2x", "Sx9", "%zz", "Cd2x", "Frag-Secret"}
 	addr := closedAddr(t)
 	r := func(extra ...string) []string {
 		return append([]string{"--backend", "redis", "--addr", addr}, extra...)
@@ -210,8 +213,15 @@ func TestSecureUsage(t *testing.T) {
 		{r("--auth", "a:"+pw, "clock"), "--auth is for --backend zk"},
 		{[]string{"--backend", "redis", "--addr", addr + "," + addr, "clock"}, "add --cluster"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr, "--tls", "clock"}, "use rediss://"},
-		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "/x", "clock"}, "redis://:xxxxx@"},
+		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "/x", "clock"}, "database number"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "?dial_timeout=1s", "clock"}, "URL options"},
+		{[]string{"--backend", "redis", "--addr", "redis://" + addr + "?password=Hunter2x", "clock"}, "URL options"},
+		{[]string{"--backend", "redis", "--addr", "redis://:Hunter2x#x@" + addr, "clock"}, "percent-encode"},
+		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "#Frag-Secret", "clock"}, "#fragment"},
+		{[]string{"--backend", "redis", "--addr", "redis://user:Sx9/cret@" + addr, "clock"}, "percent-encode"},
+		{[]string{"--backend", "redis", "--addr", "redis://u:p%zz@" + addr, "clock"}, "percent-encode"},
+		{[]string{"--backend", "redis", "--addr", "redis://:123/Cd2x@" + addr, "clock"}, "database number"},
+		{[]string{"--backend", "redis", "--addr", "redis://Hunter2x@" + addr, "clock"}, "without a password"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr, "--cluster", "clock"}, "names one server"},
 		{[]string{"--backend", "redis", "--addr", "redis://alice:" + pw + "@" + addr, "--user", "bob", "clock"}, "--user (or EPOCHAL_USER) and the URL"},
 		{[]string{"--backend", "zk", "--addr", addr, "--password", pw, "clock"}, "ZooKeeper takes --auth"},
