@@ -206,7 +206,14 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 			return usagef("--user %s without --password (or %s)", s.user, envPassword)
 		}
 	}
-	host, _, _ = net.SplitHostPort(s.addrs[0])
+	// One server's certificate is checked against the host it is
+	// dialled by. Sentinel and Cluster dial several servers (the
+	// sentinels, then the master they name; every node) with one
+	// tls.Config: its ServerName stays empty, so that crypto/tls takes
+	// each dial's own host (go-redis dials with tls.DialWithDialer).
+	if !s.cluster && s.sentinelMaster == "" {
+		host, _, _ = net.SplitHostPort(s.addrs[0])
+	}
 	tlsOpts := s.tlsCA != "" || s.tlsCert != "" || s.tlsKey != "" || s.tlsInsecure
 	if tlsOpts && !s.tls {
 		return usagef("--tls-ca, --tls-cert, --tls-key and --tls-insecure need --tls (or a rediss:// URL)")
@@ -282,8 +289,9 @@ func parseRedisURL(raw string) (redisURL, string, error) {
 	return r, shown, nil
 }
 
-// tlsConfig builds the TLS configuration the flags describe. Unreadable or
-// malformed files are usage errors naming the file.
+// tlsConfig builds the TLS configuration the flags describe, with host as
+// its ServerName ("": each dial's host). Unreadable or malformed files are
+// usage errors naming the file.
 func (s *secure) tlsConfig(host string) (*tls.Config, error) {
 	if s.tlsInsecure && s.tlsCA != "" {
 		return nil, usagef("--tls-insecure and --tls-ca: with --tls-insecure nothing is verified, against the CA or otherwise")

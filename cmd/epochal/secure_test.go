@@ -249,23 +249,7 @@ func TestSecureCluster(t *testing.T) {
 		clients[i] = goredis.NewClient(&goredis.Options{Addr: nodes[i].Addr, Password: pw})
 		defer clients[i].Close()
 	}
-	for i, r := range [][2]int{{0, 8191}, {8192, 16383}} {
-		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", r[0], r[1]).Err(); err != nil {
-			t.Fatalf("node %d: CLUSTER ADDSLOTSRANGE: %v", i, err)
-		}
-	}
-	host, port, _ := net.SplitHostPort(nodes[1].Addr)
-	bus, _ := strconv.Atoi(port)
-	bus++ // the cluster bus is on the next port
-	if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, bus).Err(); err != nil {
-		t.Fatalf("CLUSTER MEET: %v", err)
-	}
-	for i := range clients {
-		waitFor(t, 20*time.Second, "cluster_state:ok on both nodes", func() bool {
-			info, err := clients[i].ClusterInfo(ctx).Result()
-			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:2")
-		})
-	}
+	formCluster(t, nodes, clients)
 	slot, err := clients[0].ClusterKeySlot(ctx, "{cl}:x").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +273,31 @@ func TestSecureCluster(t *testing.T) {
 	owner := clients[1-other]
 	if keys, err := owner.Keys(ctx, "{cl}:*").Result(); err != nil || len(keys) < 3 {
 		t.Errorf("keys under {cl} on the slot's node: %v, %v; want the demo's", keys, err)
+	}
+}
+
+// formCluster makes the two cluster-mode nodes one Redis Cluster, node 0
+// holding slots 0-8191 and node 1 the rest, and waits until both say it is
+// ok.
+func formCluster(t *testing.T, nodes [2]*testserver.Redis, clients [2]*goredis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	for i, r := range [][2]int{{0, 8191}, {8192, 16383}} {
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", r[0], r[1]).Err(); err != nil {
+			t.Fatalf("node %d: CLUSTER ADDSLOTSRANGE: %v", i, err)
+		}
+	}
+	host, port, _ := net.SplitHostPort(nodes[1].Addr)
+	bus, _ := strconv.Atoi(port)
+	bus++ // the cluster bus is on the next port
+	if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, bus).Err(); err != nil {
+		t.Fatalf("CLUSTER MEET: %v", err)
+	}
+	for i := range clients {
+		waitFor(t, 20*time.Second, "cluster_state:ok on both nodes", func() bool {
+			info, err := clients[i].ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:2")
+		})
 	}
 }
 
