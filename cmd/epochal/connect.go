@@ -332,39 +332,47 @@ func (g *globals) openRedis(ctx context.Context, prefix string) (backend.Driver,
 	octx, cancel := context.WithTimeout(ctx, g.connect)
 	defer cancel()
 	cfg := redis.Config{Prefix: prefix, DialTimeout: g.connect, ReadOnly: g.readOnly}
-	var (
-		c    goredis.UniversalClient
-		what string
-	)
-	switch {
-	case s.cluster:
-		what = "is the Redis Cluster at " + g.addr + " up? set --addr or " + envAddr
-		c = goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs: addrs, Username: s.user, Password: s.password, TLSConfig: s.tlsConf,
-			DialTimeout: g.connect, MaxRetries: 3,
-		})
-	case s.sentinelMaster != "":
-		what = fmt.Sprintf("are the sentinels at %s up, and do they monitor a master named %q? check --addr and --sentinel-master", g.addr, s.sentinelMaster)
-		c = goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName: s.sentinelMaster, SentinelAddrs: addrs,
-			Username: s.user, Password: s.password, DB: s.db, TLSConfig: s.tlsConf,
-			DialTimeout: g.connect, MaxRetries: 3,
-		})
-	default:
+	if !s.cluster && s.sentinelMaster == "" {
 		cfg.Addr, cfg.Username, cfg.Password, cfg.DB, cfg.TLS = addrs[0], s.user, s.password, s.db, s.tlsConf
 		b, err := redis.Open(octx, cfg)
 		if err != nil {
-			return nil, g.openError(err, redis.ErrConfig, "is redis-server running at "+g.addr+"? set --addr or "+envAddr, "")
+			return nil, g.openError(ctx, err, redis.ErrConfig, "is redis-server running at "+g.addr+"? set --addr or "+envAddr, "")
 		}
 		return b, nil
 	}
+	c, what := g.redisClient(addrs)
 	cfg.Addr = g.addr // for its messages only
-	b, err := redis.New(c, cfg)
+	b, err := redis.NewContext(octx, c, cfg)
 	if err != nil {
-		_ = c.Close()
-		return nil, g.openError(err, redis.ErrConfig, what, "")
+		if ctx.Err() != nil {
+			// Interrupted: not waiting for Close, which waits for a
+			// lookup under way (the Sentinel client holds its lock
+			// while it asks the sentinels, bounded by its timeouts
+			// only).
+			go c.Close()
+		} else {
+			_ = c.Close()
+		}
+		return nil, g.openError(ctx, err, redis.ErrConfig, what, "")
 	}
 	return &ownedRedis{Backend: b, c: c}, nil
+}
+
+// redisClient makes the Sentinel failover client or the Cluster client
+// the flags name, and says what to check when it cannot be reached.
+func (g *globals) redisClient(addrs []string) (goredis.UniversalClient, string) {
+	s := &g.sec
+	if s.cluster {
+		return goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs: addrs, Username: s.user, Password: s.password, TLSConfig: s.tlsConf,
+			DialTimeout: g.connect, MaxRetries: 3, ContextTimeoutEnabled: true,
+		}), "is the Redis Cluster at " + g.addr + " up? set --addr or " + envAddr
+	}
+	return goredis.NewFailoverClient(&goredis.FailoverOptions{
+		MasterName: s.sentinelMaster, SentinelAddrs: addrs,
+		Username: s.user, Password: s.password, DB: s.db, TLSConfig: s.tlsConf,
+		DialTimeout: g.connect, MaxRetries: 3, ContextTimeoutEnabled: true,
+	}), fmt.Sprintf("are the sentinels at %s up, and do they monitor a master named %q? check --addr and --sentinel-master", g.addr, s.sentinelMaster)
 }
 
 // ownedRedis is a backend over a client openRedis made: Close closes both.
@@ -388,19 +396,22 @@ func (g *globals) openZK(ctx context.Context, root string) (backend.Driver, erro
 	defer cancel()
 	b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root, Auth: g.sec.auth, ReadOnly: g.readOnly})
 	if err != nil {
-		return nil, g.openError(err, zk.ErrConfig, "is ZooKeeper running at "+g.addr+"? set --addr or "+envAddr, root)
+		return nil, g.openError(ctx, err, zk.ErrConfig, "is ZooKeeper running at "+g.addr+"? set --addr or "+envAddr, root)
 	}
 	return b, nil
 }
 
 // openError classifies an error opening a backend: a bad setting is a
 // usage error, a refusal (authentication or permission) is said as such,
-// anything else means the server could not be reached.
-func (g *globals) openError(err, errConfig error, down, root string) error {
+// an interrupt (ctx, the command's, ended) too; anything else means the
+// server could not be reached.
+func (g *globals) openError(ctx context.Context, err, errConfig error, down, root string) error {
 	if ns := g.namespaceErr(err); ns != nil {
 		return ns
 	}
 	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("opening %s at %s: interrupted", g.backend, g.addr)
 	case errors.Is(err, backend.ErrDataLost):
 		// The server answered: what it holds is damaged (a ZooKeeper
 		// root without its epoch node), which the error says.
