@@ -262,6 +262,9 @@ func TestSecureCluster(t *testing.T) {
 		return append([]string{"--backend", "redis", "--addr", nodes[other].Addr, "--cluster", "--prefix", "cl"}, extra...)
 	}
 	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	// The command the demo prints inspects its accounts, on the cluster.
+	out := wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", nodes[other].Addr+","+nodes[1-other].Addr, "--cluster", "--password", pw, "demo", "--duration", "200ms", "--accounts", "3")
+	checkInspectCmd(t, out, pw, pw)
 	wantCode(t, secrets, exitOK, nil, r("--password", pw, "clock")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
 	wantCode(t, secrets, exitUsage, []string{"only database 0"}, r("--password", pw, "--db", "1", "clock")...)
@@ -316,7 +319,8 @@ func TestSecureSentinel(t *testing.T) {
 	r := func(extra ...string) []string {
 		return append([]string{"--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sn"}, extra...)
 	}
-	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	out := wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	checkInspectCmd(t, out, pw, pw) // the command it prints names the sentinels and the master
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
 	wantCode(t, secrets, exitDown, []string{`master named "nosuch"`, "--sentinel-master"}, r("--sentinel-master", "nosuch", "--password", pw, "clock")...)
 	// The demo wrote to the master the sentinel named.
