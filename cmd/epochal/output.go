@@ -25,7 +25,7 @@ const annotInspect = "epochal/inspect"
 // addOutputFlag adds the global -o, --output.
 func addOutputFlag(root *cobra.Command, g *globals) {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", outputTable,
-		"output of the inspecting commands: table (for people), json or yaml (for scripts; --json is -o json)")
+		"output of the inspecting commands and version: table (for people), json or yaml (for scripts; --json is -o json)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
 		[]string{outputTable, outputJSON, outputYAML}, cobra.ShellCompDirectiveNoFileComp))
 }
@@ -37,7 +37,7 @@ func (g *globals) checkOutput(cmd *cobra.Command) error {
 		return usagef("-o %q: want table, json or yaml", g.output)
 	}
 	if fl := cmd.Flags().Lookup("output"); fl != nil && fl.Changed && cmd.Annotations[annotInspect] == "" {
-		return usagef("-o applies to the inspecting commands (refs, txn, locks, group, clock), not %s", cmd.CommandPath())
+		return usagef("-o applies to the inspecting commands (refs, txn, locks, group, clock) and version, not %s", cmd.CommandPath())
 	}
 	return nil
 }
