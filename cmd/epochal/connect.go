@@ -97,8 +97,9 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 		}
 	}
 	// given: the connection flags on the command line. Those only in the
-	// environment are not refused where they do not apply (a password
-	// exported for Redis does not stop a demo on mem): they are ignored.
+	// environment are not refused where they do not apply (a password, or
+	// a URL in EPOCHAL_ADDR, exported for Redis does not stop a demo on
+	// mem): they are ignored.
 	var given []string
 	for _, n := range secureFlags {
 		if cmd.Flags().Changed(n) {
@@ -106,6 +107,9 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 		}
 	}
 	isURL := isRedisURL(g.addr)
+	if isURL && g.backend == backendMem && !cmd.Flags().Changed("addr") {
+		isURL = false // EPOCHAL_ADDR, exported for Redis: mem dials nothing
+	}
 	if isURL {
 		given = append(given, "a redis:// URL in --addr")
 	}

@@ -101,6 +101,13 @@ func TestSecureRequirepass(t *testing.T) {
 	// A password that is given twice, in the URL and the environment, is
 	// a usage error that shows neither.
 	wantCode(t, secrets, exitUsage, []string{"--password (or EPOCHAL_PASSWORD) and the URL"}, "--backend", "redis", "--addr", "redis://:"+wrong+"@"+srv.Addr, "clock")
+	// A URL exported in EPOCHAL_ADDR is Redis's: a demo on mem ignores
+	// it (given as --addr, it is refused).
+	t.Setenv(envAddr, "redis://"+srv.Addr+"/0")
+	wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--prefix", "sec", "clock")
+	wantCode(t, secrets, exitOK, nil, "--backend", "mem", "demo", "--duration", "100ms", "--accounts", "2")
+	wantCode(t, secrets, exitOK, nil, "demo", "--duration", "100ms", "--accounts", "2")
+	wantCode(t, secrets, exitUsage, []string{"not mem"}, "--backend", "mem", "--addr", "redis://"+srv.Addr+"/0", "demo", "--duration", "100ms", "--accounts", "2")
 }
 
 // TestSecureACL: ACL users. alice (all permissions) gets in with her
