@@ -31,6 +31,8 @@ const (
 	envUser     = "EPOCHAL_USER"
 	envPassword = "EPOCHAL_PASSWORD"
 	envAuth     = "EPOCHAL_AUTH"
+	// envSentinelPassword: --sentinel-password, the sentinels' own.
+	envSentinelPassword = "EPOCHAL_SENTINEL_PASSWORD"
 )
 
 // secure holds the connection flags beyond --addr: credentials, database,
@@ -46,6 +48,7 @@ type secure struct {
 	tlsKey         string
 	tlsInsecure    bool
 	sentinelMaster string
+	sentinelPass   string // the sentinels' own requirepass
 	cluster        bool
 	auth           string // ZooKeeper digest "user:password"
 
@@ -65,13 +68,14 @@ func addSecureFlags(root *cobra.Command, s *secure) {
 	f.StringVar(&s.tlsCert, "tls-cert", "", "PEM file of a client certificate, for a server that asks for one (with --tls-key)")
 	f.StringVar(&s.tlsKey, "tls-key", "", "PEM file of the --tls-cert's private key")
 	f.BoolVar(&s.tlsInsecure, "tls-insecure", false, "do not verify the Redis server's certificate (testing only: anyone in the path can read and change the traffic)")
-	f.StringVar(&s.sentinelMaster, "sentinel-master", "", "Redis Sentinel: the master's name; --addr lists the sentinels, comma-separated (--user, --password and --db are the master's, the sentinels are asked without credentials; --tls is for both)")
+	f.StringVar(&s.sentinelMaster, "sentinel-master", "", "Redis Sentinel: the master's name; --addr lists the sentinels, comma-separated (--user, --password and --db are the master's; the sentinels are asked with --sentinel-password if given; --tls is for both)")
+	f.StringVar(&s.sentinelPass, "sentinel-password", "", "with --sentinel-master: the sentinels' own password (their requirepass), if they have one (env "+envSentinelPassword+"; never printed)")
 	f.BoolVar(&s.cluster, "cluster", false, "Redis Cluster: --addr lists one or more of its nodes, comma-separated")
 	f.StringVar(&s.auth, "auth", "", "ZooKeeper digest authentication, user:password: the nodes Epochal creates are then that identity's alone (env "+envAuth+"; never printed)")
 }
 
 // secureFlags names the connection flags.
-var secureFlags = []string{"user", "password", "db", "tls", "tls-ca", "tls-cert", "tls-key", "tls-insecure", "sentinel-master", "cluster", "auth"}
+var secureFlags = []string{"user", "password", "db", "tls", "tls-ca", "tls-cert", "tls-key", "tls-insecure", "sentinel-master", "sentinel-password", "cluster", "auth"}
 
 // isRedisURL reports whether addr is a redis:// or rediss:// URL.
 func isRedisURL(addr string) bool {
@@ -89,7 +93,7 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 	for _, f := range []struct {
 		flag, env string
 		v         *string
-	}{{"user", envUser, &s.user}, {"password", envPassword, &s.password}, {"auth", envAuth, &s.auth}} {
+	}{{"user", envUser, &s.user}, {"password", envPassword, &s.password}, {"sentinel-password", envSentinelPassword, &s.sentinelPass}, {"auth", envAuth, &s.auth}} {
 		if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed {
 			if v := os.Getenv(f.env); v != "" {
 				*f.v = v
@@ -132,7 +136,7 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 				return usagef("%s is for --backend redis; ZooKeeper takes --auth user:password (digest)", f)
 			}
 		}
-		s.user, s.password = "", "" // from the environment, for Redis
+		s.user, s.password, s.sentinelPass = "", "", "" // from the environment, for Redis
 		if s.auth != "" && (!strings.Contains(s.auth, ":") || strings.HasPrefix(s.auth, ":")) {
 			return usagef("--auth: want user:password (ZooKeeper digest)")
 		}
@@ -154,6 +158,12 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 	}
 	if s.cluster && s.db != 0 {
 		return usagef("--db %d with --cluster: Redis Cluster has only database 0", s.db)
+	}
+	if s.sentinelMaster == "" {
+		if cmd.Flags().Changed("sentinel-password") {
+			return usagef("--sentinel-password is the sentinels' password: for --sentinel-master")
+		}
+		s.sentinelPass = "" // from the environment, for a Sentinel set-up
 	}
 	var host string
 	if isURL {
@@ -373,7 +383,7 @@ func (g *globals) redisClient(addrs []string) (goredis.UniversalClient, string) 
 		}), "is the Redis Cluster at " + g.addr + " up? set --addr or " + envAddr
 	}
 	return goredis.NewFailoverClient(&goredis.FailoverOptions{
-		MasterName: s.sentinelMaster, SentinelAddrs: addrs,
+		MasterName: s.sentinelMaster, SentinelAddrs: addrs, SentinelPassword: s.sentinelPass,
 		Username: s.user, Password: s.password, DB: s.db, TLSConfig: s.tlsConf,
 		DialTimeout: g.connect, MaxRetries: 3, ContextTimeoutEnabled: true,
 	}), fmt.Sprintf("are the sentinels at %s up, and do they monitor a master named %q? check --addr and --sentinel-master", g.addr, s.sentinelMaster)
@@ -424,6 +434,9 @@ func (g *globals) openError(ctx context.Context, err, errConfig error, down, roo
 		return &usageError{err: err}
 	case refused(err):
 		hint := "check --user and --password (or " + envPassword + "), and the user's ACL"
+		if g.sec.sentinelMaster != "" {
+			hint = "check --user and --password (or " + envPassword + "), the master's, --sentinel-password (or " + envSentinelPassword + "), the sentinels', and the users' ACLs"
+		}
 		if g.backend == backendZK {
 			hint = fmt.Sprintf("check --auth (or %s): %s belongs to the identity that created it", envAuth, root)
 		}

@@ -80,7 +80,8 @@ existing prefix's or root's accounts are joined, and the total they hold at
 the start is the one checked. The report names the prefix or root and the
 command that inspects it ('epochal ... refs ls', with the connection flags
 the demo took; a password is never printed: the command asks for
-EPOCHAL_PASSWORD, or EPOCHAL_AUTH, to be set instead).`,
+EPOCHAL_PASSWORD, EPOCHAL_SENTINEL_PASSWORD or EPOCHAL_AUTH to be set
+instead).`,
 		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42\n  epochal --backend redis --addr 127.0.0.1:6379 demo\n  epochal --backend zk --addr 127.0.0.1:2181 demo",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -171,16 +172,28 @@ func (g *globals) connFlags() string {
 	return strings.Join(f, " ")
 }
 
-// secretVar is ", with EPOCHAL_PASSWORD set" (or EPOCHAL_AUTH) when this
-// command connected with a secret, which connFlags leaves out; else "".
+// secretVar is ", with EPOCHAL_PASSWORD set" (or EPOCHAL_AUTH, or
+// EPOCHAL_PASSWORD and EPOCHAL_SENTINEL_PASSWORD) when this command
+// connected with secrets, which connFlags leaves out; else "".
 func (g *globals) secretVar() string {
-	switch {
-	case g.backend == backendRedis && g.sec.password != "":
-		return ", with " + envPassword + " set"
-	case g.backend == backendZK && g.sec.auth != "":
-		return ", with " + envAuth + " set"
+	var vars []string
+	switch g.backend {
+	case backendRedis:
+		if g.sec.password != "" {
+			vars = append(vars, envPassword)
+		}
+		if g.sec.sentinelPass != "" {
+			vars = append(vars, envSentinelPassword)
+		}
+	case backendZK:
+		if g.sec.auth != "" {
+			vars = append(vars, envAuth)
+		}
 	}
-	return ""
+	if len(vars) == 0 {
+		return ""
+	}
+	return ", with " + strings.Join(vars, " and ") + " set"
 }
 
 // shellQuote quotes s for a POSIX shell, unless it needs none.

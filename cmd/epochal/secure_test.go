@@ -271,7 +271,7 @@ func TestSecureCluster(t *testing.T) {
 	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
 	// The command the demo prints inspects its accounts, on the cluster.
 	out := wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", nodes[other].Addr+","+nodes[1-other].Addr, "--cluster", "--password", pw, "demo", "--duration", "200ms", "--accounts", "3")
-	checkInspectCmd(t, out, pw, pw)
+	checkInspectCmd(t, out, map[string]string{envPassword: pw})
 	wantCode(t, secrets, exitOK, nil, r("--password", pw, "clock")...)
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
 	wantCode(t, secrets, exitUsage, []string{"only database 0"}, r("--password", pw, "--db", "1", "clock")...)
@@ -327,7 +327,7 @@ func TestSecureSentinel(t *testing.T) {
 		return append([]string{"--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sn"}, extra...)
 	}
 	out := wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
-	checkInspectCmd(t, out, pw, pw) // the command it prints names the sentinels and the master
+	checkInspectCmd(t, out, map[string]string{envPassword: pw}) // the command it prints names the sentinels and the master
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
 	wantCode(t, secrets, exitDown, []string{`master named "nosuch"`, "--sentinel-master"}, r("--sentinel-master", "nosuch", "--password", pw, "clock")...)
 	// The demo wrote to the master the sentinel named.
@@ -336,6 +336,38 @@ func TestSecureSentinel(t *testing.T) {
 	if keys, err := c.Keys(context.Background(), "{sn}:*").Result(); err != nil || len(keys) < 3 {
 		t.Errorf("keys under {sn} on the master: %v, %v; want the demo's", keys, err)
 	}
+}
+
+// TestSecureSentinelAuth: sentinels that require a password of their own
+// (requirepass in sentinel mode) take --sentinel-password or
+// EPOCHAL_SENTINEL_PASSWORD, while --password is the master's; without it
+// the refusal (exit 4) names --sentinel-password. Neither password is
+// printed; the demo's inspect command asks for both variables.
+func TestSecureSentinelAuth(t *testing.T) {
+	const pw, spw = "master-Secret-14", "sentinels-Secret-15"
+	secrets := []string{pw, spw}
+	master := testserver.StartRedis(t, testserver.RedisOptions{Password: pw})
+	host, port, _ := net.SplitHostPort(master.Addr)
+	sentinel := testserver.StartRedis(t, testserver.RedisOptions{Sentinel: true, Password: spw, Args: []string{
+		"sentinel monitor mymaster " + host + " " + port + " 1",
+		"sentinel auth-pass mymaster " + pw,
+	}})
+	r := func(extra ...string) []string {
+		return append([]string{"--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sna", "--password", pw}, extra...)
+	}
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH", "--sentinel-password"}, r("clock")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "--sentinel-password"}, r("--sentinel-password", "wrong-Sentinel-16", "clock")...)
+	out := wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster",
+		"--password", pw, "--sentinel-password", spw, "--prefix", "sna", "demo", "--duration", "200ms", "--accounts", "3")
+	checkInspectCmd(t, out, map[string]string{envPassword: pw, envSentinelPassword: spw})
+	t.Setenv(envSentinelPassword, spw)
+	wantCode(t, secrets, exitOK, nil, r("clock")...)
+	// The master's password is still needed: the sentinels' is not it.
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, "--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sna", "clock")
+	// Only with --sentinel-master; refused on mem (given as a flag).
+	t.Setenv(envSentinelPassword, "")
+	wantCode(t, secrets, exitUsage, []string{"--sentinel-password", "--sentinel-master"}, "--backend", "redis", "--addr", master.Addr, "--sentinel-password", spw, "clock")
+	wantCode(t, secrets, exitUsage, []string{"not mem"}, "--backend", "mem", "--sentinel-password", spw, "demo")
 }
 
 // seedRedis creates the namespace prefix on srv (database db) as a program
