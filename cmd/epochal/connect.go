@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -432,6 +433,8 @@ func (g *globals) openError(ctx context.Context, err, errConfig error, down, roo
 		return err
 	case errors.Is(err, errConfig):
 		return &usageError{err: err}
+	case certRefused(err):
+		return fmt.Errorf("%w (the server refused the TLS client certificate, or asked for one: give one it trusts with --tls-cert and --tls-key)", err)
 	case refused(err):
 		hint := "check --user and --password (or " + envPassword + "), and the user's ACL"
 		if g.sec.sentinelMaster != "" {
@@ -451,11 +454,15 @@ func (g *globals) openError(ctx context.Context, err, errConfig error, down, roo
 }
 
 // refused reports whether err is the server refusing the client: Redis
-// NOAUTH, WRONGPASS or NOPERM (and go-redis's errors for them), ZooKeeper
-// NoAuth or auth failed. exitCode maps it to exitRefused.
+// NOAUTH, WRONGPASS or NOPERM (and go-redis's errors for them), a TLS
+// client certificate refused or missing (certRefused), ZooKeeper NoAuth
+// or auth failed. exitCode maps it to exitRefused.
 func refused(err error) bool {
 	if err == nil {
 		return false
+	}
+	if certRefused(err) {
+		return true
 	}
 	if errors.Is(err, gozk.ErrNoAuth) || errors.Is(err, gozk.ErrAuthFailed) {
 		return true
@@ -473,6 +480,23 @@ func refused(err error) bool {
 		}
 	}
 	return false
+}
+
+// certAlerts are the TLS alerts a server sends when it does not accept
+// the client's certificate: none was given and it asks for one
+// (certificate required), or it does not trust or take the one given.
+var certAlerts = []string{"tls: certificate required", "tls: bad certificate", "tls: unknown certificate authority",
+	"tls: certificate unknown", "tls: certificate expired", "tls: certificate revoked", "tls: unsupported certificate"}
+
+// certRefused reports whether err is a TLS alert from the server refusing
+// the client's certificate (Redis with tls-auth-clients yes, or
+// optional, and a certificate it does not trust).
+func certRefused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	return slices.Contains(certAlerts, op.Err.Error())
 }
 
 // untrusted reports whether err is a TLS certificate the client does not

@@ -14,7 +14,8 @@
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
 // not be reached; 4 refused by the server: authentication or permission
-// (Redis NOAUTH, WRONGPASS, NOPERM; ZooKeeper NoAuth or auth failed); 5
+// (Redis NOAUTH, WRONGPASS, NOPERM, a TLS client certificate refused or
+// missing; ZooKeeper NoAuth or auth failed); 5
 // inconclusive (a jepsen run whose verdict is UNKNOWN: no anomaly found,
 // but not everything was checked); 6 a jepsen run cut short (interrupted:
 // its verdict is INCOMPLETE).
