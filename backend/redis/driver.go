@@ -222,6 +222,12 @@ type UniversalClient = goredis.UniversalClient
 // version at or before its read point, a transaction record). Use one that
 // reads from masters.
 func New(c UniversalClient, cfg Config) (*Backend, error) {
+	return NewContext(context.Background(), c, cfg)
+}
+
+// NewContext is New within ctx as well as cfg.DialTimeout: it returns
+// when ctx ends (a caller interrupted) with an error wrapping ctx's.
+func NewContext(ctx context.Context, c UniversalClient, cfg Config) (*Backend, error) {
 	if err := cfg.validate(false); err != nil {
 		return nil, err
 	}
@@ -234,7 +240,7 @@ func New(c UniversalClient, cfg Config) (*Backend, error) {
 	if _, ok := c.(*goredis.ClusterClient); ok && cfg.WaitReplicas > 0 {
 		return nil, fmt.Errorf("%w: WaitReplicas with a Cluster client (WAIT must follow the write on its connection)", ErrConfig)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	return open(ctx, c, cfg)
 }

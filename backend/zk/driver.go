@@ -90,9 +90,13 @@ type Config struct {
 // root that holds no Epochal data. It wraps backend.ErrNotFound.
 type NoNamespaceError struct {
 	Root string
-	// Found are the children of / that are Epochal roots ("/app1"),
-	// sorted.
+	// Found are the Epochal roots there are ("/app1", "/apps/shop"),
+	// sorted: nested ones included, at most 4 levels below / and among
+	// the first 512 znodes looked at (breadth first).
 	Found []string
+	// Partial: the search stopped at those bounds with znodes left to look
+	// at; there may be other roots.
+	Partial bool
 }
 
 func (e *NoNamespaceError) Error() string {
@@ -397,11 +401,11 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	var id []byte
 	if err := b.setup(ctx, func() (err error) { id, _, err = conn.Get(b.root + "/id"); return err }); err != nil {
 		if cfg.ReadOnly && errors.Is(err, gozk.ErrNoNode) {
-			found, ferr := b.roots(ctx)
+			found, partial, ferr := b.roots(ctx)
 			if ferr != nil {
 				return nil, fmt.Errorf("zk: no Epochal data under root %q; listing the roots there are: %w", b.root, ferr)
 			}
-			return nil, &NoNamespaceError{Root: b.root, Found: found}
+			return nil, &NoNamespaceError{Root: b.root, Found: found, Partial: partial}
 		}
 		if errors.Is(err, gozk.ErrNoAuth) {
 			return nil, fmt.Errorf("zk: read %s/id: %w (the root belongs to another identity: check Config.Auth)", b.root, err)
@@ -443,29 +447,65 @@ func open(ctx context.Context, conn *gozk.Conn, cfg Config) (*Backend, error) {
 	return b, nil
 }
 
-// roots lists the children of / that are Epochal roots: their id node
-// holds "zk:...".
-func (b *Backend) roots(ctx context.Context) ([]string, error) {
-	var kids []string
-	if err := b.setup(ctx, func() (err error) { kids, _, err = b.conn.Children("/"); return err }); err != nil {
-		return nil, err
+// Bounds of roots' search.
+const (
+	rootsMaxDepth = 4   // levels below /: /a/b/c/d
+	rootsMaxNodes = 512 // znodes looked at
+)
+
+// roots lists the Epochal roots there are (a znode whose id child holds
+// "zk:..."), nested ones included, breadth first: at most rootsMaxDepth
+// levels below / and rootsMaxNodes znodes looked at (one Children request
+// each, and a Get of the id of those that have one); partial reports that
+// it stopped at those bounds with znodes left to look at. It does not
+// look inside a root, nor in /zookeeper, nor in a znode this identity may
+// not read.
+func (b *Backend) roots(ctx context.Context) (found []string, partial bool, err error) {
+	type node struct {
+		path  string
+		depth int
 	}
-	var out []string
-	for _, k := range kids {
-		var id []byte
-		err := b.setup(ctx, func() (err error) { id, _, err = b.conn.Get("/" + k + "/id"); return err })
+	queue := []node{{"/", 0}}
+	for looked := 0; len(queue) > 0; looked++ {
+		if looked == rootsMaxNodes {
+			partial = true
+			break
+		}
+		n := queue[0]
+		queue = queue[1:]
+		var kids []string
+		err := b.setup(ctx, func() (err error) { kids, _, err = b.conn.Children(n.path); return err })
 		if errors.Is(err, gozk.ErrNoNode) || errors.Is(err, gozk.ErrNoAuth) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if strings.HasPrefix(string(id), "zk:") {
-			out = append(out, "/"+k)
+		if n.path != "/" && slices.Contains(kids, "id") {
+			var id []byte
+			err := b.setup(ctx, func() (err error) { id, _, err = b.conn.Get(n.path + "/id"); return err })
+			if err != nil && !errors.Is(err, gozk.ErrNoNode) && !errors.Is(err, gozk.ErrNoAuth) {
+				return nil, false, err
+			}
+			if err == nil && strings.HasPrefix(string(id), "zk:") {
+				found = append(found, n.path)
+				continue
+			}
+		}
+		if n.depth == rootsMaxDepth {
+			partial = partial || len(kids) > 0
+			continue
+		}
+		slices.Sort(kids)
+		for _, k := range kids {
+			p := strings.TrimSuffix(n.path, "/") + "/" + k
+			if p != "/zookeeper" {
+				queue = append(queue, node{p, n.depth + 1})
+			}
 		}
 	}
-	slices.Sort(out)
-	return out, nil
+	slices.Sort(found)
+	return found, partial, nil
 }
 
 // setup runs one idempotent step of open (a create that tolerates

@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	gozk "github.com/go-zookeeper/zk"
@@ -30,6 +32,8 @@ const (
 	envUser     = "EPOCHAL_USER"
 	envPassword = "EPOCHAL_PASSWORD"
 	envAuth     = "EPOCHAL_AUTH"
+	// envSentinelPassword: --sentinel-password, the sentinels' own.
+	envSentinelPassword = "EPOCHAL_SENTINEL_PASSWORD"
 )
 
 // secure holds the connection flags beyond --addr: credentials, database,
@@ -45,6 +49,7 @@ type secure struct {
 	tlsKey         string
 	tlsInsecure    bool
 	sentinelMaster string
+	sentinelPass   string // the sentinels' own requirepass
 	cluster        bool
 	auth           string // ZooKeeper digest "user:password"
 
@@ -64,13 +69,14 @@ func addSecureFlags(root *cobra.Command, s *secure) {
 	f.StringVar(&s.tlsCert, "tls-cert", "", "PEM file of a client certificate, for a server that asks for one (with --tls-key)")
 	f.StringVar(&s.tlsKey, "tls-key", "", "PEM file of the --tls-cert's private key")
 	f.BoolVar(&s.tlsInsecure, "tls-insecure", false, "do not verify the Redis server's certificate (testing only: anyone in the path can read and change the traffic)")
-	f.StringVar(&s.sentinelMaster, "sentinel-master", "", "Redis Sentinel: the master's name; --addr lists the sentinels, comma-separated (--user, --password and --db are the master's, the sentinels are asked without credentials; --tls is for both)")
+	f.StringVar(&s.sentinelMaster, "sentinel-master", "", "Redis Sentinel: the master's name; --addr lists the sentinels, comma-separated (--user, --password and --db are the master's; the sentinels are asked with --sentinel-password if given; --tls is for both)")
+	f.StringVar(&s.sentinelPass, "sentinel-password", "", "with --sentinel-master: the sentinels' own password (their requirepass), if they have one (env "+envSentinelPassword+"; never printed)")
 	f.BoolVar(&s.cluster, "cluster", false, "Redis Cluster: --addr lists one or more of its nodes, comma-separated")
 	f.StringVar(&s.auth, "auth", "", "ZooKeeper digest authentication, user:password: the nodes Epochal creates are then that identity's alone (env "+envAuth+"; never printed)")
 }
 
 // secureFlags names the connection flags.
-var secureFlags = []string{"user", "password", "db", "tls", "tls-ca", "tls-cert", "tls-key", "tls-insecure", "sentinel-master", "cluster", "auth"}
+var secureFlags = []string{"user", "password", "db", "tls", "tls-ca", "tls-cert", "tls-key", "tls-insecure", "sentinel-master", "sentinel-password", "cluster", "auth"}
 
 // isRedisURL reports whether addr is a redis:// or rediss:// URL.
 func isRedisURL(addr string) bool {
@@ -88,7 +94,7 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 	for _, f := range []struct {
 		flag, env string
 		v         *string
-	}{{"user", envUser, &s.user}, {"password", envPassword, &s.password}, {"auth", envAuth, &s.auth}} {
+	}{{"user", envUser, &s.user}, {"password", envPassword, &s.password}, {"sentinel-password", envSentinelPassword, &s.sentinelPass}, {"auth", envAuth, &s.auth}} {
 		if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed {
 			if v := os.Getenv(f.env); v != "" {
 				*f.v = v
@@ -96,8 +102,9 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 		}
 	}
 	// given: the connection flags on the command line. Those only in the
-	// environment are not refused where they do not apply (a password
-	// exported for Redis does not stop a demo on mem): they are ignored.
+	// environment are not refused where they do not apply (a password, or
+	// a URL in EPOCHAL_ADDR, exported for Redis does not stop a demo on
+	// mem): they are ignored.
 	var given []string
 	for _, n := range secureFlags {
 		if cmd.Flags().Changed(n) {
@@ -105,6 +112,9 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 		}
 	}
 	isURL := isRedisURL(g.addr)
+	if isURL && g.backend == backendMem && !cmd.Flags().Changed("addr") {
+		isURL = false // EPOCHAL_ADDR, exported for Redis: mem dials nothing
+	}
 	if isURL {
 		given = append(given, "a redis:// URL in --addr")
 	}
@@ -127,7 +137,7 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 				return usagef("%s is for --backend redis; ZooKeeper takes --auth user:password (digest)", f)
 			}
 		}
-		s.user, s.password = "", "" // from the environment, for Redis
+		s.user, s.password, s.sentinelPass = "", "", "" // from the environment, for Redis
 		if s.auth != "" && (!strings.Contains(s.auth, ":") || strings.HasPrefix(s.auth, ":")) {
 			return usagef("--auth: want user:password (ZooKeeper digest)")
 		}
@@ -150,6 +160,12 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 	if s.cluster && s.db != 0 {
 		return usagef("--db %d with --cluster: Redis Cluster has only database 0", s.db)
 	}
+	if s.sentinelMaster == "" {
+		if cmd.Flags().Changed("sentinel-password") {
+			return usagef("--sentinel-password is the sentinels' password: for --sentinel-master")
+		}
+		s.sentinelPass = "" // from the environment, for a Sentinel set-up
+	}
 	var host string
 	if isURL {
 		if s.cluster || s.sentinelMaster != "" {
@@ -165,32 +181,34 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 			flagSet bool
 			urlSet  bool
 		}{
-			{"--user (or " + envUser + ")", s.user != "", o.Username != ""},
-			{"--password (or " + envPassword + ")", s.password != "", o.Password != ""},
-			{"--db", s.db != 0, o.DB != 0},
+			{"--user (or " + envUser + ")", s.user != "", o.user != ""},
+			{"--password (or " + envPassword + ")", s.password != "", o.password != ""},
+			{"--db", s.db != 0, o.db != 0},
 		} {
 			if c.flagSet && c.urlSet {
 				return usagef("%s and the URL in --addr both give it: give it once", c.flag)
 			}
 		}
-		if o.Username != "" {
-			s.user = o.Username
+		if o.user != "" {
+			s.user = o.user
 		}
-		if o.Password != "" {
-			s.password = o.Password
+		if o.password != "" {
+			s.password = o.password
 		}
-		if o.DB != 0 {
-			s.db = o.DB
+		if o.db != 0 {
+			s.db = o.db
 		}
-		if o.TLSConfig != nil {
+		if o.tls {
 			s.tls = true
 		} else if s.tls {
 			return usagef("--tls with a redis:// URL: use rediss:// (or a host:port address)")
 		}
 		if s.password == "" && s.user != "" {
-			return usagef("the URL in --addr names user %s without a password", s.user)
+			// Not named: it may be a password written where the user
+			// name goes (redis://secret@host).
+			return usagef("the URL in --addr names a user without a password: write redis://user:password@host:port, or redis://:password@host:port for a requirepass")
 		}
-		s.addrs = []string{o.Addr}
+		s.addrs = []string{o.addr}
 	} else {
 		for _, a := range strings.Split(g.addr, ",") {
 			a = strings.TrimSpace(a)
@@ -203,7 +221,14 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 			return usagef("--user %s without --password (or %s)", s.user, envPassword)
 		}
 	}
-	host, _, _ = net.SplitHostPort(s.addrs[0])
+	// One server's certificate is checked against the host it is
+	// dialled by. Sentinel and Cluster dial several servers (the
+	// sentinels, then the master they name; every node) with one
+	// tls.Config: its ServerName stays empty, so that crypto/tls takes
+	// each dial's own host (go-redis dials with tls.DialWithDialer).
+	if !s.cluster && s.sentinelMaster == "" {
+		host, _, _ = net.SplitHostPort(s.addrs[0])
+	}
 	tlsOpts := s.tlsCA != "" || s.tlsCert != "" || s.tlsKey != "" || s.tlsInsecure
 	if tlsOpts && !s.tls {
 		return usagef("--tls-ca, --tls-cert, --tls-key and --tls-insecure need --tls (or a rediss:// URL)")
@@ -219,31 +244,69 @@ func (g *globals) resolveSecure(cmd *cobra.Command) error {
 	return nil
 }
 
-// parseRedisURL parses a redis:// or rediss:// URL with go-redis's
-// ParseURL, and returns it redacted (the password replaced) for messages.
-// Errors never show the password.
-func parseRedisURL(raw string) (*goredis.Options, string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL, which holds the password
-		}
-		return nil, "", usagef("--addr: not a valid redis:// URL: %v", err)
-	}
-	redacted := u.Redacted()
-	if len(u.Query()) > 0 {
-		return nil, "", usagef("--addr %s: URL options (?...) are not taken; use the flags", redacted)
-	}
-	o, err := goredis.ParseURL(raw)
-	if err != nil {
-		return nil, "", usagef("--addr %s: %v", redacted, strings.TrimPrefix(err.Error(), "redis: "))
-	}
-	return o, redacted, nil
+// redisURL is what a redis:// or rediss:// URL in --addr says.
+type redisURL struct {
+	addr           string // host:port
+	user, password string
+	db             int
+	tls            bool // rediss://
 }
 
-// tlsConfig builds the TLS configuration the flags describe. Unreadable or
-// malformed files are usage errors naming the file.
+// parseRedisURL parses a redis:// or rediss:// URL (scheme, user name and
+// password, host, port, database number) and returns it with its form for
+// messages: scheme://[user:]xxxxx@host:port/db. Its errors say what is
+// wrong in general terms and quote nothing from the URL: a password that
+// holds an unencoded # / ? @ or % makes the parser split the URL inside it
+// (a piece of the password read as a port, a path, a query, a fragment or
+// an escape), so no part of a URL that does not parse can be shown.
+func parseRedisURL(raw string) (redisURL, string, error) {
+	const encode = "in its user name and password, percent-encode # / ? @ and % as %23 %2F %3F %40 %25"
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return redisURL{}, "", usagef("--addr: not a valid redis:// or rediss:// URL; %s", encode)
+	}
+	switch {
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return redisURL{}, "", usagef("--addr: a redis:// URL takes no #fragment; %s", encode)
+	case u.RawQuery != "" || u.ForceQuery:
+		return redisURL{}, "", usagef("--addr: URL options (?...) are not taken, use the flags; %s", encode)
+	}
+	db := 0
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || strings.TrimLeft(p, "0123456789") != "" {
+			return redisURL{}, "", usagef("--addr: the URL's path must be a database number, such as /3; %s", encode)
+		}
+		db = n
+	}
+	r := redisURL{db: db, tls: u.Scheme == "rediss"}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		host = "localhost"
+	}
+	if port == "" {
+		port = "6379"
+	}
+	r.addr = net.JoinHostPort(host, port)
+	shown := u.Scheme + "://"
+	if u.User != nil {
+		r.user = u.User.Username()
+		if pw, ok := u.User.Password(); ok {
+			r.password = pw
+			shown += r.user + ":xxxxx@"
+		} else {
+			// "redis://secret@host": a password written where the user
+			// name goes. Not shown.
+			shown += "xxxxx@"
+		}
+	}
+	shown += r.addr + "/" + strconv.Itoa(db)
+	return r, shown, nil
+}
+
+// tlsConfig builds the TLS configuration the flags describe, with host as
+// its ServerName ("": each dial's host). Unreadable or malformed files are
+// usage errors naming the file.
 func (s *secure) tlsConfig(host string) (*tls.Config, error) {
 	if s.tlsInsecure && s.tlsCA != "" {
 		return nil, usagef("--tls-insecure and --tls-ca: with --tls-insecure nothing is verified, against the CA or otherwise")
@@ -284,39 +347,47 @@ func (g *globals) openRedis(ctx context.Context, prefix string) (backend.Driver,
 	octx, cancel := context.WithTimeout(ctx, g.connect)
 	defer cancel()
 	cfg := redis.Config{Prefix: prefix, DialTimeout: g.connect, ReadOnly: g.readOnly}
-	var (
-		c    goredis.UniversalClient
-		what string
-	)
-	switch {
-	case s.cluster:
-		what = "is the Redis Cluster at " + g.addr + " up? set --addr or " + envAddr
-		c = goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs: addrs, Username: s.user, Password: s.password, TLSConfig: s.tlsConf,
-			DialTimeout: g.connect, MaxRetries: 3,
-		})
-	case s.sentinelMaster != "":
-		what = fmt.Sprintf("are the sentinels at %s up, and do they monitor a master named %q? check --addr and --sentinel-master", g.addr, s.sentinelMaster)
-		c = goredis.NewFailoverClient(&goredis.FailoverOptions{
-			MasterName: s.sentinelMaster, SentinelAddrs: addrs,
-			Username: s.user, Password: s.password, DB: s.db, TLSConfig: s.tlsConf,
-			DialTimeout: g.connect, MaxRetries: 3,
-		})
-	default:
+	if !s.cluster && s.sentinelMaster == "" {
 		cfg.Addr, cfg.Username, cfg.Password, cfg.DB, cfg.TLS = addrs[0], s.user, s.password, s.db, s.tlsConf
 		b, err := redis.Open(octx, cfg)
 		if err != nil {
-			return nil, g.openError(err, redis.ErrConfig, "is redis-server running at "+g.addr+"? set --addr or "+envAddr, "")
+			return nil, g.openError(ctx, err, redis.ErrConfig, "is redis-server running at "+g.addr+"? set --addr or "+envAddr, "")
 		}
 		return b, nil
 	}
+	c, what := g.redisClient(addrs)
 	cfg.Addr = g.addr // for its messages only
-	b, err := redis.New(c, cfg)
+	b, err := redis.NewContext(octx, c, cfg)
 	if err != nil {
-		_ = c.Close()
-		return nil, g.openError(err, redis.ErrConfig, what, "")
+		if ctx.Err() != nil {
+			// Interrupted: not waiting for Close, which waits for a
+			// lookup under way (the Sentinel client holds its lock
+			// while it asks the sentinels, bounded by its timeouts
+			// only).
+			go c.Close()
+		} else {
+			_ = c.Close()
+		}
+		return nil, g.openError(ctx, err, redis.ErrConfig, what, "")
 	}
 	return &ownedRedis{Backend: b, c: c}, nil
+}
+
+// redisClient makes the Sentinel failover client or the Cluster client
+// the flags name, and says what to check when it cannot be reached.
+func (g *globals) redisClient(addrs []string) (goredis.UniversalClient, string) {
+	s := &g.sec
+	if s.cluster {
+		return goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs: addrs, Username: s.user, Password: s.password, TLSConfig: s.tlsConf,
+			DialTimeout: g.connect, MaxRetries: 3, ContextTimeoutEnabled: true,
+		}), "is the Redis Cluster at " + g.addr + " up? set --addr or " + envAddr
+	}
+	return goredis.NewFailoverClient(&goredis.FailoverOptions{
+		MasterName: s.sentinelMaster, SentinelAddrs: addrs, SentinelPassword: s.sentinelPass,
+		Username: s.user, Password: s.password, DB: s.db, TLSConfig: s.tlsConf,
+		DialTimeout: g.connect, MaxRetries: 3, ContextTimeoutEnabled: true,
+	}), fmt.Sprintf("are the sentinels at %s up, and do they monitor a master named %q? check --addr and --sentinel-master", g.addr, s.sentinelMaster)
 }
 
 // ownedRedis is a backend over a client openRedis made: Close closes both.
@@ -340,27 +411,35 @@ func (g *globals) openZK(ctx context.Context, root string) (backend.Driver, erro
 	defer cancel()
 	b, err := zk.Open(octx, zk.Config{Servers: servers, Root: root, Auth: g.sec.auth, ReadOnly: g.readOnly})
 	if err != nil {
-		return nil, g.openError(err, zk.ErrConfig, "is ZooKeeper running at "+g.addr+"? set --addr or "+envAddr, root)
+		return nil, g.openError(ctx, err, zk.ErrConfig, "is ZooKeeper running at "+g.addr+"? set --addr or "+envAddr, root)
 	}
 	return b, nil
 }
 
 // openError classifies an error opening a backend: a bad setting is a
 // usage error, a refusal (authentication or permission) is said as such,
-// anything else means the server could not be reached.
-func (g *globals) openError(err, errConfig error, down, root string) error {
+// an interrupt (ctx, the command's, ended) too; anything else means the
+// server could not be reached.
+func (g *globals) openError(ctx context.Context, err, errConfig error, down, root string) error {
 	if ns := g.namespaceErr(err); ns != nil {
 		return ns
 	}
 	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("opening %s at %s: interrupted", g.backend, g.addr)
 	case errors.Is(err, backend.ErrDataLost):
 		// The server answered: what it holds is damaged (a ZooKeeper
 		// root without its epoch node), which the error says.
 		return err
 	case errors.Is(err, errConfig):
 		return &usageError{err: err}
+	case certRefused(err):
+		return fmt.Errorf("%w (the server refused the TLS client certificate, or asked for one: give one it trusts with --tls-cert and --tls-key)", err)
 	case refused(err):
 		hint := "check --user and --password (or " + envPassword + "), and the user's ACL"
+		if g.sec.sentinelMaster != "" {
+			hint = "check --user and --password (or " + envPassword + "), the master's, --sentinel-password (or " + envSentinelPassword + "), the sentinels', and the users' ACLs"
+		}
 		if g.backend == backendZK {
 			hint = fmt.Sprintf("check --auth (or %s): %s belongs to the identity that created it", envAuth, root)
 		}
@@ -375,11 +454,15 @@ func (g *globals) openError(err, errConfig error, down, root string) error {
 }
 
 // refused reports whether err is the server refusing the client: Redis
-// NOAUTH, WRONGPASS or NOPERM (and go-redis's errors for them), ZooKeeper
-// NoAuth or auth failed. exitCode maps it to exitRefused.
+// NOAUTH, WRONGPASS or NOPERM (and go-redis's errors for them), a TLS
+// client certificate refused or missing (certRefused), ZooKeeper NoAuth
+// or auth failed. exitCode maps it to exitRefused.
 func refused(err error) bool {
 	if err == nil {
 		return false
+	}
+	if certRefused(err) {
+		return true
 	}
 	if errors.Is(err, gozk.ErrNoAuth) || errors.Is(err, gozk.ErrAuthFailed) {
 		return true
@@ -397,6 +480,23 @@ func refused(err error) bool {
 		}
 	}
 	return false
+}
+
+// certAlerts are the TLS alerts a server sends when it does not accept
+// the client's certificate: none was given and it asks for one
+// (certificate required), or it does not trust or take the one given.
+var certAlerts = []string{"tls: certificate required", "tls: bad certificate", "tls: unknown certificate authority",
+	"tls: certificate unknown", "tls: certificate expired", "tls: certificate revoked", "tls: unsupported certificate"}
+
+// certRefused reports whether err is a TLS alert from the server refusing
+// the client's certificate (Redis with tls-auth-clients yes, or
+// optional, and a certificate it does not trust).
+func certRefused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	return slices.Contains(certAlerts, op.Err.Error())
 }
 
 // untrusted reports whether err is a TLS certificate the client does not

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +78,10 @@ With --backend redis the accounts live under a fresh key prefix per run
 (or --prefix), with --backend zk under a fresh root znode (or --root); an
 existing prefix's or root's accounts are joined, and the total they hold at
 the start is the one checked. The report names the prefix or root and the
-command that inspects it ('epochal ... refs ls').`,
+command that inspects it ('epochal ... refs ls', with the connection flags
+the demo took; a password is never printed: the command asks for
+EPOCHAL_PASSWORD, EPOCHAL_SENTINEL_PASSWORD or EPOCHAL_AUTH to be set
+instead).`,
 		Example: "  epochal demo --duration 300ms\n  epochal demo --accounts 3 --workers 16 --duration 10s --seed 42\n  epochal --backend redis --addr 127.0.0.1:6379 demo\n  epochal --backend zk --addr 127.0.0.1:2181 demo",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -113,17 +117,91 @@ command that inspects it ('epochal ... refs ls').`,
 
 // demoWhere says where a demo's accounts live and how to inspect them:
 // "prefix demo-1 (inspect: epochal --backend redis --addr ... --prefix
-// demo-1 refs ls)"; "" for the embedded backend.
+// demo-1 refs ls)"; "" for the embedded backend. The command carries every
+// connection flag the demo's own connection took (the address a URL names,
+// --db, --user, the TLS files, --sentinel-master, --cluster); a password
+// or ZooKeeper --auth is never printed: the command ends ", with
+// EPOCHAL_PASSWORD set" (or EPOCHAL_AUTH) instead.
 func (g *globals) demoWhere(fresh string) string {
 	switch g.backend {
 	case backendRedis:
 		prefix := cmp.Or(g.prefix, fresh)
-		return fmt.Sprintf("prefix:             %s (inspect: epochal --backend redis --addr %s --prefix %s refs ls)", prefix, g.addr, prefix)
+		return fmt.Sprintf("prefix:             %s (inspect: epochal %s --prefix %s refs ls%s)", prefix, g.connFlags(), shellQuote(prefix), g.secretVar())
 	case backendZK:
 		root := cmp.Or(g.root, "/"+fresh)
-		return fmt.Sprintf("root:               %s (inspect: epochal --backend zk --addr %s --root %s refs ls)", root, g.addr, root)
+		return fmt.Sprintf("root:               %s (inspect: epochal %s --root %s refs ls%s)", root, g.connFlags(), shellQuote(root), g.secretVar())
 	}
 	return ""
+}
+
+// connFlags are the command-line flags, secrets left out, that connect
+// to the server this command connected to.
+func (g *globals) connFlags() string {
+	s := &g.sec
+	addr := g.addr
+	if len(s.addrs) > 0 { // resolved: host:port, a URL's included
+		addr = strings.Join(s.addrs, ",")
+	}
+	f := []string{"--backend", g.backend, "--addr", shellQuote(addr)}
+	if g.backend != backendRedis {
+		return strings.Join(f, " ")
+	}
+	if s.sentinelMaster != "" {
+		f = append(f, "--sentinel-master", shellQuote(s.sentinelMaster))
+	}
+	if s.cluster {
+		f = append(f, "--cluster")
+	}
+	if s.db != 0 {
+		f = append(f, "--db", strconv.Itoa(s.db))
+	}
+	if s.user != "" {
+		f = append(f, "--user", shellQuote(s.user))
+	}
+	if s.tls {
+		f = append(f, "--tls")
+		for _, o := range []struct{ flag, v string }{{"--tls-ca", s.tlsCA}, {"--tls-cert", s.tlsCert}, {"--tls-key", s.tlsKey}} {
+			if o.v != "" {
+				f = append(f, o.flag, shellQuote(o.v))
+			}
+		}
+		if s.tlsInsecure {
+			f = append(f, "--tls-insecure")
+		}
+	}
+	return strings.Join(f, " ")
+}
+
+// secretVar is ", with EPOCHAL_PASSWORD set" (or EPOCHAL_AUTH, or
+// EPOCHAL_PASSWORD and EPOCHAL_SENTINEL_PASSWORD) when this command
+// connected with secrets, which connFlags leaves out; else "".
+func (g *globals) secretVar() string {
+	var vars []string
+	switch g.backend {
+	case backendRedis:
+		if g.sec.password != "" {
+			vars = append(vars, envPassword)
+		}
+		if g.sec.sentinelPass != "" {
+			vars = append(vars, envSentinelPassword)
+		}
+	case backendZK:
+		if g.sec.auth != "" {
+			vars = append(vars, envAuth)
+		}
+	}
+	if len(vars) == 0 {
+		return ""
+	}
+	return ", with " + strings.Join(vars, " and ") + " set"
+}
+
+// shellQuote quotes s for a POSIX shell, unless it needs none.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,:/@%+=") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // check validates the flags and returns the engine faults asked for.

@@ -2,6 +2,9 @@ package main
 
 import (
 	"io"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -31,4 +34,26 @@ func TestHelpNoRepeats(t *testing.T) {
 		}
 	}
 	walk(newRootCmd(io.Discard, io.Discard))
+}
+
+// TestExitCodesListed: the root's --help and the README's command-line
+// section name every exit code the command has, the highest included.
+func TestExitCodesListed(t *testing.T) {
+	codes := []int{exitOK, exitFail, exitUsage, exitDown, exitRefused, exitUnknown, exitIncomplete}
+	_, help, ok := strings.Cut(newRootCmd(io.Discard, io.Discard).Long, "Exit codes:")
+	help, _, _ = strings.Cut(help, "\n\n")
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, inREADME, _ := strings.Cut(string(readme), "exit codes are ")
+	inREADME, _, _ = strings.Cut(inREADME, ". ")
+	for where, text := range map[string]string{"epochal --help": help, "README": inREADME} {
+		words := strings.Fields(strings.NewReplacer(",", " ", "(", " ").Replace(text))
+		for _, c := range codes {
+			if !ok || !slices.Contains(words, strconv.Itoa(c)) {
+				t.Errorf("%s: its exit codes do not name %d:\n%s", where, c, text)
+			}
+		}
+	}
 }

@@ -134,17 +134,26 @@ func (g *globals) namespaceErr(err error) error {
 	var zn *zk.NoNamespaceError
 	var name, flag, env, what string
 	var found []string
+	partial := false // the search for the namespaces there are stopped short
 	switch {
 	case errors.As(err, &rn):
 		name, flag, env, what, found = rn.Prefix, "--prefix", envPrefix, "prefixes", rn.Found
 	case errors.As(err, &zn):
-		name, flag, env, what, found = zn.Root, "--root", envRoot, "roots", zn.Found
+		name, flag, env, what, found, partial = zn.Root, "--root", envRoot, "roots", zn.Found, zn.Partial
 	default:
 		return nil
 	}
 	there := fmt.Sprintf("%s at %s holds no Epochal data", g.backend, g.addr)
 	if len(found) > 0 {
 		there = fmt.Sprintf("%s with Epochal data on %s at %s: %s", what, g.backend, g.addr, strings.Join(found, ", "))
+	}
+	if partial {
+		const short = "the search for roots stops a few levels below / and after some hundred znodes: there may be others"
+		if len(found) == 0 {
+			there = fmt.Sprintf("no root with Epochal data found on %s at %s (%s)", g.backend, g.addr, short)
+		} else {
+			there += " (" + short + ")"
+		}
 	}
 	return notFoundf("no such namespace: %s (%s; set %s or %s)", name, there, flag, env)
 }

@@ -14,7 +14,8 @@
 // argument, --backend mem for a command that inspects, refs set without
 // --yes, a backend that is not available); 3 the backend's server could
 // not be reached; 4 refused by the server: authentication or permission
-// (Redis NOAUTH, WRONGPASS, NOPERM; ZooKeeper NoAuth or auth failed); 5
+// (Redis NOAUTH, WRONGPASS, NOPERM, a TLS client certificate refused or
+// missing; ZooKeeper NoAuth or auth failed); 5
 // inconclusive (a jepsen run whose verdict is UNKNOWN: no anomaly found,
 // but not everything was checked); 6 a jepsen run cut short (interrupted:
 // its verdict is INCOMPLETE).
@@ -170,7 +171,8 @@ distributed locks processes hold and the members of groups.
 
 Exit codes: 0 ok, 1 not found (or a failed run or check), 2 bad usage,
 3 backend unreachable, 4 refused by the server: authentication or permission,
-5 inconclusive (a jepsen run whose verdict is UNKNOWN).
+5 inconclusive (a jepsen run whose verdict is UNKNOWN), 6 a jepsen run cut
+short (interrupted: its verdict is INCOMPLETE).
 
 Secured servers: --user and --password (or EPOCHAL_PASSWORD), --db, --tls
 and --tls-ca, a redis:// or rediss:// URL in --addr, --sentinel-master,

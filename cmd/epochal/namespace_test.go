@@ -95,3 +95,29 @@ func TestWatchMissingRefNoMark(t *testing.T) {
 		t.Errorf("refs watch nosuch: %d keys before, %d after (%v)", before, after, err)
 	}
 }
+
+// TestNoSuchNamespaceNestedZK: on ZooKeeper the roots a mistyped --root
+// is told about include nested ones (a demo's /apps/shop), and a root
+// deeper than the search goes is not denied: the message says how far it
+// looked instead of "holds no Epochal data".
+func TestNoSuchNamespaceNestedZK(t *testing.T) {
+	srv := testserver.StartZK(t)
+	flags := []string{"--backend", "zk", "--addr", srv.ConnectString()}
+	zkRoot := func(root string) {
+		drv, err := zk.Open(t.Context(), zk.Config{Servers: srv.Servers, Root: root})
+		mustNoErr(t, err, "open "+root)
+		_ = drv.Close()
+	}
+	zkRoot("/deep/a/b/c/d/e")
+	_, _, err := runCLI(t, append(flags, "--root", "/apps/shpo", "clock")...)
+	if exitCode(err) != exitNotFound || err == nil || strings.Contains(err.Error(), "holds no Epochal data") || !strings.Contains(err.Error(), "the search for roots stops") {
+		t.Errorf("--root /apps/shpo, only a root deeper than the search: exit %d, %v; want exit 1 saying how far it looked, not that there is no data", exitCode(err), err)
+	}
+	if _, _, err := runCLI(t, append(flags, "--root", "/apps/shop", "demo", "--duration", "100ms", "--accounts", "2")...); err != nil {
+		t.Fatalf("demo on /apps/shop: %v", err)
+	}
+	_, _, err = runCLI(t, append(flags, "--root", "/apps/shpo", "clock")...)
+	if exitCode(err) != exitNotFound || err == nil || !strings.Contains(err.Error(), "no such namespace: /apps/shpo") || !strings.Contains(err.Error(), ": /apps/shop") {
+		t.Errorf("--root /apps/shpo after a demo on /apps/shop: exit %d, %v; want exit 1 naming /apps/shop", exitCode(err), err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -25,7 +26,7 @@ const annotInspect = "epochal/inspect"
 // addOutputFlag adds the global -o, --output.
 func addOutputFlag(root *cobra.Command, g *globals) {
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", outputTable,
-		"output of the inspecting commands: table (for people), json or yaml (for scripts; --json is -o json)")
+		"output of the inspecting commands and version: table (for people), json or yaml (for scripts; --json is -o json)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(
 		[]string{outputTable, outputJSON, outputYAML}, cobra.ShellCompDirectiveNoFileComp))
 }
@@ -37,7 +38,7 @@ func (g *globals) checkOutput(cmd *cobra.Command) error {
 		return usagef("-o %q: want table, json or yaml", g.output)
 	}
 	if fl := cmd.Flags().Lookup("output"); fl != nil && fl.Changed && cmd.Annotations[annotInspect] == "" {
-		return usagef("-o applies to the inspecting commands (refs, txn, locks, group, clock), not %s", cmd.CommandPath())
+		return usagef("-o applies to the inspecting commands (refs, txn, locks, group, clock) and version, not %s", cmd.CommandPath())
 	}
 	return nil
 }
@@ -76,10 +77,37 @@ func printYAML(w io.Writer, v any, stream bool) error {
 
 // block clears the flow and quoting styles JSON's syntax gave the nodes,
 // so that they print as block YAML, quoted only where YAML needs it (a
-// string that would read as another type stays quoted: its tag is kept).
+// string that would read as another type stays quoted: its tag is kept),
+// or where a YAML 1.1 reader would read it as another type (yaml11Typed).
 func block(n *yaml.Node) {
 	n.Style = 0
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" && yaml11Typed(n.Value) {
+		n.Style = yaml.DoubleQuotedStyle
+	}
 	for _, c := range n.Content {
 		block(c)
 	}
+}
+
+// yaml11Bools are the plain scalars YAML 1.1 reads as booleans and YAML
+// 1.2 (the encoder's) as strings.
+var yaml11Bools = map[string]bool{}
+
+func init() {
+	for _, w := range []string{"y", "yes", "n", "no", "on", "off"} {
+		for _, v := range []string{w, strings.ToUpper(w), strings.ToUpper(w[:1]) + w[1:]} {
+			yaml11Bools[v] = true
+		}
+	}
+}
+
+// base60 is a YAML 1.1 sexagesimal number, such as 1:20 (80) or 190:20:30.15.
+var base60 = regexp.MustCompile(`^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`)
+
+// yaml11Typed reports whether s, a string, would be read as another type
+// by a YAML 1.1 reader (PyYAML and many tools) if printed plain: a
+// boolean (yes, off, ...), a base-60 number, the merge key << or the
+// value key =.
+func yaml11Typed(s string) bool {
+	return yaml11Bools[s] || base60.MatchString(s) || s == "<<" || s == "="
 }

@@ -133,3 +133,38 @@ func TestSuggestions(t *testing.T) {
 		t.Errorf("epochal refs frobnicate: %v; want a usage error suggesting nothing", err)
 	}
 }
+
+// TestYAMLQuotesYAML11: -o yaml quotes the strings a YAML 1.1 reader
+// (PyYAML, many tools) would read as another type: the booleans
+// yes/no/on/off/y/n in any case, base-60 numbers such as 1:20, and the
+// merge key "<<", as values and as keys; the document still reads back
+// as the same strings.
+func TestYAMLQuotesYAML11(t *testing.T) {
+	special := []string{"yes", "Yes", "YES", "no", "No", "NO", "y", "Y", "n", "N", "on", "On", "ON", "off", "Off", "OFF", "1:20", "-190:20:30.15", "<<", "="}
+	m := map[string]string{}
+	for _, s := range special {
+		m[s] = s
+	}
+	var out strings.Builder
+	mustNoErr(t, printYAML(&out, m, false), "printYAML")
+	for _, s := range special {
+		if want := `"` + s + `": "` + s + `"`; !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("-o yaml does not quote %q as key and value (want the line %s):\n%s", s, want, out.String())
+		}
+	}
+	var back map[string]string
+	if err := yaml.Unmarshal([]byte(out.String()), &back); err != nil || len(back) != len(m) {
+		t.Fatalf("reading it back: %v, %v", err, back)
+	}
+	for k, v := range m {
+		if back[k] != v {
+			t.Errorf("read back %q: %q, want %q", k, back[k], v)
+		}
+	}
+	// Other strings stay plain.
+	out.Reset()
+	mustNoErr(t, printYAML(&out, map[string]string{"name": "bank/acct-000", "note": "yesterday"}, false), "printYAML")
+	if want := "name: bank/acct-000\nnote: yesterday\n"; out.String() != want {
+		t.Errorf("-o yaml:\n%s\nwant\n%s", out.String(), want)
+	}
+}

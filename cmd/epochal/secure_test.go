@@ -101,6 +101,13 @@ func TestSecureRequirepass(t *testing.T) {
 	// A password that is given twice, in the URL and the environment, is
 	// a usage error that shows neither.
 	wantCode(t, secrets, exitUsage, []string{"--password (or EPOCHAL_PASSWORD) and the URL"}, "--backend", "redis", "--addr", "redis://:"+wrong+"@"+srv.Addr, "clock")
+	// A URL exported in EPOCHAL_ADDR is Redis's: a demo on mem ignores
+	// it (given as --addr, it is refused).
+	t.Setenv(envAddr, "redis://"+srv.Addr+"/0")
+	wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--prefix", "sec", "clock")
+	wantCode(t, secrets, exitOK, nil, "--backend", "mem", "demo", "--duration", "100ms", "--accounts", "2")
+	wantCode(t, secrets, exitOK, nil, "demo", "--duration", "100ms", "--accounts", "2")
+	wantCode(t, secrets, exitUsage, []string{"not mem"}, "--backend", "mem", "--addr", "redis://"+srv.Addr+"/0", "demo", "--duration", "100ms", "--accounts", "2")
 }
 
 // TestSecureACL: ACL users. alice (all permissions) gets in with her
@@ -161,9 +168,10 @@ func TestSecureTLS(t *testing.T) {
 	// The server's certificate serves as a client certificate too.
 	cert, key := filepath.Join(mtls.Dir, "server.crt"), filepath.Join(mtls.Dir, "server.key")
 	wantCode(t, nil, exitOK, nil, "--backend", "redis", "--addr", mtls.Addr, "--tls", "--tls-ca", mtls.CAFile, "--tls-cert", cert, "--tls-key", key, "--prefix", "mtls", "clock")
-	if code, _, errOut := secRun(t, nil, "--backend", "redis", "--addr", mtls.Addr, "--tls", "--tls-ca", mtls.CAFile, "--prefix", "mtls", "--connect-timeout", "3s", "clock"); code == exitOK {
-		t.Errorf("no client certificate, against tls-auth-clients yes: exit 0 (stderr %q)", errOut)
-	}
+	// No client certificate: the server refuses the handshake. That is a
+	// refusal (exit 4) naming --tls-cert, not a server that cannot be
+	// reached.
+	wantCode(t, nil, exitRefused, []string{"certificate", "--tls-cert"}, "--backend", "redis", "--addr", mtls.Addr, "--tls", "--tls-ca", mtls.CAFile, "--prefix", "mtls", "--connect-timeout", "3s", "clock")
 }
 
 // TestSecureZKAuth: a root created with --auth user:password is that
@@ -187,10 +195,13 @@ func TestSecureZKAuth(t *testing.T) {
 
 // TestSecureUsage: bad combinations of the connection flags are usage
 // errors (exit 2) saying what is wrong, before anything is dialled, and
-// never show a password.
+// never show a password, nor a piece of one: a redis:// URL whose
+// password holds an unencoded # / ? or % is refused without quoting it.
 func TestSecureUsage(t *testing.T) {
 	const pw = "usage-Secret-7"
-	secrets := []string{pw}
+	// Pieces of the malformed URLs' passwords that a parser's error
+	// would quote.
+	secrets := []string{pw, "Hunter2x", "Sx9", "%zz", "Cd2x", "Frag-Secret"}
 	addr := closedAddr(t)
 	r := func(extra ...string) []string {
 		return append([]string{"--backend", "redis", "--addr", addr}, extra...)
@@ -210,8 +221,15 @@ func TestSecureUsage(t *testing.T) {
 		{r("--auth", "a:"+pw, "clock"), "--auth is for --backend zk"},
 		{[]string{"--backend", "redis", "--addr", addr + "," + addr, "clock"}, "add --cluster"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr, "--tls", "clock"}, "use rediss://"},
-		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "/x", "clock"}, "redis://:xxxxx@"},
+		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "/x", "clock"}, "database number"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "?dial_timeout=1s", "clock"}, "URL options"},
+		{[]string{"--backend", "redis", "--addr", "redis://" + addr + "?password=Hunter2x", "clock"}, "URL options"},
+		{[]string{"--backend", "redis", "--addr", "redis://:Hunter2x#x@" + addr, "clock"}, "percent-encode"},
+		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr + "#Frag-Secret", "clock"}, "#fragment"},
+		{[]string{"--backend", "redis", "--addr", "redis://user:Sx9/cret@" + addr, "clock"}, "percent-encode"},
+		{[]string{"--backend", "redis", "--addr", "redis://u:p%zz@" + addr, "clock"}, "percent-encode"},
+		{[]string{"--backend", "redis", "--addr", "redis://:123/Cd2x@" + addr, "clock"}, "database number"},
+		{[]string{"--backend", "redis", "--addr", "redis://Hunter2x@" + addr, "clock"}, "without a password"},
 		{[]string{"--backend", "redis", "--addr", "redis://:" + pw + "@" + addr, "--cluster", "clock"}, "names one server"},
 		{[]string{"--backend", "redis", "--addr", "redis://alice:" + pw + "@" + addr, "--user", "bob", "clock"}, "--user (or EPOCHAL_USER) and the URL"},
 		{[]string{"--backend", "zk", "--addr", addr, "--password", pw, "clock"}, "ZooKeeper takes --auth"},
@@ -239,6 +257,42 @@ func TestSecureCluster(t *testing.T) {
 		clients[i] = goredis.NewClient(&goredis.Options{Addr: nodes[i].Addr, Password: pw})
 		defer clients[i].Close()
 	}
+	formCluster(t, nodes, clients)
+	slot, err := clients[0].ClusterKeySlot(ctx, "{cl}:x").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := 0 // the node that does not hold the slot
+	if slot <= 8191 {
+		other = 1
+	}
+	r := func(extra ...string) []string {
+		return append([]string{"--backend", "redis", "--addr", nodes[other].Addr, "--cluster", "--prefix", "cl"}, extra...)
+	}
+	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	// The command the demo prints inspects its accounts, on the cluster.
+	out := wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", nodes[other].Addr+","+nodes[1-other].Addr, "--cluster", "--password", pw, "demo", "--duration", "200ms", "--accounts", "3")
+	checkInspectCmd(t, out, map[string]string{envPassword: pw})
+	wantCode(t, secrets, exitOK, nil, r("--password", pw, "clock")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
+	wantCode(t, secrets, exitUsage, []string{"only database 0"}, r("--password", pw, "--db", "1", "clock")...)
+	// Without --cluster, the redirection is told as such, not as a server
+	// that cannot be reached.
+	wantCode(t, secrets, exitUsage, []string{"MOVED", "add --cluster"}, "--backend", "redis", "--addr", nodes[other].Addr, "--password", pw, "--prefix", "cl", "clock")
+	// The demo's refs are on the node that holds the slot, not on the one
+	// --addr named.
+	owner := clients[1-other]
+	if keys, err := owner.Keys(ctx, "{cl}:*").Result(); err != nil || len(keys) < 3 {
+		t.Errorf("keys under {cl} on the slot's node: %v, %v; want the demo's", keys, err)
+	}
+}
+
+// formCluster makes the two cluster-mode nodes one Redis Cluster, node 0
+// holding slots 0-8191 and node 1 the rest, and waits until both say it is
+// ok.
+func formCluster(t *testing.T, nodes [2]*testserver.Redis, clients [2]*goredis.Client) {
+	t.Helper()
+	ctx := context.Background()
 	for i, r := range [][2]int{{0, 8191}, {8192, 16383}} {
 		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", r[0], r[1]).Err(); err != nil {
 			t.Fatalf("node %d: CLUSTER ADDSLOTSRANGE: %v", i, err)
@@ -255,30 +309,6 @@ func TestSecureCluster(t *testing.T) {
 			info, err := clients[i].ClusterInfo(ctx).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:2")
 		})
-	}
-	slot, err := clients[0].ClusterKeySlot(ctx, "{cl}:x").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := 0 // the node that does not hold the slot
-	if slot <= 8191 {
-		other = 1
-	}
-	r := func(extra ...string) []string {
-		return append([]string{"--backend", "redis", "--addr", nodes[other].Addr, "--cluster", "--prefix", "cl"}, extra...)
-	}
-	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
-	wantCode(t, secrets, exitOK, nil, r("--password", pw, "clock")...)
-	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
-	wantCode(t, secrets, exitUsage, []string{"only database 0"}, r("--password", pw, "--db", "1", "clock")...)
-	// Without --cluster, the redirection is told as such, not as a server
-	// that cannot be reached.
-	wantCode(t, secrets, exitUsage, []string{"MOVED", "add --cluster"}, "--backend", "redis", "--addr", nodes[other].Addr, "--password", pw, "--prefix", "cl", "clock")
-	// The demo's refs are on the node that holds the slot, not on the one
-	// --addr named.
-	owner := clients[1-other]
-	if keys, err := owner.Keys(ctx, "{cl}:*").Result(); err != nil || len(keys) < 3 {
-		t.Errorf("keys under {cl} on the slot's node: %v, %v; want the demo's", keys, err)
 	}
 }
 
@@ -297,7 +327,8 @@ func TestSecureSentinel(t *testing.T) {
 	r := func(extra ...string) []string {
 		return append([]string{"--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sn"}, extra...)
 	}
-	wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	out := wantCode(t, secrets, exitOK, nil, r("--password", pw, "demo", "--duration", "200ms", "--accounts", "3")...)
+	checkInspectCmd(t, out, map[string]string{envPassword: pw}) // the command it prints names the sentinels and the master
 	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, r("clock")...)
 	wantCode(t, secrets, exitDown, []string{`master named "nosuch"`, "--sentinel-master"}, r("--sentinel-master", "nosuch", "--password", pw, "clock")...)
 	// The demo wrote to the master the sentinel named.
@@ -306,6 +337,38 @@ func TestSecureSentinel(t *testing.T) {
 	if keys, err := c.Keys(context.Background(), "{sn}:*").Result(); err != nil || len(keys) < 3 {
 		t.Errorf("keys under {sn} on the master: %v, %v; want the demo's", keys, err)
 	}
+}
+
+// TestSecureSentinelAuth: sentinels that require a password of their own
+// (requirepass in sentinel mode) take --sentinel-password or
+// EPOCHAL_SENTINEL_PASSWORD, while --password is the master's; without it
+// the refusal (exit 4) names --sentinel-password. Neither password is
+// printed; the demo's inspect command asks for both variables.
+func TestSecureSentinelAuth(t *testing.T) {
+	const pw, spw = "master-Secret-14", "sentinels-Secret-15"
+	secrets := []string{pw, spw}
+	master := testserver.StartRedis(t, testserver.RedisOptions{Password: pw})
+	host, port, _ := net.SplitHostPort(master.Addr)
+	sentinel := testserver.StartRedis(t, testserver.RedisOptions{Sentinel: true, Password: spw, Args: []string{
+		"sentinel monitor mymaster " + host + " " + port + " 1",
+		"sentinel auth-pass mymaster " + pw,
+	}})
+	r := func(extra ...string) []string {
+		return append([]string{"--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sna", "--password", pw}, extra...)
+	}
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH", "--sentinel-password"}, r("clock")...)
+	wantCode(t, secrets, exitRefused, []string{refusal, "--sentinel-password"}, r("--sentinel-password", "wrong-Sentinel-16", "clock")...)
+	out := wantCode(t, secrets, exitOK, nil, "--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster",
+		"--password", pw, "--sentinel-password", spw, "--prefix", "sna", "demo", "--duration", "200ms", "--accounts", "3")
+	checkInspectCmd(t, out, map[string]string{envPassword: pw, envSentinelPassword: spw})
+	t.Setenv(envSentinelPassword, spw)
+	wantCode(t, secrets, exitOK, nil, r("clock")...)
+	// The master's password is still needed: the sentinels' is not it.
+	wantCode(t, secrets, exitRefused, []string{refusal, "NOAUTH"}, "--backend", "redis", "--addr", sentinel.Addr, "--sentinel-master", "mymaster", "--prefix", "sna", "clock")
+	// Only with --sentinel-master; refused on mem (given as a flag).
+	t.Setenv(envSentinelPassword, "")
+	wantCode(t, secrets, exitUsage, []string{"--sentinel-password", "--sentinel-master"}, "--backend", "redis", "--addr", master.Addr, "--sentinel-password", spw, "clock")
+	wantCode(t, secrets, exitUsage, []string{"not mem"}, "--backend", "mem", "--sentinel-password", spw, "demo")
 }
 
 // seedRedis creates the namespace prefix on srv (database db) as a program

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"slices"
 
 	"github.com/spf13/cobra"
 )
@@ -113,28 +114,49 @@ a pseudo-version, or "(devel)" when built from a checkout), the VCS revision
 it was built from ("unknown revision" when the build was not stamped: built
 with -buildvcs=false, outside a repository, or installed at a tag) and the
 Go version and platform it was built with, all read from the binary's own
-build information. With --json, one JSON object: module, version,
-revision, revision_time and modified (when stamped), go, platform.
-It ignores the backend flags and variables.`,
-		Example: "  epochal version\n  epochal version --json",
+build information. With --json (or -o json), one JSON object: module,
+version, revision, revision_time and modified (when stamped), go,
+platform; with -o yaml the same as YAML. It ignores the backend flags and
+variables.`,
+		Example: "  epochal version\n  epochal version --json\n  epochal -o yaml version",
 		Args:    noArgs,
 		// The root's hook checks the backend flags; a version must print
 		// whatever they say (EPOCHAL_BACKEND=bogus included).
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format := outputTable
+			if fl := cmd.Flags().Lookup("output"); fl != nil {
+				format = fl.Value.String()
+				if !slices.Contains([]string{outputTable, outputJSON, outputYAML}, format) {
+					return usagef("-o %q: want table, json or yaml", format)
+				}
+				if asJSON {
+					if fl.Changed && format != outputJSON {
+						return usagef("--json and -o %s: pick one", format)
+					}
+					format = outputJSON
+				}
+			} else if asJSON {
+				format = outputJSON
+			}
 			bi, ok := debug.ReadBuildInfo()
-			return printVersion(cmd.OutOrStdout(), buildVersion(bi, ok), asJSON)
+			return printVersion(cmd.OutOrStdout(), buildVersion(bi, ok), format)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (the same as -o json)")
 	return cmd
 }
 
-func printVersion(w io.Writer, v buildOut, asJSON bool) error {
-	if asJSON {
+// printVersion prints v in the format -o names: table (the text), json or
+// yaml.
+func printVersion(w io.Writer, v buildOut, format string) error {
+	switch format {
+	case outputJSON:
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
+	case outputYAML:
+		return printYAML(w, v, false)
 	}
 	_, err := io.WriteString(w, v.text())
 	return err

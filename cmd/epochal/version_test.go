@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // TestVersionUnstamped: a binary without build information, or whose main
@@ -113,6 +115,33 @@ func TestVersionCommand(t *testing.T) {
 
 	if _, _, err := runCLI(t, "version", "extra"); exitCode(err) != exitUsage {
 		t.Errorf("epochal version extra: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+
+	// -o: json is --json, yaml the same document, table the text.
+	asJSON, _, _ := runCLI(t, "version", "--json")
+	for _, args := range [][]string{{"-o", "json", "version"}, {"version", "--output", "json"}, {"-o", "json", "version", "--json"}} {
+		if out, _, err := runCLI(t, args...); err != nil || out != asJSON {
+			t.Errorf("epochal %v: %v, printed\n%s\nwant what version --json prints\n%s", args, err, out, asJSON)
+		}
+	}
+	out, _, err = runCLI(t, "-o", "yaml", "version")
+	var fromYAML buildOut
+	if yerr := yaml.Unmarshal([]byte(out), &fromYAML); err != nil || yerr != nil || fromYAML != want || strings.HasPrefix(out, "{") {
+		t.Errorf("epochal -o yaml version: %v, %v, printed\n%s", err, yerr, out)
+	}
+	if out, _, err := runCLI(t, "-o", "table", "version"); err != nil || out != want.text() {
+		t.Errorf("epochal -o table version: %v, printed\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "xml", "version"}, `-o "xml"`},
+		{[]string{"-o", "yaml", "version", "--json"}, "pick one"},
+	} {
+		if _, _, err := runCLI(t, c.args...); exitCode(err) != exitUsage || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("epochal %v: exit %d, %v; want exit 2 saying %q", c.args, exitCode(err), err, c.want)
+		}
 	}
 }
 
