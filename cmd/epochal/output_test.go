@@ -27,7 +27,10 @@ func TestOutputFormats(t *testing.T) {
 	s, err := stm.Open(ctx, drv, stm.WithSweepInterval(0))
 	mustNoErr(t, err, "stm.Open")
 	t.Cleanup(func() { s.Close() })
-	acct, err := refs.New(ctx, s, "acct", account{Owner: "a: b", Balance: 7, Note: "123"})
+	// It keeps older versions: refs watch marks nothing (it opens
+	// read-only) and reads each change from the history, which two
+	// quick commits would otherwise trim past (a gap notice).
+	acct, err := refs.New(ctx, s, "acct", account{Owner: "a: b", Balance: 7, Note: "123"}, refs.WithMinHistory(8))
 	mustNoErr(t, err, "new")
 	flags := []string{"--backend", "redis", "--addr", srv.Addr, "--prefix", "out"}
 	t.Setenv(envNow, seedNow.Format(time.RFC3339)) // tables' relative times do not move between runs
