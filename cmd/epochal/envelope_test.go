@@ -37,7 +37,10 @@ func TestPromiseDelayValues(t *testing.T) {
 		return v
 	}
 
-	p, err := refs.NewPromise[map[string]int](ctx, s, "p")
+	// It keeps an older version, so that its history shows the pending
+	// one too (refs watch, below, marks nothing: commits keep no more
+	// for it).
+	p, err := refs.NewPromise[map[string]int](ctx, s, "p", refs.WithMinHistory(1))
 	mustNoErr(t, err, "new promise")
 	d, err := refs.NewDelay(ctx, s, "d", func(context.Context) (int, error) { return 42, nil })
 	mustNoErr(t, err, "new delay")
