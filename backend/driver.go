@@ -625,8 +625,11 @@ type LocalClock interface {
 // counts the requests it sent and waited on the answer to (a command, a
 // pipeline or a script on Redis; a call, a multi or a batch of reads sent
 // together on ZooKeeper), for every caller of the driver (transactions,
-// atoms, locks, groups, watches, sweeps). The STM reports the count as the
-// metric epochal.backend.round_trips of each backend it knows.
+// atoms, locks, groups, watch marks, sweeps). A call the client library
+// retries counts once; Redis's Pub/Sub connections (change feeds, lock
+// and group hints) are not counted. The STM reports the count as the
+// metric epochal.backend.round_trips of each backend it knows, once per
+// driver and meter provider however many STMs know it.
 type RoundTripCounter interface {
 	RoundTrips() uint64
 }

@@ -148,15 +148,31 @@ func TestRoundTripMetric(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := roundTrips(t, reader)
-	for _, b := range []*redis.Backend{coord, other} {
-		if n, ok := got[b.ID()]; !ok || n == 0 || uint64(n) != b.RoundTrips() {
-			t.Errorf("round_trips of %s = %d (reported: %v), the driver counted %d", b.ID(), n, ok, b.RoundTrips())
+	// A second STM with the same provider, whose coordinator is the
+	// first's second backend: each driver is still reported once (not
+	// the sum of two reports), and closing one STM does not make a count
+	// fall.
+	s2, err := stm.Open(ctx, other, stm.WithSweepInterval(0), stm.WithMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		got := roundTrips(t, reader)
+		for _, b := range []*redis.Backend{coord, other} {
+			if n, ok := got[b.ID()]; !ok || n == 0 || uint64(n) != b.RoundTrips() {
+				t.Errorf("%s: round_trips of %s = %d (reported: %v), the driver counted %d", when, b.ID(), n, ok, b.RoundTrips())
+			}
+		}
+		if len(got) != 2 {
+			t.Errorf("%s: round_trips reported for %v, want the two backends", when, got)
 		}
 	}
-	if len(got) != 2 {
-		t.Errorf("round_trips reported for %v, want the two backends", got)
+	check("two STMs")
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
 	}
+	check("one STM closed")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,10 @@ func (s *sub) setMark(ctx context.Context, marker string) (bool, error) {
 // renew renews the watch mark; a mark it has to create again announces,
 // with its marker, that commits may have gone unpublished.
 func (s *sub) renew(ctx context.Context) error {
-	_, err := s.setMark(ctx, newMarker())
+	if err := s.b.check(ctx); err != nil {
+		return err // closed: nothing to renew (a client given to New stays open)
+	}
+	_, err := call(ctx, s.b, func(ctx context.Context) (bool, error) { return s.setMark(ctx, newMarker()) })
 	return err
 }
 
@@ -147,8 +150,8 @@ func (s *sub) retain(ctx context.Context) {
 		switch {
 		case err == nil:
 			failing, warned = time.Time{}, false
-		case ctx.Err() != nil:
-			return
+		case ctx.Err() != nil || errors.Is(err, backend.ErrClosed):
+			return // the subscription or the backend closed
 		default:
 			period = time.Second
 			if failing.IsZero() {
@@ -177,6 +180,12 @@ func (s *sub) loop(ctx context.Context) {
 			return
 		}
 		if err != nil {
+			if s.b.check(context.Background()) != nil || errors.Is(closedErr(err), backend.ErrClosed) {
+				// The backend closed (or lost its data) under the
+				// subscription: nothing more will come.
+				s.Lost()
+				return
+			}
 			// go-redis reconnects on the next Receive; whatever was
 			// published meanwhile is lost to this feed (the watcher
 			// announces the gap).
@@ -248,6 +257,9 @@ const roPoll = 250 * time.Millisecond
 func (b *Backend) subscribeRO(ctx context.Context, name string) (backend.Subscription, error) {
 	key := b.p + "r:" + name
 	look := func(ctx context.Context) (string, error) {
+		if err := b.check(ctx); err != nil {
+			return "", err // closed (a client given to New stays open) or lost
+		}
 		return call(ctx, b, func(ctx context.Context) (string, error) {
 			v, err := b.c.HGet(ctx, key, "newest").Result()
 			if errors.Is(err, goredis.Nil) {
@@ -281,6 +293,9 @@ func (s *roSub) loop(ctx context.Context, look func(context.Context) (string, er
 		lctx, cancel := context.WithTimeout(ctx, 4*roPoll)
 		v, err := look(lctx)
 		cancel()
+		if errors.Is(err, backend.ErrClosed) {
+			return // the backend closed under the subscription
+		}
 		// A failed look hints nothing: the watcher's own polls meet the
 		// failure, and a later look that succeeds hints if it moved.
 		if err == nil && v != last {

@@ -57,8 +57,8 @@ type Runtime struct {
 	lost   atomic.Pointer[error] // why the Runtime stopped (a backend lost its data)
 	stop   chan struct{}
 	wg     sync.WaitGroup
-	closes map[uint64]func()   // OnClose's functions, by registration
-	trips  metric.Registration // the round-trip counter's callback (nil: none)
+	closes map[uint64]func() // OnClose's functions, by registration
+	trips  map[string]func() // releases of the backends' round-trip reports, by backend ID (under mu)
 	nclose uint64
 	closeM sync.Mutex
 }
@@ -135,7 +135,12 @@ func Open(ctx context.Context, coord backend.Driver, settings ...func(*Settings)
 	} else if err != nil {
 		s.env.Log().Warn("epochal: Open could not recover every record; the background sweep tries again", "coordinator", coord.ID(), "err", err)
 	}
-	s.trips = observeRoundTrips(o.MeterProvider, s.drivers)
+	s.mu.Lock()
+	s.trips = map[string]func(){}
+	s.mu.Unlock()
+	for _, b := range s.drivers() { // the coordinator first
+		s.reportTrips(b)
+	}
 	if o.SweepInterval > 0 {
 		s.wg.Add(1)
 		go s.sweeper()
@@ -150,11 +155,12 @@ func (s *Runtime) Close() error {
 		return nil
 	}
 	close(s.stop)
-	if s.trips != nil {
-		if err := s.trips.Unregister(); err != nil {
-			s.env.Log().Warn("epochal: Close could not unregister the round-trip counter's callback", "err", err)
-		}
+	s.mu.Lock()
+	for _, release := range s.trips {
+		release()
 	}
+	s.trips = nil
+	s.mu.Unlock()
 	s.closeM.Lock()
 	fs := make([]func(), 0, len(s.closes))
 	for _, f := range s.closes {
@@ -216,6 +222,21 @@ func (s *Runtime) Register(b backend.Driver) {
 	s.mu.Lock()
 	s.backends[b.ID()] = b
 	s.mu.Unlock()
+	s.reportTrips(b)
+}
+
+// reportTrips reports b's round trips (epochal.backend.round_trips) until
+// Close, once per backend ID; not while Open may still fail (s.trips nil
+// until it succeeds, so that nothing is left registered) nor after Close.
+func (s *Runtime) reportTrips(b backend.Driver) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trips == nil || s.closed.Load() {
+		return
+	}
+	if _, ok := s.trips[b.ID()]; !ok {
+		s.trips[b.ID()] = observeRoundTrips(s.opts.MeterProvider, b)
+	}
 }
 
 // drivers returns the registered backends, the coordinator first.

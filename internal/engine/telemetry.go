@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -123,12 +124,71 @@ func NewTelemetry(mp metric.MeterProvider, tp trace.TracerProvider) *Telemetry {
 	return t
 }
 
-// observeRoundTrips registers the counter epochal.backend.round_trips with
-// mp (nil: the global provider), observed when a reader collects from each
-// backend that drivers returns and that counts its round trips
-// (backend.RoundTripCounter), by backend ID. Counting costs the drivers an
-// atomic add per request; nothing is done here until a reader collects.
-func observeRoundTrips(mp metric.MeterProvider, drivers func() []backend.Driver) metric.Registration {
+// roundTrips holds the registrations of epochal.backend.round_trips: one
+// per driver and meter provider, however many Runtimes report that driver
+// (an STM's coordinator may be another's registered backend), so that a
+// driver's count is observed once, and does not fall when one of them
+// closes.
+var roundTrips struct {
+	sync.Mutex
+	m map[tripKey]*tripReg
+}
+
+// tripKey is a driver and the meter provider it is reported to (nil: the
+// global one).
+type tripKey struct {
+	mp metric.MeterProvider
+	d  backend.RoundTripCounter
+}
+
+type tripReg struct {
+	users int
+	reg   metric.Registration
+}
+
+// observeRoundTrips makes the counter epochal.backend.round_trips of mp
+// (nil: the global provider) report d's round trips, by backend ID, if d
+// counts them (backend.RoundTripCounter), observed when a reader
+// collects; counting costs the drivers an atomic add per request. The
+// returned release ends the report once every Runtime that asked for it
+// released it.
+func observeRoundTrips(mp metric.MeterProvider, d backend.Driver) (release func()) {
+	c, ok := d.(backend.RoundTripCounter)
+	if !ok || !comparable(c) || mp != nil && !comparable(mp) {
+		return func() {}
+	}
+	k := tripKey{mp, c}
+	roundTrips.Lock()
+	defer roundTrips.Unlock()
+	if roundTrips.m == nil {
+		roundTrips.m = map[tripKey]*tripReg{}
+	}
+	r := roundTrips.m[k]
+	if r == nil {
+		r = &tripReg{reg: registerRoundTrips(mp, d.ID(), c)}
+		roundTrips.m[k] = r
+	}
+	r.users++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			roundTrips.Lock()
+			defer roundTrips.Unlock()
+			if r.users--; r.users > 0 {
+				return
+			}
+			delete(roundTrips.m, k)
+			if r.reg != nil {
+				_ = r.reg.Unregister() // the SDK's only error: already unregistered
+			}
+		})
+	}
+}
+
+// registerRoundTrips registers the callback that observes c's count as
+// backend id's; nil if the provider refused it (a no-op instrument: the
+// SDK reported the error through otel.Handle).
+func registerRoundTrips(mp metric.MeterProvider, id string, c backend.RoundTripCounter) metric.Registration {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
@@ -136,14 +196,11 @@ func observeRoundTrips(mp metric.MeterProvider, drivers func() []backend.Driver)
 	trips, err := m.Int64ObservableCounter(MetricRoundTrips, metric.WithUnit("{round_trip}"),
 		metric.WithDescription("Requests a backend sent to its server and waited on (a command, pipeline or script on Redis; a request or a batch of reads on ZooKeeper), by backend"))
 	if err != nil {
-		return nil // a no-op instrument; the SDK reported the error through otel.Handle
+		return nil
 	}
+	attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrBackend, id)))
 	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for _, d := range drivers() {
-			if c, ok := d.(backend.RoundTripCounter); ok {
-				o.ObserveInt64(trips, int64(c.RoundTrips()), metric.WithAttributes(attribute.String(AttrBackend, d.ID())))
-			}
-		}
+		o.ObserveInt64(trips, int64(c.RoundTrips()), attrs)
 		return nil
 	}, trips)
 	if err != nil {
@@ -151,6 +208,10 @@ func observeRoundTrips(mp metric.MeterProvider, drivers func() []backend.Driver)
 	}
 	return reg
 }
+
+// comparable reports whether v can be a map key (a pointer, not a struct
+// holding a slice).
+func comparable(v any) bool { return reflect.TypeOf(v).Comparable() }
 
 // Tracer returns the tracer spans start from, or nil while tracing is
 // off: an explicit no-op provider (trace/noop), or no explicit provider
