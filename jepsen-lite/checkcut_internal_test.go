@@ -28,6 +28,15 @@ func (b *blockingChecker) Check([]check.Op) check.Result {
 	return check.Result{Checker: "blocking"}
 }
 
+// failingChecker finds an anomaly in any history.
+type failingChecker struct{}
+
+func (failingChecker) Name() string { return "failing" }
+
+func (failingChecker) Check([]check.Op) check.Result {
+	return check.Result{Checker: "failing", Anomalies: []check.Anomaly{{Name: "wrong-total", Explain: "seeded"}}}
+}
+
 // TestCheckCutShort: a run whose ctx ends while its history is being
 // checked (^C after the clients finished) is INCOMPLETE with its history
 // whole (results.json says check_cut_short), and Recheck then checks it;
@@ -47,7 +56,7 @@ func TestCheckCutShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutWhileChecking := func(r *run) (*Summary, error) {
+	cutWhileChecking := func(r *run, before ...check.Checker) (*Summary, error) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -55,10 +64,23 @@ func TestCheckCutShort(t *testing.T) {
 		defer close(b.release)
 		go func() { <-b.started; cancel() }()
 		s := &Summary{Config: sum.Config, Dir: dir}
-		return s, r.checkWith(ctx, []check.Checker{b}, h, s)
+		return s, r.checkWith(ctx, append(before, b), h, s)
 	}
 
-	s, err := cutWhileChecking(&run{cfg: sum.Config, dir: dir, start: time.Now()})
+	// A checker that finished before the cut and found an anomaly fails
+	// the run: its result is kept, and the run is not INCOMPLETE.
+	s, err := cutWhileChecking(&run{cfg: sum.Config, dir: dir, start: time.Now()}, failingChecker{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Verdict != check.VerdictFail || len(s.Results) != 1 || !s.CheckCutShort || s.Fired == nil {
+		t.Fatalf("cut short after a failing checker: verdict %s, %d results, check cut short %v, fired %v", s.Verdict, len(s.Results), s.CheckCutShort, s.Fired)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "INCOMPLETE")); !os.IsNotExist(err) {
+		t.Fatalf("the INCOMPLETE mark after a FAIL: %v", err)
+	}
+
+	s, err = cutWhileChecking(&run{cfg: sum.Config, dir: dir, start: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -508,13 +508,7 @@ func (r *run) cutShort(ctx context.Context, sum *Summary, err error) error {
 		sum.CutShort += fmt.Sprintf("; its histories could not be merged: %v", merr)
 		h = nil
 	}
-	sum.Fired = map[string]int{}
-	for _, k := range r.cfg.Nemesis {
-		sum.Fired[k] = 0
-	}
-	for _, f := range sum.Faults {
-		sum.Fired[f.Kind]++
-	}
+	sum.fired(r.cfg)
 	sum.count(h)
 	if err := os.WriteFile(filepath.Join(r.dir, "INCOMPLETE"), []byte("this run was cut short: "+sum.CutShort+"\n"), 0o644); err != nil {
 		return fmt.Errorf("jepsen: run directory: %w", err)
@@ -561,13 +555,7 @@ func (r *run) checkWith(ctx context.Context, checkers []check.Checker, h []check
 			sum.Inconclusive = append(sum.Inconclusive, fmt.Sprintf("checker %s: %d part(s) not checked (%s)", res.Checker, n, firstUnknown(res)))
 		}
 	}
-	sum.Fired = map[string]int{}
-	for _, k := range cfg.Nemesis {
-		sum.Fired[k] = 0
-	}
-	for _, f := range sum.Faults {
-		sum.Fired[f.Kind]++
-	}
+	sum.fired(cfg)
 	var unfired []string
 	for _, k := range cfg.Nemesis {
 		if sum.Fired[k] == 0 {
@@ -631,17 +619,49 @@ func (r *run) checkCutShort(ctx context.Context, h []check.Op, sum *Summary, at 
 	if sum.Elapsed == 0 {
 		sum.Elapsed = time.Since(r.start)
 	}
-	sum.Verdict, sum.Incomplete, sum.CheckCutShort = VerdictIncomplete, true, true
-	sum.Results, sum.Inconclusive = nil, nil
-	sum.CutShort = fmt.Sprintf("interrupted while checking the history (%s; %v): not checked, not a pass; the history is whole: `epochal jepsen check %s` checks it", at, context.Cause(ctx), r.dir)
+	sum.CheckCutShort, sum.Inconclusive = true, nil
+	sum.fired(r.cfg)
 	sum.count(h)
+	// The checkers that finished keep their results: an anomaly one
+	// found fails the run whatever the others would have said.
+	failed := false
+	for _, res := range sum.Results {
+		failed = failed || res.Verdict() == check.VerdictFail
+	}
+	if failed {
+		sum.Verdict, sum.Incomplete = check.VerdictFail, false
+		sum.CutShort = fmt.Sprintf("interrupted while checking the history (%s; %v), after a checker had found an anomaly: the checkers after it did not run; `epochal jepsen check %s` runs them all", at, context.Cause(ctx), r.dir)
+	} else {
+		sum.Verdict, sum.Incomplete = VerdictIncomplete, true
+		sum.CutShort = fmt.Sprintf("interrupted while checking the history (%s; %v): not checked, not a pass; the history is whole: `epochal jepsen check %s` checks it", at, context.Cause(ctx), r.dir)
+	}
 	if r.recheck {
 		return fmt.Errorf("jepsen: check of %s interrupted (%v): results.json and report.html unchanged", r.dir, context.Cause(ctx))
 	}
 	if err := os.WriteFile(filepath.Join(r.dir, "INCOMPLETE"), []byte("this run's check was cut short: "+sum.CutShort+"\n"), 0o644); err != nil {
 		return fmt.Errorf("jepsen: run directory: %w", err)
 	}
-	return r.writeResults(h, sum)
+	if err := r.writeResults(h, sum); err != nil {
+		return err
+	}
+	if failed {
+		// A verdict: FAIL. The mark goes, as after a whole check.
+		if err := os.Remove(filepath.Join(r.dir, "INCOMPLETE")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// fired counts s's faults per kind, every kind cfg asked for included.
+func (s *Summary) fired(cfg Config) {
+	s.Fired = map[string]int{}
+	for _, k := range cfg.Nemesis {
+		s.Fired[k] = 0
+	}
+	for _, f := range s.Faults {
+		s.Fired[f.Kind]++
+	}
 }
 
 // count sets s's counts of h's completions.
