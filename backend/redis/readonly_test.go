@@ -3,6 +3,7 @@ package redis_test
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -304,12 +305,15 @@ func TestReadOnlyWatch(t *testing.T) {
 
 // TestReadOnlyWaitSeesSessionEnd: a read-only backend's WaitEntries on a
 // dir returns when a member's session ends, though it drops no entry (so
-// no change counter moves): the dead entries it counts changed.
+// no change counter moves): the dead entries it counts changed. The
+// session ends (its key expires, as Redis expires it) once the wait has
+// taken its first look: before, the first look would already count it
+// dead, and nothing would change after.
 func TestReadOnlyWaitSeesSessionEnd(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	ctx := t.Context()
 	w := open(t, srv, "ro-wait")
-	if _, err := w.OpenSession(ctx, "short", 500*time.Millisecond, "test"); err != nil {
+	if _, err := w.OpenSession(ctx, "short", time.Hour, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.AddEntry(ctx, backend.AddEntryRequest{Session: "short", Dir: "group/g", Name: "m"}); err != nil {
@@ -320,12 +324,41 @@ func TestReadOnlyWaitSeesSessionEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer c.Close()
+	// Scripts run so far: the wait's first look is one more.
+	scripts := func() int64 {
+		t.Helper()
+		info, err := c.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, line := range strings.Split(info, "\n") {
+			for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), cmd); ok {
+					v, _ := strconv.ParseInt(rest[:strings.IndexByte(rest+",", ',')], 10, 64)
+					n += v
+				}
+			}
+		}
+		return n
+	}
+	before := scripts()
+	done := make(chan error, 1)
 	start := time.Now()
-	if err := ro.WaitEntries(ctx, "group/g", "", 10*time.Second); err != nil {
+	go func() { done <- ro.WaitEntries(ctx, "group/g", "", time.Minute) }()
+	for scripts() == before {
+		time.Sleep(time.Millisecond) // polling for the first look, not timing it
+	}
+	if err := c.Del(ctx, "{ro-wait}:ss:short").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("WaitEntries returned after %v, want soon after the session's end (500ms)", d)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("WaitEntries returned after %v, want soon after the session's end, not at its one-minute bound", d)
 	}
 	if es, err := ro.Entries(ctx, "group/g", false); err != nil || len(es) != 0 {
 		t.Errorf("Entries after the session ended: %+v, %v; want none", es, err)
