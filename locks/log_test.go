@@ -106,8 +106,10 @@ func TestGiveUpAtDeadlineLogsNoWarn(t *testing.T) {
 		tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		ok, err := m.TryLock(tctx)
 		cancel()
-		if ok || err != nil {
-			t.Fatalf("TryLock = %v, %v; want false, nil", ok, err)
+		// (On a loaded machine the deadline may pass before TryLock has
+		// looked: it then says so. Either way it gave up.)
+		if ok || err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("TryLock = %v, %v; want false, nil (or DeadlineExceeded)", ok, err)
 		}
 		lctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		err = m.Lock(lctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,6 +110,7 @@ func (w *waiter) wait(ctx context.Context, r refInfo, d time.Duration) error {
 		sub, err := r.backend().Subscribe(ctx, r.refName())
 		if err == nil {
 			w.sub, w.r = sub, r
+			subscribeWarned.Delete(subscribeKey(r))
 			return ctx.Err() // read again: the change may predate the subscription
 		}
 		if ctx.Err() == nil {
@@ -146,9 +148,17 @@ func (r *Ref[T]) backend() backend.Driver { return r.drv }
 func (r *Ref[T]) refName() string         { return r.name }
 func (r *Ref[T]) stm() *engine.Runtime    { return r.s }
 
-// subscribeFailed logs a failed subscription: at Warn the first of the
-// wait (changes are found by polls alone, up to pollEvery late), at Debug
-// the repeats and a closed backend's.
+// subscribeWarned holds the refs (subscribeKey) whose failed subscription
+// was logged at Warn, until one succeeds: a cause that persists (an ACL
+// without SUBSCRIBE) is one Warn per ref and process, not one per wait.
+var subscribeWarned sync.Map
+
+func subscribeKey(r refInfo) string { return r.backend().ID() + "\x00" + r.refName() }
+
+// subscribeFailed logs a failed subscription: at Warn the first for the
+// ref in this process until one succeeds (changes are found by polls
+// alone, up to pollEvery late), at Debug the repeats and a closed
+// backend's.
 func (w *waiter) subscribeFailed(r refInfo, err error) {
 	log := r.stm().Logger()
 	const msg = "epochal: a wait for a ref cannot subscribe to its changes; it polls instead"
@@ -157,6 +167,10 @@ func (w *waiter) subscribeFailed(r refInfo, err error) {
 		return
 	}
 	w.failed = true
+	if _, warned := subscribeWarned.LoadOrStore(subscribeKey(r), true); warned {
+		log.Debug(msg, "ref", r.refName(), "err", err)
+		return
+	}
 	log.Warn(msg, "ref", r.refName(), "err", err)
 }
 

@@ -28,6 +28,7 @@ type sub struct {
 	own    string // the marker Subscribe published, if it created the mark
 	cancel context.CancelFunc
 	done   chan struct{}
+	warned bool // a message that is no version was logged (loop's)
 }
 
 var _ backend.Feed = (*sub)(nil)
@@ -217,9 +218,12 @@ func (s *sub) loop(ctx context.Context) {
 				continue
 			}
 			v, err := parseVersion(m.Payload)
-			if err != nil {
+			if err != nil && !s.warned {
+				s.warned = true
 				s.b.logger().Warn("epochal: a ref's change feed carried a message that is no version; the watcher reads the history instead",
-					"prefix", s.b.cfg.Prefix, "channel", s.ch, "err", err)
+					"prefix", s.b.cfg.Prefix, "channel", s.ch, "err", err, "said", "once per subscription")
+			}
+			if err != nil {
 				s.Lost()
 				continue
 			}

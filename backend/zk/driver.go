@@ -214,6 +214,9 @@ type Backend struct {
 	seen atomic.Int64
 	// trips counts round trips (RoundTrips).
 	trips atomic.Uint64
+	// undecodable holds the one-phase records a sweep could not decode
+	// and logged (once each).
+	undecodable sync.Map
 
 	cache cache // ref nodes as last read or written
 	gate  gate  // one-phase commits of one ref take turns

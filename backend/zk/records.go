@@ -268,7 +268,9 @@ func (b *Backend) scan(ctx context.Context, dir string) ([]backend.Record, error
 			r, err := decodeRec(id, paths[j], data[j], stats[j])
 			if err != nil && dir == b.oneP {
 				// Not ours to judge: it must not stop the sweep.
-				b.logger().Warn("epochal: a one-phase record that cannot be decoded is left in place", "root", b.root, "path", paths[j], "err", err)
+				if _, warned := b.undecodable.LoadOrStore(paths[j], true); !warned {
+					b.logger().Warn("epochal: a one-phase record that cannot be decoded is left in place (said once per record)", "root", b.root, "path", paths[j], "err", err)
+				}
 				continue
 			}
 			if err != nil {
