@@ -109,6 +109,9 @@ func testRunCutShort(t *testing.T, backend string) {
 		cfg.Nemesis, cfg.WorkerCmd = []string{jepsenlite.FaultPartition}, workerCmd
 	}
 	sum, err := jepsenlite.Run(ctx, cfg)
+	if sum != nil && sum.Dir != "" {
+		workerRaces(t, sum.Dir)
+	}
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
