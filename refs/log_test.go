@@ -87,13 +87,7 @@ func TestPromiseSubscribeFailureLogged(t *testing.T) {
 	if e, _ := rec.Attrs["err"].(error); !errors.Is(e, errRefused) || rec.Attrs["ref"] != "log/promise" || rec.Level != slog.LevelWarn {
 		t.Fatalf("record %+v", rec)
 	}
-	n := 0
-	for _, r := range h.Records() {
-		if r.Level >= slog.LevelWarn {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := h.AtLeast(slog.LevelWarn); n != 1 {
 		t.Errorf("%d records at Warn, want 1: %v", n, h.Records())
 	}
 }

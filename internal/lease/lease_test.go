@@ -611,13 +611,7 @@ func TestPersistentRemovalFailureLogged(t *testing.T) {
 	c, cc := context.WithTimeout(ctx, 3*lease)
 	defer cc()
 	h.Wait(c, func(logrec.Record) bool { return false })
-	n := 0
-	for _, r := range h.Records() {
-		if r.Level >= slog.LevelWarn {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := h.AtLeast(slog.LevelWarn); n != 1 {
 		t.Errorf("%d records at Warn, want 1: %v", n, h.Records())
 	}
 	r.fail.Store(false)

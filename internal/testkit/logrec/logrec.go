@@ -72,6 +72,17 @@ func (h *Handler) Records() []Record {
 	return append([]Record(nil), h.s.records...)
 }
 
+// AtLeast returns how many records were logged at level or above.
+func (h *Handler) AtLeast(level slog.Level) int {
+	n := 0
+	for _, r := range h.Records() {
+		if r.Level >= level {
+			n++
+		}
+	}
+	return n
+}
+
 // Wait returns the first record match accepts, waiting for it until ctx
 // ends (ok false then).
 func (h *Handler) Wait(ctx context.Context, match func(Record) bool) (Record, bool) {
