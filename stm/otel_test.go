@@ -2,6 +2,7 @@ package stm_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -457,5 +458,65 @@ func TestTelemetryPanicSpan(t *testing.T) {
 	}
 	if v, _ := a.Deref(ctx); v != 1 {
 		t.Errorf("a = %d after the panic, want 1", v)
+	}
+}
+
+// TestDataLostAfterApplyIsUnknown: a commit step that applied and whose
+// resend then met lost data (faulty.LostAfter, as a go-redis retry meets
+// a Redis failover) ends the Dosync (or an atom's Swap) with an unknown
+// outcome that is data lost too, never a certain refusal: a jepsen run
+// read such a "failed" append (G1a) before this. Each path: one-phase,
+// general, an atom's compare-and-set.
+func TestDataLostAfterApplyIsUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		op   faulty.Op
+		opts []stm.Option
+		atom bool
+	}{
+		{"one_phase", faulty.OpCommitOnePhase, nil, false},
+		{"general", faulty.OpCommitRecord, []stm.Option{engine.WithGeneralPath()}, false},
+		{"atom", faulty.OpCommitOnePhase, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			be := mem.New()
+			t.Cleanup(func() { _ = be.Close() })
+			f := faulty.Wrap(be)
+			s, err := stm.Open(ctx, f, append([]stm.Option{stm.WithSweepInterval(0)}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			a, err := refs.New(ctx, s, "lost/a", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at, err := refs.NewAtom(ctx, s, "lost/atom", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.SetHook(func(c faulty.Call) faulty.Fault {
+				if c.Op == tc.op {
+					return faulty.LostAfter
+				}
+				return faulty.Pass
+			})
+			if tc.atom {
+				_, err = at.Swap(ctx, func(v int) int { return v + 1 })
+			} else {
+				err = s.Dosync(ctx, func(tx *txn.Tx) error {
+					a.Alter(tx, func(v int) int { return v + 1 })
+					return nil
+				})
+			}
+			if !errors.Is(err, stm.ErrOutcomeUnknown) || !errors.Is(err, stm.ErrDataLost) || errors.Is(err, backend.ErrNotApplied) {
+				t.Fatalf("error %v: want an unknown outcome (%v), data lost (%v), and not 'not applied' (%v)",
+					err, errors.Is(err, stm.ErrOutcomeUnknown), errors.Is(err, stm.ErrDataLost), errors.Is(err, backend.ErrNotApplied))
+			}
+			if !errors.Is(s.Err(), stm.ErrDataLost) {
+				t.Errorf("the STM goes on after data lost: Err() = %v", s.Err())
+			}
+		})
 	}
 }

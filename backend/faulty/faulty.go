@@ -80,6 +80,11 @@ const (
 	// Records reports every pending record as missing (its creation not
 	// yet applied there). Other calls pass.
 	Stale
+	// LostAfter: the call is applied, then the caller gets an error
+	// wrapping backend.ErrDataLost, as a client library's resend of it
+	// meets a server that lost what the first copy applied (a Redis
+	// failover to a replica the write had not reached).
+	LostAfter
 	// Duplicate: the call is applied, and a copy of it is applied once
 	// more right after the next mutating call the wrapper passes, as a
 	// client's retry whose first copy was held up in the network delivers
@@ -194,6 +199,11 @@ func (d *Driver) doFault(op Op, f func() error) (Fault, error) {
 	switch fault {
 	case FailBefore, Crash:
 		return fault, fmt.Errorf("%s (call %d): %w", op, c.N, ErrInjected)
+	case LostAfter:
+		if err := f(); err != nil {
+			return fault, err
+		}
+		return fault, fmt.Errorf("%s (call %d) applied, then its resend: %w", op, c.N, backend.ErrDataLost)
 	case FailAfter, CrashAfter:
 		if err := f(); err != nil {
 			return fault, err

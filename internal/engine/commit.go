@@ -183,6 +183,9 @@ func (tx *Tx) commitOnePhase(items []*item, start time.Time) (clock.Point, error
 		end := tx.step(SpanOnePhase)
 		res, err := tx.env.OnePhase.CommitOnePhase(tx.ctx, req)
 		end(err)
+		if errors.Is(err, backend.ErrDataLost) {
+			return 0, lostUnknown("transaction "+tx.id, err)
+		}
 		if errors.Is(err, backend.ErrNotApplied) {
 			// Certainly not applied (too large, a malformed ref, closed):
 			// as on the general path, the error ends the Dosync.
@@ -388,6 +391,11 @@ func (tx *Tx) commitGeneral(items []*item, start time.Time) (cp clock.Point, err
 	end = tx.step(SpanCommitRecord)
 	final, err := env.Coord.CommitRecord(tx.ctx, tx.id)
 	end(err)
+	if errors.Is(err, backend.ErrDataLost) {
+		// Not undone: the backend refuses every call now, and whether
+		// the record committed is unknown (lostUnknown).
+		return 0, lostUnknown("transaction "+tx.id, err)
+	}
 	if errors.Is(err, backend.ErrNotApplied) {
 		// Certainly not committed (refused, closed): undo.
 		return 0, fmt.Errorf("txn: commit %s: %w", tx.id, err)

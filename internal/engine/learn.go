@@ -54,6 +54,30 @@ func outcomeUnknown(ctx context.Context, what string, cause error, known bool, l
 	return fmt.Errorf("%w: %s: %w (learning its outcome: %v)", ErrOutcomeUnknown, what, withCtx(ctx, cause), lookErr)
 }
 
+// lostUnknown is the error of a commit step (what: "transaction ID",
+// "change of ...") refused with err, which wraps backend.ErrDataLost. A
+// driver that finds its data gone behind what this process saw refuses
+// the request before applying it (ErrDataLost wraps ErrNotApplied), but
+// the request it refused may be a resend (a client library's, after a
+// broken connection) of one that applied on the data that was then lost,
+// as after a Redis failover: whether the commit took effect is unknown.
+// The error is ErrOutcomeUnknown and ErrDataLost for errors.Is, never
+// backend.ErrNotApplied, and says err. Every commit step that decides an
+// outcome (CommitOnePhase, CommitRecord) checks for it first.
+func lostUnknown(what string, err error) error {
+	return &lostError{msg: fmt.Sprintf("%v: %s: the backend's data went back behind what this process saw, and an earlier copy of the request may have applied on the data that was lost: %v", ErrOutcomeUnknown, what, err)}
+}
+
+// lostError is lostUnknown's: it unwraps to nothing, so that the
+// ErrNotApplied that ErrDataLost wraps does not show through.
+type lostError struct{ msg string }
+
+func (e *lostError) Error() string { return e.msg }
+
+func (e *lostError) Is(target error) bool {
+	return target == ErrOutcomeUnknown || target == backend.ErrDataLost
+}
+
 // withCtx is err, wrapping ctx's error too if ctx has ended.
 func withCtx(ctx context.Context, err error) error {
 	cerr := ctx.Err()
@@ -91,6 +115,9 @@ func (s *Runtime) CompareAndSet(ctx context.Context, drv backend.Driver, one bac
 	res, err := one.CommitOnePhase(ctx, backend.OnePhaseRequest{Txn: id, RP: rp, Time: env.Wall.Now(),
 		Items: []backend.OnePhaseItem{{Name: name, Mode: backend.ModeWrite, Value: data}}})
 	if err != nil {
+		if errors.Is(err, backend.ErrDataLost) {
+			return 0, lostUnknown("change of "+what, err)
+		}
 		if errors.Is(err, backend.ErrNotApplied) {
 			return 0, fmt.Errorf("refs: change %s: %w", what, err)
 		}

@@ -386,17 +386,27 @@ func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
 	if old == nil {
 		return nil, nil, fmt.Errorf("the sentinels name an unknown master %s", oldAddr)
 	}
-	// A sentinel refuses while a failover is in progress or no replica
-	// is yet good enough (INPROG, NOGOODSLAVE): retry.
-	err = waitFor(sentinelSettle, func() error {
-		_, err := set.Sentinels[0].Do(time.Second, "SENTINEL", "FAILOVER", SentinelMaster)
-		return err
-	})
-	if err != nil {
-		return old, nil, fmt.Errorf("SENTINEL FAILOVER: %w", err)
+	// The sentinels may abort a failover: a replica that has not taken
+	// its promotion within the failover timeout (a loaded machine) is
+	// given up (-failover-abort-slave-timeout) and the master stays. So
+	// a failover not done within twice that timeout is asked for again,
+	// until sentinelSettle twice over.
+	deadline := time.Now().Add(2 * sentinelSettle)
+	for {
+		// A sentinel refuses while a failover is in progress or no
+		// replica is yet good enough (INPROG, NOGOODSLAVE): retry.
+		err = waitFor(sentinelSettle, func() error {
+			_, err := set.Sentinels[0].Do(time.Second, "SENTINEL", "FAILOVER", SentinelMaster)
+			return err
+		})
+		if err != nil {
+			return old, nil, fmt.Errorf("SENTINEL FAILOVER: %w", err)
+		}
+		cur, err = set.waitPromoted(oldAddr, 2*sentinelFailover)
+		if err == nil || time.Now().After(deadline) {
+			return old, cur, err
+		}
 	}
-	cur, err = set.WaitPromoted(oldAddr)
-	return old, cur, err
 }
 
 // PauseMaster pauses the master (SIGSTOP) and returns it and the node the
@@ -426,7 +436,12 @@ func (set *SentinelSet) PauseMaster() (old, cur *Redis, err error) {
 // WaitPromoted waits until every sentinel names a master other than
 // oldAddr and that node says it is a master, and returns it.
 func (set *SentinelSet) WaitPromoted(oldAddr string) (cur *Redis, err error) {
-	err = waitFor(sentinelSettle, func() error {
+	return set.waitPromoted(oldAddr, sentinelSettle)
+}
+
+// waitPromoted is WaitPromoted waiting up to timeout.
+func (set *SentinelSet) waitPromoted(oldAddr string, timeout time.Duration) (cur *Redis, err error) {
+	err = waitFor(timeout, func() error {
 		for _, s := range set.Sentinels {
 			v, err := s.Do(time.Second, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster)
 			if err != nil {
