@@ -394,8 +394,13 @@ func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
 	deadline := time.Now().Add(2 * sentinelSettle)
 	for {
 		// A sentinel refuses while a failover is in progress or no
-		// replica is yet good enough (INPROG, NOGOODSLAVE): retry.
+		// replica is yet good enough (INPROG, NOGOODSLAVE): retry,
+		// unless the master changed meanwhile (the failover asked for
+		// before ended after all): never a second failover.
 		err = waitFor(sentinelSettle, func() error {
+			if addr, err := set.MasterAddr(time.Second); err == nil && addr != oldAddr {
+				return nil
+			}
 			_, err := set.Sentinels[0].Do(time.Second, "SENTINEL", "FAILOVER", SentinelMaster)
 			return err
 		})
