@@ -517,6 +517,12 @@ func TestDataLostAfterApplyIsUnknown(t *testing.T) {
 			if !errors.Is(s.Err(), stm.ErrDataLost) {
 				t.Errorf("the STM goes on after data lost: Err() = %v", s.Err())
 			}
+			// A later Dosync is refused: certainly not applied, and not
+			// the first one's unknown outcome.
+			err = s.Dosync(ctx, func(tx *txn.Tx) error { a.Alter(tx, func(v int) int { return v + 1 }); return nil })
+			if !errors.Is(err, stm.ErrDataLost) || !errors.Is(err, backend.ErrNotApplied) || errors.Is(err, stm.ErrOutcomeUnknown) {
+				t.Errorf("a Dosync after data lost: %v; want data lost, not applied, and not an unknown outcome", err)
+			}
 		})
 	}
 }

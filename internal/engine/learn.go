@@ -65,12 +65,17 @@ func outcomeUnknown(ctx context.Context, what string, cause error, known bool, l
 // backend.ErrNotApplied, and says err. Every commit step that decides an
 // outcome (CommitOnePhase, CommitRecord) checks for it first.
 func lostUnknown(what string, err error) error {
-	return &lostError{msg: fmt.Sprintf("%v: %s: the backend's data went back behind what this process saw, and an earlier copy of the request may have applied on the data that was lost: %v", ErrOutcomeUnknown, what, err)}
+	return &lostError{msg: fmt.Sprintf("%v: %s: the backend's data went back behind what this process saw, and an earlier copy of the request may have applied on the data that was lost: %v", ErrOutcomeUnknown, what, err), lost: err}
 }
 
 // lostError is lostUnknown's: it unwraps to nothing, so that the
-// ErrNotApplied that ErrDataLost wraps does not show through.
-type lostError struct{ msg string }
+// ErrNotApplied that ErrDataLost wraps does not show through. lost is the
+// driver's error, which the Runtime keeps (noteLost) to refuse later
+// calls with: they certainly apply nothing.
+type lostError struct {
+	msg  string
+	lost error
+}
 
 func (e *lostError) Error() string { return e.msg }
 

@@ -205,6 +205,12 @@ func (s *Runtime) Note(err error) error {
 // noteLost stops the Runtime with err, the first time. Apart from Note, so
 // that Note's err does not move to the heap on every call.
 func (s *Runtime) noteLost(err error) {
+	// Later calls are refused with the driver's error (they apply
+	// nothing), not with a commit's unknown outcome.
+	var le *lostError
+	if errors.As(err, &le) {
+		err = le.lost
+	}
 	if s.lost.CompareAndSwap(nil, &err) {
 		s.env.Log().Error("epochal: a backend lost its data: the STM refuses every later call until it is reopened", "coordinator", s.coord.ID(), "err", err)
 	}
