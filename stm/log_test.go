@@ -17,19 +17,27 @@ import (
 	"github.com/epochal/epochal/txn"
 )
 
-// A failed background sweep is logged, with the coordinator and the
-// error, to the STM's logger.
-func TestSweepFailureLogged(t *testing.T) {
-	ctx := context.Background()
+// loggedSTM opens an STM over a faulty wrapper of a mem backend, logging
+// to a recorder, with opts after WithLogger.
+func loggedSTM(t *testing.T, opts ...stm.Option) (*stm.STM, faulty.Wrapped, *logrec.Handler) {
+	t.Helper()
 	be := mem.New()
 	t.Cleanup(func() { _ = be.Close() })
 	f := faulty.Wrap(be)
 	h, log := logrec.New()
-	s, err := stm.Open(ctx, f, stm.WithLogger(log), stm.WithSweepInterval(time.Millisecond))
+	s, err := stm.Open(context.Background(), f, append([]stm.Option{stm.WithLogger(log)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return s, f, h
+}
+
+// A failed background sweep is logged, with the coordinator and the
+// error, to the STM's logger.
+func TestSweepFailureLogged(t *testing.T) {
+	ctx := context.Background()
+	_, f, h := loggedSTM(t, stm.WithSweepInterval(time.Millisecond))
 	f.SetHook(func(c faulty.Call) faulty.Fault {
 		if c.Op == faulty.OpListRecords {
 			return faulty.FailBefore
@@ -56,15 +64,7 @@ func TestSweepFailureLogged(t *testing.T) {
 // logged with the transaction's id; the commit itself succeeds.
 func TestCleanupFailureLogged(t *testing.T) {
 	ctx := context.Background()
-	be := mem.New()
-	t.Cleanup(func() { _ = be.Close() })
-	f := faulty.Wrap(be)
-	h, log := logrec.New()
-	s, err := stm.Open(ctx, f, stm.WithLogger(log), stm.WithSweepInterval(0), engine.WithGeneralPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, f, h := loggedSTM(t, stm.WithSweepInterval(0), engine.WithGeneralPath())
 	r, err := refs.New(ctx, s, "log/a", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -108,19 +108,11 @@ func TestUnknownOutcomeLogged(t *testing.T) {
 
 func testUnknownOutcomeLogged(t *testing.T, general bool) {
 	ctx := context.Background()
-	be := mem.New()
-	t.Cleanup(func() { _ = be.Close() })
-	f := faulty.Wrap(be)
-	h, log := logrec.New()
-	opts := []stm.Option{stm.WithLogger(log), stm.WithSweepInterval(0)}
+	opts := []stm.Option{stm.WithSweepInterval(0)}
 	if general {
 		opts = append(opts, engine.WithGeneralPath())
 	}
-	s, err := stm.Open(ctx, f, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, f, h := loggedSTM(t, opts...)
 	r, err := refs.New(ctx, s, "log/a", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -155,15 +147,7 @@ func testUnknownOutcomeLogged(t *testing.T, general bool) {
 // lookup with the ref's name.
 func TestAtomUnknownOutcomeLogged(t *testing.T) {
 	ctx := context.Background()
-	be := mem.New()
-	t.Cleanup(func() { _ = be.Close() })
-	f := faulty.Wrap(be)
-	h, log := logrec.New()
-	s, err := stm.Open(ctx, f, stm.WithLogger(log), stm.WithSweepInterval(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, f, h := loggedSTM(t, stm.WithSweepInterval(0))
 	a, err := refs.NewAtom(ctx, s, "log/atom", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -189,14 +173,7 @@ func TestAtomUnknownOutcomeLogged(t *testing.T) {
 // that knows it, and logged once (not at every sweep).
 func TestUnknownBackendLoggedOnce(t *testing.T) {
 	ctx := context.Background()
-	be := mem.New()
-	t.Cleanup(func() { _ = be.Close() })
-	h, log := logrec.New()
-	s, err := stm.Open(ctx, be, stm.WithLogger(log), stm.WithSweepInterval(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, be, h := loggedSTM(t, stm.WithSweepInterval(0))
 	past := time.Now().Add(-time.Hour)
 	rec := backend.Record{ID: "log-unknown", Created: past, Lease: past, Refs: []backend.RefAddr{{Backend: "elsewhere", Name: "x"}}}
 	if _, err := be.PutRecord(ctx, rec); err != nil {
