@@ -33,11 +33,10 @@ func (p picky) Unmarshal(data []byte, v any) error {
 	return refs.Msgpack.Unmarshal(data, v)
 }
 
-// A value a watcher cannot decode is skipped and logged, with the ref and
-// the error, to the STM's logger (stm.WithLogger); the next is delivered,
-// announced as a gap (its old value is the undecodable one): counted in
-// epochal.watch.gaps.
-func TestWatchDecodeFailureLogged(t *testing.T) {
+// observedSTM opens an STM on mem whose logs go to a recorder and whose
+// metrics to a manual reader.
+func observedSTM(t *testing.T) (*stm.STM, *mem.Backend, *logrec.Handler, *sdkmetric.ManualReader) {
+	t.Helper()
 	ctx := context.Background()
 	be := mem.New()
 	t.Cleanup(func() { _ = be.Close() })
@@ -50,6 +49,16 @@ func TestWatchDecodeFailureLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
+	return s, be, h, reader
+}
+
+// A value a watcher cannot decode is skipped and logged, with the ref and
+// the error, to the STM's logger (stm.WithLogger); the next is delivered,
+// announced as a gap (its old value is the undecodable one): counted in
+// epochal.watch.gaps.
+func TestWatchDecodeFailureLogged(t *testing.T) {
+	ctx := context.Background()
+	s, _, h, reader := observedSTM(t)
 	bad, err := refs.Msgpack.Marshal(13)
 	if err != nil {
 		t.Fatal(err)
@@ -127,17 +136,7 @@ func (u undecodableFrom) Unmarshal(data []byte, v any) error {
 // The gap used to be dropped with the skipped value.
 func TestWatchGapBeforeSkippedValue(t *testing.T) {
 	ctx := context.Background()
-	be := mem.New()
-	t.Cleanup(func() { _ = be.Close() })
-	h, log := logrec.New()
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { _ = mp.Shutdown(ctx) })
-	s, err := stm.Open(ctx, be, stm.WithLogger(log), stm.WithSweepInterval(0), stm.WithMeterProvider(mp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, be, h, reader := observedSTM(t)
 	r, err := refs.New(ctx, s, "log/gap", 0, refs.WithCodec(undecodableFrom{min: 2}))
 	if err != nil {
 		t.Fatal(err)
