@@ -90,13 +90,6 @@ func TestWatchLogsToTheSTMsLogger(t *testing.T) {
 	}
 }
 
-// setDefault makes l slog's default logger until the test ends.
-func setDefault(t *testing.T, l *slog.Logger) {
-	prev := slog.Default()
-	slog.SetDefault(l)
-	t.Cleanup(func() { slog.SetDefault(prev) })
-}
-
 // A member joined over a driver, and a watch over an STM, without a
 // logger of their own log to slog.Default() as it is at the time of the
 // record, not at Join or Watch.
@@ -124,7 +117,7 @@ func TestLogsToDefaultAtRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, log := logrec.New()
-	setDefault(t, log)
+	logrec.SetDefault(t, log)
 	be.fail.Store(true)
 	defer be.fail.Store(false)
 	for _, msg := range []string{

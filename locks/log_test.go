@@ -43,13 +43,6 @@ func (f *failingEntries) RemoveEntry(ctx context.Context, session, dir, name str
 	return f.Backend.RemoveEntry(ctx, session, dir, name)
 }
 
-// setDefault makes l slog's default logger until the test ends.
-func setDefault(t *testing.T, l *slog.Logger) {
-	prev := slog.Default()
-	slog.SetDefault(l)
-	t.Cleanup(func() { slog.SetDefault(prev) })
-}
-
 // A lock made over an STM without a logger of its own logs to
 // slog.Default() as it is at the time of the record, not at NewMutex.
 func TestLockLogsToDefaultAtRecord(t *testing.T) {
@@ -66,7 +59,7 @@ func TestLockLogsToDefaultAtRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, log := logrec.New()
-	setDefault(t, log)
+	logrec.SetDefault(t, log)
 	be.add.Store(true)
 	be.remove.Store(true)
 	t.Cleanup(func() { be.remove.Store(false) }) // let the background removal end

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"testing"
 )
 
 // Record is one logged record: its level, message and attributes (the
@@ -103,4 +104,11 @@ func (h *Handler) Wait(ctx context.Context, match func(Record) bool) (Record, bo
 			return Record{}, false
 		}
 	}
+}
+
+// SetDefault makes l slog's default logger until the test ends.
+func SetDefault(t testing.TB, l *slog.Logger) {
+	prev := slog.Default()
+	slog.SetDefault(l)
+	t.Cleanup(func() { slog.SetDefault(prev) })
 }
