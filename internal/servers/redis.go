@@ -27,10 +27,20 @@ const redisReadyTimeout = 10 * time.Second
 // RedisMissing says what is missing to run Redis (redis-server not in PATH),
 // or "".
 func RedisMissing() string {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return "redis-server is not installed (not found in PATH; Debian package redis-server)"
+	if _, err := redisServer(); err != nil {
+		return err.Error()
 	}
 	return ""
+}
+
+// redisServer returns the path of redis-server, or an error saying it is
+// not installed.
+func redisServer() (string, error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", errors.New("redis-server is not installed (not found in PATH; Debian package redis-server)")
+	}
+	return path, nil
 }
 
 // RedisOptions configures StartRedis. The zero value is a plain server in a
@@ -109,10 +119,7 @@ type Redis struct {
 // server that does not come up is killed and its error is a
 // *NotServingError holding the tail of its log.
 func StartRedis(opts RedisOptions) (*Redis, error) {
-	if missing := RedisMissing(); missing != "" {
-		return nil, errors.New(missing)
-	}
-	path, err := exec.LookPath("redis-server")
+	path, err := redisServer()
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -201,10 +200,7 @@ type SentinelSet struct {
 // returns once the replica has synced and every sentinel knows the master
 // and the replica. The caller must Close it.
 func StartSentinelSet(opts SentinelOptions) (*SentinelSet, error) {
-	if missing := RedisMissing(); missing != "" {
-		return nil, errors.New(missing)
-	}
-	path, err := exec.LookPath("redis-server")
+	path, err := redisServer()
 	if err != nil {
 		return nil, err
 	}
