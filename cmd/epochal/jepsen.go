@@ -399,14 +399,7 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 		fmt.Fprintf(w, "  tested (ok, final reads not counted): %s (at least %d of each)\n", strings.Join(tested, ", "), minOK)
 	}
 	for _, r := range s.Results {
-		verdict := "valid"
-		switch r.Verdict() {
-		case check.VerdictFail:
-			verdict = "INVALID"
-		case check.VerdictUnknown:
-			verdict = "UNKNOWN (not everything was checked)"
-		}
-		fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, verdict)
+		fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, checkerVerdict(r))
 		// Anomalies that fail the run, and what was not checked, are
 		// listed (the first few in full); allowed ones, which a long run
 		// finds by the thousand, are counted. report.html has every one
@@ -460,6 +453,17 @@ func printSummary(w io.Writer, s *jepsenlite.Summary) {
 
 // maxShown is how many anomalies of one checker the summary prints.
 const maxShown = 5
+
+// checkerVerdict is how a checker's verdict is printed.
+func checkerVerdict(r check.Result) string {
+	switch r.Verdict() {
+	case check.VerdictFail:
+		return "INVALID"
+	case check.VerdictUnknown:
+		return "UNKNOWN (not everything was checked)"
+	}
+	return "valid"
+}
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -122,14 +122,7 @@ func laModel(cfg check.ListAppendConfig) string {
 // not checked; and, counted, the allowed ones, with the first's
 // explanation.
 func (c *fileCheck) print(w io.Writer, r check.Result) {
-	verdict := "valid"
-	switch r.Verdict() {
-	case check.VerdictFail:
-		verdict = "INVALID"
-	case check.VerdictUnknown:
-		verdict = "UNKNOWN (not everything was checked)"
-	}
-	fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, verdict)
+	fmt.Fprintf(w, "  checker %s: %s\n", r.Checker, checkerVerdict(r))
 	allowed := map[string][]check.Anomaly{}
 	shown := 0
 	for _, a := range r.Anomalies {

@@ -374,13 +374,9 @@ func (set *SentinelSet) Node(addr string) *Redis {
 // master. The old master is still running; Settled says when it has
 // rejoined as a replica.
 func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
-	oldAddr, err := set.MasterAddr(time.Second)
+	old, oldAddr, err := set.master()
 	if err != nil {
 		return nil, nil, err
-	}
-	old = set.Node(oldAddr)
-	if old == nil {
-		return nil, nil, fmt.Errorf("the sentinels name an unknown master %s", oldAddr)
 	}
 	// The sentinels may abort a failover: a replica that has not taken
 	// its promotion within the failover timeout (a loaded machine) is
@@ -410,19 +406,29 @@ func (set *SentinelSet) Failover() (old, cur *Redis, err error) {
 	}
 }
 
+// master returns the node the sentinels name as the master, and its
+// address; an error if they name none, or a node the set does not hold.
+func (set *SentinelSet) master() (*Redis, string, error) {
+	addr, err := set.MasterAddr(time.Second)
+	if err != nil {
+		return nil, "", err
+	}
+	n := set.Node(addr)
+	if n == nil {
+		return nil, "", fmt.Errorf("the sentinels name an unknown master %s", addr)
+	}
+	return n, addr, nil
+}
+
 // PauseMaster pauses the master (SIGSTOP) and returns it and the node the
 // sentinels promote once it is down (after down-after-milliseconds and
 // their vote). The caller resumes the old master (Resume); the sentinels
 // then make it a replica. A master that is not replaced within 30 s is
 // resumed and the error returned.
 func (set *SentinelSet) PauseMaster() (old, cur *Redis, err error) {
-	oldAddr, err := set.MasterAddr(time.Second)
+	old, oldAddr, err := set.master()
 	if err != nil {
 		return nil, nil, err
-	}
-	old = set.Node(oldAddr)
-	if old == nil {
-		return nil, nil, fmt.Errorf("the sentinels name an unknown master %s", oldAddr)
 	}
 	if err := old.Pause(); err != nil {
 		return old, nil, err
